@@ -1,0 +1,74 @@
+"""Keyed pseudonyms: the same study always maps to the same pseudonym at a site, and
+nobody without the site's key can reverse or brute-force one (unlike a plain hash).
+
+The key is read from a file or the environment, is never printed, and is wrapped so
+that an accidental ``repr`` or log line shows nothing of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+
+MIN_KEY_BYTES = 32
+
+
+class SiteKeyError(ValueError):
+    """The site key is missing, too short or readable by others."""
+
+
+class SiteKey:
+    """The site's pseudonymisation secret (HMAC-SHA256 key)."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_KEY_BYTES:
+            raise SiteKeyError(
+                f"site key must be at least {MIN_KEY_BYTES} bytes, got {len(secret)}"
+            )
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return "SiteKey(<redacted>)"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_file(cls, path: Path) -> SiteKey:
+        """Read a key file, refusing one that group or others can read."""
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SiteKeyError(f"site key file {path} is accessible to other users; chmod 600 it")
+        return cls(path.read_bytes().strip())
+
+    @classmethod
+    def from_environment(cls, variable: str = "POSTMARKET_SITE_KEY_FILE") -> SiteKey:
+        """Read the key from the file named by ``variable``."""
+        location = os.environ.get(variable)
+        if not location:
+            raise SiteKeyError(f"{variable} is not set: name the site key file there")
+        return cls.from_file(Path(location))
+
+    def pseudonym(self, purpose: str, identifier: str) -> str:
+        """A stable pseudonym of ``identifier``; ``purpose`` separates case, reader, station."""
+        message = purpose.encode() + b"\x00" + identifier.encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return f"{purpose[:1]}-" + base64.b32encode(digest[:20]).decode().lower()
+
+
+def case_pseudonym(key: SiteKey, study_instance_uid: str) -> str:
+    """The case pseudonym of a study: links a prediction to its follow-ups."""
+    return key.pseudonym("case", study_instance_uid)
+
+
+def reader_pseudonym(key: SiteKey, reader_id: str) -> str:
+    return key.pseudonym("reader", reader_id)
+
+
+def station_pseudonym(key: SiteKey, station_name: str) -> str:
+    return key.pseudonym("station", station_name)

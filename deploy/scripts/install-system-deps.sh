@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system services the local stack runs, from Debian's packages, if missing:
+# Java and Maven (to fetch and run Apache Kafka), Prometheus, PostgreSQL.
+# Idempotent; `apt-get update` runs only when something must be installed.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d 101 keeps Debian from starting its own prometheus/postgresql services:
+# the project starts its own instances on free loopback ports.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

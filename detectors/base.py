@@ -1,0 +1,231 @@
+"""The one contract every detector follows.
+
+A detector is fed one case at a time with :meth:`Detector.update` and answers with a
+:class:`DetectorResult` that reads the same way on every detector: did it fire, the
+statistic, the threshold it is compared with, and the evidence counts behind it.
+Its whole state round-trips through a plain JSON-able dict (:meth:`Detector.to_state`,
+:meth:`Detector.from_state`) so it can live in a Faust table and move between workers.
+
+Observations
+------------
+``x`` is the per-case observation. Binary detectors take ``x = 1`` when the case is an
+*adverse event* for the monitored metric (a miss among referable cases when watching
+sensitivity, a false positive among non-referable cases when watching specificity) and
+``x = 0`` otherwise; continuous detectors take a real number (a score, a residual).
+``risk`` is the case's expected probability of the adverse event; detectors with
+``uses_risk = True`` require it and all others reject it, so a caller's mix-up is an
+error rather than a silently ignored argument.
+
+Invalid input (not finite, outside the detector's domain) raises :class:`ValueError`
+and leaves the detector's state untouched; the stream layer sends such cases to the
+dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Self
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Detector",
+    "DetectorResult",
+    "StateError",
+    "state_size_bytes",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the ``to_state`` layout; bumped whenever a stored state would be misread."""
+
+
+class StateError(ValueError):
+    """A stored state cannot be restored (wrong detector, schema version or shape)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorResult:
+    """What a detector concluded after one case.
+
+    Attributes
+    ----------
+    fired
+        True when this case made the statistic cross the threshold (a signal).
+    statistic
+        The detector's statistic after this case, before any restart that the signal
+        triggers; compare it with ``threshold``.
+    threshold
+        The value the statistic is compared with (the detector signals at or above it,
+        unless the detector's docstring says otherwise).
+    n_cases
+        Cases seen since the last restart (construction, :meth:`Detector.reset` or a signal),
+        including this one.
+    n_events
+        Of those, the cases counted as adverse events (``x = 1``) for binary detectors;
+        for continuous detectors, the cases that pushed the reported side's statistic up.
+    run_length
+        Cases since the statistic last sat at its floor: the CUSUM estimate of how long
+        ago the change began (0 when the statistic is at its floor).
+    """
+
+    fired: bool
+    statistic: float
+    threshold: float
+    n_cases: int
+    n_events: int
+    run_length: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-able dict (for the alerts topic)."""
+        return asdict(self)
+
+
+class Detector(abc.ABC):
+    """Base class of all sequential detectors in this package.
+
+    Subclasses set their settings as public attributes in ``__init__`` (the same names
+    as the constructor's arguments, returned by :meth:`settings`), keep their running
+    state in private attributes, and implement :meth:`update`, :meth:`reset`,
+    :meth:`_dump_state` and :meth:`_load_state`. Memory is bounded: no detector keeps a
+    window of past cases.
+    """
+
+    __slots__ = ()
+
+    uses_risk: ClassVar[bool] = False
+    """Whether :meth:`update` needs the case's expected risk."""
+
+    _registry: ClassVar[dict[str, type[Detector]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            Detector._registry[cls.__name__] = cls
+
+    @abc.abstractmethod
+    def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
+        """Feed one case and return what the detector concludes after it."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget all cases, as if freshly constructed with the same settings."""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The constructor's keyword arguments that rebuild this detector (JSON-able)."""
+
+    @abc.abstractmethod
+    def _dump_state(self) -> dict[str, Any]:
+        """The private running state as a JSON-able dict."""
+
+    @abc.abstractmethod
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the private running state from :meth:`_dump_state`'s output."""
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume this detector, as a JSON-able dict.
+
+        The dict has the keys ``schema_version``, ``detector`` (the class name),
+        ``settings`` and ``state``; ``json.loads(json.dumps(d))`` gives it back unchanged.
+        """
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "detector": type(self).__name__,
+            "settings": self.settings(),
+            "state": self._dump_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild a detector from :meth:`to_state`'s output.
+
+        Called on :class:`Detector` itself it returns whichever detector the state names;
+        called on a subclass it also checks that the state belongs to that subclass.
+
+        Raises
+        ------
+        StateError
+            If the schema version is unknown or the state names another detector.
+        """
+        try:
+            version = state["schema_version"]
+            name = state["detector"]
+            settings = state["settings"]
+            running = state["state"]
+        except (KeyError, TypeError) as exc:
+            raise StateError(f"not a detector state: {exc!r}") from exc
+        if version != SCHEMA_VERSION:
+            raise StateError(f"unsupported schema_version {version!r} (expected {SCHEMA_VERSION})")
+        target = Detector._registry.get(name)
+        if target is None or not issubclass(target, cls):
+            raise StateError(f"state of {name!r} cannot be restored as {cls.__name__}")
+        detector = target(**settings)
+        try:
+            detector._load_state(running)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"malformed state for {name}: {exc!r}") from exc
+        return detector
+
+    def _check_risk(self, risk: float | None) -> None:
+        """Reject a risk given to a detector that does not use one."""
+        if risk is not None:
+            raise ValueError(f"{type(self).__name__} does not use risk; got risk={risk!r}")
+
+    def _require_risk(self, risk: float | None) -> float:
+        """The case's risk as a probability, for detectors with ``uses_risk = True``."""
+        if risk is None:
+            raise ValueError(f"{type(self).__name__}.update needs the case's risk")
+        if not (isinstance(risk, int | float) and 0.0 <= risk <= 1.0):
+            raise ValueError(f"risk must be a probability in [0, 1], got {risk!r}")
+        return float(risk)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+def check_binary(x: float) -> int:
+    """``x`` as 0 or 1, or :class:`ValueError` (bools and 0.0/1.0 are accepted)."""
+    if x in (0, 1) and not (isinstance(x, float) and math.isnan(x)):
+        return int(x)
+    raise ValueError(f"x must be 0 or 1 (adverse event indicator), got {x!r}")
+
+
+def check_finite(x: float) -> float:
+    """``x`` as a finite float, or :class:`ValueError`."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"x must be a finite number, got {x!r}") from exc
+    if not math.isfinite(value):
+        raise ValueError(f"x must be a finite number, got {x!r}")
+    return value
+
+
+def check_probability(name: str, p: float, *, open_interval: bool = True) -> float:
+    """``p`` as a float in (0, 1) (or [0, 1]), or :class:`ValueError`."""
+    value = float(p)
+    ok = 0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0
+    if not ok:
+        bounds = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must lie in {bounds}, got {p!r}")
+    return value
+
+
+def state_size_bytes(detector: Detector) -> tuple[int, int]:
+    """Memory of one detector: (bytes in the process, bytes of its JSON state).
+
+    The in-process figure is ``sys.getsizeof`` of the instance plus its slot values;
+    small ints and interned values shared with the rest of the process are counted
+    anyway, so it is an upper bound.
+    """
+    in_process = sys.getsizeof(detector)
+    for klass in type(detector).__mro__:
+        for slot in getattr(klass, "__slots__", ()):
+            if hasattr(detector, slot):
+                in_process += sys.getsizeof(getattr(detector, slot))
+    return in_process, len(json.dumps(detector.to_state()).encode())

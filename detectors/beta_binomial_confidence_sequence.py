@@ -1,0 +1,224 @@
+"""Anytime-valid claims test: a beta-binomial mixture confidence sequence for a proportion.
+
+Robbins' method of mixtures (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist., the
+conjugate-mixture boundaries). For Bernoulli cases with true rate ``p``, the mixture
+likelihood ratio
+
+    M_t(p) = B(a + S_t, b + t - S_t) / B(a, b) / (p^S_t (1 - p)^(t - S_t))
+
+(``S_t`` events in ``t`` cases, ``Beta(a, b)`` mixing prior) is a non-negative martingale
+with mean one, so by Ville's inequality ``P(M_t(p) >= 1/alpha for some t) <= alpha``.
+Hence ``{p : M_t(p) < 1/alpha}`` is a confidence sequence: it covers ``p`` at every case
+simultaneously, and a claim may be checked after every case, forever, at level ``alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import brentq
+from scipy.special import betaln
+
+from detectors.base import Detector, DetectorResult, check_binary, check_probability
+
+__all__ = ["BetaBinomialConfidenceSequence", "beta_binomial_log_evidence"]
+
+Verdict = Literal["consistent", "below claim"]
+
+
+def beta_binomial_log_evidence(
+    events: npt.ArrayLike, n: npt.ArrayLike, p: float, a: float, b: float
+) -> npt.NDArray[np.float64]:
+    """``log M_t(p)`` for arrays of event counts and case counts (vectorised).
+
+    The detector computes the same quantity case by case; this form is for simulation
+    and reports.
+    """
+    s = np.asarray(events, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64)
+    out: npt.NDArray[np.float64] = (
+        betaln(a + s, b + t - s) - betaln(a, b) - s * math.log(p) - (t - s) * math.log1p(-p)
+    )
+    return out
+
+
+def _log_beta(x: float, y: float) -> float:
+    return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+
+class BetaBinomialConfidenceSequence(Detector):
+    """Is the adverse-event rate still consistent with the registered claim?
+
+    Feed ``x = 1`` for an adverse event (a miss among referable cases when testing a
+    sensitivity claim, a false positive among non-referable cases for specificity) and
+    ``x = 0`` otherwise. The detector fires on the case at which the claimed rate ``p0``
+    first leaves the confidence sequence from below (the data show a rate above the
+    claim, i.e. performance below it). The verdict then stays ``"below claim"`` until
+    :meth:`reset`: there is no automatic restart, because a restarted test would spend
+    ``alpha`` again and the type-I error would no longer be held.
+
+    Parameters
+    ----------
+    p0
+        Claimed adverse-event rate, e.g. ``1 - 0.872`` for a claimed sensitivity of 87.2 %.
+    alpha
+        Probability, under the claim, of ever (at any case, however long monitored)
+        concluding "below claim". The test of the one-sided claim uses the two-sided
+        sequence, so it is conservative.
+    prior_strength
+        ``a + b`` of the mixing prior ``Beta(a, b)`` centred on ``p0``. Larger values
+        tighten the sequence around a larger number of cases (roughly the number of cases
+        at which it is tightest, times ``p0 (1 - p0)``); smaller values favour early, large
+        drops.
+
+    Notes
+    -----
+    The statistic is ``log M_t(p0)`` (the log e-value against the claim) and the
+    threshold ``log(1 / alpha)``. Memory: about 350 bytes per instance
+    (``detectors.base.state_size_bytes``), independent of the number of cases.
+
+    Examples
+    --------
+    Sensitivity claimed at 0.872; in the field it is 0.80 (miss rate 0.20):
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(2)
+    >>> misses = rng.random(3000) < 0.20
+    >>> cs = BetaBinomialConfidenceSequence.for_sensitivity(claimed=0.872, alpha=0.05)
+    >>> for i, miss in enumerate(misses):
+    ...     if cs.update(int(miss)).fired:
+    ...         print(f"below claim at case {i}")
+    below claim at case 120
+    >>> cs.verdict
+    'below claim'
+    >>> [round(1 - v, 3) for v in reversed(cs.interval())]  # sensitivity, after 3000 cases
+    [0.771, 0.822]
+    """
+
+    __slots__ = (
+        "p0",
+        "alpha",
+        "prior_strength",
+        "_a",
+        "_b",
+        "_log_threshold",
+        "_n_cases",
+        "_n_events",
+        "_run_length",
+        "_rejected",
+    )
+
+    _n_cases: int
+    _n_events: int
+    _run_length: int
+    _rejected: bool
+
+    def __init__(self, p0: float, alpha: float = 0.05, prior_strength: float = 20.0) -> None:
+        self.p0 = check_probability("p0", p0)
+        self.alpha = check_probability("alpha", alpha)
+        if not (math.isfinite(prior_strength) and prior_strength > 0):
+            raise ValueError(f"prior_strength must be positive, got {prior_strength}")
+        self.prior_strength = float(prior_strength)
+        self._a = self.p0 * self.prior_strength
+        self._b = (1.0 - self.p0) * self.prior_strength
+        self._log_threshold = math.log(1.0 / self.alpha)
+        self.reset()
+
+    @classmethod
+    def for_sensitivity(
+        cls, claimed: float, alpha: float = 0.05, prior_strength: float = 20.0
+    ) -> Self:
+        """Test a sensitivity claim; feed ``x = 1`` for each miss among referable cases."""
+        return cls(1.0 - claimed, alpha, prior_strength)
+
+    @classmethod
+    def for_specificity(
+        cls, claimed: float, alpha: float = 0.05, prior_strength: float = 20.0
+    ) -> Self:
+        """Test a specificity claim; feed ``x = 1`` for each false positive among negatives."""
+        return cls(1.0 - claimed, alpha, prior_strength)
+
+    def _log_evidence(self, p: float) -> float:
+        s, t = self._n_events, self._n_cases
+        return (
+            _log_beta(self._a + s, self._b + t - s)
+            - _log_beta(self._a, self._b)
+            - s * math.log(p)
+            - (t - s) * math.log1p(-p)
+        )
+
+    @property
+    def verdict(self) -> Verdict:
+        """``"below claim"`` once the claim has been rejected, else ``"consistent"``."""
+        return "below claim" if self._rejected else "consistent"
+
+    def interval(self) -> tuple[float, float]:
+        """The confidence sequence for the adverse-event rate after the cases seen so far.
+
+        Covers the true rate at every case simultaneously with probability ``1 - alpha``.
+        """
+        if self._n_cases == 0:
+            return 0.0, 1.0
+        p_hat = self._n_events / self._n_cases
+        eps = 1e-12
+
+        def gap(p: float) -> float:
+            return self._log_evidence(p) - self._log_threshold
+
+        low_end = max(p_hat, eps)
+        lower = 0.0 if gap(eps) < 0 else float(brentq(gap, eps, low_end, xtol=1e-12))
+        high_start = min(p_hat, 1.0 - eps)
+        upper = 1.0 if gap(1.0 - eps) < 0 else float(brentq(gap, high_start, 1 - eps, xtol=1e-12))
+        return lower, upper
+
+    def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
+        event = check_binary(x)
+        self._check_risk(risk)
+        self._n_cases += 1
+        self._n_events += event
+        log_evidence = self._log_evidence(self.p0)
+        above_claim = self._n_events > self.p0 * self._n_cases
+        self._run_length = self._run_length + 1 if above_claim else 0
+        fired = False
+        if not self._rejected and above_claim and log_evidence >= self._log_threshold:
+            self._rejected = True
+            fired = True
+        return DetectorResult(
+            fired=fired,
+            statistic=log_evidence,
+            threshold=self._log_threshold,
+            n_cases=self._n_cases,
+            n_events=self._n_events,
+            run_length=self._run_length,
+        )
+
+    def reset(self) -> None:
+        self._n_cases = 0
+        self._n_events = 0
+        self._run_length = 0
+        self._rejected = False
+
+    def settings(self) -> dict[str, Any]:
+        return {"p0": self.p0, "alpha": self.alpha, "prior_strength": self.prior_strength}
+
+    def _dump_state(self) -> dict[str, Any]:
+        return {
+            "n_cases": self._n_cases,
+            "n_events": self._n_events,
+            "run_length": self._run_length,
+            "rejected": self._rejected,
+        }
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        n_cases, n_events, run_length = state["n_cases"], state["n_events"], state["run_length"]
+        rejected = state["rejected"]
+        counts_ok = all(isinstance(c, int) and c >= 0 for c in (n_cases, n_events, run_length))
+        if not (counts_ok and n_events <= n_cases and isinstance(rejected, bool)):
+            raise ValueError(f"inconsistent state: {dict(state)}")
+        self._n_cases, self._n_events, self._run_length = n_cases, n_events, run_length
+        self._rejected = rejected

@@ -1,0 +1,10 @@
+"""Shared kernel of the post-market surveillance pipeline: contracts, configuration, CLI."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("postmarket-surveillance")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

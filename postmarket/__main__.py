@@ -1,0 +1,5 @@
+"""``python -m postmarket``: the same CLI as the ``postmarket`` console script."""
+
+from postmarket.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""``postmarket``: the one command for operators, hospital IT and developers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from postmarket.stack.cli import stack_app
+
+app = typer.Typer(
+    name="postmarket",
+    help="Post-market surveillance of medical-AI devices: collectors, workers, local stack.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+schemas_app = typer.Typer(help="JSON Schemas of the event contracts.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(stack_app, name="stack")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="where to write the files")] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema per topic into DIRECTORY."""
+    from postmarket.contracts.schemas import export_schemas
+
+    for path in export_schemas(directory):
+        typer.echo(path)
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run a stream worker (needs the "worker" extra) against the configured Kafka."""
+    try:
+        from streams.worker import run
+    except ModuleNotFoundError as missing:
+        raise typer.BadParameter(
+            f"the worker needs the [worker] extra ({missing.name} is not installed)"
+        ) from None
+    run(loglevel)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="leave the stack up afterwards")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each step")] = 120.0,
+) -> None:
+    """Start the local stack and send one de-identified case through the whole pipeline."""
+    from rich.console import Console
+
+    from postmarket.config import Settings
+    from postmarket.demo import DemoError, render, run_demo
+    from postmarket.local_worker import WorkerStartError
+    from postmarket.stack import manager
+    from postmarket.stack.cli import RichProgress
+    from postmarket.stack.processes import StackError
+
+    console = Console()
+    failed = False
+    try:
+        with console.status("starting the local stack") as status:
+            stack = manager.up(Settings(), progress=RichProgress(status))
+        result = run_demo(stack.settings, console, timeout)
+        render(result, console)
+    except (DemoError, StackError, WorkerStartError) as error:
+        console.print(f"[red]demo failed:[/] {error}", highlight=False)
+        failed = True
+    finally:
+        if keep_running:
+            console.print(
+                "the stack keeps running: [bold]postmarket stack status[/], then "
+                "[bold]postmarket stack down[/]"
+            )
+        else:
+            with console.status("stopping the local stack"):
+                manager.down(Settings())
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

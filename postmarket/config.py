@@ -1,0 +1,95 @@
+"""Configuration for every part of the pipeline: environment, TOML file, then loopback defaults.
+
+Precedence, highest first: keyword arguments, ``POSTMARKET_*`` environment variables,
+the TOML file named by ``POSTMARKET_CONFIG`` (default ``./postmarket.toml``), the
+addresses written by a running local stack (``<home>/stack.json``), and the defaults
+below, which all point at 127.0.0.1 so nothing listens beyond this machine unless
+configured to. Secrets are never settings values: they are read from files named here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "POSTMARKET_"
+CONFIG_FILE_ENV = "POSTMARKET_CONFIG"
+STACK_STATE_FILE = "stack.json"
+
+
+def config_file() -> Path:
+    """The TOML file settings are read from (it need not exist)."""
+    return Path(os.environ.get(CONFIG_FILE_ENV, "postmarket.toml"))
+
+
+def default_home() -> Path:
+    """Where the local stack keeps its state, logs and caches."""
+    return Path(os.environ.get(f"{ENV_PREFIX}HOME", ".postmarket")).absolute()
+
+
+class Settings(BaseSettings):
+    """Everything a collector, worker or operator command needs to find the others."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=default_home, description="local stack state and logs")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap host:port")
+    prometheus_url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
+    evidence_url: str = Field(
+        "", description="SQLAlchemy URL of the evidence store; empty means <home>/evidence.db"
+    )
+    worker_id: str = Field("postmarket-worker", description="Faust application id")
+    worker_metrics_host: str = Field("127.0.0.1", description="worker /metrics bind address")
+    worker_metrics_port: int = Field(9464, ge=0, le=65535, description="worker /metrics port")
+    topic_partitions: int = Field(4, ge=1, description="partitions of every pipeline topic")
+
+    @property
+    def evidence_database_url(self) -> str:
+        """The evidence store URL, defaulting to a SQLite file in the stack home."""
+        return self.evidence_url or f"sqlite:///{self.home / 'evidence.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+            StackStateSource(settings_cls),
+        )
+
+
+class StackStateSource(PydanticBaseSettingsSource):
+    """Addresses of the local stack started by ``postmarket stack up`` (free ports)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        home = Path(os.environ.get(f"{ENV_PREFIX}HOME", "") or default_home())
+        state_file = home / STACK_STATE_FILE
+        if not state_file.is_file():
+            return {}
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        addresses = state.get("settings", {})
+        return {k: v for k, v in addresses.items() if k in Settings.model_fields}

@@ -1,0 +1,45 @@
+"""The shared event contracts of every pipeline topic (importable without Kafka or Faust)."""
+
+from postmarket.contracts.codec import (
+    CONTRACT_BY_TOPIC,
+    ContractViolation,
+    Problem,
+    decode,
+    decode_for_topic,
+    encode,
+)
+from postmarket.contracts.events import (
+    SCHEMA_VERSION,
+    AcquisitionFeatures,
+    Alert,
+    Claim,
+    Contract,
+    DeadLetter,
+    FollowUp,
+    Outcome,
+    Prediction,
+    RegistryEntry,
+    StreamKey,
+    utc_now,
+)
+
+__all__ = [
+    "CONTRACT_BY_TOPIC",
+    "SCHEMA_VERSION",
+    "AcquisitionFeatures",
+    "Alert",
+    "Claim",
+    "Contract",
+    "ContractViolation",
+    "DeadLetter",
+    "FollowUp",
+    "Outcome",
+    "Prediction",
+    "Problem",
+    "RegistryEntry",
+    "StreamKey",
+    "decode",
+    "decode_for_topic",
+    "encode",
+    "utc_now",
+]

@@ -1,0 +1,136 @@
+"""Bytes <-> events, with errors that name the field and the reason.
+
+Workers call :func:`decode` on every record; a :class:`ContractViolation` carries a
+dead-letter reason code and one :class:`Problem` per offending field, so the record
+can be dead-lettered with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from postmarket import topics
+from postmarket.contracts.events import (
+    PATTERN_MEANING,
+    SCHEMA_VERSION,
+    Alert,
+    Contract,
+    DeadLetter,
+    DeadLetterReason,
+    FollowUp,
+    Outcome,
+    Prediction,
+    RegistryEntry,
+)
+
+EventT = TypeVar("EventT", bound=Contract)
+
+CONTRACT_BY_TOPIC: dict[str, type[Contract]] = {
+    topics.PREDICTIONS: Prediction,
+    topics.FOLLOWUPS: FollowUp,
+    topics.OUTCOMES: Outcome,
+    topics.ALERTS: Alert,
+    topics.DEADLETTER: DeadLetter,
+    topics.REGISTRY: RegistryEntry,
+}
+
+MAX_EVENT_BYTES = 64 * 1024
+"""No legitimate event comes near this; anything larger is refused before parsing."""
+
+_VALUE_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "finite_number",
+    "value_error",
+    "too_short",
+    "too_long",
+    "string_too_short",
+    "string_too_long",
+    "string_pattern_mismatch",
+    "timezone_aware",
+    "literal_error",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a payload: where (dotted field path) and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class ContractViolation(ValueError):
+    """A payload that is not a valid event of the expected kind."""
+
+    def __init__(self, contract: str, code: DeadLetterReason, problems: list[Problem]) -> None:
+        self.contract = contract
+        self.code = code
+        self.problems = problems
+        super().__init__(f"invalid {contract} ({code}): " + "; ".join(map(str, problems)))
+
+
+def encode(event: Contract) -> bytes:
+    """Canonical JSON bytes of an event."""
+    return event.model_dump_json().encode()
+
+
+def decode(contract: type[EventT], raw: bytes) -> EventT:
+    """Validate ``raw`` JSON bytes as ``contract``; raise :class:`ContractViolation` if not."""
+    name = contract.__name__
+    if len(raw) > MAX_EVENT_BYTES:
+        reason = f"payload of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
+        raise ContractViolation(name, "schema", [Problem("<payload>", reason)])
+    try:
+        return contract.model_validate_json(raw)
+    except ValidationError as error:
+        problems = [_problem(detail) for detail in error.errors(include_url=False)]
+        raise ContractViolation(name, _reason_code(error.errors()), problems) from None
+
+
+def decode_for_topic(topic: str, raw: bytes) -> Contract:
+    """Decode a record from one of the pipeline topics by that topic's contract."""
+    return decode(CONTRACT_BY_TOPIC[topic], raw)
+
+
+def _reason_code(errors: list[ErrorDetails]) -> DeadLetterReason:
+    kinds = {e["type"] for e in errors}
+    if kinds & {"json_invalid", "json_type", "model_type"}:
+        return "not_json"
+    if any(e["loc"] == ("schema_version",) and e["type"] == "literal_error" for e in errors):
+        return "unknown_schema_version"
+    if kinds <= _VALUE_ERRORS:
+        return "impossible_value"
+    return "schema"
+
+
+def _problem(detail: ErrorDetails) -> Problem:
+    field = ".".join(str(part) for part in detail["loc"]) or "<payload>"
+    if detail["loc"] == ("schema_version",) and detail["type"] == "literal_error":
+        got = _short(detail.get("input"))
+        return Problem(field, f"unknown schema version {got} (this reader knows {SCHEMA_VERSION})")
+    if detail["type"] == "missing":
+        return Problem(field, "required field is missing")
+    if detail["type"] == "extra_forbidden":
+        return Problem(field, "unknown field")
+    reason = detail["msg"]
+    if detail["type"] == "string_pattern_mismatch":
+        pattern = str(detail.get("ctx", {}).get("pattern", ""))
+        reason = f"is not {PATTERN_MEANING.get(pattern, 'in the expected form ' + pattern)}"
+    if detail["type"] not in {"json_invalid", "model_type"}:
+        reason = f"{reason} (got {_short(detail.get('input'))})"
+    return Problem(field, reason)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

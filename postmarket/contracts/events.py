@@ -1,0 +1,242 @@
+"""Event contracts: what flows on every pipeline topic, validated strictly at every boundary.
+
+Collectors build these, workers decode them; nothing here imports Kafka or Faust, so
+a hospital's collector and a central worker share one definition. Each event carries
+``schema_version`` so a reader can refuse what it does not understand instead of
+misreading it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+SCHEMA_VERSION: Literal[1] = 1
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+VERSION_PATTERN = r"^(0|[1-9]\d{0,5})(\.(0|[1-9]\d{0,5})){3}$"
+PATTERN_MEANING = {
+    IDENTIFIER_PATTERN: "an identifier (letters, digits and . _ : -, starting alphanumeric)",
+    VERSION_PATTERN: "a device version S.Y.Z.B (four dot-separated integers)",
+}
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
+]
+"""Site, device, task and pseudonym identifiers: printable, no separators of ours."""
+
+DeviceVersion = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+"""S.Y.Z.B: major enhancement, minor enhancement, corrective update, minor bug fix."""
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Decision = Literal["positive", "negative"]
+Label = Literal["positive", "negative"]
+StudyDesign = Literal["prospective", "retrospective"]
+SliceThicknessBand = Literal["sub_mm", "1_2mm", "about_5mm", "other"]
+TruthSource = Literal["pathology", "adjudicated_read", "follow_up_imaging", "clinical", "reader"]
+ReadRound = Literal["first", "second", "adjudication"]
+Severity = Literal["info", "warning", "critical"]
+
+
+class Part(BaseModel):
+    """Base of every event and of the records nested in them: strict, closed, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Contract(Part):
+    """Base of every top-level event: a :class:`Part` that states its schema version."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class AcquisitionFeatures(Part):
+    """De-identified acquisition context, for drift and compatibility analysis."""
+
+    modality: Annotated[str, StringConstraints(max_length=16)] | None = None
+    manufacturer: Annotated[str, StringConstraints(max_length=64)] | None = None
+    model: Annotated[str, StringConstraints(max_length=64)] | None = None
+    software_versions: Annotated[str, StringConstraints(max_length=128)] | None = None
+    slice_thickness_mm: Annotated[float, Field(gt=0.0, le=50.0)] | None = None
+    slice_thickness_band: SliceThicknessBand | None = None
+    kvp: Annotated[float, Field(gt=0.0, le=200.0)] | None = None
+    pixel_spacing_mm: Annotated[float, Field(gt=0.0, le=10.0)] | None = None
+    body_part: Annotated[str, StringConstraints(max_length=64)] | None = None
+    station_pseudonym: Identifier | None = None
+
+
+class StreamKey(Part):
+    """The unit of surveillance: one task of one device version at one site."""
+
+    device_id: Identifier
+    device_version: DeviceVersion
+    site_id: Identifier
+    task: Identifier
+
+    def as_key(self) -> str:
+        """The Kafka key and table key of this stream (``|`` cannot occur in an Identifier)."""
+        return "|".join((self.device_id, self.device_version, self.site_id, self.task))
+
+
+class Prediction(Contract):
+    """One AI device output on one case, as the hospital's collector saw it."""
+
+    event_id: uuid.UUID
+    site_id: Identifier
+    device_id: Identifier
+    device_version: DeviceVersion
+    task: Identifier
+    case_pseudonym: Identifier
+    event_time: AwareDatetime
+    score: Probability
+    decision: Decision
+    operating_threshold: Probability
+    acquisition: AcquisitionFeatures = AcquisitionFeatures()
+    collector_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    study_design: StudyDesign = "prospective"
+
+    @property
+    def stream(self) -> StreamKey:
+        return StreamKey(
+            device_id=self.device_id,
+            device_version=self.device_version,
+            site_id=self.site_id,
+            task=self.task,
+        )
+
+
+class FollowUp(Contract):
+    """Ground truth for a case: one read, an adjudication, pathology or clinical follow-up."""
+
+    event_id: uuid.UUID
+    site_id: Identifier
+    case_pseudonym: Identifier
+    event_time: AwareDatetime
+    label: Label
+    source: TruthSource
+    reader_pseudonym: Identifier | None = None
+    read_round: ReadRound | None = None
+    blinded: bool = True
+    collector_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    study_design: StudyDesign = "prospective"
+
+    @model_validator(mode="after")
+    def _reads_name_their_reader_and_round(self) -> FollowUp:
+        if self.source == "reader" and (self.reader_pseudonym is None or self.read_round is None):
+            raise ValueError("a reader follow-up needs reader_pseudonym and read_round")
+        return self
+
+
+class Outcome(Contract):
+    """A prediction joined with its final ground truth, keyed by its stream."""
+
+    event_id: uuid.UUID
+    stream: StreamKey
+    case_pseudonym: Identifier
+    prediction_event_id: uuid.UUID
+    prediction_time: AwareDatetime
+    score: Probability
+    decision: Decision
+    operating_threshold: Probability
+    acquisition: AcquisitionFeatures
+    label: Label
+    truth_source: TruthSource
+    truth_time: AwareDatetime
+    followup_event_ids: tuple[uuid.UUID, ...] = Field(min_length=1)
+    study_design: StudyDesign
+
+    @property
+    def correct(self) -> bool:
+        return self.decision == self.label
+
+
+class Alert(Contract):
+    """A detector's signal on one stream, with the evidence it rests on."""
+
+    alert_id: uuid.UUID
+    stream: StreamKey
+    detector: Identifier
+    statistic: Annotated[float, Field(allow_inf_nan=False)]
+    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    evidence: dict[Identifier, Annotated[int, Field(ge=0)]]
+    first_case_time: AwareDatetime
+    last_case_time: AwareDatetime
+    raised_at: AwareDatetime
+    severity: Severity
+    message: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+    @model_validator(mode="after")
+    def _case_times_in_order(self) -> Alert:
+        if self.first_case_time > self.last_case_time:
+            raise ValueError("first_case_time is after last_case_time")
+        return self
+
+
+DeadLetterReason = Literal[
+    "not_json",
+    "schema",
+    "unknown_schema_version",
+    "impossible_value",
+    "unknown_source",
+    "internal_error",
+]
+
+
+class DeadLetter(Contract):
+    """Input a worker could not accept, kept whole with why, for replay after a fix."""
+
+    event_id: uuid.UUID
+    source_topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    source_partition: Annotated[int, Field(ge=0)]
+    source_offset: Annotated[int, Field(ge=0)]
+    original: Base64Bytes
+    reason_code: DeadLetterReason
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    received_at: AwareDatetime
+
+
+class Claim(Part):
+    """A registered performance claim from the registration testing, with its CI."""
+
+    task: Identifier
+    metric: Literal["sensitivity", "specificity", "ppv", "npv", "auc"]
+    value: Probability
+    ci_lower: Probability
+    ci_upper: Probability
+    test_database: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+    @model_validator(mode="after")
+    def _interval_contains_value(self) -> Claim:
+        if not self.ci_lower <= self.value <= self.ci_upper:
+            raise ValueError("claim value must lie within [ci_lower, ci_upper]")
+        return self
+
+
+class RegistryEntry(Contract):
+    """The registration state of one device version (a compacted topic keeps the latest)."""
+
+    device_id: Identifier
+    device_version: DeviceVersion
+    registration_status: Literal["registered", "pending", "unregistered", "withdrawn"]
+    change_class: Literal["major_enhancement", "minor_enhancement", "corrective", "bug_fix"] | None
+    claims: tuple[Claim, ...] = ()
+    updated_at: AwareDatetime
+
+    def as_key(self) -> str:
+        return f"{self.device_id}|{self.device_version}"
+
+
+def utc_now() -> datetime:
+    """Aware UTC now; events never carry naive times."""
+    return datetime.now(UTC)

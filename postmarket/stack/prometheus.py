@@ -1,0 +1,231 @@
+"""Prometheus for the local stack: Debian's binary, our config, our data dir, a free port.
+
+Scrape targets are discovered from files (``file_sd_configs``) rather than written into
+the config, so a worker or collector that starts later announces itself by dropping a
+JSON file with :func:`register_scrape_target`; Prometheus picks it up without a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from postmarket.stack.processes import (
+    LOOPBACK,
+    ProcessRecord,
+    StackError,
+    atomic_write_text,
+    is_running,
+    spawn_detached,
+    tail,
+)
+
+WORKER_JOB = "postmarket-worker"
+COLLECTOR_JOB = "postmarket-collector"
+PIPELINE_JOBS = (WORKER_JOB, COLLECTOR_JOB)
+SCRAPE_INTERVAL = "5s"
+PROMETHEUS_BINARY = "/usr/bin/prometheus"
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class PrometheusPaths:
+    """Where Prometheus keeps its config, targets, data and log inside the stack home."""
+
+    home: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / "prometheus"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "prometheus.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config_dir / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "logs" / "prometheus.log"
+
+    def targets_dir(self, job: str) -> Path:
+        return self.config_dir / "targets" / job
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One target as Prometheus sees it."""
+
+    job: str
+    url: str
+    health: str
+    last_error: str = ""
+
+
+def render_config(paths: PrometheusPaths, own_port: int) -> str:
+    """``prometheus.yml``: Prometheus itself plus one file-discovered job per pipeline role.
+
+    The output is YAML written by hand (JSON-quoted strings are valid YAML), which spares a
+    YAML dependency for a file this small.
+    """
+    lines = [
+        "# Written by postmarket.stack.prometheus on every `stack up`; edits are overwritten.",
+        "global:",
+        f"  scrape_interval: {SCRAPE_INTERVAL}",
+        f"  evaluation_interval: {SCRAPE_INTERVAL}",
+        "scrape_configs:",
+        "  - job_name: prometheus",
+        "    static_configs:",
+        f"      - targets: [{json.dumps(f'{LOOPBACK}:{own_port}')}]",
+    ]
+    for job in PIPELINE_JOBS:
+        lines += [
+            f"  - job_name: {json.dumps(job)}",
+            "    file_sd_configs:",
+            f"      - files: [{json.dumps(str(paths.targets_dir(job) / '*.json'))}]",
+            "        refresh_interval: 5s",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def target_file_name(address: str) -> str:
+    """A file name for a target address: ``127.0.0.1:9464`` -> ``127.0.0.1_9464.json``."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", address) + ".json"
+
+
+def render_target_file(address: str, labels: Mapping[str, str] | None = None) -> str:
+    """The file_sd JSON for one target."""
+    return json.dumps([{"targets": [address], "labels": dict(labels or {})}], indent=2) + "\n"
+
+
+def register_scrape_target(
+    home: Path, job: str, address: str, labels: dict[str, str] | None = None
+) -> Path:
+    """Announce a ``host:port`` serving /metrics to the stack's Prometheus; return the file.
+
+    Workers and collectors call this on start. The file is replaced atomically so
+    Prometheus never reads half of it; registering the same address again overwrites it.
+    """
+    if not re.fullmatch(r"[^\s/]+:\d{1,5}", address):
+        raise ValueError(f"scrape target must be host:port, got {address!r}")
+    target = PrometheusPaths(home).targets_dir(job) / target_file_name(address)
+    atomic_write_text(target, render_target_file(address, labels))
+    return target
+
+
+def write_config(paths: PrometheusPaths, own_port: int) -> None:
+    """Write prometheus.yml and make sure every job's target directory exists."""
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    paths.log.parent.mkdir(parents=True, exist_ok=True)
+    for job in PIPELINE_JOBS:
+        paths.targets_dir(job).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths.config_file, render_config(paths, own_port))
+
+
+def prometheus_binary() -> str:
+    """Debian's Prometheus binary, or one on PATH."""
+    if Path(PROMETHEUS_BINARY).is_file():
+        return PROMETHEUS_BINARY
+    found = shutil.which("prometheus")
+    if found is None:
+        raise StackError("prometheus is not installed; run: apt-get install -y prometheus")
+    return found
+
+
+def start(paths: PrometheusPaths, port: int) -> ProcessRecord:
+    """Start Prometheus detached on ``127.0.0.1:port`` (not yet ready)."""
+    argv = [
+        prometheus_binary(),
+        f"--config.file={paths.config_file}",
+        f"--storage.tsdb.path={paths.data_dir}",
+        f"--web.listen-address={LOOPBACK}:{port}",
+        "--web.enable-lifecycle",
+    ]
+    pid = spawn_detached(argv, paths.log, cwd=paths.config_dir)
+    return ProcessRecord(
+        name="prometheus",
+        pid=pid,
+        port=port,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        log=str(paths.log),
+    )
+
+
+def base_url(port: int) -> str:
+    """The URL clients (and ``prometheus_url``) use."""
+    return f"http://{LOOPBACK}:{port}"
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an HTTP URL: {url}")
+    # The scheme is checked above, so urlopen cannot be steered to file:// or ftp://.
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        return int(response.status), response.read()
+
+
+def is_ready(url: str, timeout: float = 2.0) -> bool:
+    """Whether Prometheus answers 200 on ``/-/ready`` (TSDB open, serving queries)."""
+    try:
+        status, _ = _get(f"{url.rstrip('/')}/-/ready", timeout)
+    except (OSError, ValueError):
+        return False
+    return status == 200
+
+
+def wait_until_ready(
+    record: ProcessRecord, paths: PrometheusPaths, timeout: float = READY_TIMEOUT
+) -> None:
+    """Block until ``/-/ready`` answers 200; fail fast with the log if the process exits."""
+    url = base_url(record.port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(record.pid):
+            raise StackError(
+                f"Prometheus (pid {record.pid}) exited during startup; last lines of "
+                f"{paths.log}:\n{tail(paths.log)}"
+            )
+        if is_ready(url):
+            return
+        time.sleep(0.3)
+    raise StackError(
+        f"Prometheus at {url} not ready after {timeout:.0f} s; last lines of "
+        f"{paths.log}:\n{tail(paths.log)}"
+    )
+
+
+def targets_from_api(payload: Mapping[str, Any]) -> list[ScrapeTarget]:
+    """Scrape targets out of a ``/api/v1/targets`` answer, sorted by job then URL."""
+    active = payload.get("data", {}).get("activeTargets", [])
+    targets = [
+        ScrapeTarget(
+            job=str(item.get("labels", {}).get("job", item.get("scrapePool", ""))),
+            url=str(item.get("scrapeUrl", "")),
+            health=str(item.get("health", "unknown")),
+            last_error=str(item.get("lastError", "")),
+        )
+        for item in active
+    ]
+    return sorted(targets, key=lambda target: (target.job, target.url))
+
+
+def scrape_targets(url: str, timeout: float = 5.0) -> list[ScrapeTarget]:
+    """The active scrape targets of the Prometheus at ``url`` (job, URL, health)."""
+    try:
+        status, body = _get(f"{url.rstrip('/')}/api/v1/targets?state=active", timeout)
+    except (OSError, ValueError) as error:
+        raise StackError(f"cannot list Prometheus targets at {url}: {error}") from error
+    if status != 200:
+        raise StackError(f"Prometheus at {url} answered HTTP {status} for /api/v1/targets")
+    return targets_from_api(json.loads(body))

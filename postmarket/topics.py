@@ -1,0 +1,39 @@
+"""The pipeline's Kafka topics, declared once for the collectors, the workers and the stack.
+
+Topics are created explicitly (the broker runs with ``auto.create.topics.enable=false``)
+because Faust refuses a topic whose partition count differs from what the app declares.
+Predictions and follow-ups share a partition count so the join by case pseudonym is local.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PREDICTIONS = "pms.predictions.v1"
+FOLLOWUPS = "pms.followups.v1"
+OUTCOMES = "pms.outcomes.v1"
+ALERTS = "pms.alerts.v1"
+DEADLETTER = "pms.deadletter.v1"
+REGISTRY = "pms.registry.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as it must exist on the broker."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def pipeline_topics(partitions: int) -> list[TopicSpec]:
+    """Every topic the pipeline reads or writes, with ``partitions`` for the keyed streams."""
+    return [
+        TopicSpec(PREDICTIONS, partitions),
+        TopicSpec(FOLLOWUPS, partitions),
+        TopicSpec(OUTCOMES, partitions),
+        TopicSpec(ALERTS, partitions),
+        TopicSpec(DEADLETTER, partitions),
+        # The registry is the latest state per device/version: compaction keeps exactly that.
+        TopicSpec(REGISTRY, 1, {"cleanup.policy": "compact"}),
+    ]

@@ -1,0 +1,35 @@
+"""The Faust application of the central workers: one per process, configured from Settings.
+
+Tables use the in-memory store and are changelogged to Kafka, so a restarted or
+rebalanced worker rebuilds a partition's state from its changelog.
+"""
+
+from __future__ import annotations
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from postmarket.config import Settings
+from postmarket.metrics import WorkerMetrics
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app bound to the configured broker; nothing connects until it starts."""
+    return faust.App(
+        settings.worker_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        # The dead-letter topic is the record of bad input; an agent never dies on one.
+        agent_supervisor="mode.OneForOneSupervisor",
+    )
+
+
+settings = Settings()
+app = create_app(settings)
+registry = CollectorRegistry()
+metrics = WorkerMetrics.create(registry)

@@ -1,0 +1,123 @@
+"""Factories shared by the detector tests: one valid configuration and one case stream per class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from detectors import (
+    BernoulliCUSUM,
+    BetaBinomialConfidenceSequence,
+    Detector,
+    NormalCUSUM,
+    RiskAdjustedCUSUM,
+)
+
+Case = tuple[float, float | None]
+"""One case as passed to ``update``: ``(x, risk)``."""
+
+
+@dataclass(frozen=True)
+class DetectorCase:
+    """How to build one detector class and feed it valid cases."""
+
+    make: Callable[[], Detector]
+    cases: Callable[[np.random.Generator, int], list[Case]]
+    """``n`` valid cases drawn with ``rng``, part in control and part drifted."""
+    hypothesis_case: st.SearchStrategy[Case]
+    """Any valid case (for property tests)."""
+    invalid_cases: tuple[Case, ...]
+    """Cases that must raise ValueError and leave the state unchanged."""
+
+
+def _binary_cases(p_before: float, p_after: float) -> Callable[[np.random.Generator, int], list[Case]]:
+    def draw(rng: np.random.Generator, n: int) -> list[Case]:
+        rate = np.where(np.arange(n) < n // 2, p_before, p_after)
+        return [(int(v), None) for v in rng.random(n) < rate]
+
+    return draw
+
+
+def _risk_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    risk = rng.uniform(0.01, 0.5, n)
+    odds = np.where(np.arange(n) < n // 2, 1.0, 3.0) * risk / (1 - risk)
+    event = rng.random(n) < odds / (1 + odds)
+    return [(int(e), float(r)) for e, r in zip(event, risk, strict=True)]
+
+
+def _normal_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    values = rng.normal(0.3, 0.1, n) + np.where(np.arange(n) < n // 2, 0.0, 0.15)
+    return [(float(v), None) for v in values]
+
+
+_binary = st.tuples(st.sampled_from([0, 1, True, False, 0.0, 1.0]), st.none())
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_bad_binary: tuple[Case, ...] = (
+    (float("nan"), None),
+    (float("inf"), None),
+    (2, None),
+    (-1, None),
+    (0.5, None),
+    (1, 0.3),  # a risk given to a detector that does not use one
+)
+
+DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
+    BernoulliCUSUM: DetectorCase(
+        make=lambda: BernoulliCUSUM(p0=0.128, p1=0.20, h=3.0, resolution=100),
+        cases=_binary_cases(0.128, 0.30),
+        hypothesis_case=_binary,
+        invalid_cases=_bad_binary,
+    ),
+    BetaBinomialConfidenceSequence: DetectorCase(
+        make=lambda: BetaBinomialConfidenceSequence(p0=0.128, alpha=0.05),
+        cases=_binary_cases(0.128, 0.30),
+        hypothesis_case=_binary,
+        invalid_cases=_bad_binary,
+    ),
+    NormalCUSUM: DetectorCase(
+        make=lambda: NormalCUSUM(target=0.3, sigma=0.1, k=0.5, h=4.0),
+        cases=_normal_cases,
+        hypothesis_case=st.tuples(_finite, st.none()),
+        invalid_cases=(
+            (float("nan"), None),
+            (float("inf"), None),
+            (float("-inf"), None),
+            (0.3, 0.5),
+        ),
+    ),
+    RiskAdjustedCUSUM: DetectorCase(
+        make=lambda: RiskAdjustedCUSUM(odds_ratio=2.0, h=3.0),
+        cases=_risk_cases,
+        hypothesis_case=st.tuples(
+            st.sampled_from([0, 1]), st.floats(min_value=0.0, max_value=1.0)
+        ),
+        invalid_cases=(
+            (1, None),
+            (1, float("nan")),
+            (1, -0.1),
+            (1, 1.5),
+            (0.5, 0.2),
+            (float("nan"), 0.2),
+        ),
+    ),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that takes ``detector_case`` once per detector class."""
+    if "detector_case" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "detector_case",
+            list(DETECTOR_CASES.values()),
+            ids=[klass.__name__ for klass in DETECTOR_CASES],
+        )
+
+
+@pytest.fixture
+def detector_cases() -> dict[type[Detector], DetectorCase]:
+    """Every detector class with its test configuration."""
+    return DETECTOR_CASES

@@ -1,0 +1,53 @@
+"""Factories for valid events; tests change one field at a time from these."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from postmarket.contracts import FollowUp, Prediction
+
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def prediction_fields(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "event_id": uuid.uuid4(),
+        "site_id": "site-a",
+        "device_id": "dr-screen",
+        "device_version": "2.1.0.3",
+        "task": "referable_dr",
+        "case_pseudonym": "c-case1",
+        "event_time": T0,
+        "score": 0.81,
+        "decision": "positive",
+        "operating_threshold": 0.5,
+        "collector_version": "0.1.0",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def make_prediction(**overrides: Any) -> Prediction:
+    return Prediction(**prediction_fields(**overrides))
+
+
+def make_followup(**overrides: Any) -> FollowUp:
+    fields: dict[str, Any] = {
+        "event_id": uuid.uuid4(),
+        "site_id": "site-a",
+        "case_pseudonym": "c-case1",
+        "event_time": T0 + timedelta(days=30),
+        "label": "positive",
+        "source": "pathology",
+        "collector_version": "0.1.0",
+    }
+    fields.update(overrides)
+    return FollowUp(**fields)
+
+
+def make_read(reader: str, read_round: str, label: str, **overrides: Any) -> FollowUp:
+    return make_followup(
+        source="reader", reader_pseudonym=reader, read_round=read_round, label=label, **overrides
+    )

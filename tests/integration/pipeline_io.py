@@ -1,0 +1,79 @@
+"""Reading topics and metrics in integration tests, with deadlines instead of sleeps."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[Any]], bool],
+    timeout_s: float = 60.0,
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning, polling until ``done(records)``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    records: list[Any] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+            if done(records):
+                return records
+    finally:
+        consumer.close()
+    raise AssertionError(f"{topic}: condition not met after {timeout_s} s ({len(records)} read)")
+
+
+def send_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce records as they are, bypassing every contract (for bad-input tests)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def metric_value(metrics_url: str, sample_name: str, **labels: str) -> float:
+    """Sum of the samples of ``sample_name`` whose labels include ``labels`` (0 if none)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == sample_name and labels.items() <= sample.labels.items()
+    )
+
+
+def wait_for_metric(
+    metrics_url: str, sample_name: str, at_least: float, timeout_s: float = 60.0, **labels: str
+) -> float:
+    deadline = time.monotonic() + timeout_s
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = metric_value(metrics_url, sample_name, **labels)
+        if value >= at_least:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"{sample_name}{labels} = {value}, expected >= {at_least}")

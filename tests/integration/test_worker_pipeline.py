@@ -1,0 +1,129 @@
+"""A real Faust worker on the real Apache Kafka, fed by the collector's kafka-python producer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.producer import EventProducer
+from postmarket import topics
+from postmarket.config import Settings
+from postmarket.contracts import DeadLetter, Outcome, decode, encode
+from postmarket.local_worker import LocalWorker
+from tests.factories import make_followup, make_prediction
+from tests.integration.pipeline_io import (
+    free_port,
+    metric_value,
+    read_topic,
+    send_raw,
+    wait_for_metric,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker_settings(kafka_stack: Any, tmp_path: Path) -> Settings:
+    """Settings for a worker of its own (own consumer group and tables) on the shared broker."""
+    base: Settings = kafka_stack.settings
+    return base.model_copy(
+        update={
+            "worker_id": f"test-worker-{uuid.uuid4().hex[:8]}",
+            "worker_metrics_port": free_port(),
+            "home": tmp_path,
+        }
+    )
+
+
+@pytest.fixture
+def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[LocalWorker]:
+    running = LocalWorker(worker_settings, tmp_path / "worker.log")
+    running.start()
+    yield running
+    running.stop()
+
+
+def _outcomes_of(bootstrap: str, prediction_ids: set[uuid.UUID], at_least: int) -> list[Outcome]:
+    def mine(records: list[Any]) -> list[Outcome]:
+        decoded = (decode(Outcome, r.value) for r in records)
+        return [o for o in decoded if o.prediction_event_id in prediction_ids]
+
+    records = read_topic(bootstrap, topics.OUTCOMES, lambda rs: len(mine(rs)) >= at_least)
+    return mine(records)
+
+
+def test_prediction_and_followup_join_into_one_outcome(worker: LocalWorker) -> None:
+    case = f"c-{uuid.uuid4().hex}"
+    prediction = make_prediction(case_pseudonym=case, decision="negative")
+    followup = make_followup(case_pseudonym=case, label="positive")
+    with EventProducer(worker.settings.kafka_bootstrap) as producer:
+        producer.deliver([prediction, followup])
+
+    [outcome] = _outcomes_of(worker.settings.kafka_bootstrap, {prediction.event_id}, 1)
+
+    assert (outcome.decision, outcome.label, outcome.truth_source) == (
+        "negative",
+        "positive",
+        "pathology",
+    )
+    assert outcome.followup_event_ids == (followup.event_id,)
+    count = wait_for_metric(
+        worker.metrics_url, "postmarket_outcomes_total", 1, site_id="site-a", label="positive"
+    )
+    assert count == 1
+
+
+def test_resent_events_are_counted_once(worker: LocalWorker) -> None:
+    case = f"c-{uuid.uuid4().hex}"
+    prediction = make_prediction(case_pseudonym=case)
+    followup = make_followup(case_pseudonym=case)
+    with EventProducer(worker.settings.kafka_bootstrap) as producer:
+        producer.deliver([prediction, prediction, followup, followup, prediction])
+
+    wait_for_metric(worker.metrics_url, "postmarket_events_duplicate_total", 3)
+    outcomes = _outcomes_of(worker.settings.kafka_bootstrap, {prediction.event_id}, 1)
+    assert len(outcomes) == 1
+    assert metric_value(worker.metrics_url, "postmarket_outcomes_total") == 1
+
+
+def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalWorker) -> None:
+    bootstrap = worker.settings.kafka_bootstrap
+    good = make_prediction(case_pseudonym=f"c-{uuid.uuid4().hex}")
+    wrong_type = json.loads(encode(good))
+    wrong_type.update(event_id=str(uuid.uuid4()), score="high")
+    future_version = json.loads(encode(good))
+    future_version.update(event_id=str(uuid.uuid4()), schema_version=9)
+    marker = uuid.uuid4().hex.encode()
+    bad = [
+        (b"k", b"not json " + marker),
+        (good.case_pseudonym.encode(), json.dumps(wrong_type).encode()),
+        (good.case_pseudonym.encode(), json.dumps(future_version).encode()),
+        (b"someone-else", encode(good)),
+    ]
+    send_raw(bootstrap, topics.PREDICTIONS, bad)
+    followup = make_followup(case_pseudonym=good.case_pseudonym)
+    with EventProducer(bootstrap) as producer:
+        producer.deliver([good, followup])
+
+    _outcomes_of(bootstrap, {good.event_id}, 1)
+    wait_for_metric(worker.metrics_url, "postmarket_events_deadlettered_total", 4)
+
+    originals = {value for _, value in bad}
+
+    def mine(records: list[Any]) -> list[DeadLetter]:
+        letters = (decode(DeadLetter, r.value) for r in records)
+        return [letter for letter in letters if letter.original in originals]
+
+    letters = mine(read_topic(bootstrap, topics.DEADLETTER, lambda rs: len(mine(rs)) >= 4))
+    by_original = {letter.original: letter for letter in letters}
+    assert by_original[bad[0][1]].reason_code == "not_json"
+    assert by_original[bad[1][1]].reason_code == "schema"
+    assert "score" in by_original[bad[1][1]].reason
+    assert by_original[bad[2][1]].reason_code == "unknown_schema_version"
+    assert "co-partitioning" in by_original[bad[3][1]].reason
+    assert all(letter.source_topic == topics.PREDICTIONS for letter in letters)
