@@ -194,8 +194,8 @@ class BernoulliCUSUM(Detector):
 
     Notes
     -----
-    Memory: five slots holding small ints and floats, about 330 bytes per instance in
-    CPython 3.11 (``detectors.base.state_size_bytes``); the JSON state is about 250 bytes.
+    Memory: slots of small ints and floats only, about 420 bytes per instance in
+    CPython 3.11 (``detectors.base.state_size_bytes``); the JSON state is about 220 bytes.
 
     Examples
     --------

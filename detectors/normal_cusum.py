@@ -197,7 +197,7 @@ class NormalCUSUM(Detector):
     -----
     The reported ``statistic`` is the larger of the monitored sides' CUSUMs (sigma units);
     ``n_events`` counts the cases that pushed that side up (``z`` beyond ``k``). Both
-    sides restart at zero after a signal. Memory: about 420 bytes per instance
+    sides restart at zero after a signal. Memory: about 470 bytes per instance
     (``detectors.base.state_size_bytes``), independent of the number of cases.
 
     Examples

@@ -100,7 +100,7 @@ class RiskAdjustedCUSUM(Detector):
 
     Notes
     -----
-    Memory: about 350 bytes per instance (``detectors.base.state_size_bytes``),
+    Memory: about 300 bytes per instance (``detectors.base.state_size_bytes``),
     independent of the number of cases.
 
     Examples

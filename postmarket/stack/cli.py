@@ -62,7 +62,7 @@ def _run(action: Callable[[], T]) -> T:
         return action()
     except (StackError, ValidationError, OSError) as error:
         headline, _, details = str(error).partition("\n")
-        error_console.print(f"[red]error:[/] {headline}", highlight=False)
+        error_console.print(f"[red]error:[/] {headline}", highlight=False, soft_wrap=True)
         if details:
             error_console.print(details, style="dim", highlight=False, markup=False)
         raise typer.Exit(code=1) from None
@@ -124,6 +124,8 @@ def status() -> None:
         pid = str(service.pid) if service.pid is not None else "-"
         services.add_row(service.name, state, pid, service.address or "-", service.detail)
     console.print(services)
+    if report.cluster_id:
+        console.print(f"Kafka {report.kafka_version}, cluster id {report.cluster_id}")
     if report.targets:
         targets = Table(title="Prometheus scrape targets")
         for column in ("job", "url", "health"):

@@ -386,6 +386,13 @@ def describe_cluster(bootstrap: str, timeout: float = 10.0) -> ClusterInfo:
         return cluster_info_from_metadata(admin.describe_cluster())
 
 
+def describe_error(error: BaseException) -> str:
+    """``Name: message`` for an exception, without kafka-python's doubled class name."""
+    text = str(error)
+    name = type(error).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
 def _failure(message: str, paths: KafkaPaths) -> StackError:
     quoted = tail(paths.log) or tail(paths.console_log) or "(the log is empty)"
     return StackError(f"{message}; last lines of {paths.log}:\n{quoted}")
@@ -408,7 +415,7 @@ def wait_until_ready(
         except Exception as error:  # any client error means "not ready yet"
             if type(error).__name__ == "KafkaConfigurationError":
                 raise StackError(f"bad Kafka client configuration: {error}") from error
-            last_error = f"{type(error).__name__}: {error}"
+            last_error = describe_error(error)
             time.sleep(0.5)
             continue
         if info.broker_count > 0:

@@ -342,11 +342,11 @@ def _kafka_status(home: Path, record: ProcessRecord | None) -> tuple[ServiceStat
     try:
         info = kafka.describe_cluster(bootstrap, timeout=5.0)
     except Exception as error:  # any client failure means "running but not answering"
-        detail = f"no metadata answer: {type(error).__name__}: {error}"
+        detail = f"no metadata answer: {kafka.describe_error(error)}"
         return ServiceStatus(KAFKA, True, False, record.pid, bootstrap, detail, log), {
             "kafka_version": version
         }
-    detail = f"Kafka {version}, cluster {info.cluster_id}, {info.broker_count} broker(s)"
+    detail = f"Kafka {version}, {info.broker_count} broker(s)"
     status = ServiceStatus(KAFKA, True, info.broker_count > 0, record.pid, bootstrap, detail, log)
     facts = {
         "kafka_version": version,
@@ -446,7 +446,10 @@ def down(settings: Settings, progress: Progress | None = None) -> DownResult:
             | {pid for record in state.processes.values() for pid in group_members(record.pid)}
         )
         if leftovers:
-            raise StackError(f"processes {leftovers} using {home} are still running after down")
+            raise StackError(
+                f"processes {leftovers} using {home} are still running after down; those not "
+                f"recorded in {state_file(home)} were not started by it and are left alone"
+            )
         state.processes = {}
         state.settings = {}
         save_state(home, state)

@@ -34,7 +34,9 @@ class DetectorCase:
     """Cases that must raise ValueError and leave the state unchanged."""
 
 
-def _binary_cases(p_before: float, p_after: float) -> Callable[[np.random.Generator, int], list[Case]]:
+def _binary_cases(
+    p_before: float, p_after: float
+) -> Callable[[np.random.Generator, int], list[Case]]:
     def draw(rng: np.random.Generator, n: int) -> list[Case]:
         rate = np.where(np.arange(n) < n // 2, p_before, p_after)
         return [(int(v), None) for v in rng.random(n) < rate]
@@ -92,9 +94,7 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
     RiskAdjustedCUSUM: DetectorCase(
         make=lambda: RiskAdjustedCUSUM(odds_ratio=2.0, h=3.0),
         cases=_risk_cases,
-        hypothesis_case=st.tuples(
-            st.sampled_from([0, 1]), st.floats(min_value=0.0, max_value=1.0)
-        ),
+        hypothesis_case=st.tuples(st.sampled_from([0, 1]), st.floats(min_value=0.0, max_value=1.0)),
         invalid_cases=(
             (1, None),
             (1, float("nan")),

@@ -17,7 +17,9 @@ from detectors import (
 from detectors.bernoulli_cusum import bernoulli_cusum_gamma
 
 
-def run_lengths_of_detector(detector: BernoulliCUSUM, p: float, n_cases: int, seed: int) -> np.ndarray:
+def run_lengths_of_detector(
+    detector: BernoulliCUSUM, p: float, n_cases: int, seed: int
+) -> np.ndarray:
     """Run lengths between signals of the detector itself on a stream with event rate ``p``.
 
     The chart restarts after each signal, so the run lengths are independent copies.
@@ -51,8 +53,12 @@ def assert_within_monte_carlo_error(run_lengths: np.ndarray, arl: float) -> None
     assert abs(run_lengths.mean() - arl) < 4 * standard_error, (run_lengths.mean(), arl)
 
 
-@pytest.mark.parametrize(("p0", "p1", "h", "resolution"), [(0.1, 0.2, 3.0, 50), (0.02, 0.05, 2.0, 200)])
-def test_markov_chain_arl0_matches_simulation(p0: float, p1: float, h: float, resolution: int) -> None:
+@pytest.mark.parametrize(
+    ("p0", "p1", "h", "resolution"), [(0.1, 0.2, 3.0, 50), (0.02, 0.05, 2.0, 200)]
+)
+def test_markov_chain_arl0_matches_simulation(
+    p0: float, p1: float, h: float, resolution: int
+) -> None:
     gamma = bernoulli_cusum_gamma(p0, p1, resolution)
     threshold = math.ceil(h * gamma.denominator - 1e-9)
     simulated = run_lengths_by_numpy(p0, gamma.numerator, gamma.denominator, threshold, 6000, 11)

@@ -1,4 +1,4 @@
-"""The check list every detector class passes (the ``detector_case`` parameter is set in conftest)."""
+"""The check list every detector class passes (`detector_case` is parametrised in conftest)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,9 @@ def test_memory_is_bounded_and_within_the_documented_size(detector_case: Any) ->
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_any_valid_sequence_round_trips_at_any_point(detector_case: Any, data: st.DataObject) -> None:
+def test_any_valid_sequence_round_trips_at_any_point(
+    detector_case: Any, data: st.DataObject
+) -> None:
     cases = data.draw(st.lists(detector_case.hypothesis_case, max_size=60), label="cases")
     split = data.draw(st.integers(min_value=0, max_value=len(cases)), label="split")
     original = detector_case.make()

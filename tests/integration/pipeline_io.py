@@ -77,3 +77,30 @@ def wait_for_metric(
             return value
         time.sleep(0.3)
     raise AssertionError(f"{sample_name}{labels} = {value}, expected >= {at_least}")
+
+
+def wait_until_caught_up(
+    bootstrap: str, group: str, topic_names: list[str], timeout_s: float = 60.0
+) -> None:
+    """Wait until ``group`` has committed every record written so far to ``topic_names``."""
+    from kafka.admin import KafkaAdminClient
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in consumer.partitions_for_topic(topic) or set()
+        ]
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            committed = admin.list_group_offsets(group).get(group, {})
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in ends if ends[tp]):
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+        consumer.close()
+    raise AssertionError(f"group {group} did not commit up to {ends} in {timeout_s} s")

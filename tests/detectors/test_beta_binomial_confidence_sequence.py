@@ -1,0 +1,107 @@
+"""Anytime-valid claims test: type-I error under continuous monitoring, coverage, power."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detectors import BetaBinomialConfidenceSequence, wilson_interval
+from detectors.beta_binomial_confidence_sequence import beta_binomial_log_evidence
+
+CLAIMED_MISS_RATE = 1 - 0.872
+
+
+def ever_rejected(events: np.ndarray, p0: float, alpha: float, prior_strength: float) -> np.ndarray:
+    """For each simulated stream (row), whether the claim is ever rejected by its last case."""
+    s = np.cumsum(events, axis=1)
+    t = np.arange(1, events.shape[1] + 1)
+    a, b = p0 * prior_strength, (1 - p0) * prior_strength
+    log_evidence = beta_binomial_log_evidence(s, t, p0, a, b)
+    rejected = (log_evidence >= math.log(1 / alpha)) & (s > p0 * t)
+    return np.asarray(rejected.any(axis=1))
+
+
+def test_type_one_error_is_held_when_looking_after_every_case() -> None:
+    # 3,000 streams of 4,000 cases at exactly the claimed rate (the worst case of the null)
+    events = np.random.default_rng(31).random((3000, 4000)) < CLAIMED_MISS_RATE
+    false_rejections = ever_rejected(events, CLAIMED_MISS_RATE, alpha=0.05, prior_strength=20.0)
+    rate = false_rejections.mean()
+    upper_99 = 0.05 + 2.33 * math.sqrt(0.05 * 0.95 / events.shape[0])
+    assert rate <= upper_99, rate
+
+
+def test_naive_repeated_wilson_test_does_not_hold_its_type_one_error() -> None:
+    # the reason for the confidence sequence: a fixed-sample interval checked after every
+    # 50 cases rejects a true claim far more often than alpha
+    rng = np.random.default_rng(32)
+    rejected = 0
+    for _ in range(300):
+        events = rng.random(5000) < CLAIMED_MISS_RATE
+        s = np.cumsum(events)
+        for n in range(50, 5001, 50):
+            if wilson_interval(int(s[n - 1]), n)[0] > CLAIMED_MISS_RATE:
+                rejected += 1
+                break
+    assert rejected / 300 > 0.10
+
+
+def test_detector_agrees_with_the_vectorised_evidence() -> None:
+    rng = np.random.default_rng(33)
+    events = rng.random((20, 3000)) < 0.16
+    expected = ever_rejected(events, CLAIMED_MISS_RATE, 0.05, 20.0)
+    for row, should_reject in zip(events, expected, strict=True):
+        detector = BetaBinomialConfidenceSequence(CLAIMED_MISS_RATE, alpha=0.05)
+        fired = [detector.update(int(e)).fired for e in row.tolist()]
+        assert any(fired) == should_reject
+        assert sum(fired) <= 1
+
+
+def test_a_drop_to_the_trial_lower_bound_is_detected() -> None:
+    rng = np.random.default_rng(34)
+    events = rng.random((200, 4000)) < 1 - 0.77
+    assert ever_rejected(events, CLAIMED_MISS_RATE, 0.05, 20.0).mean() > 0.99
+
+
+@pytest.mark.parametrize("true_rate", [0.05, 0.128, 0.3])
+def test_interval_covers_the_true_rate_at_every_look(true_rate: float) -> None:
+    rng = np.random.default_rng(35)
+    misses = 0
+    for _ in range(200):
+        detector = BetaBinomialConfidenceSequence(true_rate, alpha=0.1)
+        covered = True
+        for n, event in enumerate((rng.random(400) < true_rate).tolist(), start=1):
+            detector.update(int(event))
+            if n % 40 == 0:
+                low, high = detector.interval()
+                covered &= low <= true_rate <= high
+        misses += not covered
+    assert misses / 200 <= 0.1 + 2.33 * math.sqrt(0.1 * 0.9 / 200)
+
+
+def test_interval_contains_the_observed_rate_and_narrows() -> None:
+    detector = BetaBinomialConfidenceSequence(0.1)
+    widths = []
+    for n, event in enumerate((np.random.default_rng(36).random(2000) < 0.1).tolist(), start=1):
+        detector.update(int(event))
+        if n in (100, 500, 2000):
+            low, high = detector.interval()
+            assert low <= detector.to_state()["state"]["n_events"] / n <= high
+            widths.append(high - low)
+    assert widths == sorted(widths, reverse=True)
+
+
+def test_verdict_stays_below_claim_until_reset() -> None:
+    detector = BetaBinomialConfidenceSequence(0.1, alpha=0.05)
+    fired = [detector.update(1).fired for _ in range(30)]
+    assert fired.count(True) == 1 and detector.verdict == "below claim"
+    for _ in range(1000):
+        detector.update(0)
+    assert detector.verdict == "below claim"
+    detector.reset()
+    assert detector.verdict == "consistent"
+
+
+def test_for_specificity_watches_the_false_positive_rate() -> None:
+    assert BetaBinomialConfidenceSequence.for_specificity(0.907).p0 == pytest.approx(0.093)
