@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", description="worker /metrics bind address")
     worker_metrics_port: int = Field(9464, ge=0, le=65535, description="worker /metrics port")
     topic_partitions: int = Field(4, ge=1, description="partitions of every pipeline topic")
+    worker_session_timeout_s: float = Field(
+        30.0,
+        ge=6.0,
+        le=300.0,
+        description="how long the broker waits for a silent worker before moving its partitions",
+    )
 
     @property
     def evidence_database_url(self) -> str:

@@ -61,6 +61,7 @@ class LocalWorker:
         env = {f"POSTMARKET_{name.upper()}": str(getattr(self.settings, name)) for name in fields}
         env["POSTMARKET_WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port)
         env["POSTMARKET_TOPIC_PARTITIONS"] = str(self.settings.topic_partitions)
+        env["POSTMARKET_WORKER_SESSION_TIMEOUT_S"] = str(self.settings.worker_session_timeout_s)
         return env
 
     def _wait_ready(self, timeout_s: float) -> None:

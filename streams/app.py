@@ -23,6 +23,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=1,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        # A crashed worker's partitions move after this long; heartbeats go 10x as often.
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=settings.worker_session_timeout_s / 10,
         web_enabled=False,
         # The dead-letter topic is the record of bad input; an agent never dies on one.
         agent_supervisor="mode.OneForOneSupervisor",

@@ -29,6 +29,8 @@ def test_kill_9_then_restart_and_collector_resend_gives_one_outcome_per_predicti
             "worker_id": f"test-recovery-{uuid.uuid4().hex[:8]}",
             "worker_metrics_port": free_port(),
             "home": tmp_path,
+            # The killed worker's partitions move only after its session times out.
+            "worker_session_timeout_s": 8.0,
         }
     )
     run = uuid.uuid4().hex[:8]

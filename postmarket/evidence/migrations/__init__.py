@@ -1,0 +1,1 @@
+"""Alembic migrations of the evidence store, shipped inside the package (see alembic.ini)."""
