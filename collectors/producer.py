@@ -32,6 +32,15 @@ class Delivery:
     offset: int
 
 
+@dataclass(frozen=True)
+class EncodedEvent:
+    """An event as it goes on the wire: topic, key (case pseudonym) and JSON bytes."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
 def topic_and_key(event: Contract) -> tuple[str, bytes]:
     """The topic of a collector event and its key (the case pseudonym: co-partitioning)."""
     if isinstance(event, Prediction):
@@ -59,11 +68,22 @@ class EventProducer:
 
     def deliver(self, events: Iterable[Contract]) -> list[Delivery]:
         """Send events and wait until the broker acknowledged each one."""
-        pending = []
+        records = []
         for event in events:
             topic, key = topic_and_key(event)
-            pending.append((topic, self._producer.send(topic, key=key, value=encode(event))))
-        self._producer.flush(timeout=DELIVERY_TIMEOUT_S)
+            records.append(EncodedEvent(topic, key, encode(event)))
+        return self.deliver_encoded(records)
+
+    def deliver_encoded(self, records: Iterable[EncodedEvent]) -> list[Delivery]:
+        """Send already-encoded events (from the outbox) and wait for every acknowledgement."""
+        pending = []
+        try:
+            for record in records:
+                future = self._producer.send(record.topic, key=record.key, value=record.value)
+                pending.append((record.topic, future))
+            self._producer.flush(timeout=DELIVERY_TIMEOUT_S)
+        except KafkaError as error:
+            raise DeliveryError(f"send failed ({type(error).__name__})") from None
         deliveries = []
         for topic, future in pending:
             try:

@@ -54,10 +54,14 @@ class SiteKey:
             raise SiteKeyError(f"{variable} is not set: name the site key file there")
         return cls.from_file(Path(location))
 
+    def digest(self, purpose: str, identifier: str) -> bytes:
+        """HMAC-SHA256 of ``identifier`` under this key, separated by ``purpose``."""
+        message = purpose.encode() + b"\x00" + identifier.encode()
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
     def pseudonym(self, purpose: str, identifier: str) -> str:
         """A stable pseudonym of ``identifier``; ``purpose`` separates case, reader, station."""
-        message = purpose.encode() + b"\x00" + identifier.encode()
-        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        digest = self.digest(purpose, identifier)
         return f"{purpose[:1]}-" + base64.b32encode(digest[:20]).decode().lower()
 
 

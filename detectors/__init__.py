@@ -16,29 +16,100 @@ from detectors.bernoulli_cusum import (
     bernoulli_cusum_threshold,
 )
 from detectors.beta_binomial_confidence_sequence import BetaBinomialConfidenceSequence
+from detectors.calibration_drift import WindowCalibration, calibration_over_windows
+from detectors.chi_square_drift import CategoricalDrift, chi_square_drift
+from detectors.cohen_kappa import (
+    KappaEstimate,
+    agreement_table,
+    cohen_kappa,
+    cohen_kappa_from_table,
+)
+from detectors.confidence_based_performance_estimation import (
+    CalibrationAssumption,
+    EstimatedPerformance,
+    PerformanceEstimate,
+    check_calibration_assumption,
+    estimate_performance,
+)
+from detectors.dersimonian_laird import (
+    RandomEffectsMetaAnalysis,
+    dersimonian_laird,
+    logit_proportion_effects,
+    pooled_proportion,
+)
+from detectors.expected_calibration_error import (
+    expected_calibration_error,
+    expected_calibration_error_under_calibration,
+)
 from detectors.fleet_false_alarm_budget import (
     expected_fleet_false_alarms,
     per_stream_arl0,
     stream_false_alarm_probability,
 )
+from detectors.fleiss_kappa import fleiss_kappa
+from detectors.funnel_plot_limits import funnel_plot_limits, site_funnel_position
+from detectors.holm_bonferroni import holm_adjusted_p_values
+from detectors.kolmogorov_smirnov import (
+    KSResult,
+    binned_ks_statistic,
+    ks_critical_value,
+    ks_p_value,
+    ks_two_sample,
+)
+from detectors.logistic_recalibration import CalibrationFit, calibration_intercept_slope
 from detectors.normal_cusum import (
     NormalCUSUM,
     normal_cusum_arl,
     normal_cusum_threshold,
     siegmund_arl,
 )
+from detectors.population_stability_index import population_stability_index, psi_p_value
 from detectors.proportion_intervals import clopper_pearson_interval, wilson_interval
 from detectors.risk_adjusted_cusum import RiskAdjustedCUSUM, risk_adjusted_cusum_arl
+from detectors.spiegelhalter_z_test import spiegelhalter_z_test
+from detectors.windowed_ks_drift import WindowedKSDrift
 
 __all__ = [
     "SCHEMA_VERSION",
     "BernoulliCUSUM",
     "BetaBinomialConfidenceSequence",
+    "CalibrationAssumption",
+    "CalibrationFit",
+    "CategoricalDrift",
     "Detector",
     "DetectorResult",
+    "EstimatedPerformance",
+    "KSResult",
+    "KappaEstimate",
     "NormalCUSUM",
+    "PerformanceEstimate",
+    "RandomEffectsMetaAnalysis",
     "RiskAdjustedCUSUM",
     "StateError",
+    "WindowCalibration",
+    "WindowedKSDrift",
+    "agreement_table",
+    "binned_ks_statistic",
+    "calibration_intercept_slope",
+    "calibration_over_windows",
+    "check_calibration_assumption",
+    "chi_square_drift",
+    "cohen_kappa",
+    "cohen_kappa_from_table",
+    "dersimonian_laird",
+    "estimate_performance",
+    "expected_calibration_error",
+    "expected_calibration_error_under_calibration",
+    "fleiss_kappa",
+    "funnel_plot_limits",
+    "holm_adjusted_p_values",
+    "ks_critical_value",
+    "ks_p_value",
+    "ks_two_sample",
+    "logit_proportion_effects",
+    "pooled_proportion",
+    "population_stability_index",
+    "psi_p_value",
     "bernoulli_cusum_arl",
     "bernoulli_cusum_arl0",
     "bernoulli_cusum_arl1",
@@ -50,6 +121,8 @@ __all__ = [
     "per_stream_arl0",
     "risk_adjusted_cusum_arl",
     "siegmund_arl",
+    "site_funnel_position",
+    "spiegelhalter_z_test",
     "state_size_bytes",
     "stream_false_alarm_probability",
     "wilson_interval",

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from collectors.cli import collector_app
+from postmarket.evidence.cli import alerts_app, audit_app, evidence_app, registry_app
 from postmarket.stack.cli import stack_app
 
 app = typer.Typer(
@@ -20,6 +22,11 @@ app = typer.Typer(
 schemas_app = typer.Typer(help="JSON Schemas of the event contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(stack_app, name="stack")
+app.add_typer(collector_app, name="collector")
+app.add_typer(registry_app, name="registry")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(audit_app, name="audit")
+app.add_typer(evidence_app, name="evidence")
 
 
 @schemas_app.command("export")

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", description="worker /metrics bind address")
     worker_metrics_port: int = Field(9464, ge=0, le=65535, description="worker /metrics port")
     topic_partitions: int = Field(4, ge=1, description="partitions of every pipeline topic")
+    detector_arl0_cases: float = Field(
+        5000.0,
+        gt=1.0,
+        description="in-control average run length of each stream CUSUM, in charted cases",
+    )
     worker_session_timeout_s: float = Field(
         30.0,
         ge=6.0,

@@ -2,23 +2,64 @@
 
 Every metric takes a ``registry`` so tests use a fresh ``CollectorRegistry`` and read
 values with ``get_sample_value``; names carry the ``postmarket_`` prefix, units, and
-``_total`` on counters.
+``_total`` on counters. Per-stream labels go through :class:`StreamLabelGuard`, so a
+flood of invented device versions or sites cannot blow up Prometheus' series count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 PREFIX = "postmarket"
 STREAM_LABELS = ("device_id", "device_version", "site_id", "task")
+OVERFLOW = "_overflow"
 
 EVENTS_CONSUMED = f"{PREFIX}_events_consumed"
 EVENTS_DEADLETTERED = f"{PREFIX}_events_deadlettered"
 EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
+PREDICTIONS = f"{PREFIX}_predictions"
 OUTCOMES = f"{PREFIX}_outcomes"
 CASES_AWAITING_TRUTH = f"{PREFIX}_cases_awaiting_truth"
+STREAM_CONFUSION = f"{PREFIX}_stream_confusion_cases"
+STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
+STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
+DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
+DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
+ALERTS = f"{PREFIX}_alerts"
+METRIC_STREAMS_OVERFLOW = f"{PREFIX}_metric_streams_overflow"
+
+
+class HasStreamKey(Protocol):
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def device_version(self) -> str: ...
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+
+
+@dataclass
+class StreamLabelGuard:
+    """Admits up to ``limit`` distinct streams as label sets; later ones share one set."""
+
+    limit: int
+    overflowed: Counter
+    _admitted: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+    def __call__(self, stream: HasStreamKey) -> tuple[str, str, str, str]:
+        labels = (stream.device_id, stream.device_version, stream.site_id, stream.task)
+        if labels in self._admitted:
+            return labels
+        if len(self._admitted) < self.limit:
+            self._admitted.add(labels)
+            return labels
+        self.overflowed.inc()
+        return (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
 
 
 @dataclass(frozen=True)
@@ -28,11 +69,20 @@ class WorkerMetrics:
     events_consumed: Counter
     events_deadlettered: Counter
     events_duplicate: Counter
+    predictions: Counter
     outcomes: Counter
     cases_awaiting_truth: Gauge
+    stream_confusion: Gauge
+    stream_performance: Gauge
+    stream_claim: Gauge
+    detector_statistic: Gauge
+    detector_threshold: Gauge
+    alerts: Counter
+    stream_labels: StreamLabelGuard
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
+    def create(cls, registry: CollectorRegistry, max_streams: int = 5000) -> WorkerMetrics:
+        stream = list(STREAM_LABELS)
         return cls(
             events_consumed=Counter(
                 EVENTS_CONSUMED,
@@ -52,15 +102,65 @@ class WorkerMetrics:
                 ["topic"],
                 registry=registry,
             ),
+            predictions=Counter(
+                PREDICTIONS,
+                "New predictions accepted into the join, by stream.",
+                stream,
+                registry=registry,
+            ),
             outcomes=Counter(
                 OUTCOMES,
                 "Predictions joined with their final ground truth, by stream and correctness.",
-                [*STREAM_LABELS, "decision", "label"],
+                [*stream, "decision", "label"],
                 registry=registry,
             ),
             cases_awaiting_truth=Gauge(
                 CASES_AWAITING_TRUTH,
                 "Predictions held in this worker's join table without final ground truth.",
                 registry=registry,
+            ),
+            stream_confusion=Gauge(
+                STREAM_CONFUSION,
+                "Outcomes of a stream by confusion-matrix cell (tp, fn, tn, fp), from its state.",
+                [*stream, "cell"],
+                registry=registry,
+            ),
+            stream_performance=Gauge(
+                STREAM_PERFORMANCE,
+                "Observed sensitivity or specificity of a stream, with its 95% Wilson bounds.",
+                [*stream, "metric", "bound"],
+                registry=registry,
+            ),
+            stream_claim=Gauge(
+                STREAM_CLAIM,
+                "Registered claim of the stream's device version and task.",
+                [*stream, "metric"],
+                registry=registry,
+            ),
+            detector_statistic=Gauge(
+                DETECTOR_STATISTIC,
+                "A labelled detector's statistic on a stream (compare with its threshold).",
+                [*stream, "detector"],
+                registry=registry,
+            ),
+            detector_threshold=Gauge(
+                DETECTOR_THRESHOLD,
+                "The threshold at which a stream's detector signals.",
+                [*stream, "detector"],
+                registry=registry,
+            ),
+            alerts=Counter(
+                ALERTS,
+                "Alerts raised, by stream, detector and severity.",
+                [*stream, "detector", "severity"],
+                registry=registry,
+            ),
+            stream_labels=StreamLabelGuard(
+                max_streams,
+                Counter(
+                    METRIC_STREAMS_OVERFLOW,
+                    "Stream label sets refused because the per-process stream limit was reached.",
+                    registry=registry,
+                ),
             ),
         )

@@ -1,27 +1,46 @@
 """The join of predictions with follow-ups for one case, as plain state a table can hold.
 
 Predictions and follow-ups of a case arrive in any order, days to months apart, and may
-be resent; a :class:`CaseFile` remembers every event_id it accepted, so a resend is a
-duplicate and never counts twice, and emits one outcome per prediction once truth is final.
+be resent; a :class:`CaseFile` remembers every event_id it accepted and the input record
+it came from, so
+
+- a collector's resend (same event_id, another record) is a duplicate and changes nothing;
+- a replay of the very record that was applied (the worker crashed before committing its
+  offset) re-emits the outcomes that record completed, with the same ids and positions,
+  because whether they reached Kafka before the crash is unknown. Consumers of outcomes
+  skip positions they already applied (:class:`~postmarket.contracts.events.JoinPosition`).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from postmarket.contracts.events import FollowUp, Outcome, Prediction
+from postmarket.contracts.events import FollowUp, JoinPosition, Outcome, Prediction
 from streams.truth import Truth, final_truth
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 OUTCOME_NAMESPACE = uuid.UUID("6d1f0c2e-9b7a-4d8e-a0b1-5c3e2f4a6b7c")
 """Outcome ids are derived from the prediction id, so a re-emitted outcome keeps its id."""
 
 
 @dataclass(frozen=True)
+class RecordPosition:
+    """Where an input record sits in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def as_list(self) -> list[Any]:
+        return [self.topic, self.partition, self.offset]
+
+
+@dataclass(frozen=True)
 class Accepted:
-    """What adding one event did: whether it was new, and the outcomes it completed."""
+    """What adding one record did: new or duplicate, and the outcomes to emit."""
 
     duplicate: bool
     outcomes: tuple[Outcome, ...] = ()
@@ -33,31 +52,66 @@ class CaseFile:
 
     predictions: dict[str, Prediction] = field(default_factory=dict)
     followups: dict[str, FollowUp] = field(default_factory=dict)
-    joined: set[str] = field(default_factory=set)
+    accepted_at: dict[str, RecordPosition] = field(default_factory=dict)
+    joined: dict[str, JoinPosition] = field(default_factory=dict)
+    truth: Truth | None = None
 
-    def add(self, event: Prediction | FollowUp) -> Accepted:
-        """Add a prediction or follow-up; resends of a known event_id change nothing."""
+    def add(self, event: Prediction | FollowUp, position: RecordPosition) -> Accepted:
+        """Add a prediction or follow-up read from ``position``."""
         key = str(event.event_id)
-        if key in self.predictions or key in self.followups:
+        if key in self.accepted_at:
+            if self.accepted_at[key] == position:
+                return Accepted(duplicate=True, outcomes=self._completed_at(position))
             return Accepted(duplicate=True)
+        self.accepted_at[key] = position
         if isinstance(event, Prediction):
             self.predictions[key] = event
         else:
             self.followups[key] = event
-        return Accepted(duplicate=False, outcomes=self._complete())
+            # The first final truth stands: outcomes already emitted rest on it.
+            self.truth = self.truth or final_truth(list(self.followups.values()))
+        return Accepted(duplicate=False, outcomes=self._complete(position))
 
     @property
     def awaiting_truth(self) -> int:
         """Predictions of this case not yet joined with final truth."""
         return len(self.predictions) - len(self.joined)
 
-    def _complete(self) -> tuple[Outcome, ...]:
-        truth = final_truth(list(self.followups.values()))
-        if truth is None:
+    @property
+    def last_event_time(self) -> datetime | None:
+        """Latest event time in the case, for retention."""
+        times = [p.event_time for p in self.predictions.values()]
+        times += [f.event_time for f in self.followups.values()]
+        return max(times, default=None)
+
+    def _complete(self, position: RecordPosition) -> tuple[Outcome, ...]:
+        if self.truth is None:
             return ()
         pending = [p for k, p in self.predictions.items() if k not in self.joined]
-        self.joined.update(str(p.event_id) for p in pending)
-        return tuple(joined_outcome(p, truth) for p in pending)
+        for rank, prediction in enumerate(pending):
+            self.joined[str(prediction.event_id)] = JoinPosition(
+                topic=position.topic,
+                partition=position.partition,
+                offset=position.offset,
+                rank=rank,
+            )
+        return self._completed_at(position)
+
+    def _completed_at(self, position: RecordPosition) -> tuple[Outcome, ...]:
+        if self.truth is None:
+            return ()
+        completed = [
+            (join, self.predictions[key])
+            for key, join in self.joined.items()
+            if (join.topic, join.partition, join.offset)
+            == (
+                position.topic,
+                position.partition,
+                position.offset,
+            )
+        ]
+        completed.sort(key=lambda pair: pair[0].rank)
+        return tuple(joined_outcome(p, self.truth, join) for join, p in completed)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state for a Faust table (changelogged, so it survives restarts)."""
@@ -65,7 +119,9 @@ class CaseFile:
             "state_version": STATE_VERSION,
             "predictions": [p.model_dump(mode="json") for p in self.predictions.values()],
             "followups": [f.model_dump(mode="json") for f in self.followups.values()],
-            "joined": sorted(self.joined),
+            "accepted_at": {k: v.as_list() for k, v in self.accepted_at.items()},
+            "joined": {k: v.model_dump(mode="json") for k, v in self.joined.items()},
+            "truth": _truth_state(self.truth),
         }
 
     @classmethod
@@ -75,15 +131,41 @@ class CaseFile:
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"case file state version {state.get('state_version')!r} unknown")
         predictions = (Prediction.model_validate(p, strict=False) for p in state["predictions"])
-        followups = (FollowUp.model_validate(f, strict=False) for f in state["followups"])
+        followups = [FollowUp.model_validate(f, strict=False) for f in state["followups"]]
         return cls(
             predictions={str(p.event_id): p for p in predictions},
             followups={str(f.event_id): f for f in followups},
-            joined=set(state["joined"]),
+            accepted_at={k: RecordPosition(*v) for k, v in state["accepted_at"].items()},
+            joined={
+                k: JoinPosition.model_validate(v, strict=False) for k, v in state["joined"].items()
+            },
+            truth=_truth_from_state(state["truth"]),
         )
 
 
-def joined_outcome(prediction: Prediction, truth: Truth) -> Outcome:
+def _truth_state(truth: Truth | None) -> dict[str, Any] | None:
+    if truth is None:
+        return None
+    return {
+        "label": truth.label,
+        "source": truth.source,
+        "time": truth.time.isoformat(),
+        "followup_event_ids": [str(i) for i in truth.followup_event_ids],
+    }
+
+
+def _truth_from_state(state: dict[str, Any] | None) -> Truth | None:
+    if state is None:
+        return None
+    return Truth(
+        label=state["label"],
+        source=state["source"],
+        time=datetime.fromisoformat(state["time"]),
+        followup_event_ids=tuple(uuid.UUID(i) for i in state["followup_event_ids"]),
+    )
+
+
+def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition) -> Outcome:
     """The outcome event of one prediction with its final truth."""
     return Outcome(
         event_id=uuid.uuid5(OUTCOME_NAMESPACE, str(prediction.event_id)),
@@ -100,4 +182,5 @@ def joined_outcome(prediction: Prediction, truth: Truth) -> Outcome:
         truth_time=truth.time,
         followup_event_ids=truth.followup_event_ids,
         study_design=prediction.study_design,
+        joined_at=joined_at,
     )

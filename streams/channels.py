@@ -6,34 +6,44 @@ dead-lettered with its reason instead of failing inside Faust's serializer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from postmarket import topics
 from streams.app import app, settings
 
-case_inputs = app.topic(
-    topics.PREDICTIONS,
-    topics.FOLLOWUPS,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
-outcomes = app.topic(
-    topics.OUTCOMES,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
-deadletter = app.topic(
-    topics.DEADLETTER,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
+
+def _raw_topic(*names: str, partitions: int = settings.topic_partitions) -> Any:
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
+outcomes = _raw_topic(topics.OUTCOMES)
+alerts = _raw_topic(topics.ALERTS)
+deadletter = _raw_topic(topics.DEADLETTER)
+registry_updates = _raw_topic(topics.REGISTRY, partitions=1)
 
 case_files = app.Table(
     "case-files",
     default=None,
     partitions=settings.topic_partitions,
     help="Predictions and follow-ups of each case pseudonym, until and after the join.",
+)
+stream_monitors = app.Table(
+    "stream-monitors",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="Confusion counts, labelled detectors and applied positions of each stream.",
+)
+registry = app.GlobalTable(
+    "registry",
+    default=None,
+    partitions=1,
+    help="Registration status and claims of every device version, on every worker.",
 )

@@ -6,7 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postmarket.contracts import FollowUp, Prediction
+from postmarket.contracts import Claim, FollowUp, Outcome, Prediction, RegistryEntry
+from postmarket.contracts.events import JoinPosition, Label
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -51,3 +52,52 @@ def make_read(reader: str, read_round: str, label: str, **overrides: Any) -> Fol
     return make_followup(
         source="reader", reader_pseudonym=reader, read_round=read_round, label=label, **overrides
     )
+
+
+def make_outcome(
+    decision: str,
+    label: Label,
+    offset: int,
+    *,
+    rank: int = 0,
+    partition: int = 0,
+    **prediction_overrides: Any,
+) -> Outcome:
+    """An outcome as the join emits it, completed by follow-up record ``offset``."""
+    from streams.casefile import joined_outcome
+    from streams.truth import Truth
+
+    prediction = make_prediction(decision=decision, **prediction_overrides)
+    truth = Truth(label, "pathology", T0 + timedelta(days=30), (uuid.uuid4(),))
+    position = JoinPosition(topic="pms.followups.v1", partition=partition, offset=offset, rank=rank)
+    return joined_outcome(prediction, truth, position)
+
+
+def make_registry_entry(**overrides: Any) -> RegistryEntry:
+    fields: dict[str, Any] = {
+        "device_id": "dr-screen",
+        "device_version": "2.1.0.3",
+        "registration_status": "registered",
+        "change_class": None,
+        "updated_at": T0,
+        "claims": (
+            Claim(
+                task="referable_dr",
+                metric="sensitivity",
+                value=0.872,
+                ci_lower=0.818,
+                ci_upper=0.914,
+                test_database="pivotal trial",
+            ),
+            Claim(
+                task="referable_dr",
+                metric="specificity",
+                value=0.907,
+                ci_lower=0.877,
+                ci_upper=0.932,
+                test_database="pivotal trial",
+            ),
+        ),
+    }
+    fields.update(overrides)
+    return RegistryEntry(**fields)

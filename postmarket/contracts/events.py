@@ -88,6 +88,15 @@ class StreamKey(Part):
         """The Kafka key and table key of this stream (``|`` cannot occur in an Identifier)."""
         return "|".join((self.device_id, self.device_version, self.site_id, self.task))
 
+    @classmethod
+    def from_key(cls, key: str) -> StreamKey:
+        """The stream of a key made by :meth:`as_key`."""
+        parts = key.split("|")
+        if len(parts) != 4:
+            raise ValueError(f"stream key {key!r} is not device|version|site|task")
+        device_id, device_version, site_id, task = parts
+        return cls(device_id=device_id, device_version=device_version, site_id=site_id, task=task)
+
 
 class Prediction(Contract):
     """One AI device output on one case, as the hospital's collector saw it."""
@@ -138,6 +147,20 @@ class FollowUp(Contract):
         return self
 
 
+class JoinPosition(Part):
+    """The input record whose arrival completed an outcome, and the outcome's rank in it.
+
+    Positions of one input partition only grow, so a consumer of outcomes can skip any
+    outcome at or before the last position it applied: that is how a re-emitted outcome
+    (after a worker crash) is recognised exactly, with state bounded by the partitions.
+    """
+
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    partition: Annotated[int, Field(ge=0)]
+    offset: Annotated[int, Field(ge=0)]
+    rank: Annotated[int, Field(ge=0)]
+
+
 class Outcome(Contract):
     """A prediction joined with its final ground truth, keyed by its stream."""
 
@@ -155,6 +178,7 @@ class Outcome(Contract):
     truth_time: AwareDatetime
     followup_event_ids: tuple[uuid.UUID, ...] = Field(min_length=1)
     study_design: StudyDesign
+    joined_at: JoinPosition
 
     @property
     def correct(self) -> bool:

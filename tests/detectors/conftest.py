@@ -15,6 +15,7 @@ from detectors import (
     Detector,
     NormalCUSUM,
     RiskAdjustedCUSUM,
+    WindowedKSDrift,
 )
 
 Case = tuple[float, float | None]
@@ -32,6 +33,10 @@ class DetectorCase:
     """Any valid case (for property tests)."""
     invalid_cases: tuple[Case, ...]
     """Cases that must raise ValueError and leave the state unchanged."""
+    max_bytes: int = 700
+    """In-process bytes per instance (``state_size_bytes``), as documented in its Notes."""
+    max_json_bytes: int = 600
+    """Bytes of its JSON state, settings included."""
 
 
 def _binary_cases(
@@ -54,6 +59,14 @@ def _risk_cases(rng: np.random.Generator, n: int) -> list[Case]:
 def _normal_cases(rng: np.random.Generator, n: int) -> list[Case]:
     values = rng.normal(0.3, 0.1, n) + np.where(np.arange(n) < n // 2, 0.0, 0.15)
     return [(float(v), None) for v in values]
+
+
+_SCORE_EDGES = [round(0.05 + 0.05 * i, 2) for i in range(10)]
+_REFERENCE_SCORES = np.random.default_rng(12345).normal(0.3, 0.1, 5000)
+
+
+def _make_windowed_ks() -> WindowedKSDrift:
+    return WindowedKSDrift.from_reference(_REFERENCE_SCORES, _SCORE_EDGES, window=200, arl0=20_000)
 
 
 _binary = st.tuples(st.sampled_from([0, 1, True, False, 0.0, 1.0]), st.none())
@@ -103,6 +116,13 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
             (0.5, 0.2),
             (float("nan"), 0.2),
         ),
+    ),
+    WindowedKSDrift: DetectorCase(
+        make=_make_windowed_ks,
+        cases=_normal_cases,
+        hypothesis_case=st.tuples(_finite, st.none()),
+        invalid_cases=((float("nan"), None), (float("-inf"), None), (0.3, 0.5)),
+        max_bytes=1200,
     ),
 }
 

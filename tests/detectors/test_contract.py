@@ -14,9 +14,6 @@ from hypothesis import strategies as st
 
 from detectors import SCHEMA_VERSION, Detector, DetectorResult, StateError, state_size_bytes
 
-MAX_BYTES_PER_INSTANCE = 700
-"""In-process bytes per detector instance (documented in each class's Notes)."""
-
 
 def feed(detector: Detector, cases: list[tuple[float, float | None]]) -> list[DetectorResult]:
     return [detector.update(x, risk=risk) for x, risk in cases]
@@ -126,8 +123,8 @@ def test_memory_is_bounded_and_within_the_documented_size(detector_case: Any) ->
     feed(detector, detector_case.cases(np.random.default_rng(8), 20_000))
     late, late_json = state_size_bytes(detector)
     assert late <= early + 64  # ints grow by a word at most; nothing accumulates
-    assert late <= MAX_BYTES_PER_INSTANCE
-    assert late_json <= 600
+    assert late <= detector_case.max_bytes
+    assert late_json <= detector_case.max_json_bytes
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,27 +1,105 @@
-"""A worker killed with SIGKILL mid-stream resumes from Kafka: nothing lost, nothing doubled."""
+"""Workers killed with SIGKILL at random points mid-stream and restarted, several times:
+the final per-stream state equals an offline recomputation from the input topics."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from collectors.producer import EventProducer
+from detectors import BernoulliCUSUM
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Outcome, decode
+from postmarket.contracts import FollowUp, Outcome, Prediction, decode, encode
 from postmarket.local_worker import LocalWorker
-from tests.factories import make_followup, make_prediction
-from tests.integration.pipeline_io import free_port, read_topic, wait_for_metric
+from streams.performance import MonitorPolicy
+from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.integration.pipeline_io import (
+    free_port,
+    metric_value,
+    read_topic,
+    send_raw,
+    wait_until_caught_up,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CASES = 40
+CASES_PER_SITE = 150
+CHUNKS = 6
+KILL_AFTER_CHUNKS = {1, 3, 4}
+CELLS = {
+    ("positive", "positive"): "tp",
+    ("negative", "positive"): "fn",
+    ("negative", "negative"): "tn",
+    ("positive", "negative"): "fp",
+}
 
 
-def test_kill_9_then_restart_and_collector_resend_gives_one_outcome_per_prediction(
+def _scenario(run: str, version: str, rng: np.random.Generator) -> list[Prediction | FollowUp]:
+    """Two sites; at site b sensitivity falls from 0.87 to 0.55 halfway; 10 % resent."""
+    events: list[Prediction | FollowUp] = []
+    for site, late_sensitivity in (("a", 0.87), ("b", 0.55)):
+        for i in range(CASES_PER_SITE):
+            case, positive = f"c-{run}-{site}-{i}", rng.random() < 0.4
+            sensitivity = 0.87 if i < CASES_PER_SITE // 2 else late_sensitivity
+            correct = rng.random() < (sensitivity if positive else 0.9)
+            label = "positive" if positive else "negative"
+            decision = label if correct else ("negative" if positive else "positive")
+            common = {"case_pseudonym": case, "site_id": f"site-{run}-{site}"}
+            events.append(make_prediction(device_version=version, decision=decision, **common))
+            events.append(make_followup(label=label, **common))
+    order = rng.permutation(len(events))
+    shuffled = [events[i] for i in order]
+    resent = [shuffled[i] for i in rng.choice(len(shuffled), len(shuffled) // 10, replace=False)]
+    return shuffled + resent
+
+
+def _offline_confusion(events: list[Prediction | FollowUp]) -> dict[tuple[str, str], int]:
+    """Confusion counts per site, recomputed with pandas from what the collectors sent."""
+    predictions = pd.DataFrame(
+        [e.model_dump() for e in events if isinstance(e, Prediction)]
+    ).drop_duplicates("event_id")
+    followups = pd.DataFrame(
+        [e.model_dump() for e in events if isinstance(e, FollowUp)]
+    ).drop_duplicates("event_id")
+    joined = predictions.merge(followups[["case_pseudonym", "label"]], on="case_pseudonym")
+    joined["cell"] = [CELLS[(d, lbl)] for d, lbl in zip(joined.decision, joined.label, strict=True)]
+    counts = joined.groupby(["site_id", "cell"]).size()
+    return {(str(site), str(cell)): int(n) for (site, cell), n in counts.items()}
+
+
+def _offline_sensitivity_statistic(outcome_records: list[Any], site: str) -> float:
+    """The sensitivity CUSUM fed each distinct outcome once, in the outcomes topic's order."""
+    cusum = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - MonitorPolicy().sensitivity_drop), 5000)
+    seen: set[uuid.UUID] = set()
+    statistic = 0.0
+    for record in outcome_records:
+        outcome = decode(Outcome, record.value)
+        if outcome.stream.site_id != site or outcome.event_id in seen:
+            continue
+        seen.add(outcome.event_id)
+        if outcome.label == "positive":
+            statistic = cusum.update(1.0 if outcome.decision == "negative" else 0.0).statistic
+    return statistic
+
+
+def _eventually(read: Any, expected: Any, timeout_s: float = 45.0) -> Any:
+    deadline, value = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        value = read()
+        if value == expected:
+            return value
+        time.sleep(0.5)
+    return value
+
+
+def test_random_kills_lose_nothing_and_count_nothing_twice(
     kafka_stack: Any, tmp_path: Path
 ) -> None:
     settings: Settings = kafka_stack.settings.model_copy(
@@ -29,43 +107,72 @@ def test_kill_9_then_restart_and_collector_resend_gives_one_outcome_per_predicti
             "worker_id": f"test-recovery-{uuid.uuid4().hex[:8]}",
             "worker_metrics_port": free_port(),
             "home": tmp_path,
-            # The killed worker's partitions move only after its session times out.
+            # A killed worker's partitions move only after its session times out.
             "worker_session_timeout_s": 8.0,
         }
     )
+    rng = np.random.default_rng(2026)
     run = uuid.uuid4().hex[:8]
-    predictions = [make_prediction(case_pseudonym=f"c-{run}-{i}") for i in range(CASES)]
-    followups = [make_followup(case_pseudonym=p.case_pseudonym) for p in predictions]
+    version = f"7.{rng.integers(1000)}.0.1"
+    entry = make_registry_entry(device_version=version)
+    send_raw(settings.kafka_bootstrap, topics.REGISTRY, [(entry.as_key().encode(), encode(entry))])
+    events = _scenario(run, version, rng)
+    chunks = np.array_split(np.arange(len(events)), CHUNKS)
 
-    first = LocalWorker(settings, tmp_path / "worker-1.log")
-    first.start()
-    with EventProducer(settings.kafka_bootstrap) as producer:
-        producer.deliver(predictions + followups[: CASES // 2])
-    wait_for_metric(first.metrics_url, "postmarket_events_consumed_total", CASES)
-    first.kill()
-
-    second = LocalWorker(settings, tmp_path / "worker-2.log")
-    second.start()
+    generation = 0
+    worker = LocalWorker(settings, tmp_path / f"worker-{generation}.log")
+    worker.start()
+    wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, [topics.REGISTRY])
     try:
         with EventProducer(settings.kafka_bootstrap) as producer:
-            # The collector did not see acknowledgements for everything: it resends it all.
-            producer.deliver(predictions + followups)
-        wanted = {p.event_id for p in predictions}
-
-        def joined(records: list[Any]) -> dict[uuid.UUID, set[uuid.UUID]]:
-            ids: dict[uuid.UUID, set[uuid.UUID]] = {}
-            for record in records:
-                outcome = decode(Outcome, record.value)
-                if outcome.prediction_event_id in wanted:
-                    ids.setdefault(outcome.prediction_event_id, set()).add(outcome.event_id)
-            return ids
-
-        records = read_topic(
-            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: len(joined(rs)) == CASES
+            for number, chunk in enumerate(chunks):
+                producer.deliver([events[i] for i in chunk])
+                if number in KILL_AFTER_CHUNKS:
+                    time.sleep(float(rng.uniform(0.0, 1.5)))  # somewhere mid-processing
+                    worker.kill()
+                    generation += 1
+                    worker = LocalWorker(settings, tmp_path / f"worker-{generation}.log")
+                    worker.start()
+        wait_until_caught_up(
+            settings.kafka_bootstrap,
+            settings.worker_id,
+            [topics.PREDICTIONS, topics.FOLLOWUPS, topics.OUTCOMES],
+            timeout_s=120,
         )
-    finally:
-        second.stop()
+        expected = _offline_confusion(events)
+        sites = sorted({site for site, _ in expected})
 
-    outcome_ids = joined(records)
-    assert set(outcome_ids) == wanted
-    assert all(len(ids) == 1 for ids in outcome_ids.values())
+        def observed() -> dict[tuple[str, str], int]:
+            return {
+                (site, cell): int(
+                    metric_value(
+                        worker.metrics_url,
+                        "postmarket_stream_confusion_cases",
+                        site_id=site,
+                        cell=cell,
+                    )
+                )
+                for site in sites
+                for cell in CELLS.values()
+                if (site, cell) in expected
+            }
+
+        assert _eventually(observed, expected) == expected
+
+        outcome_records = read_topic(
+            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=5
+        )
+        for site in sites:
+            offline = _offline_sensitivity_statistic(outcome_records, site)
+
+            def statistic(site: str = site) -> float:
+                return metric_value(
+                    worker.metrics_url,
+                    "postmarket_detector_statistic",
+                    site_id=site,
+                    detector="sensitivity_cusum",
+                )
+
+            assert _eventually(statistic, offline) == pytest.approx(offline)
+    finally:
+        worker.stop()

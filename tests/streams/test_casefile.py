@@ -1,18 +1,27 @@
-"""Joining a case's predictions with follow-ups: any order, resends counted once."""
+"""Joining a case's predictions with follow-ups: any order, resends counted once,
+replays of the same record re-emitting the same outcomes."""
 
 from __future__ import annotations
 
 import json
+from itertools import count
 
-from streams.casefile import CaseFile
+from streams.casefile import CaseFile, RecordPosition
 from tests.factories import make_followup, make_prediction
+
+_offsets = count()
+
+
+def at(topic: str = "pms.followups.v1", partition: int = 0) -> RecordPosition:
+    """A fresh record position, as each new Kafka record has."""
+    return RecordPosition(topic, partition, next(_offsets))
 
 
 def test_prediction_then_followup_emits_one_outcome() -> None:
     case = CaseFile()
     prediction = make_prediction(decision="negative")
-    assert case.add(prediction).outcomes == ()
-    outcomes = case.add(make_followup(label="positive")).outcomes
+    assert case.add(prediction, at("pms.predictions.v1")).outcomes == ()
+    outcomes = case.add(make_followup(label="positive"), at()).outcomes
     assert [(o.prediction_event_id, o.decision, o.label) for o in outcomes] == [
         (prediction.event_id, "negative", "positive")
     ]
@@ -20,57 +29,78 @@ def test_prediction_then_followup_emits_one_outcome() -> None:
 
 def test_followup_first_then_prediction_emits_on_arrival() -> None:
     case = CaseFile()
-    case.add(make_followup())
-    assert len(case.add(make_prediction()).outcomes) == 1
+    case.add(make_followup(), at())
+    assert len(case.add(make_prediction(), at("pms.predictions.v1")).outcomes) == 1
 
 
 def test_resent_prediction_is_a_duplicate() -> None:
     case = CaseFile()
     prediction = make_prediction()
-    case.add(prediction)
-    assert case.add(prediction).duplicate
+    case.add(prediction, at("pms.predictions.v1"))
+    assert case.add(prediction, at("pms.predictions.v1")).duplicate
 
 
 def test_resent_followup_after_join_emits_nothing_again() -> None:
     case = CaseFile()
     followup = make_followup()
-    case.add(make_prediction())
-    case.add(followup)
-    accepted = case.add(followup)
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    case.add(followup, at())
+    accepted = case.add(followup, at())
     assert accepted.duplicate and accepted.outcomes == ()
 
 
-def test_each_prediction_of_the_case_gets_its_outcome_once() -> None:
+def test_replayed_record_re_emits_the_same_outcomes_at_the_same_position() -> None:
     case = CaseFile()
-    case.add(make_prediction(task="referable_dr"))
-    case.add(make_prediction(task="macular_edema"))
-    first = case.add(make_followup()).outcomes
-    second = case.add(make_followup(source="clinical")).outcomes
-    assert len(first) == 2 and second == ()
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    followup, position = make_followup(), at()
+    first = case.add(followup, position).outcomes
+    replay = case.add(followup, position)
+    assert replay.duplicate
+    assert replay.outcomes == first
+
+
+def test_each_prediction_of_the_case_gets_its_outcome_once_with_its_own_rank() -> None:
+    case = CaseFile()
+    case.add(make_prediction(task="referable_dr"), at("pms.predictions.v1"))
+    case.add(make_prediction(task="macular_edema"), at("pms.predictions.v1"))
+    first = case.add(make_followup(), at()).outcomes
+    second = case.add(make_followup(source="clinical"), at()).outcomes
+    assert sorted(o.joined_at.rank for o in first) == [0, 1] and second == ()
+
+
+def test_first_final_truth_stands_when_stronger_evidence_follows() -> None:
+    case = CaseFile()
+    case.add(make_followup(source="clinical", label="negative"), at())
+    case.add(make_followup(source="pathology", label="positive"), at())
+    [outcome] = case.add(make_prediction(), at("pms.predictions.v1")).outcomes
+    assert (outcome.label, outcome.truth_source) == ("negative", "clinical")
 
 
 def test_outcome_id_is_derived_from_the_prediction() -> None:
     prediction = make_prediction()
     one, other = CaseFile(), CaseFile()
     for case in (one, other):
-        case.add(prediction)
-    assert one.add(make_followup()).outcomes[0].event_id == (
-        other.add(make_followup()).outcomes[0].event_id
+        case.add(prediction, at("pms.predictions.v1"))
+    assert one.add(make_followup(), at()).outcomes[0].event_id == (
+        other.add(make_followup(), at()).outcomes[0].event_id
     )
 
 
 def test_state_survives_json_round_trip() -> None:
     case = CaseFile()
-    prediction = make_prediction()
-    case.add(prediction)
+    prediction, followup = make_prediction(), make_followup()
+    prediction_at, followup_at = at("pms.predictions.v1"), at()
+    case.add(prediction, prediction_at)
+    emitted = case.add(followup, followup_at).outcomes
     restored = CaseFile.from_state(json.loads(json.dumps(case.to_state())))
-    assert restored.add(prediction).duplicate
-    assert len(restored.add(make_followup()).outcomes) == 1
+    assert restored.add(prediction, at("pms.predictions.v1")).duplicate
+    assert restored.add(followup, followup_at).outcomes == emitted
+    assert restored.to_state() == case.to_state()
 
 
 def test_awaiting_truth_counts_unjoined_predictions() -> None:
     case = CaseFile()
-    case.add(make_prediction())
+    case.add(make_prediction(), at("pms.predictions.v1"))
     assert case.awaiting_truth == 1
-    case.add(make_followup())
+    case.add(make_followup(), at())
     assert case.awaiting_truth == 0

@@ -1,4 +1,4 @@
-"""Agents: decode, call the pure join, emit. No business rule lives here."""
+"""The join agent: decode, call the pure case file, emit. No business rule lives here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from postmarket.contracts import (
     encode,
 )
 from streams.app import app, metrics
-from streams.casefile import CaseFile
+from streams.casefile import CaseFile, RecordPosition
 from streams.channels import case_files, case_inputs, deadletter, outcomes
 from streams.deadletter import dead_letter
 
@@ -26,50 +26,48 @@ async def join_cases(stream: Any) -> None:
     """Join each case's predictions with its follow-ups; emit outcomes when truth is final."""
     async for event in stream.events():
         message = event.message
+        position = RecordPosition(message.topic, message.partition, message.offset)
         metrics.events_consumed.labels(message.topic).inc()
         try:
-            await _join(message.topic, message.key, event.value)
+            await _join(position, message.key, event.value)
         except ContractViolation as violation:
-            await _dead_letter(message, event.value, violation)
+            await send_dead_letter(position, event.value, violation)
         except Exception as error:
             # A bug must not lose the record nor stop the agent: keep it for replay.
-            logger.exception("join failed on %s[%d]@%d", *_where(message))
+            logger.exception("join failed on %s", position)
             problem = Problem("<worker>", f"{type(error).__name__} while joining")
-            await _dead_letter(
-                message, event.value, ContractViolation("record", "internal_error", [problem])
-            )
+            internal = ContractViolation("record", "internal_error", [problem])
+            await send_dead_letter(position, event.value, internal)
 
 
-async def _join(topic: str, key: bytes | None, value: bytes | None) -> None:
-    case_event = _case_event(topic, key, value)
+async def _join(position: RecordPosition, key: bytes | None, value: bytes | None) -> None:
+    case_event = _case_event(position.topic, key, value)
     case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
-    accepted = case.add(case_event)
+    accepted = case.add(case_event, position)
     if accepted.duplicate:
-        metrics.events_duplicate.labels(topic).inc()
-        return
-    case_files[case_event.case_pseudonym] = case.to_state()
+        metrics.events_duplicate.labels(position.topic).inc()
+    else:
+        if isinstance(case_event, Prediction):
+            metrics.predictions.labels(*metrics.stream_labels(case_event.stream)).inc()
+        case_files[case_event.case_pseudonym] = case.to_state()
+    # Sent before the offset is committed (Faust flushes first); on a replay of this very
+    # record the same outcomes are sent again and their consumers skip them by position.
     for outcome in accepted.outcomes:
         await outcomes.send(key=outcome.stream.as_key().encode(), value=encode(outcome))
-        stream_key = outcome.stream
-        metrics.outcomes.labels(
-            stream_key.device_id,
-            stream_key.device_version,
-            stream_key.site_id,
-            stream_key.task,
-            outcome.decision,
-            outcome.label,
-        ).inc()
+        if not accepted.duplicate:
+            labels = metrics.stream_labels(outcome.stream)
+            metrics.outcomes.labels(*labels, outcome.decision, outcome.label).inc()
 
 
-async def _dead_letter(message: Any, value: bytes | None, violation: ContractViolation) -> None:
-    topic, partition, offset = _where(message)
-    record = dead_letter(topic, partition, offset, value or b"", violation)
-    await deadletter.send(key=topic.encode(), value=encode(record))
-    metrics.events_deadlettered.labels(topic, violation.code).inc()
-
-
-def _where(message: Any) -> tuple[str, int, int]:
-    return str(message.topic), int(message.partition), int(message.offset)
+async def send_dead_letter(
+    position: RecordPosition, value: bytes | None, violation: ContractViolation
+) -> None:
+    """Keep an unusable record on the dead-letter topic with its reason, and count it."""
+    record = dead_letter(
+        position.topic, position.partition, position.offset, value or b"", violation
+    )
+    await deadletter.send(key=position.topic.encode(), value=encode(record))
+    metrics.events_deadlettered.labels(position.topic, violation.code).inc()
 
 
 @app.timer(interval=10.0)

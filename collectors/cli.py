@@ -1,0 +1,84 @@
+"""``postmarket collector``: what hospital IT runs and reviews.
+
+``check FILE.dcm`` prints exactly the JSON that would leave the hospital for that file,
+so it can be reviewed before anything is connected. Bad input is refused with one line
+naming the file and the reason, and a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+collector_app = typer.Typer(
+    help="The hospital-side collector: de-identify, pseudonymise, deliver without loss.",
+    no_args_is_help=True,
+)
+
+EXIT_REJECTED = 2
+EXIT_CONFIG = 3
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY (key file) override",
+    ),
+]
+
+
+@collector_app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="a DICOM file (only its header is read)")],
+    ai_output: Annotated[
+        Path | None,
+        typer.Option(
+            "--ai-output", help="the AI device's JSON result for this study: print the event"
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the event JSON that would leave the hospital for FILE.
+
+    With --ai-output, the complete prediction event (as sent to Kafka). Without it, the
+    part the image contributes to that event: the case pseudonym and acquisition features.
+    """
+    from collectors.deidentify import Deidentifier
+    from collectors.dicom_input import RejectedFile, read_header
+    from collectors.events import dicom_case, prediction_event, read_ai_output
+    from collectors.pseudonym import SiteKeyError
+    from collectors.settings import CollectorConfigError, load_settings
+    from postmarket.contracts import encode
+
+    try:
+        settings = load_settings(config)
+        key = settings.site_key()
+    except (CollectorConfigError, SiteKeyError, OSError) as error:
+        typer.echo(f"collector configuration: {_describe(error)}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    try:
+        header = read_header(file)
+        output = read_ai_output(ai_output) if ai_output is not None else None
+        study_uid = str(header.get("StudyInstanceUID", "") or "").strip()
+        if output is not None and study_uid and output.study_instance_uid != study_uid:
+            raise RejectedFile(
+                ai_output or "", "bad_ai_output", f"is for another study than {file}"
+            )
+        case = dicom_case(file, header, Deidentifier(key))
+    except RejectedFile as rejected:
+        typer.echo(f"rejected {rejected}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from None
+    if case.burned_in_annotation:
+        typer.echo(f"note: {file} has burned-in annotation; pixels are never sent", err=True)
+    if output is None:
+        typer.echo(case.as_json())
+    else:
+        typer.echo(encode(prediction_event(case, output, settings.site_id, key)).decode())
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}"
+    return str(error)

@@ -1,0 +1,84 @@
+"""Collector health metrics: is the outbox draining, is the broker reachable, what is refused.
+
+Every metric takes ``registry=`` (tests use a fresh ``CollectorRegistry``); names carry the
+``postmarket_collector_`` prefix, units, and ``_total`` on counters (added by the client).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from collectors.dicom_input import REJECT_REASONS
+
+PREFIX = "postmarket_collector"
+
+
+@dataclass(frozen=True)
+class CollectorMetrics:
+    """What one collector process reports about itself."""
+
+    outbox_depth: Gauge
+    outbox_bytes: Gauge
+    outbox_limit_bytes: Gauge
+    outbox_near_limit: Gauge
+    events_sent: Counter
+    send_failures: Counter
+    last_successful_send: Gauge
+    files_rejected: Counter
+    burned_in_annotation: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
+        metrics = cls(
+            outbox_depth=Gauge(
+                f"{PREFIX}_outbox_depth",
+                "Events written to the local outbox and not yet acknowledged by Kafka.",
+                registry=registry,
+            ),
+            outbox_bytes=Gauge(
+                f"{PREFIX}_outbox_bytes",
+                "Bytes of event payload waiting in the outbox.",
+                registry=registry,
+            ),
+            outbox_limit_bytes=Gauge(
+                f"{PREFIX}_outbox_limit_bytes",
+                "Configured outbox capacity; new events are refused beyond it.",
+                registry=registry,
+            ),
+            outbox_near_limit=Gauge(
+                f"{PREFIX}_outbox_near_limit",
+                "1 while the outbox is above its warning fraction of the limit, else 0.",
+                registry=registry,
+            ),
+            events_sent=Counter(
+                f"{PREFIX}_events_sent",
+                "Events acknowledged by Kafka (acks=all) and removed from the outbox.",
+                registry=registry,
+            ),
+            send_failures=Counter(
+                f"{PREFIX}_send_failures",
+                "Delivery attempts that failed (broker unreachable, not acknowledged in time).",
+                registry=registry,
+            ),
+            last_successful_send=Gauge(
+                f"{PREFIX}_last_successful_send_timestamp_seconds",
+                "Unix time of the last batch Kafka acknowledged.",
+                registry=registry,
+            ),
+            files_rejected=Counter(
+                f"{PREFIX}_files_rejected",
+                "Input files refused, by reason (not_dicom, truncated, missing_tags, ...).",
+                ["reason"],
+                registry=registry,
+            ),
+            burned_in_annotation=Counter(
+                f"{PREFIX}_burned_in_annotation_files",
+                "Headers flagged BurnedInAnnotation=YES (pixels may carry PHI; never sent).",
+                registry=registry,
+            ),
+        )
+        for reason in REJECT_REASONS:  # every reason is visible at 0 from the start
+            metrics.files_rejected.labels(reason=reason)
+        return metrics

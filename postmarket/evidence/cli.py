@@ -1,0 +1,428 @@
+"""``postmarket registry | alerts | audit | evidence``: the evidence store from the shell.
+
+Only typer is imported here; SQLAlchemy and the store are imported inside each command, so
+``postmarket`` keeps working in a collector install that has no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from postmarket.evidence.store import AlertView, EvidenceStore
+
+registry_app = typer.Typer(
+    help="Device registry: devices, versions, registered claims and change records.",
+    no_args_is_help=True,
+)
+alerts_app = typer.Typer(
+    help="Alerts and their lifecycle: open -> acknowledged -> resolved.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The append-only, hash-chained audit trail.", no_args_is_help=True)
+evidence_app = typer.Typer(
+    help="The evidence database: migrations and read-only access for regulators.",
+    no_args_is_help=True,
+)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="SQLAlchemy URL of the evidence store \\[default: POSTMARKET_EVIDENCE_URL, "
+        "else <POSTMARKET_HOME>/evidence.db]",
+        show_default=False,
+    ),
+]
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="who makes this change \\[default: your login name]"),
+]
+
+
+def _open(url: str | None) -> EvidenceStore:
+    from postmarket.config import Settings
+    from postmarket.evidence.store import EvidenceStore
+
+    return EvidenceStore(url or Settings().evidence_database_url)
+
+
+def _actor(actor: str | None) -> str:
+    return actor or getpass.getuser()
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+@registry_app.command("add-device")
+def add_device(
+    device_id: Annotated[str, typer.Argument(help="device identifier, as collectors report it")],
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="a task the device performs (repeatable)")
+    ] = None,
+    name: Annotated[str, typer.Option(help="product name")] = "",
+    manufacturer: Annotated[str, typer.Option(help="manufacturer")] = "",
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Add a device and its tasks to the registry."""
+    from postmarket.evidence.store import EvidenceError
+
+    with _open(url) as store:
+        try:
+            store.add_device(
+                device_id,
+                name=name,
+                manufacturer=manufacturer,
+                tasks=task or [],
+                actor=_actor(actor),
+            )
+        except EvidenceError as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"added device {device_id}")
+
+
+@registry_app.command("add-version")
+def add_version(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    status: Annotated[
+        str, typer.Option(help="registered, pending, unregistered or withdrawn")
+    ] = "registered",
+    regulator: Annotated[str, typer.Option(help="e.g. NMPA, FDA")] = "",
+    reference: Annotated[str, typer.Option(help="registration certificate or submission no.")] = "",
+    registered_on: Annotated[
+        str | None, typer.Option(help="date of registration, YYYY-MM-DD")
+    ] = None,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Add a version of a device with its registration status."""
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    try:
+        day = date.fromisoformat(registered_on) if registered_on else None
+    except ValueError:
+        raise _fail(f"--registered-on {registered_on!r} is not a date YYYY-MM-DD") from None
+    with _open(url) as store:
+        try:
+            parsed = store.add_version(
+                device_id,
+                version,
+                status=status,
+                regulator=regulator,
+                reference=reference,
+                registered_on=day,
+                actor=_actor(actor),
+            )
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"added {device_id} {parsed} ({status})")
+
+
+@registry_app.command("add-claim")
+def add_claim(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    task: Annotated[str, typer.Argument(help="the task the claim is for")],
+    metric: Annotated[str, typer.Option(help="sensitivity, specificity, ppv, npv or auc")],
+    value: Annotated[float, typer.Option(help="claimed value, 0-1")],
+    ci_lower: Annotated[float, typer.Option(help="lower bound of the claim's CI")],
+    ci_upper: Annotated[float, typer.Option(help="upper bound of the claim's CI")],
+    test_database: Annotated[str, typer.Option(help="the (standard) test database it was on")],
+    acquisition: Annotated[
+        list[str] | None,
+        typer.Option(help="intended acquisition, e.g. 'CT 1-2 mm' (repeatable)"),
+    ] = None,
+    population: Annotated[
+        list[str] | None, typer.Option(help="intended population (repeatable)")
+    ] = None,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Record a registered performance claim (with CI) for a version and task."""
+    from pydantic import ValidationError
+
+    from postmarket.contracts import Claim
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    try:
+        claim = Claim.model_validate(
+            {
+                "task": task,
+                "metric": metric,
+                "value": value,
+                "ci_lower": ci_lower,
+                "ci_upper": ci_upper,
+                "test_database": test_database,
+            }
+        )
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise _fail(f"invalid claim: {problems}") from None
+    with _open(url) as store:
+        try:
+            store.add_claim(
+                device_id,
+                version,
+                claim,
+                intended_acquisitions=acquisition or [],
+                intended_populations=population or [],
+                actor=_actor(actor),
+            )
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"added claim {metric} {value} [{ci_lower}, {ci_upper}] to {device_id} {version}")
+
+
+@registry_app.command("add-change")
+def add_change(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="the version the change produced")],
+    kind: Annotated[str, typer.Option(help="algorithm_framework, training_database or bug_fix")],
+    fraction: Annotated[
+        float | None,
+        typer.Option(help="fraction (0-1) of the training database changed (training_database)"),
+    ] = None,
+    description: Annotated[str, typer.Option(help="what changed and why")] = "",
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Record what changed to make a version (its change record)."""
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import ChangeKind, ChangeRecord, PolicyError, VersionError
+
+    try:
+        record = ChangeRecord(ChangeKind(kind), description, fraction)
+    except ValueError as error:
+        message = str(error)
+        if not isinstance(error, PolicyError):
+            message = f"unknown kind {kind!r}; use {', '.join(k.value for k in ChangeKind)}"
+        raise _fail(message) from None
+    with _open(url) as store:
+        try:
+            store.add_change(device_id, version, record, actor=_actor(actor))
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"added {kind} change record to {device_id} {version}")
+
+
+@registry_app.command("list")
+def list_registry(
+    policy: Annotated[
+        str, typer.Option(help="change-control preset used to judge unregistered versions")
+    ] = "nmpa-syzb",
+    url: UrlOption = None,
+) -> None:
+    """List devices and versions with status, change, claims and registration verdict.
+
+    An unregistered version is judged under POLICY: may it run, or does it need registration?
+    """
+    from postmarket.versions import PolicyError, preset, registration_required
+
+    try:
+        active = preset(policy)
+    except PolicyError as error:
+        raise _fail(str(error)) from None
+    with _open(url) as store:
+        devices = store.devices()
+    if not devices:
+        typer.echo("the registry is empty")
+    for device in devices:
+        typer.echo(f"{device.device_id}  {device.name}  {device.manufacturer}".rstrip())
+        typer.echo(f"  tasks: {', '.join(device.tasks) or '-'}")
+        registered = [v.version for v in device.versions if v.registration_status == "registered"]
+        for view in device.versions:
+            line = f"  {view.version!s:<14} {view.registration_status:<12}"
+            if view.change is not None:
+                line += f" change: {view.change.kind.value}"
+            if view.claims:
+                claims = ", ".join(
+                    f"{c.task} {c.metric} {c.value:.3f} [{c.ci_lower:.3f}, {c.ci_upper:.3f}]"
+                    for c in view.claims
+                )
+                line += f" claims: {claims}"
+            if view.registration_status != "registered":
+                base = max((v for v in registered if v <= view.version), default=None)
+                decision = registration_required(base, view.version, view.change, active)
+                verdict = "NEEDS REGISTRATION" if decision.required else "may run"
+                line += f"\n    {verdict} under {active.name}: {decision.reason}"
+            typer.echo(line)
+
+
+# --- alerts ------------------------------------------------------------------------------
+
+
+def _alert_line(view: AlertView) -> str:
+    alert = view.alert
+    stream = alert.stream
+    return (
+        f"{alert.alert_id}  {view.status.value:<12} {alert.severity:<8} {alert.detector:<22} "
+        f"{stream.device_id} {stream.device_version} {stream.site_id} {stream.task}  "
+        f"{alert.raised_at:%Y-%m-%d %H:%M}"
+    )
+
+
+@alerts_app.command("list")
+def list_alerts(
+    status: Annotated[
+        str | None, typer.Option(help="only alerts with this status: open, acknowledged, resolved")
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """List alerts, newest first."""
+    from postmarket.evidence.lifecycle import AlertStatus
+
+    try:
+        wanted = AlertStatus(status) if status else None
+    except ValueError:
+        raise _fail(f"unknown status {status!r}; use open, acknowledged or resolved") from None
+    with _open(url) as store:
+        views = store.alerts(wanted)
+    if not views:
+        typer.echo("no alerts")
+    for view in views:
+        typer.echo(_alert_line(view))
+
+
+@alerts_app.command("show")
+def show_alert(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    url: UrlOption = None,
+) -> None:
+    """Show one alert: its evidence, message and lifecycle."""
+    from postmarket.evidence.store import NotFound
+
+    with _open(url) as store:
+        try:
+            view = store.alert(alert_id)
+        except NotFound as error:
+            raise _fail(str(error)) from None
+    alert = view.alert
+    lines = [
+        f"alert        {alert.alert_id}",
+        f"status       {view.status.value}",
+        f"stream       {alert.stream.as_key()}",
+        f"detector     {alert.detector} (statistic {alert.statistic:g}, "
+        f"threshold {alert.threshold:g})",
+        f"severity     {alert.severity}",
+        f"cases        {alert.first_case_time.isoformat()} .. {alert.last_case_time.isoformat()}",
+        f"evidence     {', '.join(f'{k}={v}' for k, v in sorted(alert.evidence.items()))}",
+        f"raised at    {alert.raised_at.isoformat()}",
+        f"message      {alert.message}",
+    ]
+    if view.acknowledged_at is not None:
+        lines.append(
+            f"acknowledged {view.acknowledged_at.isoformat()} by {view.acknowledged_by}: "
+            f"{view.acknowledgement}"
+        )
+    if view.resolved_at is not None:
+        lines.append(
+            f"resolved     {view.resolved_at.isoformat()} by {view.resolved_by}: {view.resolution}"
+        )
+    typer.echo("\n".join(lines))
+
+
+@alerts_app.command("ack")
+def acknowledge(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    note: Annotated[str, typer.Option("--note", help="what you will do about it")],
+    by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Acknowledge an open alert: you own it now."""
+    _transition(alert_id, "acknowledge", by, note, url)
+
+
+@alerts_app.command("resolve")
+def resolve(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    resolution: Annotated[
+        str, typer.Option("--resolution", help="root cause and fix, or why it was a false alarm")
+    ],
+    by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Resolve an acknowledged alert, saying why."""
+    _transition(alert_id, "resolve", by, resolution, url)
+
+
+def _transition(alert_id: str, action: str, by: str | None, why: str, url: str | None) -> None:
+    from postmarket.evidence.lifecycle import IllegalTransition
+    from postmarket.evidence.store import EvidenceError
+
+    with _open(url) as store:
+        try:
+            if action == "acknowledge":
+                view = store.acknowledge_alert(alert_id, by=_actor(by), note=why)
+            else:
+                view = store.resolve_alert(alert_id, by=_actor(by), resolution=why)
+        except (EvidenceError, IllegalTransition) as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"alert {view.alert.alert_id} is {view.status.value}")
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def verify(url: UrlOption = None) -> None:
+    """Recompute every entry's hash and link; exit 1 naming the first tampered entry."""
+    with _open(url) as store:
+        verdict = store.verify_audit_chain()
+    if verdict.problem is not None:
+        raise _fail(f"audit trail broken at {verdict.problem}")
+    typer.echo(
+        f"audit trail intact: {verdict.entries} entries, head hash {verdict.head_hash} "
+        "(keep this hash elsewhere: it also reveals removal of the newest entries)"
+    )
+
+
+# --- the database itself -----------------------------------------------------------------
+
+
+@evidence_app.command("upgrade")
+def upgrade_database(url: UrlOption = None) -> None:
+    """Create or migrate the evidence database to the newest schema."""
+    with _open(url) as store:
+        from postmarket.evidence.migrate import current_revision
+
+        typer.echo(f"evidence store at revision {current_revision(store.engine)}")
+
+
+@evidence_app.command("regulator-role")
+def regulator_role(
+    login: Annotated[
+        str | None, typer.Option(help="also create this login role as a member")
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="file holding the login's password (never an argument)")
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Create the read-only PostgreSQL role postmarket_regulator (SELECT only) and grant it
+    every evidence table; optionally a regulator's login in it."""
+    from postmarket.evidence.regulator import REGULATOR_ROLE, grant_regulator_read_access
+
+    password = password_file.read_text().strip() if password_file else None
+    with _open(url) as store:
+        try:
+            grant_regulator_read_access(store.engine, login=login, password=password)
+        except ValueError as error:
+            raise _fail(str(error)) from None
+    member = f"; login {login} is a member" if login else ""
+    typer.echo(f"{REGULATOR_ROLE} may read the evidence store and change nothing{member}")
+
+
+__all__ = ["alerts_app", "audit_app", "evidence_app", "registry_app"]

@@ -1,0 +1,255 @@
+"""The evidence store's tables as typed SQLAlchemy 2 ORM classes.
+
+The schema itself is created by the Alembic revisions in ``migrations/`` (a test checks
+they agree with these classes); these classes are how the store reads and writes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the evidence store keeps aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Device(Base):
+    """A medical-AI device (product), identified as in the event contracts."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    manufacturer: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime]
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="device", order_by="Task.name")
+    versions: Mapped[list[DeviceVersion]] = relationship(back_populates="device")
+
+
+class Task(Base):
+    """One clinical task a device performs (e.g. referable diabetic retinopathy)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("device_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    device: Mapped[Device] = relationship(back_populates="tasks")
+
+
+class DeviceVersion(Base):
+    """One S.Y.Z.B version of a device; the parts are kept as integers so SQL can order them."""
+
+    __tablename__ = "device_versions"
+    __table_args__ = (UniqueConstraint("device_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    version: Mapped[str] = mapped_column(String(32))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    corrective: Mapped[int] = mapped_column(Integer)
+    bugfix: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+    device: Mapped[Device] = relationship(back_populates="versions")
+    registration: Mapped[Registration | None] = relationship(back_populates="version")
+    change: Mapped[ChangeRecordRow | None] = relationship(back_populates="version")
+
+
+class Registration(Base):
+    """A version's registration with a regulator (status, reference, date)."""
+
+    __tablename__ = "registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("device_versions.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    regulator: Mapped[str] = mapped_column(String(64), default="")
+    reference: Mapped[str] = mapped_column(String(128), default="")
+    registered_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+    version: Mapped[DeviceVersion] = relationship(back_populates="registration")
+    claims: Mapped[list[ClaimRow]] = relationship(back_populates="registration")
+
+
+class ClaimRow(Base):
+    """A claimed performance (metric with CI) for one task, from the registration testing."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("registration_id", "task_id", "metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registration_id: Mapped[int] = mapped_column(ForeignKey("registrations.id"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    metric: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float] = mapped_column(Float)
+    ci_lower: Mapped[float] = mapped_column(Float)
+    ci_upper: Mapped[float] = mapped_column(Float)
+    test_database: Mapped[str] = mapped_column(String(256))
+    intended_acquisitions: Mapped[list[str]]
+    intended_populations: Mapped[list[str]]
+
+    registration: Mapped[Registration] = relationship(back_populates="claims")
+    task: Mapped[Task] = relationship()
+
+
+class ChangeRecordRow(Base):
+    """What changed to make a version: kind, description, fraction of training data changed."""
+
+    __tablename__ = "change_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("device_versions.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    training_fraction_changed: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+
+    version: Mapped[DeviceVersion] = relationship(back_populates="change")
+
+
+class AlertRow(Base):
+    """An alert as raised (the contract's fields) plus its lifecycle: who, when and why."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_key: Mapped[str] = mapped_column(String(128))
+    device_version: Mapped[str] = mapped_column(String(32))
+    site_key: Mapped[str] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(String(128))
+    detector: Mapped[str] = mapped_column(String(128))
+    statistic: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]]
+    first_case_time: Mapped[datetime]
+    last_case_time: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None]
+    acknowledgement: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntryRow(Base):
+    """One append-only audit entry; ``entry_hash`` chains it to ``previous_hash``."""
+
+    __tablename__ = "audit_entries"
+
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[str] = mapped_column(Text)
+    previous_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Site(Base):
+    """A hospital site running the collector (revision 2)."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime]
+
+
+class VersionSighting(Base):
+    """The first prediction of a version for a task at a site (revision 2)."""
+
+    __tablename__ = "version_sightings"
+    __table_args__ = (UniqueConstraint("version_id", "site_id", "task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("device_versions.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    task: Mapped[str] = mapped_column(String(128))
+    first_seen_at: Mapped[datetime]
+
+
+class PerformanceSnapshot(Base):
+    """Observed performance of a version for a task over a window (revision 2).
+
+    ``site_id`` None means all sites; ``stratum`` names an acquisition stratum such as
+    ``slice_thickness_band=sub_mm`` (empty for all); ``study_design`` says prospective or
+    retrospective; ``followup_completeness`` is the share of cases with final ground truth.
+    """
+
+    __tablename__ = "performance_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("device_versions.id"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    stratum: Mapped[str] = mapped_column(String(256), default="")
+    metric: Mapped[str] = mapped_column(String(16))
+    successes: Mapped[int] = mapped_column(Integer)
+    trials: Mapped[int] = mapped_column(Integer)
+    ci_lower: Mapped[float] = mapped_column(Float)
+    ci_upper: Mapped[float] = mapped_column(Float)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    study_design: Mapped[str] = mapped_column(String(16))
+    followup_completeness: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime]

@@ -1,0 +1,654 @@
+"""The evidence store: registry, change records, sightings, snapshots, alerts and audit trail.
+
+Every write to the registry or to alerts appends an audit entry in the same transaction, so
+the trail and the data cannot disagree. Opening a store migrates its database to the newest
+schema. Reads return plain frozen views, never ORM objects tied to a session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from postmarket.contracts.events import Alert, Claim, StreamKey
+from postmarket.evidence.audit import AuditRecord, ChainVerdict, chain_entry, verify_chain
+from postmarket.evidence.lifecycle import AlertAction, AlertStatus, next_status
+from postmarket.evidence.migrate import make_engine, upgrade
+from postmarket.evidence.models import (
+    AlertRow,
+    AuditEntryRow,
+    ChangeRecordRow,
+    ClaimRow,
+    Device,
+    DeviceVersion,
+    Registration,
+    Site,
+    Task,
+    VersionSighting,
+)
+from postmarket.evidence.unregistered_change import DeviceRegistry
+from postmarket.versions import ChangeKind, ChangeRecord, Version
+
+REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
+
+
+class EvidenceError(Exception):
+    """A request the evidence store cannot honour; the message says why."""
+
+
+class NotFound(EvidenceError):
+    pass
+
+
+class AlreadyExists(EvidenceError):
+    pass
+
+
+@dataclass(frozen=True)
+class VersionView:
+    device_id: str
+    version: Version
+    registration_status: str
+    regulator: str
+    reference: str
+    registered_on: date | None
+    change: ChangeRecord | None
+    claims: tuple[Claim, ...]
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    device_id: str
+    name: str
+    manufacturer: str
+    tasks: tuple[str, ...]
+    versions: tuple[VersionView, ...]
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """An alert as raised plus its lifecycle so far."""
+
+    alert: Alert
+    status: AlertStatus
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    acknowledgement: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EvidenceStore:
+    """The evidence database at ``url`` (SQLite file or PostgreSQL), migrated to head on open."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        if migrate:
+            upgrade(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> EvidenceStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- transactions and the audit trail ---------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _audit(
+        self, session: Session, actor: str, action: str, subject: str, payload: Mapping[str, Any]
+    ) -> None:
+        """Append one entry chained to the newest, inside the caller's transaction."""
+        if session.get_bind().dialect.name == "postgresql":
+            # Writers queue here, so two transactions never chain onto the same entry.
+            session.execute(text("LOCK TABLE audit_entries IN SHARE ROW EXCLUSIVE MODE"))
+        newest = session.scalars(
+            select(AuditEntryRow).order_by(AuditEntryRow.sequence.desc()).limit(1)
+        ).first()
+        entry = chain_entry(
+            None if newest is None else _audit_record(newest),
+            _now(),
+            actor,
+            action,
+            subject,
+            payload,
+        )
+        session.add(AuditEntryRow(**entry.hashed_fields(), entry_hash=entry.entry_hash))
+
+    def audit_entries(self) -> list[AuditRecord]:
+        """The whole audit trail, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(select(AuditEntryRow).order_by(AuditEntryRow.sequence))
+            return [_audit_record(row) for row in rows]
+
+    def verify_audit_chain(self) -> ChainVerdict:
+        """Check every entry's hash and link; the verdict names the first bad entry."""
+        return verify_chain(self.audit_entries())
+
+    # --- registry ---------------------------------------------------------------------------
+
+    def add_device(
+        self,
+        device_id: str,
+        *,
+        name: str = "",
+        manufacturer: str = "",
+        tasks: Sequence[str] = (),
+        actor: str,
+    ) -> None:
+        with self._transaction() as session:
+            if _device(session, device_id, missing_ok=True) is not None:
+                raise AlreadyExists(f"device {device_id!r} is already in the registry")
+            device = Device(
+                device_key=device_id, name=name, manufacturer=manufacturer, created_at=_now()
+            )
+            session.add(device)
+            device.tasks = [Task(name=task, description="") for task in dict.fromkeys(tasks)]
+            self._audit(
+                session,
+                actor,
+                "registry.add_device",
+                f"device:{device_id}",
+                {"name": name, "manufacturer": manufacturer, "tasks": list(dict.fromkeys(tasks))},
+            )
+
+    def add_task(self, device_id: str, task: str, *, description: str = "", actor: str) -> None:
+        with self._transaction() as session:
+            device = _device(session, device_id)
+            if any(existing.name == task for existing in device.tasks):
+                raise AlreadyExists(f"device {device_id!r} already has task {task!r}")
+            device.tasks.append(Task(name=task, description=description))
+            self._audit(
+                session,
+                actor,
+                "registry.add_task",
+                f"device:{device_id}/task:{task}",
+                {"description": description},
+            )
+
+    def add_version(
+        self,
+        device_id: str,
+        version: str,
+        *,
+        status: str = "unregistered",
+        regulator: str = "",
+        reference: str = "",
+        registered_on: date | None = None,
+        actor: str,
+    ) -> Version:
+        """Add a version with its registration status (``registered``, ``pending``...)."""
+        parsed = Version.parse(version)
+        _check_status(status)
+        with self._transaction() as session:
+            device = _device(session, device_id)
+            if _version(session, device, parsed, missing_ok=True) is not None:
+                raise AlreadyExists(f"{device_id} {parsed} is already in the registry")
+            row = DeviceVersion(
+                device=device,
+                version=str(parsed),
+                major=parsed.major,
+                minor=parsed.minor,
+                corrective=parsed.corrective,
+                bugfix=parsed.bugfix,
+                created_at=_now(),
+            )
+            row.registration = Registration(
+                status=status,
+                regulator=regulator,
+                reference=reference,
+                registered_on=registered_on,
+                created_at=_now(),
+            )
+            session.add(row)
+            self._audit(
+                session,
+                actor,
+                "registry.add_version",
+                f"device:{device_id}/version:{parsed}",
+                {
+                    "status": status,
+                    "regulator": regulator,
+                    "reference": reference,
+                    "registered_on": registered_on,
+                },
+            )
+        return parsed
+
+    def set_registration_status(
+        self, device_id: str, version: str, status: str, *, reference: str = "", actor: str
+    ) -> None:
+        """Change a version's registration status (e.g. pending -> registered, withdrawn)."""
+        parsed = Version.parse(version)
+        _check_status(status)
+        with self._transaction() as session:
+            registration = _registration(session, device_id, parsed)
+            previous = registration.status
+            registration.status = status
+            if reference:
+                registration.reference = reference
+            self._audit(
+                session,
+                actor,
+                "registry.set_registration_status",
+                f"device:{device_id}/version:{parsed}",
+                {"from": previous, "to": status, "reference": registration.reference},
+            )
+
+    def add_claim(
+        self,
+        device_id: str,
+        version: str,
+        claim: Claim,
+        *,
+        intended_acquisitions: Sequence[str] = (),
+        intended_populations: Sequence[str] = (),
+        actor: str,
+    ) -> None:
+        """Record a claimed performance of a version for one of its device's tasks."""
+        parsed = Version.parse(version)
+        with self._transaction() as session:
+            registration = _registration(session, device_id, parsed)
+            device = registration.version.device
+            task = next((t for t in device.tasks if t.name == claim.task), None)
+            if task is None:
+                known = ", ".join(t.name for t in device.tasks) or "none"
+                raise NotFound(
+                    f"device {device_id!r} has no task {claim.task!r} (tasks: {known}); "
+                    "add it first"
+                )
+            if any(c.task_id == task.id and c.metric == claim.metric for c in registration.claims):
+                raise AlreadyExists(
+                    f"{device_id} {parsed} already claims {claim.metric} for {claim.task}"
+                )
+            registration.claims.append(
+                ClaimRow(
+                    task=task,
+                    metric=claim.metric,
+                    value=claim.value,
+                    ci_lower=claim.ci_lower,
+                    ci_upper=claim.ci_upper,
+                    test_database=claim.test_database,
+                    intended_acquisitions=list(intended_acquisitions),
+                    intended_populations=list(intended_populations),
+                )
+            )
+            self._audit(
+                session,
+                actor,
+                "registry.add_claim",
+                f"device:{device_id}/version:{parsed}/task:{claim.task}",
+                {
+                    **claim.model_dump(mode="json"),
+                    "intended_acquisitions": list(intended_acquisitions),
+                    "intended_populations": list(intended_populations),
+                },
+            )
+
+    def add_change(self, device_id: str, version: str, change: ChangeRecord, *, actor: str) -> None:
+        """Record what changed to make ``version`` (one change record per version)."""
+        parsed = Version.parse(version)
+        with self._transaction() as session:
+            row = _version(session, _device(session, device_id), parsed)
+            if row.change is not None:
+                raise AlreadyExists(f"{device_id} {parsed} already has a change record")
+            row.change = ChangeRecordRow(
+                kind=change.kind.value,
+                description=change.description,
+                training_fraction_changed=change.training_fraction_changed,
+                created_at=_now(),
+            )
+            self._audit(
+                session,
+                actor,
+                "registry.add_change",
+                f"device:{device_id}/version:{parsed}",
+                {
+                    "kind": change.kind.value,
+                    "description": change.description,
+                    "training_fraction_changed": change.training_fraction_changed,
+                },
+            )
+
+    def add_site(self, site_id: str, *, name: str = "", actor: str) -> None:
+        with self._transaction() as session:
+            if session.scalars(select(Site).where(Site.site_key == site_id)).first():
+                raise AlreadyExists(f"site {site_id!r} is already in the registry")
+            session.add(Site(site_key=site_id, name=name, created_at=_now()))
+            self._audit(session, actor, "registry.add_site", f"site:{site_id}", {"name": name})
+
+    def record_sighting(self, stream: StreamKey, seen_at: datetime, *, actor: str) -> bool:
+        """Note a version's prediction at a site; True if it is the first for that stream.
+
+        A version or site the registry does not know yet is added (unregistered) first, so
+        the field's reality is on record even when the manufacturer's paperwork is not.
+        """
+        parsed = Version.parse(stream.device_version)
+        try:
+            with self._transaction() as session:
+                device = _device(session, stream.device_id, missing_ok=True)
+                if device is None:
+                    device = Device(device_key=stream.device_id, name="", manufacturer="")
+                    device.created_at = _now()
+                    session.add(device)
+                version = _version(session, device, parsed, missing_ok=True)
+                if version is None:
+                    version = DeviceVersion(
+                        device=device,
+                        version=str(parsed),
+                        major=parsed.major,
+                        minor=parsed.minor,
+                        corrective=parsed.corrective,
+                        bugfix=parsed.bugfix,
+                        created_at=_now(),
+                    )
+                    version.registration = Registration(
+                        status="unregistered",
+                        regulator="",
+                        reference="",
+                        registered_on=None,
+                        created_at=_now(),
+                    )
+                    session.add(version)
+                site = session.scalars(select(Site).where(Site.site_key == stream.site_id)).first()
+                if site is None:
+                    site = Site(site_key=stream.site_id, name="", created_at=_now())
+                    session.add(site)
+                session.flush()
+                seen = session.scalars(
+                    select(VersionSighting).where(
+                        VersionSighting.version_id == version.id,
+                        VersionSighting.site_id == site.id,
+                        VersionSighting.task == stream.task,
+                    )
+                ).first()
+                if seen is not None:
+                    return False
+                session.add(
+                    VersionSighting(
+                        version_id=version.id,
+                        site_id=site.id,
+                        task=stream.task,
+                        first_seen_at=seen_at,
+                    )
+                )
+                self._audit(
+                    session,
+                    actor,
+                    "registry.first_sighting",
+                    f"stream:{stream.as_key()}",
+                    {"first_seen_at": seen_at},
+                )
+                return True
+        except IntegrityError:
+            # Another worker recorded the same first sighting a moment earlier.
+            return False
+
+    def device(self, device_id: str) -> DeviceView:
+        with self._sessions() as session:
+            return _device_view(_device(session, device_id))
+
+    def devices(self) -> list[DeviceView]:
+        with self._sessions() as session:
+            rows = session.scalars(select(Device).order_by(Device.device_key))
+            return [_device_view(row) for row in rows]
+
+    def registry_snapshot(self, device_id: str) -> DeviceRegistry:
+        """What :func:`~postmarket.evidence.unregistered_change.unregistered_change_alert`
+        needs to judge a version of ``device_id`` seen in the field."""
+        view = self.device(device_id)
+        return DeviceRegistry(
+            device_id=device_id,
+            registered_versions=frozenset(
+                v.version for v in view.versions if v.registration_status == "registered"
+            ),
+            change_records={v.version: v.change for v in view.versions if v.change is not None},
+        )
+
+    # --- alerts -----------------------------------------------------------------------------
+
+    def record_alert(self, alert: Alert, *, actor: str) -> bool:
+        """Store a raised alert as open; False (and nothing written) if it is already stored."""
+        try:
+            with self._transaction() as session:
+                if _alert(session, alert.alert_id, missing_ok=True) is not None:
+                    return False
+                session.add(
+                    AlertRow(
+                        alert_id=str(alert.alert_id),
+                        device_key=alert.stream.device_id,
+                        device_version=alert.stream.device_version,
+                        site_key=alert.stream.site_id,
+                        task=alert.stream.task,
+                        detector=alert.detector,
+                        statistic=alert.statistic,
+                        threshold=alert.threshold,
+                        evidence=dict(alert.evidence),
+                        first_case_time=alert.first_case_time,
+                        last_case_time=alert.last_case_time,
+                        raised_at=alert.raised_at,
+                        severity=alert.severity,
+                        message=alert.message,
+                        status=AlertStatus.OPEN.value,
+                    )
+                )
+                self._audit(
+                    session,
+                    actor,
+                    "alert.raise",
+                    f"alert:{alert.alert_id}",
+                    alert.model_dump(mode="json"),
+                )
+                return True
+        except IntegrityError:
+            return False
+
+    def acknowledge_alert(
+        self, alert_id: uuid.UUID | str, *, by: str, note: str, at: datetime | None = None
+    ) -> AlertView:
+        """open -> acknowledged: ``by`` owns the alert; ``note`` says what they will do."""
+        return self._transition(alert_id, AlertAction.ACKNOWLEDGE, by, note, at or _now())
+
+    def resolve_alert(
+        self, alert_id: uuid.UUID | str, *, by: str, resolution: str, at: datetime | None = None
+    ) -> AlertView:
+        """acknowledged -> resolved, with why (root cause, fix, or why it was a false alarm)."""
+        return self._transition(alert_id, AlertAction.RESOLVE, by, resolution, at or _now())
+
+    def _transition(
+        self, alert_id: uuid.UUID | str, action: AlertAction, by: str, why: str, at: datetime
+    ) -> AlertView:
+        if not by.strip() or not why.strip():
+            raise EvidenceError(f"to {action.value} an alert, say who and why")
+        with self._transaction() as session:
+            row = _alert(session, alert_id)
+            status = next_status(AlertStatus(row.status), action)
+            row.status = status.value
+            if action is AlertAction.ACKNOWLEDGE:
+                row.acknowledged_by, row.acknowledged_at, row.acknowledgement = by, at, why
+            else:
+                row.resolved_by, row.resolved_at, row.resolution = by, at, why
+            self._audit(
+                session,
+                by,
+                f"alert.{action.value}",
+                f"alert:{row.alert_id}",
+                {"status": status.value, "at": at, "why": why},
+            )
+            return _alert_view(row)
+
+    def alert(self, alert_id: uuid.UUID | str) -> AlertView:
+        with self._sessions() as session:
+            return _alert_view(_alert(session, alert_id))
+
+    def alerts(self, status: AlertStatus | None = None) -> list[AlertView]:
+        """Alerts, newest first, optionally only those with ``status``."""
+        with self._sessions() as session:
+            query = select(AlertRow).order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
+            if status is not None:
+                query = query.where(AlertRow.status == status.value)
+            return [_alert_view(row) for row in session.scalars(query)]
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _check_status(status: str) -> None:
+    if status not in REGISTRATION_STATUSES:
+        raise EvidenceError(
+            f"unknown registration status {status!r}; use one of {', '.join(REGISTRATION_STATUSES)}"
+        )
+
+
+def _audit_record(row: AuditEntryRow) -> AuditRecord:
+    return AuditRecord(
+        sequence=row.sequence,
+        recorded_at=row.recorded_at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        payload=row.payload,
+        previous_hash=row.previous_hash,
+        entry_hash=row.entry_hash,
+    )
+
+
+def _device(session: Session, device_id: str, *, missing_ok: bool = False) -> Device:
+    row = session.scalars(select(Device).where(Device.device_key == device_id)).first()
+    if row is None and not missing_ok:
+        raise NotFound(f"no device {device_id!r} in the registry; add it first")
+    return row  # type: ignore[return-value]
+
+
+def _version(
+    session: Session, device: Device, version: Version, *, missing_ok: bool = False
+) -> DeviceVersion:
+    row = session.scalars(
+        select(DeviceVersion).where(
+            DeviceVersion.device_id == device.id, DeviceVersion.version == str(version)
+        )
+    ).first()
+    if row is None and not missing_ok:
+        raise NotFound(f"no version {version} of device {device.device_key!r}; add it first")
+    return row  # type: ignore[return-value]
+
+
+def _registration(session: Session, device_id: str, version: Version) -> Registration:
+    row = _version(session, _device(session, device_id), version)
+    if row.registration is None:
+        raise NotFound(f"{device_id} {version} has no registration record")
+    return row.registration
+
+
+def _alert(session: Session, alert_id: uuid.UUID | str, *, missing_ok: bool = False) -> AlertRow:
+    try:
+        key = str(uuid.UUID(str(alert_id)))
+    except ValueError:
+        raise NotFound(f"{alert_id!r} is not an alert id (a UUID)") from None
+    row = session.scalars(select(AlertRow).where(AlertRow.alert_id == key)).first()
+    if row is None and not missing_ok:
+        raise NotFound(f"no alert {key}")
+    return row  # type: ignore[return-value]
+
+
+def _claim(row: ClaimRow) -> Claim:
+    return Claim(
+        task=row.task.name,
+        metric=row.metric,  # type: ignore[arg-type]
+        value=row.value,
+        ci_lower=row.ci_lower,
+        ci_upper=row.ci_upper,
+        test_database=row.test_database,
+    )
+
+
+def _change(row: ChangeRecordRow) -> ChangeRecord:
+    return ChangeRecord(
+        kind=ChangeKind(row.kind),
+        description=row.description,
+        training_fraction_changed=row.training_fraction_changed,
+    )
+
+
+def _version_view(row: DeviceVersion) -> VersionView:
+    registration = row.registration
+    return VersionView(
+        device_id=row.device.device_key,
+        version=Version.parse(row.version),
+        registration_status=registration.status if registration else "unregistered",
+        regulator=registration.regulator if registration else "",
+        reference=registration.reference if registration else "",
+        registered_on=registration.registered_on if registration else None,
+        change=_change(row.change) if row.change else None,
+        claims=tuple(_claim(c) for c in registration.claims) if registration else (),
+    )
+
+
+def _device_view(row: Device) -> DeviceView:
+    versions = sorted((_version_view(v) for v in row.versions), key=lambda v: v.version)
+    return DeviceView(
+        device_id=row.device_key,
+        name=row.name,
+        manufacturer=row.manufacturer,
+        tasks=tuple(task.name for task in row.tasks),
+        versions=tuple(versions),
+    )
+
+
+def _alert_view(row: AlertRow) -> AlertView:
+    alert = Alert(
+        alert_id=uuid.UUID(row.alert_id),
+        stream=StreamKey(
+            device_id=row.device_key,
+            device_version=row.device_version,
+            site_id=row.site_key,
+            task=row.task,
+        ),
+        detector=row.detector,
+        statistic=row.statistic,
+        threshold=row.threshold,
+        evidence=dict(row.evidence),
+        first_case_time=row.first_case_time,
+        last_case_time=row.last_case_time,
+        raised_at=row.raised_at,
+        severity=row.severity,  # type: ignore[arg-type]
+        message=row.message,
+    )
+    return AlertView(
+        alert=alert,
+        status=AlertStatus(row.status),
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+        acknowledgement=row.acknowledgement,
+        resolved_by=row.resolved_by,
+        resolved_at=row.resolved_at,
+        resolution=row.resolution,
+    )

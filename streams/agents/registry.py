@@ -1,0 +1,26 @@
+"""The registry agent: keep every worker's copy of registrations and claims current."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postmarket.contracts import ContractViolation, RegistryEntry, decode
+from streams.agents.join import send_dead_letter
+from streams.app import app, metrics
+from streams.casefile import RecordPosition
+from streams.channels import registry, registry_updates
+
+
+@app.agent(registry_updates)
+async def follow_registry(stream: Any) -> None:
+    """Copy each registry entry into the global table every worker reads claims from."""
+    async for event in stream.events():
+        message = event.message
+        metrics.events_consumed.labels(message.topic).inc()
+        try:
+            entry = decode(RegistryEntry, event.value or b"")
+        except ContractViolation as violation:
+            position = RecordPosition(message.topic, message.partition, message.offset)
+            await send_dead_letter(position, event.value, violation)
+            continue
+        registry[entry.as_key()] = entry.model_dump(mode="json")

@@ -1,0 +1,150 @@
+"""``postmarket registry | alerts | audit`` through typer's CliRunner, on a SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from evidence_builders import make_alert, make_stream
+from typer.testing import CliRunner
+
+from postmarket.cli import app
+from postmarket.evidence.store import EvidenceStore
+
+runner = CliRunner()
+
+
+def invoke(url: str, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--url", url])
+    return result.exit_code, result.output
+
+
+def seed_registry(url: str) -> None:
+    commands = [
+        ["registry", "add-device", "dr-screen", "--task", "referable_dr", "--name", "DR Screen"],
+        ["registry", "add-version", "dr-screen", "2.1.0.3", "--regulator", "NMPA",
+         "--reference", "NMPA-2020-3-001", "--registered-on", "2020-08-01"],
+        ["registry", "add-claim", "dr-screen", "2.1.0.3", "referable_dr", "--metric",
+         "sensitivity", "--value", "0.872", "--ci-lower", "0.818", "--ci-upper", "0.915",
+         "--test-database", "NIFDC fundus 2018", "--acquisition", "Topcon NW400"],
+        ["registry", "add-version", "dr-screen", "2.2.0.0", "--status", "pending"],
+        ["registry", "add-change", "dr-screen", "2.2.0.0", "--kind", "training_database",
+         "--fraction", "0.15", "--description", "3,000 new cases"],
+    ]  # fmt: skip
+    for command in commands:
+        code, output = invoke(url, *command, "--actor", "qa-lead")
+        assert code == 0, output
+
+
+@pytest.fixture
+def seeded_url(sqlite_url: str) -> str:
+    seed_registry(sqlite_url)
+    return sqlite_url
+
+
+def test_registry_list_shows_claims_and_verdicts(seeded_url: str) -> None:
+    code, output = invoke(seeded_url, "registry", "list")
+    assert code == 0
+    assert "referable_dr sensitivity 0.872 [0.818, 0.915]" in output
+    assert "2.2.0.0        pending      change: training_database" in output
+    assert "NEEDS REGISTRATION under nmpa-syzb: Y (minor enhancement) changed" in output
+
+
+def test_registry_list_under_pccp_lets_a_planned_retraining_run(seeded_url: str) -> None:
+    code, output = invoke(seeded_url, "registry", "list", "--policy", "fda-pccp")
+    assert code == 0
+    assert "may run under fda-pccp" in output
+
+
+def test_malformed_version_exits_1_with_the_reason(seeded_url: str) -> None:
+    code, output = invoke(seeded_url, "registry", "add-version", "dr-screen", "2.2")
+    assert code == 1
+    assert "'2.2' is not a version S.Y.Z.B: it has 2 parts, not 4" in output
+
+
+def test_claim_outside_its_ci_is_refused(seeded_url: str) -> None:
+    code, output = invoke(
+        seeded_url, "registry", "add-claim", "dr-screen", "2.1.0.3", "referable_dr",
+        "--metric", "specificity", "--value", "0.95", "--ci-lower", "0.80",
+        "--ci-upper", "0.90", "--test-database", "NIFDC",
+    )  # fmt: skip
+    assert code == 1
+    assert "claim value must lie within [ci_lower, ci_upper]" in output
+
+
+def test_change_of_unknown_kind_lists_the_kinds(seeded_url: str) -> None:
+    code, output = invoke(
+        seeded_url, "registry", "add-change", "dr-screen", "2.2.0.0", "--kind", "magic"
+    )
+    assert code == 1
+    assert "use algorithm_framework, training_database, bug_fix" in output
+
+
+def test_alert_lifecycle_through_the_cli(seeded_url: str) -> None:
+    alert = make_alert(stream=make_stream())
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(alert, actor="worker")
+    alert_id = str(alert.alert_id)
+    assert (
+        invoke(seeded_url, "alerts", "ack", alert_id, "--note", "checking", "--by", "dr.li")[0] == 0
+    )
+    code, output = invoke(
+        seeded_url, "alerts", "resolve", alert_id, "--resolution", "camera fixed", "--by", "dr.li"
+    )
+    assert (code, output.strip()) == (0, f"alert {alert_id} is resolved")
+    code, output = invoke(seeded_url, "alerts", "show", alert_id)
+    assert "status       resolved" in output
+    assert "by dr.li: camera fixed" in output
+
+
+def test_alerts_list_filters_by_status(seeded_url: str) -> None:
+    alert = make_alert()
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(alert, actor="worker")
+    assert str(alert.alert_id) in invoke(seeded_url, "alerts", "list", "--status", "open")[1]
+    assert invoke(seeded_url, "alerts", "list", "--status", "resolved")[1].strip() == "no alerts"
+
+
+def test_resolving_an_open_alert_exits_1_saying_why(seeded_url: str) -> None:
+    alert = make_alert()
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(alert, actor="worker")
+    code, output = invoke(
+        seeded_url, "alerts", "resolve", str(alert.alert_id), "--resolution", "done"
+    )
+    assert code == 1
+    assert "still open: acknowledge it first" in output
+
+
+def test_audit_verify_passes_on_an_untouched_trail(seeded_url: str) -> None:
+    code, output = invoke(seeded_url, "audit", "verify")
+    assert code == 0
+    assert "audit trail intact: 5 entries" in output
+
+
+def test_audit_verify_fails_naming_a_tampered_entry(seeded_url: str) -> None:
+    database = Path(seeded_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TRIGGER audit_entries_no_update")
+        connection.execute(
+            "UPDATE audit_entries SET payload = replace(payload, '0.872', '0.972') "
+            "WHERE sequence = 3"
+        )
+    connection.close()
+    code, output = invoke(seeded_url, "audit", "verify")
+    assert code == 1
+    assert "audit trail broken at audit entry 3: content does not match its hash" in output
+
+
+def test_regulator_role_needs_postgresql(seeded_url: str) -> None:
+    code, output = invoke(seeded_url, "evidence", "regulator-role")
+    assert code == 1
+    assert "read-only roles need PostgreSQL" in output
+
+
+@pytest.mark.parametrize("group", ["registry", "alerts", "audit", "evidence"])
+def test_every_group_has_readable_help(group: str) -> None:
+    result = runner.invoke(app, [group, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: postmarket" in result.output

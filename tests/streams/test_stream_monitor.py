@@ -1,0 +1,124 @@
+"""A stream's labelled monitoring: counts, detectors from the registered claims, replays."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+
+from detectors import BernoulliCUSUM
+from postmarket.contracts import Outcome
+from streams.alerting import alert_for
+from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from tests.factories import make_outcome, make_registry_entry
+
+POLICY = MonitorPolicy(arl0_cases=5000)
+CLAIMS = claimed_performance(make_registry_entry(), "referable_dr")
+
+
+def _positives(sensitivity: float, n: int, seed: int, start: int = 0) -> list[Outcome]:
+    rng = np.random.default_rng(seed)
+    hits = rng.random(n) < sensitivity
+    return [
+        make_outcome("positive" if hit else "negative", "positive", start + i)
+        for i, hit in enumerate(hits)
+    ]
+
+
+def test_claims_come_from_the_registered_version_and_task() -> None:
+    assert CLAIMS == {"sensitivity": 0.872, "specificity": 0.907}
+    assert claimed_performance(make_registry_entry(), "other_task") == {}
+    pending = make_registry_entry(registration_status="pending")
+    assert claimed_performance(pending, "referable_dr") == {}
+
+
+def test_outcomes_fill_the_confusion_matrix() -> None:
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    cells = [("positive", "positive"), ("negative", "positive"), ("negative", "negative")]
+    for offset, (decision, label) in enumerate(cells + [("positive", "negative")]):
+        monitor.observe(make_outcome(decision, label, offset))
+    counts = (
+        monitor.true_positives,
+        monitor.false_negatives,
+        monitor.true_negatives,
+        monitor.false_positives,
+    )
+    assert counts == (1, 1, 1, 1)
+
+
+def test_without_claims_there_are_counts_but_no_detectors() -> None:
+    monitor = StreamMonitor.for_claims({}, POLICY)
+    signals = [monitor.observe(o) for o in _positives(0.3, 500, seed=1)]
+    assert monitor.detectors == {} and not any(signals)
+    assert monitor.outcomes == 500
+
+
+def test_replayed_and_earlier_positions_are_skipped() -> None:
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    applied = make_outcome("positive", "positive", offset=10, rank=1)
+    monitor.observe(applied)
+    assert monitor.already_applied(applied)
+    assert monitor.already_applied(make_outcome("positive", "positive", offset=10, rank=0))
+    assert not monitor.already_applied(make_outcome("positive", "positive", offset=10, rank=2))
+    assert not monitor.already_applied(make_outcome("positive", "positive", 3, partition=1))
+
+
+def test_sensitivity_cusum_fires_where_the_bare_detector_does() -> None:
+    outcomes = _positives(0.872, 600, seed=7) + _positives(0.70, 600, seed=8, start=600)
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    bare = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - POLICY.sensitivity_drop), 5000)
+    fired_in_monitor = [
+        i
+        for i, o in enumerate(outcomes)
+        if any(s.detector == "sensitivity_cusum" for s in monitor.observe(o))
+    ]
+    fired_bare = [
+        i
+        for i, o in enumerate(outcomes)
+        if bare.update(1.0 if o.decision == "negative" else 0.0).fired
+    ]
+    assert fired_in_monitor == fired_bare
+    assert fired_in_monitor and fired_in_monitor[0] >= 600
+
+
+def test_state_round_trip_mid_stream_gives_the_same_future() -> None:
+    outcomes = _positives(0.75, 800, seed=3)
+    whole = StreamMonitor.for_claims(CLAIMS, POLICY)
+    split = StreamMonitor.for_claims(CLAIMS, POLICY)
+    for o in outcomes[:400]:
+        whole.observe(o)
+        split.observe(o)
+    split = StreamMonitor.from_state(json.loads(json.dumps(split.to_state())))
+    later_whole = [whole.observe(o) for o in outcomes[400:]]
+    later_split = [split.observe(o) for o in outcomes[400:]]
+    assert later_whole == later_split
+    assert whole.to_state() == split.to_state()
+
+
+def test_claims_arriving_later_start_the_detectors() -> None:
+    monitor = StreamMonitor.for_claims({}, POLICY)
+    monitor.adopt_claims(CLAIMS, POLICY)
+    assert set(monitor.detectors) == {
+        "sensitivity_cusum",
+        "sensitivity_claims_test",
+        "specificity_cusum",
+        "specificity_claims_test",
+    }
+
+
+def test_alert_carries_its_evidence_and_a_replay_stable_id() -> None:
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    signals = []
+    for o in _positives(0.5, 400, seed=5):
+        signals += monitor.observe(o)
+        if signals:
+            break
+    [signal, *_] = signals
+    outcome = make_outcome("negative", "positive", 0)
+    now = datetime(2026, 4, 1, tzinfo=UTC)
+    alert = alert_for(outcome.stream, signal, monitor, now)
+    assert alert == alert_for(outcome.stream, signal, monitor, now)
+    assert alert.evidence["false_negatives"] == monitor.false_negatives
+    assert alert.statistic >= alert.threshold
+    assert "below the registered 0.872" in alert.message
