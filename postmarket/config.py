@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         gt=1.0,
         description="in-control average run length of each stream CUSUM, in charted cases",
     )
+    change_control_policy: str = Field(
+        "nmpa-syzb",
+        description="preset judging field versions: nmpa-syzb, strict-every-change, "
+        "loose-major-only or fda-pccp",
+    )
     worker_session_timeout_s: float = Field(
         30.0,
         ge=6.0,

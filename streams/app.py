@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from postmarket.config import Settings
 from postmarket.metrics import WorkerMetrics
+from postmarket.topics import TopicSpec
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -30,6 +31,23 @@ def create_app(settings: Settings) -> faust.App:
         # The dead-letter topic is the record of bad input; an agent never dies on one.
         agent_supervisor="mode.OneForOneSupervisor",
     )
+
+
+def internal_topics(app: faust.App) -> list[TopicSpec]:
+    """The topics Faust itself uses: each table's compacted changelog, and the leader topic.
+
+    Created before the worker starts: when Faust creates them while joining its group,
+    the first assignment can miss a topic not yet in the metadata and never recover.
+    """
+    changelogs = [
+        TopicSpec(
+            table.changelog_topic.get_topic_name(),
+            table.changelog_topic.partitions or app.conf.topic_partitions,
+            {"cleanup.policy": "compact"},
+        )
+        for table in app.tables.values()
+    ]
+    return [*changelogs, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
 
 
 settings = Settings()

@@ -41,6 +41,12 @@ stream_monitors = app.Table(
     partitions=settings.topic_partitions,
     help="Confusion counts, labelled detectors and applied positions of each stream.",
 )
+first_sightings = app.Table(
+    "first-sightings",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="When each stream's version was first seen (per input partition; alert ids dedupe).",
+)
 registry = app.GlobalTable(
     "registry",
     default=None,

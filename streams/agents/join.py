@@ -10,13 +10,28 @@ from postmarket.contracts import (
     FollowUp,
     Prediction,
     Problem,
+    RegistryEntry,
     decode_for_topic,
     encode,
+    utc_now,
 )
-from streams.app import app, metrics
+from postmarket.evidence.unregistered_change import unregistered_change_alert
+from postmarket.versions import preset
+from streams.app import app, metrics, settings
 from streams.casefile import CaseFile, RecordPosition
-from streams.channels import case_files, case_inputs, deadletter, outcomes
+from streams.channels import (
+    alerts,
+    case_files,
+    case_inputs,
+    deadletter,
+    first_sightings,
+    outcomes,
+    registry,
+)
 from streams.deadletter import dead_letter
+from streams.field_versions import device_registry
+
+CHANGE_CONTROL = preset(settings.change_control_policy)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +64,7 @@ async def _join(position: RecordPosition, key: bytes | None, value: bytes | None
     else:
         if isinstance(case_event, Prediction):
             metrics.predictions.labels(*metrics.stream_labels(case_event.stream)).inc()
+            await _judge_first_sighting(case_event)
         case_files[case_event.case_pseudonym] = case.to_state()
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by position.
@@ -57,6 +73,26 @@ async def _join(position: RecordPosition, key: bytes | None, value: bytes | None
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             metrics.outcomes.labels(*labels, outcome.decision, outcome.label).inc()
+
+
+async def _judge_first_sighting(prediction: Prediction) -> None:
+    """The first prediction of a version at a site: was that version allowed to run there?"""
+    stream = prediction.stream
+    if first_sightings.get(stream.as_key()) is not None:
+        return
+    first_sightings[stream.as_key()] = prediction.event_time.isoformat()
+    entries = [RegistryEntry.model_validate(v, strict=False) for v in registry.values() if v]
+    alert = unregistered_change_alert(
+        stream,
+        prediction.event_time,
+        device_registry(entries, stream.device_id),
+        CHANGE_CONTROL,
+        raised_at=utc_now(),
+    )
+    if alert is not None:
+        await alerts.send(key=stream.as_key().encode(), value=encode(alert))
+        labels = metrics.stream_labels(stream)
+        metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
 
 async def send_dead_letter(

@@ -16,7 +16,13 @@ from postmarket.config import Settings
 from postmarket.contracts import Alert, decode, encode
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction, make_registry_entry
-from tests.integration.pipeline_io import free_port, read_topic, send_raw, wait_for_metric
+from tests.integration.pipeline_io import (
+    free_port,
+    read_topic,
+    send_raw,
+    wait_for_metric,
+    wait_until_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +79,34 @@ def test_sensitivity_below_the_registered_claim_raises_alerts(worker: LocalWorke
         worker.metrics_url, "postmarket_stream_confusion_cases", misses, site_id=site, cell="fn"
     )
     assert confusion == misses
+
+
+def test_a_version_needing_registration_alerts_on_first_sighting(worker: LocalWorker) -> None:
+    bootstrap = worker.settings.kafka_bootstrap
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    registered = make_registry_entry(device_id=device, device_version="3.1.0.0")
+    send_raw(bootstrap, topics.REGISTRY, [(registered.as_key().encode(), encode(registered))])
+    wait_until_caught_up(bootstrap, worker.settings.worker_id, [topics.REGISTRY])
+    site = f"site-{uuid.uuid4().hex[:8]}"
+    # Under nmpa-syzb a B change (bug fix) runs without registration; a Y change may not.
+    bug_fix, enhancement = "3.1.0.7", "3.2.0.0"
+    with EventProducer(bootstrap) as producer:
+        producer.deliver(
+            [
+                make_prediction(
+                    device_id=device, device_version=version, site_id=site, case_pseudonym=case
+                )
+                for version, case in [(bug_fix, f"c-{site}-1"), (enhancement, f"c-{site}-2")]
+                + [(enhancement, f"c-{site}-3"), ("3.1.0.0", f"c-{site}-4")]
+            ]
+        )
+
+    def mine(records: list[Any]) -> list[Alert]:
+        decoded = (decode(Alert, r.value) for r in records)
+        return [a for a in decoded if a.stream.device_id == device]
+
+    wait_until_caught_up(bootstrap, worker.settings.worker_id, [topics.PREDICTIONS])
+    alerts = mine(read_topic(bootstrap, topics.ALERTS, lambda rs: len(mine(rs)) >= 1))
+    assert {a.stream.device_version for a in alerts} == {enhancement}
+    assert {a.detector for a in alerts} == {"unregistered_change"}
+    assert len({a.alert_id for a in alerts}) == 1
