@@ -23,6 +23,8 @@ from detectors import (
     Detector,
     NormalCUSUM,
     RiskAdjustedCUSUM,
+    WindowedChiSquareDrift,
+    WindowedKSDrift,
     state_size_bytes,
 )
 
@@ -69,12 +71,30 @@ def main() -> None:
     scores = rng.normal(0.3, 0.1, args.cases).tolist()
     risks = rng.uniform(0.02, 0.3, args.cases).tolist()
     no_risk: list[float | None] = [None] * args.cases
+    scanners = [float(c) for c in rng.choice(5, size=args.cases, p=[0.3, 0.3, 0.2, 0.1, 0.1])]
 
     detectors: list[tuple[Detector, list[float], list[float | None]]] = [
         (BernoulliCUSUM.for_sensitivity(0.872, 0.80, arl0=5000), binary, no_risk),
         (BetaBinomialConfidenceSequence.for_sensitivity(0.872), binary, no_risk),
         (NormalCUSUM(target=0.3, sigma=0.1, k=0.5, h=5.0), scores, no_risk),
         (RiskAdjustedCUSUM(odds_ratio=2.0, h=4.5), binary, list(risks)),
+        (
+            WindowedKSDrift.from_reference(
+                rng.normal(0.3, 0.1, 5000), [0.05 * i for i in range(1, 11)], 500, 20_000
+            ),
+            scores,
+            no_risk,
+        ),
+        (
+            WindowedChiSquareDrift(
+                ["Canon", "GE", "Philips", "Siemens", "United Imaging"],
+                [1500, 1500, 1000, 500, 500],
+                500,
+                20_000,
+            ),
+            scanners,
+            no_risk,
+        ),
     ]
 
     peer = RunningMean()

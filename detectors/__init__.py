@@ -67,6 +67,7 @@ from detectors.population_stability_index import population_stability_index, psi
 from detectors.proportion_intervals import clopper_pearson_interval, wilson_interval
 from detectors.risk_adjusted_cusum import RiskAdjustedCUSUM, risk_adjusted_cusum_arl
 from detectors.spiegelhalter_z_test import spiegelhalter_z_test
+from detectors.windowed_chi_square_drift import WindowedChiSquareDrift
 from detectors.windowed_ks_drift import WindowedKSDrift
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "RiskAdjustedCUSUM",
     "StateError",
     "WindowCalibration",
+    "WindowedChiSquareDrift",
     "WindowedKSDrift",
     "agreement_table",
     "binned_ks_statistic",

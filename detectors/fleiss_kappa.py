@@ -83,11 +83,14 @@ def fleiss_kappa(
 
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_subjects, size=(n_bootstrap, n_subjects))
-    boot_agreement = agreement[draws].mean(axis=1)
-    boot_p = table[draws].sum(axis=1) / (n_subjects * n)
-    chance = (boot_p**2).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boot = (boot_agreement - chance) / (1.0 - chance)
+    boot = np.empty(n_bootstrap)
+    chunk = max(1, 2_000_000 // (n_subjects * table.shape[1]))  # bounds the memory used
+    for start in range(0, n_bootstrap, chunk):
+        rows = draws[start : start + chunk]
+        boot_p = table[rows].sum(axis=1) / (n_subjects * n)
+        chance = (boot_p**2).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot[start : start + chunk] = (agreement[rows].mean(axis=1) - chance) / (1.0 - chance)
     boot = boot[np.isfinite(boot)]
     lower, upper = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
     return KappaEstimate(

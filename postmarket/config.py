@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         gt=1.0,
         description="in-control average run length of each stream CUSUM, in charted cases",
     )
+    join_retention_days: float = Field(
+        400.0,
+        gt=0.0,
+        description="event-time days a case waits for truth before it is dropped as expired",
+    )
+    join_sweep_interval_s: float = Field(
+        60.0, ge=0.0, description="how often each partition's expired case files are dropped"
+    )
     change_control_policy: str = Field(
         "nmpa-syzb",
         description="preset judging field versions: nmpa-syzb, strict-every-change, "

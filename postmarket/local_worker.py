@@ -57,12 +57,9 @@ class LocalWorker:
         self._wait_ready(timeout_s)
 
     def _environment(self) -> dict[str, str]:
-        fields = ("home", "kafka_bootstrap", "worker_id", "worker_metrics_host")
-        env = {f"POSTMARKET_{name.upper()}": str(getattr(self.settings, name)) for name in fields}
-        env["POSTMARKET_WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port)
-        env["POSTMARKET_TOPIC_PARTITIONS"] = str(self.settings.topic_partitions)
-        env["POSTMARKET_WORKER_SESSION_TIMEOUT_S"] = str(self.settings.worker_session_timeout_s)
-        return env
+        """Every setting, so the child sees exactly this worker's configuration."""
+        values = self.settings.model_dump(exclude_defaults=False)
+        return {f"POSTMARKET_{name.upper()}": str(value) for name, value in values.items()}
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -22,6 +22,8 @@ EVENTS_DEADLETTERED = f"{PREFIX}_events_deadlettered"
 EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
 PREDICTIONS = f"{PREFIX}_predictions"
 OUTCOMES = f"{PREFIX}_outcomes"
+PREDICTIONS_EXPIRED = f"{PREFIX}_predictions_expired"
+FOLLOWUPS_UNMATCHED = f"{PREFIX}_followups_unmatched"
 CASES_AWAITING_TRUTH = f"{PREFIX}_cases_awaiting_truth"
 STREAM_CONFUSION = f"{PREFIX}_stream_confusion_cases"
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
@@ -71,6 +73,8 @@ class WorkerMetrics:
     events_duplicate: Counter
     predictions: Counter
     outcomes: Counter
+    predictions_expired: Counter
+    followups_unmatched: Counter
     cases_awaiting_truth: Gauge
     stream_confusion: Gauge
     stream_performance: Gauge
@@ -112,6 +116,17 @@ class WorkerMetrics:
                 OUTCOMES,
                 "Predictions joined with their final ground truth, by stream and correctness.",
                 [*stream, "decision", "label"],
+                registry=registry,
+            ),
+            predictions_expired=Counter(
+                PREDICTIONS_EXPIRED,
+                "Predictions dropped from the join after the retention period without truth.",
+                stream,
+                registry=registry,
+            ),
+            followups_unmatched=Counter(
+                FOLLOWUPS_UNMATCHED,
+                "Follow-ups dropped after the retention period without any prediction.",
                 registry=registry,
             ),
             cases_awaiting_truth=Gauge(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 from typing import Any
 
 from postmarket.contracts import (
@@ -30,8 +32,12 @@ from streams.channels import (
 )
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
+from streams.retention import Watermark, case_partition, expiry
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
+RETENTION = timedelta(days=settings.join_retention_days)
+watermark = Watermark({})
+last_sweep: dict[int, float] = {}
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ async def join_cases(stream: Any) -> None:
 
 async def _join(position: RecordPosition, key: bytes | None, value: bytes | None) -> None:
     case_event = _case_event(position.topic, key, value)
+    watermark.advance(position.partition, case_event.event_time)
     case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
     accepted = case.add(case_event, position)
     if accepted.duplicate:
@@ -73,6 +80,26 @@ async def _join(position: RecordPosition, key: bytes | None, value: bytes | None
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             metrics.outcomes.labels(*labels, outcome.decision, outcome.label).inc()
+    _sweep_if_due(position.partition)
+
+
+def _sweep_if_due(partition: int) -> None:
+    """Drop this partition's case files that are past retention (see streams.retention)."""
+    now = time.monotonic()
+    if now - last_sweep.get(partition, 0.0) < settings.join_sweep_interval_s:
+        return
+    last_sweep[partition] = now
+    current = watermark.latest[partition]
+    for case_pseudonym, state in list(case_files.items()):
+        if case_partition(case_pseudonym, settings.topic_partitions) != partition:
+            continue
+        expired = expiry(CaseFile.from_state(state), current, RETENTION)
+        if expired is None:
+            continue
+        del case_files[case_pseudonym]
+        for stream in expired.streams_without_truth:
+            metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
+        metrics.followups_unmatched.inc(expired.followups_without_prediction)
 
 
 async def _judge_first_sighting(prediction: Prediction) -> None:

@@ -15,6 +15,7 @@ from detectors import (
     Detector,
     NormalCUSUM,
     RiskAdjustedCUSUM,
+    WindowedChiSquareDrift,
     WindowedKSDrift,
 )
 
@@ -67,6 +68,19 @@ _REFERENCE_SCORES = np.random.default_rng(12345).normal(0.3, 0.1, 5000)
 
 def _make_windowed_ks() -> WindowedKSDrift:
     return WindowedKSDrift.from_reference(_REFERENCE_SCORES, _SCORE_EDGES, window=200, arl0=20_000)
+
+
+_SCANNERS = ["Canon", "GE", "Philips", "Siemens", "United Imaging"]
+
+
+def _make_windowed_chi_square() -> WindowedChiSquareDrift:
+    return WindowedChiSquareDrift(_SCANNERS, [900, 1500, 700, 1400, 500], window=200, arl0=20_000)
+
+
+def _scanner_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    before = rng.choice(5, size=n // 2, p=[0.18, 0.30, 0.14, 0.28, 0.10])
+    after = rng.choice(6, size=n - n // 2, p=[0.10, 0.20, 0.14, 0.28, 0.25, 0.03])
+    return [(int(code), None) for code in np.concatenate([before, after])]
 
 
 _binary = st.tuples(st.sampled_from([0, 1, True, False, 0.0, 1.0]), st.none())
@@ -122,6 +136,13 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
         cases=_normal_cases,
         hypothesis_case=st.tuples(_finite, st.none()),
         invalid_cases=((float("nan"), None), (float("-inf"), None), (0.3, 0.5)),
+        max_bytes=1200,
+    ),
+    WindowedChiSquareDrift: DetectorCase(
+        make=_make_windowed_chi_square,
+        cases=_scanner_cases,
+        hypothesis_case=st.tuples(st.integers(min_value=0, max_value=5), st.none()),
+        invalid_cases=((float("nan"), None), (6, None), (-1, None), (0.5, None), (1, 0.3)),
         max_bytes=1200,
     ),
 }

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from scipy.stats import chi2_contingency, entropy, ks_2samp
 
 from detectors import (
+    WindowedChiSquareDrift,
     WindowedKSDrift,
     binned_ks_statistic,
     chi_square_drift,
@@ -138,3 +139,33 @@ def test_values_in_bins_empty_in_the_reference_are_counted_as_events() -> None:
     drift = WindowedKSDrift([0.0, 1.0], [0, 50, 50], window=10, arl0=1_000)
     results = [drift.update(x) for x in (-3.0, 0.5, -1.0, 2.0)]
     assert [r.n_events for r in results] == [1, 1, 2, 2]
+
+
+SCANNERS = {"Canon": 900, "GE": 1500, "Philips": 700, "Siemens": 1400}
+
+
+def test_window_chi_square_matches_scipy_chi2_contingency() -> None:
+    drift = WindowedChiSquareDrift.from_counts(SCANNERS, window=120, arl0=10_000)
+    rng = np.random.default_rng(9)
+    window = rng.choice(4, size=120, p=[0.1, 0.4, 0.2, 0.3])
+    results = [drift.update(int(code)) for code in window]
+    table = np.array([list(SCANNERS.values()), np.bincount(window, minlength=4)])
+    statistic, p_value, dof, _ = chi2_contingency(table, correction=False)
+    assert results[-1].statistic == pytest.approx(statistic, rel=1e-10)
+    assert results[-1].fired == (p_value <= 120 / 10_000)
+
+
+def test_a_new_scanner_model_in_a_window_is_counted_and_reported() -> None:
+    drift = WindowedChiSquareDrift.from_counts(SCANNERS, window=100, arl0=5_000)
+    names = ["GE"] * 40 + ["Siemens"] * 35 + ["Canon"] * 20 + ["Philips"] * 3 + ["uCT 960+"] * 2
+    results = [drift.update(drift.code(name)) for name in names]
+    assert results[-1].n_events == 2
+    assert results[-1].fired
+
+
+def test_windowed_chi_square_false_alarms_per_window_stay_within_window_over_arl0() -> None:
+    drift = WindowedChiSquareDrift(["a", "b", "c"], [50_000, 30_000, 20_000], 100, 1_000)
+    codes = np.random.default_rng(10).choice(3, size=150_000, p=[0.5, 0.3, 0.2])
+    fired = sum(drift.update(int(code)).fired for code in codes)
+    alpha_window, n_windows = 100 / 1_000, 1_500
+    assert fired / n_windows <= alpha_window + 2.5 * np.sqrt(alpha_window * 0.9 / n_windows)

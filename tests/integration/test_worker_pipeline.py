@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, decode, encode
 from postmarket.local_worker import LocalWorker
-from tests.factories import make_followup, make_prediction
+from streams.retention import case_partition
+from tests.factories import T0, make_followup, make_prediction
 from tests.integration.pipeline_io import (
     free_port,
     metric_value,
@@ -135,3 +137,54 @@ def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalW
     assert by_original[bad[2][1]].reason_code == "unknown_schema_version"
     assert "co-partitioning" in by_original[bad[3][1]].reason
     assert all(letter.source_topic == topics.PREDICTIONS for letter in letters)
+
+
+def test_truth_later_than_retention_finds_its_case_expired(
+    kafka_stack: Any, tmp_path: Path
+) -> None:
+    settings: Settings = kafka_stack.settings.model_copy(
+        update={
+            "worker_id": f"test-retention-{uuid.uuid4().hex[:8]}",
+            "worker_metrics_port": free_port(),
+            "home": tmp_path,
+            "join_retention_days": 10.0,
+            "join_sweep_interval_s": 0.0,
+        }
+    )
+    site = _unique_site()
+    waiting = f"c-{uuid.uuid4().hex}"
+    partition = case_partition(waiting, settings.topic_partitions)
+    # A later case on the same partition moves that partition's event-time watermark.
+    later = next(
+        case
+        for case in (f"c-{uuid.uuid4().hex}" for _ in range(1000))
+        if case_partition(case, settings.topic_partitions) == partition
+    )
+    stale = make_prediction(case_pseudonym=waiting, site_id=site, event_time=T0)
+    with LocalWorker(settings, tmp_path / "worker.log") as worker:
+        with EventProducer(settings.kafka_bootstrap) as producer:
+            producer.deliver(
+                [
+                    stale,
+                    make_prediction(
+                        case_pseudonym=later, site_id=site, event_time=T0 + timedelta(days=30)
+                    ),
+                ]
+            )
+            wait_for_metric(
+                worker.metrics_url, "postmarket_predictions_expired_total", 1, site_id=site
+            )
+            producer.deliver(
+                [
+                    make_followup(
+                        case_pseudonym=waiting, site_id=site, event_time=T0 + timedelta(days=31)
+                    )
+                ]
+            )
+        wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
+        records = read_topic(
+            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=3
+        )
+        joined = {decode(Outcome, r.value).prediction_event_id for r in records}
+        assert stale.event_id not in joined
+        assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 0

@@ -1,0 +1,56 @@
+"""How long a case waits for its truth, and which worker partition may forget it.
+
+A case file is dropped once the worker's event-time watermark has moved past its last
+event by the retention period: a prediction still without truth then counts as expired
+(verification bias is evidence too), a follow-up without prediction as unmatched. Faust
+writes a table change to the changelog partition of the record being processed, so a
+case may only be dropped while processing a record of the partition its own records use;
+that partition is Kafka's default partitioner applied to the case pseudonym.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kafka.partitioner.default import murmur2
+
+from postmarket.contracts.events import StreamKey
+from streams.casefile import CaseFile
+
+
+def case_partition(case_pseudonym: str, partitions: int) -> int:
+    """The partition of a case's records: murmur2 of the key, as the Java client computes it."""
+    return int(murmur2(case_pseudonym.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """What dropping one case file leaves unresolved, for the metrics."""
+
+    streams_without_truth: tuple[StreamKey, ...]
+    """The stream of each prediction dropped without truth."""
+    followups_without_prediction: int
+
+
+def expiry(case: CaseFile, watermark: datetime, retention: timedelta) -> Expiry | None:
+    """The case's expiry if it is past retention at ``watermark``, else None."""
+    last = case.last_event_time
+    if last is None or watermark - last <= retention:
+        return None
+    unmatched = len(case.followups) if not case.predictions else 0
+    unjoined = tuple(p.stream for k, p in case.predictions.items() if k not in case.joined)
+    return Expiry(unjoined, unmatched)
+
+
+@dataclass
+class Watermark:
+    """The latest event time seen on each input partition (event time, not wall clock)."""
+
+    latest: dict[int, datetime]
+
+    def advance(self, partition: int, event_time: datetime) -> datetime:
+        current = self.latest.get(partition)
+        if current is None or event_time > current:
+            self.latest[partition] = event_time
+        return self.latest[partition]
