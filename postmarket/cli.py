@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from collectors.cli import collector_app
-from postmarket.evidence.cli import alerts_app, audit_app, evidence_app, registry_app
+from dashboards.cli import dashboards_app
+from postmarket.evidence.cli import (
+    alerts_app,
+    audit_app,
+    evidence_app,
+    registry_app,
+    report_command,
+)
 from postmarket.stack.cli import stack_app
 
 app = typer.Typer(
@@ -27,6 +34,8 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
+app.command("report")(report_command)
+app.add_typer(dashboards_app, name="dashboards")
 
 
 @schemas_app.command("export")
@@ -51,7 +60,55 @@ def worker(
         raise typer.BadParameter(
             f"the worker needs the [worker] extra ({missing.name} is not installed)"
         ) from None
-    run(loglevel)
+    from postmarket.stack.processes import StackError
+
+    try:
+        run(loglevel)
+    except StackError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file of historical events")],
+    kind: Annotated[str, typer.Option(help="predictions or followups")] = "predictions",
+    mapping: Annotated[
+        Path | None, typer.Option(help="TOML file with [columns] and [constants]")
+    ] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="FIELD=COLUMN, e.g. score=Score (repeatable)")
+    ] = None,
+    constant: Annotated[
+        list[str] | None, typer.Option(help="FIELD=VALUE for every row (repeatable)")
+    ] = None,
+    naive_timezone: Annotated[
+        str, typer.Option(help="time zone of date-times without an offset")
+    ] = "UTC",
+    dry_run: Annotated[bool, typer.Option(help="validate only; send nothing")] = False,
+    show_invalid: Annotated[int, typer.Option(help="invalid rows to print")] = 20,
+) -> None:
+    """Publish historical events from FILE as retrospective events with their event times."""
+    from postmarket.config import Settings
+
+    try:
+        from streams.replay import run_replay_command
+    except ModuleNotFoundError as missing:
+        raise typer.BadParameter(
+            f"replay needs the [worker] extra ({missing.name} is not installed)"
+        ) from None
+    code = run_replay_command(
+        file,
+        kind,
+        mapping,
+        column or [],
+        constant or [],
+        naive_timezone,
+        dry_run,
+        show_invalid,
+        Settings().kafka_bootstrap,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -92,6 +149,34 @@ def demo(
                 manager.down(Settings())
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[
+        Path, typer.Option("--scenario", help="scenario TOML file (see scenarios/demo.toml)")
+    ],
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka host:port (default: the configured one)")
+    ] = None,
+    ground_truth: Annotated[
+        Path, typer.Option(help="where to write the ground truth of the injected changes")
+    ] = Path("simulation-ground-truth.json"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="write the records to this JSON-lines file instead of Kafka"),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="the sites' outboxes and case indexes (default: temporary)")
+    ] = None,
+) -> None:
+    """Run a simulated fleet through the real collectors into Kafka (seeded, reproducible)."""
+    from simulator.cli import run_simulate_command
+
+    raise typer.Exit(
+        run_simulate_command(scenario, seed, bootstrap, ground_truth, output, state_dir)
+    )
 
 
 def main() -> None:

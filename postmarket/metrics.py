@@ -26,6 +26,8 @@ PREDICTIONS_EXPIRED = f"{PREFIX}_predictions_expired"
 FOLLOWUPS_UNMATCHED = f"{PREFIX}_followups_unmatched"
 CASES_AWAITING_TRUTH = f"{PREFIX}_cases_awaiting_truth"
 STREAM_CONFUSION = f"{PREFIX}_stream_confusion_cases"
+STREAM_PREDICTIONS = f"{PREFIX}_stream_predictions"
+FOLLOWUP_COMPLETENESS = f"{PREFIX}_stream_followup_completeness_ratio"
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
@@ -77,6 +79,8 @@ class WorkerMetrics:
     followups_unmatched: Counter
     cases_awaiting_truth: Gauge
     stream_confusion: Gauge
+    stream_predictions: Gauge
+    followup_completeness: Gauge
     stream_performance: Gauge
     stream_claim: Gauge
     detector_statistic: Gauge
@@ -138,6 +142,18 @@ class WorkerMetrics:
                 STREAM_CONFUSION,
                 "Outcomes of a stream by confusion-matrix cell (tp, fn, tn, fp), from its state.",
                 [*stream, "cell"],
+                registry=registry,
+            ),
+            stream_predictions=Gauge(
+                STREAM_PREDICTIONS,
+                "Distinct predictions of a stream, from its state (exact across restarts).",
+                stream,
+                registry=registry,
+            ),
+            followup_completeness=Gauge(
+                FOLLOWUP_COMPLETENESS,
+                "Share of a stream's predictions joined with final truth (verification bias).",
+                stream,
                 registry=registry,
             ),
             stream_performance=Gauge(

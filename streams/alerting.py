@@ -10,22 +10,27 @@ from streams.performance import Signal, StreamMonitor
 
 ALERT_NAMESPACE = uuid.UUID("0b6f3c1e-52a4-4d0e-9e55-2f7d8c1a9b30")
 
-SEVERITY_BY_KIND: dict[str, Severity] = {"cusum": "warning", "claims_test": "critical"}
+SEVERITY_BY_KIND: dict[str, Severity] = {
+    "cusum": "warning",
+    "claims_test": "critical",
+    "score_drift": "warning",
+}
 """A CUSUM says performance moved; the claims test says it is below what was registered."""
 
 
 def alert_for(
     stream: StreamKey, signal: Signal, monitor: StreamMonitor, raised_at: datetime
 ) -> Alert:
-    """The alert of one signal; its id is derived from the stream, detector and case count,
-    so a replayed signal yields the same alert id."""
+    """The alert of one signal; its id is derived from the stream, the detector and how many
+    outcomes and predictions the stream had, so a replayed signal yields the same alert id."""
     kind = signal.detector.removeprefix(f"{signal.metric}_")
     result = signal.result
     first = monitor.first_case_time or raised_at
     last = monitor.last_case_time or raised_at
     return Alert(
         alert_id=uuid.uuid5(
-            ALERT_NAMESPACE, f"{stream.as_key()}|{signal.detector}|{monitor.outcomes}"
+            ALERT_NAMESPACE,
+            f"{stream.as_key()}|{signal.detector}|{monitor.outcomes}|{monitor.predictions}",
         ),
         stream=stream,
         detector=signal.detector,
@@ -44,10 +49,20 @@ def alert_for(
         last_case_time=last,
         raised_at=raised_at,
         severity=SEVERITY_BY_KIND.get(kind, "warning"),
-        message=(
-            f"{signal.metric} of {stream.device_id} {stream.device_version} at "
-            f"{stream.site_id} ({stream.task}) below the registered {signal.claimed:.3f}: "
-            f"{signal.detector} {result.statistic:.2f} >= {result.threshold:.2f} "
-            f"after {result.n_cases} charted cases"
-        ),
+        message=_message(stream, signal),
+    )
+
+
+def _message(stream: StreamKey, signal: Signal) -> str:
+    result = signal.result
+    where = f"{stream.device_id} {stream.device_version} at {stream.site_id} ({stream.task})"
+    test = f"{signal.detector} {result.statistic:.3f} >= {result.threshold:.3f}"
+    if signal.claimed is None:
+        return (
+            f"{signal.metric.replace('_', ' ')} of {where} moved away from the stream's "
+            f"reference: {test} over {result.n_cases} predictions (no labels needed)"
+        )
+    return (
+        f"{signal.metric} of {where} below the registered {signal.claimed:.3f}: "
+        f"{test} after {result.n_cases} charted cases"
     )

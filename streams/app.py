@@ -47,7 +47,8 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
         )
         for table in app.tables.values()
     ]
-    return [*changelogs, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
+    routed = TopicSpec(f"{app.conf.id}-predictions-by-stream", app.conf.topic_partitions)
+    return [*changelogs, routed, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
 
 
 settings = Settings()

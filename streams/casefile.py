@@ -44,6 +44,8 @@ class Accepted:
 
     duplicate: bool
     outcomes: tuple[Outcome, ...] = ()
+    replayed: bool = False
+    """A duplicate read from the very record that was applied (re-send what it emitted)."""
 
 
 @dataclass
@@ -61,7 +63,8 @@ class CaseFile:
         key = str(event.event_id)
         if key in self.accepted_at:
             if self.accepted_at[key] == position:
-                return Accepted(duplicate=True, outcomes=self._completed_at(position))
+                outcomes = self._completed_at(position)
+                return Accepted(duplicate=True, outcomes=outcomes, replayed=True)
             return Accepted(duplicate=True)
         self.accepted_at[key] = position
         if isinstance(event, Prediction):

@@ -23,8 +23,13 @@ def _raw_topic(*names: str, partitions: int = settings.topic_partitions) -> Any:
     )
 
 
+STREAM_PREDICTIONS = f"{settings.worker_id}-predictions-by-stream"
+"""Internal: each new prediction re-keyed by its stream, beside the outcomes."""
+
 case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
 outcomes = _raw_topic(topics.OUTCOMES)
+stream_predictions = _raw_topic(STREAM_PREDICTIONS)
+stream_inputs = _raw_topic(topics.OUTCOMES, STREAM_PREDICTIONS)
 alerts = _raw_topic(topics.ALERTS)
 deadletter = _raw_topic(topics.DEADLETTER)
 registry_updates = _raw_topic(topics.REGISTRY, partitions=1)

@@ -9,7 +9,7 @@ agent calls :meth:`StreamMonitor.observe` once per outcome and emits what it ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,12 +18,22 @@ from detectors import (
     BetaBinomialConfidenceSequence,
     Detector,
     DetectorResult,
+    WindowedKSDrift,
     wilson_interval,
 )
-from postmarket.contracts.events import Claim, Outcome, RegistryEntry
+from postmarket.contracts.events import (
+    Claim,
+    JoinPosition,
+    Outcome,
+    Prediction,
+    RegistryEntry,
+)
 
 STATE_VERSION = 1
-Metric = Literal["sensitivity", "specificity"]
+Metric = Literal["sensitivity", "specificity", "score_distribution"]
+ClaimedMetric = Literal["sensitivity", "specificity"]
+SCORE_EDGES = tuple(i / 10 for i in range(1, 10))
+"""Deciles of the score scale: the fixed bins of the score-drift reference."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,10 @@ class MonitorPolicy:
     specificity_drop: float = 0.05
     claims_alpha: float = 0.05
     """Chance, under the claim, that the claims test ever says "below claim"."""
+    score_reference_cases: int = 500
+    """The stream's first predictions form its score reference (label-free drift)."""
+    score_window: int = 250
+    """Predictions per tumbling window of the score-drift test."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,10 @@ class Signal:
     detector: str
     metric: Metric
     result: DetectorResult
-    claimed: float
+    claimed: float | None
 
 
-def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[Metric, float]:
+def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[ClaimedMetric, float]:
     """The registered sensitivity and specificity claims of one task of a version."""
     if entry is None or entry.registration_status != "registered":
         return {}
@@ -57,7 +71,9 @@ def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[Metric, 
     return {c.metric: c.value for c in claims if c.metric in ("sensitivity", "specificity")}
 
 
-def design_detectors(claims: dict[Metric, float], policy: MonitorPolicy) -> dict[str, Detector]:
+def design_detectors(
+    claims: dict[ClaimedMetric, float], policy: MonitorPolicy
+) -> dict[str, Detector]:
     """The labelled detectors of a stream, one CUSUM and one claims test per claim."""
     detectors: dict[str, Detector] = {}
     drops = {"sensitivity": policy.sensitivity_drop, "specificity": policy.specificity_drop}
@@ -76,8 +92,11 @@ def design_detectors(claims: dict[Metric, float], policy: MonitorPolicy) -> dict
 class StreamMonitor:
     """Confusion counts and labelled detectors of one (device, version, site, task)."""
 
-    claims: dict[Metric, float] = field(default_factory=dict)
+    policy: MonitorPolicy = field(default_factory=MonitorPolicy)
+    claims: dict[ClaimedMetric, float] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
+    predictions: int = 0
+    score_reference: list[int] = field(default_factory=lambda: [0] * (len(SCORE_EDGES) + 1))
     true_positives: int = 0
     false_negatives: int = 0
     true_negatives: int = 0
@@ -90,14 +109,50 @@ class StreamMonitor:
     """Each detector's latest (statistic, threshold), for metrics."""
 
     @classmethod
-    def for_claims(cls, claims: dict[Metric, float], policy: MonitorPolicy) -> StreamMonitor:
-        return cls(claims=dict(claims), detectors=design_detectors(claims, policy))
+    def for_claims(cls, claims: dict[ClaimedMetric, float], policy: MonitorPolicy) -> StreamMonitor:
+        return cls(policy=policy, claims=dict(claims), detectors=design_detectors(claims, policy))
 
-    def adopt_claims(self, claims: dict[Metric, float], policy: MonitorPolicy) -> None:
+    def adopt_claims(self, claims: dict[ClaimedMetric, float]) -> None:
         """Start the labelled detectors once the stream's version has registered claims."""
-        if claims and not self.detectors:
+        if claims and not self.claims:
             self.claims = dict(claims)
-            self.detectors = design_detectors(claims, policy)
+            self.detectors.update(design_detectors(claims, self.policy))
+
+    @property
+    def followup_completeness(self) -> float | None:
+        """Share of the stream's predictions that have final truth (verification bias)."""
+        return self.outcomes / self.predictions if self.predictions else None
+
+    def already_applied(self, kind: str, join: JoinPosition) -> bool:
+        """Whether this emission (or a later one of the same join partition) was applied."""
+        last = self.applied.get(f"{kind}|{join.topic}:{join.partition}")
+        return last is not None and (join.offset, join.rank) <= last
+
+    def _mark_applied(self, kind: str, join: JoinPosition) -> None:
+        self.applied[f"{kind}|{join.topic}:{join.partition}"] = (join.offset, join.rank)
+
+    def observe_prediction(self, prediction: Prediction, joined_at: JoinPosition) -> list[Signal]:
+        """Count a new prediction; build the score reference, then test each window against it."""
+        self._mark_applied("prediction", joined_at)
+        self.predictions += 1
+        drift = self.detectors.get("score_drift")
+        if drift is None:
+            self._add_to_score_reference(prediction.score)
+            return []
+        result = drift.update(prediction.score)
+        self.statistics["score_drift"] = (result.statistic, result.threshold)
+        return [Signal("score_drift", "score_distribution", result, None)] if result.fired else []
+
+    def _add_to_score_reference(self, score: float) -> None:
+        bin_index = sum(1 for edge in SCORE_EDGES if score >= edge)
+        self.score_reference[bin_index] += 1
+        if sum(self.score_reference) >= self.policy.score_reference_cases:
+            self.detectors["score_drift"] = WindowedKSDrift(
+                list(SCORE_EDGES),
+                self.score_reference,
+                self.policy.score_window,
+                self.policy.arl0_cases,
+            )
 
     @property
     def outcomes(self) -> int:
@@ -105,19 +160,12 @@ class StreamMonitor:
             self.true_positives + self.false_negatives + self.true_negatives + self.false_positives
         )
 
-    def already_applied(self, outcome: Outcome) -> bool:
-        """Whether this outcome (or a later one from the same join partition) was applied."""
-        join = outcome.joined_at
-        last = self.applied.get(f"{join.topic}:{join.partition}")
-        return last is not None and (join.offset, join.rank) <= last
-
     def observe(self, outcome: Outcome) -> list[Signal]:
         """Count one new outcome and feed the detectors that chart its kind of case."""
-        join = outcome.joined_at
-        self.applied[f"{join.topic}:{join.partition}"] = (join.offset, join.rank)
+        self._mark_applied("outcome", outcome.joined_at)
         self._count(outcome)
         if outcome.label == "positive":
-            metric: Metric = "sensitivity"
+            metric: ClaimedMetric = "sensitivity"
             adverse = outcome.decision == "negative"
         else:
             metric = "specificity"
@@ -147,7 +195,9 @@ class StreamMonitor:
         self.first_case_time = min(self.first_case_time or time, time)
         self.last_case_time = max(self.last_case_time or time, time)
 
-    def estimate(self, metric: Metric, alpha: float = 0.05) -> tuple[float, float, float] | None:
+    def estimate(
+        self, metric: ClaimedMetric, alpha: float = 0.05
+    ) -> tuple[float, float, float] | None:
         """Observed value of ``metric`` with its Wilson interval, or None before any case."""
         if metric == "sensitivity":
             hits, n = self.true_positives, self.true_positives + self.false_negatives
@@ -162,7 +212,10 @@ class StreamMonitor:
         """JSON-able state for a changelogged table."""
         return {
             "state_version": STATE_VERSION,
+            "policy": asdict(self.policy),
             "claims": dict(self.claims),
+            "predictions": self.predictions,
+            "score_reference": list(self.score_reference),
             "detectors": {name: d.to_state() for name, d in self.detectors.items()},
             "counts": [
                 self.true_positives,
@@ -182,7 +235,10 @@ class StreamMonitor:
             raise ValueError(f"stream state version {state.get('state_version')!r} unknown")
         tp, fn, tn, fp = state["counts"]
         return cls(
+            policy=MonitorPolicy(**state["policy"]),
             claims=dict(state["claims"]),
+            predictions=state["predictions"],
+            score_reference=list(state["score_reference"]),
             detectors={n: Detector.from_state(s) for n, s in state["detectors"].items()},
             true_positives=tp,
             false_negatives=fn,

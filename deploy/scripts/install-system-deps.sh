@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the system services the local stack runs, from Debian's packages, if missing:
-# Java and Maven (to fetch and run Apache Kafka), Prometheus, PostgreSQL.
+# Installs what the local stack and the reports need from Debian's packages, if missing:
+# Java and Maven (to fetch and run Apache Kafka), Prometheus, PostgreSQL, Chromium (PDF
+# reports, and the tests that look at rendered pages) and poppler-utils (PDF pages to PNG).
 # Idempotent; `apt-get update` runs only when something must be installed.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

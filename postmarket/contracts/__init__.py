@@ -20,6 +20,7 @@ from postmarket.contracts.events import (
     Prediction,
     RegistryEntry,
     StreamKey,
+    StreamPrediction,
     utc_now,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "Problem",
     "RegistryEntry",
     "StreamKey",
+    "StreamPrediction",
     "decode",
     "decode_for_topic",
     "encode",

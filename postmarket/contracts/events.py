@@ -185,6 +185,14 @@ class Outcome(Contract):
         return self.decision == self.label
 
 
+class StreamPrediction(Contract):
+    """A new prediction re-keyed by its stream (internal to the workers), so that per-stream
+    state sees every prediction: follow-up completeness and label-free drift."""
+
+    prediction: Prediction
+    joined_at: JoinPosition
+
+
 class Alert(Contract):
     """A detector's signal on one stream, with the evidence it rests on."""
 

@@ -261,6 +261,35 @@ def list_registry(
             typer.echo(line)
 
 
+@registry_app.command("publish")
+def publish(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Publish every device version (status, change class, claims) to pms.registry.v1.
+
+    Workers read claims and registration status from that compacted topic; publishing
+    again is harmless (the newest entry per device|version is kept).
+    """
+    from postmarket.config import Settings
+    from postmarket.evidence.registry_topic import publish_registry, registry_entries
+
+    with _open(url) as store:
+        entries = registry_entries(store.devices())
+    if not entries:
+        typer.echo("the registry is empty: nothing to publish")
+        return
+    target = bootstrap or Settings().kafka_bootstrap
+    try:
+        sent = publish_registry(entries, target)
+    except Exception as error:  # kafka-python raises many kinds; say which and stop
+        raise _fail(f"publishing to {target} failed: {type(error).__name__}: {error}") from None
+    typer.echo(f"published {sent} registry entries to pms.registry.v1 at {target}")
+
+
 # --- alerts ------------------------------------------------------------------------------
 
 
@@ -401,6 +430,49 @@ def upgrade_database(url: UrlOption = None) -> None:
         typer.echo(f"evidence store at revision {current_revision(store.engine)}")
 
 
+@evidence_app.command("sink")
+def sink(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
+    ] = None,
+    group: Annotated[str, typer.Option(help="Kafka consumer group")] = "postmarket-evidence-sink",
+    until_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--until-idle",
+            metavar="SECONDS",
+            help="stop once no record arrived for SECONDS (tests, demos); default: run on",
+        ),
+    ] = None,
+    max_records: Annotated[int, typer.Option(help="records per poll and transaction")] = 500,
+    url: UrlOption = None,
+) -> None:
+    """Write outcomes, predictions and alerts from Kafka into the evidence store.
+
+    Long-running; SIGTERM or Ctrl-C stops it after the current batch. Offsets are
+    committed only after the batch is in the database, and writes skip events already
+    stored, so a crash or redelivery never loses or duplicates evidence.
+    """
+    import logging
+
+    from postmarket.config import Settings
+    from postmarket.evidence.sink import EvidenceSink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    target = bootstrap or Settings().kafka_bootstrap
+    with _open(url) as store:
+        running = EvidenceSink(store, target, group=group, max_records=max_records)
+        running.install_signal_handlers()
+        typer.echo(f"evidence sink: group {group} at {target}", err=True)
+        counts = running.run(until_idle_s=until_idle)
+    typer.echo(
+        f"stored {counts.outcomes_new} outcomes, {counts.predictions_new} predictions, "
+        f"{counts.alerts_new} alerts from {counts.records} records "
+        f"({counts.duplicates} already stored, {counts.invalid} invalid)"
+    )
+
+
 @evidence_app.command("regulator-role")
 def regulator_role(
     login: Annotated[
@@ -425,4 +497,56 @@ def regulator_role(
     typer.echo(f"{REGULATOR_ROLE} may read the evidence store and change nothing{member}")
 
 
-__all__ = ["alerts_app", "audit_app", "evidence_app", "registry_app"]
+# --- the post-market report --------------------------------------------------------------
+
+
+def report_command(
+    device: Annotated[str, typer.Option("--device", help="device identifier")],
+    start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (UTC)")],
+    end: Annotated[str, typer.Option("--to", help="last day, YYYY-MM-DD (UTC), included")],
+    out: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf (pdf needs chromium)")] = "html",
+    policy: Annotated[
+        str, typer.Option(help="change-control preset that judges unregistered versions")
+    ] = "nmpa-syzb",
+    url: UrlOption = None,
+) -> None:
+    """Write the post-market report of a device: one self-contained HTML or PDF file.
+
+    Claims vs observed per version, per-site funnel plots and heterogeneity, performance per
+    acquisition stratum, alerts and their resolution, version history with change control,
+    and data provenance (prospective vs retrospective, follow-up completeness).
+    """
+    from postmarket.evidence.report import build_report
+    from postmarket.evidence.report_render import ReportError, write_report
+    from postmarket.evidence.store import NotFound
+    from postmarket.versions import PolicyError, preset
+
+    if fmt not in ("html", "pdf"):
+        raise _fail(f"--format {fmt!r}: use html or pdf")
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError:
+        raise _fail(f"--from {start!r} / --to {end!r}: dates are YYYY-MM-DD") from None
+    if last < first:
+        raise _fail(f"--to {end} is before --from {start}")
+    try:
+        active = preset(policy)
+    except PolicyError as error:
+        raise _fail(str(error)) from None
+    with _open(url) as store:
+        try:
+            report = build_report(store, device, first, last, active)
+        except NotFound as error:
+            raise _fail(str(error)) from None
+    try:
+        write_report(report, out, fmt)
+    except ReportError as error:
+        raise _fail(str(error)) from None
+    typer.echo(
+        f"wrote {out} ({fmt}): {report.design.total} outcomes ({report.design}), "
+        f"{len(report.alerts)} alerts"
+    )
+
+
+__all__ = ["alerts_app", "audit_app", "evidence_app", "registry_app", "report_command"]

@@ -253,3 +253,56 @@ class PerformanceSnapshot(Base):
     study_design: Mapped[str] = mapped_column(String(16))
     followup_completeness: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[datetime]
+
+
+class FieldOutcome(Base):
+    """One outcome event from the field: a prediction joined with its final truth (revision 3).
+
+    ``event_id`` is the outcome's own id (derived from the prediction's), unique, so a
+    redelivered or re-emitted outcome is stored once. Acquisition features are kept as columns
+    so reports can stratify by slice-thickness band, manufacturer and model.
+    """
+
+    __tablename__ = "field_outcomes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_key: Mapped[str] = mapped_column(String(128), index=True)
+    device_version: Mapped[str] = mapped_column(String(32))
+    site_key: Mapped[str] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(String(128))
+    case_pseudonym: Mapped[str] = mapped_column(String(128))
+    prediction_event_id: Mapped[str] = mapped_column(String(36))
+    prediction_time: Mapped[datetime]
+    truth_time: Mapped[datetime]
+    decision: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    operating_threshold: Mapped[float] = mapped_column(Float)
+    truth_source: Mapped[str] = mapped_column(String(32))
+    study_design: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    manufacturer: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    slice_thickness_band: Mapped[str | None] = mapped_column(String(16))
+    recorded_at: Mapped[datetime]
+
+
+class FieldPrediction(Base):
+    """One prediction event seen in the field, with or without truth yet (revision 3).
+
+    The denominator of follow-up completeness: outcomes over predictions, per design.
+    """
+
+    __tablename__ = "field_predictions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_key: Mapped[str] = mapped_column(String(128), index=True)
+    device_version: Mapped[str] = mapped_column(String(32))
+    site_key: Mapped[str] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(String(128))
+    prediction_time: Mapped[datetime]
+    study_design: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[datetime]

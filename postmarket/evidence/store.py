@@ -15,11 +15,11 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from postmarket.contracts.events import Alert, Claim, StreamKey
+from postmarket.contracts.events import Alert, Claim, Outcome, Prediction, StreamKey
 from postmarket.evidence.audit import AuditRecord, ChainVerdict, chain_entry, verify_chain
 from postmarket.evidence.lifecycle import AlertAction, AlertStatus, next_status
 from postmarket.evidence.migrate import make_engine, upgrade
@@ -30,6 +30,8 @@ from postmarket.evidence.models import (
     ClaimRow,
     Device,
     DeviceVersion,
+    FieldOutcome,
+    FieldPrediction,
     Registration,
     Site,
     Task,
@@ -72,6 +74,33 @@ class DeviceView:
     manufacturer: str
     tasks: tuple[str, ...]
     versions: tuple[VersionView, ...]
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A stored field outcome, as reports read it."""
+
+    event_id: str
+    stream: StreamKey
+    prediction_time: datetime
+    truth_time: datetime
+    decision: str
+    label: str
+    score: float
+    truth_source: str
+    study_design: str
+    manufacturer: str | None
+    model: str | None
+    slice_thickness_band: str | None
+
+
+@dataclass(frozen=True)
+class PredictionCount:
+    """How many predictions a stream made in a window, per study design."""
+
+    stream: StreamKey
+    study_design: str
+    predictions: int
 
 
 @dataclass(frozen=True)
@@ -517,8 +546,191 @@ class EvidenceStore:
                 query = query.where(AlertRow.status == status.value)
             return [_alert_view(row) for row in session.scalars(query)]
 
+    # --- field outcomes and predictions (written by the evidence sink) ----------------------
+
+    def record_field_events(
+        self, outcomes: Sequence[Outcome] = (), predictions: Sequence[Prediction] = ()
+    ) -> tuple[int, int]:
+        """Store outcomes and predictions not stored yet, in one transaction.
+
+        Idempotent by event id: a redelivered event is skipped, and a concurrent writer of
+        the same event is absorbed by ``ON CONFLICT DO NOTHING``. Returns how many outcomes
+        and predictions were new.
+        """
+        now = _now()
+        outcome_rows = {str(o.event_id): _outcome_row(o, now) for o in outcomes}
+        prediction_rows = {str(p.event_id): _prediction_row(p, now) for p in predictions}
+        with self._transaction() as session:
+            new_outcomes = _insert_new(session, FieldOutcome, outcome_rows)
+            new_predictions = _insert_new(session, FieldPrediction, prediction_rows)
+        return new_outcomes, new_predictions
+
+    def outcomes(
+        self, device_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[OutcomeRecord]:
+        """A device's outcomes with prediction time in ``[start, end)``, in time order."""
+        query = select(FieldOutcome).where(FieldOutcome.device_key == device_id)
+        if start is not None:
+            query = query.where(FieldOutcome.prediction_time >= start)
+        if end is not None:
+            query = query.where(FieldOutcome.prediction_time < end)
+        query = query.order_by(FieldOutcome.prediction_time, FieldOutcome.event_id)
+        with self._sessions() as session:
+            return [_outcome_record(row) for row in session.scalars(query)]
+
+    def outcome_count(self, device_id: str | None = None) -> int:
+        query = select(func.count()).select_from(FieldOutcome)
+        if device_id is not None:
+            query = query.where(FieldOutcome.device_key == device_id)
+        with self._sessions() as session:
+            return int(session.scalar(query) or 0)
+
+    def prediction_counts(
+        self, device_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[PredictionCount]:
+        """Predictions per stream and study design with prediction time in ``[start, end)``."""
+        columns = (
+            FieldPrediction.device_version,
+            FieldPrediction.site_key,
+            FieldPrediction.task,
+            FieldPrediction.study_design,
+        )
+        query = select(*columns, func.count()).where(FieldPrediction.device_key == device_id)
+        if start is not None:
+            query = query.where(FieldPrediction.prediction_time >= start)
+        if end is not None:
+            query = query.where(FieldPrediction.prediction_time < end)
+        query = query.group_by(*columns).order_by(*columns)
+        with self._sessions() as session:
+            return [
+                PredictionCount(
+                    stream=StreamKey(
+                        device_id=device_id, device_version=version, site_id=site, task=task
+                    ),
+                    study_design=design,
+                    predictions=int(count),
+                )
+                for version, site, task, design, count in session.execute(query)
+            ]
+
+    def device_alerts(self, device_id: str) -> list[AlertView]:
+        """Every alert on a device's streams, oldest first."""
+        query = (
+            select(AlertRow)
+            .where(AlertRow.device_key == device_id)
+            .order_by(AlertRow.raised_at, AlertRow.id)
+        )
+        with self._sessions() as session:
+            return [_alert_view(row) for row in session.scalars(query)]
+
+    def first_sightings(self, device_id: str) -> dict[str, datetime]:
+        """Each version's first sighting anywhere in the field (version -> time)."""
+        query = (
+            select(DeviceVersion.version, func.min(VersionSighting.first_seen_at))
+            .join(VersionSighting, VersionSighting.version_id == DeviceVersion.id)
+            .join(Device, Device.id == DeviceVersion.device_id)
+            .where(Device.device_key == device_id)
+            .group_by(DeviceVersion.version)
+        )
+        with self._sessions() as session:
+            return {version: _aware(seen) for version, seen in session.execute(query) if seen}
+
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _aware(value: datetime) -> datetime:
+    """Aggregates bypass the column type on SQLite, which returns naive (UTC) times or text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _insert_new(
+    session: Session, model: type[FieldOutcome] | type[FieldPrediction], rows: dict[str, Any]
+) -> int:
+    """Insert the rows whose event id is not stored yet; how many were new."""
+    if not rows:
+        return 0
+    existing = set(session.scalars(select(model.event_id).where(model.event_id.in_(list(rows)))))
+    fresh = [row for event_id, row in rows.items() if event_id not in existing]
+    if not fresh:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(model).on_conflict_do_nothing(index_elements=["event_id"]), fresh)
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(model).on_conflict_do_nothing(index_elements=["event_id"])
+        session.execute(statement, fresh)
+    else:
+        session.execute(insert(model), fresh)
+    return len(fresh)
+
+
+def _outcome_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    acquisition = outcome.acquisition
+    return {
+        "event_id": str(outcome.event_id),
+        "device_key": outcome.stream.device_id,
+        "device_version": outcome.stream.device_version,
+        "site_key": outcome.stream.site_id,
+        "task": outcome.stream.task,
+        "case_pseudonym": outcome.case_pseudonym,
+        "prediction_event_id": str(outcome.prediction_event_id),
+        "prediction_time": outcome.prediction_time,
+        "truth_time": outcome.truth_time,
+        "decision": outcome.decision,
+        "label": outcome.label,
+        "score": outcome.score,
+        "operating_threshold": outcome.operating_threshold,
+        "truth_source": outcome.truth_source,
+        "study_design": outcome.study_design,
+        "modality": acquisition.modality,
+        "manufacturer": acquisition.manufacturer,
+        "model": acquisition.model,
+        "slice_thickness_mm": acquisition.slice_thickness_mm,
+        "slice_thickness_band": acquisition.slice_thickness_band,
+        "recorded_at": now,
+    }
+
+
+def _prediction_row(prediction: Prediction, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(prediction.event_id),
+        "device_key": prediction.device_id,
+        "device_version": prediction.device_version,
+        "site_key": prediction.site_id,
+        "task": prediction.task,
+        "prediction_time": prediction.event_time,
+        "study_design": prediction.study_design,
+        "recorded_at": now,
+    }
+
+
+def _outcome_record(row: FieldOutcome) -> OutcomeRecord:
+    return OutcomeRecord(
+        event_id=row.event_id,
+        stream=StreamKey(
+            device_id=row.device_key,
+            device_version=row.device_version,
+            site_id=row.site_key,
+            task=row.task,
+        ),
+        prediction_time=row.prediction_time,
+        truth_time=row.truth_time,
+        decision=row.decision,
+        label=row.label,
+        score=row.score,
+        truth_source=row.truth_source,
+        study_design=row.study_design,
+        manufacturer=row.manufacturer,
+        model=row.model,
+        slice_thickness_band=row.slice_thickness_band,
+    )
 
 
 def _check_status(status: str) -> None:

@@ -198,7 +198,7 @@ def _start_prometheus(
 ) -> ProcessRecord:
     paths = prometheus.PrometheusPaths(home)
     port = free_port(state.ports.get(PROMETHEUS))
-    prometheus.write_config(paths, port)
+    prometheus.write_config(paths, port, prometheus.alert_rule_files(kafka.deploy_dir()))
     record = prometheus.start(paths, port)
     _remember(home, state, record, {PROMETHEUS: port})
     progress.begin(PROMETHEUS, f"waiting for /-/ready on port {port} (pid {record.pid})")

@@ -13,7 +13,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,8 +73,9 @@ class ScrapeTarget:
     last_error: str = ""
 
 
-def render_config(paths: PrometheusPaths, own_port: int) -> str:
-    """``prometheus.yml``: Prometheus itself plus one file-discovered job per pipeline role.
+def render_config(paths: PrometheusPaths, own_port: int, rule_files: Sequence[Path] = ()) -> str:
+    """``prometheus.yml``: Prometheus itself plus one file-discovered job per pipeline role,
+    and the project's alerting rules when given.
 
     The output is YAML written by hand (JSON-quoted strings are valid YAML), which spares a
     YAML dependency for a file this small.
@@ -84,6 +85,10 @@ def render_config(paths: PrometheusPaths, own_port: int) -> str:
         "global:",
         f"  scrape_interval: {SCRAPE_INTERVAL}",
         f"  evaluation_interval: {SCRAPE_INTERVAL}",
+    ]
+    if rule_files:
+        lines += ["rule_files:", *(f"  - {json.dumps(str(path))}" for path in rule_files)]
+    lines += [
         "scrape_configs:",
         "  - job_name: prometheus",
         "    static_configs:",
@@ -124,13 +129,18 @@ def register_scrape_target(
     return target
 
 
-def write_config(paths: PrometheusPaths, own_port: int) -> None:
+def alert_rule_files(deploy: Path) -> list[Path]:
+    """The alerting rules shipped in ``deploy/prometheus/rules`` (none outside a checkout)."""
+    return sorted((deploy / "prometheus" / "rules").glob("*.yml"))
+
+
+def write_config(paths: PrometheusPaths, own_port: int, rule_files: Sequence[Path] = ()) -> None:
     """Write prometheus.yml and make sure every job's target directory exists."""
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     paths.log.parent.mkdir(parents=True, exist_ok=True)
     for job in PIPELINE_JOBS:
         paths.targets_dir(job).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.config_file, render_config(paths, own_port))
+    atomic_write_text(paths.config_file, render_config(paths, own_port, rule_files))
 
 
 def prometheus_binary() -> str:

@@ -13,10 +13,12 @@ from postmarket.contracts import (
     Prediction,
     Problem,
     RegistryEntry,
+    StreamPrediction,
     decode_for_topic,
     encode,
     utc_now,
 )
+from postmarket.contracts.events import JoinPosition
 from postmarket.evidence.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
 from streams.app import app, metrics, settings
@@ -29,6 +31,7 @@ from streams.channels import (
     first_sightings,
     outcomes,
     registry,
+    stream_predictions,
 )
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
@@ -73,6 +76,8 @@ async def _join(position: RecordPosition, key: bytes | None, value: bytes | None
             metrics.predictions.labels(*metrics.stream_labels(case_event.stream)).inc()
             await _judge_first_sighting(case_event)
         case_files[case_event.case_pseudonym] = case.to_state()
+    if isinstance(case_event, Prediction) and (accepted.replayed or not accepted.duplicate):
+        await _route_to_stream(case_event, position)
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by position.
     for outcome in accepted.outcomes:
@@ -100,6 +105,17 @@ def _sweep_if_due(partition: int) -> None:
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
         metrics.followups_unmatched.inc(expired.followups_without_prediction)
+
+
+async def _route_to_stream(prediction: Prediction, position: RecordPosition) -> None:
+    """Send a new prediction (again, on a replay of its record) to its stream's partition."""
+    routed = StreamPrediction(
+        prediction=prediction,
+        joined_at=JoinPosition(
+            topic=position.topic, partition=position.partition, offset=position.offset, rank=0
+        ),
+    )
+    await stream_predictions.send(key=prediction.stream.as_key().encode(), value=encode(routed))
 
 
 async def _judge_first_sighting(prediction: Prediction) -> None:

@@ -1,47 +1,76 @@
-"""The stream agent: per (device, version, site, task), count outcomes, run the labelled
-detectors against the registered claims, and raise alerts."""
+"""The stream agent: per (device, version, site, task), count predictions and outcomes,
+run the detectors against the registered claims and the stream's own score reference,
+and raise alerts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from postmarket.contracts import ContractViolation, Outcome, RegistryEntry, decode, encode, utc_now
+from postmarket import topics
+from postmarket.contracts import (
+    ContractViolation,
+    Outcome,
+    RegistryEntry,
+    StreamPrediction,
+    decode,
+    encode,
+    utc_now,
+)
 from postmarket.contracts.events import StreamKey
 from streams.agents.join import send_dead_letter
 from streams.alerting import alert_for
 from streams.app import app, metrics, settings
 from streams.casefile import RecordPosition
-from streams.channels import alerts, outcomes, registry, stream_monitors
-from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from streams.channels import alerts, registry, stream_inputs, stream_monitors
+from streams.performance import MonitorPolicy, Signal, StreamMonitor, claimed_performance
 
 POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
 
 
-@app.agent(outcomes)
+@app.agent(stream_inputs)
 async def monitor_streams(stream: Any) -> None:
-    """Apply each outcome once to its stream's monitor; emit the alerts it raises."""
+    """Apply each outcome and re-keyed prediction once to its stream's monitor."""
     async for event in stream.events():
         message = event.message
         position = RecordPosition(message.topic, message.partition, message.offset)
         metrics.events_consumed.labels(message.topic).inc()
         try:
-            outcome = decode(Outcome, event.value or b"")
+            item = _decode(message.topic, event.value or b"")
         except ContractViolation as violation:
             await send_dead_letter(position, event.value, violation)
             continue
-        key = outcome.stream.as_key()
-        monitor = _monitor(key, outcome.stream)
-        if monitor.already_applied(outcome):
-            metrics.events_duplicate.labels(message.topic).inc()
-            continue
-        signals = monitor.observe(outcome)
-        stream_monitors[key] = monitor.to_state()
-        publish_stream_metrics(outcome.stream, monitor)
-        for signal in signals:
-            alert = alert_for(outcome.stream, signal, monitor, utc_now())
-            await alerts.send(key=key.encode(), value=encode(alert))
-            labels = metrics.stream_labels(outcome.stream)
-            metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
+        await _apply(item, message.topic)
+
+
+def _decode(topic: str, raw: bytes) -> Outcome | StreamPrediction:
+    if topic == topics.OUTCOMES:
+        return decode(Outcome, raw)
+    return decode(StreamPrediction, raw)
+
+
+async def _apply(item: Outcome | StreamPrediction, topic: str) -> None:
+    stream_key = item.stream if isinstance(item, Outcome) else item.prediction.stream
+    key = stream_key.as_key()
+    monitor = _monitor(key, stream_key)
+    kind = "outcome" if isinstance(item, Outcome) else "prediction"
+    if monitor.already_applied(kind, item.joined_at):
+        metrics.events_duplicate.labels(topic).inc()
+        return
+    if isinstance(item, Outcome):
+        signals = monitor.observe(item)
+    else:
+        signals = monitor.observe_prediction(item.prediction, item.joined_at)
+    stream_monitors[key] = monitor.to_state()
+    publish_stream_metrics(stream_key, monitor)
+    await _raise(stream_key, signals, monitor)
+
+
+async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonitor) -> None:
+    for signal in signals:
+        alert = alert_for(stream, signal, monitor, utc_now())
+        await alerts.send(key=stream.as_key().encode(), value=encode(alert))
+        labels = metrics.stream_labels(stream)
+        metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
 
 def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
@@ -52,7 +81,7 @@ def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
     if state is None:
         return StreamMonitor.for_claims(claims, POLICY)
     monitor = StreamMonitor.from_state(state)
-    monitor.adopt_claims(claims, POLICY)
+    monitor.adopt_claims(claims)
     return monitor
 
 
@@ -67,6 +96,10 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
     }
     for cell, count in cells.items():
         metrics.stream_confusion.labels(*labels, cell).set(count)
+    metrics.stream_predictions.labels(*labels).set(monitor.predictions)
+    completeness = monitor.followup_completeness
+    if completeness is not None:
+        metrics.followup_completeness.labels(*labels).set(completeness)
     for metric in ("sensitivity", "specificity"):
         estimate = monitor.estimate(metric)
         if estimate is not None:
@@ -84,5 +117,4 @@ async def refresh_stream_metrics() -> None:
     """After a restart or rebalance, show the streams this worker now owns."""
     for key, state in list(stream_monitors.items()):
         if state is not None:
-            stream = StreamKey.from_key(key)
-            publish_stream_metrics(stream, StreamMonitor.from_state(state))
+            publish_stream_metrics(StreamKey.from_key(key), StreamMonitor.from_state(state))

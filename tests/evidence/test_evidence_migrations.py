@@ -12,8 +12,8 @@ from postmarket.evidence.migrate import current_revision, head_revision, make_en
 from postmarket.evidence.models import Base
 from postmarket.evidence.store import EvidenceStore
 
-PREVIOUS = "0001"
-ADDED_BY_HEAD = {"sites", "version_sightings", "performance_snapshots"}
+PREVIOUS = "0002"
+ADDED_BY_HEAD = {"field_outcomes", "field_predictions"}
 
 
 def test_empty_database_upgrades_to_head(evidence_url: str) -> None:
@@ -22,6 +22,16 @@ def test_empty_database_upgrades_to_head(evidence_url: str) -> None:
         upgrade(engine)
         assert current_revision(engine) == head_revision()
         assert ADDED_BY_HEAD <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_database_two_revisions_behind_upgrades_to_head(evidence_url: str) -> None:
+    engine = make_engine(evidence_url)
+    try:
+        upgrade(engine, "0001")
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
 

@@ -74,6 +74,19 @@ def _offline_confusion(events: list[Prediction | FollowUp]) -> dict[tuple[str, s
     return {(str(site), str(cell)): int(n) for (site, cell), n in counts.items()}
 
 
+def _topic_confusion(outcome_records: list[Any], sites: list[str]) -> dict[tuple[str, str], int]:
+    """Confusion counts of the distinct outcomes on the outcomes topic."""
+    distinct = {}
+    for record in outcome_records:
+        outcome = decode(Outcome, record.value)
+        if outcome.stream.site_id in sites:
+            distinct[outcome.event_id] = outcome
+    cells = pd.Series(
+        [(o.stream.site_id, CELLS[(o.decision, o.label)]) for o in distinct.values()]
+    ).value_counts()
+    return {(str(site), str(cell)): int(n) for (site, cell), n in cells.items()}
+
+
 def _offline_sensitivity_statistic(outcome_records: list[Any], site: str) -> float:
     """The sensitivity CUSUM fed each distinct outcome once, in the outcomes topic's order."""
     cusum = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - MonitorPolicy().sensitivity_drop), 5000)
@@ -141,6 +154,11 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         )
         expected = _offline_confusion(events)
         sites = sorted({site for site, _ in expected})
+        outcome_records = read_topic(
+            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=5
+        )
+        # First the join: every case's outcome reached the outcomes topic (none lost there).
+        assert _topic_confusion(outcome_records, sites) == expected
 
         def observed() -> dict[tuple[str, str], int]:
             return {
@@ -157,11 +175,9 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
                 if (site, cell) in expected
             }
 
+        # Then the stream monitor: each distinct outcome applied exactly once.
         assert _eventually(observed, expected) == expected
 
-        outcome_records = read_topic(
-            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=5
-        )
         for site in sites:
             offline = _offline_sensitivity_statistic(outcome_records, site)
 

@@ -273,3 +273,15 @@ def test_stop_group_ends_a_detached_process(tmp_path: Path) -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "sleep.log"
     )
     assert stop_group(pid, manager.STOP_SIGNALS["prometheus"], timeout=10)
+
+
+def test_prometheus_config_loads_the_shipped_alert_rules(tmp_path: Path) -> None:
+    rules = prometheus.alert_rule_files(kafka.deploy_dir())
+    assert rules, "deploy/prometheus/rules has no rule files"
+    paths = prometheus.PrometheusPaths(tmp_path)
+    prometheus.write_config(paths, 19090, rules)
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(paths.config_file)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "rule files found" in checked.stdout + checked.stderr

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from detectors import BernoulliCUSUM
-from postmarket.contracts import Outcome
+from postmarket.contracts import Outcome, Prediction
+from postmarket.contracts.events import JoinPosition
 from streams.alerting import alert_for
 from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
-from tests.factories import make_outcome, make_registry_entry
+from tests.factories import make_outcome, make_prediction, make_registry_entry
 
 POLICY = MonitorPolicy(arl0_cases=5000)
 CLAIMS = claimed_performance(make_registry_entry(), "referable_dr")
@@ -58,10 +59,15 @@ def test_replayed_and_earlier_positions_are_skipped() -> None:
     monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
     applied = make_outcome("positive", "positive", offset=10, rank=1)
     monitor.observe(applied)
-    assert monitor.already_applied(applied)
-    assert monitor.already_applied(make_outcome("positive", "positive", offset=10, rank=0))
-    assert not monitor.already_applied(make_outcome("positive", "positive", offset=10, rank=2))
-    assert not monitor.already_applied(make_outcome("positive", "positive", 3, partition=1))
+
+    def applied_before(outcome: Outcome) -> bool:
+        return monitor.already_applied("outcome", outcome.joined_at)
+
+    assert applied_before(applied)
+    assert applied_before(make_outcome("positive", "positive", offset=10, rank=0))
+    assert not applied_before(make_outcome("positive", "positive", offset=10, rank=2))
+    assert not applied_before(make_outcome("positive", "positive", 3, partition=1))
+    assert not monitor.already_applied("prediction", applied.joined_at)
 
 
 def test_sensitivity_cusum_fires_where_the_bare_detector_does() -> None:
@@ -98,7 +104,7 @@ def test_state_round_trip_mid_stream_gives_the_same_future() -> None:
 
 def test_claims_arriving_later_start_the_detectors() -> None:
     monitor = StreamMonitor.for_claims({}, POLICY)
-    monitor.adopt_claims(CLAIMS, POLICY)
+    monitor.adopt_claims(CLAIMS)
     assert set(monitor.detectors) == {
         "sensitivity_cusum",
         "sensitivity_claims_test",
@@ -122,3 +128,31 @@ def test_alert_carries_its_evidence_and_a_replay_stable_id() -> None:
     assert alert.evidence["false_negatives"] == monitor.false_negatives
     assert alert.statistic >= alert.threshold
     assert "below the registered 0.872" in alert.message
+
+
+def _routed(score: float, offset: int) -> tuple[Prediction, JoinPosition]:
+    position = JoinPosition(topic="pms.predictions.v1", partition=0, offset=offset, rank=0)
+    return make_prediction(score=score), position
+
+
+def test_completeness_is_outcomes_over_predictions() -> None:
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    for offset in range(4):
+        monitor.observe_prediction(*_routed(0.5, offset))
+    monitor.observe(make_outcome("positive", "positive", 0))
+    assert monitor.followup_completeness == 0.25
+
+
+def test_score_drift_starts_after_the_reference_and_fires_on_a_shift() -> None:
+    policy = MonitorPolicy(score_reference_cases=1000, score_window=200, arl0_cases=5000)
+    monitor = StreamMonitor.for_claims({}, policy)
+    rng = np.random.default_rng(4)
+    before = rng.beta(2, 5, 3000)
+    after = rng.beta(5, 2, 400)
+    fired_at = [
+        i
+        for i, score in enumerate(np.concatenate([before, after]))
+        if monitor.observe_prediction(*_routed(float(score), i))
+    ]
+    assert "score_drift" in monitor.detectors
+    assert fired_at and fired_at[0] >= 3000

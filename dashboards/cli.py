@@ -1,0 +1,63 @@
+"""``postmarket dashboards``: build the dashboard JSON, or publish it to a running Grafana."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+dashboards_app = typer.Typer(
+    help="Grafana dashboards as code: build the JSON, publish it to Grafana.",
+    no_args_is_help=True,
+)
+
+
+@dashboards_app.command("build")
+def build(
+    output: Annotated[
+        Path | None, typer.Option(help="directory for the JSON (default: dashboards/generated)")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="write nothing; fail if the JSON is out of date")
+    ] = False,
+) -> None:
+    """Render every dashboard to JSON (what Grafana's file provisioning loads)."""
+    from dashboards.build import GENERATED_DIR, stale_files, write_all
+
+    directory = output or GENERATED_DIR
+    if check:
+        stale = stale_files(directory)
+        if stale:
+            typer.echo(
+                f"out of date in {directory}: {', '.join(stale)}; run: postmarket dashboards build",
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{directory}: up to date")
+        return
+    for path in write_all(directory):
+        typer.echo(path)
+
+
+@dashboards_app.command("publish")
+def publish(
+    url: Annotated[str, typer.Option("--url", help="Grafana base URL, e.g. https://grafana:3000")],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            "--token-file", help="file holding a Grafana service-account token (never printed)"
+        ),
+    ],
+) -> None:
+    """Upload every dashboard into the "Post-market surveillance" folder of a Grafana."""
+    from dashboards.publish import GrafanaTarget, PublishError, check_url, read_token
+    from dashboards.publish import publish as publish_all
+
+    try:
+        target = GrafanaTarget(check_url(url), read_token(token_file))
+        for dashboard_url in publish_all(target):
+            typer.echo(dashboard_url)
+    except PublishError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None

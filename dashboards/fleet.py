@@ -1,0 +1,209 @@
+"""Fleet (manufacturer): volumes, performance against the claim, detectors and alerts per
+device, version, site and task."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards import metric_names as m
+from dashboards.panels import (
+    Query,
+    assemble,
+    graph,
+    instant_table,
+    link,
+    selector,
+    single_stat,
+    stream_variables,
+)
+from postmarket import metrics as worker_metrics
+
+UID = "postmarket-fleet"
+TITLE = "Post-market surveillance: fleet"
+STREAM = "device_id, device_version, site_id, task"
+FOLLOWUP_TARGET = 0.8
+"""Share of cases with final ground truth below which the stream's estimates are suspect
+(the PostmarketFollowupCompletenessLow rule uses the same target)."""
+
+
+def _performance(metric: str) -> list[Query]:
+    sel = selector(metric=metric)
+    return [
+        Query(
+            f"{m.STREAM_PERFORMANCE}{{{sel}}}",
+            "{{site_id}} {{device_version}} {{bound}}",
+        ),
+        Query(f"max by ({STREAM}) ({m.STREAM_CLAIM}{{{sel}}})", "{{device_version}} claim"),
+    ]
+
+
+def build() -> model.Dashboard:
+    sel = selector()
+    volumes = [
+        graph(
+            "Predictions per hour",
+            "New predictions accepted into the join, per stream.",
+            [
+                Query(
+                    f"sum by ({STREAM}) (increase({m.PREDICTIONS}{{{sel}}}[1h]))",
+                    "{{device_id}} {{device_version}} {{site_id}} {{task}}",
+                )
+            ],
+        ),
+        graph(
+            "Outcomes per hour by decision and truth",
+            "Predictions joined with their final ground truth.",
+            [
+                Query(
+                    f"sum by (decision, label) (increase({m.OUTCOMES}{{{sel}}}[1h]))",
+                    "decision {{decision}}, truth {{label}}",
+                )
+            ],
+        ),
+        single_stat(
+            "Cases awaiting ground truth",
+            "Predictions held in the workers' join tables without a final label (all streams).",
+            Query(f"sum({m.CASES_AWAITING_TRUTH})"),
+        ),
+        single_stat(
+            "Follow-up completeness (lowest stream)",
+            "Share of predictions past their follow-up window that have final ground truth; "
+            f"red below the {FOLLOWUP_TARGET:.0%} target.",
+            Query(f"min({worker_metrics.FOLLOWUP_COMPLETENESS}{{{sel}}})"),
+            unit="percentunit",
+            thresholds=((None, "red"), (FOLLOWUP_TARGET, "green")),
+        ),
+        single_stat(
+            "Dead-lettered records (1 h)",
+            "Invalid records sent to the dead-letter topic in the last hour, all topics.",
+            Query(f"sum(increase({m.EVENTS_DEADLETTERED}[1h]))"),
+            thresholds=((None, "green"), (1, "orange")),
+        ),
+        single_stat(
+            "Duplicates ignored (1 h)",
+            "Records skipped because their event_id was already processed (collector resends).",
+            Query(f"sum(increase({m.EVENTS_DUPLICATE}[1h]))"),
+        ),
+        graph(
+            "Follow-up completeness per stream",
+            f"Target {FOLLOWUP_TARGET:.0%}.",
+            [
+                Query(
+                    f"{worker_metrics.FOLLOWUP_COMPLETENESS}{{{sel}}}",
+                    "{{site_id}} {{device_version}}",
+                )
+            ],
+            unit="percentunit",
+            min_value=0,
+            max_value=1,
+        ),
+        graph(
+            "Dead-lettered records per hour by reason",
+            "Invalid input never crashes a worker; it is counted here by source topic and reason.",
+            [
+                Query(
+                    f"sum by (topic, reason) (increase({m.EVENTS_DEADLETTERED}[1h]))",
+                    "{{topic}} {{reason}}",
+                )
+            ],
+        ),
+    ]
+    performance = [
+        graph(
+            "Sensitivity with 95% interval against the claim",
+            "Observed sensitivity (estimate, lower and upper Wilson bounds) per stream, and the "
+            "sensitivity registered for the version.",
+            _performance("sensitivity"),
+            unit="percentunit",
+            min_value=0,
+            max_value=1,
+        ),
+        graph(
+            "Specificity with 95% interval against the claim",
+            "Observed specificity (estimate, lower and upper Wilson bounds) per stream, and the "
+            "specificity registered for the version.",
+            _performance("specificity"),
+            unit="percentunit",
+            min_value=0,
+            max_value=1,
+        ),
+        instant_table(
+            "Confusion matrix per stream",
+            "Outcomes by cell: tp and fn among positives, tn and fp among negatives.",
+            [
+                Query(
+                    f"sum by ({STREAM}, cell) ({m.STREAM_CONFUSION}{{{sel}}})",
+                )
+            ],
+        ),
+    ]
+    detectors = [
+        graph(
+            "Detector statistic against its threshold",
+            "Each labelled detector's statistic and the threshold at which it signals.",
+            [
+                Query(
+                    f"{m.DETECTOR_STATISTIC}{{{sel}}}",
+                    "{{site_id}} {{device_version}} {{detector}}",
+                ),
+                Query(
+                    f"{m.DETECTOR_THRESHOLD}{{{sel}}}",
+                    "{{site_id}} {{device_version}} {{detector}} threshold",
+                ),
+            ],
+        ),
+        graph(
+            "Detector statistic as a share of its threshold",
+            "1 means the detector signals; streams near 1 are close to an alert.",
+            [
+                Query(
+                    f"max by ({STREAM}, detector) ({m.DETECTOR_STATISTIC}{{{sel}}})"
+                    f" / max by ({STREAM}, detector) ({m.DETECTOR_THRESHOLD}{{{sel}}})",
+                    "{{site_id}} {{device_version}} {{detector}}",
+                )
+            ],
+            unit="percentunit",
+        ),
+    ]
+    alerts = [
+        graph(
+            "Alerts raised per hour by severity",
+            "Alerts the workers raised (detectors and unregistered changes).",
+            [
+                Query(
+                    f"sum by (severity) (increase({m.ALERTS}{{{sel}}}[1h]))",
+                    "{{severity}}",
+                )
+            ],
+            width=8,
+        ),
+        instant_table(
+            "Alerts raised by stream and detector",
+            "Alerts counted by the running workers since they started.",
+            [Query(f"sum by ({STREAM}, detector, severity) ({m.ALERTS}{{{sel}}}) > 0")],
+            width=16,
+        ),
+    ]
+    dashboard = (
+        dashboard_builders.Dashboard(TITLE)
+        .uid(UID)
+        .description("Manufacturer view of the deployed fleet: per device, version and site.")
+        .tags(["postmarket", "manufacturer"])
+        .editable()
+        .time("now-24h", "now")
+        .refresh("1m")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .variables(stream_variables(m.PREDICTIONS))
+        .link(link("Regulator evidence", "postmarket-regulator"))
+        .link(link("Site collector health", "postmarket-site-collector"))
+    )
+    return assemble(
+        dashboard,
+        [
+            ("Volumes and data quality", volumes),
+            ("Performance against the registered claim", performance),
+            ("Detectors", detectors),
+            ("Alerts", alerts),
+        ],
+    )

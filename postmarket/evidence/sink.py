@@ -1,0 +1,170 @@
+"""The evidence sink: outcomes, predictions and alerts from Kafka into the evidence store.
+
+At-least-once from Kafka, exactly-once in the store: each polled batch is written in
+database transactions that skip events already stored (by event id, alert id), and the
+consumer group's offsets are committed only after those transactions committed. A crash
+(kill -9) between the two replays the batch, which then writes nothing new.
+
+Invalid records are skipped and counted (the workers dead-letter them upstream; the sink
+is a reader and must not stall on one).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from postmarket import topics
+from postmarket.contracts.codec import ContractViolation, decode
+from postmarket.contracts.events import Alert, Outcome, Prediction
+from postmarket.evidence.store import EvidenceStore
+
+log = logging.getLogger(__name__)
+
+SINK_GROUP = "postmarket-evidence-sink"
+SINK_ACTOR = "evidence-sink"
+SINK_TOPICS = (topics.OUTCOMES, topics.ALERTS, topics.PREDICTIONS)
+
+
+@dataclass
+class SinkCounts:
+    """What the sink has done since it started."""
+
+    records: int = 0
+    outcomes_new: int = 0
+    predictions_new: int = 0
+    alerts_new: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    batches: int = 0
+    invalid_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DecodedBatch:
+    outcomes: list[Outcome] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    invalid: dict[str, int] = field(default_factory=dict)
+
+
+def decode_batch(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
+    """Sort ``(topic, value)`` records into events; count what does not decode."""
+    batch = DecodedBatch()
+    for topic, value in records:
+        try:
+            if topic == topics.OUTCOMES:
+                batch.outcomes.append(decode(Outcome, value or b""))
+            elif topic == topics.PREDICTIONS:
+                batch.predictions.append(decode(Prediction, value or b""))
+            elif topic == topics.ALERTS:
+                batch.alerts.append(decode(Alert, value or b""))
+        except ContractViolation as violation:
+            batch.invalid[topic] = batch.invalid.get(topic, 0) + 1
+            log.warning("skipping an invalid record on %s: %s", topic, violation)
+    return batch
+
+
+def store_batch(store: EvidenceStore, batch: DecodedBatch, counts: SinkCounts) -> None:
+    """Write one decoded batch; every write skips what is already stored."""
+    new_outcomes, new_predictions = store.record_field_events(batch.outcomes, batch.predictions)
+    new_alerts = sum(store.record_alert(alert, actor=SINK_ACTOR) for alert in batch.alerts)
+    total = len(batch.outcomes) + len(batch.predictions) + len(batch.alerts)
+    counts.outcomes_new += new_outcomes
+    counts.predictions_new += new_predictions
+    counts.alerts_new += new_alerts
+    counts.duplicates += total - new_outcomes - new_predictions - new_alerts
+    counts.invalid += sum(batch.invalid.values())
+    for topic, n in batch.invalid.items():
+        counts.invalid_by_topic[topic] = counts.invalid_by_topic.get(topic, 0) + n
+
+
+class EvidenceSink:
+    """A kafka-python consumer group member that writes the pipeline's evidence to the store."""
+
+    def __init__(
+        self,
+        store: EvidenceStore,
+        bootstrap: str,
+        *,
+        group: str = SINK_GROUP,
+        max_records: int = 500,
+        poll_timeout_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.bootstrap = bootstrap
+        self.group = group
+        self.max_records = max_records
+        self.poll_timeout_s = poll_timeout_s
+        self.counts = SinkCounts()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from :meth:`run`."""
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the sink cleanly after the current batch."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping after the current batch", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(
+        self,
+        until_idle_s: float | None = None,
+        on_batch: Callable[[SinkCounts], None] | None = None,
+    ) -> SinkCounts:
+        """Consume until stopped, or until no record arrived for ``until_idle_s`` seconds."""
+        from kafka import KafkaConsumer
+        from kafka.errors import CommitFailedError
+
+        consumer = KafkaConsumer(
+            *SINK_TOPICS,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=f"{self.group}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self.max_records,
+        )
+        last_record = time.monotonic()
+        try:
+            while not self._stopping:
+                polled: dict[Any, list[Any]] = consumer.poll(
+                    timeout_ms=int(self.poll_timeout_s * 1000), max_records=self.max_records
+                )
+                records = [(r.topic, r.value) for batch in polled.values() for r in batch]
+                if records:
+                    batch = decode_batch(records)
+                    store_batch(self.store, batch, self.counts)
+                    # Only now are the records safely in the store: commit their offsets.
+                    try:
+                        consumer.commit()
+                    except CommitFailedError as error:
+                        # A rebalance took the partitions away; their new owner replays
+                        # the batch, and the store skips what this one already wrote.
+                        log.warning("offset commit failed after a rebalance: %s", error)
+                    self.counts.records += len(records)
+                    self.counts.batches += 1
+                    last_record = time.monotonic()
+                    if on_batch is not None:
+                        on_batch(self.counts)
+                elif not consumer.assignment():
+                    # Waiting to join the group (e.g. for a crashed member's session to
+                    # expire) is not idleness: nothing could have arrived yet.
+                    last_record = time.monotonic()
+                elif until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
+                    break
+        finally:
+            consumer.close(autocommit=False)
+        return self.counts
