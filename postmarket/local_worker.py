@@ -54,7 +54,11 @@ class LocalWorker:
                 env=env,
                 start_new_session=True,
             )
-        self._wait_ready(timeout_s)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.kill()  # a worker that never became ready must not linger
+            raise
 
     def _environment(self) -> dict[str, str]:
         """Every setting, so the child sees exactly this worker's configuration."""

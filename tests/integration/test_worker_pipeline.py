@@ -21,6 +21,7 @@ from tests.factories import T0, make_followup, make_prediction
 from tests.integration.pipeline_io import (
     free_port,
     metric_value,
+    read_all,
     read_topic,
     send_raw,
     wait_for_metric,
@@ -182,9 +183,7 @@ def test_truth_later_than_retention_finds_its_case_expired(
                 ]
             )
         wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
-        records = read_topic(
-            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=3
-        )
+        records = read_all(settings.kafka_bootstrap, topics.OUTCOMES)
         joined = {decode(Outcome, r.value).prediction_event_id for r in records}
         assert stale.event_id not in joined
         assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 0

@@ -23,7 +23,7 @@ from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
     free_port,
     metric_value,
-    read_topic,
+    read_all,
     send_raw,
     wait_until_caught_up,
 )
@@ -154,9 +154,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         )
         expected = _offline_confusion(events)
         sites = sorted({site for site, _ in expected})
-        outcome_records = read_topic(
-            settings.kafka_bootstrap, topics.OUTCOMES, lambda rs: True, timeout_s=5
-        )
+        outcome_records = read_all(settings.kafka_bootstrap, topics.OUTCOMES)
         # First the join: every case's outcome reached the outcomes topic (none lost there).
         assert _topic_confusion(outcome_records, sites) == expected
 
