@@ -78,7 +78,57 @@ def check(
         typer.echo(encode(prediction_event(case, output, settings.site_id, key)).decode())
 
 
+@collector_app.command("run")
+def run(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY (key file) override",
+        ),
+    ],
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the collector until SIGTERM or Ctrl-C: inbox, C-STORE SCP, outbox, Kafka, /metrics.
+
+    Files dropped in the inbox (DICOM, AI outputs, follow-ups) are read once and moved out;
+    events wait in the outbox until Kafka acknowledges them, across restarts.
+    """
+    import logging
+    import signal
+    import threading
+
+    from collectors.pseudonym import SiteKeyError
+    from collectors.service import Collector
+    from collectors.settings import CollectorConfigError, load_settings
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(config)
+        collector = Collector(settings)
+    except (CollectorConfigError, SiteKeyError, OSError) as error:
+        typer.echo(f"collector configuration: {_describe(error)}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        logging.getLogger("collectors").info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        collector.run(stop)
+    except OSError as error:  # the metrics or DICOM port is taken, the inbox unwritable...
+        typer.echo(f"collector: {_describe(error)}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, OSError):
-        return f"{error.filename}: {error.strerror}"
+        return f"{error.filename or ''}: {error.strerror or error}".lstrip(": ")
     return str(error)

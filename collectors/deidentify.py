@@ -24,11 +24,11 @@ sending are someone else's job.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -210,6 +210,8 @@ class _Walk:
     shift: int
     identifying: set[str]
     private_removed: int = 0
+    descriptors: list[tuple[Dataset, BaseTag, DataElement]] = field(default_factory=list)
+    """Text to clean once every identifying word of the header is known."""
 
 
 class Deidentifier:
@@ -236,11 +238,14 @@ class Deidentifier:
             shift=date_shift_days(self.key, _patient_identity(header)),
             identifying=set(),
         )
-        self._collect_identifying(header, walk.identifying)
         self._clean(header, walk)
         meta = getattr(header, "file_meta", None)
         if isinstance(meta, Dataset):
             self._clean(meta, walk)
+        for dataset, tag, element in walk.descriptors:
+            cleaned = [clean_descriptor(str(v), walk.identifying) for v in _values(element)]
+            if tag in dataset:
+                element.value = [c for c in cleaned if c] or None
         self._record_method(header)
         return Deidentified(
             header=header,
@@ -274,7 +279,13 @@ class Deidentifier:
 
     def _collect_identifying(self, dataset: Dataset, words: set[str]) -> None:
         """Words of every name, ID and institution the profile removes, at any depth."""
-        for element in _elements(dataset):
+        for tag in list(dataset.keys()):
+            known = _undecoded_vr(dataset, tag)
+            if known is not None and known != "SQ" and known not in _IDENTIFYING_TEXT_VRS:
+                continue  # cannot hold a name or ID: no need to decode it
+            element = _decoded(dataset, tag)
+            if element is None:
+                continue  # undecodable: removed by the walk
             vr = element.VR
             if vr == "SQ":
                 for item in element.value or ():
@@ -282,22 +293,62 @@ class Deidentifier:
                 continue
             if vr not in _IDENTIFYING_TEXT_VRS:
                 continue
-            tag = int(element.tag)
-            if vr == "PN" or element.tag.is_private or self._action(tag, vr) in _REMOVING_ACTIONS:
+            removed = self._action(int(tag), vr) in _REMOVING_ACTIONS
+            if vr == "PN" or element.tag.is_private or removed:
                 for value in _values(element):
                     words |= identifying_tokens(str(value))
 
     def _clean(self, dataset: Dataset, walk: _Walk) -> None:
+        """Apply the table to every element, learning identifying words on the way.
+
+        One pass: words of names and IDs are learnt from each element before its action
+        (and from inside sequences that are removed whole); descriptors that need those
+        words are cleaned after the pass, when all of them are known. Elements whose value
+        can neither teach a word nor be changed are removed or kept without decoding.
+        """
         for tag in list(dataset.keys()):
+            known = _undecoded_vr(dataset, tag)
             if tag.is_private:
+                if known is None or known == "SQ" or known in _IDENTIFYING_TEXT_VRS:
+                    private = _decoded(dataset, tag)
+                    if private is not None:
+                        self._learn(private, "X", walk.identifying, private=True)
                 del dataset[tag]
                 walk.private_removed += 1
                 continue
+            if (
+                known is not None
+                and known != "SQ"
+                and known not in _IDENTIFYING_TEXT_VRS
+                and int(tag) not in PSEUDONYMISED_IDS
+            ):
+                action = self._action(int(tag), known)
+                if action.startswith("X"):
+                    del dataset[tag]
+                    continue
+                if action == "K":
+                    continue
             element = _decoded(dataset, tag)
             if element is None:  # an undecodable element cannot be checked, so it goes
                 del dataset[tag]
                 continue
-            self._apply(dataset, tag, element, self._action(int(tag), element.VR), walk)
+            action = self._action(int(tag), element.VR)
+            self._learn(element, action, walk.identifying)
+            self._apply(dataset, tag, element, action, walk)
+
+    def _learn(
+        self, element: DataElement, action: str, words: set[str], private: bool = False
+    ) -> None:
+        """Add the words of a name, ID or institution about to be removed (any depth)."""
+        vr = element.VR
+        if vr == "SQ":
+            if private or action.startswith("X") or action in ("Z", "D", "Z/D"):
+                for item in element.value or ():
+                    self._collect_identifying(item, words)
+            return  # sequences that are walked teach their words during the walk
+        if vr in _IDENTIFYING_TEXT_VRS and (private or vr == "PN" or action in _REMOVING_ACTIONS):
+            for value in _values(element):
+                words |= identifying_tokens(str(value))
 
     def _apply(
         self, dataset: Dataset, tag: BaseTag, element: DataElement, action: str, walk: _Walk
@@ -367,8 +418,7 @@ class Deidentifier:
         elif vr in ("TM", *_NUMERIC_VRS):
             return  # times of day and numbers carry no identity once dates are shifted
         elif vr in _CLEANABLE_TEXT_VRS:
-            cleaned = [clean_descriptor(str(v), walk.identifying) for v in _values(element)]
-            element.value = [c for c in cleaned if c] or None
+            walk.descriptors.append((dataset, tag, element))
         elif vr == "AE":
             element.value = keyed_identifier(self.key, "ae", str(element.value or ""), vr)
         elif vr == "UI":
@@ -396,11 +446,22 @@ class Deidentifier:
             header.LongitudinalTemporalInformationModified = "MODIFIED"
 
 
-def _elements(dataset: Dataset) -> Iterator[DataElement]:
-    for tag in list(dataset.keys()):
-        element = _decoded(dataset, tag)
-        if element is not None:  # undecodable ones are removed by the walk
-            yield element
+def _undecoded_vr(dataset: Dataset, tag: BaseTag) -> str | None:
+    """An element's VR without decoding its value; None when only decoding can tell.
+
+    That is the VR written in the file (explicit VR) or the dictionary's (implicit VR),
+    the same ones pydicom decodes with; ambiguous dictionary VRs (``US or SS``) and
+    ``UN`` of a known tag are left to decoding, which resolves them.
+    """
+    item = dataset.get_item(tag)
+    vr = getattr(item, "VR", None)
+    if vr and vr != "UN":
+        return str(vr)
+    try:
+        listed = dictionary_VR(tag)
+    except KeyError:
+        return "UN" if vr else None
+    return None if " or " in listed or vr == "UN" else listed
 
 
 def _decoded(dataset: Dataset, tag: BaseTag) -> DataElement | None:

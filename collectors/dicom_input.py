@@ -18,14 +18,26 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-RejectReason = Literal["not_dicom", "truncated", "missing_tags", "unreadable", "bad_ai_output"]
+RejectReason = Literal[
+    "not_dicom",
+    "truncated",
+    "missing_tags",
+    "unreadable",
+    "bad_ai_output",
+    "wrong_columns",
+    "bad_followup",
+]
 REJECT_REASONS: tuple[RejectReason, ...] = (
     "not_dicom",
     "truncated",
     "missing_tags",
     "unreadable",
     "bad_ai_output",
+    "wrong_columns",
+    "bad_followup",
 )
+"""``wrong_columns``: a follow-up export lacks a mapped column (the whole file is refused);
+``bad_followup``: one CSV row, FHIR report or HL7 result whose values cannot be used."""
 
 REQUIRED_KEYWORDS = ("StudyInstanceUID", "Modality")
 """Without the study UID there is no case pseudonym; without modality no stratum."""

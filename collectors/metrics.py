@@ -28,6 +28,10 @@ class CollectorMetrics:
     last_successful_send: Gauge
     files_rejected: Counter
     burned_in_annotation: Counter
+    inputs_accepted: Counter
+    events_queued: Counter
+    cases_waiting: Gauge
+    associations_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
@@ -78,7 +82,32 @@ class CollectorMetrics:
                 "Headers flagged BurnedInAnnotation=YES (pixels may carry PHI; never sent).",
                 registry=registry,
             ),
+            inputs_accepted=Counter(
+                f"{PREFIX}_inputs_accepted",
+                "Input files and C-STORE instances accepted, by kind (dicom, ai_output, csv, ...).",
+                ["kind"],
+                registry=registry,
+            ),
+            events_queued=Counter(
+                f"{PREFIX}_events_queued",
+                "Events written to the outbox, by event type (prediction, followup).",
+                ["event"],
+                registry=registry,
+            ),
+            cases_waiting=Gauge(
+                f"{PREFIX}_cases_waiting",
+                "AI outputs and follow-ups held until the DICOM study they name arrives.",
+                ["kind"],
+                registry=registry,
+            ),
+            associations_rejected=Counter(
+                f"{PREFIX}_associations_rejected",
+                "DICOM associations refused (calling AE title not on the allow-list).",
+                registry=registry,
+            ),
         )
         for reason in REJECT_REASONS:  # every reason is visible at 0 from the start
             metrics.files_rejected.labels(reason=reason)
+        for event in ("prediction", "followup"):
+            metrics.events_queued.labels(event=event)
         return metrics

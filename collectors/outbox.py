@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -83,7 +84,11 @@ class AuditEntry:
 
 
 class Outbox:
-    """A SQLite (WAL) outbox with a bounded size and an audit trail."""
+    """A SQLite (WAL) outbox with a bounded size and an audit trail.
+
+    One instance is shared by the sources and the delivery thread: every operation holds
+    the instance's lock, so a put never lands inside the acknowledging transaction.
+    """
 
     def __init__(
         self,
@@ -98,6 +103,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self.warn_fraction = warn_fraction
         self._metrics = metrics
+        self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -120,79 +126,88 @@ class Outbox:
         return self.put_encoded(event_id, EncodedEvent(topic, key, encode(event)))
 
     def put_encoded(self, event_id: str, record: EncodedEvent) -> bool:
-        size = len(record.key) + len(record.value)
-        if self._pending_bytes + size > self.max_bytes:
-            raise OutboxFull(
-                f"outbox {self.path} holds {self._pending_bytes} of {self.max_bytes} bytes; "
-                "Kafka has not acknowledged events for a while: check the connection"
+        with self._lock:
+            size = len(record.key) + len(record.value)
+            if self._pending_bytes + size > self.max_bytes:
+                raise OutboxFull(
+                    f"outbox {self.path} holds {self._pending_bytes} of {self.max_bytes} bytes; "
+                    "Kafka has not acknowledged events for a while: check the connection"
+                )
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO pending (event_id, topic, key, value, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event_id, record.topic, record.key, record.value, time.time()),
             )
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO pending (event_id, topic, key, value, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (event_id, record.topic, record.key, record.value, time.time()),
-        )
-        stored = cursor.rowcount == 1
-        if stored:
-            self._pending_bytes += size
-            self._publish()
-        return stored
+            stored = cursor.rowcount == 1
+            if stored:
+                self._pending_bytes += size
+                self._publish()
+            return stored
 
     # --- reading and acknowledging ------------------------------------------------------------
 
     def pending(self, limit: int = 500) -> list[PendingEvent]:
         """The oldest events waiting to be sent."""
-        rows = self._db.execute(
-            "SELECT event_id, topic, key, value, created_at, attempts FROM pending"
-            " ORDER BY seq LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            PendingEvent(row[0], EncodedEvent(row[1], bytes(row[2]), bytes(row[3])), row[4], row[5])
-            for row in rows
-        ]
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, topic, key, value, created_at, attempts FROM pending"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [
+                PendingEvent(
+                    row[0], EncodedEvent(row[1], bytes(row[2]), bytes(row[3])), row[4], row[5]
+                )
+                for row in rows
+            ]
 
     def record_attempt(self, event_ids: Sequence[str]) -> None:
         """Count a failed delivery attempt of these events (they stay pending)."""
-        self._db.executemany(
-            "UPDATE pending SET attempts = attempts + 1 WHERE event_id = ?",
-            [(event_id,) for event_id in event_ids],
-        )
+        with self._lock:
+            self._db.executemany(
+                "UPDATE pending SET attempts = attempts + 1 WHERE event_id = ?",
+                [(event_id,) for event_id in event_ids],
+            )
 
     def acknowledge(self, sent: Iterable[tuple[PendingEvent, Delivery]]) -> int:
         """Audit and remove events the broker acknowledged, in one transaction."""
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        audit = []
-        for event, delivery in sent:
-            queued = datetime.fromtimestamp(event.created_at, UTC).isoformat(timespec="seconds")
-            audit.append(
-                (
-                    event.event_id,
-                    delivery.topic,
-                    delivery.partition,
-                    delivery.offset,
-                    event.record.key.decode(),
-                    queued,
-                    now,
+        with self._lock:
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            audit = []
+            for event, delivery in sent:
+                queued = datetime.fromtimestamp(event.created_at, UTC).isoformat(timespec="seconds")
+                audit.append(
+                    (
+                        event.event_id,
+                        delivery.topic,
+                        delivery.partition,
+                        delivery.offset,
+                        event.record.key.decode(),
+                        queued,
+                        now,
+                    )
                 )
-            )
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)", audit)
-            self._db.executemany(
-                "DELETE FROM pending WHERE event_id = ?", [(row[0],) for row in audit]
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._pending_bytes = self._measure_bytes()
-        self._publish()
-        return len(audit)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)", audit
+                )
+                self._db.executemany(
+                    "DELETE FROM pending WHERE event_id = ?", [(row[0],) for row in audit]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending_bytes = self._measure_bytes()
+            self._publish()
+            return len(audit)
 
     def depth(self) -> int:
         """How many events wait to be sent."""
-        (count,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
-        return int(count)
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
+            return int(count)
 
     @property
     def pending_bytes(self) -> int:
@@ -200,9 +215,12 @@ class Outbox:
 
     def audit_entries(self, limit: int | None = None) -> list[AuditEntry]:
         """The audit trail, oldest first."""
-        query = "SELECT * FROM audit ORDER BY sent_at, event_id"
-        rows = self._db.execute(query + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-        return [AuditEntry(*row) for row in rows.fetchall()]
+        with self._lock:
+            query = "SELECT * FROM audit ORDER BY sent_at, event_id"
+            rows = self._db.execute(
+                query + (" LIMIT ?" if limit else ""), (limit,) if limit else ()
+            )
+            return [AuditEntry(*row) for row in rows.fetchall()]
 
     # --- bookkeeping --------------------------------------------------------------------------
 
@@ -232,7 +250,8 @@ class Outbox:
         return self._near_limit
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Outbox:
         return self

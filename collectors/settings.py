@@ -12,12 +12,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors.pseudonym import SiteKey
-from postmarket.contracts.events import Identifier
+from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
 
 SITE_ID_ENV = "POSTMARKET_SITE_ID"
 SITE_KEY_ENV = "POSTMARKET_SITE_KEY"
@@ -25,6 +26,148 @@ SITE_KEY_ENV = "POSTMARKET_SITE_KEY"
 
 class CollectorConfigError(ValueError):
     """The collector cannot start: its configuration is missing or invalid."""
+
+
+StudyIdentifierKind = Literal["study_instance_uid", "accession_number"]
+"""How a follow-up names its study: the DICOM Study Instance UID or the RIS accession."""
+
+
+DEFAULT_ROUNDS: dict[str, ReadRound] = {
+    "1": "first",
+    "2": "second",
+    "adjudication": "adjudication",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InboxSettings(_Section):
+    """The watched folder: DICOM files, AI outputs (JSON) and follow-ups (CSV, FHIR, HL7).
+
+    A file is read once it has not changed for ``settle_seconds``, then moved to
+    ``processed`` (or deleted, with ``processed_action = "delete"``) or to ``rejected``
+    with a ``.reason.txt`` beside it, so it is never read twice.
+    """
+
+    path: Path
+    processed: Path | None = None
+    rejected: Path | None = None
+    processed_action: Literal["move", "delete"] = "move"
+    poll_seconds: float = Field(1.0, gt=0.0, le=3600.0)
+    settle_seconds: float = Field(0.5, ge=0.0, le=3600.0)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.processed or self.path.parent / f"{self.path.name}-processed"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.rejected or self.path.parent / f"{self.path.name}-rejected"
+
+
+class StoreSCPSettings(_Section):
+    """The DICOM C-STORE SCP: only the listed calling AE titles may send."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=0, le=65535)
+    ae_title: Annotated[str, Field(min_length=1, max_length=16)] = "POSTMARKET"
+    allowed_calling_ae_titles: tuple[Annotated[str, Field(min_length=1, max_length=16)], ...] = (
+        Field(min_length=1)
+    )
+
+
+class CsvFollowUpMapping(_Section):
+    """Which column of a RIS/pathology CSV export means what, and how values map.
+
+    ``label_values`` maps the export's words (compared case-insensitively, trimmed) to
+    ``positive``/``negative``; a value not listed rejects its row. ``source`` is fixed for
+    the export, or read from ``source_column`` through ``source_values``.
+    """
+
+    identifier_column: str
+    identifier_kind: StudyIdentifierKind = "accession_number"
+    label_column: str
+    label_values: dict[str, Label] = Field(min_length=1)
+    date_column: str
+    date_format: str = "%Y-%m-%d"
+    timezone: str = "UTC"
+    source: TruthSource | None = None
+    source_column: str | None = None
+    source_values: dict[str, TruthSource] = Field(default_factory=dict)
+    reader_column: str | None = None
+    round_column: str | None = None
+    round_values: dict[str, ReadRound] = Field(default_factory=lambda: dict(DEFAULT_ROUNDS))
+    blinded: bool = True
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    encoding: str = "utf-8-sig"
+
+    @field_validator("label_values", "source_values", "round_values")
+    @classmethod
+    def _normalise_keys(cls, mapping: dict[str, Any]) -> dict[str, Any]:
+        return {key.strip().casefold(): value for key, value in mapping.items()}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CsvFollowUpMapping:
+        if (self.source is None) == (self.source_column is None):
+            raise ValueError("set exactly one of source and source_column")
+        return self
+
+
+class FhirFollowUpMapping(_Section):
+    """``DiagnosticReport.conclusionCode`` codings (``system|code``) to labels."""
+
+    identifier_kind: StudyIdentifierKind = "accession_number"
+    identifier_system: str | None = None
+    """``identifier.system`` holding the study identifier; by default the ACSN type."""
+    label_codes: dict[str, Label] = Field(min_length=1)
+    source: TruthSource = "pathology"
+    blinded: bool = True
+
+
+class Hl7FollowUpMapping(_Section):
+    """ORU^R01: where the study identifier sits, and OBX-5 values to labels."""
+
+    identifier_field: Annotated[str, Field(pattern=r"^(OBR|PID|ORC)-\d{1,2}$")] = "OBR-3"
+    identifier_kind: StudyIdentifierKind = "accession_number"
+    observation_id: str | None = None
+    """Only OBX segments whose OBX-3 code is this (all OBX when unset)."""
+    label_values: dict[str, Label] = Field(min_length=1)
+    source: TruthSource = "pathology"
+    timezone: str = "UTC"
+    blinded: bool = True
+
+    @field_validator("label_values")
+    @classmethod
+    def _normalise_keys(cls, mapping: dict[str, Label]) -> dict[str, Label]:
+        return {key.strip().casefold(): value for key, value in mapping.items()}
+
+
+class AiSrMapping(_Section):
+    """AI results as DICOM SR (TID 1500 measurement reports): which content items mean what.
+
+    Concepts are ``scheme|code`` (``DCM|122157`` is "Probability"). The score is the
+    highest matching NUM item (the most suspicious finding decides the case); the
+    decision comes from ``decision_concept`` CODE items through ``decision_values``, or,
+    when that is unset, from the score against ``operating_threshold``. The device
+    version is the SR's Software Versions, which must read S.Y.Z.B.
+    """
+
+    device_id: Identifier
+    task: Identifier
+    score_concept: str = "DCM|122157"
+    decision_concept: str | None = None
+    decision_values: dict[str, Label] = Field(default_factory=dict)
+    operating_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    timezone: str = "UTC"
+    study_design: Literal["prospective", "retrospective"] = "prospective"
+
+
+class FollowUpMappings(_Section):
+    csv: CsvFollowUpMapping | None = None
+    fhir: FhirFollowUpMapping | None = None
+    hl7: Hl7FollowUpMapping | None = None
 
 
 class CollectorSettings(BaseModel):
@@ -40,6 +183,30 @@ class CollectorSettings(BaseModel):
     outbox_warn_fraction: float = Field(0.8, gt=0.0, le=1.0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9465, ge=0, le=65535)
+    state_path: Path | None = None
+    """SQLite file of the local case index (pseudonyms only); beside the outbox by default."""
+    stack_home: Path | None = None
+    """A local stack's home: register /metrics with its Prometheus on start."""
+    inbox: InboxSettings | None = None
+    scp: StoreSCPSettings | None = None
+    followups: FollowUpMappings = FollowUpMappings()
+    ai_sr: AiSrMapping | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectorSettings:
+        if self.scp is not None and self.inbox is None:
+            raise ValueError("[collector.scp] stores into the inbox: configure [collector.inbox]")
+        for mapping in (self.followups.csv, self.followups.hl7, self.ai_sr):
+            if mapping is not None:
+                try:
+                    ZoneInfo(mapping.timezone)
+                except (ZoneInfoNotFoundError, ValueError):
+                    raise ValueError(f"unknown timezone {mapping.timezone!r}") from None
+        return self
+
+    @property
+    def case_index_path(self) -> Path:
+        return self.state_path or self.outbox_path.with_name(self.outbox_path.stem + "-cases.db")
 
     def site_key(self) -> SiteKey:
         return SiteKey.from_file(self.site_key_file)
@@ -62,8 +229,7 @@ def load_settings(
         if not isinstance(table, dict):
             raise CollectorConfigError(f"{config}: [collector] must be a table")
         values.update(table)
-        if "site_key_file" in values:  # relative to the config file, like most tools do
-            values["site_key_file"] = config.parent / Path(values["site_key_file"])
+        _resolve_paths(values, config.parent)
     if env.get(SITE_ID_ENV):
         values["site_id"] = env[SITE_ID_ENV]
     if env.get(SITE_KEY_ENV):
@@ -82,3 +248,15 @@ def load_settings(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
         )
         raise CollectorConfigError(f"invalid collector settings: {problems}") from None
+
+
+def _resolve_paths(values: dict[str, Any], base: Path) -> None:
+    """Paths in the file are relative to the file, like most tools do."""
+    for name in ("site_key_file", "outbox_path", "state_path", "stack_home"):
+        if isinstance(values.get(name), str):
+            values[name] = base / Path(values[name]).expanduser()
+    inbox = values.get("inbox")
+    if isinstance(inbox, dict):
+        for name in ("path", "processed", "rejected"):
+            if isinstance(inbox.get(name), str):
+                inbox[name] = base / Path(inbox[name]).expanduser()

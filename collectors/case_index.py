@@ -1,0 +1,158 @@
+"""The collector's local memory of cases: what arrived and what waits for its study.
+
+A prediction needs the AI output *and* a DICOM header of its study (for the acquisition
+features); a follow-up named by accession number needs the study that carries that
+accession. Whichever arrives first waits here, in SQLite (WAL, ``synchronous=FULL``),
+until the other comes, across restarts. Only keyed pseudonyms are stored: no UID, no
+accession number, nothing a reader without the site key could link back to a patient.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from postmarket.contracts import AcquisitionFeatures
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    case_pseudonym TEXT PRIMARY KEY,
+    acquisition TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accessions (
+    accession_link TEXT PRIMARY KEY,
+    case_pseudonym TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS waiting_outputs (
+    case_pseudonym TEXT NOT NULL,
+    output_id TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (case_pseudonym, output_id)
+);
+CREATE TABLE IF NOT EXISTS waiting_followups (
+    accession_link TEXT NOT NULL,
+    followup_id TEXT NOT NULL,
+    followup TEXT NOT NULL,
+    PRIMARY KEY (accession_link, followup_id)
+);
+"""
+
+
+class CaseIndex:
+    """Studies seen, accession links, and inputs waiting for their study."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    # --- studies ------------------------------------------------------------------------------
+
+    def record_study(
+        self, case_pseudonym: str, acquisition: AcquisitionFeatures, accession_link: str | None
+    ) -> bool:
+        """Remember a study (the first header of a study wins); True if it is new."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO studies (case_pseudonym, acquisition) VALUES (?, ?)",
+                (case_pseudonym, acquisition.model_dump_json()),
+            )
+            if accession_link is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO accessions VALUES (?, ?)",
+                    (accession_link, case_pseudonym),
+                )
+            return cursor.rowcount == 1
+
+    def acquisition(self, case_pseudonym: str) -> AcquisitionFeatures | None:
+        """The acquisition features of a study seen before, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT acquisition FROM studies WHERE case_pseudonym = ?", (case_pseudonym,)
+            ).fetchone()
+        return None if row is None else AcquisitionFeatures.model_validate_json(row[0])
+
+    def case_of_accession(self, accession_link: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT case_pseudonym FROM accessions WHERE accession_link = ?",
+                (accession_link,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # --- waiting inputs -----------------------------------------------------------------------
+
+    def wait_output(self, case_pseudonym: str, output_id: str, output_json: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO waiting_outputs VALUES (?, ?, ?)",
+                (case_pseudonym, output_id, output_json),
+            )
+
+    def waiting_outputs(self, case_pseudonym: str) -> list[tuple[str, str]]:
+        """(output_id, output JSON) of AI outputs waiting for this study."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT output_id, output FROM waiting_outputs WHERE case_pseudonym = ?",
+                (case_pseudonym,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def release_output(self, case_pseudonym: str, output_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM waiting_outputs WHERE case_pseudonym = ? AND output_id = ?",
+                (case_pseudonym, output_id),
+            )
+
+    def wait_followup(self, accession_link: str, followup_id: str, followup_json: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO waiting_followups VALUES (?, ?, ?)",
+                (accession_link, followup_id, followup_json),
+            )
+
+    def waiting_followups(self, accession_link: str) -> list[tuple[str, str]]:
+        """(followup_id, follow-up JSON) of follow-ups waiting for this accession."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT followup_id, followup FROM waiting_followups WHERE accession_link = ?",
+                (accession_link,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def release_followup(self, accession_link: str, followup_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM waiting_followups WHERE accession_link = ? AND followup_id = ?",
+                (accession_link, followup_id),
+            )
+
+    def waiting_counts(self) -> dict[str, int]:
+        """How many AI outputs and follow-ups wait for their study."""
+        with self._lock:
+            (outputs,) = self._db.execute("SELECT COUNT(*) FROM waiting_outputs").fetchone()
+            (followups,) = self._db.execute("SELECT COUNT(*) FROM waiting_followups").fetchone()
+        return {"ai_output": int(outputs), "followup": int(followups)}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CaseIndex:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

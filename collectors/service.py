@@ -1,0 +1,149 @@
+"""The long-running collector: sources, outbox, delivery loop and /metrics, in one process.
+
+Threads: the watched folder's poll loop, the delivery loop (outbox to Kafka), the
+Prometheus HTTP server on loopback, and pynetdicom's SCP threads. They share one outbox
+and one case index (both lock internally). :meth:`Collector.run` returns when its stop
+event is set (the CLI sets it on SIGTERM or SIGINT) after every thread has finished:
+what is in the outbox stays there for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from collectors.case_index import CaseIndex
+from collectors.delivery import DeliveryLoop, RecordSender
+from collectors.intake import Intake
+from collectors.metrics import CollectorMetrics
+from collectors.outbox import Outbox
+from collectors.settings import CollectorSettings
+from collectors.watched_folder import WatchedFolder
+
+log = logging.getLogger(__name__)
+
+SCRAPE_JOB = "postmarket-collector"
+JOIN_TIMEOUT_S = 60.0
+RESTART_WAIT_S = 5.0
+
+
+class Collector:
+    """One site's collector, assembled from its settings."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        registry: CollectorRegistry | None = None,
+        connect: Callable[[], RecordSender] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = CollectorMetrics.create(self.registry)
+        key = settings.site_key()
+        self.outbox = Outbox(
+            settings.outbox_path,
+            settings.outbox_max_bytes,
+            settings.outbox_warn_fraction,
+            self.metrics,
+        )
+        self.cases = CaseIndex(settings.case_index_path)
+        self.intake = Intake(settings.site_id, key, self.outbox, self.cases, self.metrics)
+        self.folder = (
+            WatchedFolder(
+                settings.inbox, self.intake, settings.followups, self.metrics, settings.ai_sr
+            )
+            if settings.inbox is not None
+            else None
+        )
+        self.delivery = DeliveryLoop(self.outbox, connect or self._connect, self.metrics)
+        self.metrics_address: tuple[str, int] | None = None
+        self._http: WSGIServer | None = None
+
+    def _connect(self) -> RecordSender:
+        from collectors.producer import EventProducer
+
+        return EventProducer(self.settings.kafka_bootstrap)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run every part until ``stop`` is set, then shut all of them down."""
+        scp = None
+        threads: list[threading.Thread] = []
+        try:
+            self._serve_metrics()
+            threads.append(
+                threading.Thread(
+                    target=_keep_running,
+                    args=("delivery", self.delivery.run, stop),
+                    name="delivery",
+                    daemon=True,
+                )
+            )
+            if self.folder is not None:
+                threads.append(
+                    threading.Thread(
+                        target=self.folder.run, args=(stop,), name="inbox", daemon=True
+                    )
+                )
+            for thread in threads:
+                thread.start()
+            if self.settings.scp is not None and self.settings.inbox is not None:
+                from collectors.store_scp import StoreSCP
+
+                scp = StoreSCP(self.settings.scp, self.settings.inbox.path, self.metrics)
+                scp.start()
+            log.info(
+                "collector for site %s running: inbox %s, Kafka %s",
+                self.settings.site_id,
+                self.settings.inbox.path if self.settings.inbox else "none",
+                self.settings.kafka_bootstrap,
+            )
+            stop.wait()
+        finally:
+            stop.set()
+            if scp is not None:
+                scp.stop()
+            for thread in threads:
+                thread.join(JOIN_TIMEOUT_S)
+            waiting = self.outbox.depth()
+            self.close()
+            log.info("collector stopped; %d events wait in the outbox", waiting)
+
+    def _serve_metrics(self) -> None:
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._http = server
+        self.metrics_address = (host, int(server.server_port))
+        address = f"{host}:{self.metrics_address[1]}"
+        log.info("metrics on http://%s/metrics", address)
+        if self.settings.stack_home is not None:
+            from postmarket.stack import register_scrape_target
+
+            target = register_scrape_target(
+                self.settings.stack_home, SCRAPE_JOB, address, {"site_id": self.settings.site_id}
+            )
+            log.info("registered with the local stack's Prometheus (%s)", target)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        self.delivery.close()
+        self.outbox.close()
+        self.cases.close()
+
+
+def _keep_running(
+    name: str, body: Callable[[threading.Event], None], stop: threading.Event
+) -> None:
+    """Run ``body`` until ``stop``; a bug in it is logged and it restarts, never ends us."""
+    while not stop.is_set():
+        try:
+            body(stop)
+        except Exception:
+            log.exception("%s loop failed; restarting in %.0f s", name, RESTART_WAIT_S)
+            stop.wait(RESTART_WAIT_S)

@@ -1,0 +1,9 @@
+"""The fleet simulator: seeded hospitals, scanners and AI devices feeding the real pipeline.
+
+A scenario (TOML) describes sites, acquisition devices, AI devices with their registered
+claims, and injected changes. :mod:`simulator.fleet` turns it into cases in simulated
+event time, :mod:`simulator.headers` writes each case a DICOM header full of PHI, and
+:mod:`simulator.collector_path` sends them through the collectors' own de-identification,
+pseudonymisation, outbox and Kafka delivery. :mod:`simulator.ground_truth` records what
+was injected, where and when, so detections can be scored afterwards.
+"""

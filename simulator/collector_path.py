@@ -1,0 +1,201 @@
+"""Simulated hospitals running the real collector: intake, de-identification, outbox, Kafka.
+
+Each site gets what hospital IT would install: its own key, outbox and case index, and
+:class:`~collectors.intake.Intake`, which de-identifies the synthesized DICOM header,
+pseudonymises the case, matches the AI output and the follow-ups (named by accession
+number, as RIS exports name them) and puts events in the outbox. A
+:class:`~collectors.delivery.DeliveryLoop` drains the outbox through a
+:class:`~collectors.delivery.RecordSender`: the real kafka-python producer, or a
+:class:`RecordFile` that writes what would have been sent (dry runs and tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from collectors.case_index import CaseIndex
+from collectors.delivery import DeliveryLoop, RecordSender
+from collectors.events import AIOutput
+from collectors.followups import FollowUpRecord
+from collectors.intake import Intake
+from collectors.outbox import Outbox
+from collectors.producer import Delivery, EncodedEvent, EventProducer
+from collectors.pseudonym import SiteKey
+from postmarket import topics
+from postmarket.contracts import RegistryEntry, encode
+from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedFollowUp, SimulatedRecord
+from simulator.headers import accession_number, study_header
+from simulator.scenario import Site
+
+INPUT_TOPICS = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
+
+
+def site_key(seed: int, site_id: str) -> SiteKey:
+    """The simulated site's pseudonymisation key: secret per site, fixed by the seed."""
+    return SiteKey(hashlib.sha256(f"postmarket-simulator|{seed}|{site_id}".encode()).digest())
+
+
+def registry_record(entry: RegistryEntry) -> EncodedEvent:
+    """A registry entry as the manufacturer publishes it (compacted by device/version)."""
+    return EncodedEvent(topics.REGISTRY, entry.as_key().encode(), encode(entry))
+
+
+def ai_output(case: SimulatedCase) -> AIOutput:
+    """The device's result file for ``case``, as its gateway writes it at the site."""
+    return AIOutput(
+        study_instance_uid=case.study_uid,
+        device_id=case.device_id,
+        device_version=case.device_version,
+        task=case.task,
+        score=case.score,
+        decision=case.decision,
+        operating_threshold=case.operating_threshold,
+        event_time=case.event_time,
+        study_design=case.study_design,
+    )
+
+
+def followup_record(followup: SimulatedFollowUp) -> FollowUpRecord:
+    """One row of the RIS/pathology export, naming its study by accession number."""
+    return FollowUpRecord(
+        identifier_kind="accession_number",
+        identifier=accession_number(followup.study_uid),
+        label=followup.label,
+        source=followup.source,
+        event_time=followup.event_time,
+        reader_id=followup.reader_id,
+        read_round=followup.read_round,
+        blinded=True,
+    )
+
+
+class SiteCollector:
+    """One hospital's collector, with its own key, outbox and case index under ``home``."""
+
+    def __init__(
+        self, site: Site, seed: int, home: Path, connect: Callable[[], RecordSender]
+    ) -> None:
+        self.site = site
+        key = site_key(seed, site.id)
+        self.outbox = Outbox(home / site.id / "outbox.db")
+        self.cases = CaseIndex(home / site.id / "cases.db")
+        self.intake = Intake(site.id, key, self.outbox, self.cases)
+        self.delivery = DeliveryLoop(self.outbox, connect)
+        self._files = 0
+
+    def accept(self, record: SimulatedRecord) -> None:
+        """Hand one simulated input to the collector, the way its source would."""
+        if isinstance(record, SimulatedCase):
+            self._files += 1
+            header = study_header(record, self.site.institution, self.site.city)
+            self.intake.accept_dicom(f"simulated://{self.site.id}/{self._files}.dcm", header)
+            self.intake.accept_ai_output(ai_output(record))
+        elif isinstance(record, SimulatedFollowUp):
+            self.intake.accept_followup(followup_record(record))
+        else:
+            self.put_malformed(record)
+
+    def put_malformed(self, record: MalformedRecord) -> None:
+        """Queue invalid bytes as they are: no contract sees them before the workers."""
+        event_id = f"malformed|{record.injection}|{record.key.decode()}"
+        self.outbox.put_encoded(
+            event_id, EncodedEvent(INPUT_TOPICS[record.topic], record.key, record.value)
+        )
+
+    def deliver(self) -> int:
+        """Send everything queued, retrying until the broker acknowledged it."""
+        return self.delivery.drain()
+
+    def close(self) -> None:
+        self.delivery.close()
+        self.cases.close()
+        self.outbox.close()
+
+
+class RecordFile:
+    """A :class:`RecordSender` that appends each record as a JSON line instead of sending.
+
+    Values that are UTF-8 are written as text, others as base64, so a file is readable
+    and still byte-exact; offsets count lines, so reruns can be compared line by line.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._stream: IO[str] = path.open("w", encoding="utf-8")
+        self._offset = 0
+
+    def deliver_encoded(self, records: Sequence[EncodedEvent]) -> list[Delivery]:
+        deliveries = []
+        for record in records:
+            self._stream.write(json.dumps(_as_line(record), sort_keys=True) + "\n")
+            deliveries.append(Delivery(record.topic, 0, self._offset))
+            self._offset += 1
+        self._stream.flush()
+        return deliveries
+
+    def close(self) -> None:
+        """Kept open across delivery loops; :meth:`finish` closes the file."""
+
+    def finish(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> RecordFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.finish()
+
+
+def _as_line(record: EncodedEvent) -> dict[str, str]:
+    line = {"topic": record.topic, "key": record.key.decode("utf-8", "backslashreplace")}
+    try:
+        line["value"] = record.value.decode("utf-8")
+    except UnicodeDecodeError:
+        line["value_base64"] = base64.b64encode(record.value).decode()
+    return line
+
+
+def read_record_file(path: Path) -> list[EncodedEvent]:
+    """The records a :class:`RecordFile` wrote, as they would have gone to Kafka."""
+    records = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(text)
+        value = (
+            line["value"].encode() if "value" in line else base64.b64decode(line["value_base64"])
+        )
+        records.append(EncodedEvent(line["topic"], line["key"].encode(), value))
+    return records
+
+
+def kafka_connector(bootstrap: str) -> Callable[[], RecordSender]:
+    """Connect to the central Kafka with the collectors' own producer (acks=all, idempotent)."""
+
+    def connect() -> RecordSender:
+        return EventProducer(bootstrap, client_id="postmarket-simulator")
+
+    return connect
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """Whether any bootstrap address accepts a TCP connection (fails fast, unlike a send)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

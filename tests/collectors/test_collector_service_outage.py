@@ -1,0 +1,76 @@
+"""The assembled collector while Kafka is unreachable: input is still taken and kept in the
+outbox, failures are counted, and a stop request ends it promptly with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+from pydicom.data import get_testdata_file
+
+from collectors.outbox import Outbox
+from collectors.producer import Delivery, DeliveryError, EncodedEvent
+from collectors.service import Collector
+from collectors.settings import CollectorSettings, InboxSettings
+from postmarket.stack.processes import free_port
+
+CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
+
+
+class UnreachableBroker:
+    def deliver_encoded(self, records: Sequence[EncodedEvent]) -> list[Delivery]:
+        raise DeliveryError("broker unreachable")
+
+    def close(self) -> None:
+        pass
+
+
+def test_outage_keeps_events_and_stop_is_prompt(tmp_path: Path) -> None:
+    key = tmp_path / "site.key"
+    key.write_bytes(b"service-test-site-secret-0123456789abcdef")
+    key.chmod(0o600)
+    settings = CollectorSettings(
+        site_id="site-a",
+        site_key_file=key,
+        outbox_path=tmp_path / "outbox.db",
+        metrics_port=free_port(),
+        inbox=InboxSettings(path=tmp_path / "inbox", poll_seconds=0.05, settle_seconds=0),
+    )
+    collector = Collector(settings, connect=UnreachableBroker)
+    stop = threading.Event()
+    runner = threading.Thread(target=collector.run, args=(stop,))
+    runner.start()
+    try:
+        study = pydicom.dcmread(CT, stop_before_pixels=True).StudyInstanceUID
+        (tmp_path / "inbox" / "ct.dcm").write_bytes(CT.read_bytes())
+        (tmp_path / "inbox" / "ai.json").write_text(
+            json.dumps(
+                {
+                    "study_instance_uid": study,
+                    "device_id": "lung-ct",
+                    "device_version": "1.2.0.4",
+                    "task": "nodule",
+                    "score": 0.9,
+                    "decision": "positive",
+                    "operating_threshold": 0.5,
+                    "event_time": "2026-03-01T09:30:00Z",
+                }
+            )
+        )
+        failures = "postmarket_collector_send_failures_total"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not collector.registry.get_sample_value(failures):
+            time.sleep(0.05)
+        assert collector.registry.get_sample_value(failures)
+    finally:
+        stopped_at = time.monotonic()
+        stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert time.monotonic() - stopped_at < 10
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        assert outbox.depth() == 1  # the prediction waits for the broker
