@@ -81,25 +81,6 @@ CONSUMER_LAG = ProposedMetric(
     ("topic", "partition"),
     "Records in an input partition the worker's group has not committed yet (end - committed).",
 )
-STRATUM_CONFUSION = ProposedMetric(
-    f"{worker.PREFIX}_stratum_confusion_cases",
-    "gauge",
-    ("device_id", "device_version", "task", "dimension", "stratum", "cell"),
-    "Outcomes per acquisition stratum (dimension = slice_thickness_band, manufacturer or "
-    "model) and confusion cell (tp, fn, tn, fp), pooled across sites.",
-)
-SITE_LAST_EVENT = ProposedMetric(
-    f"{worker.PREFIX}_site_last_event_received_timestamp_seconds",
-    "gauge",
-    ("site_id",),
-    "Unix time the workers last received a valid event from the site (its collector's pulse).",
-)
-VERSION_REGISTRATION = ProposedMetric(
-    f"{worker.PREFIX}_version_registration_status",
-    "gauge",
-    ("device_id", "device_version", "status"),
-    "1 for the registration status the registry topic holds for a version, 0 for the others.",
-)
 ALERTS_BY_STATUS = ProposedMetric(
     f"{worker.PREFIX}_alerts_by_status",
     "gauge",
@@ -109,9 +90,6 @@ ALERTS_BY_STATUS = ProposedMetric(
 
 PROPOSED: tuple[ProposedMetric, ...] = (
     CONSUMER_LAG,
-    STRATUM_CONFUSION,
-    SITE_LAST_EVENT,
-    VERSION_REGISTRATION,
     ALERTS_BY_STATUS,
 )
 

@@ -18,6 +18,7 @@ from dashboards.panels import (
     single_stat,
     stream_variables,
 )
+from postmarket import metrics as worker_metrics
 
 UID = "postmarket-regulator"
 TITLE = "Post-market surveillance: regulator evidence"
@@ -36,7 +37,7 @@ def _pooled(hit: str, miss: str, by: str, sel: str) -> str:
 def _stratum(hit: str, miss: str) -> str:
     sel = selector(with_site=False)
     by = f"{VERSION}, dimension, stratum"
-    name = m.STRATUM_CONFUSION.name
+    name = worker_metrics.STRATUM_CONFUSION
     return (
         f'sum by ({by}) ({name}{{{sel},cell="{hit}"}})'
         f' / sum by ({by}) ({name}{{{sel},cell=~"{hit}|{miss}"}})'
@@ -166,7 +167,7 @@ def build() -> model.Dashboard:
             "withdrawn).",
             [
                 Query(
-                    f'{m.VERSION_REGISTRATION.name}{{device_id=~"$device",'
+                    f'{worker_metrics.VERSION_REGISTRATION}{{device_id=~"$device",'
                     f'device_version=~"$version"}} == 1'
                 )
             ],

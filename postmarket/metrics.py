@@ -28,6 +28,10 @@ CASES_AWAITING_TRUTH = f"{PREFIX}_cases_awaiting_truth"
 STREAM_CONFUSION = f"{PREFIX}_stream_confusion_cases"
 STREAM_PREDICTIONS = f"{PREFIX}_stream_predictions"
 FOLLOWUP_COMPLETENESS = f"{PREFIX}_stream_followup_completeness_ratio"
+STRATUM_CONFUSION = f"{PREFIX}_stratum_confusion_cases"
+SITE_LAST_EVENT = f"{PREFIX}_site_last_event_received_timestamp_seconds"
+VERSION_REGISTRATION = f"{PREFIX}_version_registration_status"
+REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
@@ -81,6 +85,9 @@ class WorkerMetrics:
     stream_confusion: Gauge
     stream_predictions: Gauge
     followup_completeness: Gauge
+    stratum_confusion: Gauge
+    site_last_event: Gauge
+    version_registration: Gauge
     stream_performance: Gauge
     stream_claim: Gauge
     detector_statistic: Gauge
@@ -154,6 +161,25 @@ class WorkerMetrics:
                 FOLLOWUP_COMPLETENESS,
                 "Share of a stream's predictions joined with final truth (verification bias).",
                 stream,
+                registry=registry,
+            ),
+            stratum_confusion=Gauge(
+                STRATUM_CONFUSION,
+                "Outcomes of a stream per acquisition stratum (dimension: slice_thickness_band, "
+                "manufacturer or model) and confusion cell; sum over site_id to pool sites.",
+                [*stream, "dimension", "stratum", "cell"],
+                registry=registry,
+            ),
+            site_last_event=Gauge(
+                SITE_LAST_EVENT,
+                "Unix time this worker last accepted a valid event from a site (its pulse).",
+                ["site_id"],
+                registry=registry,
+            ),
+            version_registration=Gauge(
+                VERSION_REGISTRATION,
+                "1 for the registration status the registry topic holds for a version, else 0.",
+                ["device_id", "device_version", "status"],
                 registry=registry,
             ),
             stream_performance=Gauge(

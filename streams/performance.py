@@ -32,6 +32,9 @@ from postmarket.contracts.events import (
 STATE_VERSION = 1
 Metric = Literal["sensitivity", "specificity", "score_distribution"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
+STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
+MAX_STRATA = 48
+"""Strata kept per stream; further ones share the stratum ``other`` (bounded state)."""
 SCORE_EDGES = tuple(i / 10 for i in range(1, 10))
 """Deciles of the score scale: the fixed bins of the score-drift reference."""
 
@@ -71,6 +74,16 @@ def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[ClaimedM
     return {c.metric: c.value for c in claims if c.metric in ("sensitivity", "specificity")}
 
 
+CELLS = ("tp", "fn", "tn", "fp")
+
+
+def confusion_cell(outcome: Outcome) -> int:
+    """Index into :data:`CELLS` of an outcome's decision against its truth."""
+    if outcome.label == "positive":
+        return 0 if outcome.decision == "positive" else 1
+    return 2 if outcome.decision == "negative" else 3
+
+
 def design_detectors(
     claims: dict[ClaimedMetric, float], policy: MonitorPolicy
 ) -> dict[str, Detector]:
@@ -96,6 +109,8 @@ class StreamMonitor:
     claims: dict[ClaimedMetric, float] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
     predictions: int = 0
+    strata: dict[str, list[int]] = field(default_factory=dict)
+    """``dimension=stratum`` -> [tp, fn, tn, fp]: compatibility per acquisition stratum."""
     score_reference: list[int] = field(default_factory=lambda: [0] * (len(SCORE_EDGES) + 1))
     true_positives: int = 0
     false_negatives: int = 0
@@ -182,15 +197,22 @@ class StreamMonitor:
         return signals
 
     def _count(self, outcome: Outcome) -> None:
-        if outcome.label == "positive":
-            if outcome.decision == "positive":
-                self.true_positives += 1
-            else:
-                self.false_negatives += 1
-        elif outcome.decision == "negative":
+        cell = confusion_cell(outcome)
+        if cell == 0:
+            self.true_positives += 1
+        elif cell == 1:
+            self.false_negatives += 1
+        elif cell == 2:
             self.true_negatives += 1
         else:
             self.false_positives += 1
+        acquisition = outcome.acquisition
+        for dimension in STRATUM_DIMENSIONS:
+            stratum = getattr(acquisition, dimension) or "unknown"
+            key = f"{dimension}={stratum}"
+            if key not in self.strata and len(self.strata) >= MAX_STRATA:
+                key = f"{dimension}=other"
+            self.strata.setdefault(key, [0, 0, 0, 0])[cell] += 1
         time = outcome.prediction_time
         self.first_case_time = min(self.first_case_time or time, time)
         self.last_case_time = max(self.last_case_time or time, time)
@@ -215,6 +237,7 @@ class StreamMonitor:
             "policy": asdict(self.policy),
             "claims": dict(self.claims),
             "predictions": self.predictions,
+            "strata": {k: list(v) for k, v in self.strata.items()},
             "score_reference": list(self.score_reference),
             "detectors": {name: d.to_state() for name, d in self.detectors.items()},
             "counts": [
@@ -238,6 +261,7 @@ class StreamMonitor:
             policy=MonitorPolicy(**state["policy"]),
             claims=dict(state["claims"]),
             predictions=state["predictions"],
+            strata={k: list(v) for k, v in state["strata"].items()},
             score_reference=list(state["score_reference"]),
             detectors={n: Detector.from_state(s) for n, s in state["detectors"].items()},
             true_positives=tp,

@@ -66,6 +66,7 @@ async def join_cases(stream: Any) -> None:
 
 async def _join(position: RecordPosition, key: bytes | None, value: bytes | None) -> None:
     case_event = _case_event(position.topic, key, value)
+    metrics.site_last_event.labels(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
     case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
     accepted = case.add(case_event, position)

@@ -22,7 +22,13 @@ from streams.alerting import alert_for
 from streams.app import app, metrics, settings
 from streams.casefile import RecordPosition
 from streams.channels import alerts, registry, stream_inputs, stream_monitors
-from streams.performance import MonitorPolicy, Signal, StreamMonitor, claimed_performance
+from streams.performance import (
+    CELLS,
+    MonitorPolicy,
+    Signal,
+    StreamMonitor,
+    claimed_performance,
+)
 
 POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
 
@@ -97,6 +103,10 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
     for cell, count in cells.items():
         metrics.stream_confusion.labels(*labels, cell).set(count)
     metrics.stream_predictions.labels(*labels).set(monitor.predictions)
+    for key, counts in monitor.strata.items():
+        dimension, stratum = key.split("=", 1)
+        for cell, count in zip(CELLS, counts, strict=True):
+            metrics.stratum_confusion.labels(*labels, dimension, stratum, cell).set(count)
     completeness = monitor.followup_completeness
     if completeness is not None:
         metrics.followup_completeness.labels(*labels).set(completeness)

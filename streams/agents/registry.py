@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from postmarket.contracts import ContractViolation, RegistryEntry, decode
+from postmarket.metrics import REGISTRATION_STATUSES
 from streams.agents.join import send_dead_letter
 from streams.app import app, metrics
 from streams.casefile import RecordPosition
@@ -24,3 +25,21 @@ async def follow_registry(stream: Any) -> None:
             await send_dead_letter(position, event.value, violation)
             continue
         registry[entry.as_key()] = entry.model_dump(mode="json")
+        publish_registration(entry)
+
+
+def publish_registration(entry: RegistryEntry) -> None:
+    """One-hot registration status of a version, for dashboards and the rules."""
+    for status in REGISTRATION_STATUSES:
+        value = 1.0 if status == entry.registration_status else 0.0
+        metrics.version_registration.labels(entry.device_id, entry.device_version, status).set(
+            value
+        )
+
+
+@app.timer(interval=30.0)
+async def refresh_registrations() -> None:
+    """Every worker holds the whole registry: show it after a restart too."""
+    for state in list(registry.values()):
+        if state:
+            publish_registration(RegistryEntry.model_validate(state, strict=False))
