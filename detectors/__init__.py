@@ -66,12 +66,22 @@ from detectors.normal_cusum import (
 from detectors.population_stability_index import population_stability_index, psi_p_value
 from detectors.proportion_intervals import clopper_pearson_interval, wilson_interval
 from detectors.risk_adjusted_cusum import RiskAdjustedCUSUM, risk_adjusted_cusum_arl
+from detectors.roc_auc import (
+    AUCComparison,
+    AUCEstimate,
+    delong_covariance,
+    delong_test,
+    roc_auc,
+    roc_auc_ci,
+)
 from detectors.spiegelhalter_z_test import spiegelhalter_z_test
 from detectors.windowed_chi_square_drift import WindowedChiSquareDrift
 from detectors.windowed_ks_drift import WindowedKSDrift
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AUCComparison",
+    "AUCEstimate",
     "BernoulliCUSUM",
     "BetaBinomialConfidenceSequence",
     "CalibrationAssumption",
@@ -98,6 +108,8 @@ __all__ = [
     "chi_square_drift",
     "cohen_kappa",
     "cohen_kappa_from_table",
+    "delong_covariance",
+    "delong_test",
     "dersimonian_laird",
     "estimate_performance",
     "expected_calibration_error",
@@ -112,6 +124,8 @@ __all__ = [
     "pooled_proportion",
     "population_stability_index",
     "psi_p_value",
+    "roc_auc",
+    "roc_auc_ci",
     "bernoulli_cusum_arl",
     "bernoulli_cusum_arl0",
     "bernoulli_cusum_arl1",

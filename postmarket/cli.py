@@ -74,7 +74,7 @@ def replay(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet file of historical events")],
     kind: Annotated[str, typer.Option(help="predictions or followups")] = "predictions",
     mapping: Annotated[
-        Path | None, typer.Option(help="TOML file with [columns] and [constants]")
+        Path | None, typer.Option(help="TOML file: tables 'columns' and 'constants' (by field)")
     ] = None,
     column: Annotated[
         list[str] | None, typer.Option(help="FIELD=COLUMN, e.g. score=Score (repeatable)")
@@ -85,7 +85,7 @@ def replay(
     naive_timezone: Annotated[
         str, typer.Option(help="time zone of date-times without an offset")
     ] = "UTC",
-    dry_run: Annotated[bool, typer.Option(help="validate only; send nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only; send nothing")] = False,
     show_invalid: Annotated[int, typer.Option(help="invalid rows to print")] = 20,
 ) -> None:
     """Publish historical events from FILE as retrospective events with their event times."""

@@ -6,28 +6,13 @@ dropped afterwards), so tests are independent and can run in any order.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url
+from evidence_databases import fresh_postgres_database
 
 from postmarket.evidence.store import EvidenceStore
-
-
-def fresh_postgres_database(server_url: str) -> Iterator[str]:
-    """Create an empty database on the server, yield its URL, drop it afterwards."""
-    name = f"evidence_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(

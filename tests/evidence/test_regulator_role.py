@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from evidence_builders import make_alert, registered_device
+from evidence_databases import fresh_postgres_database
 from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,8 +20,6 @@ LOGIN = "regulator_reviewer"
 
 @pytest.fixture
 def regulator(postgres_url: str) -> Iterator[tuple[EvidenceStore, Engine]]:
-    from conftest import fresh_postgres_database
-
     for url in fresh_postgres_database(postgres_url):
         with EvidenceStore(url) as store:
             registered_device(store)

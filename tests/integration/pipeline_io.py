@@ -6,10 +6,14 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+
+from postmarket.contracts import Contract, ContractViolation, decode
+
+EventT = TypeVar("EventT", bound=Contract)
 
 
 def free_port() -> int:
@@ -124,3 +128,15 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
     finally:
         consumer.close()
     return records
+
+
+def valid_events(records: list[Any], contract: type[EventT]) -> list[EventT]:
+    """The records that are valid ``contract`` events; tests share the topics, and some put
+    deliberately invalid records on them (as a broken collector would)."""
+    events = []
+    for record in records:
+        try:
+            events.append(decode(contract, record.value))
+        except ContractViolation:
+            continue
+    return events

@@ -20,13 +20,14 @@ import pytest
 from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Outcome, decode
+from postmarket.contracts import Outcome
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (
     free_port,
     metric_value,
     read_topic,
+    valid_events,
     wait_for_metric,
     wait_until_caught_up,
 )
@@ -199,7 +200,7 @@ def test_a_replayed_study_gives_the_live_confusion_counts_and_stays_retrospectiv
     assert "row 61, column 'Pathology' (label)" in followed
 
     def outcomes_of(site: str, records: list[Any]) -> list[Outcome]:
-        decoded = (decode(Outcome, r.value) for r in records)
+        decoded = valid_events(records, Outcome)
         return [o for o in decoded if o.stream.site_id == site]
 
     records = read_topic(

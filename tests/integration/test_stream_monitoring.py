@@ -13,13 +13,14 @@ import pytest
 from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Alert, decode, encode
+from postmarket.contracts import Alert, encode
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
     free_port,
     read_topic,
     send_raw,
+    valid_events,
     wait_for_metric,
     wait_until_caught_up,
 )
@@ -66,7 +67,7 @@ def test_sensitivity_below_the_registered_claim_raises_alerts(worker: LocalWorke
         producer.deliver(events)
 
     def mine(records: list[Any]) -> list[Alert]:
-        decoded = (decode(Alert, r.value) for r in records)
+        decoded = valid_events(records, Alert)
         return [a for a in decoded if a.stream.site_id == site]
 
     alerts = mine(read_topic(bootstrap, topics.ALERTS, lambda rs: len(mine(rs)) >= 2))
@@ -102,7 +103,7 @@ def test_a_version_needing_registration_alerts_on_first_sighting(worker: LocalWo
         )
 
     def mine(records: list[Any]) -> list[Alert]:
-        decoded = (decode(Alert, r.value) for r in records)
+        decoded = valid_events(records, Alert)
         return [a for a in decoded if a.stream.device_id == device]
 
     wait_until_caught_up(bootstrap, worker.settings.worker_id, [topics.PREDICTIONS])

@@ -14,7 +14,7 @@ import pytest
 from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import DeadLetter, Outcome, decode, encode
+from postmarket.contracts import DeadLetter, Outcome, encode
 from postmarket.local_worker import LocalWorker
 from streams.retention import case_partition
 from tests.factories import T0, make_followup, make_prediction
@@ -24,6 +24,7 @@ from tests.integration.pipeline_io import (
     read_all,
     read_topic,
     send_raw,
+    valid_events,
     wait_for_metric,
     wait_until_caught_up,
 )
@@ -60,8 +61,9 @@ def _unique_site() -> str:
 
 def _outcomes_of(bootstrap: str, prediction_ids: set[uuid.UUID], at_least: int) -> list[Outcome]:
     def mine(records: list[Any]) -> list[Outcome]:
-        decoded = (decode(Outcome, r.value) for r in records)
-        return [o for o in decoded if o.prediction_event_id in prediction_ids]
+        return [
+            o for o in valid_events(records, Outcome) if o.prediction_event_id in prediction_ids
+        ]
 
     records = read_topic(bootstrap, topics.OUTCOMES, lambda rs: len(mine(rs)) >= at_least)
     return mine(records)
@@ -127,7 +129,7 @@ def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalW
     originals = {value for _, value in bad}
 
     def mine(records: list[Any]) -> list[DeadLetter]:
-        letters = (decode(DeadLetter, r.value) for r in records)
+        letters = valid_events(records, DeadLetter)
         return [letter for letter in letters if letter.original in originals]
 
     letters = mine(read_topic(bootstrap, topics.DEADLETTER, lambda rs: len(mine(rs)) >= 4))
@@ -184,6 +186,6 @@ def test_truth_later_than_retention_finds_its_case_expired(
             )
         wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
         records = read_all(settings.kafka_bootstrap, topics.OUTCOMES)
-        joined = {decode(Outcome, r.value).prediction_event_id for r in records}
+        joined = {o.prediction_event_id for o in valid_events(records, Outcome)}
         assert stale.event_id not in joined
         assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 0

@@ -16,7 +16,7 @@ from collectors.producer import EventProducer
 from detectors import BernoulliCUSUM
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import FollowUp, Outcome, Prediction, decode, encode
+from postmarket.contracts import FollowUp, Outcome, Prediction, encode
 from postmarket.local_worker import LocalWorker
 from streams.performance import MonitorPolicy
 from tests.factories import make_followup, make_prediction, make_registry_entry
@@ -25,6 +25,7 @@ from tests.integration.pipeline_io import (
     metric_value,
     read_all,
     send_raw,
+    valid_events,
     wait_until_caught_up,
 )
 
@@ -77,8 +78,7 @@ def _offline_confusion(events: list[Prediction | FollowUp]) -> dict[tuple[str, s
 def _topic_confusion(outcome_records: list[Any], sites: list[str]) -> dict[tuple[str, str], int]:
     """Confusion counts of the distinct outcomes on the outcomes topic."""
     distinct = {}
-    for record in outcome_records:
-        outcome = decode(Outcome, record.value)
+    for outcome in valid_events(outcome_records, Outcome):
         if outcome.stream.site_id in sites:
             distinct[outcome.event_id] = outcome
     cells = pd.Series(
@@ -92,8 +92,7 @@ def _offline_sensitivity_statistic(outcome_records: list[Any], site: str) -> flo
     cusum = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - MonitorPolicy().sensitivity_drop), 5000)
     seen: set[uuid.UUID] = set()
     statistic = 0.0
-    for record in outcome_records:
-        outcome = decode(Outcome, record.value)
+    for outcome in valid_events(outcome_records, Outcome):
         if outcome.stream.site_id != site or outcome.event_id in seen:
             continue
         seen.add(outcome.event_id)

@@ -20,7 +20,7 @@ from simulator.malformed import EXPECTED_REASON
 from simulator.run import run_simulation
 from simulator.scenario import Scenario
 from streams.truth import final_truth
-from tests.integration.pipeline_io import free_port, read_topic
+from tests.integration.pipeline_io import free_port, read_topic, valid_events
 from tests.simulator.conftest import dry_run
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_a_worker_dead_letters_the_burst_and_joins_every_settled_case(
     }
 
     def burst(records: list[Any]) -> dict[bytes, str]:
-        letters = (decode(DeadLetter, r.value) for r in records)
+        letters = valid_events(records, DeadLetter)
         return {d.original: d.reason_code for d in letters if d.original in malformed}
 
     dead = burst(read_topic(bootstrap, topics.DEADLETTER, lambda rs: len(burst(rs)) >= 10))
@@ -70,7 +70,7 @@ def test_a_worker_dead_letters_the_burst_and_joins_every_settled_case(
     settled = {case for case, followups in reads.items() if final_truth(followups) is not None}
 
     def joined(records: list[Any]) -> set[str]:
-        cases = {decode(Outcome, r.value).case_pseudonym for r in records}
+        cases = {o.case_pseudonym for o in valid_events(records, Outcome)}
         return cases & set(reads)
 
     outcomes = joined(read_topic(bootstrap, topics.OUTCOMES, lambda rs: joined(rs) >= settled))

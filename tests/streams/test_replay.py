@@ -386,3 +386,34 @@ def test_a_prediction_written_as_a_row_comes_back_as_itself(
     event = converter(columns=list(cells)).convert(1, cells)
 
     assert event == original
+
+
+def test_a_file_that_is_not_csv_or_parquet_is_refused(tmp_path: Path) -> None:
+    spreadsheet = tmp_path / "history.xlsx"
+    spreadsheet.write_bytes(b"PK")
+
+    with pytest.raises(MappingError, match="reads .csv, .csv.gz, .parquet"):
+        replay_file(spreadsheet, "predictions", ColumnMapping(), CountingSink())
+
+
+def test_a_gzipped_csv_replays_like_the_plain_one(tmp_path: Path) -> None:
+    rows = [prediction_row(case_pseudonym=f"c-{i}") for i in range(3)]
+    plain, packed = RecordingSink(), RecordingSink()
+    pd.DataFrame(rows).to_csv(tmp_path / "p.csv.gz", index=False)
+
+    replay_file(write_csv(tmp_path / "p.csv", rows), "predictions", ColumnMapping(), plain)
+    replay_file(tmp_path / "p.csv.gz", "predictions", ColumnMapping(), packed)
+
+    assert packed.records == plain.records
+
+
+def test_replay_reports_unreadable_numbers_at_their_row(tmp_path: Path) -> None:
+    rows = [prediction_row(case_pseudonym=f"c-{i}") for i in range(4)]
+    rows[2]["score"] = "high"
+
+    summary = replay_file(
+        write_csv(tmp_path / "p.csv", rows), "predictions", ColumnMapping(), CountingSink()
+    )
+
+    [invalid] = summary.invalid_rows
+    assert str(invalid) == "row 3, column 'score': is not a number (got 'high')"

@@ -1,0 +1,186 @@
+"""Retrospective replay (``postmarket replay``) of N historical predictions: events/s end to
+end (file read to broker acknowledgement, acks=all) and where the time goes.
+
+Peers measured in the same run on the same machine and broker: the replay without Kafka
+(read + convert only) and kafka-python alone sending the same pre-encoded events with the
+replay's producer settings (the limit of the producing client). The replay runs on a local
+Kafka this script starts in a temporary home and stops at the end.
+
+N is ``PMS_BENCH_REPLAY_EVENTS`` (default 200,000, to keep ``make bench`` short); the 1M
+figure is a linear extrapolation from it, and the processing estimate uses the full
+worker's rate from ``bench_pipeline`` (bench/results/pipeline.json) if that ran first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+
+from postmarket import topics
+from postmarket.config import Settings
+from postmarket.stack import manager
+from streams.replay import ColumnMapping, CountingSink, KafkaSink, ReplaySummary, replay_file
+
+EVENTS = int(os.environ.get("PMS_BENCH_REPLAY_EVENTS", "200000"))
+MILLION = 1_000_000
+
+
+def historical_predictions(rows: int, seed: int = 5) -> pd.DataFrame:
+    """Ten years of predictions at 20 sites, as a hospital network might export them."""
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.integers(0, 10 * 365 * 86_400, rows))
+    times = pd.Timestamp("2015-01-01") + pd.to_timedelta(seconds, unit="s")
+    scores = rng.random(rows).round(4)
+    return pd.DataFrame(
+        {
+            "site_id": np.char.add("site-", (rng.integers(0, 20, rows)).astype(str)),
+            "device_id": "dr-screen",
+            "device_version": np.where(rng.random(rows) < 0.5, "2.1.0.3", "2.2.0.0"),
+            "task": "referable_dr",
+            "case_pseudonym": np.char.add("c-", np.arange(rows).astype(str)),
+            "event_time": times.strftime("%Y-%m-%dT%H:%M:%S"),
+            "score": scores,
+            "decision": np.where(scores >= 0.5, "positive", "negative"),
+            "operating_threshold": 0.5,
+            "acquisition.manufacturer": np.where(rng.random(rows) < 0.6, "Topcon", "Canon"),
+            "acquisition.modality": "OP",
+        }
+    )
+
+
+class CollectingSink(CountingSink):
+    """A dry-run sink that keeps the encoded events, for the producer-alone peer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.records.append((key, value))
+
+
+def producer_alone(bootstrap: str, records: list[tuple[bytes, bytes]]) -> float:
+    """Seconds for kafka-python alone to send and have acknowledged pre-encoded records."""
+    sink = KafkaSink(bootstrap)
+    try:
+        started = time.perf_counter()
+        for key, value in records:
+            sink.send(topics.PREDICTIONS, key, value)
+        failed = sink.finish()
+        elapsed = time.perf_counter() - started
+    finally:
+        sink.close()
+    assert failed == 0, f"{failed} records not acknowledged"
+    return elapsed
+
+
+def timings(summary: ReplaySummary) -> dict[str, float]:
+    t = summary.timings
+    return {
+        "events_per_s": summary.published / t.total,
+        "total_s": t.total,
+        "reading_s": t.reading,
+        "converting_s": t.converting,
+        "sending_s": t.sending,
+        "awaiting_acks_s": t.awaiting_acks,
+    }
+
+
+def run(results_dir: Path) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="pms-bench-replay-", dir="/tmp"))
+    work.chmod(0o755)
+    history = historical_predictions(EVENTS)
+    csv_file, parquet_file = work / "history.csv", work / "history.parquet"
+    history.to_csv(csv_file, index=False)
+    history.to_parquet(parquet_file)
+    result: dict[str, Any] = {"events": EVENTS, "csv_bytes": csv_file.stat().st_size}
+    mapping = ColumnMapping()
+    try:
+        collected = CollectingSink()
+        dry = replay_file(csv_file, "predictions", mapping, collected)
+        result["csv_without_kafka"] = timings(dry)
+        result["parquet_without_kafka"] = timings(
+            replay_file(parquet_file, "predictions", mapping, CountingSink())
+        )
+        stack = manager.up(Settings(home=work))
+        bootstrap = stack.settings.kafka_bootstrap
+        sink = KafkaSink(bootstrap)
+        try:
+            replayed = replay_file(csv_file, "predictions", mapping, sink)
+        finally:
+            sink.close()
+        assert replayed.published == EVENTS and replayed.not_acknowledged == 0
+        result["csv_to_kafka"] = timings(replayed)
+        result["kafka_python_alone_events_per_s"] = EVENTS / producer_alone(
+            bootstrap, collected.records
+        )
+        result["event_bytes_mean"] = float(np.mean([len(v) for _, v in collected.records]))
+    finally:
+        manager.down(Settings(home=work))
+        shutil.rmtree(work, ignore_errors=True)
+    replay_rate = result["csv_to_kafka"]["events_per_s"]
+    result["ratio_replay_to_kafka_python_alone"] = (
+        replay_rate / result["kafka_python_alone_events_per_s"]
+    )
+    result["million_replay_s_extrapolated"] = MILLION / replay_rate
+    pipeline = results_dir / "pipeline.json"
+    if pipeline.exists():
+        worker_rate = json.loads(pipeline.read_text())["full_worker"]["events_per_s"]
+        result["million_processing_s_extrapolated"] = MILLION / worker_rate
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def render(result: dict[str, Any]) -> None:
+    print(f"| replay of {result['events']:,} predictions | events/s | total s |")
+    print("|---|---|---|")
+    for label, key in (
+        ("CSV -> Kafka, acks=all (end to end)", "csv_to_kafka"),
+        ("CSV, read + convert only (no Kafka)", "csv_without_kafka"),
+        ("Parquet, read + convert only (no Kafka)", "parquet_without_kafka"),
+    ):
+        row = result[key]
+        print(f"| {label} | {row['events_per_s']:,.0f} | {row['total_s']:.1f} |")
+    print(
+        f"| kafka-python alone, same producer settings | "
+        f"{result['kafka_python_alone_events_per_s']:,.0f} | |"
+    )
+    kafka = result["csv_to_kafka"]
+    print("\n| where the time goes (CSV -> Kafka) | s | share |\n|---|---|---|")
+    for label, key in (
+        ("pandas reading the file", "reading_s"),
+        ("rows -> validated events -> JSON (contracts)", "converting_s"),
+        ("handing records to kafka-python", "sending_s"),
+        ("waiting for the last acknowledgements", "awaiting_acks_s"),
+    ):
+        print(f"| {label} | {kafka[key]:.1f} | {kafka[key] / kafka['total_s']:.0%} |")
+    print("\n| figure | value |\n|---|---|")
+    print(f"| replay / kafka-python alone | {result['ratio_replay_to_kafka_python_alone']:.2f} |")
+    print(
+        f"| 1M events replayed (extrapolated from {result['events']:,}) "
+        f"| {result['million_replay_s_extrapolated'] / 60:.1f} min |"
+    )
+    if "million_processing_s_extrapolated" in result:
+        print(
+            "| 1M events processed by one full worker (extrapolated, bench_pipeline rate) "
+            f"| {result['million_processing_s_extrapolated'] / 60:.1f} min |"
+        )
+
+
+def main(results_dir: Path) -> dict[str, Any]:
+    result = run(results_dir)
+    render(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(Path(__file__).parent / "results")
