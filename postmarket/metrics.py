@@ -95,6 +95,19 @@ class WorkerMetrics:
     alerts: Counter
     stream_labels: StreamLabelGuard
 
+    def stream_gauges(self) -> tuple[Gauge, ...]:
+        """The gauges that describe one stream's state (owned by one worker at a time)."""
+        return (
+            self.stream_confusion,
+            self.stream_predictions,
+            self.followup_completeness,
+            self.stratum_confusion,
+            self.stream_performance,
+            self.stream_claim,
+            self.detector_statistic,
+            self.detector_threshold,
+        )
+
     @classmethod
     def create(cls, registry: CollectorRegistry, max_streams: int = 5000) -> WorkerMetrics:
         stream = list(STREAM_LABELS)

@@ -51,6 +51,11 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
     return [*changelogs, routed, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
 
 
+def owned_partitions(topic: str) -> set[int]:
+    """The partitions of ``topic`` this worker actively owns right now."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
 settings = Settings()
 app = create_app(settings)
 registry = CollectorRegistry()

@@ -9,6 +9,7 @@ agent calls :meth:`StreamMonitor.observe` once per outcome and emits what it ret
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from detectors import (
     Detector,
     DetectorResult,
     WindowedKSDrift,
+    bernoulli_cusum_threshold,
     wilson_interval,
 )
 from postmarket.contracts.events import (
@@ -84,6 +86,12 @@ def confusion_cell(outcome: Outcome) -> int:
     return 2 if outcome.decision == "negative" else 3
 
 
+@functools.lru_cache(maxsize=1024)
+def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
+    """Threshold search by exact ARL takes ~0.1 s; every stream of a version shares it."""
+    return bernoulli_cusum_threshold(p0, p1, arl0)
+
+
 def design_detectors(
     claims: dict[ClaimedMetric, float], policy: MonitorPolicy
 ) -> dict[str, Detector]:
@@ -92,9 +100,9 @@ def design_detectors(
     drops = {"sensitivity": policy.sensitivity_drop, "specificity": policy.specificity_drop}
     for metric, claimed in sorted(claims.items()):
         detect = max(claimed - drops[metric], 0.01)
-        detectors[f"{metric}_cusum"] = BernoulliCUSUM.for_arl0(
-            1.0 - claimed, 1.0 - detect, policy.arl0_cases
-        )
+        p0, p1 = 1.0 - claimed, 1.0 - detect
+        threshold = _cusum_threshold(p0, p1, policy.arl0_cases)
+        detectors[f"{metric}_cusum"] = BernoulliCUSUM(p0, p1, threshold)
         detectors[f"{metric}_claims_test"] = BetaBinomialConfidenceSequence(
             1.0 - claimed, policy.claims_alpha
         )

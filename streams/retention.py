@@ -19,9 +19,14 @@ from postmarket.contracts.events import StreamKey
 from streams.casefile import CaseFile
 
 
+def key_partition(key: str, partitions: int) -> int:
+    """The partition of a record's key: murmur2, as the Java client (and Faust) computes it."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 def case_partition(case_pseudonym: str, partitions: int) -> int:
-    """The partition of a case's records: murmur2 of the key, as the Java client computes it."""
-    return int(murmur2(case_pseudonym.encode()) & 0x7FFFFFFF) % partitions
+    """The partition of a case's records (they are keyed by case pseudonym)."""
+    return key_partition(case_pseudonym, partitions)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from postmarket import topics
 from postmarket.contracts import (
     ContractViolation,
     FollowUp,
@@ -21,7 +22,7 @@ from postmarket.contracts import (
 from postmarket.contracts.events import JoinPosition
 from postmarket.evidence.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
-from streams.app import app, metrics, settings
+from streams.app import app, metrics, owned_partitions, settings
 from streams.casefile import CaseFile, RecordPosition
 from streams.channels import (
     alerts,
@@ -153,7 +154,12 @@ async def send_dead_letter(
 @app.timer(interval=10.0)
 async def count_cases_awaiting_truth() -> None:
     """Refresh the follow-up backlog gauge from this worker's share of the join table."""
-    awaiting = sum(CaseFile.from_state(state).awaiting_truth for state in case_files.values())
+    owned = owned_partitions(topics.PREDICTIONS)
+    awaiting = sum(
+        CaseFile.from_state(state).awaiting_truth
+        for case, state in list(case_files.items())
+        if case_partition(case, settings.topic_partitions) in owned
+    )
     metrics.cases_awaiting_truth.set(awaiting)
 
 

@@ -16,10 +16,10 @@ from collectors.producer import EventProducer
 from detectors import BernoulliCUSUM
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import FollowUp, Outcome, Prediction, encode
+from postmarket.contracts import Outcome, encode
 from postmarket.local_worker import LocalWorker
 from streams.performance import MonitorPolicy
-from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.factories import make_registry_entry
 from tests.integration.pipeline_io import (
     free_port,
     metric_value,
@@ -28,51 +28,13 @@ from tests.integration.pipeline_io import (
     valid_events,
     wait_until_caught_up,
 )
+from tests.integration.scenario_cases import CELLS, offline_confusion, two_site_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CASES_PER_SITE = 150
 CHUNKS = 6
 KILL_AFTER_CHUNKS = {1, 3, 4}
-CELLS = {
-    ("positive", "positive"): "tp",
-    ("negative", "positive"): "fn",
-    ("negative", "negative"): "tn",
-    ("positive", "negative"): "fp",
-}
-
-
-def _scenario(run: str, version: str, rng: np.random.Generator) -> list[Prediction | FollowUp]:
-    """Two sites; at site b sensitivity falls from 0.87 to 0.55 halfway; 10 % resent."""
-    events: list[Prediction | FollowUp] = []
-    for site, late_sensitivity in (("a", 0.87), ("b", 0.55)):
-        for i in range(CASES_PER_SITE):
-            case, positive = f"c-{run}-{site}-{i}", rng.random() < 0.4
-            sensitivity = 0.87 if i < CASES_PER_SITE // 2 else late_sensitivity
-            correct = rng.random() < (sensitivity if positive else 0.9)
-            label = "positive" if positive else "negative"
-            decision = label if correct else ("negative" if positive else "positive")
-            common = {"case_pseudonym": case, "site_id": f"site-{run}-{site}"}
-            events.append(make_prediction(device_version=version, decision=decision, **common))
-            events.append(make_followup(label=label, **common))
-    order = rng.permutation(len(events))
-    shuffled = [events[i] for i in order]
-    resent = [shuffled[i] for i in rng.choice(len(shuffled), len(shuffled) // 10, replace=False)]
-    return shuffled + resent
-
-
-def _offline_confusion(events: list[Prediction | FollowUp]) -> dict[tuple[str, str], int]:
-    """Confusion counts per site, recomputed with pandas from what the collectors sent."""
-    predictions = pd.DataFrame(
-        [e.model_dump() for e in events if isinstance(e, Prediction)]
-    ).drop_duplicates("event_id")
-    followups = pd.DataFrame(
-        [e.model_dump() for e in events if isinstance(e, FollowUp)]
-    ).drop_duplicates("event_id")
-    joined = predictions.merge(followups[["case_pseudonym", "label"]], on="case_pseudonym")
-    joined["cell"] = [CELLS[(d, lbl)] for d, lbl in zip(joined.decision, joined.label, strict=True)]
-    counts = joined.groupby(["site_id", "cell"]).size()
-    return {(str(site), str(cell)): int(n) for (site, cell), n in counts.items()}
 
 
 def _topic_confusion(outcome_records: list[Any], sites: list[str]) -> dict[tuple[str, str], int]:
@@ -128,7 +90,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
     version = f"7.{rng.integers(1000)}.0.1"
     entry = make_registry_entry(device_version=version)
     send_raw(settings.kafka_bootstrap, topics.REGISTRY, [(entry.as_key().encode(), encode(entry))])
-    events = _scenario(run, version, rng)
+    events = two_site_scenario(run, version, rng, CASES_PER_SITE)
     chunks = np.array_split(np.arange(len(events)), CHUNKS)
 
     generation = 0
@@ -151,7 +113,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
             [topics.PREDICTIONS, topics.FOLLOWUPS, topics.OUTCOMES],
             timeout_s=120,
         )
-        expected = _offline_confusion(events)
+        expected = offline_confusion(events)
         sites = sorted({site for site, _ in expected})
         outcome_records = read_all(settings.kafka_bootstrap, topics.OUTCOMES)
         # First the join: every case's outcome reached the outcomes topic (none lost there).
