@@ -4,12 +4,14 @@ and raise alerts."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from postmarket import topics
 from postmarket.contracts import (
     ContractViolation,
     Outcome,
+    Problem,
     RegistryEntry,
     StreamPrediction,
     decode,
@@ -32,6 +34,7 @@ from streams.performance import (
 from streams.retention import key_partition
 
 POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
+logger = logging.getLogger(__name__)
 
 
 @app.agent(stream_inputs)
@@ -46,13 +49,24 @@ async def monitor_streams(stream: Any) -> None:
         except ContractViolation as violation:
             await send_dead_letter(position, event.value, violation)
             continue
-        await _apply(item, message.topic)
+        try:
+            await _apply(item, message.topic)
+        except Exception as error:
+            # As in the join: a bug must not lose the record nor stop the agent.
+            logger.exception("stream update failed on %s", position)
+            problem = Problem("<worker>", f"{type(error).__name__} while monitoring")
+            internal = ContractViolation("record", "internal_error", [problem])
+            await send_dead_letter(position, event.value, internal)
 
 
 def _decode(topic: str, raw: bytes) -> Outcome | StreamPrediction:
     if topic == topics.OUTCOMES:
         return decode(Outcome, raw)
     return decode(StreamPrediction, raw)
+
+
+changed: dict[str, StreamMonitor] = {}
+"""Streams updated since their gauges were last set, with their latest monitor."""
 
 
 live_monitors: dict[str, StreamMonitor] = {}
@@ -171,10 +185,6 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
     for detector, (statistic, threshold) in monitor.statistics.items():
         metrics.detector_statistic.labels(*labels, detector).set(statistic)
         metrics.detector_threshold.labels(*labels, detector).set(threshold)
-
-
-changed: dict[str, StreamMonitor] = {}
-"""Streams updated since their gauges were last set, with their latest monitor."""
 
 
 @app.timer(interval=2.0)
