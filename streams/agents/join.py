@@ -23,7 +23,7 @@ from postmarket.contracts.events import JoinPosition
 from postmarket.evidence.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
 from streams.app import app, metrics, owned_partitions, settings
-from streams.casefile import CaseFile, RecordPosition
+from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
     alerts,
     case_files,
@@ -156,7 +156,7 @@ async def count_cases_awaiting_truth() -> None:
     """Refresh the follow-up backlog gauge from this worker's share of the join table."""
     owned = owned_partitions(topics.PREDICTIONS)
     awaiting = sum(
-        CaseFile.from_state(state).awaiting_truth
+        awaiting_truth_in(state)
         for case, state in list(case_files.items())
         if case_partition(case, settings.topic_partitions) in owned
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from itertools import count
 
-from streams.casefile import CaseFile, RecordPosition
+from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
 from tests.factories import make_followup, make_prediction
 
 _offsets = count()
@@ -104,3 +104,12 @@ def test_awaiting_truth_counts_unjoined_predictions() -> None:
     assert case.awaiting_truth == 1
     case.add(make_followup(), at())
     assert case.awaiting_truth == 0
+
+
+def test_awaiting_truth_reads_the_same_from_table_state() -> None:
+    case = CaseFile()
+    assert awaiting_truth_in(None) == 0
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    assert awaiting_truth_in(case.to_state()) == case.awaiting_truth == 1
+    case.add(make_followup(), at())
+    assert awaiting_truth_in(case.to_state()) == case.awaiting_truth == 0
