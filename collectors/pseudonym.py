@@ -11,8 +11,9 @@ import base64
 import hashlib
 import hmac
 import os
-import stat
 from pathlib import Path
+
+from postmarket.secrets import SecretFileError, read_secret_file
 
 MIN_KEY_BYTES = 32
 
@@ -41,10 +42,10 @@ class SiteKey:
     @classmethod
     def from_file(cls, path: Path) -> SiteKey:
         """Read a key file, refusing one that group or others can read."""
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SiteKeyError(f"site key file {path} is accessible to other users; chmod 600 it")
-        return cls(path.read_bytes().strip())
+        try:
+            return cls(read_secret_file(path, "site key"))
+        except SecretFileError as error:
+            raise SiteKeyError(str(error)) from None
 
     @classmethod
     def from_environment(cls, variable: str = "POSTMARKET_SITE_KEY_FILE") -> SiteKey:
