@@ -23,6 +23,7 @@ the measured capacity if that is less). Events: ``PMS_BENCH_PIPELINE_EVENTS`` (d
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from postmarket import topics
+from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
 from postmarket.contracts import (
     Claim,
@@ -65,6 +67,11 @@ CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
 DEVICE, TASK = "dr-screen", "referable_dr"
 VERSIONS = ("2.1.0.3", "2.2.0.0")
 SITES = ("site-a", "site-b", "site-c", "site-d")
+SIGNING_KEYS = {
+    site: SigningKey.from_seed(hashlib.sha256(f"postmarket-bench|{site}".encode()).digest())
+    for site in SITES
+}
+"""Each site's event-signing key: workers require signed events, so the bench pays for it."""
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -158,13 +165,25 @@ def prefill(bootstrap: str, events: list[Prediction | FollowUp]) -> float:
     for version in VERSIONS:
         entry = registry_entry(version)
         producer.send(topics.REGISTRY, key=entry.as_key().encode(), value=encode(entry))
+    for site, signing in SIGNING_KEYS.items():
+        registration = signing.registration(site, registered_at=T0)
+        producer.send(
+            topics.SITE_KEYS, key=registration.as_key().encode(), value=encode(registration)
+        )
     for event in events:
         topic = topics.PREDICTIONS if isinstance(event, Prediction) else topics.FOLLOWUPS
-        producer.send(topic, key=event.case_pseudonym.encode(), value=encode(event))
+        send_signed(producer, topic, event)
     producer.flush()
     elapsed = time.perf_counter() - started
     producer.close()
     return elapsed
+
+
+def send_signed(producer: Any, topic: str, event: Prediction | FollowUp) -> None:
+    """Send ``event`` keyed by its case, signed by its site's key as its collector would."""
+    key, value = event.case_pseudonym.encode(), encode(event)
+    headers = SIGNING_KEYS[event.site_id].sign(topic, key, value)
+    producer.send(topic, key=key, value=value, headers=headers)
 
 
 async def aiokafka_rate(
@@ -372,9 +391,8 @@ def send_paced(
     ):
         while (pause := started + number * case_interval_s - time.perf_counter()) > 0:
             time.sleep(pause)
-        key = prediction.case_pseudonym.encode()
-        producer.send(topics.PREDICTIONS, key=key, value=encode(prediction))
-        producer.send(topics.FOLLOWUPS, key=key, value=encode(followup))
+        send_signed(producer, topics.PREDICTIONS, prediction)
+        send_signed(producer, topics.FOLLOWUPS, followup)
         sent_ms[followup.case_pseudonym] = time.time() * 1000
     offered = 2 * cases / (time.perf_counter() - started)
     producer.flush()

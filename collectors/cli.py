@@ -50,12 +50,13 @@ def check(
     from collectors.events import dicom_case, prediction_event, read_ai_output
     from collectors.pseudonym import SiteKeyError
     from collectors.settings import CollectorConfigError, load_settings
+    from postmarket.authenticity import SigningKeyError
     from postmarket.contracts import encode
 
     try:
         settings = load_settings(config)
         key = settings.site_key()
-    except (CollectorConfigError, SiteKeyError, OSError) as error:
+    except (CollectorConfigError, SiteKeyError, SigningKeyError, OSError) as error:
         typer.echo(f"collector configuration: {_describe(error)}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     try:
@@ -101,6 +102,7 @@ def run(
     from collectors.pseudonym import SiteKeyError
     from collectors.service import Collector
     from collectors.settings import CollectorConfigError, load_settings
+    from postmarket.authenticity import SigningKeyError
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -110,7 +112,7 @@ def run(
     try:
         settings = load_settings(config)
         collector = Collector(settings)
-    except (CollectorConfigError, SiteKeyError, OSError) as error:
+    except (CollectorConfigError, SiteKeyError, SigningKeyError, OSError) as error:
         typer.echo(f"collector configuration: {_describe(error)}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     stop = threading.Event()
@@ -132,3 +134,33 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, OSError):
         return f"{error.filename or ''}: {error.strerror or error}".lstrip(": ")
     return str(error)
+
+
+@collector_app.command("keygen")
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="where to write the private key (0600)")],
+    site: Annotated[
+        str, typer.Option("--site", help="this site's id, for the registration command printed")
+    ] = "SITE",
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing key file")] = False,
+) -> None:
+    """Create this site's Ed25519 event-signing key; print its public half for registration.
+
+    The private key stays in OUT (mode 0600); set ``signing_key_file`` (or
+    POSTMARKET_SIGNING_KEY) to it. Send the printed public key to the manufacturer, who
+    registers it with ``postmarket site-keys register``.
+    """
+    from postmarket.authenticity import SigningKey
+
+    if out.exists() and not force:
+        typer.echo(f"{out} exists; keep it, or pass --force to replace it", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    key = SigningKey.generate()
+    key.write(out)
+    typer.echo(f"private key written to {out} (mode 600); it never leaves this machine")
+    typer.echo(f"key id:     {key.key_id}")
+    typer.echo(f"public key: {key.public_key_base64}")
+    typer.echo(
+        "register:   postmarket site-keys register "
+        f"--site {site} --public-key {key.public_key_base64}"
+    )

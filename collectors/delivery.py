@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
+from postmarket.authenticity import RecordSigner
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ class DeliveryLoop:
         metrics: CollectorMetrics | None = None,
         batch_size: int = 500,
         max_backoff: float = 30.0,
+        signer: RecordSigner | None = None,
     ) -> None:
         self.outbox = outbox
+        self.signer = signer
+        """Signs each record as it leaves (the site's key): a key rotated or replaced while
+        events wait in the outbox signs them, and a resend repeats the same signature."""
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self._connect = connect
@@ -67,7 +72,8 @@ class DeliveryLoop:
         try:
             if self._sender is None:
                 self._sender = self._connect()
-            deliveries = self._sender.deliver_encoded([event.record for event in batch])
+            records = [event.record.signed(self.signer) for event in batch]
+            deliveries = self._sender.deliver_encoded(records)
         except (DeliveryError, KafkaError) as error:
             self._drop_sender()
             self.outbox.record_attempt([event.event_id for event in batch])

@@ -26,6 +26,7 @@ RejectReason = Literal[
     "bad_ai_output",
     "wrong_columns",
     "bad_followup",
+    "too_large",
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = (
     "not_dicom",
@@ -35,9 +36,11 @@ REJECT_REASONS: tuple[RejectReason, ...] = (
     "bad_ai_output",
     "wrong_columns",
     "bad_followup",
+    "too_large",
 )
 """``wrong_columns``: a follow-up export lacks a mapped column (the whole file is refused);
-``bad_followup``: one CSV row, FHIR report or HL7 result whose values cannot be used."""
+``bad_followup``: one CSV row, FHIR report or HL7 result whose values cannot be used;
+``too_large``: a file above its kind's size limit, refused before it is read."""
 
 REQUIRED_KEYWORDS = ("StudyInstanceUID", "Modality")
 """Without the study UID there is no case pseudonym; without modality no stratum."""

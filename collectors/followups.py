@@ -28,6 +28,8 @@ from postmarket.contracts import FollowUp
 from postmarket.contracts.events import Label, ReadRound, TruthSource
 
 MAX_IDENTIFIER_LENGTH = 64
+MAX_CSV_ROW_CHARS = 8192
+"""A follow-up row holds an identifier, a label, a date and a few codes: far less than this."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,15 @@ def parse_csv_followups(
                 continue
             if all(not (value or "").strip() for value in row.values()):
                 continue  # blank line
+            if sum(len(value or "") for value in row.values()) > MAX_CSV_ROW_CHARS:
+                parsed.rejected.append(
+                    RejectedFile(
+                        path,
+                        "bad_followup",
+                        f"row {row_number}: longer than {MAX_CSV_ROW_CHARS} characters",
+                    )
+                )
+                continue
             problem, record = _csv_record(row, mapping, zone)
             if record is None:
                 parsed.rejected.append(

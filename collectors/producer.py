@@ -14,7 +14,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from postmarket import topics
+from postmarket.authenticity import RecordSigner
 from postmarket.contracts import Contract, FollowUp, Prediction, encode
+from postmarket.kafka_security import KafkaSecurity
 
 DELIVERY_TIMEOUT_S = 30.0
 
@@ -34,11 +36,23 @@ class Delivery:
 
 @dataclass(frozen=True)
 class EncodedEvent:
-    """An event as it goes on the wire: topic, key (case pseudonym) and JSON bytes."""
+    """An event as it goes on the wire: topic, key (case pseudonym), JSON bytes, and the
+    record headers (the site's signature, see :mod:`postmarket.authenticity`)."""
 
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def signed(self, signer: RecordSigner | None) -> EncodedEvent:
+        """This record with ``signer``'s signature headers (as it is, without a signer).
+
+        Ed25519 signatures are deterministic: a resend carries the very same bytes.
+        """
+        if signer is None:
+            return self
+        headers = tuple(signer.sign(self.topic, self.key, self.value))
+        return EncodedEvent(self.topic, self.key, self.value, headers)
 
 
 def topic_and_key(event: Contract) -> tuple[str, bytes]:
@@ -53,7 +67,12 @@ def topic_and_key(event: Contract) -> tuple[str, bytes]:
 class EventProducer:
     """A kafka-python producer configured for no loss: acks=all, idempotence, retries."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str = "postmarket-collector") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        client_id: str = "postmarket-collector",
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -64,14 +83,17 @@ class EventProducer:
             request_timeout_ms=10_000,
             linger_ms=5,
             compression_type="gzip",
+            **(security or KafkaSecurity()).kafka_python_kwargs(),
         )
 
-    def deliver(self, events: Iterable[Contract]) -> list[Delivery]:
-        """Send events and wait until the broker acknowledged each one."""
+    def deliver(
+        self, events: Iterable[Contract], signer: RecordSigner | None = None
+    ) -> list[Delivery]:
+        """Send events (signed by ``signer``) and wait until the broker acknowledged each one."""
         records = []
         for event in events:
             topic, key = topic_and_key(event)
-            records.append(EncodedEvent(topic, key, encode(event)))
+            records.append(EncodedEvent(topic, key, encode(event)).signed(signer))
         return self.deliver_encoded(records)
 
     def deliver_encoded(self, records: Iterable[EncodedEvent]) -> list[Delivery]:
@@ -79,7 +101,12 @@ class EventProducer:
         pending = []
         try:
             for record in records:
-                future = self._producer.send(record.topic, key=record.key, value=record.value)
+                future = self._producer.send(
+                    record.topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers) or None,
+                )
                 pending.append((record.topic, future))
             self._producer.flush(timeout=DELIVERY_TIMEOUT_S)
         except KafkaError as error:

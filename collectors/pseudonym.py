@@ -25,7 +25,7 @@ class SiteKeyError(ValueError):
 class SiteKey:
     """The site's pseudonymisation secret (HMAC-SHA256 key)."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_keyed", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < MIN_KEY_BYTES:
@@ -33,11 +33,16 @@ class SiteKey:
                 f"site key must be at least {MIN_KEY_BYTES} bytes, got {len(secret)}"
             )
         self._secret = secret
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "SiteKey(<redacted>)"
 
     __str__ = __repr__
+
+    def __reduce__(self) -> tuple[type[SiteKey], tuple[bytes]]:
+        # copy and pickle rebuild from the secret: a prepared HMAC cannot be pickled
+        return (SiteKey, (self._secret,))
 
     @classmethod
     def from_file(cls, path: Path) -> SiteKey:
@@ -58,7 +63,9 @@ class SiteKey:
     def digest(self, purpose: str, identifier: str) -> bytes:
         """HMAC-SHA256 of ``identifier`` under this key, separated by ``purpose``."""
         message = purpose.encode() + b"\x00" + identifier.encode()
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
+        mac = self._keyed.copy()  # the key's padding is hashed once, not per call
+        mac.update(message)
+        return mac.digest()
 
     def pseudonym(self, purpose: str, identifier: str) -> str:
         """A stable pseudonym of ``identifier``; ``purpose`` separates case, reader, station."""

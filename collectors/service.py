@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from collectors.case_index import CaseIndex
 from collectors.delivery import DeliveryLoop, RecordSender
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.settings import CollectorSettings
+from collectors.settings import CollectorConfigError, CollectorSettings
 from collectors.watched_folder import WatchedFolder
+from postmarket.metrics_endpoint import MetricsServer, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ class Collector:
         self.registry = registry or CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry)
         key = settings.site_key()
+        try:
+            # Refuse a missing or world-readable Kafka password file at start, not at connect.
+            settings.kafka_security().kafka_python_kwargs()
+        except ValueError as error:
+            raise CollectorConfigError(f"Kafka: {error}") from None
         self.outbox = Outbox(
             settings.outbox_path,
             settings.outbox_max_bytes,
@@ -59,14 +64,22 @@ class Collector:
             if settings.inbox is not None
             else None
         )
-        self.delivery = DeliveryLoop(self.outbox, connect or self._connect, self.metrics)
+        signer = settings.signing_key()
+        if signer is None:
+            log.warning(
+                "no signing_key_file: events leave unsigned, and workers that require "
+                "authenticity dead-letter them (see `postmarket collector keygen`)"
+            )
+        self.delivery = DeliveryLoop(
+            self.outbox, connect or self._connect, self.metrics, signer=signer
+        )
         self.metrics_address: tuple[str, int] | None = None
-        self._http: WSGIServer | None = None
+        self._http: MetricsServer | None = None
 
     def _connect(self) -> RecordSender:
         from collectors.producer import EventProducer
 
-        return EventProducer(self.settings.kafka_bootstrap)
+        return EventProducer(self.settings.kafka_bootstrap, security=self.settings.kafka_security())
 
     def run(self, stop: threading.Event) -> None:
         """Run every part until ``stop`` is set, then shut all of them down."""
@@ -93,7 +106,12 @@ class Collector:
             if self.settings.scp is not None and self.settings.inbox is not None:
                 from collectors.store_scp import StoreSCP
 
-                scp = StoreSCP(self.settings.scp, self.settings.inbox.path, self.metrics)
+                scp = StoreSCP(
+                    self.settings.scp,
+                    self.settings.inbox.path,
+                    self.metrics,
+                    max_bytes=self.settings.inbox.max_dicom_bytes,
+                )
                 scp.start()
             log.info(
                 "collector for site %s running: inbox %s, Kafka %s",
@@ -113,12 +131,11 @@ class Collector:
             log.info("collector stopped; %d events wait in the outbox", waiting)
 
     def _serve_metrics(self) -> None:
-        host, port = self.settings.metrics_host, self.settings.metrics_port
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        server = serve_metrics(self.registry, self.settings.metrics_endpoint())
         self._http = server
-        self.metrics_address = (host, int(server.server_port))
-        address = f"{host}:{self.metrics_address[1]}"
-        log.info("metrics on http://%s/metrics", address)
+        self.metrics_address = (server.endpoint.host, server.port)
+        address = server.address
+        log.info("metrics on %s", server.url)
         if self.settings.stack_home is not None:
             from postmarket.stack import register_scrape_target
 
@@ -129,8 +146,7 @@ class Collector:
 
     def close(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
             self._http = None
         self.delivery.close()
         self.outbox.close()

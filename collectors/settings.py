@@ -1,9 +1,10 @@
 """Collector configuration: ``collector.toml`` and the environment, secrets only by file.
 
-Precedence: ``POSTMARKET_SITE_ID`` and ``POSTMARKET_SITE_KEY`` (the *path* of the key
-file, never the key) override the ``[collector]`` table of the TOML file; everything else
-has loopback defaults. The key itself is read by :class:`~collectors.pseudonym.SiteKey`,
-which refuses a file others can read and never shows the key in a message.
+Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY`` and ``POSTMARKET_SIGNING_KEY``
+(the *paths* of the key files, never the keys) override the ``[collector]`` table of the
+TOML file; everything else has loopback defaults. The keys themselves are read by
+:class:`~collectors.pseudonym.SiteKey` and :class:`~postmarket.authenticity.SigningKey`,
+which refuse a file others can read and never show a key in a message.
 """
 
 from __future__ import annotations
@@ -18,10 +19,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors.pseudonym import SiteKey
+from postmarket.authenticity import SigningKey
 from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
+from postmarket.kafka_security import (
+    DEFAULT_MECHANISM,
+    KafkaSecurity,
+    SaslMechanism,
+    SecurityProtocol,
+)
+from postmarket.metrics_endpoint import MetricsEndpoint, MetricsEndpointError
 
 SITE_ID_ENV = "POSTMARKET_SITE_ID"
 SITE_KEY_ENV = "POSTMARKET_SITE_KEY"
+SIGNING_KEY_ENV = "POSTMARKET_SIGNING_KEY"
+KAFKA_ENV = {
+    "kafka_bootstrap": "POSTMARKET_KAFKA_BOOTSTRAP",
+    "kafka_security_protocol": "POSTMARKET_KAFKA_SECURITY_PROTOCOL",
+    "kafka_username": "POSTMARKET_KAFKA_USERNAME",
+    "kafka_password_file": "POSTMARKET_KAFKA_PASSWORD_FILE",
+    "kafka_ca_file": "POSTMARKET_KAFKA_CA_FILE",
+}
+"""Kafka connection settings the environment may set (the password only as a file path)."""
 
 
 class CollectorConfigError(ValueError):
@@ -57,6 +75,13 @@ class InboxSettings(_Section):
     processed_action: Literal["move", "delete"] = "move"
     poll_seconds: float = Field(1.0, gt=0.0, le=3600.0)
     settle_seconds: float = Field(0.5, ge=0.0, le=3600.0)
+    max_dicom_bytes: int = Field(4 * 1024**3, gt=0)
+    """Larger DICOM files are refused unread (only headers are read, but a multi-frame
+    study of several GiB is normal; a bigger file is not a study)."""
+    max_ai_output_bytes: int = Field(1024**2, gt=0)
+    """An AI output JSON is a few hundred bytes; it is parsed whole, so it is bounded."""
+    max_followup_bytes: int = Field(64 * 1024**2, gt=0)
+    """A CSV, FHIR or HL7 follow-up file is read into memory whole: bounded too."""
 
     @property
     def processed_dir(self) -> Path:
@@ -177,12 +202,35 @@ class CollectorSettings(BaseModel):
 
     site_id: Identifier
     site_key_file: Path = Field(description="0600 file holding the site's HMAC key")
+    signing_key_file: Path | None = Field(
+        None,
+        description="0600 PEM file of the site's Ed25519 event-signing key "
+        "(`postmarket collector keygen`); without it events go unsigned and workers that "
+        "require authenticity dead-letter them",
+    )
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    """SASL_SSL on a broker with SCRAM and TLS (``postmarket stack up --secure``)."""
+    kafka_sasl_mechanism: SaslMechanism = DEFAULT_MECHANISM
+    kafka_username: str = ""
+    """This site's Kafka principal, ``site-<site_id>``: it may only write the input topics."""
+    kafka_password_file: Path | None = None
+    """0600 file holding the principal's password (``postmarket stack add-site`` writes one)."""
+    kafka_ca_file: Path | None = None
+    """PEM certificate of the CA that signed the broker's certificate."""
     outbox_path: Path = Path("collector-outbox.db")
     outbox_max_bytes: int = Field(1024**3, gt=0)
     outbox_warn_fraction: float = Field(0.8, gt=0.0, le=1.0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9465, ge=0, le=65535)
+    metrics_tls_cert_file: Path | None = None
+    """PEM certificate: serve /metrics over HTTPS (with ``metrics_tls_key_file``)."""
+    metrics_tls_key_file: Path | None = None
+    """0600 PEM private key of ``metrics_tls_cert_file``."""
+    metrics_basic_auth_user: str = ""
+    """The user a scrape must authenticate as (with ``metrics_basic_auth_password_file``)."""
+    metrics_basic_auth_password_file: Path | None = None
+    """0600 file holding the /metrics password (never the password itself)."""
     state_path: Path | None = None
     """SQLite file of the local case index (pseudonyms only); beside the outbox by default."""
     stack_home: Path | None = None
@@ -211,6 +259,36 @@ class CollectorSettings(BaseModel):
     def site_key(self) -> SiteKey:
         return SiteKey.from_file(self.site_key_file)
 
+    def metrics_endpoint(self) -> MetricsEndpoint:
+        """Where /metrics is served: loopback unless configured, TLS and auth if set."""
+        try:
+            return MetricsEndpoint(
+                host=self.metrics_host,
+                port=self.metrics_port,
+                tls_cert_file=self.metrics_tls_cert_file,
+                tls_key_file=self.metrics_tls_key_file,
+                basic_auth_user=self.metrics_basic_auth_user,
+                basic_auth_password_file=self.metrics_basic_auth_password_file,
+            )
+        except MetricsEndpointError as error:
+            raise CollectorConfigError(str(error)) from None
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How the producer authenticates (the password stays in its file until connect)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_username,
+            password_file=self.kafka_password_file,
+            ca_file=self.kafka_ca_file,
+        )
+
+    def signing_key(self) -> SigningKey | None:
+        """The key every record is signed with (raises ``SigningKeyError`` if unusable)."""
+        return (
+            None if self.signing_key_file is None else SigningKey.from_file(self.signing_key_file)
+        )
+
 
 def load_settings(
     config: Path | None = None, environ: Mapping[str, str] | None = None
@@ -234,6 +312,11 @@ def load_settings(
         values["site_id"] = env[SITE_ID_ENV]
     if env.get(SITE_KEY_ENV):
         values["site_key_file"] = Path(env[SITE_KEY_ENV])
+    if env.get(SIGNING_KEY_ENV):
+        values["signing_key_file"] = Path(env[SIGNING_KEY_ENV])
+    for name, variable in KAFKA_ENV.items():
+        if env.get(variable):
+            values[name] = env[variable]
     missing = [
         f"{name} ({variable} or [collector] {name} in --config)"
         for name, variable in (("site_id", SITE_ID_ENV), ("site_key_file", SITE_KEY_ENV))
@@ -252,7 +335,18 @@ def load_settings(
 
 def _resolve_paths(values: dict[str, Any], base: Path) -> None:
     """Paths in the file are relative to the file, like most tools do."""
-    for name in ("site_key_file", "outbox_path", "state_path", "stack_home"):
+    for name in (
+        "site_key_file",
+        "signing_key_file",
+        "kafka_password_file",
+        "kafka_ca_file",
+        "outbox_path",
+        "state_path",
+        "stack_home",
+        "metrics_tls_cert_file",
+        "metrics_tls_key_file",
+        "metrics_basic_auth_password_file",
+    ):
         if isinstance(values.get(name), str):
             values[name] = base / Path(values[name]).expanduser()
     inbox = values.get("inbox")

@@ -54,9 +54,12 @@ class StoreSCP:
         settings: StoreSCPSettings,
         inbox: Path,
         metrics: CollectorMetrics | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.max_bytes = max_bytes
+        """Instances larger than this are refused (Out of Resources), not written to the inbox."""
         self._metrics = metrics
         self._server: ThreadedAssociationServer | None = None
         self._ae = AE(ae_title=settings.ae_title)
@@ -98,6 +101,16 @@ class StoreSCP:
         except Exception as error:  # a malformed request must not end the association thread
             log.warning("C-STORE from %s not decodable: %s", _peer(event), type(error).__name__)
             return STATUS_CANNOT_UNDERSTAND
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            log.warning(
+                "C-STORE from %s refused: %d bytes exceeds the %d-byte limit",
+                _peer(event),
+                len(data),
+                self.max_bytes,
+            )
+            if self._metrics is not None:
+                self._metrics.files_rejected.labels(reason="too_large").inc()
+            return STATUS_OUT_OF_RESOURCES
         name = f"scp-{uuid.uuid4().hex}.dcm"
         partial = self.inbox / f".{name}.part"
         try:

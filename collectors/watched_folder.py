@@ -109,6 +109,7 @@ class WatchedFolder:
         try:
             with path.open("rb") as stream:
                 head = stream.read(SNIFF_BYTES)
+                size = os.fstat(stream.fileno()).st_size
         except OSError as error:
             self._reject(
                 path, RejectedFile(path, "unreadable", error.strerror or type(error).__name__)
@@ -116,6 +117,7 @@ class WatchedFolder:
             return
         kind = input_kind(path, head)
         try:
+            self._check_size(path, kind, size)
             row_problems = self._accept(path, kind)
         except RejectedFile as rejected:
             self._reject(path, rejected)
@@ -130,6 +132,20 @@ class WatchedFolder:
         self._done(path)
 
     # --- per kind -----------------------------------------------------------------------------
+
+    def _check_size(self, path: Path, kind: InputKind, size: int) -> None:
+        """Refuse a file above its kind's limit before anything parses it."""
+        setting, limit = {
+            "dicom": ("max_dicom_bytes", self.settings.max_dicom_bytes),
+            "ai_output": ("max_ai_output_bytes", self.settings.max_ai_output_bytes),
+        }.get(kind, ("max_followup_bytes", self.settings.max_followup_bytes))
+        if size > limit:
+            raise RejectedFile(
+                path,
+                "too_large",
+                f"{size} bytes is more than the {limit} bytes a {kind} file may have "
+                f"([collector.inbox] {setting})",
+            )
 
     def _accept(self, path: Path, kind: InputKind) -> list[RejectedFile]:
         """Queue what the file holds; return the rows or messages refused inside it."""

@@ -22,12 +22,16 @@ def build(
         bool, typer.Option("--check", help="write nothing; fail if the JSON is out of date")
     ] = False,
 ) -> None:
-    """Render every dashboard to JSON (what Grafana's file provisioning loads)."""
+    """Render every dashboard to JSON (what Grafana's file provisioning loads), and the alert
+    rules as the Kubernetes PrometheusRule (deploy/kubernetes/prometheus-rules.yaml)."""
+    from dashboards import prometheus_rule
     from dashboards.build import GENERATED_DIR, stale_files, write_all
 
     directory = output or GENERATED_DIR
     if check:
         stale = stale_files(directory)
+        if not prometheus_rule.is_current():
+            stale.append(str(prometheus_rule.MANIFEST))
         if stale:
             typer.echo(
                 f"out of date in {directory}: {', '.join(stale)}; run: postmarket dashboards build",
@@ -38,6 +42,7 @@ def build(
         return
     for path in write_all(directory):
         typer.echo(path)
+    typer.echo(prometheus_rule.write())
 
 
 @dashboards_app.command("publish")

@@ -108,6 +108,25 @@ def build() -> model.Dashboard:
                 )
             ],
         ),
+        graph(
+            "Consumer lag by topic",
+            "Records the worker group has not committed yet (end - committed offset), summed "
+            "over the partitions; a steady climb means the workers do not keep up.",
+            [Query(f"sum by (group, topic) ({m.CONSUMER_LAG})", "{{group}} {{topic}}")],
+        ),
+        graph(
+            "Pipeline latency to an outcome (p50, p95)",
+            "Seconds from the collector sending the record that completed a case's join to the "
+            "worker emitting its outcome (excludes the clinical wait for ground truth).",
+            [
+                Query(
+                    f"histogram_quantile({q}, sum by (le) (rate({m.OUTCOME_LATENCY_BUCKET}[5m])))",
+                    f"p{round(q * 100)}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            unit="s",
+        ),
     ]
     performance = [
         graph(

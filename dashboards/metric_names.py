@@ -1,6 +1,7 @@
 """Sample names the dashboards and alert rules query, taken from the metric definitions.
 
-Worker names come from :mod:`postmarket.metrics`; collector names are read from
+Worker names come from :mod:`postmarket.metrics`, the evidence sink's from
+:mod:`postmarket.evidence.metrics`; collector names are read from
 :class:`collectors.metrics.CollectorMetrics` itself (built in a throwaway registry), so a
 renamed metric changes the dashboards on the next ``postmarket dashboards build`` instead
 of silently leaving panels empty. Counters are queried by their ``_total`` sample.
@@ -19,7 +20,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from collectors.metrics import CollectorMetrics
 from postmarket import metrics as worker
 from postmarket.evidence import unregistered_change
-from postmarket.evidence.lifecycle import AlertStatus
+from postmarket.evidence.metrics import EvidenceMetrics
 
 STREAM_LABELS = worker.STREAM_LABELS
 
@@ -44,6 +45,11 @@ DETECTOR_STATISTIC = worker.DETECTOR_STATISTIC
 DETECTOR_THRESHOLD = worker.DETECTOR_THRESHOLD
 ALERTS = f"{worker.ALERTS}_total"
 METRIC_STREAMS_OVERFLOW = f"{worker.METRIC_STREAMS_OVERFLOW}_total"
+CONSUMER_LAG = worker.CONSUMER_LAG
+OUTCOME_LATENCY_BUCKET = f"{worker.OUTCOME_LATENCY}_bucket"
+
+# --- evidence sink (postmarket.evidence.metrics) ----------------------------------------------
+ALERTS_BY_STATUS = worker.ALERTS_BY_STATUS
 
 # --- collector (collectors.metrics) -----------------------------------------------------------
 _collector = CollectorMetrics.create(CollectorRegistry())
@@ -75,30 +81,15 @@ class ProposedMetric:
     meaning: str
 
 
-CONSUMER_LAG = ProposedMetric(
-    f"{worker.PREFIX}_consumer_lag_records",
-    "gauge",
-    ("topic", "partition"),
-    "Records in an input partition the worker's group has not committed yet (end - committed).",
-)
-ALERTS_BY_STATUS = ProposedMetric(
-    f"{worker.PREFIX}_alerts_by_status",
-    "gauge",
-    (*STREAM_LABELS, "detector", "severity", "status"),
-    f"Alerts in the evidence store by lifecycle status ({', '.join(AlertStatus)}).",
-)
-
-PROPOSED: tuple[ProposedMetric, ...] = (
-    CONSUMER_LAG,
-    ALERTS_BY_STATUS,
-)
+PROPOSED: tuple[ProposedMetric, ...] = ()
 
 
 def emitted_names() -> frozenset[str]:
-    """Every sample name a worker or collector exposes today (without histogram suffixes)."""
+    """Every sample name a worker, collector or evidence sink exposes today."""
     registry = CollectorRegistry()
     worker.WorkerMetrics.create(registry)
     CollectorMetrics.create(registry)
+    EvidenceMetrics(registry)
     return frozenset(
         sample.name
         for family in registry.collect()

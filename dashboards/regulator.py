@@ -191,8 +191,7 @@ def build() -> model.Dashboard:
             "Alerts in the evidence store by lifecycle status.",
             [
                 Query(
-                    f"sum by ({STREAM}, detector, severity, status) "
-                    f"({m.ALERTS_BY_STATUS.name}{{{sel}}})"
+                    f"sum by ({STREAM}, detector, severity, status) ({m.ALERTS_BY_STATUS}{{{sel}}})"
                 )
             ],
             width=12,

@@ -16,6 +16,7 @@ from postmarket.evidence.cli import (
     registry_app,
     report_command,
 )
+from postmarket.site_keys_cli import site_keys_app
 from postmarket.stack.cli import stack_app
 
 app = typer.Typer(
@@ -28,9 +29,12 @@ app = typer.Typer(
 )
 schemas_app = typer.Typer(help="JSON Schemas of the event contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 app.add_typer(stack_app, name="stack")
 app.add_typer(collector_app, name="collector")
 app.add_typer(registry_app, name="registry")
+app.add_typer(site_keys_app, name="site-keys")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
@@ -49,6 +53,54 @@ def schemas_export(
         typer.echo(path)
 
 
+@topics_app.command("create")
+def topics_create(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="partitions per keyed topic \\[default: POSTMARKET_TOPIC_PARTITIONS]"
+        ),
+    ] = None,
+    replication_factor: Annotated[
+        int, typer.Option(min=1, help="replicas of each partition (3 on a production cluster)")
+    ] = 1,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 60.0,
+) -> None:
+    """Create the pipeline's topics on the configured broker; existing ones are kept.
+
+    For deployments without the local stack (Kubernetes, compose). Idempotent: run it on
+    every deploy. A topic that exists with another partition count is an error, not
+    something to repair silently (keys would move between partitions mid-stream).
+    """
+    from postmarket.config import Settings
+    from postmarket.stack.processes import StackError
+    from postmarket.topics import pipeline_topics
+
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
+    specs = pipeline_topics(partitions or settings.topic_partitions)
+    try:
+        from postmarket.stack.kafka import ensure_topics
+
+        created = ensure_topics(
+            target,
+            specs,
+            timeout=timeout,
+            security=settings.kafka_security(),
+            replication_factor=replication_factor,
+        )
+    except StackError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        typer.echo(f"{state:8} {spec.name} ({spec.partitions} partitions)")
+
+
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
@@ -60,11 +112,12 @@ def worker(
         raise typer.BadParameter(
             f"the worker needs the [worker] extra ({missing.name} is not installed)"
         ) from None
+    from postmarket.metrics_endpoint import MetricsEndpointError
     from postmarket.stack.processes import StackError
 
     try:
         run(loglevel)
-    except StackError as error:
+    except (StackError, MetricsEndpointError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
 
@@ -87,6 +140,13 @@ def replay(
     ] = "UTC",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only; send nothing")] = False,
     show_invalid: Annotated[int, typer.Option(help="invalid rows to print")] = 20,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="0600 Ed25519 key file registered for the replayed site (`postmarket site-keys`)",
+            envvar="POSTMARKET_SIGNING_KEY",
+        ),
+    ] = None,
 ) -> None:
     """Publish historical events from FILE as retrospective events with their event times."""
     from postmarket.config import Settings
@@ -107,6 +167,8 @@ def replay(
         dry_run,
         show_invalid,
         Settings().kafka_bootstrap,
+        signing_key,
+        Settings().kafka_security(),
     )
     raise typer.Exit(code)
 
@@ -114,41 +176,34 @@ def replay(
 @app.command()
 def demo(
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="leave the stack up afterwards")
+        bool,
+        typer.Option("--keep-running", help="leave the stack and the worker up afterwards"),
     ] = False,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for each step")] = 120.0,
+    scenario: Annotated[
+        Path | None, typer.Option(help="scenario TOML file (default: scenarios/demo.toml)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the worker")] = 600.0,
 ) -> None:
-    """Start the local stack and send one de-identified case through the whole pipeline."""
+    """Simulate a hospital fleet with injected changes through the whole local pipeline,
+    show which changes were detected (by what, how late) and write the HTML reports."""
+    import time
+
     from rich.console import Console
 
-    from postmarket.config import Settings
-    from postmarket.demo import DemoError, render, run_demo
+    from postmarket.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack, render
     from postmarket.local_worker import WorkerStartError
-    from postmarket.stack import manager
-    from postmarket.stack.cli import RichProgress
     from postmarket.stack.processes import StackError
+    from simulator.scenario import ScenarioError
 
     console = Console()
-    failed = False
+    began = time.monotonic()
     try:
-        with console.status("starting the local stack") as status:
-            stack = manager.up(Settings(), progress=RichProgress(status))
-        result = run_demo(stack.settings, console, timeout)
-        render(result, console)
-    except (DemoError, StackError, WorkerStartError) as error:
+        result = demo_on_fresh_stack(console, scenario or DEMO_SCENARIO, keep_running, timeout)
+    except (DemoError, StackError, WorkerStartError, ScenarioError) as error:
         console.print(f"[red]demo failed:[/] {error}", highlight=False)
-        failed = True
-    finally:
-        if keep_running:
-            console.print(
-                "the stack keeps running: [bold]postmarket stack status[/], then "
-                "[bold]postmarket stack down[/]"
-            )
-        else:
-            with console.status("stopping the local stack"):
-                manager.down(Settings())
-    if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
+    render(result, console)
+    console.print(f"demo took {time.monotonic() - began:.0f} s", highlight=False)
 
 
 @app.command()

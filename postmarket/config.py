@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
@@ -22,6 +22,16 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from postmarket.kafka_security import (
+    DEFAULT_MECHANISM,
+    KafkaSecurity,
+    SaslMechanism,
+    SecurityProtocol,
+)
+
+if TYPE_CHECKING:
+    from postmarket.metrics_endpoint import MetricsEndpoint
 
 ENV_PREFIX = "POSTMARKET_"
 CONFIG_FILE_ENV = "POSTMARKET_CONFIG"
@@ -45,6 +55,15 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home, description="local stack state and logs")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap host:port")
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, or SASL_SSL for a broker with SCRAM and TLS"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(DEFAULT_MECHANISM, description="SCRAM variant")
+    kafka_username: str = Field("", description="SCRAM principal of this client (SASL_SSL)")
+    kafka_password_file: Path | None = Field(
+        None, description="0600 file holding the SCRAM password (never the password itself)"
+    )
+    kafka_ca_file: Path | None = Field(None, description="PEM CA that signed the broker's cert")
     prometheus_url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
     evidence_url: str = Field(
         "", description="SQLAlchemy URL of the evidence store; empty means <home>/evidence.db"
@@ -52,6 +71,20 @@ class Settings(BaseSettings):
     worker_id: str = Field("postmarket-worker", description="Faust application id")
     worker_metrics_host: str = Field("127.0.0.1", description="worker /metrics bind address")
     worker_metrics_port: int = Field(9464, ge=0, le=65535, description="worker /metrics port")
+    metrics_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate: serve worker and sink /metrics over HTTPS"
+    )
+    metrics_tls_key_file: Path | None = Field(
+        None, description="0600 PEM private key of metrics_tls_cert_file"
+    )
+    metrics_basic_auth_user: str = Field("", description="user /metrics requires (basic auth)")
+    metrics_basic_auth_password_file: Path | None = Field(
+        None, description="0600 file holding the /metrics password (never the password itself)"
+    )
+    evidence_metrics_host: str = Field("127.0.0.1", description="evidence sink /metrics address")
+    evidence_metrics_port: int = Field(
+        9466, ge=0, le=65535, description="evidence sink /metrics port (alerts by status)"
+    )
     topic_partitions: int = Field(4, ge=1, description="partitions of every pipeline topic")
     detector_arl0_cases: float = Field(
         5000.0,
@@ -71,12 +104,40 @@ class Settings(BaseSettings):
         description="preset judging field versions: nmpa-syzb, strict-every-change, "
         "loose-major-only or fda-pccp",
     )
+    event_authenticity: Literal["required", "off"] = Field(
+        "required",
+        description="required: workers dead-letter every case event not signed by a "
+        "registered, unrevoked key of its own site; off: accept unsigned events",
+    )
     worker_session_timeout_s: float = Field(
         30.0,
         ge=6.0,
         le=300.0,
         description="how long the broker waits for a silent worker before moving its partitions",
     )
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How this process authenticates to Kafka (secrets stay in their files)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_username,
+            password_file=self.kafka_password_file,
+            ca_file=self.kafka_ca_file,
+        )
+
+    def metrics_endpoint(self, host: str, port: int) -> MetricsEndpoint:
+        """A /metrics endpoint at ``host:port`` with this process's TLS and basic auth."""
+        from postmarket.metrics_endpoint import MetricsEndpoint
+
+        return MetricsEndpoint(
+            host=host,
+            port=port,
+            tls_cert_file=self.metrics_tls_cert_file,
+            tls_key_file=self.metrics_tls_key_file,
+            basic_auth_user=self.metrics_basic_auth_user,
+            basic_auth_password_file=self.metrics_basic_auth_password_file,
+        )
 
     @property
     def evidence_database_url(self) -> str:

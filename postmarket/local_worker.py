@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,7 +41,8 @@ class LocalWorker:
     @property
     def metrics_url(self) -> str:
         host, port = self.settings.worker_metrics_host, self.settings.worker_metrics_port
-        return f"http://{host}:{port}/metrics"
+        scheme = "https" if self.settings.metrics_tls_cert_file is not None else "http"
+        return f"{scheme}://{host}:{port}/metrics"
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start the worker and wait until it is ready, or raise with the log's last lines."""
@@ -63,7 +65,12 @@ class LocalWorker:
     def _environment(self) -> dict[str, str]:
         """Every setting, so the child sees exactly this worker's configuration."""
         values = self.settings.model_dump(exclude_defaults=False)
-        return {f"POSTMARKET_{name.upper()}": str(value) for name, value in values.items()}
+        # An unset optional setting (None) stays unset: str(None) would be the path "None".
+        return {
+            f"POSTMARKET_{name.upper()}": str(value)
+            for name, value in values.items()
+            if value is not None
+        }
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -82,7 +89,10 @@ class LocalWorker:
         from kafka.errors import KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                **self.settings.kafka_security().kafka_python_kwargs(),
+            )
         except KafkaError:
             return False
         try:
@@ -101,9 +111,16 @@ class LocalWorker:
         return {topics.PREDICTIONS, topics.FOLLOWUPS} <= assigned
 
     def _metrics_answer(self) -> bool:
+        """The endpoint answers: 200, or 401 when it asks for credentials we do not send."""
+        cert = self.settings.metrics_tls_cert_file
+        context = ssl.create_default_context(cafile=str(cert)) if cert is not None else None
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310 - our own worker's endpoint
+                self.metrics_url, timeout=2, context=context
+            ) as response:
                 return bool(response.status == 200)
+        except urllib.error.HTTPError as error:
+            return error.code == 401
         except (urllib.error.URLError, OSError):
             return False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "postmarket"
 STREAM_LABELS = ("device_id", "device_version", "site_id", "task")
@@ -20,6 +20,7 @@ OVERFLOW = "_overflow"
 EVENTS_CONSUMED = f"{PREFIX}_events_consumed"
 EVENTS_DEADLETTERED = f"{PREFIX}_events_deadlettered"
 EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
+EVENTS_UNAUTHENTIC = f"{PREFIX}_events_unauthentic"
 PREDICTIONS = f"{PREFIX}_predictions"
 OUTCOMES = f"{PREFIX}_outcomes"
 PREDICTIONS_EXPIRED = f"{PREFIX}_predictions_expired"
@@ -34,10 +35,32 @@ VERSION_REGISTRATION = f"{PREFIX}_version_registration_status"
 REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
+READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
 DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
 ALERTS = f"{PREFIX}_alerts"
 METRIC_STREAMS_OVERFLOW = f"{PREFIX}_metric_streams_overflow"
+CONSUMER_LAG = f"{PREFIX}_consumer_lag_records"
+OUTCOME_LATENCY = f"{PREFIX}_outcome_latency_seconds"
+ALERTS_BY_STATUS = f"{PREFIX}_alerts_by_status"
+"""Exported by the evidence sink (:mod:`postmarket.evidence.metrics`), not by the workers."""
+
+OUTCOME_LATENCY_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+"""Sub-second when the pipeline keeps up; minutes to an hour when it is catching up on lag."""
 
 
 class HasStreamKey(Protocol):
@@ -77,6 +100,7 @@ class WorkerMetrics:
     events_consumed: Counter
     events_deadlettered: Counter
     events_duplicate: Counter
+    events_unauthentic: Counter
     predictions: Counter
     outcomes: Counter
     predictions_expired: Counter
@@ -90,9 +114,12 @@ class WorkerMetrics:
     version_registration: Gauge
     stream_performance: Gauge
     stream_claim: Gauge
+    reader_agreement: Gauge
     detector_statistic: Gauge
     detector_threshold: Gauge
     alerts: Counter
+    consumer_lag: Gauge
+    outcome_latency: Histogram
     stream_labels: StreamLabelGuard
 
     def stream_gauges(self) -> tuple[Gauge, ...]:
@@ -104,6 +131,7 @@ class WorkerMetrics:
             self.stratum_confusion,
             self.stream_performance,
             self.stream_claim,
+            self.reader_agreement,
             self.detector_statistic,
             self.detector_threshold,
         )
@@ -128,6 +156,13 @@ class WorkerMetrics:
                 EVENTS_DUPLICATE,
                 "Valid records ignored because their event_id was already processed.",
                 ["topic"],
+                registry=registry,
+            ),
+            events_unauthentic=Counter(
+                EVENTS_UNAUTHENTIC,
+                "Records refused as not provably from the site they claim, by claimed site "
+                "(only sites with registered keys, else 'unknown') and failure.",
+                ["site_id", "reason"],
                 registry=registry,
             ),
             predictions=Counter(
@@ -195,6 +230,13 @@ class WorkerMetrics:
                 ["device_id", "device_version", "status"],
                 registry=registry,
             ),
+            reader_agreement=Gauge(
+                READER_AGREEMENT,
+                "Cohen's kappa of the two blinded readers on a stream's cases, with its 95% "
+                "bounds (bound: estimate, lower, upper); label quality behind the outcomes.",
+                [*stream, "bound"],
+                registry=registry,
+            ),
             stream_performance=Gauge(
                 STREAM_PERFORMANCE,
                 "Observed sensitivity or specificity of a stream, with its 95% Wilson bounds.",
@@ -223,6 +265,20 @@ class WorkerMetrics:
                 ALERTS,
                 "Alerts raised, by stream, detector and severity.",
                 [*stream, "detector", "severity"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                CONSUMER_LAG,
+                "Records of an input partition this worker owns that its consumer group has "
+                "not committed yet (end offset - committed offset).",
+                ["group", "topic", "partition"],
+                registry=registry,
+            ),
+            outcome_latency=Histogram(
+                OUTCOME_LATENCY,
+                "Seconds from the Kafka timestamp of the record that completed a join (when the "
+                "collector sent it) to the outcome being emitted; excludes the wait for truth.",
+                buckets=OUTCOME_LATENCY_BUCKETS,
                 registry=registry,
             ),
             stream_labels=StreamLabelGuard(

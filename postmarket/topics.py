@@ -15,6 +15,7 @@ OUTCOMES = "pms.outcomes.v1"
 ALERTS = "pms.alerts.v1"
 DEADLETTER = "pms.deadletter.v1"
 REGISTRY = "pms.registry.v1"
+SITE_KEYS = "pms.sitekeys.v1"
 
 
 @dataclass(frozen=True)
@@ -36,4 +37,6 @@ def pipeline_topics(partitions: int) -> list[TopicSpec]:
         TopicSpec(DEADLETTER, partitions),
         # The registry is the latest state per device/version: compaction keeps exactly that.
         TopicSpec(REGISTRY, 1, {"cleanup.policy": "compact"}),
+        # Each site's public signing keys, latest registration per site|key_id.
+        TopicSpec(SITE_KEYS, 1, {"cleanup.policy": "compact"}),
     ]

@@ -1,6 +1,7 @@
 """Simulated hospitals running the real collector: intake, de-identification, outbox, Kafka.
 
-Each site gets what hospital IT would install: its own key, outbox and case index, and
+Each site gets what hospital IT would install: its own pseudonymisation key, its own
+event-signing key (registered with the workers before it sends), outbox and case index, and
 :class:`~collectors.intake.Intake`, which de-identifies the synthesized DICOM header,
 pseudonymises the case, matches the AI output and the follow-ups (named by accession
 number, as RIS exports name them) and puts events in the outbox. A
@@ -16,20 +17,24 @@ import hashlib
 import json
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from collectors.case_index import CaseIndex
 from collectors.delivery import DeliveryLoop, RecordSender
 from collectors.events import AIOutput
 from collectors.followups import FollowUpRecord
 from collectors.intake import Intake
+from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, EncodedEvent, EventProducer
 from collectors.pseudonym import SiteKey
 from postmarket import topics
-from postmarket.contracts import RegistryEntry, encode
+from postmarket.authenticity import SigningKey
+from postmarket.contracts import RegistryEntry, SiteKeyRegistration, encode
+from postmarket.kafka_security import KafkaSecurity
 from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedFollowUp, SimulatedRecord
 from simulator.headers import accession_number, study_header
 from simulator.scenario import Site
@@ -40,6 +45,33 @@ INPUT_TOPICS = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS
 def site_key(seed: int, site_id: str) -> SiteKey:
     """The simulated site's pseudonymisation key: secret per site, fixed by the seed."""
     return SiteKey(hashlib.sha256(f"postmarket-simulator|{seed}|{site_id}".encode()).digest())
+
+
+def signing_key(seed: int, site_id: str) -> SigningKey:
+    """The simulated site's Ed25519 event-signing key: its own, fixed by the seed."""
+    return SigningKey.from_seed(
+        hashlib.sha256(f"postmarket-simulator-signing|{seed}|{site_id}".encode()).digest()
+    )
+
+
+@dataclass(frozen=True)
+class SiteSetup:
+    """One site's own secrets and Kafka connection, instead of the ones derived from the seed.
+
+    A secure broker gives each site its own principal, so its collector connects with its
+    own ``connect``; tests that look for leaked secrets inject keys they know.
+    """
+
+    pseudonym_key: SiteKey
+    signing_key: SigningKey
+    connect: Callable[[], RecordSender]
+    metrics: CollectorMetrics | None = None
+    """What the collector reports about itself (none by default: nobody scrapes it)."""
+
+
+def site_key_record(registration: SiteKeyRegistration) -> EncodedEvent:
+    """A site's public key as the manufacturer registers it (compacted by site|key id)."""
+    return EncodedEvent(topics.SITE_KEYS, registration.as_key().encode(), encode(registration))
 
 
 def registry_record(entry: RegistryEntry) -> EncodedEvent:
@@ -80,14 +112,23 @@ class SiteCollector:
     """One hospital's collector, with its own key, outbox and case index under ``home``."""
 
     def __init__(
-        self, site: Site, seed: int, home: Path, connect: Callable[[], RecordSender]
+        self,
+        site: Site,
+        seed: int,
+        home: Path,
+        connect: Callable[[], RecordSender],
+        setup: SiteSetup | None = None,
     ) -> None:
         self.site = site
-        key = site_key(seed, site.id)
-        self.outbox = Outbox(home / site.id / "outbox.db")
+        setup = setup or SiteSetup(site_key(seed, site.id), signing_key(seed, site.id), connect)
+        self.outbox = Outbox(home / site.id / "outbox.db", metrics=setup.metrics)
         self.cases = CaseIndex(home / site.id / "cases.db")
-        self.intake = Intake(site.id, key, self.outbox, self.cases)
-        self.delivery = DeliveryLoop(self.outbox, connect)
+        self.intake = Intake(
+            site.id, setup.pseudonym_key, self.outbox, self.cases, metrics=setup.metrics
+        )
+        self.delivery = DeliveryLoop(
+            self.outbox, setup.connect, setup.metrics, signer=setup.signing_key
+        )
         self._files = 0
 
     def accept(self, record: SimulatedRecord) -> None:
@@ -159,12 +200,19 @@ class RecordFile:
         self.finish()
 
 
-def _as_line(record: EncodedEvent) -> dict[str, str]:
-    line = {"topic": record.topic, "key": record.key.decode("utf-8", "backslashreplace")}
+def _as_line(record: EncodedEvent) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "topic": record.topic,
+        "key": record.key.decode("utf-8", "backslashreplace"),
+    }
     try:
         line["value"] = record.value.decode("utf-8")
     except UnicodeDecodeError:
         line["value_base64"] = base64.b64encode(record.value).decode()
+    if record.headers:
+        line["headers_base64"] = [
+            [name, base64.b64encode(content).decode()] for name, content in record.headers
+        ]
     return line
 
 
@@ -176,15 +224,21 @@ def read_record_file(path: Path) -> list[EncodedEvent]:
         value = (
             line["value"].encode() if "value" in line else base64.b64decode(line["value_base64"])
         )
-        records.append(EncodedEvent(line["topic"], line["key"].encode(), value))
+        headers = tuple(
+            (name, base64.b64decode(content)) for name, content in line.get("headers_base64", [])
+        )
+        records.append(EncodedEvent(line["topic"], line["key"].encode(), value, headers))
     return records
 
 
-def kafka_connector(bootstrap: str) -> Callable[[], RecordSender]:
-    """Connect to the central Kafka with the collectors' own producer (acks=all, idempotent)."""
+def kafka_connector(
+    bootstrap: str, security: KafkaSecurity | None = None
+) -> Callable[[], RecordSender]:
+    """Connect to the central Kafka with the collectors' own producer (acks=all, idempotent),
+    as the principal ``security`` names on a secure broker."""
 
     def connect() -> RecordSender:
-        return EventProducer(bootstrap, client_id="postmarket-simulator")
+        return EventProducer(bootstrap, client_id="postmarket-simulator", security=security)
 
     return connect
 

@@ -1,4 +1,4 @@
-"""Running a scenario: registry first, then the fleet's records through the collectors.
+"""Running a scenario: registry and site keys first, then the fleet through the collectors.
 
 Records are handed to their site's collector in arrival order; at the end of every
 simulated day (and whenever enough is queued) every site's outbox is drained, so what
@@ -11,13 +11,19 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from collectors.delivery import RecordSender
-from simulator.collector_path import SiteCollector, registry_record
+from simulator.collector_path import (
+    SiteCollector,
+    SiteSetup,
+    registry_record,
+    signing_key,
+    site_key_record,
+)
 from simulator.fleet import SimulatedRecord, fleet_records
 from simulator.ground_truth import ground_truth, registry_entries, write_ground_truth
 from simulator.scenario import Scenario
@@ -68,26 +74,40 @@ def run_simulation(
     ground_truth_path: Path,
     state_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    site_setups: Mapping[str, SiteSetup] | None = None,
 ) -> SimulationSummary:
     """Simulate ``scenario`` and deliver it through ``connect``'s sender; write its truth.
 
     ``state_dir`` holds each site's outbox and case index (a temporary directory when
     None, see :func:`scratch_root`); rerunning into the same one resumes, and the outbox
-    drops what it still holds.
+    drops what it still holds. A site in ``site_setups`` uses its keys and connection
+    from there (``connect`` then only publishes the registry and the sites' public keys).
     """
+    setups = dict(site_setups or {})
     began = time.monotonic()
     records = fleet_records(scenario)
     truth = ground_truth(scenario, records)
     write_ground_truth(ground_truth_path, truth)
     entries = registry_entries(scenario)
+    site_keys = [
+        (
+            setups[site.id].signing_key
+            if site.id in setups
+            else signing_key(scenario.seed, site.id)
+        ).registration(site.id, registered_at=scenario.start)
+        for site in scenario.sites
+    ]
     registry_sender = connect()
     try:
-        registry_sender.deliver_encoded([registry_record(entry) for entry in entries])
+        registry_sender.deliver_encoded(
+            [registry_record(entry) for entry in entries]
+            + [site_key_record(registration) for registration in site_keys]
+        )
     finally:
         registry_sender.close()
     with tempfile.TemporaryDirectory(prefix="postmarket-simulator-", dir=scratch_root()) as scratch:
         home = state_dir or Path(scratch)
-        sent = _deliver_fleet(scenario, records, connect, home, progress)
+        sent = _deliver_fleet(scenario, records, connect, home, progress, setups)
     return SimulationSummary(
         scenario=scenario.name,
         seed=scenario.seed,
@@ -108,9 +128,11 @@ def _deliver_fleet(
     connect: Callable[[], RecordSender],
     home: Path,
     progress: ProgressCallback | None,
+    setups: Mapping[str, SiteSetup],
 ) -> int:
     collectors = {
-        site.id: SiteCollector(site, scenario.seed, home, connect) for site in scenario.sites
+        site.id: SiteCollector(site, scenario.seed, home, connect, setups.get(site.id))
+        for site in scenario.sites
     }
     sent, queued, current_day = 0, 0, 0
 

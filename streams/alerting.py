@@ -44,6 +44,8 @@ def alert_for(
             "false_negatives": monitor.false_negatives,
             "true_negatives": monitor.true_negatives,
             "false_positives": monitor.false_positives,
+            # Which of the stream's predictions it had seen: where in the stream it fired.
+            "stream_predictions": monitor.predictions,
         },
         first_case_time=first,
         last_case_time=last,

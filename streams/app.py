@@ -19,6 +19,8 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        # None on a plaintext broker; SCRAM over TLS with the worker principal otherwise.
+        broker_credentials=settings.kafka_security().faust_credentials(),
         store="memory://",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from postmarket.contracts.events import FollowUp, JoinPosition, Outcome, Prediction
+from postmarket.contracts.events import FollowUp, JoinPosition, Label, Outcome, Prediction
 from streams.truth import Truth, final_truth
 
 STATE_VERSION = 2
@@ -162,6 +162,7 @@ def _truth_state(truth: Truth | None) -> dict[str, Any] | None:
         "source": truth.source,
         "time": truth.time.isoformat(),
         "followup_event_ids": [str(i) for i in truth.followup_event_ids],
+        "blinded_reads": list(truth.blinded_reads) if truth.blinded_reads else None,
     }
 
 
@@ -173,7 +174,12 @@ def _truth_from_state(state: dict[str, Any] | None) -> Truth | None:
         source=state["source"],
         time=datetime.fromisoformat(state["time"]),
         followup_event_ids=tuple(uuid.UUID(i) for i in state["followup_event_ids"]),
+        blinded_reads=_read_pair(state.get("blinded_reads")),
     )
+
+
+def _read_pair(reads: list[Label] | None) -> tuple[Label, Label] | None:
+    return (reads[0], reads[1]) if reads else None
 
 
 def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition) -> Outcome:
@@ -194,4 +200,5 @@ def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition
         followup_event_ids=truth.followup_event_ids,
         study_design=prediction.study_design,
         joined_at=joined_at,
+        blinded_reads=truth.blinded_reads,
     )

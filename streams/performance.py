@@ -19,8 +19,10 @@ from detectors import (
     BetaBinomialConfidenceSequence,
     Detector,
     DetectorResult,
+    KappaEstimate,
     WindowedKSDrift,
     bernoulli_cusum_threshold,
+    cohen_kappa_from_table,
     wilson_interval,
 )
 from postmarket.contracts.events import (
@@ -37,6 +39,8 @@ ClaimedMetric = Literal["sensitivity", "specificity"]
 STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
 MAX_STRATA = 48
 """Strata kept per stream; further ones share the stratum ``other`` (bounded state)."""
+MIN_READ_PAIRS = 20
+"""Read pairs before a stream's reader agreement is shown (its interval is wide below)."""
 SCORE_EDGES = tuple(i / 10 for i in range(1, 10))
 """Deciles of the score scale: the fixed bins of the score-drift reference."""
 
@@ -130,6 +134,8 @@ class StreamMonitor:
     """Per join input partition, the last (offset, rank) applied: replays are skipped."""
     statistics: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Each detector's latest (statistic, threshold), for metrics."""
+    reader_pairs: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    """Blinded read pairs (first, second): [pos/pos, pos/neg, neg/pos, neg/neg]."""
 
     @classmethod
     def for_claims(cls, claims: dict[ClaimedMetric, float], policy: MonitorPolicy) -> StreamMonitor:
@@ -187,6 +193,9 @@ class StreamMonitor:
         """Count one new outcome and feed the detectors that chart its kind of case."""
         self._mark_applied("outcome", outcome.joined_at)
         self._count(outcome)
+        if outcome.blinded_reads is not None:
+            first, second = outcome.blinded_reads
+            self.reader_pairs[2 * (first == "negative") + (second == "negative")] += 1
         if outcome.label == "positive":
             metric: ClaimedMetric = "sensitivity"
             adverse = outcome.decision == "negative"
@@ -238,6 +247,16 @@ class StreamMonitor:
         lower, upper = wilson_interval(hits, n, alpha)
         return hits / n, lower, upper
 
+    def reader_agreement(self, alpha: float = 0.05) -> KappaEstimate | None:
+        """Cohen's kappa of the blinded read pairs, or None while it is undefined."""
+        if sum(self.reader_pairs) < MIN_READ_PAIRS:
+            return None
+        pos_pos, pos_neg, neg_pos, neg_neg = self.reader_pairs
+        try:
+            return cohen_kappa_from_table([[pos_pos, pos_neg], [neg_pos, neg_neg]], alpha=alpha)
+        except ValueError:  # every read the same label: chance agreement is 1
+            return None
+
     def to_state(self) -> dict[str, Any]:
         """JSON-able state for a changelogged table."""
         return {
@@ -258,6 +277,7 @@ class StreamMonitor:
             "last_case_time": _iso(self.last_case_time),
             "applied": {k: list(v) for k, v in self.applied.items()},
             "statistics": {k: list(v) for k, v in self.statistics.items()},
+            "reader_pairs": list(self.reader_pairs),
         }
 
     @classmethod
@@ -280,6 +300,8 @@ class StreamMonitor:
             last_case_time=_parse(state["last_case_time"]),
             applied={k: (v[0], v[1]) for k, v in state["applied"].items()},
             statistics={k: (v[0], v[1]) for k, v in state["statistics"].items()},
+            # Added within state version 1: states written before it have no read pairs.
+            reader_pairs=list(state.get("reader_pairs", [0, 0, 0, 0])),
         )
 
 

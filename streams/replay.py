@@ -47,7 +47,10 @@ import pandas as pd  # type: ignore[import-untyped]
 from pydantic import AwareDatetime, BaseModel
 
 from postmarket import __version__, topics
+from postmarket.authenticity import RecordSigner, SigningKey, SigningKeyError
 from postmarket.contracts import ContractViolation, FollowUp, Prediction, decode, encode
+from postmarket.kafka_security import KafkaSecurity, KafkaSecurityError
+from postmarket.secrets import SecretFileError
 
 Kind = Literal["predictions", "followups"]
 KINDS: tuple[Kind, ...] = ("predictions", "followups")
@@ -540,15 +543,24 @@ class KafkaSink:
     """
 
     def __init__(
-        self, bootstrap_servers: str, compression: str | None = "gzip", linger_ms: int = 20
+        self,
+        bootstrap_servers: str,
+        compression: str | None = "gzip",
+        linger_ms: int = 20,
+        signer: RecordSigner | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         from kafka import KafkaProducer
 
+        self._signer = signer
+        """Signs every record (a key registered for the replayed site; see ``--signing-key``)."""
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id="postmarket-replay",
             acks="all",
             enable_idempotence=True,
+            # On a secure broker: a site principal (only sites may write the input topics).
+            **(security or KafkaSecurity()).kafka_python_kwargs(),
             retries=2**31 - 1,
             delivery_timeout_ms=120_000,
             request_timeout_ms=30_000,
@@ -567,7 +579,8 @@ class KafkaSink:
         from kafka.errors import KafkaError
 
         try:
-            future = self._producer.send(topic, key=key, value=value)
+            headers = self._signer.sign(topic, key, value) if self._signer else None
+            future = self._producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as error:
             self._on_error(error)
             return
@@ -725,8 +738,14 @@ def run_replay_command(
     dry_run: bool,
     show_invalid: int,
     bootstrap: str,
+    signing_key: Path | None = None,
+    security: KafkaSecurity | None = None,
 ) -> int:
-    """``postmarket replay``: progress bar, invalid rows as they come, a summary; exit code."""
+    """``postmarket replay``: progress bar, invalid rows as they come, a summary; exit code.
+
+    ``signing_key``: the Ed25519 key file the events are signed with; workers that require
+    authenticity accept them only if it is registered for the site of every replayed row.
+    """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from kafka.errors import KafkaError
@@ -747,7 +766,13 @@ def run_replay_command(
         except (ZoneInfoNotFoundError, ValueError):
             raise MappingError(f"unknown time zone {naive_timezone!r}") from None
         mapping.resolve(kind, read_columns(path))
-        sink: CountingSink | KafkaSink = CountingSink() if dry_run else KafkaSink(bootstrap)
+        signer = SigningKey.from_file(signing_key) if signing_key is not None else None
+        sink: CountingSink | KafkaSink = (
+            CountingSink() if dry_run else KafkaSink(bootstrap, signer=signer, security=security)
+        )
+    except (SigningKeyError, KafkaSecurityError, SecretFileError) as error:
+        console.print(f"[red]replay refused:[/] {error}", highlight=False)
+        return 2
     except KafkaError as error:
         console.print(f"[red]replay refused:[/] Kafka at {bootstrap}: {error}", highlight=False)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from postmarket.contracts.events import FollowUp, Label, TruthSource
@@ -31,10 +31,44 @@ class Truth:
     source: TruthSource
     time: datetime
     followup_event_ids: tuple[uuid.UUID, ...]
+    blinded_reads: tuple[Label, Label] | None = None
+    """The case's first- and second-round blinded reads by different readers, whatever
+    settled the truth: their agreement is evidence about the labels themselves."""
 
 
 def final_truth(followups: Sequence[FollowUp]) -> Truth | None:
     """The case's final truth, or None while it still waits for evidence."""
+    truth = _decisive_truth(followups)
+    if truth is None:
+        return None
+    return replace(truth, blinded_reads=blinded_read_pair(followups))
+
+
+def blinded_read_pair(followups: Sequence[FollowUp]) -> tuple[Label, Label] | None:
+    """The earliest first-round and second-round blinded reads by two different readers."""
+    firsts, seconds = _blinded_rounds(followups)
+    for first in firsts:
+        for second in seconds:
+            if first.reader_pseudonym != second.reader_pseudonym:
+                return first.label, second.label
+    return None
+
+
+def _blinded_rounds(
+    followups: Sequence[FollowUp],
+) -> tuple[list[FollowUp], list[FollowUp]]:
+    def by_time(read_round: str) -> list[FollowUp]:
+        reads = [
+            f
+            for f in followups
+            if f.source == "reader" and f.read_round == read_round and f.blinded
+        ]
+        return sorted(reads, key=lambda f: f.event_time)
+
+    return by_time("first"), by_time("second")
+
+
+def _decisive_truth(followups: Sequence[FollowUp]) -> Truth | None:
     for source in FINAL_SOURCES:
         decisive = [f for f in followups if f.source == source]
         if decisive:
@@ -49,8 +83,7 @@ def final_truth(followups: Sequence[FollowUp]) -> Truth | None:
 
 
 def _agreeing_double_read(reads: Sequence[FollowUp]) -> Truth | None:
-    firsts = [r for r in reads if r.read_round == "first" and r.blinded]
-    seconds = [r for r in reads if r.read_round == "second" and r.blinded]
+    firsts, seconds = _blinded_rounds(reads)
     for first in firsts:
         for second in seconds:
             independent = first.reader_pseudonym != second.reader_pseudonym

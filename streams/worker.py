@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import atexit
+import cProfile
+import os
+
 import faust
-from prometheus_client import start_http_server
 
 import streams.agents  # noqa: F401 - registers the agents on the app
+from postmarket.metrics_endpoint import serve_metrics
 from postmarket.stack.kafka import ensure_topics
 from streams.app import app, internal_topics, registry, settings
+
+PROFILE_ENV = "POSTMARKET_WORKER_PROFILE"
+"""Set to a file path to profile the whole worker (cProfile) and write the stats there at
+exit; off unless set. For finding hot spots under load (bench/bench_pipeline.py)."""
 
 
 def run(loglevel: str = "info") -> None:
     """Create the app's internal topics, serve /metrics, then run until SIGTERM or Ctrl-C."""
-    ensure_topics(settings.kafka_bootstrap, internal_topics(app))
-    start_http_server(settings.worker_metrics_port, settings.worker_metrics_host, registry=registry)
+    ensure_topics(
+        settings.kafka_bootstrap, internal_topics(app), security=settings.kafka_security()
+    )
+    endpoint = settings.metrics_endpoint(settings.worker_metrics_host, settings.worker_metrics_port)
+    serve_metrics(registry, endpoint)
+    _profile_if_asked(os.environ.get(PROFILE_ENV))
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def _profile_if_asked(stats_file: str | None) -> None:
+    if not stats_file:
+        return
+    profiler = cProfile.Profile()
+    atexit.register(profiler.dump_stats, stats_file)
+    atexit.register(profiler.disable)  # atexit runs last-registered first
+    profiler.enable()

@@ -62,6 +62,23 @@ def kafka_stack(request: pytest.FixtureRequest) -> Iterator[manager.UpResult]:
         release_stack_home(request, home)
 
 
+SECURE_SITE = "secure-site-a"
+"""The site whose principal the secure stack is started with (``up --secure --site``)."""
+
+
+@pytest.fixture(scope="session")
+def secure_kafka_stack(request: pytest.FixtureRequest) -> Iterator[manager.UpResult]:
+    """``stack up --secure``: SASL_SSL, ACLs and quotas; principals worker, auditor and
+    ``site-secure-site-a``; ``.settings`` connect as the worker principal."""
+    home = make_stack_home("pms-secure-stack-")
+    try:
+        result = manager.up(Settings(home=home), secure=True, sites=[SECURE_SITE])
+        yield result
+    finally:
+        manager.down(Settings(home=home))
+        release_stack_home(request, home)
+
+
 @pytest.fixture(scope="session")
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL server started through postmarket.stack.postgres; yields its URL."""

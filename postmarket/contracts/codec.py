@@ -25,6 +25,7 @@ from postmarket.contracts.events import (
     Outcome,
     Prediction,
     RegistryEntry,
+    SiteKeyRegistration,
 )
 
 EventT = TypeVar("EventT", bound=Contract)
@@ -36,6 +37,7 @@ CONTRACT_BY_TOPIC: dict[str, type[Contract]] = {
     topics.ALERTS: Alert,
     topics.DEADLETTER: DeadLetter,
     topics.REGISTRY: RegistryEntry,
+    topics.SITE_KEYS: SiteKeyRegistration,
 }
 
 MAX_EVENT_BYTES = 64 * 1024

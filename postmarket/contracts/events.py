@@ -8,6 +8,8 @@ misreading it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -179,6 +181,8 @@ class Outcome(Contract):
     followup_event_ids: tuple[uuid.UUID, ...] = Field(min_length=1)
     study_design: StudyDesign
     joined_at: JoinPosition
+    blinded_reads: tuple[Label, Label] | None = None
+    """First- and second-round blinded reads by two readers, when the case had them."""
 
     @property
     def correct(self) -> bool:
@@ -222,6 +226,7 @@ DeadLetterReason = Literal[
     "impossible_value",
     "unknown_source",
     "internal_error",
+    "authenticity",
 ]
 
 
@@ -267,6 +272,48 @@ class RegistryEntry(Contract):
 
     def as_key(self) -> str:
         return f"{self.device_id}|{self.device_version}"
+
+
+ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{43}=$"
+KEY_ID_PATTERN = r"^ed25519-[0-9a-f]{16}$"
+
+
+def site_key_id(public_key: bytes) -> str:
+    """The short, stable name of an Ed25519 public key (raw 32 bytes): a hash, not a secret."""
+    return "ed25519-" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+class SiteKeyRegistration(Contract):
+    """One public key a site signs its events with (a compacted topic keeps the latest).
+
+    A site may have several keys valid at once (rotation); a key whose ``revoked_at`` has
+    passed signs nothing the workers accept any more, whatever the events claim.
+    """
+
+    site_id: Identifier
+    key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)]
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key: Annotated[str, StringConstraints(pattern=ED25519_PUBLIC_KEY_PATTERN)]
+    """The raw 32-byte Ed25519 public key, base64."""
+    registered_at: AwareDatetime
+    revoked_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _key_id_names_the_key(self) -> SiteKeyRegistration:
+        if site_key_id(self.public_key_bytes) != self.key_id:
+            raise ValueError("key_id is not the hash of public_key")
+        return self
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return base64.b64decode(self.public_key)
+
+    def revoked(self, at: datetime) -> bool:
+        """Whether this key no longer vouches for anything at time ``at``."""
+        return self.revoked_at is not None and self.revoked_at <= at
+
+    def as_key(self) -> str:
+        return f"{self.site_id}|{self.key_id}"
 
 
 def utc_now() -> datetime:

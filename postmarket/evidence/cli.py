@@ -7,6 +7,7 @@ Only typer is imported here; SQLAlchemy and the store are imported inside each c
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -282,9 +283,10 @@ def publish(
     if not entries:
         typer.echo("the registry is empty: nothing to publish")
         return
-    target = bootstrap or Settings().kafka_bootstrap
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
     try:
-        sent = publish_registry(entries, target)
+        sent = publish_registry(entries, target, settings.kafka_security())
     except Exception as error:  # kafka-python raises many kinds; say which and stop
         raise _fail(f"publishing to {target} failed: {type(error).__name__}: {error}") from None
     typer.echo(f"published {sent} registry entries to pms.registry.v1 at {target}")
@@ -447,12 +449,40 @@ def sink(
     ] = None,
     max_records: Annotated[int, typer.Option(help="records per poll and transaction")] = 500,
     url: UrlOption = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics/--no-metrics",
+            help="serve /metrics (alerts by lifecycle status) at POSTMARKET_EVIDENCE_METRICS_HOST"
+            ":POSTMARKET_EVIDENCE_METRICS_PORT",
+        ),
+    ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="/metrics port \\[default: POSTMARKET_EVIDENCE_METRICS_PORT]"
+        ),
+    ] = None,
+    alerts_refresh: Annotated[
+        float, typer.Option(min=1.0, metavar="SECONDS", help="how often alert counts are re-read")
+    ] = 15.0,
+    review_every: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            metavar="SECONDS",
+            help="how often (after new records) to refresh weekly performance snapshots and "
+            "compare each site with its fleet",
+        ),
+    ] = 60.0,
 ) -> None:
     """Write outcomes, predictions and alerts from Kafka into the evidence store.
 
     Long-running; SIGTERM or Ctrl-C stops it after the current batch. Offsets are
     committed only after the batch is in the database, and writes skip events already
-    stored, so a crash or redelivery never loses or duplicates evidence.
+    stored, so a crash or redelivery never loses or duplicates evidence. Its /metrics
+    (loopback by default; TLS and basic auth as for the workers) counts the store's
+    alerts by stream, detector, severity and lifecycle status.
     """
     import logging
 
@@ -460,17 +490,69 @@ def sink(
     from postmarket.evidence.sink import EvidenceSink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    target = bootstrap or Settings().kafka_bootstrap
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
     with _open(url) as store:
-        running = EvidenceSink(store, target, group=group, max_records=max_records)
+        running = EvidenceSink(
+            store,
+            target,
+            group=group,
+            max_records=max_records,
+            security=settings.kafka_security(),
+            review_every_s=review_every,
+        )
         running.install_signal_handlers()
         typer.echo(f"evidence sink: group {group} at {target}", err=True)
-        counts = running.run(until_idle_s=until_idle)
+        exporter = _serve_alert_metrics(store, metrics_port, alerts_refresh) if metrics else None
+        try:
+            counts = running.run(until_idle_s=until_idle)
+        finally:
+            if exporter is not None:
+                exporter()
     typer.echo(
         f"stored {counts.outcomes_new} outcomes, {counts.predictions_new} predictions, "
         f"{counts.alerts_new} alerts from {counts.records} records "
-        f"({counts.duplicates} already stored, {counts.invalid} invalid)"
+        f"({counts.duplicates} already stored, {counts.invalid} invalid); "
+        f"{counts.snapshots} performance snapshots, {counts.fleet_alerts} site-vs-fleet alerts"
     )
+
+
+def _serve_alert_metrics(
+    store: EvidenceStore, port: int | None, refresh_s: float
+) -> Callable[[], None]:
+    """Serve the store's alert counts on /metrics; return what stops it.
+
+    A sink started beside a local stack announces itself to the stack's Prometheus.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from postmarket.config import STACK_STATE_FILE, Settings
+    from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
+    from postmarket.metrics_endpoint import MetricsEndpointError, serve_metrics
+
+    settings = Settings()
+    registry = CollectorRegistry()
+    refresh = PeriodicRefresh(EvidenceMetrics(registry), store, refresh_s)
+    try:
+        endpoint = settings.metrics_endpoint(
+            settings.evidence_metrics_host,
+            settings.evidence_metrics_port if port is None else port,
+        )
+        server = serve_metrics(registry, endpoint)
+    except (MetricsEndpointError, OSError) as error:
+        raise _fail(f"cannot serve /metrics: {error}") from None
+    refresh.start()
+    typer.echo(f"evidence sink metrics on {server.url}", err=True)
+    if (settings.home / STACK_STATE_FILE).is_file():
+        from postmarket.stack.prometheus import EVIDENCE_JOB, register_scrape_target
+
+        register_scrape_target(settings.home, EVIDENCE_JOB, server.address)
+
+    def stop() -> None:
+        refresh.stop()
+        server.close()
+
+    return stop
 
 
 @evidence_app.command("regulator-role")

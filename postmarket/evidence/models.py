@@ -287,6 +287,9 @@ class FieldOutcome(Base):
     slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
     slice_thickness_band: Mapped[str | None] = mapped_column(String(16))
     recorded_at: Mapped[datetime]
+    first_read: Mapped[str | None] = mapped_column(String(16))
+    """First-round blinded read (revision 4); None when the case had no read pair."""
+    second_read: Mapped[str | None] = mapped_column(String(16))
 
 
 class FieldPrediction(Base):

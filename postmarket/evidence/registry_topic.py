@@ -15,6 +15,7 @@ from postmarket import topics
 from postmarket.contracts.codec import encode
 from postmarket.contracts.events import RegistryEntry, utc_now
 from postmarket.evidence.store import DeviceView, VersionView
+from postmarket.kafka_security import KafkaSecurity
 from postmarket.versions import ChangeClass, change_class, most_significant_change
 
 PUBLISH_TIMEOUT_S = 30.0
@@ -51,7 +52,9 @@ def registry_entries(
     return entries
 
 
-def publish_registry(entries: Sequence[RegistryEntry], bootstrap: str) -> int:
+def publish_registry(
+    entries: Sequence[RegistryEntry], bootstrap: str, security: KafkaSecurity | None = None
+) -> int:
     """Produce ``entries`` keyed ``device|version`` (acks=all, idempotent); how many sent.
 
     Raises ``kafka.errors.KafkaError`` if the broker does not acknowledge every entry.
@@ -63,6 +66,7 @@ def publish_registry(entries: Sequence[RegistryEntry], bootstrap: str) -> int:
         client_id="postmarket-registry-publisher",
         acks="all",
         enable_idempotence=True,
+        **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
     try:
         futures = [

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from detectors import (
     BetaBinomialConfidenceSequence,
+    KappaEstimate,
+    cohen_kappa_from_table,
     dersimonian_laird,
     logit_proportion_effects,
     pooled_proportion,
@@ -206,6 +208,26 @@ class VersionRow:
 
 
 @dataclass(frozen=True)
+class ReaderAgreementRow:
+    """Agreement of the two blinded readers behind one version's outcomes at one site.
+
+    ``site`` is ``all sites`` for the version's pooled row. ``kappa`` is None when it is
+    undefined (no pairs, or every read gave the same label).
+    """
+
+    version: str
+    task: str
+    site: str
+    pairs: int
+    agreeing: int
+    kappa: KappaEstimate | None
+
+    @property
+    def observed_agreement(self) -> float | None:
+        return self.agreeing / self.pairs if self.pairs else None
+
+
+@dataclass(frozen=True)
 class CompletenessRow:
     """Follow-up completeness of one version at one site, per design."""
 
@@ -240,6 +262,7 @@ class DeviceReport:
     completeness: tuple[CompletenessRow, ...]
     truth_sources: dict[str, int]
     audit: ChainVerdict
+    reader_agreement: tuple[ReaderAgreementRow, ...] = ()
 
     @property
     def design(self) -> DesignCounts:
@@ -501,6 +524,34 @@ def completeness_rows(
     return sorted(rows, key=lambda r: (_version_order(r.version), r.site, r.task, r.study_design))
 
 
+def reader_agreement_rows(outcomes: Sequence[OutcomeRecord]) -> list[ReaderAgreementRow]:
+    """Cohen's kappa of the blinded read pairs per version and task, per site and pooled."""
+    read = [o for o in outcomes if o.blinded_reads is not None]
+    rows: list[ReaderAgreementRow] = []
+    for (version, task), cases in _group(
+        read, lambda o: (o.stream.device_version, o.stream.task)
+    ).items():
+        per_site = _group(cases, lambda o: (o.stream.site_id,))
+        groups = [("all sites", cases)] + [(site, group) for (site,), group in per_site.items()]
+        rows += [_agreement_row(version, task, site, group) for site, group in groups]
+    return sorted(rows, key=lambda r: (_version_order(r.version), r.task, r.site != "all sites"))
+
+
+def _agreement_row(
+    version: str, task: str, site: str, cases: Sequence[OutcomeRecord]
+) -> ReaderAgreementRow:
+    labels = ("positive", "negative")
+    table = [[0, 0], [0, 0]]
+    for first, second in (case.blinded_reads for case in cases if case.blinded_reads):
+        table[labels.index(first)][labels.index(second)] += 1
+    try:
+        kappa: KappaEstimate | None = cohen_kappa_from_table(table)
+    except ValueError:  # one label only: chance agreement is 1, kappa undefined
+        kappa = None
+    agreeing = table[0][0] + table[1][1]
+    return ReaderAgreementRow(version, task, site, len(cases), agreeing, kappa)
+
+
 def build_report(
     store: EvidenceStore,
     device_id: str,
@@ -535,4 +586,5 @@ def build_report(
         completeness=tuple(completeness_rows(predictions, outcomes)),
         truth_sources=dict(Counter(o.truth_source for o in outcomes)),
         audit=store.verify_audit_chain(),
+        reader_agreement=tuple(reader_agreement_rows(outcomes)),
     )

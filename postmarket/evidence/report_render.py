@@ -36,6 +36,7 @@ SECTIONS = {
     "alerts": "Alerts and their resolution",
     "versions": "Version history and change control",
     "provenance": "Data provenance and completeness",
+    "readers": "Ground-truth quality: reader agreement",
 }
 """Section id -> heading, in report order."""
 
@@ -535,6 +536,44 @@ def _provenance(report: DeviceReport) -> str:
     )
 
 
+def _readers(report: DeviceReport) -> str:
+    rows = [
+        [
+            _e(r.version), _e(r.task), _e(r.site), str(r.pairs),
+            _e(_pct(r.observed_agreement)),
+            _e(f"{r.kappa.kappa:.3f}" if r.kappa else "-"),
+            _e(f"{r.kappa.lower:.3f} - {r.kappa.upper:.3f}" if r.kappa else "-"),
+        ]
+        for r in report.reader_agreement
+    ]  # fmt: skip
+    table = (
+        _table(
+            [
+                "Version",
+                "Task",
+                "Site",
+                "Read pairs",
+                "Observed agreement",
+                "Cohen's kappa",
+                "95 % CI",
+            ],
+            rows,
+        )  # fmt: skip
+        if rows
+        else "<p class=none>No case in the window had two blinded reads.</p>"
+    )
+    read = DesignCounts.of(o for o in report.outcomes if o.blinded_reads is not None)
+    return _section(
+        "readers",
+        _design_line(read, "Outcomes with two blinded reads")
+        + "<p class=note>The labels behind every outcome above come from two blinded reads by "
+        "different readers, adjudicated when they disagree (or from pathology and follow-up). "
+        "Cohen's kappa of the two reads before adjudication measures how reproducible the "
+        "ground truth is: low agreement at a site weakens its performance figures. Intervals "
+        "use the large-sample standard error of Fleiss, Cohen and Everitt (1969).</p>" + table,
+    )
+
+
 STYLE = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10.5pt; color: #222;
        margin: 24px auto; max-width: 1100px; }
@@ -568,6 +607,7 @@ def render_html(report: DeviceReport) -> str:
             _alerts(report),
             _versions(report),
             _provenance(report),
+            _readers(report),
         )
     )
     return (

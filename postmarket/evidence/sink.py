@@ -7,6 +7,10 @@ consumer group's offsets are committed only after those transactions committed. 
 
 Invalid records are skipped and counted (the workers dead-letter them upstream; the sink
 is a reader and must not stall on one).
+
+Every ``review_every_s`` (after new records) the sink also reviews the whole store, which
+no single worker sees: weekly performance snapshots (:mod:`.snapshots`) and each site
+against its fleet (:mod:`.fleet_review`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from typing import Any
 
 from postmarket import topics
 from postmarket.contracts.codec import ContractViolation, decode
-from postmarket.contracts.events import Alert, Outcome, Prediction
+from postmarket.contracts.events import Alert, Outcome, Prediction, utc_now
+from postmarket.evidence.fleet_review import review_fleet
+from postmarket.evidence.snapshots import refresh_snapshots
 from postmarket.evidence.store import EvidenceStore
+from postmarket.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,10 @@ class SinkCounts:
     duplicates: int = 0
     invalid: int = 0
     batches: int = 0
+    snapshots: int = 0
+    """Weekly performance snapshots stored because a figure moved."""
+    fleet_alerts: int = 0
+    """Site-vs-fleet alerts raised by the periodic review."""
     invalid_by_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -95,14 +106,32 @@ class EvidenceSink:
         group: str = SINK_GROUP,
         max_records: int = 500,
         poll_timeout_s: float = 1.0,
+        security: KafkaSecurity | None = None,
+        review_every_s: float | None = 60.0,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
         self.group = group
         self.max_records = max_records
         self.poll_timeout_s = poll_timeout_s
         self.counts = SinkCounts()
+        self.review_every_s = review_every_s
         self._stopping = False
+        self._reviewed_at = time.monotonic()
+        self._unreviewed = False
+
+    def review(self) -> None:
+        """Refresh every device's weekly snapshots and compare each site with its fleet."""
+        for device_id in self.store.field_devices():
+            self.counts.snapshots += refresh_snapshots(self.store, device_id)
+        self.counts.fleet_alerts += len(review_fleet(self.store, utc_now()))
+        self._reviewed_at, self._unreviewed = time.monotonic(), False
+
+    def _review_if_due(self) -> None:
+        every = self.review_every_s
+        if every is not None and self._unreviewed and time.monotonic() - self._reviewed_at >= every:
+            self.review()
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""
@@ -136,6 +165,7 @@ class EvidenceSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.max_records,
+            **self.security.kafka_python_kwargs(),
         )
         last_record = time.monotonic()
         try:
@@ -156,6 +186,7 @@ class EvidenceSink:
                         log.warning("offset commit failed after a rebalance: %s", error)
                     self.counts.records += len(records)
                     self.counts.batches += 1
+                    self._unreviewed = True
                     last_record = time.monotonic()
                     if on_batch is not None:
                         on_batch(self.counts)
@@ -165,6 +196,9 @@ class EvidenceSink:
                     last_record = time.monotonic()
                 elif until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
                     break
+                self._review_if_due()
         finally:
             consumer.close(autocommit=False)
+        if self._unreviewed and self.review_every_s is not None:
+            self.review()  # what the last batches brought is reviewed before returning
         return self.counts

@@ -32,11 +32,13 @@ from postmarket.evidence.models import (
     DeviceVersion,
     FieldOutcome,
     FieldPrediction,
+    PerformanceSnapshot,
     Registration,
     Site,
     Task,
     VersionSighting,
 )
+from postmarket.evidence.snapshots import Snapshot, changed_snapshots
 from postmarket.evidence.unregistered_change import DeviceRegistry
 from postmarket.versions import ChangeKind, ChangeRecord, Version
 
@@ -92,6 +94,7 @@ class OutcomeRecord:
     manufacturer: str | None
     model: str | None
     slice_thickness_band: str | None
+    blinded_reads: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,17 @@ class AlertView:
     resolved_by: str | None
     resolved_at: datetime | None
     resolution: str | None
+
+
+@dataclass(frozen=True)
+class AlertStatusCount:
+    """The number of alerts of one stream, detector and severity in one lifecycle status."""
+
+    stream: StreamKey
+    detector: str
+    severity: str
+    status: AlertStatus
+    alerts: int
 
 
 def _now() -> datetime:
@@ -380,37 +394,9 @@ class EvidenceStore:
         A version or site the registry does not know yet is added (unregistered) first, so
         the field's reality is on record even when the manufacturer's paperwork is not.
         """
-        parsed = Version.parse(stream.device_version)
         try:
             with self._transaction() as session:
-                device = _device(session, stream.device_id, missing_ok=True)
-                if device is None:
-                    device = Device(device_key=stream.device_id, name="", manufacturer="")
-                    device.created_at = _now()
-                    session.add(device)
-                version = _version(session, device, parsed, missing_ok=True)
-                if version is None:
-                    version = DeviceVersion(
-                        device=device,
-                        version=str(parsed),
-                        major=parsed.major,
-                        minor=parsed.minor,
-                        corrective=parsed.corrective,
-                        bugfix=parsed.bugfix,
-                        created_at=_now(),
-                    )
-                    version.registration = Registration(
-                        status="unregistered",
-                        regulator="",
-                        reference="",
-                        registered_on=None,
-                        created_at=_now(),
-                    )
-                    session.add(version)
-                site = session.scalars(select(Site).where(Site.site_key == stream.site_id)).first()
-                if site is None:
-                    site = Site(site_key=stream.site_id, name="", created_at=_now())
-                    session.add(site)
+                version, site = _field_stream(session, stream)
                 session.flush()
                 seen = session.scalars(
                     select(VersionSighting).where(
@@ -546,6 +532,34 @@ class EvidenceStore:
                 query = query.where(AlertRow.status == status.value)
             return [_alert_view(row) for row in session.scalars(query)]
 
+    def alert_status_counts(self) -> list[AlertStatusCount]:
+        """How many alerts each stream, detector and severity has in each lifecycle status."""
+        group = (
+            AlertRow.device_key,
+            AlertRow.device_version,
+            AlertRow.site_key,
+            AlertRow.task,
+            AlertRow.detector,
+            AlertRow.severity,
+            AlertRow.status,
+        )
+        query = select(*group, func.count()).group_by(*group)
+        with self._sessions() as session:
+            return [
+                AlertStatusCount(
+                    stream=StreamKey(
+                        device_id=device, device_version=version, site_id=site, task=task
+                    ),
+                    detector=detector,
+                    severity=severity,
+                    status=AlertStatus(status),
+                    alerts=int(count),
+                )
+                for device, version, site, task, detector, severity, status, count in (
+                    session.execute(query)
+                )
+            ]
+
     # --- field outcomes and predictions (written by the evidence sink) ----------------------
 
     def record_field_events(
@@ -577,6 +591,12 @@ class EvidenceStore:
         query = query.order_by(FieldOutcome.prediction_time, FieldOutcome.event_id)
         with self._sessions() as session:
             return [_outcome_record(row) for row in session.scalars(query)]
+
+    def field_devices(self) -> list[str]:
+        """The devices that have outcomes from the field, registered or not."""
+        query = select(FieldOutcome.device_key).distinct().order_by(FieldOutcome.device_key)
+        with self._sessions() as session:
+            return list(session.scalars(query))
 
     def outcome_count(self, device_id: str | None = None) -> int:
         query = select(func.count()).select_from(FieldOutcome)
@@ -611,6 +631,84 @@ class EvidenceStore:
                     predictions=int(count),
                 )
                 for version, site, task, design, count in session.execute(query)
+            ]
+
+    # --- performance snapshots (written by the evidence sink on a timer) --------------------
+
+    def record_snapshots(self, device_id: str, snapshots: Sequence[Snapshot]) -> int:
+        """Store the snapshots whose figures moved since the latest of their series.
+
+        Returns how many were new. Versions, sites and tasks seen only in the field are
+        added (unregistered), as for a first sighting.
+        """
+        latest = {s.identity: s for s in self.snapshots(device_id)}
+        fresh = changed_snapshots(snapshots, latest)
+        if not fresh:
+            return 0
+        now = _now()
+        with self._transaction() as session:
+            for snapshot in fresh:
+                version = _field_version(session, device_id, snapshot.version, snapshot.task)
+                task = next(t for t in version.device.tasks if t.name == snapshot.task)
+                site = None
+                if snapshot.site is not None:
+                    _, site = _field_stream(
+                        session,
+                        StreamKey(
+                            device_id=device_id,
+                            device_version=snapshot.version,
+                            site_id=snapshot.site,
+                            task=snapshot.task,
+                        ),
+                    )
+                session.add(
+                    PerformanceSnapshot(
+                        version_id=version.id,
+                        task_id=task.id,
+                        site_id=site.id if site is not None else None,
+                        stratum="",
+                        metric=snapshot.metric,
+                        successes=snapshot.successes,
+                        trials=snapshot.trials,
+                        ci_lower=snapshot.ci_lower,
+                        ci_upper=snapshot.ci_upper,
+                        window_start=snapshot.window_start,
+                        window_end=snapshot.window_end,
+                        study_design=snapshot.study_design,
+                        followup_completeness=snapshot.followup_completeness,
+                        recorded_at=now,
+                    )
+                )
+        return len(fresh)
+
+    def snapshots(self, device_id: str) -> list[Snapshot]:
+        """A device's performance snapshots, oldest recorded first."""
+        query = (
+            select(PerformanceSnapshot, DeviceVersion.version, Task.name, Site.site_key)
+            .join(DeviceVersion, PerformanceSnapshot.version_id == DeviceVersion.id)
+            .join(Device, DeviceVersion.device_id == Device.id)
+            .join(Task, PerformanceSnapshot.task_id == Task.id)
+            .outerjoin(Site, PerformanceSnapshot.site_id == Site.id)
+            .where(Device.device_key == device_id)
+            .order_by(PerformanceSnapshot.recorded_at, PerformanceSnapshot.id)
+        )
+        with self._sessions() as session:
+            return [
+                Snapshot(
+                    version=version,
+                    task=task,
+                    site=site,
+                    metric=row.metric,
+                    study_design=row.study_design,
+                    window_start=_aware(row.window_start),
+                    window_end=_aware(row.window_end),
+                    successes=row.successes,
+                    trials=row.trials,
+                    ci_lower=row.ci_lower,
+                    ci_upper=row.ci_upper,
+                    followup_completeness=row.followup_completeness,
+                )
+                for row, version, task, site in session.execute(query)
             ]
 
     def device_alerts(self, device_id: str) -> list[AlertView]:
@@ -695,6 +793,8 @@ def _outcome_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
         "slice_thickness_mm": acquisition.slice_thickness_mm,
         "slice_thickness_band": acquisition.slice_thickness_band,
         "recorded_at": now,
+        "first_read": outcome.blinded_reads[0] if outcome.blinded_reads else None,
+        "second_read": outcome.blinded_reads[1] if outcome.blinded_reads else None,
     }
 
 
@@ -730,7 +830,12 @@ def _outcome_record(row: FieldOutcome) -> OutcomeRecord:
         manufacturer=row.manufacturer,
         model=row.model,
         slice_thickness_band=row.slice_thickness_band,
+        blinded_reads=_read_pair(row.first_read, row.second_read),
     )
+
+
+def _read_pair(first: str | None, second: str | None) -> tuple[str, str] | None:
+    return (first, second) if first is not None and second is not None else None
 
 
 def _check_status(status: str) -> None:
@@ -751,6 +856,50 @@ def _audit_record(row: AuditEntryRow) -> AuditRecord:
         previous_hash=row.previous_hash,
         entry_hash=row.entry_hash,
     )
+
+
+def _field_stream(session: Session, stream: StreamKey) -> tuple[DeviceVersion, Site]:
+    """The version and site of a stream seen in the field, added (unregistered) if new."""
+    version = _field_version(session, stream.device_id, stream.device_version, stream.task)
+    site = session.scalars(select(Site).where(Site.site_key == stream.site_id)).first()
+    if site is None:
+        site = Site(site_key=stream.site_id, name="", created_at=_now())
+        session.add(site)
+        session.flush()
+    return version, site
+
+
+def _field_version(session: Session, device_id: str, text: str, task: str) -> DeviceVersion:
+    """A version (and its task) seen in the field, added unregistered if the registry lacks it."""
+    parsed = Version.parse(text)
+    device = _device(session, device_id, missing_ok=True)
+    if device is None:
+        device = Device(device_key=device_id, name="", manufacturer="")
+        device.created_at = _now()
+        session.add(device)
+    version = _version(session, device, parsed, missing_ok=True)
+    if version is None:
+        version = DeviceVersion(
+            device=device,
+            version=str(parsed),
+            major=parsed.major,
+            minor=parsed.minor,
+            corrective=parsed.corrective,
+            bugfix=parsed.bugfix,
+            created_at=_now(),
+        )
+        version.registration = Registration(
+            status="unregistered",
+            regulator="",
+            reference="",
+            registered_on=None,
+            created_at=_now(),
+        )
+        session.add(version)
+    if not any(existing.name == task for existing in device.tasks):
+        device.tasks.append(Task(name=task, description=""))
+    session.flush()
+    return version
 
 
 def _device(session: Session, device_id: str, *, missing_ok: bool = False) -> Device:

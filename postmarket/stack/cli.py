@@ -17,8 +17,11 @@ from rich.status import Status
 from rich.table import Table
 
 from postmarket.config import Settings
+from postmarket.kafka_security import KafkaSecurityError
+from postmarket.secrets import SecretFileError
 from postmarket.stack import manager
 from postmarket.stack.processes import StackError
+from postmarket.stack.security import SiteQuota
 
 stack_app = typer.Typer(
     name="stack",
@@ -33,6 +36,23 @@ stack_app = typer.Typer(
 console = Console()
 error_console = Console(stderr=True)
 T = TypeVar("T")
+_DEFAULT_QUOTA = SiteQuota()
+ByteRateOption = Annotated[
+    int,
+    typer.Option(
+        "--site-byte-rate",
+        min=1024,
+        help="Quota: bytes/s each site principal may produce.",
+    ),
+]
+RequestShareOption = Annotated[
+    float,
+    typer.Option(
+        "--site-request-percentage",
+        min=1.0,
+        help="Quota: share of one broker request thread (percent) each site may use.",
+    ),
+]
 
 
 class RichProgress:
@@ -60,7 +80,7 @@ def _run(action: Callable[[], T]) -> T:
     """Run ``action``; turn an expected failure into one error line and exit code 1."""
     try:
         return action()
-    except (StackError, ValidationError, OSError) as error:
+    except (StackError, ValidationError, OSError, KafkaSecurityError, SecretFileError) as error:
         headline, _, details = str(error).partition("\n")
         error_console.print(f"[red]error:[/] {headline}", highlight=False, soft_wrap=True)
         if details:
@@ -81,6 +101,22 @@ def up(
         float,
         typer.Option(help="Seconds to wait for each service to become ready.", min=1),
     ] = manager.DEFAULT_TIMEOUT,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="Run Kafka with TLS, SCRAM principals, ACLs and per-site quotas "
+            "(credentials in <home>/secure).",
+        ),
+    ] = False,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site", help="With --secure: create a write-only principal for this site id."
+        ),
+    ] = None,
+    site_byte_rate: ByteRateOption = _DEFAULT_QUOTA.producer_byte_rate,
+    site_request_percentage: RequestShareOption = _DEFAULT_QUOTA.request_percentage,
 ) -> None:
     """Start Kafka and Prometheus (and PostgreSQL with --postgres); create the topics.
 
@@ -88,11 +124,22 @@ def up(
 
     The chosen addresses go to <home>/stack.json, where every postmarket command finds them.
     """
+    if site and not secure:
+        error_console.print("[red]error:[/] --site needs --secure")
+        raise typer.Exit(code=2)
 
     def start() -> manager.UpResult:
         settings = Settings()
         with _spinner("starting the local stack") as progress:
-            return manager.up(settings, with_postgres=postgres, progress=progress, timeout=timeout)
+            return manager.up(
+                settings,
+                with_postgres=postgres,
+                progress=progress,
+                timeout=timeout,
+                secure=secure,
+                sites=site or (),
+                quota=SiteQuota(site_byte_rate, site_request_percentage),
+            )
 
     result = _run(start)
     table = Table(title=f"local stack in {result.settings.home}", show_header=False)
@@ -100,7 +147,28 @@ def up(
     table.add_row("prometheus_url", result.settings.prometheus_url)
     table.add_row("evidence_url", result.settings.evidence_database_url)
     table.add_row("kafka", f"{result.kafka_version} (cluster {result.cluster_id})")
+    if result.secure:
+        table.add_row("kafka security", "SASL_SSL (SCRAM-SHA-512), ACLs, site quotas")
+        table.add_row("kafka CA", str(result.settings.kafka_ca_file))
+        table.add_row("principals", ", ".join(result.principals))
     console.print(table)
+
+
+@stack_app.command("add-site")
+def add_site(
+    site_id: Annotated[str, typer.Argument(help="The site id its collector sends as.")],
+    site_byte_rate: ByteRateOption = _DEFAULT_QUOTA.producer_byte_rate,
+    site_request_percentage: RequestShareOption = _DEFAULT_QUOTA.request_percentage,
+) -> None:
+    """Create a write-only Kafka principal for one more site on the running secure stack.
+
+    Prints the principal and its password file (0600); give both to that site's collector
+    (POSTMARKET_KAFKA_USERNAME, POSTMARKET_KAFKA_PASSWORD_FILE) with the CA file.
+    """
+    quota = SiteQuota(site_byte_rate, site_request_percentage)
+    principal, password_file = _run(lambda: manager.add_site(Settings(), site_id, quota))
+    console.print(f"[green]✓[/] principal [bold]{principal}[/]: write-only on the input topics")
+    console.print(f"password file: {password_file}", highlight=False)
 
 
 @stack_app.command()
@@ -126,6 +194,9 @@ def status() -> None:
     console.print(services)
     if report.cluster_id:
         console.print(f"Kafka {report.kafka_version}, cluster id {report.cluster_id}")
+    if report.secure:
+        sites = ", ".join(report.sites) or "none yet (stack add-site SITE)"
+        console.print(f"security: SASL_SSL, ACLs, site quotas; sites: {sites}")
     if report.targets:
         targets = Table(title="Prometheus scrape targets")
         for column in ("job", "url", "health"):

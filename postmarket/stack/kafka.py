@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from postmarket.kafka_security import KafkaSecurity
 from postmarket.stack.processes import (
     LOOPBACK,
     ProcessRecord,
@@ -50,10 +51,11 @@ class TopicMismatchError(StackError):
 
 @dataclass(frozen=True)
 class KafkaPorts:
-    """The two listeners of the combined node."""
+    """The listeners of the combined node (``internal`` only on a secure stack)."""
 
     broker: int
     controller: int
+    internal: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -205,11 +207,14 @@ def running_version(pid: int) -> str | None:
 # --- configuration ----------------------------------------------------------------------------
 
 
-def render_server_properties(paths: KafkaPaths, ports: KafkaPorts) -> str:
+def render_server_properties(
+    paths: KafkaPaths, ports: KafkaPorts, overrides: Mapping[str, str | int] | None = None
+) -> str:
     """``server.properties`` for a single combined KRaft node listening on loopback only.
 
     Replication factors are 1 because there is one broker; rebalance delay is 0 so a
-    worker that joins alone starts at once instead of waiting three seconds.
+    worker that joins alone starts at once instead of waiting three seconds. ``overrides``
+    (the secure stack's listeners, TLS and authorizer) replace or add entries.
     """
     settings: dict[str, str | int] = {
         "process.roles": "broker,controller",
@@ -230,6 +235,7 @@ def render_server_properties(paths: KafkaPaths, ports: KafkaPorts) -> str:
         "auto.create.topics.enable": "false",
         "group.initial.rebalance.delay.ms": 0,
     }
+    settings.update(overrides or {})
     header = "# Written by postmarket.stack.kafka on every `stack up`; edits are overwritten.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -281,11 +287,13 @@ def java_command(
     return [java, *extra, "-cp", f"{jar_dir}/*", main_class, *args]
 
 
-def write_config(paths: KafkaPaths, ports: KafkaPorts) -> None:
+def write_config(
+    paths: KafkaPaths, ports: KafkaPorts, overrides: Mapping[str, str | int] | None = None
+) -> None:
     """Render this start's server.properties and log4j2 config into the home."""
     paths.config_dir.mkdir(parents=True, exist_ok=True)
     paths.log.parent.mkdir(parents=True, exist_ok=True)
-    paths.server_properties.write_text(render_server_properties(paths, ports))
+    paths.server_properties.write_text(render_server_properties(paths, ports, overrides))
     paths.log4j2_config.write_text(render_log4j2_config(paths.log))
 
 
@@ -349,7 +357,9 @@ def _quiet_kafka_client() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, timeout: float = 10.0) -> Iterator[Any]:
+def admin_client(
+    bootstrap: str, timeout: float = 10.0, security: KafkaSecurity | None = None
+) -> Iterator[Any]:
     """A kafka-python ``KafkaAdminClient`` that is closed afterwards."""
     try:
         from kafka.admin import KafkaAdminClient
@@ -363,6 +373,9 @@ def admin_client(bootstrap: str, timeout: float = 10.0) -> Iterator[Any]:
         client_id="postmarket-stack",
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,
+        # Polled while the broker starts: a long exponential backoff would notice it late.
+        reconnect_backoff_max_ms=500,
+        **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
     try:
         yield client
@@ -380,9 +393,11 @@ def cluster_info_from_metadata(metadata: Mapping[str, Any]) -> ClusterInfo:
     )
 
 
-def describe_cluster(bootstrap: str, timeout: float = 10.0) -> ClusterInfo:
+def describe_cluster(
+    bootstrap: str, timeout: float = 10.0, security: KafkaSecurity | None = None
+) -> ClusterInfo:
     """One metadata round trip: proves the broker answers, and says which cluster it is."""
-    with _quiet_kafka_client(), admin_client(bootstrap, timeout) as admin:
+    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
         return cluster_info_from_metadata(admin.describe_cluster())
 
 
@@ -399,17 +414,23 @@ def _failure(message: str, paths: KafkaPaths) -> StackError:
 
 
 def wait_until_ready(
-    record: ProcessRecord, paths: KafkaPaths, timeout: float = READY_TIMEOUT
+    record: ProcessRecord,
+    paths: KafkaPaths,
+    timeout: float = READY_TIMEOUT,
+    bootstrap: str | None = None,
+    security: KafkaSecurity | None = None,
 ) -> ClusterInfo:
     """Block until the broker answers ``describe_cluster``; fail fast if the JVM exits."""
-    bootstrap = f"{LOOPBACK}:{record.port}"
+    bootstrap = bootstrap or f"{LOOPBACK}:{record.port}"
     deadline = time.monotonic() + timeout
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         if not is_running(record.pid):
             raise _failure(f"Kafka (pid {record.pid}) exited during startup", paths)
         try:
-            info = describe_cluster(bootstrap, timeout=min(5.0, max(1.0, timeout / 10)))
+            info = describe_cluster(
+                bootstrap, timeout=min(5.0, max(1.0, timeout / 10)), security=security
+            )
         except (StackError, TypeError, ValueError):
             raise
         except Exception as error:  # any client error means "not ready yet"
@@ -456,16 +477,22 @@ def existing_partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int
     }
 
 
-def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
+    replication_factor: int = 1,
+) -> list[str]:
     """Create the missing pipeline topics; return the names created (idempotent)."""
     names = [spec.name for spec in specs]
-    with _quiet_kafka_client(), admin_client(bootstrap, timeout) as admin:
+    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
         missing = topics_to_create(specs, existing_partition_counts(admin, names))
         if missing:
             request = {
                 spec.name: {
                     "num_partitions": spec.partitions,
-                    "replication_factor": 1,
+                    "replication_factor": replication_factor,
                     "configs": dict(spec.configs),
                 }
                 for spec in missing

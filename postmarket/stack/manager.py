@@ -12,13 +12,14 @@ import contextlib
 import fcntl
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from postmarket.config import STACK_STATE_FILE, Settings
-from postmarket.stack import kafka, postgres, prometheus
+from postmarket.kafka_security import KafkaSecurity
+from postmarket.stack import kafka, postgres, prometheus, security
 from postmarket.stack.processes import (
     ProcessRecord,
     StackError,
@@ -35,6 +36,7 @@ KAFKA = "kafka"
 PROMETHEUS = "prometheus"
 POSTGRES = "postgres"
 KAFKA_CONTROLLER = "kafka-controller"
+KAFKA_INTERNAL = "kafka-internal"
 SERVICE_ORDER = (KAFKA, PROMETHEUS, POSTGRES)
 # PostgreSQL's SIGTERM is a "smart" shutdown that waits for clients to leave; SIGINT is
 # the "fast" one that still shuts down cleanly.
@@ -72,6 +74,10 @@ class StackState:
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     kafka_version: str | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    secure: bool = False
+    """Kafka runs with SASL_SSL, mutual TLS inside, ACLs and quotas (``up --secure``)."""
+    sites: list[str] = field(default_factory=list)
+    """Site ids with a principal on the secure broker (names only, never passwords)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document written to ``stack.json``."""
@@ -80,6 +86,8 @@ class StackState:
             "processes": {name: record.to_json() for name, record in self.processes.items()},
             "kafka_version": self.kafka_version,
             "ports": dict(self.ports),
+            "secure": self.secure,
+            "sites": list(self.sites),
         }
 
     @classmethod
@@ -93,6 +101,8 @@ class StackState:
             },
             kafka_version=data.get("kafka_version"),
             ports={str(k): int(v) for k, v in (data.get("ports") or {}).items()},
+            secure=bool(data.get("secure", False)),
+            sites=[str(site) for site in data.get("sites") or []],
         )
 
 
@@ -128,11 +138,24 @@ def _exclusive(home: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def client_settings(state: StackState) -> dict[str, str]:
-    """The addresses clients should use, derived from the running processes."""
+def client_settings(state: StackState, home: Path | None = None) -> dict[str, str]:
+    """The addresses clients should use, derived from the running processes.
+
+    On a secure stack local clients (worker, evidence sink) use the worker principal: the
+    settings name its password *file* and the CA, never a password.
+    """
     addresses: dict[str, str] = {}
     if KAFKA in state.processes:
         addresses["kafka_bootstrap"] = f"127.0.0.1:{state.processes[KAFKA].port}"
+        if state.secure and home is not None:
+            paths = security.SecurePaths(home)
+            addresses.update(
+                kafka_security_protocol="SASL_SSL",
+                kafka_sasl_mechanism="SCRAM-SHA-512",
+                kafka_username=security.WORKER,
+                kafka_password_file=str(paths.password_file(security.WORKER)),
+                kafka_ca_file=str(paths.ca_cert),
+            )
     if PROMETHEUS in state.processes:
         addresses["prometheus_url"] = prometheus.base_url(state.processes[PROMETHEUS].port)
     if POSTGRES in state.processes:
@@ -153,6 +176,8 @@ class UpResult:
     kafka_version: str
     cluster_id: str
     topics_created: tuple[str, ...]
+    secure: bool = False
+    principals: tuple[str, ...] = ()
 
 
 def _running_records(state: StackState, home: Path) -> dict[str, ProcessRecord]:
@@ -170,6 +195,16 @@ def _refuse_strays(home: Path, running: dict[str, ProcessRecord]) -> None:
         )
 
 
+def admin_endpoint(home: Path, state: StackState) -> tuple[str, KafkaSecurity | None]:
+    """Where and how the stack itself administers Kafka (the admin certificate if secure)."""
+    if state.secure:
+        internal = state.ports.get(KAFKA_INTERNAL)
+        if internal is None:
+            raise StackError(f"{state_file(home)} records a secure stack without its admin port")
+        return f"127.0.0.1:{internal}", security.SecurePaths(home).admin_security()
+    return f"127.0.0.1:{state.processes[KAFKA].port}", None
+
+
 def _start_kafka(
     home: Path, state: StackState, timeout: float, progress: Progress
 ) -> ProcessRecord:
@@ -182,14 +217,26 @@ def _start_kafka(
     broker = free_port(state.ports.get(KAFKA))
     controller = free_port(state.ports.get(KAFKA_CONTROLLER), exclude=[broker])
     ports = kafka.KafkaPorts(broker=broker, controller=controller)
-    kafka.write_config(paths, ports)
+    chosen = {KAFKA: broker, KAFKA_CONTROLLER: controller}
+    overrides: dict[str, str | int] = {}
+    if state.secure:
+        internal = free_port(state.ports.get(KAFKA_INTERNAL), exclude=[broker, controller])
+        ports = kafka.KafkaPorts(broker=broker, controller=controller, internal=internal)
+        chosen[KAFKA_INTERNAL] = internal
+        secure_paths = security.SecurePaths(home)
+        if not secure_paths.ca_cert.is_file():
+            progress.begin(KAFKA, "creating the local CA and certificates (first run only)")
+        security.ensure_certificates(secure_paths)
+        overrides = security.server_settings(secure_paths, broker, internal, controller)
+    kafka.write_config(paths, ports, overrides)
     progress.begin(KAFKA, "formatting storage")
     kafka.format_storage(paths, jar_dir)
     record = kafka.start(paths, ports, jar_dir)
-    _remember(home, state, record, {KAFKA: broker, KAFKA_CONTROLLER: controller})
+    _remember(home, state, record, chosen)
     state.kafka_version = version
     progress.begin(KAFKA, f"waiting for the broker on {ports.bootstrap} (pid {record.pid})")
-    kafka.wait_until_ready(record, paths, timeout)
+    bootstrap, admin_security = admin_endpoint(home, state)
+    kafka.wait_until_ready(record, paths, timeout, bootstrap=bootstrap, security=admin_security)
     return record
 
 
@@ -198,7 +245,13 @@ def _start_prometheus(
 ) -> ProcessRecord:
     paths = prometheus.PrometheusPaths(home)
     port = free_port(state.ports.get(PROMETHEUS))
-    prometheus.write_config(paths, port, prometheus.alert_rule_files(kafka.deploy_dir()))
+    prometheus.write_config(
+        paths,
+        port,
+        prometheus.alert_rule_files(kafka.deploy_dir()),
+        # Workers and the sink of this home read the same settings: scrape them as served.
+        prometheus.central_scrape_security(Settings(home=home)),
+    )
     record = prometheus.start(paths, port)
     _remember(home, state, record, {PROMETHEUS: port})
     progress.begin(PROMETHEUS, f"waiting for /-/ready on port {port} (pid {record.pid})")
@@ -238,20 +291,35 @@ def up(
     with_postgres: bool = False,
     progress: Progress | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    secure: bool = False,
+    sites: Sequence[str] = (),
+    quota: security.SiteQuota | None = None,
 ) -> UpResult:
     """Start whatever part of the stack is not running, create the topics, record it all.
 
     Idempotent: services already running are reported in ``already_running`` and left
     alone. If a service fails to start, the services this call started are stopped again
     so a failed ``up`` leaves nothing half-running; their logs stay in ``<home>/logs``.
+
+    ``secure`` runs Kafka with TLS, SCRAM principals (worker, auditor, one per site in
+    ``sites``), ACLs and per-site ``quota`` (see :mod:`postmarket.stack.security`).
     """
     progress = progress or SilentProgress()
     home = settings.home.absolute()
+    for site_id in sites:
+        security.site_principal(site_id)  # refuse a bad site id before starting anything
     with _exclusive(home):
         state = load_state(home)
         running = _running_records(state, home)
         _refuse_strays(home, running)
+        if KAFKA in running and state.secure != secure:
+            mode = "secure" if state.secure else "plaintext"
+            raise StackError(
+                f"Kafka is already running in {mode} mode; `postmarket stack down` first to "
+                f"switch to {'secure' if secure else 'plaintext'}"
+            )
         state.processes = dict(running)
+        state.secure = secure
         wanted = [KAFKA, PROMETHEUS] + ([POSTGRES] if with_postgres else [])
         # Written before Prometheus starts so its first service discovery already sees it.
         prometheus.register_scrape_target(
@@ -268,24 +336,76 @@ def up(
                 progress.done(name, f"started on port {record.port} (pid {record.pid})")
             kafka_record = state.processes[KAFKA]
             progress.begin(KAFKA, "creating pipeline topics")
-            bootstrap = f"127.0.0.1:{kafka_record.port}"
-            info = kafka.describe_cluster(bootstrap)
-            created = kafka.ensure_topics(bootstrap, pipeline_topics(settings.topic_partitions))
+            bootstrap, admin_security = admin_endpoint(home, state)
+            info = kafka.describe_cluster(bootstrap, security=admin_security)
+            created = kafka.ensure_topics(
+                bootstrap, pipeline_topics(settings.topic_partitions), security=admin_security
+            )
             progress.done(KAFKA, f"topics ready ({len(created)} created)")
+            principals: list[str] = []
+            if secure:
+                progress.begin(KAFKA, "creating principals, ACLs and site quotas")
+                state.sites = sorted(set(state.sites) | set(sites))
+                with kafka.admin_client(bootstrap, security=admin_security) as admin:
+                    principals = security.grant(
+                        admin,
+                        security.SecurePaths(home),
+                        worker_id=settings.worker_id,
+                        site_ids=state.sites,
+                        quota=quota,
+                        quota_site_ids=sites,
+                    )
+                progress.done(KAFKA, f"secure: {len(principals)} principals with ACLs")
         except BaseException:
             _roll_back(home, state, keep=set(running))
             raise
-        state.settings = client_settings(state)
+        state.settings = client_settings(state, home)
         save_state(home, state)
     version = kafka.running_version(kafka_record.pid) or state.kafka_version or "unknown"
     return UpResult(
-        settings=settings.model_copy(update={"home": home, **state.settings}),
+        # Validated, so the paths in stack.json's settings become Paths again.
+        settings=type(settings).model_validate(
+            {**settings.model_dump(), "home": home, **state.settings}
+        ),
         started=tuple(started),
         already_running=tuple(name for name in wanted if name in running),
         kafka_version=version,
         cluster_id=info.cluster_id,
         topics_created=tuple(created),
+        secure=secure,
+        principals=tuple(principals),
     )
+
+
+def add_site(
+    settings: Settings, site_id: str, quota: security.SiteQuota | None = None
+) -> tuple[str, Path]:
+    """Give one more site a principal on the running secure broker: SCRAM user, ACLs, quota.
+
+    Returns the principal and its password file (0600) to hand to that site's collector.
+    """
+    home = settings.home.absolute()
+    principal = security.site_principal(site_id)
+    with _exclusive(home):
+        state = load_state(home)
+        if KAFKA not in _running_records(state, home):
+            raise StackError("Kafka is not running; `postmarket stack up --secure` first")
+        if not state.secure:
+            raise StackError("the stack runs without security; restart it with `up --secure`")
+        bootstrap, admin_security = admin_endpoint(home, state)
+        paths = security.SecurePaths(home)
+        with kafka.admin_client(bootstrap, security=admin_security) as admin:
+            security.grant(
+                admin,
+                paths,
+                worker_id=settings.worker_id,
+                site_ids=[site_id],
+                quota=quota,
+                central=False,
+            )
+        state.sites = sorted(set(state.sites) | {site_id})
+        save_state(home, state)
+    return principal, paths.password_file(principal)
 
 
 def _roll_back(home: Path, state: StackState, keep: set[str]) -> None:
@@ -296,7 +416,7 @@ def _roll_back(home: Path, state: StackState, keep: set[str]) -> None:
         # replace it.
         with contextlib.suppress(OSError, StackError):
             _stop(record, home)
-    state.settings = client_settings(state)
+    state.settings = client_settings(state, home)
     save_state(home, state)
 
 
@@ -326,6 +446,8 @@ class StackStatus:
     cluster_id: str | None = None
     broker_count: int = 0
     targets: tuple[prometheus.ScrapeTarget, ...] = ()
+    secure: bool = False
+    sites: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -333,20 +455,23 @@ class StackStatus:
         return bool(self.services) and all(s.running and s.ready for s in self.services)
 
 
-def _kafka_status(home: Path, record: ProcessRecord | None) -> tuple[ServiceStatus, dict[str, Any]]:
+def _kafka_status(home: Path, state: StackState) -> tuple[ServiceStatus, dict[str, Any]]:
     log = str(kafka.KafkaPaths(home).log)
+    record = state.processes.get(KAFKA)
     if record is None or not is_ours(record.pid, home):
         return ServiceStatus(KAFKA, False, False, None, "", "not running", log), {}
     bootstrap = f"127.0.0.1:{record.port}"
     version = kafka.running_version(record.pid)
     try:
-        info = kafka.describe_cluster(bootstrap, timeout=5.0)
+        admin_bootstrap, admin_security = admin_endpoint(home, state)
+        info = kafka.describe_cluster(admin_bootstrap, timeout=5.0, security=admin_security)
     except Exception as error:  # any client failure means "running but not answering"
         detail = f"no metadata answer: {kafka.describe_error(error)}"
         return ServiceStatus(KAFKA, True, False, record.pid, bootstrap, detail, log), {
             "kafka_version": version
         }
-    detail = f"Kafka {version}, {info.broker_count} broker(s)"
+    mode = "secure: SASL_SSL, ACLs" if state.secure else "plaintext"
+    detail = f"Kafka {version}, {info.broker_count} broker(s), {mode}"
     status = ServiceStatus(KAFKA, True, info.broker_count > 0, record.pid, bootstrap, detail, log)
     facts = {
         "kafka_version": version,
@@ -388,12 +513,19 @@ def status(settings: Settings) -> StackStatus:
     """Probe every recorded service: process alive, and answering (metadata, /-/ready, SQL)."""
     home = settings.home.absolute()
     state = load_state(home)
-    kafka_service, kafka_facts = _kafka_status(home, state.processes.get(KAFKA))
+    kafka_service, kafka_facts = _kafka_status(home, state)
     prometheus_service, prometheus_facts = _prometheus_status(home, state.processes.get(PROMETHEUS))
     services = [kafka_service, prometheus_service]
     if POSTGRES in state.processes:
         services.append(_postgres_status(home, state.processes[POSTGRES]))
-    return StackStatus(home=home, services=tuple(services), **kafka_facts, **prometheus_facts)
+    return StackStatus(
+        home=home,
+        services=tuple(services),
+        secure=state.secure,
+        sites=tuple(state.sites),
+        **kafka_facts,
+        **prometheus_facts,
+    )
 
 
 # --- down -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postmarket.stack.processes import (
     LOOPBACK,
@@ -29,9 +29,13 @@ from postmarket.stack.processes import (
     tail,
 )
 
+if TYPE_CHECKING:
+    from postmarket.config import Settings
+
 WORKER_JOB = "postmarket-worker"
 COLLECTOR_JOB = "postmarket-collector"
-PIPELINE_JOBS = (WORKER_JOB, COLLECTOR_JOB)
+EVIDENCE_JOB = "postmarket-evidence"
+PIPELINE_JOBS = (WORKER_JOB, COLLECTOR_JOB, EVIDENCE_JOB)
 SCRAPE_INTERVAL = "5s"
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 READY_TIMEOUT = 30.0
@@ -73,9 +77,58 @@ class ScrapeTarget:
     last_error: str = ""
 
 
-def render_config(paths: PrometheusPaths, own_port: int, rule_files: Sequence[Path] = ()) -> str:
+@dataclass(frozen=True)
+class ScrapeSecurity:
+    """How Prometheus reaches a job's /metrics served with TLS and/or basic auth.
+
+    ``ca_file`` verifies the endpoint's certificate (a self-signed certificate is its own
+    CA); the password stays in ``password_file``, which Prometheus reads itself.
+    """
+
+    ca_file: Path | None = None
+    username: str = ""
+    password_file: Path | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        return self.ca_file is None and self.password_file is None
+
+    def render(self, indent: str = "    ") -> list[str]:
+        lines = []
+        if self.ca_file is not None:
+            lines += [
+                f"{indent}scheme: https",
+                f"{indent}tls_config:",
+                f"{indent}  ca_file: {json.dumps(str(self.ca_file))}",
+            ]
+        if self.password_file is not None:
+            lines += [
+                f"{indent}basic_auth:",
+                f"{indent}  username: {json.dumps(self.username)}",
+                f"{indent}  password_file: {json.dumps(str(self.password_file))}",
+            ]
+        return lines
+
+
+def central_scrape_security(settings: Settings) -> dict[str, ScrapeSecurity]:
+    """The worker's and evidence sink's endpoint security from their shared Settings."""
+    scrape = ScrapeSecurity(
+        ca_file=settings.metrics_tls_cert_file,
+        username=settings.metrics_basic_auth_user,
+        password_file=settings.metrics_basic_auth_password_file,
+    )
+    return {} if scrape.is_plain else {WORKER_JOB: scrape, EVIDENCE_JOB: scrape}
+
+
+def render_config(
+    paths: PrometheusPaths,
+    own_port: int,
+    rule_files: Sequence[Path] = (),
+    scrape_security: Mapping[str, ScrapeSecurity] | None = None,
+) -> str:
     """``prometheus.yml``: Prometheus itself plus one file-discovered job per pipeline role,
-    and the project's alerting rules when given.
+    and the project's alerting rules when given. A job in ``scrape_security`` is scraped
+    over HTTPS and/or with basic auth (its endpoint is configured so).
 
     The output is YAML written by hand (JSON-quoted strings are valid YAML), which spares a
     YAML dependency for a file this small.
@@ -95,8 +148,9 @@ def render_config(paths: PrometheusPaths, own_port: int, rule_files: Sequence[Pa
         f"      - targets: [{json.dumps(f'{LOOPBACK}:{own_port}')}]",
     ]
     for job in PIPELINE_JOBS:
+        lines.append(f"  - job_name: {json.dumps(job)}")
+        lines += (scrape_security or {}).get(job, ScrapeSecurity()).render()
         lines += [
-            f"  - job_name: {json.dumps(job)}",
             "    file_sd_configs:",
             f"      - files: [{json.dumps(str(paths.targets_dir(job) / '*.json'))}]",
             "        refresh_interval: 5s",
@@ -134,13 +188,20 @@ def alert_rule_files(deploy: Path) -> list[Path]:
     return sorted((deploy / "prometheus" / "rules").glob("*.yml"))
 
 
-def write_config(paths: PrometheusPaths, own_port: int, rule_files: Sequence[Path] = ()) -> None:
+def write_config(
+    paths: PrometheusPaths,
+    own_port: int,
+    rule_files: Sequence[Path] = (),
+    scrape_security: Mapping[str, ScrapeSecurity] | None = None,
+) -> None:
     """Write prometheus.yml and make sure every job's target directory exists."""
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     paths.log.parent.mkdir(parents=True, exist_ok=True)
     for job in PIPELINE_JOBS:
         paths.targets_dir(job).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.config_file, render_config(paths, own_port, rule_files))
+    atomic_write_text(
+        paths.config_file, render_config(paths, own_port, rule_files, scrape_security)
+    )
 
 
 def prometheus_binary() -> str:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from postmarket import topics
+from postmarket.authenticity import AuthenticityError
 from postmarket.contracts import (
     ContractViolation,
     FollowUp,
     Prediction,
     Problem,
     RegistryEntry,
+    SiteKeyRegistration,
     StreamPrediction,
     decode_for_topic,
     encode,
@@ -37,6 +40,7 @@ from streams.channels import (
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
 from streams.retention import Watermark, case_partition, expiry
+from streams.site_keys import SiteKeyFollower
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 RETENTION = timedelta(days=settings.join_retention_days)
@@ -44,6 +48,17 @@ watermark = Watermark({})
 last_sweep: dict[int, float] = {}
 
 logger = logging.getLogger(__name__)
+
+AUTHENTICITY_REQUIRED = settings.event_authenticity == "required"
+site_keys = SiteKeyFollower(settings)
+
+
+if AUTHENTICITY_REQUIRED:
+
+    @app.task
+    async def follow_site_keys() -> None:
+        """Keep this worker's copy of every site's public keys current (see streams.site_keys)."""
+        await site_keys.run()
 
 
 @app.agent(case_inputs)
@@ -54,19 +69,62 @@ async def join_cases(stream: Any) -> None:
         position = RecordPosition(message.topic, message.partition, message.offset)
         metrics.events_consumed.labels(message.topic).inc()
         try:
-            await _join(position, message.key, event.value)
+            signer = await _authenticate(message, event.value)
+            await _join(position, message.key, event.value, message.timestamp, signer)
         except ContractViolation as violation:
-            await send_dead_letter(position, event.value, violation)
+            await send_dead_letter(position, event.value, violation, message.headers)
         except Exception as error:
             # A bug must not lose the record nor stop the agent: keep it for replay.
             logger.exception("join failed on %s", position)
             problem = Problem("<worker>", f"{type(error).__name__} while joining")
             internal = ContractViolation("record", "internal_error", [problem])
-            await send_dead_letter(position, event.value, internal)
+            await send_dead_letter(position, event.value, internal, message.headers)
 
 
-async def _join(position: RecordPosition, key: bytes | None, value: bytes | None) -> None:
+async def _authenticate(message: Any, value: bytes | None) -> SiteKeyRegistration | None:
+    """The registration of the key that signed this record (None when authenticity is off).
+
+    Runs before anything reads the event: a record that is not provably from a registered,
+    unrevoked site key is dead-lettered with reason ``authenticity``, and counted per site.
+    """
+    if not AUTHENTICITY_REQUIRED:
+        return None
+    keyring = site_keys.keyring
+    arguments = (message.headers, message.topic, message.key, value or b"")
+    try:
+        try:
+            return keyring.verify(*arguments)
+        except AuthenticityError as error:
+            # A key registered just before its first event may not have reached us yet.
+            if error.failure != "unknown_key" or not await site_keys.catch_up():
+                raise
+            return keyring.verify(*arguments)
+    except AuthenticityError as error:
+        raise _refused(error, keyring.metric_site(value)) from None
+
+
+def _refused(error: AuthenticityError, metric_site: str) -> ContractViolation:
+    """Count a refused record under its (bounded) site label; the violation to dead-letter."""
+    metrics.events_unauthentic.labels(metric_site, error.failure).inc()
+    return ContractViolation("record", "authenticity", [Problem("<signature>", error.reason)])
+
+
+async def _join(
+    position: RecordPosition,
+    key: bytes | None,
+    value: bytes | None,
+    sent_at: float,
+    signer: SiteKeyRegistration | None = None,
+) -> None:
+    """``sent_at``: the record's Kafka timestamp (CreateTime: when the collector sent it);
+    ``signer``: the registration of the key that signed it, checked against its site."""
     case_event = _case_event(position.topic, key, value)
+    if signer is not None:
+        try:
+            site_keys.keyring.check_site(signer, case_event.site_id)
+        except AuthenticityError as error:
+            claimed = site_keys.keyring.metric_site(value, case_event.site_id)
+            raise _refused(error, claimed) from None
     metrics.site_last_event.labels(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
     case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
@@ -87,6 +145,9 @@ async def _join(position: RecordPosition, key: bytes | None, value: bytes | None
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             metrics.outcomes.labels(*labels, outcome.decision, outcome.label).inc()
+            # Pipeline latency of the record that completed the join, not the clinical
+            # wait for truth (event times), which the follow-up completeness shows.
+            metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
     _sweep_if_due(position.partition)
 
 
@@ -141,14 +202,30 @@ async def _judge_first_sighting(prediction: Prediction) -> None:
 
 
 async def send_dead_letter(
-    position: RecordPosition, value: bytes | None, violation: ContractViolation
+    position: RecordPosition,
+    value: bytes | None,
+    violation: ContractViolation,
+    headers: Any = None,
 ) -> None:
-    """Keep an unusable record on the dead-letter topic with its reason, and count it."""
+    """Keep an unusable record on the dead-letter topic with its reason, and count it.
+
+    The original record's headers (its signature) go along, so a fixed record can be
+    re-sent exactly as the collector signed it.
+    """
     record = dead_letter(
         position.topic, position.partition, position.offset, value or b"", violation
     )
-    await deadletter.send(key=position.topic.encode(), value=encode(record))
+    await deadletter.send(
+        key=position.topic.encode(), value=encode(record), headers=_header_pairs(headers)
+    )
     metrics.events_deadlettered.labels(position.topic, violation.code).inc()
+
+
+def _header_pairs(headers: Any) -> list[tuple[str, bytes]] | None:
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(name), bytes(content)) for name, content in pairs if content is not None]
 
 
 @app.timer(interval=10.0)

@@ -182,6 +182,11 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
                 metrics.stream_performance.labels(*labels, metric, bound).set(value)
     for metric, claimed in monitor.claims.items():
         metrics.stream_claim.labels(*labels, metric).set(claimed)
+    agreement = monitor.reader_agreement()
+    if agreement is not None:
+        bounds = {"estimate": agreement.kappa, "lower": agreement.lower, "upper": agreement.upper}
+        for bound, value in bounds.items():
+            metrics.reader_agreement.labels(*labels, bound).set(value)
     for detector, (statistic, threshold) in monitor.statistics.items():
         metrics.detector_statistic.labels(*labels, detector).set(statistic)
         metrics.detector_threshold.labels(*labels, detector).set(threshold)

@@ -1,14 +1,15 @@
 """Every panel and rule expression against a real Prometheus that scraped the real pipeline.
 
-A scenario goes through a collector's outbox and delivery loop, Kafka and a stream worker;
-the stack's Prometheus scrapes both. Then each panel query (template variables set to the
-scenario's device, version and site) must return series, every expression must parse, and
-the template variables must offer what the scenario used.
+A scenario goes through a collector's outbox and delivery loop, Kafka, a stream worker and
+the evidence sink; the stack's Prometheus scrapes all three. Then each panel query (template
+variables set to the scenario's device, version and site) must return series, every
+expression must parse, and the template variables must offer what the scenario used.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,17 +28,25 @@ from prometheus_client import CollectorRegistry, start_http_server
 from collectors.delivery import DeliveryLoop
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.producer import EventProducer
 from dashboards import metric_names
 from dashboards.build import render_all
 from dashboards.queries import PanelQuery, panel_queries, resolve, variable_queries
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import encode
+from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
+from postmarket.evidence.sink import EvidenceSink
+from postmarket.evidence.store import EvidenceStore
 from postmarket.local_worker import LocalWorker
-from postmarket.stack.prometheus import COLLECTOR_JOB, WORKER_JOB, register_scrape_target
+from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
+from postmarket.stack.prometheus import (
+    COLLECTOR_JOB,
+    EVIDENCE_JOB,
+    WORKER_JOB,
+    register_scrape_target,
+)
 from tests.factories import make_followup, make_prediction, make_registry_entry
-from tests.integration.pipeline_io import free_port, send_raw
+from tests.integration.pipeline_io import SignedProducer, free_port, send_raw
 
 pytestmark = pytest.mark.integration
 
@@ -136,10 +145,10 @@ def _feed(bootstrap: str, outbox_dir: Path, metrics: CollectorMetrics, s: Scenar
     with Outbox(outbox_dir / "outbox.db", metrics=metrics) as outbox:
         for event in events:
             outbox.put(event)
-        loop = DeliveryLoop(outbox, lambda: EventProducer(bootstrap), metrics)
+        loop = DeliveryLoop(outbox, lambda: SignedProducer(bootstrap), metrics)
         loop.drain()
         loop.close()
-    with EventProducer(bootstrap) as producer:  # a collector resend: counted as duplicate
+    with SignedProducer(bootstrap) as producer:  # a collector resend: counted as duplicate
         producer.deliver([events[0]])
     send_raw(bootstrap, topics.PREDICTIONS, [(b"c-bad", b"not an event")])
 
@@ -173,12 +182,27 @@ def scenario(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     worker = LocalWorker(settings, tmp / "worker.log")
     worker.start()
+    # The evidence sink stores the worker's alerts and exports them by lifecycle status.
+    store = EvidenceStore(f"sqlite:///{tmp / 'evidence.db'}")
+    sink = EvidenceSink(store, settings.kafka_bootstrap, group=f"sink-{uuid.uuid4().hex[:8]}")
+    sink_thread = threading.Thread(target=sink.run, name="evidence-sink", daemon=True)
+    evidence_registry = CollectorRegistry()
+    refresh = PeriodicRefresh(EvidenceMetrics(evidence_registry), store, interval_s=1.0)
+    evidence_server = serve_metrics(evidence_registry, MetricsEndpoint(port=free_port()))
+    register_scrape_target(home, EVIDENCE_JOB, evidence_server.address)
+    sink_thread.start()
+    refresh.start()
     try:
         _feed(settings.kafka_bootstrap, tmp, collector_metrics, s)
         _wait_for_series(s)
         yield s
     finally:
         worker.stop()
+        sink.stop()
+        sink_thread.join(timeout=30)
+        refresh.stop()
+        evidence_server.close()
+        store.close()
         server.shutdown()
         thread.join(timeout=5)
 

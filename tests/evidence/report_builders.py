@@ -66,11 +66,19 @@ def field_cases(
         prediction = make_prediction(decision=decision, **fields)
         predictions.append(prediction)
         if rng.random() < 0.8:
-            outcome = make_outcome(
-                decision, "positive" if positive else "negative", offset=i, **fields
-            )
-            outcomes.append(outcome.model_copy(update={"prediction_event_id": prediction.event_id}))
+            label = "positive" if positive else "negative"
+            outcome = make_outcome(decision, label, offset=i, **fields)
+            update: dict[str, object] = {"prediction_event_id": prediction.event_id}
+            if i % 2 == 0:  # every other case was double read; readers err 8 % of the time
+                update["blinded_reads"] = tuple(_misread(label, rng) for _ in range(2))
+            outcomes.append(outcome.model_copy(update=update))
     return outcomes, predictions
+
+
+def _misread(label: str, rng: np.random.Generator) -> str:
+    if rng.random() < 0.08:
+        return "negative" if label == "positive" else "positive"
+    return label
 
 
 def populated_store(store: EvidenceStore) -> EvidenceStore:

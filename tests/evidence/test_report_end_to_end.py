@@ -16,14 +16,13 @@ from report_builders import SCANNERS, SPECIFICITY
 from report_rendering import EXPECTED_SECTIONS, headings, is_blank, pdf_pages, screenshot
 from typer.testing import CliRunner
 
-from collectors.producer import EventProducer
 from postmarket.cli import app
 from postmarket.config import Settings
 from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction
-from tests.integration.pipeline_io import free_port
+from tests.integration.pipeline_io import SignedProducer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,7 +109,7 @@ def test_report_on_pipeline_data_shows_the_claim_failing(
     register(sqlite_url, device, bootstrap)
     time.sleep(2)  # the worker's global registry table follows the compacted topic
     events, followed = field_events(device)
-    with EventProducer(bootstrap) as producer:
+    with SignedProducer(bootstrap) as producer:
         producer.deliver(events)
 
     sink_until(sqlite_url, bootstrap, device, followed, timeout_s=180)

@@ -131,3 +131,24 @@ def test_cli_refuses_a_reversed_period(report_url: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert "before --from" in result.output
+
+
+def test_reader_agreement_is_kappa_of_the_stored_read_pairs(report: DeviceReport) -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    read = [o for o in report.outcomes if o.blinded_reads is not None]
+    assert read, "the builder double-reads every other case"
+    for row in report.reader_agreement:
+        cases = [
+            o
+            for o in read
+            if o.stream.device_version == row.version
+            and (row.site == "all sites" or o.stream.site_id == row.site)
+        ]
+        first = [o.blinded_reads[0] for o in cases if o.blinded_reads]
+        second = [o.blinded_reads[1] for o in cases if o.blinded_reads]
+        assert row.pairs == len(cases)
+        assert row.kappa is not None
+        assert row.kappa.kappa == pytest.approx(cohen_kappa_score(first, second), abs=1e-12)
+    pooled = {r.version for r in report.reader_agreement if r.site == "all sites"}
+    assert pooled == {"2.1.0.3", "2.2.0.0"}

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.producer import Delivery, EncodedEvent, EventProducer
+from postmarket import topics
+from postmarket.authenticity import Headers, SigningKey, claimed_site
 from postmarket.contracts import Contract, ContractViolation, decode
+from postmarket.site_key_topic import publish_site_keys
 
 EventT = TypeVar("EventT", bound=Contract)
 
@@ -47,12 +52,76 @@ def read_topic(
     raise AssertionError(f"{topic}: condition not met after {timeout_s} s ({len(records)} read)")
 
 
-def send_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    """Produce records as they are, bypassing every contract (for bad-input tests)."""
+DEFAULT_SITE = "site-a"
+"""Whose key signs a record that names no site (invalid input from a site's collector)."""
+SIGNED_TOPICS = (topics.PREDICTIONS, topics.FOLLOWUPS)
+
+
+def site_signing_key(site_id: str) -> SigningKey:
+    """A test site's own Ed25519 key, fixed by its id (never a real site's)."""
+    return SigningKey.from_seed(hashlib.sha256(f"postmarket-tests|{site_id}".encode()).digest())
+
+
+class SiteSigners:
+    """Signs each record with the key of the site it claims, as that site's collector would,
+    registering each site's key on the broker the first time (workers require signatures)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._registered: set[str] = set()
+
+    def register(self, site_id: str) -> SigningKey:
+        key = site_signing_key(site_id)
+        if site_id not in self._registered:
+            publish_site_keys([key.registration(site_id)], self.bootstrap)
+            self._registered.add(site_id)
+        return key
+
+    def sign(self, topic: str, key: bytes | None, value: bytes) -> Headers:
+        return self.register(claimed_site(value) or DEFAULT_SITE).sign(topic, key, value)
+
+
+class SignedProducer(EventProducer):
+    """The collectors' producer, each record signed as its own site's collector signs it."""
+
+    def __init__(self, bootstrap_servers: str, **options: Any) -> None:
+        super().__init__(bootstrap_servers, **options)
+        self._signers = signers(bootstrap_servers)
+
+    def deliver_encoded(self, records: Iterable[EncodedEvent]) -> list[Delivery]:
+        return super().deliver_encoded(
+            [record if record.headers else record.signed(self._signers) for record in records]
+        )
+
+
+_signers: dict[str, SiteSigners] = {}
+
+
+def signers(bootstrap: str) -> SiteSigners:
+    """The test sites' signers for the broker at ``bootstrap`` (one per session and broker)."""
+    return _signers.setdefault(bootstrap, SiteSigners(bootstrap))
+
+
+def send_raw(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    *,
+    signed: bool = True,
+    headers: Headers | None = None,
+) -> None:
+    """Produce records as they are, bypassing every contract (for bad-input tests).
+
+    Records of the case topics are signed by the key of the site they claim (as a site's
+    broken collector would send them), unless ``signed`` is False or ``headers`` are given.
+    """
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for key, value in records:
-            producer.send(topic, key=key, value=value)
+            record_headers = headers
+            if record_headers is None and signed and topic in SIGNED_TOPICS:
+                record_headers = signers(bootstrap).sign(topic, key, value)
+            producer.send(topic, key=key, value=value, headers=record_headers)
         producer.flush(timeout=30)
     finally:
         producer.close()

@@ -17,16 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Outcome
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (
+    SignedProducer,
     free_port,
     metric_value,
     read_topic,
+    signers,
     valid_events,
     wait_for_metric,
     wait_until_caught_up,
@@ -107,7 +108,7 @@ def send_live(bootstrap: str, cases: list[Case], site: str) -> None:
                 case_pseudonym=pseudonym, site_id=site, event_time=case.truth_at, label=case.label
             )
         )
-    with EventProducer(bootstrap) as producer:
+    with SignedProducer(bootstrap) as producer:
         producer.deliver(events)
 
 
@@ -151,7 +152,14 @@ def replay_cli(bootstrap: str, file: Path, kind: str, *options: str) -> str:
 
 def replay_history(bootstrap: str, files: tuple[Path, Path], site: str) -> tuple[str, str]:
     predictions_file, followups_file = files
-    common = ["--constant", f"site_id={site}", "--column", "case_pseudonym=PatientPseudonym"]
+    # The site's own key, registered with the workers (which require signed events).
+    key_file = predictions_file.parent / f"{site}-signing.pem"
+    if not key_file.exists():
+        signers(bootstrap).register(site).write(key_file)
+    common = [
+        *("--constant", f"site_id={site}", "--column", "case_pseudonym=PatientPseudonym"),
+        *("--signing-key", str(key_file)),
+    ]
     predicted = replay_cli(
         bootstrap,
         predictions_file,

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, encode
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
+    SignedProducer,
     free_port,
     read_topic,
     send_raw,
@@ -63,7 +63,7 @@ def test_sensitivity_below_the_registered_claim_raises_alerts(worker: LocalWorke
             )
         )
         events.append(make_followup(case_pseudonym=case, site_id=site, label="positive"))
-    with EventProducer(bootstrap) as producer:
+    with SignedProducer(bootstrap) as producer:
         producer.deliver(events)
 
     def mine(records: list[Any]) -> list[Alert]:
@@ -91,7 +91,7 @@ def test_a_version_needing_registration_alerts_on_first_sighting(worker: LocalWo
     site = f"site-{uuid.uuid4().hex[:8]}"
     # Under nmpa-syzb a B change (bug fix) runs without registration; a Y change may not.
     bug_fix, enhancement = "3.1.0.7", "3.2.0.0"
-    with EventProducer(bootstrap) as producer:
+    with SignedProducer(bootstrap) as producer:
         producer.deliver(
             [
                 make_prediction(

@@ -10,13 +10,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import encode
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_registry_entry
-from tests.integration.pipeline_io import free_port, metric_value, send_raw, wait_until_caught_up
+from tests.integration.pipeline_io import (
+    SignedProducer,
+    free_port,
+    metric_value,
+    send_raw,
+    wait_until_caught_up,
+)
 from tests.integration.scenario_cases import CELLS, offline_confusion, two_site_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,7 +46,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_count(
     second = LocalWorker(second_settings, tmp_path / "worker-2.log")
     first.start()
     try:
-        with EventProducer(base.kafka_bootstrap) as producer:
+        with SignedProducer(base.kafka_bootstrap) as producer:
             producer.deliver(events[:half])
             second.start()  # the group rebalances: partitions and their tables move
             producer.deliver(events[half:])

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from collectors.producer import EventProducer
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, encode
@@ -19,6 +18,7 @@ from postmarket.local_worker import LocalWorker
 from streams.retention import case_partition
 from tests.factories import T0, make_followup, make_prediction
 from tests.integration.pipeline_io import (
+    SignedProducer,
     free_port,
     metric_value,
     read_all,
@@ -73,7 +73,7 @@ def test_prediction_and_followup_join_into_one_outcome(worker: LocalWorker) -> N
     case, site = f"c-{uuid.uuid4().hex}", _unique_site()
     prediction = make_prediction(case_pseudonym=case, site_id=site, decision="negative")
     followup = make_followup(case_pseudonym=case, site_id=site, label="positive")
-    with EventProducer(worker.settings.kafka_bootstrap) as producer:
+    with SignedProducer(worker.settings.kafka_bootstrap) as producer:
         producer.deliver([prediction, followup])
 
     [outcome] = _outcomes_of(worker.settings.kafka_bootstrap, {prediction.event_id}, 1)
@@ -94,7 +94,7 @@ def test_resent_events_are_counted_once(worker: LocalWorker) -> None:
     case, site = f"c-{uuid.uuid4().hex}", _unique_site()
     prediction = make_prediction(case_pseudonym=case, site_id=site)
     followup = make_followup(case_pseudonym=case, site_id=site)
-    with EventProducer(worker.settings.kafka_bootstrap) as producer:
+    with SignedProducer(worker.settings.kafka_bootstrap) as producer:
         producer.deliver([prediction, prediction, followup, followup, prediction])
 
     settings = worker.settings
@@ -120,7 +120,7 @@ def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalW
     ]
     send_raw(bootstrap, topics.PREDICTIONS, bad)
     followup = make_followup(case_pseudonym=good.case_pseudonym)
-    with EventProducer(bootstrap) as producer:
+    with SignedProducer(bootstrap) as producer:
         producer.deliver([good, followup])
 
     _outcomes_of(bootstrap, {good.event_id}, 1)
@@ -165,7 +165,7 @@ def test_truth_later_than_retention_finds_its_case_expired(
     )
     stale = make_prediction(case_pseudonym=waiting, site_id=site, event_time=T0)
     with LocalWorker(settings, tmp_path / "worker.log") as worker:
-        with EventProducer(settings.kafka_bootstrap) as producer:
+        with SignedProducer(settings.kafka_bootstrap) as producer:
             producer.deliver(
                 [
                     stale,
@@ -189,3 +189,24 @@ def test_truth_later_than_retention_finds_its_case_expired(
         joined = {o.prediction_event_id for o in valid_events(records, Outcome)}
         assert stale.event_id not in joined
         assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 0
+
+
+def test_outcome_latency_is_observed_once_per_new_outcome(worker: LocalWorker) -> None:
+    """Seconds from the completing record's Kafka timestamp to the outcome: one observation
+    per outcome, and well under five seconds on a loopback broker."""
+    settings = worker.settings
+    wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
+    latency = "postmarket_outcome_latency_seconds"
+    count_before = metric_value(worker.metrics_url, f"{latency}_count")
+    fast_before = metric_value(worker.metrics_url, f"{latency}_bucket", le="5.0")
+    case, site = f"c-{uuid.uuid4().hex}", _unique_site()
+    with SignedProducer(settings.kafka_bootstrap) as producer:
+        producer.deliver(
+            [
+                make_prediction(case_pseudonym=case, site_id=site),
+                make_followup(case_pseudonym=case, site_id=site),
+            ]
+        )
+    wait_for_metric(worker.metrics_url, "postmarket_outcomes_total", 1, site_id=site)
+    assert metric_value(worker.metrics_url, f"{latency}_count") == count_before + 1
+    assert metric_value(worker.metrics_url, f"{latency}_bucket", le="5.0") == fast_before + 1

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collectors.producer import EventProducer
 from detectors import BernoulliCUSUM
 from postmarket import topics
 from postmarket.config import Settings
@@ -21,6 +20,7 @@ from postmarket.local_worker import LocalWorker
 from streams.performance import MonitorPolicy
 from tests.factories import make_registry_entry
 from tests.integration.pipeline_io import (
+    SignedProducer,
     free_port,
     metric_value,
     read_all,
@@ -98,7 +98,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
     worker.start()
     wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, [topics.REGISTRY])
     try:
-        with EventProducer(settings.kafka_bootstrap) as producer:
+        with SignedProducer(settings.kafka_bootstrap) as producer:
             for number, chunk in enumerate(chunks):
                 producer.deliver([events[i] for i in chunk])
                 if number in KILL_AFTER_CHUNKS:

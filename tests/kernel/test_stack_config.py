@@ -166,7 +166,12 @@ def test_prometheus_jobs_discover_targets_from_files(
     tmp_path: Path, prometheus_config: dict[str, Any]
 ) -> None:
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "postmarket-worker", "postmarket-collector"}
+    assert set(jobs) == {
+        "prometheus",
+        "postmarket-worker",
+        "postmarket-collector",
+        "postmarket-evidence",
+    }
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:19090"]}]
     worker_files = jobs["postmarket-worker"]["file_sd_configs"][0]["files"]
     assert worker_files == [str(tmp_path / "prometheus/targets/postmarket-worker/*.json")]

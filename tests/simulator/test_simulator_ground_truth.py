@@ -41,10 +41,10 @@ def test_a_scanner_change_starts_on_its_day_at_its_site_only(demo_truth: dict[st
     change = injection(demo_truth, "new-camera-site-a")
     first = change["affected_streams"][0]
     assert first["stream_key"] == "dr-screen|2.1.0.3|site-a|referable_dr"
-    assert first["first_case_day"] == 20
+    assert first["first_case_day"] == 15
     assert first["first_case_ordinal"] > 1
     assert {s["stream_key"].split("|")[2] for s in change["affected_streams"]} == {"site-a"}
-    assert change["expected"]["dr-screen"]["sensitivity"] == pytest.approx(0.68)
+    assert change["expected"]["dr-screen"]["sensitivity"] == pytest.approx(0.55)
 
 
 def test_the_first_affected_ordinal_counts_cases_of_its_stream(

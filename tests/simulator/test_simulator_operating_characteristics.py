@@ -169,7 +169,7 @@ def test_a_new_scanner_drops_sensitivity_to_its_target(demo_scenario: Scenario) 
     ]
     assert {c.scanner.model for c in on_new_camera} == {"Aurora"}
     detected, positives = rate(on_new_camera, "positive", "positive")
-    assert within_sampling_error(detected, positives, 0.68)
+    assert within_sampling_error(detected, positives, 0.55)
 
 
 def test_operating_point_reaches_the_claimed_pair() -> None:

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from detectors import BernoulliCUSUM
 from postmarket.contracts import Outcome, Prediction
@@ -126,6 +127,7 @@ def test_alert_carries_its_evidence_and_a_replay_stable_id() -> None:
     alert = alert_for(outcome.stream, signal, monitor, now)
     assert alert == alert_for(outcome.stream, signal, monitor, now)
     assert alert.evidence["false_negatives"] == monitor.false_negatives
+    assert alert.evidence["stream_predictions"] == monitor.predictions  # where it fired
     assert alert.statistic >= alert.threshold
     assert "below the registered 0.872" in alert.message
 
@@ -156,3 +158,31 @@ def test_score_drift_starts_after_the_reference_and_fires_on_a_shift() -> None:
     ]
     assert "score_drift" in monitor.detectors
     assert fired_at and fired_at[0] >= 3000
+
+
+def test_reader_agreement_is_cohens_kappa_of_the_blinded_read_pairs() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(5)
+    truth = rng.random(300) < 0.3
+    first = np.where(rng.random(300) < 0.9, truth, ~truth)
+    second = np.where(rng.random(300) < 0.85, truth, ~truth)
+    monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
+    assert monitor.reader_agreement() is None
+    for offset, (a, b) in enumerate(zip(first, second, strict=True)):
+        reads = ("positive" if a else "negative", "positive" if b else "negative")
+        outcome = make_outcome("positive", "positive", offset)
+        monitor.observe(outcome.model_copy(update={"blinded_reads": reads}))
+    monitor.observe(make_outcome("positive", "positive", 300))  # no reads: not a pair
+    agreement = monitor.reader_agreement()
+    assert agreement is not None and agreement.n_subjects == 300
+    assert agreement.kappa == pytest.approx(cohen_kappa_score(first, second), abs=1e-12)
+    assert agreement.lower < agreement.kappa < agreement.upper
+    restored = StreamMonitor.from_state(json.loads(json.dumps(monitor.to_state())))
+    assert restored.reader_pairs == monitor.reader_pairs
+
+
+def test_a_state_written_before_reader_pairs_still_loads() -> None:
+    state = StreamMonitor.for_claims(CLAIMS, POLICY).to_state()
+    del state["reader_pairs"]
+    assert StreamMonitor.from_state(state).reader_pairs == [0, 0, 0, 0]

@@ -64,3 +64,28 @@ def test_unblinded_reads_do_not_count_as_double_blind() -> None:
         make_read("r-2", "second", "positive"),
     ]
     assert final_truth(reads) is None
+
+
+def test_a_settled_disagreement_keeps_both_blinded_reads_for_agreement() -> None:
+    reads = [
+        make_read("r-1", "first", "positive"),
+        make_read("r-2", "second", "negative"),
+        make_read("r-3", "adjudication", "negative", event_time=T0 + timedelta(days=40)),
+    ]
+    truth = final_truth(reads)
+    assert truth is not None and truth.blinded_reads == ("positive", "negative")
+
+
+def test_pathology_truth_still_reports_the_reads_it_overrode() -> None:
+    followups = [
+        make_read("r-1", "first", "negative"),
+        make_read("r-2", "second", "positive"),
+        make_followup(source="pathology", label="positive"),
+    ]
+    truth = final_truth(followups)
+    assert truth is not None and truth.blinded_reads == ("negative", "positive")
+
+
+def test_truth_without_two_independent_reads_has_no_read_pair() -> None:
+    truth = final_truth([make_read("r-1", "first", "positive"), make_followup(source="clinical")])
+    assert truth is not None and truth.blinded_reads is None

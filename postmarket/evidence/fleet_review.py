@@ -1,0 +1,120 @@
+"""Site against fleet, on a timer: a site whose performance falls below the fleet's funnel.
+
+A worker sees one stream at a time (its partitions), so comparing a site with the rest of
+the fleet running the same version needs every site's outcomes: the evidence store has
+them. :func:`site_vs_fleet_alerts` turns the report's per-site analysis (funnel limits at
+99.8 % coverage around the fleet's proportion, so a fleet of many sites does not flag one
+by chance every week) into alerts, one per site and metric, raised again only after the
+previous one was resolved.
+
+The alert id is derived from the stream, the detector and the case counts, so two
+evidence sinks reviewing the same data raise the same alert once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from detectors import funnel_plot_limits
+from postmarket.contracts.events import Alert, StreamKey
+from postmarket.evidence.lifecycle import AlertStatus
+from postmarket.evidence.report import FUNNEL_COVERAGE, SiteRow, proportion, site_analysis
+from postmarket.evidence.store import EvidenceStore, OutcomeRecord
+
+FLEET_ALERT_NAMESPACE = uuid.UUID("5d0b8a52-7f5e-4d8c-a8f1-3c2b9e6f0d17")
+DETECTOR_SUFFIX = "site_vs_fleet"
+MIN_SITES = 3
+"""A "fleet" of fewer sites is mostly the site itself: no comparison below this."""
+ACTOR = "evidence-sink:fleet-review"
+
+
+def detector_name(metric: str) -> str:
+    return f"{metric}_{DETECTOR_SUFFIX}"
+
+
+def site_vs_fleet_alerts(
+    device_id: str,
+    outcomes: Sequence[OutcomeRecord],
+    raised_at: datetime,
+    unresolved: Iterable[tuple[str, str]] = (),
+) -> list[Alert]:
+    """Alerts for sites below the fleet's funnel; ``unresolved`` (stream key, detector) skip."""
+    open_now = set(unresolved)
+    rows, _ = site_analysis(outcomes)
+    sites_per_version: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row.version, row.task)
+        sites_per_version[key] = sites_per_version.get(key, 0) + 1
+    alerts = []
+    for row in rows:
+        if sites_per_version[(row.version, row.task)] < MIN_SITES:
+            continue
+        for metric, position in row.funnel.items():
+            stream = StreamKey(
+                device_id=device_id, device_version=row.version, site_id=row.site, task=row.task
+            )
+            if position != "below" or (stream.as_key(), detector_name(metric)) in open_now:
+                continue
+            alerts.append(_alert(stream, metric, row, outcomes, raised_at))
+    return alerts
+
+
+def _alert(
+    stream: StreamKey,
+    metric: str,
+    row: SiteRow,
+    outcomes: Sequence[OutcomeRecord],
+    raised_at: datetime,
+) -> Alert:
+    fleet_cases = [
+        o for o in outcomes if o.stream.device_version == row.version and o.stream.task == row.task
+    ]
+    fleet = proportion(metric, fleet_cases)
+    site = row.metrics[metric]
+    target = fleet.estimate or 0.0
+    lower, _ = funnel_plot_limits(target, [site.n], FUNNEL_COVERAGE)
+    times = [o.prediction_time for o in fleet_cases if o.stream.site_id == row.site]
+    detector = detector_name(metric)
+    return Alert(
+        alert_id=uuid.uuid5(
+            FLEET_ALERT_NAMESPACE,
+            f"{stream.as_key()}|{detector}|{site.n}|{fleet.n}",
+        ),
+        stream=stream,
+        detector=detector,
+        statistic=site.estimate or 0.0,
+        threshold=float(lower[0]),
+        evidence={
+            "site_successes": site.successes,
+            "site_cases": site.n,
+            "fleet_successes": fleet.successes,
+            "fleet_cases": fleet.n,
+        },
+        first_case_time=min(times),
+        last_case_time=max(times),
+        raised_at=raised_at,
+        severity="warning",
+        message=(
+            f"{metric} at {row.site} is {site.estimate:.1%} over {site.n} cases, below the "
+            f"{FUNNEL_COVERAGE:.1%} funnel limit {float(lower[0]):.1%} around the fleet's "
+            f"{target:.1%} for version {row.version}"
+        ),
+    )
+
+
+def review_fleet(store: EvidenceStore, raised_at: datetime) -> list[Alert]:
+    """Compare every device's sites with their fleet; store and return the new alerts."""
+    unresolved = [
+        (view.alert.stream.as_key(), view.alert.detector)
+        for view in store.alerts()
+        if view.status is not AlertStatus.RESOLVED
+    ]
+    raised = []
+    for device_id in store.field_devices():
+        outcomes = store.outcomes(device_id)
+        for alert in site_vs_fleet_alerts(device_id, outcomes, raised_at, unresolved):
+            if store.record_alert(alert, actor=ACTOR):
+                raised.append(alert)
+    return raised

@@ -1,0 +1,137 @@
+"""The evidence sink's gauge of alerts by lifecycle status, read from the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evidence_builders import make_alert, make_stream
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
+from postmarket.evidence.store import EvidenceStore
+from postmarket.metrics import ALERTS_BY_STATUS
+from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
+from postmarket.stack.processes import free_port
+
+ACTOR = "test"
+
+
+def _value(registry: CollectorRegistry, status: str, **labels: str) -> float | None:
+    stream = make_stream()
+    names = {
+        "device_id": stream.device_id,
+        "device_version": stream.device_version,
+        "site_id": stream.site_id,
+        "task": stream.task,
+        "detector": "sensitivity_cusum",
+        "severity": "warning",
+        "status": status,
+        **labels,
+    }
+    return registry.get_sample_value(ALERTS_BY_STATUS, names)
+
+
+def test_alerts_are_counted_by_lifecycle_status(store: EvidenceStore) -> None:
+    alerts = [make_alert() for _ in range(4)]
+    for alert in alerts:
+        store.record_alert(alert, actor=ACTOR)
+    store.acknowledge_alert(alerts[0].alert_id, by="qa", note="looking")
+    store.acknowledge_alert(alerts[1].alert_id, by="qa", note="looking")
+    store.resolve_alert(alerts[1].alert_id, by="qa", resolution="recalibrated")
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry).refresh(store)
+    assert _value(registry, "open") == 2
+    assert _value(registry, "acknowledged") == 1
+    assert _value(registry, "resolved") == 1
+
+
+def test_a_status_without_alerts_is_a_zero_series_not_a_missing_one(store: EvidenceStore) -> None:
+    store.record_alert(make_alert(), actor=ACTOR)
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry).refresh(store)
+    assert _value(registry, "resolved") == 0
+    assert _value(registry, "acknowledged") == 0
+
+
+def test_severity_and_site_are_separate_series(store: EvidenceStore) -> None:
+    store.record_alert(make_alert(severity="critical"), actor=ACTOR)
+    store.record_alert(make_alert(stream=make_stream(site_id="site-b")), actor=ACTOR)
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry).refresh(store)
+    assert _value(registry, "open", severity="critical") == 1
+    assert _value(registry, "open", site_id="site-b") == 1
+    assert _value(registry, "open") is None  # site-a, warning: none
+
+
+def test_an_empty_store_exports_the_family_without_series(store: EvidenceStore) -> None:
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry).refresh(store)
+    families = {family.name: family for family in registry.collect()}
+    assert families[ALERTS_BY_STATUS].samples == []
+
+
+def test_periodic_refresh_picks_up_a_transition_and_serves_it(sqlite_url: str) -> None:
+    with EvidenceStore(sqlite_url) as store:
+        alert = make_alert()
+        store.record_alert(alert, actor=ACTOR)
+        registry = CollectorRegistry()
+        refresh = PeriodicRefresh(EvidenceMetrics(registry), store, interval_s=0.05)
+        server = serve_metrics(registry, MetricsEndpoint())
+        refresh.start()
+        try:
+            store.acknowledge_alert(alert.alert_id, by="qa", note="looking")
+            deadline = time.monotonic() + 5
+            while _value(registry, "acknowledged") != 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with urllib.request.urlopen(server.url, timeout=5) as response:  # noqa: S310
+                body = response.read().decode()
+        finally:
+            refresh.stop()
+            server.close()
+    served = {
+        sample.labels["status"]: sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == ALERTS_BY_STATUS
+    }
+    assert served == {"open": 0, "acknowledged": 1, "resolved": 0}
+
+
+@pytest.mark.integration
+def test_the_sink_command_serves_alerts_by_status_on_loopback(
+    kafka_stack: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    with EvidenceStore(sqlite_url) as store:
+        store.record_alert(make_alert(), actor=ACTOR)
+    port = free_port()
+    command = [sys.executable, "-m", "postmarket", "evidence", "sink", "--url", sqlite_url]
+    command += ["--bootstrap", kafka_stack.settings.kafka_bootstrap]
+    command += ["--group", f"sink-{uuid.uuid4().hex[:8]}", "--metrics-port", str(port)]
+    env = {**os.environ, "POSTMARKET_HOME": str(tmp_path)}  # no stack.json: no registration
+    with (tmp_path / "sink.log").open("wb") as log:
+        sink = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+    try:
+        deadline, body = time.monotonic() + 60, ""
+        while 'status="open"' not in body and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - loopback
+                    f"http://127.0.0.1:{port}/metrics", timeout=2
+                ) as response:
+                    body = response.read().decode()
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(timeout=60)
+    assert 'status="open"' in body, (tmp_path / "sink.log").read_text()
+    assert sink.returncode == 0
