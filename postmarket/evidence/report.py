@@ -25,6 +25,7 @@ from detectors import (
 )
 from postmarket.contracts.events import Claim, StreamKey, utc_now
 from postmarket.evidence.audit import ChainVerdict
+from postmarket.evidence.snapshots import Snapshot, performance_snapshots
 from postmarket.evidence.store import (
     AlertView,
     DeviceView,
@@ -263,6 +264,8 @@ class DeviceReport:
     truth_sources: dict[str, int]
     audit: ChainVerdict
     reader_agreement: tuple[ReaderAgreementRow, ...] = ()
+    weekly: tuple[Snapshot, ...] = ()
+    """Per version, design and ISO week, all sites pooled: performance over time."""
 
     @property
     def design(self) -> DesignCounts:
@@ -587,4 +590,5 @@ def build_report(
         truth_sources=dict(Counter(o.truth_source for o in outcomes)),
         audit=store.verify_audit_chain(),
         reader_agreement=tuple(reader_agreement_rows(outcomes)),
+        weekly=tuple(s for s in performance_snapshots(outcomes, []) if s.site is None),
     )

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from postmarket.evidence.report import (
     DeviceReport,
     Proportion,
 )
+from postmarket.evidence.snapshots import Snapshot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,6 +106,60 @@ def claims_figure(report: DeviceReport) -> str | None:
     axes.set_xlim(0, 1)
     axes.set_xlabel("proportion (grey: registered claim and CI; dot: observed, Wilson 95 % CI)")
     axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def weekly_figure(report: DeviceReport) -> str | None:
+    """Weekly sensitivity and specificity per version (all sites), Wilson 95 % bands."""
+    metrics = [
+        m for m in ("sensitivity", "specificity") if any(s.metric == m for s in report.weekly)
+    ]
+    if not metrics:
+        return None
+    figure = _new_figure(7.5, 2.4 * len(metrics))
+    claims: dict[tuple[str, str, str], float] = {
+        (str(v.version), c.task, c.metric): c.value
+        for v in report.device.versions
+        for c in v.claims
+    }
+    for index, metric in enumerate(metrics, start=1):
+        axes = figure.add_subplot(len(metrics), 1, index)
+        series: dict[tuple[str, str, str], list[Snapshot]] = {}
+        for snapshot in report.weekly:
+            if snapshot.metric == metric:
+                series.setdefault(
+                    (snapshot.version, snapshot.task, snapshot.study_design), []
+                ).append(snapshot)
+        for (version, task, design), points in sorted(series.items()):
+            weeks = [p.window_start.toordinal() for p in points]
+            rates = [p.successes / p.trials for p in points]
+            style = "-" if design == "prospective" else ":"
+            (line,) = axes.plot(
+                weeks, rates, style, marker="o", ms=3, label=f"{version} {task} ({design})"
+            )
+            axes.fill_between(
+                weeks,
+                [p.ci_lower for p in points],
+                [p.ci_upper for p in points],
+                color=line.get_color(),
+                alpha=0.15,
+            )
+        for version, task in sorted({(v, t) for v, t, _ in series}):
+            claimed = claims.get((version, task, metric))
+            if claimed is not None:
+                axes.axhline(claimed, color="#555", ls="--", lw=1)
+                axes.annotate(
+                    f"claim {version}", (1.0, claimed), xycoords=("axes fraction", "data"),
+                    fontsize=6, color="#555", ha="right", va="bottom",
+                )  # fmt: skip
+        ticks = sorted({s.window_start.toordinal() for s in report.weekly})
+        ticks = ticks[:: max(1, len(ticks) // 8)]
+        axes.set_xticks(ticks, [date.fromordinal(t).isoformat() for t in ticks], fontsize=7)
+        axes.set_ylim(0, 1.02)
+        axes.set_ylabel(metric)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=6, loc="lower left")
+    figure.supxlabel("week of prediction (dashed: registered claim)", fontsize=8)
     return _png(figure)
 
 
@@ -341,7 +397,12 @@ def _claims(report: DeviceReport) -> str:
         _design_line(report.design)
         + table
         + note
-        + _figure("fig-claims", claims_figure(report), "Claims vs observed per version"),
+        + _figure("fig-claims", claims_figure(report), "Claims vs observed per version")
+        + _figure(
+            "fig-weekly",
+            weekly_figure(report),
+            "Performance per week, all sites pooled, with Wilson 95 % bands",
+        ),
     )
 
 

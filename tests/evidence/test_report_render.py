@@ -59,6 +59,7 @@ def test_every_section_states_prospective_and_retrospective_counts(document: str
 def test_figures_are_inline_pngs(document: str) -> None:
     assert set(figure_ids(document)) == {
         "fig-claims",
+        "fig-weekly",
         "fig-funnel-2.1.0.3-referable_dr",
         "fig-funnel-2.2.0.0-referable_dr",
         "fig-strata-referable_dr",
@@ -152,3 +153,19 @@ def test_reader_agreement_is_kappa_of_the_stored_read_pairs(report: DeviceReport
         assert row.kappa.kappa == pytest.approx(cohen_kappa_score(first, second), abs=1e-12)
     pooled = {r.version for r in report.reader_agreement if r.site == "all sites"}
     assert pooled == {"2.1.0.3", "2.2.0.0"}
+
+
+def test_weekly_series_pool_the_sites_of_each_version_and_week(report: DeviceReport) -> None:
+    assert report.weekly and all(s.site is None for s in report.weekly)
+    for snapshot in report.weekly:
+        label = "positive" if snapshot.metric == "sensitivity" else "negative"
+        judged = [
+            o
+            for o in report.outcomes
+            if o.stream.device_version == snapshot.version
+            and o.study_design == snapshot.study_design
+            and snapshot.window_start <= o.prediction_time < snapshot.window_end
+            and o.label == label
+        ]
+        assert snapshot.trials == len(judged)
+        assert snapshot.successes == sum(o.decision == label for o in judged)
