@@ -41,10 +41,10 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: setup ## start the local stack and send one case through the whole pipeline
+demo: setup ## a simulated fleet with injected changes through the whole pipeline, scored (ARGS=--keep-running)
 	$(BIN)/postmarket demo $(ARGS)
 
-bench: setup ## benchmarks: ratios against a peer measured in the same run
+bench: setup ## every benchmark (ratios to a peer measured in the same run), then bench/RESULTS.md
 	$(BIN)/python bench/run.py
 
 schemas: setup ## regenerate the committed JSON Schemas

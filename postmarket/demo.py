@@ -1,122 +1,207 @@
-"""``postmarket demo``: one case through the whole pipeline on the local stack.
+"""``postmarket demo``: a simulated fleet through the whole pipeline, scored against its truth.
 
-A real DICOM header (shipped with pydicom) goes through the collector's code path:
-pseudonymised with a site key, acquisition features extracted, a prediction and its
-pathology follow-up produced to Kafka; a real Faust worker joins them; the demo shows
-the joined outcome from ``pms.outcomes.v1`` and the outcome counter as Prometheus
-scraped it. This is the composition root, so it may import every side.
+The demo scenario (six hospitals, two AI devices, six injected changes over 60 simulated
+days) runs through the real collector code into Kafka; a real Faust worker joins and
+monitors it; the evidence sink stores what came out; each injected change is then scored
+(:mod:`simulator.scoring`): detected or not, by which detector, how late, and which alerts
+nothing explains. The post-market report of each device is written as HTML.
+
+Every run starts from an empty stack in its own home (``<home>/demo``), so a second run
+scores only itself. This is the composition root, so it may import every side.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import logging
+import os
+import shutil
+import signal
 import time
 import urllib.parse
 import urllib.request
-import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from postmarket import __version__, topics
+from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import FollowUp, Outcome, Prediction, decode, utc_now
+from postmarket.contracts import Alert, Contract, ContractViolation, DeadLetter, Prediction, decode
 from postmarket.local_worker import LocalWorker
-from postmarket.metrics import OUTCOMES
+from postmarket.metrics import ALERTS, OUTCOMES
 
-DEMO_SITE = "demo-hospital"
-DEMO_DEVICE = "lung-nodule-ai"
-DEMO_VERSION = "2.1.0.3"
+if TYPE_CHECKING:
+    from postmarket.evidence.store import EvidenceStore
+    from simulator.scenario import Scenario
+    from simulator.scoring import Scorecard
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEMO_SCENARIO = REPOSITORY / "scenarios" / "demo.toml"
+FALSE_ALARM_BUDGET = 0.25
+"""Expected false alarms of the whole fleet over the run: the detectors' in-control ARL
+is set from it (see :func:`fleet_arl0`)."""
+DEMO_ACTOR = "postmarket-demo"
+WORKER_PID_FILE = "demo-worker.pid"
+
+EventT = TypeVar("EventT", bound=Contract)
 
 
 class DemoError(RuntimeError):
     """A step of the demo did not complete; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    outcome: Outcome
-    prometheus_value: float
-    metrics_url: str
-    prometheus_url: str
+def demo_home(settings: Settings) -> Path:
+    """The demo's own stack home, inside the configured one."""
+    return settings.home / "demo"
 
 
-def demo_site_key(home: Path) -> Path:
-    """A random demo site key, created once with owner-only permissions."""
-    key_file = home / "demo-site.key"
-    if not key_file.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        key_file.touch(mode=0o600)
-        key_file.write_text(secrets.token_hex(32))
-    return key_file
+def fleet_arl0(truth: dict[str, Any], budget: float = FALSE_ALARM_BUDGET) -> float:
+    """The per-chart in-control ARL that keeps the fleet's expected false alarms at ``budget``.
+
+    Every prediction is charted once by its stream's score-drift test and every outcome
+    once by a sensitivity or a specificity chart, so at most twice the predictions are
+    charted; with one ARL for every chart (``equal_arl0`` in
+    :mod:`detectors.fleet_false_alarm_budget`) the expected false alarms are that total
+    over the ARL. At the default 5,000 cases the demo fleet expects about three.
+    """
+    charted = 2 * int(truth["counts"]["predictions"])
+    return max(5_000.0, charted / budget)
 
 
-def demo_case(key_file: Path) -> tuple[Prediction, FollowUp]:
-    """A prediction and its pathology follow-up for pydicom's CT sample, de-identified."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    from collectors.acquisition import acquisition_features
-    from collectors.pseudonym import SiteKey, case_pseudonym
-
-    key = SiteKey.from_file(key_file)
-    path = get_testdata_file("CT_small.dcm")
-    if path is None:
-        raise DemoError("pydicom's CT_small.dcm sample is missing from this installation")
-    header = pydicom.dcmread(path, stop_before_pixels=True)
-    case = case_pseudonym(key, str(header.StudyInstanceUID))
-    seen = utc_now()
-    prediction = Prediction(
-        event_id=uuid.uuid4(),
-        site_id=DEMO_SITE,
-        device_id=DEMO_DEVICE,
-        device_version=DEMO_VERSION,
-        task="malignant_nodule",
-        case_pseudonym=case,
-        event_time=seen,
-        score=0.87,
-        decision="positive",
-        operating_threshold=0.5,
-        acquisition=acquisition_features(header, key),
-        collector_version=__version__,
-    )
-    followup = FollowUp(
-        event_id=uuid.uuid4(),
-        site_id=DEMO_SITE,
-        case_pseudonym=case,
-        event_time=seen + timedelta(seconds=1),
-        label="positive",
-        source="pathology",
-        collector_version=__version__,
-    )
-    return prediction, followup
+# --- a clean stack for every run --------------------------------------------------------------
 
 
-def wait_for_outcome(settings: Settings, prediction: Prediction, timeout_s: float) -> Outcome:
-    """Read ``pms.outcomes.v1`` until the outcome of ``prediction`` appears."""
+def _our_worker(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is a ``postmarket worker`` started for ``home`` (never anyone else's)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"worker" in command and f"POSTMARKET_HOME={home}".encode() in environment
+
+
+def stop_kept_worker(home: Path, timeout_s: float = 30.0) -> None:
+    """Stop the worker an earlier ``demo --keep-running`` left running, if it still is."""
+    pid_file = home / WORKER_PID_FILE
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    if _our_worker(pid, home):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _our_worker(pid, home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _our_worker(pid, home):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
+def reset_demo_home(home: Path) -> None:
+    """Remove the previous run's broker data, metrics, evidence and reports (keeps caches)."""
+    for name in ("kafka", "prometheus", "logs", "reports"):
+        shutil.rmtree(home / name, ignore_errors=True)
+    for name in ("evidence.db", "ground-truth.json"):
+        (home / name).unlink(missing_ok=True)
+
+
+# --- reading what the pipeline emitted --------------------------------------------------------
+
+
+def read_events(settings: Settings, topic: str, contract: type[EventT]) -> list[EventT]:
+    """Every valid ``contract`` event on ``topic`` written before this call."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    events: list[EventT] = []
     try:
-        partitions = consumer.partitions_for_topic(topics.OUTCOMES) or set()
-        consumer.assign([TopicPartition(topics.OUTCOMES, p) for p in partitions])
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
         consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    outcome = decode(Outcome, record.value)
-                    if outcome.prediction_event_id == prediction.event_id:
-                        return outcome
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 120.0
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise DemoError(f"{topic}: not read to its end in 120 s")
+            for batch in consumer.poll(timeout_ms=300).values():
+                for record in batch:
+                    try:
+                        events.append(decode(contract, record.value or b""))
+                    except ContractViolation:
+                        continue
     finally:
         consumer.close()
-    raise DemoError(f"no outcome on {topics.OUTCOMES} after {timeout_s:.0f} s")
+    return events
+
+
+def consumer_lag(settings: Settings, group: str, topic_names: Sequence[str]) -> int:
+    """Records written to ``topic_names`` that ``group`` has not committed yet."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+        committed = admin.list_group_offsets(group).get(group, {})
+        return sum(
+            max(0, end - (committed[tp].offset if tp in committed else 0))
+            for tp, end in ends.items()
+        )
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def wait_until_caught_up(
+    settings: Settings,
+    timeout_s: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Wait until the worker committed every input record, then everything it re-keyed.
+
+    Two stages, because the join's output (outcomes, re-keyed predictions) is the stream
+    agent's input: only once the join has caught up is the second stage's end final.
+    """
+    group = settings.worker_id
+    stages = (
+        [topics.PREDICTIONS, topics.FOLLOWUPS],
+        [topics.OUTCOMES, f"{group}-predictions-by-stream"],
+    )
+    deadline = time.monotonic() + timeout_s
+    for stage in stages:
+        lag = consumer_lag(settings, group, stage)
+        most = max(lag, 1)
+        while lag > 0:
+            if time.monotonic() > deadline:
+                raise DemoError(f"the worker is still {lag} records behind after {timeout_s:.0f} s")
+            if progress is not None:
+                progress(most - lag, most)
+            time.sleep(1.0)
+            lag = consumer_lag(settings, group, stage)
+            most = max(most, lag)
+        if progress is not None:
+            progress(most, most)
 
 
 def query_prometheus(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
@@ -130,60 +215,360 @@ def query_prometheus(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-def wait_for_scraped_outcome(settings: Settings, timeout_s: float) -> float:
-    """The demo stream's outcome count once Prometheus has scraped it from the worker."""
-    promql = f'sum({OUTCOMES}_total{{site_id="{DEMO_SITE}"}})'
+def scraped_total(prometheus_url: str, metric: str, at_least: float, timeout_s: float) -> float:
+    """``sum(metric)`` once Prometheus has scraped at least ``at_least`` (0.0 if it never did)."""
     deadline = time.monotonic() + timeout_s
+    value = 0.0
     while time.monotonic() < deadline:
-        result = query_prometheus(settings.prometheus_url, promql)
-        if result and float(result[0]["value"][1]) >= 1:
-            return float(result[0]["value"][1])
-        time.sleep(1)
-    raise DemoError(f"Prometheus has no {OUTCOMES}_total for {DEMO_SITE} after {timeout_s:.0f} s")
+        try:
+            result = query_prometheus(prometheus_url, f"sum({metric})")
+        except OSError:
+            result = []
+        value = float(result[0]["value"][1]) if result else 0.0
+        if value >= at_least:
+            break
+        time.sleep(1.0)
+    return value
 
 
-def run_demo(settings: Settings, console: Console, timeout_s: float = 120.0) -> DemoResult:
-    """Send one case through a running stack and a fresh worker; return what came out."""
-    from collectors.producer import EventProducer
+# --- the evidence store and the reports ------------------------------------------------------
 
-    worker = LocalWorker(settings, settings.home / "logs" / "worker.log")
-    with console.status("starting a stream worker (Faust)..."):
-        worker.start(timeout_s)
+
+def register_fleet(store: EvidenceStore, scenario: Scenario) -> None:
+    """Put the scenario's devices, registered versions, claims and sites in the store."""
+    from simulator.ground_truth import registry_entries
+
+    for device in scenario.devices:
+        store.add_device(device.id, tasks=[device.task], actor=DEMO_ACTOR)
+    for entry in registry_entries(scenario):
+        store.add_version(
+            entry.device_id,
+            entry.device_version,
+            status=entry.registration_status,
+            registered_on=entry.updated_at.date(),
+            actor=DEMO_ACTOR,
+        )
+        for claim in entry.claims:
+            store.add_claim(entry.device_id, entry.device_version, claim, actor=DEMO_ACTOR)
+    for site in scenario.sites:
+        store.add_site(site.id, name=site.institution, actor=DEMO_ACTOR)
+
+
+def record_sightings(store: EvidenceStore, predictions: Sequence[Prediction]) -> None:
+    """The first case of every (device, version, site, task) seen, for the version history."""
+    first: dict[str, Prediction] = {}
+    for prediction in predictions:
+        key = prediction.stream.as_key()
+        if key not in first or prediction.event_time < first[key].event_time:
+            first[key] = prediction
+    for prediction in first.values():
+        store.record_sighting(prediction.stream, prediction.event_time, actor=DEMO_ACTOR)
+
+
+def report_window(scenario: Scenario) -> tuple[date, date]:
+    """First and last day of the run, including retrospective uploads of earlier days."""
+    earliest = min([0, *(getattr(i, "from_day", 0) for i in scenario.injections)])
+    start = scenario.start.date()
+    return start + timedelta(days=earliest), start + timedelta(days=scenario.days - 1)
+
+
+def write_reports(store: EvidenceStore, scenario: Scenario, directory: Path) -> dict[str, Path]:
+    """The HTML post-market report of every device of the scenario."""
+    from postmarket.evidence.report import build_report
+    from postmarket.evidence.report_render import write_report
+    from postmarket.versions import preset
+
+    first, last = report_window(scenario)
+    written = {}
+    for device in scenario.devices:
+        out = directory / f"{device.id}-report.html"
+        write_report(build_report(store, device.id, first, last, preset("nmpa-syzb")), out, "html")
+        written[device.id] = out
+    return written
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    """What the demo ran and found, and where to look next."""
+
+    scorecard: Scorecard
+    scenario: str
+    records: int
+    predictions: int
+    outcomes_stored: int
+    alerts_stored: int
+    arl0: float
+    ground_truth: Path
+    reports: dict[str, Path]
+    evidence_url: str
+    metrics_url: str
+    prometheus_url: str
+    prometheus_outcomes: float
+    logs: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    kept_running: bool = False
+
+
+class Steps:
+    """A rich progress display with one line per step of the demo."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.seconds: dict[str, float] = {}
+        self._began: dict[TaskID, float] = {}
+
+    def begin(self, description: str, total: float | None = None, note: str = "") -> TaskID:
+        task = self.progress.add_task(description, total=total, note=note)
+        self._began[task] = time.monotonic()
+        return task
+
+    def update(self, task: TaskID, completed: float, total: float, note: str = "") -> None:
+        self.progress.update(task, completed=completed, total=total, note=note)
+
+    def finish(self, task: TaskID, name: str, note: str = "") -> None:
+        total = self.progress.tasks[task].total or 1
+        self.progress.update(task, completed=total, total=total, note=note)
+        self.seconds[name] = time.monotonic() - self._began[task]
+
+    def __enter__(self) -> Steps:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def run_demo(
+    settings: Settings,
+    console: Console,
+    scenario_path: Path = DEMO_SCENARIO,
+    timeout_s: float = 600.0,
+    keep_worker: bool = False,
+) -> DemoResult:
+    """Run the scenario through a fresh worker on the running stack ``settings`` points at."""
+    from postmarket.evidence.sink import EvidenceSink
+    from postmarket.evidence.store import EvidenceStore
+    from simulator.collector_path import kafka_connector
+    from simulator.fleet import fleet_records
+    from simulator.ground_truth import ground_truth
+    from simulator.run import run_simulation
+    from simulator.scenario import load_scenario
+    from simulator.scoring import PipelineOutput, fleet_facts, score_run
+
+    scenario = load_scenario(scenario_path)
+    records = fleet_records(scenario)
+    truth = ground_truth(scenario, records)
+    facts = fleet_facts(records)
+    arl0 = fleet_arl0(truth)
+    settings = settings.model_copy(update={"detector_arl0_cases": arl0})
+    home = settings.home
+    ground_truth_path = home / "ground-truth.json"
+    worker = LocalWorker(settings, home / "logs" / "worker.log")
+
+    with Steps(console) as steps:
+        step = steps.begin("stream worker (Faust)", 1, "joining its consumer group")
+        worker.start(min(timeout_s, 180.0))
+        (home / WORKER_PID_FILE).write_text(str(worker.pid))
+        steps.finish(step, "worker", f"ready, metrics at {worker.metrics_url}")
+        try:
+            step = steps.begin("collectors -> Kafka", len(records), "simulated day 0")
+
+            def simulated(done: int, total: int, day: int) -> None:
+                steps.update(step, done, total, f"simulated day {day} of {scenario.days}")
+
+            summary = run_simulation(
+                scenario,
+                kafka_connector(settings.kafka_bootstrap),
+                ground_truth_path,
+                progress=simulated,
+            )
+            steps.finish(step, "simulation", f"{summary.sent} records sent")
+
+            step = steps.begin("worker catching up", None, "consumer lag")
+
+            def caught_up(done: int, total: int) -> None:
+                steps.update(step, done, total, f"{total - done} records behind")
+
+            wait_until_caught_up(settings, timeout_s, caught_up)
+            steps.finish(step, "catch-up", "lag 0")
+
+            step = steps.begin("evidence store", None, settings.evidence_database_url)
+            # The burst's malformed records are expected; the workers dead-letter them.
+            logging.getLogger("postmarket.evidence.sink").setLevel(logging.ERROR)
+            store = EvidenceStore(settings.evidence_database_url)
+            try:
+                register_fleet(store, scenario)
+                sink = EvidenceSink(store, settings.kafka_bootstrap)
+                counts = sink.run(
+                    until_idle_s=2.0,
+                    on_batch=lambda c: steps.update(step, c.records, c.records, "sinking"),
+                )
+                alerts = read_events(settings, topics.ALERTS, Alert)
+                dead_letters = read_events(settings, topics.DEADLETTER, DeadLetter)
+                predictions = read_events(settings, topics.PREDICTIONS, Prediction)
+                record_sightings(store, predictions)
+                steps.finish(
+                    step,
+                    "evidence",
+                    f"{counts.outcomes_new} outcomes, {counts.alerts_new} alerts stored",
+                )
+                step = steps.begin("post-market reports", len(scenario.devices), "HTML")
+                reports = write_reports(store, scenario, home / "reports")
+                steps.finish(step, "reports", f"{len(reports)} written")
+            finally:
+                store.close()
+            step = steps.begin("Prometheus scrape", None, settings.prometheus_url)
+            scraped = scraped_total(
+                settings.prometheus_url, f"{OUTCOMES}_total", counts.outcomes_new, 20.0
+            )
+            steps.finish(step, "prometheus", f"{scraped:g} outcomes scraped")
+        finally:
+            if not keep_worker:
+                worker.stop()
+                (home / WORKER_PID_FILE).unlink(missing_ok=True)
+
+    scorecard = score_run(truth, facts, PipelineOutput(alerts, dead_letters, predictions))
+    return DemoResult(
+        scorecard=scorecard,
+        scenario=scenario.name,
+        records=summary.sent,
+        predictions=summary.predictions,
+        outcomes_stored=counts.outcomes_new,
+        alerts_stored=counts.alerts_new,
+        arl0=arl0,
+        ground_truth=ground_truth_path,
+        reports=reports,
+        evidence_url=settings.evidence_database_url,
+        metrics_url=worker.metrics_url,
+        prometheus_url=settings.prometheus_url,
+        prometheus_outcomes=scraped,
+        logs=home / "logs",
+        seconds=steps.seconds,
+        kept_running=keep_worker,
+    )
+
+
+def demo_on_fresh_stack(
+    console: Console,
+    scenario_path: Path = DEMO_SCENARIO,
+    keep_running: bool = False,
+    timeout_s: float = 600.0,
+) -> DemoResult:
+    """The whole demo: clear the last run, start the stack, run, and stop it unless kept."""
+    from postmarket.stack import manager
+    from postmarket.stack.cli import RichProgress
+
+    home = demo_home(Settings())
+    with console.status("clearing the previous demo run") as status:
+        stop_kept_worker(home)
+        manager.down(Settings(home=home), progress=RichProgress(status))
+        reset_demo_home(home)
     try:
-        prediction, followup = demo_case(demo_site_key(settings.home))
-        with console.status("collector: sending a de-identified prediction and its follow-up"):
-            with EventProducer(settings.kafka_bootstrap) as producer:
-                producer.deliver([prediction, followup])
-        with console.status(f"waiting for the joined outcome on {topics.OUTCOMES}"):
-            outcome = wait_for_outcome(settings, prediction, timeout_s)
-        with console.status("waiting for Prometheus to scrape the worker"):
-            value = wait_for_scraped_outcome(settings, timeout_s)
+        with console.status("starting the local stack") as status:
+            stack = manager.up(Settings(home=home), progress=RichProgress(status))
+        return run_demo(stack.settings, console, scenario_path, timeout_s, keep_running)
     finally:
-        worker.stop()
-    return DemoResult(outcome, value, worker.metrics_url, settings.prometheus_url)
+        if keep_running:
+            pid_file = home / WORKER_PID_FILE
+            worker = pid_file.read_text() if pid_file.exists() else None
+            stop = f"[bold]POSTMARKET_HOME={home} postmarket stack down[/]"
+            console.print(
+                "the stack keeps running"
+                + (f", and the worker (pid {worker})" if worker else "")
+                + "; the next [bold]postmarket demo[/] stops them, or "
+                + (f"[bold]kill {worker}[/] and " if worker else "")
+                + stop,
+                highlight=False,
+            )
+        else:
+            with console.status("stopping the local stack") as status:
+                manager.down(Settings(home=home), progress=RichProgress(status))
+
+
+# --- what the user sees at the end ------------------------------------------------------------
+
+
+def _delay(value: float | int | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}{unit}"
+
+
+def detection_table(scorecard: Scorecard) -> Table:
+    """One row per injected change: detected, by what, how late, against its bound."""
+    table = Table(title="injected changes and what the pipeline made of them")
+    for column in ("injected change", "expected signal", "detected", "by", "streams"):
+        table.add_column(column)
+    for column in ("delay (cases)", "delay (sim. days)"):
+        table.add_column(column, justify="right")
+    table.add_column("bound")
+    for change in scorecard.changes:
+        verdict = "[green]yes[/]" if change.detected else "[red]no[/]"
+        if change.detected and not change.within_bound:
+            verdict = "[yellow]late[/]"
+        streams = f"{change.streams_detected}/{change.streams_affected}"
+        table.add_row(
+            change.name,
+            change.expected_signal,
+            verdict,
+            ", ".join(change.detectors) or "-",
+            streams if change.streams_affected else "-",
+            _delay(change.delay_cases),
+            _delay(change.delay_days),
+            str(change.bound),
+        )
+    return table
 
 
 def render(result: DemoResult, console: Console) -> None:
-    """Show the outcome and where to look next."""
-    outcome = result.outcome
-    table = Table(title=f"joined outcome on {topics.OUTCOMES}", show_header=False)
-    table.add_row("stream", outcome.stream.as_key())
-    table.add_row("case pseudonym", outcome.case_pseudonym)
-    table.add_row(
-        "decision / truth", f"{outcome.decision} / {outcome.label} ({outcome.truth_source})"
+    """The detection table, the false alarms, and where everything is."""
+    card = result.scorecard
+    console.print(detection_table(card))
+    untouched = len(card.false_alarms_on_untouched)
+    style = "green" if not card.false_alarms else "yellow"
+    console.print(
+        f"[{style}]false alarms: {len(card.false_alarms)}[/] "
+        f"({untouched} on streams or sites no change touched) among {card.alerts} alerts; "
+        f"detector in-control ARL {result.arl0:,.0f} cases "
+        f"(fleet budget {FALSE_ALARM_BUDGET} expected false alarms over the run)",
+        highlight=False,
     )
-    acquisition = outcome.acquisition
-    table.add_row(
-        "acquisition",
-        f"{acquisition.manufacturer} {acquisition.model}, "
-        f"{acquisition.slice_thickness_mm} mm ({acquisition.slice_thickness_band})",
-    )
-    console.print(table)
+    for alarm in card.false_alarms:
+        console.print(
+            f"  {alarm.detector} on {alarm.where} at {alarm.detected_at:%Y-%m-%d %H:%M}",
+            highlight=False,
+        )
+    promql = urllib.parse.quote(f"sum by (site_id, detector) ({ALERTS}_total)")
+    reports = "\n".join(f"report ({device}): {path}" for device, path in result.reports.items())
+    timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     console.print(
         Panel.fit(
-            f"Prometheus {result.prometheus_url} scraped "
-            f'{OUTCOMES}_total{{site_id="{DEMO_SITE}"}} = {result.prometheus_value:g}\n'
-            f"worker metrics were served at {result.metrics_url}",
-            title="metrics",
-        )
+            f"{result.scenario}: {result.records} records, {result.predictions} predictions; "
+            f"{result.outcomes_stored} outcomes and {result.alerts_stored} alerts stored\n"
+            f"{reports}\n"
+            f"ground truth: {result.ground_truth}\n"
+            f"evidence store: {result.evidence_url}\n"
+            f"worker metrics: {result.metrics_url}\n"
+            f"Prometheus: {result.prometheus_url}/graph?g0.expr={promql} "
+            f"({result.prometheus_outcomes:g} outcomes scraped)\n"
+            f"logs: {result.logs}\n"
+            f"steps: {timing}"
+            + (
+                ""
+                if result.kept_running
+                else "\n(the stack is stopped; --keep-running leaves the metrics and Prometheus up)"
+            ),
+            title="where to look",
+        ),
+        soft_wrap=True,
     )

@@ -1,0 +1,281 @@
+"""``bench/RESULTS.md``: the machine, the date, and each benchmark figure beside its goal.
+
+Every ``bench_*.py`` writes its own JSON to bench/results/; this reads them back, so a
+figure is only ever reported from what a benchmark measured. A benchmark whose JSON is
+missing (not run, or failed) is listed as such rather than silently left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure, its goal in words, and whether it met the goal (None: no goal)."""
+
+    benchmark: str
+    name: str
+    value: str
+    goal: str = ""
+    met: bool | None = None
+
+
+def _contracts(r: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(
+            "contracts",
+            "Prediction decode+encode, strict contracts",
+            f"{r['contracts_events_per_s']:,.0f} events/s ({r['contracts_roundtrip_us']:.1f} µs)",
+        ),
+        Figure(
+            "contracts",
+            "time relative to unvalidated stdlib json",
+            f"{r['ratio_contracts_to_stdlib']:.2f} x",
+        ),
+    ]
+
+
+def _deidentify(r: dict[str, Any]) -> list[Figure]:
+    tools = r["tools"]
+    ours = tools.get("postmarket")
+    peer = tools.get("dicognito", {}).get("files_per_s")
+    figures = []
+    if ours is not None and peer:
+        ratio = ours["files_per_s"] / peer
+        figures.append(
+            Figure(
+                "deidentify",
+                f"files/s relative to dicognito ({r['files']} pydicom files)",
+                f"{ratio:.2f} x",
+                ">= 3 x",
+                ratio >= 3,
+            )
+        )
+    if ours is not None:
+        leaks = int(ours["files_with_leaks"])
+        figures.append(
+            Figure("deidentify", "files with a surviving PHI canary", str(leaks), "0", leaks == 0)
+        )
+    return figures
+
+
+def _detection_delay(r: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for goal in r["goals"]:
+        drop = goal["sensitivity_after"]
+        figures.append(
+            Figure(
+                "detection_delay",
+                f"CUSUM mean delay, sensitivity 0.87 -> {drop:.2f}, vs exact Markov chain",
+                f"{goal['cusum_mean_delay']:.1f} cases ({goal['cusum_over_conditional_markov']:.3f}"
+                f" x conditional, {goal['cusum_zero_state_over_arl1']:.3f} x zero-state)",
+                "within 10 %",
+                bool(goal["within_10pct_of_markov"]),
+            )
+        )
+        figures.append(
+            Figure(
+                "detection_delay",
+                f"CUSUM delay relative to ADWIN at the same ARL0, 0.87 -> {drop:.2f}",
+                f"{goal['cusum_over_adwin']:.2f} x",
+                "<= 0.5 x",
+                bool(goal["half_of_adwin"]),
+            )
+        )
+    return figures
+
+
+def _detectors(r: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(
+            "detectors",
+            f"{row['detector']} updates/s",
+            f"{row['updates_per_second']:,.0f} ({row['relative_to_running_mean']:.2f} x a running "
+            f"mean; {row['bytes_json_state']} B state)",
+        )
+        for row in r["rows"]
+    ]
+
+
+def _pipeline(r: dict[str, Any]) -> list[Figure]:
+    state, latency, full = r["state"], r["latency"], r["full_worker"]
+    return [
+        Figure(
+            "pipeline",
+            "full worker events/s relative to a bare Faust agent",
+            f"{r['ratio_full_to_bare_faust']:.3f} ({full['events_per_s']:,.0f} vs "
+            f"{r['bare_faust_events_per_s']:,.0f} events/s)",
+            ">= 0.60",
+            r["ratio_full_to_bare_faust"] >= 0.6,
+        ),
+        Figure(
+            "pipeline",
+            "bytes per stream state (max)",
+            f"{state['stream_state_bytes_max']:,.0f}",
+            "< 2,048",
+            state["stream_state_bytes_max"] < 2048,
+        ),
+        Figure(
+            "pipeline",
+            "bytes per open case",
+            f"{state['open_case_bytes_mean']:,.0f}",
+            "< 1,024",
+            state["open_case_bytes_mean"] < 1024,
+        ),
+        Figure(
+            "pipeline",
+            f"produce-to-outcome p99 at {latency['offered_events_per_s']:,.0f} events/s offered",
+            f"{latency['p99_ms']:,.0f} ms",
+            "< 500 ms at 2,000 events/s",
+            latency["p99_ms"] < 500 and latency["offered_events_per_s"] >= 2000,
+        ),
+    ]
+
+
+def _replay(r: dict[str, Any]) -> list[Figure]:
+    figures = [
+        Figure(
+            "replay",
+            "CSV -> Kafka events/s relative to kafka-python alone",
+            f"{r['ratio_replay_to_kafka_python_alone']:.2f} "
+            f"({r['csv_to_kafka']['events_per_s']:,.0f} events/s)",
+        ),
+        Figure(
+            "replay",
+            f"1M events replayed (extrapolated from {r['events']:,})",
+            f"{r['million_replay_s_extrapolated'] / 60:.1f} min",
+        ),
+    ]
+    if "million_processing_s_extrapolated" in r:
+        figures.append(
+            Figure(
+                "replay",
+                "1M events processed by one full worker (extrapolated)",
+                f"{r['million_processing_s_extrapolated'] / 60:.1f} min",
+            )
+        )
+    return figures
+
+
+def _demo(r: dict[str, Any]) -> list[Figure]:
+    within = sum(1 for change in r["changes"] if change["within_bound"])
+    return [
+        Figure(
+            "demo",
+            "`postmarket demo` wall time (stack up to stack down)",
+            f"{r['wall_s']:.0f} s",
+            "< 300 s",
+            r["wall_s"] < 300,
+        ),
+        Figure(
+            "demo",
+            "injected changes detected within their bound",
+            f"{within} of {len(r['changes'])}",
+            "all",
+            within == len(r["changes"]),
+        ),
+        Figure(
+            "demo",
+            "false alarms (alerts no injected change explains)",
+            str(r["false_alarms"]),
+            "0",
+            r["false_alarms"] == 0,
+        ),
+    ]
+
+
+READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
+    "contracts": ("contracts.json", _contracts),
+    "deidentify": ("deidentify.json", _deidentify),
+    "detection_delay": ("detection_delay.json", _detection_delay),
+    "detectors": ("detectors.json", _detectors),
+    "pipeline": ("pipeline.json", _pipeline),
+    "replay": ("replay.json", _replay),
+    "demo": ("demo.json", _demo),
+}
+
+
+def figures(results: Path = RESULTS) -> tuple[list[Figure], list[str]]:
+    """Every figure found in ``results``, and the benchmarks whose JSON is missing."""
+    found: list[Figure] = []
+    missing: list[str] = []
+    for benchmark, (file_name, read) in READERS.items():
+        path = results / file_name
+        if not path.is_file():
+            missing.append(benchmark)
+            continue
+        found += read(json.loads(path.read_text()))
+    return found, missing
+
+
+def machine() -> dict[str, str]:
+    """Cores, memory, CPU model, OS and Python of this machine."""
+    cpu = platform.processor() or platform.machine()
+    memory = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    except OSError:
+        pass
+    cores = getattr(os, "process_cpu_count", os.cpu_count)()
+    return {
+        "cores": str(cores),
+        "memory": memory,
+        "cpu": cpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _verdict(met: bool | None) -> str:
+    return "" if met is None else ("yes" if met else "**no**")
+
+
+def render(found: list[Figure], missing: list[str], host: dict[str, str], when: datetime) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {when:%Y-%m-%d %H:%M} UTC. Each figure comes from the JSON",
+        "its benchmark wrote to `bench/results/`; ratios are to a peer measured in the same run.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in host.items()),
+        "",
+        "| benchmark | figure | value | goal | met |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {f.benchmark} | {f.name} | {f.value} | {f.goal or '-'} | {_verdict(f.met)} |"
+            for f in found
+        ),
+    ]
+    if missing:
+        lines += ["", "Not measured in this run (no JSON): " + ", ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results_md(results: Path = RESULTS, out: Path = HERE / "RESULTS.md") -> Path:
+    found, missing = figures(results)
+    out.write_text(render(found, missing, machine(), datetime.now(UTC)), encoding="utf-8")
+    return out
+
+
+if __name__ == "__main__":
+    print(write_results_md())

@@ -1,0 +1,50 @@
+"""bench/RESULTS.md: each figure beside its goal, from the JSON the benchmarks wrote."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+
+from results_md import figures, machine, render  # noqa: E402 - bench/ is not a package
+
+PIPELINE = {
+    "ratio_full_to_bare_faust": 0.72,
+    "bare_faust_events_per_s": 9000.0,
+    "full_worker": {"events_per_s": 6480.0},
+    "state": {"stream_state_bytes_max": 2500.0, "open_case_bytes_mean": 700.0},
+    "latency": {"offered_events_per_s": 2000.0, "p99_ms": 120.0},
+}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    (tmp_path / "pipeline.json").write_text(json.dumps(PIPELINE))
+    return tmp_path
+
+
+def test_each_figure_says_whether_it_met_its_goal(results: Path) -> None:
+    found, _ = figures(results)
+    verdicts = {f.name: f.met for f in found}
+    assert verdicts["full worker events/s relative to a bare Faust agent"] is True
+    assert verdicts["bytes per stream state (max)"] is False
+
+
+def test_a_benchmark_without_json_is_listed_as_not_measured(results: Path) -> None:
+    _, missing = figures(results)
+    assert "pipeline" not in missing
+    assert {"contracts", "demo", "detection_delay"} <= set(missing)
+
+
+def test_the_page_names_the_machine_the_date_and_each_goal(results: Path) -> None:
+    found, missing = figures(results)
+    page = render(found, missing, machine(), datetime(2026, 11, 26, 18, 0, tzinfo=UTC))
+    assert "2026-11-26 18:00 UTC" in page
+    assert "| cores |" in page and "| python |" in page
+    assert "| pipeline | bytes per stream state (max) | 2,500 | < 2,048 | **no** |" in page
+    assert "Not measured in this run" in page

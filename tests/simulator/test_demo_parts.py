@@ -1,0 +1,98 @@
+"""The demo's own logic: its detectors' ARL, its report window and its final table."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from rich.console import Console
+
+from postmarket.demo import (
+    FALSE_ALARM_BUDGET,
+    WORKER_PID_FILE,
+    detection_table,
+    fleet_arl0,
+    report_window,
+    stop_kept_worker,
+)
+from simulator.scenario import Scenario
+from simulator.scoring import Bound, ChangeScore, Scorecard
+
+
+def test_the_demo_arl_keeps_the_fleets_expected_false_alarms_at_its_budget() -> None:
+    truth = {"counts": {"predictions": 14_000}}
+    charted = 2 * 14_000
+    assert charted / fleet_arl0(truth) == FALSE_ALARM_BUDGET
+
+
+def test_a_small_fleet_keeps_at_least_the_default_arl() -> None:
+    assert fleet_arl0({"counts": {"predictions": 10}}) == 5_000.0
+
+
+def test_the_report_window_reaches_back_to_the_retrospective_uploads(
+    demo_scenario: Scenario,
+) -> None:
+    first, last = report_window(demo_scenario)
+    assert first == date(2025, 11, 6)  # 60 days before the start: the backfill
+    assert last == date(2026, 3, 5)
+
+
+def change(name: str, detected: bool, delay_cases: int | None) -> ChangeScore:
+    return ChangeScore(
+        name=name,
+        kind="scanner_change",
+        expected_signal="performance_drift",
+        detected=detected,
+        detectors=("sensitivity_cusum",) if detected else (),
+        streams_detected=1 if detected else 0,
+        streams_affected=1,
+        delay_cases=delay_cases,
+        delay_days=2.0 if detected else None,
+        bound=Bound(cases=100, days=10.0),
+    )
+
+
+def test_the_table_says_yes_late_or_no_for_each_change() -> None:
+    card = Scorecard(
+        (change("on-time", True, 50), change("late", True, 500), change("missed", False, None)),
+        (),
+        alerts=2,
+    )
+    out = io.StringIO()
+    Console(file=out, width=200).print(detection_table(card))
+    rows = {line.split("│")[1].strip(): line for line in out.getvalue().splitlines() if "│" in line}
+    assert "yes" in rows["on-time"]
+    assert "late" in rows["late"]
+    assert " no " in rows["missed"]
+
+
+def sleeper(home: Path) -> subprocess.Popen[bytes]:
+    """A stand-in for a kept demo worker: 'worker' in its command line, its home in env."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "worker"],
+        env={**os.environ, "POSTMARKET_HOME": str(home)},
+        start_new_session=True,
+    )
+
+
+def test_the_next_demo_stops_the_worker_a_kept_run_left(tmp_path: Path) -> None:
+    kept = sleeper(tmp_path)
+    (tmp_path / WORKER_PID_FILE).write_text(str(kept.pid))
+    stop_kept_worker(tmp_path, timeout_s=10)
+    assert kept.wait(timeout=10) is not None
+    assert not (tmp_path / WORKER_PID_FILE).exists()
+
+
+def test_a_process_of_another_home_is_never_signalled(tmp_path: Path) -> None:
+    other = sleeper(tmp_path / "elsewhere")
+    try:
+        (tmp_path / WORKER_PID_FILE).write_text(str(other.pid))
+        stop_kept_worker(tmp_path, timeout_s=1)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
