@@ -109,6 +109,19 @@ def build() -> model.Dashboard:
             ],
         ),
         graph(
+            "Refused (unauthentic) records per hour by claimed site and reason",
+            "Records the workers refused as not provably from the site they claim (unsigned, "
+            "unknown or revoked key, another site's key, bad signature), for every site "
+            "whatever the selection; 'unknown' is a claimed site with no registered key. "
+            "They are dead-lettered with reason authenticity and count nowhere.",
+            [
+                Query(
+                    f"sum by (site_id, reason) (increase({m.EVENTS_UNAUTHENTIC}[1h]))",
+                    "{{site_id}} {{reason}}",
+                )
+            ],
+        ),
+        graph(
             "Consumer lag by topic",
             "Records the worker group has not committed yet (end - committed offset), summed "
             "over the partitions; a steady climb means the workers do not keep up.",

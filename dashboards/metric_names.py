@@ -35,6 +35,7 @@ def sample_name(metric: MetricWrapperBase) -> str:
 EVENTS_CONSUMED = f"{worker.EVENTS_CONSUMED}_total"
 EVENTS_DEADLETTERED = f"{worker.EVENTS_DEADLETTERED}_total"
 EVENTS_DUPLICATE = f"{worker.EVENTS_DUPLICATE}_total"
+EVENTS_UNAUTHENTIC = f"{worker.EVENTS_UNAUTHENTIC}_total"
 PREDICTIONS = f"{worker.PREDICTIONS}_total"
 OUTCOMES = f"{worker.OUTCOMES}_total"
 CASES_AWAITING_TRUTH = worker.CASES_AWAITING_TRUTH

@@ -151,6 +151,16 @@ def _feed(bootstrap: str, outbox_dir: Path, metrics: CollectorMetrics, s: Scenar
     with SignedProducer(bootstrap) as producer:  # a collector resend: counted as duplicate
         producer.deliver([events[0]])
     send_raw(bootstrap, topics.PREDICTIONS, [(b"c-bad", b"not an event")])
+    # A forgery: a valid prediction claiming the site without its signature (refused).
+    forged = make_prediction(
+        device_id=s.device, task=s.task, case_pseudonym=f"forged-{s.site}", site_id=s.site
+    )
+    send_raw(
+        bootstrap,
+        topics.PREDICTIONS,
+        [(forged.case_pseudonym.encode(), encode(forged))],
+        signed=False,
+    )
 
 
 @pytest.fixture(scope="module")
