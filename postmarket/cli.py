@@ -23,7 +23,7 @@ app = typer.Typer(
     name="postmarket",
     help="Post-market surveillance of medical-AI devices: collectors, workers, local stack.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )

@@ -480,7 +480,9 @@ def sink(
 
     Long-running; SIGTERM or Ctrl-C stops it after the current batch. Offsets are
     committed only after the batch is in the database, and writes skip events already
-    stored, so a crash or redelivery never loses or duplicates evidence. Its /metrics
+    stored, so a crash or redelivery never loses or duplicates evidence. After new records
+    it also reviews the store every --review-every seconds: weekly performance snapshots,
+    and each site against its fleet (site-vs-fleet alerts). Its /metrics
     (loopback by default; TLS and basic auth as for the workers) counts the store's
     alerts by stream, detector, severity and lifecycle status.
     """
