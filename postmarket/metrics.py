@@ -43,6 +43,10 @@ METRIC_STREAMS_OVERFLOW = f"{PREFIX}_metric_streams_overflow"
 CONSUMER_LAG = f"{PREFIX}_consumer_lag_records"
 OUTCOME_LATENCY = f"{PREFIX}_outcome_latency_seconds"
 ALERTS_BY_STATUS = f"{PREFIX}_alerts_by_status"
+SINK_RECORDS = f"{PREFIX}_evidence_sink_records"
+SINK_STORED = f"{PREFIX}_evidence_sink_stored"
+SINK_DUPLICATES = f"{PREFIX}_evidence_sink_duplicates"
+SINK_INVALID = f"{PREFIX}_evidence_sink_invalid"
 """Exported by the evidence sink (:mod:`postmarket.evidence.metrics`), not by the workers."""
 
 OUTCOME_LATENCY_BUCKETS = (

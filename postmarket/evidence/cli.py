@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from postmarket.evidence.sink import SinkCounts
     from postmarket.evidence.store import AlertView, EvidenceStore
 
 registry_app = typer.Typer(
@@ -505,7 +506,11 @@ def sink(
         )
         running.install_signal_handlers()
         typer.echo(f"evidence sink: group {group} at {target}", err=True)
-        exporter = _serve_alert_metrics(store, metrics_port, alerts_refresh) if metrics else None
+        exporter = (
+            _serve_alert_metrics(store, metrics_port, alerts_refresh, running.counts)
+            if metrics
+            else None
+        )
         try:
             counts = running.run(until_idle_s=until_idle)
         finally:
@@ -520,7 +525,7 @@ def sink(
 
 
 def _serve_alert_metrics(
-    store: EvidenceStore, port: int | None, refresh_s: float
+    store: EvidenceStore, port: int | None, refresh_s: float, counts: SinkCounts
 ) -> Callable[[], None]:
     """Serve the store's alert counts on /metrics; return what stops it.
 
@@ -534,7 +539,7 @@ def _serve_alert_metrics(
 
     settings = Settings()
     registry = CollectorRegistry()
-    refresh = PeriodicRefresh(EvidenceMetrics(registry), store, refresh_s)
+    refresh = PeriodicRefresh(EvidenceMetrics(registry, counts), store, refresh_s)
     try:
         endpoint = settings.metrics_endpoint(
             settings.evidence_metrics_host,
@@ -570,8 +575,13 @@ def regulator_role(
     """Create the read-only PostgreSQL role postmarket_regulator (SELECT only) and grant it
     every evidence table; optionally a regulator's login in it."""
     from postmarket.evidence.regulator import REGULATOR_ROLE, grant_regulator_read_access
+    from postmarket.secrets import SecretFileError, read_secret_file
 
-    password = password_file.read_text().strip() if password_file else None
+    try:
+        secret = read_secret_file(password_file, "regulator password") if password_file else None
+    except SecretFileError as error:
+        raise _fail(str(error)) from None
+    password = secret.decode() if secret is not None else None
     with _open(url) as store:
         try:
             grant_regulator_read_access(store.engine, login=login, password=password)

@@ -1,4 +1,4 @@
-"""What the evidence sink exports: alerts in the store by lifecycle status.
+"""What the evidence sink exports: alerts in the store by lifecycle status, and its progress.
 
 The store, not the workers, knows whether an alert was acknowledged or resolved, so the
 process that writes alerts into it (``postmarket evidence sink``) counts them on a timer
@@ -16,13 +16,21 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.metrics import ALERTS_BY_STATUS, STREAM_LABELS
+from postmarket.metrics import (
+    ALERTS_BY_STATUS,
+    SINK_DUPLICATES,
+    SINK_INVALID,
+    SINK_RECORDS,
+    SINK_STORED,
+    STREAM_LABELS,
+)
 
 if TYPE_CHECKING:
+    from postmarket.evidence.sink import SinkCounts
     from postmarket.evidence.store import AlertStatusCount, EvidenceStore
 
 log = logging.getLogger(__name__)
@@ -72,12 +80,57 @@ class AlertsByStatus(Collector):
         yield family
 
 
+class SinkProgress(Collector):
+    """Counters read from the running sink's :class:`SinkCounts` at scrape time."""
+
+    def __init__(self, counts: SinkCounts) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield from self._families(describe_only=True)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield from self._families(describe_only=False)
+
+    def _families(self, *, describe_only: bool) -> Iterator[CounterMetricFamily]:
+        counts = self.counts
+        records = CounterMetricFamily(SINK_RECORDS, "Records the evidence sink consumed.")
+        stored = CounterMetricFamily(
+            SINK_STORED,
+            "What the evidence sink stored new, by kind (outcome, prediction, alert; snapshot "
+            "and fleet_alert from its periodic review).",
+            labels=["kind"],
+        )
+        duplicates = CounterMetricFamily(
+            SINK_DUPLICATES, "Events the store already held (redeliveries, re-emissions)."
+        )
+        invalid = CounterMetricFamily(
+            SINK_INVALID, "Records the sink skipped as invalid, by topic.", labels=["topic"]
+        )
+        if not describe_only:
+            records.add_metric([], counts.records)
+            for kind, value in (
+                ("outcome", counts.outcomes_new),
+                ("prediction", counts.predictions_new),
+                ("alert", counts.alerts_new),
+                ("snapshot", counts.snapshots),
+                ("fleet_alert", counts.fleet_alerts),
+            ):
+                stored.add_metric([kind], value)
+            duplicates.add_metric([], counts.duplicates)
+            for topic, value in sorted(dict(counts.invalid_by_topic).items()):
+                invalid.add_metric([topic], value)
+        yield from (records, stored, duplicates, invalid)
+
+
 class EvidenceMetrics:
     """The sink's metrics in ``registry``; :meth:`refresh` reads the store once."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, counts: SinkCounts | None = None) -> None:
         self.alerts_by_status = AlertsByStatus()
         registry.register(self.alerts_by_status)
+        if counts is not None:
+            registry.register(SinkProgress(counts))
 
     def refresh(self, store: EvidenceStore) -> None:
         self.alerts_by_status.update(store.alert_status_counts())

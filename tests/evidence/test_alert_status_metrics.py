@@ -134,4 +134,27 @@ def test_the_sink_command_serves_alerts_by_status_on_loopback(
         sink.send_signal(signal.SIGTERM)
         sink.wait(timeout=60)
     assert 'status="open"' in body, (tmp_path / "sink.log").read_text()
+    assert "postmarket_evidence_sink_records_total" in body  # the sink's own progress
     assert sink.returncode == 0
+
+
+def test_sink_progress_is_read_from_the_running_counts() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from postmarket.evidence.metrics import EvidenceMetrics
+    from postmarket.evidence.sink import SinkCounts
+
+    counts = SinkCounts()
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry, counts)
+    counts.records, counts.outcomes_new, counts.duplicates = 12, 7, 3
+    counts.invalid_by_topic["pms.outcomes.v1"] = 2
+    assert registry.get_sample_value("postmarket_evidence_sink_records_total") == 12
+    stored = "postmarket_evidence_sink_stored_total"
+    assert registry.get_sample_value(stored, {"kind": "outcome"}) == 7
+    assert registry.get_sample_value(stored, {"kind": "snapshot"}) == 0
+    assert registry.get_sample_value("postmarket_evidence_sink_duplicates_total") == 3
+    invalid = "postmarket_evidence_sink_invalid_total"
+    assert registry.get_sample_value(invalid, {"topic": "pms.outcomes.v1"}) == 2
+    counts.records += 1  # a later scrape sees the sink's progress
+    assert registry.get_sample_value("postmarket_evidence_sink_records_total") == 13
