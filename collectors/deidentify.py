@@ -18,7 +18,9 @@ not an edit. Beyond the table, the walk is deliberately stricter than the standa
   study always maps to the same UID and nobody without the site key can reverse it.
 
 Everything works in place on a pydicom :class:`~pydicom.dataset.Dataset`; reading and
-sending are someone else's job.
+sending are someone else's job. The table is compiled once per (tag, VR) into a plan, and
+a value pydicom has not decoded yet is decoded only when it must be read: a name or ID to
+learn from, a value to change, a sequence to walk (see ``_Plan``).
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.hooks import hooks
+from pydicom.hooks import raw_element_value as default_raw_element_value
+from pydicom.hooks import raw_element_vr as default_raw_element_vr
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 from pydicom.valuerep import MAX_VALUE_LEN
 
 from collectors import confidentiality_profile as table
@@ -57,6 +64,10 @@ DUMMY_PERSON = "ANONYMOUS"
 _NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 _CLEANABLE_TEXT_VRS = frozenset({"LO", "SH", "ST", "CS", "UC"})
 _IDENTIFYING_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "AE"})
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+"""VRs that pydicom decodes as text (see ``_decoding_cannot_fail``)."""
 _REMOVING_ACTIONS = frozenset({"X", "Z", "D", "X/Z", "X/D", "X/Z/D", "Z/D", "X/Z/U*"})
 
 
@@ -137,9 +148,9 @@ def shift_date(value: str, days: int) -> str | None:
         return None
     try:
         moved = date(int(text[:4]), int(text[4:6]), int(text[6:])) - timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or moved before the year 1
         return None
-    return moved.strftime("%Y%m%d")
+    return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"
 
 
 def shift_datetime(value: str, days: int) -> str | None:
@@ -159,9 +170,12 @@ _HONORIFICS = frozenset({"DR", "MR", "MRS", "MS", "MISS", "PROF", "DOCTOR", "NUR
 _PUNCTUATION = "()[]{}<>.,;:'\"!?*#"
 
 
+_TOKEN_SEPARATORS = re.compile(r"[\s^=,.;:/\\()'\"-]+")
+
+
 def identifying_tokens(text: str) -> set[str]:
     """Upper-case word parts of an identifying value (names, IDs, institutions)."""
-    return {t for t in re.split(r"[\s^=,.;:/\\()'\"-]+", text.upper()) if len(t) >= 2}
+    return {t for t in _TOKEN_SEPARATORS.split(text.upper()) if len(t) >= 2}
 
 
 def clean_descriptor(text: str, identifying: set[str]) -> str:
@@ -212,6 +226,51 @@ class _Walk:
     private_removed: int = 0
     descriptors: list[tuple[Dataset, BaseTag, DataElement]] = field(default_factory=list)
     """Text to clean once every identifying word of the header is known."""
+    uids: dict[str, str] = field(default_factory=dict)
+    """Keyed UIDs already computed for this header (a study's UIDs repeat in it)."""
+    dates: dict[str, str | None] = field(default_factory=dict)
+    """Shifted dates already computed for this header (its dates repeat too)."""
+    lenient: bool = False
+    """pydicom's decoding of text cannot fail (see ``_decoding_cannot_fail``)."""
+
+
+# Operations: what the walk does to one element (the table's actions resolved per VR).
+_KEEP = 0
+_REMOVE = 1
+_EMPTY = 2
+_KEYED_UID = 3
+_SHIFT_DATE = 4
+_DUMMY = 5
+_DESCRIPTOR = 6
+_AE_PSEUDONYM = 7
+_ID_PSEUDONYM = 8
+_WALK_ITEMS = 9
+_EMPTY_SEQUENCE = 10
+
+# When an element's value is decoded: see _Plan.decode.
+_ALWAYS = 0
+_UNLESS_LENIENT = 1
+_NEVER = 2
+
+_PLAN_CACHE_LIMIT = 65536
+"""Plans are cached per (tag, VR); a stream of made-up tags must not grow them forever."""
+
+
+class _Plan(NamedTuple):
+    """The walk's treatment of one (tag, VR), derived once from the table and cached.
+
+    Only the value is per element; what to do with it is not, so the table, the
+    repeating groups and the unlisted-attribute rules are consulted once per tag.
+    """
+
+    operation: int
+    learn: bool
+    """Its words are identifying (for a sequence: every word inside it)."""
+    decode: int
+    """When the value is decoded before the operation: ``_NEVER`` for removing or
+    keeping what cannot teach a word; ``_UNLESS_LENIENT`` for keeping or removing other
+    text, decoded only to find undecodable values, which pydicom's lenient default
+    set-up never produces (see ``_decoding_cannot_fail``); else ``_ALWAYS``."""
 
 
 class Deidentifier:
@@ -224,6 +283,7 @@ class Deidentifier:
         self.options = options or ProfileOptions()
         self.software = software
         self._actions = action_table(self.options)
+        self._plans: dict[tuple[int, str], _Plan] = {}
 
     def __repr__(self) -> str:
         return f"Deidentifier({self.options!r})"
@@ -237,6 +297,7 @@ class Deidentifier:
         walk = _Walk(
             shift=date_shift_days(self.key, _patient_identity(header)),
             identifying=set(),
+            lenient=_decoding_cannot_fail(),
         )
         self._clean(header, walk)
         meta = getattr(header, "file_meta", None)
@@ -255,7 +316,7 @@ class Deidentifier:
             private_removed=walk.private_removed,
         )
 
-    # --- the walk ---------------------------------------------------------------------------
+    # --- the table, compiled per (tag, VR) --------------------------------------------------
 
     def _action(self, tag: int, vr: str) -> str:
         action = self._actions.get(tag)
@@ -277,26 +338,59 @@ class Deidentifier:
             return "X"
         return "K"
 
-    def _collect_identifying(self, dataset: Dataset, words: set[str]) -> None:
-        """Words of every name, ID and institution the profile removes, at any depth."""
-        for tag in list(dataset.keys()):
-            known = _undecoded_vr(dataset, tag)
-            if known is not None and known != "SQ" and known not in _IDENTIFYING_TEXT_VRS:
-                continue  # cannot hold a name or ID: no need to decode it
-            element = _decoded(dataset, tag)
-            if element is None:
-                continue  # undecodable: removed by the walk
-            vr = element.VR
-            if vr == "SQ":
-                for item in element.value or ():
-                    self._collect_identifying(item, words)
-                continue
-            if vr not in _IDENTIFYING_TEXT_VRS:
-                continue
-            removed = self._action(int(tag), vr) in _REMOVING_ACTIONS
-            if vr == "PN" or element.tag.is_private or removed:
-                for value in _values(element):
-                    words |= identifying_tokens(str(value))
+    def _plan(self, tag: int, vr: str) -> _Plan:
+        """The cached plan of a (public) tag with this VR."""
+        plan = self._plans.get((tag, vr))
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE_LIMIT:
+                self._plans.clear()
+            plan = self._plans[(tag, vr)] = self._compile(tag, vr)
+        return plan
+
+    def _compile(self, tag: int, vr: str) -> _Plan:
+        action = self._action(tag, vr)
+        removed = action.startswith("X")
+        if vr == "SQ":
+            if removed:
+                return _Plan(_REMOVE, learn=True, decode=_ALWAYS)
+            if action in ("Z", "D", "Z/D"):  # a dummy sequence is an empty one
+                return _Plan(_EMPTY_SEQUENCE, learn=True, decode=_ALWAYS)
+            # K, C, U and unlisted sequences: the table applies inside every item
+            return _Plan(_WALK_ITEMS, learn=False, decode=_ALWAYS)
+        learn = vr in _IDENTIFYING_TEXT_VRS and (vr == "PN" or action in _REMOVING_ACTIONS)
+        operation = self._operation(tag, vr, action)
+        if (removed or action == "K") and not (
+            vr in _IDENTIFYING_TEXT_VRS or tag in PSEUDONYMISED_IDS
+        ):
+            decode = _NEVER
+        elif operation in (_KEEP, _REMOVE) and not learn and vr in _TEXT_VRS:
+            decode = _UNLESS_LENIENT
+        else:
+            decode = _ALWAYS
+        return _Plan(operation, learn, decode)
+
+    def _operation(self, tag: int, vr: str, action: str) -> int:
+        if tag in PSEUDONYMISED_IDS and action not in ("K", "X"):
+            return _ID_PSEUDONYM
+        if action == "K":
+            return _KEEP
+        if action.startswith("X"):
+            return _REMOVE
+        if action == "Z":
+            return _EMPTY
+        if action == "U":
+            return _KEYED_UID
+        if action in ("D", "Z/D"):
+            if vr in ("UI", "DA", "DT"):
+                return _clean_operation(vr)
+            if vr in ("PN", "TM", "AE", "CS", "SH", "LO", "LT", "ST", "UC", "UT", *_NUMERIC_VRS):
+                return _DUMMY
+            return _EMPTY  # binary and other VRs: a zero-length value
+        if action == "C":
+            return _clean_operation(vr)
+        raise ValueError(f"unknown Table E.1-1 action {action!r} for {BaseTag(tag)}")
+
+    # --- the walk ---------------------------------------------------------------------------
 
     def _clean(self, dataset: Dataset, walk: _Walk) -> None:
         """Apply the table to every element, learning identifying words on the way.
@@ -306,162 +400,344 @@ class Deidentifier:
         words are cleaned after the pass, when all of them are known. Elements whose value
         can neither teach a word nor be changed are removed or kept without decoding.
         """
-        for tag in list(dataset.keys()):
-            known = _undecoded_vr(dataset, tag)
-            if tag.is_private:
-                if known is None or known == "SQ" or known in _IDENTIFYING_TEXT_VRS:
-                    private = _decoded(dataset, tag)
-                    if private is not None:
-                        self._learn(private, "X", walk.identifying, private=True)
+        plans = self._plans
+        for tag, stored in list(dataset.items()):
+            number = int(tag)  # plain int: BaseTag compares in Python, slowly
+            # Inlined _stored_vr and _plan: this loop runs for every element of a header.
+            element: DataElement | None
+            vr: str | None
+            if isinstance(stored, DataElement):
+                element, vr = stored, stored.VR
+            else:
+                element, vr = None, stored.VR
+                if not vr or vr == "UN":
+                    vr = _raw_vr(number, vr)
+            if number >> 16 & 1:  # private group
+                if vr is None or vr == "SQ" or vr in _IDENTIFYING_TEXT_VRS:
+                    if element is None:
+                        element = _decoded(dataset, tag)
+                    if element is not None:
+                        self._learn_private(element, walk.identifying)
                 del dataset[tag]
                 walk.private_removed += 1
                 continue
+            plan = None if vr is None else plans.get((number, vr)) or self._plan(number, vr)
+            if plan is not None and plan.decode != _ALWAYS:
+                if plan.decode == _NEVER or (
+                    walk.lenient and (element is not None or stored.value is not None)
+                ):
+                    if plan.operation == _REMOVE:
+                        del dataset[tag]
+                    continue  # else kept
             if (
-                known is not None
-                and known != "SQ"
-                and known not in _IDENTIFYING_TEXT_VRS
-                and int(tag) not in PSEUDONYMISED_IDS
+                element is None
+                and plan is not None
+                and plan.operation in (_KEYED_UID, _SHIFT_DATE)
+                and walk.lenient
+                and self._replace_undecoded(dataset, tag, vr, stored.value, plan.operation, walk)
             ):
-                action = self._action(int(tag), known)
-                if action.startswith("X"):
-                    del dataset[tag]
-                    continue
-                if action == "K":
-                    continue
-            element = _decoded(dataset, tag)
+                continue
+            if element is None:
+                element = _decoded(dataset, tag)
             if element is None:  # an undecodable element cannot be checked, so it goes
                 del dataset[tag]
                 continue
-            action = self._action(int(tag), element.VR)
-            self._learn(element, action, walk.identifying)
-            self._apply(dataset, tag, element, action, walk)
+            if plan is None or element.VR != vr:
+                plan = self._plan(number, element.VR)
+            if plan.learn:
+                self._learn(element, walk.identifying)
+            if plan.operation != _KEEP:
+                self._apply(dataset, tag, element, plan.operation, walk)
 
-    def _learn(
-        self, element: DataElement, action: str, words: set[str], private: bool = False
-    ) -> None:
+    def _learn(self, element: DataElement, words: set[str]) -> None:
         """Add the words of a name, ID or institution about to be removed (any depth)."""
-        vr = element.VR
-        if vr == "SQ":
-            if private or action.startswith("X") or action in ("Z", "D", "Z/D"):
+        if element.VR == "SQ":
+            for item in element.value or ():
+                self._collect_identifying(item, words)
+            return
+        for value in _values(element):
+            words |= identifying_tokens(str(value))
+
+    def _learn_private(self, element: DataElement, words: set[str]) -> None:
+        if element.VR == "SQ" or element.VR in _IDENTIFYING_TEXT_VRS:
+            self._learn(element, words)
+
+    def _collect_identifying(self, dataset: Dataset, words: set[str]) -> None:
+        """Words of every name, ID and institution the profile removes, at any depth."""
+        for tag, stored in list(dataset.items()):
+            number = int(tag)
+            element, known = _stored_vr(number, stored)
+            if known is not None and known != "SQ" and known not in _IDENTIFYING_TEXT_VRS:
+                continue  # cannot hold a name or ID: no need to decode it
+            if element is None:
+                element = _decoded(dataset, tag)
+            if element is None:
+                continue  # undecodable: removed by the walk
+            vr = element.VR
+            if vr == "SQ":
                 for item in element.value or ():
                     self._collect_identifying(item, words)
-            return  # sequences that are walked teach their words during the walk
-        if vr in _IDENTIFYING_TEXT_VRS and (private or vr == "PN" or action in _REMOVING_ACTIONS):
-            for value in _values(element):
-                words |= identifying_tokens(str(value))
+                continue
+            if vr not in _IDENTIFYING_TEXT_VRS:
+                continue
+            if number >> 16 & 1 or self._plan(number, vr).learn:
+                for value in _values(element):
+                    words |= identifying_tokens(str(value))
+
+    def _replace_undecoded(
+        self,
+        dataset: Dataset,
+        tag: BaseTag,
+        vr: str | None,
+        encoded: object,
+        operation: int,
+        walk: _Walk,
+    ) -> bool:
+        """Replace a single UID or date straight from its bytes; False if it is not one.
+
+        These VRs are ASCII in every character set, and pydicom's decoding of them is a
+        strip of padding (see ``convert_UI``, ``convert_string``): doing just that here
+        skips building an element that would be replaced at once.
+        """
+        if not isinstance(encoded, bytes) or b"\\" in encoded:
+            return False
+        if operation == _KEYED_UID and vr == "UI":
+            uid = encoded.decode("latin-1").rstrip("\0 ").strip()
+            if not uid:
+                return _store(dataset, tag, vr, [])
+            keyed = walk.uids.get(uid)
+            if keyed is None:
+                keyed = walk.uids[uid] = keyed_uid(self.key, uid)
+            return _store(dataset, tag, vr, [keyed])
+        if operation == _SHIFT_DATE and vr in ("DA", "DT"):
+            text = encoded.decode("latin-1").rstrip(" \0")
+            moved = _shift_once(text, vr, walk) if text else ""
+            if moved is None:
+                del dataset[tag]  # a partial or broken date cannot be shifted safely
+                return True
+            return _store(dataset, tag, vr, [moved] if moved else [])
+        return False
 
     def _apply(
-        self, dataset: Dataset, tag: BaseTag, element: DataElement, action: str, walk: _Walk
+        self, dataset: Dataset, tag: BaseTag, element: DataElement, operation: int, walk: _Walk
     ) -> None:
         vr = element.VR
-        if vr == "SQ":
-            self._apply_to_sequence(dataset, tag, element, action, walk)
-        elif int(tag) in PSEUDONYMISED_IDS and action not in ("K", "X"):
-            purpose = PSEUDONYMISED_IDS[int(tag)]
-            element.value = [
-                keyed_identifier(self.key, purpose, str(v), vr) for v in _values(element)
-            ] or None
-        elif action == "K":
-            return
-        elif action.startswith("X"):
+        if operation == _REMOVE:
             del dataset[tag]
-        elif action == "Z":
-            element.value = None
-        elif action == "U":
-            element.value = [keyed_uid(self.key, str(v)) for v in _values(element)] or None
-        elif action in ("D", "Z/D"):
-            self._dummy(dataset, tag, element, walk)
-        elif action == "C":
-            self._clean_value(dataset, tag, element, walk)
-        else:
-            raise ValueError(f"unknown Table E.1-1 action {action!r} for {tag}")
-
-    def _apply_to_sequence(
-        self, dataset: Dataset, tag: BaseTag, element: DataElement, action: str, walk: _Walk
-    ) -> None:
-        if action.startswith("X"):
-            del dataset[tag]
-        elif action in ("Z", "D", "Z/D"):
-            element.value = Sequence()  # a dummy sequence is an empty one
-        else:  # K, C, U and unlisted sequences: the table applies inside every item
+        elif operation == _WALK_ITEMS:
             for item in element.value or ():
                 self._clean(item, walk)
-
-    def _dummy(self, dataset: Dataset, tag: BaseTag, element: DataElement, walk: _Walk) -> None:
-        vr = element.VR
-        if vr == "PN":
-            element.value = DUMMY_PERSON
-        elif vr == "UI":
-            element.value = [keyed_uid(self.key, str(v)) for v in _values(element)] or None
-        elif vr in ("DA", "DT"):
-            self._clean_value(dataset, tag, element, walk)
-        elif vr == "TM":
-            element.value = "000000"
-        elif vr in _NUMERIC_VRS:
-            element.value = 0
-        elif vr in ("AE", "CS", "SH", "LO", "LT", "ST", "UC", "UT"):
-            element.value = DUMMY_TEXT[: MAX_VALUE_LEN.get(vr, len(DUMMY_TEXT))]
-        else:  # binary and other VRs: a zero-length value
-            element.value = None
-
-    def _clean_value(
-        self, dataset: Dataset, tag: BaseTag, element: DataElement, walk: _Walk
-    ) -> None:
-        vr = element.VR
-        if vr in ("DA", "DT"):
-            shift = shift_date if vr == "DA" else shift_datetime
-            moved = [shift(str(v), walk.shift) for v in _values(element)]
+        elif operation == _EMPTY:
+            _assign(dataset, tag, element, [])
+        elif operation == _KEYED_UID:
+            uids = walk.uids
+            replaced = []
+            for value in _values(element):
+                uid = str(value)
+                keyed = uids.get(uid)
+                if keyed is None:
+                    keyed = uids[uid] = keyed_uid(self.key, uid)
+                replaced.append(keyed)
+            _assign(dataset, tag, element, replaced)
+        elif operation == _SHIFT_DATE:
+            moved = [_shift_once(str(v), vr, walk) for v in _values(element)]
             if any(m is None for m in moved):
                 del dataset[tag]  # a partial or broken date cannot be shifted safely
             else:
-                element.value = [m for m in moved if m is not None] or None
-        elif vr in ("TM", *_NUMERIC_VRS):
-            return  # times of day and numbers carry no identity once dates are shifted
-        elif vr in _CLEANABLE_TEXT_VRS:
+                _assign(dataset, tag, element, [m for m in moved if m is not None])
+        elif operation == _DESCRIPTOR:
             walk.descriptors.append((dataset, tag, element))
-        elif vr == "AE":
+        elif operation == _ID_PSEUDONYM:
+            purpose = PSEUDONYMISED_IDS[tag]
+            _assign(
+                dataset,
+                tag,
+                element,
+                [keyed_identifier(self.key, purpose, str(v), vr) for v in _values(element)],
+            )
+        elif operation == _EMPTY_SEQUENCE:
+            element.value = Sequence()
+        elif operation == _AE_PSEUDONYM:
             element.value = keyed_identifier(self.key, "ae", str(element.value or ""), vr)
-        elif vr == "UI":
-            element.value = [keyed_uid(self.key, str(v)) for v in _values(element)] or None
-        else:  # long free text and binary values cannot be cleaned reliably
-            del dataset[tag]
+        elif operation == _DUMMY:
+            element.value = _dummy_value(vr)
+        else:  # pragma: no cover - every plan names one of the above
+            raise AssertionError(f"unknown operation {operation} for {tag}")
 
     def _record_method(self, header: Dataset) -> None:
+        """Write PatientIdentityRemoved, DeidentificationMethod and its code sequence.
+
+        Elements are built by tag: the keyword path would look each one up and validate
+        values that are the same, and valid, on every header.
+        """
         codes = self.options.method_codes()
-        header.PatientIdentityRemoved = "YES"
-        header.DeidentificationMethod = [
+        method = [
             f"DICOM PS3.15 {table.EDITION} Annex E"[:64],
             *(code.meaning[:64] for code in codes[1:]),
             f"{self.software}: keyed HMAC-SHA256 UIDs and IDs"[:64],
         ]
-        items = []
-        for code in codes:
-            item = Dataset()
-            item.CodeValue = code.value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = code.meaning
-            items.append(item)
-        header.DeidentificationMethodCodeSequence = Sequence(items)
+        header[_PATIENT_IDENTITY_REMOVED] = DataElement(
+            _PATIENT_IDENTITY_REMOVED, "CS", "YES", already_converted=True
+        )
+        header[_DEIDENTIFICATION_METHOD] = DataElement(
+            _DEIDENTIFICATION_METHOD, "LO", MultiValue(str, method), already_converted=True
+        )
+        header[_DEIDENTIFICATION_METHOD_CODES] = DataElement(
+            _DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence([_code_item(code) for code in codes])
+        )
         if self.options.retain_modified_dates:
-            header.LongitudinalTemporalInformationModified = "MODIFIED"
+            header[_TEMPORAL_INFORMATION_MODIFIED] = DataElement(
+                _TEMPORAL_INFORMATION_MODIFIED, "CS", "MODIFIED", already_converted=True
+            )
 
 
-def _undecoded_vr(dataset: Dataset, tag: BaseTag) -> str | None:
-    """An element's VR without decoding its value; None when only decoding can tell.
+_PATIENT_IDENTITY_REMOVED = BaseTag(0x00120062)
+_DEIDENTIFICATION_METHOD = BaseTag(0x00120063)
+_DEIDENTIFICATION_METHOD_CODES = BaseTag(0x00120064)
+_TEMPORAL_INFORMATION_MODIFIED = BaseTag(0x00280303)
+_CODE_VALUE = BaseTag(0x00080100)
+_CODING_SCHEME = BaseTag(0x00080102)
+_CODE_MEANING = BaseTag(0x00080104)
+
+
+def _code_item(code: MethodCode) -> Dataset:
+    """A code sequence item (value, scheme DCM, meaning)."""
+    return Dataset(
+        {
+            _CODE_VALUE: DataElement(_CODE_VALUE, "SH", code.value, already_converted=True),
+            _CODING_SCHEME: DataElement(_CODING_SCHEME, "SH", "DCM", already_converted=True),
+            _CODE_MEANING: DataElement(_CODE_MEANING, "LO", code.meaning, already_converted=True),
+        }
+    )
+
+
+_STRING_VALUED_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT"})
+"""VRs whose decoded value is the plain ``str`` (dates and times too, unless pydicom is
+configured to convert them to ``datetime``)."""
+
+
+def _shift_once(value: str, vr: str, walk: _Walk) -> str | None:
+    """``shift_date`` / ``shift_datetime``, computed once per value and header."""
+    text = value.strip()
+    day = text[:8] if vr == "DT" else text
+    if day in walk.dates:
+        moved = walk.dates[day]
+    else:
+        moved = walk.dates[day] = shift_date(day, walk.shift)
+    if moved is None or vr != "DT":
+        return moved
+    return moved + text[8:]  # a DT keeps its time of day and offset
+
+
+def _clean_operation(vr: str) -> int:
+    """What cleaning (``C``) does to a value of this VR."""
+    if vr in ("DA", "DT"):
+        return _SHIFT_DATE
+    if vr == "TM" or vr in _NUMERIC_VRS:
+        return _KEEP  # times of day and numbers carry no identity once dates are shifted
+    if vr in _CLEANABLE_TEXT_VRS:
+        return _DESCRIPTOR
+    if vr == "AE":
+        return _AE_PSEUDONYM
+    if vr == "UI":
+        return _KEYED_UID
+    return _REMOVE  # long free text and binary values cannot be cleaned reliably
+
+
+def _dummy_value(vr: str) -> object:
+    if vr == "PN":
+        return DUMMY_PERSON
+    if vr == "TM":
+        return "000000"
+    if vr in _NUMERIC_VRS:
+        return 0
+    return DUMMY_TEXT[: MAX_VALUE_LEN.get(vr, len(DUMMY_TEXT))]
+
+
+def _assign(dataset: Dataset, tag: BaseTag, element: DataElement, values: list[str]) -> None:
+    """Give an element new values we generated (keyed UIDs and IDs, shifted dates)."""
+    if not _store(dataset, tag, element.VR, values):
+        element.value = values or None
+
+
+def _store(dataset: Dataset, tag: BaseTag, vr: str, values: list[str]) -> bool:
+    """Store no value or a single one in a new element; False where that would differ.
+
+    The value is stored as is: it is already in the form pydicom converts such a value
+    to, and valid by construction, so the value setter's conversion and validation would
+    only cost time. Several values (a MultiValue) and other VRs are left to the setter.
+    """
+    if vr == "UN":  # a new element might take the dictionary's VR instead
+        return False
+    if not values:
+        dataset[tag] = DataElement(tag, vr, None, already_converted=True)
+    elif len(values) > 1:
+        return False
+    elif vr in _STRING_VALUED_VRS or (vr in ("DA", "DT") and not config.datetime_conversion):
+        dataset[tag] = DataElement(tag, vr, values[0], already_converted=True)
+    elif vr == "UI":
+        uid = UID(values[0], validation_mode=config.IGNORE)
+        dataset[tag] = DataElement(tag, vr, uid, already_converted=True)
+    else:
+        return False
+    return True
+
+
+def _decoding_cannot_fail() -> bool:
+    """Whether pydicom, as configured now, decodes every text VR without raising.
+
+    With its defaults (validation warns, dates stay strings, no callbacks of ours) a
+    text value that does not decode is decoded with replacement characters and a
+    warning, never an exception. Decoding a kept text value only to find out that it
+    cannot be decoded is then pointless, and UIDs and dates can be read from their bytes.
+    """
+    return (
+        config.settings.reading_validation_mode != config.RAISE
+        and not config.datetime_conversion
+        and config.data_element_callback is None
+        and hooks.raw_element_vr is default_raw_element_vr
+        and hooks.raw_element_value is default_raw_element_value
+    )
+
+
+def _stored_vr(
+    tag: int, stored: DataElement | RawDataElement
+) -> tuple[DataElement | None, str | None]:
+    """The element if pydicom has decoded it already, and its VR (see ``_raw_vr``)."""
+    if isinstance(stored, DataElement):
+        return stored, stored.VR
+    return None, _raw_vr(tag, stored.VR)
+
+
+_RAW_VRS: dict[tuple[int, str | None], str | None] = {}
+
+
+def _raw_vr(tag: int, vr: str | None) -> str | None:
+    """A raw element's VR without decoding its value; None when only decoding can tell.
 
     That is the VR written in the file (explicit VR) or the dictionary's (implicit VR),
-    the same ones pydicom decodes with; ambiguous dictionary VRs (``US or SS``) and
-    ``UN`` of a known tag are left to decoding, which resolves them.
+    the same ones pydicom decodes with; ambiguous dictionary VRs (``US or SS``), ``UN``
+    of a known tag and ``UN`` of a private tag (pydicom looks its creator up in the
+    private dictionary: it may be a name) are left to decoding, which resolves them.
     """
-    item = dataset.get_item(tag)
-    vr = getattr(item, "VR", None)
     if vr and vr != "UN":
-        return str(vr)
+        return vr
+    if vr and tag >> 16 & 1:
+        return None
+    try:
+        return _RAW_VRS[(tag, vr)]
+    except KeyError:
+        pass
     try:
         listed = dictionary_VR(tag)
     except KeyError:
-        return "UN" if vr else None
-    return None if " or " in listed or vr == "UN" else listed
+        known = "UN" if vr else None
+    else:
+        known = None if " or " in listed or vr == "UN" else listed
+    if len(_RAW_VRS) >= _PLAN_CACHE_LIMIT:
+        _RAW_VRS.clear()
+    _RAW_VRS[(tag, vr)] = known
+    return known
 
 
 def _decoded(dataset: Dataset, tag: BaseTag) -> DataElement | None:
@@ -473,11 +749,13 @@ def _decoded(dataset: Dataset, tag: BaseTag) -> DataElement | None:
 
 def _values(element: DataElement) -> list[Any]:
     value = element.value
-    if value is None or value == "":
+    if value is None:
         return []
+    if isinstance(value, str):
+        return [value] if value else []
     if isinstance(value, MultiValue | list | tuple):
         return [v for v in value if v is not None and v != ""]
-    return [value]
+    return [] if value == "" else [value]
 
 
 def _text_of(header: Dataset, tag: int) -> str | None:

@@ -8,6 +8,7 @@ overlay comments, and sequences the profile does not list, nested four levels de
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 from collections import Counter
@@ -191,6 +192,48 @@ def test_no_canary_survives_and_drift_features_do(
     assert header.PatientIdentityRemoved == "YES"
     assert not any(element.tag.is_private for element in header.iterall())
     assert result.case_pseudonym is None or CANARY not in result.case_pseudonym
+
+
+def _decode_all(dataset: Dataset) -> None:
+    """Have pydicom decode every element it can, at every depth."""
+    for tag in list(dataset.keys()):
+        with contextlib.suppress(Exception):  # left raw: the walk removes what it cannot decode
+            element = dataset[tag]
+            if element.VR == "SQ":
+                for item in element.value or ():
+                    _decode_all(item)
+
+
+def _contents(dataset: Dataset) -> list[tuple[int, str, object]]:
+    """Every element as (tag, VR, value), items as nested lists."""
+    return [
+        (
+            int(element.tag),
+            element.VR,
+            [_contents(item) for item in element.value]
+            if element.VR == "SQ"
+            else repr(element.value),
+        )
+        for element in dataset
+    ]
+
+
+@pytest.mark.parametrize(("name", "path"), READABLE, ids=[r[0] for r in READABLE])
+def test_raw_and_decoded_elements_come_out_the_same(
+    name: str, path: Path, deidentifier: Deidentifier
+) -> None:
+    """The walk reads UIDs and dates from their bytes and leaves what it keeps or removes
+    as is undecoded; the header must come out as if pydicom had decoded everything."""
+    raw = read_header(path)
+    inject_canaries(raw)
+    decoded = copy.deepcopy(raw)
+    _decode_all(decoded)
+
+    deidentifier.deidentify(raw)
+    deidentifier.deidentify(decoded)
+
+    assert _contents(raw) == _contents(decoded)
+    assert _contents(raw.file_meta) == _contents(decoded.file_meta)
 
 
 def test_harmless_nested_values_survive(deidentifier: Deidentifier) -> None:

@@ -3,6 +3,7 @@ private tags, the method attributes, and the generated table being current."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydicom import config, dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from collectors import confidentiality_profile as table
 from collectors.deidentify import (
@@ -75,6 +79,16 @@ def test_intervals_between_a_patients_dates_are_kept() -> None:
     assert shifted == header.ContentDate and header.StudyDate != "20200115"
 
 
+def test_a_date_moved_before_the_year_1000_keeps_eight_digits() -> None:
+    assert shift_date("10000110", 30) == "09991211"
+
+
+def test_a_date_that_cannot_move_back_far_enough_is_removed() -> None:
+    header = _header(StudyDate="00010101")  # every shift is at least one day
+    Deidentifier(KEY).deidentify(header)
+    assert "StudyDate" not in header
+
+
 def test_date_shift_depends_on_the_key() -> None:
     assert date_shift_days(KEY, "id:MRN-1") != date_shift_days(OTHER_KEY, "id:MRN-1")
 
@@ -96,6 +110,41 @@ def test_private_tags_are_removed_at_every_depth() -> None:
     result = Deidentifier(KEY).deidentify(header)
     assert result.private_removed == 3
     assert not any(element.tag.is_private for element in header.iterall())
+
+
+def test_words_of_a_private_element_stored_as_un_are_identifying() -> None:
+    header = _header(StudyDescription="CT SMITHCLINIC HEAD")
+    creator = b"SMITHCLINIC "  # a private creator written with VR UN: pydicom reads it as LO
+    header[0x00090010] = RawDataElement(
+        BaseTag(0x00090010), "UN", len(creator), creator, 0, False, True
+    )
+    Deidentifier(KEY).deidentify(header)
+    assert header.StudyDescription == "CT HEAD"
+
+
+def test_strict_pydicom_validation_gives_the_same_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under pydicom's default (lenient) decoding, UIDs and dates are read from their bytes
+    and kept text is left undecoded; with validation that raises, everything is decoded
+    first. Both must give the same header."""
+    written = io.BytesIO()
+    source = _header(
+        SOPInstanceUID="1.2.3.4.5",
+        SeriesDate="20200114",
+        AcquisitionDateTime="20200115101500+0100",
+        Manufacturer="ACME",
+        StudyDescription="CT CHEST",
+        PatientName="DOE^JOHN",
+    )
+    source.save_as(written, implicit_vr=False, little_endian=True)
+    lenient, strict = (dcmread(io.BytesIO(written.getvalue()), force=True) for _ in range(2))
+
+    Deidentifier(KEY).deidentify(lenient)
+    monkeypatch.setattr(config.settings, "reading_validation_mode", config.RAISE)
+    Deidentifier(KEY).deidentify(strict)
+
+    assert [(e.tag, e.VR, e.value) for e in lenient] == [(e.tag, e.VR, e.value) for e in strict]
 
 
 def test_method_attributes_name_the_profile_and_options() -> None:
