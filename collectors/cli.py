@@ -8,9 +8,13 @@ naming the file and the reason, and a non-zero exit; never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from collectors.events import AIOutput
+    from collectors.settings import AiSrMapping
 
 collector_app = typer.Typer(
     help="The hospital-side collector: de-identify, pseudonymise, deliver without loss.",
@@ -35,7 +39,9 @@ def check(
     ai_output: Annotated[
         Path | None,
         typer.Option(
-            "--ai-output", help="the AI device's JSON result for this study: print the event"
+            "--ai-output",
+            help="the AI device's result for this study, JSON or a DICOM SR (read through "
+            "[collector.ai_sr]): print the event",
         ),
     ] = None,
     config: ConfigOption = None,
@@ -44,12 +50,14 @@ def check(
 
     With --ai-output, the complete prediction event (as sent to Kafka). Without it, the
     part the image contributes to that event: the case pseudonym and acquisition features.
+    FILE itself must be the image: an AI result stored as a DICOM SR goes in --ai-output.
     """
     from collectors.deidentify import Deidentifier
     from collectors.dicom_input import RejectedFile, read_header
-    from collectors.events import dicom_case, prediction_event, read_ai_output
+    from collectors.events import dicom_case, prediction_event
     from collectors.pseudonym import SiteKeyError
     from collectors.settings import CollectorConfigError, load_settings
+    from collectors.sr_ai_output import is_structured_report
     from postmarket.authenticity import SigningKeyError
     from postmarket.contracts import encode
 
@@ -61,7 +69,11 @@ def check(
         raise typer.Exit(EXIT_CONFIG) from None
     try:
         header = read_header(file)
-        output = read_ai_output(ai_output) if ai_output is not None else None
+        if is_structured_report(header):
+            raise RejectedFile(
+                file, "bad_ai_output", "is a DICOM SR (an AI result): pass it as --ai-output"
+            )
+        output = _ai_output(ai_output, settings.ai_sr) if ai_output is not None else None
         study_uid = str(header.get("StudyInstanceUID", "") or "").strip()
         if output is not None and study_uid and output.study_instance_uid != study_uid:
             raise RejectedFile(
@@ -77,6 +89,22 @@ def check(
         typer.echo(case.as_json())
     else:
         typer.echo(encode(prediction_event(case, output, settings.site_id, key)).decode())
+
+
+def _ai_output(path: Path, mapping: AiSrMapping | None) -> AIOutput:
+    """An AI result from its JSON file, or from a DICOM SR through ``[collector.ai_sr]``."""
+    from collectors.dicom_input import RejectedFile, read_header
+    from collectors.events import read_ai_output
+    from collectors.sr_ai_output import ai_output_from_sr, is_structured_report
+
+    if path.suffix.lower() == ".json":
+        return read_ai_output(path)
+    header = read_header(path)
+    if not is_structured_report(header):
+        raise RejectedFile(path, "bad_ai_output", "is neither AI output JSON nor a DICOM SR")
+    if mapping is None:
+        raise RejectedFile(path, "bad_ai_output", "a DICOM SR, and [collector.ai_sr] is not set")
+    return ai_output_from_sr(path, header, mapping)
 
 
 @collector_app.command("run")

@@ -138,3 +138,52 @@ def test_sr_without_a_mapping_is_refused(
         )
         == 1
     )
+
+
+def _check_site(tmp_path: Path, with_mapping: bool) -> Path:
+    """A collector.toml with a private site key, and the SR mapping when asked."""
+    key = tmp_path / "site.key"
+    key.write_bytes(b"check-cli-sr-site-secret-0123456789abcdef")
+    key.chmod(0o600)
+    config = tmp_path / "collector.toml"
+    text = '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+    if with_mapping:
+        text += '[collector.ai_sr]\ndevice_id = "lung-ct"\ntask = "nodule"\n'
+    config.write_text(text)
+    return config
+
+
+def test_check_prints_the_prediction_an_sr_result_gives(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from postmarket.cli import app
+
+    sr = tmp_path / "result.dcm"
+    measurement_report(0.83).save_as(sr)
+    config = _check_site(tmp_path, with_mapping=True)
+    result = CliRunner().invoke(
+        app, ["collector", "check", str(CT), "--ai-output", str(sr), "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    prediction = decode(Prediction, result.stdout.strip().encode())
+    assert (prediction.score, prediction.device_version) == (0.83, "2.1.0.3")
+    assert prediction.acquisition.modality == "CT"
+
+
+def test_check_refuses_an_sr_as_the_image_or_without_a_mapping(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from postmarket.cli import app
+
+    sr = tmp_path / "result.dcm"
+    measurement_report(0.83).save_as(sr)
+    as_image = CliRunner().invoke(
+        app, ["collector", "check", str(sr), "--config", str(_check_site(tmp_path, True))]
+    )
+    assert as_image.exit_code == 2 and "pass it as --ai-output" in as_image.stderr
+    unmapped = CliRunner().invoke(
+        app,
+        ["collector", "check", str(CT), "--ai-output", str(sr)]
+        + ["--config", str(_check_site(tmp_path, with_mapping=False))],
+    )
+    assert unmapped.exit_code == 2 and "[collector.ai_sr] is not set" in unmapped.stderr
