@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -72,11 +73,18 @@ def test_the_table_says_yes_late_or_no_for_each_change() -> None:
 
 def sleeper(home: Path) -> subprocess.Popen[bytes]:
     """A stand-in for a kept demo worker: 'worker' in its command line, its home in env."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "worker"],
         env={**os.environ, "POSTMARKET_HOME": str(home)},
         start_new_session=True,
     )
+    # Just after exec, /proc/<pid>/cmdline can still read empty: wait until it shows, as a
+    # worker a previous demo kept running has long done.
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while b"worker" not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process
 
 
 def test_the_next_demo_stops_the_worker_a_kept_run_left(tmp_path: Path) -> None:
