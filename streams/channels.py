@@ -24,8 +24,7 @@ def _raw_topic(*names: str, partitions: int = settings.topic_partitions) -> Any:
 
 
 STREAM_PREDICTIONS = f"{settings.worker_id}-predictions-by-stream"
-"""Internal: new predictions re-keyed by their stream, beside the outcomes; one record per
-stream per batch of the join (:mod:`streams.routing`)."""
+"""Internal: each new prediction re-keyed by its stream, beside the outcomes."""
 
 case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
 outcomes = _raw_topic(topics.OUTCOMES)
