@@ -120,8 +120,10 @@ class CaseFile:
         """JSON-able state for a Faust table (changelogged, so it survives restarts)."""
         return {
             "state_version": STATE_VERSION,
-            "predictions": [p.model_dump(mode="json") for p in self.predictions.values()],
-            "followups": [f.model_dump(mode="json") for f in self.followups.values()],
+            # Defaults (empty acquisition fields, the schema version) are left out: a third
+            # of an open case's bytes; validating the state on load puts them back.
+            "predictions": [_event_state(p) for p in self.predictions.values()],
+            "followups": [_event_state(f) for f in self.followups.values()],
             "accepted_at": {k: v.as_list() for k, v in self.accepted_at.items()},
             "joined": {k: v.model_dump(mode="json") for k, v in self.joined.items()},
             "truth": _truth_state(self.truth),
@@ -152,6 +154,10 @@ def awaiting_truth_in(state: dict[str, Any] | None) -> int:
     if not state:
         return 0
     return len(state["predictions"]) - len(state["joined"])
+
+
+def _event_state(event: Prediction | FollowUp) -> dict[str, Any]:
+    return event.model_dump(mode="json", exclude_defaults=True)
 
 
 def _truth_state(truth: Truth | None) -> dict[str, Any] | None:

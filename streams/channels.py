@@ -24,7 +24,8 @@ def _raw_topic(*names: str, partitions: int = settings.topic_partitions) -> Any:
 
 
 STREAM_PREDICTIONS = f"{settings.worker_id}-predictions-by-stream"
-"""Internal: each new prediction re-keyed by its stream, beside the outcomes."""
+"""Internal: new predictions re-keyed by their stream, beside the outcomes; one record per
+stream per batch of the join (:mod:`streams.routing`)."""
 
 case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
 outcomes = _raw_topic(topics.OUTCOMES)

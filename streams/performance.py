@@ -10,7 +10,7 @@ agent calls :meth:`StreamMonitor.observe` once per outcome and emits what it ret
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -33,7 +33,8 @@ from postmarket.contracts.events import (
     RegistryEntry,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: detector settings left out (designed again on load); version 1 states still load."""
 Metric = Literal["sensitivity", "specificity", "score_distribution"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
 STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
@@ -162,13 +163,17 @@ class StreamMonitor:
 
     def observe_prediction(self, prediction: Prediction, joined_at: JoinPosition) -> list[Signal]:
         """Count a new prediction; build the score reference, then test each window against it."""
+        return self.observe_score(prediction.score, joined_at)
+
+    def observe_score(self, score: float, joined_at: JoinPosition) -> list[Signal]:
+        """:meth:`observe_prediction` from what the join routes of a prediction: its score."""
         self._mark_applied("prediction", joined_at)
         self.predictions += 1
         drift = self.detectors.get("score_drift")
         if drift is None:
-            self._add_to_score_reference(prediction.score)
+            self._add_to_score_reference(score)
             return []
-        result = drift.update(prediction.score)
+        result = drift.update(score)
         self.statistics["score_drift"] = (result.statistic, result.threshold)
         return [Signal("score_drift", "score_distribution", result, None)] if result.fired else []
 
@@ -176,12 +181,7 @@ class StreamMonitor:
         bin_index = sum(1 for edge in SCORE_EDGES if score >= edge)
         self.score_reference[bin_index] += 1
         if sum(self.score_reference) >= self.policy.score_reference_cases:
-            self.detectors["score_drift"] = WindowedKSDrift(
-                list(SCORE_EDGES),
-                self.score_reference,
-                self.policy.score_window,
-                self.policy.arl0_cases,
-            )
+            self.detectors["score_drift"] = self._score_drift()
 
     @property
     def outcomes(self) -> int:
@@ -258,15 +258,19 @@ class StreamMonitor:
             return None
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-able state for a changelogged table."""
+        """JSON-able state for a changelogged table, written on every event, so kept small.
+
+        Detector settings are not stored: they follow from the claims, the policy and the
+        score reference (:meth:`_designed_detectors`); only their running states are.
+        """
         return {
             "state_version": STATE_VERSION,
-            "policy": asdict(self.policy),
+            "policy": list(astuple(self.policy)),
             "claims": dict(self.claims),
             "predictions": self.predictions,
             "strata": {k: list(v) for k, v in self.strata.items()},
             "score_reference": list(self.score_reference),
-            "detectors": {name: d.to_state() for name, d in self.detectors.items()},
+            "detectors": {name: d.to_state()["state"] for name, d in self.detectors.items()},
             "counts": [
                 self.true_positives,
                 self.false_negatives,
@@ -282,16 +286,22 @@ class StreamMonitor:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StreamMonitor:
-        if state.get("state_version") != STATE_VERSION:
-            raise ValueError(f"stream state version {state.get('state_version')!r} unknown")
+        version = state.get("state_version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"stream state version {version!r} unknown")
         tp, fn, tn, fp = state["counts"]
-        return cls(
-            policy=MonitorPolicy(**state["policy"]),
+        stored_policy = state["policy"]
+        policy = (
+            MonitorPolicy(**stored_policy)
+            if isinstance(stored_policy, dict)
+            else MonitorPolicy(*stored_policy)
+        )
+        monitor = cls(
+            policy=policy,
             claims=dict(state["claims"]),
             predictions=state["predictions"],
             strata={k: list(v) for k, v in state["strata"].items()},
             score_reference=list(state["score_reference"]),
-            detectors={n: Detector.from_state(s) for n, s in state["detectors"].items()},
             true_positives=tp,
             false_negatives=fn,
             true_negatives=tn,
@@ -302,6 +312,32 @@ class StreamMonitor:
             statistics={k: (v[0], v[1]) for k, v in state["statistics"].items()},
             # Added within state version 1: states written before it have no read pairs.
             reader_pairs=list(state.get("reader_pairs", [0, 0, 0, 0])),
+        )
+        if version == 1:  # whole detector states, settings included
+            monitor.detectors = {n: Detector.from_state(s) for n, s in state["detectors"].items()}
+            return monitor
+        designed = monitor._designed_detectors()
+        for name, running in state["detectors"].items():
+            if name not in designed:
+                raise ValueError(f"stream state has a detector {name!r} its design lacks")
+            monitor.detectors[name] = Detector.from_state(
+                {**designed[name].to_state(), "state": running}
+            )
+        return monitor
+
+    def _designed_detectors(self) -> dict[str, Detector]:
+        """Fresh detectors with the settings this monitor's detectors were built with."""
+        detectors = design_detectors(self.claims, self.policy)
+        if sum(self.score_reference) >= self.policy.score_reference_cases:
+            detectors["score_drift"] = self._score_drift()
+        return detectors
+
+    def _score_drift(self) -> WindowedKSDrift:
+        return WindowedKSDrift(
+            list(SCORE_EDGES),
+            self.score_reference,
+            self.policy.score_window,
+            self.policy.arl0_cases,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -17,15 +18,14 @@ from postmarket.contracts import (
     Problem,
     RegistryEntry,
     SiteKeyRegistration,
-    StreamPrediction,
     decode_for_topic,
     encode,
     utc_now,
 )
-from postmarket.contracts.events import JoinPosition
+from postmarket.contracts.events import JoinPosition, StreamKey
 from postmarket.evidence.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
-from streams.app import app, metrics, owned_partitions, settings
+from streams.app import Children, app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
     alerts,
@@ -40,6 +40,7 @@ from streams.channels import (
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
 from streams.retention import Watermark, case_partition, expiry
+from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
@@ -48,6 +49,9 @@ watermark = Watermark({})
 last_sweep: dict[int, float] = {}
 
 logger = logging.getLogger(__name__)
+site_last_event = Children(metrics.site_last_event)
+predictions_counted = Children(metrics.predictions)
+outcomes_counted = Children(metrics.outcomes)
 
 AUTHENTICITY_REQUIRED = settings.event_authenticity == "required"
 site_keys = SiteKeyFollower(settings)
@@ -61,24 +65,63 @@ if AUTHENTICITY_REQUIRED:
         await site_keys.run()
 
 
+ROUTE_BATCH_EVENTS = 500
+ROUTE_FLUSH_INTERVAL_S = 0.1
+"""New predictions go to the stream agent in one record per stream per this many input
+records or this long, whichever comes first (see streams.routing)."""
+router = StreamRouter()
+unacked: list[tuple[Any, Any]] = []
+"""(stream, event) of the records read since the last flush: acked only once the predictions
+they routed are sent, so a crash in between reads them again instead of losing them."""
+
+
 @app.agent(case_inputs)
 async def join_cases(stream: Any) -> None:
     """Join each case's predictions with its follow-ups; emit outcomes when truth is final."""
+    stream.enable_acks = False  # acked by flush_routed
     async for event in stream.events():
-        message = event.message
-        position = RecordPosition(message.topic, message.partition, message.offset)
-        metrics.events_consumed.labels(message.topic).inc()
         try:
-            signer = await _authenticate(message, event.value)
-            await _join(position, message.key, event.value, message.timestamp, signer)
-        except ContractViolation as violation:
-            await send_dead_letter(position, event.value, violation, message.headers)
-        except Exception as error:
-            # A bug must not lose the record nor stop the agent: keep it for replay.
-            logger.exception("join failed on %s", position)
-            problem = Problem("<worker>", f"{type(error).__name__} while joining")
-            internal = ContractViolation("record", "internal_error", [problem])
-            await send_dead_letter(position, event.value, internal, message.headers)
+            await _join_record(event)
+        except asyncio.CancelledError:
+            raise  # shutting down: left unacked, so it is read again after the restart
+        except BaseException:
+            unacked.append((stream, event))  # as Faust acks the record an agent crashed on
+            raise
+        unacked.append((stream, event))
+        if len(unacked) >= ROUTE_BATCH_EVENTS:
+            await flush_routed()
+
+
+async def _join_record(event: Any) -> None:
+    message = event.message
+    position = RecordPosition(message.topic, message.partition, message.offset)
+    consumed(message.topic).inc()
+    try:
+        signer = await _authenticate(message, event.value)
+        await _join(position, message.key, event.value, message.timestamp, signer)
+    except ContractViolation as violation:
+        await send_dead_letter(position, event.value, violation, message.headers)
+    except Exception as error:
+        # A bug must not lose the record nor stop the agent: keep it for replay.
+        logger.exception("join failed on %s", position)
+        problem = Problem("<worker>", f"{type(error).__name__} while joining")
+        internal = ContractViolation("record", "internal_error", [problem])
+        await send_dead_letter(position, event.value, internal, message.headers)
+
+
+@app.timer(interval=ROUTE_FLUSH_INTERVAL_S)
+async def flush_routed() -> None:
+    """Send the predictions routed since the last flush, then ack the records read so far.
+
+    Faust commits only acked offsets, after flushing its producer: a record's offset is
+    never committed before the stream agent's copy of its prediction is on its way.
+    """
+    events = unacked.copy()
+    unacked.clear()
+    for key, record in router.drain():
+        await stream_predictions.send(key=key.encode(), value=encode(record))
+    for stream, event in events:
+        await stream.ack(event)
 
 
 async def _authenticate(message: Any, value: bytes | None) -> SiteKeyRegistration | None:
@@ -125,26 +168,28 @@ async def _join(
         except AuthenticityError as error:
             claimed = site_keys.keyring.metric_site(value, case_event.site_id)
             raise _refused(error, claimed) from None
-    metrics.site_last_event.labels(case_event.site_id).set(time.time())
+    site_last_event(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
     case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
     accepted = case.add(case_event, position)
+    stream = case_event.stream if isinstance(case_event, Prediction) else None
     if accepted.duplicate:
-        metrics.events_duplicate.labels(position.topic).inc()
+        duplicates(position.topic).inc()
     else:
-        if isinstance(case_event, Prediction):
-            metrics.predictions.labels(*metrics.stream_labels(case_event.stream)).inc()
-            await _judge_first_sighting(case_event)
+        if isinstance(case_event, Prediction) and stream is not None:
+            predictions_counted(*metrics.stream_labels(stream)).inc()
+            await _judge_first_sighting(case_event, stream)
         case_files[case_event.case_pseudonym] = case.to_state()
-    if isinstance(case_event, Prediction) and (accepted.replayed or not accepted.duplicate):
-        await _route_to_stream(case_event, position)
+    if stream is not None and isinstance(case_event, Prediction):
+        if accepted.replayed or not accepted.duplicate:
+            _route_to_stream(case_event, stream, position)
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by position.
     for outcome in accepted.outcomes:
         await outcomes.send(key=outcome.stream.as_key().encode(), value=encode(outcome))
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
-            metrics.outcomes.labels(*labels, outcome.decision, outcome.label).inc()
+            outcomes_counted(*labels, outcome.decision, outcome.label).inc()
             # Pipeline latency of the record that completed the join, not the clinical
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
@@ -170,20 +215,16 @@ def _sweep_if_due(partition: int) -> None:
         metrics.followups_unmatched.inc(expired.followups_without_prediction)
 
 
-async def _route_to_stream(prediction: Prediction, position: RecordPosition) -> None:
-    """Send a new prediction (again, on a replay of its record) to its stream's partition."""
-    routed = StreamPrediction(
-        prediction=prediction,
-        joined_at=JoinPosition(
-            topic=position.topic, partition=position.partition, offset=position.offset, rank=0
-        ),
+def _route_to_stream(prediction: Prediction, stream: StreamKey, position: RecordPosition) -> None:
+    """Route a new prediction (again, on a replay of its record) to its stream's partition."""
+    joined_at = JoinPosition(
+        topic=position.topic, partition=position.partition, offset=position.offset, rank=0
     )
-    await stream_predictions.send(key=prediction.stream.as_key().encode(), value=encode(routed))
+    router.add(stream, prediction.score, joined_at)
 
 
-async def _judge_first_sighting(prediction: Prediction) -> None:
+async def _judge_first_sighting(prediction: Prediction, stream: StreamKey) -> None:
     """The first prediction of a version at a site: was that version allowed to run there?"""
-    stream = prediction.stream
     if first_sightings.get(stream.as_key()) is not None:
         return
     first_sightings[stream.as_key()] = prediction.event_time.isoformat()

@@ -21,17 +21,19 @@ from postmarket.contracts import (
 from postmarket.contracts.events import StreamKey
 from streams.agents.join import send_dead_letter
 from streams.alerting import alert_for
-from streams.app import app, metrics, owned_partitions, settings
+from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import RecordPosition
 from streams.channels import alerts, registry, stream_inputs, stream_monitors
 from streams.performance import (
     CELLS,
+    ClaimedMetric,
     MonitorPolicy,
     Signal,
     StreamMonitor,
     claimed_performance,
 )
 from streams.retention import key_partition
+from streams.routing import RoutedScore, StreamPredictions
 
 POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ async def monitor_streams(stream: Any) -> None:
     async for event in stream.events():
         message = event.message
         position = RecordPosition(message.topic, message.partition, message.offset)
-        metrics.events_consumed.labels(message.topic).inc()
+        consumed(message.topic).inc()
         try:
             item = _decode(message.topic, event.value or b"")
         except ContractViolation as violation:
@@ -59,10 +61,20 @@ async def monitor_streams(stream: Any) -> None:
             await send_dead_letter(position, event.value, internal)
 
 
-def _decode(topic: str, raw: bytes) -> Outcome | StreamPrediction:
+StreamInput = Outcome | StreamPredictions | StreamPrediction
+"""An outcome, or new predictions the join routed (one by one before streams.routing)."""
+
+
+def _decode(topic: str, raw: bytes) -> StreamInput:
     if topic == topics.OUTCOMES:
         return decode(Outcome, raw)
-    return decode(StreamPrediction, raw)
+    try:
+        return decode(StreamPredictions, raw)
+    except ContractViolation as violation:
+        try:  # routed by a worker of the previous release, still on the topic
+            return decode(StreamPrediction, raw)
+        except ContractViolation:
+            raise violation from None
 
 
 changed: dict[str, StreamMonitor] = {}
@@ -90,8 +102,8 @@ async def _forget_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: An
     live_monitors.clear()
 
 
-async def _apply(item: Outcome | StreamPrediction, topic: str) -> None:
-    stream_key = item.stream if isinstance(item, Outcome) else item.prediction.stream
+async def _apply(item: StreamInput, topic: str) -> None:
+    stream_key = item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
     key = stream_key.as_key()
     try:
         await _apply_to(key, stream_key, item, topic)
@@ -100,23 +112,36 @@ async def _apply(item: Outcome | StreamPrediction, topic: str) -> None:
         raise
 
 
-async def _apply_to(
-    key: str, stream_key: StreamKey, item: Outcome | StreamPrediction, topic: str
-) -> None:
+async def _apply_to(key: str, stream_key: StreamKey, item: StreamInput, topic: str) -> None:
     monitor = _monitor(key, stream_key)
-    kind = "outcome" if isinstance(item, Outcome) else "prediction"
-    if monitor.already_applied(kind, item.joined_at):
-        metrics.events_duplicate.labels(topic).inc()
-        return
+    applied = 0
     if isinstance(item, Outcome):
-        signals = monitor.observe(item)
+        if not monitor.already_applied("outcome", item.joined_at):
+            applied += 1
+            # Raised as each fires, from the monitor as it is then: the alert id stays the
+            # same however the join batched the predictions before a crash and after it.
+            await _raise(stream_key, monitor.observe(item), monitor)
     else:
-        signals = monitor.observe_prediction(item.prediction, item.joined_at)
+        for entry in _routed_scores(item):
+            if monitor.already_applied("prediction", entry.joined_at):
+                duplicates(topic).inc()
+                continue
+            applied += 1
+            await _raise(stream_key, monitor.observe_score(entry.score, entry.joined_at), monitor)
+    if not applied:
+        if isinstance(item, Outcome):
+            duplicates(topic).inc()
+        return
     stream_monitors[key] = monitor.to_state()
     # Gauges are set in batches (publish_changed_streams): setting ~20 labelled gauges per
     # event cost a quarter of the stream agent's time in a profile.
     changed[key] = monitor
-    await _raise(stream_key, signals, monitor)
+
+
+def _routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:
+    if isinstance(item, StreamPredictions):
+        return item.predictions
+    return (RoutedScore(score=item.prediction.score, joined_at=item.joined_at),)
 
 
 async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonitor) -> None:
@@ -127,23 +152,25 @@ async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonito
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
 
-_parsed_entries: dict[str, tuple[object, RegistryEntry | None]] = {}
+_parsed_claims: dict[tuple[str, str], tuple[object, dict[ClaimedMetric, float]]] = {}
 
 
-def _registry_entry(version_key: str) -> RegistryEntry | None:
-    """The registry entry of a version, parsed once per value the global table holds."""
+def _claims(stream: StreamKey) -> dict[ClaimedMetric, float]:
+    """The registered claims of a stream's version and task, parsed once per value the
+    global registry table holds (not once per event)."""
+    version_key = f"{stream.device_id}|{stream.device_version}"
     raw = registry.get(version_key)
-    cached = _parsed_entries.get(version_key)
+    cached = _parsed_claims.get((version_key, stream.task))
     if cached is not None and cached[0] is raw:
         return cached[1]
     entry = RegistryEntry.model_validate(raw, strict=False) if raw else None
-    _parsed_entries[version_key] = (raw, entry)
-    return entry
+    claims = claimed_performance(entry, stream.task)
+    _parsed_claims[(version_key, stream.task)] = (raw, claims)
+    return claims
 
 
 def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
-    entry = _registry_entry(f"{stream.device_id}|{stream.device_version}")
-    claims = claimed_performance(entry, stream.task)
+    claims = _claims(stream)
     monitor = live_monitors.get(key)
     if monitor is None:
         state = stream_monitors.get(key)
@@ -207,4 +234,5 @@ async def refresh_stream_metrics() -> None:
     owned = owned_partitions(topics.OUTCOMES)
     for key, state in list(stream_monitors.items()):
         if state is not None and key_partition(key, settings.topic_partitions) in owned:
-            publish_stream_metrics(StreamKey.from_key(key), StreamMonitor.from_state(state))
+            monitor = live_monitors.get(key) or StreamMonitor.from_state(state)
+            publish_stream_metrics(StreamKey.from_key(key), monitor)

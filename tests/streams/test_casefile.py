@@ -113,3 +113,19 @@ def test_awaiting_truth_reads_the_same_from_table_state() -> None:
     assert awaiting_truth_in(case.to_state()) == case.awaiting_truth == 1
     case.add(make_followup(), at())
     assert awaiting_truth_in(case.to_state()) == case.awaiting_truth == 0
+
+
+def test_an_open_case_stays_under_one_kib() -> None:
+    case = CaseFile()
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    assert len(json.dumps(case.to_state())) < 1024
+
+
+def test_defaults_left_out_of_the_state_come_back_on_load() -> None:
+    case = CaseFile()
+    prediction, followup = make_prediction(), make_followup()
+    case.add(prediction, at("pms.predictions.v1"))
+    case.add(followup, at())
+    restored = CaseFile.from_state(json.loads(json.dumps(case.to_state())))
+    assert restored.predictions[str(prediction.event_id)] == prediction
+    assert restored.followups[str(followup.event_id)] == followup

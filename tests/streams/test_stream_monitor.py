@@ -186,3 +186,60 @@ def test_a_state_written_before_reader_pairs_still_loads() -> None:
     state = StreamMonitor.for_claims(CLAIMS, POLICY).to_state()
     del state["reader_pairs"]
     assert StreamMonitor.from_state(state).reader_pairs == [0, 0, 0, 0]
+
+
+def _busy_stream(predictions: int, policy: MonitorPolicy = POLICY) -> StreamMonitor:
+    """A stream past its score reference, with outcomes from three join partitions."""
+    monitor = StreamMonitor.for_claims(CLAIMS, policy)
+    rng = np.random.default_rng(11)
+    for offset in range(predictions):
+        partition = offset % 3
+        position = JoinPosition(
+            topic="pms.predictions.v1", partition=partition, offset=offset, rank=0
+        )
+        monitor.observe_score(float(rng.random()), position)
+        label = "positive" if rng.random() < 0.3 else "negative"
+        decision = (
+            label if rng.random() < 0.88 else ("negative" if label == "positive" else "positive")
+        )
+        monitor.observe(make_outcome(decision, label, offset, partition=partition))
+    return monitor
+
+
+def _version_1_state(monitor: StreamMonitor) -> dict[str, object]:
+    """The layout written before detector settings were left out of the state."""
+    return monitor.to_state() | {
+        "state_version": 1,
+        "policy": dict(zip(POLICY.__dataclass_fields__, monitor.to_state()["policy"], strict=True)),
+        "detectors": {name: d.to_state() for name, d in monitor.detectors.items()},
+    }
+
+
+def test_round_trip_with_score_drift_mid_window_gives_the_same_future() -> None:
+    policy = MonitorPolicy(score_reference_cases=200, score_window=100, arl0_cases=5000)
+    whole = _busy_stream(650, policy)
+    split = StreamMonitor.from_state(json.loads(json.dumps(whole.to_state())))
+    assert "score_drift" in split.detectors
+    position = JoinPosition(topic="pms.predictions.v1", partition=0, offset=10_000, rank=0)
+    assert whole.observe_score(0.9, position) == split.observe_score(0.9, position)
+    assert whole.to_state() == split.to_state()
+
+
+def test_a_version_1_state_still_loads_with_its_detectors() -> None:
+    monitor = _busy_stream(700)
+    restored = StreamMonitor.from_state(json.loads(json.dumps(_version_1_state(monitor))))
+    assert restored.to_state() == monitor.to_state()
+
+
+def test_stream_state_stays_under_two_kib() -> None:
+    assert len(json.dumps(_busy_stream(2500).to_state())) < 2048
+
+
+def test_routed_scores_count_like_predictions() -> None:
+    by_prediction = StreamMonitor.for_claims(CLAIMS, POLICY)
+    by_score = StreamMonitor.for_claims(CLAIMS, POLICY)
+    for offset in range(5):
+        prediction, position = _routed(0.3, offset)
+        by_prediction.observe_prediction(prediction, position)
+        by_score.observe_score(prediction.score, position)
+    assert by_prediction.to_state() == by_score.to_state()
