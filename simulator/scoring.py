@@ -24,12 +24,13 @@ what the pipeline really emits for it:
 
 A change's detection is its first alert in simulated time, on whichever affected stream.
 Delay in cases counts that stream's cases from its first affected one up to and including
-the one at which the detector fired (the alert's ``stream_predictions``); delay in days is
-the simulated time from the change's first affected case (in any stream) to that case.
-Both include the wait for ground truth, since a labelled detector can only fire once a
-case's truth arrived. The count is of the predictions the stream agent had applied when it
-fired; a worker running behind the collectors may have applied predictions a little ahead
-of outcomes, so on a replayed or simulated run it can vary by a few cases between runs.
+the one at which the detector fired; delay in days is the simulated time from the change's
+first affected case (in any stream) to that case. A label-free detector fired at the
+prediction count it recorded (``stream_predictions``); a labelled one at the latest case it
+had charted (``last_case_time``): the stream agent may have counted predictions far ahead
+of outcomes on a simulation compressing weeks into minutes, and that lead is the worker's,
+not the detector's. The wait for ground truth is therefore not in a labelled detector's
+delay; it is in the scenario's follow-up delays.
 
 An alert no injected change explains is a false alarm: a stream detector on a stream no
 performance change touched (or before the change reached it), an unregistered-change
@@ -50,6 +51,11 @@ from simulator.ground_truth import stream_key
 
 PERFORMANCE_SIGNALS = frozenset({"performance_drift", "performance_below_claims"})
 UNREGISTERED_DETECTOR = "unregistered_change"
+LABEL_FREE_SUFFIX = "score_drift"
+"""A label-free detector fires on a prediction: its stream's prediction count places it. A
+labelled one fires on an outcome; it is placed at the latest case it had charted (the
+alert's ``last_case_time``), which does not depend on how far the worker had counted the
+stream's predictions by then (on a compressed simulation they can run far ahead)."""
 SILENCE_DETECTOR = "site_silence"
 SILENCE_AFTER = timedelta(days=1)
 """Simulated time without a case after which a site counts as silent. The Prometheus rule
@@ -192,12 +198,12 @@ def _days(delta: timedelta) -> float:
 def alert_ordinal(alert: Alert, case_times: Sequence[datetime]) -> int:
     """Which case of its stream (1 = first, in arrival order) the alert fired at.
 
-    Stream detectors record how many predictions their stream had; an alert without that
-    count (the version check, which fires on its stream's first case) is placed after the
-    last case with an event time not later than the alert's last case.
+    A label-free detector is placed by the prediction count it recorded; any other alert
+    (labelled detectors, the version check) after the last case with an event time not
+    later than the alert's last case.
     """
     seen = alert.evidence.get("stream_predictions")
-    if seen is not None:
+    if seen is not None and alert.detector.endswith(LABEL_FREE_SUFFIX):
         return max(1, seen)
     return max(1, sum(1 for time in case_times if time <= alert.last_case_time))
 

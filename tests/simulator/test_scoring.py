@@ -80,8 +80,11 @@ def daily_cases(days: int = 30) -> FleetFacts:
     return FleetFacts({DRIFTING: times, NEW_VERSION: later, QUIET: times}, {})
 
 
-def alert(key: str, detector: str, seen: int | None, last_day: float = 12.0) -> Alert:
+def alert(key: str, detector: str, seen: int | None, last_day: float | None = None) -> Alert:
+    """An alert at case ``seen`` of a ten-a-day stream: its last charted case is that one."""
     evidence = {"charted_cases": 10} | ({"stream_predictions": seen} if seen else {})
+    if last_day is None:
+        last_day = (seen - 1) / 10 if seen else 12.0
     return Alert(
         alert_id=uuid.uuid4(),
         stream=StreamKey.from_key(key),
