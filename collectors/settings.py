@@ -275,13 +275,7 @@ class CollectorSettings(BaseModel):
 
     def kafka_security(self) -> KafkaSecurity:
         """How the producer authenticates (the password stays in its file until connect)."""
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_username,
-            password_file=self.kafka_password_file,
-            ca_file=self.kafka_ca_file,
-        )
+        return KafkaSecurity.from_settings(self)
 
     def signing_key(self) -> SigningKey | None:
         """The key every record is signed with (raises ``SigningKeyError`` if unusable)."""

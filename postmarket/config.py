@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL of the evidence store; empty means <home>/evidence.db"
     )
     worker_id: str = Field("postmarket-worker", description="Faust application id")
+    worker_data_dir: Path | None = Field(
+        None,
+        description="where workers keep Faust's local data, one directory per worker_id; "
+        "unset means <home>/workers",
+    )
     worker_metrics_host: str = Field("127.0.0.1", description="worker /metrics bind address")
     worker_metrics_port: int = Field(9464, ge=0, le=65535, description="worker /metrics port")
     metrics_tls_cert_file: Path | None = Field(
@@ -118,13 +123,7 @@ class Settings(BaseSettings):
 
     def kafka_security(self) -> KafkaSecurity:
         """How this process authenticates to Kafka (secrets stay in their files)."""
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_username,
-            password_file=self.kafka_password_file,
-            ca_file=self.kafka_ca_file,
-        )
+        return KafkaSecurity.from_settings(self)
 
     def metrics_endpoint(self, host: str, port: int) -> MetricsEndpoint:
         """A /metrics endpoint at ``host:port`` with this process's TLS and basic auth."""
@@ -138,6 +137,12 @@ class Settings(BaseSettings):
             basic_auth_user=self.metrics_basic_auth_user,
             basic_auth_password_file=self.metrics_basic_auth_password_file,
         )
+
+    @property
+    def worker_data_path(self) -> Path:
+        """This worker's Faust data directory: never the current directory, which Faust
+        would otherwise fill with one ``<worker_id>-data`` directory per worker started."""
+        return (self.worker_data_dir or self.home / "workers") / self.worker_id
 
     @property
     def evidence_database_url(self) -> str:

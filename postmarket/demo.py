@@ -40,9 +40,10 @@ from rich.table import Table
 
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Alert, Contract, ContractViolation, DeadLetter, Prediction, decode
+from postmarket.contracts import Alert, Contract, DeadLetter, Prediction
 from postmarket.local_worker import LocalWorker
 from postmarket.metrics import ALERTS, OUTCOMES
+from postmarket.topic_reader import TopicReadTimeout, read_to_end, valid_events
 
 if TYPE_CHECKING:
     from postmarket.evidence.store import EvidenceStore
@@ -125,28 +126,10 @@ def reset_demo_home(home: Path) -> None:
 
 def read_events(settings: Settings, topic: str, contract: type[EventT]) -> list[EventT]:
     """Every valid ``contract`` event on ``topic`` written before this call."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    events: list[EventT] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 120.0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                raise DemoError(f"{topic}: not read to its end in 120 s")
-            for batch in consumer.poll(timeout_ms=300).values():
-                for record in batch:
-                    try:
-                        events.append(decode(contract, record.value or b""))
-                    except ContractViolation:
-                        continue
-    finally:
-        consumer.close()
-    return events
+        return valid_events(read_to_end(settings.kafka_bootstrap, topic, timeout_s=120.0), contract)
+    except TopicReadTimeout as error:
+        raise DemoError(str(error)) from None
 
 
 def consumer_lag(settings: Settings, group: str, topic_names: Sequence[str]) -> int:
@@ -234,24 +217,24 @@ def scraped_total(prometheus_url: str, metric: str, at_least: float, timeout_s: 
 # --- the evidence store and the reports ------------------------------------------------------
 
 
-def register_fleet(store: EvidenceStore, scenario: Scenario) -> None:
+def register_fleet(store: EvidenceStore, scenario: Scenario, actor: str = DEMO_ACTOR) -> None:
     """Put the scenario's devices, registered versions, claims and sites in the store."""
     from simulator.ground_truth import registry_entries
 
     for device in scenario.devices:
-        store.add_device(device.id, tasks=[device.task], actor=DEMO_ACTOR)
+        store.add_device(device.id, tasks=[device.task], actor=actor)
     for entry in registry_entries(scenario):
         store.add_version(
             entry.device_id,
             entry.device_version,
             status=entry.registration_status,
             registered_on=entry.updated_at.date(),
-            actor=DEMO_ACTOR,
+            actor=actor,
         )
         for claim in entry.claims:
-            store.add_claim(entry.device_id, entry.device_version, claim, actor=DEMO_ACTOR)
+            store.add_claim(entry.device_id, entry.device_version, claim, actor=actor)
     for site in scenario.sites:
-        store.add_site(site.id, name=site.institution, actor=DEMO_ACTOR)
+        store.add_site(site.id, name=site.institution, actor=actor)
 
 
 def record_sightings(store: EvidenceStore, predictions: Sequence[Prediction]) -> None:

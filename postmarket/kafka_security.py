@@ -20,7 +20,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from postmarket.secrets import read_secret_file
 
@@ -43,6 +43,21 @@ class RedactedPassword(str):
         return "'<redacted>'"
 
 
+class KafkaClientSettings(Protocol):
+    """The Kafka security settings a worker's and a collector's configuration both carry."""
+
+    @property
+    def kafka_security_protocol(self) -> SecurityProtocol: ...
+    @property
+    def kafka_sasl_mechanism(self) -> SaslMechanism: ...
+    @property
+    def kafka_username(self) -> str: ...
+    @property
+    def kafka_password_file(self) -> Path | None: ...
+    @property
+    def kafka_ca_file(self) -> Path | None: ...
+
+
 class KafkaSecurityError(ValueError):
     """The Kafka security settings are incomplete or a secret file is unusable."""
 
@@ -63,6 +78,17 @@ class KafkaSecurity:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: KafkaClientSettings) -> KafkaSecurity:
+        """The security ``settings`` configure (secrets stay in their files)."""
+        return cls(
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka_username,
+            password_file=settings.kafka_password_file,
+            ca_file=settings.kafka_ca_file,
+        )
 
     def __repr__(self) -> str:
         # Paths are not secret, but the short form keeps doctests and logs readable.

@@ -8,12 +8,12 @@ learns of both. Only public keys ever travel here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from postmarket import topics
 from postmarket.authenticity import SiteKeyring
-from postmarket.contracts import ContractViolation, SiteKeyRegistration, decode, encode
+from postmarket.contracts import SiteKeyRegistration, encode
 from postmarket.kafka_security import KafkaSecurity
+from postmarket.topic_reader import read_to_end, valid_events
 
 PUBLISH_TIMEOUT_S = 30.0
 
@@ -55,32 +55,14 @@ def read_site_keys(
     bootstrap: str, security: KafkaSecurity | None = None, timeout_s: float = 30.0
 ) -> SiteKeyring:
     """Every key registered so far (the latest record per key), read to the topic's end."""
-    import time
-
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer: Any = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id="postmarket-site-keys",
-        enable_auto_commit=False,
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
-    )
     keyring = SiteKeyring()
-    try:
-        partition = TopicPartition(topics.SITE_KEYS, 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        end = consumer.end_offsets([partition])[partition]
-        deadline = time.monotonic() + timeout_s
-        while consumer.position(partition) < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topics.SITE_KEYS} not read to its end in {timeout_s} s")
-            for records in consumer.poll(timeout_ms=300).values():
-                for record in records:
-                    try:
-                        keyring.apply(decode(SiteKeyRegistration, record.value or b""))
-                    except ContractViolation:
-                        continue
-    finally:
-        consumer.close()
+    records = read_to_end(
+        bootstrap,
+        topics.SITE_KEYS,
+        security=security,
+        timeout_s=timeout_s,
+        client_id="postmarket-site-keys",
+    )
+    for registration in valid_events(records, SiteKeyRegistration):
+        keyring.apply(registration)
     return keyring

@@ -21,6 +21,8 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        # Faust's default is "<id>-data" in the current directory.
+        datadir=settings.worker_data_path,
         # None on a plaintext broker; SCRAM over TLS with the worker principal otherwise.
         broker_credentials=settings.kafka_security().faust_credentials(),
         store="memory://",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -55,7 +54,7 @@ class SiteKeyFollower:
             client_id=f"{self.settings.worker_id}-site-keys",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **_aiokafka_security(self.settings),
+            **self.settings.kafka_security().aiokafka_kwargs(),
         )
         await consumer.start()
         try:
@@ -105,20 +104,3 @@ class SiteKeyFollower:
         except TimeoutError:
             return False
         return True
-
-
-def _aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """aiokafka's arguments for the configured Kafka security (nothing for plaintext)."""
-    security = settings.kafka_security()
-    security.check()
-    if not security.uses_tls:
-        return {}
-    kwargs: dict[str, Any] = {
-        "security_protocol": security.protocol,
-        "ssl_context": security.ssl_context(),
-    }
-    if security.uses_sasl:
-        kwargs["sasl_mechanism"] = security.sasl_mechanism
-        kwargs["sasl_plain_username"] = security.username
-        kwargs["sasl_plain_password"] = security.password()
-    return kwargs

@@ -25,6 +25,8 @@ def run(loglevel: str = "info") -> None:
     )
     endpoint = settings.metrics_endpoint(settings.worker_metrics_host, settings.worker_metrics_port)
     serve_metrics(registry, endpoint)
+    # Faust creates only the last level of its data directory.
+    settings.worker_data_path.mkdir(parents=True, exist_ok=True)
     _profile_if_asked(os.environ.get(PROFILE_ENV))
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 

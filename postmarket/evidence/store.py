@@ -255,23 +255,7 @@ class EvidenceStore:
             device = _device(session, device_id)
             if _version(session, device, parsed, missing_ok=True) is not None:
                 raise AlreadyExists(f"{device_id} {parsed} is already in the registry")
-            row = DeviceVersion(
-                device=device,
-                version=str(parsed),
-                major=parsed.major,
-                minor=parsed.minor,
-                corrective=parsed.corrective,
-                bugfix=parsed.bugfix,
-                created_at=_now(),
-            )
-            row.registration = Registration(
-                status=status,
-                regulator=regulator,
-                reference=reference,
-                registered_on=registered_on,
-                created_at=_now(),
-            )
-            session.add(row)
+            session.add(_new_version(device, parsed, status, regulator, reference, registered_on))
             self._audit(
                 session,
                 actor,
@@ -858,6 +842,34 @@ def _audit_record(row: AuditEntryRow) -> AuditRecord:
     )
 
 
+def _new_version(
+    device: Device,
+    version: Version,
+    status: str,
+    regulator: str = "",
+    reference: str = "",
+    registered_on: date | None = None,
+) -> DeviceVersion:
+    """A new version row of ``device`` with its registration (the caller adds it)."""
+    row = DeviceVersion(
+        device=device,
+        version=str(version),
+        major=version.major,
+        minor=version.minor,
+        corrective=version.corrective,
+        bugfix=version.bugfix,
+        created_at=_now(),
+    )
+    row.registration = Registration(
+        status=status,
+        regulator=regulator,
+        reference=reference,
+        registered_on=registered_on,
+        created_at=_now(),
+    )
+    return row
+
+
 def _field_stream(session: Session, stream: StreamKey) -> tuple[DeviceVersion, Site]:
     """The version and site of a stream seen in the field, added (unregistered) if new."""
     version = _field_version(session, stream.device_id, stream.device_version, stream.task)
@@ -879,22 +891,7 @@ def _field_version(session: Session, device_id: str, text: str, task: str) -> De
         session.add(device)
     version = _version(session, device, parsed, missing_ok=True)
     if version is None:
-        version = DeviceVersion(
-            device=device,
-            version=str(parsed),
-            major=parsed.major,
-            minor=parsed.minor,
-            corrective=parsed.corrective,
-            bugfix=parsed.bugfix,
-            created_at=_now(),
-        )
-        version.registration = Registration(
-            status="unregistered",
-            regulator="",
-            reference="",
-            registered_on=None,
-            created_at=_now(),
-        )
+        version = _new_version(device, parsed, "unregistered")
         session.add(version)
     if not any(existing.name == task for existing in device.tasks):
         device.tasks.append(Task(name=task, description=""))

@@ -7,7 +7,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,10 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.producer import Delivery, EncodedEvent, EventProducer
 from postmarket import topics
 from postmarket.authenticity import Headers, SigningKey, claimed_site
-from postmarket.contracts import Contract, ContractViolation, decode
 from postmarket.site_key_topic import publish_site_keys
-
-EventT = TypeVar("EventT", bound=Contract)
+from postmarket.topic_reader import from_beginning, read_to_end
+from postmarket.topic_reader import valid_events as valid_events
 
 
 def free_port() -> int:
@@ -35,20 +34,14 @@ def read_topic(
     timeout_s: float = 60.0,
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning, polling until ``done(records)``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     records: list[Any] = []
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        consumer.seek_to_beginning()
+    with from_beginning(bootstrap, topic) as consumer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=300).values():
                 records.extend(batch)
             if done(records):
                 return records
-    finally:
-        consumer.close()
     raise AssertionError(f"{topic}: condition not met after {timeout_s} s ({len(records)} read)")
 
 
@@ -181,31 +174,4 @@ def wait_until_caught_up(
 
 def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
     """Every record of ``topic`` written before this call, from every partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    records: list[Any] = []
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: not read to its end in {timeout_s} s")
-            for batch in consumer.poll(timeout_ms=300).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
-
-
-def valid_events(records: list[Any], contract: type[EventT]) -> list[EventT]:
-    """The records that are valid ``contract`` events; tests share the topics, and some put
-    deliberately invalid records on them (as a broken collector would)."""
-    events = []
-    for record in records:
-        try:
-            events.append(decode(contract, record.value))
-        except ContractViolation:
-            continue
-    return events
+    return list(read_to_end(bootstrap, topic, timeout_s=timeout_s))

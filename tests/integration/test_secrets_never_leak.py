@@ -43,6 +43,7 @@ from collectors.pseudonym import SiteKey
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
+from postmarket.demo import register_fleet
 from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
 from postmarket.evidence.report import build_report
 from postmarket.evidence.report_render import write_report
@@ -60,6 +61,7 @@ from postmarket.stack.prometheus import (
     PrometheusPaths,
     register_scrape_target,
 )
+from postmarket.topic_reader import read_to_end
 from postmarket.versions import preset
 from simulator.collector_path import SiteSetup, kafka_connector
 from simulator.run import run_simulation
@@ -233,16 +235,17 @@ def prometheus_json(base: str, path: str, **params: str) -> Any:
     return json.loads(basic_auth_get(f"{base}{path}?{urllib.parse.urlencode(params)}"))
 
 
-def admin(stack: SecureStack) -> tuple[str, dict[str, Any]]:
+def admin(stack: SecureStack) -> tuple[str, KafkaSecurity]:
     """The stack's own admin connection (a super user by certificate): reads every topic."""
     bootstrap, admin_security = manager.admin_endpoint(stack.home, manager.load_state(stack.home))
     assert admin_security is not None
-    return bootstrap, admin_security.kafka_python_kwargs()
+    return bootstrap, admin_security
 
 
 def lag(stack: SecureStack, group: str, topic_names: Iterable[str]) -> int:
     """Records in ``topic_names`` that ``group`` has not committed yet."""
-    bootstrap, kwargs = admin(stack)
+    bootstrap, admin_security = admin(stack)
+    kwargs = admin_security.kafka_python_kwargs()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kwargs)
     client = KafkaAdminClient(bootstrap_servers=bootstrap, **kwargs)
     try:
@@ -271,26 +274,6 @@ def wait_until_caught_up(stack: SecureStack, group: str) -> None:
         while (behind := lag(stack, group, stage)) > 0:
             assert time.monotonic() < deadline, f"worker still {behind} records behind"
             time.sleep(1.0)
-
-
-def register_fleet(store: EvidenceStore, scenario: Scenario) -> None:
-    """The scenario's devices, registered versions and claims, and its sites."""
-    from simulator.ground_truth import registry_entries
-
-    for device in scenario.devices:
-        store.add_device(device.id, tasks=[device.task], actor=ACTOR)
-    for entry in registry_entries(scenario):
-        store.add_version(
-            entry.device_id,
-            entry.device_version,
-            status=entry.registration_status,
-            registered_on=entry.updated_at.date(),
-            actor=ACTOR,
-        )
-        for claim in entry.claims:
-            store.add_claim(entry.device_id, entry.device_version, claim, actor=ACTOR)
-    for site in scenario.sites:
-        store.add_site(site.id, name=site.institution, actor=ACTOR)
 
 
 def send_forgery(stack: SecureStack, site_id: str) -> None:
@@ -322,33 +305,17 @@ def wait_for_scrapes(stack: SecureStack, jobs: Iterable[str]) -> None:
 
 def every_record(stack: SecureStack) -> Iterator[tuple[str, bytes]]:
     """(topic, key + value + header names and values) of every record of every topic."""
-    bootstrap, kwargs = admin(stack)
-    client = KafkaAdminClient(bootstrap_servers=bootstrap, **kwargs)
+    bootstrap, admin_security = admin(stack)
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, **admin_security.kafka_python_kwargs())
     try:
         names = sorted(client.list_topics())
     finally:
         client.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kwargs)
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in names
-            for p in consumer.partitions_for_topic(topic)
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 60.0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            assert time.monotonic() < deadline, "topics not read to their end in 60 s"
-            for tp, batch in consumer.poll(timeout_ms=500, max_records=5000).items():
-                for record in batch:
-                    parts = [record.key or b"", record.value or b""]
-                    for name, value in record.headers or ():
-                        parts += [name.encode(), value or b""]
-                    yield tp.topic, b"\x00".join(parts)
-    finally:
-        consumer.close()
+    for record in read_to_end(bootstrap, *names, security=admin_security):
+        parts = [record.key or b"", record.value or b""]
+        for name, value in record.headers or ():
+            parts += [name.encode(), value or b""]
+        yield record.topic, b"\x00".join(parts)
 
 
 # --- the test ---------------------------------------------------------------------------------
@@ -430,7 +397,7 @@ def test_no_secret_appears_in_any_record_log_metric_or_report(
             )
             send_forgery(stack, sites[0].site_id)
             wait_until_caught_up(stack, settings.worker_id)
-            register_fleet(store, scenario)
+            register_fleet(store, scenario, actor=ACTOR)
             refresh = PeriodicRefresh(EvidenceMetrics(evidence_registry), store, interval_s=1.0)
             refresh.start()
             try:
