@@ -35,6 +35,11 @@ def _performance(metric: str) -> list[Query]:
             "{{site_id}} {{device_version}} {{bound}}",
         ),
         Query(f"max by ({STREAM}) ({m.STREAM_CLAIM}{{{sel}}})", "{{device_version}} claim"),
+        # Weeks ahead of the labels: the estimate from the last window's calibrated scores.
+        Query(
+            f"{m.STREAM_ESTIMATED_PERFORMANCE}{{{selector(metric=metric, bound='estimate')}}}",
+            "{{site_id}} {{device_version}} estimated from scores",
+        ),
     ]
 
 

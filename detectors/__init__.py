@@ -75,8 +75,10 @@ from detectors.roc_auc import (
     roc_auc_ci,
 )
 from detectors.spiegelhalter_z_test import spiegelhalter_z_test
+from detectors.windowed_calibration_test import CalibrationInTheLarge, WindowedCalibrationTest
 from detectors.windowed_chi_square_drift import WindowedChiSquareDrift
 from detectors.windowed_ks_drift import WindowedKSDrift
+from detectors.windowed_performance_estimate import WindowedPerformanceEstimate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -86,6 +88,7 @@ __all__ = [
     "BetaBinomialConfidenceSequence",
     "CalibrationAssumption",
     "CalibrationFit",
+    "CalibrationInTheLarge",
     "CategoricalDrift",
     "Detector",
     "DetectorResult",
@@ -98,8 +101,10 @@ __all__ = [
     "RiskAdjustedCUSUM",
     "StateError",
     "WindowCalibration",
+    "WindowedCalibrationTest",
     "WindowedChiSquareDrift",
     "WindowedKSDrift",
+    "WindowedPerformanceEstimate",
     "agreement_table",
     "binned_ks_statistic",
     "calibration_intercept_slope",

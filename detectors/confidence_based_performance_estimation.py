@@ -35,9 +35,16 @@ from detectors.spiegelhalter_z_test import spiegelhalter_z_test
 __all__ = [
     "CalibrationAssumption",
     "EstimatedPerformance",
+    "MetricWeightSums",
     "PerformanceEstimate",
+    "ScoreSums",
     "check_calibration_assumption",
+    "conditional_variance",
     "estimate_performance",
+    "metric_weight_sums",
+    "performance_from_sums",
+    "sampling_variance",
+    "score_sums",
 ]
 
 
@@ -73,6 +80,95 @@ class CalibrationAssumption:
     """No evidence against calibration at level ``alpha`` (Bonferroni over three tests)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreSums:
+    """The running sums of (score, decision) pairs that every estimate here is built from.
+
+    ``called`` / ``uncalled`` are the sums of the scores ``p`` over the cases decided
+    positive / negative, ``called_sq`` / ``uncalled_sq`` the sums of ``p**2``; the
+    variance terms ``p (1 - p)`` follow as ``called - called_sq``. Six numbers, so a
+    stream can keep them per window in O(1) memory
+    (:class:`detectors.windowed_performance_estimate.WindowedPerformanceEstimate`).
+    """
+
+    n: int
+    n_called: int
+    called: float
+    uncalled: float
+    called_sq: float
+    uncalled_sq: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricWeightSums:
+    """Sensitivity or specificity as a ratio ``hit / (hit + miss)`` of summed weights.
+
+    The weight of a case is its score ``p`` for sensitivity (its expected share of the
+    positives) and ``1 - p`` for specificity; ``hit`` sums it over the cases the device
+    got right in expectation (called positive, resp. negative), ``miss`` over the others.
+    ``*_sq`` are the sums of squared weights and ``*_var`` the sums of ``p (1 - p)``.
+    """
+
+    hit: float
+    miss: float
+    hit_sq: float
+    miss_sq: float
+    hit_var: float
+    miss_var: float
+
+
+def score_sums(scores: npt.ArrayLike, called: npt.ArrayLike) -> ScoreSums:
+    """The :class:`ScoreSums` of calibrated ``scores`` with the device's decisions ``called``."""
+    p = np.asarray(scores, dtype=np.float64).ravel()
+    d = np.asarray(called, dtype=bool).ravel()
+    if p.shape != d.shape:
+        raise ValueError("scores and decisions need the same length")
+    hit, rest = p[d], p[~d]
+    return ScoreSums(
+        n=int(p.size),
+        n_called=int(d.sum()),
+        called=float(hit.sum()),
+        uncalled=float(rest.sum()),
+        called_sq=float((hit * hit).sum()),
+        uncalled_sq=float((rest * rest).sum()),
+    )
+
+
+def metric_weight_sums(metric: str, sums: ScoreSums) -> MetricWeightSums:
+    """The sums behind ``metric`` (``"sensitivity"`` or ``"specificity"``)."""
+    called_var = sums.called - sums.called_sq
+    uncalled_var = sums.uncalled - sums.uncalled_sq
+    if metric == "sensitivity":
+        return MetricWeightSums(
+            sums.called, sums.uncalled, sums.called_sq, sums.uncalled_sq, called_var, uncalled_var
+        )
+    if metric == "specificity":
+        n_uncalled = sums.n - sums.n_called
+        # sum (1 - p) and sum (1 - p)^2 over each group, from the sums of p and p^2
+        return MetricWeightSums(
+            n_uncalled - sums.uncalled,
+            sums.n_called - sums.called,
+            max(n_uncalled - 2.0 * sums.uncalled + sums.uncalled_sq, 0.0),
+            max(sums.n_called - 2.0 * sums.called + sums.called_sq, 0.0),
+            uncalled_var,
+            called_var,
+        )
+    raise ValueError(f"metric must be 'sensitivity' or 'specificity', got {metric!r}")
+
+
+def conditional_variance(w: MetricWeightSums, ratio: float) -> float:
+    """Delta-method variance of ``hit_labels / all_labels`` given the scores, times the
+    squared denominator: how far the metric realised on these cases' labels strays from
+    the estimate ``ratio`` when each label is ``Bernoulli(p)``."""
+    return w.hit_var * (1.0 - ratio) ** 2 + w.miss_var * ratio**2
+
+
+def sampling_variance(w: MetricWeightSums, ratio: float) -> float:
+    """Variance of the ratio estimator ``hit / (hit + miss)`` over case mixes, times the
+    squared denominator (linearised, with residuals ``weight * (hit - ratio)``)."""
+    return w.hit_sq * (1.0 - ratio) ** 2 + w.miss_sq * ratio**2
+
+
 def _ratio(numerator: float, denominator: float, variance: float, z: float) -> PerformanceEstimate:
     if denominator <= 0:
         return PerformanceEstimate(math.nan, math.nan, 0.0, 1.0)
@@ -80,6 +176,31 @@ def _ratio(numerator: float, denominator: float, variance: float, z: float) -> P
     se = math.sqrt(max(variance, 0.0)) / denominator
     return PerformanceEstimate(
         estimate, se, max(0.0, estimate - z * se), min(1.0, estimate + z * se)
+    )
+
+
+def _metric(w: MetricWeightSums, z: float) -> PerformanceEstimate:
+    total = w.hit + w.miss
+    ratio = w.hit / total if total > 0 else 0.0
+    return _ratio(w.hit, total, conditional_variance(w, ratio), z)
+
+
+def performance_from_sums(sums: ScoreSums, alpha: float = 0.05) -> EstimatedPerformance:
+    """Sensitivity, specificity and PPV estimated from a window's :class:`ScoreSums`.
+
+    The one implementation behind :func:`estimate_performance` and the streaming
+    detector; ``alpha`` is the two-sided level of the intervals.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    z = float(ndtri(1.0 - alpha / 2.0))
+    sensitivity = metric_weight_sums("sensitivity", sums)
+    return EstimatedPerformance(
+        sensitivity=_metric(sensitivity, z),
+        specificity=_metric(metric_weight_sums("specificity", sums), z),
+        ppv=_ratio(sums.called, float(sums.n_called), sensitivity.hit_var, z),
+        expected_prevalence=(sums.called + sums.uncalled) / sums.n if sums.n else math.nan,
+        n=sums.n,
     )
 
 
@@ -115,23 +236,7 @@ def estimate_performance(
     p, _ = check_scores_and_labels(scores, np.zeros(np.size(scores)))
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    z = float(ndtri(1.0 - alpha / 2.0))
-    d = (p >= threshold).astype(np.float64)
-    v = p * (1.0 - p)
-    tp, positives = float((d * p).sum()), float(p.sum())
-    tn, negatives = float(((1 - d) * (1 - p)).sum()), float((1 - p).sum())
-    sens = tp / positives if positives > 0 else 0.0
-    spec = tn / negatives if negatives > 0 else 0.0
-    # Var of a ratio A/B of sums of the same Bernoulli labels (delta method)
-    var_sens = float((d * v).sum()) * (1 - sens) ** 2 + float(((1 - d) * v).sum()) * sens**2
-    var_spec = float(((1 - d) * v).sum()) * (1 - spec) ** 2 + float((d * v).sum()) * spec**2
-    return EstimatedPerformance(
-        sensitivity=_ratio(tp, positives, var_sens, z),
-        specificity=_ratio(tn, negatives, var_spec, z),
-        ppv=_ratio(tp, float(d.sum()), float((d * v).sum()), z),
-        expected_prevalence=positives / p.size,
-        n=int(p.size),
-    )
+    return performance_from_sums(score_sums(p, p >= threshold), alpha)
 
 
 def check_calibration_assumption(

@@ -12,7 +12,9 @@ A category never seen in the reference is not an error: :meth:`WindowedChiSquare
 maps it to the "unseen" bucket, ``n_events`` counts such cases in the window, and its zero
 reference count makes the window's statistic large, so a new scanner model appearing in a
 window is reported by that window's result. (With so small an expected count the
-chi-square p-value is only indicative; the count of unseen cases is the finding.)
+chi-square p-value is only indicative; the count of unseen cases is the finding.) With
+``fire_on_unseen`` the window fires on any unseen case, whatever the statistic: a single
+study on a scanner model never seen at the site is something to look at, not to average.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class WindowedChiSquareDrift(Detector):
         Cases per tumbling window; the test runs when a window is full.
     arl0
         Target in-control ARL in cases; each window is tested at ``window / arl0``.
+    fire_on_unseen
+        Also fire at the end of a window that holds any category the reference lacks.
 
     Notes
     -----
@@ -70,6 +74,7 @@ class WindowedChiSquareDrift(Detector):
         "reference_counts",
         "window",
         "arl0",
+        "fire_on_unseen",
         "_index",
         "_n_reference",
         "_critical",
@@ -86,7 +91,9 @@ class WindowedChiSquareDrift(Detector):
         reference_counts: Sequence[int],
         window: int = 500,
         arl0: float = 20_000.0,
+        fire_on_unseen: bool = False,
     ) -> None:
+        self.fire_on_unseen = bool(fire_on_unseen)
         self.categories = [str(c) for c in categories]
         if len(set(self.categories)) != len(self.categories) or not self.categories:
             raise ValueError("categories must be distinct and non-empty")
@@ -109,11 +116,15 @@ class WindowedChiSquareDrift(Detector):
 
     @classmethod
     def from_counts(
-        cls, reference: Mapping[str, int], window: int = 500, arl0: float = 20_000.0
+        cls,
+        reference: Mapping[str, int],
+        window: int = 500,
+        arl0: float = 20_000.0,
+        fire_on_unseen: bool = False,
     ) -> WindowedChiSquareDrift:
         """A detector from a ``{category: count}`` reference (categories sorted by name)."""
         names = sorted(reference)
-        return cls(names, [reference[n] for n in names], window, arl0)
+        return cls(names, [reference[n] for n in names], window, arl0, fire_on_unseen)
 
     def code(self, category: str) -> int:
         """The code of a category name; any name not in the reference gets ``K``."""
@@ -144,7 +155,8 @@ class WindowedChiSquareDrift(Detector):
         self._n_cases += 1
         statistic, dof = self._chi_square()
         threshold = self._critical[dof] if dof > 0 else math.inf
-        fired = self._n_cases == self.window and statistic >= threshold
+        unseen = self.fire_on_unseen and self._counts[k] > 0
+        fired = self._n_cases == self.window and (statistic >= threshold or unseen)
         result = DetectorResult(
             fired=fired,
             statistic=statistic,
@@ -167,6 +179,7 @@ class WindowedChiSquareDrift(Detector):
             "reference_counts": list(self.reference_counts),
             "window": self.window,
             "arl0": self.arl0,
+            "fire_on_unseen": self.fire_on_unseen,
         }
 
     def _dump_state(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ SITE_LAST_EVENT = f"{PREFIX}_site_last_event_received_timestamp_seconds"
 VERSION_REGISTRATION = f"{PREFIX}_version_registration_status"
 REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
+STREAM_ESTIMATED_PERFORMANCE = f"{PREFIX}_stream_estimated_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
 READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
@@ -117,6 +118,7 @@ class WorkerMetrics:
     site_last_event: Gauge
     version_registration: Gauge
     stream_performance: Gauge
+    estimated_performance: Gauge
     stream_claim: Gauge
     reader_agreement: Gauge
     detector_statistic: Gauge
@@ -134,6 +136,7 @@ class WorkerMetrics:
             self.followup_completeness,
             self.stratum_confusion,
             self.stream_performance,
+            self.estimated_performance,
             self.stream_claim,
             self.reader_agreement,
             self.detector_statistic,
@@ -244,6 +247,13 @@ class WorkerMetrics:
             stream_performance=Gauge(
                 STREAM_PERFORMANCE,
                 "Observed sensitivity or specificity of a stream, with its 95% Wilson bounds.",
+                [*stream, "metric", "bound"],
+                registry=registry,
+            ),
+            estimated_performance=Gauge(
+                STREAM_ESTIMATED_PERFORMANCE,
+                "Label-free estimate of a stream's sensitivity, specificity or PPV over its last "
+                "full window of predictions, from their calibrated scores, with 95% bounds.",
                 [*stream, "metric", "bound"],
                 registry=registry,
             ),

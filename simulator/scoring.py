@@ -48,14 +48,10 @@ from typing import Any
 from postmarket.contracts import Alert, DeadLetter, Prediction
 from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedRecord
 from simulator.ground_truth import stream_key
+from streams.performance import is_label_free
 
 PERFORMANCE_SIGNALS = frozenset({"performance_drift", "performance_below_claims"})
 UNREGISTERED_DETECTOR = "unregistered_change"
-LABEL_FREE_SUFFIX = "score_drift"
-"""A label-free detector fires on a prediction: its stream's prediction count places it. A
-labelled one fires on an outcome; it is placed at the latest case it had charted (the
-alert's ``last_case_time``), which does not depend on how far the worker had counted the
-stream's predictions by then (on a compressed simulation they can run far ahead)."""
 SILENCE_DETECTOR = "site_silence"
 SILENCE_AFTER = timedelta(days=1)
 """Simulated time without a case after which a site counts as silent. The Prometheus rule
@@ -198,12 +194,15 @@ def _days(delta: timedelta) -> float:
 def alert_ordinal(alert: Alert, case_times: Sequence[datetime]) -> int:
     """Which case of its stream (1 = first, in arrival order) the alert fired at.
 
-    A label-free detector is placed by the prediction count it recorded; any other alert
-    (labelled detectors, the version check) after the last case with an event time not
-    later than the alert's last case.
+    A label-free detector (:func:`streams.performance.is_label_free`) fires on a prediction
+    and is placed by the prediction count it recorded. Any other alert (labelled detectors,
+    the version check) is placed after the last case with an event time not later than the
+    alert's last case: the latest case it had charted, which does not depend on how far the
+    worker had counted the stream's predictions by then (on a compressed simulation they
+    can run far ahead).
     """
     seen = alert.evidence.get("stream_predictions")
-    if seen is not None and alert.detector.endswith(LABEL_FREE_SUFFIX):
+    if seen is not None and is_label_free(alert.detector):
         return max(1, seen)
     return max(1, sum(1 for time in case_times if time <= alert.last_case_time))
 

@@ -45,7 +45,13 @@ stream_monitors = app.Table(
     "stream-monitors",
     default=None,
     partitions=settings.topic_partitions,
-    help="Confusion counts, labelled detectors and applied positions of each stream.",
+    help="Confusion counts, labelled detectors and applied outcome positions of each stream.",
+)
+stream_prediction_monitors = app.Table(
+    "stream-prediction-monitors",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="References, label-free detectors and applied prediction positions of each stream.",
 )
 first_sightings = app.Table(
     "first-sightings",

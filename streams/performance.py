@@ -1,10 +1,21 @@
-"""Labelled performance of one stream against its registered claims, as plain state.
+"""Performance of one stream against its registered claims and its own reference, as state.
 
-A :class:`StreamMonitor` holds one stream's confusion counts and its labelled
-detectors: a Bernoulli CUSUM on misses among positives (sensitivity) and on false
-positives among negatives (specificity), each designed from the registered claim for a
-target in-control ARL, and the anytime-valid claims test of each claim. The stream
-agent calls :meth:`StreamMonitor.observe` once per outcome and emits what it returns.
+A :class:`StreamMonitor` holds one stream's confusion counts and its detectors.
+
+Labelled, on each outcome: a Bernoulli CUSUM on misses among positives (sensitivity) and
+on false positives among negatives (specificity), each designed from the registered claim
+for a target in-control ARL; the anytime-valid claims test of each claim; and a windowed
+calibration-in-the-large test of the scores against the truth (which is also the check of
+the label-free estimate's own assumption).
+
+Label-free, on each prediction, so they can warn weeks before any label exists: the
+confidence-based estimate of each claimed metric from the calibrated scores; and, once
+the stream's first predictions have formed its reference, score drift and the drift of
+each acquisition category mix (manufacturer, model, slice-thickness and kVp band), where a
+category the reference never saw (a new scanner model) is a finding.
+
+The stream agent calls :meth:`StreamMonitor.observe` once per outcome and
+:meth:`StreamMonitor.observe_score` once per prediction, and emits what they return.
 """
 
 from __future__ import annotations
@@ -12,15 +23,19 @@ from __future__ import annotations
 import functools
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from detectors import (
     BernoulliCUSUM,
     BetaBinomialConfidenceSequence,
     Detector,
     DetectorResult,
+    EstimatedPerformance,
     KappaEstimate,
+    WindowedCalibrationTest,
+    WindowedChiSquareDrift,
     WindowedKSDrift,
+    WindowedPerformanceEstimate,
     bernoulli_cusum_threshold,
     cohen_kappa_from_table,
     wilson_interval,
@@ -32,10 +47,17 @@ from postmarket.contracts.events import (
     Prediction,
     RegistryEntry,
 )
+from streams.acquisition import (
+    ACQUISITION_DIMENSIONS,
+    AcquisitionCategories,
+    acquisition_categories,
+)
 
-STATE_VERSION = 2
-"""2: detector settings left out (designed again on load); version 1 states still load."""
-Metric = Literal["sensitivity", "specificity", "score_distribution"]
+STATE_VERSION = 3
+"""2: detector settings left out (designed again on load); 3: the acquisition reference.
+Version 1 and 2 states still load (a stream whose reference predates 3 has no acquisition
+drift tests)."""
+Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
 STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
 MAX_STRATA = 48
@@ -44,6 +66,19 @@ MIN_READ_PAIRS = 20
 """Read pairs before a stream's reader agreement is shown (its interval is wide below)."""
 SCORE_EDGES = tuple(i / 10 for i in range(1, 10))
 """Deciles of the score scale: the fixed bins of the score-drift reference."""
+UNKNOWN_CATEGORY = "(unknown)"
+"""An acquisition dimension the prediction's header did not give."""
+OTHER_CATEGORY = "(other)"
+"""Reference categories beyond the most frequent MAX_REFERENCE_CATEGORIES of a dimension."""
+MAX_REFERENCE_CATEGORIES = 8
+"""Categories kept per dimension in the acquisition reference (bounded state)."""
+LABEL_FREE_KINDS = ("_drift", "_estimate")
+"""Name endings of the detectors that run on predictions, not outcomes."""
+
+
+def is_label_free(detector: str) -> bool:
+    """Whether a stream detector runs on predictions (placed by prediction count)."""
+    return detector.endswith(LABEL_FREE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -53,14 +88,19 @@ class MonitorPolicy:
     arl0_cases: float = 5000.0
     """In-control average run length of each CUSUM, in the cases it charts."""
     sensitivity_drop: float = 0.07
-    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest."""
+    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest; the
+    label-free estimate warns only when significantly below the claim less this drop, as its
+    model (calibrated scores) fails quietly: with a site's prevalence away from the
+    device's reference, scores not recalibrated to it bias the estimate by a few points."""
     specificity_drop: float = 0.05
     claims_alpha: float = 0.05
     """Chance, under the claim, that the claims test ever says "below claim"."""
     score_reference_cases: int = 500
     """The stream's first predictions form its score reference (label-free drift)."""
     score_window: int = 250
-    """Predictions per tumbling window of the score-drift test."""
+    """Predictions per tumbling window of the score- and acquisition-drift tests."""
+    estimate_window: int = 500
+    """Cases per tumbling window of the label-free estimate and the calibration test."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +140,11 @@ def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
 def design_detectors(
     claims: dict[ClaimedMetric, float], policy: MonitorPolicy
 ) -> dict[str, Detector]:
-    """The labelled detectors of a stream, one CUSUM and one claims test per claim."""
-    detectors: dict[str, Detector] = {}
+    """The detectors a stream has from its start: per claim a CUSUM, a claims test and the
+    label-free estimate; and the calibration test."""
+    detectors: dict[str, Detector] = {
+        "calibration_test": WindowedCalibrationTest(policy.estimate_window, policy.arl0_cases)
+    }
     drops = {"sensitivity": policy.sensitivity_drop, "specificity": policy.specificity_drop}
     for metric, claimed in sorted(claims.items()):
         detect = max(claimed - drops[metric], 0.01)
@@ -111,7 +154,48 @@ def design_detectors(
         detectors[f"{metric}_claims_test"] = BetaBinomialConfidenceSequence(
             1.0 - claimed, policy.claims_alpha
         )
+        detectors[f"{metric}_estimate"] = WindowedPerformanceEstimate(
+            metric, detect, policy.estimate_window, policy.arl0_cases
+        )
     return detectors
+
+
+def design_acquisition_drift(
+    reference: dict[str, dict[str, int]], policy: MonitorPolicy
+) -> dict[str, WindowedChiSquareDrift]:
+    """One chi-square drift test per acquisition dimension the reference knows anything of.
+
+    The dimensions share the policy's ARL0 (Bonferroni): each is tested at ``n`` times it,
+    so the stream's acquisition tests together raise a false alarm no more often than one.
+    A window with a category the reference never saw (a new scanner model) fires too.
+    """
+    known = {
+        dimension: counts
+        for dimension, counts in sorted(reference.items())
+        if set(counts) - {UNKNOWN_CATEGORY}
+    }
+    arl0 = policy.arl0_cases * max(len(known), 1)
+    return {
+        f"{dimension}_drift": WindowedChiSquareDrift.from_counts(
+            counts, policy.score_window, arl0, fire_on_unseen=True
+        )
+        for dimension, counts in known.items()
+    }
+
+
+def bounded_reference(counts: dict[str, int]) -> dict[str, int]:
+    """A dimension's reference with its rarest categories beyond the bound pooled."""
+    pooled = counts.get(OTHER_CATEGORY, 0)
+    named = sorted(
+        ((category, n) for category, n in counts.items() if category != OTHER_CATEGORY),
+        key=lambda item: (-item[1], item[0]),
+    )
+    room = MAX_REFERENCE_CATEGORIES - (pooled > 0 or len(named) > MAX_REFERENCE_CATEGORIES)
+    kept = dict(named[:room])
+    pooled += sum(n for _, n in named[room:])
+    if pooled:
+        kept[OTHER_CATEGORY] = pooled
+    return kept
 
 
 @dataclass
@@ -137,6 +221,8 @@ class StreamMonitor:
     """Each detector's latest (statistic, threshold), for metrics."""
     reader_pairs: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     """Blinded read pairs (first, second): [pos/pos, pos/neg, neg/pos, neg/neg]."""
+    acquisition_reference: dict[str, dict[str, int]] = field(default_factory=dict)
+    """dimension -> category -> count over the stream's first predictions."""
 
     @classmethod
     def for_claims(cls, claims: dict[ClaimedMetric, float], policy: MonitorPolicy) -> StreamMonitor:
@@ -146,7 +232,8 @@ class StreamMonitor:
         """Start the labelled detectors once the stream's version has registered claims."""
         if claims and not self.claims:
             self.claims = dict(claims)
-            self.detectors.update(design_detectors(claims, self.policy))
+            for name, detector in design_detectors(claims, self.policy).items():
+                self.detectors.setdefault(name, detector)  # keeps the running calibration test
 
     @property
     def followup_completeness(self) -> float | None:
@@ -162,26 +249,76 @@ class StreamMonitor:
         self.applied[f"{kind}|{join.topic}:{join.partition}"] = (join.offset, join.rank)
 
     def observe_prediction(self, prediction: Prediction, joined_at: JoinPosition) -> list[Signal]:
-        """Count a new prediction; build the score reference, then test each window against it."""
-        return self.observe_score(prediction.score, joined_at)
+        """Count a new prediction; build the references, then test each window against them."""
+        categories = acquisition_categories(prediction.acquisition)
+        return self.observe_score(prediction.score, joined_at, prediction.decision, categories)
 
-    def observe_score(self, score: float, joined_at: JoinPosition) -> list[Signal]:
-        """:meth:`observe_prediction` from what the join routes of a prediction: its score."""
+    def observe_score(
+        self,
+        score: float,
+        joined_at: JoinPosition,
+        decision: str | None = None,
+        categories: AcquisitionCategories | None = None,
+    ) -> list[Signal]:
+        """:meth:`observe_prediction` from what the join routes of a prediction. A record of
+        the previous release has no decision nor categories: the tests needing them skip it."""
         self._mark_applied("prediction", joined_at)
         self.predictions += 1
+        signals = []
+        if decision is not None:
+            called = 1.0 if decision == "positive" else 0.0
+            for metric in sorted(self.claims):
+                signals += self._update(f"{metric}_estimate", metric, score, called)
         drift = self.detectors.get("score_drift")
         if drift is None:
-            self._add_to_score_reference(score)
-            return []
-        result = drift.update(score)
-        self.statistics["score_drift"] = (result.statistic, result.threshold)
-        return [Signal("score_drift", "score_distribution", result, None)] if result.fired else []
+            self._add_to_references(score, categories)
+            return signals
+        signals += self._update("score_drift", "score_distribution", score)
+        if categories is not None:
+            signals += self._update_acquisition(categories)
+        return signals
 
-    def _add_to_score_reference(self, score: float) -> None:
+    def _update(
+        self, name: str, metric: Metric, x: float, risk: float | None = None
+    ) -> list[Signal]:
+        detector = self.detectors.get(name)
+        if detector is None:
+            return []
+        result = detector.update(x, risk)
+        self.statistics[name] = (result.statistic, result.threshold)
+        if not result.fired:
+            return []
+        claimed = self.claims.get(metric) if metric in ("sensitivity", "specificity") else None
+        return [Signal(name, metric, result, claimed)]
+
+    def _update_acquisition(self, categories: AcquisitionCategories) -> list[Signal]:
+        signals = []
+        for dimension in ACQUISITION_DIMENSIONS:
+            drift = self.detectors.get(f"{dimension}_drift")
+            if not isinstance(drift, WindowedChiSquareDrift):
+                continue
+            category = categories.get(dimension, UNKNOWN_CATEGORY)
+            if category not in drift.categories and OTHER_CATEGORY in drift.categories:
+                category = OTHER_CATEGORY  # pooled in the reference: not a new category
+            signals += self._update(f"{dimension}_drift", "acquisition", drift.code(category))
+        return signals
+
+    def _add_to_references(self, score: float, categories: AcquisitionCategories | None) -> None:
         bin_index = sum(1 for edge in SCORE_EDGES if score >= edge)
         self.score_reference[bin_index] += 1
+        if categories is not None:
+            for dimension in ACQUISITION_DIMENSIONS:
+                counts = self.acquisition_reference.setdefault(dimension, {})
+                category = categories.get(dimension, UNKNOWN_CATEGORY)
+                if category not in counts and len(counts) >= 2 * MAX_REFERENCE_CATEGORIES:
+                    category = OTHER_CATEGORY  # bounded state while the reference fills
+                counts[category] = counts.get(category, 0) + 1
         if sum(self.score_reference) >= self.policy.score_reference_cases:
-            self.detectors["score_drift"] = self._score_drift()
+            self.acquisition_reference = {
+                dimension: bounded_reference(counts)
+                for dimension, counts in self.acquisition_reference.items()
+            }
+            self.detectors.update(self._reference_detectors())
 
     @property
     def outcomes(self) -> int:
@@ -196,7 +333,8 @@ class StreamMonitor:
         if outcome.blinded_reads is not None:
             first, second = outcome.blinded_reads
             self.reader_pairs[2 * (first == "negative") + (second == "negative")] += 1
-        if outcome.label == "positive":
+        positive = outcome.label == "positive"
+        if positive:
             metric: ClaimedMetric = "sensitivity"
             adverse = outcome.decision == "negative"
         else:
@@ -204,14 +342,10 @@ class StreamMonitor:
             adverse = outcome.decision == "positive"
         signals = []
         for name in (f"{metric}_cusum", f"{metric}_claims_test"):
-            detector = self.detectors.get(name)
-            if detector is None:
-                continue
-            result = detector.update(1.0 if adverse else 0.0)
-            self.statistics[name] = (result.statistic, result.threshold)
-            if result.fired:
-                signals.append(Signal(name, metric, result, self.claims[metric]))
-        return signals
+            signals += self._update(name, metric, 1.0 if adverse else 0.0)
+        return signals + self._update(
+            "calibration_test", "calibration", float(positive), outcome.score
+        )
 
     def _count(self, outcome: Outcome) -> None:
         cell = confusion_cell(outcome)
@@ -257,20 +391,46 @@ class StreamMonitor:
         except ValueError:  # every read the same label: chance agreement is 1
             return None
 
-    def to_state(self) -> dict[str, Any]:
-        """JSON-able state for a changelogged table, written on every event, so kept small.
+    def to_states(self) -> StreamStates:
+        """JSON-able states for two changelogged tables, each written when its side changes.
 
-        Detector settings are not stored: they follow from the claims, the policy and the
-        score reference (:meth:`_designed_detectors`); only their running states are.
+        An outcome rewrites only the labelled part, a batch of predictions only the
+        label-free part: each stays small, and each carries the join positions it applied,
+        so either is replayed idempotently on its own. Detector settings are not stored:
+        they follow from the claims, the policy and the references
+        (:meth:`_designed_detectors`); only their running states are.
         """
+        return StreamStates(self.labelled_state(), self.label_free_state())
+
+    def state_of(self, kind: Literal["outcome", "prediction"]) -> dict[str, Any]:
+        """The one state a new outcome or new predictions changed (see :meth:`to_states`)."""
+        return self.labelled_state() if kind == "outcome" else self.label_free_state()
+
+    def _common_state(self, label_free: bool) -> dict[str, Any]:
         return {
             "state_version": STATE_VERSION,
             "policy": list(astuple(self.policy)),
             "claims": dict(self.claims),
-            "predictions": self.predictions,
+            "detectors": {
+                name: d.to_state()["state"]
+                for name, d in self.detectors.items()
+                if is_label_free(name) == label_free
+            },
+            "applied": {
+                k: list(v)
+                for k, v in self.applied.items()
+                if k.startswith("prediction|") == label_free
+            },
+            "statistics": {
+                k: [_display(v[0]), _display(v[1])]
+                for k, v in self.statistics.items()
+                if is_label_free(k) == label_free
+            },
+        }
+
+    def labelled_state(self) -> dict[str, Any]:
+        return self._common_state(label_free=False) | {
             "strata": {k: list(v) for k, v in self.strata.items()},
-            "score_reference": list(self.score_reference),
-            "detectors": {name: d.to_state()["state"] for name, d in self.detectors.items()},
             "counts": [
                 self.true_positives,
                 self.false_negatives,
@@ -279,58 +439,91 @@ class StreamMonitor:
             ],
             "first_case_time": _iso(self.first_case_time),
             "last_case_time": _iso(self.last_case_time),
-            "applied": {k: list(v) for k, v in self.applied.items()},
-            "statistics": {k: list(v) for k, v in self.statistics.items()},
             "reader_pairs": list(self.reader_pairs),
         }
 
+    def label_free_state(self) -> dict[str, Any]:
+        return self._common_state(label_free=True) | {
+            "predictions": self.predictions,
+            "score_reference": list(self.score_reference),
+            "acquisition_reference": {k: dict(v) for k, v in self.acquisition_reference.items()},
+        }
+
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> StreamMonitor:
-        version = state.get("state_version")
-        if version not in (1, STATE_VERSION):
-            raise ValueError(f"stream state version {version!r} unknown")
-        tp, fn, tn, fp = state["counts"]
-        stored_policy = state["policy"]
-        policy = (
-            MonitorPolicy(**stored_policy)
-            if isinstance(stored_policy, dict)
-            else MonitorPolicy(*stored_policy)
-        )
-        monitor = cls(
-            policy=policy,
-            claims=dict(state["claims"]),
-            predictions=state["predictions"],
-            strata={k: list(v) for k, v in state["strata"].items()},
-            score_reference=list(state["score_reference"]),
-            true_positives=tp,
-            false_negatives=fn,
-            true_negatives=tn,
-            false_positives=fp,
-            first_case_time=_parse(state["first_case_time"]),
-            last_case_time=_parse(state["last_case_time"]),
-            applied={k: (v[0], v[1]) for k, v in state["applied"].items()},
-            statistics={k: (v[0], v[1]) for k, v in state["statistics"].items()},
-            # Added within state version 1: states written before it have no read pairs.
-            reader_pairs=list(state.get("reader_pairs", [0, 0, 0, 0])),
-        )
-        if version == 1:  # whole detector states, settings included
-            monitor.detectors = {n: Detector.from_state(s) for n, s in state["detectors"].items()}
-            return monitor
-        designed = monitor._designed_detectors()
-        for name, running in state["detectors"].items():
-            if name not in designed:
+    def from_states(
+        cls, labelled: dict[str, Any] | None, label_free: dict[str, Any] | None
+    ) -> StreamMonitor:
+        """The monitor of a stream from its two table states (either may be absent).
+
+        A state of version 1 or 2 is a whole stream in the labelled table; once this
+        release has written the stream's label-free state, that one is the newer.
+        """
+        parts = [state for state in (labelled, label_free) if state is not None]
+        if not parts:
+            raise ValueError("a stream needs at least one of its two states")
+        for state in parts:
+            if state.get("state_version") not in (1, 2, STATE_VERSION):
+                raise ValueError(f"stream state version {state.get('state_version')!r} unknown")
+        claims = next((dict(p["claims"]) for p in parts if p["claims"]), {})
+        monitor = cls(policy=_policy(parts[0]["policy"]), claims=claims)
+        running: dict[str, Any] = {}
+        for state in parts:
+            if state["state_version"] < STATE_VERSION or state is label_free:
+                monitor._load_label_free(state)
+            if state is labelled:
+                monitor._load_labelled(state)
+            monitor.applied.update({k: (v[0], v[1]) for k, v in state["applied"].items()})
+            monitor.statistics.update({k: (v[0], v[1]) for k, v in state["statistics"].items()})
+            detectors = state["detectors"]
+            if state["state_version"] == 1:  # whole detector states: their running part
+                detectors = {name: whole["state"] for name, whole in detectors.items()}
+            running.update(detectors)
+        # Detectors a later release designs (absent from an older state) start fresh.
+        monitor.detectors = monitor._designed_detectors()
+        for name, detector_state in running.items():
+            if name not in monitor.detectors:
                 raise ValueError(f"stream state has a detector {name!r} its design lacks")
-            monitor.detectors[name] = Detector.from_state(
-                {**designed[name].to_state(), "state": running}
-            )
+            designed = monitor.detectors[name].to_state()
+            monitor.detectors[name] = Detector.from_state({**designed, "state": detector_state})
         return monitor
+
+    def _load_labelled(self, state: dict[str, Any]) -> None:
+        tp, fn, tn, fp = state["counts"]
+        self.true_positives, self.false_negatives = tp, fn
+        self.true_negatives, self.false_positives = tn, fp
+        self.strata = {k: list(v) for k, v in state["strata"].items()}
+        self.first_case_time = _parse(state["first_case_time"])
+        self.last_case_time = _parse(state["last_case_time"])
+        # Added within state version 1: states written before it have no read pairs.
+        self.reader_pairs = list(state.get("reader_pairs", [0, 0, 0, 0]))
+
+    def _load_label_free(self, state: dict[str, Any]) -> None:
+        self.predictions = state["predictions"]
+        self.score_reference = list(state["score_reference"])
+        self.acquisition_reference = {
+            k: dict(v) for k, v in state.get("acquisition_reference", {}).items()
+        }
 
     def _designed_detectors(self) -> dict[str, Detector]:
         """Fresh detectors with the settings this monitor's detectors were built with."""
         detectors = design_detectors(self.claims, self.policy)
         if sum(self.score_reference) >= self.policy.score_reference_cases:
-            detectors["score_drift"] = self._score_drift()
+            detectors.update(self._reference_detectors())
         return detectors
+
+    def _reference_detectors(self) -> dict[str, Detector]:
+        """The label-free drift tests against the stream's completed reference."""
+        detectors: dict[str, Detector] = {"score_drift": self._score_drift()}
+        detectors.update(design_acquisition_drift(self.acquisition_reference, self.policy))
+        return detectors
+
+    def estimated_performance(self) -> EstimatedPerformance | None:
+        """The label-free estimate over the last full window, from the first claim's test."""
+        for metric in sorted(self.claims):
+            estimate = self.detectors.get(f"{metric}_estimate")
+            if isinstance(estimate, WindowedPerformanceEstimate):
+                return estimate.last_window()
+        return None
 
     def _score_drift(self) -> WindowedKSDrift:
         return WindowedKSDrift(
@@ -339,6 +532,22 @@ class StreamMonitor:
             self.policy.score_window,
             self.policy.arl0_cases,
         )
+
+
+class StreamStates(NamedTuple):
+    """A stream's two table states: outcomes' side and predictions' side."""
+
+    labelled: dict[str, Any]
+    label_free: dict[str, Any]
+
+
+def _policy(stored: list[Any] | dict[str, Any]) -> MonitorPolicy:
+    return MonitorPolicy(**stored) if isinstance(stored, dict) else MonitorPolicy(*stored)
+
+
+def _display(value: float) -> float:
+    """A statistic as the gauges show it: 6 significant digits keep the state small."""
+    return float(f"{value:.6g}")
 
 
 def _iso(time: datetime | None) -> str | None:

@@ -1,7 +1,8 @@
 """New predictions re-keyed by their stream, one record per stream per batch of the join.
 
 The stream agent needs every prediction of its streams (follow-up completeness, label-free
-score drift) but only its score and where the join read it. Sending one record per
+score and acquisition drift, the confidence-based performance estimate) but only its score,
+decision, acquisition categories and where the join read it. Sending one record per
 prediction cost a produce, a consume, a decode and a table write per prediction; a batch
 of the join sends one :class:`StreamPredictions` per stream instead, before the batch's
 input offsets are committed. Each entry keeps its own :class:`JoinPosition`, so the stream
@@ -15,11 +16,21 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from postmarket.contracts.events import Contract, JoinPosition, Part, Probability, StreamKey
+from postmarket.contracts.events import (
+    Contract,
+    Decision,
+    JoinPosition,
+    Part,
+    Prediction,
+    Probability,
+    StreamKey,
+)
+from streams.acquisition import AcquisitionCategories, acquisition_categories
 
-MAX_PREDICTIONS_PER_RECORD = 400
-"""Entries per record: about 90 bytes each, so a record stays well under the 64 KiB every
-decode accepts (:data:`~postmarket.contracts.codec.MAX_EVENT_BYTES`)."""
+MAX_PREDICTIONS_PER_RECORD = 160
+"""Entries per record: at most about 370 bytes each (with the 64-character manufacturer and
+model names the contracts allow), so a record stays under the 64 KiB every decode accepts
+(:data:`~postmarket.contracts.codec.MAX_EVENT_BYTES`)."""
 
 
 class RoutedScore(Part):
@@ -27,6 +38,10 @@ class RoutedScore(Part):
 
     score: Probability
     joined_at: JoinPosition
+    decision: Decision | None = None
+    """None only in records routed by a worker of the previous release."""
+    categories: AcquisitionCategories = {}
+    """The prediction's known acquisition categories, by dimension."""
 
 
 class StreamPredictions(Contract):
@@ -42,13 +57,19 @@ class StreamRouter:
 
     pending: dict[str, tuple[StreamKey, list[RoutedScore]]] = field(default_factory=dict)
 
-    def add(self, stream: StreamKey, score: float, joined_at: JoinPosition) -> None:
+    def add(self, stream: StreamKey, prediction: Prediction, joined_at: JoinPosition) -> None:
         key = stream.as_key()
         entry = self.pending.get(key)
         if entry is None:
             entry = self.pending[key] = (stream, [])
-        # Both parts come from a validated prediction and position: no second validation.
-        entry[1].append(RoutedScore.model_construct(score=score, joined_at=joined_at))
+        # Every part comes from a validated prediction and position: no second validation.
+        routed = RoutedScore.model_construct(
+            score=prediction.score,
+            joined_at=joined_at,
+            decision=prediction.decision,
+            categories=acquisition_categories(prediction.acquisition),
+        )
+        entry[1].append(routed)
 
     def drain(self) -> Iterator[tuple[str, StreamPredictions]]:
         """(stream key, record) to send, at most MAX_PREDICTIONS_PER_RECORD entries each."""

@@ -220,7 +220,7 @@ def _route_to_stream(prediction: Prediction, stream: StreamKey, position: Record
     joined_at = JoinPosition(
         topic=position.topic, partition=position.partition, offset=position.offset, rank=0
     )
-    router.add(stream, prediction.score, joined_at)
+    router.add(stream, prediction, joined_at)
 
 
 async def _judge_first_sighting(prediction: Prediction, stream: StreamKey) -> None:

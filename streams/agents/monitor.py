@@ -5,6 +5,7 @@ and raise alerts."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from postmarket import topics
@@ -19,11 +20,18 @@ from postmarket.contracts import (
     utc_now,
 )
 from postmarket.contracts.events import StreamKey
+from streams.acquisition import acquisition_categories
 from streams.agents.join import send_dead_letter
 from streams.alerting import alert_for
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import RecordPosition
-from streams.channels import alerts, registry, stream_inputs, stream_monitors
+from streams.channels import (
+    alerts,
+    registry,
+    stream_inputs,
+    stream_monitors,
+    stream_prediction_monitors,
+)
 from streams.performance import (
     CELLS,
     ClaimedMetric,
@@ -127,12 +135,18 @@ async def _apply_to(key: str, stream_key: StreamKey, item: StreamInput, topic: s
                 duplicates(topic).inc()
                 continue
             applied += 1
-            await _raise(stream_key, monitor.observe_score(entry.score, entry.joined_at), monitor)
+            signals = monitor.observe_score(
+                entry.score, entry.joined_at, entry.decision, entry.categories
+            )
+            await _raise(stream_key, signals, monitor)
     if not applied:
         if isinstance(item, Outcome):
             duplicates(topic).inc()
         return
-    stream_monitors[key] = monitor.to_state()
+    if isinstance(item, Outcome):
+        stream_monitors[key] = monitor.state_of("outcome")
+    else:
+        stream_prediction_monitors[key] = monitor.state_of("prediction")
     # Gauges are set in batches (publish_changed_streams): setting ~20 labelled gauges per
     # event cost a quarter of the stream agent's time in a profile.
     changed[key] = monitor
@@ -141,7 +155,14 @@ async def _apply_to(key: str, stream_key: StreamKey, item: StreamInput, topic: s
 def _routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:
     if isinstance(item, StreamPredictions):
         return item.predictions
-    return (RoutedScore(score=item.prediction.score, joined_at=item.joined_at),)
+    prediction = item.prediction
+    routed = RoutedScore(
+        score=prediction.score,
+        joined_at=item.joined_at,
+        decision=prediction.decision,
+        categories=acquisition_categories(prediction.acquisition),
+    )
+    return (routed,)
 
 
 async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonitor) -> None:
@@ -173,11 +194,11 @@ def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
     claims = _claims(stream)
     monitor = live_monitors.get(key)
     if monitor is None:
-        state = stream_monitors.get(key)
-        if state is None:
+        labelled, label_free = stream_monitors.get(key), stream_prediction_monitors.get(key)
+        if labelled is None and label_free is None:
             monitor = StreamMonitor.for_claims(claims, POLICY)
         else:
-            monitor = StreamMonitor.from_state(state)
+            monitor = StreamMonitor.from_states(labelled, label_free)
         live_monitors[key] = monitor
     monitor.adopt_claims(claims)
     return monitor
@@ -209,6 +230,18 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
                 metrics.stream_performance.labels(*labels, metric, bound).set(value)
     for metric, claimed in monitor.claims.items():
         metrics.stream_claim.labels(*labels, metric).set(claimed)
+    estimated = monitor.estimated_performance()
+    if estimated is not None:
+        for metric in ("sensitivity", "specificity", "ppv"):
+            estimate = getattr(estimated, metric)
+            bounds = {
+                "estimate": estimate.estimate,
+                "lower": estimate.lower,
+                "upper": estimate.upper,
+            }
+            for bound, value in bounds.items():
+                if math.isfinite(value):
+                    metrics.estimated_performance.labels(*labels, metric, bound).set(value)
     agreement = monitor.reader_agreement()
     if agreement is not None:
         bounds = {"estimate": agreement.kappa, "lower": agreement.lower, "upper": agreement.upper}
@@ -232,7 +265,12 @@ async def refresh_stream_metrics() -> None:
     """After a restart or rebalance, show the streams this worker now owns."""
     # An in-memory table keeps the keys of partitions this worker no longer owns.
     owned = owned_partitions(topics.OUTCOMES)
-    for key, state in list(stream_monitors.items()):
-        if state is not None and key_partition(key, settings.topic_partitions) in owned:
-            monitor = live_monitors.get(key) or StreamMonitor.from_state(state)
-            publish_stream_metrics(StreamKey.from_key(key), monitor)
+    keys = {*stream_monitors.keys(), *stream_prediction_monitors.keys()}
+    for key in keys:
+        if key_partition(key, settings.topic_partitions) not in owned:
+            continue
+        labelled, label_free = stream_monitors.get(key), stream_prediction_monitors.get(key)
+        if labelled is None and label_free is None:
+            continue
+        monitor = live_monitors.get(key) or StreamMonitor.from_states(labelled, label_free)
+        publish_stream_metrics(StreamKey.from_key(key), monitor)

@@ -15,8 +15,10 @@ from detectors import (
     Detector,
     NormalCUSUM,
     RiskAdjustedCUSUM,
+    WindowedCalibrationTest,
     WindowedChiSquareDrift,
     WindowedKSDrift,
+    WindowedPerformanceEstimate,
 )
 
 Case = tuple[float, float | None]
@@ -83,6 +85,22 @@ def _scanner_cases(rng: np.random.Generator, n: int) -> list[Case]:
     return [(int(code), None) for code in np.concatenate([before, after])]
 
 
+def _scored_decision_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    """Calibrated scores; the cut-off moves from 0.35 to 0.6 halfway, so sensitivity drops."""
+    scores = rng.beta(0.7, 2.0, n)
+    called = scores >= np.where(np.arange(n) < n // 2, 0.35, 0.6)
+    return [(float(p), float(d)) for p, d in zip(scores, called, strict=True)]
+
+
+def _labelled_score_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    """Calibrated scores, then the odds of a positive label are 2.5 times what they say."""
+    scores = rng.beta(1.0, 4.0, n)
+    odds = np.where(np.arange(n) < n // 2, 1.0, 2.5) * scores / (1 - scores)
+    labels = rng.random(n) < odds / (1 + odds)
+    return [(int(y), float(p)) for y, p in zip(labels, scores, strict=True)]
+
+
+_probability = st.floats(min_value=0.0, max_value=1.0)
 _binary = st.tuples(st.sampled_from([0, 1, True, False, 0.0, 1.0]), st.none())
 _finite = st.floats(allow_nan=False, allow_infinity=False)
 _bad_binary: tuple[Case, ...] = (
@@ -144,6 +162,40 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
         hypothesis_case=st.tuples(st.integers(min_value=0, max_value=5), st.none()),
         invalid_cases=((float("nan"), None), (6, None), (-1, None), (0.5, None), (1, 0.3)),
         max_bytes=1200,
+    ),
+    WindowedPerformanceEstimate: DetectorCase(
+        make=lambda: WindowedPerformanceEstimate(
+            "sensitivity", claimed=0.65, window=200, arl0=20_000
+        ),
+        cases=_scored_decision_cases,
+        hypothesis_case=st.tuples(_probability, st.sampled_from([0, 1, 0.0, 1.0, True, False])),
+        invalid_cases=(
+            (float("nan"), 1.0),
+            (float("inf"), 1.0),
+            (1.5, 1.0),
+            (-0.1, 0.0),
+            (0.3, None),  # the decision is required
+            (0.3, 0.5),
+            (0.3, float("nan")),
+            (0.3, 2.0),
+        ),
+        max_bytes=560,
+        max_json_bytes=380,
+    ),
+    WindowedCalibrationTest: DetectorCase(
+        make=lambda: WindowedCalibrationTest(window=200, arl0=20_000),
+        cases=_labelled_score_cases,
+        hypothesis_case=st.tuples(st.sampled_from([0, 1, 0.0, 1.0, True, False]), _probability),
+        invalid_cases=(
+            (1, None),
+            (1, float("nan")),
+            (1, -0.1),
+            (1, 1.5),
+            (0.5, 0.2),
+            (float("nan"), 0.2),
+        ),
+        max_bytes=450,
+        max_json_bytes=250,
     ),
 }
 

@@ -13,6 +13,7 @@ import pytest
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, encode
+from postmarket.contracts.events import AcquisitionFeatures
 from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
@@ -111,3 +112,53 @@ def test_a_version_needing_registration_alerts_on_first_sighting(worker: LocalWo
     assert {a.stream.device_version for a in alerts} == {enhancement}
     assert {a.detector for a in alerts} == {"unregistered_change"}
     assert len({a.alert_id for a in alerts}) == 1
+
+
+def test_a_new_scanner_model_is_reported_before_any_label(worker: LocalWorker) -> None:
+    bootstrap = worker.settings.kafka_bootstrap
+    version = f"9.{uuid.uuid4().int % 1000}.1.0"
+    site = f"site-{uuid.uuid4().hex[:8]}"
+    entry = make_registry_entry(device_version=version)
+    send_raw(bootstrap, topics.REGISTRY, [(entry.as_key().encode(), encode(entry))])
+    rng = np.random.default_rng(12)
+    # The stream's first 500 predictions form its reference; 1 in 10 of the next window's
+    # studies come from a scanner model the site never used. No follow-up is ever sent.
+    window = ["NAEOTOM Alpha" if i % 10 == 0 else "Definition AS" for i in range(250)]
+    models = ["Definition AS"] * 500 + window
+    events = []
+    for i, model in enumerate(models):
+        score = float(rng.random())
+        events.append(
+            make_prediction(
+                case_pseudonym=f"c-{site}-{i}",
+                site_id=site,
+                device_version=version,
+                score=score,
+                decision="positive" if score >= 0.5 else "negative",
+                acquisition=AcquisitionFeatures(manufacturer="SIEMENS", model=model, kvp=120.0),
+            )
+        )
+    with SignedProducer(bootstrap) as producer:
+        # The join reads four partitions: the reference is complete before the rest is sent.
+        producer.deliver(events[:500])
+        wait_for_metric(worker.metrics_url, "postmarket_stream_predictions", 500, site_id=site)
+        producer.deliver(events[500:])
+
+    def mine(records: list[Any]) -> list[Alert]:
+        decoded = valid_events(records, Alert)
+        return [a for a in decoded if a.stream.site_id == site and a.detector == "model_drift"]
+
+    [alert] = mine(read_topic(bootstrap, topics.ALERTS, lambda rs: len(mine(rs)) >= 1))
+    assert alert.evidence["adverse_events"] == 25  # the new model's studies in the window
+    assert alert.evidence["stream_predictions"] == 750
+    assert "never saw" in alert.message
+    # The estimate from the first 500 calibrated scores, as a gauge, without any label.
+    estimated = wait_for_metric(
+        worker.metrics_url,
+        "postmarket_stream_estimated_performance_ratio",
+        0.01,
+        site_id=site,
+        metric="sensitivity",
+        bound="estimate",
+    )
+    assert 0.6 < estimated < 0.9  # uniform scores, threshold 0.5: 0.75 expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from detectors import BernoulliCUSUM
 from postmarket.contracts import Outcome, Prediction
 from postmarket.contracts.events import JoinPosition
+from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
 from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
 from tests.factories import make_outcome, make_prediction, make_registry_entry
@@ -49,11 +51,11 @@ def test_outcomes_fill_the_confusion_matrix() -> None:
     assert counts == (1, 1, 1, 1)
 
 
-def test_without_claims_there_are_counts_but_no_detectors() -> None:
+def test_without_claims_there_are_counts_but_no_claim_detectors() -> None:
     monitor = StreamMonitor.for_claims({}, POLICY)
-    signals = [monitor.observe(o) for o in _positives(0.3, 500, seed=1)]
-    assert monitor.detectors == {} and not any(signals)
-    assert monitor.outcomes == 500
+    signals = [s for o in _positives(0.3, 499, seed=1) for s in monitor.observe(o)]
+    assert set(monitor.detectors) == {"calibration_test"} and not signals
+    assert monitor.outcomes == 499
 
 
 def test_replayed_and_earlier_positions_are_skipped() -> None:
@@ -96,22 +98,34 @@ def test_state_round_trip_mid_stream_gives_the_same_future() -> None:
     for o in outcomes[:400]:
         whole.observe(o)
         split.observe(o)
-    split = StreamMonitor.from_state(json.loads(json.dumps(split.to_state())))
+    split = StreamMonitor.from_states(*json.loads(json.dumps(split.to_states())))
     later_whole = [whole.observe(o) for o in outcomes[400:]]
     later_split = [split.observe(o) for o in outcomes[400:]]
     assert later_whole == later_split
-    assert whole.to_state() == split.to_state()
+    assert whole.to_states() == split.to_states()
 
 
 def test_claims_arriving_later_start_the_detectors() -> None:
     monitor = StreamMonitor.for_claims({}, POLICY)
     monitor.adopt_claims(CLAIMS)
     assert set(monitor.detectors) == {
+        "calibration_test",
         "sensitivity_cusum",
         "sensitivity_claims_test",
+        "sensitivity_estimate",
         "specificity_cusum",
         "specificity_claims_test",
+        "specificity_estimate",
     }
+
+
+def test_claims_arriving_later_keep_the_running_calibration_test() -> None:
+    monitor = StreamMonitor.for_claims({}, POLICY)
+    for outcome in _positives(0.8, 30, seed=2):
+        monitor.observe(outcome)
+    before = monitor.detectors["calibration_test"].to_state()
+    monitor.adopt_claims(CLAIMS)
+    assert monitor.detectors["calibration_test"].to_state() == before
 
 
 def test_alert_carries_its_evidence_and_a_replay_stable_id() -> None:
@@ -178,18 +192,26 @@ def test_reader_agreement_is_cohens_kappa_of_the_blinded_read_pairs() -> None:
     assert agreement is not None and agreement.n_subjects == 300
     assert agreement.kappa == pytest.approx(cohen_kappa_score(first, second), abs=1e-12)
     assert agreement.lower < agreement.kappa < agreement.upper
-    restored = StreamMonitor.from_state(json.loads(json.dumps(monitor.to_state())))
+    restored = StreamMonitor.from_states(*json.loads(json.dumps(monitor.to_states())))
     assert restored.reader_pairs == monitor.reader_pairs
 
 
 def test_a_state_written_before_reader_pairs_still_loads() -> None:
-    state = StreamMonitor.for_claims(CLAIMS, POLICY).to_state()
-    del state["reader_pairs"]
-    assert StreamMonitor.from_state(state).reader_pairs == [0, 0, 0, 0]
+    labelled, label_free = StreamMonitor.for_claims(CLAIMS, POLICY).to_states()
+    del labelled["reader_pairs"]
+    assert StreamMonitor.from_states(labelled, label_free).reader_pairs == [0, 0, 0, 0]
+
+
+SCANNERS = (
+    {"manufacturer": "SIEMENS", "model": "SOMATOM Definition AS+", "kvp_band": "101_120kv"},
+    {"manufacturer": "GE MEDICAL SYSTEMS", "model": "Revolution CT", "kvp_band": "101_120kv"},
+    {"manufacturer": "Philips", "model": "Ingenuity CT", "kvp_band": "81_100kv"},
+)
+"""Three CT scanners with long names, so the state-size test sees realistic categories."""
 
 
 def _busy_stream(predictions: int, policy: MonitorPolicy = POLICY) -> StreamMonitor:
-    """A stream past its score reference, with outcomes from three join partitions."""
+    """A stream past its references, with outcomes from three join partitions."""
     monitor = StreamMonitor.for_claims(CLAIMS, policy)
     rng = np.random.default_rng(11)
     for offset in range(predictions):
@@ -197,42 +219,65 @@ def _busy_stream(predictions: int, policy: MonitorPolicy = POLICY) -> StreamMoni
         position = JoinPosition(
             topic="pms.predictions.v1", partition=partition, offset=offset, rank=0
         )
-        monitor.observe_score(float(rng.random()), position)
         label = "positive" if rng.random() < 0.3 else "negative"
         decision = (
             label if rng.random() < 0.88 else ("negative" if label == "positive" else "positive")
         )
-        monitor.observe(make_outcome(decision, label, offset, partition=partition))
+        score = float(rng.random())
+        categories = dict(SCANNERS[int(rng.integers(3))])
+        categories["slice_thickness_band"] = "1_2mm" if rng.random() < 0.7 else "about_5mm"
+        monitor.observe_score(score, position, decision, categories)  # type: ignore[arg-type]
+        outcome = make_outcome(decision, label, offset, partition=partition, score=score)
+        monitor.observe(outcome)
     return monitor
 
 
-def _version_1_state(monitor: StreamMonitor) -> dict[str, object]:
-    """The layout written before detector settings were left out of the state."""
-    return monitor.to_state() | {
-        "state_version": 1,
-        "policy": dict(zip(POLICY.__dataclass_fields__, monitor.to_state()["policy"], strict=True)),
-        "detectors": {name: d.to_state() for name, d in monitor.detectors.items()},
-    }
+def _whole_state(monitor: StreamMonitor, version: int) -> dict[str, Any]:
+    """The one-table layout of state versions 1 and 2 (1 also kept detector settings and a
+    policy dict)."""
+    labelled, label_free = monitor.to_states()
+    whole = label_free | labelled | {"state_version": version}
+    for part in ("detectors", "applied", "statistics"):
+        whole[part] = label_free[part] | labelled[part]
+    if version == 1:
+        whole["policy"] = dict(zip(POLICY.__dataclass_fields__, labelled["policy"], strict=True))
+        whole["detectors"] = {name: d.to_state() for name, d in monitor.detectors.items()}
+    return whole
 
 
 def test_round_trip_with_score_drift_mid_window_gives_the_same_future() -> None:
     policy = MonitorPolicy(score_reference_cases=200, score_window=100, arl0_cases=5000)
     whole = _busy_stream(650, policy)
-    split = StreamMonitor.from_state(json.loads(json.dumps(whole.to_state())))
+    split = StreamMonitor.from_states(*json.loads(json.dumps(whole.to_states())))
     assert "score_drift" in split.detectors
     position = JoinPosition(topic="pms.predictions.v1", partition=0, offset=10_000, rank=0)
     assert whole.observe_score(0.9, position) == split.observe_score(0.9, position)
-    assert whole.to_state() == split.to_state()
+    assert whole.to_states() == split.to_states()
 
 
-def test_a_version_1_state_still_loads_with_its_detectors() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_one_table_state_still_loads_with_its_detectors(version: int) -> None:
     monitor = _busy_stream(700)
-    restored = StreamMonitor.from_state(json.loads(json.dumps(_version_1_state(monitor))))
-    assert restored.to_state() == monitor.to_state()
+    whole = json.loads(json.dumps(_whole_state(monitor, version)))
+    restored = StreamMonitor.from_states(whole, None)
+    assert restored.to_states() == monitor.to_states()
 
 
-def test_stream_state_stays_under_two_kib() -> None:
-    assert len(json.dumps(_busy_stream(2500).to_state())) < 2048
+def test_after_an_upgrade_the_newer_label_free_state_wins() -> None:
+    monitor = _busy_stream(700)
+    whole = json.loads(json.dumps(_whole_state(monitor, 2)))
+    position = JoinPosition(topic="pms.predictions.v1", partition=0, offset=10_000, rank=0)
+    monitor.observe_score(0.4, position, "negative", {})
+    restored = StreamMonitor.from_states(whole, monitor.state_of("prediction"))
+    assert restored.predictions == 701
+    assert restored.already_applied("prediction", position)
+    assert restored.to_states() == monitor.to_states()
+
+
+def test_each_part_of_a_stream_state_stays_under_two_kib() -> None:
+    labelled, label_free = _busy_stream(2500).to_states()
+    assert len(json.dumps(labelled)) < 2048
+    assert len(json.dumps(label_free)) < 2048
 
 
 def test_routed_scores_count_like_predictions() -> None:
@@ -241,5 +286,6 @@ def test_routed_scores_count_like_predictions() -> None:
     for offset in range(5):
         prediction, position = _routed(0.3, offset)
         by_prediction.observe_prediction(prediction, position)
-        by_score.observe_score(prediction.score, position)
-    assert by_prediction.to_state() == by_score.to_state()
+        categories = acquisition_categories(prediction.acquisition)
+        by_score.observe_score(prediction.score, position, prediction.decision, categories)
+    assert by_prediction.to_states() == by_score.to_states()

@@ -1,0 +1,213 @@
+"""Calibration-in-the-large of labelled cases in tumbling windows, bounded memory.
+
+Each window of ``window`` labelled cases is tested for calibration-in-the-large: under
+calibration each label is ``Bernoulli(p)`` for its score ``p``, so the observed minus the
+expected number of positives has mean 0 and variance ``sum p (1 - p)``, and
+
+    z = sum (y - p) / sqrt(sum p (1 - p))
+
+is approximately standard normal. Each window is tested two-sided at ``window / arl0``, so
+the in-control ARL is at least ``arl0`` cases (see :mod:`detectors.windowed_ks_drift` for
+the argument).
+
+This is also the check of the one assumption of label-free performance estimation
+(:mod:`detectors.windowed_performance_estimate`, CBPE): its estimates are only as good as
+the scores' calibration, and the labelled part of the stream is where that can be seen.
+It tests the mean only; a miscalibration that tilts the slope while keeping the mean
+(scores too extreme on both sides) is for
+:func:`detectors.confidence_based_performance_estimation.check_calibration_assumption`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scipy.special import ndtri
+
+from detectors.base import Detector, DetectorResult, check_binary
+
+__all__ = ["CalibrationInTheLarge", "WindowedCalibrationTest"]
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationInTheLarge:
+    """Observed and expected rate of positives in one window, and the test's ``z``."""
+
+    n: int
+    observed_rate: float
+    """Share of the window's cases with a positive label."""
+    expected_rate: float
+    """Mean score of the window's cases."""
+    z: float
+    """``sum (y - p) / sqrt(sum p (1 - p))``; 0 when every score is exactly 0 or 1."""
+
+
+def _z(n_events: int, expected: float, variance: float) -> float:
+    if variance <= 0.0:
+        return 0.0
+    return (n_events - expected) / math.sqrt(variance)
+
+
+class WindowedCalibrationTest(Detector):
+    """Two-sided test of calibration-in-the-large for each window of labelled cases.
+
+    Parameters
+    ----------
+    window
+        Cases per tumbling window; the test runs when a window is full.
+    arl0
+        Target in-control ARL in cases; each window is tested at ``window / arl0``.
+
+    Notes
+    -----
+    ``update(x, risk=score)``: ``x`` is 1 when the case's truth label is positive and 0
+    otherwise; ``risk`` is required and is the case's score (its predicted probability of
+    a positive label).
+
+    ``statistic`` is ``|z|`` of the window so far (0 while the scores' variance is 0, i.e.
+    all scores are exactly 0 or 1: the test is undefined there); ``threshold`` is the
+    two-sided normal critical value at ``window / arl0``; the detector fires only on a
+    window's last case, then starts the next window. ``n_cases`` counts the window's
+    cases and ``n_events`` its positive labels. :meth:`last_window` gives the last
+    completed window's observed and expected rate and signed ``z``.
+
+    Memory: four numbers for the current window and three for the last completed one:
+    about 410 bytes per instance in process (``detectors.base.state_size_bytes``), about
+    120 bytes of ``json.dumps`` of the running state and about 230 with the settings.
+
+    Examples
+    --------
+    Calibrated scores for 1000 cases, then the odds of a positive label are 1.6 times
+    what the scores say (prevalence rose, the device did not follow):
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> scores = rng.beta(1.0, 4.0, 2000)
+    >>> odds = np.where(np.arange(2000) < 1000, 1.0, 1.6) * scores / (1 - scores)
+    >>> labels = rng.random(2000) < odds / (1 + odds)
+    >>> test = WindowedCalibrationTest(window=500, arl0=5000)
+    >>> for i, (label, score) in enumerate(zip(labels, scores)):
+    ...     result = test.update(int(label), risk=float(score))
+    ...     if result.fired:
+    ...         print(f"miscalibrated in the window ending at {i}, |z| = {result.statistic:.1f}")
+    miscalibrated in the window ending at 1499, |z| = 4.9
+    miscalibrated in the window ending at 1999, |z| = 4.7
+    >>> last = test.last_window()
+    >>> round(last.observed_rate, 3), round(last.expected_rate, 3)
+    (0.29, 0.212)
+    """
+
+    uses_risk = True
+
+    __slots__ = ("window", "arl0", "_critical", "_n_cases", "_n_events", "_sums", "_last")
+
+    _n_cases: int
+    _n_events: int
+    _sums: list[float]
+    """Sum of scores and of ``p (1 - p)`` in the current window."""
+    _last: list[float]
+    """The last completed window's ``[n_events, sum p, sum p (1 - p)]``; ``n_events`` is -1
+    before the first (one list throughout, so memory stays flat)."""
+
+    def __init__(self, window: int = 500, arl0: float = 5000.0) -> None:
+        if not (isinstance(window, int) and window >= 2):
+            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        self.window = window
+        if not (math.isfinite(arl0) and arl0 > window):
+            raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
+        self.arl0 = float(arl0)
+        self._critical = float(ndtri(1.0 - self.window / self.arl0 / 2.0))
+        self.reset()
+
+    @property
+    def threshold(self) -> float:
+        """Two-sided normal critical value at level ``window / arl0``."""
+        return self._critical
+
+    def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
+        label = check_binary(x)
+        score = self._require_risk(risk)
+        self._n_cases += 1
+        self._n_events += label
+        self._sums[0] += score
+        self._sums[1] += score * (1.0 - score)
+        statistic = abs(_z(self._n_events, *self._sums))
+        fired = self._n_cases == self.window and statistic >= self._critical
+        result = DetectorResult(
+            fired=fired,
+            statistic=statistic,
+            threshold=self._critical,
+            n_cases=self._n_cases,
+            n_events=self._n_events,
+            run_length=self._n_cases,
+        )
+        if self._n_cases == self.window:
+            self._last[:] = [float(self._n_events), *self._sums]
+            self._start_window()
+        return result
+
+    def last_window(self) -> CalibrationInTheLarge | None:
+        """The last completed window's observed and expected rate and ``z`` (None before)."""
+        if self._last[0] < 0:
+            return None
+        n_events, expected, variance = self._last
+        return CalibrationInTheLarge(
+            n=self.window,
+            observed_rate=n_events / self.window,
+            expected_rate=expected / self.window,
+            z=_z(int(n_events), expected, variance),
+        )
+
+    def _start_window(self) -> None:
+        self._n_cases = 0
+        self._n_events = 0
+        self._sums = [0.0, 0.0]
+
+    def reset(self) -> None:
+        self._start_window()
+        self._last = [-1.0, 0.0, 0.0]
+
+    def settings(self) -> dict[str, Any]:
+        return {"window": self.window, "arl0": self.arl0}
+
+    def _dump_state(self) -> dict[str, Any]:
+        last = None if self._last[0] < 0 else [int(self._last[0]), *self._last[1:]]
+        return {"open": [self._n_cases, self._n_events, *self._sums], "last": last}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        current, last = state["open"], state["last"]
+        if not (isinstance(current, list) and len(current) == 4):
+            raise ValueError(f"open must be [n_cases, n_events, 2 sums], got {current!r}")
+        n_cases, n_events, *sums = current
+        if not (isinstance(n_cases, int) and 0 <= n_cases < self.window):
+            raise ValueError(f"n_cases must be an integer in [0, {self.window}), got {n_cases!r}")
+        current_sums = _checked_sums(n_cases, n_events, sums)
+        last_sums = [-1.0, 0.0, 0.0]
+        if last is not None:
+            if not (isinstance(last, list) and len(last) == 3):
+                raise ValueError(f"last must be null or [n_events, 2 sums], got {last!r}")
+            last_sums = [float(last[0]), *_checked_sums(self.window, last[0], last[1:])]
+        self._n_cases, self._n_events, self._sums = n_cases, n_events, current_sums
+        self._last = last_sums
+
+
+def _checked_sums(n_cases: int, n_events: Any, sums: list[Any]) -> list[float]:
+    """The two sums as floats, or ValueError if they cannot come from ``n_cases`` cases."""
+    if not (isinstance(n_events, int) and not isinstance(n_events, bool)):
+        raise ValueError(f"n_events must be an integer, got {n_events!r}")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in sums):
+        raise ValueError(f"sums must be numbers, got {sums!r}")
+    expected, variance = (float(v) for v in sums)
+    ok = (
+        0 <= n_events <= n_cases
+        and math.isfinite(expected)
+        and math.isfinite(variance)
+        and 0.0 <= expected <= n_cases
+        and 0.0 <= variance <= 0.25 * n_cases
+    )
+    if not ok:
+        raise ValueError(f"inconsistent window sums for {n_cases} cases: {n_events}, {sums}")
+    return [expected, variance]
