@@ -422,9 +422,7 @@ class StreamMonitor:
                 if k.startswith("prediction|") == label_free
             },
             "statistics": {
-                k: [_display(v[0]), _display(v[1])]
-                for k, v in self.statistics.items()
-                if is_label_free(k) == label_free
+                k: list(v) for k, v in self.statistics.items() if is_label_free(k) == label_free
             },
         }
 
@@ -543,11 +541,6 @@ class StreamStates(NamedTuple):
 
 def _policy(stored: list[Any] | dict[str, Any]) -> MonitorPolicy:
     return MonitorPolicy(**stored) if isinstance(stored, dict) else MonitorPolicy(*stored)
-
-
-def _display(value: float) -> float:
-    """A statistic as the gauges show it: 6 significant digits keep the state small."""
-    return float(f"{value:.6g}")
 
 
 def _iso(time: datetime | None) -> str | None:
