@@ -57,7 +57,8 @@ class DetectorResult:
         True when this case made the statistic cross the threshold (a signal).
     statistic
         The detector's statistic after this case, before any restart that the signal
-        triggers; compare it with ``threshold``.
+        triggers; compare it with ``threshold``. A windowed test (tumbling windows) reports
+        its last completed window's statistic, the only one its threshold applies to.
     threshold
         The value the statistic is compared with (the detector signals at or above it,
         unless the detector's docstring says otherwise).

@@ -67,8 +67,9 @@ class WindowedCalibrationTest(Detector):
     otherwise; ``risk`` is required and is the case's score (its predicted probability of
     a positive label).
 
-    ``statistic`` is ``|z|`` of the window so far (0 while the scores' variance is 0, i.e.
-    all scores are exactly 0 or 1: the test is undefined there); ``threshold`` is the
+    ``statistic`` is ``|z|`` of the last completed window (0 before the first, or when
+    the window's scores had no variance, i.e. all exactly 0 or 1: the test is undefined
+    there); ``threshold`` is the
     two-sided normal critical value at ``window / arl0``; the detector fires only on a
     window's last case, then starts the next window. ``n_cases`` counts the window's
     cases and ``n_events`` its positive labels. :meth:`last_window` gives the last
@@ -102,7 +103,16 @@ class WindowedCalibrationTest(Detector):
 
     uses_risk = True
 
-    __slots__ = ("window", "arl0", "_critical", "_n_cases", "_n_events", "_sums", "_last")
+    __slots__ = (
+        "window",
+        "arl0",
+        "_critical",
+        "_n_cases",
+        "_n_events",
+        "_sums",
+        "_last",
+        "_last_statistic",
+    )
 
     _n_cases: int
     _n_events: int
@@ -111,6 +121,8 @@ class WindowedCalibrationTest(Detector):
     _last: list[float]
     """The last completed window's ``[n_events, sum p, sum p (1 - p)]``; ``n_events`` is -1
     before the first (one list throughout, so memory stays flat)."""
+    _last_statistic: float
+    """``|z|`` of the last completed window (0 before the first)."""
 
     def __init__(self, window: int = 500, arl0: float = 5000.0) -> None:
         if not (isinstance(window, int) and window >= 2):
@@ -134,20 +146,20 @@ class WindowedCalibrationTest(Detector):
         self._n_events += label
         self._sums[0] += score
         self._sums[1] += score * (1.0 - score)
-        statistic = abs(_z(self._n_events, *self._sums))
-        fired = self._n_cases == self.window and statistic >= self._critical
-        result = DetectorResult(
-            fired=fired,
-            statistic=statistic,
-            threshold=self._critical,
-            n_cases=self._n_cases,
-            n_events=self._n_events,
-            run_length=self._n_cases,
-        )
-        if self._n_cases == self.window:
-            self._last[:] = [float(self._n_events), *self._sums]
+        n_cases, n_events, fired = self._n_cases, self._n_events, False
+        if n_cases == self.window:
+            self._last_statistic = abs(_z(n_events, *self._sums))
+            fired = self._last_statistic >= self._critical
+            self._last[:] = [float(n_events), *self._sums]
             self._start_window()
-        return result
+        return DetectorResult(
+            fired=fired,
+            statistic=self._last_statistic,
+            threshold=self._critical,
+            n_cases=n_cases,
+            n_events=n_events,
+            run_length=n_cases,
+        )
 
     def last_window(self) -> CalibrationInTheLarge | None:
         """The last completed window's observed and expected rate and ``z`` (None before)."""
@@ -169,6 +181,7 @@ class WindowedCalibrationTest(Detector):
     def reset(self) -> None:
         self._start_window()
         self._last = [-1.0, 0.0, 0.0]
+        self._last_statistic = 0.0
 
     def settings(self) -> dict[str, Any]:
         return {"window": self.window, "arl0": self.arl0}
@@ -192,6 +205,8 @@ class WindowedCalibrationTest(Detector):
             last_sums = [float(last[0]), *_checked_sums(self.window, last[0], last[1:])]
         self._n_cases, self._n_events, self._sums = n_cases, n_events, current_sums
         self._last = last_sums
+        completed = last_sums[0] >= 0
+        self._last_statistic = abs(_z(int(last_sums[0]), *last_sums[1:])) if completed else 0.0
 
 
 def _checked_sums(n_cases: int, n_events: Any, sums: list[Any]) -> list[float]:

@@ -50,9 +50,12 @@ class WindowedChiSquareDrift(Detector):
     Notes
     -----
     ``update`` takes a category code (use :meth:`code` to get one from a name).
-    ``statistic`` is Pearson's chi-square of the window so far against the reference;
-    ``threshold`` is the chi-square critical value on the degrees of freedom of the
-    categories seen so far; the detector fires only on a window's last case.
+    ``statistic`` is Pearson's chi-square of the last completed window against the
+    reference (0 before the first), ``threshold`` its chi-square critical value on the
+    degrees of freedom of the categories that window and the reference hold (before the
+    first window, on the reference's); a partial window's chi-square is not comparable
+    with it. The detector fires only on a window's last case; ``n_events`` counts the
+    current window's cases in categories the reference lacks.
 
     Memory: fixed by the number of categories: for 5 categories about 850 bytes per
     instance in process (``detectors.base.state_size_bytes``) and about 290 bytes of
@@ -80,10 +83,13 @@ class WindowedChiSquareDrift(Detector):
         "_critical",
         "_counts",
         "_n_cases",
+        "_last",
     )
 
     _counts: list[int]
     _n_cases: int
+    _last: tuple[float, int]
+    """The last completed window's statistic and degrees of freedom."""
 
     def __init__(
         self,
@@ -153,25 +159,30 @@ class WindowedChiSquareDrift(Detector):
         self._check_risk(risk)
         self._counts[x] += 1
         self._n_cases += 1
-        statistic, dof = self._chi_square()
-        threshold = self._critical[dof] if dof > 0 else math.inf
-        unseen = self.fire_on_unseen and self._counts[k] > 0
-        fired = self._n_cases == self.window and (statistic >= threshold or unseen)
-        result = DetectorResult(
+        n_cases, unseen, fired = self._n_cases, self._counts[k], False
+        if n_cases == self.window:
+            statistic, dof = self._chi_square()
+            self._last = (statistic, dof)
+            # One column (every case in one category) leaves nothing to test but unseen ones.
+            exceeds = dof > 0 and statistic >= self._critical[dof]
+            fired = exceeds or (self.fire_on_unseen and unseen > 0)
+            self._start_window()
+        return DetectorResult(
             fired=fired,
-            statistic=statistic,
-            threshold=threshold if math.isfinite(threshold) else self._critical[1],
-            n_cases=self._n_cases,
-            n_events=self._counts[k],
-            run_length=self._n_cases,
+            statistic=self._last[0],
+            threshold=self._critical[max(self._last[1], 1)],
+            n_cases=n_cases,
+            n_events=unseen,
+            run_length=n_cases,
         )
-        if self._n_cases == self.window:
-            self.reset()
-        return result
 
-    def reset(self) -> None:
+    def _start_window(self) -> None:
         self._counts = [0] * (len(self.categories) + 1)
         self._n_cases = 0
+
+    def reset(self) -> None:
+        self._start_window()
+        self._last = (0.0, len(self.categories) - 1)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -183,17 +194,27 @@ class WindowedChiSquareDrift(Detector):
         }
 
     def _dump_state(self) -> dict[str, Any]:
-        return {"counts": list(self._counts), "n_cases": self._n_cases}
+        return {"counts": list(self._counts), "n_cases": self._n_cases, "last": list(self._last)}
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         counts, n_cases = state["counts"], state["n_cases"]
+        # Absent from states written before it was kept.
+        last = state.get("last", [0.0, len(self.categories) - 1])
         ok = (
             isinstance(counts, list)
             and len(counts) == len(self.categories) + 1
             and all(isinstance(c, int) and c >= 0 for c in counts)
             and isinstance(n_cases, int)
             and sum(counts) == n_cases < self.window
+            and isinstance(last, list)
+            and len(last) == 2
+            and isinstance(last[0], int | float)
+            and math.isfinite(last[0])
+            and last[0] >= 0
+            and isinstance(last[1], int)
+            and 0 <= last[1] <= len(self.categories)
         )
         if not ok:
             raise ValueError(f"inconsistent window state: {dict(state)}")
         self._counts, self._n_cases = list(counts), n_cases
+        self._last = (float(last[0]), last[1])

@@ -52,10 +52,13 @@ class WindowedKSDrift(Detector):
 
     Notes
     -----
-    ``statistic`` is the KS distance of the current (partial) window, ``threshold`` the
-    critical distance for a full window; the detector fires only on a window's last case,
-    and then starts the next window. ``n_events`` counts the window's cases that fell in
-    bins empty in the reference (values never seen there), a finding in itself.
+    ``statistic`` is the KS distance of the last completed window (0 before the first):
+    the value the test compares with ``threshold``, the critical distance for a full
+    window. A partial window's distance is not comparable with it, and computing it on
+    every case would cost more than the rest of the update. The detector fires only on a
+    window's last case, and then starts the next window. ``n_events`` counts the current
+    window's cases that fell in bins empty in the reference (values never seen there), a
+    finding in itself.
 
     Memory: fixed by the number of bins, whatever the number of cases: three lists of
     ``len(edges) + 1`` numbers and the edges. For 11 bins, about 1,100 bytes per instance
@@ -95,11 +98,13 @@ class WindowedKSDrift(Detector):
         "_counts",
         "_n_cases",
         "_n_events",
+        "_last",
     )
 
     _counts: list[int]
     _n_cases: int
     _n_events: int
+    _last: float
 
     def __init__(
         self,
@@ -167,24 +172,28 @@ class WindowedKSDrift(Detector):
         self._counts[b] += 1
         self._n_cases += 1
         self._n_events += self._empty[b]
-        statistic = self._distance()
-        fired = self._n_cases == self.window and statistic >= self._critical
-        result = DetectorResult(
+        n_cases, n_events, fired = self._n_cases, self._n_events, False
+        if n_cases == self.window:
+            self._last = self._distance()
+            fired = self._last >= self._critical
+            self._start_window()
+        return DetectorResult(
             fired=fired,
-            statistic=statistic,
+            statistic=self._last,
             threshold=self._critical,
-            n_cases=self._n_cases,
-            n_events=self._n_events,
-            run_length=self._n_cases,
+            n_cases=n_cases,
+            n_events=n_events,
+            run_length=n_cases,
         )
-        if self._n_cases == self.window:
-            self.reset()
-        return result
 
-    def reset(self) -> None:
+    def _start_window(self) -> None:
         self._counts = [0] * (len(self.edges) + 1)
         self._n_cases = 0
         self._n_events = 0
+
+    def reset(self) -> None:
+        self._start_window()
+        self._last = 0.0
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -195,10 +204,16 @@ class WindowedKSDrift(Detector):
         }
 
     def _dump_state(self) -> dict[str, Any]:
-        return {"counts": list(self._counts), "n_cases": self._n_cases, "n_events": self._n_events}
+        return {
+            "counts": list(self._counts),
+            "n_cases": self._n_cases,
+            "n_events": self._n_events,
+            "last": self._last,
+        }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         counts, n_cases, n_events = state["counts"], state["n_cases"], state["n_events"]
+        last = state.get("last", 0.0)  # absent from states written before it was kept
         ok = (
             isinstance(counts, list)
             and len(counts) == len(self.edges) + 1
@@ -207,7 +222,10 @@ class WindowedKSDrift(Detector):
             and isinstance(n_events, int)
             and sum(counts) == n_cases < self.window
             and 0 <= n_events <= n_cases
+            and isinstance(last, int | float)
+            and 0.0 <= last <= 1.0
         )
         if not ok:
             raise ValueError(f"inconsistent window state: {dict(state)}")
         self._counts, self._n_cases, self._n_events = list(counts), n_cases, n_events
+        self._last = float(last)

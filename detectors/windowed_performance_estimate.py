@@ -73,14 +73,14 @@ class WindowedPerformanceEstimate(Detector):
     ``uses_risk``). The estimate is only as good as the scores' calibration: check it on
     the labelled part with :class:`detectors.windowed_calibration_test.WindowedCalibrationTest`.
 
-    ``statistic`` is the one-sided ``z = (claimed - estimate) / se`` of the window so far
-    (positive when the estimate falls short of the claim; 0 while the window has no
-    expected positives, resp. negatives); ``threshold`` is the normal critical value at
-    ``window / arl0``; the detector fires only on a window's last case, then starts the
-    next window. ``n_cases`` counts the window's cases and ``n_events`` its cases decided
-    positive. :meth:`last_window` gives the last completed window's sensitivity,
-    specificity and PPV with 95 % intervals (their ``se`` is the batch function's,
-    conditional on the scores).
+    ``statistic`` is the one-sided ``z = (claimed - estimate) / se`` of the last completed
+    window (positive when the estimate falls short of the claim; 0 before the first
+    window, or when a window had no expected positives, resp. negatives); ``threshold`` is
+    the normal critical value at ``window / arl0``; the detector fires only on a window's
+    last case, then starts the next window. ``n_cases`` counts the current window's cases
+    and ``n_events`` its cases decided positive. :meth:`last_window` gives the last
+    completed window's sensitivity, specificity and PPV with 95 % intervals (their ``se``
+    is the batch function's, conditional on the scores).
 
     Memory: six numbers for the current window and five for the last completed one:
     about 530 bytes per instance in process (``detectors.base.state_size_bytes``), at
@@ -122,6 +122,7 @@ class WindowedPerformanceEstimate(Detector):
         "_n_called",
         "_sums",
         "_last",
+        "_last_z",
     )
 
     _n_cases: int
@@ -129,6 +130,7 @@ class WindowedPerformanceEstimate(Detector):
     _sums: list[float]
     """Sums of ``p`` and ``p**2`` over called and uncalled cases (as in ``ScoreSums``)."""
     _last: list[float]
+    _last_z: float
     """The last completed window's ``[n_called, *sums]``; ``n_called`` is -1 before the first
     (one list throughout, so memory stays flat)."""
 
@@ -162,10 +164,8 @@ class WindowedPerformanceEstimate(Detector):
     def _score_sums(self, n_cases: int, n_called: int, sums: list[float]) -> ScoreSums:
         return ScoreSums(n_cases, n_called, *sums)
 
-    def _z(self) -> float:
-        w = metric_weight_sums(
-            self.metric, self._score_sums(self._n_cases, self._n_called, self._sums)
-        )
+    def _z(self, n_cases: int, n_called: int, sums: list[float]) -> float:
+        w = metric_weight_sums(self.metric, self._score_sums(n_cases, n_called, sums))
         total = w.hit + w.miss
         if total <= 0:
             return 0.0
@@ -195,20 +195,20 @@ class WindowedPerformanceEstimate(Detector):
         self._n_called += called
         self._sums[1 - called] += score
         self._sums[3 - called] += square
-        statistic = self._z()
-        fired = self._n_cases == self.window and statistic >= self._critical
-        result = DetectorResult(
-            fired=fired,
-            statistic=statistic,
-            threshold=self._critical,
-            n_cases=self._n_cases,
-            n_events=self._n_called,
-            run_length=self._n_cases,
-        )
-        if self._n_cases == self.window:
-            self._last[:] = [float(self._n_called), *self._sums]
+        n_cases, n_called, fired = self._n_cases, self._n_called, False
+        if n_cases == self.window:
+            self._last_z = self._z(n_cases, n_called, self._sums)
+            fired = self._last_z >= self._critical
+            self._last[:] = [float(n_called), *self._sums]
             self._start_window()
-        return result
+        return DetectorResult(
+            fired=fired,
+            statistic=self._last_z,
+            threshold=self._critical,
+            n_cases=n_cases,
+            n_events=n_called,
+            run_length=n_cases,
+        )
 
     def last_window(self) -> EstimatedPerformance | None:
         """Sensitivity, specificity and PPV of the last completed window (95 % intervals).
@@ -229,6 +229,7 @@ class WindowedPerformanceEstimate(Detector):
     def reset(self) -> None:
         self._start_window()
         self._last = [-1.0, 0.0, 0.0, 0.0, 0.0]
+        self._last_z = 0.0
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -257,6 +258,8 @@ class WindowedPerformanceEstimate(Detector):
             last_sums = [float(last[0]), *_checked_sums(self.window, last[0], last[1:])]
         self._n_cases, self._n_called, self._sums = n_cases, n_called, current_sums
         self._last = last_sums
+        completed = last_sums[0] >= 0
+        self._last_z = self._z(self.window, int(last_sums[0]), last_sums[1:]) if completed else 0.0
 
 
 def _checked_sums(n_cases: int, n_called: Any, sums: list[Any]) -> list[float]:

@@ -18,15 +18,17 @@ def feed(test: WindowedCalibrationTest, labels: np.ndarray, scores: np.ndarray) 
     ]
 
 
-def test_statistic_is_the_absolute_z_of_the_window_so_far() -> None:
+def test_statistic_is_the_absolute_z_of_the_last_completed_window() -> None:
     rng = np.random.default_rng(0)
     scores = rng.beta(1.0, 4.0, 321)
     labels = rng.random(321) < scores
-    statistics = feed(WindowedCalibrationTest(window=500), labels, scores)
-    for k in (1, 50, 321):
-        p, y = scores[:k], labels[:k]
+    statistics = feed(WindowedCalibrationTest(window=100), labels, scores)
+    assert statistics[:99] == [0.0] * 99  # no window completed yet
+    for end in (100, 200, 300):
+        p, y = scores[end - 100 : end], labels[end - 100 : end]
         z = (y - p).sum() / math.sqrt((p * (1 - p)).sum())
-        assert statistics[k - 1] == pytest.approx(abs(z), rel=1e-12)
+        assert statistics[end - 1] == pytest.approx(abs(z), rel=1e-12)
+        assert set(statistics[end - 1 : end + 99]) == {statistics[end - 1]}
 
 
 def test_z_with_a_common_score_is_statsmodels_one_sample_proportion_z() -> None:
