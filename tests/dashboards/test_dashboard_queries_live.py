@@ -132,6 +132,20 @@ def _feed(bootstrap: str, outbox_dir: Path, metrics: CollectorMetrics, s: Scenar
             )
         )
         events.append(make_followup(label=truth, **common))
+    # Predictions still awaiting truth: with them the stream completes a 500-prediction
+    # window of its label-free estimate from scores.
+    for i, score in enumerate(rng.random(420)):
+        events.append(
+            make_prediction(
+                device_id=s.device,
+                device_version=s.version,
+                task=s.task,
+                case_pseudonym=f"w-{s.site}-{i}",
+                site_id=s.site,
+                score=float(score),
+                decision="positive" if score >= 0.5 else "negative",
+            )
+        )
     for i in range(3):  # a version whose minor change was never registered
         events.append(
             make_prediction(
