@@ -2,10 +2,11 @@
 
 A worker sees one stream at a time (its partitions), so comparing a site with the rest of
 the fleet running the same version needs every site's outcomes: the evidence store has
-them. :func:`site_vs_fleet_alerts` turns the report's per-site analysis (funnel limits at
-99.8 % coverage around the fleet's proportion, so a fleet of many sites does not flag one
-by chance every week) into alerts, one per site and metric, raised again only after the
-previous one was resolved.
+them, aggregated in SQL per version, task and site (:meth:`EvidenceStore.site_counts`), so
+a review reads one row per site, not the whole history. :func:`site_vs_fleet_alerts` turns
+the report's per-site analysis (funnel limits at 99.8 % coverage around the fleet's
+proportion, so a fleet of many sites does not flag one by chance every week) into alerts,
+one per site and metric, raised again only after the previous one was resolved.
 
 The alert id is derived from the stream, the detector and the case counts, so two
 evidence sinks reviewing the same data raise the same alert once.
@@ -20,8 +21,8 @@ from datetime import datetime
 from detectors import funnel_plot_limits
 from postmarket.contracts.events import Alert, StreamKey
 from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.report import FUNNEL_COVERAGE, SiteRow, proportion, site_analysis
-from postmarket.evidence.store import EvidenceStore, OutcomeRecord
+from postmarket.evidence.report import FUNNEL_COVERAGE, Proportion, SiteRow, funnel_analysis
+from postmarket.evidence.store import EvidenceStore, SiteCounts
 
 FLEET_ALERT_NAMESPACE = uuid.UUID("5d0b8a52-7f5e-4d8c-a8f1-3c2b9e6f0d17")
 DETECTOR_SUFFIX = "site_vs_fleet"
@@ -36,13 +37,19 @@ def detector_name(metric: str) -> str:
 
 def site_vs_fleet_alerts(
     device_id: str,
-    outcomes: Sequence[OutcomeRecord],
+    counts: Sequence[SiteCounts],
     raised_at: datetime,
     unresolved: Iterable[tuple[str, str]] = (),
 ) -> list[Alert]:
-    """Alerts for sites below the fleet's funnel; ``unresolved`` (stream key, detector) skip."""
+    """Alerts for sites below the fleet's funnel; ``unresolved`` (stream key, detector) skip.
+
+    ``counts`` are the device's per-site counts: from the store's SQL aggregate
+    (:meth:`EvidenceStore.site_counts`) or from outcomes (:func:`report.site_counts`).
+    """
     open_now = set(unresolved)
-    rows, _ = site_analysis(outcomes)
+    rows, pooled = funnel_analysis(counts)
+    fleets = {(h.version, h.task, h.metric): h.fleet for h in pooled}
+    spans = {(c.version, c.task, c.site): c for c in counts}
     sites_per_version: dict[tuple[str, str], int] = {}
     for row in rows:
         key = (row.version, row.task)
@@ -57,7 +64,9 @@ def site_vs_fleet_alerts(
             )
             if position != "below" or (stream.as_key(), detector_name(metric)) in open_now:
                 continue
-            alerts.append(_alert(stream, metric, row, outcomes, raised_at))
+            fleet = fleets[(row.version, row.task, metric)]
+            span = spans[(row.version, row.task, row.site)]
+            alerts.append(_alert(stream, metric, row, fleet, span, raised_at))
     return alerts
 
 
@@ -65,17 +74,13 @@ def _alert(
     stream: StreamKey,
     metric: str,
     row: SiteRow,
-    outcomes: Sequence[OutcomeRecord],
+    fleet: Proportion,
+    span: SiteCounts,
     raised_at: datetime,
 ) -> Alert:
-    fleet_cases = [
-        o for o in outcomes if o.stream.device_version == row.version and o.stream.task == row.task
-    ]
-    fleet = proportion(metric, fleet_cases)
     site = row.metrics[metric]
     target = fleet.estimate or 0.0
     lower, _ = funnel_plot_limits(target, [site.n], FUNNEL_COVERAGE)
-    times = [o.prediction_time for o in fleet_cases if o.stream.site_id == row.site]
     detector = detector_name(metric)
     return Alert(
         alert_id=uuid.uuid5(
@@ -92,8 +97,8 @@ def _alert(
             "fleet_successes": fleet.successes,
             "fleet_cases": fleet.n,
         },
-        first_case_time=min(times),
-        last_case_time=max(times),
+        first_case_time=span.first_case_time,
+        last_case_time=span.last_case_time,
         raised_at=raised_at,
         severity="warning",
         message=(
@@ -113,8 +118,8 @@ def review_fleet(store: EvidenceStore, raised_at: datetime) -> list[Alert]:
     ]
     raised = []
     for device_id in store.field_devices():
-        outcomes = store.outcomes(device_id)
-        for alert in site_vs_fleet_alerts(device_id, outcomes, raised_at, unresolved):
+        counts = store.site_counts(device_id)
+        for alert in site_vs_fleet_alerts(device_id, counts, raised_at, unresolved):
             if store.record_alert(alert, actor=ACTOR):
                 raised.append(alert)
     return raised

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -264,6 +265,14 @@ class FieldOutcome(Base):
     """
 
     __tablename__ = "field_outcomes"
+    __table_args__ = (
+        # Covers the fleet review's per-site GROUP BY (revision 5): an index-only scan.
+        Index(
+            "ix_field_outcomes_site_counts",
+            "device_key", "device_version", "task", "site_key",
+            "label", "decision", "study_design", "prediction_time",
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)

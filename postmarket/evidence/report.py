@@ -32,6 +32,7 @@ from postmarket.evidence.store import (
     EvidenceStore,
     OutcomeRecord,
     PredictionCount,
+    SiteCounts,
     VersionView,
 )
 from postmarket.versions import (
@@ -382,20 +383,84 @@ def site_analysis(
     outcomes: Sequence[OutcomeRecord],
 ) -> tuple[list[SiteRow], list[Heterogeneity]]:
     """Per-site performance, funnel positions and heterogeneity per version and task."""
+    return funnel_analysis(site_counts(outcomes))
+
+
+_CONFUSION_CELL = {
+    (True, True): "tp",
+    (True, False): "fn",
+    (False, False): "tn",
+    (False, True): "fp",
+}
+"""(positive label, positive call) -> confusion cell."""
+
+
+def site_counts(outcomes: Iterable[OutcomeRecord]) -> list[SiteCounts]:
+    """What :meth:`EvidenceStore.site_counts` aggregates in SQL, counted from ``outcomes``."""
+    tallies: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    spans: dict[tuple[str, str, str], tuple[datetime, datetime]] = {}
+    for outcome in outcomes:
+        key = (outcome.stream.device_version, outcome.stream.task, outcome.stream.site_id)
+        cell = _CONFUSION_CELL[outcome.label == "positive", outcome.decision == "positive"]
+        tallies[key][cell] += 1
+        tallies[key][outcome.study_design] += 1
+        when = outcome.prediction_time
+        first, last = spans.get(key, (when, when))
+        spans[key] = (min(first, when), max(last, when))
+    return [
+        SiteCounts(
+            version, task, site,
+            counts["tp"], counts["fn"], counts["tn"], counts["fp"],
+            counts["prospective"], counts["retrospective"],
+            *spans[(version, task, site)],
+        )
+        for (version, task, site), counts in sorted(tallies.items())
+    ]  # fmt: skip
+
+
+def counted_proportion(metric: str, counts: Iterable[SiteCounts]) -> Proportion:
+    """Observed ``metric`` over one or more sites' confusion counts, as :func:`proportion`."""
+    successes = trials = 0
+    for site in counts:
+        if metric == "sensitivity":
+            hits, misses = site.true_positives, site.false_negatives
+        elif metric == "specificity":
+            hits, misses = site.true_negatives, site.false_positives
+        elif metric == "ppv":
+            hits, misses = site.true_positives, site.false_positives
+        elif metric == "npv":
+            hits, misses = site.true_negatives, site.false_negatives
+        else:
+            raise ValueError(f"unknown metric {metric!r}")
+        successes, trials = successes + hits, trials + hits + misses
+    return Proportion.of(successes, trials)
+
+
+def funnel_analysis(
+    counts: Iterable[SiteCounts],
+) -> tuple[list[SiteRow], list[Heterogeneity]]:
+    """:func:`site_analysis` from per-site counts: the report's and the fleet review's.
+
+    Sites sit in the 99.8 % funnel around their fleet (same version and task); the fleet's
+    heterogeneity is DerSimonian-Laird over its sites.
+    """
     rows: list[SiteRow] = []
     pooled: list[Heterogeneity] = []
-    by_version_task = _group(outcomes, lambda o: (o.stream.device_version, o.stream.task))
-    for (version, task), group in sorted(
-        by_version_task.items(), key=lambda item: (_version_order(item[0][0]), item[0][1])
+    fleets: dict[tuple[str, str], list[SiteCounts]] = defaultdict(list)
+    for site in counts:
+        fleets[(site.version, site.task)].append(site)
+    for (version, task), members in sorted(
+        fleets.items(), key=lambda item: (_version_order(item[0][0]), item[0][1], item[0][0])
     ):
-        by_site = _group(group, lambda o: (o.stream.site_id,))
-        fleet = {m: proportion(m, group) for m in ("sensitivity", "specificity")}
-        for (site,), cases in by_site.items():
-            metrics = {m: proportion(m, cases) for m in ("sensitivity", "specificity")}
+        sites = sorted(members, key=lambda site: site.site)
+        fleet = {m: counted_proportion(m, sites) for m in ("sensitivity", "specificity")}
+        for site in sites:
+            metrics = {m: counted_proportion(m, [site]) for m in ("sensitivity", "specificity")}
             funnel = {m: _funnel(metrics[m], fleet[m]) for m in metrics}
-            rows.append(SiteRow(version, task, site, metrics, funnel, DesignCounts.of(cases)))
+            design = DesignCounts(site.prospective, site.retrospective)
+            rows.append(SiteRow(version, task, site.site, metrics, funnel, design))
         for metric in ("sensitivity", "specificity"):
-            per_site = [proportion(metric, cases) for cases in by_site.values()]
+            per_site = [counted_proportion(metric, [site]) for site in sites]
             pooled.append(_heterogeneity(version, task, metric, fleet[metric], per_site))
     return rows, pooled
 

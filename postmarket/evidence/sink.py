@@ -10,7 +10,8 @@ is a reader and must not stall on one).
 
 Every ``review_every_s`` (after new records) the sink also reviews the whole store, which
 no single worker sees: weekly performance snapshots (:mod:`.snapshots`) and each site
-against its fleet (:mod:`.fleet_review`).
+against its fleet (:mod:`.fleet_review`, from per-site counts the database aggregates, so
+its cost does not grow with the years of outcomes read into Python).
 """
 
 from __future__ import annotations

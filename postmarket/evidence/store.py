@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import ColumnElement, Engine, and_, case, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,6 +104,28 @@ class PredictionCount:
     stream: StreamKey
     study_design: str
     predictions: int
+
+
+@dataclass(frozen=True)
+class SiteCounts:
+    """One version, task and site's confusion counts, designs and span of prediction times.
+
+    What the funnel plot and heterogeneity need, so the periodic fleet review can have the
+    database aggregate instead of reading every outcome. A call or label is positive when it
+    is ``positive``, negative otherwise.
+    """
+
+    version: str
+    task: str
+    site: str
+    true_positives: int
+    false_negatives: int
+    true_negatives: int
+    false_positives: int
+    prospective: int
+    retrospective: int
+    first_case_time: datetime
+    last_case_time: datetime
 
 
 @dataclass(frozen=True)
@@ -576,6 +598,65 @@ class EvidenceStore:
         with self._sessions() as session:
             return [_outcome_record(row) for row in session.scalars(query)]
 
+    def site_counts(
+        self, device_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[SiteCounts]:
+        """Per version, task and site: confusion and design counts, first and last case time.
+
+        One GROUP BY over outcomes with prediction time in ``[start, end)``, in the database:
+        the rows returned grow with the sites, not with the history.
+        """
+        positive_label = FieldOutcome.label == "positive"
+        positive_call = FieldOutcome.decision == "positive"
+        stream = (FieldOutcome.device_version, FieldOutcome.task, FieldOutcome.site_key)
+        query = select(
+            *stream,
+            _tally(and_(positive_label, positive_call)),
+            _tally(and_(positive_label, ~positive_call)),
+            _tally(and_(~positive_label, ~positive_call)),
+            _tally(and_(~positive_label, positive_call)),
+            _tally(FieldOutcome.study_design == "prospective"),
+            _tally(FieldOutcome.study_design == "retrospective"),
+            func.min(FieldOutcome.prediction_time),
+            func.max(FieldOutcome.prediction_time),
+        ).where(FieldOutcome.device_key == device_id)
+        if start is not None:
+            query = query.where(FieldOutcome.prediction_time >= start)
+        if end is not None:
+            query = query.where(FieldOutcome.prediction_time < end)
+        query = query.group_by(*stream)
+        with self._sessions() as session:
+            counts = [
+                SiteCounts(
+                    version=version,
+                    task=task,
+                    site=site,
+                    true_positives=int(tp),
+                    false_negatives=int(fn),
+                    true_negatives=int(tn),
+                    false_positives=int(fp),
+                    prospective=int(prospective),
+                    retrospective=int(retrospective),
+                    first_case_time=_aware(first),
+                    last_case_time=_aware(last),
+                )
+                for (
+                    version,
+                    task,
+                    site,
+                    tp,
+                    fn,
+                    tn,
+                    fp,
+                    prospective,
+                    retrospective,
+                    first,
+                    last,
+                ) in session.execute(query)
+            ]
+        # Sorted here: a database's collation need not order text as Python does.
+        return sorted(counts, key=lambda site: (site.version, site.task, site.site))
+
     def field_devices(self) -> list[str]:
         """The devices that have outcomes from the field, registered or not."""
         query = select(FieldOutcome.device_key).distinct().order_by(FieldOutcome.device_key)
@@ -726,6 +807,11 @@ def _aware(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows of the group meet ``condition`` (SUM of a CASE: portable SQL)."""
+    return func.sum(case((condition, 1), else_=0))
 
 
 def _insert_new(

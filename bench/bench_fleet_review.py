@@ -1,0 +1,120 @@
+"""The evidence sink's periodic review over N stored outcomes: seconds per review, by part.
+
+Seeds a SQLite evidence store with ten years of outcomes at 20 sites (two versions, one
+weak site) and times the site-vs-fleet review of the sink's :meth:`EvidenceSink.review`
+(the first call raises the alerts, later calls find them open) and, with
+``PMS_BENCH_FLEET_SNAPSHOTS=1``, its weekly snapshot refresh. For comparison it also times
+the fleet review's old path, every outcome read as a record and analysed in Python, on the
+same store.
+
+N is ``PMS_BENCH_FLEET_OUTCOMES`` (default 200,000). Prints JSON; not part of ``make bench``.
+Run the same script against an older checkout (``PYTHONPATH``) to measure its review.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert
+
+from postmarket.evidence import fleet_review, report
+from postmarket.evidence.models import FieldOutcome
+from postmarket.evidence.snapshots import refresh_snapshots
+from postmarket.evidence.store import EvidenceStore
+
+OUTCOMES = int(os.environ.get("PMS_BENCH_FLEET_OUTCOMES", "200000"))
+SNAPSHOTS = os.environ.get("PMS_BENCH_FLEET_SNAPSHOTS") == "1"
+"""Also time the weekly snapshot refresh (slow: its first run stores every week's rows)."""
+DEVICE = "dr-screen"
+START = datetime(2016, 1, 1, tzinfo=UTC)
+
+
+def seed(store: EvidenceStore, rows: int, seed: int = 11) -> None:
+    """Ten years of outcomes at 20 sites; site-7 misses more referable cases than the rest."""
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.integers(0, 10 * 365 * 86_400, rows))
+    sites = rng.integers(0, 20, rows)
+    positive = rng.random(rows) < 0.25
+    sensitivity = np.where(sites == 7, 0.75, 0.88)
+    hit = np.where(positive, rng.random(rows) < sensitivity, rng.random(rows) < 0.93)
+    recorded = datetime.now(UTC)
+    batch: list[dict[str, Any]] = []
+    for i in range(rows):
+        when = START + timedelta(seconds=int(seconds[i]))
+        label = "positive" if positive[i] else "negative"
+        decision = label if hit[i] else ("negative" if positive[i] else "positive")
+        batch.append(
+            {
+                "event_id": str(uuid.UUID(int=i + 1)),
+                "device_key": DEVICE,
+                "device_version": "2.1.0.3" if i % 2 else "2.2.0.0",
+                "site_key": f"site-{sites[i]}",
+                "task": "referable_dr",
+                "case_pseudonym": f"c-{i}",
+                "prediction_event_id": str(uuid.UUID(int=rows + i + 1)),
+                "prediction_time": when,
+                "truth_time": when + timedelta(days=30),
+                "decision": decision,
+                "label": label,
+                "score": 0.7 if decision == "positive" else 0.2,
+                "operating_threshold": 0.5,
+                "truth_source": "adjudicated_read",
+                "study_design": "retrospective" if i % 5 else "prospective",
+                "modality": "OP",
+                "manufacturer": "Topcon",
+                "model": None,
+                "slice_thickness_mm": None,
+                "slice_thickness_band": None,
+                "recorded_at": recorded,
+            }
+        )
+    with store.engine.begin() as connection:
+        for start in range(0, rows, 20_000):
+            connection.execute(insert(FieldOutcome), batch[start : start + 20_000])
+
+
+def seconds(action: Callable[[], object], repeat: int = 1) -> float:
+    """Median wall time of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def python_path_review(store: EvidenceStore) -> object:
+    """The review as it was: every outcome read as a record, then analysed in Python."""
+    outcomes = store.outcomes(DEVICE)
+    return report.site_analysis(outcomes)
+
+
+def main() -> None:
+    results: dict[str, Any] = {"outcomes": OUTCOMES}
+    with tempfile.TemporaryDirectory() as home:
+        url = f"sqlite:///{Path(home) / 'evidence.db'}"
+        with EvidenceStore(url) as store:
+            results["seed_s"] = seconds(lambda: seed(store, OUTCOMES))
+            now = datetime.now(UTC)
+            results["fleet_review_first_s"] = seconds(lambda: fleet_review.review_fleet(store, now))
+            results["fleet_review_s"] = seconds(lambda: fleet_review.review_fleet(store, now), 3)
+            results["fleet_alerts"] = len(store.alerts())
+            results["python_path_analysis_s"] = seconds(lambda: python_path_review(store), 3)
+            if SNAPSHOTS:
+                results["snapshots_first_s"] = seconds(lambda: refresh_snapshots(store, DEVICE))
+                results["snapshots_s"] = seconds(lambda: refresh_snapshots(store, DEVICE))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
