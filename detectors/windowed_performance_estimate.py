@@ -130,9 +130,10 @@ class WindowedPerformanceEstimate(Detector):
     _sums: list[float]
     """Sums of ``p`` and ``p**2`` over called and uncalled cases (as in ``ScoreSums``)."""
     _last: list[float]
-    _last_z: float
     """The last completed window's ``[n_called, *sums]``; ``n_called`` is -1 before the first
     (one list throughout, so memory stays flat)."""
+    _last_z: float
+    """The test's ``z`` of the last completed window (0 before the first)."""
 
     def __init__(
         self,
