@@ -59,21 +59,37 @@ class CaseFile:
     truth: Truth | None = None
 
     def add(self, event: Prediction | FollowUp, position: RecordPosition) -> Accepted:
-        """Add a prediction or follow-up read from ``position``."""
+        """Add a prediction or follow-up read from ``position``.
+
+        All or nothing: the case changes only once everything the record does is known, so
+        a worker that keeps case files in memory never holds half an update after an error.
+        """
         key = str(event.event_id)
         if key in self.accepted_at:
             if self.accepted_at[key] == position:
                 outcomes = self._completed_at(position)
                 return Accepted(duplicate=True, outcomes=outcomes, replayed=True)
             return Accepted(duplicate=True)
-        self.accepted_at[key] = position
+        predictions, followups, truth = self.predictions, self.followups, self.truth
         if isinstance(event, Prediction):
-            self.predictions[key] = event
+            predictions = {**predictions, key: event}
         else:
-            self.followups[key] = event
+            followups = {**followups, key: event}
             # The first final truth stands: outcomes already emitted rest on it.
-            self.truth = self.truth or final_truth(list(self.followups.values()))
-        return Accepted(duplicate=False, outcomes=self._complete(position))
+            truth = truth or final_truth(list(followups.values()))
+        joined, outcomes = self._complete(predictions, truth, position)
+        self.accepted_at[key] = position
+        self.predictions, self.followups, self.truth, self.joined = (
+            predictions,
+            followups,
+            truth,
+            joined,
+        )
+        return Accepted(duplicate=False, outcomes=outcomes)
+
+    def knows(self, event: Prediction | FollowUp) -> bool:
+        """Whether this event (by its id) was accepted already, from any record."""
+        return str(event.event_id) in self.accepted_at
 
     @property
     def awaiting_truth(self) -> int:
@@ -87,18 +103,27 @@ class CaseFile:
         times += [f.event_time for f in self.followups.values()]
         return max(times, default=None)
 
-    def _complete(self, position: RecordPosition) -> tuple[Outcome, ...]:
-        if self.truth is None:
-            return ()
-        pending = [p for k, p in self.predictions.items() if k not in self.joined]
+    def _complete(
+        self, predictions: dict[str, Prediction], truth: Truth | None, position: RecordPosition
+    ) -> tuple[dict[str, JoinPosition], tuple[Outcome, ...]]:
+        """The joins after ``position`` and the outcomes it completes (nothing is changed)."""
+        if truth is None:
+            return self.joined, ()
+        pending = [p for k, p in predictions.items() if k not in self.joined]
+        if not pending:
+            return self.joined, ()
+        joined = dict(self.joined)
+        outcomes = []
         for rank, prediction in enumerate(pending):
-            self.joined[str(prediction.event_id)] = JoinPosition(
+            at = JoinPosition.model_construct(
                 topic=position.topic,
                 partition=position.partition,
                 offset=position.offset,
                 rank=rank,
             )
-        return self._completed_at(position)
+            joined[str(prediction.event_id)] = at
+            outcomes.append(joined_outcome(prediction, truth, at))
+        return joined, tuple(outcomes)
 
     def _completed_at(self, position: RecordPosition) -> tuple[Outcome, ...]:
         if self.truth is None:
@@ -156,6 +181,17 @@ def awaiting_truth_in(state: dict[str, Any] | None) -> int:
     return len(state["predictions"]) - len(state["joined"])
 
 
+def last_event_time_in(state: dict[str, Any]) -> datetime | None:
+    """:attr:`CaseFile.last_event_time` read straight from table state (the retention
+    sweep reads every case file; validating each again cost a second per 20,000)."""
+    times = [
+        datetime.fromisoformat(event["event_time"])
+        for events in (state["predictions"], state["followups"])
+        for event in events
+    ]
+    return max(times, default=None)
+
+
 def _event_state(event: Prediction | FollowUp) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude_defaults=True)
 
@@ -189,8 +225,12 @@ def _read_pair(reads: list[Label] | None) -> tuple[Label, Label] | None:
 
 
 def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition) -> Outcome:
-    """The outcome event of one prediction with its final truth."""
-    return Outcome(
+    """The outcome event of one prediction with its final truth.
+
+    Built without validating again: every field comes from a validated prediction, truth
+    and position (the stream agent still validates the outcome when it reads it).
+    """
+    return Outcome.model_construct(
         event_id=uuid.uuid5(OUTCOME_NAMESPACE, str(prediction.event_id)),
         stream=prediction.stream,
         case_pseudonym=prediction.case_pseudonym,

@@ -65,3 +65,28 @@ registry = app.GlobalTable(
     partitions=1,
     help="Registration status and claims of every device version, on every worker.",
 )
+
+
+async def write_table(table: Any, partition: int, key: str, state: Any | None) -> None:
+    """Set (None: delete) ``key`` in ``table`` and send its changelog record right away.
+
+    What Faust's own ``table[key] = state`` does (the record goes to the changelog partition
+    given, which must be that of the record being processed), except that Faust queues the
+    record in its producer buffer, which one task drains a record at a time, and stops
+    handing records to every agent while that buffer holds more than 100: one table write
+    per input record kept it full and the agents waiting on it. Awaited from an agent before
+    the input record is acked, so the record is on its way before the offset is committed.
+    """
+    if state is None:
+        if key not in table.data:
+            return
+        del table.data[key]
+    else:
+        table.data[key] = state
+    await table.changelog_topic.send(
+        key=key,
+        value=state,
+        partition=partition,
+        key_serializer=table.key_serializer,
+        value_serializer=table.value_serializer if state is not None else "raw",
+    )

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from kafka.partitioner.default import murmur2
 
 from postmarket.contracts.events import StreamKey
-from streams.casefile import CaseFile
+from streams.casefile import CaseFile, last_event_time_in
 
 
 def key_partition(key: str, partitions: int) -> int:
@@ -46,6 +47,15 @@ def expiry(case: CaseFile, watermark: datetime, retention: timedelta) -> Expiry 
     unmatched = len(case.followups) if not case.predictions else 0
     unjoined = tuple(p.stream for k, p in case.predictions.items() if k not in case.joined)
     return Expiry(unjoined, unmatched)
+
+
+def past_retention(state: dict[str, Any] | None, watermark: datetime, retention: timedelta) -> bool:
+    """Whether a case file's table state is past retention at ``watermark`` (read without
+    loading the case: the sweep reads every case file, and most are kept)."""
+    if not state:
+        return False
+    last = last_event_time_in(state)
+    return last is not None and watermark - last > retention
 
 
 @dataclass

@@ -36,10 +36,11 @@ from streams.channels import (
     outcomes,
     registry,
     stream_predictions,
+    write_table,
 )
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
-from streams.retention import Watermark, case_partition, expiry
+from streams.retention import Watermark, case_partition, expiry, past_retention
 from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
 
@@ -70,6 +71,26 @@ ROUTE_FLUSH_INTERVAL_S = 0.1
 """New predictions go to the stream agent in one record per stream per this many input
 records or this long, whichever comes first (see streams.routing)."""
 router = StreamRouter()
+LIVE_CASES_MAX = 20_000
+"""Case files kept as objects (about 3 KB each with their events), least recently used
+dropped first: loading one from its table state validates every event in it again, which
+cost a follow-up several times its own decode."""
+live_cases: dict[str, CaseFile] = {}
+"""The case files this worker last loaded or changed, as objects; each equals its table
+state (written after every change), so the table stays the truth. Dropped on every
+rebalance: the table may have been recovered from its changelog since."""
+
+
+@app.on_partitions_revoked.connect
+async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    live_cases.clear()
+
+
+@app.on_partitions_assigned.connect
+async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    live_cases.clear()
+
+
 unacked: list[tuple[Any, Any]] = []
 """(stream, event) of the records read since the last flush: acked only once the predictions
 they routed are sent, so a crash in between reads them again instead of losing them."""
@@ -170,19 +191,28 @@ async def _join(
             raise _refused(error, claimed) from None
     site_last_event(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
-    case = CaseFile.from_state(case_files.get(case_event.case_pseudonym))
-    accepted = case.add(case_event, position)
-    stream = case_event.stream if isinstance(case_event, Prediction) else None
+    case_pseudonym = case_event.case_pseudonym
+    prediction = case_event if isinstance(case_event, Prediction) else None
+    stream = prediction.stream if prediction is not None else None
+    case = _case_file(case_pseudonym)
+    if prediction is not None and stream is not None and not case.knows(prediction):
+        # Before the case changes: an error here leaves it as it was.
+        await _judge_first_sighting(prediction, stream)
+    try:
+        accepted = case.add(case_event, position)  # all or nothing
+        if not accepted.duplicate:
+            # Straight to the changelog, not through Faust's buffer (see write_table).
+            await write_table(case_files, position.partition, case_pseudonym, case.to_state())
+    except BaseException:
+        live_cases.pop(case_pseudonym, None)  # it may now differ from the table
+        raise
     if accepted.duplicate:
         duplicates(position.topic).inc()
-    else:
-        if isinstance(case_event, Prediction) and stream is not None:
-            predictions_counted(*metrics.stream_labels(stream)).inc()
-            await _judge_first_sighting(case_event, stream)
-        case_files[case_event.case_pseudonym] = case.to_state()
-    if stream is not None and isinstance(case_event, Prediction):
+    elif stream is not None:
+        predictions_counted(*metrics.stream_labels(stream)).inc()
+    if prediction is not None and stream is not None:
         if accepted.replayed or not accepted.duplicate:
-            _route_to_stream(case_event, stream, position)
+            _route_to_stream(prediction, stream, position)
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by position.
     for outcome in accepted.outcomes:
@@ -193,23 +223,40 @@ async def _join(
             # Pipeline latency of the record that completed the join, not the clinical
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
-    _sweep_if_due(position.partition)
+    await _sweep_if_due(position.partition)
 
 
-def _sweep_if_due(partition: int) -> None:
-    """Drop this partition's case files that are past retention (see streams.retention)."""
+def _case_file(case_pseudonym: str) -> CaseFile:
+    """The case file as its table holds it: the live object, else loaded from the table."""
+    case = live_cases.pop(case_pseudonym, None)
+    if case is None:
+        case = CaseFile.from_state(case_files.get(case_pseudonym))
+    live_cases[case_pseudonym] = case  # most recently used last
+    if len(live_cases) > LIVE_CASES_MAX:
+        del live_cases[next(iter(live_cases))]
+    return case
+
+
+async def _sweep_if_due(partition: int) -> None:
+    """Drop this partition's case files that are past retention (see streams.retention).
+
+    Reads each state's event times only; a case is loaded only when it is past retention.
+    """
     now = time.monotonic()
     if now - last_sweep.get(partition, 0.0) < settings.join_sweep_interval_s:
         return
     last_sweep[partition] = now
     current = watermark.latest[partition]
     for case_pseudonym, state in list(case_files.items()):
+        if not past_retention(state, current, RETENTION):
+            continue
         if case_partition(case_pseudonym, settings.topic_partitions) != partition:
             continue
         expired = expiry(CaseFile.from_state(state), current, RETENTION)
         if expired is None:
             continue
-        del case_files[case_pseudonym]
+        await write_table(case_files, partition, case_pseudonym, None)
+        live_cases.pop(case_pseudonym, None)
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
         metrics.followups_unmatched.inc(expired.followups_without_prediction)

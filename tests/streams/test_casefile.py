@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from itertools import count
 
-from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
+import pytest
+
+from postmarket.contracts import Outcome, decode, encode
+from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in, last_event_time_in
 from tests.factories import make_followup, make_prediction
 
 _offsets = count()
@@ -129,3 +132,40 @@ def test_defaults_left_out_of_the_state_come_back_on_load() -> None:
     restored = CaseFile.from_state(json.loads(json.dumps(case.to_state())))
     assert restored.predictions[str(prediction.event_id)] == prediction
     assert restored.followups[str(followup.event_id)] == followup
+
+
+def test_outcome_reads_back_as_the_contract_validates_it() -> None:
+    case = CaseFile()
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    [outcome] = case.add(make_followup(), at()).outcomes
+    assert decode(Outcome, encode(outcome)) == outcome
+
+
+def test_a_failed_add_leaves_the_case_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CaseFile()
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    before = case.to_state()
+
+    def broken(*args: object) -> Outcome:
+        raise RuntimeError("bug while building the outcome")
+
+    monkeypatch.setattr("streams.casefile.joined_outcome", broken)
+    with pytest.raises(RuntimeError):
+        case.add(make_followup(), at())
+    assert case.to_state() == before
+
+
+def test_knows_an_event_once_accepted_from_any_record() -> None:
+    case, prediction = CaseFile(), make_prediction()
+    assert not case.knows(prediction)
+    case.add(prediction, at("pms.predictions.v1"))
+    assert case.knows(prediction)
+
+
+def test_last_event_time_reads_the_same_from_table_state() -> None:
+    case = CaseFile()
+    case.add(make_prediction(), at("pms.predictions.v1"))
+    case.add(make_followup(), at())
+    state = json.loads(json.dumps(case.to_state()))
+    assert last_event_time_in(state) == case.last_event_time
+    assert last_event_time_in(CaseFile().to_state()) is None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.casefile import CaseFile, RecordPosition
-from streams.retention import Watermark, case_partition, expiry
+from streams.retention import Watermark, case_partition, expiry, past_retention
 from tests.factories import T0, make_followup, make_prediction
 
 RETENTION = timedelta(days=180)
@@ -57,3 +58,14 @@ def test_watermark_never_moves_back() -> None:
     watermark.advance(0, T0 + timedelta(days=2))
     assert watermark.advance(0, T0) == T0 + timedelta(days=2)
     assert watermark.advance(1, T0) == T0
+
+
+def test_past_retention_on_table_state_agrees_with_expiry() -> None:
+    case = CaseFile()
+    case.add(make_prediction(event_time=T0), RecordPosition("p", 0, 1))
+    state = json.loads(json.dumps(case.to_state()))
+    for watermark in (T0 + RETENTION, T0 + RETENTION + timedelta(seconds=1)):
+        assert past_retention(state, watermark, RETENTION) == (
+            expiry(case, watermark, RETENTION) is not None
+        )
+    assert not past_retention(None, T0 + 2 * RETENTION, RETENTION)
