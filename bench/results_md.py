@@ -122,7 +122,7 @@ def _pipeline(r: dict[str, Any]) -> list[Figure]:
         Figure(
             "pipeline",
             "bytes per stream state (max)",
-            f"{state['stream_state_bytes_max']:,.0f}",
+            f"{state['stream_state_bytes_max']:,.0f}" + _both_sides(state),
             "< 2,048",
             state["stream_state_bytes_max"] < 2048,
         ),
@@ -204,6 +204,12 @@ READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
     "replay": ("replay.json", _replay),
     "demo": ("demo.json", _demo),
 }
+
+
+def _both_sides(state: dict[str, Any]) -> str:
+    """A stream's state is two table entries (outcome side, prediction side): their sum."""
+    both = state.get("stream_state_bytes_max_both")
+    return f" per table entry ({both:,.0f} for both of a stream's)" if both else ""
 
 
 def figures(results: Path = RESULTS) -> tuple[list[Figure], list[str]]:
