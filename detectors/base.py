@@ -196,6 +196,31 @@ def check_binary(x: float) -> int:
     raise ValueError(f"x must be 0 or 1 (adverse event indicator), got {x!r}")
 
 
+def check_window(window: int, arl0: float) -> tuple[int, float]:
+    """A windowed test's ``(window, arl0)``, or :class:`ValueError`: each window is tested at
+    ``window / arl0``, so ``arl0`` must exceed the window."""
+    if not (isinstance(window, int) and window >= 2):
+        raise ValueError(f"window must be an integer >= 2, got {window!r}")
+    if not (math.isfinite(arl0) and arl0 > window):
+        raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
+    return window, float(arl0)
+
+
+def window_result(
+    fired: bool, statistic: float, threshold: float, n_cases: int, n_events: int
+) -> DetectorResult:
+    """A windowed test's result: its last completed window's statistic, the current
+    window's cases and events (the window is the run)."""
+    return DetectorResult(
+        fired=fired,
+        statistic=statistic,
+        threshold=threshold,
+        n_cases=n_cases,
+        n_events=n_events,
+        run_length=n_cases,
+    )
+
+
 def check_finite(x: float) -> float:
     """``x`` as a finite float, or :class:`ValueError`."""
     try:

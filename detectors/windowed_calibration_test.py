@@ -27,7 +27,7 @@ from typing import Any
 
 from scipy.special import ndtri
 
-from detectors.base import Detector, DetectorResult, check_binary
+from detectors.base import Detector, DetectorResult, check_binary, check_window, window_result
 
 __all__ = ["CalibrationInTheLarge", "WindowedCalibrationTest"]
 
@@ -125,12 +125,7 @@ class WindowedCalibrationTest(Detector):
     """``|z|`` of the last completed window (0 before the first)."""
 
     def __init__(self, window: int = 500, arl0: float = 5000.0) -> None:
-        if not (isinstance(window, int) and window >= 2):
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        self.window = window
-        if not (math.isfinite(arl0) and arl0 > window):
-            raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
-        self.arl0 = float(arl0)
+        self.window, self.arl0 = check_window(window, arl0)
         self._critical = float(ndtri(1.0 - self.window / self.arl0 / 2.0))
         self.reset()
 
@@ -152,14 +147,7 @@ class WindowedCalibrationTest(Detector):
             fired = self._last_statistic >= self._critical
             self._last[:] = [float(n_events), *self._sums]
             self._start_window()
-        return DetectorResult(
-            fired=fired,
-            statistic=self._last_statistic,
-            threshold=self._critical,
-            n_cases=n_cases,
-            n_events=n_events,
-            run_length=n_cases,
-        )
+        return window_result(fired, self._last_statistic, self._critical, n_cases, n_events)
 
     def last_window(self) -> CalibrationInTheLarge | None:
         """The last completed window's observed and expected rate and ``z`` (None before)."""

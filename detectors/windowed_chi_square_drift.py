@@ -25,7 +25,7 @@ from typing import Any
 
 from scipy.stats import chi2
 
-from detectors.base import Detector, DetectorResult
+from detectors.base import Detector, DetectorResult, check_window, window_result
 
 __all__ = ["WindowedChiSquareDrift"]
 
@@ -108,12 +108,7 @@ class WindowedChiSquareDrift(Detector):
             raise ValueError("reference_counts needs one count per category")
         if min(self.reference_counts) < 0 or sum(self.reference_counts) == 0:
             raise ValueError("reference_counts must be non-negative with a positive total")
-        if not (isinstance(window, int) and window >= 2):
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        self.window = window
-        if not (math.isfinite(arl0) and arl0 > window):
-            raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
-        self.arl0 = float(arl0)
+        self.window, self.arl0 = check_window(window, arl0)
         self._index = {c: i for i, c in enumerate(self.categories)}
         self._n_reference = sum(self.reference_counts)
         alpha = self.window / self.arl0
@@ -167,13 +162,8 @@ class WindowedChiSquareDrift(Detector):
             exceeds = dof > 0 and statistic >= self._critical[dof]
             fired = exceeds or (self.fire_on_unseen and unseen > 0)
             self._start_window()
-        return DetectorResult(
-            fired=fired,
-            statistic=self._last[0],
-            threshold=self._critical[max(self._last[1], 1)],
-            n_cases=n_cases,
-            n_events=unseen,
-            run_length=n_cases,
+        return window_result(
+            fired, self._last[0], self._critical[max(self._last[1], 1)], n_cases, unseen
         )
 
     def _start_window(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Detector, DetectorResult, check_finite
+from detectors.base import Detector, DetectorResult, check_finite, check_window, window_result
 from detectors.kolmogorov_smirnov import ks_critical_value
 
 __all__ = ["WindowedKSDrift"]
@@ -123,12 +123,7 @@ class WindowedKSDrift(Detector):
             raise ValueError("reference_counts needs len(edges) + 1 bins")
         if min(self.reference_counts) < 0 or sum(self.reference_counts) == 0:
             raise ValueError("reference_counts must be non-negative with a positive total")
-        if not (isinstance(window, int) and window >= 2):
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        self.window = window
-        if not (math.isfinite(arl0) and arl0 > window):
-            raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
-        self.arl0 = float(arl0)
+        self.window, self.arl0 = check_window(window, arl0)
         total = sum(self.reference_counts)
         self._reference_cdf = (np.cumsum(self.reference_counts) / total).tolist()
         self._empty = [c == 0 for c in self.reference_counts]
@@ -177,14 +172,7 @@ class WindowedKSDrift(Detector):
             self._last = self._distance()
             fired = self._last >= self._critical
             self._start_window()
-        return DetectorResult(
-            fired=fired,
-            statistic=self._last,
-            threshold=self._critical,
-            n_cases=n_cases,
-            n_events=n_events,
-            run_length=n_cases,
-        )
+        return window_result(fired, self._last, self._critical, n_cases, n_events)
 
     def _start_window(self) -> None:
         self._counts = [0] * (len(self.edges) + 1)

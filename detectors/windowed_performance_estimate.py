@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from scipy.special import ndtri
 
-from detectors.base import Detector, DetectorResult, check_finite
+from detectors.base import Detector, DetectorResult, check_finite, check_window, window_result
 from detectors.confidence_based_performance_estimation import (
     EstimatedPerformance,
     ScoreSums,
@@ -148,12 +148,7 @@ class WindowedPerformanceEstimate(Detector):
         if not (isinstance(claimed, int | float) and 0.0 < claimed < 1.0):
             raise ValueError(f"claimed must lie in (0, 1), got {claimed!r}")
         self.claimed = float(claimed)
-        if not (isinstance(window, int) and window >= 2):
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        self.window = window
-        if not (math.isfinite(arl0) and arl0 > window):
-            raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
-        self.arl0 = float(arl0)
+        self.window, self.arl0 = check_window(window, arl0)
         self._critical = float(ndtri(1.0 - self.window / self.arl0))
         self.reset()
 
@@ -202,14 +197,7 @@ class WindowedPerformanceEstimate(Detector):
             fired = self._last_z >= self._critical
             self._last[:] = [float(n_called), *self._sums]
             self._start_window()
-        return DetectorResult(
-            fired=fired,
-            statistic=self._last_z,
-            threshold=self._critical,
-            n_cases=n_cases,
-            n_events=n_called,
-            run_length=n_cases,
-        )
+        return window_result(fired, self._last_z, self._critical, n_cases, n_called)
 
     def last_window(self) -> EstimatedPerformance | None:
         """Sensitivity, specificity and PPV of the last completed window (95 % intervals).
