@@ -272,6 +272,13 @@ class FieldOutcome(Base):
             "device_key", "device_version", "task", "site_key",
             "label", "decision", "study_design", "prediction_time",
         ),
+        # Covers the snapshot refresh's per-week GROUP BY, of all weeks or of a few read by
+        # prediction-time range (revision 6).
+        Index(
+            "ix_field_outcomes_week_counts",
+            "device_key", "prediction_time", "device_version", "task", "site_key",
+            "study_design", "label", "decision",
+        ),
     )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -308,6 +315,15 @@ class FieldPrediction(Base):
     """
 
     __tablename__ = "field_predictions"
+    __table_args__ = (
+        # Covers the snapshot refresh's per-week GROUP BY, of all weeks or of a few read by
+        # prediction-time range (revision 6).
+        Index(
+            "ix_field_predictions_week_counts",
+            "device_key", "prediction_time", "device_version", "task", "site_key",
+            "study_design",
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)

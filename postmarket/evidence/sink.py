@@ -11,7 +11,9 @@ is a reader and must not stall on one).
 Every ``review_every_s`` (after new records) the sink also reviews the whole store, which
 no single worker sees: weekly performance snapshots (:mod:`.snapshots`) and each site
 against its fleet (:mod:`.fleet_review`, from per-site counts the database aggregates, so
-its cost does not grow with the years of outcomes read into Python).
+its cost does not grow with the years of outcomes read into Python). The first review
+refreshes every week's snapshots; later ones only the weeks the sink's batches touched
+since (duplicates and replays included), as no other week's figures can have moved.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -28,7 +31,7 @@ from postmarket import topics
 from postmarket.contracts.codec import ContractViolation, decode
 from postmarket.contracts.events import Alert, Outcome, Prediction, utc_now
 from postmarket.evidence.fleet_review import review_fleet
-from postmarket.evidence.snapshots import refresh_snapshots
+from postmarket.evidence.snapshots import refresh_snapshots, week_of
 from postmarket.evidence.store import EvidenceStore
 from postmarket.kafka_security import KafkaSecurity
 
@@ -82,6 +85,19 @@ def decode_batch(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
     return batch
 
 
+def touched_weeks(batch: DecodedBatch) -> dict[str, set[datetime]]:
+    """Each device's weeks (Monday starts) holding the prediction time of an event of the batch.
+
+    Stored or duplicate alike: a replayed event's week is refreshed again, which is harmless.
+    """
+    weeks: dict[str, set[datetime]] = {}
+    for outcome in batch.outcomes:
+        weeks.setdefault(outcome.stream.device_id, set()).add(week_of(outcome.prediction_time)[0])
+    for prediction in batch.predictions:
+        weeks.setdefault(prediction.device_id, set()).add(week_of(prediction.event_time)[0])
+    return weeks
+
+
 def store_batch(store: EvidenceStore, batch: DecodedBatch, counts: SinkCounts) -> None:
     """Write one decoded batch; every write skips what is already stored."""
     new_outcomes, new_predictions = store.record_field_events(batch.outcomes, batch.predictions)
@@ -121,11 +137,27 @@ class EvidenceSink:
         self._stopping = False
         self._reviewed_at = time.monotonic()
         self._unreviewed = False
+        self._touched: dict[str, set[datetime]] | None = None
+        """Weeks stored into per device since the last review; None: refresh every week
+        (at start-up, what earlier runs stored may not have been reviewed)."""
+
+    def note_stored(self, batch: DecodedBatch) -> None:
+        """Remember the weeks a stored batch touched, for the next snapshot refresh."""
+        if self._touched is not None:
+            for device_id, weeks in touched_weeks(batch).items():
+                self._touched.setdefault(device_id, set()).update(weeks)
 
     def review(self) -> None:
-        """Refresh every device's weekly snapshots and compare each site with its fleet."""
-        for device_id in self.store.field_devices():
-            self.counts.snapshots += refresh_snapshots(self.store, device_id)
+        """Refresh weekly snapshots (every week first, then the touched ones) and compare
+        each site with its fleet."""
+        touched = self._touched
+        if touched is None:
+            for device_id in self.store.field_devices():
+                self.counts.snapshots += refresh_snapshots(self.store, device_id)
+        else:
+            for device_id, weeks in sorted(touched.items()):
+                self.counts.snapshots += refresh_snapshots(self.store, device_id, weeks)
+        self._touched = {}
         self.counts.fleet_alerts += len(review_fleet(self.store, utc_now()))
         self._reviewed_at, self._unreviewed = time.monotonic(), False
 
@@ -178,6 +210,7 @@ class EvidenceSink:
                 if records:
                     batch = decode_batch(records)
                     store_batch(self.store, batch, self.counts)
+                    self.note_stored(batch)
                     # Only now are the records safely in the store: commit their offsets.
                     try:
                         consumer.commit()

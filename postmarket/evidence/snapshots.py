@@ -6,19 +6,20 @@ arrives days to months after a prediction, so a week's figures grow after the we
 :func:`changed_snapshots` keeps a new row only when a figure moved, so the stored series is a
 history of what was known when (the evidence a regulator asks for), not a copy per refresh.
 
-Pure: the store reads outcomes and prediction counts, these functions compute, the store
-writes (:meth:`postmarket.evidence.store.EvidenceStore.record_snapshots`).
+Pure: the store aggregates outcomes and prediction counts per week, these functions
+compute, the store writes (:meth:`postmarket.evidence.store.EvidenceStore.record_snapshots`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from detectors import wilson_interval
+from postmarket.contracts.events import StreamKey
 
 if TYPE_CHECKING:  # the store imports this module
     from postmarket.evidence.store import EvidenceStore, OutcomeRecord, PredictionCount
@@ -46,7 +47,7 @@ class Snapshot:
     followup_completeness: float
 
     @property
-    def identity(self) -> tuple[str, str, str | None, str, str, datetime]:
+    def identity(self) -> SeriesKey:
         """What names the series a snapshot belongs to (its figures aside)."""
         return (
             self.version,
@@ -58,8 +59,19 @@ class Snapshot:
         )
 
     @property
-    def figures(self) -> tuple[int, int, float]:
-        return self.successes, self.trials, round(self.followup_completeness, 9)
+    def figures(self) -> Figures:
+        return snapshot_figures(self.successes, self.trials, self.followup_completeness)
+
+
+SeriesKey = tuple[str, str, str | None, str, str, datetime]
+"""(version, task, site or None, metric, study design, week start): one snapshot series."""
+Figures = tuple[int, int, float]
+"""(successes, trials, follow-up completeness): what a new snapshot of a series must change."""
+
+
+def snapshot_figures(successes: int, trials: int, followup_completeness: float) -> Figures:
+    """A snapshot's figures, compared to the latest of its series to tell if it moved."""
+    return successes, trials, round(followup_completeness, 9)
 
 
 def week_of(moment: datetime) -> tuple[datetime, datetime]:
@@ -69,18 +81,51 @@ def week_of(moment: datetime) -> tuple[datetime, datetime]:
     return monday, monday + timedelta(days=7)
 
 
-def _success(metric: str, outcome: OutcomeRecord) -> bool | None:
-    if metric == "sensitivity":
-        return outcome.decision == "positive" if outcome.label == "positive" else None
-    return outcome.decision == "negative" if outcome.label == "negative" else None
-
-
 Group = tuple[str, str, str | None, str, datetime]
 """(version, task, site or None, study design, week start)."""
 
 
 def _groups(stream_version: str, task: str, site: str, design: str, week: datetime) -> list[Group]:
     return [(stream_version, task, site, design, week), (stream_version, task, None, design, week)]
+
+
+@dataclass(frozen=True)
+class WeekCounts:
+    """One stream's outcomes of one study design in one ISO week, tallied for its snapshots.
+
+    All a snapshot needs from the outcomes, so the database can aggregate them (see
+    :meth:`postmarket.evidence.store.EvidenceStore.week_counts`) instead of the refresh
+    reading every outcome of the device's history.
+    """
+
+    stream: StreamKey
+    study_design: str
+    week: datetime
+    """Monday 00:00 UTC starting the week of the outcomes' prediction times."""
+    cases: int
+    positives: int
+    true_positives: int
+    negatives: int
+    true_negatives: int
+
+
+def week_counts(outcomes: Iterable[OutcomeRecord]) -> list[WeekCounts]:
+    """Tally outcomes per stream, study design and week (what the store's aggregate returns)."""
+    tallies: dict[tuple[StreamKey, str, datetime], list[int]] = defaultdict(lambda: [0] * 5)
+    for outcome in outcomes:
+        week, _ = week_of(outcome.prediction_time)
+        tally = tallies[(outcome.stream, outcome.study_design, week)]
+        tally[0] += 1
+        if outcome.label == "positive":
+            tally[1] += 1
+            tally[2] += outcome.decision == "positive"
+        elif outcome.label == "negative":
+            tally[3] += 1
+            tally[4] += outcome.decision == "negative"
+    return [
+        WeekCounts(stream, design, week, *tally)
+        for (stream, design, week), tally in tallies.items()
+    ]
 
 
 def performance_snapshots(
@@ -93,24 +138,36 @@ def performance_snapshots(
     the denominator of follow-up completeness. A group without any judged case for a metric
     has no snapshot for it (there is nothing to show yet).
     """
-    cases: dict[Group, list[OutcomeRecord]] = defaultdict(list)
-    for outcome in outcomes:
-        week, _ = week_of(outcome.prediction_time)
-        stream = outcome.stream
-        for group in _groups(
-            stream.device_version, stream.task, stream.site_id, outcome.study_design, week
-        ):
-            cases[group].append(outcome)
-    predicted: dict[Group, int] = defaultdict(int)
-    for week, count in weekly_predictions:
+    return weekly_snapshots(week_counts(outcomes), weekly_predictions)
+
+
+def weekly_snapshots(
+    counts: Iterable[WeekCounts],
+    weekly_predictions: Iterable[tuple[datetime, PredictionCount]],
+) -> list[Snapshot]:
+    """:func:`performance_snapshots` from outcomes already tallied per stream and week."""
+    tallies: dict[Group, list[int]] = defaultdict(lambda: [0] * 5)
+    for count in counts:
         stream = count.stream
         for group in _groups(
-            stream.device_version, stream.task, stream.site_id, count.study_design, week
+            stream.device_version, stream.task, stream.site_id, count.study_design, count.week
         ):
-            predicted[group] += count.predictions
+            tally = tallies[group]
+            tally[0] += count.cases
+            tally[1] += count.positives
+            tally[2] += count.true_positives
+            tally[3] += count.negatives
+            tally[4] += count.true_negatives
+    predicted: dict[Group, int] = defaultdict(int)
+    for week, prediction_count in weekly_predictions:
+        stream = prediction_count.stream
+        for group in _groups(
+            stream.device_version, stream.task, stream.site_id, prediction_count.study_design, week
+        ):
+            predicted[group] += prediction_count.predictions
     snapshots = []
-    for group, members in sorted(cases.items(), key=lambda item: _order(item[0])):
-        snapshots += _snapshots_of(group, members, predicted.get(group, 0))
+    for group, tally in sorted(tallies.items(), key=lambda item: _order(item[0])):
+        snapshots += _snapshots_of(group, tally, predicted.get(group, 0))
     return snapshots
 
 
@@ -119,19 +176,22 @@ def _order(group: Group) -> tuple[str, str, str, str, datetime]:
     return version, task, site or "", design, week
 
 
-def _snapshots_of(
-    group: Group, members: Sequence[OutcomeRecord], predictions: int
-) -> list[Snapshot]:
+def _snapshots_of(group: Group, tally: Sequence[int], predictions: int) -> list[Snapshot]:
     version, task, site, design, week = group
+    cases, positives, true_positives, negatives, true_negatives = tally
     # Predictions arrive before their outcomes, so a count lagging behind the sink's outcome
     # batch must not report more than 100 % completeness.
-    completeness = min(1.0, len(members) / predictions) if predictions else 1.0
+    completeness = min(1.0, cases / predictions) if predictions else 1.0
+    judged = {
+        "sensitivity": (true_positives, positives),
+        "specificity": (true_negatives, negatives),
+    }
     snapshots = []
     for metric in SNAPSHOT_METRICS:
-        judged = [hit for hit in (_success(metric, o) for o in members) if hit is not None]
-        if not judged:
+        successes, trials = judged[metric]
+        if not trials:
             continue
-        lower, upper = wilson_interval(sum(judged), len(judged))
+        lower, upper = wilson_interval(successes, trials)
         snapshots.append(
             Snapshot(
                 version=version,
@@ -141,8 +201,8 @@ def _snapshots_of(
                 study_design=design,
                 window_start=week,
                 window_end=week + timedelta(days=7),
-                successes=sum(judged),
-                trials=len(judged),
+                successes=successes,
+                trials=trials,
                 ci_lower=lower,
                 ci_upper=upper,
                 followup_completeness=completeness,
@@ -152,29 +212,39 @@ def _snapshots_of(
 
 
 def changed_snapshots(
-    fresh: Iterable[Snapshot],
-    latest: dict[tuple[str, str, str | None, str, str, datetime], Snapshot],
+    fresh: Iterable[Snapshot], latest: Mapping[SeriesKey, Snapshot]
 ) -> list[Snapshot]:
     """The snapshots whose figures differ from the latest stored one of their series."""
+    return moved_snapshots(fresh, {key: snapshot.figures for key, snapshot in latest.items()})
+
+
+def moved_snapshots(
+    fresh: Iterable[Snapshot], latest_figures: Mapping[SeriesKey, Figures]
+) -> list[Snapshot]:
+    """:func:`changed_snapshots` given only the latest figures of each stored series."""
     return [
         snapshot
         for snapshot in fresh
-        if (previous := latest.get(snapshot.identity)) is None
-        or previous.figures != snapshot.figures
+        if (previous := latest_figures.get(snapshot.identity)) is None
+        or previous != snapshot.figures
     ]
 
 
-def refresh_snapshots(store: EvidenceStore, device_id: str) -> int:
-    """Recompute a device's weekly snapshots from its stored outcomes; store what moved."""
-    outcomes = store.outcomes(device_id)
-    if not outcomes:
+def refresh_snapshots(
+    store: EvidenceStore, device_id: str, weeks: Collection[datetime] | None = None
+) -> int:
+    """Recompute a device's weekly snapshots from its stored outcomes; store what moved.
+
+    Two aggregates in the database (outcomes, then predictions, per stream, design and
+    week) rather than every outcome read and one prediction count per week of history.
+    ``weeks`` (their Monday starts) limits the refresh to the weeks that received outcomes
+    or predictions since the last one: a week's snapshots depend on that week's alone, so
+    the others cannot have moved. None refreshes every week.
+    """
+    if weeks is not None and not weeks:
         return 0
-    first, _ = week_of(outcomes[0].prediction_time)
-    _, last = week_of(outcomes[-1].prediction_time)
-    weekly: list[tuple[datetime, PredictionCount]] = []
-    week = first
-    while week < last:
-        end = week + timedelta(days=7)
-        weekly += [(week, count) for count in store.prediction_counts(device_id, week, end)]
-        week = end
-    return store.record_snapshots(device_id, performance_snapshots(outcomes, weekly))
+    counts = store.week_counts(device_id, weeks)
+    if not counts:
+        return 0
+    snapshots = weekly_snapshots(counts, store.weekly_prediction_counts(device_id, weeks))
+    return store.record_snapshots(device_id, snapshots)

@@ -8,16 +8,32 @@ schema. Reads return plain frozen views, never ORM objects tied to a session.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, insert, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from postmarket.contracts.events import Alert, Claim, Outcome, Prediction, StreamKey
 from postmarket.evidence.audit import AuditRecord, ChainVerdict, chain_entry, verify_chain
@@ -38,7 +54,15 @@ from postmarket.evidence.models import (
     Task,
     VersionSighting,
 )
-from postmarket.evidence.snapshots import Snapshot, changed_snapshots
+from postmarket.evidence.snapshots import (
+    Figures,
+    SeriesKey,
+    Snapshot,
+    WeekCounts,
+    moved_snapshots,
+    snapshot_figures,
+    week_of,
+)
 from postmarket.evidence.unregistered_change import DeviceRegistry
 from postmarket.versions import ChangeKind, ChangeRecord, Version
 
@@ -698,6 +722,99 @@ class EvidenceStore:
                 for version, site, task, design, count in session.execute(query)
             ]
 
+    def week_counts(
+        self, device_id: str, weeks: Collection[datetime] | None = None
+    ) -> list[WeekCounts]:
+        """A device's outcomes tallied per stream, study design and ISO week (UTC), in SQL.
+
+        One GROUP BY (the rev0006 index covers every column it reads): the rows returned grow
+        with the streams and weeks, and no outcome is read into Python. ``weeks`` (any time
+        in each) limits it to those weeks, read by index range; None: every week.
+        """
+        week = _UTCWeek(FieldOutcome.prediction_time)
+        positive, negative = FieldOutcome.label == "positive", FieldOutcome.label == "negative"
+        group = (
+            FieldOutcome.device_version,
+            FieldOutcome.site_key,
+            FieldOutcome.task,
+            FieldOutcome.study_design,
+            week,
+        )
+        query = (
+            select(
+                *group,
+                func.count(),
+                _tally(positive),
+                _tally(and_(positive, FieldOutcome.decision == "positive")),
+                _tally(negative),
+                _tally(and_(negative, FieldOutcome.decision == "negative")),
+            )
+            .where(FieldOutcome.device_key == device_id)
+            .group_by(*group)
+        )
+        streams = _Streams(device_id)
+        with self._sessions() as session:
+            return [
+                WeekCounts(
+                    stream=streams.key(version, site, task),
+                    study_design=design,
+                    week=_week_start(week_number),
+                    cases=int(cases),
+                    positives=int(positives),
+                    true_positives=int(true_positives),
+                    negatives=int(negatives),
+                    true_negatives=int(true_negatives),
+                )
+                for (
+                    version,
+                    site,
+                    task,
+                    design,
+                    week_number,
+                    cases,
+                    positives,
+                    true_positives,
+                    negatives,
+                    true_negatives,
+                ) in _rows_of_weeks(session, query, FieldOutcome.prediction_time, weeks)
+            ]
+
+    def weekly_prediction_counts(
+        self, device_id: str, weeks: Collection[datetime] | None = None
+    ) -> list[tuple[datetime, PredictionCount]]:
+        """:meth:`prediction_counts` of every ISO week (its Monday first), in one GROUP BY.
+
+        ``weeks`` (any time in each) limits it to those weeks; None: every week.
+        """
+        week = _UTCWeek(FieldPrediction.prediction_time)
+        group = (
+            FieldPrediction.device_version,
+            FieldPrediction.site_key,
+            FieldPrediction.task,
+            FieldPrediction.study_design,
+            week,
+        )
+        query = (
+            select(*group, func.count())
+            .where(FieldPrediction.device_key == device_id)
+            .group_by(*group)
+        )
+        streams = _Streams(device_id)
+        with self._sessions() as session:
+            return [
+                (
+                    _week_start(week_number),
+                    PredictionCount(
+                        stream=streams.key(version, site, task),
+                        study_design=design,
+                        predictions=int(count),
+                    ),
+                )
+                for version, site, task, design, week_number, count in _rows_of_weeks(
+                    session, query, FieldPrediction.prediction_time, weeks
+                )
+            ]
+
     # --- performance snapshots (written by the evidence sink on a timer) --------------------
 
     def record_snapshots(self, device_id: str, snapshots: Sequence[Snapshot]) -> int:
@@ -706,31 +823,44 @@ class EvidenceStore:
         Returns how many were new. Versions, sites and tasks seen only in the field are
         added (unregistered), as for a first sighting.
         """
-        latest = {s.identity: s for s in self.snapshots(device_id)}
-        fresh = changed_snapshots(snapshots, latest)
+        weeks = {snapshot.window_start for snapshot in snapshots}
+        # Only the series of these weeks can match: read only theirs when they are few.
+        latest = self._latest_figures(device_id, weeks if len(weeks) <= 64 else None)
+        fresh = moved_snapshots(snapshots, latest)
         if not fresh:
             return 0
         now = _now()
         with self._transaction() as session:
+            # Ids of the versions, tasks and sites written so far: one lookup each, not one
+            # per snapshot (a first refresh writes a row per week of history).
+            stream_ids: dict[tuple[str, str], tuple[int, int]] = {}
+            site_ids: dict[tuple[str, str, str], int] = {}
             for snapshot in fresh:
-                version = _field_version(session, device_id, snapshot.version, snapshot.task)
-                task = next(t for t in version.device.tasks if t.name == snapshot.task)
-                site = None
+                if (snapshot.version, snapshot.task) not in stream_ids:
+                    version = _field_version(session, device_id, snapshot.version, snapshot.task)
+                    task = next(t for t in version.device.tasks if t.name == snapshot.task)
+                    stream_ids[snapshot.version, snapshot.task] = version.id, task.id
+                version_id, task_id = stream_ids[snapshot.version, snapshot.task]
+                site_id = None
                 if snapshot.site is not None:
-                    _, site = _field_stream(
-                        session,
-                        StreamKey(
-                            device_id=device_id,
-                            device_version=snapshot.version,
-                            site_id=snapshot.site,
-                            task=snapshot.task,
-                        ),
-                    )
+                    key = (snapshot.version, snapshot.task, snapshot.site)
+                    if key not in site_ids:
+                        _, site = _field_stream(
+                            session,
+                            StreamKey(
+                                device_id=device_id,
+                                device_version=snapshot.version,
+                                site_id=snapshot.site,
+                                task=snapshot.task,
+                            ),
+                        )
+                        site_ids[key] = site.id
+                    site_id = site_ids[key]
                 session.add(
                     PerformanceSnapshot(
-                        version_id=version.id,
-                        task_id=task.id,
-                        site_id=site.id if site is not None else None,
+                        version_id=version_id,
+                        task_id=task_id,
+                        site_id=site_id,
                         stratum="",
                         metric=snapshot.metric,
                         successes=snapshot.successes,
@@ -745,6 +875,51 @@ class EvidenceStore:
                     )
                 )
         return len(fresh)
+
+    def _latest_figures(
+        self, device_id: str, weeks: Collection[datetime] | None = None
+    ) -> dict[SeriesKey, Figures]:
+        """The figures of the newest stored snapshot of each of a device's series (of the
+        series starting in ``weeks`` if given), read as plain rows, not ORM objects."""
+        query = (
+            select(
+                DeviceVersion.version,
+                Task.name,
+                Site.site_key,
+                PerformanceSnapshot.metric,
+                PerformanceSnapshot.study_design,
+                PerformanceSnapshot.window_start,
+                PerformanceSnapshot.successes,
+                PerformanceSnapshot.trials,
+                PerformanceSnapshot.followup_completeness,
+            )
+            .join(DeviceVersion, PerformanceSnapshot.version_id == DeviceVersion.id)
+            .join(Device, DeviceVersion.device_id == Device.id)
+            .join(Task, PerformanceSnapshot.task_id == Task.id)
+            .outerjoin(Site, PerformanceSnapshot.site_id == Site.id)
+            .where(Device.device_key == device_id)
+            .order_by(PerformanceSnapshot.recorded_at, PerformanceSnapshot.id)
+        )
+        if weeks is not None:
+            query = query.where(PerformanceSnapshot.window_start.in_(list(weeks)))
+        with self._sessions() as session:
+            # Oldest first, so each series keeps its newest figures.
+            return {
+                (version, task, site, metric, design, _aware(window_start)): snapshot_figures(
+                    successes, trials, completeness
+                )
+                for (
+                    version,
+                    task,
+                    site,
+                    metric,
+                    design,
+                    window_start,
+                    successes,
+                    trials,
+                    completeness,
+                ) in session.execute(query)
+            }
 
     def snapshots(self, device_id: str) -> list[Snapshot]:
         """A device's performance snapshots, oldest recorded first."""
@@ -807,6 +982,85 @@ def _aware(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+WEEK_ZERO = datetime(1900, 1, 1, tzinfo=UTC)
+"""A Monday: ISO weeks are numbered from it."""
+
+
+class _UTCWeek(FunctionElement[int]):
+    """The number of the ISO week (UTC) holding a stored time, counted from :data:`WEEK_ZERO`.
+
+    From the time's UTC date, so exactly :func:`~postmarket.evidence.snapshots.week_of`
+    (a Monday 00:00 starts a week): no floating-point epoch arithmetic near midnight.
+    """
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_UTCWeek, "sqlite")
+def _utc_week_sqlite(element: _UTCWeek, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff' text; the date's Julian day is
+    # exact (x.5), and the integer division is a floor for dates after WEEK_ZERO.
+    (column,) = element.clauses
+    day = f"CAST(julianday(substr({compiler.process(column, **kw)}, 1, 10)) - 2415020.5 AS INTEGER)"
+    return f"({day} / 7)"
+
+
+@compiles(_UTCWeek, "postgresql")
+def _utc_week_postgresql(element: _UTCWeek, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    day = f"(CAST(timezone('UTC', {compiler.process(column, **kw)}) AS DATE) - DATE '1900-01-01')"
+    return f"({day} / 7)"
+
+
+def _week_start(number: int) -> datetime:
+    return WEEK_ZERO + timedelta(weeks=int(number))
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+def _rows_of_weeks(
+    session: Session,
+    query: Select[*_Columns],
+    prediction_time: SQLColumnExpression[datetime],
+    weeks: Collection[datetime] | None,
+) -> list[Row[*_Columns]]:
+    """``query``'s rows, of the ISO ``weeks`` only (of all weeks for None).
+
+    One query per run of consecutive weeks, each limited to its prediction-time range, so the
+    rev0006 indexes, led by device and prediction time, read only those weeks' entries (a
+    group of one week falls whole within one run).
+    """
+    if weeks is None:
+        return list(session.execute(query))
+    ranges: list[tuple[datetime, datetime]] = []
+    for start in sorted({week_of(moment)[0] for moment in weeks}):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + timedelta(days=7))
+        else:
+            ranges.append((start, start + timedelta(days=7)))
+    rows: list[Row[*_Columns]] = []
+    for start, end in ranges:
+        rows += session.execute(query.where(prediction_time >= start, prediction_time < end))
+    return rows
+
+
+class _Streams:
+    """One :class:`StreamKey` per stream of a device: aggregates repeat it every week."""
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+        self._keys: dict[tuple[str, str, str], StreamKey] = {}
+
+    def key(self, version: str, site: str, task: str) -> StreamKey:
+        if (version, site, task) not in self._keys:
+            self._keys[version, site, task] = StreamKey(
+                device_id=self.device_id, device_version=version, site_id=site, task=task
+            )
+        return self._keys[version, site, task]
 
 
 def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
