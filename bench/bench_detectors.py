@@ -23,8 +23,10 @@ from detectors import (
     Detector,
     NormalCUSUM,
     RiskAdjustedCUSUM,
+    WindowedCalibrationTest,
     WindowedChiSquareDrift,
     WindowedKSDrift,
+    WindowedPerformanceEstimate,
     state_size_bytes,
 )
 
@@ -72,6 +74,9 @@ def main() -> None:
     risks = rng.uniform(0.02, 0.3, args.cases).tolist()
     no_risk: list[float | None] = [None] * args.cases
     scanners = [float(c) for c in rng.choice(5, size=args.cases, p=[0.3, 0.3, 0.2, 0.1, 0.1])]
+    calibrated = rng.beta(0.7, 2.0, args.cases)
+    decisions: list[float | None] = [float(d) for d in calibrated >= 0.35]
+    labels = [float(y) for y in rng.random(args.cases) < calibrated]
 
     detectors: list[tuple[Detector, list[float], list[float | None]]] = [
         (BernoulliCUSUM.for_sensitivity(0.872, 0.80, arl0=5000), binary, no_risk),
@@ -95,6 +100,12 @@ def main() -> None:
             scanners,
             no_risk,
         ),
+        (
+            WindowedPerformanceEstimate("sensitivity", 0.65, 500, 5000),
+            calibrated.tolist(),
+            decisions,
+        ),
+        (WindowedCalibrationTest(500, 5000), labels, calibrated.tolist()),
     ]
 
     peer = RunningMean()
