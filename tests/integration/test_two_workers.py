@@ -20,7 +20,6 @@ from tests.integration.pipeline_io import (
     free_port,
     metric_value,
     send_raw,
-    wait_until_caught_up,
 )
 from tests.integration.scenario_cases import CELLS, offline_confusion, two_site_scenario
 
@@ -50,12 +49,9 @@ def test_a_second_worker_joining_mid_stream_changes_no_count(
             producer.deliver(events[:half])
             second.start()  # the group rebalances: partitions and their tables move
             producer.deliver(events[half:])
-        wait_until_caught_up(
-            base.kafka_bootstrap,
-            base.worker_id,
-            [topics.PREDICTIONS, topics.FOLLOWUPS, topics.OUTCOMES],
-            timeout_s=120,
-        )
+        # The final state, not the committed offsets: after two rebalances Faust at times
+        # stops committing a partition that came back to a worker (robinhood/faust#681)
+        # while it goes on processing it; the idempotent state makes that safe.
         expected = offline_confusion(events)
 
         def pooled() -> dict[tuple[str, str], int]:
@@ -74,7 +70,7 @@ def test_a_second_worker_joining_mid_stream_changes_no_count(
                 for site, cell in expected
             }
 
-        deadline, observed = time.monotonic() + 60, pooled()
+        deadline, observed = time.monotonic() + 180, pooled()
         while observed != expected and time.monotonic() < deadline:
             time.sleep(1)
             observed = pooled()
