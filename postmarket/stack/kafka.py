@@ -273,8 +273,16 @@ def render_log4j2_config(log_file: Path) -> str:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
+
+    Never one that starts with ``-``: ``kafka-storage format -t -abc...`` reads it as an
+    option (1 id in 64 did, and failed the stack's start); Kafka's own ``Uuid.randomUuid``
+    draws again for the same reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def java_command(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,17 @@ def test_cluster_id_is_22_url_safe_characters() -> None:
     assert len(cluster_id) == 22
     assert set(cluster_id) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8 encodes to a leading "-" in URL-safe base64, which kafka-storage reads as an option.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert base64.urlsafe_b64encode(b"\xf8" + bytes(15)).startswith(b"-")
+    assert (
+        kafka.new_cluster_id()
+        == base64.urlsafe_b64encode(b"\x10" + bytes(15)).rstrip(b"=").decode()
     )
 
 
