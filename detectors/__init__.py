@@ -64,6 +64,13 @@ from detectors.normal_cusum import (
     siegmund_arl,
 )
 from detectors.population_stability_index import population_stability_index, psi_p_value
+from detectors.prior_shift import (
+    PriorShift,
+    adjust_to_prevalence,
+    adjusted_posterior_slope,
+    estimate_prevalence,
+    prevalence_standard_error,
+)
 from detectors.proportion_intervals import clopper_pearson_interval, wilson_interval
 from detectors.risk_adjusted_cusum import RiskAdjustedCUSUM, risk_adjusted_cusum_arl
 from detectors.roc_auc import (
@@ -97,6 +104,7 @@ __all__ = [
     "KappaEstimate",
     "NormalCUSUM",
     "PerformanceEstimate",
+    "PriorShift",
     "RandomEffectsMetaAnalysis",
     "RiskAdjustedCUSUM",
     "StateError",
@@ -105,6 +113,8 @@ __all__ = [
     "WindowedChiSquareDrift",
     "WindowedKSDrift",
     "WindowedPerformanceEstimate",
+    "adjust_to_prevalence",
+    "adjusted_posterior_slope",
     "agreement_table",
     "binned_ks_statistic",
     "calibration_intercept_slope",
@@ -117,6 +127,7 @@ __all__ = [
     "delong_test",
     "dersimonian_laird",
     "estimate_performance",
+    "estimate_prevalence",
     "expected_calibration_error",
     "expected_calibration_error_under_calibration",
     "fleiss_kappa",
@@ -127,6 +138,7 @@ __all__ = [
     "ks_two_sample",
     "logit_proportion_effects",
     "pooled_proportion",
+    "prevalence_standard_error",
     "population_stability_index",
     "psi_p_value",
     "roc_auc",

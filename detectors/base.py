@@ -27,7 +27,7 @@ import abc
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
@@ -219,6 +219,44 @@ def window_result(
         n_events=n_events,
         run_length=n_cases,
     )
+
+
+def dump_window_state(
+    n_cases: int, n_events: int, sums: list[float], last: list[float]
+) -> dict[str, Any]:
+    """A tumbling-window test's running state: ``open`` is ``[n_cases, n_events, *sums]``
+    of the current window, ``last`` is ``None`` before the first completed window, else
+    ``[n_events, *sums]`` of the last one (``last[0] < 0`` marks "none yet" in memory)."""
+    completed = None if last[0] < 0 else [int(last[0]), *last[1:]]
+    return {"open": [n_cases, n_events, *sums], "last": completed}
+
+
+WindowSumsCheck = Callable[[int, Any, list[Any]], list[float]]
+"""``(n_cases, n_events, sums) -> sums as floats``, or ValueError if inconsistent."""
+
+
+def load_window_state(
+    state: Mapping[str, Any],
+    window: int,
+    n_sums: int,
+    checked_sums: WindowSumsCheck,
+    events: str = "n_events",
+) -> tuple[int, int, list[float], list[float]]:
+    """:func:`dump_window_state`'s output back as ``(n_cases, n_events, sums, last)``, with
+    ``last = [-1.0, 0.0, ...]`` before the first window; ValueError naming what is wrong."""
+    current, last = state["open"], state["last"]
+    if not (isinstance(current, list) and len(current) == 2 + n_sums):
+        raise ValueError(f"open must be [n_cases, {events}, {n_sums} sums], got {current!r}")
+    n_cases, n_events, *sums = current
+    if not (isinstance(n_cases, int) and 0 <= n_cases < window):
+        raise ValueError(f"n_cases must be an integer in [0, {window}), got {n_cases!r}")
+    current_sums = checked_sums(n_cases, n_events, sums)
+    last_sums = [-1.0] + [0.0] * n_sums
+    if last is not None:
+        if not (isinstance(last, list) and len(last) == 1 + n_sums):
+            raise ValueError(f"last must be null or [{events}, {n_sums} sums], got {last!r}")
+        last_sums = [float(last[0]), *checked_sums(window, last[0], last[1:])]
+    return n_cases, n_events, current_sums, last_sums
 
 
 def check_finite(x: float) -> float:

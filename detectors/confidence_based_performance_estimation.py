@@ -14,6 +14,18 @@ realised metric on these cases is random around the estimate; its standard error
 by the delta method for a ratio of sums. It does not include any error in the scores'
 calibration itself, which is the method's one assumption: check it on the labelled part
 with :func:`check_calibration_assumption` before trusting an estimate.
+
+Prior shift: scores calibrated at the device's reference prevalence are not calibrated
+at a site with another prevalence, although the device's sensitivity and specificity
+(which are class-conditional) are unchanged there; the plain estimate is then biased by
+a few points. Given ``reference_prevalence``, the window's prevalence is estimated by EM
+(:mod:`detectors.prior_shift`, Saerens et al. 2002) and the scores are moved to it by
+Bayes' theorem before the sums are taken. The estimated prevalence carries sampling error
+of its own: the intervals add its delta-method share, ``(dm / dpi)**2 var(pi_hat)``
+(sandwich variance of the EM fixed point), to the conditional variance above. The
+adjustment assumes pure prior shift (``P(score | y)`` the same at the site as where the
+scores were calibrated) and a correct reference prevalence; a change of the device
+itself is what the estimate is there to see, and it also moves the estimated prevalence.
 """
 
 from __future__ import annotations
@@ -30,9 +42,16 @@ from detectors.logistic_recalibration import (
     calibration_intercept_slope,
     check_scores_and_labels,
 )
+from detectors.prior_shift import (
+    PriorShift,
+    adjust_to_prevalence,
+    adjusted_posterior_slope,
+    estimate_prevalence,
+)
 from detectors.spiegelhalter_z_test import spiegelhalter_z_test
 
 __all__ = [
+    "AdjustedScores",
     "CalibrationAssumption",
     "EstimatedPerformance",
     "MetricWeightSums",
@@ -42,7 +61,12 @@ __all__ = [
     "conditional_variance",
     "estimate_performance",
     "metric_weight_sums",
+    "adjust_for_prior_shift",
+    "performance_from_adjusted",
     "performance_from_sums",
+    "prevalence_variance_shares",
+    "prior_shift_sampling_variance",
+    "widen_for_prevalence",
     "sampling_variance",
     "score_sums",
 ]
@@ -204,8 +228,170 @@ def performance_from_sums(sums: ScoreSums, alpha: float = 0.05) -> EstimatedPerf
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AdjustedScores:
+    """Scores moved to their EM-estimated prevalence, with what the variances need.
+
+    ``posteriors`` are the adjusted scores, ``slopes`` their derivatives with respect to
+    the prevalence, ``called`` the device's decisions and ``weights`` the case counts
+    (1 per case, or a histogram bin's count when ``posteriors`` stand for bin means).
+    """
+
+    shift: PriorShift
+    posteriors: npt.NDArray[np.float64]
+    slopes: npt.NDArray[np.float64]
+    called: npt.NDArray[np.bool_]
+    weights: npt.NDArray[np.float64]
+
+    @property
+    def sums(self) -> ScoreSums:
+        """The :class:`ScoreSums` of the adjusted scores."""
+        q, d, c = self.posteriors, self.called, self.weights
+        return ScoreSums(
+            n=int(round(float(c.sum()))),
+            n_called=int(round(float(c[d].sum()))),
+            # (c q) q <= c q term by term and both sum in the same order, so the sums keep
+            # sum c q**2 <= sum c q <= sum c exactly (stored states are checked for it)
+            called=float((c[d] * q[d]).sum()),
+            uncalled=float((c[~d] * q[~d]).sum()),
+            called_sq=float((c[d] * q[d] * q[d]).sum()),
+            uncalled_sq=float((c[~d] * q[~d] * q[~d]).sum()),
+        )
+
+
+def adjust_for_prior_shift(
+    scores: npt.ArrayLike,
+    called: npt.ArrayLike,
+    reference_prevalence: float,
+    weights: npt.ArrayLike | None = None,
+) -> AdjustedScores:
+    """Scores calibrated at ``reference_prevalence`` moved to their EM-estimated prevalence.
+
+    ``weights`` are case counts (for histogram bins); the decisions ``called`` stay the
+    device's own (made on the raw scores).
+    """
+    p = np.asarray(scores, dtype=np.float64).ravel()
+    d = np.asarray(called, dtype=bool).ravel()
+    if p.shape != d.shape:
+        raise ValueError("scores and decisions need the same length")
+    c = np.ones(p.size) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    shift = estimate_prevalence(p, reference_prevalence, c)
+    return AdjustedScores(
+        shift=shift,
+        posteriors=adjust_to_prevalence(p, shift.reference_prevalence, shift.prevalence),
+        slopes=adjusted_posterior_slope(p, shift.reference_prevalence, shift.prevalence),
+        called=d,
+        weights=c,
+    )
+
+
+def _metric_terms(
+    metric: str, adjusted: AdjustedScores
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per case: the metric's weight, its derivative in the prevalence, and ``hit``."""
+    q, dq, d = adjusted.posteriors, adjusted.slopes, adjusted.called.astype(np.float64)
+    if metric == "sensitivity":
+        return q, dq, d
+    if metric == "specificity":
+        return 1.0 - q, -dq, 1.0 - d
+    raise ValueError(f"metric must be 'sensitivity' or 'specificity', got {metric!r}")
+
+
+def prior_shift_sampling_variance(metric: str, adjusted: AdjustedScores, ratio: float) -> float:
+    """:func:`sampling_variance` of the adjusted estimate, the prevalence's error included.
+
+    The estimate and the EM prevalence are solved jointly from ``sum_i c_i (q_i - pi) = 0``
+    and ``sum_i c_i w_i (h_i - r) = 0``; the stacked sandwich gives the variance of ``r``
+    times the squared denominator as ``sum_i c_i (w_i (h_i - r) - k (q_i - pi))**2`` with
+    ``k = sum c w' (h - r) / sum c (q' - 1)``. ``inf`` when the scores cannot identify
+    the prevalence.
+    """
+    w, dw, hit = _metric_terms(metric, adjusted)
+    c, pi = adjusted.weights, adjusted.shift.prevalence
+    information = float(np.dot(c, adjusted.slopes - 1.0))
+    if not information < -1e-12 * float(c.sum()):
+        return math.inf
+    k = float(np.dot(c, dw * (hit - ratio))) / information
+    influence = w * (hit - ratio) - k * (adjusted.posteriors - pi)
+    return float(np.dot(c, influence**2))
+
+
+def prevalence_variance_shares(
+    adjusted: AdjustedScores, estimated: EstimatedPerformance
+) -> tuple[float, float, float]:
+    """``(dm / dpi)**2 var(pi_hat)`` for sensitivity, specificity and PPV."""
+    q, dq, c = adjusted.posteriors, adjusted.slopes, adjusted.weights
+    d = adjusted.called.astype(np.float64)
+    information = float(np.dot(c, 1.0 - dq))
+    if adjusted.shift.prevalence in (0.0, 1.0) or information <= 1e-12 * float(c.sum()):
+        return math.inf, math.inf, math.inf
+    variance = float(np.dot(c, (q - adjusted.shift.prevalence) ** 2)) / information**2
+    # d/dpi of sum(c w hit) / sum(c w) is (sum(c w' hit) - m sum(c w')) / sum(c w), with
+    # w' = q' for sensitivity and -q' for specificity; PPV's denominator (the called
+    # cases) does not move with pi.
+    slope_total, slope_called = float(np.dot(c, dq)), float(np.dot(c, dq * d))
+    derivatives = (
+        (estimated.sensitivity.estimate, slope_called, float(np.dot(c, q)), slope_total),
+        (
+            estimated.specificity.estimate,
+            slope_called - slope_total,
+            float(np.dot(c, 1.0 - q)),
+            -slope_total,
+        ),
+        (estimated.ppv.estimate, slope_called, float(np.dot(c, d)), 0.0),
+    )
+    shares = [
+        ((hit_slope - m * all_slope) / denominator) ** 2 * variance
+        if math.isfinite(m) and denominator > 0
+        else 0.0
+        for m, hit_slope, denominator, all_slope in derivatives
+    ]
+    return shares[0], shares[1], shares[2]
+
+
+def _widened(estimate: PerformanceEstimate, extra: float, z: float) -> PerformanceEstimate:
+    if not math.isfinite(estimate.estimate):
+        return estimate
+    if not math.isfinite(extra):
+        return PerformanceEstimate(estimate.estimate, math.inf, 0.0, 1.0)
+    se = math.sqrt(estimate.se**2 + extra)
+    return PerformanceEstimate(
+        estimate.estimate,
+        se,
+        max(0.0, estimate.estimate - z * se),
+        min(1.0, estimate.estimate + z * se),
+    )
+
+
+def performance_from_adjusted(
+    adjusted: AdjustedScores, alpha: float = 0.05
+) -> EstimatedPerformance:
+    """:func:`performance_from_sums` of prior-shift-adjusted scores, with intervals widened
+    by the estimated prevalence's share of the error (``inf`` se, interval [0, 1], when the
+    prevalence is not identified or on the boundary)."""
+    estimated = performance_from_sums(adjusted.sums, alpha)
+    return widen_for_prevalence(estimated, prevalence_variance_shares(adjusted, estimated), alpha)
+
+
+def widen_for_prevalence(
+    estimated: EstimatedPerformance, shares: tuple[float, float, float], alpha: float = 0.05
+) -> EstimatedPerformance:
+    """``estimated`` with each metric's variance increased by its prevalence share."""
+    z = float(ndtri(1.0 - alpha / 2.0))
+    return EstimatedPerformance(
+        sensitivity=_widened(estimated.sensitivity, shares[0], z),
+        specificity=_widened(estimated.specificity, shares[1], z),
+        ppv=_widened(estimated.ppv, shares[2], z),
+        expected_prevalence=estimated.expected_prevalence,
+        n=estimated.n,
+    )
+
+
 def estimate_performance(
-    scores: npt.ArrayLike, threshold: float = 0.5, alpha: float = 0.05
+    scores: npt.ArrayLike,
+    threshold: float = 0.5,
+    alpha: float = 0.05,
+    reference_prevalence: float | None = None,
 ) -> EstimatedPerformance:
     """Estimate sensitivity, specificity and PPV at ``threshold`` from calibrated scores.
 
@@ -219,6 +405,11 @@ def estimate_performance(
     alpha
         Two-sided level of the intervals. A metric whose denominator is expected to be
         empty (no positives expected, no positive decisions) is ``nan`` with interval [0, 1].
+    reference_prevalence
+        The prevalence the scores are calibrated at. Given, the scores are first moved to
+        their EM-estimated prevalence (see the module's notes on prior shift) and the
+        intervals include that estimate's error; ``expected_prevalence`` is then the EM
+        estimate. ``None``: the scores are taken as calibrated where they are.
 
     Examples
     --------
@@ -236,7 +427,11 @@ def estimate_performance(
     p, _ = check_scores_and_labels(scores, np.zeros(np.size(scores)))
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    return performance_from_sums(score_sums(p, p >= threshold), alpha)
+    if reference_prevalence is None:
+        return performance_from_sums(score_sums(p, p >= threshold), alpha)
+    return performance_from_adjusted(
+        adjust_for_prior_shift(p, p >= threshold, reference_prevalence), alpha
+    )
 
 
 def check_calibration_assumption(

@@ -27,7 +27,15 @@ from typing import Any
 
 from scipy.special import ndtri
 
-from detectors.base import Detector, DetectorResult, check_binary, check_window, window_result
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_binary,
+    check_window,
+    dump_window_state,
+    load_window_state,
+    window_result,
+)
 
 __all__ = ["CalibrationInTheLarge", "WindowedCalibrationTest"]
 
@@ -175,26 +183,13 @@ class WindowedCalibrationTest(Detector):
         return {"window": self.window, "arl0": self.arl0}
 
     def _dump_state(self) -> dict[str, Any]:
-        last = None if self._last[0] < 0 else [int(self._last[0]), *self._last[1:]]
-        return {"open": [self._n_cases, self._n_events, *self._sums], "last": last}
+        return dump_window_state(self._n_cases, self._n_events, self._sums, self._last)
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        current, last = state["open"], state["last"]
-        if not (isinstance(current, list) and len(current) == 4):
-            raise ValueError(f"open must be [n_cases, n_events, 2 sums], got {current!r}")
-        n_cases, n_events, *sums = current
-        if not (isinstance(n_cases, int) and 0 <= n_cases < self.window):
-            raise ValueError(f"n_cases must be an integer in [0, {self.window}), got {n_cases!r}")
-        current_sums = _checked_sums(n_cases, n_events, sums)
-        last_sums = [-1.0, 0.0, 0.0]
-        if last is not None:
-            if not (isinstance(last, list) and len(last) == 3):
-                raise ValueError(f"last must be null or [n_events, 2 sums], got {last!r}")
-            last_sums = [float(last[0]), *_checked_sums(self.window, last[0], last[1:])]
-        self._n_cases, self._n_events, self._sums = n_cases, n_events, current_sums
-        self._last = last_sums
-        completed = last_sums[0] >= 0
-        self._last_statistic = abs(_z(int(last_sums[0]), *last_sums[1:])) if completed else 0.0
+        n_cases, n_events, sums, last = load_window_state(state, self.window, 2, _checked_sums)
+        self._n_cases, self._n_events, self._sums, self._last = n_cases, n_events, sums, last
+        completed = last[0] >= 0
+        self._last_statistic = abs(_z(int(last[0]), *last[1:])) if completed else 0.0
 
 
 def _checked_sums(n_cases: int, n_events: Any, sums: list[Any]) -> list[float]:

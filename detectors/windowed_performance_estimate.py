@@ -27,6 +27,24 @@ the sampling ``se`` kept it at or below nominal in every mix tried. The variance
 evaluated both at ``r = m`` (Wald) and at ``r = c`` (score) and the larger is used: the
 Wald form alone is conservative but vanishes in degenerate windows, the score form alone
 was slightly liberal (skewed ratio), the larger of the two is conservative and positive.
+
+Prior shift
+-----------
+Given ``reference_prevalence`` (the prevalence the scores are calibrated at), each
+window's scores are moved to the window's own EM-estimated prevalence
+(:mod:`detectors.prior_shift`) before the estimate, so that a site whose prevalence
+differs from the reference, with the device's sensitivity and specificity unchanged, is
+not mistaken for a change. EM needs the scores, not six sums: the window then keeps, per
+decision, a histogram of :data:`PRIOR_SHIFT_BINS` equal-width score bins with each bin's
+count and sum of scores, and each bin's mean score stands for its cases (the adjustment is
+smooth, so the error is second order in the bin width). The test's variance stacks the EM
+fixed point with the ratio estimator (sandwich, see
+:func:`~detectors.confidence_based_performance_estimation.prior_shift_sampling_variance`),
+so the estimated prevalence's own error is part of it (in the tests' simulations it
+widened the intervals by 10-20 %). The price of the adjustment: a change that moves the
+positives' scores down (``P(score | y)`` changed, not only the prevalence) partly reads as
+fewer positives and is hidden from the adjusted estimate; a change of the decisions at
+given scores (a moved threshold) is not. The score-drift test sees the former.
 """
 
 from __future__ import annotations
@@ -35,18 +53,36 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from scipy.special import ndtri
 
-from detectors.base import Detector, DetectorResult, check_finite, check_window, window_result
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_finite,
+    check_window,
+    dump_window_state,
+    load_window_state,
+    window_result,
+)
 from detectors.confidence_based_performance_estimation import (
+    AdjustedScores,
     EstimatedPerformance,
     ScoreSums,
+    adjust_for_prior_shift,
     metric_weight_sums,
     performance_from_sums,
+    prevalence_variance_shares,
+    prior_shift_sampling_variance,
     sampling_variance,
+    widen_for_prevalence,
 )
 
-__all__ = ["WindowedPerformanceEstimate"]
+__all__ = ["PRIOR_SHIFT_BINS", "WindowedPerformanceEstimate"]
+
+PRIOR_SHIFT_BINS = 50
+"""Equal-width score bins per decision of a window's histogram under prior-shift adjustment."""
 
 _METRICS = ("sensitivity", "specificity")
 
@@ -64,6 +100,11 @@ class WindowedPerformanceEstimate(Detector):
         Cases per tumbling window; the test runs when a window is full.
     arl0
         Target in-control ARL in cases; each window is tested at ``window / arl0``.
+    reference_prevalence
+        The prevalence the scores are calibrated at (the device's reference). Given, each
+        window's scores are adjusted to its EM-estimated prevalence first (see "Prior
+        shift" in the module's notes); ``None`` (default) takes the scores as calibrated
+        at the site.
 
     Notes
     -----
@@ -83,9 +124,14 @@ class WindowedPerformanceEstimate(Detector):
     is the batch function's, conditional on the scores).
 
     Memory: six numbers for the current window and five for the last completed one:
-    about 530 bytes per instance in process (``detectors.base.state_size_bytes``), at
-    most about 200 bytes of ``json.dumps`` of the running state and about 350 with the
-    settings.
+    about 620 bytes per instance in process (``detectors.base.state_size_bytes``), at
+    most about 200 bytes of ``json.dumps`` of the running state and about 380 with the
+    settings. With ``reference_prevalence`` the current window's histogram adds
+    ``4 * PRIOR_SHIFT_BINS`` numbers (about 2 kB in process, at most about 4.5 kB of
+    JSON), and the last window its estimated prevalence and the prevalence's variance
+    shares. With the adjustment :meth:`last_window` widens each interval by the estimated
+    prevalence's share of the error (delta method), and its ``expected_prevalence`` is
+    the EM estimate.
 
     Examples
     --------
@@ -123,6 +169,9 @@ class WindowedPerformanceEstimate(Detector):
         "_sums",
         "_last",
         "_last_z",
+        "reference_prevalence",
+        "_histogram",
+        "_last_shift",
     )
 
     _n_cases: int
@@ -134,6 +183,14 @@ class WindowedPerformanceEstimate(Detector):
     (one list throughout, so memory stays flat)."""
     _last_z: float
     """The test's ``z`` of the last completed window (0 before the first)."""
+    _histogram: npt.NDArray[np.float64] | None
+    """With ``reference_prevalence``: the current window's ``[row, (count, sum), bin]``,
+    row 0 the called cases and row 1 the others (the order of ``_sums``)."""
+    _last_shift: list[float | None] | None
+    """With ``reference_prevalence``: the last window's ``[prevalence, z, and the
+    variance shares of sensitivity, specificity and PPV]`` (None where infinite: the
+    prevalence was not identified); prevalence -1 before the first window (one list
+    throughout, as ``_last``). None without ``reference_prevalence``."""
 
     def __init__(
         self,
@@ -141,6 +198,7 @@ class WindowedPerformanceEstimate(Detector):
         claimed: float,
         window: int = 500,
         arl0: float = 5000.0,
+        reference_prevalence: float | None = None,
     ) -> None:
         if metric not in _METRICS:
             raise ValueError(f"metric must be 'sensitivity' or 'specificity', got {metric!r}")
@@ -150,6 +208,17 @@ class WindowedPerformanceEstimate(Detector):
         self.claimed = float(claimed)
         self.window, self.arl0 = check_window(window, arl0)
         self._critical = float(ndtri(1.0 - self.window / self.arl0))
+        if reference_prevalence is not None and not (
+            isinstance(reference_prevalence, int | float)
+            and not isinstance(reference_prevalence, bool)
+            and 0.0 < reference_prevalence < 1.0
+        ):
+            raise ValueError(
+                f"reference_prevalence must be None or lie in (0, 1), got {reference_prevalence!r}"
+            )
+        self.reference_prevalence = (
+            None if reference_prevalence is None else float(reference_prevalence)
+        )
         self.reset()
 
     @property
@@ -171,6 +240,49 @@ class WindowedPerformanceEstimate(Detector):
             return 0.0
         return (self.claimed - estimate) * total / math.sqrt(variance)
 
+    @staticmethod
+    def _adjusted(
+        histogram: npt.NDArray[np.float64], reference_prevalence: float
+    ) -> AdjustedScores:
+        """A window's histogram bins moved to their EM-estimated prevalence."""
+        counts, sums = histogram[:, 0, :], histogram[:, 1, :]
+        filled = counts > 0
+        means = np.clip(sums[filled] / counts[filled], 0.0, 1.0)
+        called = np.broadcast_to(np.array([[True], [False]]), counts.shape)[filled]
+        return adjust_for_prior_shift(means, called, reference_prevalence, counts[filled])
+
+    def _adjusted_z(self, adjusted: AdjustedScores, sums: ScoreSums) -> float:
+        w = metric_weight_sums(self.metric, sums)
+        total = w.hit + w.miss
+        if total <= 0:
+            return 0.0
+        estimate = w.hit / total
+        variance = max(
+            prior_shift_sampling_variance(self.metric, adjusted, estimate),
+            prior_shift_sampling_variance(self.metric, adjusted, self.claimed),
+        )
+        if not (math.isfinite(variance) and variance > 0):  # prevalence not identified
+            return 0.0
+        return (self.claimed - estimate) * total / math.sqrt(variance)
+
+    def _close_adjusted_window(
+        self, histogram: npt.NDArray[np.float64], reference_prevalence: float
+    ) -> None:
+        adjusted = self._adjusted(histogram, reference_prevalence)
+        sums = adjusted.sums
+        self._last_z = self._adjusted_z(adjusted, sums)
+        shares = prevalence_variance_shares(adjusted, performance_from_sums(sums, 0.05))
+        self._last[:] = [
+            float(sums.n_called),
+            sums.called,
+            sums.uncalled,
+            sums.called_sq,
+            sums.uncalled_sq,
+        ]
+        finite = [v if math.isfinite(v) else None for v in shares]
+        if self._last_shift is not None:
+            self._last_shift[:] = [adjusted.shift.prevalence, self._last_z, *finite]
+
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
         score = check_finite(x)
         if not 0.0 <= score <= 1.0:
@@ -191,11 +303,18 @@ class WindowedPerformanceEstimate(Detector):
         self._n_called += called
         self._sums[1 - called] += score
         self._sums[3 - called] += square
+        if self._histogram is not None:
+            column = min(int(score * PRIOR_SHIFT_BINS), PRIOR_SHIFT_BINS - 1)
+            self._histogram[1 - called, 0, column] += 1.0
+            self._histogram[1 - called, 1, column] += score
         n_cases, n_called, fired = self._n_cases, self._n_called, False
         if n_cases == self.window:
-            self._last_z = self._z(n_cases, n_called, self._sums)
+            if self._histogram is None or self.reference_prevalence is None:
+                self._last_z = self._z(n_cases, n_called, self._sums)
+                self._last[:] = [float(n_called), *self._sums]
+            else:
+                self._close_adjusted_window(self._histogram, self.reference_prevalence)
             fired = self._last_z >= self._critical
-            self._last[:] = [float(n_called), *self._sums]
             self._start_window()
         return window_result(fired, self._last_z, self._critical, n_cases, n_called)
 
@@ -208,17 +327,28 @@ class WindowedPerformanceEstimate(Detector):
         if self._last[0] < 0:
             return None
         n_called, *sums = self._last
-        return performance_from_sums(self._score_sums(self.window, int(n_called), sums), 0.05)
+        estimated = performance_from_sums(self._score_sums(self.window, int(n_called), sums), 0.05)
+        if self._last_shift is None:
+            return estimated
+        _, _, *shares = self._last_shift
+        variances = [math.inf if v is None else v for v in shares]
+        return widen_for_prevalence(estimated, (variances[0], variances[1], variances[2]))
 
     def _start_window(self) -> None:
         self._n_cases = 0
         self._n_called = 0
         self._sums = [0.0, 0.0, 0.0, 0.0]
+        if self.reference_prevalence is not None:
+            self._histogram = np.zeros((2, 2, PRIOR_SHIFT_BINS))
+        else:
+            self._histogram = None
 
     def reset(self) -> None:
         self._start_window()
         self._last = [-1.0, 0.0, 0.0, 0.0, 0.0]
         self._last_z = 0.0
+        no_shift: list[float | None] = [-1.0, 0.0, None, None, None]
+        self._last_shift = None if self.reference_prevalence is None else no_shift
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -226,29 +356,81 @@ class WindowedPerformanceEstimate(Detector):
             "claimed": self.claimed,
             "window": self.window,
             "arl0": self.arl0,
+            "reference_prevalence": self.reference_prevalence,
         }
 
     def _dump_state(self) -> dict[str, Any]:
-        last = None if self._last[0] < 0 else [int(self._last[0]), *self._last[1:]]
-        return {"open": [self._n_cases, self._n_called, *self._sums], "last": last}
+        state = dump_window_state(self._n_cases, self._n_called, self._sums, self._last)
+        if self._histogram is not None:
+            counts, sums = self._histogram[:, 0, :], self._histogram[:, 1, :]
+            state["histogram"] = {
+                "counts": counts.astype(np.int64).tolist(),
+                "sums": sums.tolist(),
+            }
+            shift = self._last_shift
+            state["last_prior_shift"] = None if self._last[0] < 0 or shift is None else list(shift)
+        return state
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        current, last = state["open"], state["last"]
-        if not (isinstance(current, list) and len(current) == 6):
-            raise ValueError(f"open must be [n_cases, n_called, 4 sums], got {current!r}")
-        n_cases, n_called, *sums = current
-        if not (isinstance(n_cases, int) and 0 <= n_cases < self.window):
-            raise ValueError(f"n_cases must be an integer in [0, {self.window}), got {n_cases!r}")
-        current_sums = _checked_sums(n_cases, n_called, sums)
-        last_sums = [-1.0, 0.0, 0.0, 0.0, 0.0]
-        if last is not None:
-            if not (isinstance(last, list) and len(last) == 5):
-                raise ValueError(f"last must be null or [n_called, 4 sums], got {last!r}")
-            last_sums = [float(last[0]), *_checked_sums(self.window, last[0], last[1:])]
-        self._n_cases, self._n_called, self._sums = n_cases, n_called, current_sums
-        self._last = last_sums
-        completed = last_sums[0] >= 0
-        self._last_z = self._z(self.window, int(last_sums[0]), last_sums[1:]) if completed else 0.0
+        n_cases, n_called, sums, last = load_window_state(
+            state, self.window, 4, _checked_sums, events="n_called"
+        )
+        histogram = last_shift = None
+        if self.reference_prevalence is not None:
+            histogram = _checked_histogram(state["histogram"], n_cases, n_called, sums)
+            last_shift = _checked_last_shift(state["last_prior_shift"], completed=last[0] >= 0)
+        self._n_cases, self._n_called, self._sums, self._last = n_cases, n_called, sums, last
+        self._histogram, self._last_shift = histogram, last_shift
+        if last_shift is not None and last[0] >= 0:
+            self._last_z = float(last_shift[1] or 0.0)
+        elif last[0] >= 0:
+            self._last_z = self._z(self.window, int(last[0]), last[1:])
+        else:
+            self._last_z = 0.0
+
+
+def _checked_histogram(
+    stored: Any, n_cases: int, n_called: int, sums: list[float]
+) -> npt.NDArray[np.float64]:
+    """The window's histogram as an array, or ValueError if it disagrees with its sums."""
+    if not isinstance(stored, dict) or set(stored) != {"counts", "sums"}:
+        raise ValueError(f"histogram must be {{counts, sums}}, got {stored!r}")
+    shape = (2, PRIOR_SHIFT_BINS)
+    counts = np.asarray(stored["counts"], dtype=np.float64)
+    bin_sums = np.asarray(stored["sums"], dtype=np.float64)
+    if counts.shape != shape or bin_sums.shape != shape:
+        raise ValueError(f"histogram counts and sums must be 2 rows of {PRIOR_SHIFT_BINS} bins")
+    edges = np.arange(PRIOR_SHIFT_BINS) / PRIOR_SHIFT_BINS
+    ok = (
+        bool(np.all(np.isfinite(bin_sums)))
+        and bool(np.all(counts == np.round(counts)))
+        and bool(np.all(counts >= 0))
+        and int(counts.sum()) == n_cases
+        and int(counts[0].sum()) == n_called
+        and bool(np.all(bin_sums >= edges * counts - 1e-9 * counts))
+        and bool(np.all(bin_sums <= (edges + 1.0 / PRIOR_SHIFT_BINS) * counts + 1e-9 * counts))
+        and bool(np.allclose(bin_sums.sum(axis=1), sums[:2], rtol=1e-9, atol=1e-9))
+    )
+    if not ok:
+        raise ValueError(f"histogram inconsistent with the window's {n_cases} cases: {stored!r}")
+    return np.stack([counts, bin_sums], axis=1)
+
+
+def _checked_last_shift(stored: Any, *, completed: bool) -> list[float | None]:
+    """The last window's ``[prevalence, z, 3 variance shares]``, or ValueError."""
+    if stored is None and not completed:
+        return [-1.0, 0.0, None, None, None]
+    if not (isinstance(stored, list) and len(stored) == 5 and completed):
+        raise ValueError(f"last_prior_shift must match last: got {stored!r}")
+    prevalence, z, *shares = stored
+    numbers = [prevalence, z, *(v for v in shares if v is not None)]
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers
+    ):
+        raise ValueError(f"last_prior_shift must hold finite numbers, got {stored!r}")
+    if not 0.0 <= prevalence <= 1.0 or any(v is not None and v < 0 for v in shares):
+        raise ValueError(f"last_prior_shift out of range: {stored!r}")
+    return [float(prevalence), float(z), *(None if v is None else float(v) for v in shares)]
 
 
 def _checked_sums(n_cases: int, n_called: Any, sums: list[Any]) -> list[float]:

@@ -88,10 +88,13 @@ class MonitorPolicy:
     arl0_cases: float = 5000.0
     """In-control average run length of each CUSUM, in the cases it charts."""
     sensitivity_drop: float = 0.07
-    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest; the
-    label-free estimate warns only when significantly below the claim less this drop, as its
-    model (calibrated scores) fails quietly: with a site's prevalence away from the
-    device's reference, scores not recalibrated to it bias the estimate by a few points."""
+    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest. A
+    stream that does not know the prevalence its device's scores are calibrated at
+    (:attr:`StreamMonitor.reference_prevalence`) has its label-free estimate warn only when
+    significantly below the claim less this drop, as that estimate's model (calibrated
+    scores) fails quietly: with a site's prevalence away from the device's reference, scores
+    not recalibrated to it bias the estimate by a few points. Knowing it, the estimate is
+    adjusted for the site's prevalence and tested against the claim itself."""
     specificity_drop: float = 0.05
     claims_alpha: float = 0.05
     """Chance, under the claim, that the claims test ever says "below claim"."""
@@ -137,11 +140,34 @@ def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
     return bernoulli_cusum_threshold(p0, p1, arl0)
 
 
+def estimate_target(
+    metric: ClaimedMetric,
+    claimed: float,
+    policy: MonitorPolicy,
+    reference_prevalence: float | None,
+) -> float:
+    """What the label-free estimate of ``metric`` is tested against.
+
+    Adjusted for the site's prevalence (``reference_prevalence`` known), the claim itself:
+    in simulation (calibrated Beta scores, sites at prevalence 0.18 and 0.30 against a
+    reference of 0.24) the adjusted test's false-alarm rate per window stayed at its
+    nominal level, where the unadjusted one's rose to 0.3. Unadjusted, the claim less the
+    policy's drop (see :class:`MonitorPolicy`).
+    """
+    if reference_prevalence is not None:
+        return claimed
+    drop = policy.sensitivity_drop if metric == "sensitivity" else policy.specificity_drop
+    return max(claimed - drop, 0.01)
+
+
 def design_detectors(
-    claims: dict[ClaimedMetric, float], policy: MonitorPolicy
+    claims: dict[ClaimedMetric, float],
+    policy: MonitorPolicy,
+    reference_prevalence: float | None = None,
 ) -> dict[str, Detector]:
     """The detectors a stream has from its start: per claim a CUSUM, a claims test and the
-    label-free estimate; and the calibration test."""
+    label-free estimate (adjusted to each window's prevalence when the prevalence the
+    scores are calibrated at is known); and the calibration test."""
     detectors: dict[str, Detector] = {
         "calibration_test": WindowedCalibrationTest(policy.estimate_window, policy.arl0_cases)
     }
@@ -155,7 +181,11 @@ def design_detectors(
             1.0 - claimed, policy.claims_alpha
         )
         detectors[f"{metric}_estimate"] = WindowedPerformanceEstimate(
-            metric, detect, policy.estimate_window, policy.arl0_cases
+            metric,
+            estimate_target(metric, claimed, policy, reference_prevalence),
+            policy.estimate_window,
+            policy.arl0_cases,
+            reference_prevalence,
         )
     return detectors
 
@@ -223,17 +253,49 @@ class StreamMonitor:
     """Blinded read pairs (first, second): [pos/pos, pos/neg, neg/pos, neg/neg]."""
     acquisition_reference: dict[str, dict[str, int]] = field(default_factory=dict)
     """dimension -> category -> count over the stream's first predictions."""
+    reference_prevalence: float | None = None
+    """The prevalence the device version's scores are calibrated at, when its registration
+    says so; the label-free estimates are then adjusted to each window's prevalence.
+
+    Only the registration can say it. The stream's own data cannot stand in for it: the
+    mean score of its reference window is the prevalence at which EM finds no shift, so
+    a site that differed from the start would look unshifted (the bias stays); the
+    prevalence of its labelled outcomes is the site's, not the one the scores were
+    calibrated at, comes months late from a verification-biased subset, and changes as
+    labels arrive, while the detectors' settings must follow from stored state.
+    Persisted with the claims, set once with them (:meth:`adopt_claims`)."""
 
     @classmethod
-    def for_claims(cls, claims: dict[ClaimedMetric, float], policy: MonitorPolicy) -> StreamMonitor:
-        return cls(policy=policy, claims=dict(claims), detectors=design_detectors(claims, policy))
+    def for_claims(
+        cls,
+        claims: dict[ClaimedMetric, float],
+        policy: MonitorPolicy,
+        reference_prevalence: float | None = None,
+    ) -> StreamMonitor:
+        return cls(
+            policy=policy,
+            claims=dict(claims),
+            detectors=design_detectors(claims, policy, reference_prevalence),
+            reference_prevalence=reference_prevalence,
+        )
 
-    def adopt_claims(self, claims: dict[ClaimedMetric, float]) -> None:
+    def adopt_claims(
+        self, claims: dict[ClaimedMetric, float], reference_prevalence: float | None = None
+    ) -> None:
         """Start the labelled detectors once the stream's version has registered claims."""
         if claims and not self.claims:
             self.claims = dict(claims)
-            for name, detector in design_detectors(claims, self.policy).items():
+            self.reference_prevalence = reference_prevalence
+            designed = design_detectors(claims, self.policy, reference_prevalence)
+            for name, detector in designed.items():
                 self.detectors.setdefault(name, detector)  # keeps the running calibration test
+
+    def estimate_tolerance(self, metric: ClaimedMetric) -> float:
+        """How far below the claim the label-free estimate of ``metric`` is tested."""
+        claimed = self.claims.get(metric)
+        if claimed is None:
+            return 0.0
+        return claimed - estimate_target(metric, claimed, self.policy, self.reference_prevalence)
 
     @property
     def followup_completeness(self) -> float | None:
@@ -411,6 +473,7 @@ class StreamMonitor:
             "state_version": STATE_VERSION,
             "policy": list(astuple(self.policy)),
             "claims": dict(self.claims),
+            "reference_prevalence": self.reference_prevalence,
             "detectors": {
                 name: d.to_state()["state"]
                 for name, d in self.detectors.items()
@@ -463,7 +526,15 @@ class StreamMonitor:
             if state.get("state_version") not in (1, 2, STATE_VERSION):
                 raise ValueError(f"stream state version {state.get('state_version')!r} unknown")
         claims = next((dict(p["claims"]) for p in parts if p["claims"]), {})
-        monitor = cls(policy=_policy(parts[0]["policy"]), claims=claims)
+        # Added within state version 3: states written before it have none (unadjusted).
+        reference_prevalence = next(
+            (p["reference_prevalence"] for p in parts if p.get("reference_prevalence")), None
+        )
+        monitor = cls(
+            policy=_policy(parts[0]["policy"]),
+            claims=claims,
+            reference_prevalence=reference_prevalence,
+        )
         running: dict[str, Any] = {}
         for state in parts:
             if state["state_version"] < STATE_VERSION or state is label_free:
@@ -504,7 +575,7 @@ class StreamMonitor:
 
     def _designed_detectors(self) -> dict[str, Detector]:
         """Fresh detectors with the settings this monitor's detectors were built with."""
-        detectors = design_detectors(self.claims, self.policy)
+        detectors = design_detectors(self.claims, self.policy, self.reference_prevalence)
         if sum(self.score_reference) >= self.policy.score_reference_cases:
             detectors.update(self._reference_detectors())
         return detectors

@@ -179,8 +179,8 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
             (0.3, float("nan")),
             (0.3, 2.0),
         ),
-        max_bytes=560,
-        max_json_bytes=380,
+        max_bytes=640,
+        max_json_bytes=400,
     ),
     WindowedCalibrationTest: DetectorCase(
         make=lambda: WindowedCalibrationTest(window=200, arl0=20_000),
@@ -200,13 +200,28 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
 }
 
 
+VARIANT_CASES: dict[str, DetectorCase] = {
+    "WindowedPerformanceEstimate[reference_prevalence]": DetectorCase(
+        make=lambda: WindowedPerformanceEstimate(
+            "sensitivity", claimed=0.65, window=200, arl0=20_000, reference_prevalence=0.26
+        ),
+        cases=_scored_decision_cases,
+        hypothesis_case=DETECTOR_CASES[WindowedPerformanceEstimate].hypothesis_case,
+        invalid_cases=DETECTOR_CASES[WindowedPerformanceEstimate].invalid_cases,
+        max_bytes=2600,
+        max_json_bytes=4700,
+    ),
+}
+"""Settings of a class that change its state's layout: they run through the check list too."""
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that takes ``detector_case`` once per detector class."""
+    """Run every test that takes ``detector_case`` once per detector class (and variant)."""
     if "detector_case" in metafunc.fixturenames:
         metafunc.parametrize(
             "detector_case",
-            list(DETECTOR_CASES.values()),
-            ids=[klass.__name__ for klass in DETECTOR_CASES],
+            [*DETECTOR_CASES.values(), *VARIANT_CASES.values()],
+            ids=[*(klass.__name__ for klass in DETECTOR_CASES), *VARIANT_CASES],
         )
 
 
