@@ -73,7 +73,10 @@ def device_claims(device: Device) -> tuple[Claim, ...]:
 
 
 def registry_entries(scenario: Scenario) -> list[RegistryEntry]:
-    """The registered versions and their claims (an unregistered rollout has no entry)."""
+    """The registered versions, with their claims and their device's reference prevalence.
+
+    An unregistered rollout has no entry; a registered one keeps its device's calibration.
+    """
     entries = [
         RegistryEntry(
             device_id=device.id,
@@ -82,6 +85,7 @@ def registry_entries(scenario: Scenario) -> list[RegistryEntry]:
             change_class=device.change_class,
             claims=device_claims(device),
             updated_at=scenario.start,
+            reference_prevalence=device.reference_prevalence,
         )
         for device in scenario.devices
     ]
@@ -96,6 +100,7 @@ def registry_entries(scenario: Scenario) -> list[RegistryEntry]:
                     change_class=rollout.change_class,
                     claims=device_claims(device),
                     updated_at=scenario.start + timedelta(days=max(0, rollout.day - 1)),
+                    reference_prevalence=device.reference_prevalence,
                 )
             )
     return entries

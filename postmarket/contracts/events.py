@@ -269,6 +269,11 @@ class RegistryEntry(Contract):
     change_class: Literal["major_enhancement", "minor_enhancement", "corrective", "bug_fix"] | None
     claims: tuple[Claim, ...] = ()
     updated_at: AwareDatetime
+    reference_prevalence: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] | None = None
+    """The prevalence of the reference (validation) population at which the device's scores
+    are calibrated, strictly between 0 and 1: the workers adjust their label-free performance
+    estimate from it to each site's prevalence. None (and absent, as in records published
+    before the field existed): unknown, and the estimate is not adjusted."""
 
     def as_key(self) -> str:
         return f"{self.device_id}|{self.device_version}"

@@ -269,18 +269,43 @@ def publish(
         str | None,
         typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
     ] = None,
+    reference_prevalence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reference-prevalence",
+            metavar="DEVICE[@VERSION]=P",
+            help="prevalence (strictly between 0 and 1) of the reference/validation population "
+            "at which a device's scores are calibrated, for all its versions or one "
+            "(repeatable); workers adjust their label-free estimate to each site's prevalence "
+            "from it \\[default: unknown, not adjusted]",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = None,
 ) -> None:
     """Publish every device version (status, change class, claims) to pms.registry.v1.
 
     Workers read claims and registration status from that compacted topic; publishing
-    again is harmless (the newest entry per device|version is kept).
+    again is harmless (the newest entry per device|version is kept). The store does not
+    keep reference prevalences: give them again at every publish, or the entries say None.
     """
     from postmarket.config import Settings
-    from postmarket.evidence.registry_topic import publish_registry, registry_entries
+    from postmarket.evidence.registry_topic import (
+        parse_reference_prevalence,
+        publish_registry,
+        registry_entries,
+    )
 
+    try:
+        prevalences = parse_reference_prevalence(reference_prevalence or [])
+    except ValueError as error:
+        raise _fail(f"--reference-prevalence: {error}") from None
     with _open(url) as store:
-        entries = registry_entries(store.devices())
+        devices = store.devices()
+    try:
+        entries = registry_entries(devices, reference_prevalence=prevalences)
+    except ValueError as error:
+        raise _fail(f"--reference-prevalence: {error}") from None
     if not entries:
         typer.echo("the registry is empty: nothing to publish")
         return
