@@ -136,15 +136,18 @@ class LocalWorker:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL if the worker does not shut down in time."""
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL if the worker does not shut down in time; False if it had
+        to be killed (a graceful stop commits what the worker acked, a kill does not)."""
         if not self._process or self._process.poll() is not None:
-            return
+            return True
         os.killpg(self._process.pid, signal.SIGTERM)
         try:
             self._process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
+            return False
+        return True
 
     def __enter__(self) -> LocalWorker:
         self.start()

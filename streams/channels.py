@@ -77,12 +77,22 @@ async def write_table(table: Any, partition: int, key: str, state: Any | None) -
     per input record kept it full and the agents waiting on it. Awaited from an agent before
     the input record is acked, so the record is on its way before the offset is committed.
     """
+    if state is None and key not in table.data:
+        return
+    set_table_state(table, key, state)
+    await send_table_state(table, partition, key, state)
+
+
+def set_table_state(table: Any, key: str, state: Any | None) -> None:
+    """The table's own copy, without its changelog record (:func:`send_table_state`)."""
     if state is None:
-        if key not in table.data:
-            return
-        del table.data[key]
+        table.data.pop(key, None)
     else:
         table.data[key] = state
+
+
+async def send_table_state(table: Any, partition: int, key: str, state: Any | None) -> None:
+    """The changelog record of a state set with :func:`set_table_state` (None: a tombstone)."""
     await table.changelog_topic.send(
         key=key,
         value=state,

@@ -88,13 +88,14 @@ class MonitorPolicy:
     arl0_cases: float = 5000.0
     """In-control average run length of each CUSUM, in the cases it charts."""
     sensitivity_drop: float = 0.07
-    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest. A
-    stream that does not know the prevalence its device's scores are calibrated at
-    (:attr:`StreamMonitor.reference_prevalence`) has its label-free estimate warn only when
-    significantly below the claim less this drop, as that estimate's model (calibrated
-    scores) fails quietly: with a site's prevalence away from the device's reference, scores
-    not recalibrated to it bias the estimate by a few points. Knowing it, the estimate is
-    adjusted for the site's prevalence and tested against the claim itself."""
+    """The drop below the claimed sensitivity each CUSUM is designed to catch fastest. The
+    label-free estimate warns only when significantly below the claim less this drop: its
+    model (calibrated scores) fails quietly, and a few points of bias (scores miscalibrated
+    at a site, or a prevalence the adjustment could not know) would otherwise turn its small
+    standard error into false alarms. Knowing the prevalence the scores are calibrated at,
+    the estimate is also adjusted to each window's prevalence (:mod:`detectors.prior_shift`);
+    the tolerance stays, as the adjustment reads a fall of the positives' scores as fewer
+    positives."""
     specificity_drop: float = 0.05
     claims_alpha: float = 0.05
     """Chance, under the claim, that the claims test ever says "below claim"."""
@@ -140,26 +141,6 @@ def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
     return bernoulli_cusum_threshold(p0, p1, arl0)
 
 
-def estimate_target(
-    metric: ClaimedMetric,
-    claimed: float,
-    policy: MonitorPolicy,
-    reference_prevalence: float | None,
-) -> float:
-    """What the label-free estimate of ``metric`` is tested against.
-
-    Adjusted for the site's prevalence (``reference_prevalence`` known), the claim itself:
-    in simulation (calibrated Beta scores, sites at prevalence 0.18 and 0.30 against a
-    reference of 0.24) the adjusted test's false-alarm rate per window stayed at its
-    nominal level, where the unadjusted one's rose to 0.3. Unadjusted, the claim less the
-    policy's drop (see :class:`MonitorPolicy`).
-    """
-    if reference_prevalence is not None:
-        return claimed
-    drop = policy.sensitivity_drop if metric == "sensitivity" else policy.specificity_drop
-    return max(claimed - drop, 0.01)
-
-
 def design_detectors(
     claims: dict[ClaimedMetric, float],
     policy: MonitorPolicy,
@@ -182,7 +163,7 @@ def design_detectors(
         )
         detectors[f"{metric}_estimate"] = WindowedPerformanceEstimate(
             metric,
-            estimate_target(metric, claimed, policy, reference_prevalence),
+            detect,
             policy.estimate_window,
             policy.arl0_cases,
             reference_prevalence,
@@ -289,13 +270,6 @@ class StreamMonitor:
             designed = design_detectors(claims, self.policy, reference_prevalence)
             for name, detector in designed.items():
                 self.detectors.setdefault(name, detector)  # keeps the running calibration test
-
-    def estimate_tolerance(self, metric: ClaimedMetric) -> float:
-        """How far below the claim the label-free estimate of ``metric`` is tested."""
-        claimed = self.claims.get(metric)
-        if claimed is None:
-            return 0.0
-        return claimed - estimate_target(metric, claimed, self.policy, self.reference_prevalence)
 
     @property
     def followup_completeness(self) -> float | None:

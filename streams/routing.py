@@ -11,7 +11,7 @@ agent still skips exactly what it already applied after a replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -70,6 +70,16 @@ class StreamRouter:
             categories=acquisition_categories(prediction.acquisition),
         )
         entry[1].append(routed)
+
+    def restore(self, unsent: Iterable[tuple[str, StreamPredictions]]) -> None:
+        """Put back, before anything added since, the records of a flush that failed (the
+        stream agent skips any it had already applied)."""
+        earlier: dict[str, tuple[StreamKey, list[RoutedScore]]] = {}
+        for key, record in unsent:
+            earlier.setdefault(key, (record.stream, []))[1].extend(record.predictions)
+        for key, (stream, scores) in self.pending.items():
+            earlier.setdefault(key, (stream, []))[1].extend(scores)
+        self.pending = earlier
 
     def drain(self) -> Iterator[tuple[str, StreamPredictions]]:
         """(stream key, record) to send, at most MAX_PREDICTIONS_PER_RECORD entries each."""

@@ -40,6 +40,7 @@ from streams.channels import (
 )
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
+from streams.held_acks import HeldAcks, ack_all
 from streams.retention import Watermark, case_partition, expiry, past_retention
 from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
@@ -91,9 +92,9 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
     live_cases.clear()
 
 
-unacked: list[tuple[Any, Any]] = []
-"""(stream, event) of the records read since the last flush: acked only once the predictions
-they routed are sent, so a crash in between reads them again instead of losing them."""
+unacked = HeldAcks()
+"""The records read since the last flush: acked only once the predictions they routed are
+sent, so a crash in between reads them again instead of losing them."""
 
 
 @app.agent(case_inputs)
@@ -106,9 +107,9 @@ async def join_cases(stream: Any) -> None:
         except asyncio.CancelledError:
             raise  # shutting down: left unacked, so it is read again after the restart
         except BaseException:
-            unacked.append((stream, event))  # as Faust acks the record an agent crashed on
+            unacked.hold(stream, event)  # as Faust acks the record an agent crashed on
             raise
-        unacked.append((stream, event))
+        unacked.hold(stream, event)
         if len(unacked) >= ROUTE_BATCH_EVENTS:
             await flush_routed()
 
@@ -130,19 +131,34 @@ async def _join_record(event: Any) -> None:
         await send_dead_letter(position, event.value, internal, message.headers)
 
 
-@app.timer(interval=ROUTE_FLUSH_INTERVAL_S)
+@app.task
+async def flush_routed_periodically() -> None:
+    # Not an @app.timer: timers end as soon as the worker starts stopping, and Faust's stop
+    # then waits for every record read to be acked, which only this flush does.
+    while True:
+        await asyncio.sleep(ROUTE_FLUSH_INTERVAL_S)
+        try:
+            await flush_routed()
+        except Exception:
+            logger.exception("sending the routed predictions failed; the next flush tries again")
+
+
 async def flush_routed() -> None:
     """Send the predictions routed since the last flush, then ack the records read so far.
 
     Faust commits only acked offsets, after flushing its producer: a record's offset is
     never committed before the stream agent's copy of its prediction is on its way.
     """
-    events = unacked.copy()
-    unacked.clear()
-    for key, record in router.drain():
-        await stream_predictions.send(key=key.encode(), value=encode(record))
-    for stream, event in events:
-        await stream.ack(event)
+    held = unacked.take()
+    routed = list(router.drain())
+    try:
+        for key, record in routed:
+            await stream_predictions.send(key=key.encode(), value=encode(record))
+    except BaseException:
+        router.restore(routed)  # sent again by the next flush
+        unacked.restore(held)
+        raise
+    await ack_all(held)
 
 
 async def _authenticate(message: Any, value: bytes | None) -> SiteKeyRegistration | None:
@@ -197,7 +213,7 @@ async def _join(
     case = _case_file(case_pseudonym)
     if prediction is not None and stream is not None and not case.knows(prediction):
         # Before the case changes: an error here leaves it as it was.
-        await _judge_first_sighting(prediction, stream)
+        await _judge_first_sighting(prediction, stream, position.partition)
     try:
         accepted = case.add(case_event, position)  # all or nothing
         if not accepted.duplicate:
@@ -270,11 +286,12 @@ def _route_to_stream(prediction: Prediction, stream: StreamKey, position: Record
     router.add(stream, prediction, joined_at)
 
 
-async def _judge_first_sighting(prediction: Prediction, stream: StreamKey) -> None:
+async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, partition: int) -> None:
     """The first prediction of a version at a site: was that version allowed to run there?"""
     if first_sightings.get(stream.as_key()) is not None:
         return
-    first_sightings[stream.as_key()] = prediction.event_time.isoformat()
+    seen = prediction.event_time.isoformat()
+    await write_table(first_sightings, partition, stream.as_key(), seen)
     entries = [RegistryEntry.model_validate(v, strict=False) for v in registry.values() if v]
     alert = unregistered_change_alert(
         stream,

@@ -4,9 +4,11 @@ and raise alerts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple
 
 from postmarket import topics
 from postmarket.contracts import (
@@ -28,10 +30,13 @@ from streams.casefile import RecordPosition
 from streams.channels import (
     alerts,
     registry,
+    send_table_state,
+    set_table_state,
     stream_inputs,
     stream_monitors,
     stream_prediction_monitors,
 )
+from streams.held_acks import HeldAcks, ack_all
 from streams.performance import (
     CELLS,
     ClaimedMetric,
@@ -44,29 +49,102 @@ from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
 
 POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
+StateKind = Literal["outcome", "prediction"]
+STATE_TABLES: dict[StateKind, Any] = {
+    "outcome": stream_monitors,
+    "prediction": stream_prediction_monitors,
+}
 logger = logging.getLogger(__name__)
+
+
+STATE_FLUSH_EVENTS = 500
+STATE_FLUSH_INTERVAL_S = 0.1
+"""A stream's changed state goes to its table once per this many input records or this long,
+whichever comes first, not once per record: one write per outcome was a 1.4 KB changelog
+record per case, most of the worker's produce traffic."""
+unwritten: dict[tuple[StateKind, str], tuple[int, StreamMonitor]] = {}
+"""(side, stream key) -> (changelog partition, monitor) of the states changed since the
+last flush."""
+unacked = HeldAcks()
+"""The records read since the last flush: acked once the states they changed are sent."""
 
 
 @app.agent(stream_inputs)
 async def monitor_streams(stream: Any) -> None:
     """Apply each outcome and re-keyed prediction once to its stream's monitor."""
+    stream.enable_acks = False  # acked by flush_stream_states
     async for event in stream.events():
-        message = event.message
-        position = RecordPosition(message.topic, message.partition, message.offset)
-        consumed(message.topic).inc()
         try:
-            item = _decode(message.topic, event.value or b"")
-        except ContractViolation as violation:
-            await send_dead_letter(position, event.value, violation)
-            continue
+            await _monitor_record(event)
+        except asyncio.CancelledError:
+            raise  # shutting down: left unacked, so it is read again after the restart
+        except BaseException:
+            unacked.hold(stream, event)  # as Faust acks the record an agent crashed on
+            raise
+        unacked.hold(stream, event)
+        if len(unacked) >= STATE_FLUSH_EVENTS:
+            await flush_stream_states()
+
+
+async def _monitor_record(event: Any) -> None:
+    message = event.message
+    position = RecordPosition(message.topic, message.partition, message.offset)
+    consumed(message.topic).inc()
+    try:
+        item = _decode(message.topic, event.value or b"")
+    except ContractViolation as violation:
+        await send_dead_letter(position, event.value, violation, message.headers)
+        return
+    try:
+        await _apply(item, position)
+    except Exception as error:
+        # As in the join: a bug must not lose the record nor stop the agent.
+        logger.exception("stream update failed on %s", position)
+        problem = Problem("<worker>", f"{type(error).__name__} while monitoring")
+        internal = ContractViolation("record", "internal_error", [problem])
+        await send_dead_letter(position, event.value, internal, message.headers)
+
+
+@app.task
+async def flush_stream_states_periodically() -> None:
+    # Not an @app.timer: timers end as soon as the worker starts stopping, and Faust's stop
+    # then waits for every record read to be acked, which only this flush does.
+    while True:
+        await asyncio.sleep(STATE_FLUSH_INTERVAL_S)
         try:
-            await _apply(item, message.topic)
-        except Exception as error:
-            # As in the join: a bug must not lose the record nor stop the agent.
-            logger.exception("stream update failed on %s", position)
-            problem = Problem("<worker>", f"{type(error).__name__} while monitoring")
-            internal = ContractViolation("record", "internal_error", [problem])
-            await send_dead_letter(position, event.value, internal)
+            await flush_stream_states()
+        except Exception:
+            logger.exception("sending the stream states failed; the next flush tries again")
+
+
+async def flush_stream_states() -> None:
+    """Send the states changed since the last flush, then ack the records read so far.
+
+    The states are taken at one instant with the records they cover (no await in between),
+    so a table always holds a state that covers exactly the records acked or being acked.
+    Each state carries the positions it has applied: a record read again after a crash (its
+    offset not committed) is skipped if its state was sent, and applied if not.
+    """
+    held, failed = unacked.take(), set(failed_positions)
+    failed_positions.clear()
+    writes = [
+        (STATE_TABLES[side], partition, key, monitor.state_of(side))
+        for (side, key), (partition, monitor) in unwritten.items()
+    ]
+    dirty = dict(unwritten)
+    unwritten.clear()
+    for table, _partition, key, state in writes:
+        set_table_state(table, key, state)
+    try:
+        for table, partition, key, state in writes:
+            await send_table_state(table, partition, key, state)
+    except BaseException:
+        for entry, target in dirty.items():  # sent again by the next flush
+            unwritten.setdefault(entry, target)
+        unacked.restore(held)
+        failed_positions.update(failed)
+        raise
+    await ack_all(held)
 
 
 StreamInput = Outcome | StreamPredictions | StreamPrediction
@@ -97,6 +175,9 @@ the cache is dropped on every rebalance and whenever applying an event fails."""
 
 @app.on_partitions_revoked.connect
 async def _forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # While this worker still owns the partitions: a state written after the revoke could
+    # overwrite what their new owner wrote.
+    await flush_stream_states()
     live_monitors.clear()
     changed.clear()
     # Streams that moved to another worker must not keep their last values here, or a
@@ -110,43 +191,85 @@ async def _forget_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: An
     live_monitors.clear()
 
 
-async def _apply(item: StreamInput, topic: str) -> None:
-    stream_key = item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
+failed_positions: set[RecordPosition] = set()
+"""Records held since the last flush whose update raised (dead-lettered, not applied)."""
+
+
+async def _apply(item: StreamInput, position: RecordPosition) -> None:
+    stream_key = _stream_of(item)
     key = stream_key.as_key()
     try:
-        await _apply_to(key, stream_key, item, topic)
+        await _apply_to(key, stream_key, item, position)
     except BaseException:
-        live_monitors.pop(key, None)  # it may hold a change the table never got
+        # The monitor may hold half of this record's change: rebuilt without it.
+        failed_positions.add(position)
+        live_monitors.pop(key, None)
+        if any((side, key) in unwritten for side in STATE_TABLES):
+            _rebuild(key, stream_key)
         raise
 
 
-async def _apply_to(key: str, stream_key: StreamKey, item: StreamInput, topic: str) -> None:
+def _stream_of(item: StreamInput) -> StreamKey:
+    return item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
+
+
+def _rebuild(key: str, stream_key: StreamKey) -> None:
+    """A stream's monitor from its tables and the records held since they were written.
+
+    Those records were applied once already, so their alerts are not raised again.
+    """
     monitor = _monitor(key, stream_key)
-    applied = 0
+    for _stream, event in unacked.held():
+        message = event.message
+        if RecordPosition(message.topic, message.partition, message.offset) in failed_positions:
+            continue
+        try:
+            item = _decode(message.topic, event.value or b"")
+        except ContractViolation:
+            continue
+        if _stream_of(item).as_key() == key:
+            for _signals in _observations(monitor, item):
+                pass
+    for entry, (partition, _stale) in list(unwritten.items()):
+        if entry[1] == key:
+            unwritten[entry] = (partition, monitor)
+
+
+def _observations(monitor: StreamMonitor, item: StreamInput) -> Iterator[list[Signal] | None]:
+    """Apply ``item`` to ``monitor`` one case at a time: each case's signals as it is applied,
+    None for a case the monitor had applied already."""
     if isinstance(item, Outcome):
-        if not monitor.already_applied("outcome", item.joined_at):
-            applied += 1
-            # Raised as each fires, from the monitor as it is then: the alert id stays the
-            # same however the join batched the predictions before a crash and after it.
-            await _raise(stream_key, monitor.observe(item), monitor)
-    else:
-        for entry in _routed_scores(item):
-            if monitor.already_applied("prediction", entry.joined_at):
-                duplicates(topic).inc()
-                continue
-            applied += 1
-            signals = monitor.observe_score(
+        applied = monitor.already_applied("outcome", item.joined_at)
+        yield None if applied else monitor.observe(item)
+        return
+    for entry in _routed_scores(item):
+        if monitor.already_applied("prediction", entry.joined_at):
+            yield None
+        else:
+            yield monitor.observe_score(
                 entry.score, entry.joined_at, entry.decision, entry.categories
             )
-            await _raise(stream_key, signals, monitor)
+
+
+async def _apply_to(
+    key: str, stream_key: StreamKey, item: StreamInput, position: RecordPosition
+) -> None:
+    monitor = _monitor(key, stream_key)
+    applied = 0
+    for signals in _observations(monitor, item):
+        if signals is None:
+            duplicates(position.topic).inc()
+            continue
+        applied += 1
+        # Raised as each fires, from the monitor as it is then: the alert id stays the same
+        # however the join batched the predictions before a crash and after it.
+        await _raise(stream_key, signals, monitor)
     if not applied:
-        if isinstance(item, Outcome):
-            duplicates(topic).inc()
         return
-    if isinstance(item, Outcome):
-        stream_monitors[key] = monitor.state_of("outcome")
-    else:
-        stream_prediction_monitors[key] = monitor.state_of("prediction")
+    # Outcomes and routed predictions are keyed by stream: the record's partition is the
+    # state's changelog partition.
+    side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
+    unwritten[(side, key)] = (position.partition, monitor)
     # Gauges are set in batches (publish_changed_streams): setting ~20 labelled gauges per
     # event cost a quarter of the stream agent's time in a profile.
     changed[key] = monitor
@@ -173,34 +296,46 @@ async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonito
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
 
-_parsed_claims: dict[tuple[str, str], tuple[object, dict[ClaimedMetric, float]]] = {}
+class Registration(NamedTuple):
+    """What the registry says a stream's monitor needs: the claims of its version and task,
+    and the prevalence the version's scores are calibrated at (None: unknown)."""
+
+    claims: dict[ClaimedMetric, float]
+    reference_prevalence: float | None
 
 
-def _claims(stream: StreamKey) -> dict[ClaimedMetric, float]:
-    """The registered claims of a stream's version and task, parsed once per value the
-    global registry table holds (not once per event)."""
+_parsed_registrations: dict[tuple[str, str], tuple[object, Registration]] = {}
+
+
+def _registration(stream: StreamKey) -> Registration:
+    """The registration of a stream's version and task, parsed once per value the global
+    registry table holds (not once per event)."""
     version_key = f"{stream.device_id}|{stream.device_version}"
     raw = registry.get(version_key)
-    cached = _parsed_claims.get((version_key, stream.task))
+    cached = _parsed_registrations.get((version_key, stream.task))
     if cached is not None and cached[0] is raw:
         return cached[1]
     entry = RegistryEntry.model_validate(raw, strict=False) if raw else None
     claims = claimed_performance(entry, stream.task)
-    _parsed_claims[(version_key, stream.task)] = (raw, claims)
-    return claims
+    prevalence = entry.reference_prevalence if entry is not None and claims else None
+    registration = Registration(claims, prevalence)
+    _parsed_registrations[(version_key, stream.task)] = (raw, registration)
+    return registration
 
 
 def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
-    claims = _claims(stream)
+    registration = _registration(stream)
     monitor = live_monitors.get(key)
     if monitor is None:
         labelled, label_free = stream_monitors.get(key), stream_prediction_monitors.get(key)
         if labelled is None and label_free is None:
-            monitor = StreamMonitor.for_claims(claims, POLICY)
+            monitor = StreamMonitor.for_claims(
+                registration.claims, POLICY, registration.reference_prevalence
+            )
         else:
             monitor = StreamMonitor.from_states(labelled, label_free)
         live_monitors[key] = monitor
-    monitor.adopt_claims(claims)
+    monitor.adopt_claims(*registration)
     return monitor
 
 

@@ -61,3 +61,15 @@ def test_a_large_batch_is_split_into_records_every_reader_accepts() -> None:
     for record in records:
         assert len(encode(record)) <= MAX_EVENT_BYTES
         assert decode(StreamPredictions, encode(record)) == record
+
+
+def test_records_of_a_failed_flush_go_back_before_the_newer_ones() -> None:
+    router = StreamRouter()
+    prediction = make_prediction()
+    router.add(prediction.stream, prediction, _position(0))
+    router.add(prediction.stream, prediction, _position(1))
+    unsent = list(router.drain())
+    router.add(prediction.stream, prediction, _position(2))
+    router.restore(unsent)
+    [(_key, record)] = list(router.drain())
+    assert [e.joined_at.offset for e in record.predictions] == [0, 1, 2]

@@ -1,0 +1,169 @@
+"""Running the worker's real agents under Faust's ``agent.test_context()``, with no broker.
+
+The agents' own topics are replaced by the test context's in-memory channel; every record
+they send anywhere else (outcomes, routed predictions, alerts, dead letters, table
+changelogs) goes through Faust's ``Topic.send`` as in production and ends in a
+:class:`RecordingProducer` set as the app's producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from faust.types import TP, EventT, Message, RecordMetadata
+
+from postmarket.contracts import Contract, encode
+from streams.app import app
+from streams.held_acks import HeldAcks
+
+WAIT_S = 10.0
+"""How long a test waits for the agent to reach a state before failing (never hit when
+the agent works: each wait ends within milliseconds)."""
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """One record an agent produced, as the Kafka producer would have received it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+    headers: Any
+
+    def json(self) -> Any:
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+class RecordingProducer:
+    """Stands in for the app's Kafka producer: keeps every record sent, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[SentRecord] = []
+        self._offsets: defaultdict[str, count[int]] = defaultdict(count)
+
+    def to(self, topic: str) -> list[SentRecord]:
+        return [record for record in self.records if record.topic == topic]
+
+    async def maybe_start(self) -> None:
+        return None
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        sent: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        sent.set_result(self._record(topic, key, value, partition, headers))
+        return sent
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> RecordMetadata:
+        return self._record(topic, key, value, partition, headers)
+
+    def send_soon(self, fut: Any) -> None:
+        """Faust's own table writes (``table[key] = value``) queue here; kept as sent."""
+        message = fut.message
+        topic = message.channel.get_topic_name()
+        self._record(topic, message.key, message.value, message.partition, message.headers)
+
+    def _record(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: Any,
+    ) -> RecordMetadata:
+        self.records.append(SentRecord(topic, key, value, partition, headers))
+        tp = TP(topic, partition or 0)
+        return RecordMetadata(topic, tp.partition, tp, next(self._offsets[topic]))
+
+
+class Feed:
+    """Puts records into an agent under test as if read from ``topic``.
+
+    ``AgentTestWrapper.put`` names every message after the agent's topic, which for an
+    agent on two topics is ``"<internal>"``; the agents here decode by topic, so this
+    builds the message as ``put`` does but with the real topic and consecutive offsets.
+    """
+
+    def __init__(self, agent: Any) -> None:
+        self._agent = agent
+        self._offsets: defaultdict[tuple[str, int], count[int]] = defaultdict(count)
+
+    async def put(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int = 0,
+        headers: Any = None,
+    ) -> EventT[Any]:
+        message = Message(
+            topic=topic,
+            partition=partition,
+            offset=next(self._offsets[(topic, partition)]),
+            timestamp=time.time(),
+            timestamp_type=0,
+            headers=headers,
+            key=key,
+            value=value,
+            checksum=b"",
+            serialized_key_size=len(key or b""),
+            serialized_value_size=len(value or b""),
+            generation_id=app.consumer_generation_id,
+        )
+        channel = self._agent.stream().channel
+        event: EventT[Any] = await channel.decode(message)
+        await channel.put(event)
+        return event
+
+    async def put_event(
+        self, topic: str, key: str, event: Contract, *, partition: int = 0
+    ) -> EventT[Any]:
+        return await self.put(topic, key.encode(), encode(event), partition=partition)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Let the agent run until ``condition`` holds; fail naming ``what`` if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(0.001)
+
+
+def settled(unacked: HeldAcks, events: Iterable[EventT[Any]]) -> Callable[[], bool]:
+    """True once the agent finished each event: it holds it for its next flush, or acked it."""
+    messages = [event.message for event in events]
+
+    def condition() -> bool:
+        held = {id(event.message) for _stream, event in unacked.held()}
+        return all(message.acked or id(message) in held for message in messages)
+
+    return condition

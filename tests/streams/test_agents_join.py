@@ -1,0 +1,239 @@
+"""The join agent run whole under Faust's test context: outcomes, duplicates, dead letters,
+and records acked only once the batch that covers them is flushed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from postmarket import topics
+from postmarket.contracts import DeadLetter, Outcome, decode, encode
+from streams import app as worker
+from streams.agents import join
+from streams.channels import STREAM_PREDICTIONS, case_files, first_sightings, registry
+from streams.routing import StreamPredictions
+from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
+
+PREDICTIONS, FOLLOWUPS = topics.PREDICTIONS, topics.FOLLOWUPS
+
+
+def _reset_join_state() -> None:
+    """Everything the join keeps between records, in its module and in its tables."""
+    join.live_cases.clear()
+    join.unacked.take()
+    list(join.router.drain())
+    join.watermark.latest.clear()
+    join.last_sweep.clear()
+    for table in (case_files, first_sightings, registry):
+        table.data.clear()
+
+
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    """The app's producer replaced by a recording one; the join's state fresh and registered."""
+    recording = RecordingProducer()
+    monkeypatch.setattr(worker.app, "_producer", recording)
+    # Settings default to "required"; signatures are not what these tests are about.
+    monkeypatch.setattr(join, "AUTHENTICITY_REQUIRED", False)
+    _reset_join_state()
+    entry = make_registry_entry()
+    registry.data[entry.as_key()] = entry.model_dump(mode="json")
+    yield recording
+    _reset_join_state()
+
+
+def run_join(scenario: Callable[[Feed], Awaitable[None]]) -> None:
+    """Run ``scenario`` against the real join agent, started in a fresh test context."""
+
+    async def main() -> None:
+        async with join.join_cases.test_context() as agent:
+            await scenario(Feed(agent))
+
+    asyncio.run(main())
+
+
+def outcomes_sent(producer: RecordingProducer) -> list[Outcome]:
+    return [decode(Outcome, record.value or b"") for record in producer.to(topics.OUTCOMES)]
+
+
+def dead_letters_sent(producer: RecordingProducer) -> list[DeadLetter]:
+    return [decode(DeadLetter, record.value or b"") for record in producer.to(topics.DEADLETTER)]
+
+
+def routed_offsets(producer: RecordingProducer) -> list[int]:
+    """The prediction records the join routed to the stream agent, by input offset."""
+    return [
+        entry.joined_at.offset
+        for record in producer.to(STREAM_PREDICTIONS)
+        for entry in decode(StreamPredictions, record.value or b"").predictions
+    ]
+
+
+def counter(name: str, **labels: str) -> float:
+    return worker.registry.get_sample_value(f"postmarket_{name}_total", labels) or 0.0
+
+
+def test_a_prediction_then_its_followup_emits_one_outcome(producer: RecordingProducer) -> None:
+    prediction = make_prediction(case_pseudonym="c-1", decision="negative")
+    followup = make_followup(case_pseudonym="c-1", label="positive")
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put_event(PREDICTIONS, "c-1", prediction),
+            await feed.put_event(FOLLOWUPS, "c-1", followup),
+        ]
+        await wait_until(settled(join.unacked, events), "both records joined")
+
+    run_join(scenario)
+    [outcome] = outcomes_sent(producer)
+    assert (outcome.prediction_event_id, outcome.decision, outcome.label) == (
+        prediction.event_id,
+        "negative",
+        "positive",
+    )
+    assert outcome.joined_at.topic == FOLLOWUPS and outcome.joined_at.offset == 0
+    assert producer.to(topics.OUTCOMES)[0].key == outcome.stream.as_key().encode()
+
+
+def test_a_followup_then_its_prediction_emits_the_same_outcome(
+    producer: RecordingProducer,
+) -> None:
+    prediction = make_prediction(case_pseudonym="c-1", decision="negative")
+    followup = make_followup(case_pseudonym="c-1", label="positive")
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put_event(FOLLOWUPS, "c-1", followup),
+            await feed.put_event(PREDICTIONS, "c-1", prediction),
+        ]
+        await wait_until(settled(join.unacked, events), "both records joined")
+
+    run_join(scenario)
+    [outcome] = outcomes_sent(producer)
+    assert (outcome.prediction_event_id, outcome.decision, outcome.label) == (
+        prediction.event_id,
+        "negative",
+        "positive",
+    )
+    assert outcome.followup_event_ids == (followup.event_id,)
+    assert outcome.joined_at.topic == PREDICTIONS
+
+
+@pytest.mark.parametrize("resent_topic", [PREDICTIONS, FOLLOWUPS])
+def test_a_resent_event_is_counted_as_a_duplicate_and_not_joined_again(
+    producer: RecordingProducer, resent_topic: str
+) -> None:
+    prediction = make_prediction(case_pseudonym="c-1")
+    followup = make_followup(case_pseudonym="c-1")
+    resent = prediction if resent_topic == PREDICTIONS else followup
+    duplicates_before = counter("events_duplicate", topic=resent_topic)
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put_event(PREDICTIONS, "c-1", prediction),
+            await feed.put_event(FOLLOWUPS, "c-1", followup),
+            await feed.put_event(resent_topic, "c-1", resent),  # the collector resent it
+        ]
+        await wait_until(settled(join.unacked, events), "all three records joined")
+        await join.flush_routed()
+
+    run_join(scenario)
+    assert len(outcomes_sent(producer)) == 1
+    assert counter("events_duplicate", topic=resent_topic) - duplicates_before == 1
+    # The case file is written for the two new events only, not for the duplicate.
+    assert len(producer.to(case_files.changelog_topic.get_topic_name())) == 2
+    assert routed_offsets(producer) == [0]  # the prediction reached its stream once
+
+
+@pytest.mark.parametrize(
+    ("topic", "key", "value", "reason_code", "reason_names"),
+    [
+        (PREDICTIONS, b"c-bad", b"{not json", "not_json", "<payload>"),
+        (PREDICTIONS, b"c-bad", b'{"case_pseudonym": "c-bad"}', "schema", "decision"),
+        (
+            FOLLOWUPS,
+            b"c-other",
+            encode(make_followup(case_pseudonym="c-bad")),
+            "schema",
+            "case_pseudonym",
+        ),
+        (FOLLOWUPS, b"c-bad", None, "not_json", "no value"),
+    ],
+    ids=["not-json", "wrong-schema", "key-not-the-case-pseudonym", "no-value"],
+)
+def test_invalid_input_is_dead_lettered_with_its_reason_and_the_join_goes_on(
+    producer: RecordingProducer,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    reason_code: str,
+    reason_names: str,
+) -> None:
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put(topic, key, value, headers=[("signature", b"sig")]),
+            await feed.put_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")),
+            await feed.put_event(FOLLOWUPS, "c-1", make_followup(case_pseudonym="c-1")),
+        ]
+        await wait_until(settled(join.unacked, events), "all three records handled")
+
+    run_join(scenario)
+    [record] = producer.to(topics.DEADLETTER)
+    [letter] = dead_letters_sent(producer)
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (topic, 0, 0)
+    assert (letter.reason_code, reason_names in letter.reason) == (reason_code, True)
+    assert letter.original == (value or b"")
+    assert record.headers == [("signature", b"sig")]
+    assert len(outcomes_sent(producer)) == 1  # the valid case after it still joined
+
+
+def test_records_are_acked_only_once_their_routed_predictions_are_flushed(
+    producer: RecordingProducer,
+) -> None:
+    async def scenario(feed: Feed) -> None:
+        prediction = await feed.put_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1"))
+        await wait_until(settled(join.unacked, [prediction]), "the prediction joined")
+        assert not prediction.message.acked
+        assert producer.to(STREAM_PREDICTIONS) == []
+        await join.flush_routed()
+        assert prediction.message.acked
+
+    run_join(scenario)
+    [routed] = producer.to(STREAM_PREDICTIONS)
+    batch = decode(StreamPredictions, routed.value or b"")
+    assert [entry.joined_at.offset for entry in batch.predictions] == [0]
+
+
+def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
+    producer: RecordingProducer,
+) -> None:
+    """Regression: at ROUTE_BATCH_EVENTS held records the agent called the timer-decorated
+    flush, which never returns, and stopped there. The test context runs no timers: only
+    the agent's own flush at the batch size can ack the first batch here."""
+    cases = 300  # a prediction and a follow-up each: 600 records, more than one batch
+    assert 2 * cases > join.ROUTE_BATCH_EVENTS
+
+    async def scenario(feed: Feed) -> None:
+        events: list[Any] = []
+        for i in range(cases):
+            case = f"c-{i}"
+            events.append(
+                await feed.put_event(PREDICTIONS, case, make_prediction(case_pseudonym=case))
+            )
+            events.append(await feed.put_event(FOLLOWUPS, case, make_followup(case_pseudonym=case)))
+        await wait_until(settled(join.unacked, events), "all 600 records joined")
+        first_batch, rest = events[: join.ROUTE_BATCH_EVENTS], events[join.ROUTE_BATCH_EVENTS :]
+        assert all(event.message.acked for event in first_batch)
+        assert not any(event.message.acked for event in rest)
+        assert len(join.unacked) == len(rest)
+        await join.flush_routed()
+        assert all(event.message.acked for event in events)
+
+    run_join(scenario)
+    joined_cases = [outcome.case_pseudonym for outcome in outcomes_sent(producer)]
+    assert joined_cases == [f"c-{i}" for i in range(cases)]
+    assert sorted(routed_offsets(producer)) == list(range(cases))
