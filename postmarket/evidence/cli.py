@@ -46,6 +46,13 @@ ActorOption = Annotated[
 ]
 
 
+REFERENCE_PREVALENCE_HELP = (
+    "prevalence, strictly between 0 and 1, of the reference/validation population at which "
+    "the version's scores are calibrated; workers adjust their label-free estimate to each "
+    "site's prevalence from it"
+)
+
+
 def _open(url: str | None) -> EvidenceStore:
     from postmarket.config import Settings
     from postmarket.evidence.store import EvidenceStore
@@ -105,6 +112,15 @@ def add_version(
     registered_on: Annotated[
         str | None, typer.Option(help="date of registration, YYYY-MM-DD")
     ] = None,
+    reference_prevalence: Annotated[
+        float | None,
+        typer.Option(
+            "--reference-prevalence",
+            metavar="P",
+            help=REFERENCE_PREVALENCE_HELP + " \\[default: unknown, not adjusted]",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = None,
     actor: ActorOption = None,
 ) -> None:
@@ -125,11 +141,43 @@ def add_version(
                 regulator=regulator,
                 reference=reference,
                 registered_on=day,
+                reference_prevalence=reference_prevalence,
                 actor=_actor(actor),
             )
         except (EvidenceError, VersionError) as error:
             raise _fail(str(error)) from None
     typer.echo(f"added {device_id} {parsed} ({status})")
+
+
+@registry_app.command("set-reference-prevalence")
+def set_reference_prevalence(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    prevalence: Annotated[
+        float | None,
+        typer.Argument(metavar="[P]", help=REFERENCE_PREVALENCE_HELP, show_default=False),
+    ] = None,
+    unknown: Annotated[
+        bool, typer.Option("--unknown", help="forget the stored value (published as unknown)")
+    ] = False,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Set the reference prevalence of a version in the registry (or forget it: --unknown)."""
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    if prevalence is None and not unknown:
+        raise _fail("give the prevalence P, or --unknown to forget the stored one")
+    if prevalence is not None and unknown:
+        raise _fail("give the prevalence P or --unknown, not both")
+    with _open(url) as store:
+        try:
+            store.set_reference_prevalence(device_id, version, prevalence, actor=_actor(actor))
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    shown = "unknown" if prevalence is None else f"{prevalence:g}"
+    typer.echo(f"set the reference prevalence of {device_id} {version} to {shown}")
 
 
 @registry_app.command("add-claim")
@@ -247,6 +295,8 @@ def list_registry(
         registered = [v.version for v in device.versions if v.registration_status == "registered"]
         for view in device.versions:
             line = f"  {view.version!s:<14} {view.registration_status:<12}"
+            if view.reference_prevalence is not None:
+                line += f" reference prevalence: {view.reference_prevalence:g}"
             if view.change is not None:
                 line += f" change: {view.change.kind.value}"
             if view.claims:
@@ -274,20 +324,22 @@ def publish(
         typer.Option(
             "--reference-prevalence",
             metavar="DEVICE[@VERSION]=P",
-            help="prevalence (strictly between 0 and 1) of the reference/validation population "
-            "at which a device's scores are calibrated, for all its versions or one "
-            "(repeatable); workers adjust their label-free estimate to each site's prevalence "
-            "from it \\[default: unknown, not adjusted]",
+            help="override the stored prevalence (strictly between 0 and 1) of the "
+            "reference/validation population at which a device's scores are calibrated, for "
+            "all its versions or one (repeatable; DEVICE@VERSION wins over DEVICE, both over "
+            "the store) \\[default: each version's stored value, else unknown]",
             show_default=False,
         ),
     ] = None,
     url: UrlOption = None,
 ) -> None:
-    """Publish every device version (status, change class, claims) to pms.registry.v1.
+    """Publish every device version (status, change class, claims, reference prevalence)
+    to pms.registry.v1.
 
     Workers read claims and registration status from that compacted topic; publishing
-    again is harmless (the newest entry per device|version is kept). The store does not
-    keep reference prevalences: give them again at every publish, or the entries say None.
+    again is harmless (the newest entry per device|version is kept). Each version carries
+    the reference prevalence stored with it (add-version, set-reference-prevalence) unless
+    --reference-prevalence overrides it; a version with neither is published as unknown.
     """
     from postmarket.config import Settings
     from postmarket.evidence.registry_topic import (

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    CheckConstraint,
     Date,
     DateTime,
     Dialect,
@@ -92,7 +93,13 @@ class DeviceVersion(Base):
     """One S.Y.Z.B version of a device; the parts are kept as integers so SQL can order them."""
 
     __tablename__ = "device_versions"
-    __table_args__ = (UniqueConstraint("device_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "version"),
+        CheckConstraint(
+            "reference_prevalence > 0 AND reference_prevalence < 1",
+            name="reference_prevalence_between_0_and_1",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
@@ -102,6 +109,9 @@ class DeviceVersion(Base):
     corrective: Mapped[int] = mapped_column(Integer)
     bugfix: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+    reference_prevalence: Mapped[float | None] = mapped_column(Float)
+    """Prevalence of the reference (validation) population at which the version's scores are
+    calibrated, strictly between 0 and 1 (revision 7); None when unknown."""
 
     device: Mapped[Device] = relationship(back_populates="versions")
     registration: Mapped[Registration | None] = relationship(back_populates="version")

@@ -5,9 +5,12 @@ the CLI reaches them only when published. Publishing is idempotent: the topic is
 by ``device|version``, so a re-published entry replaces the previous one with the same
 content (only ``updated_at`` moves).
 
-The store does not keep the prevalence each version's scores are calibrated at; it is given
-at publishing (``--reference-prevalence``), and a version published without it says None
-(unknown: the workers do not adjust their label-free estimate to a site's prevalence).
+The prevalence each version's scores are calibrated at is kept in the store with the
+version (``registry add-version --reference-prevalence``, ``registry set-reference-prevalence``).
+Publishing may override it (``registry publish --reference-prevalence``): a value given for
+the version wins over one given for its device, which wins over the stored one. A version
+with none of them is published with None (unknown: the workers do not adjust their
+label-free estimate to a site's prevalence).
 """
 
 from __future__ import annotations
@@ -70,10 +73,12 @@ def registry_entries(
     """One entry per device version: status, change class, claims and reference prevalence,
     oldest version first.
 
+    Each version's reference prevalence is the one stored with it, unless overridden:
     ``reference_prevalence`` maps ``device|version`` (:meth:`RegistryEntry.as_key`) or a
-    device id (all its versions) to the prevalence the scores are calibrated at; a version
-    given by its key wins over its device. A version in neither gets None (unknown). Raises
-    ValueError when a key names no device or version in ``devices``.
+    device id (all its versions) to the prevalence the scores are calibrated at, and a
+    version given by its key wins over its device, which wins over the stored value. A
+    version with none of them gets None (unknown). Raises ValueError when a key names no
+    device or version in ``devices``.
     """
     stamp = updated_at or utc_now()
     prevalences = dict(reference_prevalence or {})
@@ -90,7 +95,9 @@ def registry_entries(
                     change_class=version_change_class(previous, view),
                     claims=view.claims,
                     updated_at=stamp,
-                    reference_prevalence=prevalences.get(key, prevalences.get(device.device_id)),
+                    reference_prevalence=prevalences.get(
+                        key, prevalences.get(device.device_id, view.reference_prevalence)
+                    ),
                 )
             )
             previous = view

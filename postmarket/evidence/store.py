@@ -7,6 +7,7 @@ schema. Reads return plain frozen views, never ORM objects tied to a session.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -91,6 +92,8 @@ class VersionView:
     registered_on: date | None
     change: ChangeRecord | None
     claims: tuple[Claim, ...]
+    reference_prevalence: float | None = None
+    """Prevalence at which the version's scores are calibrated, in (0, 1); None: unknown."""
 
 
 @dataclass(frozen=True)
@@ -292,16 +295,21 @@ class EvidenceStore:
         regulator: str = "",
         reference: str = "",
         registered_on: date | None = None,
+        reference_prevalence: float | None = None,
         actor: str,
     ) -> Version:
-        """Add a version with its registration status (``registered``, ``pending``...)."""
+        """Add a version with its registration status (``registered``, ``pending``...) and,
+        if known, the prevalence its scores are calibrated at (strictly between 0 and 1)."""
         parsed = Version.parse(version)
         _check_status(status)
+        _check_reference_prevalence(reference_prevalence)
         with self._transaction() as session:
             device = _device(session, device_id)
             if _version(session, device, parsed, missing_ok=True) is not None:
                 raise AlreadyExists(f"{device_id} {parsed} is already in the registry")
-            session.add(_new_version(device, parsed, status, regulator, reference, registered_on))
+            row = _new_version(device, parsed, status, regulator, reference, registered_on)
+            row.reference_prevalence = reference_prevalence
+            session.add(row)
             self._audit(
                 session,
                 actor,
@@ -312,9 +320,29 @@ class EvidenceStore:
                     "regulator": regulator,
                     "reference": reference,
                     "registered_on": registered_on,
+                    "reference_prevalence": reference_prevalence,
                 },
             )
         return parsed
+
+    def set_reference_prevalence(
+        self, device_id: str, version: str, prevalence: float | None, *, actor: str
+    ) -> None:
+        """Set (or, with None, forget) the prevalence of the reference population at which
+        a version's scores are calibrated; strictly between 0 and 1."""
+        parsed = Version.parse(version)
+        _check_reference_prevalence(prevalence)
+        with self._transaction() as session:
+            row = _version(session, _device(session, device_id), parsed)
+            previous = row.reference_prevalence
+            row.reference_prevalence = prevalence
+            self._audit(
+                session,
+                actor,
+                "registry.set_reference_prevalence",
+                f"device:{device_id}/version:{parsed}",
+                {"from": previous, "to": prevalence},
+            )
 
     def set_registration_status(
         self, device_id: str, version: str, status: str, *, reference: str = "", actor: str
@@ -1169,6 +1197,14 @@ def _check_status(status: str) -> None:
         )
 
 
+def _check_reference_prevalence(prevalence: float | None) -> None:
+    if prevalence is not None and not (math.isfinite(prevalence) and 0.0 < prevalence < 1.0):
+        raise EvidenceError(
+            f"reference prevalence {prevalence!r} must lie strictly between 0 and 1 "
+            "(the share of positives in the population the scores are calibrated on)"
+        )
+
+
 def _audit_record(row: AuditEntryRow) -> AuditRecord:
     return AuditRecord(
         sequence=row.sequence,
@@ -1307,6 +1343,7 @@ def _version_view(row: DeviceVersion) -> VersionView:
         registered_on=registration.registered_on if registration else None,
         change=_change(row.change) if row.change else None,
         claims=tuple(_claim(c) for c in registration.claims) if registration else (),
+        reference_prevalence=row.reference_prevalence,
     )
 
 

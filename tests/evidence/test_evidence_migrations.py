@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
-from postmarket.evidence.migrate import current_revision, head_revision, make_engine, upgrade
+from postmarket.evidence.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    upgrade,
+)
 from postmarket.evidence.models import Base
 from postmarket.evidence.store import EvidenceStore
 
@@ -95,5 +104,96 @@ def test_stock_alembic_command_upgrades_from_the_packaged_ini(sqlite_url: str) -
     engine = make_engine(sqlite_url)
     try:
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def device_version_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("device_versions")}
+
+
+def seed_version_at_0006(engine: Engine) -> None:
+    """A device with a registered version (referenced by its registration) at revision 6."""
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO devices (id, device_key, name, manufacturer, created_at) "
+                "VALUES (1, 'dr-screen', 'DR Screen', 'Acme', :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO device_versions "
+                "(id, device_id, version, major, minor, corrective, bugfix, created_at) "
+                "VALUES (1, 1, '2.1.0.3', 2, 1, 0, 3, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO registrations "
+                "(version_id, status, regulator, reference, created_at) "
+                "VALUES (1, 'registered', 'NMPA', 'R-1', :now)"
+            ),
+            {"now": now},
+        )
+
+
+def test_revision_7_adds_the_reference_prevalence_and_removes_it_again(
+    evidence_url: str,
+) -> None:
+    engine = make_engine(evidence_url)
+    try:
+        upgrade(engine, "0006")
+        seed_version_at_0006(engine)
+        assert "reference_prevalence" not in device_version_columns(engine)
+
+        upgrade(engine, "0007")
+        assert "reference_prevalence" in device_version_columns(engine)
+        with engine.begin() as connection:
+            assert connection.execute(
+                text("SELECT version, reference_prevalence FROM device_versions")
+            ).all() == [("2.1.0.3", None)]
+            connection.execute(text("UPDATE device_versions SET reference_prevalence = 0.24"))
+
+        downgrade(engine, "0006")
+        assert current_revision(engine) == "0006"
+        assert "reference_prevalence" not in device_version_columns(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version FROM device_versions")).all() == [
+                ("2.1.0.3",)
+            ]
+            assert connection.execute(text("SELECT count(*) FROM registrations")).scalar() == 1
+
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.2, 1.5])
+def test_the_database_refuses_a_reference_prevalence_outside_0_1(
+    evidence_url: str, value: float
+) -> None:
+    engine = make_engine(evidence_url)
+    try:
+        upgrade(engine, "0006")
+        seed_version_at_0006(engine)
+        upgrade(engine)
+        with pytest.raises(IntegrityError, match="reference_prevalence_between_0_and_1"):
+            with engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE device_versions SET reference_prevalence = :value"),
+                    {"value": value},
+                )
     finally:
         engine.dispose()

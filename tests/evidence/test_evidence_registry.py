@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, T0, TASK, make_stream, registered_device
 
-from postmarket.evidence.store import AlreadyExists, EvidenceStore, NotFound
+from postmarket.evidence.store import AlreadyExists, EvidenceError, EvidenceStore, NotFound
 from postmarket.versions import ChangeKind, ChangeRecord, Version, VersionError
 
 
@@ -116,3 +117,46 @@ def test_failed_write_appends_no_audit_entry(store: EvidenceStore) -> None:
 def test_device_lists_its_tasks(store: EvidenceStore) -> None:
     registered_device(store)
     assert store.devices()[0].tasks == (TASK,)
+
+
+def test_a_version_keeps_its_reference_prevalence(store: EvidenceStore) -> None:
+    registered_device(store)
+    store.add_version(DEVICE, "2.2.0.0", status="pending", reference_prevalence=0.24, actor=ACTOR)
+    first, second = store.device(DEVICE).versions
+    assert first.reference_prevalence is None
+    assert second.reference_prevalence == 0.24
+    entry = store.audit_entries()[-1]
+    assert entry.action == "registry.add_version"
+    assert json.loads(entry.payload)["reference_prevalence"] == 0.24
+
+
+def test_the_reference_prevalence_is_set_and_forgotten_with_an_audit_entry(
+    store: EvidenceStore,
+) -> None:
+    registered_device(store)
+    store.set_reference_prevalence(DEVICE, "2.1.0.3", 0.3, actor=ACTOR)
+    assert store.device(DEVICE).versions[0].reference_prevalence == 0.3
+    store.set_reference_prevalence(DEVICE, "2.1.0.3", None, actor=ACTOR)
+    assert store.device(DEVICE).versions[0].reference_prevalence is None
+    actions = [entry.action for entry in store.audit_entries()[-2:]]
+    assert actions == ["registry.set_reference_prevalence"] * 2
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.1, 1.5, float("nan"), float("inf")])
+def test_a_reference_prevalence_outside_0_1_is_refused_and_not_audited(
+    store: EvidenceStore, value: float
+) -> None:
+    registered_device(store)
+    before = len(store.audit_entries())
+    with pytest.raises(EvidenceError, match="must lie strictly between 0 and 1"):
+        store.add_version(DEVICE, "2.2.0.0", reference_prevalence=value, actor=ACTOR)
+    with pytest.raises(EvidenceError, match="must lie strictly between 0 and 1"):
+        store.set_reference_prevalence(DEVICE, "2.1.0.3", value, actor=ACTOR)
+    assert [v.version for v in store.device(DEVICE).versions] == [Version(2, 1, 0, 3)]
+    assert len(store.audit_entries()) == before
+
+
+def test_the_reference_prevalence_of_an_unknown_version_is_refused(store: EvidenceStore) -> None:
+    registered_device(store)
+    with pytest.raises(NotFound, match="no version 9.0.0.0 of device 'dr-screen'"):
+        store.set_reference_prevalence(DEVICE, "9.0.0.0", 0.2, actor=ACTOR)

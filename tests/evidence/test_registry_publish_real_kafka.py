@@ -24,7 +24,9 @@ runner = CliRunner()
 def seed(url: str, device: str) -> None:
     with EvidenceStore(url) as store:
         store.add_device(device, tasks=[TASK], actor=ACTOR)
-        store.add_version(device, "2.1.0.3", status="registered", actor=ACTOR)
+        store.add_version(
+            device, "2.1.0.3", status="registered", reference_prevalence=0.24, actor=ACTOR
+        )
         store.add_claim(device, "2.1.0.3", SENSITIVITY, actor=ACTOR)
         store.add_version(device, "2.2.0.0", status="pending", actor=ACTOR)
         store.add_change(
@@ -60,10 +62,12 @@ def test_publish_writes_every_version_keyed_device_and_version(
     assert registered.registration_status == "registered"
     assert registered.change_class is None
     assert registered.claims == (SENSITIVITY,)
+    assert registered.reference_prevalence == 0.24  # stored with the version
     pending = by_key[f"{device}|2.2.0.0"]
     assert pending.registration_status == "pending"
     assert pending.change_class == "minor_enhancement"
     assert pending.claims == ()
+    assert pending.reference_prevalence is None
 
 
 def test_republishing_repeats_the_same_content_per_key(kafka_stack: Any, sqlite_url: str) -> None:
