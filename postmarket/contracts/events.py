@@ -12,7 +12,7 @@ import base64
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -20,7 +20,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 
@@ -274,6 +276,15 @@ class RegistryEntry(Contract):
     are calibrated, strictly between 0 and 1: the workers adjust their label-free performance
     estimate from it to each site's prevalence. None (and absent, as in records published
     before the field existed): unknown, and the estimate is not adjusted."""
+
+    @model_serializer(mode="wrap")
+    def _unknown_prevalence_left_out(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Without a prevalence, the record a worker from before the field accepts (contracts
+        forbid unknown fields): workers can be upgraded after the publishers."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("reference_prevalence") is None:
+            data.pop("reference_prevalence", None)
+        return data
 
     def as_key(self) -> str:
         return f"{self.device_id}|{self.device_version}"

@@ -53,10 +53,15 @@ def test_a_reference_prevalence_round_trips_and_the_schema_accepts_it() -> None:
     jsonschema.validate(json.loads(encode(entry)), SCHEMA)
 
 
-def test_no_reference_prevalence_encodes_as_null() -> None:
-    payload = json.loads(encode(make_registry_entry()))
-    assert payload["reference_prevalence"] is None
+def test_an_unknown_prevalence_is_left_out_so_workers_from_before_the_field_accept_it() -> None:
+    unknown = make_registry_entry()
+    payload = json.loads(encode(unknown))
+    assert "reference_prevalence" not in payload
+    assert "reference_prevalence" not in unknown.model_dump(mode="json")
     jsonschema.validate(payload, SCHEMA)
+    assert decode(RegistryEntry, encode(unknown)) == unknown
+    known = unknown.model_copy(update={"reference_prevalence": 0.24})
+    assert json.loads(encode(known))["reference_prevalence"] == 0.24
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, -0.1, 1.2])
