@@ -7,7 +7,13 @@ their way; a crash in between reads it again, and the effects are idempotent on 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+logger = logging.getLogger(__name__)
+Flush = Callable[[], Awaitable[None]]
 
 
 class HeldAcks:
@@ -39,3 +45,36 @@ class HeldAcks:
 async def ack_all(held: list[tuple[Any, Any]]) -> None:
     for stream, event in held:
         await stream.ack(event)
+
+
+async def handle_holding_acks(
+    stream: Any, handle: Callable[[Any], Awaitable[None]], held: HeldAcks, flush: Flush, most: int
+) -> None:
+    """An agent's loop: ``handle`` each record, hold it for ``flush`` to ack, and flush at
+    ``most`` held records (the periodic flush, :func:`flush_every`, does the rest)."""
+    stream.enable_acks = False
+    async for event in stream.events():
+        try:
+            await handle(event)
+        except asyncio.CancelledError:
+            raise  # shutting down: left unacked, so it is read again after the restart
+        except BaseException:
+            held.hold(stream, event)  # as Faust acks the record an agent crashed on
+            raise
+        held.hold(stream, event)
+        if len(held) >= most:
+            await flush()
+
+
+async def flush_every(interval_s: float, flush: Flush, what: str) -> None:
+    """Run ``flush`` every ``interval_s``, as an ``@app.task`` until the worker is gone.
+
+    Not an ``@app.timer``: timers end as soon as the worker starts stopping, and Faust's
+    stop then waits for every record read to be acked, which only the flush does.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await flush()
+        except Exception:
+            logger.exception("sending the %s failed; the next flush tries again", what)

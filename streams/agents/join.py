@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from streams.channels import (
 )
 from streams.deadletter import dead_letter
 from streams.field_versions import device_registry
-from streams.held_acks import HeldAcks, ack_all
+from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.retention import Watermark, case_partition, expiry, past_retention
 from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
@@ -100,18 +99,7 @@ sent, so a crash in between reads them again instead of losing them."""
 @app.agent(case_inputs)
 async def join_cases(stream: Any) -> None:
     """Join each case's predictions with its follow-ups; emit outcomes when truth is final."""
-    stream.enable_acks = False  # acked by flush_routed
-    async for event in stream.events():
-        try:
-            await _join_record(event)
-        except asyncio.CancelledError:
-            raise  # shutting down: left unacked, so it is read again after the restart
-        except BaseException:
-            unacked.hold(stream, event)  # as Faust acks the record an agent crashed on
-            raise
-        unacked.hold(stream, event)
-        if len(unacked) >= ROUTE_BATCH_EVENTS:
-            await flush_routed()
+    await handle_holding_acks(stream, _join_record, unacked, flush_routed, ROUTE_BATCH_EVENTS)
 
 
 async def _join_record(event: Any) -> None:
@@ -133,14 +121,7 @@ async def _join_record(event: Any) -> None:
 
 @app.task
 async def flush_routed_periodically() -> None:
-    # Not an @app.timer: timers end as soon as the worker starts stopping, and Faust's stop
-    # then waits for every record read to be acked, which only this flush does.
-    while True:
-        await asyncio.sleep(ROUTE_FLUSH_INTERVAL_S)
-        try:
-            await flush_routed()
-        except Exception:
-            logger.exception("sending the routed predictions failed; the next flush tries again")
+    await flush_every(ROUTE_FLUSH_INTERVAL_S, flush_routed, "routed predictions")
 
 
 async def flush_routed() -> None:

@@ -4,7 +4,6 @@ and raise alerts."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
-from streams.held_acks import HeldAcks, ack_all
+from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.performance import (
     CELLS,
     ClaimedMetric,
@@ -72,18 +71,9 @@ unacked = HeldAcks()
 @app.agent(stream_inputs)
 async def monitor_streams(stream: Any) -> None:
     """Apply each outcome and re-keyed prediction once to its stream's monitor."""
-    stream.enable_acks = False  # acked by flush_stream_states
-    async for event in stream.events():
-        try:
-            await _monitor_record(event)
-        except asyncio.CancelledError:
-            raise  # shutting down: left unacked, so it is read again after the restart
-        except BaseException:
-            unacked.hold(stream, event)  # as Faust acks the record an agent crashed on
-            raise
-        unacked.hold(stream, event)
-        if len(unacked) >= STATE_FLUSH_EVENTS:
-            await flush_stream_states()
+    await handle_holding_acks(
+        stream, _monitor_record, unacked, flush_stream_states, STATE_FLUSH_EVENTS
+    )
 
 
 async def _monitor_record(event: Any) -> None:
@@ -107,14 +97,7 @@ async def _monitor_record(event: Any) -> None:
 
 @app.task
 async def flush_stream_states_periodically() -> None:
-    # Not an @app.timer: timers end as soon as the worker starts stopping, and Faust's stop
-    # then waits for every record read to be acked, which only this flush does.
-    while True:
-        await asyncio.sleep(STATE_FLUSH_INTERVAL_S)
-        try:
-            await flush_stream_states()
-        except Exception:
-            logger.exception("sending the stream states failed; the next flush tries again")
+    await flush_every(STATE_FLUSH_INTERVAL_S, flush_stream_states, "stream states")
 
 
 async def flush_stream_states() -> None:
