@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from postmarket.contracts import ContractViolation, DeadLetter, utc_now
+from postmarket.contracts import ContractViolation, DeadLetter, Problem, utc_now
 
 
 def dead_letter(
@@ -23,3 +23,10 @@ def dead_letter(
         reason=str(violation)[:4000],
         received_at=utc_now(),
     )
+
+
+def internal_error(error: Exception, while_doing: str) -> ContractViolation:
+    """The reason to dead-letter a record a worker failed on (a bug): kept for replay, and
+    the agent goes on with the next record."""
+    problem = Problem("<worker>", f"{type(error).__name__} while {while_doing}")
+    return ContractViolation("record", "internal_error", [problem])

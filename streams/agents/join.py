@@ -37,7 +37,7 @@ from streams.channels import (
     stream_predictions,
     write_table,
 )
-from streams.deadletter import dead_letter
+from streams.deadletter import dead_letter, internal_error
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.retention import Watermark, case_partition, expiry, past_retention
@@ -114,8 +114,7 @@ async def _join_record(event: Any) -> None:
     except Exception as error:
         # A bug must not lose the record nor stop the agent: keep it for replay.
         logger.exception("join failed on %s", position)
-        problem = Problem("<worker>", f"{type(error).__name__} while joining")
-        internal = ContractViolation("record", "internal_error", [problem])
+        internal = internal_error(error, "joining")
         await send_dead_letter(position, event.value, internal, message.headers)
 
 

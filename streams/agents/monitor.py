@@ -13,7 +13,6 @@ from postmarket import topics
 from postmarket.contracts import (
     ContractViolation,
     Outcome,
-    Problem,
     RegistryEntry,
     StreamPrediction,
     decode,
@@ -35,6 +34,7 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
+from streams.deadletter import internal_error
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.performance import (
     CELLS,
@@ -90,8 +90,7 @@ async def _monitor_record(event: Any) -> None:
     except Exception as error:
         # As in the join: a bug must not lose the record nor stop the agent.
         logger.exception("stream update failed on %s", position)
-        problem = Problem("<worker>", f"{type(error).__name__} while monitoring")
-        internal = ContractViolation("record", "internal_error", [problem])
+        internal = internal_error(error, "monitoring")
         await send_dead_letter(position, event.value, internal, message.headers)
 
 
