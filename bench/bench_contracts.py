@@ -1,7 +1,10 @@
-"""Encode+decode speed of the event contracts (pydantic v2, strict) against stdlib json.
+"""Per-event costs a worker pays for every record, each against a peer in the same run.
 
-The peer is ``json.loads``/``json.dumps`` of the same payload with no validation at all,
-measured in the same run, so the ratio is the price of strict validation on this machine.
+- Encode+decode with the event contracts (pydantic v2, strict); the peer is
+  ``json.loads``/``json.dumps`` of the same payload with no validation at all, so the ratio
+  is the price of strict validation on this machine.
+- Checking a record's Ed25519 signature (``SiteKeyring.verify``, libsodium); the peer is
+  OpenSSL's verification of the same signature through ``cryptography``.
 Run with ``make bench``; prints a markdown table and writes JSON to bench/results/.
 """
 
@@ -14,6 +17,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from postmarket import topics
+from postmarket.authenticity import SigningKey, SiteKeyring, canonical_message, record_signature
 from postmarket.contracts import AcquisitionFeatures, Prediction, decode, encode
 
 ROUNDS = 5
@@ -49,6 +56,24 @@ def best_per_op(operation: Callable[[], object]) -> float:
     return min(timeit.repeat(operation, number=NUMBER, repeat=ROUNDS)) / NUMBER
 
 
+def signature_check_seconds(prediction: Prediction, raw: bytes) -> tuple[float, float]:
+    """(ours, OpenSSL's) seconds to check one signed prediction record's signature."""
+    site_key = SigningKey.from_seed(bytes(range(32)))
+    registration = site_key.registration(prediction.site_id, prediction.event_time)
+    keyring = SiteKeyring([registration])
+    key = prediction.case_pseudonym.encode()
+    headers = site_key.sign(topics.PREDICTIONS, key, raw)
+    found = record_signature(headers)
+    assert found is not None
+    openssl = Ed25519PublicKey.from_public_bytes(registration.public_key_bytes)
+    assert keyring.verify(headers, topics.PREDICTIONS, key, raw) == registration
+    ours_s = best_per_op(lambda: keyring.verify(headers, topics.PREDICTIONS, key, raw))
+    peer_s = best_per_op(
+        lambda: openssl.verify(found[1], canonical_message(topics.PREDICTIONS, key, raw))
+    )
+    return ours_s, peer_s
+
+
 def run() -> dict[str, float]:
     prediction = sample_prediction()
     raw = encode(prediction)
@@ -56,12 +81,16 @@ def run() -> dict[str, float]:
     contracts_s = best_per_op(lambda: encode(decode(Prediction, raw)))
     stdlib_s = best_per_op(lambda: json.dumps(json.loads(raw)).encode())
     assert json.loads(encode(decode(Prediction, raw))) == payload
+    verify_s, openssl_s = signature_check_seconds(prediction, raw)
     return {
         "contracts_roundtrip_us": contracts_s * 1e6,
         "stdlib_json_roundtrip_us": stdlib_s * 1e6,
         "ratio_contracts_to_stdlib": contracts_s / stdlib_s,
         "contracts_events_per_s": 1 / contracts_s,
         "payload_bytes": float(len(raw)),
+        "signature_check_us": verify_s * 1e6,
+        "openssl_signature_check_us": openssl_s * 1e6,
+        "ratio_signature_check_to_openssl": verify_s / openssl_s,
     }
 
 

@@ -43,6 +43,20 @@ def _contracts(r: dict[str, Any]) -> list[Figure]:
             "time relative to unvalidated stdlib json",
             f"{r['ratio_contracts_to_stdlib']:.2f} x",
         ),
+        *_signature_check(r),
+    ]
+
+
+def _signature_check(r: dict[str, Any]) -> list[Figure]:
+    if "signature_check_us" not in r:  # results from before the figure
+        return []
+    return [
+        Figure(
+            "contracts",
+            "record signature check (libsodium) relative to OpenSSL",
+            f"{r['ratio_signature_check_to_openssl']:.2f} x ({r['signature_check_us']:.0f} "
+            f"vs {r['openssl_signature_check_us']:.0f} µs)",
+        )
     ]
 
 

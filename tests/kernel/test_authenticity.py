@@ -144,6 +144,14 @@ def test_a_forged_signature_under_a_registered_key_id_is_refused() -> None:
     assert refusal(keyring(), forged, topics.PREDICTIONS, record_key, value) == "bad_signature"
 
 
+@pytest.mark.parametrize("length", [0, 1, 63, 65, 128])
+def test_a_signature_of_the_wrong_length_is_refused_not_raised(length: int) -> None:
+    record_key, value, headers = signed_prediction()
+    signature = (dict(headers)[SIGNATURE_HEADER] * 3)[:length]
+    cut = [(KEY_ID_HEADER, SITE_A_KEY.key_id.encode()), (SIGNATURE_HEADER, signature)]
+    assert refusal(keyring(), cut, topics.PREDICTIONS, record_key, value) == "bad_signature"
+
+
 def test_a_revoked_key_signs_nothing_from_its_revocation_on() -> None:
     record_key, value, headers = signed_prediction()
     revoked = SITE_A_KEY.registration("site-a", NOW - timedelta(days=30)).model_copy(
