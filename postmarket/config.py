@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         gt=0.0,
         description="event-time days a case waits for truth before it is dropped as expired",
     )
+    join_dedupe_days: float = Field(
+        3650.0,
+        ge=0.0,
+        description="event-time days a dropped case still remembers its event ids, so a "
+        "resend or a second replay of its history is not counted again",
+    )
     join_sweep_interval_s: float = Field(
         60.0, ge=0.0, description="how often each partition's expired case files are dropped"
     )

@@ -20,6 +20,7 @@ OVERFLOW = "_overflow"
 EVENTS_CONSUMED = f"{PREFIX}_events_consumed"
 EVENTS_DEADLETTERED = f"{PREFIX}_events_deadlettered"
 EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
+EVENTS_DUPLICATE_AFTER_RETENTION = f"{PREFIX}_events_duplicate_after_retention"
 EVENTS_UNAUTHENTIC = f"{PREFIX}_events_unauthentic"
 PREDICTIONS = f"{PREFIX}_predictions"
 OUTCOMES = f"{PREFIX}_outcomes"
@@ -105,6 +106,7 @@ class WorkerMetrics:
     events_consumed: Counter
     events_deadlettered: Counter
     events_duplicate: Counter
+    events_duplicate_after_retention: Counter
     events_unauthentic: Counter
     predictions: Counter
     outcomes: Counter
@@ -162,6 +164,13 @@ class WorkerMetrics:
             events_duplicate=Counter(
                 EVENTS_DUPLICATE,
                 "Valid records ignored because their event_id was already processed.",
+                ["topic"],
+                registry=registry,
+            ),
+            events_duplicate_after_retention=Counter(
+                EVENTS_DUPLICATE_AFTER_RETENTION,
+                "Of the duplicates, those of a case dropped past retention: a collector "
+                "resending months late, or the same history replayed twice.",
                 ["topic"],
                 registry=registry,
             ),

@@ -8,11 +8,15 @@ it came from, so
 - a replay of the very record that was applied (the worker crashed before committing its
   offset) re-emits the outcomes that record completed, with the same ids and positions,
   because whether they reached Kafka before the crash is unknown. Consumers of outcomes
-  skip positions they already applied (:class:`~postmarket.contracts.events.JoinPosition`).
+  skip positions they already applied (:class:`~postmarket.contracts.events.JoinPosition`);
+- a case dropped past retention keeps only a short digest of each event id it had
+  (:meth:`CaseFile.dropped_past_retention`), so a resend months later, or a second
+  replay of the same history, is still a duplicate rather than a new case.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +26,8 @@ from postmarket.contracts.events import FollowUp, JoinPosition, Label, Outcome, 
 from streams.truth import Truth, final_truth
 
 STATE_VERSION = 2
+DIGEST_CHARS = 16
+"""Hex characters of an :func:`event_digest`."""
 OUTCOME_NAMESPACE = uuid.UUID("6d1f0c2e-9b7a-4d8e-a0b1-5c3e2f4a6b7c")
 """Outcome ids are derived from the prediction id, so a re-emitted outcome keeps its id."""
 
@@ -46,6 +52,8 @@ class Accepted:
     outcomes: tuple[Outcome, ...] = ()
     replayed: bool = False
     """A duplicate read from the very record that was applied (re-send what it emitted)."""
+    after_retention: bool = False
+    """A duplicate of an event of this case that was dropped past retention."""
 
 
 @dataclass
@@ -57,6 +65,10 @@ class CaseFile:
     accepted_at: dict[str, RecordPosition] = field(default_factory=dict)
     joined: dict[str, JoinPosition] = field(default_factory=dict)
     truth: Truth | None = None
+    dropped: frozenset[str] = frozenset()
+    """:func:`event_digest` of every event of this case dropped past retention."""
+    dropped_at: datetime | None = None
+    """The event-time watermark at the latest drop (when the digests may be forgotten)."""
 
     def add(self, event: Prediction | FollowUp, position: RecordPosition) -> Accepted:
         """Add a prediction or follow-up read from ``position``.
@@ -70,6 +82,8 @@ class CaseFile:
                 outcomes = self._completed_at(position)
                 return Accepted(duplicate=True, outcomes=outcomes, replayed=True)
             return Accepted(duplicate=True)
+        if self.dropped and event_digest(key) in self.dropped:
+            return Accepted(duplicate=True, after_retention=True)
         predictions, followups, truth = self.predictions, self.followups, self.truth
         if isinstance(event, Prediction):
             predictions = {**predictions, key: event}
@@ -89,7 +103,15 @@ class CaseFile:
 
     def knows(self, event: Prediction | FollowUp) -> bool:
         """Whether this event (by its id) was accepted already, from any record."""
-        return str(event.event_id) in self.accepted_at
+        key = str(event.event_id)
+        return key in self.accepted_at or (bool(self.dropped) and event_digest(key) in self.dropped)
+
+    def dropped_past_retention(self, watermark: datetime) -> CaseFile:
+        """This case once retention has passed at ``watermark``: its events are dropped (what
+        they left unresolved is :func:`~streams.retention.expiry`), their ids kept as digests.
+        """
+        digests = self.dropped | {event_digest(key) for key in self.accepted_at}
+        return CaseFile(dropped=frozenset(digests), dropped_at=watermark)
 
     @property
     def awaiting_truth(self) -> int:
@@ -143,6 +165,11 @@ class CaseFile:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state for a Faust table (changelogged, so it survives restarts)."""
+        dropped = _dropped_state(self.dropped, self.dropped_at)
+        if dropped and not self.accepted_at:
+            # Only the digests: dropped cases outnumber open ones for years, in every
+            # worker's memory (the in-memory table store) and in every sweep's scan.
+            return {"state_version": STATE_VERSION, **dropped}
         return {
             "state_version": STATE_VERSION,
             # Defaults (empty acquisition fields, the schema version) are left out: a third
@@ -152,6 +179,7 @@ class CaseFile:
             "accepted_at": {k: v.as_list() for k, v in self.accepted_at.items()},
             "joined": {k: v.model_dump(mode="json") for k, v in self.joined.items()},
             "truth": _truth_state(self.truth),
+            **dropped,  # only once something was dropped: an open case pays nothing for it
         }
 
     @classmethod
@@ -160,6 +188,12 @@ class CaseFile:
             return cls()
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"case file state version {state.get('state_version')!r} unknown")
+        digests = state.get("dropped_events", "")
+        dropped = frozenset(
+            digests[i : i + DIGEST_CHARS] for i in range(0, len(digests), DIGEST_CHARS)
+        )
+        if "predictions" not in state:  # dropped past retention: only the digests are left
+            return cls(dropped=dropped, dropped_at=dropped_at_in(state))
         predictions = (Prediction.model_validate(p, strict=False) for p in state["predictions"])
         followups = [FollowUp.model_validate(f, strict=False) for f in state["followups"]]
         return cls(
@@ -170,6 +204,8 @@ class CaseFile:
                 k: JoinPosition.model_validate(v, strict=False) for k, v in state["joined"].items()
             },
             truth=_truth_from_state(state["truth"]),
+            dropped=dropped,
+            dropped_at=dropped_at_in(state),
         )
 
 
@@ -178,7 +214,7 @@ def awaiting_truth_in(state: dict[str, Any] | None) -> int:
     every event again (the backlog gauge reads every case file on a timer)."""
     if not state:
         return 0
-    return len(state["predictions"]) - len(state["joined"])
+    return len(state.get("predictions", ())) - len(state.get("joined", ()))
 
 
 def last_event_time_in(state: dict[str, Any]) -> datetime | None:
@@ -186,10 +222,29 @@ def last_event_time_in(state: dict[str, Any]) -> datetime | None:
     sweep reads every case file; validating each again cost a second per 20,000)."""
     times = [
         datetime.fromisoformat(event["event_time"])
-        for events in (state["predictions"], state["followups"])
+        for events in (state.get("predictions", ()), state.get("followups", ()))
         for event in events
     ]
     return max(times, default=None)
+
+
+def dropped_at_in(state: dict[str, Any]) -> datetime | None:
+    """:attr:`CaseFile.dropped_at` read straight from table state (None: nothing dropped)."""
+    at = state.get("dropped_at")
+    return datetime.fromisoformat(at) if at else None
+
+
+def event_digest(event_id: str) -> str:
+    """A short digest of an event id: 16 hex characters instead of 36, for the ids a case
+    keeps after its events are dropped. Collisions only matter within one case's few ids."""
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_CHARS // 2).hexdigest()
+
+
+def _dropped_state(dropped: frozenset[str], at: datetime | None) -> dict[str, Any]:
+    """The digests as one string: a list of short strings took four times the memory."""
+    if not dropped or at is None:
+        return {}
+    return {"dropped_at": at.isoformat(), "dropped_events": "".join(sorted(dropped))}
 
 
 def _event_state(event: Prediction | FollowUp) -> dict[str, Any]:

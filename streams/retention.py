@@ -1,8 +1,10 @@
 """How long a case waits for its truth, and which worker partition may forget it.
 
-A case file is dropped once the worker's event-time watermark has moved past its last
+A case's events are dropped once the worker's event-time watermark has moved past its last
 event by the retention period: a prediction still without truth then counts as expired
-(verification bias is evidence too), a follow-up without prediction as unmatched. Faust
+(verification bias is evidence too), a follow-up without prediction as unmatched. The
+case keeps a digest of each event id for a further period (``join_dedupe_days``), so a
+resend or a second replay of its events is not counted again; then it is forgotten. Faust
 writes a table change to the changelog partition of the record being processed, so a
 case may only be dropped while processing a record of the partition its own records use;
 that partition is Kafka's default partitioner applied to the case pseudonym.
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from kafka.partitioner.default import murmur2
 
 from postmarket.contracts.events import StreamKey
-from streams.casefile import CaseFile, last_event_time_in
+from streams.casefile import CaseFile, dropped_at_in, last_event_time_in
 
 
 def key_partition(key: str, partitions: int) -> int:
@@ -52,10 +54,39 @@ def expiry(case: CaseFile, watermark: datetime, retention: timedelta) -> Expiry 
 def past_retention(state: dict[str, Any] | None, watermark: datetime, retention: timedelta) -> bool:
     """Whether a case file's table state is past retention at ``watermark`` (read without
     loading the case: the sweep reads every case file, and most are kept)."""
-    if not state:
+    if not state or "predictions" not in state:  # nothing, or only dropped digests
         return False
     last = last_event_time_in(state)
     return last is not None and watermark - last > retention
+
+
+def forgettable(state: dict[str, Any] | None, watermark: datetime, remember: timedelta) -> bool:
+    """Whether a case file's table state holds only the digests of dropped events, and has
+    held them for longer than ``remember`` of event time at ``watermark``."""
+    if not state or "predictions" in state:  # nothing, or events still kept
+        return False
+    dropped_at = dropped_at_in(state)
+    return dropped_at is not None and watermark - dropped_at > remember
+
+
+SweepAction = Literal["drop", "forget"]
+
+
+def sweep_action(
+    state: dict[str, Any],
+    watermark: datetime,
+    retention: timedelta,
+    remember: timedelta,
+    forgetting: bool,
+) -> SweepAction | None:
+    """What a sweep does with one case file: drop its events past retention, forget a case
+    dropped long enough ago, or nothing. A dropped case costs one key lookup unless this
+    sweep is ``forgetting``: they outnumber open cases, and every sweep reads them all."""
+    if "predictions" in state:
+        return "drop" if past_retention(state, watermark, retention) else None
+    if forgetting and forgettable(state, watermark, remember):
+        return "forget"
+    return None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from postmarket import topics
@@ -40,14 +40,18 @@ from streams.channels import (
 from streams.deadletter import dead_letter, internal_error
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.retention import Watermark, case_partition, expiry, past_retention
+from streams.retention import Watermark, case_partition, expiry, sweep_action
 from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 RETENTION = timedelta(days=settings.join_retention_days)
+REMEMBER_DROPPED = timedelta(days=settings.join_dedupe_days)
+FORGET_EVERY = timedelta(days=1)
+"""Dropped cases are checked for forgetting once per this much event time per partition."""
 watermark = Watermark({})
 last_sweep: dict[int, float] = {}
+last_forget: dict[int, datetime] = {}
 
 logger = logging.getLogger(__name__)
 site_last_event = Children(metrics.site_last_event)
@@ -204,6 +208,8 @@ async def _join(
         raise
     if accepted.duplicate:
         duplicates(position.topic).inc()
+        if accepted.after_retention:
+            metrics.events_duplicate_after_retention.labels(position.topic).inc()
     elif stream is not None:
         predictions_counted(*metrics.stream_labels(stream)).inc()
     if prediction is not None and stream is not None:
@@ -234,7 +240,8 @@ def _case_file(case_pseudonym: str) -> CaseFile:
 
 
 async def _sweep_if_due(partition: int) -> None:
-    """Drop this partition's case files that are past retention (see streams.retention).
+    """Drop the events of this partition's cases that are past retention, and forget the
+    cases dropped longer ago than ``join_dedupe_days`` (see streams.retention).
 
     Reads each state's event times only; a case is loaded only when it is past retention.
     """
@@ -243,15 +250,25 @@ async def _sweep_if_due(partition: int) -> None:
         return
     last_sweep[partition] = now
     current = watermark.latest[partition]
+    forgetting = current - last_forget.get(partition, current - FORGET_EVERY) >= FORGET_EVERY
+    if forgetting:
+        last_forget[partition] = current
     for case_pseudonym, state in list(case_files.items()):
-        if not past_retention(state, current, RETENTION):
+        action = sweep_action(state, current, RETENTION, REMEMBER_DROPPED, forgetting)
+        if action is None:
             continue
         if case_partition(case_pseudonym, settings.topic_partitions) != partition:
             continue
-        expired = expiry(CaseFile.from_state(state), current, RETENTION)
+        if action == "forget":
+            await write_table(case_files, partition, case_pseudonym, None)
+            live_cases.pop(case_pseudonym, None)
+            continue
+        case = CaseFile.from_state(state)
+        expired = expiry(case, current, RETENTION)
         if expired is None:
             continue
-        await write_table(case_files, partition, case_pseudonym, None)
+        dropped = case.dropped_past_retention(current)
+        await write_table(case_files, partition, case_pseudonym, dropped.to_state())
         live_cases.pop(case_pseudonym, None)
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
@@ -317,10 +334,13 @@ def _header_pairs(headers: Any) -> list[tuple[str, bytes]] | None:
 async def count_cases_awaiting_truth() -> None:
     """Refresh the follow-up backlog gauge from this worker's share of the join table."""
     owned = owned_partitions(topics.PREDICTIONS)
+    # The partition (a murmur2 in Python) only of cases awaiting truth: most are joined
+    # or dropped past retention.
     awaiting = sum(
-        awaiting_truth_in(state)
+        count
         for case, state in list(case_files.items())
-        if case_partition(case, settings.topic_partitions) in owned
+        if (count := awaiting_truth_in(state))
+        and case_partition(case, settings.topic_partitions) in owned
     )
     metrics.cases_awaiting_truth.set(awaiting)
 

@@ -142,7 +142,7 @@ def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalW
     assert all(letter.source_topic == topics.PREDICTIONS for letter in letters)
 
 
-def test_truth_later_than_retention_finds_its_case_expired(
+def test_past_retention_truth_finds_its_case_dropped_and_a_resend_counts_once(
     kafka_stack: Any, tmp_path: Path
 ) -> None:
     settings: Settings = kafka_stack.settings.model_copy(
@@ -179,16 +179,22 @@ def test_truth_later_than_retention_finds_its_case_expired(
             )
             producer.deliver(
                 [
+                    stale,  # resent after its case was dropped: still a duplicate
                     make_followup(
                         case_pseudonym=waiting, site_id=site, event_time=T0 + timedelta(days=31)
-                    )
+                    ),
                 ]
             )
         wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
         records = read_all(settings.kafka_bootstrap, topics.OUTCOMES)
         joined = {o.prediction_event_id for o in valid_events(records, Outcome)}
         assert stale.event_id not in joined
-        assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 0
+        url = worker.metrics_url
+        assert metric_value(url, "postmarket_outcomes_total", site_id=site) == 0
+        assert metric_value(url, "postmarket_predictions_total", site_id=site) == 2
+        assert metric_value(url, "postmarket_predictions_expired_total", site_id=site) == 1
+        resent = "postmarket_events_duplicate_after_retention_total"
+        assert metric_value(url, resent, topic=topics.PREDICTIONS) == 1
 
 
 def test_outcome_latency_is_observed_once_per_new_outcome(worker: LocalWorker) -> None:

@@ -4,13 +4,21 @@ replays of the same record re-emitting the same outcomes."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from itertools import count
 
 import pytest
 
-from postmarket.contracts import Outcome, decode, encode
-from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in, last_event_time_in
-from tests.factories import make_followup, make_prediction
+from postmarket.contracts import FollowUp, Outcome, Prediction, decode, encode
+from streams.casefile import (
+    Accepted,
+    CaseFile,
+    RecordPosition,
+    awaiting_truth_in,
+    event_digest,
+    last_event_time_in,
+)
+from tests.factories import T0, make_followup, make_prediction
 
 _offsets = count()
 
@@ -169,3 +177,46 @@ def test_last_event_time_reads_the_same_from_table_state() -> None:
     state = json.loads(json.dumps(case.to_state()))
     assert last_event_time_in(state) == case.last_event_time
     assert last_event_time_in(CaseFile().to_state()) is None
+
+
+def dropped_case(*events: Prediction | FollowUp) -> CaseFile:
+    """A case that held ``events``, dropped past retention and read back from its state."""
+    case = CaseFile()
+    for event in events:
+        case.add(event, at())
+    dropped = case.dropped_past_retention(T0 + timedelta(days=500))
+    return CaseFile.from_state(json.loads(json.dumps(dropped.to_state())))
+
+
+def test_a_resend_after_retention_is_a_duplicate_of_the_dropped_case() -> None:
+    prediction, followup = make_prediction(), make_followup()
+    case = dropped_case(prediction, followup)
+    assert (case.predictions, case.followups, case.joined) == ({}, {}, {})
+    for event in (prediction, followup):
+        assert case.knows(event)
+        accepted = case.add(event, at())
+        assert (accepted.duplicate, accepted.after_retention, accepted.outcomes) == (
+            True,
+            True,
+            (),
+        )
+    assert case.to_state() == dropped_case(prediction, followup).to_state()
+
+
+def test_a_new_event_of_a_dropped_case_opens_it_again_and_keeps_the_old_ids() -> None:
+    old = make_prediction()
+    case = dropped_case(old)
+    late = make_followup()
+    assert not case.knows(late)
+    assert case.add(late, at()) == Accepted(duplicate=False)  # its prediction is gone
+    again = CaseFile.from_state(json.loads(json.dumps(case.to_state())))
+    assert again.knows(old) and again.knows(late)
+    dropped_twice = again.dropped_past_retention(T0 + timedelta(days=900))
+    assert dropped_twice.dropped == {event_digest(str(e.event_id)) for e in (old, late)}
+    assert dropped_twice.dropped_at == T0 + timedelta(days=900)
+
+
+def test_a_dropped_case_keeps_a_few_bytes_per_event() -> None:
+    case = dropped_case(make_prediction(), make_followup())
+    assert len(json.dumps(case.to_state())) < 256
+    assert "dropped_events" not in CaseFile().to_state()  # an open case pays nothing for it

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.casefile import CaseFile, RecordPosition
-from streams.retention import Watermark, case_partition, expiry, past_retention
+from streams.retention import (
+    Watermark,
+    case_partition,
+    expiry,
+    forgettable,
+    past_retention,
+    sweep_action,
+)
 from tests.factories import T0, make_followup, make_prediction
 
 RETENTION = timedelta(days=180)
@@ -69,3 +77,45 @@ def test_past_retention_on_table_state_agrees_with_expiry() -> None:
             expiry(case, watermark, RETENTION) is not None
         )
     assert not past_retention(None, T0 + 2 * RETENTION, RETENTION)
+
+
+def dropped_state(case: CaseFile, at: datetime) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(json.dumps(case.dropped_past_retention(at).to_state()))
+    return state
+
+
+def test_a_dropped_case_is_forgotten_only_after_its_ids_were_remembered_long_enough() -> None:
+    case = CaseFile()
+    case.add(make_prediction(event_time=T0), RecordPosition("p", 0, 1))
+    dropped_at = T0 + RETENTION + timedelta(days=1)
+    state = dropped_state(case, dropped_at)
+    remember = timedelta(days=3650)
+    assert not past_retention(state, dropped_at + 2 * remember, RETENTION)
+    assert not forgettable(state, dropped_at + remember, remember)
+    assert forgettable(state, dropped_at + remember + timedelta(seconds=1), remember)
+
+
+def test_a_case_with_events_is_never_forgotten_however_old_its_dropped_ids() -> None:
+    case = CaseFile()
+    case.add(make_prediction(event_time=T0), RecordPosition("p", 0, 1))
+    reopened = CaseFile.from_state(dropped_state(case, T0 + RETENTION + timedelta(days=1)))
+    reopened.add(make_followup(event_time=T0), RecordPosition("f", 0, 2))
+    state = json.loads(json.dumps(reopened.to_state()))
+    far = T0 + timedelta(days=100_000)
+    assert not forgettable(state, far, timedelta(days=1))
+    assert past_retention(state, far, RETENTION)  # its new events are dropped first
+    assert not forgettable(None, far, timedelta(days=1))
+
+
+def test_a_sweep_drops_open_cases_and_forgets_dropped_ones_only_when_forgetting() -> None:
+    case = CaseFile()
+    case.add(make_prediction(event_time=T0), RecordPosition("p", 0, 1))
+    open_state = json.loads(json.dumps(case.to_state()))
+    dropped_at = T0 + RETENTION + timedelta(days=1)
+    long_dropped = dropped_state(case, dropped_at)
+    remember, later = timedelta(days=30), dropped_at + timedelta(days=31)
+    assert sweep_action(open_state, later, RETENTION, remember, forgetting=False) == "drop"
+    assert sweep_action(open_state, T0, RETENTION, remember, forgetting=True) is None
+    assert sweep_action(long_dropped, later, RETENTION, remember, forgetting=True) == "forget"
+    assert sweep_action(long_dropped, later, RETENTION, remember, forgetting=False) is None
+    assert sweep_action(long_dropped, dropped_at, RETENTION, remember, forgetting=True) is None
