@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -661,14 +661,17 @@ class EvidenceStore:
         positive_label = FieldOutcome.label == "positive"
         positive_call = FieldOutcome.decision == "positive"
         stream = (FieldOutcome.device_version, FieldOutcome.task, FieldOutcome.site_key)
+        tallies = {
+            "true_positives": _tally(and_(positive_label, positive_call)),
+            "false_negatives": _tally(and_(positive_label, ~positive_call)),
+            "true_negatives": _tally(and_(~positive_label, ~positive_call)),
+            "false_positives": _tally(and_(~positive_label, positive_call)),
+            "prospective": _tally(FieldOutcome.study_design == "prospective"),
+            "retrospective": _tally(FieldOutcome.study_design == "retrospective"),
+        }
         query = select(
             *stream,
-            _tally(and_(positive_label, positive_call)),
-            _tally(and_(positive_label, ~positive_call)),
-            _tally(and_(~positive_label, ~positive_call)),
-            _tally(and_(~positive_label, positive_call)),
-            _tally(FieldOutcome.study_design == "prospective"),
-            _tally(FieldOutcome.study_design == "retrospective"),
+            *tallies.values(),
             func.min(FieldOutcome.prediction_time),
             func.max(FieldOutcome.prediction_time),
         ).where(FieldOutcome.device_key == device_id)
@@ -683,28 +686,11 @@ class EvidenceStore:
                     version=version,
                     task=task,
                     site=site,
-                    true_positives=int(tp),
-                    false_negatives=int(fn),
-                    true_negatives=int(tn),
-                    false_positives=int(fp),
-                    prospective=int(prospective),
-                    retrospective=int(retrospective),
+                    **_counted(tallies, tallied),
                     first_case_time=_aware(first),
                     last_case_time=_aware(last),
                 )
-                for (
-                    version,
-                    task,
-                    site,
-                    tp,
-                    fn,
-                    tn,
-                    fp,
-                    prospective,
-                    retrospective,
-                    first,
-                    last,
-                ) in session.execute(query)
+                for version, task, site, *tallied, first, last in session.execute(query)
             ]
         # Sorted here: a database's collation need not order text as Python does.
         return sorted(counts, key=lambda site: (site.version, site.task, site.site))
@@ -768,15 +754,15 @@ class EvidenceStore:
             FieldOutcome.study_design,
             week,
         )
+        tallies = {
+            "cases": func.count(),
+            "positives": _tally(positive),
+            "true_positives": _tally(and_(positive, FieldOutcome.decision == "positive")),
+            "negatives": _tally(negative),
+            "true_negatives": _tally(and_(negative, FieldOutcome.decision == "negative")),
+        }
         query = (
-            select(
-                *group,
-                func.count(),
-                _tally(positive),
-                _tally(and_(positive, FieldOutcome.decision == "positive")),
-                _tally(negative),
-                _tally(and_(negative, FieldOutcome.decision == "negative")),
-            )
+            select(*group, *tallies.values())
             .where(FieldOutcome.device_key == device_id)
             .group_by(*group)
         )
@@ -787,24 +773,11 @@ class EvidenceStore:
                     stream=streams.key(version, site, task),
                     study_design=design,
                     week=_week_start(week_number),
-                    cases=int(cases),
-                    positives=int(positives),
-                    true_positives=int(true_positives),
-                    negatives=int(negatives),
-                    true_negatives=int(true_negatives),
+                    **_counted(tallies, tallied),
                 )
-                for (
-                    version,
-                    site,
-                    task,
-                    design,
-                    week_number,
-                    cases,
-                    positives,
-                    true_positives,
-                    negatives,
-                    true_negatives,
-                ) in _rows_of_weeks(session, query, FieldOutcome.prediction_time, weeks)
+                for version, site, task, design, week_number, *tallied in _rows_of_weeks(
+                    session, query, FieldOutcome.prediction_time, weeks
+                )
             ]
 
     def weekly_prediction_counts(
@@ -1094,6 +1067,13 @@ class _Streams:
 def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
     """How many rows of the group meet ``condition`` (SUM of a CASE: portable SQL)."""
     return func.sum(case((condition, 1), else_=0))
+
+
+def _counted(tallies: Iterable[str], tallied: Iterable[Any]) -> dict[str, int]:
+    """A GROUP BY row's ``tallied`` values, selected in the order of ``tallies`` (the names
+    of the fields they fill), by field name and as plain ints whatever numeric type the
+    driver returns for an aggregate."""
+    return {field: int(value) for field, value in zip(tallies, tallied, strict=True)}
 
 
 def _insert_new(

@@ -67,8 +67,12 @@ class RecordingProducer:
         *,
         transactional_id: str | None = None,
     ) -> asyncio.Future[RecordMetadata]:
+        """Faust awaits the returned future for the delivery; here it is already delivered."""
+        delivered = await self.send_and_wait(
+            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+        )
         sent: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        sent.set_result(self._record(topic, key, value, partition, headers))
+        sent.set_result(delivered)
         return sent
 
     async def send_and_wait(
