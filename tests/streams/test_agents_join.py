@@ -4,21 +4,28 @@ and records acked only once the batch that covers them is flushed."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from postmarket import topics
-from postmarket.contracts import DeadLetter, Outcome, decode, encode
+from postmarket.contracts import DeadLetter, Outcome, Prediction, decode, encode
 from streams import app as worker
 from streams.agents import join
+from streams.app import settings
+from streams.casefile import event_digest
 from streams.channels import STREAM_PREDICTIONS, case_files, first_sightings, registry
+from streams.retention import case_partition
 from streams.routing import StreamPredictions
-from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.factories import T0, make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
 PREDICTIONS, FOLLOWUPS = topics.PREDICTIONS, topics.FOLLOWUPS
+DAY = timedelta(days=1)
 
 
 def _reset_join_state() -> None:
@@ -28,6 +35,7 @@ def _reset_join_state() -> None:
     list(join.router.drain())
     join.watermark.latest.clear()
     join.last_sweep.clear()
+    join.last_forget.clear()
     for table in (case_files, first_sightings, registry):
         table.data.clear()
 
@@ -220,3 +228,50 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
     joined_cases = [outcome.case_pseudonym for outcome in outcomes_sent(producer)]
     assert joined_cases == [f"c-{i}" for i in range(cases)]
     assert sorted(routed_offsets(producer)) == list(range(cases))
+
+
+def cases_on_partition(partition: int, how_many: int) -> list[str]:
+    """Case pseudonyms whose records Kafka's partitioner puts on ``partition``."""
+    names = (f"c-{n}" for n in range(10_000))
+    on_it = (name for name in names if case_partition(name, settings.topic_partitions) == partition)
+    return list(itertools.islice(on_it, how_many))
+
+
+def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention 10 days, ids remembered 30 days more; each record moves the watermark."""
+    monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
+    monkeypatch.setattr(join, "RETENTION", timedelta(days=10))
+    monkeypatch.setattr(join, "REMEMBER_DROPPED", timedelta(days=30))
+    dropped, later, much_later = cases_on_partition(0, 3)
+    old = make_prediction(case_pseudonym=dropped, event_time=T0)
+    changelog = case_files.changelog_topic.get_topic_name()
+    resent_before = counter("events_duplicate_after_retention", topic=PREDICTIONS)
+
+    async def scenario(feed: Feed) -> None:
+        async def feed_prediction(case: str, prediction: Prediction) -> None:
+            event = await feed.put_event(PREDICTIONS, case, prediction)
+            await wait_until(settled(join.unacked, [event]), f"{case} joined")
+
+        await feed_prediction(dropped, old)
+        await feed_prediction(
+            later, make_prediction(case_pseudonym=later, event_time=T0 + DAY * 20)
+        )
+        assert case_files.data[dropped] == {
+            "state_version": 2,
+            "dropped_at": (T0 + DAY * 20).isoformat(),
+            "dropped_events": event_digest(str(old.event_id)),
+        }
+        await feed_prediction(dropped, old)  # resent after its case was dropped
+        assert counter("events_duplicate_after_retention", topic=PREDICTIONS) == resent_before + 1
+        await feed_prediction(
+            much_later, make_prediction(case_pseudonym=much_later, event_time=T0 + DAY * 51)
+        )
+        assert dropped not in case_files.data  # 31 days after the drop: forgotten
+        await join.flush_routed()
+
+    run_join(scenario)
+    tombstones = [r.key for r in producer.to(changelog) if r.value is None]
+    assert tombstones == [json.dumps(dropped).encode()]
+    assert routed_offsets(producer) == [0, 1, 3]  # the resend (offset 2) reached no stream
