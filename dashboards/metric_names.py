@@ -52,6 +52,7 @@ OUTCOME_LATENCY_BUCKET = f"{worker.OUTCOME_LATENCY}_bucket"
 
 # --- evidence sink (postmarket.evidence.metrics) ----------------------------------------------
 ALERTS_BY_STATUS = worker.ALERTS_BY_STATUS
+ALERT_RECURRENCES = worker.ALERT_RECURRENCES
 
 # --- collector (collectors.metrics) -----------------------------------------------------------
 _collector = CollectorMetrics.create(CollectorRegistry())

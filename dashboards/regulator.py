@@ -202,6 +202,13 @@ def build() -> model.Dashboard:
             [Query(f"sum by ({STREAM}, detector, severity) ({m.ALERTS}{{{sel}}})")],
             width=12,
         ),
+        instant_table(
+            "Recurrences of stored alerts",
+            "Signals of a stream and detector stored while its alert was unresolved: a "
+            "persistent problem is one alert that recurred, not many alerts.",
+            [Query(f"sum by ({STREAM}, detector, status) ({m.ALERT_RECURRENCES}{{{sel}}})")],
+            width=24,
+        ),
     ]
     dashboard = (
         dashboard_builders.Dashboard(TITLE)

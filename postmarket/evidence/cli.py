@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from postmarket.contracts.events import Alert
     from postmarket.evidence.sink import SinkCounts
     from postmarket.evidence.store import AlertView, EvidenceStore
 
@@ -379,7 +380,26 @@ def _alert_line(view: AlertView) -> str:
     return (
         f"{alert.alert_id}  {view.status.value:<12} {alert.severity:<8} {alert.detector:<22} "
         f"{stream.device_id} {stream.device_version} {stream.site_id} {stream.task}  "
-        f"{alert.raised_at:%Y-%m-%d %H:%M}"
+        f"{alert.raised_at:%Y-%m-%d %H:%M}{_recurred(view)}"
+    )
+
+
+def _recurred(view: AlertView) -> str:
+    """How often the alert recurred, when last, and how severe at most; empty if never."""
+    if view.last_recurred_at is None:
+        return ""
+    return (
+        f"  recurred {view.recurrences}x, last {view.last_recurred_at:%Y-%m-%d %H:%M}, "
+        f"up to {view.highest_severity}"
+    )
+
+
+def _recurrence_line(recurrence: Alert) -> str:
+    return (
+        f"  {recurrence.raised_at.isoformat()}  {recurrence.severity:<8} "
+        f"statistic {recurrence.statistic:g}, threshold {recurrence.threshold:g}, cases "
+        f"{recurrence.first_case_time.isoformat()} .. {recurrence.last_case_time.isoformat()}"
+        f"  ({recurrence.alert_id})"
     )
 
 
@@ -410,7 +430,7 @@ def show_alert(
     alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
     url: UrlOption = None,
 ) -> None:
-    """Show one alert: its evidence, message and lifecycle."""
+    """Show one alert: its evidence, message, lifecycle and recurrences."""
     from postmarket.evidence.store import NotFound
 
     with _open(url) as store:
@@ -418,6 +438,7 @@ def show_alert(
             view = store.alert(alert_id)
         except NotFound as error:
             raise _fail(str(error)) from None
+        recurrences = store.alert_recurrences(alert_id)
     alert = view.alert
     lines = [
         f"alert        {alert.alert_id}",
@@ -440,6 +461,12 @@ def show_alert(
         lines.append(
             f"resolved     {view.resolved_at.isoformat()} by {view.resolved_by}: {view.resolution}"
         )
+    if recurrences:
+        lines.append(
+            f"recurrences  {len(recurrences)}, highest severity {view.highest_severity} "
+            "(signals of this stream and detector while the alert was unresolved):"
+        )
+        lines += [_recurrence_line(recurrence) for recurrence in recurrences]
     typer.echo("\n".join(lines))
 
 

@@ -3,17 +3,41 @@
 A regulator reads an alert's history as evidence of how the manufacturer responded, so a
 resolved alert never reopens and an open alert is acknowledged (someone owns it) before
 it is resolved. Pure: the store calls :func:`next_status` before it writes.
+
+One persistent problem is one alert: while a stream's detector has an unresolved alert,
+its next signals are stored as recurrences of that alert, not as new alerts to triage.
+Once the alert is resolved, the next signal opens a new one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import get_args
+
+from postmarket.contracts.events import Severity
 
 
 class AlertStatus(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+"""The statuses of an alert whose stream and detector's next signals recur it."""
+
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+"""Least to most severe, as the contract lists them."""
+
+
+def highest_severity(severities: Iterable[str]) -> Severity:
+    """The most severe of an alert's and its recurrences' severities.
+
+    >>> highest_severity(["warning", "critical", "info"])
+    'critical'
+    """
+    return SEVERITIES[max(SEVERITIES.index(severity) for severity in severities)]
 
 
 class AlertAction(StrEnum):

@@ -6,6 +6,10 @@ and serves the counts on its /metrics. A scrape reads the last snapshot and neve
 the database, so scrape frequency does not load the store. Each stream, detector and
 severity seen gets a series for every status (0 where none), so "resolved" is a line at
 zero rather than a missing series. Pure of SQLAlchemy: the store is passed in.
+
+An alert is one persistent problem: its stream and detector's later signals while it is
+unresolved are recurrences, counted apart (by stream, detector and the status of the alert
+they recur), so a flood of signals shows as one alert with a rising recurrence count.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from postmarket.evidence.lifecycle import AlertStatus
 from postmarket.metrics import (
+    ALERT_RECURRENCES,
     ALERTS_BY_STATUS,
     SINK_DUPLICATES,
     SINK_INVALID,
@@ -31,11 +36,12 @@ from postmarket.metrics import (
 
 if TYPE_CHECKING:
     from postmarket.evidence.sink import SinkCounts
-    from postmarket.evidence.store import AlertStatusCount, EvidenceStore
+    from postmarket.evidence.store import AlertRecurrenceCount, AlertStatusCount, EvidenceStore
 
 log = logging.getLogger(__name__)
 
 ALERT_LABELS = (*STREAM_LABELS, "detector", "severity", "status")
+RECURRENCE_LABELS = (*STREAM_LABELS, "detector", "status")
 DEFAULT_REFRESH_S = 15.0
 
 LabelValues = tuple[str, ...]
@@ -53,31 +59,60 @@ def alert_status_series(counts: Iterable[AlertStatusCount]) -> dict[LabelValues,
     return series
 
 
-class AlertsByStatus(Collector):
-    """A gauge family built from the last snapshot of the store's alert counts."""
+def recurrence_series(counts: Iterable[AlertRecurrenceCount]) -> dict[LabelValues, int]:
+    """Label values -> recurrences, with every status present for each stream/detector."""
+    series: dict[LabelValues, int] = {}
+    for count in counts:
+        s = count.stream
+        group = (s.device_id, s.device_version, s.site_id, s.task, count.detector)
+        for status in AlertStatus:
+            series.setdefault((*group, status.value), 0)
+        series[(*group, count.status.value)] += count.recurrences
+    return series
+
+
+class StoredAlerts(Collector):
+    """Gauge families built from the last snapshot of the store's alert and recurrence counts."""
 
     def __init__(self) -> None:
-        self._series: dict[LabelValues, int] = {}
+        self._alerts: dict[LabelValues, int] = {}
+        self._recurrences: dict[LabelValues, int] = {}
 
-    def update(self, counts: Iterable[AlertStatusCount]) -> None:
-        self._series = alert_status_series(counts)  # replaced whole: scrapes see one snapshot
+    def update(
+        self, alerts: Iterable[AlertStatusCount], recurrences: Iterable[AlertRecurrenceCount]
+    ) -> None:
+        # Each replaced whole: a scrape sees one snapshot.
+        self._alerts = alert_status_series(alerts)
+        self._recurrences = recurrence_series(recurrences)
 
-    def _family(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            ALERTS_BY_STATUS,
-            "Alerts in the evidence store by stream, detector, severity and lifecycle status "
-            f"({', '.join(AlertStatus)}).",
-            labels=ALERT_LABELS,
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        statuses = ", ".join(AlertStatus)
+        return (
+            GaugeMetricFamily(
+                ALERTS_BY_STATUS,
+                "Alerts in the evidence store (one per persistent problem) by stream, detector, "
+                f"severity and lifecycle status ({statuses}).",
+                labels=ALERT_LABELS,
+            ),
+            GaugeMetricFamily(
+                ALERT_RECURRENCES,
+                "Signals the evidence store kept as recurrences of an unresolved alert of the "
+                "same stream and detector, by stream, detector and the lifecycle status of the "
+                f"alert they recur ({statuses}).",
+                labels=RECURRENCE_LABELS,
+            ),
         )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield self._family()
+        yield from self._families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
-        for labels, alerts in sorted(self._series.items()):
-            family.add_metric(list(labels), alerts)
-        yield family
+        alerts, recurrences = self._families()
+        for labels, value in sorted(self._alerts.items()):
+            alerts.add_metric(list(labels), value)
+        for labels, value in sorted(self._recurrences.items()):
+            recurrences.add_metric(list(labels), value)
+        yield from (alerts, recurrences)
 
 
 class SinkProgress(Collector):
@@ -97,8 +132,8 @@ class SinkProgress(Collector):
         records = CounterMetricFamily(SINK_RECORDS, "Records the evidence sink consumed.")
         stored = CounterMetricFamily(
             SINK_STORED,
-            "What the evidence sink stored new, by kind (outcome, prediction, alert; snapshot "
-            "and fleet_alert from its periodic review).",
+            "What the evidence sink stored new, by kind (outcome, prediction, alert: new or a "
+            "recurrence; snapshot and fleet_alert from its periodic review).",
             labels=["kind"],
         )
         duplicates = CounterMetricFamily(
@@ -127,13 +162,13 @@ class EvidenceMetrics:
     """The sink's metrics in ``registry``; :meth:`refresh` reads the store once."""
 
     def __init__(self, registry: CollectorRegistry, counts: SinkCounts | None = None) -> None:
-        self.alerts_by_status = AlertsByStatus()
-        registry.register(self.alerts_by_status)
+        self.stored_alerts = StoredAlerts()
+        registry.register(self.stored_alerts)
         if counts is not None:
             registry.register(SinkProgress(counts))
 
     def refresh(self, store: EvidenceStore) -> None:
-        self.alerts_by_status.update(store.alert_status_counts())
+        self.stored_alerts.update(store.alert_status_counts(), store.alert_recurrence_counts())
 
 
 class PeriodicRefresh:

@@ -175,6 +175,14 @@ class AlertRow(Base):
     """An alert as raised (the contract's fields) plus its lifecycle: who, when and why."""
 
     __tablename__ = "alerts"
+    __table_args__ = (
+        # Finds the unresolved alert of a stream's detector, which a new signal recurs
+        # (revision 8).
+        Index(
+            "ix_alerts_stream_detector_status",
+            "device_key", "device_version", "site_key", "task", "detector", "status",
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -198,6 +206,28 @@ class AlertRow(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(128))
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertRecurrenceRow(Base):
+    """A later signal of an alert's stream and detector while the alert was unresolved
+    (revision 8): kept whole, with its own alert id, but not a new alert to triage.
+
+    The stream and detector are the recurred alert's.
+    """
+
+    __tablename__ = "alert_recurrences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(36), unique=True)
+    recurred_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    statistic: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]]
+    first_case_time: Mapped[datetime]
+    last_case_time: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
 
 
 class AuditEntryRow(Base):

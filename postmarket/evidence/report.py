@@ -315,7 +315,11 @@ class DeviceReport:
         if outside:
             lines.append("Sites below the 99.8 % funnel limit: " + ", ".join(outside) + ".")
         opened = [a for a in self.alerts if a.status.value != "resolved"]
-        lines.append(f"{len(self.alerts)} alert(s) in the window, {len(opened)} not yet resolved.")
+        recurred = sum(a.recurrences for a in self.alerts)
+        lines.append(
+            f"{len(self.alerts)} alert(s) in the window, {len(opened)} not yet resolved"
+            + (f"; they recurred {recurred} time(s)." if recurred else ".")
+        )
         prospective, retrospective = self.design.prospective, self.design.retrospective
         lines.append(
             f"{self.design.total} outcomes: {prospective} prospective (live) and "
@@ -324,6 +328,13 @@ class DeviceReport:
         if not self.audit.intact:
             lines.append(f"THE AUDIT TRAIL IS BROKEN at {self.audit.problem}.")
         return lines
+
+
+def _in_window(view: AlertView, begin: datetime, stop: datetime) -> bool:
+    """Whether the alert's cases, or its recurrences, overlap ``[begin, stop)``: a problem
+    first alerted before the window and still signalling in it is reported."""
+    latest = max(view.alert.last_case_time, view.last_recurred_at or view.alert.last_case_time)
+    return view.alert.first_case_time < stop and latest >= begin
 
 
 def window(start: date, end: date) -> tuple[datetime, datetime]:
@@ -632,11 +643,7 @@ def build_report(
     device = store.device(device_id)
     outcomes = store.outcomes(device_id, begin, stop)
     predictions = store.prediction_counts(device_id, begin, stop)
-    alerts = [
-        view
-        for view in store.device_alerts(device_id)
-        if view.alert.first_case_time < stop and view.alert.last_case_time >= begin
-    ]
+    alerts = [view for view in store.device_alerts(device_id) if _in_window(view, begin, stop)]
     sites, heterogeneity = site_analysis(outcomes)
     return DeviceReport(
         device=device,

@@ -30,6 +30,8 @@ from postmarket.evidence.snapshots import Snapshot
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from postmarket.evidence.store import AlertView
+
 SECTIONS = {
     "summary": "Summary for the regulator",
     "claims": "Claims vs observed, per version",
@@ -487,6 +489,16 @@ def _strata(report: DeviceReport) -> str:
     )
 
 
+def _recurred(view: AlertView) -> str:
+    """How often the stream's detector signalled again while the alert was unresolved."""
+    if view.last_recurred_at is None:
+        return "-"
+    return (
+        f"{view.recurrences}x, last {view.last_recurred_at:%Y-%m-%d}, "
+        f"up to {_e(view.highest_severity)}"
+    )
+
+
 def _alerts(report: DeviceReport) -> str:
     rows = []
     for view in report.alerts:
@@ -511,6 +523,7 @@ def _alerts(report: DeviceReport) -> str:
                 _e(alert.message),
                 f'<span class="status-{view.status.value}">{_e(view.status.value)}</span>',
                 lifecycle or "-",
+                _recurred(view),
             ]
         )
     counts: dict[str, int] = {}
@@ -518,7 +531,8 @@ def _alerts(report: DeviceReport) -> str:
         counts[view.status.value] = counts.get(view.status.value, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
     table = _table(
-        ["Raised", "Detector", "Severity", "Stream", "Message", "Status", "Lifecycle"], rows
+        ["Raised", "Detector", "Severity", "Stream", "Message", "Status", "Lifecycle", "Recurred"],
+        rows,
     )
     return _section(
         "alerts",

@@ -36,11 +36,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from postmarket.contracts.events import Alert, Claim, Outcome, Prediction, StreamKey
+from postmarket.contracts.events import Alert, Claim, Outcome, Prediction, Severity, StreamKey
 from postmarket.evidence.audit import AuditRecord, ChainVerdict, chain_entry, verify_chain
-from postmarket.evidence.lifecycle import AlertAction, AlertStatus, next_status
+from postmarket.evidence.lifecycle import (
+    SEVERITIES,
+    UNRESOLVED,
+    AlertAction,
+    AlertStatus,
+    highest_severity,
+    next_status,
+)
 from postmarket.evidence.migrate import make_engine, upgrade
 from postmarket.evidence.models import (
+    AlertRecurrenceRow,
     AlertRow,
     AuditEntryRow,
     ChangeRecordRow,
@@ -157,7 +165,7 @@ class SiteCounts:
 
 @dataclass(frozen=True)
 class AlertView:
-    """An alert as raised plus its lifecycle so far."""
+    """An alert as raised plus its lifecycle so far and how often it recurred."""
 
     alert: Alert
     status: AlertStatus
@@ -167,6 +175,12 @@ class AlertView:
     resolved_by: str | None
     resolved_at: datetime | None
     resolution: str | None
+    recurrences: int
+    """Signals of the same stream and detector stored while the alert was unresolved."""
+    last_recurred_at: datetime | None
+    """When the latest recurrence was raised; None without recurrences."""
+    highest_severity: Severity
+    """The most severe of the alert's and its recurrences' severities."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,16 @@ class AlertStatusCount:
     severity: str
     status: AlertStatus
     alerts: int
+
+
+@dataclass(frozen=True)
+class AlertRecurrenceCount:
+    """The number of recurrences of one stream and detector's alerts in one lifecycle status."""
+
+    stream: StreamKey
+    detector: str
+    status: AlertStatus
+    recurrences: int
 
 
 def _now() -> datetime:
@@ -219,9 +243,7 @@ class EvidenceStore:
         self, session: Session, actor: str, action: str, subject: str, payload: Mapping[str, Any]
     ) -> None:
         """Append one entry chained to the newest, inside the caller's transaction."""
-        if session.get_bind().dialect.name == "postgresql":
-            # Writers queue here, so two transactions never chain onto the same entry.
-            session.execute(text("LOCK TABLE audit_entries IN SHARE ROW EXCLUSIVE MODE"))
+        _queue_writers(session)
         newest = session.scalars(
             select(AuditEntryRow).order_by(AuditEntryRow.sequence.desc()).limit(1)
         ).first()
@@ -509,37 +531,24 @@ class EvidenceStore:
     # --- alerts -----------------------------------------------------------------------------
 
     def record_alert(self, alert: Alert, *, actor: str) -> bool:
-        """Store a raised alert as open; False (and nothing written) if it is already stored."""
+        """Store a raised alert: as a recurrence of its stream and detector's unresolved
+        alert if there is one, else as a new open alert. False (and nothing written) if its
+        alert id is already stored, as an alert or as a recurrence."""
         try:
             with self._transaction() as session:
-                if _alert(session, alert.alert_id, missing_ok=True) is not None:
+                # Before looking: a concurrent writer must not open a second alert for the
+                # same stream and detector, nor store the same id twice across both tables.
+                _queue_writers(session)
+                if _is_stored(session, alert.alert_id):
                     return False
-                session.add(
-                    AlertRow(
-                        alert_id=str(alert.alert_id),
-                        device_key=alert.stream.device_id,
-                        device_version=alert.stream.device_version,
-                        site_key=alert.stream.site_id,
-                        task=alert.stream.task,
-                        detector=alert.detector,
-                        statistic=alert.statistic,
-                        threshold=alert.threshold,
-                        evidence=dict(alert.evidence),
-                        first_case_time=alert.first_case_time,
-                        last_case_time=alert.last_case_time,
-                        raised_at=alert.raised_at,
-                        severity=alert.severity,
-                        message=alert.message,
-                        status=AlertStatus.OPEN.value,
-                    )
-                )
-                self._audit(
-                    session,
-                    actor,
-                    "alert.raise",
-                    f"alert:{alert.alert_id}",
-                    alert.model_dump(mode="json"),
-                )
+                recurred = _unresolved_alert(session, alert.stream, alert.detector)
+                if recurred is None:
+                    session.add(_alert_row(alert))
+                    action, subject = "alert.raise", f"alert:{alert.alert_id}"
+                else:
+                    session.add(AlertRecurrenceRow(**_signal(alert), recurred_id=recurred.id))
+                    action, subject = "alert.recur", f"alert:{recurred.alert_id}"
+                self._audit(session, actor, action, subject, alert.model_dump(mode="json"))
                 return True
         except IntegrityError:
             return False
@@ -576,11 +585,11 @@ class EvidenceStore:
                 f"alert:{row.alert_id}",
                 {"status": status.value, "at": at, "why": why},
             )
-            return _alert_view(row)
+            return _alert_view_of(session, row)
 
     def alert(self, alert_id: uuid.UUID | str) -> AlertView:
         with self._sessions() as session:
-            return _alert_view(_alert(session, alert_id))
+            return _alert_view_of(session, _alert(session, alert_id))
 
     def alerts(self, status: AlertStatus | None = None) -> list[AlertView]:
         """Alerts, newest first, optionally only those with ``status``."""
@@ -588,7 +597,19 @@ class EvidenceStore:
             query = select(AlertRow).order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
             if status is not None:
                 query = query.where(AlertRow.status == status.value)
-            return [_alert_view(row) for row in session.scalars(query)]
+            return _alert_views(session, query)
+
+    def alert_recurrences(self, alert_id: uuid.UUID | str) -> list[Alert]:
+        """The signals stored as recurrences of an alert, each as raised, oldest first."""
+        with self._sessions() as session:
+            recurred = _alert(session, alert_id)
+            query = (
+                select(AlertRecurrenceRow)
+                .where(AlertRecurrenceRow.recurred_id == recurred.id)
+                .order_by(AlertRecurrenceRow.raised_at, AlertRecurrenceRow.id)
+            )
+            stream = _alert_stream(recurred)
+            return [_as_raised(row, stream, recurred.detector) for row in session.scalars(query)]
 
     def alert_status_counts(self) -> list[AlertStatusCount]:
         """How many alerts each stream, detector and severity has in each lifecycle status."""
@@ -616,6 +637,34 @@ class EvidenceStore:
                 for device, version, site, task, detector, severity, status, count in (
                     session.execute(query)
                 )
+            ]
+
+    def alert_recurrence_counts(self) -> list[AlertRecurrenceCount]:
+        """How many recurrences each stream and detector's alerts in each status have."""
+        group = (
+            AlertRow.device_key,
+            AlertRow.device_version,
+            AlertRow.site_key,
+            AlertRow.task,
+            AlertRow.detector,
+            AlertRow.status,
+        )
+        query = (
+            select(*group, func.count())
+            .join(AlertRecurrenceRow, AlertRecurrenceRow.recurred_id == AlertRow.id)
+            .group_by(*group)
+        )
+        with self._sessions() as session:
+            return [
+                AlertRecurrenceCount(
+                    stream=StreamKey(
+                        device_id=device, device_version=version, site_id=site, task=task
+                    ),
+                    detector=detector,
+                    status=AlertStatus(status),
+                    recurrences=int(count),
+                )
+                for device, version, site, task, detector, status, count in session.execute(query)
             ]
 
     # --- field outcomes and predictions (written by the evidence sink) ----------------------
@@ -960,7 +1009,7 @@ class EvidenceStore:
             .order_by(AlertRow.raised_at, AlertRow.id)
         )
         with self._sessions() as session:
-            return [_alert_view(row) for row in session.scalars(query)]
+            return _alert_views(session, query)
 
     def first_sightings(self, device_id: str) -> dict[str, datetime]:
         """Each version's first sighting anywhere in the field (version -> time)."""
@@ -978,7 +1027,7 @@ class EvidenceStore:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _aware(value: datetime) -> datetime:
+def _aware(value: datetime | str) -> datetime:
     """Aggregates bypass the column type on SQLite, which returns naive (UTC) times or text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -1282,15 +1331,90 @@ def _registration(session: Session, device_id: str, version: Version) -> Registr
     return row.registration
 
 
-def _alert(session: Session, alert_id: uuid.UUID | str, *, missing_ok: bool = False) -> AlertRow:
+def _alert(session: Session, alert_id: uuid.UUID | str) -> AlertRow:
     try:
         key = str(uuid.UUID(str(alert_id)))
     except ValueError:
         raise NotFound(f"{alert_id!r} is not an alert id (a UUID)") from None
     row = session.scalars(select(AlertRow).where(AlertRow.alert_id == key)).first()
-    if row is None and not missing_ok:
-        raise NotFound(f"no alert {key}")
-    return row  # type: ignore[return-value]
+    if row is not None:
+        return row
+    recurred = session.scalars(
+        select(AlertRow.alert_id)
+        .join(AlertRecurrenceRow, AlertRecurrenceRow.recurred_id == AlertRow.id)
+        .where(AlertRecurrenceRow.alert_id == key)
+    ).first()
+    if recurred is not None:
+        raise NotFound(f"{key} is a recurrence of alert {recurred}: use that alert's id")
+    raise NotFound(f"no alert {key}")
+
+
+def _is_stored(session: Session, alert_id: uuid.UUID) -> bool:
+    """Whether ``alert_id`` is stored, as an alert or as a recurrence."""
+    key = str(alert_id)
+    return any(
+        session.scalars(select(model.id).where(model.alert_id == key)).first() is not None
+        for model in (AlertRow, AlertRecurrenceRow)
+    )
+
+
+def _unresolved_alert(session: Session, stream: StreamKey, detector: str) -> AlertRow | None:
+    """The stream and detector's unresolved alert, which its next signal recurs.
+
+    The oldest if there are several (stored before revision 8 stored recurrences): the one
+    that first reported the problem.
+    """
+    query = (
+        select(AlertRow)
+        .where(
+            AlertRow.device_key == stream.device_id,
+            AlertRow.device_version == stream.device_version,
+            AlertRow.site_key == stream.site_id,
+            AlertRow.task == stream.task,
+            AlertRow.detector == detector,
+            AlertRow.status.in_([status.value for status in UNRESOLVED]),
+        )
+        .order_by(AlertRow.raised_at, AlertRow.id)
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def _queue_writers(session: Session) -> None:
+    """On PostgreSQL, wait for other writers' transactions, and make them wait for this one.
+
+    So two transactions never chain onto the same audit entry, nor both open an alert for
+    one stream and detector. (SQLite allows one writer at a time anyway.)
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE audit_entries IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def _signal(alert: Alert) -> dict[str, Any]:
+    """The columns an alert and a recurrence both keep of a raised alert."""
+    return {
+        "alert_id": str(alert.alert_id),
+        "statistic": alert.statistic,
+        "threshold": alert.threshold,
+        "evidence": dict(alert.evidence),
+        "first_case_time": alert.first_case_time,
+        "last_case_time": alert.last_case_time,
+        "raised_at": alert.raised_at,
+        "severity": alert.severity,
+        "message": alert.message,
+    }
+
+
+def _alert_row(alert: Alert) -> AlertRow:
+    return AlertRow(
+        **_signal(alert),
+        device_key=alert.stream.device_id,
+        device_version=alert.stream.device_version,
+        site_key=alert.stream.site_id,
+        task=alert.stream.task,
+        detector=alert.detector,
+        status=AlertStatus.OPEN.value,
+    )
 
 
 def _claim(row: ClaimRow) -> Claim:
@@ -1338,16 +1462,21 @@ def _device_view(row: Device) -> DeviceView:
     )
 
 
-def _alert_view(row: AlertRow) -> AlertView:
-    alert = Alert(
+def _alert_stream(row: AlertRow) -> StreamKey:
+    return StreamKey(
+        device_id=row.device_key,
+        device_version=row.device_version,
+        site_id=row.site_key,
+        task=row.task,
+    )
+
+
+def _as_raised(row: AlertRow | AlertRecurrenceRow, stream: StreamKey, detector: str) -> Alert:
+    """An alert or recurrence as it was raised (a recurrence has its alert's stream)."""
+    return Alert(
         alert_id=uuid.UUID(row.alert_id),
-        stream=StreamKey(
-            device_id=row.device_key,
-            device_version=row.device_version,
-            site_id=row.site_key,
-            task=row.task,
-        ),
-        detector=row.detector,
+        stream=stream,
+        detector=detector,
         statistic=row.statistic,
         threshold=row.threshold,
         evidence=dict(row.evidence),
@@ -1357,8 +1486,48 @@ def _alert_view(row: AlertRow) -> AlertView:
         severity=row.severity,  # type: ignore[arg-type]
         message=row.message,
     )
+
+
+def _with_recurrences(query: Select[AlertRow]) -> Select[Any]:
+    """``query``'s alerts, each with its recurrences' count, latest raise and highest
+    severity (as an index into :data:`SEVERITIES`), NULL without recurrences."""
+    rank = case(
+        {severity: index for index, severity in enumerate(SEVERITIES)},
+        value=AlertRecurrenceRow.severity,
+    )
+    recurrences = (
+        select(
+            AlertRecurrenceRow.recurred_id,
+            func.count().label("recurrences"),
+            func.max(AlertRecurrenceRow.raised_at).label("last_recurred_at"),
+            func.max(rank).label("severity_rank"),
+        )
+        .group_by(AlertRecurrenceRow.recurred_id)
+        .subquery()
+    )
+    return query.outerjoin(recurrences, recurrences.c.recurred_id == AlertRow.id).add_columns(
+        recurrences.c.recurrences, recurrences.c.last_recurred_at, recurrences.c.severity_rank
+    )
+
+
+def _alert_views(session: Session, query: Select[AlertRow]) -> list[AlertView]:
+    return [_alert_view(*columns) for columns in session.execute(_with_recurrences(query))]
+
+
+def _alert_view_of(session: Session, row: AlertRow) -> AlertView:
+    (view,) = _alert_views(session, select(AlertRow).where(AlertRow.id == row.id))
+    return view
+
+
+def _alert_view(
+    row: AlertRow,
+    recurrences: int | None,
+    last_recurred_at: datetime | str | None,
+    severity_rank: int | None,
+) -> AlertView:
+    recurred_severities = () if severity_rank is None else (SEVERITIES[severity_rank],)
     return AlertView(
-        alert=alert,
+        alert=_as_raised(row, _alert_stream(row), row.detector),
         status=AlertStatus(row.status),
         acknowledged_by=row.acknowledged_by,
         acknowledged_at=row.acknowledged_at,
@@ -1366,4 +1535,7 @@ def _alert_view(row: AlertRow) -> AlertView:
         resolved_by=row.resolved_by,
         resolved_at=row.resolved_at,
         resolution=row.resolution,
+        recurrences=int(recurrences or 0),
+        last_recurred_at=None if last_recurred_at is None else _aware(last_recurred_at),
+        highest_severity=highest_severity((row.severity, *recurred_severities)),
     )

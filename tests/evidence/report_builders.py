@@ -105,15 +105,17 @@ def populated_store(store: EvidenceStore) -> EvidenceStore:
     store.record_alert(resolved, actor=ACTOR)
     store.acknowledge_alert(resolved.alert_id, by="qa-lead", note="checking site-b's camera")
     store.resolve_alert(resolved.alert_id, by="qa-lead", resolution="camera recalibrated")
-    store.record_alert(
-        make_alert(
-            stream=make_stream(device_version="2.2.0.0"),
-            detector="unregistered_change",
-            severity="critical",
-            message="version 2.2.0.0 runs without the change registration it needs",
-        ),
-        actor=ACTOR,
-    )
+    for days in (0, 3):  # still running unregistered three days later: a recurrence
+        store.record_alert(
+            make_alert(
+                stream=make_stream(device_version="2.2.0.0"),
+                detector="unregistered_change",
+                severity="critical",
+                message="version 2.2.0.0 runs without the change registration it needs",
+                raised_at=T0 + timedelta(days=6 + days, minutes=1),
+            ),
+            actor=ACTOR,
+        )
     return store
 
 

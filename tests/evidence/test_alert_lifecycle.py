@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from evidence_builders import T0, make_alert
+from evidence_builders import T0, make_alert, make_stream
 
 from postmarket.evidence.lifecycle import (
     AlertAction,
@@ -114,9 +114,9 @@ def test_unknown_alert_is_not_found(store: EvidenceStore) -> None:
 
 
 def test_alerts_filter_by_status_newest_first(store: EvidenceStore) -> None:
-    older = make_alert(raised_at=T0 + timedelta(days=7))
-    newer = make_alert(raised_at=T0 + timedelta(days=8))
-    acked = make_alert(raised_at=T0 + timedelta(days=9))
+    older = make_alert(raised_at=T0 + timedelta(days=7), stream=make_stream(site_id="site-a"))
+    newer = make_alert(raised_at=T0 + timedelta(days=8), stream=make_stream(site_id="site-b"))
+    acked = make_alert(raised_at=T0 + timedelta(days=9), stream=make_stream(site_id="site-c"))
     for alert in (older, newer, acked):
         store.record_alert(alert, actor="worker")
     store.acknowledge_alert(acked.alert_id, by="dr.li", note="mine")

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
 from postmarket.evidence.store import EvidenceStore
-from postmarket.metrics import ALERTS_BY_STATUS
+from postmarket.metrics import ALERT_RECURRENCES, ALERTS_BY_STATUS
 from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
 from postmarket.stack.processes import free_port
 
@@ -41,8 +41,23 @@ def _value(registry: CollectorRegistry, status: str, **labels: str) -> float | N
     return registry.get_sample_value(ALERTS_BY_STATUS, names)
 
 
+def _recurrences(registry: CollectorRegistry, status: str, **labels: str) -> float | None:
+    stream = make_stream()
+    names = {
+        "device_id": stream.device_id,
+        "device_version": stream.device_version,
+        "site_id": stream.site_id,
+        "task": stream.task,
+        "detector": "sensitivity_cusum",
+        "status": status,
+        **labels,
+    }
+    return registry.get_sample_value(ALERT_RECURRENCES, names)
+
+
 def test_alerts_are_counted_by_lifecycle_status(store: EvidenceStore) -> None:
-    alerts = [make_alert() for _ in range(4)]
+    detectors = ["sensitivity_cusum", "specificity_cusum", "ppv_window", "npv_window"]
+    alerts = [make_alert(detector=detector) for detector in detectors]
     for alert in alerts:
         store.record_alert(alert, actor=ACTOR)
     store.acknowledge_alert(alerts[0].alert_id, by="qa", note="looking")
@@ -50,9 +65,44 @@ def test_alerts_are_counted_by_lifecycle_status(store: EvidenceStore) -> None:
     store.resolve_alert(alerts[1].alert_id, by="qa", resolution="recalibrated")
     registry = CollectorRegistry()
     EvidenceMetrics(registry).refresh(store)
-    assert _value(registry, "open") == 2
-    assert _value(registry, "acknowledged") == 1
-    assert _value(registry, "resolved") == 1
+    by_detector = {
+        (detector, status): _value(registry, status, detector=detector)
+        for detector in detectors
+        for status in ("open", "acknowledged", "resolved")
+    }
+    assert [key for key, alerts in by_detector.items() if alerts] == [
+        ("sensitivity_cusum", "acknowledged"),
+        ("specificity_cusum", "resolved"),
+        ("ppv_window", "open"),
+        ("npv_window", "open"),
+    ]
+    assert set(by_detector.values()) == {0, 1}
+
+
+def test_a_persistent_problem_is_one_alert_and_its_signals_recurrences(
+    store: EvidenceStore,
+) -> None:
+    first = make_alert()
+    for alert in (first, make_alert(severity="critical"), make_alert()):
+        store.record_alert(alert, actor=ACTOR)
+    registry = CollectorRegistry()
+    metrics = EvidenceMetrics(registry)
+    metrics.refresh(store)
+    assert _value(registry, "open") == 1
+    assert _value(registry, "open", severity="critical") is None  # the alert's own severity
+    assert _recurrences(registry, "open") == 2
+    store.acknowledge_alert(first.alert_id, by="qa", note="looking")
+    metrics.refresh(store)
+    assert (_recurrences(registry, "open"), _recurrences(registry, "acknowledged")) == (0, 2)
+    assert _recurrences(registry, "resolved") == 0
+
+
+def test_alerts_without_recurrences_export_no_recurrence_series(store: EvidenceStore) -> None:
+    store.record_alert(make_alert(), actor=ACTOR)
+    registry = CollectorRegistry()
+    EvidenceMetrics(registry).refresh(store)
+    families = {family.name: family for family in registry.collect()}
+    assert families[ALERT_RECURRENCES].samples == []
 
 
 def test_a_status_without_alerts_is_a_zero_series_not_a_missing_one(store: EvidenceStore) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from evidence_builders import make_alert, make_stream
+from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
 from postmarket.cli import app
@@ -148,3 +149,55 @@ def test_every_group_has_readable_help(group: str) -> None:
     result = runner.invoke(app, [group, "--help"])
     assert result.exit_code == 0
     assert "Usage: postmarket" in result.output
+
+
+def test_alerts_show_lists_the_recurrences(seeded_url: str) -> None:
+    first = make_alert()
+    recurrence = make_alert(
+        severity="critical",
+        statistic=6.25,
+        threshold=4.5,
+        first_case_time=T0 + timedelta(days=8),
+        last_case_time=T0 + timedelta(days=12),
+        raised_at=T0 + timedelta(days=12, hours=1),
+    )
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(first, actor="worker")
+        store.record_alert(recurrence, actor="worker")
+    code, output = invoke(seeded_url, "alerts", "show", str(first.alert_id))
+    assert code == 0, output
+    assert "recurrences  1, highest severity critical" in output
+    assert (
+        "  2026-03-13T10:30:00+00:00  critical statistic 6.25, threshold 4.5, cases "
+        f"2026-03-09T09:30:00+00:00 .. 2026-03-13T09:30:00+00:00  ({recurrence.alert_id})"
+    ) in output
+
+
+def test_alerts_show_of_an_alert_that_never_recurred_has_no_recurrences(seeded_url: str) -> None:
+    alert = make_alert()
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(alert, actor="worker")
+    assert "recurrences" not in invoke(seeded_url, "alerts", "show", str(alert.alert_id))[1]
+
+
+def test_alerts_list_shows_how_often_each_alert_recurred(seeded_url: str) -> None:
+    first = make_alert(severity="warning")
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(first, actor="worker")
+        for days in (9, 14):
+            store.record_alert(make_alert(raised_at=T0 + timedelta(days=days)), actor="worker")
+    code, output = invoke(seeded_url, "alerts", "list")
+    assert code == 0, output
+    (line,) = output.splitlines()
+    assert line.startswith(str(first.alert_id))
+    assert line.endswith("recurred 2x, last 2026-03-15 09:30, up to warning")
+
+
+def test_alerts_show_of_a_recurrence_names_its_alert(seeded_url: str) -> None:
+    first, recurrence = make_alert(), make_alert()
+    with EvidenceStore(seeded_url) as store:
+        store.record_alert(first, actor="worker")
+        store.record_alert(recurrence, actor="worker")
+    code, output = invoke(seeded_url, "alerts", "show", str(recurrence.alert_id))
+    assert code == 1
+    assert f"is a recurrence of alert {first.alert_id}" in output

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from evidence_builders import make_alert, make_stream
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -195,5 +197,56 @@ def test_the_database_refuses_a_reference_prevalence_outside_0_1(
                     text("UPDATE device_versions SET reference_prevalence = :value"),
                     {"value": value},
                 )
+    finally:
+        engine.dispose()
+
+
+def seed_open_alerts_at_0007(engine: Engine, alert_ids: list[str]) -> None:
+    """Open alerts of one stream and detector, as stores before revision 8 kept every signal."""
+    with engine.begin() as connection:
+        for day, alert_id in enumerate(alert_ids, start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO alerts (alert_id, device_key, device_version, site_key, task, "
+                    "detector, statistic, threshold, evidence, first_case_time, last_case_time, "
+                    "raised_at, severity, message, status) VALUES (:alert_id, 'dr-screen', "
+                    "'2.1.0.3', 'site-a', 'referable_dr', 'sensitivity_cusum', 5.3, 4.0, "
+                    "'{\"cases\": 412}', :at, :at, :at, 'warning', 'below claim', 'open')"
+                ),
+                {"alert_id": alert_id, "at": datetime(2026, 3, day, tzinfo=UTC)},
+            )
+
+
+def test_revision_8_keeps_the_alerts_and_recurs_the_oldest_unresolved(evidence_url: str) -> None:
+    older, newer = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    engine = make_engine(evidence_url)
+    try:
+        upgrade(engine, "0007")
+        seed_open_alerts_at_0007(engine, [older, newer])
+    finally:
+        engine.dispose()
+    signal = make_alert(stream=make_stream(), raised_at=datetime(2026, 3, 9, tzinfo=UTC))
+    with EvidenceStore(evidence_url) as store:
+        assert current_revision(store.engine) == head_revision()
+        views = store.alerts()
+        assert [(str(v.alert.alert_id), v.recurrences) for v in views] == [(newer, 0), (older, 0)]
+        assert store.record_alert(signal, actor="worker") is True
+        assert [v.recurrences for v in store.alerts()] == [0, 1]
+        assert store.alert_recurrences(older) == [signal]
+
+
+def test_revision_8_removes_the_recurrences_again(evidence_url: str) -> None:
+    engine = make_engine(evidence_url)
+    try:
+        upgrade(engine, "0007")
+        seed_open_alerts_at_0007(engine, [str(uuid.UUID(int=1))])
+        upgrade(engine, "0008")
+        assert "alert_recurrences" in inspect(engine).get_table_names()
+        downgrade(engine, "0007")
+        assert "alert_recurrences" not in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM alerts")).scalar() == 1
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()

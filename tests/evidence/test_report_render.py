@@ -93,6 +93,14 @@ def test_alert_lifecycle_is_reported(document: str) -> None:
     assert 'class="status-open">open' in document
 
 
+def test_reported_alerts_say_how_often_they_recurred(report: DeviceReport, document: str) -> None:
+    assert "<th>Recurred</th>" in document
+    assert "<td>1x, last 2026-03-10, up to critical</td>" in document
+    assert "2 alert(s) in the window, 1 not yet resolved; they recurred 1 time(s)." in (
+        report.findings()
+    )
+
+
 def test_html_renders_non_blank_in_headless_chromium(document: str, tmp_path: Path) -> None:
     source = tmp_path / "report.html"
     source.write_text(document)
