@@ -145,6 +145,24 @@ def wait_for_metric(
     raise AssertionError(f"{sample_name}{labels} = {value}, expected >= {at_least}")
 
 
+def skip_backlog(bootstrap: str, group: str, topic_names: list[str]) -> None:
+    """Commit the end of ``topic_names`` for ``group``: a new worker in it reads only what
+    is written from now on, not the records earlier tests left on the shared topics."""
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in consumer.partitions_for_topic(topic) or set()
+        ]
+        ends = consumer.end_offsets(partitions)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+    finally:
+        consumer.close()
+
+
 def wait_until_caught_up(
     bootstrap: str, group: str, topic_names: list[str], timeout_s: float = 60.0
 ) -> None:
