@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pipeline_stages import own_work_us_per_event
 
 from postmarket import topics
 from postmarket.authenticity import SigningKey
@@ -60,6 +62,12 @@ from postmarket.stack.processes import free_port
 from postmarket.topics import TopicSpec
 
 EVENTS = int(os.environ.get("PMS_BENCH_PIPELINE_EVENTS", "40000"))
+BUSY_POLL_S = 0.5
+"""How often the full worker's /metrics is read while it works: a scrape costs it about 8 ms
+of CPU (some 500 labelled series), so reading it ten times a second took 8 % of its time;
+twice a second costs 2 %, and the end is known to within half a second of a 40 s run."""
+STAGE_CASES = 5_000
+"""Cases (a prediction and a follow-up each) taken through the agents' calls in process."""
 LATENCY_RATE = 2_000  # offered events/s (a prediction and its follow-up per case)
 LATENCY_SECONDS = 8.0
 FULL_WORKER_CAP_S = float(os.environ.get("PMS_BENCH_PIPELINE_CAP_S", "90"))
@@ -213,8 +221,41 @@ async def aiokafka_rate(
         await consumer.stop()
 
 
+SEND_COST_RECORDS = 5_000
+
+
+async def send_costs(app: Any, topic: Any) -> dict[str, float]:
+    """µs per record handed over by Faust's ``Topic.send`` and by the app's producer itself
+    (the worker's ``streams.channels.produce``), alternating, best of two rounds each."""
+    value = b"x" * 600  # about an outcome's size
+
+    async def through_topic(number: int) -> None:
+        await topic.send(key=b"k%d" % number, value=value, partition=number % 4)
+
+    async def through_producer(number: int) -> None:
+        await app.producer.send(
+            topic.get_topic_name(), b"k%d" % number, value, number % 4, None, None
+        )
+
+    best = {"faust_topic_send_us": math.inf, "producer_send_us": math.inf}
+    await topic.maybe_declare()
+    for _ in range(2):
+        for name, send in (
+            ("faust_topic_send_us", through_topic),
+            ("producer_send_us", through_producer),
+        ):
+            started = time.perf_counter()
+            for number in range(SEND_COST_RECORDS):
+                await send(number)
+            await app.producer.flush()
+            spent = (time.perf_counter() - started) / SEND_COST_RECORDS * 1e6
+            best[name] = min(best[name], spent)
+    return best
+
+
 def bare_faust_child(config: dict[str, Any]) -> None:
-    """Child process: a Faust app with one decode-only agent; writes its timing and idles."""
+    """Child process: a Faust app with one decode-only agent; once it has read every event,
+    the cost of a produce through Faust and through the producer; writes both and idles."""
     import faust
 
     from postmarket.stack.kafka import ensure_topics
@@ -241,6 +282,14 @@ def bare_faust_child(config: dict[str, Any]) -> None:
         value_serializer="raw",
         partitions=config["partitions"],
     )
+    sent = app.topic(
+        f"{app_id}-send-cost",
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=4,
+    )
     progress = {"count": 0, "first": 0.0}
 
     @app.agent(case_inputs)
@@ -252,13 +301,15 @@ def bare_faust_child(config: dict[str, Any]) -> None:
             progress["count"] += 1
             if progress["count"] == expected:
                 elapsed = time.perf_counter() - progress["first"]
-                Path(config["result_file"]).write_text(json.dumps({"elapsed_s": elapsed}))
+                costs = await send_costs(app, sent)
+                Path(config["result_file"]).write_text(json.dumps({"elapsed_s": elapsed, **costs}))
 
     ensure_topics(config["bootstrap"], [TopicSpec(f"{app_id}-__assignor-__leader", 1)])
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
 
-def bare_faust_rate(bootstrap: str, partitions: int, expected: int, home: Path) -> float:
+def bare_faust_run(bootstrap: str, partitions: int, expected: int, home: Path) -> dict[str, float]:
+    """The bare agent's events/s, and its µs per produced record (see :func:`send_costs`)."""
     result_file = home / "bare-faust.json"
     config = {
         "app_id": f"bench-bare-faust-{uuid.uuid4().hex[:8]}",
@@ -281,7 +332,7 @@ def bare_faust_rate(bootstrap: str, partitions: int, expected: int, home: Path) 
                 raise RuntimeError(f"bare Faust agent failed; see {home / 'bare-faust.log'}")
             time.sleep(0.2)
         time.sleep(0.1)
-        elapsed = float(json.loads(result_file.read_text())["elapsed_s"])
+        measured = json.loads(result_file.read_text())
     finally:
         os.killpg(child.pid, signal.SIGTERM)
         try:
@@ -289,7 +340,11 @@ def bare_faust_rate(bootstrap: str, partitions: int, expected: int, home: Path) 
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    return expected / elapsed
+    return {
+        "events_per_s": expected / float(measured["elapsed_s"]),
+        "faust_topic_send_us": float(measured["faust_topic_send_us"]),
+        "producer_send_us": float(measured["producer_send_us"]),
+    }
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -341,7 +396,7 @@ def full_worker_rate(worker: LocalWorker, expected: int, cases: int) -> dict[str
             first = now
         if first is not None and (totals["applied"] >= cases or now - first > FULL_WORKER_CAP_S):
             break
-        time.sleep(0.1)
+        time.sleep(0.02 if first is None else BUSY_POLL_S)
     if first is None:
         raise RuntimeError(f"worker processed nothing: {worker.tail()}")
     starting.join(timeout=180)
@@ -553,7 +608,15 @@ def run(results_dir: Path) -> dict[str, Any]:
             )
         result["aiokafka_json_events_per_s"] = max(json_rates)
         result["aiokafka_events_per_s"] = max(contract_rates)
-        result["bare_faust_events_per_s"] = bare_faust_rate(bootstrap, partitions, EVENTS, home)
+        bare = bare_faust_run(bootstrap, partitions, EVENTS, home)
+        result["bare_faust_events_per_s"] = bare.pop("events_per_s")
+        result["produce_us"] = bare
+        result["own_work_us"] = own_work_us_per_event(
+            case_events(STAGE_CASES, seed=3, prefix="stage"),
+            SIGNING_KEYS,
+            [registry_entry(version) for version in VERSIONS],
+            T0,
+        )
         worker = LocalWorker(settings, home / "logs" / "bench-worker.log")
         try:
             result["full_worker"] = full_worker_rate(worker, EVENTS, cases)
@@ -577,9 +640,18 @@ def run(results_dir: Path) -> dict[str, Any]:
     result["ratio_bare_faust_to_aiokafka"] = (
         result["bare_faust_events_per_s"] / result["aiokafka_events_per_s"]
     )
+    result["ratio_bound_own_work"] = ratio_bound(result)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def ratio_bound(result: dict[str, Any]) -> float:
+    """The highest full/bare ratio our own work allows, were our extra consumes and
+    produces free: the bare agent's time per event, plus ours beyond its decode."""
+    bare_us = 1e6 / result["bare_faust_events_per_s"]
+    own = result["own_work_us"]
+    return bare_us / (bare_us + own["total"] - own["decode"])
 
 
 def render(result: dict[str, Any]) -> None:
@@ -602,6 +674,18 @@ def render(result: dict[str, Any]) -> None:
     print("\n| ratio / size / latency | value | goal |\n|---|---|---|")
     print(f"| full worker / bare Faust | {result['ratio_full_to_bare_faust']:.3f} | >= 0.60 |")
     print(f"| bare Faust / aiokafka | {result['ratio_bare_faust_to_aiokafka']:.2f} | |")
+    own, produce = result["own_work_us"], result["produce_us"]
+    stages = ", ".join(f"{stage} {us:.0f}" for stage, us in own.items() if stage != "total")
+    print(f"| own work per event, in process (µs: {stages}) | {own['total']:.0f} µs | |")
+    print(
+        f"| full / bare if our extra consumes and produces were free | "
+        f"{result['ratio_bound_own_work']:.2f} | |"
+    )
+    print(
+        f"| produce per record: Faust Topic.send / the producer's own send | "
+        f"{produce['faust_topic_send_us'] / produce['producer_send_us']:.1f} x "
+        f"({produce['faust_topic_send_us']:.0f} vs {produce['producer_send_us']:.0f} µs) | |"
+    )
     print(
         f"| bytes per stream state (max of {state['streams']:.0f} streams, either side) "
         f"| {state['stream_state_bytes_max']:,.0f} | < 2,048 |"

@@ -154,6 +154,33 @@ def _pipeline(r: dict[str, Any]) -> list[Figure]:
             "< 500 ms at 2,000 events/s",
             latency["p99_ms"] < 500 and latency["offered_events_per_s"] >= 2000,
         ),
+        *_pipeline_budget(r),
+    ]
+
+
+def _pipeline_budget(r: dict[str, Any]) -> list[Figure]:
+    """Where the worker's time goes (results from before these figures have none)."""
+    if "own_work_us" not in r:
+        return []
+    own, produce = r["own_work_us"], r["produce_us"]
+    stages = ", ".join(f"{stage} {us:.0f}" for stage, us in own.items() if stage != "total")
+    return [
+        Figure(
+            "pipeline",
+            "own work per event in process, no Kafka or Faust (µs)",
+            f"{own['total']:.0f} ({stages})",
+        ),
+        Figure(
+            "pipeline",
+            "full / bare Faust were our extra consumes and produces free",
+            f"{r['ratio_bound_own_work']:.2f}",
+        ),
+        Figure(
+            "pipeline",
+            "produce per record, Faust's Topic.send relative to the producer's own send",
+            f"{produce['faust_topic_send_us'] / produce['producer_send_us']:.1f} x "
+            f"({produce['faust_topic_send_us']:.0f} vs {produce['producer_send_us']:.0f} µs)",
+        ),
     ]
 
 

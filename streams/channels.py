@@ -1,4 +1,5 @@
-"""The Kafka topics and tables this worker uses, declared once on the app.
+"""The Kafka topics and tables this worker uses, declared once on the app, and how the
+agents send to them.
 
 Values are raw bytes: decoding is ours (``postmarket.contracts``), so invalid input is
 dead-lettered with its reason instead of failing inside Faust's serializer.
@@ -6,6 +7,7 @@ dead-lettered with its reason instead of failing inside Faust's serializer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from postmarket import topics
@@ -67,6 +69,27 @@ registry = app.GlobalTable(
 )
 
 
+async def produce(
+    topic: Any,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    partition: int | None = None,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+) -> None:
+    """Hand one record to the app's Kafka producer (delivered in the background).
+
+    Not through Faust's ``Topic.send``, whose promise, serializer and sensor layers made a
+    record cost about seven times the producer's own send (bench_pipeline: 139 vs 21 µs);
+    the worker used 10-20 % less CPU per event without them. Faust flushes this same producer before it commits any offset, so a record
+    produced while handling an input is on its way before that input's offset is
+    committed, as with ``Topic.send``. ``partition`` None: the producer's key hash, as
+    Faust's.
+    """
+    headers_list = list(headers) if headers is not None else None
+    await app.producer.send(topic.get_topic_name(), key, value, partition, None, headers_list)
+
+
 async def write_table(table: Any, partition: int, key: str, state: Any | None) -> None:
     """Set (None: delete) ``key`` in ``table`` and send its changelog record right away.
 
@@ -92,11 +115,11 @@ def set_table_state(table: Any, key: str, state: Any | None) -> None:
 
 
 async def send_table_state(table: Any, partition: int, key: str, state: Any | None) -> None:
-    """The changelog record of a state set with :func:`set_table_state` (None: a tombstone)."""
-    await table.changelog_topic.send(
-        key=key,
-        value=state,
-        partition=partition,
-        key_serializer=table.key_serializer,
-        value_serializer=table.value_serializer if state is not None else "raw",
-    )
+    """The changelog record of a state set with :func:`set_table_state` (None: a tombstone),
+    serialized by the changelog topic with the table's serializers, as Faust writes it."""
+    changelog = table.changelog_topic
+    key_bytes, _ = changelog.prepare_key(key, table.key_serializer)
+    value_bytes = None
+    if state is not None:
+        value_bytes, _ = changelog.prepare_value(state, table.value_serializer)
+    await produce(changelog, key_bytes, value_bytes, partition=partition)

@@ -33,6 +33,7 @@ from streams.channels import (
     deadletter,
     first_sightings,
     outcomes,
+    produce,
     registry,
     stream_predictions,
     write_table,
@@ -137,7 +138,7 @@ async def flush_routed() -> None:
     routed = list(router.drain())
     try:
         for key, record in routed:
-            await stream_predictions.send(key=key.encode(), value=encode(record))
+            await produce(stream_predictions, key.encode(), encode(record))
     except BaseException:
         router.restore(routed)  # sent again by the next flush
         unacked.restore(held)
@@ -218,7 +219,7 @@ async def _join(
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by position.
     for outcome in accepted.outcomes:
-        await outcomes.send(key=outcome.stream.as_key().encode(), value=encode(outcome))
+        await produce(outcomes, outcome.stream.as_key().encode(), encode(outcome))
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             outcomes_counted(*labels, outcome.decision, outcome.label).inc()
@@ -298,7 +299,7 @@ async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, parti
         raised_at=utc_now(),
     )
     if alert is not None:
-        await alerts.send(key=stream.as_key().encode(), value=encode(alert))
+        await produce(alerts, stream.as_key().encode(), encode(alert))
         labels = metrics.stream_labels(stream)
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
@@ -317,8 +318,8 @@ async def send_dead_letter(
     record = dead_letter(
         position.topic, position.partition, position.offset, value or b"", violation
     )
-    await deadletter.send(
-        key=position.topic.encode(), value=encode(record), headers=_header_pairs(headers)
+    await produce(
+        deadletter, position.topic.encode(), encode(record), headers=_header_pairs(headers)
     )
     metrics.events_deadlettered.labels(position.topic, violation.code).inc()
 

@@ -27,6 +27,7 @@ from streams.app import app, consumed, duplicates, metrics, owned_partitions, se
 from streams.casefile import RecordPosition
 from streams.channels import (
     alerts,
+    produce,
     registry,
     send_table_state,
     set_table_state,
@@ -274,7 +275,7 @@ def _routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedSc
 async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonitor) -> None:
     for signal in signals:
         alert = alert_for(stream, signal, monitor, utc_now())
-        await alerts.send(key=stream.as_key().encode(), value=encode(alert))
+        await produce(alerts, stream.as_key().encode(), encode(alert))
         labels = metrics.stream_labels(stream)
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 

@@ -2,8 +2,8 @@
 
 The agents' own topics are replaced by the test context's in-memory channel; every record
 they send anywhere else (outcomes, routed predictions, alerts, dead letters, table
-changelogs) goes through Faust's ``Topic.send`` as in production and ends in a
-:class:`RecordingProducer` set as the app's producer.
+changelogs) goes to the app's producer as in production (``streams.channels.produce``)
+and ends in a :class:`RecordingProducer` set as the app's producer.
 """
 
 from __future__ import annotations

@@ -1,65 +1,72 @@
-"""Table writes that go straight to the changelog: the same records Faust's own write sends."""
+"""Table writes that go straight to the changelog: records Faust's own recovery reads back
+into the same table state."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from faust.types import Message
+
+from streams import app as worker
 from streams.channels import case_files, write_table
+from tests.streams.agent_harness import RecordingProducer, SentRecord
 
 
-class RecordingTopic:
-    """Stands in for a changelog topic: keeps what was sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, **record: Any) -> None:
-        self.sent.append(record)
-
-
-class RecordingTable:
-    """A table's data, serializers and changelog, as write_table uses them."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.key_serializer = "json"
-        self.value_serializer = "json"
-        self.changelog_topic = RecordingTopic()
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    recording = RecordingProducer()
+    monkeypatch.setattr(worker.app, "_producer", recording)
+    case_files.data.clear()
+    yield recording
+    case_files.data.clear()
 
 
-def test_a_set_updates_the_table_and_sends_the_state_to_the_given_partition() -> None:
-    table = RecordingTable()
-    asyncio.run(write_table(table, 3, "c-1", {"state_version": 2}))
-    assert table.data == {"c-1": {"state_version": 2}}
-    assert table.changelog_topic.sent == [
-        {
-            "key": "c-1",
-            "value": {"state_version": 2},
-            "partition": 3,
-            "key_serializer": "json",
-            "value_serializer": "json",
-        }
-    ]
+def as_read_back(record: SentRecord, offset: int) -> Message:
+    """A changelog record as the consumer hands it to Faust's table recovery."""
+    return Message(
+        topic=record.topic,
+        partition=record.partition or 0,
+        offset=offset,
+        timestamp=time.time(),
+        timestamp_type=0,
+        headers=record.headers,
+        key=record.key,
+        value=record.value,
+        checksum=b"",
+    )
 
 
-def test_a_delete_sends_a_tombstone() -> None:
-    table = RecordingTable()
-    table.data["c-1"] = {"state_version": 2}
-    asyncio.run(write_table(table, 1, "c-1", None))
-    assert table.data == {}
-    [record] = table.changelog_topic.sent
-    assert (record["value"], record["value_serializer"]) == (None, "raw")
+async def recover(records: list[SentRecord]) -> dict[str, Any]:
+    """The table as Faust rebuilds it from these changelog records after a restart."""
+    changelog = case_files.changelog_topic
+    events = [await changelog.decode(as_read_back(r, n)) for n, r in enumerate(records)]
+    case_files.data.clear()
+    case_files.apply_changelog_batch(events)
+    return dict(case_files.data.items())
 
 
-def test_deleting_what_the_table_does_not_hold_sends_nothing() -> None:
-    table = RecordingTable()
-    asyncio.run(write_table(table, 1, "c-1", None))
-    assert table.changelog_topic.sent == []
+def test_writes_and_a_delete_recover_as_the_table_held_them(producer: RecordingProducer) -> None:
+    opened = {"state_version": 2, "predictions": [{"score": 0.8}], "truth": None}
+    dropped = {"state_version": 2, "dropped_at": "2026-03-01T00:00:00+00:00"}
+
+    async def scenario() -> dict[str, Any]:
+        await write_table(case_files, 3, "c-1", opened)
+        await write_table(case_files, 1, "c-2", opened)
+        await write_table(case_files, 1, "c-2", dropped)
+        await write_table(case_files, 3, "c-1", None)
+        held = dict(case_files.data.items())
+        assert held == {"c-2": dropped}
+        return await recover(producer.to(case_files.changelog_topic.get_topic_name()))
+
+    assert asyncio.run(scenario()) == {"c-2": dropped}
+    assert [r.partition for r in producer.records] == [3, 1, 1, 3]
+    assert producer.records[-1].value is None  # a tombstone
 
 
-def test_the_case_file_table_has_what_write_table_uses() -> None:
-    table: Any = case_files
-    assert table.key_serializer and table.value_serializer
-    assert table.changelog_topic is not None
-    assert hasattr(table.data, "__setitem__")
+def test_deleting_what_the_table_does_not_hold_sends_nothing(producer: RecordingProducer) -> None:
+    asyncio.run(write_table(case_files, 1, "c-1", None))
+    assert producer.records == []

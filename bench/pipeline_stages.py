@@ -1,0 +1,155 @@
+"""Where a worker's own time goes per input event: the agents' calls, without Kafka or Faust.
+
+The same events the pipeline benchmark sends, taken through the calls the join and stream
+agents make for them, each stage timed on its own in this process:
+
+- ``decode``: the event contract (``decode_for_topic``);
+- ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``);
+- ``join``: the case file's ``add``, its table state, and that state as Faust's JSON codec
+  writes it to the changelog; each outcome encoded for ``pms.outcomes.v1``; new
+  predictions batched per stream and encoded (``StreamRouter``);
+- ``monitor``: the stream agent's decode of each outcome and routed batch, the monitor's
+  update, and each stream's states encoded once per flush (detectors designed beforehand:
+  that is once per registered version, not per event).
+
+Their sum is the work that is ours, per event. Beside the bare Faust agent's whole time
+per event (same run), it bounds the full worker's ratio even if its extra consumes and
+produces cost nothing: ``bare / (bare + ours)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from postmarket import topics
+from postmarket.authenticity import SigningKey, SiteKeyring
+from postmarket.contracts import (
+    FollowUp,
+    Outcome,
+    Prediction,
+    RegistryEntry,
+    decode,
+    decode_for_topic,
+    encode,
+)
+from postmarket.contracts.events import JoinPosition
+from streams.casefile import CaseFile, RecordPosition
+from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from streams.routing import StreamPredictions, StreamRouter
+
+FLUSH_EVENTS = 500
+"""Input records per flush, as the agents batch their routed records and state writes."""
+SignedRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+"""(topic, key, value, headers) as a collector sends it."""
+
+
+def signed_records(
+    events: list[Prediction | FollowUp], signing_keys: dict[str, SigningKey]
+) -> list[SignedRecord]:
+    records = []
+    for event in events:
+        topic = topics.PREDICTIONS if isinstance(event, Prediction) else topics.FOLLOWUPS
+        key, value = event.case_pseudonym.encode(), encode(event)
+        records.append((topic, key, value, signing_keys[event.site_id].sign(topic, key, value)))
+    return records
+
+
+def _timed(stage: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    stage()
+    return time.perf_counter() - started
+
+
+def _positions(records: list[SignedRecord]) -> Iterator[RecordPosition]:
+    offsets: dict[str, int] = {}
+    for topic, *_ in records:
+        offsets[topic] = offsets.get(topic, -1) + 1
+        yield RecordPosition(topic, 0, offsets[topic])
+
+
+def _join(
+    records: list[SignedRecord], events: list[Prediction | FollowUp]
+) -> tuple[list[bytes], list[StreamPredictions]]:
+    """Join every event; the outcome records sent and the routed batches, for the monitor."""
+    cases: dict[str, CaseFile] = {}
+    sent: list[bytes] = []
+    router = StreamRouter()
+    routed: list[StreamPredictions] = []
+    for number, (event, position) in enumerate(zip(events, _positions(records), strict=True)):
+        case = cases.setdefault(event.case_pseudonym, CaseFile())
+        accepted = case.add(event, position)
+        json.dumps(case.to_state()).encode()  # the changelog record
+        sent.extend(encode(outcome) for outcome in accepted.outcomes)
+        if isinstance(event, Prediction):
+            at = JoinPosition(topic=position.topic, partition=0, offset=position.offset, rank=0)
+            router.add(event.stream, event, at)
+        if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
+            routed.extend(record for _key, record in router.drain())
+    routed.extend(record for _key, record in router.drain())
+    return sent, routed
+
+
+def _monitor(
+    outcomes: list[bytes], routed: list[bytes], registry: dict[str, RegistryEntry]
+) -> None:
+    policy = MonitorPolicy()
+    monitors: dict[str, StreamMonitor] = {}
+
+    def monitor_of(stream_key: str, version: str, task: str) -> StreamMonitor:
+        if stream_key not in monitors:
+            entry = registry[version]
+            claims = claimed_performance(entry, task)
+            monitors[stream_key] = StreamMonitor.for_claims(
+                claims, policy, entry.reference_prevalence
+            )
+        return monitors[stream_key]
+
+    for number, raw in enumerate(outcomes):
+        outcome = decode(Outcome, raw)
+        stream = outcome.stream
+        monitor_of(stream.as_key(), stream.device_version, stream.task).observe(outcome)
+        if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
+            for monitor in monitors.values():
+                json.dumps(monitor.state_of("outcome"))
+    for raw in routed:
+        batch = decode(StreamPredictions, raw)
+        stream = batch.stream
+        monitor = monitor_of(stream.as_key(), stream.device_version, stream.task)
+        for entry in batch.predictions:
+            monitor.observe_score(entry.score, entry.joined_at, entry.decision, entry.categories)
+        json.dumps(monitor.state_of("prediction"))
+
+
+def own_work_us_per_event(
+    events: list[Prediction | FollowUp],
+    signing_keys: dict[str, SigningKey],
+    registry: list[RegistryEntry],
+    registered_at: datetime,
+) -> dict[str, float]:
+    """Microseconds per input event of each stage, and their ``total``."""
+    records = signed_records(events, signing_keys)
+    keyring = SiteKeyring(
+        key.registration(site, registered_at) for site, key in signing_keys.items()
+    )
+    seconds: dict[str, float] = {}
+    seconds["decode"] = _timed(lambda: [decode_for_topic(t, v) for t, _k, v, _h in records])
+    seconds["signature"] = _timed(
+        lambda: [keyring.verify(h, t, k, v, at=registered_at) for t, k, v, h in records]
+    )
+    started = time.perf_counter()
+    outcomes, batches = _join(records, events)
+    routing = [encode(batch) for batch in batches]
+    seconds["join"] = time.perf_counter() - started
+    by_version = {entry.device_version: entry for entry in registry}
+    tasks = {event.task for event in events if isinstance(event, Prediction)}
+    for entry, task in itertools.product(registry, tasks):  # thresholds: once per version
+        claims = claimed_performance(entry, task)
+        StreamMonitor.for_claims(claims, MonitorPolicy(), entry.reference_prevalence)
+    seconds["monitor"] = _timed(lambda: _monitor(outcomes, routing, by_version))
+    per_event = {stage: 1e6 * spent / len(events) for stage, spent in seconds.items()}
+    per_event["total"] = sum(per_event.values())
+    return per_event
