@@ -81,10 +81,10 @@ async def produce(
 
     Not through Faust's ``Topic.send``, whose promise, serializer and sensor layers made a
     record cost about seven times the producer's own send (bench_pipeline: 139 vs 21 µs);
-    the worker used 10-20 % less CPU per event without them. Faust flushes this same producer before it commits any offset, so a record
-    produced while handling an input is on its way before that input's offset is
-    committed, as with ``Topic.send``. ``partition`` None: the producer's key hash, as
-    Faust's.
+    the worker used 10-20 % less CPU per event without them. Faust flushes this same
+    producer before it commits any offset, so a record produced while handling an input
+    is on its way before that input's offset is committed, as with ``Topic.send``.
+    ``partition`` None: the producer's key hash, as Faust's.
     """
     headers_list = list(headers) if headers is not None else None
     await app.producer.send(topic.get_topic_name(), key, value, partition, None, headers_list)
