@@ -613,42 +613,23 @@ class EvidenceStore:
 
     def alert_status_counts(self) -> list[AlertStatusCount]:
         """How many alerts each stream, detector and severity has in each lifecycle status."""
-        group = (
-            AlertRow.device_key,
-            AlertRow.device_version,
-            AlertRow.site_key,
-            AlertRow.task,
-            AlertRow.detector,
-            AlertRow.severity,
-            AlertRow.status,
-        )
+        group = (*_ALERT_STREAM, AlertRow.detector, AlertRow.severity, AlertRow.status)
         query = select(*group, func.count()).group_by(*group)
         with self._sessions() as session:
             return [
                 AlertStatusCount(
-                    stream=StreamKey(
-                        device_id=device, device_version=version, site_id=site, task=task
-                    ),
+                    stream=_stream_key(*stream),
                     detector=detector,
                     severity=severity,
                     status=AlertStatus(status),
                     alerts=int(count),
                 )
-                for device, version, site, task, detector, severity, status, count in (
-                    session.execute(query)
-                )
+                for *stream, detector, severity, status, count in session.execute(query)
             ]
 
     def alert_recurrence_counts(self) -> list[AlertRecurrenceCount]:
         """How many recurrences each stream and detector's alerts in each status have."""
-        group = (
-            AlertRow.device_key,
-            AlertRow.device_version,
-            AlertRow.site_key,
-            AlertRow.task,
-            AlertRow.detector,
-            AlertRow.status,
-        )
+        group = (*_ALERT_STREAM, AlertRow.detector, AlertRow.status)
         query = (
             select(*group, func.count())
             .join(AlertRecurrenceRow, AlertRecurrenceRow.recurred_id == AlertRow.id)
@@ -657,14 +638,12 @@ class EvidenceStore:
         with self._sessions() as session:
             return [
                 AlertRecurrenceCount(
-                    stream=StreamKey(
-                        device_id=device, device_version=version, site_id=site, task=task
-                    ),
+                    stream=_stream_key(*stream),
                     detector=detector,
                     status=AlertStatus(status),
                     recurrences=int(count),
                 )
-                for device, version, site, task, detector, status, count in session.execute(query)
+                for *stream, detector, status, count in session.execute(query)
             ]
 
     # --- field outcomes and predictions (written by the evidence sink) ----------------------
@@ -1462,13 +1441,16 @@ def _device_view(row: Device) -> DeviceView:
     )
 
 
+_ALERT_STREAM = (AlertRow.device_key, AlertRow.device_version, AlertRow.site_key, AlertRow.task)
+"""An alert's stream key columns, in :func:`_stream_key`'s order."""
+
+
+def _stream_key(device: str, version: str, site: str, task: str) -> StreamKey:
+    return StreamKey(device_id=device, device_version=version, site_id=site, task=task)
+
+
 def _alert_stream(row: AlertRow) -> StreamKey:
-    return StreamKey(
-        device_id=row.device_key,
-        device_version=row.device_version,
-        site_id=row.site_key,
-        task=row.task,
-    )
+    return _stream_key(row.device_key, row.device_version, row.site_key, row.task)
 
 
 def _as_raised(row: AlertRow | AlertRecurrenceRow, stream: StreamKey, detector: str) -> Alert:

@@ -145,6 +145,17 @@ def wait_for_metric(
     raise AssertionError(f"{sample_name}{labels} = {value}, expected >= {at_least}")
 
 
+def end_offsets(consumer: KafkaConsumer, topic_names: list[str]) -> dict[TopicPartition, int]:
+    """The offset after the last record of every partition of ``topic_names``."""
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topic_names
+        for p in consumer.partitions_for_topic(topic) or set()
+    ]
+    ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
+    return ends
+
+
 def skip_backlog(bootstrap: str, group: str, topic_names: list[str]) -> None:
     """Commit the end of ``topic_names`` for ``group``: a new worker in it reads only what
     is written from now on, not the records earlier tests left on the shared topics."""
@@ -152,12 +163,7 @@ def skip_backlog(bootstrap: str, group: str, topic_names: list[str]) -> None:
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topic_names
-            for p in consumer.partitions_for_topic(topic) or set()
-        ]
-        ends = consumer.end_offsets(partitions)
+        ends = end_offsets(consumer, topic_names)
         consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
     finally:
         consumer.close()
@@ -172,12 +178,7 @@ def wait_until_caught_up(
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topic_names
-            for p in consumer.partitions_for_topic(topic) or set()
-        ]
-        ends = consumer.end_offsets(partitions)
+        ends = end_offsets(consumer, topic_names)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             committed = admin.list_group_offsets(group).get(group, {})
