@@ -26,33 +26,27 @@ from postmarket.stack.processes import free_port
 ACTOR = "test"
 
 
-def _value(registry: CollectorRegistry, status: str, **labels: str) -> float | None:
+def _sample_labels(status: str, labels: dict[str, str]) -> dict[str, str]:
+    """The default stream's labels for the sensitivity CUSUM in ``status``, with ``labels``."""
     stream = make_stream()
-    names = {
+    return {
         "device_id": stream.device_id,
         "device_version": stream.device_version,
         "site_id": stream.site_id,
         "task": stream.task,
         "detector": "sensitivity_cusum",
-        "severity": "warning",
         "status": status,
         **labels,
     }
+
+
+def _value(registry: CollectorRegistry, status: str, **labels: str) -> float | None:
+    names = _sample_labels(status, {"severity": "warning", **labels})
     return registry.get_sample_value(ALERTS_BY_STATUS, names)
 
 
 def _recurrences(registry: CollectorRegistry, status: str, **labels: str) -> float | None:
-    stream = make_stream()
-    names = {
-        "device_id": stream.device_id,
-        "device_version": stream.device_version,
-        "site_id": stream.site_id,
-        "task": stream.task,
-        "detector": "sensitivity_cusum",
-        "status": status,
-        **labels,
-    }
-    return registry.get_sample_value(ALERT_RECURRENCES, names)
+    return registry.get_sample_value(ALERT_RECURRENCES, _sample_labels(status, labels))
 
 
 def test_alerts_are_counted_by_lifecycle_status(store: EvidenceStore) -> None:
