@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,15 +111,28 @@ async def _join_record(event: Any) -> None:
     message = event.message
     position = RecordPosition(message.topic, message.partition, message.offset)
     consumed(message.topic).inc()
-    try:
+
+    async def join() -> None:
         signer = await _authenticate(message, event.value)
         await _join(position, message.key, event.value, message.timestamp, signer)
+
+    await dead_lettering_failures(event, position, join, "joining")
+
+
+async def dead_lettering_failures(
+    event: Any, position: RecordPosition, handle: Callable[[], Awaitable[None]], doing: str
+) -> None:
+    """Run ``handle`` on one record; dead-letter the record if it breaks its contract, or if
+    the worker fails on it (``doing`` names what failed)."""
+    message = event.message
+    try:
+        await handle()
     except ContractViolation as violation:
         await send_dead_letter(position, event.value, violation, message.headers)
     except Exception as error:
         # A bug must not lose the record nor stop the agent: keep it for replay.
-        logger.exception("join failed on %s", position)
-        internal = internal_error(error, "joining")
+        logger.exception("%s failed on %s", doing, position)
+        internal = internal_error(error, doing)
         await send_dead_letter(position, event.value, internal, message.headers)
 
 

@@ -21,7 +21,7 @@ from postmarket.contracts import (
 )
 from postmarket.contracts.events import StreamKey
 from streams.acquisition import acquisition_categories
-from streams.agents.join import send_dead_letter
+from streams.agents.join import dead_lettering_failures
 from streams.alerting import alert_for
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import RecordPosition
@@ -35,7 +35,6 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
-from streams.deadletter import internal_error
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.performance import (
     CELLS,
@@ -81,18 +80,11 @@ async def _monitor_record(event: Any) -> None:
     message = event.message
     position = RecordPosition(message.topic, message.partition, message.offset)
     consumed(message.topic).inc()
-    try:
-        item = _decode(message.topic, event.value or b"")
-    except ContractViolation as violation:
-        await send_dead_letter(position, event.value, violation, message.headers)
-        return
-    try:
-        await _apply(item, position)
-    except Exception as error:
-        # As in the join: a bug must not lose the record nor stop the agent.
-        logger.exception("stream update failed on %s", position)
-        internal = internal_error(error, "monitoring")
-        await send_dead_letter(position, event.value, internal, message.headers)
+
+    async def monitor() -> None:
+        await _apply(_decode(message.topic, event.value or b""), position)
+
+    await dead_lettering_failures(event, position, monitor, "monitoring")
 
 
 @app.task

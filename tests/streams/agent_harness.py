@@ -67,26 +67,10 @@ class RecordingProducer:
         *,
         transactional_id: str | None = None,
     ) -> asyncio.Future[RecordMetadata]:
-        """Faust awaits the returned future for the delivery; here it is already delivered."""
-        delivered = await self.send_and_wait(
-            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
-        )
+        """The agents await the returned future's delivery; here it is already delivered."""
         sent: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        sent.set_result(delivered)
+        sent.set_result(self._record(topic, key, value, partition, headers))
         return sent
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-        *,
-        transactional_id: str | None = None,
-    ) -> RecordMetadata:
-        return self._record(topic, key, value, partition, headers)
 
     def send_soon(self, fut: Any) -> None:
         """Faust's own table writes (``table[key] = value``) queue here; kept as sent."""
