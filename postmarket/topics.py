@@ -16,6 +16,7 @@ ALERTS = "pms.alerts.v1"
 DEADLETTER = "pms.deadletter.v1"
 REGISTRY = "pms.registry.v1"
 SITE_KEYS = "pms.sitekeys.v1"
+REBASELINES = "pms.rebaselines.v1"
 
 
 @dataclass(frozen=True)
@@ -39,4 +40,7 @@ def pipeline_topics(partitions: int) -> list[TopicSpec]:
         TopicSpec(REGISTRY, 1, {"cleanup.policy": "compact"}),
         # Each site's public signing keys, latest registration per site|key_id.
         TopicSpec(SITE_KEYS, 1, {"cleanup.policy": "compact"}),
+        # Keyed by stream like the outcomes, so a stream's worker reads its decisions;
+        # compacted, so the latest decision per stream outlives time-based retention.
+        TopicSpec(REBASELINES, partitions, {"cleanup.policy": "compact"}),
     ]

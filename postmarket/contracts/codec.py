@@ -24,6 +24,7 @@ from postmarket.contracts.events import (
     FollowUp,
     Outcome,
     Prediction,
+    Rebaseline,
     RegistryEntry,
     SiteKeyRegistration,
 )
@@ -38,6 +39,7 @@ CONTRACT_BY_TOPIC: dict[str, type[Contract]] = {
     topics.DEADLETTER: DeadLetter,
     topics.REGISTRY: RegistryEntry,
     topics.SITE_KEYS: SiteKeyRegistration,
+    topics.REBASELINES: Rebaseline,
 }
 
 MAX_EVENT_BYTES = 64 * 1024

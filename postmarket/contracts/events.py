@@ -221,6 +221,26 @@ class Alert(Contract):
         return self
 
 
+class Rebaseline(Contract):
+    """A decision that a stream's label-free reference is out of date: the stream's score
+    and acquisition references are rebuilt from the predictions that follow.
+
+    Made in the evidence store once a drift alert's investigation accepted the change (a new
+    scanner validated, a referral population known to have changed), so the drift tests look
+    for the next change instead of recurring on this one. Nothing re-baselines a claim: the
+    CUSUMs, the claims tests and the label-free estimates keep testing the registered claims.
+    """
+
+    rebaseline_id: uuid.UUID
+    """Derived from the alert: publishing the same decision again changes nothing."""
+    stream: StreamKey
+    alert_id: uuid.UUID
+    """The drift alert whose investigation accepted the change."""
+    decided_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    decided_at: AwareDatetime
+
+
 DeadLetterReason = Literal[
     "not_json",
     "schema",
