@@ -49,6 +49,14 @@ EVIDENCE_SINK_GROUP = "postmarket-evidence-sink"
 AUDITOR_GROUP_PREFIX = "postmarket-audit"
 CERT_DAYS = 825
 INPUT_TOPICS = (topics.PREDICTIONS, topics.FOLLOWUPS)
+CENTRAL_TOPICS = (
+    topics.OUTCOMES,
+    topics.ALERTS,
+    topics.REGISTRY,
+    topics.SITE_KEYS,
+    topics.REBASELINES,
+)
+"""The topics the central side writes and the auditor reads."""
 """The only topics a site may touch, and only to write."""
 _SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -158,8 +166,9 @@ def worker_rules(worker_id: str) -> list[AccessRule]:
     publishes the device registry.
     """
     rules = [AccessRule(WORKER, "READ", "TOPIC", name) for name in INPUT_TOPICS]
-    # The registry and the sites' public signing keys are published by the central side too.
-    for name in (topics.OUTCOMES, topics.ALERTS, topics.REGISTRY, topics.SITE_KEYS):
+    # The registry, the sites' public signing keys and the re-baselining decisions are
+    # published by the central side too.
+    for name in CENTRAL_TOPICS:
         rules += [
             AccessRule(WORKER, "READ", "TOPIC", name),
             AccessRule(WORKER, "WRITE", "TOPIC", name),
@@ -173,11 +182,9 @@ def worker_rules(worker_id: str) -> list[AccessRule]:
 
 
 def auditor_rules() -> list[AccessRule]:
-    """Read-only on the pipeline's outputs (outcomes, alerts, registry, site public keys)."""
-    rules = [
-        AccessRule(AUDITOR, "READ", "TOPIC", name)
-        for name in (topics.OUTCOMES, topics.ALERTS, topics.REGISTRY, topics.SITE_KEYS)
-    ]
+    """Read-only on the pipeline's outputs (outcomes, alerts, registry, site public keys,
+    re-baselining decisions)."""
+    rules = [AccessRule(AUDITOR, "READ", "TOPIC", name) for name in CENTRAL_TOPICS]
     rules.append(AccessRule(AUDITOR, "READ", "GROUP", AUDITOR_GROUP_PREFIX, "PREFIXED"))
     return rules
 
