@@ -5,12 +5,17 @@ features); a follow-up named by accession number needs the study that carries th
 accession. Whichever arrives first waits here, in SQLite (WAL, ``synchronous=FULL``),
 until the other comes, across restarts. Only keyed pseudonyms are stored: no UID, no
 accession number, nothing a reader without the site key could link back to a patient.
+
+An input whose study never comes (sent to another hospital, a modality the collector
+does not see) would wait for ever: :meth:`CaseIndex.expire_waiting` drops what waited
+longer than the collector's ``waiting_expiry_days``, and the collector counts it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -29,15 +34,22 @@ CREATE TABLE IF NOT EXISTS waiting_outputs (
     case_pseudonym TEXT NOT NULL,
     output_id TEXT NOT NULL,
     output TEXT NOT NULL,
+    waiting_since REAL,
     PRIMARY KEY (case_pseudonym, output_id)
 );
 CREATE TABLE IF NOT EXISTS waiting_followups (
     accession_link TEXT NOT NULL,
     followup_id TEXT NOT NULL,
     followup TEXT NOT NULL,
+    waiting_since REAL,
     PRIMARY KEY (accession_link, followup_id)
 );
 """
+
+
+WAITING_TABLES = {"ai_output": "waiting_outputs", "followup": "waiting_followups"}
+"""Kind of waiting input (the ``kind`` label of the collector's metrics) -> its table. The
+queries name these constants (hence the ``noqa: S608``), never anything from input."""
 
 
 class CaseIndex:
@@ -52,6 +64,18 @@ class CaseIndex:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        self._start_waiting_clocks(time.time())
+
+    def _start_waiting_clocks(self, now: float) -> None:
+        """Give inputs stored before waits were timed (no ``waiting_since``) a start: now."""
+        for table in WAITING_TABLES.values():
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if "waiting_since" not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN waiting_since REAL")
+            self._db.execute(
+                f"UPDATE {table} SET waiting_since = ? WHERE waiting_since IS NULL",  # noqa: S608
+                (now,),
+            )
 
     # --- studies ------------------------------------------------------------------------------
 
@@ -89,11 +113,13 @@ class CaseIndex:
 
     # --- waiting inputs -----------------------------------------------------------------------
 
-    def wait_output(self, case_pseudonym: str, output_id: str, output_json: str) -> None:
+    def wait_output(
+        self, case_pseudonym: str, output_id: str, output_json: str, now: float | None = None
+    ) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO waiting_outputs VALUES (?, ?, ?)",
-                (case_pseudonym, output_id, output_json),
+                "INSERT OR REPLACE INTO waiting_outputs VALUES (?, ?, ?, ?)",
+                (case_pseudonym, output_id, output_json, time.time() if now is None else now),
             )
 
     def waiting_outputs(self, case_pseudonym: str) -> list[tuple[str, str]]:
@@ -112,11 +138,13 @@ class CaseIndex:
                 (case_pseudonym, output_id),
             )
 
-    def wait_followup(self, accession_link: str, followup_id: str, followup_json: str) -> None:
+    def wait_followup(
+        self, accession_link: str, followup_id: str, followup_json: str, now: float | None = None
+    ) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO waiting_followups VALUES (?, ?, ?)",
-                (accession_link, followup_id, followup_json),
+                "INSERT OR REPLACE INTO waiting_followups VALUES (?, ?, ?, ?)",
+                (accession_link, followup_id, followup_json, time.time() if now is None else now),
             )
 
     def waiting_followups(self, accession_link: str) -> list[tuple[str, str]]:
@@ -137,10 +165,24 @@ class CaseIndex:
 
     def waiting_counts(self) -> dict[str, int]:
         """How many AI outputs and follow-ups wait for their study."""
+        counts = {}
         with self._lock:
-            (outputs,) = self._db.execute("SELECT COUNT(*) FROM waiting_outputs").fetchone()
-            (followups,) = self._db.execute("SELECT COUNT(*) FROM waiting_followups").fetchone()
-        return {"ai_output": int(outputs), "followup": int(followups)}
+            for kind, table in WAITING_TABLES.items():
+                query = f"SELECT COUNT(*) FROM {table}"  # noqa: S608
+                counts[kind] = int(self._db.execute(query).fetchone()[0])
+        return counts
+
+    def expire_waiting(self, waited_since: float) -> dict[str, int]:
+        """Drop the AI outputs and follow-ups waiting since before ``waited_since`` (Unix
+        time); how many of each kind."""
+        with self._lock:
+            return {
+                kind: self._db.execute(
+                    f"DELETE FROM {table} WHERE waiting_since < ?",  # noqa: S608
+                    (waited_since,),
+                ).rowcount
+                for kind, table in WAITING_TABLES.items()
+            }
 
     def close(self) -> None:
         with self._lock:

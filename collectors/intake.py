@@ -119,6 +119,17 @@ class Intake:
 
     # --- bookkeeping --------------------------------------------------------------------------
 
+    def expire_waiting(self, waited_since: float) -> dict[str, int]:
+        """Drop what waited for its study since before ``waited_since`` (Unix time) and count
+        it; how many of each kind. Nothing is logged of them but the counts (no PHI)."""
+        with self._lock:
+            expired = self.cases.expire_waiting(waited_since)
+            self._publish_waiting()
+        if self._metrics is not None:
+            for kind, count in expired.items():
+                self._metrics.waiting_expired.labels(kind=kind).inc(count)
+        return expired
+
     def _put(self, event: Contract) -> None:
         stored = self.outbox.put(event)
         if stored and self._metrics is not None:

@@ -31,6 +31,7 @@ class CollectorMetrics:
     inputs_accepted: Counter
     events_queued: Counter
     cases_waiting: Gauge
+    waiting_expired: Counter
     associations_rejected: Counter
 
     @classmethod
@@ -100,6 +101,13 @@ class CollectorMetrics:
                 ["kind"],
                 registry=registry,
             ),
+            waiting_expired=Counter(
+                f"{PREFIX}_waiting_expired",
+                "AI outputs and follow-ups dropped after waiting waiting_expiry_days for "
+                "their study, by kind.",
+                ["kind"],
+                registry=registry,
+            ),
             associations_rejected=Counter(
                 f"{PREFIX}_associations_rejected",
                 "DICOM associations refused (calling AE title not on the allow-list).",
@@ -110,4 +118,6 @@ class CollectorMetrics:
             metrics.files_rejected.labels(reason=reason)
         for event in ("prediction", "followup"):
             metrics.events_queued.labels(event=event)
+        for kind in ("ai_output", "followup"):
+            metrics.waiting_expired.labels(kind=kind)
         return metrics

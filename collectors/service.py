@@ -1,7 +1,8 @@
 """The long-running collector: sources, outbox, delivery loop and /metrics, in one process.
 
-Threads: the watched folder's poll loop, the delivery loop (outbox to Kafka), the
-Prometheus HTTP server on loopback, and pynetdicom's SCP threads. They share one outbox
+Threads: the watched folder's poll loop, the delivery loop (outbox to Kafka), the expiry
+of inputs that waited too long for their study, the Prometheus HTTP server on loopback,
+and pynetdicom's SCP threads. They share one outbox
 and one case index (both lock internally). :meth:`Collector.run` returns when its stop
 event is set (the CLI sets it on SIGTERM or SIGINT) after every thread has finished:
 what is in the outbox stays there for the next start.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 SCRAPE_JOB = "postmarket-collector"
 JOIN_TIMEOUT_S = 60.0
 RESTART_WAIT_S = 5.0
+EXPIRY_CHECK_S = 3600.0
+"""How often waiting inputs are checked against ``waiting_expiry_days`` (a bound in days)."""
 
 
 class Collector:
@@ -95,6 +99,14 @@ class Collector:
                     daemon=True,
                 )
             )
+            threads.append(
+                threading.Thread(
+                    target=_keep_running,
+                    args=("waiting expiry", self._expire_waiting, stop),
+                    name="waiting-expiry",
+                    daemon=True,
+                )
+            )
             if self.folder is not None:
                 threads.append(
                     threading.Thread(
@@ -129,6 +141,22 @@ class Collector:
             waiting = self.outbox.depth()
             self.close()
             log.info("collector stopped; %d events wait in the outbox", waiting)
+
+    def _expire_waiting(self, stop: threading.Event) -> None:
+        """At start and every :data:`EXPIRY_CHECK_S`, drop what waited too long."""
+        while True:
+            days = self.settings.waiting_expiry_days
+            expired = self.intake.expire_waiting(time.time() - days * 86400.0)
+            if any(expired.values()):
+                log.warning(
+                    "dropped %d AI outputs and %d follow-ups that waited over %g days for "
+                    "their study",
+                    expired["ai_output"],
+                    expired["followup"],
+                    days,
+                )
+            if stop.wait(EXPIRY_CHECK_S):
+                return
 
     def _serve_metrics(self) -> None:
         server = serve_metrics(self.registry, self.settings.metrics_endpoint())

@@ -233,6 +233,10 @@ class CollectorSettings(BaseModel):
     """0600 file holding the /metrics password (never the password itself)."""
     state_path: Path | None = None
     """SQLite file of the local case index (pseudonyms only); beside the outbox by default."""
+    waiting_expiry_days: float = Field(30.0, gt=0.0, le=3650.0)
+    """An AI output or follow-up still waiting for the study it names after this long is
+    dropped and counted (``postmarket_collector_waiting_expired_total``): its study is not
+    coming through this collector."""
     stack_home: Path | None = None
     """A local stack's home: register /metrics with its Prometheus on start."""
     inbox: InboxSettings | None = None

@@ -68,6 +68,7 @@ COLLECTOR_BURNED_IN_ANNOTATION = sample_name(_collector.burned_in_annotation)
 COLLECTOR_INPUTS_ACCEPTED = sample_name(_collector.inputs_accepted)
 COLLECTOR_EVENTS_QUEUED = sample_name(_collector.events_queued)
 COLLECTOR_CASES_WAITING = sample_name(_collector.cases_waiting)
+COLLECTOR_WAITING_EXPIRED = sample_name(_collector.waiting_expired)
 COLLECTOR_ASSOCIATIONS_REJECTED = sample_name(_collector.associations_rejected)
 
 UNREGISTERED_CHANGE_DETECTOR = unregistered_change.DETECTOR

@@ -123,8 +123,16 @@ def build() -> model.Dashboard:
         ),
         graph(
             "Cases waiting for their study",
-            "AI outputs and follow-ups held until the DICOM study they name arrives.",
-            [Query(f"sum by (kind) ({m.COLLECTOR_CASES_WAITING}{{{SEL}}})", "{{kind}}")],
+            "AI outputs and follow-ups held until the DICOM study they name arrives, and "
+            "those dropped in the last day after waiting waiting_expiry_days (their study "
+            "never came through this collector).",
+            [
+                Query(f"sum by (kind) ({m.COLLECTOR_CASES_WAITING}{{{SEL}}})", "{{kind}}"),
+                Query(
+                    f"sum by (kind) (increase({m.COLLECTOR_WAITING_EXPIRED}{{{SEL}}}[1d]))",
+                    "{{kind}} expired (1 d)",
+                ),
+            ],
             width=8,
         ),
     ]
