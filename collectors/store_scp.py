@@ -5,17 +5,24 @@ logged with the title and address, never a header). A received instance is writt
 Part 10 file into the watched inbox (to a hidden temporary name, synced, then renamed),
 and success is answered only after that: from then on it takes exactly the path of a
 file dropped there, and a crash after the answer loses nothing.
+
+pynetdicom writes each instance to a temporary file as its fragments arrive
+(``STORE_RECV_CHUNKED_DATASET``), so an instance of gigabytes never sits in memory; its
+size is checked on that file, which is then moved (or, across file systems, copied) into
+the inbox. The limit bounds what enters the inbox, not the temporary disk it passes
+through: pynetdicom offers no way to stop a transfer midway.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -79,6 +86,8 @@ class StoreSCP:
     def start(self) -> tuple[str, int]:
         """Listen in background threads; returns the address."""
         self.inbox.mkdir(parents=True, exist_ok=True)
+        # Process-wide; in the collector's process only this SCP receives.
+        _config.STORE_RECV_CHUNKED_DATASET = True
         handlers: list[evt.EventHandlerType] = [
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_REJECTED, self._rejected),
@@ -97,27 +106,25 @@ class StoreSCP:
 
     def _store(self, event: Any) -> int:
         try:
-            data = event.encoded_dataset(include_meta=True)
+            received = Path(event.dataset_path)
+            size = received.stat().st_size
         except Exception as error:  # a malformed request must not end the association thread
-            log.warning("C-STORE from %s not decodable: %s", _peer(event), type(error).__name__)
+            log.warning("C-STORE from %s not readable: %s", _peer(event), type(error).__name__)
             return STATUS_CANNOT_UNDERSTAND
-        if self.max_bytes is not None and len(data) > self.max_bytes:
+        if self.max_bytes is not None and size > self.max_bytes:
             log.warning(
                 "C-STORE from %s refused: %d bytes exceeds the %d-byte limit",
                 _peer(event),
-                len(data),
+                size,
                 self.max_bytes,
             )
             if self._metrics is not None:
                 self._metrics.files_rejected.labels(reason="too_large").inc()
-            return STATUS_OUT_OF_RESOURCES
+            return STATUS_OUT_OF_RESOURCES  # pynetdicom deletes its temporary file
         name = f"scp-{uuid.uuid4().hex}.dcm"
         partial = self.inbox / f".{name}.part"
         try:
-            with partial.open("wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
+            _move_durably(received, partial)
             os.replace(partial, self.inbox / name)
         except OSError as error:
             log.error("cannot store a received instance in %s: %s", self.inbox, error.strerror)
@@ -129,6 +136,17 @@ class StoreSCP:
         if self._metrics is not None:
             self._metrics.associations_rejected.inc()
         log.warning("refused association from %s: calling AE title not allowed", _peer(event))
+
+
+def _move_durably(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` (copied in chunks if they are on different file
+    systems), and sync it: the SCP answers success only for what survives a crash."""
+    try:
+        os.replace(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    with target.open("rb") as stream:
+        os.fsync(stream.fileno())
 
 
 def _peer(event: Any) -> str:

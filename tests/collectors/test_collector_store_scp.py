@@ -92,3 +92,41 @@ def test_calling_ae_title_not_on_the_allow_list_is_refused(
     while registry.get_sample_value(rejected) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert registry.get_sample_value(rejected) == 1
+
+
+def test_instances_reach_the_inbox_without_being_held_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Received into pynetdicom's temporary files, which are moved into the inbox (copied
+    across file systems: the temporary directory here is tmpfs), never left behind; the
+    in-memory encoding the SCP used before is never asked for."""
+    import tempfile
+
+    from pynetdicom.events import Event
+
+    def in_memory(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("the SCP asked for the whole instance in memory")
+
+    monkeypatch.setattr(Event, "encoded_dataset", in_memory)
+    # A tmpfs: another file system than the inbox's (mkdtemp makes the directory private).
+    shm = Path("/dev/shm")  # noqa: S108
+    received = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
+    monkeypatch.setattr(tempfile, "tempdir", str(received))
+    files = pydicom_files()
+    server = StoreSCP(
+        StoreSCPSettings(port=0, allowed_calling_ae_titles=("PACS1",)),
+        tmp_path / "inbox",
+        max_bytes=max(path.stat().st_size for path in files) + 1024,
+    )
+    server.start()
+    try:
+        statuses = send(server.address, "PACS1", files)
+    finally:
+        server.stop()
+    assert statuses == [0] * len(files)
+    stored = sorted((tmp_path / "inbox").glob("scp-*.dcm"))
+    assert len(stored) == len(files)
+    sent = {str(pydicom.dcmread(path).SOPInstanceUID) for path in files}
+    assert {str(pydicom.dcmread(path).SOPInstanceUID) for path in stored} == sent
+    assert list(received.iterdir()) == []
+    received.rmdir()
