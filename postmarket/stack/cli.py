@@ -171,6 +171,20 @@ def add_site(
     console.print(f"password file: {password_file}", highlight=False)
 
 
+@stack_app.command("remove-site")
+def remove_site(
+    site_id: Annotated[str, typer.Argument(help="The site whose principal is removed.")],
+) -> None:
+    """Remove one site's Kafka principal from the running secure stack: its ACLs, quota,
+    SCRAM credential and password file.
+
+    Its collector is refused at once, even on a connection already open. To stop counting
+    records it already sent, revoke its signing keys too (`postmarket site-keys revoke`).
+    """
+    principal = _run(lambda: manager.remove_site(Settings(), site_id))
+    console.print(f"[green]✓[/] principal [bold]{principal}[/] removed: no ACL, no quota, no login")
+
+
 @stack_app.command()
 def status() -> None:
     """Show each service, Kafka's version and cluster id, and Prometheus' scrape targets.

@@ -408,6 +408,28 @@ def add_site(
     return principal, paths.password_file(principal)
 
 
+def remove_site(settings: Settings, site_id: str) -> str:
+    """Take one site's principal off the running secure broker (ACLs, quota, SCRAM user,
+    password file); returns the principal. Its signing keys are revoked separately
+    (``site-keys revoke``): this stops its records from arriving, that from counting."""
+    home = settings.home.absolute()
+    with _exclusive(home):
+        state = load_state(home)
+        if KAFKA not in _running_records(state, home):
+            raise StackError("Kafka is not running; `postmarket stack up --secure` first")
+        if not state.secure:
+            raise StackError("the stack runs without security: there are no site principals")
+        if site_id not in state.sites:
+            known = ", ".join(state.sites) or "none"
+            raise StackError(f"site {site_id!r} has no principal on this stack (sites: {known})")
+        bootstrap, admin_security = admin_endpoint(home, state)
+        with kafka.admin_client(bootstrap, security=admin_security) as admin:
+            principal = security.revoke_site(admin, security.SecurePaths(home), site_id)
+        state.sites = [site for site in state.sites if site != site_id]
+        save_state(home, state)
+    return principal
+
+
 def _roll_back(home: Path, state: StackState, keep: set[str]) -> None:
     """Stop the services a failed ``up`` started, including one that never got ready."""
     for name in [name for name in state.processes if name not in keep]:

@@ -453,6 +453,22 @@ def upsert_scram_users(admin: Any, paths: SecurePaths, principals: Sequence[str]
         raise StackError(f"could not set SCRAM credentials of {failed}: {errors[failed[0]]}")
 
 
+def delete_scram_users(admin: Any, principals: Sequence[str]) -> None:
+    """Delete each principal's SCRAM credential; one that does not exist is already gone."""
+    from kafka.admin import ScramMechanism, UserScramCredentialDeletion
+
+    deletions = [
+        UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512)
+        for principal in principals
+    ]
+    errors = admin.alter_user_scram_credentials(deletions)
+    failed = sorted(
+        user for user, error in errors.items() if error and "ResourceNotFound" not in str(error)
+    )
+    if failed:
+        raise StackError(f"could not delete SCRAM credentials of {failed}: {errors[failed[0]]}")
+
+
 def create_acls(admin: Any, rules: Sequence[AccessRule]) -> None:
     """Create the ALLOW ACLs (an ACL that exists already is left as it is)."""
     if not rules:
@@ -462,8 +478,22 @@ def create_acls(admin: Any, rules: Sequence[AccessRule]) -> None:
         raise StackError(f"could not create ACLs: {result['failed'][0]}")
 
 
-def set_user_quotas(admin: Any, principals: Sequence[str], quota: SiteQuota) -> None:
-    """Per-user client quotas (AlterClientQuotas; kafka-python has no wrapper for it yet)."""
+def delete_acls(admin: Any, rules: Sequence[AccessRule]) -> None:
+    """Delete the ALLOW ACLs of ``rules`` (one that does not exist matches nothing)."""
+    if not rules:
+        return
+    from kafka.errors import NoError
+
+    for _rule, _deleted, error in admin.delete_acls([_kafka_acl(rule) for rule in rules]):
+        if error is not NoError:
+            raise StackError(f"could not delete ACLs: {error.__name__}")
+
+
+def set_user_quotas(
+    admin: Any, principals: Sequence[str], quota: SiteQuota, *, remove: bool = False
+) -> None:
+    """Per-user client quotas (AlterClientQuotas; kafka-python has no wrapper for it yet);
+    ``remove``: take the quota's keys off each principal instead."""
     if not principals:
         return
     from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest
@@ -474,7 +504,7 @@ def set_user_quotas(admin: Any, principals: Sequence[str], quota: SiteQuota) -> 
             entry(
                 entity=[entry.EntityData(entity_type="user", entity_name=principal)],
                 ops=[
-                    entry.OpData(key=key, value=value, remove=False)
+                    entry.OpData(key=key, value=0.0 if remove else value, remove=remove)
                     for key, value in quota.as_config().items()
                 ],
             )
@@ -530,3 +560,16 @@ def grant(
     quota_sites = site_ids if quota_site_ids is None else quota_site_ids
     set_user_quotas(admin, [site_principal(i) for i in quota_sites], quota or SiteQuota())
     return principals
+
+
+def revoke_site(admin: Any, paths: SecurePaths, site_id: str) -> str:
+    """Take a site's principal off the broker: its ACLs first (they are checked on every
+    request, so even a connection already open is refused from then on), then its quotas,
+    its SCRAM credential (no new connection authenticates) and its password file. Safe to
+    repeat. Returns the principal."""
+    principal = site_principal(site_id)
+    delete_acls(admin, site_rules(principal))
+    set_user_quotas(admin, [principal], SiteQuota(), remove=True)
+    delete_scram_users(admin, [principal])
+    paths.password_file(principal).unlink(missing_ok=True)
+    return principal

@@ -7,6 +7,7 @@ authorization (or authentication) error the broker answered with.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from postmarket.local_worker import LocalWorker
 from postmarket.secrets import write_secret_file
 from postmarket.site_key_topic import publish_site_keys
 from postmarket.stack import kafka, manager, security
+from postmarket.stack.processes import StackError
 from tests.conftest import SECURE_SITE
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import free_port, site_signing_key
@@ -133,12 +135,23 @@ def test_status_reports_the_secure_mode(secure_kafka_stack: manager.UpResult) ->
     assert report.secure and SECURE_SITE in report.sites
 
 
-def test_site_principal_has_its_quota(secure_kafka_stack: manager.UpResult) -> None:
-    home = secure_kafka_stack.settings.home
+def _quotas_settle(home: Path, principal: str, expected: dict[str, float]) -> dict[str, float]:
+    """The principal's quotas once they equal ``expected``, or after 15 s: the controller
+    applies a quota change, the brokers' metadata shows it a moment later."""
     endpoint, admin_security = manager.admin_endpoint(home, manager.load_state(home))
+    deadline = time.monotonic() + 15.0
     with kafka.admin_client(endpoint, security=admin_security) as admin:
-        quotas = security.describe_user_quotas(admin, security.site_principal(SECURE_SITE))
-    assert quotas == security.SiteQuota().as_config()
+        while True:
+            quotas = security.describe_user_quotas(admin, principal)
+            if quotas == expected or time.monotonic() > deadline:
+                return quotas
+            time.sleep(0.2)
+
+
+def test_site_principal_has_its_quota(secure_kafka_stack: manager.UpResult) -> None:
+    expected = security.SiteQuota().as_config()
+    principal = security.site_principal(SECURE_SITE)
+    assert _quotas_settle(secure_kafka_stack.settings.home, principal, expected) == expected
 
 
 def test_a_site_over_its_quota_is_throttled_by_the_broker(
@@ -192,12 +205,34 @@ def test_added_site_can_write_but_not_read(
     assert site_id in manager.load_state(secure_kafka_stack.settings.home).sites
 
 
+def test_removed_site_is_refused_at_once_and_cannot_log_in_again(
+    secure_kafka_stack: manager.UpResult, bootstrap: str, secure: security.SecurePaths
+) -> None:
+    site_id = f"removed-{uuid.uuid4().hex[:6]}"
+    principal, password_file = manager.add_site(secure_kafka_stack.settings, site_id)
+    as_site = _as(secure, principal)  # read the password before the file goes
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=TIMEOUT_MS, **as_site)
+    try:
+        producer.send(topics.FOLLOWUPS, key=b"k", value=b"{}").get(timeout=30)
+        assert manager.remove_site(secure_kafka_stack.settings, site_id) == principal
+        # The connection opened before the removal is refused by the next request.
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(topics.FOLLOWUPS, key=b"k", value=b"{}").get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    with pytest.raises(KafkaTimeoutError):  # the SCRAM credential is gone
+        KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=3000, **as_site)
+    assert not password_file.exists()
+    assert site_id not in manager.load_state(secure_kafka_stack.settings.home).sites
+    assert _quotas_settle(secure_kafka_stack.settings.home, principal, {}) == {}
+    with pytest.raises(StackError, match="has no principal"):
+        manager.remove_site(secure_kafka_stack.settings, site_id)
+
+
 # --- the auditor ------------------------------------------------------------------------------
 
 
 def test_auditor_reads_outputs_in_its_group(bootstrap: str, secure: security.SecurePaths) -> None:
-    import time
-
     consumer = KafkaConsumer(
         topics.ALERTS,
         bootstrap_servers=bootstrap,
@@ -249,6 +284,7 @@ def test_auditor_sees_only_the_outputs(bootstrap: str, secure: security.SecurePa
             topics.ALERTS,
             topics.REGISTRY,
             topics.SITE_KEYS,
+            topics.REBASELINES,
         }
     finally:
         consumer.close()
@@ -355,8 +391,6 @@ def _first_outcome_for(
     bootstrap: str, secure: security.SecurePaths, prediction_id: uuid.UUID
 ) -> Outcome:
     """Read pms.outcomes.v1 as the auditor until the prediction's outcome appears."""
-    import time
-
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **_as(secure, security.AUDITOR)
     )
