@@ -41,6 +41,7 @@ READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
 DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
 ALERTS = f"{PREFIX}_alerts"
+STREAM_REBASELINES = f"{PREFIX}_stream_rebaselines"
 METRIC_STREAMS_OVERFLOW = f"{PREFIX}_metric_streams_overflow"
 CONSUMER_LAG = f"{PREFIX}_consumer_lag_records"
 OUTCOME_LATENCY = f"{PREFIX}_outcome_latency_seconds"
@@ -127,6 +128,7 @@ class WorkerMetrics:
     detector_statistic: Gauge
     detector_threshold: Gauge
     alerts: Counter
+    stream_rebaselines: Counter
     consumer_lag: Gauge
     outcome_latency: Histogram
     stream_labels: StreamLabelGuard
@@ -145,6 +147,13 @@ class WorkerMetrics:
             self.detector_statistic,
             self.detector_threshold,
         )
+
+    def forget_detectors(self, labels: tuple[str, ...], detectors: tuple[str, ...]) -> None:
+        """Drop a stream's statistic and threshold gauges of ``detectors`` (gone from its
+        monitor), so they do not keep showing their last values."""
+        for detector in detectors:
+            self.detector_statistic.remove(*labels, detector)
+            self.detector_threshold.remove(*labels, detector)
 
     @classmethod
     def create(cls, registry: CollectorRegistry, max_streams: int = 5000) -> WorkerMetrics:
@@ -289,6 +298,13 @@ class WorkerMetrics:
                 ALERTS,
                 "Alerts raised, by stream, detector and severity.",
                 [*stream, "detector", "severity"],
+                registry=registry,
+            ),
+            stream_rebaselines=Counter(
+                STREAM_REBASELINES,
+                "Re-baselining decisions applied to a stream: its score and acquisition "
+                "references restarted from the predictions that follow.",
+                stream,
                 registry=registry,
             ),
             consumer_lag=Gauge(

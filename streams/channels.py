@@ -32,7 +32,9 @@ stream per batch of the join (:mod:`streams.routing`)."""
 case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
 outcomes = _raw_topic(topics.OUTCOMES)
 stream_predictions = _raw_topic(STREAM_PREDICTIONS)
-stream_inputs = _raw_topic(topics.OUTCOMES, STREAM_PREDICTIONS)
+# The re-baselining decisions are keyed by stream and co-partitioned with the outcomes, so
+# a stream's decisions reach the worker that owns its state.
+stream_inputs = _raw_topic(topics.OUTCOMES, STREAM_PREDICTIONS, topics.REBASELINES)
 alerts = _raw_topic(topics.ALERTS)
 deadletter = _raw_topic(topics.DEADLETTER)
 registry_updates = _raw_topic(topics.REGISTRY, partitions=1)
@@ -53,7 +55,8 @@ stream_prediction_monitors = app.Table(
     "stream-prediction-monitors",
     default=None,
     partitions=settings.topic_partitions,
-    help="References, label-free detectors and applied prediction positions of each stream.",
+    help="References, label-free detectors, applied prediction positions and the last "
+    "re-baselining decision of each stream.",
 )
 first_sightings = app.Table(
     "first-sightings",

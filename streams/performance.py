@@ -12,15 +12,19 @@ Label-free, on each prediction, so they can warn weeks before any label exists: 
 confidence-based estimate of each claimed metric from the calibrated scores; and, once
 the stream's first predictions have formed its reference, score drift and the drift of
 each acquisition category mix (manufacturer, model, slice-thickness and kVp band), where a
-category the reference never saw (a new scanner model) is a finding.
+category the reference never saw (a new scanner model) is a finding. Once a drift is
+investigated and the change accepted, a re-baselining decision restarts the reference from
+the predictions that follow (:meth:`StreamMonitor.rebaseline`); nothing re-baselines a claim.
 
-The stream agent calls :meth:`StreamMonitor.observe` once per outcome and
-:meth:`StreamMonitor.observe_score` once per prediction, and emits what they return.
+The stream agent calls :meth:`StreamMonitor.observe` once per outcome,
+:meth:`StreamMonitor.observe_score` once per prediction and :meth:`StreamMonitor.rebaseline`
+once per decision, and emits what the first two return.
 """
 
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -56,7 +60,8 @@ from streams.acquisition import (
 STATE_VERSION = 3
 """2: detector settings left out (designed again on load); 3: the acquisition reference.
 Version 1 and 2 states still load (a stream whose reference predates 3 has no acquisition
-drift tests)."""
+drift tests). Keys added within 3 are read with a default, so its older states still load,
+and a release that predates a key ignores it (a rollback keeps its states readable)."""
 Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
 STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
@@ -74,6 +79,12 @@ MAX_REFERENCE_CATEGORIES = 8
 """Categories kept per dimension in the acquisition reference (bounded state)."""
 LABEL_FREE_KINDS = ("_drift", "_estimate")
 """Name endings of the detectors that run on predictions, not outcomes."""
+REFERENCE_DRIFT_DETECTORS = (
+    "score_drift",
+    *(f"{dimension}_drift" for dimension in ACQUISITION_DIMENSIONS),
+)
+"""Every test against the stream's own reference (:meth:`StreamMonitor._reference_detectors`):
+what a re-baselining decision restarts."""
 
 
 def is_label_free(detector: str) -> bool:
@@ -245,6 +256,8 @@ class StreamMonitor:
     calibrated at, comes months late from a verification-biased subset, and changes as
     labels arrive, while the detectors' settings must follow from stored state.
     Persisted with the claims, set once with them (:meth:`adopt_claims`)."""
+    rebaseline_id: str | None = None
+    """The last re-baselining decision applied: the same one published again is skipped."""
 
     @classmethod
     def for_claims(
@@ -313,6 +326,24 @@ class StreamMonitor:
         if categories is not None:
             signals += self._update_acquisition(categories)
         return signals
+
+    def rebaseline(self, decision: uuid.UUID, at: JoinPosition) -> bool:
+        """Restart the reference-drift tests: the next ``score_reference_cases`` predictions
+        form a new reference. The claim-based detectors, counts and strata are untouched.
+
+        False, changing nothing, for a decision applied already: the record at ``at`` read
+        again, or the same decision published again (a new offset, the same id).
+        """
+        if self.already_applied("prediction", at) or str(decision) == self.rebaseline_id:
+            return False
+        self._mark_applied("prediction", at)
+        self.rebaseline_id = str(decision)
+        self.score_reference = [0] * len(self.score_reference)
+        self.acquisition_reference = {}
+        for name in REFERENCE_DRIFT_DETECTORS:
+            self.detectors.pop(name, None)
+            self.statistics.pop(name, None)
+        return True
 
     def _update(
         self, name: str, metric: Metric, x: float, risk: float | None = None
@@ -482,6 +513,8 @@ class StreamMonitor:
             "predictions": self.predictions,
             "score_reference": list(self.score_reference),
             "acquisition_reference": {k: dict(v) for k, v in self.acquisition_reference.items()},
+            # Only once re-baselined: most streams never are, and pay nothing for it.
+            **({"rebaseline_id": self.rebaseline_id} if self.rebaseline_id else {}),
         }
 
     @classmethod
@@ -546,6 +579,8 @@ class StreamMonitor:
         self.acquisition_reference = {
             k: dict(v) for k, v in state.get("acquisition_reference", {}).items()
         }
+        # Added within state version 3: states written before it were never re-baselined.
+        self.rebaseline_id = state.get("rebaseline_id")
 
     def _designed_detectors(self) -> dict[str, Detector]:
         """Fresh detectors with the settings this monitor's detectors were built with."""

@@ -1,6 +1,10 @@
 """The stream agent: per (device, version, site, task), count predictions and outcomes,
 run the detectors against the registered claims and the stream's own score reference,
-and raise alerts."""
+and raise alerts.
+
+It reads the outcomes, the predictions the join re-keyed by stream, and the re-baselining
+decisions of the evidence store (``pms.rebaselines.v1``, keyed by stream like the others),
+each applied once to its stream's monitor."""
 
 from __future__ import annotations
 
@@ -13,13 +17,15 @@ from postmarket import topics
 from postmarket.contracts import (
     ContractViolation,
     Outcome,
+    Problem,
+    Rebaseline,
     RegistryEntry,
     StreamPrediction,
     decode,
     encode,
     utc_now,
 )
-from postmarket.contracts.events import StreamKey
+from postmarket.contracts.events import JoinPosition, StreamKey
 from streams.acquisition import acquisition_categories
 from streams.agents.join import dead_lettering_failures
 from streams.alerting import alert_for
@@ -38,6 +44,7 @@ from streams.channels import (
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.performance import (
     CELLS,
+    REFERENCE_DRIFT_DETECTORS,
     ClaimedMetric,
     MonitorPolicy,
     Signal,
@@ -70,7 +77,8 @@ unacked = HeldAcks()
 
 @app.agent(stream_inputs)
 async def monitor_streams(stream: Any) -> None:
-    """Apply each outcome and re-keyed prediction once to its stream's monitor."""
+    """Apply each outcome, re-keyed prediction and re-baselining decision once to its
+    stream's monitor."""
     await handle_holding_acks(
         stream, _monitor_record, unacked, flush_stream_states, STATE_FLUSH_EVENTS
     )
@@ -122,13 +130,16 @@ async def flush_stream_states() -> None:
     await ack_all(held)
 
 
-StreamInput = Outcome | StreamPredictions | StreamPrediction
-"""An outcome, or new predictions the join routed (one by one before streams.routing)."""
+StreamInput = Outcome | StreamPredictions | StreamPrediction | Rebaseline
+"""An outcome, new predictions the join routed (one by one before streams.routing), or a
+decision to re-baseline a stream's reference."""
 
 
 def _decode(topic: str, raw: bytes) -> StreamInput:
     if topic == topics.OUTCOMES:
         return decode(Outcome, raw)
+    if topic == topics.REBASELINES:
+        return decode(Rebaseline, raw)
     try:
         return decode(StreamPredictions, raw)
     except ContractViolation as violation:
@@ -174,6 +185,8 @@ failed_positions: set[RecordPosition] = set()
 async def _apply(item: StreamInput, position: RecordPosition) -> None:
     stream_key = _stream_of(item)
     key = stream_key.as_key()
+    if isinstance(item, Rebaseline):
+        _check_partition(key, position)
     try:
         await _apply_to(key, stream_key, item, position)
     except BaseException:
@@ -189,6 +202,17 @@ def _stream_of(item: StreamInput) -> StreamKey:
     return item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
 
 
+def _check_partition(key: str, position: RecordPosition) -> None:
+    """Refuse a decision produced elsewhere than its stream's partition (another partitioner,
+    another key): its worker may not own the stream, and its state would be written to a
+    changelog partition that is not the stream's. Dead-lettered, never applied."""
+    expected = key_partition(key, settings.topic_partitions)
+    if position.partition != expected:
+        failed_positions.add(position)  # so a rebuild does not apply it either
+        problem = Problem("<key>", f"on partition {position.partition}, not {expected}")
+        raise ContractViolation("Rebaseline", "impossible_value", [problem])
+
+
 def _rebuild(key: str, stream_key: StreamKey) -> None:
     """A stream's monitor from its tables and the records held since they were written.
 
@@ -197,23 +221,33 @@ def _rebuild(key: str, stream_key: StreamKey) -> None:
     monitor = _monitor(key, stream_key)
     for _stream, event in unacked.held():
         message = event.message
-        if RecordPosition(message.topic, message.partition, message.offset) in failed_positions:
+        position = RecordPosition(message.topic, message.partition, message.offset)
+        if position in failed_positions:
             continue
         try:
             item = _decode(message.topic, event.value or b"")
         except ContractViolation:
             continue
         if _stream_of(item).as_key() == key:
-            for _signals in _observations(monitor, item):
+            for _signals in _observations(monitor, item, position):
                 pass
     for entry, (partition, _stale) in list(unwritten.items()):
         if entry[1] == key:
             unwritten[entry] = (partition, monitor)
 
 
-def _observations(monitor: StreamMonitor, item: StreamInput) -> Iterator[list[Signal] | None]:
-    """Apply ``item`` to ``monitor`` one case at a time: each case's signals as it is applied,
-    None for a case the monitor had applied already."""
+def _observations(
+    monitor: StreamMonitor, item: StreamInput, position: RecordPosition
+) -> Iterator[list[Signal] | None]:
+    """Apply ``item`` (read at ``position``) to ``monitor`` one case at a time: each case's
+    signals as it is applied, None for a case the monitor had applied already. A decision
+    raises nothing: no signals once applied, None if applied already."""
+    if isinstance(item, Rebaseline):
+        at = JoinPosition(
+            topic=position.topic, partition=position.partition, offset=position.offset, rank=0
+        )
+        yield [] if monitor.rebaseline(item.rebaseline_id, at) else None
+        return
     if isinstance(item, Outcome):
         applied = monitor.already_applied("outcome", item.joined_at)
         yield None if applied else monitor.observe(item)
@@ -230,9 +264,11 @@ def _observations(monitor: StreamMonitor, item: StreamInput) -> Iterator[list[Si
 async def _apply_to(
     key: str, stream_key: StreamKey, item: StreamInput, position: RecordPosition
 ) -> None:
+    # A decision for a stream with no state yet goes to a fresh monitor: it restarts an
+    # empty reference (harmless) and is remembered, so a redelivery is skipped.
     monitor = _monitor(key, stream_key)
     applied = 0
-    for signals in _observations(monitor, item):
+    for signals in _observations(monitor, item, position):
         if signals is None:
             duplicates(position.topic).inc()
             continue
@@ -242,13 +278,23 @@ async def _apply_to(
         await _raise(stream_key, signals, monitor)
     if not applied:
         return
-    # Outcomes and routed predictions are keyed by stream: the record's partition is the
-    # state's changelog partition.
+    # Outcomes, routed predictions and decisions are keyed by stream: the record's partition
+    # is the state's changelog partition. A decision changes the label-free side.
     side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
     unwritten[(side, key)] = (position.partition, monitor)
+    if isinstance(item, Rebaseline):
+        _count_rebaseline(stream_key)
     # Gauges are set in batches (publish_changed_streams): setting ~20 labelled gauges per
     # event cost a quarter of the stream agent's time in a profile.
     changed[key] = monitor
+
+
+def _count_rebaseline(stream: StreamKey) -> None:
+    """Count an applied decision; drop the gauges of the drift tests it removed, which no
+    publish would set again until the new reference is complete."""
+    labels = metrics.stream_labels(stream)
+    metrics.stream_rebaselines.labels(*labels).inc()
+    metrics.forget_detectors(labels, REFERENCE_DRIFT_DETECTORS)
 
 
 def _routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:

@@ -1,10 +1,11 @@
 """The stream agent run whole under Faust's test context: each outcome applied once, states
-written and records acked only at a flush, and a failing update dead-lettered without
-losing the outcomes held with it."""
+written and records acked only at a flush, a failing update dead-lettered without
+losing the outcomes held with it, and each re-baselining decision applied once."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -12,19 +13,29 @@ import pytest
 from faust.types import EventT
 
 from postmarket import topics
-from postmarket.contracts import DeadLetter, Outcome, decode, encode
+from postmarket.contracts import DeadLetter, Outcome, Rebaseline, decode, encode, utc_now
+from postmarket.contracts.events import JoinPosition
 from streams import app as worker
 from streams.agents import monitor
-from streams.channels import registry, stream_monitors, stream_prediction_monitors
-from streams.performance import Signal, StreamMonitor
+from streams.channels import (
+    STREAM_PREDICTIONS,
+    registry,
+    stream_monitors,
+    stream_prediction_monitors,
+)
+from streams.performance import REFERENCE_DRIFT_DETECTORS, Signal, StreamMonitor
 from streams.retention import key_partition
+from streams.routing import RoutedScore, StreamPredictions
 from tests.factories import make_outcome, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
 OUTCOMES = topics.OUTCOMES
-STREAM = make_outcome("positive", "positive", 0).stream.as_key()
+STREAM_KEY = make_outcome("positive", "positive", 0).stream
+STREAM = STREAM_KEY.as_key()
 PARTITION = key_partition(STREAM, worker.settings.topic_partitions)
 CHANGELOG = stream_monitors.changelog_topic.get_topic_name()
+PREDICTION_CHANGELOG = stream_prediction_monitors.changelog_topic.get_topic_name()
+REBASELINES = topics.REBASELINES
 
 
 def _reset_monitor_state() -> None:
@@ -179,3 +190,161 @@ def test_the_registered_reference_prevalence_reaches_the_streams_estimates(
     assert state["reference_prevalence"] == 0.238
     restored = StreamMonitor.from_states(state, None)
     assert restored.detectors["sensitivity_estimate"].settings()["reference_prevalence"] == 0.238
+
+
+def make_decision(**overrides: Any) -> Rebaseline:
+    fields: dict[str, Any] = {
+        "rebaseline_id": uuid.uuid4(),
+        "stream": STREAM_KEY,
+        "alert_id": uuid.uuid4(),
+        "decided_by": "qa-lead",
+        "reason": "new scanner validated",
+        "decided_at": utc_now(),
+    }
+    return Rebaseline(**(fields | overrides))
+
+
+async def put_predictions(feed: Feed, start: int, n: int, score: float = 0.3) -> EventT[Any]:
+    """``n`` predictions of the stream, as the join routes them (one record per batch)."""
+    routed = StreamPredictions(
+        stream=STREAM_KEY,
+        predictions=tuple(
+            RoutedScore(
+                score=score,
+                joined_at=JoinPosition(topic=topics.PREDICTIONS, partition=0, offset=i, rank=0),
+                decision="negative",
+                categories={"manufacturer": "SIEMENS", "model": "Definition AS"},
+            )
+            for i in range(start, start + n)
+        ),
+    )
+    return await feed.put(STREAM_PREDICTIONS, STREAM.encode(), encode(routed), partition=PARTITION)
+
+
+async def put_decision(feed: Feed, decision: Rebaseline, partition: int = PARTITION) -> EventT[Any]:
+    return await feed.put(REBASELINES, STREAM.encode(), encode(decision), partition=partition)
+
+
+async def referenced(feed: Feed) -> list[EventT[Any]]:
+    """The stream's reference completed, and its drift tests run, through the agent."""
+    events = [await put_predictions(feed, start, 100) for start in range(0, 600, 100)]
+    await wait_until(settled(monitor.unacked, events), "the predictions applied")
+    await monitor.flush_stream_states()
+    return events
+
+
+def label_free() -> dict[str, Any]:
+    state = stream_prediction_monitors.get(STREAM)
+    assert state is not None, "the stream's label-free state was never written"
+    return dict(state)
+
+
+def drift_gauge() -> float | None:
+    sample = STREAM_KEY.model_dump(mode="json") | {"detector": "score_drift"}
+    return worker.registry.get_sample_value("postmarket_detector_statistic", sample)
+
+
+def test_a_rebaseline_restarts_the_streams_reference_once(producer: RecordingProducer) -> None:
+    decision = make_decision()
+    labels = STREAM_KEY.model_dump(mode="json")
+    applied_before = counter("stream_rebaselines", **labels)
+    duplicates_before = counter("events_duplicate", topic=REBASELINES)
+
+    async def scenario(feed: Feed) -> None:
+        await referenced(feed)
+        assert {"score_drift", "model_drift"} <= set(label_free()["detectors"])
+        live = monitor.live_monitors[STREAM]
+        monitor.publish_stream_metrics(decision.stream, live)
+        assert drift_gauge() is not None
+        written = len(producer.to(PREDICTION_CHANGELOG))
+
+        event = await put_decision(feed, decision)
+        await wait_until(settled(monitor.unacked, [event]), "the decision applied")
+        await monitor.flush_stream_states()
+        assert len(producer.to(PREDICTION_CHANGELOG)) == written + 1
+        assert drift_gauge() is None  # not left showing the old reference's statistic
+
+        # Read again from the table (a restart): at its offset, then published again.
+        monitor.live_monitors.clear()
+        again = [
+            await put_decision(Feed(feed._agent), decision),
+            await put_decision(feed, decision),
+        ]
+        assert [e.message.offset for e in again] == [0, 1]
+        await wait_until(settled(monitor.unacked, again), "both redeliveries handled")
+        await monitor.flush_stream_states()
+        assert len(producer.to(PREDICTION_CHANGELOG)) == written + 1
+
+    run_monitor(scenario)
+    state = label_free()
+    assert state["rebaseline_id"] == str(decision.rebaseline_id)
+    assert state["applied"][f"prediction|{REBASELINES}:{PARTITION}"] == [0, 0]
+    assert state["score_reference"] == [0] * 10 and state["acquisition_reference"] == {}
+    assert not set(REFERENCE_DRIFT_DETECTORS) & {*state["detectors"], *state["statistics"]}
+    assert state["predictions"] == 600
+    assert {"sensitivity_estimate", "specificity_estimate"} <= set(state["detectors"])
+    assert counter("stream_rebaselines", **labels) - applied_before == 1
+    assert counter("events_duplicate", topic=REBASELINES) - duplicates_before == 2
+    assert producer.to(topics.DEADLETTER) == []
+
+
+def test_an_invalid_or_misplaced_decision_is_dead_lettered(producer: RecordingProducer) -> None:
+    misplaced = (PARTITION + 1) % worker.settings.topic_partitions
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put(REBASELINES, STREAM.encode(), b"{not json", partition=PARTITION),
+            await feed.put(
+                REBASELINES,
+                STREAM.encode(),
+                encode(make_decision()).replace(b'"qa-lead"', b'""'),
+                partition=PARTITION,
+            ),
+            await put_decision(feed, make_decision(), partition=misplaced),
+        ]
+        await wait_until(settled(monitor.unacked, events), "the decisions handled")
+        await monitor.flush_stream_states()
+        assert all(event.message.acked for event in events)
+
+    run_monitor(scenario)
+    letters = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
+    assert [(x.reason_code, x.source_topic, x.source_partition) for x in letters] == [
+        ("not_json", REBASELINES, PARTITION),
+        ("impossible_value", REBASELINES, PARTITION),
+        ("impossible_value", REBASELINES, misplaced),
+    ]
+    assert "decided_by" in letters[1].reason and "partition" in letters[2].reason
+    assert stream_prediction_monitors.get(STREAM) is None
+    assert producer.to(PREDICTION_CHANGELOG) == []
+
+
+def test_a_rebuild_replays_a_held_decision(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decision = make_decision()
+    observe_score = StreamMonitor.observe_score
+
+    def observe_with_a_bug(self: StreamMonitor, score: float, *args: Any, **kw: Any) -> Any:
+        if score == 0.9:
+            raise RuntimeError("a bug on a prediction held with the decision")
+        return observe_score(self, score, *args, **kw)
+
+    async def scenario(feed: Feed) -> None:
+        await referenced(feed)
+        monkeypatch.setattr(StreamMonitor, "observe_score", observe_with_a_bug)
+        events = [
+            await put_decision(feed, decision),
+            await put_predictions(feed, 600, 10),
+            await put_predictions(feed, 610, 1, score=0.9),
+        ]
+        await wait_until(settled(monitor.unacked, events), "the held records handled")
+        await monitor.flush_stream_states()
+
+    run_monitor(scenario)
+    # Rebuilt from the table with the records held since: the decision, then 10 predictions
+    # of the new reference; not the poisoned one.
+    state = label_free()
+    assert state["rebaseline_id"] == str(decision.rebaseline_id)
+    assert sum(state["score_reference"]) == 10 and state["predictions"] == 610
+    [letter] = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
+    assert letter.reason_code == "internal_error"

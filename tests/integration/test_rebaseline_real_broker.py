@@ -1,0 +1,129 @@
+"""Re-baselining on the real broker: a decision on pms.rebaselines.v1 restarts a stream's
+reference, so an accepted scanner stops raising drift alerts and the next one raises again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postmarket import topics
+from postmarket.config import Settings
+from postmarket.contracts import Alert, Prediction, Rebaseline, encode, utc_now
+from postmarket.contracts.events import AcquisitionFeatures
+from postmarket.local_worker import LocalWorker
+from streams.performance import REFERENCE_DRIFT_DETECTORS, MonitorPolicy
+from tests.factories import make_prediction, make_registry_entry
+from tests.integration.pipeline_io import (
+    SignedProducer,
+    free_port,
+    metric_value,
+    read_topic,
+    send_raw,
+    skip_backlog,
+    valid_events,
+    wait_for_metric,
+)
+
+pytestmark = pytest.mark.integration
+
+REFERENCE = MonitorPolicy().score_reference_cases
+"""The workers' reference size (500, not a setting): the least the test can send."""
+WINDOW = MonitorPolicy().score_window
+
+
+@pytest.fixture
+def worker(kafka_stack: Any, tmp_path: Path) -> Iterator[LocalWorker]:
+    settings: Settings = kafka_stack.settings.model_copy(
+        update={
+            "worker_id": f"test-rebaseline-{uuid.uuid4().hex[:8]}",
+            "worker_metrics_port": free_port(),
+            "home": tmp_path,
+        }
+    )
+    # Only this test's records: earlier tests' predictions would only slow the worker down.
+    inputs = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.REBASELINES]
+    skip_backlog(settings.kafka_bootstrap, settings.worker_id, inputs)
+    running = LocalWorker(settings, tmp_path / "worker.log")
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_a_rebaselined_stream_alerts_on_the_next_scanner_only(worker: LocalWorker) -> None:
+    bootstrap, url = worker.settings.kafka_bootstrap, worker.metrics_url
+    version = f"9.{uuid.uuid4().int % 1000}.2.0"
+    site = f"site-{uuid.uuid4().hex[:8]}"
+    entry = make_registry_entry(device_version=version)
+    send_raw(bootstrap, topics.REGISTRY, [(entry.as_key().encode(), encode(entry))])
+    sent = 0
+
+    def scanner(model: str, n: int) -> list[Prediction]:
+        # One score throughout: only the scanner model changes, so only model_drift may fire.
+        nonlocal sent
+        first, sent = sent, sent + n
+        return [
+            make_prediction(
+                case_pseudonym=f"c-{site}-{i}",
+                site_id=site,
+                device_version=version,
+                score=0.3,
+                decision="negative",
+                acquisition=AcquisitionFeatures(manufacturer="SIEMENS", model=model, kvp=120.0),
+            )
+            for i in range(first, sent)
+        ]
+
+    def counted() -> None:
+        # The join reads four partitions: each phase is applied before the next is sent.
+        wait_for_metric(url, "postmarket_stream_predictions", sent, site_id=site)
+
+    def drifts(records: list[Any]) -> list[Alert]:
+        alerts = valid_events(records, Alert)
+        return [a for a in alerts if a.stream.site_id == site and a.detector.endswith("_drift")]
+
+    def drift_gauges() -> float:
+        # Thresholds, not statistics: a one-category reference's chi-square statistic is 0.
+        return sum(
+            metric_value(url, "postmarket_detector_threshold", site_id=site, detector=detector)
+            for detector in REFERENCE_DRIFT_DETECTORS
+        )
+
+    with SignedProducer(bootstrap) as producer:
+        producer.deliver(scanner("Definition AS", REFERENCE))
+        counted()
+        producer.deliver(scanner("NAEOTOM Alpha", WINDOW))
+        [alert] = drifts(read_topic(bootstrap, topics.ALERTS, lambda rs: len(drifts(rs)) >= 1))
+        assert alert.detector == "model_drift" and alert.evidence["stream_predictions"] == sent
+        threshold = "postmarket_detector_threshold"
+        wait_for_metric(url, threshold, 0.001, site_id=site, detector="model_drift")
+
+        decision = Rebaseline(
+            rebaseline_id=uuid.uuid4(),
+            stream=alert.stream,
+            alert_id=alert.alert_id,
+            decided_by="qa-lead",
+            reason="NAEOTOM Alpha validated at this site",
+            decided_at=utc_now(),
+        )
+        key = alert.stream.as_key().encode()
+        send_raw(bootstrap, topics.REBASELINES, [(key, encode(decision))])
+        wait_for_metric(url, "postmarket_stream_rebaselines_total", 1, site_id=site)
+        assert drift_gauges() == 0  # the old reference's tests are no longer shown
+
+        # The accepted scanner forms the new reference, then a full window raises nothing.
+        producer.deliver(scanner("NAEOTOM Alpha", REFERENCE))
+        counted()
+        producer.deliver(scanner("NAEOTOM Alpha", WINDOW))
+        counted()
+        producer.deliver(scanner("Force", WINDOW))
+        alerts = drifts(read_topic(bootstrap, topics.ALERTS, lambda rs: len(drifts(rs)) >= 2))
+
+    assert [(a.detector, a.evidence["stream_predictions"]) for a in alerts] == [
+        ("model_drift", REFERENCE + WINDOW),
+        ("model_drift", sent),
+    ]
+    assert metric_value(url, "postmarket_stream_rebaselines_total", site_id=site) == 1
