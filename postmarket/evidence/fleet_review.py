@@ -6,21 +6,22 @@ them, aggregated in SQL per version, task and site (:meth:`EvidenceStore.site_co
 a review reads one row per site, not the whole history. :func:`site_vs_fleet_alerts` turns
 the report's per-site analysis (funnel limits at 99.8 % coverage around the fleet's
 proportion, so a fleet of many sites does not flag one by chance every week) into alerts,
-one per site and metric, raised again only after the previous one was resolved.
+one per site and metric below the funnel. Every finding is stored, as a worker's alerts are:
+the store opens a new alert, or, while the site's alert is unresolved, keeps the finding as
+a recurrence of it.
 
-The alert id is derived from the stream, the detector and the case counts, so two
-evidence sinks reviewing the same data raise the same alert once.
+The alert id is derived from the stream, the detector and the case counts, so the same
+data reviewed twice (again, or by two evidence sinks) is stored once.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from detectors import funnel_plot_limits
 from postmarket.contracts.events import Alert, StreamKey
-from postmarket.evidence.lifecycle import AlertStatus
 from postmarket.evidence.report import FUNNEL_COVERAGE, Proportion, SiteRow, funnel_analysis
 from postmarket.evidence.store import EvidenceStore, SiteCounts
 
@@ -39,14 +40,12 @@ def site_vs_fleet_alerts(
     device_id: str,
     counts: Sequence[SiteCounts],
     raised_at: datetime,
-    unresolved: Iterable[tuple[str, str]] = (),
 ) -> list[Alert]:
-    """Alerts for sites below the fleet's funnel; ``unresolved`` (stream key, detector) skip.
+    """Alerts for sites below the fleet's funnel, one per site and metric.
 
     ``counts`` are the device's per-site counts: from the store's SQL aggregate
     (:meth:`EvidenceStore.site_counts`) or from outcomes (:func:`report.site_counts`).
     """
-    open_now = set(unresolved)
     rows, pooled = funnel_analysis(counts)
     fleets = {(h.version, h.task, h.metric): h.fleet for h in pooled}
     spans = {(c.version, c.task, c.site): c for c in counts}
@@ -62,7 +61,7 @@ def site_vs_fleet_alerts(
             stream = StreamKey(
                 device_id=device_id, device_version=row.version, site_id=row.site, task=row.task
             )
-            if position != "below" or (stream.as_key(), detector_name(metric)) in open_now:
+            if position != "below":
                 continue
             fleet = fleets[(row.version, row.task, metric)]
             span = spans[(row.version, row.task, row.site)]
@@ -110,16 +109,12 @@ def _alert(
 
 
 def review_fleet(store: EvidenceStore, raised_at: datetime) -> list[Alert]:
-    """Compare every device's sites with their fleet; store and return the new alerts."""
-    unresolved = [
-        (view.alert.stream.as_key(), view.alert.detector)
-        for view in store.alerts()
-        if view.status is not AlertStatus.RESOLVED
-    ]
-    raised = []
+    """Compare every device's sites with their fleet; store the findings and return those
+    not stored before (new alerts and recurrences of unresolved ones)."""
+    stored = []
     for device_id in store.field_devices():
         counts = store.site_counts(device_id)
-        for alert in site_vs_fleet_alerts(device_id, counts, raised_at, unresolved):
+        for alert in site_vs_fleet_alerts(device_id, counts, raised_at):
             if store.record_alert(alert, actor=ACTOR):
-                raised.append(alert)
-    return raised
+                stored.append(alert)
+    return stored

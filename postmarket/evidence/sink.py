@@ -56,7 +56,7 @@ class SinkCounts:
     snapshots: int = 0
     """Weekly performance snapshots stored because a figure moved."""
     fleet_alerts: int = 0
-    """Site-vs-fleet alerts raised by the periodic review."""
+    """Site-vs-fleet findings the periodic review stored: new alerts or recurrences."""
     invalid_by_topic: dict[str, int] = field(default_factory=dict)
 
 

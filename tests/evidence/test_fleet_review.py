@@ -1,4 +1,5 @@
-"""Site against fleet on a timer: a site below the fleet's funnel raises one alert."""
+"""Site against fleet on a timer: a site below the fleet's funnel raises an alert, which its
+later findings recur while it is unresolved, as a worker's alerts are."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 from evidence_builders import T0, registered_device
 
 from detectors import funnel_plot_limits
-from postmarket.contracts.events import Outcome
+from postmarket.contracts.events import Alert, Outcome
 from postmarket.evidence.fleet_review import review_fleet
+from postmarket.evidence.lifecycle import AlertStatus
 from postmarket.evidence.store import EvidenceStore
 from tests.factories import make_outcome
 
@@ -37,14 +39,23 @@ def _fleet(store: EvidenceStore, weak_site_sensitivity: float, start: int = 0) -
     store.record_field_events(outcomes)
 
 
-def test_a_site_below_the_funnel_raises_one_alert_until_resolved(store: EvidenceStore) -> None:
-    registered_device(store)
-    _fleet(store, weak_site_sensitivity=0.6)
-    raised = review_fleet(store, T0 + timedelta(days=30))
-    assert [(a.stream.site_id, a.detector) for a in raised] == [
+def _review(store: EvidenceStore, day: int) -> list[Alert]:
+    return review_fleet(store, T0 + timedelta(days=day))
+
+
+def _site_d_alert(store: EvidenceStore, day: int) -> Alert:
+    """Review the fleet on ``day``; exactly site-d's sensitivity is found below it."""
+    found = _review(store, day)
+    assert [(a.stream.site_id, a.detector) for a in found] == [
         ("site-d", "sensitivity_site_vs_fleet")
     ]
-    alert = raised[0]
+    return found[0]
+
+
+def test_a_site_below_the_funnel_raises_an_alert(store: EvidenceStore) -> None:
+    registered_device(store)
+    _fleet(store, weak_site_sensitivity=0.6)
+    alert = _site_d_alert(store, day=30)
     evidence = alert.evidence
     fleet_rate = evidence["fleet_successes"] / evidence["fleet_cases"]
     lower, _ = funnel_plot_limits(fleet_rate, [evidence["site_cases"]], 0.998)
@@ -52,13 +63,48 @@ def test_a_site_below_the_funnel_raises_one_alert_until_resolved(store: Evidence
     assert alert.statistic == evidence["site_successes"] / evidence["site_cases"] < alert.threshold
     assert store.alert(alert.alert_id).alert == alert
 
+
+def test_while_the_alert_is_open_a_new_finding_recurs_it(store: EvidenceStore) -> None:
+    registered_device(store)
+    _fleet(store, weak_site_sensitivity=0.6)
+    first = _site_d_alert(store, day=30)
     _fleet(store, weak_site_sensitivity=0.6, start=1000)
-    assert review_fleet(store, T0 + timedelta(days=31)) == [], "still open: not raised again"
-    store.acknowledge_alert(alert.alert_id, by="qa-lead", note="asking site-d")
-    store.resolve_alert(alert.alert_id, by="qa-lead", resolution="site-d camera replaced")
-    again = review_fleet(store, T0 + timedelta(days=32))
-    assert [a.stream.site_id for a in again] == ["site-d"]
-    assert again[0].alert_id != alert.alert_id
+    recurrence = _site_d_alert(store, day=31)
+    assert recurrence.alert_id != first.alert_id
+    assert (first.evidence["site_cases"], recurrence.evidence["site_cases"]) == (200, 400)
+    (view,) = store.alerts()
+    assert (view.alert, view.status, view.recurrences) == (first, AlertStatus.OPEN, 1)
+    assert store.alert_recurrences(first.alert_id) == [recurrence]
+
+
+def test_the_same_data_reviewed_again_stores_nothing_new(store: EvidenceStore) -> None:
+    registered_device(store)
+    _fleet(store, weak_site_sensitivity=0.6)
+    first = _site_d_alert(store, day=30)
+    _fleet(store, weak_site_sensitivity=0.6, start=1000)
+    _site_d_alert(store, day=31)
+    trail = len(store.audit_entries())
+    assert _review(store, day=32) == []
+    assert store.alert(first.alert_id).recurrences == 1
+    assert len(store.audit_entries()) == trail
+
+
+def test_after_resolve_the_next_finding_opens_a_new_alert(store: EvidenceStore) -> None:
+    registered_device(store)
+    _fleet(store, weak_site_sensitivity=0.6)
+    first = _site_d_alert(store, day=30)
+    _fleet(store, weak_site_sensitivity=0.6, start=1000)
+    _site_d_alert(store, day=31)
+    store.acknowledge_alert(first.alert_id, by="qa-lead", note="asking site-d")
+    store.resolve_alert(first.alert_id, by="qa-lead", resolution="site-d camera replaced")
+    assert _review(store, day=32) == [], "the data the resolution saw is not raised again"
+    _fleet(store, weak_site_sensitivity=0.6, start=2000)
+    again = _site_d_alert(store, day=33)
+    statuses = {view.alert.alert_id: (view.status, view.recurrences) for view in store.alerts()}
+    assert statuses == {
+        first.alert_id: (AlertStatus.RESOLVED, 1),
+        again.alert_id: (AlertStatus.OPEN, 0),
+    }
 
 
 def test_sites_that_match_the_fleet_raise_nothing(store: EvidenceStore) -> None:
