@@ -11,11 +11,10 @@ from collections.abc import Sequence
 
 from postmarket import topics
 from postmarket.authenticity import SiteKeyring
-from postmarket.contracts import SiteKeyRegistration, encode
+from postmarket.contracts import SiteKeyRegistration
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.topic_reader import read_to_end, valid_events
-
-PUBLISH_TIMEOUT_S = 30.0
+from postmarket.topic_writer import publish_events
 
 
 def publish_site_keys(
@@ -27,28 +26,13 @@ def publish_site_keys(
 
     Raises ``kafka.errors.KafkaError`` if the broker does not acknowledge them.
     """
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
+    return publish_events(
+        topics.SITE_KEYS,
+        [(registration.as_key(), registration) for registration in registrations],
+        bootstrap,
+        security,
         client_id="postmarket-site-keys",
-        acks="all",
-        enable_idempotence=True,
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
-    try:
-        futures = [
-            producer.send(
-                topics.SITE_KEYS, key=registration.as_key().encode(), value=encode(registration)
-            )
-            for registration in registrations
-        ]
-        producer.flush(timeout=PUBLISH_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=PUBLISH_TIMEOUT_S)
-    finally:
-        producer.close(timeout=PUBLISH_TIMEOUT_S)
-    return len(registrations)
 
 
 def read_site_keys(

@@ -509,6 +509,79 @@ def _transition(alert_id: str, action: str, by: str | None, why: str, url: str |
     typer.echo(f"alert {view.alert.alert_id} is {view.status.value}")
 
 
+@alerts_app.command("rebaseline")
+def rebaseline(
+    alert_id: Annotated[str, typer.Argument(help="the acknowledged drift alert's id (UUID)")],
+    why: Annotated[
+        str,
+        typer.Option(
+            "--why", help="what the investigation found and accepted, e.g. 'new scanner validated'"
+        ),
+    ],
+    by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Accept an investigated drift: the alert is resolved and the stream's next predictions
+    become its new reference.
+
+    Only for an acknowledged drift alert (score_drift, model_drift, kvp_band_drift or
+    another acquisition drift). The decision goes to pms.rebaselines.v1, where the workers
+    rebuild the stream's score and acquisition references from as many of its next
+    predictions as formed its first reference; then it is recorded in the evidence store
+    with an audit entry. The claims are never re-baselined: the CUSUMs, claims tests and
+    label-free estimates keep testing them. If recording fails after publishing, run the
+    command again: it publishes the same decision, which the workers skip.
+    """
+    from postmarket.config import Settings
+    from postmarket.contracts.events import utc_now
+    from postmarket.evidence.lifecycle import AlertAction, IllegalTransition, next_status
+    from postmarket.evidence.rebaseline import (
+        RebaselineRefused,
+        publish_rebaseline,
+        rebaseline_decision,
+    )
+    from postmarket.evidence.store import NotFound
+
+    with _open(url) as store:
+        try:
+            view = store.alert(alert_id)
+            decision = rebaseline_decision(view, _actor(by), why, utc_now())
+        except (NotFound, RebaselineRefused) as error:
+            raise _fail(str(error)) from None
+        try:
+            next_status(view.status, AlertAction.RESOLVE)  # an open alert has no owner yet
+        except IllegalTransition as error:
+            raise _fail(f"re-baselining resolves alert {decision.alert_id}; {error}") from None
+        settings = Settings()
+        target = bootstrap or settings.kafka_bootstrap
+        try:
+            publish_rebaseline(decision, target, settings.kafka_security())
+        except Exception as error:  # kafka-python raises many kinds; nothing is stored yet
+            raise _fail(
+                f"publishing to {target} failed: {type(error).__name__}: {error}; "
+                "nothing was recorded"
+            ) from None
+        try:
+            store.record_rebaseline(decision)
+        except Exception as error:  # published already: say how to finish, whatever failed
+            raise _fail(
+                f"published decision {decision.rebaseline_id} to pms.rebaselines.v1, but "
+                f"recording it failed: {type(error).__name__}: {error}; run the command again "
+                "(it publishes the same decision, which the workers skip, and records it)"
+            ) from None
+    stream, detector = decision.stream.as_key(), view.alert.detector
+    typer.echo(
+        f"re-baselined stream {stream} after its {detector} alert (decision "
+        f"{decision.rebaseline_id} on pms.rebaselines.v1 at {target}); alert {decision.alert_id}"
+        " is resolved.\nThe workers rebuild its score and acquisition references from its next "
+        "predictions, as many as formed its first reference; the claims are tested as before."
+    )
+
+
 # --- audit -------------------------------------------------------------------------------
 
 

@@ -20,13 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from postmarket import topics
-from postmarket.contracts.codec import encode
 from postmarket.contracts.events import RegistryEntry, utc_now
 from postmarket.evidence.store import DeviceView, VersionView
 from postmarket.kafka_security import KafkaSecurity
+from postmarket.topic_writer import publish_events
 from postmarket.versions import ChangeClass, change_class, most_significant_change
-
-PUBLISH_TIMEOUT_S = 30.0
 
 
 def version_change_class(previous: VersionView | None, current: VersionView) -> ChangeClass | None:
@@ -117,23 +115,10 @@ def publish_registry(
 
     Raises ``kafka.errors.KafkaError`` if the broker does not acknowledge every entry.
     """
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
+    return publish_events(
+        topics.REGISTRY,
+        [(entry.as_key(), entry) for entry in entries],
+        bootstrap,
+        security,
         client_id="postmarket-registry-publisher",
-        acks="all",
-        enable_idempotence=True,
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
-    try:
-        futures = [
-            producer.send(topics.REGISTRY, key=entry.as_key().encode(), value=encode(entry))
-            for entry in entries
-        ]
-        producer.flush(timeout=PUBLISH_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=PUBLISH_TIMEOUT_S)
-    finally:
-        producer.close(timeout=PUBLISH_TIMEOUT_S)
-    return len(entries)

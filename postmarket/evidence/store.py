@@ -18,6 +18,7 @@ from typing import Any, TypeVarTuple
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Integer,
     Row,
@@ -25,18 +26,29 @@ from sqlalchemy import (
     SQLColumnExpression,
     and_,
     case,
+    event,
     func,
     insert,
     select,
     text,
 )
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from postmarket.contracts.events import Alert, Claim, Outcome, Prediction, Severity, StreamKey
+from postmarket.contracts.events import (
+    Alert,
+    Claim,
+    Outcome,
+    Prediction,
+    Rebaseline,
+    Severity,
+    StreamKey,
+)
 from postmarket.evidence.audit import AuditRecord, ChainVerdict, chain_entry, verify_chain
 from postmarket.evidence.lifecycle import (
     SEVERITIES,
@@ -63,6 +75,7 @@ from postmarket.evidence.models import (
     Task,
     VersionSighting,
 )
+from postmarket.evidence.rebaseline import rebaseline_refusal
 from postmarket.evidence.snapshots import (
     Figures,
     SeriesKey,
@@ -214,9 +227,13 @@ class EvidenceStore:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _serialize_sqlite_writers(self.engine)
+        writes = self.engine.execution_options(**{_WRITES: True})
         if migrate:
-            upgrade(self.engine)
+            upgrade(writes)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(writes, expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -236,7 +253,8 @@ class EvidenceStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        """A write transaction; reads use plain ``self._sessions()`` (deferred on SQLite)."""
+        with self._writes.begin() as session:
             yield session
 
     def _audit(
@@ -572,18 +590,67 @@ class EvidenceStore:
             raise EvidenceError(f"to {action.value} an alert, say who and why")
         with self._transaction() as session:
             row = _alert(session, alert_id)
-            status = next_status(AlertStatus(row.status), action)
-            row.status = status.value
-            if action is AlertAction.ACKNOWLEDGE:
-                row.acknowledged_by, row.acknowledged_at, row.acknowledgement = by, at, why
-            else:
-                row.resolved_by, row.resolved_at, row.resolution = by, at, why
+            self._apply(session, row, action, by, why, at)
+            return _alert_view_of(session, row)
+
+    def _apply(
+        self,
+        session: Session,
+        row: AlertRow,
+        action: AlertAction,
+        by: str,
+        why: str,
+        at: datetime,
+    ) -> None:
+        """Move ``row`` through the lifecycle and audit it, inside the caller's transaction."""
+        status = next_status(AlertStatus(row.status), action)
+        row.status = status.value
+        if action is AlertAction.ACKNOWLEDGE:
+            row.acknowledged_by, row.acknowledged_at, row.acknowledgement = by, at, why
+        else:
+            row.resolved_by, row.resolved_at, row.resolution = by, at, why
+        self._audit(
+            session,
+            by,
+            f"alert.{action.value}",
+            f"alert:{row.alert_id}",
+            {"status": status.value, "at": at, "why": why},
+        )
+
+    def record_rebaseline(self, decision: Rebaseline) -> AlertView:
+        """Record a published re-baselining decision: its drift alert goes acknowledged ->
+        resolved, and a ``stream.rebaseline`` audit entry keeps the decision, both or neither.
+
+        Raises :class:`~postmarket.evidence.lifecycle.IllegalTransition` unless the alert is
+        acknowledged (an open alert has no owner yet), and :class:`EvidenceError` when its
+        detector has no reference to rebuild or the decision names another stream.
+        """
+        with self._transaction() as session:
+            _queue_writers(session)  # before reading: a concurrent resolve waits, then fails
+            row = _alert(session, decision.alert_id)
+            refusal = rebaseline_refusal(row.detector)
+            if refusal is not None:
+                raise EvidenceError(f"cannot re-baseline alert {row.alert_id}: {refusal}")
+            if _alert_stream(row) != decision.stream:
+                raise EvidenceError(
+                    f"decision {decision.rebaseline_id} names stream {decision.stream.as_key()}"
+                    f", but alert {row.alert_id} is on {_alert_stream(row).as_key()}"
+                )
+            resolution = f"stream re-baselined (decision {decision.rebaseline_id}): "
+            self._apply(
+                session,
+                row,
+                AlertAction.RESOLVE,
+                decision.decided_by,
+                resolution + decision.reason,
+                decision.decided_at,
+            )
             self._audit(
                 session,
-                by,
-                f"alert.{action.value}",
-                f"alert:{row.alert_id}",
-                {"status": status.value, "at": at, "why": why},
+                decision.decided_by,
+                "stream.rebaseline",
+                f"stream:{decision.stream.as_key()}",
+                decision.model_dump(mode="json"),
             )
             return _alert_view_of(session, row)
 
@@ -1363,10 +1430,42 @@ def _queue_writers(session: Session) -> None:
     """On PostgreSQL, wait for other writers' transactions, and make them wait for this one.
 
     So two transactions never chain onto the same audit entry, nor both open an alert for
-    one stream and detector. (SQLite allows one writer at a time anyway.)
+    one stream and detector. (On SQLite a write transaction already holds the one writer
+    lock from its BEGIN IMMEDIATE: :func:`_serialize_sqlite_writers`.)
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE audit_entries IN SHARE ROW EXCLUSIVE MODE"))
+
+
+_WRITES = "evidence_writes"
+"""Execution option marking the store's write transactions (and migrations)."""
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+"""How long a SQLite writer waits for another's lock before "database is locked"."""
+
+
+def _serialize_sqlite_writers(engine: Engine) -> None:
+    """Make SQLite write transactions take the writer lock at BEGIN, before their reads.
+
+    pysqlite would BEGIN only at the first INSERT or UPDATE, after the reads that decided
+    what to write, so two writers could both find no unresolved alert and both open one.
+    As SQLAlchemy documents, pysqlite's BEGIN is disabled and the engine emits its own.
+    """
+    event.listen(engine, "connect", _take_over_sqlite_begin)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+
+
+def _take_over_sqlite_begin(connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+    connection.isolation_level = None  # pysqlite emits no BEGIN of its own
+    cursor = connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    """Writes begin IMMEDIATE (queued behind other writers); reads deferred, so a writer's
+    lock does not hold them up and they still see one consistent snapshot."""
+    writes = connection.get_execution_options().get(_WRITES, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def _signal(alert: Alert) -> dict[str, Any]:
