@@ -30,6 +30,22 @@ def prediction_fields(**overrides: Any) -> dict[str, Any]:
     return fields
 
 
+def ai_output_fields(**overrides: Any) -> dict[str, Any]:
+    """An AI device's output as a collector reads it (JSON), before any pseudonymisation."""
+    fields: dict[str, Any] = {
+        "study_instance_uid": "1.2.3",
+        "device_id": "lung-ct",
+        "device_version": "1.2.0.4",
+        "task": "nodule",
+        "score": 0.9,
+        "decision": "positive",
+        "operating_threshold": 0.5,
+        "event_time": "2026-03-01T09:30:00Z",
+    }
+    fields.update(overrides)
+    return fields
+
+
 def make_prediction(**overrides: Any) -> Prediction:
     return Prediction(**prediction_fields(**overrides))
 

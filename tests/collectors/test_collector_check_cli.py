@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from postmarket.cli import app
+from tests.factories import ai_output_fields
 
 SECRET = b"cli-test-site-secret-0123456789abcdefgh"
 
@@ -36,20 +37,7 @@ def _ct(tmp_path: Path) -> Path:
 
 def _ai_output(tmp_path: Path, study_uid: str) -> Path:
     path = tmp_path / "ai.json"
-    path.write_text(
-        json.dumps(
-            {
-                "study_instance_uid": study_uid,
-                "device_id": "lung-ct",
-                "device_version": "1.2.0.4",
-                "task": "nodule",
-                "score": 0.9,
-                "decision": "positive",
-                "operating_threshold": 0.5,
-                "event_time": "2026-03-01T09:30:00Z",
-            }
-        )
-    )
+    path.write_text(json.dumps(ai_output_fields(study_instance_uid=study_uid)))
     return path
 
 

@@ -18,6 +18,7 @@ from collectors.outbox import Outbox
 from collectors.pseudonym import SiteKey
 from collectors.settings import CsvFollowUpMapping, FollowUpMappings, InboxSettings
 from collectors.watched_folder import WatchedFolder
+from tests.factories import ai_output_fields
 
 KEY = SiteKey(b"limits-test-site-secret-0123456789abcdefgh")
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
@@ -31,16 +32,7 @@ MAPPINGS = FollowUpMappings(
         source="pathology",
     )
 )
-AI_OUTPUT = {
-    "study_instance_uid": "1.2.3",
-    "device_id": "lung-ct",
-    "device_version": "1.2.0.4",
-    "task": "nodule",
-    "score": 0.9,
-    "decision": "positive",
-    "operating_threshold": 0.5,
-    "event_time": "2026-03-01T09:30:00Z",
-}
+AI_OUTPUT = ai_output_fields()
 
 
 class Inbox:

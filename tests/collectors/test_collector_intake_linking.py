@@ -29,6 +29,7 @@ from collectors.settings import (
 from collectors.watched_folder import WatchedFolder
 from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
+from tests.factories import ai_output_fields
 
 KEY = SiteKey(b"intake-test-site-secret-0123456789abcdefg")
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
@@ -112,18 +113,7 @@ def ct_bytes_with_accession(tmp_path: Path) -> bytes:
 
 
 def ai_output(study_uid: str) -> AIOutput:
-    return AIOutput.model_validate(
-        {
-            "study_instance_uid": study_uid,
-            "device_id": "lung-ct",
-            "device_version": "1.2.0.4",
-            "task": "nodule",
-            "score": 0.9,
-            "decision": "positive",
-            "operating_threshold": 0.5,
-            "event_time": "2026-03-01T09:30:00Z",
-        }
-    )
+    return AIOutput.model_validate(ai_output_fields(study_instance_uid=study_uid))
 
 
 STUDY_UID = str(ct_header().StudyInstanceUID)

@@ -28,6 +28,7 @@ from postmarket.contracts import FollowUp, Prediction, decode
 from postmarket.stack import manager
 from postmarket.stack.processes import free_port
 from postmarket.stack.prometheus import PrometheusPaths
+from tests.factories import ai_output_fields
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,18 +63,9 @@ def drop(inbox: Path, name: str, data: bytes) -> None:
 
 
 def ai_output(study_uid: str, score: float) -> bytes:
-    return json.dumps(
-        {
-            "study_instance_uid": study_uid,
-            "device_id": "lung-ct",
-            "device_version": "1.2.0.4",
-            "task": "nodule",
-            "score": score,
-            "decision": "positive" if score >= 0.5 else "negative",
-            "operating_threshold": 0.5,
-            "event_time": "2026-03-01T09:30:00Z",
-        }
-    ).encode()
+    decision = "positive" if score >= 0.5 else "negative"
+    fields = ai_output_fields(study_instance_uid=study_uid, score=score, decision=decision)
+    return json.dumps(fields).encode()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -17,6 +17,7 @@ from collectors.producer import Delivery, DeliveryError, EncodedEvent
 from collectors.service import Collector
 from collectors.settings import CollectorSettings, InboxSettings
 from postmarket.stack.processes import free_port
+from tests.factories import ai_output_fields
 
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
 
@@ -47,20 +48,8 @@ def test_outage_keeps_events_and_stop_is_prompt(tmp_path: Path) -> None:
     try:
         study = pydicom.dcmread(CT, stop_before_pixels=True).StudyInstanceUID
         (tmp_path / "inbox" / "ct.dcm").write_bytes(CT.read_bytes())
-        (tmp_path / "inbox" / "ai.json").write_text(
-            json.dumps(
-                {
-                    "study_instance_uid": study,
-                    "device_id": "lung-ct",
-                    "device_version": "1.2.0.4",
-                    "task": "nodule",
-                    "score": 0.9,
-                    "decision": "positive",
-                    "operating_threshold": 0.5,
-                    "event_time": "2026-03-01T09:30:00Z",
-                }
-            )
-        )
+        ai_output = ai_output_fields(study_instance_uid=str(study))
+        (tmp_path / "inbox" / "ai.json").write_text(json.dumps(ai_output))
         failures = "postmarket_collector_send_failures_total"
         # Generous: on a loaded 2-core machine the first delivery attempt took over 20 s.
         deadline = time.monotonic() + 90

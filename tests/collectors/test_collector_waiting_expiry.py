@@ -22,6 +22,7 @@ from collectors.pseudonym import SiteKey
 from collectors.service import Collector
 from collectors.settings import CollectorSettings
 from postmarket.stack.processes import free_port
+from tests.factories import ai_output_fields
 
 KEY = SiteKey(b"expiry-test-site-secret-0123456789abcdefgh")
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -43,18 +44,7 @@ INSERT INTO waiting_followups VALUES ('link-1', 'f-1', '{}');
 
 
 def ai_output(study_uid: str) -> AIOutput:
-    return AIOutput.model_validate(
-        {
-            "study_instance_uid": study_uid,
-            "device_id": "lung-ct",
-            "device_version": "1.2.0.4",
-            "task": "nodule",
-            "score": 0.9,
-            "decision": "positive",
-            "operating_threshold": 0.5,
-            "event_time": "2026-03-01T09:30:00Z",
-        }
-    )
+    return AIOutput.model_validate(ai_output_fields(study_instance_uid=study_uid))
 
 
 class Site:
