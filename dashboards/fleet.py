@@ -202,6 +202,13 @@ def build() -> model.Dashboard:
             ],
             unit="percentunit",
         ),
+        instant_table(
+            "Re-baselined streams",
+            "Re-baselining decisions the running workers applied (postmarket alerts "
+            "rebaseline): the stream's score and acquisition drift tests restarted against "
+            "a reference of its predictions since. The claims are never re-baselined.",
+            [Query(f"sum by ({STREAM}) ({m.STREAM_REBASELINES}{{{sel}}}) > 0")],
+        ),
     ]
     alerts = [
         graph(

@@ -6,7 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postmarket.contracts import Claim, FollowUp, Outcome, Prediction, RegistryEntry
+from postmarket.contracts import (
+    Claim,
+    FollowUp,
+    Outcome,
+    Prediction,
+    Rebaseline,
+    RegistryEntry,
+)
 from postmarket.contracts.events import JoinPosition, Label
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -117,3 +124,17 @@ def make_registry_entry(**overrides: Any) -> RegistryEntry:
     }
     fields.update(overrides)
     return RegistryEntry(**fields)
+
+
+def make_rebaseline(**overrides: Any) -> Rebaseline:
+    """A re-baselining decision for the stream of :func:`make_prediction`."""
+    fields: dict[str, Any] = {
+        "rebaseline_id": uuid.uuid4(),
+        "stream": make_prediction().stream,
+        "alert_id": uuid.uuid4(),
+        "decided_by": "qa-lead",
+        "reason": "new scanner validated",
+        "decided_at": T0,
+    }
+    fields.update(overrides)
+    return Rebaseline(**fields)

@@ -34,6 +34,7 @@ from dashboards.queries import PanelQuery, panel_queries, resolve, variable_quer
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import encode
+from postmarket.contracts.events import StreamKey
 from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
 from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
@@ -45,7 +46,12 @@ from postmarket.stack.prometheus import (
     WORKER_JOB,
     register_scrape_target,
 )
-from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.factories import (
+    make_followup,
+    make_prediction,
+    make_rebaseline,
+    make_registry_entry,
+)
 from tests.integration.pipeline_io import SignedProducer, free_port, send_raw
 
 pytestmark = pytest.mark.integration
@@ -114,6 +120,9 @@ def _feed(bootstrap: str, outbox_dir: Path, metrics: CollectorMetrics, s: Scenar
     """Claims on the registry topic, then cases through the collector's outbox."""
     entry = make_registry_entry(device_id=s.device, device_version=s.version)
     send_raw(bootstrap, topics.REGISTRY, [(entry.as_key().encode(), encode(entry))])
+    stream = StreamKey(device_id=s.device, device_version=s.version, site_id=s.site, task=s.task)
+    decision = make_rebaseline(stream=stream)
+    send_raw(bootstrap, topics.REBASELINES, [(decision.stream.as_key().encode(), encode(decision))])
     rng = np.random.default_rng(7)
     events: list[Any] = []
     truths = ["positive"] * 60 + ["negative"] * 30

@@ -12,8 +12,9 @@ import pytest
 
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Alert, Prediction, Rebaseline, encode, utc_now
+from postmarket.contracts import Alert, Prediction, encode, utc_now
 from postmarket.contracts.events import AcquisitionFeatures
+from postmarket.evidence.rebaseline import rebaseline_decision
 from postmarket.local_worker import LocalWorker
 from streams.performance import REFERENCE_DRIFT_DETECTORS, MonitorPolicy
 from tests.factories import make_prediction, make_registry_entry
@@ -101,13 +102,9 @@ def test_a_rebaselined_stream_alerts_on_the_next_scanner_only(worker: LocalWorke
         threshold = "postmarket_detector_threshold"
         wait_for_metric(url, threshold, 0.001, site_id=site, detector="model_drift")
 
-        decision = Rebaseline(
-            rebaseline_id=uuid.uuid4(),
-            stream=alert.stream,
-            alert_id=alert.alert_id,
-            decided_by="qa-lead",
-            reason="NAEOTOM Alpha validated at this site",
-            decided_at=utc_now(),
+        # As `postmarket alerts rebaseline` decides it.
+        decision = rebaseline_decision(
+            alert, "qa-lead", "NAEOTOM Alpha validated at this site", utc_now()
         )
         key = alert.stream.as_key().encode()
         send_raw(bootstrap, topics.REBASELINES, [(key, encode(decision))])

@@ -5,7 +5,6 @@ losing the outcomes held with it, and each re-baselining decision applied once."
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from faust.types import EventT
 
 from postmarket import topics
-from postmarket.contracts import DeadLetter, Outcome, Rebaseline, decode, encode, utc_now
+from postmarket.contracts import DeadLetter, Outcome, Rebaseline, decode, encode
 from postmarket.contracts.events import JoinPosition
 from streams import app as worker
 from streams.agents import monitor
@@ -26,7 +25,7 @@ from streams.channels import (
 from streams.performance import REFERENCE_DRIFT_DETECTORS, Signal, StreamMonitor
 from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
-from tests.factories import make_outcome, make_registry_entry
+from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
 OUTCOMES = topics.OUTCOMES
@@ -192,18 +191,6 @@ def test_the_registered_reference_prevalence_reaches_the_streams_estimates(
     assert restored.detectors["sensitivity_estimate"].settings()["reference_prevalence"] == 0.238
 
 
-def make_decision(**overrides: Any) -> Rebaseline:
-    fields: dict[str, Any] = {
-        "rebaseline_id": uuid.uuid4(),
-        "stream": STREAM_KEY,
-        "alert_id": uuid.uuid4(),
-        "decided_by": "qa-lead",
-        "reason": "new scanner validated",
-        "decided_at": utc_now(),
-    }
-    return Rebaseline(**(fields | overrides))
-
-
 async def put_predictions(feed: Feed, start: int, n: int, score: float = 0.3) -> EventT[Any]:
     """``n`` predictions of the stream, as the join routes them (one record per batch)."""
     routed = StreamPredictions(
@@ -245,7 +232,7 @@ def drift_gauge() -> float | None:
 
 
 def test_a_rebaseline_restarts_the_streams_reference_once(producer: RecordingProducer) -> None:
-    decision = make_decision()
+    decision = make_rebaseline()
     labels = STREAM_KEY.model_dump(mode="json")
     applied_before = counter("stream_rebaselines", **labels)
     duplicates_before = counter("events_duplicate", topic=REBASELINES)
@@ -297,10 +284,10 @@ def test_an_invalid_or_misplaced_decision_is_dead_lettered(producer: RecordingPr
             await feed.put(
                 REBASELINES,
                 STREAM.encode(),
-                encode(make_decision()).replace(b'"qa-lead"', b'""'),
+                encode(make_rebaseline()).replace(b'"qa-lead"', b'""'),
                 partition=PARTITION,
             ),
-            await put_decision(feed, make_decision(), partition=misplaced),
+            await put_decision(feed, make_rebaseline(), partition=misplaced),
         ]
         await wait_until(settled(monitor.unacked, events), "the decisions handled")
         await monitor.flush_stream_states()
@@ -321,7 +308,7 @@ def test_an_invalid_or_misplaced_decision_is_dead_lettered(producer: RecordingPr
 def test_a_rebuild_replays_a_held_decision(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decision = make_decision()
+    decision = make_rebaseline()
     observe_score = StreamMonitor.observe_score
 
     def observe_with_a_bug(self: StreamMonitor, score: float, *args: Any, **kw: Any) -> Any:
