@@ -10,7 +10,8 @@ import faust
 
 import streams.agents  # noqa: F401 - registers the agents on the app
 from postmarket.metrics_endpoint import serve_metrics
-from postmarket.stack.kafka import ensure_topics
+from postmarket.stack.kafka import ensure_topics, require_topics
+from postmarket.topics import pipeline_topics
 from streams.app import app, internal_topics, registry, settings
 
 PROFILE_ENV = "POSTMARKET_WORKER_PROFILE"
@@ -19,10 +20,17 @@ exit; off unless set. For finding hot spots under load (bench/bench_pipeline.py)
 
 
 def run(loglevel: str = "info") -> None:
-    """Create the app's internal topics, serve /metrics, then run until SIGTERM or Ctrl-C."""
-    ensure_topics(
-        settings.kafka_bootstrap, internal_topics(app), security=settings.kafka_security()
+    """Check the pipeline's topics, create the app's internal ones, serve /metrics, then run
+    until SIGTERM or Ctrl-C.
+
+    A missing pipeline topic (a release that adds one, deployed before its topics job ran)
+    or one with another partition count stops the worker with a message naming it.
+    """
+    security = settings.kafka_security()
+    require_topics(
+        settings.kafka_bootstrap, pipeline_topics(settings.topic_partitions), security=security
     )
+    ensure_topics(settings.kafka_bootstrap, internal_topics(app), security=security)
     endpoint = settings.metrics_endpoint(settings.worker_metrics_host, settings.worker_metrics_port)
     serve_metrics(registry, endpoint)
     # Faust creates only the last level of its data directory.

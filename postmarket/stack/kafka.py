@@ -485,6 +485,28 @@ def existing_partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int
     }
 
 
+def require_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
+) -> None:
+    """Raise :class:`StackError` naming every declared topic that is missing, or one that has
+    another partition count (:class:`TopicMismatchError`), without creating anything.
+
+    For the workers: they must not create the public topics (a secured worker may not), and
+    Faust subscribed to a missing one can miss its first assignment and never recover.
+    """
+    names = [spec.name for spec in specs]
+    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
+        missing = topics_to_create(specs, existing_partition_counts(admin, names))
+    if missing:
+        raise StackError(
+            f"topics missing on {bootstrap}: {', '.join(spec.name for spec in missing)}; "
+            "create them with `postmarket topics create` (or `postmarket stack up`) first"
+        )
+
+
 def ensure_topics(
     bootstrap: str,
     specs: Sequence[TopicSpec],
