@@ -171,7 +171,22 @@ class ChangeRecordRow(Base):
     version: Mapped[DeviceVersion] = relationship(back_populates="change")
 
 
-class AlertRow(Base):
+class SignalColumns:
+    """What an alert and each of its recurrences keep of a raised signal: its own id, the
+    statistic against the threshold, the evidence counts, the case span and severity."""
+
+    alert_id: Mapped[str] = mapped_column(String(36), unique=True)
+    statistic: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]]
+    first_case_time: Mapped[datetime]
+    last_case_time: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class AlertRow(SignalColumns, Base):
     """An alert as raised (the contract's fields) plus its lifecycle: who, when and why."""
 
     __tablename__ = "alerts"
@@ -185,20 +200,11 @@ class AlertRow(Base):
     )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    alert_id: Mapped[str] = mapped_column(String(36), unique=True)
     device_key: Mapped[str] = mapped_column(String(128))
     device_version: Mapped[str] = mapped_column(String(32))
     site_key: Mapped[str] = mapped_column(String(128))
     task: Mapped[str] = mapped_column(String(128))
     detector: Mapped[str] = mapped_column(String(128))
-    statistic: Mapped[float] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
-    evidence: Mapped[dict[str, Any]]
-    first_case_time: Mapped[datetime]
-    last_case_time: Mapped[datetime]
-    raised_at: Mapped[datetime]
-    severity: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_at: Mapped[datetime | None]
@@ -208,7 +214,7 @@ class AlertRow(Base):
     resolution: Mapped[str | None] = mapped_column(Text)
 
 
-class AlertRecurrenceRow(Base):
+class AlertRecurrenceRow(SignalColumns, Base):
     """A later signal of an alert's stream and detector while the alert was unresolved
     (revision 8): kept whole, with its own alert id, but not a new alert to triage.
 
@@ -218,16 +224,7 @@ class AlertRecurrenceRow(Base):
     __tablename__ = "alert_recurrences"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    alert_id: Mapped[str] = mapped_column(String(36), unique=True)
     recurred_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
-    statistic: Mapped[float] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
-    evidence: Mapped[dict[str, Any]]
-    first_case_time: Mapped[datetime]
-    last_case_time: Mapped[datetime]
-    raised_at: Mapped[datetime]
-    severity: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
 
 
 class AuditEntryRow(Base):
