@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pydicom
 from pydicom.data import get_testdata_file
+from site_settings import site_settings
 
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
 from collectors.service import Collector
-from collectors.settings import CollectorSettings, InboxSettings
-from postmarket.stack.processes import free_port
+from collectors.settings import InboxSettings
 from tests.factories import ai_output_fields
 
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
@@ -31,16 +31,8 @@ class UnreachableBroker:
 
 
 def test_outage_keeps_events_and_stop_is_prompt(tmp_path: Path) -> None:
-    key = tmp_path / "site.key"
-    key.write_bytes(b"service-test-site-secret-0123456789abcdef")
-    key.chmod(0o600)
-    settings = CollectorSettings(
-        site_id="site-a",
-        site_key_file=key,
-        outbox_path=tmp_path / "outbox.db",
-        metrics_port=free_port(),
-        inbox=InboxSettings(path=tmp_path / "inbox", poll_seconds=0.05, settle_seconds=0),
-    )
+    inbox = InboxSettings(path=tmp_path / "inbox", poll_seconds=0.05, settle_seconds=0)
+    settings = site_settings(tmp_path, inbox=inbox)
     collector = Collector(settings, connect=UnreachableBroker)
     stop = threading.Event()
     runner = threading.Thread(target=collector.run, args=(stop,))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from site_settings import site_settings
 
 from collectors.case_index import CaseIndex
 from collectors.events import AIOutput
@@ -20,8 +21,6 @@ from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.pseudonym import SiteKey
 from collectors.service import Collector
-from collectors.settings import CollectorSettings
-from postmarket.stack.processes import free_port
 from tests.factories import ai_output_fields
 
 KEY = SiteKey(b"expiry-test-site-secret-0123456789abcdefgh")
@@ -103,16 +102,7 @@ def test_an_index_from_before_timed_waits_starts_their_clocks_on_open(tmp_path: 
 
 
 def test_the_running_collector_expires_what_waited_too_long(tmp_path: Path) -> None:
-    key = tmp_path / "site.key"
-    key.write_bytes(b"expiry-test-site-secret-0123456789abcdefgh")
-    key.chmod(0o600)
-    settings = CollectorSettings(
-        site_id="site-a",
-        site_key_file=key,
-        outbox_path=tmp_path / "outbox.db",
-        metrics_port=free_port(),
-        waiting_expiry_days=30,
-    )
+    settings = site_settings(tmp_path, waiting_expiry_days=30)
     with CaseIndex(settings.case_index_path) as cases:
         cases.wait_output("case-old", "out", "{}", now=time.time() - 31 * DAY_S)
         cases.wait_output("case-new", "out", "{}")
