@@ -11,24 +11,38 @@ likelihood ratio
 with mean one, so by Ville's inequality ``P(M_t(p) >= 1/alpha for some t) <= alpha``.
 Hence ``{p : M_t(p) < 1/alpha}`` is a confidence sequence: it covers ``p`` at every case
 simultaneously, and a claim may be checked after every case, forever, at level ``alpha``.
+
+One-sided, for a composite claim ("the rate is at most ``p0``", i.e. performance at or
+above an acceptable level): the prior truncated to ``[p0, 1]`` gives ``M+_t(p0)``, a mixture
+of likelihood ratios ``L(q) / L(p0)`` with ``q >= p0``. Under any true rate ``p <= p0`` each
+of them is a non-negative supermartingale (one case multiplies it by ``p q / p0 + (1 - p)
+(1 - q) / (1 - p0) <= 1``), hence so is the mixture, and Ville's inequality bounds the chance
+of ever rejecting by ``alpha`` for *every* site at or above the acceptable level, not only at
+it. The two-sided mixture has no such guarantee below ``p0``: its mass on ``q < p0`` grows
+there. Truncation costs little power against rates above ``p0``, where the prior's mass
+was going anyway.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
-from scipy.special import betaln
+from scipy.special import betaincc, betaln
 
 from detectors.base import Detector, DetectorResult, check_binary, check_probability
 
 __all__ = ["BetaBinomialConfidenceSequence", "beta_binomial_log_evidence"]
 
 Verdict = Literal["consistent", "below claim"]
+Alternative = Literal["two_sided", "greater"]
+LOG_EVIDENCE_FLOOR = -700.0
+"""Log-evidence reported when the one-sided mixture's tail underflows (the data sit far below
+``p0``: no evidence against it); keeps the statistic a finite JSON number."""
 
 
 def beta_binomial_log_evidence(
@@ -75,6 +89,12 @@ class BetaBinomialConfidenceSequence(Detector):
         tighten the sequence around a larger number of cases (roughly the number of cases
         at which it is tightest, times ``p0 (1 - p0)``); smaller values favour early, large
         drops.
+    alternative
+        ``"two_sided"`` (the mixture over every rate) tests the simple claim "the rate is
+        ``p0``"; ``"greater"`` (the mixture truncated to rates above ``p0``) tests the
+        composite claim "the rate is at most ``p0``", with ``alpha`` held for every true rate
+        at or below it (see the module docstring). The pipeline uses ``"greater"`` at the
+        acceptable level.
 
     Notes
     -----
@@ -104,6 +124,7 @@ class BetaBinomialConfidenceSequence(Detector):
         "p0",
         "alpha",
         "prior_strength",
+        "alternative",
         "_a",
         "_b",
         "_log_threshold",
@@ -118,39 +139,67 @@ class BetaBinomialConfidenceSequence(Detector):
     _run_length: int
     _rejected: bool
 
-    def __init__(self, p0: float, alpha: float = 0.05, prior_strength: float = 20.0) -> None:
+    def __init__(
+        self,
+        p0: float,
+        alpha: float = 0.05,
+        prior_strength: float = 20.0,
+        alternative: Alternative = "two_sided",
+    ) -> None:
         self.p0 = check_probability("p0", p0)
         self.alpha = check_probability("alpha", alpha)
         if not (math.isfinite(prior_strength) and prior_strength > 0):
             raise ValueError(f"prior_strength must be positive, got {prior_strength}")
+        if alternative not in get_args(Alternative):
+            raise ValueError(f"alternative must be 'two_sided' or 'greater', got {alternative!r}")
         self.prior_strength = float(prior_strength)
+        self.alternative: Alternative = alternative
         self._a = self.p0 * self.prior_strength
         self._b = (1.0 - self.p0) * self.prior_strength
         self._log_threshold = math.log(1.0 / self.alpha)
         self.reset()
 
+    def _log_tail(self, a: float, b: float, p: float) -> float:
+        """log P(Beta(a, b) >= p): the one-sided mixture's mass; 0 for the two-sided one."""
+        if self.alternative == "two_sided":
+            return 0.0
+        tail = float(betaincc(a, b, p))
+        return math.log(tail) if tail > 0.0 else -math.inf
+
     @classmethod
     def for_sensitivity(
-        cls, claimed: float, alpha: float = 0.05, prior_strength: float = 20.0
+        cls,
+        claimed: float,
+        alpha: float = 0.05,
+        prior_strength: float = 20.0,
+        alternative: Alternative = "two_sided",
     ) -> Self:
         """Test a sensitivity claim; feed ``x = 1`` for each miss among referable cases."""
-        return cls(1.0 - claimed, alpha, prior_strength)
+        return cls(1.0 - claimed, alpha, prior_strength, alternative)
 
     @classmethod
     def for_specificity(
-        cls, claimed: float, alpha: float = 0.05, prior_strength: float = 20.0
+        cls,
+        claimed: float,
+        alpha: float = 0.05,
+        prior_strength: float = 20.0,
+        alternative: Alternative = "two_sided",
     ) -> Self:
         """Test a specificity claim; feed ``x = 1`` for each false positive among negatives."""
-        return cls(1.0 - claimed, alpha, prior_strength)
+        return cls(1.0 - claimed, alpha, prior_strength, alternative)
 
     def _log_evidence(self, p: float) -> float:
         s, t = self._n_events, self._n_cases
-        return (
+        a, b = self._a, self._b
+        tail = self._log_tail(a + s, b + t - s, p) - self._log_tail(a, b, p)
+        evidence = (
             _log_beta(self._a + s, self._b + t - s)
             - _log_beta(self._a, self._b)
             - s * math.log(p)
             - (t - s) * math.log1p(-p)
+            + tail
         )
+        return max(evidence, LOG_EVIDENCE_FLOOR)
 
     @property
     def verdict(self) -> Verdict:
@@ -204,7 +253,12 @@ class BetaBinomialConfidenceSequence(Detector):
         self._rejected = False
 
     def settings(self) -> dict[str, Any]:
-        return {"p0": self.p0, "alpha": self.alpha, "prior_strength": self.prior_strength}
+        return {
+            "p0": self.p0,
+            "alpha": self.alpha,
+            "prior_strength": self.prior_strength,
+            "alternative": self.alternative,
+        }
 
     def _dump_state(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from postmarket.claim_levels import AcceptableRule
 from postmarket.kafka_security import (
     DEFAULT_MECHANISM,
     KafkaSecurity,
@@ -91,10 +92,41 @@ class Settings(BaseSettings):
         9466, ge=0, le=65535, description="evidence sink /metrics port (alerts by status)"
     )
     topic_partitions: int = Field(4, ge=1, description="partitions of every pipeline topic")
-    detector_arl0_cases: float = Field(
-        5000.0,
-        gt=1.0,
-        description="in-control average run length of each stream CUSUM, in charted cases",
+    fleet_false_alarms_per_year: float = Field(
+        10.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="the surveillance plan's budget: false alarms a year the whole fleet may "
+        "raise while every site performs at or above its acceptable levels; every test on "
+        "every stream gets an equal part, in its own units",
+    )
+    fleet_streams: int = Field(
+        100, ge=1, description="streams (device, version, site, task) sharing the budget"
+    )
+    stream_predictions_per_year: float = Field(
+        10_000.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="predictions a stream is planned to see a year (a busier stream raises "
+        "proportionally more false alarms than planned)",
+    )
+    followup_completeness: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="planned share of predictions that reach ground truth",
+    )
+    planned_prevalence: float = Field(
+        0.25,
+        gt=0.0,
+        lt=1.0,
+        description="prevalence planned for a version that registered no reference prevalence",
+    )
+    acceptable_level: AcceptableRule = Field(
+        "ci_lower",
+        description="what every labelled chart and claims test treats as in control: "
+        "performance at or above each claim's lower confidence bound (ci_lower: what the "
+        "registration study demonstrated) or its point estimate (point_estimate)",
     )
     join_retention_days: float = Field(
         400.0,

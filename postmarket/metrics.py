@@ -37,6 +37,8 @@ REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
 STREAM_PERFORMANCE = f"{PREFIX}_stream_performance_ratio"
 STREAM_ESTIMATED_PERFORMANCE = f"{PREFIX}_stream_estimated_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
+STREAM_ACCEPTABLE_LEVEL = f"{PREFIX}_stream_acceptable_level_ratio"
+STREAM_UNMONITORED = f"{PREFIX}_stream_unmonitored"
 READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
 DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
@@ -124,6 +126,8 @@ class WorkerMetrics:
     stream_performance: Gauge
     estimated_performance: Gauge
     stream_claim: Gauge
+    stream_acceptable_level: Gauge
+    stream_unmonitored: Gauge
     reader_agreement: Gauge
     detector_statistic: Gauge
     detector_threshold: Gauge
@@ -143,6 +147,8 @@ class WorkerMetrics:
             self.stream_performance,
             self.estimated_performance,
             self.stream_claim,
+            self.stream_acceptable_level,
+            self.stream_unmonitored,
             self.reader_agreement,
             self.detector_statistic,
             self.detector_threshold,
@@ -279,6 +285,21 @@ class WorkerMetrics:
             stream_claim=Gauge(
                 STREAM_CLAIM,
                 "Registered claim of the stream's device version and task.",
+                [*stream, "metric"],
+                registry=registry,
+            ),
+            stream_acceptable_level=Gauge(
+                STREAM_ACCEPTABLE_LEVEL,
+                "The level a stream's labelled charts treat as in control: their false-alarm "
+                "rate holds at any true performance at or above it (by default the claim's "
+                "lower 95% confidence bound).",
+                [*stream, "metric"],
+                registry=registry,
+            ),
+            stream_unmonitored=Gauge(
+                STREAM_UNMONITORED,
+                "1 for a claimed metric of a stream that no chart can monitor (its "
+                "unmonitored_stream alert says why).",
                 [*stream, "metric"],
                 registry=registry,
             ),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from postmarket.claim_levels import ChartLevels
 from postmarket.contracts.events import Alert, Severity, StreamKey
-from streams.performance import Signal, StreamMonitor, is_label_free
+from streams.performance import UNMONITORED_STREAM, Signal, StreamMonitor, is_label_free
 
 ALERT_NAMESPACE = uuid.UUID("0b6f3c1e-52a4-4d0e-9e55-2f7d8c1a9b30")
 
@@ -15,9 +16,11 @@ SEVERITY_BY_KIND: dict[str, Severity] = {
     "claims_test": "critical",
     "score_drift": "warning",
     "estimate": "warning",
+    UNMONITORED_STREAM: "critical",
 }
 """A CUSUM says performance moved; the claims test says it is below what was registered.
-The label-free tests (drift, the estimate from scores) and the calibration test warn."""
+The label-free tests (drift, the estimate from scores) and the calibration test warn. A
+stream with a claim no chart can monitor is as serious as a failed claim: nothing watches it."""
 
 
 def alert_for(
@@ -26,9 +29,12 @@ def alert_for(
     """The alert of one signal; its id is derived from the stream, the detector and how many
     cases of the kind it charts the stream had (outcomes, or predictions for a label-free
     test), so a replayed signal yields the same alert id: each kind's count is restored
-    from its own table state (:meth:`StreamMonitor.to_states`)."""
+    from its own table state (:meth:`StreamMonitor.to_states`). A stream is unmonitored once:
+    that alert's id is the stream's own."""
     kind = signal.detector.removeprefix(f"{signal.metric}_")
     charted = monitor.predictions if is_label_free(signal.detector) else monitor.outcomes
+    if signal.detector == UNMONITORED_STREAM:
+        charted = 0
     result = signal.result
     first = monitor.first_case_time or raised_at
     last = monitor.last_case_time or raised_at
@@ -56,13 +62,22 @@ def alert_for(
         last_case_time=last,
         raised_at=raised_at,
         severity=SEVERITY_BY_KIND.get(kind, "warning"),
-        message=_message(stream, signal, _tolerance(signal, monitor)),
+        message=_message(stream, signal, _levels_of(signal, monitor)),
     )
 
 
-def _message(stream: StreamKey, signal: Signal, tolerance: float) -> str:
+def _levels_of(signal: Signal, monitor: StreamMonitor) -> ChartLevels | None:
+    return next((lv for metric, lv in monitor.levels.items() if metric == signal.metric), None)
+
+
+def _message(stream: StreamKey, signal: Signal, levels: ChartLevels | None) -> str:
     result = signal.result
     where = f"{stream.device_id} {stream.device_version} at {stream.site_id} ({stream.task})"
+    if signal.detector == UNMONITORED_STREAM:
+        return (
+            f"{where} is not fully monitored: {signal.reason}. Its other tests still run; "
+            "register a claim a chart can monitor, or set an explicit acceptable level"
+        )
     test = f"{signal.detector} {result.statistic:.3f} >= {result.threshold:.3f}"
     if signal.metric == "acquisition":
         dimension = signal.detector.removesuffix("_drift").replace("_", " ")
@@ -79,24 +94,22 @@ def _message(stream: StreamKey, signal: Signal, tolerance: float) -> str:
             f"predict, {test} over {result.n_cases} outcomes (label-free estimates of this "
             "stream assume calibration)"
         )
-    if is_label_free(signal.detector) and signal.claimed is not None:
+    if is_label_free(signal.detector) and signal.claimed is not None and levels is not None:
         return (
-            f"estimated {signal.metric} of {where} more than {tolerance:.3f} below the "
-            f"registered {signal.claimed:.3f}: {test} over {result.n_cases} predictions, from "
-            "their calibrated scores (no labels needed)"
+            f"estimated {signal.metric} of {where} below the rejectable {levels.rejectable:.3f} "
+            f"(registered {signal.claimed:.3f}, acceptable {levels.acceptable:.3f}): {test} over "
+            f"{result.n_cases} predictions, from their calibrated scores (no labels needed)"
         )
     if signal.claimed is None:
         return (
             f"{signal.metric.replace('_', ' ')} of {where} moved away from the stream's "
             f"reference: {test} over {result.n_cases} predictions (no labels needed)"
         )
-    return (
-        f"{signal.metric} of {where} below the registered {signal.claimed:.3f}: "
-        f"{test} after {result.n_cases} charted cases"
+    acceptable = (
+        f"the acceptable {levels.acceptable:.3f} ({levels.basis} of the registered "
+        f"{signal.claimed:.3f})"
+        if levels is not None
+        else f"the registered {signal.claimed:.3f}"
     )
-
-
-def _tolerance(signal: Signal, monitor: StreamMonitor) -> float:
-    """How far below the claim a label-free estimate must be to warn (see MonitorPolicy)."""
-    policy = monitor.policy
-    return policy.sensitivity_drop if signal.metric == "sensitivity" else policy.specificity_drop
+    charted = f"after {result.n_cases} charted cases"
+    return f"{signal.metric} of {where} below {acceptable}: {test} {charted}"

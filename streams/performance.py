@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import astuple, dataclass, field
-from datetime import datetime
+from dataclasses import astuple, dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from detectors import (
@@ -44,6 +44,13 @@ from detectors import (
     cohen_kappa_from_table,
     wilson_interval,
 )
+from postmarket.claim_levels import (
+    AcceptableRule,
+    ChartLevels,
+    LevelPolicy,
+    UnmonitorableClaim,
+    chart_levels,
+)
 from postmarket.contracts.events import (
     Claim,
     JoinPosition,
@@ -56,6 +63,7 @@ from streams.acquisition import (
     AcquisitionCategories,
     acquisition_categories,
 )
+from streams.false_alarm_budget import FleetBudget, Unit
 
 STATE_VERSION = 3
 """2: detector settings left out (designed again on load); 3: the acquisition reference.
@@ -64,6 +72,12 @@ drift tests). Keys added within 3 are read with a default, so its older states s
 and a release that predates a key ignores it (a rollback keeps its states readable)."""
 Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
+CHARTED_METRICS: tuple[ClaimedMetric, ...] = ("sensitivity", "specificity")
+TESTS_PER_STREAM = 3 * len(CHARTED_METRICS) + 3
+"""Tests a stream runs when both metrics are claimed (per metric a CUSUM, a claims test and
+the label-free estimate; the calibration, score-drift and acquisition-drift tests): each
+spends an equal part of the stream's share of the fleet budget. A stream with fewer claims
+spends less than its share."""
 STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
 MAX_STRATA = 48
 """Strata kept per stream; further ones share the stratum ``other`` (bounded state)."""
@@ -77,6 +91,9 @@ OTHER_CATEGORY = "(other)"
 """Reference categories beyond the most frequent MAX_REFERENCE_CATEGORIES of a dimension."""
 MAX_REFERENCE_CATEGORIES = 8
 """Categories kept per dimension in the acquisition reference (bounded state)."""
+SURVEILLANCE_YEAR = timedelta(days=365)
+UNMONITORED_STREAM = "unmonitored_stream"
+"""The signal of a stream with a claimed metric that no chart can monitor."""
 LABEL_FREE_KINDS = ("_drift", "_estimate")
 """Name endings of the detectors that run on predictions, not outcomes."""
 REFERENCE_DRIFT_DETECTORS = (
@@ -116,6 +133,58 @@ class MonitorPolicy:
     """Predictions per tumbling window of the score- and acquisition-drift tests."""
     estimate_window: int = 500
     """Cases per tumbling window of the label-free estimate and the calibration test."""
+    acceptable_level: AcceptableRule = "ci_lower"
+    """What every labelled chart and claims test treats as in control: performance at or
+    above the claim's lower confidence bound (what its study demonstrated) or its point
+    estimate (:mod:`postmarket.claim_levels`). The rejectable level, charted fastest, is the
+    acceptable one less the metric's drop."""
+    explicit_acceptable: tuple[tuple[ClaimedMetric, float], ...] = ()
+    """Per-metric acceptable levels that override the rule, e.g. (("sensitivity", 0.80),)."""
+    fleet_false_alarms_per_year: float | None = None
+    """The surveillance plan's budget for the whole fleet. When set, every test's ARL0 (in
+    its own units) and every claims test's alpha follow from it and the plan's volumes below
+    (:mod:`streams.false_alarm_budget`); when None, every test has ``arl0_cases`` and the
+    claims tests ``claims_alpha``."""
+    fleet_streams: int = 1
+    stream_predictions_per_year: float = 10_000.0
+    followup_completeness: float = 0.8
+    planned_prevalence: float = 0.25
+    """Used for a stream whose version registered no reference prevalence."""
+
+    def budget(self) -> FleetBudget | None:
+        if self.fleet_false_alarms_per_year is None:
+            return None
+        return FleetBudget(
+            self.fleet_false_alarms_per_year,
+            self.fleet_streams,
+            self.stream_predictions_per_year,
+            self.followup_completeness,
+        )
+
+    def test_arl0(self, unit: Unit, prevalence: float | None = None) -> float:
+        """The in-control ARL, in ``unit``, of one test of a stream."""
+        budget = self.budget()
+        if budget is None:
+            return self.arl0_cases
+        return budget.arl0(unit, prevalence or self.planned_prevalence, TESTS_PER_STREAM)
+
+    def test_alpha(self) -> float:
+        """One claims test's error rate in a surveillance year."""
+        budget = self.budget()
+        return self.claims_alpha if budget is None else budget.alpha(TESTS_PER_STREAM)
+
+    def expected_false_alarms_per_year(self) -> float | None:
+        """What one stream's tests are designed to raise a year in control, at most."""
+        budget = self.budget()
+        return None if budget is None else budget.false_alarms_per_year / budget.streams
+
+    def level_policy(self) -> LevelPolicy:
+        return LevelPolicy(
+            self.acceptable_level,
+            self.sensitivity_drop,
+            self.specificity_drop,
+            self.explicit_acceptable,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,14 +195,24 @@ class Signal:
     metric: Metric
     result: DetectorResult
     claimed: float | None
+    reason: str | None = None
+    """Why, for a signal no statistic decides (an unmonitored stream)."""
+
+
+def _charted_claims(entry: RegistryEntry | None, task: str) -> list[Claim]:
+    if entry is None or entry.registration_status != "registered":
+        return []
+    return [c for c in entry.claims if c.task == task and c.metric in CHARTED_METRICS]
 
 
 def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[ClaimedMetric, float]:
     """The registered sensitivity and specificity claims of one task of a version."""
-    if entry is None or entry.registration_status != "registered":
-        return {}
-    claims: list[Claim] = [c for c in entry.claims if c.task == task]
-    return {c.metric: c.value for c in claims if c.metric in ("sensitivity", "specificity")}
+    return {c.metric: c.value for c in _charted_claims(entry, task)}  # type: ignore[misc]
+
+
+def claimed_lower_bounds(entry: RegistryEntry | None, task: str) -> dict[ClaimedMetric, float]:
+    """The lower confidence bounds of those claims: the default acceptable levels."""
+    return {c.metric: c.ci_lower for c in _charted_claims(entry, task)}  # type: ignore[misc]
 
 
 CELLS = ("tp", "fn", "tn", "fp")
@@ -152,34 +231,82 @@ def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
     return bernoulli_cusum_threshold(p0, p1, arl0)
 
 
+class Design(NamedTuple):
+    """What a stream's claims give it: its detectors, the levels its labelled charts are
+    designed at, and the claimed metrics no chart can monitor, with why."""
+
+    detectors: dict[str, Detector]
+    levels: dict[ClaimedMetric, ChartLevels]
+    unmonitored: dict[ClaimedMetric, str]
+
+
+def design_levels(
+    claims: dict[ClaimedMetric, float],
+    lower_bounds: dict[ClaimedMetric, float],
+    policy: MonitorPolicy,
+) -> tuple[dict[ClaimedMetric, ChartLevels], dict[ClaimedMetric, str]]:
+    """Each claimed metric's acceptable and rejectable level, or why it has none.
+
+    A claim without a known lower bound (a stream state from before the bound was kept) is
+    charted at its point estimate, as it always was."""
+    levels: dict[ClaimedMetric, ChartLevels] = {}
+    unmonitored: dict[ClaimedMetric, str] = {}
+    for metric, claimed in sorted(claims.items()):
+        lower = lower_bounds.get(metric)
+        rule = policy.level_policy()
+        if lower is None:
+            rule = replace(rule, acceptable="point_estimate")
+        try:
+            levels[metric] = chart_levels(
+                metric, claimed, claimed if lower is None else lower, rule
+            )
+        except UnmonitorableClaim as reason:
+            unmonitored[metric] = str(reason)
+    return levels, unmonitored
+
+
 def design_detectors(
     claims: dict[ClaimedMetric, float],
     policy: MonitorPolicy,
     reference_prevalence: float | None = None,
-) -> dict[str, Detector]:
-    """The detectors a stream has from its start: per claim a CUSUM, a claims test and the
-    label-free estimate (adjusted to each window's prevalence when the prevalence the
-    scores are calibrated at is known); and the calibration test."""
+    lower_bounds: dict[ClaimedMetric, float] | None = None,
+) -> Design:
+    """The detectors a stream has from its start: per claimed metric, designed at its
+    acceptable and rejectable levels, a CUSUM, a one-sided claims test (its ``alpha`` held at
+    every performance at or above the acceptable level) and the label-free estimate (adjusted
+    to each window's prevalence when the prevalence the scores are calibrated at is known);
+    and the calibration test. Each test's ARL0 in its own units (or alpha) spends its part of
+    the fleet budget when the policy has one. A metric whose chart cannot be designed is left
+    unmonitored, with the reason, for the stream to raise; its other metrics still run."""
     detectors: dict[str, Detector] = {
-        "calibration_test": WindowedCalibrationTest(policy.estimate_window, policy.arl0_cases)
+        "calibration_test": WindowedCalibrationTest(
+            policy.estimate_window, policy.test_arl0("outcomes", reference_prevalence)
+        )
     }
-    drops = {"sensitivity": policy.sensitivity_drop, "specificity": policy.specificity_drop}
-    for metric, claimed in sorted(claims.items()):
-        detect = max(claimed - drops[metric], 0.01)
-        p0, p1 = 1.0 - claimed, 1.0 - detect
-        threshold = _cusum_threshold(p0, p1, policy.arl0_cases)
-        detectors[f"{metric}_cusum"] = BernoulliCUSUM(p0, p1, threshold)
-        detectors[f"{metric}_claims_test"] = BetaBinomialConfidenceSequence(
-            1.0 - claimed, policy.claims_alpha
-        )
-        detectors[f"{metric}_estimate"] = WindowedPerformanceEstimate(
-            metric,
-            detect,
-            policy.estimate_window,
-            policy.arl0_cases,
-            reference_prevalence,
-        )
-    return detectors
+    levels, unmonitored = design_levels(claims, lower_bounds or {}, policy)
+    for metric, level in sorted(levels.items()):
+        p0, p1 = 1.0 - level.acceptable, 1.0 - level.rejectable
+        try:
+            unit: Unit = "positives" if metric == "sensitivity" else "negatives"
+            threshold = _cusum_threshold(p0, p1, policy.test_arl0(unit, reference_prevalence))
+            charts: dict[str, Detector] = {
+                f"{metric}_cusum": BernoulliCUSUM(p0, p1, threshold),
+                f"{metric}_claims_test": BetaBinomialConfidenceSequence(
+                    p0, policy.test_alpha(), alternative="greater"
+                ),
+                f"{metric}_estimate": WindowedPerformanceEstimate(
+                    metric,
+                    level.rejectable,
+                    policy.estimate_window,
+                    policy.test_arl0("predictions"),
+                    reference_prevalence,
+                ),
+            }
+        except ValueError as error:
+            unmonitored[metric] = f"{metric} chart cannot be designed: {error}"
+            continue
+        detectors.update(charts)
+    return Design(detectors, {m: levels[m] for m in levels if m not in unmonitored}, unmonitored)
 
 
 def design_acquisition_drift(
@@ -258,6 +385,17 @@ class StreamMonitor:
     Persisted with the claims, set once with them (:meth:`adopt_claims`)."""
     rebaseline_id: str | None = None
     """The last re-baselining decision applied: the same one published again is skipped."""
+    claim_lower_bounds: dict[ClaimedMetric, float] = field(default_factory=dict)
+    """Each claim's lower confidence bound, persisted with the claims: the default acceptable
+    level. Empty in a state from before it was kept (charted at the point estimate then)."""
+    levels: dict[ClaimedMetric, ChartLevels] = field(default_factory=dict)
+    """The levels the labelled charts are designed at (follows from the claims and policy)."""
+    unmonitored: dict[ClaimedMetric, str] = field(default_factory=dict)
+    """Claimed metrics no chart can monitor, with why (follows from the claims and policy)."""
+    unmonitored_raised: bool = False
+    """Whether the stream's unmonitored_stream alert was raised (it is raised once)."""
+    claims_year_start: datetime | None = None
+    """Case time at which the claims tests' current surveillance year began."""
 
     @classmethod
     def for_claims(
@@ -265,24 +403,60 @@ class StreamMonitor:
         claims: dict[ClaimedMetric, float],
         policy: MonitorPolicy,
         reference_prevalence: float | None = None,
+        lower_bounds: dict[ClaimedMetric, float] | None = None,
     ) -> StreamMonitor:
-        return cls(
+        monitor = cls(
             policy=policy,
             claims=dict(claims),
-            detectors=design_detectors(claims, policy, reference_prevalence),
             reference_prevalence=reference_prevalence,
+            claim_lower_bounds=dict(lower_bounds or {}),
         )
+        monitor.detectors = monitor._design().detectors
+        return monitor
+
+    def _design(self) -> Design:
+        design = design_detectors(
+            self.claims, self.policy, self.reference_prevalence, self.claim_lower_bounds
+        )
+        self.levels, self.unmonitored = design.levels, design.unmonitored
+        return design
 
     def adopt_claims(
-        self, claims: dict[ClaimedMetric, float], reference_prevalence: float | None = None
+        self,
+        claims: dict[ClaimedMetric, float],
+        reference_prevalence: float | None = None,
+        lower_bounds: dict[ClaimedMetric, float] | None = None,
     ) -> None:
-        """Start the labelled detectors once the stream's version has registered claims."""
+        """Start the labelled detectors once the stream's version has registered claims.
+
+        A stream charted at its point estimates because its state predates the claims'
+        lower bounds restarts its claim-based detectors at the acceptable levels once the
+        registration gives those bounds (its counts and references are kept)."""
         if claims and not self.claims:
             self.claims = dict(claims)
             self.reference_prevalence = reference_prevalence
-            designed = design_detectors(claims, self.policy, reference_prevalence)
-            for name, detector in designed.items():
+            self.claim_lower_bounds = dict(lower_bounds or {})
+            for name, detector in self._design().detectors.items():
                 self.detectors.setdefault(name, detector)  # keeps the running calibration test
+        elif lower_bounds and not self.claim_lower_bounds and claims == self.claims:
+            self.claim_lower_bounds = dict(lower_bounds)
+            for name, detector in self._design().detectors.items():
+                if name != "calibration_test" and name in self.detectors:
+                    self.detectors[name] = detector
+                    self.statistics.pop(name, None)
+
+    def unmonitored_signals(self) -> list[Signal]:
+        """The stream's one ``unmonitored_stream`` signal, on its first event after a design
+        left a claimed metric without a chart: never silently unmonitored."""
+        if not self.unmonitored or self.unmonitored_raised:
+            return []
+        self.unmonitored_raised = True
+        metrics = sorted(self.unmonitored)
+        result = DetectorResult(
+            fired=True, statistic=0.0, threshold=0.0, n_cases=0, n_events=0, run_length=0
+        )
+        reason = "; ".join(self.unmonitored[metric] for metric in metrics)
+        return [Signal(UNMONITORED_STREAM, metrics[0], result, self.claims.get(metrics[0]), reason)]
 
     @property
     def followup_completeness(self) -> float | None:
@@ -313,7 +487,7 @@ class StreamMonitor:
         the previous release has no decision nor categories: the tests needing them skip it."""
         self._mark_applied("prediction", joined_at)
         self.predictions += 1
-        signals = []
+        signals = self.unmonitored_signals()
         if decision is not None:
             called = 1.0 if decision == "positive" else 0.0
             for metric in sorted(self.claims):
@@ -397,6 +571,7 @@ class StreamMonitor:
         """Count one new outcome and feed the detectors that chart its kind of case."""
         self._mark_applied("outcome", outcome.joined_at)
         self._count(outcome)
+        self._follow_surveillance_year(outcome.prediction_time)
         if outcome.blinded_reads is not None:
             first, second = outcome.blinded_reads
             self.reader_pairs[2 * (first == "negative") + (second == "negative")] += 1
@@ -407,12 +582,32 @@ class StreamMonitor:
         else:
             metric = "specificity"
             adverse = outcome.decision == "positive"
-        signals = []
+        signals = self.unmonitored_signals()
         for name in (f"{metric}_cusum", f"{metric}_claims_test"):
             signals += self._update(name, metric, 1.0 if adverse else 0.0)
         return signals + self._update(
             "calibration_test", "calibration", float(positive), outcome.score
         )
+
+    def _follow_surveillance_year(self, time: datetime) -> None:
+        """Restart the claims tests at each new surveillance year of the stream (case time).
+
+        A claims test rejects at most once with probability at most alpha; restarted yearly,
+        it spends alpha once a year, as the fleet budget counts it, and a rejection (the
+        stream's critical alert) stands for the rest of its year. A late outcome of an earlier
+        year counts in the current one."""
+        if self.claims_year_start is None:
+            self.claims_year_start = time
+            return
+        years = (time - self.claims_year_start) // SURVEILLANCE_YEAR
+        if years < 1:
+            return
+        self.claims_year_start += years * SURVEILLANCE_YEAR
+        for metric in self.levels:
+            test = self.detectors.get(f"{metric}_claims_test")
+            if test is not None:
+                test.reset()
+                self.statistics.pop(f"{metric}_claims_test", None)
 
     def _count(self, outcome: Outcome) -> None:
         cell = confusion_cell(outcome)
@@ -479,6 +674,9 @@ class StreamMonitor:
             "policy": list(astuple(self.policy)),
             "claims": dict(self.claims),
             "reference_prevalence": self.reference_prevalence,
+            "claim_lower_bounds": dict(self.claim_lower_bounds),
+            # Only once raised: most streams never are, and pay nothing for it.
+            **({"unmonitored_raised": True} if self.unmonitored_raised else {}),
             "detectors": {
                 name: d.to_state()["state"]
                 for name, d in self.detectors.items()
@@ -505,6 +703,7 @@ class StreamMonitor:
             ],
             "first_case_time": _iso(self.first_case_time),
             "last_case_time": _iso(self.last_case_time),
+            "claims_year_start": _iso(self.claims_year_start),
             "reader_pairs": list(self.reader_pairs),
         }
 
@@ -541,6 +740,11 @@ class StreamMonitor:
             policy=_policy(parts[0]["policy"]),
             claims=claims,
             reference_prevalence=reference_prevalence,
+            # Both added within state version 3: none in states written before them.
+            claim_lower_bounds=next(
+                (dict(p["claim_lower_bounds"]) for p in parts if p.get("claim_lower_bounds")), {}
+            ),
+            unmonitored_raised=any(p.get("unmonitored_raised", False) for p in parts),
         )
         running: dict[str, Any] = {}
         for state in parts:
@@ -558,6 +762,8 @@ class StreamMonitor:
         monitor.detectors = monitor._designed_detectors()
         for name, detector_state in running.items():
             if name not in monitor.detectors:
+                if name.startswith(tuple(monitor.unmonitored)):
+                    continue  # its metric is raised as unmonitored, not the stream refused
                 raise ValueError(f"stream state has a detector {name!r} its design lacks")
             designed = monitor.detectors[name].to_state()
             monitor.detectors[name] = Detector.from_state({**designed, "state": detector_state})
@@ -570,6 +776,8 @@ class StreamMonitor:
         self.strata = {k: list(v) for k, v in state["strata"].items()}
         self.first_case_time = _parse(state["first_case_time"])
         self.last_case_time = _parse(state["last_case_time"])
+        # Added within state version 3: a stream from before it starts its year at its first case.
+        self.claims_year_start = _parse(state.get("claims_year_start", state["first_case_time"]))
         # Added within state version 1: states written before it have no read pairs.
         self.reader_pairs = list(state.get("reader_pairs", [0, 0, 0, 0]))
 
@@ -584,7 +792,7 @@ class StreamMonitor:
 
     def _designed_detectors(self) -> dict[str, Detector]:
         """Fresh detectors with the settings this monitor's detectors were built with."""
-        detectors = design_detectors(self.claims, self.policy, self.reference_prevalence)
+        detectors = self._design().detectors
         if sum(self.score_reference) >= self.policy.score_reference_cases:
             detectors.update(self._reference_detectors())
         return detectors
@@ -620,7 +828,10 @@ class StreamStates(NamedTuple):
 
 
 def _policy(stored: list[Any] | dict[str, Any]) -> MonitorPolicy:
-    return MonitorPolicy(**stored) if isinstance(stored, dict) else MonitorPolicy(*stored)
+    policy = MonitorPolicy(**stored) if isinstance(stored, dict) else MonitorPolicy(*stored)
+    # JSON gives lists back; the policy is hashed (design caches), so tuples again
+    explicit = tuple((metric, float(level)) for metric, level in policy.explicit_acceptable)
+    return replace(policy, explicit_acceptable=explicit)
 
 
 def _iso(time: datetime | None) -> str | None:

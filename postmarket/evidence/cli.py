@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from postmarket.contracts.events import Alert
+    from postmarket.contracts.events import Alert, Claim
     from postmarket.evidence.sink import SinkCounts
     from postmarket.evidence.store import AlertView, EvidenceStore
 
@@ -222,6 +222,7 @@ def add_claim(
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise _fail(f"invalid claim: {problems}") from None
+    _check_chartable(claim)
     with _open(url) as store:
         try:
             store.add_claim(
@@ -235,6 +236,21 @@ def add_claim(
         except (EvidenceError, VersionError) as error:
             raise _fail(str(error)) from None
     typer.echo(f"added claim {metric} {value} [{ci_lower}, {ci_upper}] to {device_id} {version}")
+
+
+def _check_chartable(claim: Claim) -> None:
+    """Refuse a sensitivity or specificity claim no labelled chart could monitor under the
+    configured acceptable level (a stream would otherwise run without one)."""
+    from postmarket.claim_levels import LevelPolicy, UnmonitorableClaim, chart_levels
+    from postmarket.config import Settings
+
+    if claim.metric not in ("sensitivity", "specificity"):
+        return
+    policy = LevelPolicy(Settings().acceptable_level)
+    try:
+        chart_levels(claim.metric, claim.value, claim.ci_lower, policy)
+    except UnmonitorableClaim as reason:
+        raise _fail(f"claim refused, no chart could monitor it: {reason}") from None
 
 
 @registry_app.command("add-change")

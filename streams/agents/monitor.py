@@ -49,12 +49,20 @@ from streams.performance import (
     MonitorPolicy,
     Signal,
     StreamMonitor,
+    claimed_lower_bounds,
     claimed_performance,
 )
 from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
 
-POLICY = MonitorPolicy(arl0_cases=settings.detector_arl0_cases)
+POLICY = MonitorPolicy(
+    acceptable_level=settings.acceptable_level,
+    fleet_false_alarms_per_year=settings.fleet_false_alarms_per_year,
+    fleet_streams=settings.fleet_streams,
+    stream_predictions_per_year=settings.stream_predictions_per_year,
+    followup_completeness=settings.followup_completeness,
+    planned_prevalence=settings.planned_prevalence,
+)
 StateKind = Literal["outcome", "prediction"]
 STATE_TABLES: dict[StateKind, Any] = {
     "outcome": stream_monitors,
@@ -320,10 +328,12 @@ async def _raise(stream: StreamKey, signals: list[Signal], monitor: StreamMonito
 
 class Registration(NamedTuple):
     """What the registry says a stream's monitor needs: the claims of its version and task,
-    and the prevalence the version's scores are calibrated at (None: unknown)."""
+    the prevalence the version's scores are calibrated at (None: unknown), and the claims'
+    lower confidence bounds."""
 
     claims: dict[ClaimedMetric, float]
     reference_prevalence: float | None
+    lower_bounds: dict[ClaimedMetric, float]
 
 
 _parsed_registrations: dict[tuple[str, str], tuple[object, Registration]] = {}
@@ -340,7 +350,7 @@ def _registration(stream: StreamKey) -> Registration:
     entry = RegistryEntry.model_validate(raw, strict=False) if raw else None
     claims = claimed_performance(entry, stream.task)
     prevalence = entry.reference_prevalence if entry is not None and claims else None
-    registration = Registration(claims, prevalence)
+    registration = Registration(claims, prevalence, claimed_lower_bounds(entry, stream.task))
     _parsed_registrations[(version_key, stream.task)] = (raw, registration)
     return registration
 
@@ -352,7 +362,10 @@ def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
         labelled, label_free = stream_monitors.get(key), stream_prediction_monitors.get(key)
         if labelled is None and label_free is None:
             monitor = StreamMonitor.for_claims(
-                registration.claims, POLICY, registration.reference_prevalence
+                registration.claims,
+                POLICY,
+                registration.reference_prevalence,
+                registration.lower_bounds,
             )
         else:
             monitor = StreamMonitor.from_states(labelled, label_free)
@@ -387,6 +400,10 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
                 metrics.stream_performance.labels(*labels, metric, bound).set(value)
     for metric, claimed in monitor.claims.items():
         metrics.stream_claim.labels(*labels, metric).set(claimed)
+    for metric, level in monitor.levels.items():
+        metrics.stream_acceptable_level.labels(*labels, metric).set(level.acceptable)
+    for metric in monitor.unmonitored:
+        metrics.stream_unmonitored.labels(*labels, metric).set(1)
     estimated = monitor.estimated_performance()
     if estimated is not None:
         for metric in ("sensitivity", "specificity", "ppv"):

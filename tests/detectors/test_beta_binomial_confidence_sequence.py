@@ -105,3 +105,44 @@ def test_verdict_stays_below_claim_until_reset() -> None:
 
 def test_for_specificity_watches_the_false_positive_rate() -> None:
     assert BetaBinomialConfidenceSequence.for_specificity(0.907).p0 == pytest.approx(0.093)
+
+
+def _evidence_after(
+    events: int, cases: int, alternative: str
+) -> tuple[BetaBinomialConfidenceSequence, float]:
+    """The one-sided or two-sided test after ``events`` misses then non-misses, and its
+    log-evidence then."""
+    test = BetaBinomialConfidenceSequence(0.182, 0.05, alternative=alternative)  # type: ignore[arg-type]
+    log_evidence = 0.0
+    for case in range(cases):
+        log_evidence = test.update(int(case < events)).statistic
+    return test, log_evidence
+
+
+def _expected_step(events: int, cases: int, p: float, alternative: str) -> float:
+    """E_p[M_{t+1} / M_t] at (events, cases): at most 1 for a supermartingale under rate p."""
+    test, now = _evidence_after(events, cases, alternative)
+    state = test.to_state()
+    after_miss = BetaBinomialConfidenceSequence.from_state(state).update(1).statistic
+    after_hit = BetaBinomialConfidenceSequence.from_state(state).update(0).statistic
+    return p * math.exp(after_miss - now) + (1 - p) * math.exp(after_hit - now)
+
+
+@pytest.mark.parametrize("p", [0.182, 0.15, 0.10])
+@pytest.mark.parametrize(("events", "cases"), [(5, 40), (30, 200), (60, 300), (200, 1000)])
+def test_the_one_sided_evidence_is_a_supermartingale_at_and_below_the_acceptable_rate(
+    p: float, events: int, cases: int
+) -> None:
+    assert _expected_step(events, cases, p, "greater") <= 1.0 + 1e-9
+
+
+def test_the_two_sided_evidence_grows_in_expectation_below_the_claimed_rate() -> None:
+    # Why the composite claim needs the one-sided mixture: far below p0 the two-sided one
+    # gains on average (its mass below p0 fits the data), so Ville's bound would not hold.
+    assert _expected_step(10, 200, 0.05, "two_sided") > 1.0
+    assert _expected_step(10, 200, 0.05, "greater") <= 1.0
+
+
+def test_the_one_sided_test_stays_finite_far_below_the_acceptable_rate() -> None:
+    result = _evidence_after(0, 20_000, "greater")[0].update(0)
+    assert math.isfinite(result.statistic) and not result.fired

@@ -74,6 +74,41 @@ def test_claim_outside_its_ci_is_refused(seeded_url: str) -> None:
     assert "claim value must lie within [ci_lower, ci_upper]" in output
 
 
+def test_a_claim_of_100_percent_with_its_ci_is_registered(seeded_url: str) -> None:
+    # A small pivotal study with every referable case found: charted at its lower bound.
+    code, output = invoke(
+        seeded_url, "registry", "add-claim", "dr-screen", "2.1.0.3", "referable_dr",
+        "--metric", "specificity", "--value", "1.0", "--ci-lower", "0.94",
+        "--ci-upper", "1.0", "--test-database", "NIFDC",
+    )  # fmt: skip
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    ("value", "ci_lower", "why"),
+    [
+        ("0.999999", "0.9999", "above 0.995: fewer than 1 in 200 cases could be an error"),
+        ("1.0", "1.0", "above 0.995"),
+        ("0.01", "0.0", "below 0.02: no lower level is left to detect"),
+    ],
+)
+def test_a_claim_no_chart_can_monitor_is_refused_with_the_reason(
+    seeded_url: str, value: str, ci_lower: str, why: str
+) -> None:
+    code, output = invoke(
+        seeded_url, "registry", "add-claim", "dr-screen", "2.1.0.3", "referable_dr",
+        "--metric", "specificity", "--value", value, "--ci-lower", ci_lower,
+        "--ci-upper", "1.0", "--test-database", "NIFDC",
+    )  # fmt: skip
+    assert code == 1
+    assert "claim refused, no chart could monitor it: specificity acceptable level" in output
+    assert why in output
+    assert "Traceback" not in output
+    with EvidenceStore(seeded_url) as store:
+        [version] = [v for v in store.device("dr-screen").versions if str(v.version) == "2.1.0.3"]
+        assert [c.metric for c in version.claims] == ["sensitivity"]
+
+
 def test_change_of_unknown_kind_lists_the_kinds(seeded_url: str) -> None:
     code, output = invoke(
         seeded_url, "registry", "add-change", "dr-screen", "2.2.0.0", "--kind", "magic"

@@ -10,28 +10,41 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from postmarket.demo import (
     FALSE_ALARM_BUDGET,
     WORKER_PID_FILE,
+    demo_plan,
     detection_table,
-    fleet_arl0,
     report_window,
     stop_kept_worker,
 )
 from simulator.scenario import Scenario
 from simulator.scoring import Bound, ChangeScore, Scorecard
+from streams.performance import TESTS_PER_STREAM, MonitorPolicy
 
 
-def test_the_demo_arl_keeps_the_fleets_expected_false_alarms_at_its_budget() -> None:
-    truth = {"counts": {"predictions": 14_000}}
-    charted = 2 * 14_000
-    assert charted / fleet_arl0(truth) == FALSE_ALARM_BUDGET
+def _stream(cases: int, outcomes: int) -> dict[str, object]:
+    realised = {"tp": outcomes, "fn": 0, "tn": 0, "fp": 0}
+    return {"cases": cases, "realised": realised}
 
 
-def test_a_small_fleet_keeps_at_least_the_default_arl() -> None:
-    assert fleet_arl0({"counts": {"predictions": 10}}) == 5_000.0
+def test_the_demo_plan_spends_its_budget_over_the_run_on_every_test_of_every_stream() -> None:
+    truth = {"days": 73, "streams": [_stream(1000, 800), _stream(3000, 2400)]}
+    plan = demo_plan(truth)
+    assert plan["fleet_false_alarms_per_year"] == FALSE_ALARM_BUDGET * 5  # 73 days: 1/5 year
+    assert plan["fleet_streams"] == 2
+    assert plan["stream_predictions_per_year"] == 2000 * 5
+    assert plan["followup_completeness"] == 0.8
+    # Over the run, the streams' tests expect the budget between them, whatever their volumes.
+    policy = MonitorPolicy(**plan)
+    expected = sum(
+        stream["cases"] / policy.test_arl0("predictions") * TESTS_PER_STREAM  # type: ignore[operator]
+        for stream in truth["streams"]  # type: ignore[attr-defined]
+    )
+    assert expected == pytest.approx(FALSE_ALARM_BUDGET)
 
 
 def test_the_report_window_reaches_back_to_the_retrospective_uploads(

@@ -143,7 +143,7 @@ def test_alert_carries_its_evidence_and_a_replay_stable_id() -> None:
     assert alert.evidence["false_negatives"] == monitor.false_negatives
     assert alert.evidence["stream_predictions"] == monitor.predictions  # where it fired
     assert alert.statistic >= alert.threshold
-    assert "below the registered 0.872" in alert.message
+    assert "below the acceptable 0.872 (point_estimate of the registered 0.872)" in alert.message
 
 
 def _routed(score: float, offset: int) -> tuple[Prediction, JoinPosition]:

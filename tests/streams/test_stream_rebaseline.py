@@ -68,7 +68,7 @@ def _round_trip(monitor: StreamMonitor) -> StreamMonitor:
 def test_the_new_reference_forms_from_the_next_predictions_and_detection_goes_on() -> None:
     monitor, feeder = _referenced_on("Definition AS")
     # Every test the reference made is one a decision restarts.
-    built = set(monitor.detectors) - set(design_detectors(CLAIMS, POLICY))
+    built = set(monitor.detectors) - set(design_detectors(CLAIMS, POLICY).detectors)
     assert "model_drift" in built and built <= set(REFERENCE_DRIFT_DETECTORS)
     assert {s.detector for s in feeder.drifts("NAEOTOM Alpha", POLICY.score_window)} == {
         "model_drift"
