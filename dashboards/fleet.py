@@ -212,6 +212,19 @@ def build() -> model.Dashboard:
     ]
     alerts = [
         graph(
+            "False alarms a year: the budget, as designed, and alerts raised",
+            "The surveillance plan's fleet budget; what the running streams' tests are "
+            "designed to raise at most while every site performs at or above its acceptable "
+            "levels (above the budget: more streams than planned); and every alert raised "
+            "over the last year, true or false, for comparison.",
+            [
+                Query(f"max({m.FLEET_FALSE_ALARM_BUDGET})", "budget"),
+                Query(f"sum({m.STREAM_EXPECTED_FALSE_ALARMS}{{{sel}}})", "expected as designed"),
+                Query(f"sum(increase({m.ALERTS}{{{sel}}}[365d]))", "alerts raised in a year"),
+            ],
+            width=24,
+        ),
+        graph(
             "Alerts raised per hour by severity",
             "Alerts the workers raised (detectors and unregistered changes).",
             [

@@ -39,6 +39,8 @@ STREAM_ESTIMATED_PERFORMANCE = f"{PREFIX}_stream_estimated_performance_ratio"
 STREAM_CLAIM = f"{PREFIX}_stream_claim_ratio"
 STREAM_ACCEPTABLE_LEVEL = f"{PREFIX}_stream_acceptable_level_ratio"
 STREAM_UNMONITORED = f"{PREFIX}_stream_unmonitored"
+STREAM_EXPECTED_FALSE_ALARMS = f"{PREFIX}_stream_expected_false_alarms_per_year"
+FLEET_FALSE_ALARM_BUDGET = f"{PREFIX}_fleet_false_alarm_budget_per_year"
 READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
 DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
@@ -128,6 +130,8 @@ class WorkerMetrics:
     stream_claim: Gauge
     stream_acceptable_level: Gauge
     stream_unmonitored: Gauge
+    stream_expected_false_alarms: Gauge
+    fleet_false_alarm_budget: Gauge
     reader_agreement: Gauge
     detector_statistic: Gauge
     detector_threshold: Gauge
@@ -149,6 +153,7 @@ class WorkerMetrics:
             self.stream_claim,
             self.stream_acceptable_level,
             self.stream_unmonitored,
+            self.stream_expected_false_alarms,
             self.reader_agreement,
             self.detector_statistic,
             self.detector_threshold,
@@ -301,6 +306,20 @@ class WorkerMetrics:
                 "1 for a claimed metric of a stream that no chart can monitor (its "
                 "unmonitored_stream alert says why).",
                 [*stream, "metric"],
+                registry=registry,
+            ),
+            stream_expected_false_alarms=Gauge(
+                STREAM_EXPECTED_FALSE_ALARMS,
+                "False alarms a year a stream's tests are designed to raise at most while its "
+                "site performs at or above the acceptable levels with the plan's volume: its "
+                "tests' parts of the fleet budget.",
+                stream,
+                registry=registry,
+            ),
+            fleet_false_alarm_budget=Gauge(
+                FLEET_FALSE_ALARM_BUDGET,
+                "The surveillance plan's budget: false alarms a year the whole fleet may raise "
+                "in control, shared by every test on every stream.",
                 registry=registry,
             ),
             detector_statistic=Gauge(

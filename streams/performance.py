@@ -173,11 +173,6 @@ class MonitorPolicy:
         budget = self.budget()
         return self.claims_alpha if budget is None else budget.alpha(TESTS_PER_STREAM)
 
-    def expected_false_alarms_per_year(self) -> float | None:
-        """What one stream's tests are designed to raise a year in control, at most."""
-        budget = self.budget()
-        return None if budget is None else budget.false_alarms_per_year / budget.streams
-
     def level_policy(self) -> LevelPolicy:
         return LevelPolicy(
             self.acceptable_level,
@@ -444,6 +439,17 @@ class StreamMonitor:
                 if name != "calibration_test" and name in self.detectors:
                     self.detectors[name] = detector
                     self.statistics.pop(name, None)
+
+    def expected_false_alarms_per_year(self) -> float | None:
+        """At most what this stream's tests are designed to raise a year in control at the
+        plan's volume: a part of the fleet budget per test it runs (the acquisition-drift
+        tests share one part). None without a budget."""
+        budget = self.policy.budget()
+        if budget is None:
+            return None
+        acquisition = [n for n in self.detectors if n.endswith("_drift") and n != "score_drift"]
+        tests = len(self.detectors) - len(acquisition) + bool(acquisition)
+        return tests * budget.share_per_test(TESTS_PER_STREAM)
 
     def unmonitored_signals(self) -> list[Signal]:
         """The stream's one ``unmonitored_stream`` signal, on its first event after a design

@@ -23,6 +23,8 @@ from detectors import (
     site_funnel_position,
     wilson_interval,
 )
+from postmarket.claim_levels import AcceptableRule
+from postmarket.config import Settings
 from postmarket.contracts.events import Claim, StreamKey, utc_now
 from postmarket.evidence.audit import ChainVerdict
 from postmarket.evidence.snapshots import Snapshot, performance_snapshots
@@ -246,6 +248,54 @@ class CompletenessRow:
 
 
 @dataclass(frozen=True)
+class SurveillancePlan:
+    """What the plan fixed in advance for the alarms: the acceptable level and the budget."""
+
+    acceptable_level: AcceptableRule
+    budget_per_year: float
+    fleet_streams: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SurveillancePlan:
+        return cls(
+            settings.acceptable_level,
+            settings.fleet_false_alarms_per_year,
+            settings.fleet_streams,
+        )
+
+
+@dataclass(frozen=True)
+class AlarmPromise:
+    """What the device's alarms promise in the report's window, beside what they raised."""
+
+    plan: SurveillancePlan
+    streams: int
+    """The device's streams with data in the window."""
+    years: float
+    alerts_raised: int
+
+    @property
+    def expected_false_alarms(self) -> float:
+        """At most, for the device's streams over the window, were every site in control."""
+        return self.plan.budget_per_year / self.plan.fleet_streams * self.streams * self.years
+
+    def sentence(self) -> str:
+        level = {
+            "ci_lower": "the lower 95 % confidence bound of its registered claim",
+            "point_estimate": "its registered point estimate",
+        }[self.plan.acceptable_level]
+        return (
+            f"Every alarm's false-alarm rate holds for any site performing at or above {level}: "
+            f"the fleet's tests are designed to raise at most {self.plan.budget_per_year:g} "
+            f"false alarms a year among {self.plan.fleet_streams} planned streams, so this "
+            f"device's {self.streams} stream(s) expect at most {self.expected_false_alarms:.2f} "
+            f"in this period; {self.alerts_raised} alert(s) were raised, true or false. This "
+            "assumes independent cases, complete and unbiased ground truth, and each stream's "
+            "volume as planned."
+        )
+
+
+@dataclass(frozen=True)
 class DeviceReport:
     """Everything the report shows, for one device over ``[start, end)``."""
 
@@ -267,6 +317,7 @@ class DeviceReport:
     reader_agreement: tuple[ReaderAgreementRow, ...] = ()
     weekly: tuple[Snapshot, ...] = ()
     """Per version, design and ISO week, all sites pooled: performance over time."""
+    promise: AlarmPromise | None = None
 
     @property
     def design(self) -> DesignCounts:
@@ -325,6 +376,8 @@ class DeviceReport:
             f"{self.design.total} outcomes: {prospective} prospective (live) and "
             f"{retrospective} retrospective (replayed)."
         )
+        if self.promise is not None:
+            lines.append(self.promise.sentence())
         if not self.audit.intact:
             lines.append(f"THE AUDIT TRAIL IS BROKEN at {self.audit.problem}.")
         return lines
@@ -637,8 +690,10 @@ def build_report(
     start: date,
     end: date,
     policy: ChangeControlPolicy,
+    plan: SurveillancePlan | None = None,
 ) -> DeviceReport:
-    """Read the store and compute the report of ``device_id`` for days ``start`` to ``end``."""
+    """Read the store and compute the report of ``device_id`` for days ``start`` to ``end``;
+    ``plan`` defaults to the configured one (:class:`postmarket.config.Settings`)."""
     begin, stop = window(start, end)
     device = store.device(device_id)
     outcomes = store.outcomes(device_id, begin, stop)
@@ -663,4 +718,10 @@ def build_report(
         audit=store.verify_audit_chain(),
         reader_agreement=tuple(reader_agreement_rows(outcomes)),
         weekly=tuple(s for s in performance_snapshots(outcomes, []) if s.site is None),
+        promise=AlarmPromise(
+            plan or SurveillancePlan.from_settings(Settings()),
+            streams=len({o.stream for o in outcomes} | {a.alert.stream for a in alerts}),
+            years=(stop - begin) / timedelta(days=365),
+            alerts_raised=len(alerts),
+        ),
     )

@@ -63,6 +63,7 @@ POLICY = MonitorPolicy(
     followup_completeness=settings.followup_completeness,
     planned_prevalence=settings.planned_prevalence,
 )
+metrics.fleet_false_alarm_budget.set(settings.fleet_false_alarms_per_year)
 StateKind = Literal["outcome", "prediction"]
 STATE_TABLES: dict[StateKind, Any] = {
     "outcome": stream_monitors,
@@ -404,6 +405,9 @@ def publish_stream_metrics(stream: StreamKey, monitor: StreamMonitor) -> None:
         metrics.stream_acceptable_level.labels(*labels, metric).set(level.acceptable)
     for metric in monitor.unmonitored:
         metrics.stream_unmonitored.labels(*labels, metric).set(1)
+    expected = monitor.expected_false_alarms_per_year()
+    if expected is not None:
+        metrics.stream_expected_false_alarms.labels(*labels).set(expected)
     estimated = monitor.estimated_performance()
     if estimated is not None:
         for metric in ("sensitivity", "specificity", "ppv"):

@@ -20,7 +20,7 @@ from report_rendering import (
 from typer.testing import CliRunner
 
 from postmarket.cli import app
-from postmarket.evidence.report import DeviceReport, build_report
+from postmarket.evidence.report import DeviceReport, SurveillancePlan, build_report
 from postmarket.evidence.report_render import SECTIONS, render_html
 from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
@@ -177,3 +177,22 @@ def test_weekly_series_pool_the_sites_of_each_version_and_week(report: DeviceRep
         ]
         assert snapshot.trials == len(judged)
         assert snapshot.successes == sum(o.decision == label for o in judged)
+
+
+def test_the_summary_states_what_an_alarm_promises_beside_what_was_raised(
+    report_url: str,
+) -> None:
+    plan = SurveillancePlan("ci_lower", budget_per_year=36.5, fleet_streams=10)
+    with EvidenceStore(report_url) as store:
+        report = build_report(store, DEVICE, FIRST_DAY, LAST_DAY, preset("nmpa-syzb"), plan)
+    promise = report.promise
+    assert promise is not None
+    days = (LAST_DAY - FIRST_DAY).days + 1
+    streams = len({o.stream for o in report.outcomes} | {a.alert.stream for a in report.alerts})
+    # 36.5 a year among 10 streams: 0.01 a day per stream
+    assert promise.expected_false_alarms == pytest.approx(0.01 * streams * days)
+    [sentence] = [line for line in report.findings() if line.startswith("Every alarm's")]
+    assert "the lower 95 % confidence bound of its registered claim" in sentence
+    assert f"{len(report.alerts)} alert(s) were raised" in sentence
+    assert f"expect at most {0.01 * streams * days:.2f} in this period" in sentence
+    assert sentence in render_html(report).replace("&#x27;", "'")

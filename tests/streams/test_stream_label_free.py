@@ -134,7 +134,9 @@ def test_the_estimate_from_scores_matches_the_batch_estimate_and_warns_below_cla
     assert estimated.ppv.upper == pytest.approx(batch.ppv.upper, rel=1e-12)
     [signal] = [s for s in fired if s.detector == "sensitivity_estimate"]
     alert = alert_for(STREAM, signal, monitor, NOW)
-    assert "estimated sensitivity" in alert.message and "below the rejectable 0.802" in alert.message
+    assert (
+        "estimated sensitivity" in alert.message and "below the rejectable 0.802" in alert.message
+    )
     assert is_label_free(signal.detector)
 
 
