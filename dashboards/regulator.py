@@ -99,12 +99,13 @@ def build() -> model.Dashboard:
     ]
     below = (
         f'max by ({STREAM}, metric) ({m.STREAM_PERFORMANCE}{{{sel},bound="upper"}})'
-        f" < on ({STREAM}, metric) max by ({STREAM}, metric) ({m.STREAM_CLAIM}{{{sel}}})"
+        f" < on ({STREAM}, metric) max by ({STREAM}, metric) ({m.STREAM_ACCEPTABLE_LEVEL}{{{sel}}})"
     )
     sites = [
         single_stat(
             "Sites significantly below a claim",
-            "Streams whose upper 95% bound is below the registered claim.",
+            "Streams whose upper 95% bound is below the claim's acceptable level (by default "
+            "its lower 95% bound: what the registration study demonstrated).",
             Query(f"count({below}) or vector(0)"),
             thresholds=((None, "green"), (1, "red")),
         ),
