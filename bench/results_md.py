@@ -250,6 +250,47 @@ def _demo(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _fleet_false_alarms(r: dict[str, Any]) -> list[Figure]:
+    fleet = r["in_control"]
+    known = [row for row in fleet["detectors"] if row["not_above_budget"] is not None]
+    over = [row["detector"] for row in known if not row["not_above_budget"]]
+    figures = [
+        Figure(
+            "fleet_false_alarms",
+            f"false alarms, {fleet['sites']} heterogeneous in-control sites over {r['days']} days",
+            f"{fleet['false_alarms']} vs {fleet['expected_false_alarms']:.1f} budgeted "
+            f"({fleet['false_alarms_per_site_year']:.2f} per site-year)",
+            "each detector within its budget's 95 % Poisson limit",
+            not over,
+        ),
+        Figure(
+            "fleet_false_alarms",
+            "detectors above their budget",
+            ", ".join(over) or "none",
+        ),
+        Figure(
+            "fleet_false_alarms",
+            "share of in-control sites with any alarm",
+            f"{fleet['share_of_sites_alarmed']:.0%}",
+        ),
+    ]
+    for change in r["changes"]:
+        labelled, free = change["labelled"], change["label_free"]
+        figures.append(
+            Figure(
+                "fleet_false_alarms",
+                f"{change['change']}: median days to alarm, claim charts / label-free",
+                f"{_days(labelled['median_days_to_alarm'])} ({labelled['share_detected']:.0%}) / "
+                f"{_days(free['median_days_to_alarm'])} ({free['share_detected']:.0%})",
+            )
+        )
+    return figures
+
+
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
     "contracts": ("contracts.json", _contracts),
     "deidentify": ("deidentify.json", _deidentify),
@@ -258,6 +299,7 @@ READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
     "pipeline": ("pipeline.json", _pipeline),
     "replay": ("replay.json", _replay),
     "demo": ("demo.json", _demo),
+    "fleet_false_alarms": ("fleet_false_alarms.json", _fleet_false_alarms),
 }
 
 

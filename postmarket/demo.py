@@ -70,27 +70,37 @@ def demo_home(settings: Settings) -> Path:
     return settings.home / "demo"
 
 
-def demo_plan(truth: dict[str, Any], budget: float = FALSE_ALARM_BUDGET) -> dict[str, Any]:
+def demo_plan(
+    truth: dict[str, Any],
+    completeness: dict[str, float],
+    budget: float = FALSE_ALARM_BUDGET,
+) -> dict[str, Any]:
     """The surveillance plan of the simulated fleet, as settings: ``budget`` expected false
     alarms over the run, shared by every test of its streams, each stream planned at the
-    fleet's average volume and follow-up (:mod:`streams.false_alarm_budget`).
+    fleet's average volume and at its device's planned follow-up ``completeness`` (device id
+    -> share of cases that reach truth), see :mod:`streams.false_alarm_budget`.
 
-    The run is a few weeks, so its budget a year is ``budget`` over the run's years; the
-    expected false alarms over the run add up to ``budget`` whatever each stream's volume
-    (a busier stream spends more of it, a quieter one less).
+    The run is a few weeks. The charts spend their budget in proportion to time, but each
+    claims test may spend its whole year's alpha in the run (it restarts only after a year),
+    so the budget a year is set for the run to expect ``budget`` with both counted.
     """
+    from streams.performance import CHARTED_METRICS, TESTS_PER_STREAM
+
     years = int(truth["days"]) / 365
     streams = truth["streams"]
     predictions = sum(int(stream["cases"]) for stream in streams)
-    outcomes = sum(
-        sum(int(stream["realised"][cell]) for cell in ("tp", "fn", "tn", "fp"))
+    followed = sum(
+        int(stream["cases"]) * completeness[str(stream["stream_key"]).split("|")[0]]
         for stream in streams
     )
+    claims_tests = len(CHARTED_METRICS)
+    charts = TESTS_PER_STREAM - claims_tests
+    per_year = budget * TESTS_PER_STREAM / (charts * years + claims_tests)
     return {
-        "fleet_false_alarms_per_year": budget / years,
+        "fleet_false_alarms_per_year": per_year,
         "fleet_streams": len(streams),
         "stream_predictions_per_year": predictions / len(streams) / years,
-        "followup_completeness": min(max(outcomes / predictions, 0.01), 1.0),
+        "followup_completeness": followed / predictions,
     }
 
 
@@ -363,7 +373,8 @@ def run_demo(
     records = fleet_records(scenario)
     truth = ground_truth(scenario, records)
     facts = fleet_facts(records)
-    settings = settings.model_copy(update=demo_plan(truth))
+    completeness = {device.id: device.ground_truth.completeness for device in scenario.devices}
+    settings = settings.model_copy(update=demo_plan(truth, completeness))
     home = settings.home
     ground_truth_path = home / "ground-truth.json"
     worker = LocalWorker(settings, home / "logs" / "worker.log")

@@ -19,19 +19,15 @@ from functools import cache
 from typing import Literal, TypeVar
 
 from postmarket.contracts.events import Decision, Label, ReadRound, StudyDesign, TruthSource
-from simulator.calibration import (
-    OperatingPoint,
-    class_shift,
-    logit,
-    operating_point,
-    shifted_score,
-)
+from simulator.calibration import class_shift, logit, shifted_score
+from simulator.heterogeneity import SitePerformance, device_operating_point, site_performance
 from simulator.scenario import (
     Backfill,
     Device,
     Effect,
     GroundTruth,
     MalformedBurst,
+    PerformanceDrift,
     Scanner,
     ScannerChange,
     Scenario,
@@ -169,13 +165,6 @@ def study_uid(seed: int, namespace: str, number: int) -> str:
 
 
 @cache
-def device_operating_point(device: Device) -> OperatingPoint:
-    return operating_point(
-        device.sensitivity.value, device.specificity.value, device.reference_prevalence
-    )
-
-
-@cache
 def effect_shifts(device: Device, effect: Effect) -> tuple[float, float]:
     """(positive, negative) logit shifts of scores under ``effect`` for ``device``."""
     point = device_operating_point(device)
@@ -210,14 +199,33 @@ def site_threshold(device: Device, prevalence: float) -> float:
     return round(shifted_score(point.threshold, site_offset(device, prevalence)), 6)
 
 
+def case_shift(
+    device: Device, positive: bool, effects: Sequence[Effect], baseline: tuple[float, float]
+) -> float:
+    """The logit shift of one class's scores at a site whose own shifts are ``baseline``.
+
+    An effect's target rate is the rate the site reaches under that effect alone, whatever
+    its own performance (its shift replaces the site's); a bare score shift adds to it.
+    """
+    index = 0 if positive else 1
+    shift = baseline[index]
+    for effect in effects:
+        target = effect.sensitivity if positive else effect.specificity
+        replaced = 0.0 if target is None else baseline[index]
+        shift += effect_shifts(device, effect)[index] - replaced
+    return shift
+
+
 def device_output(
     rng: random.Random,
     device: Device,
     label: Label,
     effects: Sequence[Effect],
     prevalence: float,
+    baseline: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[float, Decision]:
-    """A calibrated score for a case of true ``label``, moved by ``effects``, and its decision."""
+    """A calibrated score for a case of true ``label`` at a site whose true performance is
+    ``baseline`` shifts from the registered device, moved by ``effects``, and its decision."""
     point = device_operating_point(device)
     positive = label == "positive"
     raw = (
@@ -225,7 +233,7 @@ def device_output(
         if positive
         else rng.betavariate(point.a, point.b + 1.0)
     )
-    shift = sum(effect_shifts(device, e)[0 if positive else 1] for e in effects)
+    shift = case_shift(device, positive, effects, baseline)
     score = round(shifted_score(raw, shift + site_offset(device, prevalence)), 6)
     return score, "positive" if score >= site_threshold(device, prevalence) else "negative"
 
@@ -248,6 +256,20 @@ def active_version(
         ):
             current = injection
     return current
+
+
+def active_drifts(
+    scenario: Scenario, device: Device, site_id: str, day: int
+) -> list[PerformanceDrift]:
+    """The performance drifts of ``device`` at ``site_id`` begun by ``day``."""
+    return [
+        injection
+        for injection in scenario.injections
+        if isinstance(injection, PerformanceDrift)
+        and injection.device == device.id
+        and (not injection.sites or site_id in injection.sites)
+        and injection.day <= day
+    ]
 
 
 def scanner_options(
@@ -292,6 +314,7 @@ class _CaseContext:
     device: Device
     namespace: str
     study_design: StudyDesign
+    performance: SitePerformance
     upload_time: datetime | None = None
 
 
@@ -303,10 +326,16 @@ def simulate_case(
     rollout = active_version(scenario, device, site.id, day)
     scanner, change = weighted_choice(rng, scanner_options(scenario, site, device.modality, day))
     thickness = slice_thickness(rng, scanner)
-    prevalence = site.prevalence[device.id]
+    performance = context.performance
+    prevalence = performance.prevalence
     label: Label = "positive" if rng.random() < prevalence else "negative"
-    effects = [i.effect for i in (rollout, change) if i is not None]
-    score, decision = device_output(rng, device, label, effects, prevalence)
+    changes: list[VersionRollout | ScannerChange | PerformanceDrift]
+    changes = [i for i in (rollout, change) if i is not None]
+    changes += active_drifts(scenario, device, site.id, day)
+    effects = [i.effect for i in changes]
+    score, decision = device_output(
+        rng, device, label, effects, prevalence, performance.baseline_shifts
+    )
     return SimulatedCase(
         site_id=site.id,
         device_id=device.id,
@@ -323,7 +352,7 @@ def simulate_case(
         scanner=scanner,
         slice_thickness_mm=thickness,
         study_design=context.study_design,
-        injections=tuple(i.name for i in (rollout, change) if i is not None),
+        injections=tuple(i.name for i in changes),
     )
 
 
@@ -342,7 +371,7 @@ def simulate_followups(
     upload_time: datetime | None = None,
 ) -> list[SimulatedFollowUp]:
     """The follow-ups a case gets: none (lost), or reads (adjudicated) or a final outcome."""
-    complete = rng.random() < truth_model.completeness
+    complete = rng.random() < truth_model.completeness_of(case.label == "positive")
     partial = not complete and rng.random() < 0.5
 
     def followup(
@@ -400,11 +429,22 @@ def site_records(scenario: Scenario, site: Site) -> Iterator[SimulatedRecord]:
     """The live cases and follow-ups of one site over the scenario, day by day."""
     rng = random.Random(f"{scenario.seed}|site|{site.id}")  # noqa: S311 - simulation
     counters = dict.fromkeys(site.daily_cases, 0)
+    contexts = {
+        device_id: _CaseContext(
+            scenario,
+            site,
+            scenario.device(device_id),
+            f"{site.id}|{device_id}",
+            "prospective",
+            site_performance(scenario, site, scenario.device(device_id)),
+        )
+        for device_id in site.daily_cases
+    }
     for day in range(scenario.days):
         day_start = scenario.start + timedelta(days=day)
         for device_id, mean in sorted(site.daily_cases.items()):
-            device = scenario.device(device_id)
-            context = _CaseContext(scenario, site, device, f"{site.id}|{device_id}", "prospective")
+            context = contexts[device_id]
+            device = context.device
             seconds = sorted(rng.randrange(SECONDS_PER_DAY) for _ in range(poisson(rng, mean)))
             for second in seconds:
                 counters[device_id] += 1
@@ -420,7 +460,13 @@ def backfill_records(scenario: Scenario, backfill: Backfill) -> Iterator[Simulat
     site, device = scenario.site(backfill.site), scenario.device(backfill.device)
     upload = scenario.start + timedelta(days=backfill.day, hours=12)
     context = _CaseContext(
-        scenario, site, device, f"{site.id}|{device.id}|{backfill.name}", "retrospective", upload
+        scenario,
+        site,
+        device,
+        f"{site.id}|{device.id}|{backfill.name}",
+        "retrospective",
+        site_performance(scenario, site, device),
+        upload,
     )
     number = 0
     for day in range(backfill.from_day, backfill.to_day):

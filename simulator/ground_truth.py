@@ -23,8 +23,14 @@ from simulator.fleet import (
     SimulatedCase,
     SimulatedFollowUp,
     SimulatedRecord,
-    device_operating_point,
+    case_shift,
     effect_shifts,
+)
+from simulator.heterogeneity import (
+    SitePerformance,
+    device_operating_point,
+    fleet_performance,
+    site_performance,
 )
 from simulator.scenario import (
     Backfill,
@@ -32,6 +38,7 @@ from simulator.scenario import (
     Effect,
     Interval,
     MalformedBurst,
+    PerformanceDrift,
     ScannerChange,
     Scenario,
     SiteSilence,
@@ -40,6 +47,7 @@ from simulator.scenario import (
 
 EXPECTED_SIGNAL = {
     "scanner_change": "performance_drift",
+    "performance_drift": "performance_drift",
     "version_rollout": "performance_below_claims",
     "unregistered_version": "unregistered_version",
     "site_silence": "site_silent",
@@ -118,6 +126,19 @@ def effect_expectation(device: Device, effect: Effect) -> dict[str, float]:
     return expected_rates(device_operating_point(device), effect_shifts(device, effect))
 
 
+def site_effect_expectation(
+    device: Device, effect: Effect, performance: SitePerformance
+) -> dict[str, float]:
+    """Sensitivity and specificity of ``device`` under ``effect`` at a site of its own
+    true performance (a target rate is reached whatever that was; a score shift adds)."""
+    baseline = performance.baseline_shifts
+    shifts = (
+        case_shift(device, True, (effect,), baseline),
+        case_shift(device, False, (effect,), baseline),
+    )
+    return expected_rates(device_operating_point(device), shifts)
+
+
 @dataclass
 class StreamTally:
     """Running counts of one stream (or of one change's cases in one stream)."""
@@ -175,9 +196,16 @@ def tally_streams(
     return streams, changes
 
 
-def _affected(name: str, changes: dict[tuple[str, str], StreamTally]) -> list[dict[str, Any]]:
-    return [
-        {
+def _affected(
+    scenario: Scenario, name: str, changes: dict[tuple[str, str], StreamTally]
+) -> list[dict[str, Any]]:
+    injection = next(i for i in scenario.injections if i.name == name)
+    effect = getattr(injection, "effect", None)
+    affected = []
+    for (change, key), tally in sorted(changes.items()):
+        if change != name:
+            continue
+        entry: dict[str, Any] = {
             "stream_key": key,
             "first_case_ordinal": tally.first_ordinal,
             "first_case_time": _time(tally.first_time),
@@ -185,9 +213,13 @@ def _affected(name: str, changes: dict[tuple[str, str], StreamTally]) -> list[di
             "cases": tally.cases,
             "realised": tally.realised(),
         }
-        for (change, key), tally in sorted(changes.items())
-        if change == name
-    ]
+        if isinstance(effect, Effect):
+            device_id, _, site_id, _ = key.split("|")
+            device, site = scenario.device(device_id), scenario.site(site_id)
+            performance = site_performance(scenario, site, device)
+            entry["expected"] = site_effect_expectation(device, effect, performance)
+        affected.append(entry)
+    return affected
 
 
 def injection_truth(
@@ -205,7 +237,7 @@ def injection_truth(
             "description": injection.description,
             "day": injection.day,
             "time": (scenario.start + timedelta(days=injection.day)).isoformat(),
-            "affected_streams": _affected(injection.name, changes),
+            "affected_streams": _affected(scenario, injection.name, changes),
         }
         if isinstance(injection, ScannerChange):
             entry["site"] = injection.site
@@ -227,6 +259,13 @@ def injection_truth(
             }
             if not injection.registered:
                 entry["expected_signal"] = EXPECTED_SIGNAL["unregistered_version"]
+        elif isinstance(injection, PerformanceDrift):
+            device = scenario.device(injection.device)
+            entry |= {
+                "device": injection.device,
+                "sites": list(injection.sites) or [s.id for s in scenario.sites],
+                "expected": {device.id: effect_expectation(device, injection.effect)},
+            }
         elif isinstance(injection, SiteSilence):
             entry["site"] = injection.site
             entry["silenced_streams"] = {
@@ -270,6 +309,7 @@ def ground_truth(scenario: Scenario, records: list[SimulatedRecord]) -> dict[str
                 if key.split("|")[2] == injection.site:
                     tally.injections.add(injection.name)
     kinds = Counter(type(r).__name__ for r in records)
+    performance = fleet_performance(scenario)
     return {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -291,9 +331,22 @@ def ground_truth(scenario: Scenario, records: list[SimulatedRecord]) -> dict[str
             }
             for device in scenario.devices
         },
+        "fleet": {
+            "heterogeneity": scenario.fleet.heterogeneity,
+            "ci_coverage": scenario.fleet.ci_coverage,
+            "prevalence_range": list(scenario.fleet.prevalence_range),
+        },
+        "site_performance": {
+            site.id: {
+                device_id: performance[site.id, device_id].as_json()
+                for device_id in sorted(site.daily_cases)
+            }
+            for site in scenario.sites
+        },
         "streams": [
             {
                 "stream_key": key,
+                "true_performance": _true_performance(scenario, performance, key),
                 "cases": tally.cases,
                 "first_case_time": _time(tally.first_time),
                 "last_case_time": _time(tally.last_time),
@@ -305,6 +358,17 @@ def ground_truth(scenario: Scenario, records: list[SimulatedRecord]) -> dict[str
         ],
         "injections": injection_truth(scenario, records, streams, changes),
     }
+
+
+def _true_performance(
+    scenario: Scenario, performance: dict[tuple[str, str], SitePerformance], key: str
+) -> dict[str, object]:
+    """The stream's site's own true performance, before any injected change."""
+    device_id, _, site_id, _ = key.split("|")
+    known = performance.get((site_id, device_id))
+    if known is None:  # a backfill of a device outside the site's live case mix
+        known = site_performance(scenario, scenario.site(site_id), scenario.device(device_id))
+    return known.as_json()
 
 
 def write_ground_truth(path: Path, document: dict[str, Any]) -> None:

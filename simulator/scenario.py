@@ -74,6 +74,12 @@ class GroundTruth(_Model):
     method: Literal["double_read", "follow_up"]
     completeness: Share = 0.9
     """Share of cases that ever get ground truth (the rest are lost to follow-up)."""
+    completeness_positive: Share | None = None
+    """Share of truly positive cases that get ground truth (default ``completeness``)."""
+    completeness_negative: Share | None = None
+    """Share of truly negative cases that get ground truth (default ``completeness``).
+    Below ``completeness_positive`` it is verification bias: positives are referred and
+    followed up, negatives more often lost, so the labelled cases over-represent positives."""
     median_delay_days: Annotated[float, Field(gt=0.0, le=730.0)] = 5.0
     max_delay_days: Annotated[float, Field(gt=0.0, le=1095.0)] = 60.0
     pathology_share: Share = 0.3
@@ -85,6 +91,11 @@ class GroundTruth(_Model):
         if self.median_delay_days > self.max_delay_days:
             raise ValueError("median_delay_days exceeds max_delay_days")
         return self
+
+    def completeness_of(self, positive: bool) -> float:
+        """Share of cases of one true label that ever get ground truth."""
+        by_label = self.completeness_positive if positive else self.completeness_negative
+        return self.completeness if by_label is None else by_label
 
 
 class Interval(_Model):
@@ -118,6 +129,19 @@ class Device(_Model):
     ground_truth: GroundTruth
 
 
+class TruePerformance(_Model):
+    """A site's true sensitivity and specificity for one device, pinned by the scenario."""
+
+    sensitivity: Rate
+    specificity: Rate
+
+    @model_validator(mode="after")
+    def _informative(self) -> TruePerformance:
+        if self.sensitivity + self.specificity <= 1.0:
+            raise ValueError("sensitivity + specificity must exceed 1")
+        return self
+
+
 class Site(_Model):
     """A hospital: its volumes and prevalence per device, and its acquisition devices."""
 
@@ -126,15 +150,43 @@ class Site(_Model):
     city: Annotated[str, Field(min_length=1, max_length=64)] = "Springfield"
     daily_cases: dict[Identifier, Annotated[float, Field(ge=0.0, le=10_000.0)]]
     """Mean cases a day per device id (Poisson); together they are the site's case mix."""
-    prevalence: dict[Identifier, Rate]
+    prevalence: dict[Identifier, Rate] = Field(default_factory=dict)
+    """Per device id; a device left out gets a prevalence drawn from the fleet's
+    ``prevalence_range`` (seeded per site and device)."""
     scanners: tuple[Scanner, ...] = Field(min_length=1)
+    performance: Literal["fleet", "registered", "drawn"] = "fleet"
+    """The site's true sensitivity and specificity per device: the fleet's
+    ``heterogeneity`` (``fleet``), the registered point estimates (``registered``) or
+    drawn within the registered confidence intervals (``drawn``)."""
+    true_performance: dict[Identifier, TruePerformance] = Field(default_factory=dict)
+    """Per device id, true performance pinned by the scenario (overrides ``performance``)."""
 
-    @model_validator(mode="after")
-    def _prevalence_for_every_device(self) -> Site:
-        missing = set(self.daily_cases) - set(self.prevalence)
-        if missing:
-            raise ValueError(f"prevalence missing for {sorted(missing)}")
-        return self
+
+class Fleet(_Model):
+    """How the fleet's sites differ from the registration study and from each other.
+
+    ``heterogeneity = "none"`` keeps every site at the registered point estimates (each run
+    of a scenario without a ``[fleet]`` table is what it always was). ``"registered_ci"``
+    draws each site's true sensitivity and specificity per device within the registered
+    confidence interval: on the logit scale, a normal on each side of the point estimate
+    (the median) whose ``ci_coverage`` central interval is the registered CI, truncated to
+    it, so no site falls below the claim's lower bound (all sites are in control) and a
+    site's draw is seeded by the scenario seed, the site and the device alone (adding a
+    site leaves the others' draws unchanged).
+    """
+
+    heterogeneity: Literal["none", "registered_ci"] = "none"
+    ci_coverage: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    """The coverage of the registered intervals (their central probability)."""
+    prevalence_range: tuple[Rate, Rate] = (0.15, 0.35)
+    """Uniform range of the prevalence drawn for a site that does not fix its own."""
+
+    @field_validator("prevalence_range")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        if bounds[0] > bounds[1]:
+            raise ValueError("prevalence_range must be (low, high)")
+        return bounds
 
 
 class Effect(_Model):
@@ -180,6 +232,18 @@ class SiteSilence(_Injection):
     site: Identifier
 
 
+class PerformanceDrift(_Injection):
+    """From ``day`` a device's performance moves at the listed sites (all when empty), with
+    no new version and no new scanner to show for it: a population or protocol change,
+    an ageing camera. A target rate in ``effect`` is the rate the site reaches whatever its
+    own true performance was."""
+
+    kind: Literal["performance_drift"]
+    device: Identifier
+    sites: tuple[Identifier, ...] = ()
+    effect: Effect
+
+
 class MalformedBurst(_Injection):
     """``count`` invalid records written raw to an input topic at ``day``."""
 
@@ -205,10 +269,10 @@ class Backfill(_Injection):
         return self
 
 
-Injection = Annotated[
-    ScannerChange | VersionRollout | SiteSilence | MalformedBurst | Backfill,
-    Field(discriminator="kind"),
-]
+AnyInjection = (
+    ScannerChange | VersionRollout | PerformanceDrift | SiteSilence | MalformedBurst | Backfill
+)
+Injection = Annotated[AnyInjection, Field(discriminator="kind")]
 
 
 class Scenario(_Model):
@@ -221,6 +285,7 @@ class Scenario(_Model):
     devices: tuple[Device, ...] = Field(min_length=1)
     sites: tuple[Site, ...] = Field(min_length=1)
     injections: tuple[Injection, ...] = ()
+    fleet: Fleet = Fleet()
 
     @field_validator("start")
     @classmethod
@@ -237,11 +302,13 @@ class Scenario(_Model):
         if len(set(names)) != len(names):
             raise ValueError("injection names must be unique")
         for site in self.sites:
-            for device_id in site.daily_cases:
+            for device_id in sorted({*site.daily_cases, *site.prevalence, *site.true_performance}):
                 if device_id not in devices:
                     raise ValueError(f"site {site.id}: unknown device {device_id!r}")
                 modality = devices[device_id].modality
-                if not any(s.modality == modality for s in site.scanners):
+                if device_id in site.daily_cases and not any(
+                    s.modality == modality for s in site.scanners
+                ):
                     raise ValueError(f"site {site.id}: no {modality} scanner for {device_id}")
         for injection in self.injections:
             for site_id in _sites_named(injection):
@@ -259,10 +326,8 @@ class Scenario(_Model):
         return next(s for s in self.sites if s.id == site_id)
 
 
-def _sites_named(
-    injection: ScannerChange | VersionRollout | SiteSilence | MalformedBurst | Backfill,
-) -> tuple[str, ...]:
-    if isinstance(injection, VersionRollout):
+def _sites_named(injection: AnyInjection) -> tuple[str, ...]:
+    if isinstance(injection, VersionRollout | PerformanceDrift):
         return injection.sites
     return (injection.site,)
 

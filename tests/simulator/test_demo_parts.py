@@ -26,25 +26,23 @@ from simulator.scoring import Bound, ChangeScore, Scorecard
 from streams.performance import TESTS_PER_STREAM, MonitorPolicy
 
 
-def _stream(cases: int, outcomes: int) -> dict[str, object]:
-    realised = {"tp": outcomes, "fn": 0, "tn": 0, "fp": 0}
-    return {"cases": cases, "realised": realised}
+def _stream(device: str, cases: int) -> dict[str, object]:
+    return {"stream_key": f"{device}|1.0.0.0|site-a|task", "cases": cases}
 
 
-def test_the_demo_plan_spends_its_budget_over_the_run_on_every_test_of_every_stream() -> None:
-    truth = {"days": 73, "streams": [_stream(1000, 800), _stream(3000, 2400)]}
-    plan = demo_plan(truth)
-    assert plan["fleet_false_alarms_per_year"] == FALSE_ALARM_BUDGET * 5  # 73 days: 1/5 year
+def test_the_demo_plan_expects_its_budget_over_the_run_from_every_test_of_every_stream() -> None:
+    truth = {"days": 73, "streams": [_stream("dr", 1000), _stream("lung", 3000)]}
+    plan = demo_plan(truth, {"dr": 0.9, "lung": 0.7})
     assert plan["fleet_streams"] == 2
-    assert plan["stream_predictions_per_year"] == 2000 * 5
-    assert plan["followup_completeness"] == 0.8
-    # Over the run, the streams' tests expect the budget between them, whatever their volumes.
+    assert plan["stream_predictions_per_year"] == 2000 * 5  # 73 days: a fifth of a year
+    assert plan["followup_completeness"] == pytest.approx((900 + 2100) / 4000)
     policy = MonitorPolicy(**plan)
-    expected = sum(
-        stream["cases"] / policy.test_arl0("predictions") * TESTS_PER_STREAM  # type: ignore[operator]
-        for stream in truth["streams"]  # type: ignore[attr-defined]
-    )
-    assert expected == pytest.approx(FALSE_ALARM_BUDGET)
+    share = policy.budget().share_per_test(TESTS_PER_STREAM)  # type: ignore[union-attr]
+    # The charts spend their share for a fifth of a year, each claims test its whole alpha.
+    claims_tests = 2
+    over_the_run = 2 * share * ((TESTS_PER_STREAM - claims_tests) / 5 + claims_tests)
+    assert over_the_run == pytest.approx(FALSE_ALARM_BUDGET)
+    assert policy.test_alpha() == pytest.approx(share)
 
 
 def test_the_report_window_reaches_back_to_the_retrospective_uploads(
