@@ -26,10 +26,14 @@ from __future__ import annotations
 import abc
 import json
 import math
+import numbers
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,8 +43,20 @@ __all__ = [
     "state_size_bytes",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the ``to_state`` layout; bumped whenever a stored state would be misread."""
+SCHEMA_VERSION = 2
+"""Version of the ``to_state`` layout; bumped whenever a stored state would be misread.
+
+1 -> 2: states are checked against their settings (a CUSUM at or above its threshold, more
+events than cases are refused), ``WindowedCalibrationTest`` sums ``p (1 - p)`` of scores
+kept ``SCORE_FLOOR`` inside [0, 1] (its version-1 states are upgraded), and
+``BernoulliCUSUM`` refuses a ``gamma`` its resolution cannot represent (version 1 clamped
+it: such a state is refused). Layouts that changed while the version stayed 1 (the
+windowed drift tests' ``last``, the prior-shift histogram, the claims test's
+``alternative``) gained keys whose defaults reproduce what the older release ran, so every
+version-1 state that release wrote is read; see :meth:`Detector._upgrade_state`.
+"""
+
+_READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
 class StateError(ValueError):
@@ -150,7 +166,9 @@ class Detector(abc.ABC):
         Raises
         ------
         StateError
-            If the schema version is unknown or the state names another detector.
+            If the schema version is unknown, the state names another detector, its
+            settings are refused, or its running state is malformed or inconsistent with
+            them (a CUSUM at or above its threshold, more events than cases).
         """
         try:
             version = state["schema_version"]
@@ -159,17 +177,40 @@ class Detector(abc.ABC):
             running = state["state"]
         except (KeyError, TypeError) as exc:
             raise StateError(f"not a detector state: {exc!r}") from exc
-        if version != SCHEMA_VERSION:
-            raise StateError(f"unsupported schema_version {version!r} (expected {SCHEMA_VERSION})")
+        if type(version) is not int or version not in _READABLE_VERSIONS:
+            raise StateError(
+                f"unsupported schema_version {version!r} (this release reads {_READABLE_VERSIONS})"
+            )
         target = Detector._registry.get(name)
         if target is None or not issubclass(target, cls):
             raise StateError(f"state of {name!r} cannot be restored as {cls.__name__}")
-        detector = target(**settings)
+        if not (isinstance(settings, Mapping) and isinstance(running, Mapping)):
+            raise StateError(f"settings and state of {name} must be objects")
+        if version != SCHEMA_VERSION:
+            running = target._upgrade_state(version, settings, running)
+        try:
+            detector = target(**settings)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"settings of {name} are refused: {exc}") from exc
         try:
             detector._load_state(running)
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed state for {name}: {exc!r}") from exc
         return detector
+
+    @classmethod
+    def _upgrade_state(
+        cls, version: int, settings: Mapping[str, Any], running: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A running state written under an older ``schema_version``, in this release's layout.
+
+        Raise :class:`StateError` saying why when the old layout cannot be read without
+        guessing. The default takes it as it is: every version-1 layout reads unchanged, its
+        later keys defaulting in ``_load_state`` and the constructor. Note that
+        ``streams.performance`` restores running states under the designed (current)
+        version, so ``_load_state`` must keep reading the older layouts as well.
+        """
+        return running
 
     def _check_risk(self, risk: float | None) -> None:
         """Reject a risk given to a detector that does not use one."""
@@ -180,9 +221,7 @@ class Detector(abc.ABC):
         """The case's risk as a probability, for detectors with ``uses_risk = True``."""
         if risk is None:
             raise ValueError(f"{type(self).__name__}.update needs the case's risk")
-        if not (isinstance(risk, int | float) and 0.0 <= risk <= 1.0):
-            raise ValueError(f"risk must be a probability in [0, 1], got {risk!r}")
-        return float(risk)
+        return check_probability("risk", risk, open_interval=False)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
@@ -199,9 +238,8 @@ def check_binary(x: float) -> int:
 def check_window(window: int, arl0: float) -> tuple[int, float]:
     """A windowed test's ``(window, arl0)``, or :class:`ValueError`: each window is tested at
     ``window / arl0``, so ``arl0`` must exceed the window."""
-    if not (isinstance(window, int) and window >= 2):
-        raise ValueError(f"window must be an integer >= 2, got {window!r}")
-    if not (math.isfinite(arl0) and arl0 > window):
+    window = check_integer("window", window, minimum=2)
+    if not check_finite(arl0, "arl0") > window:
         raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
     return window, float(arl0)
 
@@ -248,7 +286,7 @@ def load_window_state(
     if not (isinstance(current, list) and len(current) == 2 + n_sums):
         raise ValueError(f"open must be [n_cases, {events}, {n_sums} sums], got {current!r}")
     n_cases, n_events, *sums = current
-    if not (isinstance(n_cases, int) and 0 <= n_cases < window):
+    if not (type(n_cases) is int and 0 <= n_cases < window):
         raise ValueError(f"n_cases must be an integer in [0, {window}), got {n_cases!r}")
     current_sums = checked_sums(n_cases, n_events, sums)
     last_sums = [-1.0] + [0.0] * n_sums
@@ -259,20 +297,40 @@ def load_window_state(
     return n_cases, n_events, current_sums, last_sums
 
 
-def check_finite(x: float) -> float:
-    """``x`` as a finite float, or :class:`ValueError`."""
-    try:
-        value = float(x)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"x must be a finite number, got {x!r}") from exc
-    if not math.isfinite(value):
-        raise ValueError(f"x must be a finite number, got {x!r}")
+def check_finite(x: float, name: str = "x", *, positive: bool = False) -> float:
+    """``x`` (any real number: int, float, numpy scalar, bool) as a finite float, positive if
+    asked, or :class:`ValueError` naming ``name``."""
+    if not isinstance(x, numbers.Real | np.bool_):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    value = float(x)
+    if not math.isfinite(value) or (positive and not value > 0.0):
+        kind = "a positive finite" if positive else "a finite"
+        raise ValueError(f"{name} must be {kind} number, got {x!r}")
     return value
+
+
+def check_integer(name: str, x: int, *, minimum: int = 0) -> int:
+    """``x`` (int or numpy integer, not a bool) as an int ``>= minimum``, or :class:`ValueError`."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
+    return int(x)
+
+
+def check_finite_array(name: str, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``values`` as a float array with every element finite, or :class:`ValueError` naming it."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers: {exc}") from exc
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ValueError(f"{name} must be finite numbers, got {bad} NaN or infinite")
+    return array
 
 
 def check_probability(name: str, p: float, *, open_interval: bool = True) -> float:
     """``p`` as a float in (0, 1) (or [0, 1]), or :class:`ValueError`."""
-    value = float(p)
+    value = check_finite(p, name)
     ok = 0.0 < value < 1.0 if open_interval else 0.0 <= value <= 1.0
     if not ok:
         bounds = "(0, 1)" if open_interval else "[0, 1]"

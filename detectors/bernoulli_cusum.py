@@ -27,7 +27,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
-from detectors.base import Detector, DetectorResult, check_binary, check_probability
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_binary,
+    check_finite,
+    check_integer,
+    check_probability,
+)
 
 __all__ = [
     "BernoulliCUSUM",
@@ -43,9 +50,18 @@ DEFAULT_RESOLUTION = 1000
 
 _MAX_STATES = 2_000_000
 
+GAMMA_TOLERANCE = 0.05
+"""Largest relative change rounding may make to ``gamma``: beyond it the chart run would be
+tuned to a visibly different shift than the one designed (a toy lattice of 1/3 is 3.5 % off;
+claims such as 0.872 or 0.907 at the default resolution are 1e-5 off)."""
+
 
 def bernoulli_cusum_gamma(p0: float, p1: float, resolution: int = DEFAULT_RESOLUTION) -> Fraction:
     """The reference value ``gamma`` rounded to a fraction ``a / m`` with ``m <= resolution``.
+
+    Raises :class:`ValueError` when the rounding moves ``gamma`` by more than
+    :data:`GAMMA_TOLERANCE` or out of ``(p0, p1)``: the rates are too extreme for the
+    resolution, and the chart that would run is not the one designed.
 
     >>> bernoulli_cusum_gamma(0.128, 0.20, resolution=100)
     Fraction(11, 68)
@@ -54,14 +70,16 @@ def bernoulli_cusum_gamma(p0: float, p1: float, resolution: int = DEFAULT_RESOLU
     p1 = check_probability("p1", p1)
     if not p1 > p0:
         raise ValueError(f"p1 must exceed p0 (a rise in the event rate), got p0={p0}, p1={p1}")
-    if resolution < 1:
-        raise ValueError(f"resolution must be a positive integer, got {resolution}")
+    resolution = check_integer("resolution", resolution, minimum=1)
     gamma = math.log((1 - p0) / (1 - p1)) / math.log(p1 * (1 - p0) / (p0 * (1 - p1)))
     rounded = Fraction(gamma).limit_denominator(resolution)
-    if rounded <= 0:
-        rounded = Fraction(1, resolution)
-    if rounded >= 1:
-        rounded = Fraction(resolution - 1, resolution) if resolution > 1 else Fraction(1, 2)
+    # gamma lies in (p0, p1); rounded outside it, the chart drifts up in control or down at p1
+    if not (p0 < rounded < p1 and abs(rounded - gamma) <= GAMMA_TOLERANCE * gamma):
+        raise ValueError(
+            f"p0={p0} and p1={p1} are too extreme for resolution={resolution}: gamma={gamma:.3g} "
+            f"would round to {rounded}, a different chart; raise the resolution well above "
+            f"1/gamma = {1 / gamma:.3g} or monitor less extreme rates"
+        )
     return rounded
 
 
@@ -110,6 +128,7 @@ def bernoulli_cusum_arl(
     387.9
     """
     p = check_probability("p", p, open_interval=False)
+    h = check_finite(h, "h", positive=True)
     gamma = bernoulli_cusum_gamma(p0, p1, resolution)
     a, m = gamma.numerator, gamma.denominator
     if p == 0.0:
@@ -146,7 +165,7 @@ def bernoulli_cusum_threshold(
     >>> h, round(bernoulli_cusum_arl0(0.128, 0.20, h, resolution=100))
     (8.205882352941176, 5012)
     """
-    if not arl0 > 1:
+    if not check_finite(arl0, "arl0") > 1:
         raise ValueError(f"arl0 must exceed 1 case, got {arl0}")
     p0 = check_probability("p0", p0)
     gamma = bernoulli_cusum_gamma(p0, p1, resolution)
@@ -240,10 +259,8 @@ class BernoulliCUSUM(Detector):
     ) -> None:
         self.p0 = check_probability("p0", p0)
         self.p1 = check_probability("p1", p1)
-        if not (math.isfinite(h) and h > 0):
-            raise ValueError(f"h must be a positive number, got {h!r}")
-        self.h = float(h)
-        self.resolution = int(resolution)
+        self.h = check_finite(h, "h", positive=True)
+        self.resolution = check_integer("resolution", resolution, minimum=1)
         gamma = bernoulli_cusum_gamma(self.p0, self.p1, self.resolution)
         self._a = gamma.numerator
         self._m = gamma.denominator
@@ -328,9 +345,18 @@ class BernoulliCUSUM(Detector):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         values = {k: state[k] for k in ("s", "n_cases", "n_events", "run_length")}
-        if not all(isinstance(v, int) and v >= 0 for v in values.values()):
+        if not all(type(v) is int and v >= 0 for v in values.values()):
             raise ValueError(f"counts must be non-negative integers: {values}")
-        self._s = values["s"]
-        self._n_cases = values["n_cases"]
-        self._n_events = values["n_events"]
-        self._run_length = values["run_length"]
+        s, n_cases, n_events, run_length = values.values()
+        # a chart at its threshold has signalled and restarted; events lift s by m - a each
+        if not s < self._threshold:
+            raise ValueError(f"s={s} must be below the threshold {self._threshold} (1/{self._m})")
+        consistent = (
+            n_events <= n_cases
+            and run_length <= n_cases
+            and (s > 0) == (run_length > 0)
+            and s <= (self._m - self._a) * n_events
+        )
+        if not consistent:
+            raise ValueError(f"inconsistent counts: {values}")
+        self._s, self._n_cases, self._n_events, self._run_length = s, n_cases, n_events, run_length

@@ -34,7 +34,13 @@ import numpy.typing as npt
 from scipy.optimize import brentq
 from scipy.special import betaincc, betaln
 
-from detectors.base import Detector, DetectorResult, check_binary, check_probability
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_binary,
+    check_integer,
+    check_probability,
+)
 
 __all__ = ["BetaBinomialConfidenceSequence", "beta_binomial_log_evidence"]
 
@@ -269,10 +275,16 @@ class BetaBinomialConfidenceSequence(Detector):
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        n_cases, n_events, run_length = state["n_cases"], state["n_events"], state["run_length"]
+        n_cases = check_integer("n_cases", state["n_cases"])
+        n_events = check_integer("n_events", state["n_events"])
+        run_length = check_integer("run_length", state["run_length"])
         rejected = state["rejected"]
-        counts_ok = all(isinstance(c, int) and c >= 0 for c in (n_cases, n_events, run_length))
-        if not (counts_ok and n_events <= n_cases and isinstance(rejected, bool)):
+        if not (n_events <= n_cases and run_length <= n_cases and isinstance(rejected, bool)):
             raise ValueError(f"inconsistent state: {dict(state)}")
+        if run_length and not n_events > self.p0 * n_cases:
+            raise ValueError(f"a run of {run_length} cases needs events above p0: {dict(state)}")
         self._n_cases, self._n_events, self._run_length = n_cases, n_events, run_length
         self._rejected = rejected
+        if not rejected and n_cases and self._log_evidence(self.p0) >= self._log_threshold:
+            # a test past its threshold that never fired would fire on the next case
+            raise ValueError(f"evidence at the threshold but not rejected: {dict(state)}")

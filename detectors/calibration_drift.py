@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import check_integer, check_probability
 from detectors.expected_calibration_error import expected_calibration_error
 from detectors.logistic_recalibration import (
     CalibrationFit,
     calibration_intercept_slope,
     check_scores_and_labels,
+    outcomes_separated,
 )
 
 __all__ = ["WindowCalibration", "calibration_over_windows"]
@@ -38,7 +40,8 @@ class WindowCalibration:
     """Mean label and mean score."""
     ece: float
     fit: CalibrationFit | None
-    """Intercept and slope, or ``None`` if the window has a single outcome."""
+    """Intercept and slope, or ``None`` if the window has a single outcome or its scores
+    separate the outcomes (no finite fit)."""
     miscalibrated: bool
     """The intercept interval excludes 0 or the slope interval excludes 1."""
 
@@ -69,12 +72,14 @@ def calibration_over_windows(
     3000 0.41 True
     """
     p, y = check_scores_and_labels(scores, labels)
-    if window < 2:
-        raise ValueError(f"window must be at least 2 cases, got {window}")
+    window = check_integer("window", window, minimum=2)
+    alpha = check_probability("alpha", alpha)
+    n_bins = check_integer("n_bins", n_bins, minimum=1)
     out = []
     for start in range(0, p.size - window + 1, window):
         wp, wy = p[start : start + window], y[start : start + window]
-        fit = calibration_intercept_slope(wp, wy, alpha) if wy.min() != wy.max() else None
+        fittable = wy.min() != wy.max() and not outcomes_separated(wp, wy)
+        fit = calibration_intercept_slope(wp, wy, alpha) if fittable else None
         flagged = fit is not None and (
             not fit.intercept_lower <= 0.0 <= fit.intercept_upper
             or not fit.slope_lower <= 1.0 <= fit.slope_upper

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
+from detectors.base import check_integer
 from detectors.population_stability_index import population_stability_index
 
 __all__ = ["CategoricalDrift", "chi_square_drift"]
@@ -59,10 +60,11 @@ def chi_square_drift(
     >>> drift.new_categories, drift.dof, drift.p_value < 1e-6
     (('uCT 960+',), 2, True)
     """
-    for name, counts in (("reference", reference_counts), ("recent", recent_counts)):
-        bad = {k: v for k, v in counts.items() if not (isinstance(v, int) and v >= 0)}
-        if bad:
-            raise ValueError(f"{name} counts must be non-negative integers, got {bad}")
+    for name, counts in (("reference_counts", reference_counts), ("recent_counts", recent_counts)):
+        for category, count in counts.items():
+            check_integer(f"{name}[{category!r}]", count)
+    reference_counts = {k: int(v) for k, v in reference_counts.items()}
+    recent_counts = {k: int(v) for k, v in recent_counts.items()}
     categories = sorted(set(reference_counts) | set(recent_counts))
     ref = np.array([reference_counts.get(c, 0) for c in categories], dtype=np.float64)
     rec = np.array([recent_counts.get(c, 0) for c in categories], dtype=np.float64)

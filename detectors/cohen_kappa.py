@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
+from detectors.base import check_finite_array, check_probability
+
 __all__ = ["KappaEstimate", "agreement_table", "cohen_kappa", "cohen_kappa_from_table"]
 
 Weights = Literal["linear", "quadratic"] | None
@@ -94,11 +96,10 @@ def cohen_kappa_from_table(
     >>> round(estimate.kappa, 4), round(estimate.lower, 4), round(estimate.upper, 4)
     (0.625, 0.454, 0.796)
     """
-    counts = np.asarray(table, dtype=np.float64)
+    counts = check_finite_array("table", table)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or (counts < 0).any():
         raise ValueError("the agreement table must be square with non-negative counts")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    alpha = check_probability("alpha", alpha)
     n = float(counts.sum())
     if n <= 0:
         raise ValueError("the agreement table has no subjects")

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
+from detectors.base import check_finite, check_finite_array, check_probability
 from detectors.logistic_recalibration import (
     CalibrationFit,
     calibration_intercept_slope,
@@ -143,7 +144,7 @@ class MetricWeightSums:
 
 def score_sums(scores: npt.ArrayLike, called: npt.ArrayLike) -> ScoreSums:
     """The :class:`ScoreSums` of calibrated ``scores`` with the device's decisions ``called``."""
-    p = np.asarray(scores, dtype=np.float64).ravel()
+    p = check_finite_array("scores", scores).ravel()
     d = np.asarray(called, dtype=bool).ravel()
     if p.shape != d.shape:
         raise ValueError("scores and decisions need the same length")
@@ -215,9 +216,7 @@ def performance_from_sums(sums: ScoreSums, alpha: float = 0.05) -> EstimatedPerf
     The one implementation behind :func:`estimate_performance` and the streaming
     detector; ``alpha`` is the two-sided level of the intervals.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    z = float(ndtri(1.0 - alpha / 2.0))
+    z = float(ndtri(1.0 - check_probability("alpha", alpha) / 2.0))
     sensitivity = metric_weight_sums("sensitivity", sums)
     return EstimatedPerformance(
         sensitivity=_metric(sensitivity, z),
@@ -425,8 +424,8 @@ def estimate_performance(
     0.714
     """
     p, _ = check_scores_and_labels(scores, np.zeros(np.size(scores)))
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    threshold = check_finite(threshold, "threshold")
+    alpha = check_probability("alpha", alpha)
     if reference_prevalence is None:
         return performance_from_sums(score_sums(p, p >= threshold), alpha)
     return performance_from_adjusted(

@@ -19,6 +19,8 @@ import numpy.typing as npt
 from scipy.special import expit, ndtri
 from scipy.stats import chi2
 
+from detectors.base import check_finite, check_finite_array, check_probability
+
 __all__ = [
     "RandomEffectsMetaAnalysis",
     "dersimonian_laird",
@@ -58,11 +60,15 @@ def logit_proportion_effects(
     A continuity correction ``c`` is added to every site (Haldane-Anscombe) so a site with
     perfect sensitivity has a finite effect.
     """
-    x = np.asarray(successes, dtype=np.float64)
-    total = np.asarray(n, dtype=np.float64)
+    x = check_finite_array("successes", successes)
+    total = check_finite_array("n", n)
+    if not check_finite(correction, "correction") >= 0.0:
+        raise ValueError(f"correction must be non-negative, got {correction!r}")
     if x.shape != total.shape or (x < 0).any() or (x > total).any() or (total < 1).any():
         raise ValueError("need 0 <= successes <= n and n >= 1 for every site")
     a, b = x + correction, total - x + correction
+    if not ((a > 0).all() and (b > 0).all()):
+        raise ValueError("a site with no or all successes needs a positive correction")
     return np.log(a / b), 1.0 / a + 1.0 / b
 
 
@@ -80,14 +86,13 @@ def dersimonian_laird(
     >>> round(pooled.tau2, 4), round(pooled.i2, 3), round(pooled_proportion(pooled), 3)
     (0.1523, 0.601, 0.859)
     """
-    y = np.asarray(effects, dtype=np.float64)
-    v = np.asarray(variances, dtype=np.float64)
+    y = check_finite_array("effects", effects)
+    v = check_finite_array("variances", variances)
     if y.ndim != 1 or y.shape != v.shape or y.size < 2:
         raise ValueError("need at least two sites with one effect and one variance each")
-    if not (np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all()):
-        raise ValueError("effects must be finite and variances positive")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if not (v > 0).all():
+        raise ValueError("variances must be positive")
+    alpha = check_probability("alpha", alpha)
     w = 1.0 / v
     fixed = float((w * y).sum() / w.sum())
     q = float((w * (y - fixed) ** 2).sum())

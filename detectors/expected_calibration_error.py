@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import check_integer
 from detectors.logistic_recalibration import check_scores_and_labels
 
 __all__ = ["expected_calibration_error", "expected_calibration_error_under_calibration"]
 
 
 def _bins(p: npt.NDArray[np.float64], n_bins: int) -> npt.NDArray[np.intp]:
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be positive, got {n_bins}")
+    n_bins = check_integer("n_bins", n_bins, minimum=1)
     # bins [0, 1/B), ..., [(B-1)/B, 1]: the top edge belongs to the last bin
     return np.minimum((p * n_bins).astype(np.intp), n_bins - 1)
 
@@ -47,7 +47,8 @@ def expected_calibration_error_under_calibration(
     evidence of miscalibration beyond the estimator's small-sample bias.
     """
     p, _ = check_scores_and_labels(scores, np.zeros(np.size(scores)))
-    rng = np.random.default_rng(seed)
+    n_simulations = check_integer("n_simulations", n_simulations, minimum=1)
+    rng = np.random.default_rng(check_integer("seed", seed))
     b = _bins(p, n_bins)
     offsets = np.arange(n_simulations)[:, None] * n_bins
     index = (offsets + b[None, :]).ravel()

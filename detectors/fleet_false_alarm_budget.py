@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import check_finite, check_finite_array, check_integer
+
 __all__ = ["expected_fleet_false_alarms", "per_stream_arl0", "stream_false_alarm_probability"]
 
 Allocation = Literal["equal_alarms", "equal_arl0"]
@@ -65,14 +67,11 @@ def per_stream_arl0(
     >>> per_stream_arl0([500, 2000, 10000], 2.0, allocation="equal_arl0").round().tolist()
     [6250.0, 6250.0, 6250.0]
     """
-    n = np.asarray(cases_per_year, dtype=np.float64).ravel()
-    if n.size == 0 or not np.all(np.isfinite(n) & (n > 0)):
-        raise ValueError("cases_per_year must be a non-empty array of positive numbers")
-    if not fleet_false_alarms_per_year > 0:
-        raise ValueError(f"the budget must be positive, got {fleet_false_alarms_per_year}")
-    if detectors_per_stream < 1:
-        raise ValueError(f"detectors_per_stream must be >= 1, got {detectors_per_stream}")
-    per_detector_budget = fleet_false_alarms_per_year / detectors_per_stream
+    n = _cases_per_year(cases_per_year)
+    budget = check_finite(fleet_false_alarms_per_year, "fleet_false_alarms_per_year", positive=True)
+    per_detector_budget = budget / check_integer(
+        "detectors_per_stream", detectors_per_stream, minimum=1
+    )
     if allocation == "equal_alarms":
         arl0: npt.NDArray[np.float64] = n * n.size / per_detector_budget
     elif allocation == "equal_arl0":
@@ -80,6 +79,13 @@ def per_stream_arl0(
     else:
         raise ValueError(f"allocation must be 'equal_alarms' or 'equal_arl0', got {allocation!r}")
     return arl0
+
+
+def _cases_per_year(cases_per_year: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    n = check_finite_array("cases_per_year", cases_per_year).ravel()
+    if n.size == 0 or not np.all(n > 0):
+        raise ValueError("cases_per_year must be a non-empty array of positive numbers")
+    return n
 
 
 def expected_fleet_false_alarms(
@@ -90,8 +96,12 @@ def expected_fleet_false_alarms(
     >>> expected_fleet_false_alarms([500, 2000, 10000], [750, 3000, 15000])
     2.0
     """
-    n = np.asarray(cases_per_year, dtype=np.float64)
-    return float(detectors_per_stream * np.sum(n / np.asarray(arl0, dtype=np.float64)))
+    n = _cases_per_year(cases_per_year)
+    arl0s = check_finite_array("arl0", arl0).ravel()
+    if arl0s.size not in (1, n.size) or not np.all(arl0s > 0):
+        raise ValueError(f"arl0 must be positive, one per stream ({n.size}) or one for all")
+    detectors = check_integer("detectors_per_stream", detectors_per_stream, minimum=1)
+    return float(detectors * np.sum(n / arl0s))
 
 
 def stream_false_alarm_probability(cases_per_year: float, arl0: float) -> float:
@@ -103,4 +113,7 @@ def stream_false_alarm_probability(cases_per_year: float, arl0: float) -> float:
     >>> round(stream_false_alarm_probability(2000, 3000), 3)
     0.487
     """
-    return float(-np.expm1(-cases_per_year / arl0))
+    cases = check_finite(cases_per_year, "cases_per_year")
+    if cases < 0:
+        raise ValueError(f"cases_per_year must be non-negative, got {cases_per_year!r}")
+    return float(-np.expm1(-cases / check_finite(arl0, "arl0", positive=True)))

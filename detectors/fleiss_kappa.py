@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
+from detectors.base import check_finite_array, check_integer, check_probability
 from detectors.cohen_kappa import KappaEstimate
 
 __all__ = ["fleiss_kappa"]
@@ -57,7 +58,7 @@ def fleiss_kappa(
     >>> round(estimate.kappa, 3), round(estimate.se_null, 4)
     (0.21, 0.017)
     """
-    table = np.asarray(counts, dtype=np.float64)
+    table = check_finite_array("counts", counts)
     if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] < 2 or (table < 0).any():
         raise ValueError("counts must be an N x K table (K >= 2) of non-negative counts")
     if not np.allclose(table, np.round(table)):
@@ -65,8 +66,9 @@ def fleiss_kappa(
     raters = table.sum(axis=1)
     if not (raters == raters[0]).all() or raters[0] < 2:
         raise ValueError("every subject needs the same number of readers, at least two")
-    if not 0.0 < alpha < 1.0 or n_bootstrap < 1:
-        raise ValueError("alpha must lie in (0, 1) and n_bootstrap be positive")
+    alpha = check_probability("alpha", alpha)
+    n_bootstrap = check_integer("n_bootstrap", n_bootstrap, minimum=1)
+    seed = check_integer("seed", seed)
     n_subjects, n = table.shape[0], float(raters[0])
     agreement = ((table**2).sum(axis=1) - n) / (n * (n - 1.0))
     p = table.sum(axis=0) / (n_subjects * n)

@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import binom
 
+from detectors.base import check_finite_array, check_integer, check_probability
+
 __all__ = ["funnel_plot_limits", "site_funnel_position"]
 
 Position = Literal["below", "inside", "above"]
@@ -49,11 +51,9 @@ def funnel_plot_limits(
     >>> [round(float(v[0]), 4) for v in funnel_plot_limits(0.87, [120], coverage=0.998)]
     [0.7625, 0.9508]
     """
-    if not 0.0 < target < 1.0:
-        raise ValueError(f"target must lie in (0, 1), got {target}")
-    if not 0.0 < coverage < 1.0:
-        raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
-    cases = np.asarray(n, dtype=np.float64)
+    target = check_probability("target", target)
+    coverage = check_probability("coverage", coverage)
+    cases = check_finite_array("n", n)
     if (cases < 1).any() or not np.allclose(cases, np.round(cases)):
         raise ValueError("n must be positive integers")
     tail = (1.0 - coverage) / 2.0
@@ -78,8 +78,10 @@ def site_funnel_position(
     >>> site_funnel_position(88, 120, target=0.87)
     'below'
     """
-    if not (0 <= successes <= n and n >= 1):
-        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes}, {n}")
+    successes = check_integer("successes", successes)
+    n = check_integer("n", n, minimum=1)
+    if successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}, {n}")
     lower, upper = funnel_plot_limits(target, [n], coverage)
     proportion = successes / n
     if proportion < lower[0]:

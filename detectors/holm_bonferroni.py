@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import check_finite_array
+
 __all__ = ["holm_adjusted_p_values"]
 
 
@@ -20,8 +22,8 @@ def holm_adjusted_p_values(p_values: npt.ArrayLike) -> npt.NDArray[np.float64]:
     >>> holm_adjusted_p_values([0.01, 0.04, 0.03, 0.2]).round(3).tolist()
     [0.04, 0.09, 0.09, 0.2]
     """
-    p = np.asarray(p_values, dtype=np.float64)
-    if p.ndim != 1 or ((p < 0) | (p > 1) | ~np.isfinite(p)).any():
+    p = check_finite_array("p_values", p_values)
+    if p.ndim != 1 or ((p < 0) | (p > 1)).any():
         raise ValueError("p-values must be a 1-d array of numbers in [0, 1]")
     order = np.argsort(p, kind="stable")
     m = p.size

@@ -13,12 +13,13 @@ binned data it never exceeds the raw-data statistic.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import kstwo
+
+from detectors.base import check_finite, check_finite_array, check_integer, check_probability
 
 __all__ = ["KSResult", "binned_ks_statistic", "ks_critical_value", "ks_p_value", "ks_two_sample"]
 
@@ -36,13 +37,15 @@ class KSResult:
 
 
 def _effective_n(n_reference: int, n_recent: int) -> float:
-    if n_reference < 1 or n_recent < 1:
-        raise ValueError(f"both samples need a case, got {n_reference} and {n_recent}")
+    n_reference = check_integer("n_reference", n_reference, minimum=1)
+    n_recent = check_integer("n_recent", n_recent, minimum=1)
     return round(n_reference * n_recent / (n_reference + n_recent))
 
 
 def ks_p_value(statistic: float, n_reference: int, n_recent: int) -> float:
     """Asymptotic two-sided p-value of a two-sample KS distance."""
+    if not 0.0 <= check_finite(statistic, "statistic") <= 1.0:
+        raise ValueError(f"statistic must be a KS distance in [0, 1], got {statistic!r}")
     en = max(1, _effective_n(n_reference, n_recent))
     return float(np.clip(kstwo.sf(statistic, en), 0.0, 1.0))
 
@@ -53,8 +56,7 @@ def ks_critical_value(alpha: float, n_reference: int, n_recent: int) -> float:
     >>> round(ks_critical_value(0.05, 5000, 500), 4)
     0.0633
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    alpha = check_probability("alpha", alpha)
     en = max(1, _effective_n(n_reference, n_recent))
     return float(kstwo.isf(alpha, en))
 
@@ -77,12 +79,10 @@ def ks_two_sample(reference: npt.ArrayLike, recent: npt.ArrayLike) -> KSResult:
     >>> round(result.statistic, 3), round(result.p_value, 4)
     (0.079, 0.0137)
     """
-    a = np.sort(np.asarray(reference, dtype=np.float64).ravel())
-    b = np.sort(np.asarray(recent, dtype=np.float64).ravel())
+    a = np.sort(check_finite_array("reference", reference).ravel())
+    b = np.sort(check_finite_array("recent", recent).ravel())
     if a.size == 0 or b.size == 0:
         raise ValueError("both samples need at least one value")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("values must be finite")
     pooled = np.concatenate([a, b])
     cdf_a = np.searchsorted(a, pooled, side="right") / a.size
     cdf_b = np.searchsorted(b, pooled, side="right") / b.size
@@ -96,11 +96,11 @@ def binned_ks_statistic(reference_counts: npt.ArrayLike, recent_counts: npt.Arra
     >>> binned_ks_statistic([50, 30, 20], [20, 30, 50])
     0.3
     """
-    a = np.asarray(reference_counts, dtype=np.float64)
-    b = np.asarray(recent_counts, dtype=np.float64)
+    a = check_finite_array("reference_counts", reference_counts)
+    b = check_finite_array("recent_counts", recent_counts)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"counts must be 1-d of the same length, got {a.shape} and {b.shape}")
     if (a < 0).any() or (b < 0).any() or a.sum() <= 0 or b.sum() <= 0:
         raise ValueError("counts must be non-negative with a positive total")
     distance = np.abs(np.cumsum(a) / a.sum() - np.cumsum(b) / b.sum())
-    return float(round(distance.max(), 15)) if math.isfinite(distance.max()) else 1.0
+    return float(round(distance.max(), 15))

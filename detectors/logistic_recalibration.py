@@ -18,9 +18,20 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, logit, ndtri
 
-__all__ = ["CalibrationFit", "calibration_intercept_slope", "check_scores_and_labels"]
+from detectors.base import check_finite_array, check_probability
+
+__all__ = [
+    "CalibrationFit",
+    "calibration_intercept_slope",
+    "check_scores_and_labels",
+    "outcomes_separated",
+]
 
 _EPS = 1e-9
+_NO_FINITE_FIT = (
+    "the scores separate the outcomes (every positive scored at or above every negative, "
+    "or the reverse), so the calibration slope has no finite maximum-likelihood estimate"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +55,11 @@ def check_scores_and_labels(
     scores: npt.ArrayLike, labels: npt.ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Scores as probabilities in [0, 1] and labels as 0/1, aligned, or :class:`ValueError`."""
-    p = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels, dtype=np.float64).ravel()
+    p = check_finite_array("scores", scores).ravel()
+    y = check_finite_array("labels", labels).ravel()
     if p.shape != y.shape or p.size == 0:
         raise ValueError(f"need one label per score, got {p.size} scores and {y.size} labels")
-    if not (np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
+    if not ((p >= 0) & (p <= 1)).all():
         raise ValueError("scores must be probabilities in [0, 1]")
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("labels must be 0 or 1")
@@ -60,16 +71,32 @@ def _newton(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Logistic regression of ``y`` on the columns of ``x`` with an offset: (beta, covariance)."""
     beta = np.zeros(x.shape[1])
-    for _ in range(100):
+    try:
+        for _ in range(100):
+            mu = expit(x @ beta + offset)
+            info = (x * (mu * (1.0 - mu))[:, None]).T @ x
+            step = np.linalg.solve(info, x.T @ (y - mu))
+            beta = beta + step
+            if np.max(np.abs(step)) < 1e-12:
+                break
         mu = expit(x @ beta + offset)
         info = (x * (mu * (1.0 - mu))[:, None]).T @ x
-        step = np.linalg.solve(info, x.T @ (y - mu))
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-12:
-            break
-    mu = expit(x @ beta + offset)
-    info = (x * (mu * (1.0 - mu))[:, None]).T @ x
-    return beta, np.linalg.inv(info)
+        covariance = np.linalg.inv(info)
+    except np.linalg.LinAlgError as exc:  # fitted probabilities saturated at 0 or 1
+        raise ValueError(_NO_FINITE_FIT + " (nearly: the fit diverges)") from exc
+    if not (np.isfinite(beta).all() and np.isfinite(covariance).all()):
+        raise ValueError(_NO_FINITE_FIT + " (nearly: the fit diverges)")
+    return beta, covariance
+
+
+def outcomes_separated(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.float64]) -> bool:
+    """Whether the scores' order separates the outcomes (completely or with ties at the
+    boundary): logistic regression on them then has no finite maximum-likelihood estimate."""
+    clipped = np.clip(scores, _EPS, 1.0 - _EPS)  # as fitted: the clip can make ties
+    positives, negatives = clipped[labels == 1.0], clipped[labels == 0.0]
+    if positives.size == 0 or negatives.size == 0:
+        return True
+    return bool(positives.min() >= negatives.max() or negatives.min() >= positives.max())
 
 
 def calibration_intercept_slope(
@@ -78,7 +105,9 @@ def calibration_intercept_slope(
     """Calibration-in-the-large and slope of predicted probabilities against outcomes.
 
     Scores are clipped to ``[1e-9, 1 - 1e-9]`` before the logit. Needs both outcomes
-    among the labels (otherwise the fit does not exist).
+    among the labels, and scores that do not separate them (every positive scored at or
+    above every negative): otherwise the maximum-likelihood fit does not exist and
+    :class:`ValueError` says so.
 
     Examples
     --------
@@ -95,8 +124,9 @@ def calibration_intercept_slope(
     p, y = check_scores_and_labels(scores, labels)
     if y.min() == y.max():
         raise ValueError("calibration needs both outcomes among the labels")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    alpha = check_probability("alpha", alpha)
+    if outcomes_separated(p, y):
+        raise ValueError(_NO_FINITE_FIT)
     lp = logit(np.clip(p, _EPS, 1.0 - _EPS))
     z = float(ndtri(1.0 - alpha / 2.0))
     ones = np.ones((p.size, 1))

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
-from detectors.base import Detector, DetectorResult, check_finite
+from detectors.base import Detector, DetectorResult, check_finite, check_integer
 
 __all__ = [
     "NormalCUSUM",
@@ -93,9 +93,18 @@ def siegmund_arl(shift: float, k: float, h: float, side: Side = "both") -> float
     >>> round(siegmund_arl(0.0, 0.5, 4.0, side="upper"), 1)
     338.1
     """
+    shift, k, h = _check_chart(shift, k, h)
     upper = _siegmund_one_sided(shift - k, h)
     lower = _siegmund_one_sided(-shift - k, h)
     return _combine(upper, lower, side)
+
+
+def _check_chart(shift: float, k: float, h: float) -> tuple[float, float, float]:
+    """``(shift, k, h)`` as finite floats with ``k >= 0`` and ``h > 0``, or ValueError."""
+    shift, k, h = check_finite(shift, "shift"), check_finite(k, "k"), check_finite(h, "h")
+    if k < 0 or h <= 0:
+        raise ValueError(f"need k >= 0 and h > 0, got k={k}, h={h}")
+    return shift, k, h
 
 
 def _combine(upper: float, lower: float, side: Side) -> float:
@@ -140,8 +149,9 @@ def normal_cusum_arl(
     >>> [round(normal_cusum_arl(d, 0.5, 4.0), 2) for d in (0.0, 0.5, 1.0, 2.0)]
     [167.68, 26.63, 8.38, 3.34]
     """
-    if not (k >= 0 and h > 0 and math.isfinite(shift)):
-        raise ValueError(f"need k >= 0, h > 0 and a finite shift; got k={k}, h={h}, shift={shift}")
+    shift, k, h = _check_chart(shift, k, h)
+    if n is not None:
+        n = check_integer("n", n, minimum=2)
     if method == "siegmund":
         return siegmund_arl(shift, k, h, side)
     if method == "integral":
@@ -163,8 +173,11 @@ def normal_cusum_threshold(arl0: float, k: float = 0.5, side: Side = "both") -> 
     >>> round(normal_cusum_threshold(370.4, k=0.5), 3)
     4.775
     """
-    if not arl0 > 1:
+    # an infinite arl0 would double h forever
+    if not check_finite(arl0, "arl0") > 1:
         raise ValueError(f"arl0 must exceed 1, got {arl0}")
+    if check_finite(k, "k") < 0:
+        raise ValueError(f"need k >= 0, got k={k}")
 
     def gap(h: float) -> float:
         return math.log(normal_cusum_arl(0.0, k, h, side)) - math.log(arl0)
@@ -242,14 +255,9 @@ class NormalCUSUM(Detector):
     def __init__(
         self, target: float, sigma: float, k: float = 0.5, h: float = 5.0, side: Side = "both"
     ) -> None:
-        self.target = check_finite(target)
-        self.sigma = check_finite(sigma)
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        self.k = check_finite(k)
-        self.h = check_finite(h)
-        if self.k < 0 or self.h <= 0:
-            raise ValueError(f"need k >= 0 and h > 0, got k={k}, h={h}")
+        self.target = check_finite(target, "target")
+        self.sigma = check_finite(sigma, "sigma", positive=True)
+        _, self.k, self.h = _check_chart(0.0, k, h)
         if side not in ("both", "upper", "lower"):
             raise ValueError(f"side must be 'both', 'upper' or 'lower', got {side!r}")
         self.side: Side = side
@@ -318,10 +326,23 @@ class NormalCUSUM(Detector):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         upper, lower = float(state["upper"]), float(state["lower"])
-        if not (math.isfinite(upper) and math.isfinite(lower) and upper >= 0 and lower >= 0):
-            raise ValueError(f"CUSUMs must be finite and non-negative: {upper}, {lower}")
+        # a side above h has signalled and restarted; an unmonitored side stays at 0
+        if not (0.0 <= upper <= self.h and 0.0 <= lower <= self.h):
+            raise ValueError(f"CUSUMs must lie in [0, h={self.h}]: {upper}, {lower}")
+        if (self.side == "lower" and upper > 0) or (self.side == "upper" and lower > 0):
+            raise ValueError(f"the side not monitored ({self.side!r} chart) must be 0")
         counts = [state[key] for key in ("n_cases", "n_up", "n_down", "run_up", "run_down")]
-        if not all(isinstance(c, int) and c >= 0 for c in counts):
+        if not all(type(c) is int and c >= 0 for c in counts):
             raise ValueError(f"counts must be non-negative integers: {counts}")
+        n_cases, n_up, n_down, run_up, run_down = counts
+        consistent = (
+            n_up + n_down <= n_cases
+            and run_up <= n_cases
+            and run_down <= n_cases
+            and (upper > 0) == (run_up > 0)
+            and (lower > 0) == (run_down > 0)
+        )
+        if not consistent:
+            raise ValueError(f"inconsistent counts: {counts}")
         self._upper, self._lower = upper, lower
         self._n_cases, self._n_up, self._n_down, self._run_up, self._run_down = counts

@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
+from detectors.base import check_finite, check_finite_array, check_integer
+
 __all__ = ["population_stability_index", "psi_p_value"]
 
 
@@ -39,12 +41,13 @@ def population_stability_index(
     >>> round(population_stability_index([500, 300, 200], [300, 300, 400]), 4)
     0.2401
     """
-    q = np.asarray(reference_counts, dtype=np.float64)
-    r = np.asarray(recent_counts, dtype=np.float64)
+    q = check_finite_array("reference_counts", reference_counts)
+    r = check_finite_array("recent_counts", recent_counts)
     if q.shape != r.shape or q.ndim != 1 or q.size < 2:
         raise ValueError(f"need two aligned 1-d histograms of >= 2 bins, got {q.shape}, {r.shape}")
-    if (q < 0).any() or (r < 0).any() or not (np.isfinite(q).all() and np.isfinite(r).all()):
-        raise ValueError("counts must be finite and non-negative")
+    if (q < 0).any() or (r < 0).any():
+        raise ValueError("counts must be non-negative")
+    pseudo_count = check_finite(pseudo_count, "pseudo_count")
     if pseudo_count < 0 or (pseudo_count == 0 and ((q == 0).any() or (r == 0).any())):
         raise ValueError("empty bins need a positive pseudo_count")
     q = (q + pseudo_count) / (q + pseudo_count).sum()
@@ -58,7 +61,10 @@ def psi_p_value(psi: float, n_reference: int, n_recent: int, n_bins: int) -> flo
     >>> round(psi_p_value(0.02, 5000, 500, 10), 4)
     0.4289
     """
-    if n_reference < 1 or n_recent < 1 or n_bins < 2:
-        raise ValueError("need cases in both samples and at least two bins")
+    if not check_finite(psi, "psi") >= 0.0:
+        raise ValueError(f"psi must be non-negative, got {psi!r}")
+    n_reference = check_integer("n_reference", n_reference, minimum=1)
+    n_recent = check_integer("n_recent", n_recent, minimum=1)
+    n_bins = check_integer("n_bins", n_bins, minimum=2)
     scaled = psi / (1.0 / n_reference + 1.0 / n_recent)
     return float(chi2.sf(scaled, n_bins - 1))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import check_finite, check_finite_array, check_integer, check_probability
+
 __all__ = [
     "PriorShift",
     "adjust_to_prevalence",
@@ -51,20 +53,10 @@ class PriorShift:
     converged: bool
 
 
-def _check_prevalence(name: str, value: float) -> float:
-    if not (isinstance(value, int | float) and not isinstance(value, bool)):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
-    return float(value)
-
-
 def _check_scores(scores: npt.ArrayLike) -> FloatArray:
-    p = np.asarray(scores, dtype=np.float64).ravel()
+    p = check_finite_array("scores", scores).ravel()
     if p.size == 0:
         raise ValueError("scores must not be empty")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("scores must be finite")
     if np.any((p < 0.0) | (p > 1.0)):
         raise ValueError("scores must be calibrated probabilities in [0, 1]")
     return p
@@ -73,11 +65,11 @@ def _check_scores(scores: npt.ArrayLike) -> FloatArray:
 def _check_weights(weights: npt.ArrayLike | None, size: int) -> FloatArray:
     if weights is None:
         return np.ones(size)
-    w = np.asarray(weights, dtype=np.float64).ravel()
+    w = check_finite_array("weights", weights).ravel()
     if w.shape != (size,):
         raise ValueError(f"weights need one value per score ({size}), got {w.size}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0.0):
-        raise ValueError("weights must be finite and non-negative")
+    if np.any(w < 0.0):
+        raise ValueError("weights must be non-negative")
     if not w.sum() > 0.0:
         raise ValueError("weights must not all be zero")
     return w
@@ -108,9 +100,8 @@ def adjust_to_prevalence(
     array([0.02702703, 0.2       , 0.69230769])
     """
     p = _check_scores(scores)
-    reference = _check_prevalence("reference_prevalence", reference_prevalence)
-    if not (isinstance(prevalence, int | float) and 0.0 <= prevalence <= 1.0):
-        raise ValueError(f"prevalence must lie in [0, 1], got {prevalence!r}")
+    reference = check_probability("reference_prevalence", reference_prevalence)
+    prevalence = check_probability("prevalence", prevalence, open_interval=False)
     return _adjust(p, reference, float(prevalence))
 
 
@@ -123,9 +114,8 @@ def adjusted_posterior_slope(
     the delta method needs it to carry an estimated prevalence's error into the metrics.
     """
     p = _check_scores(scores)
-    reference = _check_prevalence("reference_prevalence", reference_prevalence)
-    if not (isinstance(prevalence, int | float) and 0.0 <= prevalence <= 1.0):
-        raise ValueError(f"prevalence must lie in [0, 1], got {prevalence!r}")
+    reference = check_probability("reference_prevalence", reference_prevalence)
+    prevalence = check_probability("prevalence", prevalence, open_interval=False)
     return _slope(p, reference, float(prevalence))
 
 
@@ -174,12 +164,10 @@ def estimate_prevalence(
     (0.098, True)
     """
     p = _check_scores(scores)
-    reference = _check_prevalence("reference_prevalence", reference_prevalence)
+    reference = check_probability("reference_prevalence", reference_prevalence)
     w = _check_weights(weights, p.size)
-    if not (isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= 1):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0.0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    max_iter = check_integer("max_iter", max_iter, minimum=1)
+    tol = check_finite(tol, "tol", positive=True)
     w = w / w.sum()
     prevalence = reference
     for iteration in range(1, max_iter + 1):
@@ -206,10 +194,9 @@ def prevalence_standard_error(
     is not identified), ``nan`` on the boundary 0 or 1 where the linearisation fails.
     """
     p = _check_scores(scores)
-    reference = _check_prevalence("reference_prevalence", reference_prevalence)
+    reference = check_probability("reference_prevalence", reference_prevalence)
     w = _check_weights(weights, p.size)
-    if not (isinstance(prevalence, int | float) and 0.0 <= prevalence <= 1.0):
-        raise ValueError(f"prevalence must lie in [0, 1], got {prevalence!r}")
+    prevalence = check_probability("prevalence", prevalence, open_interval=False)
     if prevalence in (0.0, 1.0):
         return math.nan
     q = _adjust(p, reference, float(prevalence))

@@ -11,16 +11,18 @@ import math
 
 from scipy.special import betaincinv, ndtri
 
+from detectors.base import check_integer, check_probability
+
 __all__ = ["clopper_pearson_interval", "wilson_interval"]
 
 
-def _check(successes: int, n: int, alpha: float) -> None:
-    if not (isinstance(successes, int) and isinstance(n, int)):
-        raise ValueError(f"successes and n must be integers, got {successes!r}, {n!r}")
-    if n < 1 or not 0 <= successes <= n:
-        raise ValueError(f"need n >= 1 and 0 <= successes <= n, got {successes}, {n}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+def _check(successes: int, n: int, alpha: float) -> tuple[int, int, float]:
+    """``(successes, n, alpha)`` as Python numbers (numpy integers accepted), or ValueError."""
+    successes = check_integer("successes", successes)
+    n = check_integer("n", n, minimum=1)
+    if successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}, {n}")
+    return successes, n, check_probability("alpha", alpha)
 
 
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -29,7 +31,7 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     >>> [round(v, 4) for v in wilson_interval(87, 100)]
     [0.7902, 0.9224]
     """
-    _check(successes, n, alpha)
+    successes, n, alpha = _check(successes, n, alpha)
     z = float(ndtri(1.0 - alpha / 2.0))
     p_hat = successes / n
     denominator = 1.0 + z * z / n
@@ -44,7 +46,7 @@ def clopper_pearson_interval(successes: int, n: int, alpha: float = 0.05) -> tup
     >>> [round(v, 4) for v in clopper_pearson_interval(87, 100)]
     [0.788, 0.9289]
     """
-    _check(successes, n, alpha)
+    successes, n, alpha = _check(successes, n, alpha)
     lower = 0.0 if successes == 0 else float(betaincinv(successes, n - successes + 1, alpha / 2))
     upper = (
         1.0 if successes == n else float(betaincinv(successes + 1, n - successes, 1 - alpha / 2))

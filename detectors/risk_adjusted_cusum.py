@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Detector, DetectorResult, check_binary
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_binary,
+    check_finite,
+    check_finite_array,
+    check_integer,
+)
 
 __all__ = ["RiskAdjustedCUSUM", "risk_adjusted_cusum_arl"]
 
@@ -57,11 +64,12 @@ def risk_adjusted_cusum_arl(
     >>> round(risk_adjusted_cusum_arl(risks, odds_ratio=2.0, h=2.0))
     188
     """
-    r = np.asarray(risks, dtype=np.float64).ravel()
+    r = check_finite_array("risks", risks).ravel()
     if r.size == 0 or not np.all((r >= 0) & (r <= 1)):
         raise ValueError("risks must be a non-empty array of probabilities")
-    if not (odds_ratio > 0 and odds_ratio != null_odds_ratio and h > 0 and true_odds_ratio > 0):
-        raise ValueError("need positive odds ratios with odds_ratio != null_odds_ratio, h > 0")
+    odds_ratio, h, null_odds_ratio = _check_design(odds_ratio, h, null_odds_ratio)
+    true_odds_ratio = check_finite(true_odds_ratio, "true_odds_ratio", positive=True)
+    n_states = check_integer("n_states", n_states, minimum=2)
     values, counts = np.unique(r, return_counts=True)
     weights = counts / counts.sum()
     p_event = true_odds_ratio * values / (1.0 - values + true_odds_ratio * values)
@@ -78,6 +86,18 @@ def risk_adjusted_cusum_arl(
         np.add.at(q, (rows[inside], cell[inside]), mass[inside])
     arl = np.linalg.solve(np.eye(n_states) - q, np.ones(n_states))
     return float(arl[0])
+
+
+def _check_design(
+    odds_ratio: float, h: float, null_odds_ratio: float
+) -> tuple[float, float, float]:
+    """``(odds_ratio, h, null_odds_ratio)`` as positive finite floats, the odds ratios differing."""
+    odds_ratio = check_finite(odds_ratio, "odds_ratio", positive=True)
+    h = check_finite(h, "h", positive=True)
+    null_odds_ratio = check_finite(null_odds_ratio, "null_odds_ratio", positive=True)
+    if odds_ratio == null_odds_ratio:
+        raise ValueError(f"odds_ratio must differ from null_odds_ratio, both are {odds_ratio}")
+    return odds_ratio, h, null_odds_ratio
 
 
 class RiskAdjustedCUSUM(Detector):
@@ -141,15 +161,9 @@ class RiskAdjustedCUSUM(Detector):
     def __init__(
         self, odds_ratio: float = 2.0, h: float = 4.5, null_odds_ratio: float = 1.0
     ) -> None:
-        ok = all(math.isfinite(v) and v > 0 for v in (odds_ratio, h, null_odds_ratio))
-        if not ok or odds_ratio == null_odds_ratio:
-            raise ValueError(
-                f"need positive finite odds ratios that differ and h > 0, got "
-                f"odds_ratio={odds_ratio}, null_odds_ratio={null_odds_ratio}, h={h}"
-            )
-        self.odds_ratio = float(odds_ratio)
-        self.h = float(h)
-        self.null_odds_ratio = float(null_odds_ratio)
+        self.odds_ratio, self.h, self.null_odds_ratio = _check_design(
+            odds_ratio, h, null_odds_ratio
+        )
         self._log_ratio = math.log(self.odds_ratio / self.null_odds_ratio)
         self.reset()
 
@@ -204,9 +218,13 @@ class RiskAdjustedCUSUM(Detector):
     def _load_state(self, state: Mapping[str, Any]) -> None:
         s = float(state["s"])
         counts = [state[key] for key in ("n_cases", "n_events", "run_length")]
-        if not (math.isfinite(s) and s >= 0):
-            raise ValueError(f"statistic must be finite and non-negative, got {s}")
-        if not all(isinstance(c, int) and c >= 0 for c in counts):
+        # a chart at its threshold has signalled and restarted
+        if not 0.0 <= s < self.h:
+            raise ValueError(f"statistic must lie in [0, h={self.h}), got {s}")
+        if not all(type(c) is int and c >= 0 for c in counts):
             raise ValueError(f"counts must be non-negative integers: {counts}")
+        n_cases, n_events, run_length = counts
+        if not (n_events <= n_cases and run_length <= n_cases and (s > 0) == (run_length > 0)):
+            raise ValueError(f"inconsistent counts: {counts}")
         self._s = s
         self._n_cases, self._n_events, self._run_length = counts

@@ -40,6 +40,8 @@ import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
+from detectors.base import check_finite_array, check_probability
+
 __all__ = [
     "AUCComparison",
     "AUCEstimate",
@@ -113,12 +115,15 @@ def _as_labels(y_true: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     return positive
 
 
-def _as_scores(y_scores: Sequence[npt.ArrayLike], n: int) -> npt.NDArray[np.float64]:
-    scores = np.atleast_2d(np.asarray(y_scores, dtype=np.float64))
+def _as_scores(
+    y_scores: Sequence[npt.ArrayLike], n: int, names: Sequence[str] = ()
+) -> npt.NDArray[np.float64]:
+    """The score sets stacked, each checked finite under its argument's name."""
+    names = [*names, *(f"y_scores[{i}]" for i in range(len(names), len(y_scores)))]
+    checked = [check_finite_array(name, s) for name, s in zip(names, y_scores, strict=False)]
+    scores = np.atleast_2d(np.asarray(checked, dtype=np.float64))
     if scores.ndim != 2 or scores.shape[1] != n:
         raise ValueError(f"each score set must have one score per case ({n}), got {scores.shape}")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores must be finite numbers")
     return scores
 
 
@@ -191,7 +196,7 @@ def roc_auc(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
         raise ValueError("y_true must be one-dimensional with both positives and negatives")
     if not np.isin(np.asarray(y_true), (0, 1)).all():
         raise ValueError("y_true must hold only 0 (negative) and 1 (positive)")
-    scores = _as_scores([y_score], positive.size)[0]
+    scores = _as_scores([y_score], positive.size, ["y_score"])[0]
     m = int(positive.sum())
     n = positive.size - m
     ranks = rankdata(scores)
@@ -199,9 +204,7 @@ def roc_auc(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
 
 
 def _check_alpha(alpha: float) -> float:
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    return float(alpha)
+    return check_probability("alpha", alpha)
 
 
 def roc_auc_ci(
@@ -249,6 +252,7 @@ def roc_auc_ci(
     if method not in ("logit", "normal"):
         raise ValueError(f"method must be 'logit' or 'normal', got {method!r}")
     positive = _as_labels(y_true)
+    _as_scores([y_score], positive.size, ["y_score"])
     aucs, cov = delong_covariance(positive.astype(np.int8), y_score)
     auc = float(aucs[0])
     variance = max(float(cov[0, 0]), 0.0)
@@ -322,6 +326,7 @@ def delong_test(
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be two-sided, greater or less, got {alternative!r}")
     positive = _as_labels(y_true)
+    _as_scores([y_score_a, y_score_b], positive.size, ["y_score_a", "y_score_b"])
     aucs, cov = delong_covariance(positive.astype(np.int8), y_score_a, y_score_b)
     auc_a, auc_b = float(aucs[0]), float(aucs[1])
     difference = auc_a - auc_b

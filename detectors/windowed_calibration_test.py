@@ -6,9 +6,12 @@ expected number of positives has mean 0 and variance ``sum p (1 - p)``, and
 
     z = sum (y - p) / sqrt(sum p (1 - p))
 
-is approximately standard normal. Each window is tested two-sided at ``window / arl0``, so
-the in-control ARL is at least ``arl0`` cases (see :mod:`detectors.windowed_ks_drift` for
-the argument).
+is approximately standard normal. A score of exactly 0 or 1 enters the variance as if it were
+:data:`SCORE_FLOOR` inside [0, 1]: a calibrated score of exactly 0 never comes with a positive
+label, so such a case is the strongest evidence of miscalibration there is, and with no
+variance at all it would otherwise count for nothing (``z = 0``). Each window is tested
+two-sided at ``window / arl0``, so the in-control ARL is at least ``arl0`` cases (see
+:mod:`detectors.windowed_ks_drift` for the argument).
 
 This is also the check of the one assumption of label-free performance estimation
 (:mod:`detectors.windowed_performance_estimate`, CBPE): its estimates are only as good as
@@ -30,6 +33,7 @@ from scipy.special import ndtri
 from detectors.base import (
     Detector,
     DetectorResult,
+    StateError,
     check_binary,
     check_window,
     dump_window_state,
@@ -37,7 +41,13 @@ from detectors.base import (
     window_result,
 )
 
-__all__ = ["CalibrationInTheLarge", "WindowedCalibrationTest"]
+__all__ = ["SCORE_FLOOR", "CalibrationInTheLarge", "WindowedCalibrationTest"]
+
+SCORE_FLOOR = 1e-6
+"""Distance from 0 and 1 at which a score enters the variance ``p (1 - p)``: devices round
+their outputs (a float32 sigmoid is exactly 1.0 beyond a logit of about 17), and a
+calibrated score of one in a million is already "never"."""
+_FLOOR_VARIANCE = SCORE_FLOOR * (1.0 - SCORE_FLOOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +60,7 @@ class CalibrationInTheLarge:
     expected_rate: float
     """Mean score of the window's cases."""
     z: float
-    """``sum (y - p) / sqrt(sum p (1 - p))``; 0 when every score is exactly 0 or 1."""
+    """``sum (y - p) / sqrt(sum p (1 - p))``, scores kept :data:`SCORE_FLOOR` inside [0, 1]."""
 
 
 def _z(n_events: int, expected: float, variance: float) -> float:
@@ -75,13 +85,13 @@ class WindowedCalibrationTest(Detector):
     otherwise; ``risk`` is required and is the case's score (its predicted probability of
     a positive label).
 
-    ``statistic`` is ``|z|`` of the last completed window (0 before the first, or when
-    the window's scores had no variance, i.e. all exactly 0 or 1: the test is undefined
-    there); ``threshold`` is the
-    two-sided normal critical value at ``window / arl0``; the detector fires only on a
-    window's last case, then starts the next window. ``n_cases`` counts the window's
-    cases and ``n_events`` its positive labels. :meth:`last_window` gives the last
-    completed window's observed and expected rate and signed ``z``.
+    ``statistic`` is ``|z|`` of the last completed window (0 before the first); a window of
+    scores all exactly 0 or 1 gives nearly 0 when every label agrees with its score and a
+    very large ``|z|`` when one does not. ``threshold`` is the two-sided normal critical
+    value at ``window / arl0``; the detector fires only on a window's last case, then starts
+    the next window. ``n_cases`` counts the window's cases and ``n_events`` its positive
+    labels. :meth:`last_window` gives the last completed window's observed and expected
+    rate and signed ``z``.
 
     Memory: four numbers for the current window and three for the last completed one:
     about 410 bytes per instance in process (``detectors.base.state_size_bytes``), about
@@ -148,7 +158,7 @@ class WindowedCalibrationTest(Detector):
         self._n_cases += 1
         self._n_events += label
         self._sums[0] += score
-        self._sums[1] += score * (1.0 - score)
+        self._sums[1] += max(score * (1.0 - score), _FLOOR_VARIANCE)
         n_cases, n_events, fired = self._n_cases, self._n_events, False
         if n_cases == self.window:
             self._last_statistic = abs(_z(n_events, *self._sums))
@@ -185,6 +195,23 @@ class WindowedCalibrationTest(Detector):
     def _dump_state(self) -> dict[str, Any]:
         return dump_window_state(self._n_cases, self._n_events, self._sums, self._last)
 
+    @classmethod
+    def _upgrade_state(
+        cls, version: int, settings: Mapping[str, Any], running: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Version 1 summed ``p (1 - p)`` without the floor. The open window's sum is raised
+        to at least the floor of each of its cases: exact when none or all of its scores lay
+        within :data:`SCORE_FLOOR` of 0 or 1, off by less than that per case otherwise. The
+        last window's test already ran and keeps the statistic it had."""
+        current = running.get("open")
+        if not (isinstance(current, list) and len(current) == 4):
+            raise StateError(f"version-1 open must be [n_cases, n_events, 2 sums]: {current!r}")
+        n_cases, n_events, expected, variance = current
+        if not (isinstance(n_cases, int) and isinstance(variance, int | float)):
+            raise StateError(f"version-1 open window is malformed: {current!r}")
+        floored = max(float(variance), n_cases * _FLOOR_VARIANCE)
+        return {**running, "open": [n_cases, n_events, expected, floored]}
+
     def _load_state(self, state: Mapping[str, Any]) -> None:
         n_cases, n_events, sums, last = load_window_state(state, self.window, 2, _checked_sums)
         self._n_cases, self._n_events, self._sums, self._last = n_cases, n_events, sums, last
@@ -199,12 +226,14 @@ def _checked_sums(n_cases: int, n_events: Any, sums: list[Any]) -> list[float]:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in sums):
         raise ValueError(f"sums must be numbers, got {sums!r}")
     expected, variance = (float(v) for v in sums)
+    # p (1 - p) <= min(p, 1 - p); the floor adds at most its own term per case, rounding less
+    slack = n_cases * _FLOOR_VARIANCE + 1e-9 * n_cases
     ok = (
         0 <= n_events <= n_cases
         and math.isfinite(expected)
         and math.isfinite(variance)
         and 0.0 <= expected <= n_cases
-        and 0.0 <= variance <= 0.25 * n_cases
+        and 0.0 <= variance <= min(0.25 * n_cases, expected + slack, n_cases - expected + slack)
     )
     if not ok:
         raise ValueError(f"inconsistent window sums for {n_cases} cases: {n_events}, {sums}")

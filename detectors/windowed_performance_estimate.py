@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +62,7 @@ from detectors.base import (
     Detector,
     DetectorResult,
     check_finite,
+    check_probability,
     check_window,
     dump_window_state,
     load_window_state,
@@ -203,21 +205,13 @@ class WindowedPerformanceEstimate(Detector):
         if metric not in _METRICS:
             raise ValueError(f"metric must be 'sensitivity' or 'specificity', got {metric!r}")
         self.metric: Literal["sensitivity", "specificity"] = metric
-        if not (isinstance(claimed, int | float) and 0.0 < claimed < 1.0):
-            raise ValueError(f"claimed must lie in (0, 1), got {claimed!r}")
-        self.claimed = float(claimed)
+        self.claimed = check_probability("claimed", claimed)
         self.window, self.arl0 = check_window(window, arl0)
         self._critical = float(ndtri(1.0 - self.window / self.arl0))
-        if reference_prevalence is not None and not (
-            isinstance(reference_prevalence, int | float)
-            and not isinstance(reference_prevalence, bool)
-            and 0.0 < reference_prevalence < 1.0
-        ):
-            raise ValueError(
-                f"reference_prevalence must be None or lie in (0, 1), got {reference_prevalence!r}"
-            )
         self.reference_prevalence = (
-            None if reference_prevalence is None else float(reference_prevalence)
+            None
+            if reference_prevalence is None
+            else check_probability("reference_prevalence", reference_prevalence)
         )
         self.reset()
 
@@ -292,7 +286,7 @@ class WindowedPerformanceEstimate(Detector):
                 "WindowedPerformanceEstimate.update needs the device's decision as "
                 "risk=1.0 (called positive) or risk=0.0 (called negative)"
             )
-        if not (isinstance(risk, int | float) and risk in (0, 1)):
+        if not (isinstance(risk, Real | np.bool_) and risk in (0, 1)):
             raise ValueError(
                 f"risk must be the device's decision, 1.0 (called positive) or 0.0 "
                 f"(called negative), got {risk!r}"

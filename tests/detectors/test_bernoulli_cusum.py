@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from detectors import (
     bernoulli_cusum_arl1,
     bernoulli_cusum_threshold,
 )
+from detectors.base import StateError
 from detectors.bernoulli_cusum import bernoulli_cusum_gamma
 
 
@@ -159,3 +161,62 @@ def test_golden_detection_indices_on_a_seeded_sensitivity_drop() -> None:
 # 442 is a false alarm: P(run length <= 442) is about 8 % at ARL0 = 5,000
 GOLDEN_FIRED = [442, 4122, 4311, 4443, 4605, 4783, 4904, 4946, 5007, 5156, 5235, 5357, 5466, 5609]
 GOLDEN_FIRED += [5701, 5830, 5859, 5945]
+
+
+def test_a_restored_state_at_its_threshold_is_refused() -> None:
+    state = BernoulliCUSUM(p0=0.128, p1=0.20, h=3.0, resolution=100).to_state()
+    state["state"].update(s=204, n_cases=10, n_events=10, run_length=10)  # h = 204 / 68
+    with pytest.raises(StateError, match="below the threshold"):
+        BernoulliCUSUM.from_state(state)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"s": 0, "n_cases": 5, "n_events": 6, "run_length": 0},  # more events than cases
+        {"s": 57, "n_cases": 5, "n_events": 1, "run_length": 6},  # a run longer than the cases
+        {"s": 57, "n_cases": 5, "n_events": 1, "run_length": 0},  # above the floor, no run
+        {"s": 120, "n_cases": 5, "n_events": 1, "run_length": 5},  # more than one event lifts
+        {"s": True, "n_cases": 5, "n_events": 1, "run_length": 1},
+    ],
+)
+def test_a_restored_state_with_inconsistent_counts_is_refused(counts: dict[str, int]) -> None:
+    state = BernoulliCUSUM(p0=0.128, p1=0.20, h=3.0, resolution=100).to_state()
+    state["state"] = counts
+    with pytest.raises(StateError):
+        BernoulliCUSUM.from_state(state)
+
+
+@pytest.mark.parametrize(("claimed", "detect"), [(0.999999, 0.99999), (0.9999, 0.999)])
+def test_a_claim_too_extreme_for_the_resolution_is_refused_naming_why(
+    claimed: float, detect: float
+) -> None:
+    with pytest.raises(ValueError, match=r"p0=.* and p1=.* are too extreme for resolution=1000"):
+        BernoulliCUSUM.for_sensitivity(claimed, detect, arl0=5000, resolution=1000)
+
+
+def test_a_gamma_rounded_by_more_than_the_tolerance_is_refused() -> None:
+    # gamma = 0.0724 rounds to 1/10 at resolution 10: a chart tuned to another shift
+    with pytest.raises(ValueError, match="too extreme for resolution=10"):
+        bernoulli_cusum_gamma(0.05, 0.10, resolution=10)
+    assert bernoulli_cusum_gamma(0.05, 0.10, resolution=1000) == Fraction(50, 691)
+
+
+@pytest.mark.parametrize("claimed", [0.872, 0.907, 0.95])
+def test_usual_claims_still_design_charts_at_the_default_resolution(claimed: float) -> None:
+    chart = BernoulliCUSUM(p0=1 - claimed, p1=1 - (claimed - 0.07), h=4.0)
+    gamma = math.log(claimed / (claimed - 0.07)) / math.log(
+        (1 - (claimed - 0.07)) * claimed / ((1 - claimed) * (claimed - 0.07))
+    )
+    assert float(chart.gamma) == pytest.approx(gamma, rel=1e-3)
+
+
+def test_a_version_1_chart_whose_gamma_was_clamped_is_refused_saying_why() -> None:
+    state = {
+        "schema_version": 1,
+        "detector": "BernoulliCUSUM",
+        "settings": {"p0": 1e-6, "p1": 1e-5, "h": 3.0, "resolution": 1000},
+        "state": {"s": 0, "n_cases": 0, "n_events": 0, "run_length": 0},
+    }
+    with pytest.raises(StateError, match="too extreme for resolution=1000"):
+        BernoulliCUSUM.from_state(state)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detectors import BetaBinomialConfidenceSequence, wilson_interval
+from detectors import BetaBinomialConfidenceSequence, StateError, wilson_interval
 from detectors.beta_binomial_confidence_sequence import beta_binomial_log_evidence
 
 CLAIMED_MISS_RATE = 1 - 0.872
@@ -146,3 +146,20 @@ def test_the_two_sided_evidence_grows_in_expectation_below_the_claimed_rate() ->
 def test_the_one_sided_test_stays_finite_far_below_the_acceptable_rate() -> None:
     result = _evidence_after(0, 20_000, "greater")[0].update(0)
     assert math.isfinite(result.statistic) and not result.fired
+
+
+@pytest.mark.parametrize(
+    "running",
+    [
+        {"n_cases": 100, "n_events": 60, "run_length": 100, "rejected": False},  # past 1/alpha
+        {"n_cases": 10, "n_events": 1, "run_length": 5, "rejected": False},  # run, no excess
+        {"n_cases": 10, "n_events": 2, "run_length": 11, "rejected": False},
+        {"n_cases": True, "n_events": 0, "run_length": 0, "rejected": False},
+    ],
+)
+def test_a_restored_state_inconsistent_with_its_evidence_is_refused(
+    running: dict[str, object],
+) -> None:
+    designed = BetaBinomialConfidenceSequence(0.182, 0.05, alternative="greater").to_state()
+    with pytest.raises(StateError):
+        BetaBinomialConfidenceSequence.from_state({**designed, "state": running})

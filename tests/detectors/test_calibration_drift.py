@@ -91,3 +91,16 @@ def test_a_window_with_a_single_outcome_has_no_fit_but_no_crash() -> None:
 def test_scores_outside_zero_one_are_rejected() -> None:
     with pytest.raises(ValueError):
         expected_calibration_error([0.2, 1.2], [0, 1])
+
+
+def test_scores_that_separate_the_outcomes_have_no_finite_slope_and_say_so() -> None:
+    scores = np.random.default_rng(0).random(50)
+    with pytest.raises(ValueError, match="no finite maximum-likelihood estimate"):
+        calibration_intercept_slope(scores, scores > 0.5)
+
+
+def test_a_window_whose_scores_separate_the_outcomes_has_no_fit() -> None:
+    scores, labels = _cases(4, 300)
+    separated = np.concatenate([scores, np.linspace(0.1, 0.9, 100)])
+    windows = calibration_over_windows(separated, np.r_[labels, np.arange(100) >= 50], 100)
+    assert [w.fit is None for w in windows] == [False, False, False, True]

@@ -69,6 +69,29 @@ def test_from_state_rejects_unknown_schema_version(detector_case: Any) -> None:
         Detector.from_state(state)
 
 
+def test_a_version_1_state_restores_and_continues_as_the_release_before_ran_it(
+    detector_case: Any,
+) -> None:
+    cases = detector_case.cases(np.random.default_rng(11), 1200)
+    original = detector_case.make()
+    feed(original, cases[:700])
+    state = json.loads(json.dumps(original.to_state()))
+    state["schema_version"] = 1
+    restored = Detector.from_state(state)
+    assert restored.to_state()["schema_version"] == SCHEMA_VERSION == 2
+    assert feed(restored, cases[700:]) == feed(original, cases[700:])
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 0, None])
+def test_from_state_rejects_a_schema_version_that_is_not_a_known_integer(
+    detector_case: Any, version: Any
+) -> None:
+    state = detector_case.make().to_state()
+    state["schema_version"] = version
+    with pytest.raises(StateError, match="schema_version"):
+        Detector.from_state(state)
+
+
 def test_from_state_rejects_malformed_running_state(detector_case: Any) -> None:
     state = detector_case.make().to_state()
     state["state"] = {key: -1 for key in state["state"]}

@@ -49,3 +49,19 @@ def test_rejects_an_empty_fleet_or_a_zero_budget() -> None:
         per_stream_arl0([], 1.0)
     with pytest.raises(ValueError):
         per_stream_arl0([10.0], 0.0)
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan")])
+def test_a_budget_that_is_not_finite_is_refused(budget: float) -> None:
+    with pytest.raises(ValueError, match="fleet_false_alarms_per_year"):
+        per_stream_arl0([500, 2000], budget)
+
+
+@pytest.mark.parametrize("detectors", [1.5, 0, True, 2.0])
+def test_detectors_per_stream_must_be_a_whole_number_of_detectors(detectors: object) -> None:
+    with pytest.raises(ValueError, match="detectors_per_stream"):
+        per_stream_arl0([500, 2000], 2.0, detectors_per_stream=detectors)  # type: ignore[arg-type]
+
+
+def test_detectors_per_stream_may_be_a_numpy_integer() -> None:
+    assert per_stream_arl0([500], 2.0, detectors_per_stream=np.int64(2)).tolist() == [500.0]

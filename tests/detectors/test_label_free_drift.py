@@ -169,3 +169,17 @@ def test_windowed_chi_square_false_alarms_per_window_stay_within_window_over_arl
     fired = sum(drift.update(int(code)).fired for code in codes)
     alpha_window, n_windows = 100 / 1_000, 1_500
     assert fired / n_windows <= alpha_window + 2.5 * np.sqrt(alpha_window * 0.9 / n_windows)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_binned_ks_refuses_counts_that_are_not_finite_naming_them(bad: float) -> None:
+    with pytest.raises(ValueError, match="reference_counts"):
+        binned_ks_statistic([1, bad, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="recent_counts"):
+        binned_ks_statistic([1, 2, 3], [1, bad, 2])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1])
+def test_psi_p_value_refuses_a_psi_that_is_not_a_finite_divergence(bad: float) -> None:
+    with pytest.raises(ValueError, match="psi"):
+        psi_p_value(bad, 5000, 500, 10)

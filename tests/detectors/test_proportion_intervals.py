@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,3 +63,9 @@ def test_rejects_impossible_counts(bad: tuple[int, int]) -> None:
         wilson_interval(*bad)
     with pytest.raises(ValueError):
         clopper_pearson_interval(*bad)
+
+
+def test_numpy_counts_give_the_same_interval_as_python_ints() -> None:
+    for interval in (wilson_interval, clopper_pearson_interval):
+        expected = interval(157, 180, 0.05)
+        assert interval(np.int64(157), np.int32(180), np.float64(0.05)) == expected

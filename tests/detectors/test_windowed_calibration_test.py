@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
-from detectors import WindowedCalibrationTest
+from detectors import Detector, WindowedCalibrationTest
 
 
 def feed(test: WindowedCalibrationTest, labels: np.ndarray, scores: np.ndarray) -> list[float]:
@@ -66,7 +66,7 @@ def test_counts_are_the_windows_cases_and_its_positive_labels() -> None:
     assert [(r.n_cases, r.n_events) for r in results] == [(1, 1), (2, 1), (3, 2)]
 
 
-def test_scores_of_exactly_zero_or_one_give_no_statistic_rather_than_a_crash() -> None:
+def test_a_score_of_exactly_zero_or_one_is_taken_without_a_crash() -> None:
     test = WindowedCalibrationTest(window=10)
     assert test.update(1, risk=0.0).statistic == 0.0
 
@@ -116,3 +116,36 @@ def test_labels_more_or_less_likely_than_the_scores_say_are_detected(odds_ratio:
 def test_invalid_case_is_rejected(x: float, risk: float | None) -> None:
     with pytest.raises(ValueError):
         WindowedCalibrationTest().update(x, risk=risk)
+
+
+def test_positives_scored_exactly_zero_are_the_strongest_evidence_of_miscalibration() -> None:
+    test = WindowedCalibrationTest(window=10, arl0=1000)
+    results = [test.update(1, risk=0.0) for _ in range(10)]
+    last = test.last_window()
+    assert results[-1].fired and results[-1].statistic > 1000
+    assert last is not None and last.z > 1000
+
+
+def test_a_negative_scored_exactly_one_fires_however_certain_the_other_scores() -> None:
+    test = WindowedCalibrationTest(window=10, arl0=1000)
+    results = [test.update(y, risk=1.0) for y in [1] * 9 + [0]]
+    last = test.last_window()
+    assert results[-1].fired
+    assert last is not None and last.z == pytest.approx(-1 / math.sqrt(10e-6), rel=1e-3)
+
+
+def test_scores_of_exactly_zero_with_negative_labels_are_no_evidence() -> None:
+    test = WindowedCalibrationTest(window=10, arl0=1000)
+    results = [test.update(0, risk=0.0) for _ in range(10)]
+    assert not results[-1].fired and results[-1].statistic < 0.01
+
+
+def test_a_version_1_open_window_gets_the_variance_floor_of_its_cases() -> None:
+    state = WindowedCalibrationTest(window=10, arl0=1000).to_state()
+    state["schema_version"] = 1
+    state["state"]["open"] = [4, 4, 0.0, 0.0]  # four positives scored exactly 0, no floor
+    restored = Detector.from_state(state)
+    assert restored.to_state()["state"]["open"][3] == pytest.approx(4e-6, rel=1e-5)
+    for _ in range(6):
+        result = restored.update(1, risk=0.0)
+    assert result.fired and result.statistic > 1000
