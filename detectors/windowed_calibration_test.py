@@ -13,6 +13,16 @@ variance at all it would otherwise count for nothing (``z = 0``). Each window is
 two-sided at ``window / arl0``, so the in-control ARL is at least ``arl0`` cases (see
 :mod:`detectors.windowed_ks_drift` for the argument).
 
+With a ``tolerance`` ``d > 0`` the tested hypothesis is composite, "the window's positive
+rate is within ``d`` of its mean score", as the labelled charts test "performance at or
+above the acceptable level": a site whose prevalence differs from the one the scores were
+calibrated at, or whose labelled cases are a verification-biased subset, is off by a few
+points without anything having gone wrong. The statistic is then
+``(|O - E| - d n) / sqrt(sum p (1 - p) + d n)``, floored at 0, against the one-sided
+critical value: at a gap of exactly ``d`` one tail is the whole error and each label's
+variance ``(p + d)(1 - p - d)`` is at most ``p (1 - p) + d``; further inside the hypothesis
+the chance of a false alarm only falls.
+
 This is also the check of the one assumption of label-free performance estimation
 (:mod:`detectors.windowed_performance_estimate`, CBPE): its estimates are only as good as
 the scores' calibration, and the labelled part of the stream is where that can be seen.
@@ -35,6 +45,7 @@ from detectors.base import (
     DetectorResult,
     StateError,
     check_binary,
+    check_finite,
     check_window,
     dump_window_state,
     load_window_state,
@@ -85,7 +96,8 @@ class WindowedCalibrationTest(Detector):
     otherwise; ``risk`` is required and is the case's score (its predicted probability of
     a positive label).
 
-    ``statistic`` is ``|z|`` of the last completed window (0 before the first); a window of
+    ``statistic`` is ``|z|`` (less the tolerance, see the module docstring) of the last
+    completed window (0 before the first); a window of
     scores all exactly 0 or 1 gives nearly 0 when every label agrees with its score and a
     very large ``|z|`` when one does not. ``threshold`` is the two-sided normal critical
     value at ``window / arl0``; the detector fires only on a window's last case, then starts
@@ -124,6 +136,7 @@ class WindowedCalibrationTest(Detector):
     __slots__ = (
         "window",
         "arl0",
+        "tolerance",
         "_critical",
         "_n_cases",
         "_n_events",
@@ -142,14 +155,19 @@ class WindowedCalibrationTest(Detector):
     _last_statistic: float
     """``|z|`` of the last completed window (0 before the first)."""
 
-    def __init__(self, window: int = 500, arl0: float = 5000.0) -> None:
+    def __init__(self, window: int = 500, arl0: float = 5000.0, tolerance: float = 0.0) -> None:
         self.window, self.arl0 = check_window(window, arl0)
-        self._critical = float(ndtri(1.0 - self.window / self.arl0 / 2.0))
+        self.tolerance = check_finite(tolerance, "tolerance")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ValueError(f"tolerance must lie in [0, 1), got {tolerance!r}")
+        sides = 1.0 if self.tolerance > 0.0 else 2.0
+        self._critical = float(ndtri(1.0 - self.window / self.arl0 / sides))
         self.reset()
 
     @property
     def threshold(self) -> float:
-        """Two-sided normal critical value at level ``window / arl0``."""
+        """Normal critical value at level ``window / arl0``: two-sided, or one-sided beyond a
+        tolerance."""
         return self._critical
 
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
@@ -161,7 +179,10 @@ class WindowedCalibrationTest(Detector):
         self._sums[1] += max(score * (1.0 - score), _FLOOR_VARIANCE)
         n_cases, n_events, fired = self._n_cases, self._n_events, False
         if n_cases == self.window:
-            self._last_statistic = abs(_z(n_events, *self._sums))
+            excess = abs(n_events - self._sums[0]) - self.tolerance * n_cases
+            # at a gap d a label's variance (p + d)(1 - p - d) is at most p (1 - p) + d
+            variance = self._sums[1] + self.tolerance * n_cases
+            self._last_statistic = max(excess, 0.0) / math.sqrt(variance)
             fired = self._last_statistic >= self._critical
             self._last[:] = [float(n_events), *self._sums]
             self._start_window()
@@ -190,7 +211,7 @@ class WindowedCalibrationTest(Detector):
         self._last_statistic = 0.0
 
     def settings(self) -> dict[str, Any]:
-        return {"window": self.window, "arl0": self.arl0}
+        return {"window": self.window, "arl0": self.arl0, "tolerance": self.tolerance}
 
     def _dump_state(self) -> dict[str, Any]:
         return dump_window_state(self._n_cases, self._n_events, self._sums, self._last)

@@ -149,3 +149,30 @@ def test_a_version_1_open_window_gets_the_variance_floor_of_its_cases() -> None:
     for _ in range(6):
         result = restored.update(1, risk=0.0)
     assert result.fired and result.statistic > 1000
+
+
+def _windows_fired(gap: float, tolerance: float, windows: int, seed: int) -> float:
+    """Share of windows of 400 calibrated-looking scores whose labels run ``gap`` above them."""
+    rng = np.random.default_rng(seed)
+    test = WindowedCalibrationTest(window=400, arl0=4000, tolerance=tolerance)
+    fired = 0
+    for _ in range(windows):
+        scores = rng.beta(1.5, 4.5, 400)
+        labels = rng.random(400) < np.clip(scores + gap, 0.0, 1.0)
+        fired += sum(test.update(int(y), risk=float(p)).fired for y, p in zip(labels, scores))
+    return fired / windows
+
+
+def test_a_gap_at_the_tolerance_fires_at_most_the_window_rate() -> None:
+    # The composite hypothesis' boundary: a gap of exactly the tolerance; 0.1 per window.
+    rate = _windows_fired(gap=0.05, tolerance=0.05, windows=1500, seed=11)
+    assert rate <= 0.1 + 2.5 * np.sqrt(0.1 * 0.9 / 1500)
+
+
+def test_a_gap_inside_the_tolerance_hardly_fires_where_the_plain_test_often_does() -> None:
+    assert _windows_fired(gap=0.03, tolerance=0.05, windows=300, seed=12) < 0.02
+    assert _windows_fired(gap=0.03, tolerance=0.0, windows=300, seed=12) > 0.3
+
+
+def test_a_gap_well_beyond_the_tolerance_fires() -> None:
+    assert _windows_fired(gap=0.12, tolerance=0.05, windows=100, seed=13) > 0.9
