@@ -291,11 +291,31 @@ def _days(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _glr_delay(r: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for policy in r["policies"]:
+        acceptable = policy["acceptable_sensitivity"]
+        for row in policy["rows"]:
+            figures.append(
+                Figure(
+                    "glr_delay",
+                    f"GLR CUSUM delay relative to the oracle CUSUM, {acceptable} -> "
+                    f"{row['true_sensitivity']:.2f}",
+                    f"{row['glr_over_oracle']:.3f} ± {row['glr_over_oracle_se']:.3f} x "
+                    f"({row['glr_over_adwin']:.2f} x ADWIN)",
+                    f"<= {r['goal_glr_over_oracle']} x",
+                    bool(row["within_goal"]),
+                )
+            )
+    return figures
+
+
 READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
     "contracts": ("contracts.json", _contracts),
     "deidentify": ("deidentify.json", _deidentify),
     "detection_delay": ("detection_delay.json", _detection_delay),
     "detectors": ("detectors.json", _detectors),
+    "glr_delay": ("glr_delay.json", _glr_delay),
     "pipeline": ("pipeline.json", _pipeline),
     "replay": ("replay.json", _replay),
     "demo": ("demo.json", _demo),

@@ -15,6 +15,7 @@ from detectors.bernoulli_cusum import (
     bernoulli_cusum_arl1,
     bernoulli_cusum_threshold,
 )
+from detectors.bernoulli_glr_cusum import BernoulliGLRCUSUM, glr_arl, glr_design, glr_threshold
 from detectors.beta_binomial_confidence_sequence import BetaBinomialConfidenceSequence
 from detectors.calibration_drift import WindowCalibration, calibration_over_windows
 from detectors.chi_square_drift import CategoricalDrift, chi_square_drift
@@ -92,6 +93,7 @@ __all__ = [
     "AUCComparison",
     "AUCEstimate",
     "BernoulliCUSUM",
+    "BernoulliGLRCUSUM",
     "BetaBinomialConfidenceSequence",
     "CalibrationAssumption",
     "CalibrationFit",
@@ -147,6 +149,9 @@ __all__ = [
     "bernoulli_cusum_arl0",
     "bernoulli_cusum_arl1",
     "bernoulli_cusum_threshold",
+    "glr_arl",
+    "glr_design",
+    "glr_threshold",
     "clopper_pearson_interval",
     "expected_fleet_false_alarms",
     "normal_cusum_arl",

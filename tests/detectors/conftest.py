@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from detectors import (
     BernoulliCUSUM,
+    BernoulliGLRCUSUM,
     BetaBinomialConfidenceSequence,
     Detector,
     NormalCUSUM,
@@ -115,6 +116,12 @@ _bad_binary: tuple[Case, ...] = (
 DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
     BernoulliCUSUM: DetectorCase(
         make=lambda: BernoulliCUSUM(p0=0.128, p1=0.20, h=3.0, resolution=100),
+        cases=_binary_cases(0.128, 0.30),
+        hypothesis_case=_binary,
+        invalid_cases=_bad_binary,
+    ),
+    BernoulliGLRCUSUM: DetectorCase(
+        make=lambda: BernoulliGLRCUSUM(p0=0.128, p1=[0.2, 0.25, 0.4], h=[3.0, 4.0, 5.0]),
         cases=_binary_cases(0.128, 0.30),
         hypothesis_case=_binary,
         invalid_cases=_bad_binary,
