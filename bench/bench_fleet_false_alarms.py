@@ -11,7 +11,9 @@ months for CT), each site's true sensitivity and specificity drawn inside the re
 through each stream's :class:`streams.performance.StreamMonitor`, designed from the
 registration as the worker designs it (:class:`simulator.monitor_replay.MonitorReplay`:
 predictions when they arrive, outcomes when the follow-up that settles them arrives), under
-``MonitorPolicy()`` defaults.
+the surveillance plan a manufacturer would fix for this fleet (:func:`fleet_plan`): a budget
+of ``--budget-per-stream-year`` false alarms a year per stream, shared by every test in its
+own units, for streams of the fleet's mean volume and follow-up.
 
 Every alarm there is a false alarm. Per detector, the observed count is set against the
 budget its own settings imply at its charted volume: a chart with in-control ARL ``A`` (in
@@ -265,20 +267,44 @@ def replay_site(scenario: Scenario, site_id: str, policy: MonitorPolicy) -> Site
     )
 
 
-def replay_sites(scenario: Scenario, site_ids: Sequence[str]) -> list[SiteResult]:
-    return [replay_site(scenario, site_id, MonitorPolicy()) for site_id in site_ids]
+def fleet_plan(scenario: Scenario, budget_per_stream_year: float) -> MonitorPolicy:
+    """The surveillance plan a manufacturer would fix for this fleet in advance: its streams,
+    their mean volume and follow-up, and a budget of false alarms a year for all of them."""
+    devices = {device.id: device for device in scenario.devices}
+    streams = [
+        (device_id, daily)
+        for site in scenario.sites
+        for device_id, daily in site.daily_cases.items()
+        if daily > 0
+    ]
+    predictions = sum(daily for _, daily in streams) * YEAR_DAYS
+    followed = sum(
+        daily * devices[device_id].ground_truth.completeness for device_id, daily in streams
+    )
+    return MonitorPolicy(
+        fleet_false_alarms_per_year=budget_per_stream_year * len(streams),
+        fleet_streams=len(streams),
+        stream_predictions_per_year=predictions / len(streams),
+        followup_completeness=followed / sum(daily for _, daily in streams),
+    )
 
 
-def run_fleet(scenario: Scenario, processes: int) -> list[SiteResult]:
+def replay_sites(
+    scenario: Scenario, site_ids: Sequence[str], policy: MonitorPolicy
+) -> list[SiteResult]:
+    return [replay_site(scenario, site_id, policy) for site_id in site_ids]
+
+
+def run_fleet(scenario: Scenario, policy: MonitorPolicy, processes: int) -> list[SiteResult]:
     """Every site of ``scenario`` through its monitors, on ``processes`` processes."""
     ids = [site.id for site in scenario.sites]
     chunks = [ids[k : k + 5] for k in range(0, len(ids), 5)]
     if processes <= 1:
-        return [r for chunk in chunks for r in replay_sites(scenario, chunk)]
+        return [r for chunk in chunks for r in replay_sites(scenario, chunk, policy)]
     # By module name, so the workers can find it whether run directly or by bench/run.py.
     worker = importlib.import_module(Path(__file__).stem).replay_sites
     with ProcessPoolExecutor(processes) as pool:
-        results = pool.map(worker, [scenario] * len(chunks), chunks)
+        results = pool.map(worker, [scenario] * len(chunks), chunks, [policy] * len(chunks))
         return [r for chunk in results for r in chunk]
 
 
@@ -454,7 +480,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Fleet false alarms: {fleet['sites']} in-control sites, {report['days']} days",
         "",
         f"{fleet['streams']} streams, {fleet['predictions']:,} predictions, "
-        f"{fleet['outcomes']:,} outcomes; MonitorPolicy defaults. "
+        f"{fleet['outcomes']:,} outcomes; {report['policy']}. "
         f"{fleet['false_alarms']} false alarms ({fleet['false_alarms_per_site_year']:.2f} per "
         f"site-year) against {fleet['expected_false_alarms']:.1f} budgeted; "
         f"{fleet['share_of_sites_alarmed']:.0%} of sites alarmed at least once "
@@ -533,6 +559,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--change-day", type=int, default=120)
     parser.add_argument("--changes-days", type=int, default=240)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--budget-per-stream-year",
+        type=float,
+        default=0.2,
+        help="the plan's budget: expected false alarms a year per planned stream",
+    )
     parser.add_argument("--quick", action="store_true", help="20 sites, 120 days: a smoke run")
     parser.add_argument("--json", type=Path, default=RESULTS / "fleet_false_alarms.json")
     args = parser.parse_args(argv)
@@ -540,10 +572,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.sites, args.days, args.changed_sites = 20, 120, 4
         args.change_day, args.changes_days = 60, 120
     started = time.perf_counter()
-    in_control = run_fleet(in_control_fleet(args.sites, args.days), args.processes)
-    changed = run_fleet(
-        changed_fleet(args.changed_sites, args.changes_days, args.change_day), args.processes
-    )
+    fleet = in_control_fleet(args.sites, args.days)
+    policy = fleet_plan(fleet, args.budget_per_stream_year)
+    in_control = run_fleet(fleet, policy, args.processes)
+    changes = changed_fleet(args.changed_sites, args.changes_days, args.change_day)
+    # The changed sites run under the same plan: the same thresholds as the fleet's.
+    changed = run_fleet(changes, policy, args.processes)
     report = {
         "benchmark": "fleet_false_alarms",
         "quick": args.quick,
@@ -551,7 +585,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "change_day": args.change_day,
         "changes_days": args.changes_days,
         "processes": args.processes,
-        "policy": "MonitorPolicy() defaults",
+        "policy": (
+            f"fleet budget {policy.fleet_false_alarms_per_year:.1f} a year among "
+            f"{policy.fleet_streams} planned streams of "
+            f"{policy.stream_predictions_per_year:,.0f} predictions a year, follow-up "
+            f"{policy.followup_completeness:.2f}"
+        ),
+        "budget_per_year": policy.fleet_false_alarms_per_year,
         "in_control": false_alarm_summary(in_control, args.days),
         "changes": delay_summary(changed, args.change_day, args.changes_days),
         "records": sum(r.records for r in in_control + changed),

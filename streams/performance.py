@@ -44,6 +44,7 @@ from detectors import (
     cohen_kappa_from_table,
     wilson_interval,
 )
+from detectors.reference_calibration import reference_cap
 from postmarket.claim_levels import (
     AcceptableRule,
     ChartLevels,
@@ -150,6 +151,15 @@ class MonitorPolicy:
     followup_completeness: float = 0.8
     planned_prevalence: float = 0.25
     """Used for a stream whose version registered no reference prevalence."""
+    unseen_min_cases: int = 5
+    """Cases of acquisition categories the stream's reference never saw that make a window
+    fire on their own (a new scanner at 2 % of a 250-case window): one study would fire
+    whenever a category too rare to be in the reference came back."""
+    calibration_tolerance: float = 0.08
+    """How far a window's positive rate may sit from its mean score before the calibration
+    test calls it miscalibrated: a site's prevalence differs from the one the scores were
+    calibrated at, and its labelled cases are a verification-biased subset, so an exact
+    calibration-in-the-large fails at most sites of a real fleet with nothing wrong."""
 
     def budget(self) -> FleetBudget | None:
         if self.fleet_false_alarms_per_year is None:
@@ -275,7 +285,9 @@ def design_detectors(
     unmonitored, with the reason, for the stream to raise; its other metrics still run."""
     detectors: dict[str, Detector] = {
         "calibration_test": WindowedCalibrationTest(
-            policy.estimate_window, policy.test_arl0("outcomes", reference_prevalence)
+            policy.estimate_window,
+            policy.test_arl0("outcomes", reference_prevalence),
+            policy.calibration_tolerance,
         )
     }
     levels, unmonitored = design_levels(claims, lower_bounds or {}, policy)
@@ -311,17 +323,25 @@ def design_acquisition_drift(
 
     The dimensions share the policy's ARL0 (Bonferroni): each is tested at ``n`` times it,
     so the stream's acquisition tests together raise a false alarm no more often than one.
-    A window with a category the reference never saw (a new scanner model) fires too.
+    A window with a category the reference never saw (a new scanner model) fires too. Each
+    test's reference grows from its passing windows to twenty windows, as the score test's
+    (:meth:`StreamMonitor._score_drift`).
     """
     known = {
         dimension: counts
         for dimension, counts in sorted(reference.items())
         if set(counts) - {UNKNOWN_CATEGORY}
     }
-    arl0 = policy.arl0_cases * max(len(known), 1)
+    arl0 = policy.test_arl0("predictions") * max(len(known), 1)
+    cap = max(reference_cap(policy.score_window), policy.score_reference_cases)
     return {
         f"{dimension}_drift": WindowedChiSquareDrift.from_counts(
-            counts, policy.score_window, arl0, fire_on_unseen=True
+            counts,
+            policy.score_window,
+            arl0,
+            fire_on_unseen=True,
+            reference_cap=cap,
+            unseen_min=policy.unseen_min_cases,
         )
         for dimension, counts in known.items()
     }
@@ -818,11 +838,21 @@ class StreamMonitor:
         return None
 
     def _score_drift(self) -> WindowedKSDrift:
+        """The score-drift test: armed on the stream's first ``score_reference_cases``
+        predictions, its critical distance calibrated for that reference (a valid rate
+        across the fleet at once), the reference then growing from the windows that pass to
+        twenty windows (a valid rate for each stream too: with two windows of reference one
+        stream in ten would run under half its ARL0 and one in ten over twice it). A site
+        with 40 predictions a day is armed after 13 days and reaches the cap after 125;
+        waiting for a 5,000-case reference to arm would leave it unwatched for those 125.
+        The growth is the detector's running state; ``score_reference`` stays the first
+        reference, from which the detector's settings are designed again on load."""
         return WindowedKSDrift(
             list(SCORE_EDGES),
             self.score_reference,
             self.policy.score_window,
-            self.policy.arl0_cases,
+            self.policy.test_arl0("predictions"),
+            reference_cap=max(reference_cap(self.policy.score_window), sum(self.score_reference)),
         )
 
 

@@ -159,7 +159,9 @@ def _windows_fired(gap: float, tolerance: float, windows: int, seed: int) -> flo
     for _ in range(windows):
         scores = rng.beta(1.5, 4.5, 400)
         labels = rng.random(400) < np.clip(scores + gap, 0.0, 1.0)
-        fired += sum(test.update(int(y), risk=float(p)).fired for y, p in zip(labels, scores))
+        fired += sum(
+            test.update(int(y), risk=float(p)).fired for y, p in zip(labels, scores, strict=True)
+        )
     return fired / windows
 
 
