@@ -176,7 +176,9 @@ class MonitorPolicy:
         budget = self.budget()
         if budget is None:
             return self.arl0_cases
-        return budget.arl0(unit, prevalence or self.planned_prevalence, TESTS_PER_STREAM)
+        arl0 = budget.arl0(unit, prevalence or self.planned_prevalence, TESTS_PER_STREAM)
+        # A windowed test needs an ARL0 above its window; a longer one spends less.
+        return max(arl0, 2.0 * max(self.score_window, self.estimate_window))
 
     def test_alpha(self) -> float:
         """One claims test's error rate in a surveillance year."""

@@ -195,6 +195,10 @@ def scenario(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "worker_id": f"test-dashboards-{uuid.uuid4().hex[:8]}",
             "worker_metrics_port": free_port(),
             "home": tmp,
+            # A one-stream plan whose sensitivity chart has an ARL0 of 5,000 referable cases:
+            # the scenario's 60 (sensitivity 0.40) make it fire twice, so an alert recurs.
+            "fleet_false_alarms_per_year": 3.6,
+            "fleet_streams": 1,
         }
     )
     register_scrape_target(home, WORKER_JOB, f"127.0.0.1:{settings.worker_metrics_port}")

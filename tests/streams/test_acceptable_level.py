@@ -167,3 +167,15 @@ def test_a_stream_state_from_before_the_bounds_restarts_its_charts_at_the_accept
     assert restored.detectors["sensitivity_cusum"].to_state()["state"]["s"] == 0
     again = StreamMonitor.from_states(*restored.to_states())
     assert again.levels == restored.levels
+
+
+def test_a_generous_budget_still_designs_every_windowed_test() -> None:
+    # 1,000 false alarms a year for one stream: each windowed test's share would give an
+    # ARL0 below its window; it is raised to two windows instead (spending less).
+    policy = MonitorPolicy(fleet_false_alarms_per_year=1000.0, fleet_streams=1)
+    monitor = StreamMonitor.for_claims(CLAIMS, policy, None, LOWER)
+    assert policy.test_arl0("predictions") == 2 * policy.estimate_window
+    assert {"calibration_test", "sensitivity_estimate", "sensitivity_cusum"} <= set(
+        monitor.detectors
+    )
+    assert not monitor.unmonitored
