@@ -27,7 +27,7 @@ import functools
 import uuid
 from dataclasses import astuple, dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from detectors import (
     BernoulliCUSUM,
@@ -65,6 +65,9 @@ from streams.acquisition import (
     acquisition_categories,
 )
 from streams.false_alarm_budget import FleetBudget, Unit
+
+if TYPE_CHECKING:
+    from postmarket.config import Settings
 
 STATE_VERSION = 3
 """2: detector settings left out (designed again on load); 3: the acquisition reference.
@@ -192,6 +195,18 @@ class MonitorPolicy:
             self.specificity_drop,
             self.explicit_acceptable,
         )
+
+
+def planned_policy(settings: Settings) -> MonitorPolicy:
+    """The policy new streams get: the configured acceptable level and surveillance plan."""
+    return MonitorPolicy(
+        acceptable_level=settings.acceptable_level,
+        fleet_false_alarms_per_year=settings.fleet_false_alarms_per_year,
+        fleet_streams=settings.fleet_streams,
+        stream_predictions_per_year=settings.stream_predictions_per_year,
+        followup_completeness=settings.followup_completeness,
+        planned_prevalence=settings.planned_prevalence,
+    )
 
 
 @dataclass(frozen=True)

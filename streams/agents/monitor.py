@@ -46,23 +46,16 @@ from streams.performance import (
     CELLS,
     REFERENCE_DRIFT_DETECTORS,
     ClaimedMetric,
-    MonitorPolicy,
     Signal,
     StreamMonitor,
     claimed_lower_bounds,
     claimed_performance,
+    planned_policy,
 )
 from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
 
-POLICY = MonitorPolicy(
-    acceptable_level=settings.acceptable_level,
-    fleet_false_alarms_per_year=settings.fleet_false_alarms_per_year,
-    fleet_streams=settings.fleet_streams,
-    stream_predictions_per_year=settings.stream_predictions_per_year,
-    followup_completeness=settings.followup_completeness,
-    planned_prevalence=settings.planned_prevalence,
-)
+POLICY = planned_policy(settings)
 metrics.fleet_false_alarm_budget.set(settings.fleet_false_alarms_per_year)
 StateKind = Literal["outcome", "prediction"]
 STATE_TABLES: dict[StateKind, Any] = {

@@ -13,12 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors import BernoulliCUSUM
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Outcome, encode
+from postmarket.contracts import Outcome, RegistryEntry, encode
 from postmarket.local_worker import LocalWorker
-from streams.performance import MonitorPolicy
+from streams.performance import (
+    StreamMonitor,
+    claimed_lower_bounds,
+    claimed_performance,
+    planned_policy,
+)
 from tests.factories import make_registry_entry
 from tests.integration.pipeline_io import (
     SignedProducer,
@@ -52,9 +56,18 @@ def _topic_confusion(outcome_records: list[Any], sites: list[str]) -> dict[tuple
     return {(str(site), str(cell)): int(n) for (site, cell), n in cells.items()}
 
 
-def _offline_sensitivity_statistic(outcome_records: list[Any], site: str) -> float:
-    """The sensitivity CUSUM fed each distinct outcome once, in the outcomes topic's order."""
-    cusum = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - MonitorPolicy().sensitivity_drop), 5000)
+def _offline_sensitivity_statistic(
+    outcome_records: list[Any], site: str, settings: Settings, entry: RegistryEntry
+) -> float:
+    """The sensitivity CUSUM, designed as the worker designs it from the registry entry and
+    the configured plan, fed each distinct outcome once, in the outcomes topic's order."""
+    task = "referable_dr"
+    cusum = StreamMonitor.for_claims(
+        claimed_performance(entry, task),
+        planned_policy(settings),
+        entry.reference_prevalence,
+        claimed_lower_bounds(entry, task),
+    ).detectors["sensitivity_cusum"]
     seen: set[uuid.UUID] = set()
     statistic = 0.0
     for outcome in valid_events(outcome_records, Outcome):
@@ -146,7 +159,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         assert _eventually(observed, expected) == expected
 
         for site in sites:
-            offline = _offline_sensitivity_statistic(outcome_records, site)
+            offline = _offline_sensitivity_statistic(outcome_records, site, settings, entry)
 
             def statistic(site: str = site) -> float:
                 return metric_value(
