@@ -76,14 +76,24 @@ def test_a_new_scanner_model_is_a_finding_of_the_next_window() -> None:
     # A dimension the reference never knew (no slice thickness given) gets no test.
     assert {"manufacturer_drift", "model_drift", "kvp_band_drift"} <= set(monitor.detectors)
     assert "slice_thickness_band_drift" not in monitor.detectors
-    arrivals = _scanners(99, seed=2) + [{"manufacturer": "SIEMENS", "model": "NAEOTOM Alpha"}]
+    # Five studies of the window (the policy's unseen_min_cases) on a model never seen.
+    new = [{"manufacturer": "SIEMENS", "model": "NAEOTOM Alpha"}] * POLICY.unseen_min_cases
+    arrivals = _scanners(100 - len(new), seed=2) + new
     fired = _feed(monitor, arrivals, start=600)
     by_detector = {signal.detector: (index, signal) for index, signal in fired}
     index, signal = by_detector["model_drift"]
-    assert index == 699 and signal.result.n_events == 1 and is_label_free("model_drift")
+    assert index == 699 and signal.result.n_events == 5 and is_label_free("model_drift")
     alert = alert_for(STREAM, signal, monitor, NOW)
-    assert alert.evidence["adverse_events"] == 1
-    assert "1 of 100 predictions in a model the stream's reference never saw" in alert.message
+    assert alert.evidence["adverse_events"] == 5
+    assert "5 of 100 predictions in a model the reference never saw" in alert.message
+
+
+def test_one_study_on_a_model_the_reference_lacks_is_not_a_finding_on_its_own() -> None:
+    monitor = StreamMonitor.for_claims({}, POLICY)
+    _feed(monitor, _scanners(600, seed=1))
+    arrivals = _scanners(99, seed=2) + [{"manufacturer": "SIEMENS", "model": "NAEOTOM Alpha"}]
+    fired = _feed(monitor, arrivals, start=600)
+    assert "model_drift" not in {signal.detector for _, signal in fired}
 
 
 def test_the_stream_test_agrees_with_the_bare_chi_square_detector() -> None:
