@@ -30,7 +30,6 @@ __all__ = [
     "LevelPolicy",
     "UnmonitorableClaim",
     "chart_levels",
-    "guarantee_sentence",
 ]
 
 AcceptableRule = Literal["ci_lower", "point_estimate"]
@@ -118,13 +117,3 @@ def chart_levels(
             f"acceptable {acceptable:g}: a chart cannot tell them apart"
         )
     return ChartLevels(acceptable, rejectable, basis)
-
-
-def guarantee_sentence(arl0_cases: float, units: str = "charted cases") -> str:
-    """The promise of a labelled chart, in one sentence a regulator can read."""
-    return (
-        f"Each labelled chart raises a false alarm on average at most once per "
-        f"{arl0_cases:,.0f} {units} at any site whose true performance is at or above the "
-        "acceptable level (by default the registered claim's lower 95 % confidence bound), "
-        "assuming independent cases and complete, unbiased ground truth."
-    )
