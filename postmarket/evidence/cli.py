@@ -55,10 +55,28 @@ REFERENCE_PREVALENCE_HELP = (
 
 
 def _open(url: str | None) -> EvidenceStore:
+    """The evidence store, or one line saying why it cannot be opened (never a traceback)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     from postmarket.config import Settings
     from postmarket.evidence.store import EvidenceStore
 
-    return EvidenceStore(url or Settings().evidence_database_url)
+    target = url or Settings().evidence_database_url
+    try:
+        shown = make_url(target).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise _fail(
+            f"{target!r} is not a database URL (sqlite:///path or postgresql://...)"
+        ) from None
+    try:
+        return EvidenceStore(target)
+    except SQLAlchemyError as error:
+        why = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise _fail(
+            f"cannot open the evidence store {shown}: {why}. Start the local stack "
+            "(postmarket stack up) or point --url / POSTMARKET_EVIDENCE_URL at a store"
+        ) from None
 
 
 def _actor(actor: str | None) -> str:

@@ -236,3 +236,25 @@ def test_alerts_show_of_a_recurrence_names_its_alert(seeded_url: str) -> None:
     code, output = invoke(seeded_url, "alerts", "show", str(recurrence.alert_id))
     assert code == 1
     assert f"is a recurrence of alert {first.alert_id}" in output
+
+
+@pytest.mark.parametrize("command", [["registry", "list"], ["alerts", "list"], ["audit", "verify"]])
+def test_a_store_that_cannot_be_opened_is_one_clear_line(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A newcomer in an empty directory: the default store's directory does not exist.
+    monkeypatch.setenv("POSTMARKET_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("POSTMARKET_EVIDENCE_URL", raising=False)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: cannot open the evidence store sqlite:///{tmp_path}")
+    assert "unable to open database file" in line
+
+
+def test_a_store_url_never_shows_its_password() -> None:
+    url = "postgresql://auditor:s3cret-pw@127.0.0.1:1/evidence"
+    code, output = invoke(url, "alerts", "list")
+    assert code == 1
+    assert "s3cret-pw" not in output and "auditor:***@127.0.0.1:1" in output
