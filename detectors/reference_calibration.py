@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -168,15 +168,22 @@ def _check(counts: Sequence[int], window: int, alpha: float) -> IntCounts:
     return reference
 
 
-@functools.lru_cache(maxsize=4096)
-def _ks_critical(counts: tuple[int, ...], window: int, alpha: float) -> float:
+Statistic = Callable[[IntCounts, IntCounts], npt.NDArray[np.float64]]
+"""``(references, windows) -> statistics``, one per row: what a detector computes."""
+
+
+@functools.lru_cache(maxsize=8192)
+def _bootstrap_critical(
+    statistic: Statistic, counts: tuple[int, ...], window: int, alpha: float
+) -> float:
+    """The critical value of ``statistic`` by parametric bootstrap (cached per reference)."""
     reference = _check(counts, window, alpha)
     n, p = int(reference.sum()), reference / reference.sum()
     rng, draws = _generator(counts, window, alpha), bootstrap_draws(alpha)
-    distances = ks_distances(
+    values = statistic(
         multinomial_draws(rng, n, p, draws), multinomial_draws(rng, window, p, draws)
     )
-    return _critical(distances, alpha)
+    return _critical(values, alpha)
 
 
 def ks_critical_distance(reference_counts: Sequence[int], window: int, alpha: float) -> float:
@@ -189,18 +196,8 @@ def ks_critical_distance(reference_counts: Sequence[int], window: int, alpha: fl
     >>> round(ks_critical_distance([40, 110, 120, 90, 60, 40, 20, 12, 5, 2, 1], 250, 0.05), 4)
     0.086
     """
-    return _ks_critical(tuple(int(c) for c in reference_counts), int(window), float(alpha))
-
-
-@functools.lru_cache(maxsize=4096)
-def _chi_square_critical(counts: tuple[int, ...], window: int, alpha: float) -> float:
-    reference = _check(counts, window, alpha)
-    n, p = int(reference.sum()), reference / reference.sum()
-    rng, draws = _generator(counts, window, alpha), bootstrap_draws(alpha)
-    statistics = chi_square_statistics(
-        multinomial_draws(rng, n, p, draws), multinomial_draws(rng, window, p, draws)
-    )
-    return _critical(statistics, alpha)
+    counts = tuple(int(c) for c in reference_counts)
+    return _bootstrap_critical(ks_distances, counts, int(window), float(alpha))
 
 
 def chi_square_critical_value(reference_counts: Sequence[int], window: int, alpha: float) -> float:
@@ -212,7 +209,8 @@ def chi_square_critical_value(reference_counts: Sequence[int], window: int, alph
     >>> round(chi_square_critical_value([300, 150, 45, 5], 250, 0.0125), 2)
     10.47
     """
-    return _chi_square_critical(tuple(int(c) for c in reference_counts), int(window), float(alpha))
+    counts = tuple(int(c) for c in reference_counts)
+    return _bootstrap_critical(chi_square_statistics, counts, int(window), float(alpha))
 
 
 def reference_cap(window: int, windows: int = REFERENCE_WINDOWS) -> int:

@@ -92,7 +92,7 @@ def test_critical_values_are_deterministic_given_the_reference() -> None:
     """A stream restored in another process compares with the same value."""
     counts = [40, 110, 120, 90, 60, 40, 20, 12, 5, 2, 1]
     first = ks_critical_distance(counts, WINDOW, 0.05)
-    reference_calibration._ks_critical.cache_clear()
+    reference_calibration._bootstrap_critical.cache_clear()
     assert ks_critical_distance(counts, WINDOW, 0.05) == first
 
 
