@@ -262,7 +262,7 @@ def claimed_site(value: bytes | None) -> str | None:
         return None
     try:
         payload = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         return None
     site = payload.get("site_id") if isinstance(payload, dict) else None
     return site if isinstance(site, str) else None

@@ -139,6 +139,19 @@ class Settings(BaseSettings):
         description="event-time days a dropped case still remembers its event ids, so a "
         "resend or a second replay of its history is not counted again",
     )
+    event_time_max_skew_hours: float = Field(
+        24.0,
+        gt=0.0,
+        description="how far after its record was sent (its Kafka timestamp, or the worker's "
+        "clock if earlier) an event may be dated: clock skew and time-zone mistakes; a later "
+        "event is dead-lettered, so that no wrong clock moves the join's watermark",
+    )
+    event_time_max_age_days: float = Field(
+        3650.0,
+        gt=0.0,
+        description="how far before its record was sent an event may be dated: the oldest "
+        "history a backfill or replay may bring; an older event is dead-lettered",
+    )
     join_sweep_interval_s: float = Field(
         60.0, ge=0.0, description="how often each partition's expired case files are dropped"
     )

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from streams.deadletter import DeadLetterNotWritten
+
 logger = logging.getLogger(__name__)
 Flush = Callable[[], Awaitable[None]]
 
@@ -51,13 +53,22 @@ async def handle_holding_acks(
     stream: Any, handle: Callable[[Any], Awaitable[None]], held: HeldAcks, flush: Flush, most: int
 ) -> None:
     """An agent's loop: ``handle`` each record, hold it for ``flush`` to ack, and flush at
-    ``most`` held records (the periodic flush, :func:`flush_every`, does the rest)."""
+    ``most`` held records (the periodic flush, :func:`flush_every`, does the rest).
+
+    A record ``handle`` could neither handle nor dead-letter (:class:`DeadLetterNotWritten`)
+    is never acked: the worker stops (its orchestrator restarts it), commits the offsets
+    before that record only, and reads it again once restarted.
+    """
     stream.enable_acks = False
     async for event in stream.events():
         try:
             await handle(event)
         except asyncio.CancelledError:
             raise  # shutting down: left unacked, so it is read again after the restart
+        except DeadLetterNotWritten as error:
+            logger.critical("stopping the worker, the record is read again after: %s", error)
+            await stream.app.crash(error)
+            raise
         except BaseException:
             held.hold(stream, event)  # as Faust acks the record an agent crashed on
             raise

@@ -48,7 +48,14 @@ from pydantic import AwareDatetime, BaseModel
 
 from postmarket import __version__, topics
 from postmarket.authenticity import RecordSigner, SigningKey, SigningKeyError
-from postmarket.contracts import ContractViolation, FollowUp, Prediction, decode, encode
+from postmarket.contracts import (
+    SCHEMA_VERSION,
+    ContractViolation,
+    FollowUp,
+    Prediction,
+    decode,
+    encode,
+)
 from postmarket.kafka_security import KafkaSecurity, KafkaSecurityError
 from postmarket.secrets import SecretFileError
 
@@ -344,14 +351,17 @@ class RowConverter:
         if problems:
             raise InvalidRowError(InvalidRow(row, "schema", tuple(problems)))
         payload["study_design"] = STUDY_DESIGN
+        # The version is stated outside the content a derived id hashes: ids stay those of
+        # earlier replays of the same file.
+        stated = f'{{"schema_version":{SCHEMA_VERSION},'
         if "event_id" in payload:
-            raw = json.dumps(payload)
+            raw = stated + json.dumps(payload)[1:]
         else:
             # The id is derived from exactly this text (see derived_event_id); splicing it in
             # front spares a second JSON encoding per row.
             body = json.dumps(payload, sort_keys=True)
             event_id = uuid.uuid5(REPLAY_NAMESPACE, self.mapping.kind + "\x1f" + body)
-            raw = f'{{"event_id":"{event_id}",{body[1:]}'
+            raw = f'{stated}"event_id":"{event_id}",{body[1:]}'
         try:
             return decode(self.contract, raw.encode())
         except ContractViolation as violation:

@@ -12,7 +12,8 @@ that partition is Kafka's default partitioner applied to the case pseudonym.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import insort
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -89,14 +90,41 @@ def sweep_action(
     return None
 
 
+WATERMARK_SUPPORT = 2
+"""How many events a partition's watermark rests on: it is the second latest event time seen,
+so no single event (a clock wrong within the allowed skew) moves it alone."""
+
+
 @dataclass
 class Watermark:
-    """The latest event time seen on each input partition (event time, not wall clock)."""
+    """The event time each input partition has reached (event time, not wall clock): the
+    :data:`WATERMARK_SUPPORT`-th latest event time seen on it, None until that many events.
 
-    latest: dict[int, datetime]
+    >>> from datetime import UTC
+    >>> watermark = Watermark()
+    >>> march = datetime(2026, 3, 1, tzinfo=UTC)
+    >>> watermark.advance(0, march) is None
+    True
+    >>> watermark.advance(0, datetime(2099, 1, 1, tzinfo=UTC)).isoformat()  # an outlier
+    '2026-03-01T00:00:00+00:00'
+    >>> watermark.advance(0, march + timedelta(days=1)).isoformat()
+    '2026-03-02T00:00:00+00:00'
+    """
 
-    def advance(self, partition: int, event_time: datetime) -> datetime:
-        current = self.latest.get(partition)
-        if current is None or event_time > current:
-            self.latest[partition] = event_time
-        return self.latest[partition]
+    latest: dict[int, list[datetime]] = field(default_factory=dict)
+    """Per partition, the latest event times seen, oldest first (at most the support)."""
+
+    def advance(self, partition: int, event_time: datetime) -> datetime | None:
+        """Take one event's time into account; the partition's watermark after it."""
+        times = self.latest.setdefault(partition, [])
+        if len(times) < WATERMARK_SUPPORT or event_time > times[0]:
+            insort(times, event_time)
+            del times[:-WATERMARK_SUPPORT]
+        return self.at(partition)
+
+    def at(self, partition: int) -> datetime | None:
+        times = self.latest.get(partition, [])
+        return times[0] if len(times) == WATERMARK_SUPPORT else None
+
+    def clear(self) -> None:
+        self.latest.clear()

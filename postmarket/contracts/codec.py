@@ -8,7 +8,7 @@ can be dead-lettered with a message a person can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 from postmarket import topics
 from postmarket.contracts.events import (
     PATTERN_MEANING,
-    SCHEMA_VERSION,
+    WIRE,
     Alert,
     Contract,
     DeadLetter,
@@ -27,6 +27,7 @@ from postmarket.contracts.events import (
     Rebaseline,
     RegistryEntry,
     SiteKeyRegistration,
+    short_repr,
 )
 
 EventT = TypeVar("EventT", bound=Contract)
@@ -95,7 +96,7 @@ def decode(contract: type[EventT], raw: bytes) -> EventT:
         reason = f"payload of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
         raise ContractViolation(name, "schema", [Problem("<payload>", reason)])
     try:
-        return contract.model_validate_json(raw)
+        return contract.model_validate_json(raw, context=WIRE)
     except ValidationError as error:
         problems = [_problem(detail) for detail in error.errors(include_url=False)]
         raise ContractViolation(name, _reason_code(error.errors()), problems) from None
@@ -106,11 +107,15 @@ def decode_for_topic(topic: str, raw: bytes) -> Contract:
     return decode(CONTRACT_BY_TOPIC[topic], raw)
 
 
+_SCHEMA_VERSION_ERRORS = {"schema_version_missing", "schema_version_type", "unknown_schema_version"}
+"""Raised by :class:`Contract`'s own checks of its version (a reason of their own)."""
+
+
 def _reason_code(errors: list[ErrorDetails]) -> DeadLetterReason:
     kinds = {e["type"] for e in errors}
     if kinds & {"json_invalid", "json_type", "model_type"}:
         return "not_json"
-    if any(e["loc"] == ("schema_version",) and e["type"] == "literal_error" for e in errors):
+    if "unknown_schema_version" in kinds:
         return "unknown_schema_version"
     if kinds <= _VALUE_ERRORS:
         return "impossible_value"
@@ -119,9 +124,10 @@ def _reason_code(errors: list[ErrorDetails]) -> DeadLetterReason:
 
 def _problem(detail: ErrorDetails) -> Problem:
     field = ".".join(str(part) for part in detail["loc"]) or "<payload>"
-    if detail["loc"] == ("schema_version",) and detail["type"] == "literal_error":
-        got = _short(detail.get("input"))
-        return Problem(field, f"unknown schema version {got} (this reader knows {SCHEMA_VERSION})")
+    if detail["type"] in _SCHEMA_VERSION_ERRORS:
+        if not field.endswith("schema_version"):  # a missing one is found on the whole event
+            field = "schema_version" if field == "<payload>" else f"{field}.schema_version"
+        return Problem(field, detail["msg"])
     if detail["type"] == "missing":
         return Problem(field, "required field is missing")
     if detail["type"] == "extra_forbidden":
@@ -131,10 +137,5 @@ def _problem(detail: ErrorDetails) -> Problem:
         pattern = str(detail.get("ctx", {}).get("pattern", ""))
         reason = f"is not {PATTERN_MEANING.get(pattern, 'in the expected form ' + pattern)}"
     if detail["type"] not in {"json_invalid", "model_type"}:
-        reason = f"{reason} (got {_short(detail.get('input'))})"
+        reason = f"{reason} (got {short_repr(detail.get('input'))})"
     return Problem(field, reason)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

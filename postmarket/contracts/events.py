@@ -22,9 +22,12 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -59,10 +62,49 @@ class Part(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+WIRE: dict[str, Any] = {"wire": True}
+"""Validation context of bytes read from a topic (:func:`~postmarket.contracts.decode`)."""
+
+
+def _schema_version_required(schema: dict[str, Any]) -> None:
+    schema.setdefault("required", []).insert(0, "schema_version")
+
+
 class Contract(Part):
-    """Base of every top-level event: a :class:`Part` that states its schema version."""
+    """Base of every top-level event: a :class:`Part` that states its schema version.
+
+    Built in code, an event gets this release's version. Read from a topic, it must state
+    it as a JSON integer: an event without it, or with ``true`` or ``1.0`` (which equal 1
+    in Python), is malformed, not version 1.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_schema_version_required)
 
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _schema_version_is_an_integer(cls, version: Any) -> Any:
+        if type(version) not in (int, float):  # bool is an int subclass: excluded here
+            got = {"got": short_repr(version)}
+            raise PydanticCustomError("schema_version_type", "must be an integer (got {got})", got)
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise PydanticCustomError(
+                "unknown_schema_version",
+                "unknown schema version {got} (this reader knows {known})",
+                {"got": short_repr(version), "known": SCHEMA_VERSION},
+            )
+        return version
+
+    @model_validator(mode="after")
+    def _wire_states_its_schema_version(self, info: ValidationInfo) -> Contract:
+        if (
+            info.context
+            and info.context.get("wire")
+            and "schema_version" not in self.model_fields_set
+        ):
+            raise PydanticCustomError("schema_version_missing", "required field is missing")
+        return self
 
 
 class AcquisitionFeatures(Part):
@@ -252,17 +294,34 @@ DeadLetterReason = Literal[
 ]
 
 
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
 class DeadLetter(Contract):
-    """Input a worker could not accept, kept whole with why, for replay after a fix."""
+    """Input a worker could not accept, kept with why, for replay after a fix.
+
+    The original is kept whole up to a bound far above any valid event; beyond it only its
+    beginning is kept, with the whole record's size and hash, so a dead letter can always
+    be written (a larger one would be refused by the broker, and the record lost).
+    """
 
     event_id: uuid.UUID
     source_topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
     source_partition: Annotated[int, Field(ge=0)]
     source_offset: Annotated[int, Field(ge=0)]
     original: Base64Bytes
+    original_size: Annotated[int, Field(ge=0)] | None = None
+    """The whole record value's size in bytes (None in dead letters from before the field)."""
+    original_sha256: Annotated[str, StringConstraints(pattern=SHA256_PATTERN)] | None = None
+    """The whole record value's SHA-256, hex: what a truncated ``original`` was cut from."""
     reason_code: DeadLetterReason
     reason: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     received_at: AwareDatetime
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``original`` is only the beginning of the record."""
+        return self.original_size is not None and len(self.original) < self.original_size
 
 
 class Claim(Part):
@@ -350,6 +409,12 @@ class SiteKeyRegistration(Contract):
 
     def as_key(self) -> str:
         return f"{self.site_id}|{self.key_id}"
+
+
+def short_repr(value: Any) -> str:
+    """A value for an error message, cut short (a hostile payload can be long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def utc_now() -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +38,8 @@ from streams.channels import (
     stream_predictions,
     write_table,
 )
-from streams.deadletter import dead_letter, internal_error
+from streams.deadletter import DeadLetterNotWritten, dead_letter, internal_error, kept_headers
+from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.retention import Watermark, case_partition, expiry, sweep_action
@@ -46,11 +47,15 @@ from streams.routing import StreamRouter
 from streams.site_keys import SiteKeyFollower
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
+EVENT_TIMES = EventTimeBounds(
+    max_skew=timedelta(hours=settings.event_time_max_skew_hours),
+    max_age=timedelta(days=settings.event_time_max_age_days),
+)
 RETENTION = timedelta(days=settings.join_retention_days)
 REMEMBER_DROPPED = timedelta(days=settings.join_dedupe_days)
 FORGET_EVERY = timedelta(days=1)
 """Dropped cases are checked for forgetting once per this much event time per partition."""
-watermark = Watermark({})
+watermark = Watermark()
 last_sweep: dict[int, float] = {}
 last_forget: dict[int, datetime] = {}
 
@@ -128,12 +133,26 @@ async def dead_lettering_failures(
     try:
         await handle()
     except ContractViolation as violation:
-        await send_dead_letter(position, event.value, violation, message.headers)
+        await _keep_or_stop(position, event.value, violation, message.headers)
     except Exception as error:
         # A bug must not lose the record nor stop the agent: keep it for replay.
         logger.exception("%s failed on %s", doing, position)
         internal = internal_error(error, doing)
-        await send_dead_letter(position, event.value, internal, message.headers)
+        await _keep_or_stop(position, event.value, internal, message.headers)
+
+
+async def _keep_or_stop(
+    position: RecordPosition, value: bytes | None, violation: ContractViolation, headers: Any
+) -> None:
+    """Dead-letter the record; if even that fails, raise :class:`DeadLetterNotWritten` so
+    the record is not acked (see streams.held_acks)."""
+    try:
+        await send_dead_letter(position, value, violation, headers)
+    except Exception as error:
+        raise DeadLetterNotWritten(
+            f"the dead letter of {position} ({violation.code}) could not be sent: "
+            f"{type(error).__name__}"
+        ) from error
 
 
 @app.task
@@ -203,6 +222,7 @@ async def _join(
         except AuthenticityError as error:
             claimed = site_keys.keyring.metric_site(value, case_event.site_id)
             raise _refused(error, claimed) from None
+    _believe_event_time(case_event, sent_at)
     site_last_event(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
     case_pseudonym = case_event.case_pseudonym
@@ -242,6 +262,16 @@ async def _join(
     await _sweep_if_due(position.partition)
 
 
+def _believe_event_time(case_event: Prediction | FollowUp, sent_at: float | None) -> None:
+    """Refuse an event dated implausibly far from when its record was sent (see
+    streams.event_time): it would move the watermark and expire other cases."""
+    now = utc_now()
+    problem = EVENT_TIMES.problem(case_event.event_time, record_sent_at(sent_at, now), now)
+    if problem is not None:
+        contract = type(case_event).__name__
+        raise ContractViolation(contract, "impossible_value", [problem])
+
+
 def _case_file(case_pseudonym: str) -> CaseFile:
     """The case file as its table holds it: the live object, else loaded from the table."""
     case = live_cases.pop(case_pseudonym, None)
@@ -262,8 +292,10 @@ async def _sweep_if_due(partition: int) -> None:
     now = time.monotonic()
     if now - last_sweep.get(partition, 0.0) < settings.join_sweep_interval_s:
         return
+    current = watermark.at(partition)
+    if current is None:
+        return  # too few events yet to tell how far this partition's event time has come
     last_sweep[partition] = now
-    current = watermark.latest[partition]
     forgetting = current - last_forget.get(partition, current - FORGET_EVERY) >= FORGET_EVERY
     if forgetting:
         last_forget[partition] = current
@@ -332,16 +364,9 @@ async def send_dead_letter(
         position.topic, position.partition, position.offset, value or b"", violation
     )
     await produce(
-        deadletter, position.topic.encode(), encode(record), headers=_header_pairs(headers)
+        deadletter, position.topic.encode(), encode(record), headers=kept_headers(headers)
     )
     metrics.events_deadlettered.labels(position.topic, violation.code).inc()
-
-
-def _header_pairs(headers: Any) -> list[tuple[str, bytes]] | None:
-    if not headers:
-        return None
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return [(str(name), bytes(content)) for name, content in pairs if content is not None]
 
 
 @app.timer(interval=10.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -61,11 +61,24 @@ def test_joined_case_expires_with_nothing_unresolved() -> None:
     assert (found.streams_without_truth, found.followups_without_prediction) == ((), 0)
 
 
-def test_watermark_never_moves_back() -> None:
-    watermark = Watermark({})
+def test_watermark_never_moves_back_and_keeps_partitions_apart() -> None:
+    watermark = Watermark()
     watermark.advance(0, T0 + timedelta(days=2))
+    assert watermark.advance(0, T0 + timedelta(days=3)) == T0 + timedelta(days=2)
     assert watermark.advance(0, T0) == T0 + timedelta(days=2)
+    assert watermark.advance(1, T0) is None  # one event: nothing to rest on yet
+    assert watermark.at(1) is None
     assert watermark.advance(1, T0) == T0
+
+
+def test_one_outlying_event_does_not_move_the_watermark() -> None:
+    watermark = Watermark()
+    for day in range(5):
+        watermark.advance(0, T0 + timedelta(days=day))
+    outlier = datetime(9999, 12, 31, tzinfo=UTC)
+    assert watermark.advance(0, outlier) == T0 + timedelta(days=4)
+    # ...and a second, corroborating event does.
+    assert watermark.advance(0, T0 + timedelta(days=30)) == T0 + timedelta(days=30)
 
 
 def test_past_retention_on_table_state_agrees_with_expiry() -> None:
