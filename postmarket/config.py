@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         "event is dead-lettered, so that no wrong clock moves the join's watermark",
     )
     event_time_max_age_days: float = Field(
-        3650.0,
+        10950.0,
         gt=0.0,
         description="how far before its record was sent an event may be dated: the oldest "
         "history a backfill or replay may bring; an older event is dead-lettered",

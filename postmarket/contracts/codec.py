@@ -113,7 +113,11 @@ _SCHEMA_VERSION_ERRORS = {"schema_version_missing", "schema_version_type", "unkn
 
 def _reason_code(errors: list[ErrorDetails]) -> DeadLetterReason:
     kinds = {e["type"] for e in errors}
-    if kinds & {"json_invalid", "json_type", "model_type"}:
+    if "json_invalid" in kinds or any(
+        # The payload is not a JSON object (a nested value of the wrong type is a schema error)
+        e["type"] in {"json_type", "model_type"} and not e["loc"]
+        for e in errors
+    ):
         return "not_json"
     if "unknown_schema_version" in kinds:
         return "unknown_schema_version"
