@@ -2,8 +2,8 @@
 
 A dead letter must always be writable: the broker refuses a record over its size limit
 (1 MiB by default), and a record whose dead letter is refused would be lost. So the
-original value is kept whole up to :data:`MAX_ORIGINAL_BYTES` (twice the largest event
-any reader accepts) and cut beyond it, with the whole value's size and hash; the original
+original value is kept whole up to ``MAX_DEAD_LETTER_ORIGINAL_BYTES`` (twice the largest
+event any reader accepts) and cut beyond it, with the whole value's size and hash; the original
 headers go along only while they are small.
 """
 
@@ -17,10 +17,8 @@ from typing import Any
 
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
 from postmarket.contracts import ContractViolation, DeadLetter, Problem, utc_now
-from postmarket.contracts.codec import MAX_EVENT_BYTES
+from postmarket.contracts.codec import MAX_DEAD_LETTER_ORIGINAL_BYTES
 
-MAX_ORIGINAL_BYTES = 2 * MAX_EVENT_BYTES
-"""The most of a record's value a dead letter keeps (base64 in JSON: about 171 KiB)."""
 MAX_HEADER_BYTES = 16 * 1024
 """Original headers beyond this in all are dropped, but for the signature's own two."""
 
@@ -42,7 +40,7 @@ def dead_letter(
         source_partition=partition,
         source_offset=offset,
         # Base64Bytes validates by decoding, so the raw bytes go in encoded.
-        original=base64.b64encode(original[:MAX_ORIGINAL_BYTES]),
+        original=base64.b64encode(original[:MAX_DEAD_LETTER_ORIGINAL_BYTES]),
         original_size=len(original),
         original_sha256=hashlib.sha256(original).hexdigest(),
         reason_code=violation.code,

@@ -45,6 +45,12 @@ CONTRACT_BY_TOPIC: dict[str, type[Contract]] = {
 
 MAX_EVENT_BYTES = 64 * 1024
 """No legitimate event comes near this; anything larger is refused before parsing."""
+MAX_DEAD_LETTER_ORIGINAL_BYTES = 2 * MAX_EVENT_BYTES
+"""The most of a refused record a dead letter keeps: every record any reader could accept
+whole, and the beginning of any larger one (see streams.deadletter)."""
+MAX_DEAD_LETTER_BYTES = 4 * MAX_EVENT_BYTES
+"""A dead letter carries its original base64-encoded (4/3 of it) and a reason of up to 4,000
+characters, each up to six bytes escaped in JSON: always under this."""
 
 _VALUE_ERRORS = {
     "greater_than",
@@ -92,8 +98,9 @@ def encode(event: Contract) -> bytes:
 def decode(contract: type[EventT], raw: bytes) -> EventT:
     """Validate ``raw`` JSON bytes as ``contract``; raise :class:`ContractViolation` if not."""
     name = contract.__name__
-    if len(raw) > MAX_EVENT_BYTES:
-        reason = f"payload of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit"
+    limit = MAX_DEAD_LETTER_BYTES if contract is DeadLetter else MAX_EVENT_BYTES
+    if len(raw) > limit:
+        reason = f"payload of {len(raw)} bytes exceeds the {limit}-byte limit"
         raise ContractViolation(name, "schema", [Problem("<payload>", reason)])
     try:
         return contract.model_validate_json(raw, context=WIRE)

@@ -4,10 +4,11 @@ and records acked only once the batch that covers them is flushed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -281,3 +282,92 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
     tombstones = [r.key for r in producer.to(changelog) if r.value is None]
     assert tombstones == [json.dumps(dropped).encode()]
     assert routed_offsets(producer) == [0, 1, 2, 4, 5]  # the resend (3) reached no stream
+
+
+class RefusingDeadLetters(RecordingProducer):
+    """A producer whose dead letters the broker refuses (as it refused a 2.67 MB one)."""
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == topics.DEADLETTER:
+            raise RuntimeError("MessageSizeTooLargeError")
+        return await super().send(topic, *args, **kwargs)
+
+
+def test_a_record_whose_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_worker(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = RefusingDeadLetters()
+    monkeypatch.setattr(worker.app, "_producer", refusing)
+    crashes: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    monkeypatch.setattr(worker.app, "crash", crash)
+
+    async def scenario(feed: Feed) -> None:
+        bad = await feed.put(PREDICTIONS, b"c-1", b"not json")
+        await wait_until(lambda: bool(crashes), "the worker told to stop")
+        await join.flush_routed()
+        assert not bad.message.acked
+        assert all(event.message is not bad.message for _, event in join.unacked.held())
+
+    run_join(scenario)
+    [reason] = crashes
+    assert "dead letter" in str(reason) and "not_json" in str(reason)
+
+
+def test_a_huge_record_is_dead_lettered_cut_short_with_its_size_and_hash(
+    producer: RecordingProducer,
+) -> None:
+    huge = b'{"site_id": "site-a", "padding": "' + b"x" * 2_000_000 + b'"}'
+
+    async def scenario(feed: Feed) -> None:
+        event = await feed.put(PREDICTIONS, b"c-1", huge)
+        await wait_until(settled(join.unacked, [event]), "the huge record handled")
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    assert letter.reason_code == "schema" and "exceeds" in letter.reason
+    assert (letter.original_size, letter.truncated) == (len(huge), True)
+    assert letter.original == huge[: len(letter.original)] and len(letter.original) == 128 * 1024
+    assert letter.original_sha256 == hashlib.sha256(huge).hexdigest()
+    [record] = producer.to(topics.DEADLETTER)
+    assert len(record.value or b"") < 1024 * 1024  # under the broker's default record limit
+
+
+def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expires_nothing(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
+    open_case, future_case, later_case = cases_on_partition(0, 3)
+    now = datetime.now(UTC)
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put_event(
+                PREDICTIONS, open_case, make_prediction(case_pseudonym=open_case, event_time=now)
+            ),
+            await feed.put_event(
+                PREDICTIONS,
+                future_case,
+                make_prediction(
+                    case_pseudonym=future_case, event_time=datetime(9999, 12, 31, tzinfo=UTC)
+                ),
+            ),
+            await feed.put_event(
+                PREDICTIONS,
+                later_case,
+                make_prediction(case_pseudonym=later_case, event_time=now + timedelta(hours=2)),
+            ),
+            await feed.put_event(FOLLOWUPS, open_case, make_followup(case_pseudonym=open_case)),
+        ]
+        await wait_until(settled(join.unacked, events), "all four records handled")
+        await join.flush_routed()
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    assert letter.reason_code == "impossible_value" and "event_time: 9999-12-31" in letter.reason
+    [outcome] = outcomes_sent(producer)
+    assert outcome.case_pseudonym == open_case
+    assert join.watermark.at(0) == now  # the second latest: 2 hours ahead is one event alone
