@@ -102,13 +102,15 @@ def send_raw(
     *,
     signed: bool = True,
     headers: Headers | None = None,
+    **producer_options: Any,
 ) -> None:
     """Produce records as they are, bypassing every contract (for bad-input tests).
 
     Records of the case topics are signed by the key of the site they claim (as a site's
     broken collector would send them), unless ``signed`` is False or ``headers`` are given.
+    ``producer_options`` go to the KafkaProducer (compression, a larger request size).
     """
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **producer_options)
     try:
         for key, value in records:
             record_headers = headers
