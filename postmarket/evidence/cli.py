@@ -7,14 +7,19 @@ Only typer is imported here; SQLAlchemy and the store are imported inside each c
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
 if TYPE_CHECKING:
+    from sqlalchemy import URL
+
     from postmarket.contracts.events import Alert, Claim
     from postmarket.evidence.sink import SinkCounts
     from postmarket.evidence.store import AlertView, EvidenceStore
@@ -36,8 +41,8 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="SQLAlchemy URL of the evidence store \\[default: POSTMARKET_EVIDENCE_URL, "
-        "else <POSTMARKET_HOME>/evidence.db]",
+        help="the evidence store: a SQLAlchemy URL, or a SQLite file's path "
+        "\\[default: POSTMARKET_EVIDENCE_URL, else <POSTMARKET_HOME>/evidence.db]",
         show_default=False,
     ),
 ]
@@ -54,38 +59,162 @@ REFERENCE_PREVALENCE_HELP = (
 )
 
 
-def _open(url: str | None) -> EvidenceStore:
-    """The evidence store, or one line saying why it cannot be opened (never a traceback)."""
+EXIT_REFUSED = 1
+"""The request was refused (a bad value, a state that forbids it) or the audit chain is broken."""
+EXIT_STORE_UNAVAILABLE = 3
+"""The evidence store does not exist, cannot be reached, or is not an evidence store."""
+EXIT_HEAD_DIFFERS = 4
+"""``audit verify --expect-head``: the chain's head is not the hash kept elsewhere."""
+# Click itself exits 2 on a usage error (unknown option, missing argument).
+
+SQLITE_READ_ONLY = {"mode": "ro", "uri": "true"}
+"""Query of a SQLite URI that opens an existing file read-only and never creates one."""
+POSTGRESQL_READ_ONLY = "-c default_transaction_read_only=on"
+"""libpq ``options`` that make every transaction of the session read-only."""
+
+
+def store_url(target: str) -> str:
+    """The SQLAlchemy URL of ``--url`` / POSTMARKET_EVIDENCE_URL: a bare path is a SQLite file.
+
+    A newcomer writes ``--url reg.db``; anything with a scheme (``x://`` or ``x:``) is kept
+    as written, so a mistyped URL is refused rather than created as an oddly named file.
+
+    >>> store_url("reg.db") == f"sqlite:///{Path('reg.db').absolute()}"
+    True
+    >>> store_url("postgresql+psycopg://host/evidence")
+    'postgresql+psycopg://host/evidence'
+    """
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target):
+        return target
+    return f"sqlite:///{Path(target).expanduser().absolute()}"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite store; None for other databases, in-memory and URI-form SQLite."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or "uri" in url.query:
+        return None
+    return Path(database).absolute()
+
+
+def read_only_url(url: URL, file: Path | None) -> URL:
+    """``url`` opened so that nothing can be written, and (SQLite) nothing created."""
+    if file is not None:
+        return url.set(database=f"file:{quote(str(file))}", query=SQLITE_READ_ONLY)
+    if url.get_backend_name() == "postgresql":
+        given = url.query.get("options", "")
+        options = " ".join([*([given] if isinstance(given, str) else given), POSTGRESQL_READ_ONLY])
+        return url.update_query_dict({"options": options.strip()})
+    return url
+
+
+@contextmanager
+def _open(url: str | None, *, read_only: bool = False) -> Iterator[EvidenceStore]:
+    """The evidence store, or one line saying why it cannot be used (never a traceback).
+
+    A command that writes creates a SQLite store (and its directory) and migrates it; one
+    that only reads opens an existing store read-only, unmigrated, and refuses a missing
+    one, so a mistyped path is an error rather than an empty, "intact" store.
+    """
     from sqlalchemy import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from postmarket.config import Settings
     from postmarket.evidence.store import EvidenceStore
 
-    target = url or Settings().evidence_database_url
+    if url is None:
+        from postmarket.config import Settings
+
+        url = Settings().evidence_database_url
+    target = store_url(url)
     try:
-        shown = make_url(target).render_as_string(hide_password=True)
+        parsed = make_url(target)
     except ArgumentError:
-        raise _fail(
-            f"{target!r} is not a database URL (sqlite:///path or postgresql://...)"
+        raise _unavailable(
+            f"{url!r} is not a database URL: write sqlite:///path/evidence.db, a file path, "
+            "or postgresql+psycopg://user@host/database"
         ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    file = sqlite_file(parsed)
+    if file is not None and file.is_dir():
+        raise _unavailable(f"{file} is a directory; give the store's file, e.g. {file}/evidence.db")
+    if read_only:
+        if file is not None and not file.is_file():
+            raise _unavailable(
+                f"no evidence store at {file}: point --url / POSTMARKET_EVIDENCE_URL at one, "
+                "or create it with `postmarket evidence upgrade` (reading never creates one)"
+            )
+        parsed = read_only_url(parsed, file)
+    elif file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _unavailable(f"cannot create {file.parent}: {error.strerror}") from None
     try:
-        return EvidenceStore(target)
+        store = EvidenceStore(parsed.render_as_string(hide_password=False), migrate=not read_only)
     except SQLAlchemyError as error:
-        why = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise _fail(
-            f"cannot open the evidence store {shown}: {why}. Start the local stack "
-            "(postmarket stack up) or point --url / POSTMARKET_EVIDENCE_URL at a store"
-        ) from None
+        raise _cannot_open(shown, error) from None
+    with store:
+        try:
+            if read_only:
+                _check_evidence_schema(store, shown)
+        except SQLAlchemyError as error:
+            raise _cannot_open(shown, error) from None
+        try:
+            yield store
+        except SQLAlchemyError as error:
+            raise _fail(f"the evidence store {shown} refused: {_first_line(error)}") from None
+
+
+def _cannot_open(shown: str, error: Exception) -> typer.Exit:
+    return _unavailable(
+        f"cannot open the evidence store {shown}: {_first_line(error)}. Start the local "
+        "stack (postmarket stack up) or point --url / POSTMARKET_EVIDENCE_URL at a store"
+    )
+
+
+def _check_evidence_schema(store: EvidenceStore, shown: str) -> None:
+    """Refuse a database that was never made an evidence store (reads would fail obscurely)."""
+    from sqlalchemy import inspect
+
+    with store.engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            raise _unavailable(
+                f"{shown} is not an evidence store (no schema); create one with "
+                "`postmarket evidence upgrade --url ...`"
+            )
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's own message, without SQLAlchemy's statement and background link."""
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _entries(count: int) -> str:
+    return "entry was" if count == 1 else "entries were"
+
+
+def _day(option: str, text: str) -> date:
+    """The calendar day ``text`` names, or one line telling a typo from an impossible day."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise _fail(f"{option} {text}: no such date ({error})") from None
+        raise _fail(f"{option} {text!r} is not a date: write YYYY-MM-DD") from None
 
 
 def _actor(actor: str | None) -> str:
     return actor or getpass.getuser()
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_REFUSED) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
+
+
+def _unavailable(message: str) -> typer.Exit:
+    return _fail(message, EXIT_STORE_UNAVAILABLE)
 
 
 # --- registry ----------------------------------------------------------------------------
@@ -147,10 +276,7 @@ def add_version(
     from postmarket.evidence.store import EvidenceError
     from postmarket.versions import VersionError
 
-    try:
-        day = date.fromisoformat(registered_on) if registered_on else None
-    except ValueError:
-        raise _fail(f"--registered-on {registered_on!r} is not a date YYYY-MM-DD") from None
+    day = _day("--registered-on", registered_on) if registered_on else None
     with _open(url) as store:
         try:
             parsed = store.add_version(
@@ -320,7 +446,7 @@ def list_registry(
         active = preset(policy)
     except PolicyError as error:
         raise _fail(str(error)) from None
-    with _open(url) as store:
+    with _open(url, read_only=True) as store:
         devices = store.devices()
     if not devices:
         typer.echo("the registry is empty")
@@ -387,7 +513,7 @@ def publish(
         prevalences = parse_reference_prevalence(reference_prevalence or [])
     except ValueError as error:
         raise _fail(f"--reference-prevalence: {error}") from None
-    with _open(url) as store:
+    with _open(url, read_only=True) as store:
         devices = store.devices()
     try:
         entries = registry_entries(devices, reference_prevalence=prevalences)
@@ -451,7 +577,7 @@ def list_alerts(
         wanted = AlertStatus(status) if status else None
     except ValueError:
         raise _fail(f"unknown status {status!r}; use open, acknowledged or resolved") from None
-    with _open(url) as store:
+    with _open(url, read_only=True) as store:
         views = store.alerts(wanted)
     if not views:
         typer.echo("no alerts")
@@ -467,7 +593,7 @@ def show_alert(
     """Show one alert: its evidence, message, lifecycle and recurrences."""
     from postmarket.evidence.store import NotFound
 
-    with _open(url) as store:
+    with _open(url, read_only=True) as store:
         try:
             view = store.alert(alert_id)
         except NotFound as error:
@@ -620,16 +746,56 @@ def rebaseline(
 
 
 @audit_app.command("verify")
-def verify(url: UrlOption = None) -> None:
-    """Recompute every entry's hash and link; exit 1 naming the first tampered entry."""
-    with _open(url) as store:
-        verdict = store.verify_audit_chain()
+def verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="HASH",
+            help="head hash kept from an earlier verify or report; exit 4 if the head differs",
+        ),
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Recompute every entry's hash and link; exit 1 naming the first tampered entry.
+
+    Print the head hash: keep it elsewhere and pass it back with --expect-head, since
+    removing the newest entries leaves a shorter chain that is still consistent. Exit 3
+    when there is no evidence store at --url (a command that only reads creates none).
+    """
+    from postmarket.evidence.audit import verify_chain
+
+    with _open(url, read_only=True) as store:
+        entries = store.audit_entries()
+    verdict = verify_chain(entries)
     if verdict.problem is not None:
         raise _fail(f"audit trail broken at {verdict.problem}")
+    if expect_head is not None and expect_head.strip().lower() != verdict.head_hash:
+        kept = expect_head.strip().lower()
+        raise _fail(
+            f"audit trail head is {verdict.head_hash}, expected {kept} "
+            f"({_where_kept_head_is(kept, [entry.entry_hash for entry in entries])})",
+            EXIT_HEAD_DIFFERS,
+        )
     typer.echo(
         f"audit trail intact: {verdict.entries} entries, head hash {verdict.head_hash} "
         "(keep this hash elsewhere: it also reveals removal of the newest entries)"
     )
+
+
+def _where_kept_head_is(kept: str, chain: list[str]) -> str:
+    """Whether the chain only grew since ``kept`` was the head, or lost or changed entries.
+
+    >>> _where_kept_head_is("b", ["a", "b", "c"])
+    'it is entry 2 of 3: 1 entry was added since'
+    >>> _where_kept_head_is("x", ["a"])
+    'it is not in the chain: entries were removed or rewritten since'
+    """
+    if kept not in chain:
+        return "it is not in the chain: entries were removed or rewritten since"
+    position = chain.index(kept) + 1
+    added = len(chain) - position
+    return f"it is entry {position} of {len(chain)}: {added} {_entries(added)} added since"
 
 
 # --- the database itself -----------------------------------------------------------------
@@ -700,6 +866,8 @@ def sink(
     """
     import logging
 
+    from kafka.errors import KafkaError
+
     from postmarket.config import Settings
     from postmarket.evidence.sink import EvidenceSink
 
@@ -724,6 +892,11 @@ def sink(
         )
         try:
             counts = running.run(until_idle_s=until_idle)
+        except KafkaError as error:
+            raise _fail(
+                f"cannot consume from Kafka at {target}: {error}. Start the local stack "
+                "(postmarket stack up) or give --bootstrap / POSTMARKET_KAFKA_BOOTSTRAP"
+            ) from None
         finally:
             if exporter is not None:
                 exporter()
@@ -822,24 +995,25 @@ def report_command(
     acquisition stratum, alerts and their resolution, version history with change control,
     and data provenance (prospective vs retrospective, follow-up completeness).
     """
-    from postmarket.evidence.report import build_report
-    from postmarket.evidence.report_render import ReportError, write_report
-    from postmarket.evidence.store import NotFound
     from postmarket.versions import PolicyError, preset
 
     if fmt not in ("html", "pdf"):
         raise _fail(f"--format {fmt!r}: use html or pdf")
-    try:
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-    except ValueError:
-        raise _fail(f"--from {start!r} / --to {end!r}: dates are YYYY-MM-DD") from None
+    first, last = _day("--from", start), _day("--to", end)
     if last < first:
         raise _fail(f"--to {end} is before --from {start}")
+    if out.is_dir():
+        raise _fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'report.{fmt}'}")
     try:
         active = preset(policy)
     except PolicyError as error:
         raise _fail(str(error)) from None
-    with _open(url) as store:
+    # Imported once the arguments are known good: reports need scipy and matplotlib.
+    from postmarket.evidence.report import build_report
+    from postmarket.evidence.report_render import ReportError, write_report
+    from postmarket.evidence.store import NotFound
+
+    with _open(url, read_only=True) as store:
         try:
             report = build_report(store, device, first, last, active)
         except NotFound as error:
@@ -848,6 +1022,8 @@ def report_command(
         write_report(report, out, fmt)
     except ReportError as error:
         raise _fail(str(error)) from None
+    except OSError as error:
+        raise _fail(f"cannot write {out}: {error.strerror or error}") from None
     typer.echo(
         f"wrote {out} ({fmt}): {report.design.total} outcomes ({report.design}), "
         f"{len(report.alerts)} alerts"

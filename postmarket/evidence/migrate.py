@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where a migration runs: commands that only read never load it.
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 INI_PATH = MIGRATIONS_DIR / "alembic.ini"
@@ -37,6 +39,8 @@ def _enforce_sqlite_foreign_keys(connection: DBAPIConnection, _: ConnectionPoolE
 
 def alembic_config() -> Config:
     """Alembic configuration pointing at the packaged migrations (no ini file needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -44,6 +48,8 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision shipped with this package."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -52,12 +58,16 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None if it was never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` in one transaction."""
+    from alembic import command
+
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from detectors import wilson_interval
 from postmarket.contracts.events import StreamKey
 
 if TYPE_CHECKING:  # the store imports this module
@@ -177,6 +176,10 @@ def _order(group: Group) -> tuple[str, str, str, str, datetime]:
 
 
 def _snapshots_of(group: Group, tally: Sequence[int], predictions: int) -> list[Snapshot]:
+    # detectors imports scipy (~2 s): only the sink and reports compute intervals, not
+    # every command that opens the store.
+    from detectors import wilson_interval
+
     version, task, site, design, week = group
     cases, positives, true_positives, negatives, true_negatives = tally
     # Predictions arrive before their outcomes, so a count lagging behind the sink's outcome

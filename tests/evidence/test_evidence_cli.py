@@ -246,15 +246,15 @@ def test_a_store_that_cannot_be_opened_is_one_clear_line(
     monkeypatch.setenv("POSTMARKET_HOME", str(tmp_path / "nowhere"))
     monkeypatch.delenv("POSTMARKET_EVIDENCE_URL", raising=False)
     result = runner.invoke(app, command)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "Traceback" not in result.output
     [line] = result.output.strip().splitlines()
-    assert line.startswith(f"error: cannot open the evidence store sqlite:///{tmp_path}")
-    assert "unable to open database file" in line
+    assert line.startswith(f"error: no evidence store at {tmp_path / 'nowhere' / 'evidence.db'}")
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_store_url_never_shows_its_password() -> None:
     url = "postgresql://auditor:s3cret-pw@127.0.0.1:1/evidence"
     code, output = invoke(url, "alerts", "list")
-    assert code == 1
+    assert code == 3
     assert "s3cret-pw" not in output and "auditor:***@127.0.0.1:1" in output
