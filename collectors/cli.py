@@ -1,8 +1,10 @@
 """``postmarket collector``: what hospital IT runs and reviews.
 
-``check FILE.dcm`` prints exactly the JSON that would leave the hospital for that file,
-so it can be reviewed before anything is connected. Bad input is refused with one line
-naming the file and the reason, and a non-zero exit; never a traceback.
+``check [FILE...]`` is the preflight: the configuration as ``run`` loads it (every secret
+file read, every folder checked), and each input as the inbox reads it, printing exactly
+the JSON that would leave the hospital, so it can be reviewed before anything is connected.
+A problem is one line naming the setting or file and the reason, with exit 3 for the
+configuration and 2 for a refused input; never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import typer
 
 if TYPE_CHECKING:
     from collectors.events import AIOutput
-    from collectors.settings import AiSrMapping
+    from collectors.pseudonym import SiteKey
+    from collectors.settings import AiSrMapping, CollectorSettings
 
 collector_app = typer.Typer(
     help="The hospital-side collector: de-identify, pseudonymise, deliver without loss.",
@@ -23,72 +26,156 @@ collector_app = typer.Typer(
 
 EXIT_REJECTED = 2
 EXIT_CONFIG = 3
+EXIT_KAFKA = 4
 
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY (key file) override",
+        help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY_FILE (the key file's "
+        "path) override",
     ),
 ]
 
 
 @collector_app.command("check")
 def check(
-    file: Annotated[Path, typer.Argument(help="a DICOM file (only its header is read)")],
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="inputs to preview, of any kind the inbox takes: DICOM images (only the "
+            "header is read), AI outputs (JSON, DICOM SR), follow-ups (CSV, HL7, FHIR)",
+            show_default=False,
+        ),
+    ] = None,
     ai_output: Annotated[
         Path | None,
         typer.Option(
             "--ai-output",
-            help="the AI device's result for this study, JSON or a DICOM SR (read through "
-            "[collector.ai_sr]): print the event",
+            help="the AI device's result for the one DICOM image given: print the complete "
+            "prediction event",
         ),
     ] = None,
     config: ConfigOption = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka", help="also connect and authenticate to Kafka as `run` will (sends nothing)"
+        ),
+    ] = False,
+    kafka_timeout: Annotated[
+        float, typer.Option("--kafka-timeout", help="seconds to wait for the broker", min=0.1)
+    ] = 10.0,
 ) -> None:
-    """Print the event JSON that would leave the hospital for FILE.
+    """Preflight: check the configuration as `run` loads it, and preview each input.
 
-    With --ai-output, the complete prediction event (as sent to Kafka). Without it, the
-    part the image contributes to that event: the case pseudonym and acquisition features.
-    FILE itself must be the image: an AI result stored as a DICOM SR goes in --ai-output.
+    Every secret file is read (and refused, as `run` refuses it) and every folder `run`
+    writes is checked; nothing is written, and nothing connected without --kafka. Each
+    FILE is read as the inbox reads it, with the same size limits and mappings: stderr
+    gets one line per file (a summary, or why it would be refused), stdout the JSON that
+    would leave the hospital.
+    Exit 3: the configuration is invalid; 4: Kafka (with --kafka) refused or did not
+    answer; 2: an input (or a row of one) would be refused.
     """
-    from collectors.deidentify import Deidentifier
-    from collectors.dicom_input import RejectedFile, read_header
-    from collectors.events import dicom_case, prediction_event
+    from collectors.preflight import kafka_problem, load_secrets, location_problems
     from collectors.pseudonym import SiteKeyError
     from collectors.settings import CollectorConfigError, load_settings
-    from collectors.sr_ai_output import is_structured_report
     from postmarket.authenticity import SigningKeyError
-    from postmarket.contracts import encode
 
     try:
         settings = load_settings(config)
-        key = settings.site_key()
+        secrets = load_secrets(settings)
     except (CollectorConfigError, SiteKeyError, SigningKeyError, OSError) as error:
         typer.echo(f"collector configuration: {_describe(error)}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    problems = location_problems(settings)
+    for problem in problems:
+        typer.echo(f"collector configuration: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_CONFIG)
+    signing = (
+        f"events signed with key {secrets.signer.key_id}"
+        if secrets.signer is not None
+        else "no signing_key_file: events would leave unsigned and workers that require "
+        "authenticity dead-letter them"
+    )
+    typer.echo(f"configuration ok: site {settings.site_id}; {signing}", err=True)
+    if kafka:
+        unreachable = kafka_problem(settings, kafka_timeout)
+        if unreachable is not None:
+            typer.echo(unreachable, err=True)
+            raise typer.Exit(EXIT_KAFKA)
+        typer.echo(f"Kafka {settings.kafka_bootstrap}: connected, input topics visible", err=True)
+    if ai_output is not None:
+        code = _check_prediction(files or [], ai_output, settings, secrets.site_key)
+    else:
+        code = max((_check_input(f, settings, secrets.site_key) for f in files or []), default=0)
+    if code:
+        raise typer.Exit(code)
+
+
+def _check_input(path: Path, settings: CollectorSettings, key: SiteKey) -> int:
+    """Preview one input as the inbox would take it; the exit code it calls for."""
+    from collectors.dicom_input import RejectedFile
+    from collectors.followups import followup_event
+    from collectors.preflight import inbox_limits, preview_input
+    from collectors.pseudonym import case_pseudonym
+    from collectors.watched_folder import read_input
+    from postmarket.contracts import encode
+
+    try:
+        decoded = read_input(path, inbox_limits(settings), settings.followups, settings.ai_sr)
+        preview = preview_input(decoded, key)
+    except RejectedFile as rejected:
+        typer.echo(f"refused {rejected}", err=True)
+        return EXIT_REJECTED
+    typer.echo(f"ok {preview.summary}", err=True)
+    if preview.case is not None:
+        typer.echo(preview.case.as_json())
+        if preview.case.burned_in_annotation:
+            typer.echo(f"note: {path} has burned-in annotation; pixels are never sent", err=True)
+    for record in decoded.followups.records if decoded.followups is not None else []:
+        if record.identifier_kind == "study_instance_uid":
+            pseudonym = case_pseudonym(key, record.identifier)
+            event = followup_event(record, pseudonym, settings.site_id, key)
+            typer.echo(encode(event).decode())
+    for row in preview.refused_rows:
+        typer.echo(f"refused {row}", err=True)
+    return EXIT_REJECTED if preview.refused_rows else 0
+
+
+def _check_prediction(
+    files: list[Path], ai_output: Path, settings: CollectorSettings, key: SiteKey
+) -> int:
+    """Print the prediction event one image and its AI result give; the exit code."""
+    from collectors.deidentify import Deidentifier
+    from collectors.dicom_input import RejectedFile, read_header
+    from collectors.events import dicom_case, prediction_event
+    from collectors.sr_ai_output import is_structured_report
+    from postmarket.contracts import encode
+
+    if len(files) != 1:
+        typer.echo("--ai-output needs exactly one FILE: the DICOM image of its study", err=True)
+        return EXIT_REJECTED
+    file = files[0]
     try:
         header = read_header(file)
         if is_structured_report(header):
             raise RejectedFile(
                 file, "bad_ai_output", "is a DICOM SR (an AI result): pass it as --ai-output"
             )
-        output = _ai_output(ai_output, settings.ai_sr) if ai_output is not None else None
+        output = _ai_output(ai_output, settings.ai_sr)
         study_uid = str(header.get("StudyInstanceUID", "") or "").strip()
-        if output is not None and study_uid and output.study_instance_uid != study_uid:
-            raise RejectedFile(
-                ai_output or "", "bad_ai_output", f"is for another study than {file}"
-            )
+        if study_uid and output.study_instance_uid != study_uid:
+            raise RejectedFile(ai_output, "bad_ai_output", f"is for another study than {file}")
         case = dicom_case(file, header, Deidentifier(key))
     except RejectedFile as rejected:
-        typer.echo(f"rejected {rejected}", err=True)
-        raise typer.Exit(EXIT_REJECTED) from None
+        typer.echo(f"refused {rejected}", err=True)
+        return EXIT_REJECTED
     if case.burned_in_annotation:
         typer.echo(f"note: {file} has burned-in annotation; pixels are never sent", err=True)
-    if output is None:
-        typer.echo(case.as_json())
-    else:
-        typer.echo(encode(prediction_event(case, output, settings.site_id, key)).decode())
+    typer.echo(encode(prediction_event(case, output, settings.site_id, key)).decode())
+    return 0
 
 
 def _ai_output(path: Path, mapping: AiSrMapping | None) -> AIOutput:
@@ -107,13 +194,35 @@ def _ai_output(path: Path, mapping: AiSrMapping | None) -> AIOutput:
     return ai_output_from_sr(path, header, mapping)
 
 
+@collector_app.command("status")
+def status(config: ConfigOption = None) -> None:
+    """What waits in the outbox, what waits for its study, the last delivery and error.
+
+    Read from the collector's files, read-only: works whether it is running or not.
+    """
+    from datetime import UTC, datetime
+
+    from collectors.settings import CollectorConfigError, load_settings
+    from collectors.status import StatusError, read_status, status_lines
+
+    try:
+        settings = load_settings(config)
+        found = read_status(settings.outbox_path, settings.case_index_path)
+    except (CollectorConfigError, StatusError, OSError) as error:
+        typer.echo(f"collector status: {_describe(error)}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    for line in status_lines(found, datetime.now(UTC), settings.outbox_max_bytes):
+        typer.echo(line)
+
+
 @collector_app.command("run")
 def run(
     config: Annotated[
         Path,
         typer.Option(
             "--config",
-            help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY (key file) override",
+            help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY_FILE (the key "
+            "file's path) override",
         ),
     ],
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")] = "INFO",
@@ -175,8 +284,8 @@ def keygen(
     """Create this site's Ed25519 event-signing key; print its public half for registration.
 
     The private key stays in OUT (mode 0600); set ``signing_key_file`` (or
-    POSTMARKET_SIGNING_KEY) to it. Send the printed public key to the manufacturer, who
-    registers it with ``postmarket site-keys register``.
+    POSTMARKET_SIGNING_KEY_FILE, its path) to it. Send the printed public key to the
+    manufacturer, who registers it with ``postmarket site-keys register``.
     """
     from postmarket.authenticity import SigningKey
 

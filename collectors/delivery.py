@@ -76,7 +76,8 @@ class DeliveryLoop:
             deliveries = self._sender.deliver_encoded(records)
         except (DeliveryError, KafkaError) as error:
             self._drop_sender()
-            self.outbox.record_attempt([event.event_id for event in batch])
+            reason = str(error) if isinstance(error, DeliveryError) else type(error).__name__
+            self.outbox.record_attempt([event.event_id for event in batch], reason)
             if self._metrics is not None:
                 self._metrics.send_failures.inc()
             raise DeliveryError(f"{len(batch)} events not delivered: {error}") from None

@@ -27,6 +27,7 @@ RejectReason = Literal[
     "wrong_columns",
     "bad_followup",
     "too_large",
+    "study_mismatch",
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = (
     "not_dicom",
@@ -37,10 +38,12 @@ REJECT_REASONS: tuple[RejectReason, ...] = (
     "wrong_columns",
     "bad_followup",
     "too_large",
+    "study_mismatch",
 )
 """``wrong_columns``: a follow-up export lacks a mapped column (the whole file is refused);
 ``bad_followup``: one CSV row, FHIR report or HL7 result whose values cannot be used;
-``too_large``: a file above its kind's size limit, refused before it is read."""
+``too_large``: a file above its kind's size limit, refused before it is read;
+``study_mismatch``: a STOW-RS instance posted to another study's URL."""
 
 REQUIRED_KEYWORDS = ("StudyInstanceUID", "Modality")
 """Without the study UID there is no case pseudonym; without modality no stratum."""

@@ -1,18 +1,22 @@
-"""Follow-ups from HL7 v2 ORU^R01 result messages, parsed here (no HL7 library needed).
+"""Follow-ups from HL7 v2 ORU^R01 result messages, parsed with python-hl7 (``hl7``).
 
 Each OBR (an order's result) gives at most one follow-up: the study identifier from the
 configured field (``OBR-3`` filler order number by default; ``ORC-n`` and ``PID-n`` are
 read from the segments before it), the label from the first final (``OBX-11`` F or C)
 OBX whose ``OBX-5`` code or text the mapping lists, the time from ``OBR-7`` (else
-``OBX-14``, else ``MSH-7``), and the reader from ``OBR-32``.
+``OBX-14``, else ``MSH-7``), and the reader from ``OBR-32``. Files in the inbox and
+messages received over MLLP (:mod:`collectors.mllp_listener`) take the same functions.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+
+import hl7
+from hl7 import containers as _hl7_containers
+from hl7 import util as _hl7_util
 
 from collectors.dicom_input import RejectedFile
 from collectors.followups import (
@@ -25,82 +29,81 @@ from collectors.followups import (
 from collectors.settings import Hl7FollowUpMapping
 from postmarket.contracts.events import Label
 
+# python-hl7 logs a value it cannot unescape, content and all: field content may be PHI,
+# and a message it cannot use is reported by this module without its content.
+_hl7_util.logger.disabled = True
+_hl7_containers.logger.disabled = True
+
 FINAL_RESULT_STATUSES = frozenset({"F", "C"})
+RESULT_MESSAGE_TYPE = "ORU^R01"
 _MLLP_FRAMING = "\x0b\x1c"
+_SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
 _DTM = re.compile(
     r"^(?P<date>\d{4}(?:\d{2}(?:\d{2})?)?)(?P<time>\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?"
     r"(?P<zone>[+-]\d{4})?$"
 )
 
 
-@dataclass(frozen=True)
-class Delimiters:
-    """The separators a message declares in MSH-1 and MSH-2."""
-
-    field: str = "|"
-    component: str = "^"
-    repetition: str = "~"
-    escape: str = "\\"
-    subcomponent: str = "&"
-
-    def unescape(self, text: str) -> str:
-        if self.escape not in text:
-            return text
-        e = self.escape
-        for code, character in (
-            ("F", self.field),
-            ("S", self.component),
-            ("T", self.subcomponent),
-            ("R", self.repetition),
-            ("E", self.escape),
-        ):
-            text = text.replace(f"{e}{code}{e}", character)
-        return text
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One segment; ``field(n)`` is HL7's field n (MSH-1, the separator, is stored as one)."""
-
-    name: str
-    fields: tuple[str, ...]
-    delimiters: Delimiters
-
-    def field(self, number: int) -> str:
-        return self.fields[number] if 0 <= number < len(self.fields) else ""
-
-    def component(self, number: int, component: int = 1) -> str:
-        """Component of the first repetition, unescaped; subcomponents beyond the first
-        are dropped (an XCN's ID, a CWE's code)."""
-        value = self.field(number).split(self.delimiters.repetition)[0]
-        parts = value.split(self.delimiters.component)
-        text = parts[component - 1] if component <= len(parts) else ""
-        return self.delimiters.unescape(text.split(self.delimiters.subcomponent)[0]).strip()
-
-
-def parse_segments(text: str) -> list[Segment]:
-    """The segments of one message (MLLP framing and any line ending tolerated)."""
+def parse_message(text: str) -> hl7.Message:
+    """One HL7 v2 message (MLLP framing and any line ending tolerated), or ValueError why not."""
     text = text.strip().strip(_MLLP_FRAMING).strip()
     if not text.startswith("MSH") or len(text) < 8:
         raise ValueError("does not start with an MSH segment")
-    delimiters = Delimiters(
-        field=text[3],
-        component=text[4],
-        repetition=text[5],
-        escape=text[6],
-        subcomponent=text[7] if text[7] != text[3] else "&",
-    )
-    segments = []
-    for line in re.split(r"\r\n|\r|\n", text):
-        if not line.strip():
-            continue
-        parts = line.split(delimiters.field)
-        if parts[0] == "MSH":
-            parts = ["MSH", delimiters.field, *parts[1:]]
-        if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", parts[0]):
-            raise ValueError(f"{parts[0][:10]!r} is not a segment name")
-        segments.append(Segment(parts[0], tuple(parts), delimiters))
-    return segments
+    check_encoding_characters(text)
+    # python-hl7 separates segments by CR only, as the standard does; files written on
+    # other systems end their lines with LF or CR LF.
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    try:
+        message = hl7.parse("\r".join(lines))
+    except (hl7.HL7Exception, IndexError, ValueError, AssertionError) as error:
+        # python-hl7 asserts on separators it cannot use; checked above, caught regardless.
+        raise ValueError(str(error) or type(error).__name__) from None
+    for number, segment in enumerate(message, start=1):
+        if not _SEGMENT_NAME.fullmatch(str(segment[0])):  # its text is not shown: may be PHI
+            raise ValueError(f"segment {number} does not start with a segment name")
+    return message
+
+
+def check_encoding_characters(text: str) -> None:
+    """MSH-1 and MSH-2 must declare distinct separators (MSH-2 has a 5th from v2.7 on).
+
+    >>> check_encoding_characters("MSH|^~\\\\&|LAB")
+    >>> check_encoding_characters("MSH|^^\\\\&|LAB")
+    Traceback (most recent call last):
+    ValueError: MSH-2 does not hold 4 (or 5) encoding characters distinct from MSH-1
+    """
+    field = text[3]
+    end = text.find(field, 4)
+    declared = field + text[4 : end if end > 0 else len(text)]
+    if (
+        len(declared) not in (5, 6)
+        or len(set(declared)) != len(declared)
+        or any(c.isalnum() or c.isspace() for c in declared)
+    ):
+        raise ValueError("MSH-2 does not hold 4 (or 5) encoding characters distinct from MSH-1")
+
+
+def component(segment: hl7.Segment, field: int, number: int = 1) -> str:
+    """Component ``number`` of the field's first repetition, unescaped; "" when absent.
+
+    Subcomponents beyond the first are dropped (an XCN's ID, a CWE's code).
+    """
+    try:
+        value = segment.extract_field(field_num=field, component_num=number)
+    except IndexError:  # python-hl7's answer for a component below a plain value
+        return ""
+    return str(value).strip()
+
+
+def message_type(message: hl7.Message) -> str:
+    """MSH-9 as ``code^trigger`` (``ORU^R01``), whatever message structure follows."""
+    header = message[0]
+    return f"{component(header, 9, 1)}^{component(header, 9, 2)}"
+
+
+def control_id(message: hl7.Message) -> str:
+    """MSH-10, which an acknowledgement repeats in MSA-2."""
+    return component(message[0], 10)
 
 
 def hl7_datetime(value: str, default_zone: tzinfo) -> datetime | None:
@@ -127,30 +130,38 @@ def parse_hl7_followups(
 ) -> ParsedFollowUps:
     """The follow-ups of one ORU^R01 message, one per OBR with a mapped final result."""
     try:
-        segments = parse_segments(text)
-    except (ValueError, IndexError) as error:
+        message = parse_message(text)
+    except ValueError as error:
         raise RejectedFile(path, "bad_followup", f"not an HL7 v2 message ({error})") from None
-    header = segments[0]
-    message_type = f"{header.component(9, 1)}^{header.component(9, 2)}"
-    if message_type != "ORU^R01":
-        raise RejectedFile(path, "bad_followup", f"message type {message_type} is not ORU^R01")
+    return followups_of_message(path, message, mapping)
+
+
+def followups_of_message(
+    path: Path | str, message: hl7.Message, mapping: Hl7FollowUpMapping
+) -> ParsedFollowUps:
+    """The follow-ups of a parsed message; ``path`` names where it came from in errors."""
+    header = message[0]
+    kind = message_type(message)
+    if kind != RESULT_MESSAGE_TYPE:
+        raise RejectedFile(path, "bad_followup", f"message type {kind} is not ORU^R01")
     zone = timezone_of(mapping.timezone)
     id_segment, id_field = mapping.identifier_field.split("-")
     parsed = ParsedFollowUps()
-    context: dict[str, Segment] = {}
-    groups: list[tuple[Segment, dict[str, Segment], list[Segment]]] = []
-    for segment in segments[1:]:
-        if segment.name == "OBR":
+    context: dict[str, hl7.Segment] = {}
+    groups: list[tuple[hl7.Segment, dict[str, hl7.Segment], list[hl7.Segment]]] = []
+    for segment in message[1:]:
+        name = str(segment[0])
+        if name == "OBR":
             groups.append((segment, dict(context), []))
-        elif segment.name == "OBX" and groups:
+        elif name == "OBX" and groups:
             groups[-1][2].append(segment)
-        elif segment.name in ("PID", "ORC"):
-            context[segment.name] = segment
+        elif name in ("PID", "ORC"):
+            context[name] = segment
     if not groups:
         raise RejectedFile(path, "bad_followup", "ORU^R01 without an OBR segment")
     for number, (obr, before, observations) in enumerate(groups, start=1):
         owner = obr if id_segment == "OBR" else before.get(id_segment)
-        identifier = valid_identifier(owner.component(int(id_field)) if owner else "")
+        identifier = valid_identifier(component(owner, int(id_field)) if owner else "")
         if identifier is None:
             parsed.rejected.append(
                 RejectedFile(
@@ -168,20 +179,18 @@ def parse_hl7_followups(
             continue
         when = None
         for candidate in (
-            obr.field(7),
-            *(obx.field(14) for obx in observations),
-            header.field(7),
+            component(obr, 7),
+            *(component(obx, 14) for obx in observations),
+            component(header, 7),
         ):
-            if candidate and (
-                when := hl7_datetime(candidate.split(obr.delimiters.component)[0], zone)
-            ):
+            if candidate and (when := hl7_datetime(candidate, zone)):
                 break
         if when is None:
             parsed.rejected.append(
                 RejectedFile(path, "bad_followup", f"OBR {number}: no readable result time")
             )
             continue
-        reader_id = obr.component(32) or None
+        reader_id = component(obr, 32) or None
         problem = check_reader_fields(mapping.source, reader_id, None)
         if problem is not None:
             parsed.rejected.append(RejectedFile(path, "bad_followup", f"OBR {number}: {problem}"))
@@ -208,14 +217,14 @@ def read_hl7_file(path: Path, mapping: Hl7FollowUpMapping) -> ParsedFollowUps:
     return parse_hl7_followups(path, text, mapping)
 
 
-def _label(observations: list[Segment], mapping: Hl7FollowUpMapping) -> Label | None:
+def _label(observations: list[hl7.Segment], mapping: Hl7FollowUpMapping) -> Label | None:
     for obx in observations:
-        if obx.field(11).strip() not in FINAL_RESULT_STATUSES:
+        if component(obx, 11) not in FINAL_RESULT_STATUSES:
             continue
-        if mapping.observation_id is not None and obx.component(3) != mapping.observation_id:
+        if mapping.observation_id is not None and component(obx, 3) != mapping.observation_id:
             continue
-        for component in (1, 2):
-            label = mapping.label_values.get(obx.component(5, component).casefold())
+        for number in (1, 2):
+            label = mapping.label_values.get(component(obx, 5, number).casefold())
             if label is not None:
                 return label
     return None

@@ -11,8 +11,18 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collectors.dicom_input import REJECT_REASONS
+from collectors.mllp import OUTCOMES, REASONS
 
 PREFIX = "postmarket_collector"
+STOW_REFUSALS = (
+    "peer_not_allowed",
+    "unauthenticated",
+    "unsupported_media_type",
+    "too_large",
+    "malformed",
+)
+"""Why a whole STOW-RS request is refused (403, 401, 415, 413, 400); a refused instance
+inside an accepted request counts in ``files_rejected``."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class CollectorMetrics:
     cases_waiting: Gauge
     waiting_expired: Counter
     associations_rejected: Counter
+    mllp_messages: Counter
+    stow_requests_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
@@ -113,11 +125,29 @@ class CollectorMetrics:
                 "DICOM associations refused (calling AE title not on the allow-list).",
                 registry=registry,
             ),
+            mllp_messages=Counter(
+                f"{PREFIX}_mllp_messages",
+                "HL7 messages received over MLLP, by outcome (accepted AA, errored AE, "
+                "refused AR) and reason.",
+                ["outcome", "reason"],
+                registry=registry,
+            ),
+            stow_requests_refused=Counter(
+                f"{PREFIX}_stow_requests_refused",
+                "STOW-RS requests refused whole, by reason (peer_not_allowed, "
+                "unauthenticated, unsupported_media_type, too_large, malformed).",
+                ["reason"],
+                registry=registry,
+            ),
         )
         for reason in REJECT_REASONS:  # every reason is visible at 0 from the start
             metrics.files_rejected.labels(reason=reason)
+        for refusal in STOW_REFUSALS:
+            metrics.stow_requests_refused.labels(reason=refusal)
         for event in ("prediction", "followup"):
             metrics.events_queued.labels(event=event)
         for kind in ("ai_output", "followup"):
             metrics.waiting_expired.labels(kind=kind)
+        for code, mllp_reason in REASONS:
+            metrics.mllp_messages.labels(outcome=OUTCOMES[code], reason=mllp_reason)
         return metrics

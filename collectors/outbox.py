@@ -53,7 +53,13 @@ CREATE TABLE IF NOT EXISTS audit (
     queued_at TEXT NOT NULL,
     sent_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS last_failure (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    failed_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 """
+MAX_REASON_CHARS = 500
 
 
 class OutboxFull(RuntimeError):
@@ -161,12 +167,17 @@ class Outbox:
                 for row in rows
             ]
 
-    def record_attempt(self, event_ids: Sequence[str]) -> None:
-        """Count a failed delivery attempt of these events (they stay pending)."""
+    def record_attempt(self, event_ids: Sequence[str], reason: str = "") -> None:
+        """Count a failed delivery attempt of these events (they stay pending), and keep
+        its ``reason`` (no payload) for ``postmarket collector status``."""
         with self._lock:
             self._db.executemany(
                 "UPDATE pending SET attempts = attempts + 1 WHERE event_id = ?",
                 [(event_id,) for event_id in event_ids],
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO last_failure (id, failed_at, reason) VALUES (1, ?, ?)",
+                (time.time(), reason[:MAX_REASON_CHARS]),
             )
 
     def acknowledge(self, sent: Iterable[tuple[PendingEvent, Delivery]]) -> int:

@@ -1,8 +1,8 @@
 """Keyed pseudonyms: the same study always maps to the same pseudonym at a site, and
 nobody without the site's key can reverse or brute-force one (unlike a plain hash).
 
-The key is read from a file or the environment, is never printed, and is wrapped so
-that an accidental ``repr`` or log line shows nothing of it.
+The key is read from a file (one the environment may name), is never printed, and is
+wrapped so that an accidental ``repr`` or log line shows nothing of it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class SiteKey:
         location = os.environ.get(variable)
         if not location:
             raise SiteKeyError(f"{variable} is not set: name the site key file there")
-        return cls.from_file(Path(location))
+        try:
+            return cls.from_file(Path(location))
+        except SiteKeyError as error:
+            raise SiteKeyError(f"{variable}: {error}") from None
 
     def digest(self, purpose: str, identifier: str) -> bytes:
         """HMAC-SHA256 of ``identifier`` under this key, separated by ``purpose``."""

@@ -2,10 +2,11 @@
 
 Threads: the watched folder's poll loop, the delivery loop (outbox to Kafka), the expiry
 of inputs that waited too long for their study, the Prometheus HTTP server on loopback,
-and pynetdicom's SCP threads. They share one outbox
-and one case index (both lock internally). :meth:`Collector.run` returns when its stop
-event is set (the CLI sets it on SIGTERM or SIGINT) after every thread has finished:
-what is in the outbox stays there for the next start.
+pynetdicom's SCP threads, the HL7 MLLP listener's event loop and the STOW-RS event
+loop's thread. They share one outbox and one case index (both lock internally).
+:meth:`Collector.run` returns when its stop event is set (the CLI sets it on SIGTERM or
+SIGINT) after every thread has finished: what is in the outbox stays there for the next
+start.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -21,10 +23,15 @@ from collectors.case_index import CaseIndex
 from collectors.delivery import DeliveryLoop, RecordSender
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
+from collectors.mllp_listener import MllpEndpoint, MllpListener, MllpListenerError
 from collectors.outbox import Outbox
-from collectors.settings import CollectorConfigError, CollectorSettings
+from collectors.preflight import load_secrets
+from collectors.settings import CollectorSettings
 from collectors.watched_folder import WatchedFolder
 from postmarket.metrics_endpoint import MetricsServer, serve_metrics
+
+if TYPE_CHECKING:  # aiohttp is imported only when STOW-RS is configured
+    from collectors.stow_rs import StowRSServer
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +54,10 @@ class Collector:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry)
-        key = settings.site_key()
-        try:
-            # Refuse a missing or world-readable Kafka password file at start, not at connect.
-            settings.kafka_security().kafka_python_kwargs()
-        except ValueError as error:
-            raise CollectorConfigError(f"Kafka: {error}") from None
+        # Every secret is read at start (as `collector check` reads them), not at connect.
+        secrets = load_secrets(settings)
+        key = secrets.site_key
+        self.stow_rs = self._stow_rs_server()  # reads its token, before anything is opened
         self.outbox = Outbox(
             settings.outbox_path,
             settings.outbox_max_bytes,
@@ -68,7 +73,7 @@ class Collector:
             if settings.inbox is not None
             else None
         )
-        signer = settings.signing_key()
+        signer = secrets.signer
         if signer is None:
             log.warning(
                 "no signing_key_file: events leave unsigned, and workers that require "
@@ -78,6 +83,7 @@ class Collector:
             self.outbox, connect or self._connect, self.metrics, signer=signer
         )
         self.metrics_address: tuple[str, int] | None = None
+        self.mllp = self._mllp_listener()
         self._http: MetricsServer | None = None
 
     def _connect(self) -> RecordSender:
@@ -125,6 +131,10 @@ class Collector:
                     max_bytes=self.settings.inbox.max_dicom_bytes,
                 )
                 scp.start()
+            if self.stow_rs is not None:
+                self.stow_rs.start()
+            if self.mllp is not None:
+                self.mllp.start()
             log.info(
                 "collector for site %s running: inbox %s, Kafka %s",
                 self.settings.site_id,
@@ -136,11 +146,45 @@ class Collector:
             stop.set()
             if scp is not None:
                 scp.stop()
+            if self.stow_rs is not None:
+                self.stow_rs.stop()
+            if self.mllp is not None:
+                self.mllp.stop()
             for thread in threads:
                 thread.join(JOIN_TIMEOUT_S)
             waiting = self.outbox.depth()
             self.close()
             log.info("collector stopped; %d events wait in the outbox", waiting)
+
+    def _stow_rs_server(self) -> StowRSServer | None:
+        """The STOW-RS endpoint, its token and TLS key read now so a bad one stops start."""
+        if self.settings.stow_rs is None or self.settings.inbox is None:
+            return None
+        from collectors.settings import CollectorConfigError
+        from collectors.stow_rs import StowRSServer
+
+        try:
+            return StowRSServer(
+                self.settings.stow_rs,
+                self.settings.inbox.path,
+                self.metrics,
+                max_instance_bytes=self.settings.inbox.max_dicom_bytes,
+            )
+        except (ValueError, OSError) as error:
+            raise CollectorConfigError(f"[collector.stow_rs]: {error}") from None
+
+    def _mllp_listener(self) -> MllpListener | None:
+        """The HL7 MLLP listener when ``mllp_port`` is set, its TLS files checked now."""
+        from collectors.settings import CollectorConfigError
+
+        mapping = self.settings.followups.hl7
+        if self.settings.mllp_port is None or mapping is None:
+            return None
+        try:
+            endpoint = MllpEndpoint.from_settings(self.settings)
+            return MllpListener(endpoint, mapping, self.intake, self.metrics)
+        except MllpListenerError as error:
+            raise CollectorConfigError(str(error)) from None
 
     def _expire_waiting(self, stop: threading.Event) -> None:
         """At start and every :data:`EXPIRY_CHECK_S`, drop what waited too long."""

@@ -1,14 +1,17 @@
 """Collector configuration: ``collector.toml`` and the environment, secrets only by file.
 
-Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY`` and ``POSTMARKET_SIGNING_KEY``
-(the *paths* of the key files, never the keys) override the ``[collector]`` table of the
+Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY_FILE`` and
+``POSTMARKET_SIGNING_KEY_FILE`` (the *paths* of the key files, never the keys: every
+variable naming a secret's file ends in ``_FILE``) override the ``[collector]`` table of the
 TOML file; everything else has loopback defaults. The keys themselves are read by
 :class:`~collectors.pseudonym.SiteKey` and :class:`~postmarket.authenticity.SigningKey`,
-which refuse a file others can read and never show a key in a message.
+which refuse a file others can read and never show a key in a message; an error about a
+secret file names its setting and variable.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,10 +19,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from collectors.pseudonym import SiteKey
-from postmarket.authenticity import SigningKey
+from collectors.pseudonym import SiteKey, SiteKeyError
+from postmarket.authenticity import SigningKey, SigningKeyError
 from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
 from postmarket.kafka_security import (
     DEFAULT_MECHANISM,
@@ -30,8 +41,13 @@ from postmarket.kafka_security import (
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsEndpointError
 
 SITE_ID_ENV = "POSTMARKET_SITE_ID"
-SITE_KEY_ENV = "POSTMARKET_SITE_KEY"
-SIGNING_KEY_ENV = "POSTMARKET_SIGNING_KEY"
+SITE_KEY_ENV = "POSTMARKET_SITE_KEY_FILE"
+SIGNING_KEY_ENV = "POSTMARKET_SIGNING_KEY_FILE"
+RENAMED_ENV = {
+    "POSTMARKET_SITE_KEY": SITE_KEY_ENV,
+    "POSTMARKET_SIGNING_KEY": SIGNING_KEY_ENV,
+}
+"""Old names, refused: their value was often the key itself, not its file."""
 KAFKA_ENV = {
     "kafka_bootstrap": "POSTMARKET_KAFKA_BOOTSTRAP",
     "kafka_security_protocol": "POSTMARKET_KAFKA_SECURITY_PROTOCOL",
@@ -40,6 +56,12 @@ KAFKA_ENV = {
     "kafka_ca_file": "POSTMARKET_KAFKA_CA_FILE",
 }
 """Kafka connection settings the environment may set (the password only as a file path)."""
+SECRET_FILE_ENV = {
+    "site_key_file": SITE_KEY_ENV,
+    "signing_key_file": SIGNING_KEY_ENV,
+    "kafka_password_file": KAFKA_ENV["kafka_password_file"],
+}
+"""The variables that name a secret's file; each ends in ``_FILE``."""
 
 
 class CollectorConfigError(ValueError):
@@ -101,6 +123,35 @@ class StoreSCPSettings(_Section):
     allowed_calling_ae_titles: tuple[Annotated[str, Field(min_length=1, max_length=16)], ...] = (
         Field(min_length=1)
     )
+
+
+class StowRSSettings(_Section):
+    """DICOMweb STOW-RS (PS3.18 10.5): an AI platform or PACS POSTs instances over HTTP(S).
+
+    A request must come from ``allowed_peers`` (addresses or networks) and/or carry the
+    bearer token held in ``token_file`` (mode 0600): at least one is required, and when
+    both are set a request needs both. The token is read from the file, never a value.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8104, ge=0, le=65535)
+    allowed_peers: tuple[IPvAnyNetwork, ...] = ()
+    token_file: Path | None = None
+    tls_cert_file: Path | None = None
+    """PEM certificate chain: serve HTTPS (with ``tls_key_file``)."""
+    tls_key_file: Path | None = None
+    """0600 PEM private key of ``tls_cert_file``."""
+    max_request_bytes: int = Field(8 * 1024**3, gt=0)
+    """A whole request body (every instance in it, spooled to disk, never to memory);
+    each instance is also bounded by ``[collector.inbox] max_dicom_bytes``."""
+
+    @model_validator(mode="after")
+    def _guarded(self) -> StowRSSettings:
+        if not self.allowed_peers and self.token_file is None:
+            raise ValueError("set allowed_peers, token_file or both: anyone could send")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        return self
 
 
 class CsvFollowUpMapping(_Section):
@@ -231,6 +282,20 @@ class CollectorSettings(BaseModel):
     """The user a scrape must authenticate as (with ``metrics_basic_auth_password_file``)."""
     metrics_basic_auth_password_file: Path | None = None
     """0600 file holding the /metrics password (never the password itself)."""
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int | None = Field(None, ge=0, le=65535)
+    """Receive ORU^R01 results over MLLP on this port (off when unset; 2575 is HL7's
+    registered port); the results are read through ``[collector.followups.hl7]``."""
+    mllp_allowed_peers: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Addresses or networks (``10.20.0.0/24``) of the interface engines that may send; a
+    message from any other peer is refused (AR) unread."""
+    mllp_max_message_bytes: int = Field(8 * 1024**2, gt=0)
+    """A larger message is refused (AR) and skipped; a result with an embedded PDF report
+    (OBX of type ED) runs to a few MiB, and each connection buffers one message."""
+    mllp_tls_cert_file: Path | None = None
+    """PEM certificate: accept MLLP over TLS only (with ``mllp_tls_key_file``)."""
+    mllp_tls_key_file: Path | None = None
+    """0600 PEM private key of ``mllp_tls_cert_file``."""
     state_path: Path | None = None
     """SQLite file of the local case index (pseudonyms only); beside the outbox by default."""
     waiting_expiry_days: float = Field(30.0, gt=0.0, le=3650.0)
@@ -241,6 +306,7 @@ class CollectorSettings(BaseModel):
     """A local stack's home: register /metrics with its Prometheus on start."""
     inbox: InboxSettings | None = None
     scp: StoreSCPSettings | None = None
+    stow_rs: StowRSSettings | None = None
     followups: FollowUpMappings = FollowUpMappings()
     ai_sr: AiSrMapping | None = None
 
@@ -248,6 +314,10 @@ class CollectorSettings(BaseModel):
     def _consistent(self) -> CollectorSettings:
         if self.scp is not None and self.inbox is None:
             raise ValueError("[collector.scp] stores into the inbox: configure [collector.inbox]")
+        if self.stow_rs is not None and self.inbox is None:
+            raise ValueError(
+                "[collector.stow_rs] stores into the inbox: configure [collector.inbox]"
+            )
         for mapping in (self.followups.csv, self.followups.hl7, self.ai_sr):
             if mapping is not None:
                 try:
@@ -256,12 +326,33 @@ class CollectorSettings(BaseModel):
                     raise ValueError(f"unknown timezone {mapping.timezone!r}") from None
         return self
 
+    @field_validator("mllp_allowed_peers")
+    @classmethod
+    def _peer_networks(cls, peers: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry as a network (an address is a /32 or /128), refused if it is none."""
+        try:
+            return tuple(str(ipaddress.ip_network(peer.strip(), strict=False)) for peer in peers)
+        except ValueError as error:
+            raise ValueError(f"not an IP address or network ({error})") from None
+
+    @model_validator(mode="after")
+    def _mllp_consistent(self) -> CollectorSettings:
+        if self.mllp_port is not None and self.followups.hl7 is None:
+            raise ValueError("mllp_port receives HL7 results: configure [collector.followups.hl7]")
+        if (self.mllp_tls_cert_file is None) != (self.mllp_tls_key_file is None):
+            raise ValueError("MLLP TLS needs both mllp_tls_cert_file and mllp_tls_key_file")
+        return self
+
     @property
     def case_index_path(self) -> Path:
         return self.state_path or self.outbox_path.with_name(self.outbox_path.stem + "-cases.db")
 
     def site_key(self) -> SiteKey:
-        return SiteKey.from_file(self.site_key_file)
+        """The pseudonymisation key (raises ``SiteKeyError`` naming the setting if unusable)."""
+        try:
+            return SiteKey.from_file(self.site_key_file)
+        except SiteKeyError as error:
+            raise SiteKeyError(f"{secret_setting('site_key_file')}: {error}") from None
 
     def metrics_endpoint(self) -> MetricsEndpoint:
         """Where /metrics is served: loopback unless configured, TLS and auth if set."""
@@ -283,9 +374,26 @@ class CollectorSettings(BaseModel):
 
     def signing_key(self) -> SigningKey | None:
         """The key every record is signed with (raises ``SigningKeyError`` if unusable)."""
-        return (
-            None if self.signing_key_file is None else SigningKey.from_file(self.signing_key_file)
-        )
+        if self.signing_key_file is None:
+            return None
+        try:
+            return SigningKey.from_file(self.signing_key_file)
+        except SigningKeyError as error:
+            raise SigningKeyError(f"{secret_setting('signing_key_file')}: {error}") from None
+
+
+def secret_setting(name: str) -> str:
+    """A secret file's setting and the variable that overrides it, for error messages."""
+    variable = SECRET_FILE_ENV.get(name)
+    return f"{name} ({variable})" if variable else name
+
+
+def renamed_variable_problem(environ: Mapping[str, str]) -> str | None:
+    """One line for an old key variable still set, naming its successor (never its value)."""
+    for old, new in RENAMED_ENV.items():
+        if environ.get(old):
+            return f"{old} is no longer read: unset it and set {new} to the key file's path"
+    return None
 
 
 def load_settings(
@@ -293,6 +401,9 @@ def load_settings(
 ) -> CollectorSettings:
     """Settings from ``config`` (optional TOML) overlaid by the environment."""
     env = os.environ if environ is None else environ
+    renamed = renamed_variable_problem(env)
+    if renamed is not None:
+        raise CollectorConfigError(renamed)
     values: dict[str, Any] = {}
     if config is not None:
         try:
@@ -344,6 +455,8 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> None:
         "metrics_tls_cert_file",
         "metrics_tls_key_file",
         "metrics_basic_auth_password_file",
+        "mllp_tls_cert_file",
+        "mllp_tls_key_file",
     ):
         if isinstance(values.get(name), str):
             values[name] = base / Path(values[name]).expanduser()
@@ -352,3 +465,8 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> None:
         for name in ("path", "processed", "rejected"):
             if isinstance(inbox.get(name), str):
                 inbox[name] = base / Path(inbox[name]).expanduser()
+    stow_rs = values.get("stow_rs")
+    if isinstance(stow_rs, dict):
+        for name in ("token_file", "tls_cert_file", "tls_key_file"):
+            if isinstance(stow_rs.get(name), str):
+                stow_rs[name] = base / Path(stow_rs[name]).expanduser()

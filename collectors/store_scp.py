@@ -1,10 +1,11 @@
 """A DICOM C-STORE SCP (pynetdicom) so a PACS or modality can route copies to the collector.
 
 Only calling AE titles on the allow-list may associate; any other is rejected (counted,
-logged with the title and address, never a header). A received instance is written as a
-Part 10 file into the watched inbox (to a hidden temporary name, synced, then renamed),
-and success is answered only after that: from then on it takes exactly the path of a
-file dropped there, and a crash after the answer loses nothing.
+logged with the title and address, never a header). They may also verify the connection
+with C-ECHO (Verification SOP Class), which a PACS does before it routes. A received
+instance is written as a Part 10 file into the watched inbox (to a hidden temporary name,
+synced, then renamed), and success is answered only after that: from then on it takes
+exactly the path of a file dropped there, and a crash after the answer loses nothing.
 
 pynetdicom writes each instance to a temporary file as its fragments arrive
 (``STORE_RECV_CHUNKED_DATASET``), so an instance of gigabytes never sits in memory; its
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 
 ALL_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
@@ -74,6 +76,7 @@ class StoreSCP:
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 self._ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self._ae.add_supported_context(VERIFICATION_SOP_CLASS)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -89,6 +92,7 @@ class StoreSCP:
         # Process-wide; in the collector's process only this SCP receives.
         _config.STORE_RECV_CHUNKED_DATASET = True
         handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_C_ECHO, self._echo),
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_REJECTED, self._rejected),
         ]
@@ -130,6 +134,11 @@ class StoreSCP:
             log.error("cannot store a received instance in %s: %s", self.inbox, error.strerror)
             partial.unlink(missing_ok=True)
             return STATUS_OUT_OF_RESOURCES
+        return STATUS_SUCCESS
+
+    def _echo(self, event: Any) -> int:
+        """Answer a verification: the association already passed the AE-title allow-list."""
+        log.debug("C-ECHO from %s", _peer(event))
         return STATUS_SUCCESS
 
     def _rejected(self, event: Any) -> None:

@@ -21,11 +21,14 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydicom.dataset import Dataset
+
 from collectors.dicom_input import RejectedFile, read_header
-from collectors.events import read_ai_output
+from collectors.events import AIOutput, read_ai_output
 from collectors.fhir_followups import parse_fhir_followups
 from collectors.followups import ParsedFollowUps, parse_csv_followups
 from collectors.hl7_followups import parse_hl7_followups
@@ -52,6 +55,100 @@ def input_kind(path: Path, head: bytes) -> InputKind:
     if path.suffix.lower() == ".csv":
         return "csv"
     return "dicom"
+
+
+@dataclass(frozen=True)
+class InboxInput:
+    """One inbox file, decoded exactly as the collector will use it (nothing queued yet).
+
+    ``header`` is set for a DICOM image, ``ai_output`` for an AI result (JSON or DICOM SR),
+    ``followups`` for a CSV, HL7 or FHIR follow-up file (with the rows it refused).
+    """
+
+    path: Path
+    kind: InputKind
+    header: Dataset | None = None
+    ai_output: AIOutput | None = None
+    followups: ParsedFollowUps | None = None
+
+
+def read_input(
+    path: Path,
+    limits: InboxSettings,
+    mappings: FollowUpMappings,
+    ai_sr: AiSrMapping | None,
+) -> InboxInput:
+    """Decode one inbox file: sniff its kind, refuse it above its limit, parse it.
+
+    The running collector and ``postmarket collector check`` both call this, so a file
+    ``check`` passes is one ``run`` accepts. Raises :class:`RejectedFile`.
+    """
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+            size = os.fstat(stream.fileno()).st_size
+    except OSError as error:
+        raise RejectedFile(path, "unreadable", error.strerror or type(error).__name__) from None
+    kind = input_kind(path, head)
+    check_size(path, kind, size, limits)
+    if kind == "dicom":
+        header = read_header(path)
+        if not is_structured_report(header):
+            return InboxInput(path, kind, header=header)
+        if ai_sr is None:  # the AI result, not an image of the study
+            raise RejectedFile(
+                path, "bad_ai_output", "a DICOM SR, and [collector.ai_sr] is not set"
+            )
+        return InboxInput(path, kind, ai_output=ai_output_from_sr(path, header, ai_sr))
+    if kind == "ai_output":
+        return InboxInput(path, kind, ai_output=read_ai_output(path))
+    parsed = parse_followups(path, kind, mappings)
+    if not parsed.records and parsed.rejected:
+        if len(parsed.rejected) == 1:
+            raise parsed.rejected[0]
+        raise RejectedFile(
+            path,
+            "bad_followup",
+            f"no usable follow-up; {len(parsed.rejected)} refused: "
+            + "; ".join(r.detail for r in parsed.rejected[:5]),
+        )
+    return InboxInput(path, kind, followups=parsed)
+
+
+def check_size(path: Path, kind: InputKind, size: int, limits: InboxSettings) -> None:
+    """Refuse a file above its kind's limit before anything parses it."""
+    setting, limit = {
+        "dicom": ("max_dicom_bytes", limits.max_dicom_bytes),
+        "ai_output": ("max_ai_output_bytes", limits.max_ai_output_bytes),
+    }.get(kind, ("max_followup_bytes", limits.max_followup_bytes))
+    if size > limit:
+        raise RejectedFile(
+            path,
+            "too_large",
+            f"{size} bytes is more than the {limit} bytes a {kind} file may have "
+            f"([collector.inbox] {setting})",
+        )
+
+
+def parse_followups(path: Path, kind: InputKind, mappings: FollowUpMappings) -> ParsedFollowUps:
+    """The records of a CSV, HL7 or FHIR follow-up file, through its configured mapping."""
+    if kind == "csv":
+        if mappings.csv is None:
+            raise RejectedFile(path, "bad_followup", "no [collector.followups.csv] mapping")
+        text = _read_text(path, mappings.csv.encoding)
+        return parse_csv_followups(path, text, mappings.csv)
+    text = _read_text(path)
+    if kind == "hl7":
+        if mappings.hl7 is None:
+            raise RejectedFile(path, "bad_followup", "no [collector.followups.hl7] mapping")
+        return parse_hl7_followups(path, text, mappings.hl7)
+    if mappings.fhir is None:
+        raise RejectedFile(path, "bad_followup", "no [collector.followups.fhir] mapping")
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise RejectedFile(path, "bad_followup", f"not valid JSON ({error})") from None
+    return parse_fhir_followups(path, document, mappings.fhir)
 
 
 class WatchedFolder:
@@ -107,23 +204,13 @@ class WatchedFolder:
     def handle(self, path: Path) -> None:
         """Read one file, queue its events, and move it out of the inbox."""
         try:
-            with path.open("rb") as stream:
-                head = stream.read(SNIFF_BYTES)
-                size = os.fstat(stream.fileno()).st_size
-        except OSError as error:
-            self._reject(
-                path, RejectedFile(path, "unreadable", error.strerror or type(error).__name__)
-            )
-            return
-        kind = input_kind(path, head)
-        try:
-            self._check_size(path, kind, size)
-            row_problems = self._accept(path, kind)
+            decoded = read_input(path, self.settings, self.mappings, self.ai_sr)
+            row_problems = self._accept(decoded)
         except RejectedFile as rejected:
             self._reject(path, rejected)
             return
         if self._metrics is not None:
-            self._metrics.inputs_accepted.labels(kind=kind).inc()
+            self._metrics.inputs_accepted.labels(kind=decoded.kind).inc()
         for problem in row_problems:
             self._count(problem)
             log.warning("rejected %s", problem)
@@ -131,70 +218,18 @@ class WatchedFolder:
             self._write_reasons(self.settings.rejected_dir / path.name, row_problems)
         self._done(path)
 
-    # --- per kind -----------------------------------------------------------------------------
-
-    def _check_size(self, path: Path, kind: InputKind, size: int) -> None:
-        """Refuse a file above its kind's limit before anything parses it."""
-        setting, limit = {
-            "dicom": ("max_dicom_bytes", self.settings.max_dicom_bytes),
-            "ai_output": ("max_ai_output_bytes", self.settings.max_ai_output_bytes),
-        }.get(kind, ("max_followup_bytes", self.settings.max_followup_bytes))
-        if size > limit:
-            raise RejectedFile(
-                path,
-                "too_large",
-                f"{size} bytes is more than the {limit} bytes a {kind} file may have "
-                f"([collector.inbox] {setting})",
-            )
-
-    def _accept(self, path: Path, kind: InputKind) -> list[RejectedFile]:
+    def _accept(self, decoded: InboxInput) -> list[RejectedFile]:
         """Queue what the file holds; return the rows or messages refused inside it."""
-        if kind == "dicom":
-            header = read_header(path)
-            if is_structured_report(header):  # the AI result, not an image of the study
-                if self.ai_sr is None:
-                    raise RejectedFile(
-                        path, "bad_ai_output", "a DICOM SR, and [collector.ai_sr] is not set"
-                    )
-                self.intake.accept_ai_output(ai_output_from_sr(path, header, self.ai_sr))
-                return []
-            self.intake.accept_dicom(path, header)
+        if decoded.header is not None:
+            self.intake.accept_dicom(decoded.path, decoded.header)
             return []
-        if kind == "ai_output":
-            self.intake.accept_ai_output(read_ai_output(path))
+        if decoded.ai_output is not None:
+            self.intake.accept_ai_output(decoded.ai_output)
             return []
-        parsed = self._parse_followups(path, kind)
+        parsed = decoded.followups or ParsedFollowUps()
         for record in parsed.records:
             self.intake.accept_followup(record)
-        if not parsed.records and parsed.rejected:
-            if len(parsed.rejected) == 1:
-                raise parsed.rejected[0]
-            raise RejectedFile(
-                path,
-                "bad_followup",
-                f"no usable follow-up; {len(parsed.rejected)} refused: "
-                + "; ".join(r.detail for r in parsed.rejected[:5]),
-            )
         return parsed.rejected
-
-    def _parse_followups(self, path: Path, kind: InputKind) -> ParsedFollowUps:
-        if kind == "csv":
-            if self.mappings.csv is None:
-                raise RejectedFile(path, "bad_followup", "no [collector.followups.csv] mapping")
-            text = _read_text(path, self.mappings.csv.encoding)
-            return parse_csv_followups(path, text, self.mappings.csv)
-        text = _read_text(path)
-        if kind == "hl7":
-            if self.mappings.hl7 is None:
-                raise RejectedFile(path, "bad_followup", "no [collector.followups.hl7] mapping")
-            return parse_hl7_followups(path, text, self.mappings.hl7)
-        if self.mappings.fhir is None:
-            raise RejectedFile(path, "bad_followup", "no [collector.followups.fhir] mapping")
-        try:
-            document = json.loads(text)
-        except ValueError as error:
-            raise RejectedFile(path, "bad_followup", f"not valid JSON ({error})") from None
-        return parse_fhir_followups(path, document, self.mappings.fhir)
 
     # --- moving files out ---------------------------------------------------------------------
 

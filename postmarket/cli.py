@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from collectors.cli import collector_app
 from dashboards.cli import dashboards_app
@@ -17,7 +19,45 @@ from postmarket.evidence.cli import (
     report_command,
 )
 from postmarket.site_keys_cli import site_keys_app
-from postmarket.stack.cli import stack_app
+
+if TYPE_CHECKING:
+    from typer._click import Command, Context, HelpFormatter  # Typer bundles its own Click
+
+LAZY_GROUPS = {"stack": ("postmarket.stack.cli", "stack_app")}
+"""Groups imported when run, not when listed: the stack's CLI loads pydantic-settings and
+rich at import (about 0.4 s that ``postmarket --help`` and every store command would pay)."""
+STACK_HELP = (
+    "Run the local stack on 127.0.0.1: Apache Kafka (KRaft), Prometheus and, on request, "
+    "PostgreSQL. State and logs live in POSTMARKET_HOME (default ./.postmarket)."
+)
+"""The stack group's help for ``postmarket --help``; a test keeps it equal to the real one."""
+
+
+class LazyGroups(TyperGroup):
+    """The root group: a group of LAZY_GROUPS is a placeholder in help until it is run."""
+
+    _listing = False
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        known = self.commands.get(cmd_name)
+        if cmd_name in LAZY_GROUPS and not self._listing and not _loaded(known):
+            module, attribute = LAZY_GROUPS[cmd_name]
+            group: Any = typer.main.get_command(getattr(importlib.import_module(module), attribute))
+            group.name, group.loaded = cmd_name, True
+            self.commands[cmd_name] = group
+        return super().get_command(ctx, cmd_name)
+
+
+def _loaded(command: Command | None) -> bool:
+    return bool(getattr(command, "loaded", False))
+
 
 app = typer.Typer(
     name="postmarket",
@@ -26,12 +66,13 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=LazyGroups,
 )
 schemas_app = typer.Typer(help="JSON Schemas of the event contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
-app.add_typer(stack_app, name="stack")
+app.add_typer(typer.Typer(help=STACK_HELP, no_args_is_help=True), name="stack")  # LazyGroups
 app.add_typer(collector_app, name="collector")
 app.add_typer(registry_app, name="registry")
 app.add_typer(site_keys_app, name="site-keys")
@@ -144,7 +185,7 @@ def replay(
         Path | None,
         typer.Option(
             help="0600 Ed25519 key file registered for the replayed site (`postmarket site-keys`)",
-            envvar="POSTMARKET_SIGNING_KEY",
+            envvar="POSTMARKET_SIGNING_KEY_FILE",
         ),
     ] = None,
 ) -> None:

@@ -57,8 +57,8 @@ def test_the_signing_key_file_comes_from_the_environment(tmp_path: Path) -> None
     settings = load_settings(
         environ={
             "POSTMARKET_SITE_ID": "site-a",
-            "POSTMARKET_SITE_KEY": str(tmp_path / "site.key"),
-            "POSTMARKET_SIGNING_KEY": str(key_file),
+            "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "site.key"),
+            "POSTMARKET_SIGNING_KEY_FILE": str(key_file),
         }
     )
     key = settings.signing_key()

@@ -178,7 +178,9 @@ def test_check_refuses_an_sr_as_the_image_or_without_a_mapping(tmp_path: Path) -
     sr = tmp_path / "result.dcm"
     measurement_report(0.83).save_as(sr)
     as_image = CliRunner().invoke(
-        app, ["collector", "check", str(sr), "--config", str(_check_site(tmp_path, True))]
+        app,
+        ["collector", "check", str(sr), "--ai-output", str(sr)]
+        + ["--config", str(_check_site(tmp_path, True))],
     )
     assert as_image.exit_code == 2 and "pass it as --ai-output" in as_image.stderr
     unmapped = CliRunner().invoke(

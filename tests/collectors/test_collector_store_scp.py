@@ -20,7 +20,7 @@ from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.pseudonym import SiteKey, case_pseudonym
 from collectors.settings import InboxSettings, StoreSCPSettings
-from collectors.store_scp import StoreSCP
+from collectors.store_scp import VERIFICATION_SOP_CLASS, StoreSCP
 from collectors.watched_folder import WatchedFolder
 
 KEY = SiteKey(b"scp-test-site-secret-0123456789abcdefghij")
@@ -60,6 +60,47 @@ def send(address: tuple[str, int], calling: str, files: list[Path]) -> list[int]
         scu.shutdown()
 
 
+def echo(address: tuple[str, int], calling: str) -> int | None:
+    """C-ECHO from ``calling``: the status, or None when the association is refused."""
+    scu = AE(ae_title=calling)
+    scu.add_requested_context(VERIFICATION_SOP_CLASS)
+    association = scu.associate(*address, ae_title="POSTMARKET")
+    try:
+        if not association.is_established:
+            return None
+        status = int(association.send_c_echo().Status)
+        association.release()
+        return status
+    finally:
+        scu.shutdown()
+
+
+def wait_for_count(registry: CollectorRegistry, name: str, expected: float) -> float | None:
+    """The counter once it reaches ``expected`` (the SCP counts in its own thread, maybe
+    after the SCU has returned), or its value after 5 seconds."""
+    deadline = time.monotonic() + 5
+    while registry.get_sample_value(name) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return registry.get_sample_value(name)
+
+
+def test_allowed_calling_ae_title_verifies_with_c_echo(
+    scp: tuple[StoreSCP, CollectorRegistry],
+) -> None:
+    server, registry = scp
+    assert echo(server.address, "CT_ROOM_2") == 0x0000
+    assert list(server.inbox.iterdir()) == []
+    assert registry.get_sample_value("postmarket_collector_associations_rejected_total") == 0
+
+
+def test_c_echo_from_a_calling_ae_title_not_on_the_allow_list_is_refused(
+    scp: tuple[StoreSCP, CollectorRegistry],
+) -> None:
+    server, registry = scp
+    assert echo(server.address, "INTRUDER") is None
+    assert wait_for_count(registry, "postmarket_collector_associations_rejected_total", 1) == 1
+
+
 def test_scu_sends_pydicom_files_into_the_pipeline(
     scp: tuple[StoreSCP, CollectorRegistry], tmp_path: Path
 ) -> None:
@@ -87,11 +128,7 @@ def test_calling_ae_title_not_on_the_allow_list_is_refused(
     server, registry = scp
     assert send(server.address, "INTRUDER", pydicom_files()[:1]) is None
     assert list(server.inbox.iterdir()) == []
-    deadline = time.monotonic() + 5  # the SCP counts in its own thread, maybe after the SCU
-    rejected = "postmarket_collector_associations_rejected_total"
-    while registry.get_sample_value(rejected) == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert registry.get_sample_value(rejected) == 1
+    assert wait_for_count(registry, "postmarket_collector_associations_rejected_total", 1) == 1
 
 
 def test_instances_reach_the_inbox_without_being_held_in_memory(

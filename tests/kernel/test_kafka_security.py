@@ -123,7 +123,7 @@ def test_collector_settings_take_kafka_security_from_the_environment(
     settings = load_settings(
         environ={
             "POSTMARKET_SITE_ID": "a",
-            "POSTMARKET_SITE_KEY": str(tmp_path / "site.key"),
+            "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "site.key"),
             "POSTMARKET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "POSTMARKET_KAFKA_USERNAME": "site-a",
             "POSTMARKET_KAFKA_PASSWORD_FILE": str(password_file),
