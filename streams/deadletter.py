@@ -1,4 +1,6 @@
-"""Building dead-letter records: the original bytes, where they came from, and why.
+"""Dead letters: the original bytes of a record no agent can use, where they came from,
+and why; every agent dead-letters through :func:`dead_lettering_failures` or
+:func:`send_dead_letter`.
 
 A dead letter must always be writable: the broker refuses a record over its size limit
 (1 MiB by default), and a record whose dead letter is refused would be lost. So the
@@ -11,13 +13,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
-from postmarket.contracts import ContractViolation, DeadLetter, Problem, utc_now
+from postmarket.contracts import ContractViolation, DeadLetter, Problem, encode, utc_now
 from postmarket.contracts.codec import MAX_DEAD_LETTER_ORIGINAL_BYTES
+from streams.app import metrics
+from streams.casefile import RecordPosition
+from streams.channels import deadletter, produce
+
+logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 """Original headers beyond this in all are dropped, but for the signature's own two."""
@@ -73,3 +81,54 @@ def internal_error(error: Exception, while_doing: str) -> ContractViolation:
     the agent goes on with the next record."""
     problem = Problem("<worker>", f"{type(error).__name__} while {while_doing}")
     return ContractViolation("record", "internal_error", [problem])
+
+
+async def dead_lettering_failures(
+    event: Any, position: RecordPosition, handle: Callable[[], Awaitable[None]], doing: str
+) -> None:
+    """Run ``handle`` on one record; dead-letter the record if it breaks its contract, or if
+    the worker fails on it (``doing`` names what failed)."""
+    message = event.message
+    try:
+        await handle()
+    except ContractViolation as violation:
+        await _keep_or_stop(position, event.value, violation, message.headers)
+    except Exception as error:
+        # A bug must not lose the record nor stop the agent: keep it for replay.
+        logger.exception("%s failed on %s", doing, position)
+        internal = internal_error(error, doing)
+        await _keep_or_stop(position, event.value, internal, message.headers)
+
+
+async def _keep_or_stop(
+    position: RecordPosition, value: bytes | None, violation: ContractViolation, headers: Any
+) -> None:
+    """Dead-letter the record; if even that fails, raise :class:`DeadLetterNotWritten` so
+    the record is not acked (see streams.held_acks)."""
+    try:
+        await send_dead_letter(position, value, violation, headers)
+    except Exception as error:
+        raise DeadLetterNotWritten(
+            f"the dead letter of {position} ({violation.code}) could not be sent: "
+            f"{type(error).__name__}"
+        ) from error
+
+
+async def send_dead_letter(
+    position: RecordPosition,
+    value: bytes | None,
+    violation: ContractViolation,
+    headers: Any = None,
+) -> None:
+    """Keep an unusable record on the dead-letter topic with its reason, and count it.
+
+    The original record's headers (its signature) go along, so a fixed record can be
+    re-sent exactly as the collector signed it.
+    """
+    record = dead_letter(
+        position.topic, position.partition, position.offset, value or b"", violation
+    )
+    await produce(
+        deadletter, position.topic.encode(), encode(record), headers=kept_headers(headers)
+    )
+    metrics.events_deadlettered.labels(position.topic, violation.code).inc()

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from postmarket import topics
-from postmarket.authenticity import AuthenticityError
 from postmarket.contracts import (
     ContractViolation,
     FollowUp,
     Prediction,
     Problem,
     RegistryEntry,
-    SiteKeyRegistration,
     decode_for_topic,
     encode,
     utc_now,
@@ -25,12 +22,12 @@ from postmarket.contracts.events import JoinPosition, StreamKey
 from postmarket.evidence.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
 from streams.app import Children, app, consumed, duplicates, metrics, owned_partitions, settings
+from streams.authentication import AUTHENTICITY_REQUIRED, authentic_event, site_keys
 from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
     alerts,
     case_files,
     case_inputs,
-    deadletter,
     first_sightings,
     outcomes,
     produce,
@@ -38,13 +35,12 @@ from streams.channels import (
     stream_predictions,
     write_table,
 )
-from streams.deadletter import DeadLetterNotWritten, dead_letter, internal_error, kept_headers
+from streams.deadletter import dead_lettering_failures
 from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.retention import Watermark, case_partition, expiry, sweep_action
 from streams.routing import StreamRouter
-from streams.site_keys import SiteKeyFollower
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 EVENT_TIMES = EventTimeBounds(
@@ -63,10 +59,6 @@ logger = logging.getLogger(__name__)
 site_last_event = Children(metrics.site_last_event)
 predictions_counted = Children(metrics.predictions)
 outcomes_counted = Children(metrics.outcomes)
-
-AUTHENTICITY_REQUIRED = settings.event_authenticity == "required"
-site_keys = SiteKeyFollower(settings)
-
 
 if AUTHENTICITY_REQUIRED:
 
@@ -117,42 +109,14 @@ async def _join_record(event: Any) -> None:
     position = RecordPosition(message.topic, message.partition, message.offset)
     consumed(message.topic).inc()
 
+    def decode() -> Prediction | FollowUp:
+        return _case_event(message.topic, message.key, event.value)
+
     async def join() -> None:
-        signer = await _authenticate(message, event.value)
-        await _join(position, message.key, event.value, message.timestamp, signer)
+        case_event = await authentic_event(message, event.value, decode)
+        await _join(position, case_event, message.timestamp)
 
     await dead_lettering_failures(event, position, join, "joining")
-
-
-async def dead_lettering_failures(
-    event: Any, position: RecordPosition, handle: Callable[[], Awaitable[None]], doing: str
-) -> None:
-    """Run ``handle`` on one record; dead-letter the record if it breaks its contract, or if
-    the worker fails on it (``doing`` names what failed)."""
-    message = event.message
-    try:
-        await handle()
-    except ContractViolation as violation:
-        await _keep_or_stop(position, event.value, violation, message.headers)
-    except Exception as error:
-        # A bug must not lose the record nor stop the agent: keep it for replay.
-        logger.exception("%s failed on %s", doing, position)
-        internal = internal_error(error, doing)
-        await _keep_or_stop(position, event.value, internal, message.headers)
-
-
-async def _keep_or_stop(
-    position: RecordPosition, value: bytes | None, violation: ContractViolation, headers: Any
-) -> None:
-    """Dead-letter the record; if even that fails, raise :class:`DeadLetterNotWritten` so
-    the record is not acked (see streams.held_acks)."""
-    try:
-        await send_dead_letter(position, value, violation, headers)
-    except Exception as error:
-        raise DeadLetterNotWritten(
-            f"the dead letter of {position} ({violation.code}) could not be sent: "
-            f"{type(error).__name__}"
-        ) from error
 
 
 @app.task
@@ -178,50 +142,10 @@ async def flush_routed() -> None:
     await ack_all(held)
 
 
-async def _authenticate(message: Any, value: bytes | None) -> SiteKeyRegistration | None:
-    """The registration of the key that signed this record (None when authenticity is off).
-
-    Runs before anything reads the event: a record that is not provably from a registered,
-    unrevoked site key is dead-lettered with reason ``authenticity``, and counted per site.
-    """
-    if not AUTHENTICITY_REQUIRED:
-        return None
-    keyring = site_keys.keyring
-    arguments = (message.headers, message.topic, message.key, value or b"")
-    try:
-        try:
-            return keyring.verify(*arguments)
-        except AuthenticityError as error:
-            # A key registered just before its first event may not have reached us yet.
-            if error.failure != "unknown_key" or not await site_keys.catch_up():
-                raise
-            return keyring.verify(*arguments)
-    except AuthenticityError as error:
-        raise _refused(error, keyring.metric_site(value)) from None
-
-
-def _refused(error: AuthenticityError, metric_site: str) -> ContractViolation:
-    """Count a refused record under its (bounded) site label; the violation to dead-letter."""
-    metrics.events_unauthentic.labels(metric_site, error.failure).inc()
-    return ContractViolation("record", "authenticity", [Problem("<signature>", error.reason)])
-
-
 async def _join(
-    position: RecordPosition,
-    key: bytes | None,
-    value: bytes | None,
-    sent_at: float,
-    signer: SiteKeyRegistration | None = None,
+    position: RecordPosition, case_event: Prediction | FollowUp, sent_at: float
 ) -> None:
-    """``sent_at``: the record's Kafka timestamp (CreateTime: when the collector sent it);
-    ``signer``: the registration of the key that signed it, checked against its site."""
-    case_event = _case_event(position.topic, key, value)
-    if signer is not None:
-        try:
-            site_keys.keyring.check_site(signer, case_event.site_id)
-        except AuthenticityError as error:
-            claimed = site_keys.keyring.metric_site(value, case_event.site_id)
-            raise _refused(error, claimed) from None
+    """``sent_at``: the record's Kafka timestamp (CreateTime: when the collector sent it)."""
     _believe_event_time(case_event, sent_at)
     site_last_event(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
@@ -347,26 +271,6 @@ async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, parti
         await produce(alerts, stream.as_key().encode(), encode(alert))
         labels = metrics.stream_labels(stream)
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
-
-
-async def send_dead_letter(
-    position: RecordPosition,
-    value: bytes | None,
-    violation: ContractViolation,
-    headers: Any = None,
-) -> None:
-    """Keep an unusable record on the dead-letter topic with its reason, and count it.
-
-    The original record's headers (its signature) go along, so a fixed record can be
-    re-sent exactly as the collector signed it.
-    """
-    record = dead_letter(
-        position.topic, position.partition, position.offset, value or b"", violation
-    )
-    await produce(
-        deadletter, position.topic.encode(), encode(record), headers=kept_headers(headers)
-    )
-    metrics.events_deadlettered.labels(position.topic, violation.code).inc()
 
 
 @app.timer(interval=10.0)

@@ -27,7 +27,6 @@ from postmarket.contracts import (
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
 from streams.acquisition import acquisition_categories
-from streams.agents.join import dead_lettering_failures
 from streams.alerting import alert_for
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import RecordPosition
@@ -41,6 +40,7 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
+from streams.deadletter import dead_lettering_failures
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
 from streams.performance import (
     CELLS,

@@ -6,10 +6,10 @@ from typing import Any
 
 from postmarket.contracts import ContractViolation, RegistryEntry, decode
 from postmarket.metrics import REGISTRATION_STATUSES
-from streams.agents.join import send_dead_letter
 from streams.app import app, metrics
 from streams.casefile import RecordPosition
 from streams.channels import registry, registry_updates
+from streams.deadletter import send_dead_letter
 
 
 @app.agent(registry_updates)

@@ -16,6 +16,7 @@ import pytest
 from postmarket import topics
 from postmarket.contracts import DeadLetter, Outcome, Prediction, decode, encode
 from streams import app as worker
+from streams import authentication
 from streams.agents import join
 from streams.app import settings
 from streams.casefile import event_digest
@@ -47,7 +48,7 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
     recording = RecordingProducer()
     monkeypatch.setattr(worker.app, "_producer", recording)
     # Settings default to "required"; signatures are not what these tests are about.
-    monkeypatch.setattr(join, "AUTHENTICITY_REQUIRED", False)
+    monkeypatch.setattr(authentication, "AUTHENTICITY_REQUIRED", False)
     _reset_join_state()
     entry = make_registry_entry()
     registry.data[entry.as_key()] = entry.model_dump(mode="json")
