@@ -221,20 +221,33 @@ class Signal:
     """Why, for a signal no statistic decides (an unmonitored stream)."""
 
 
-def _charted_claims(entry: RegistryEntry | None, task: str) -> list[Claim]:
+def _charted_claims(entry: RegistryEntry | None, task: str) -> list[tuple[ClaimedMetric, Claim]]:
     if entry is None or entry.registration_status != "registered":
         return []
-    return [c for c in entry.claims if c.task == task and c.metric in CHARTED_METRICS]
+    return [
+        (metric, claim)
+        for claim in entry.claims
+        if claim.task == task and (metric := _charted(claim.metric)) is not None
+    ]
+
+
+def _charted(metric: str) -> ClaimedMetric | None:
+    """The metric as a charted one, or None for a claim no chart tests (ppv, npv, auc)."""
+    if metric == "sensitivity":
+        return "sensitivity"
+    if metric == "specificity":
+        return "specificity"
+    return None
 
 
 def claimed_performance(entry: RegistryEntry | None, task: str) -> dict[ClaimedMetric, float]:
     """The registered sensitivity and specificity claims of one task of a version."""
-    return {c.metric: c.value for c in _charted_claims(entry, task)}  # type: ignore[misc]
+    return {metric: claim.value for metric, claim in _charted_claims(entry, task)}
 
 
 def claimed_lower_bounds(entry: RegistryEntry | None, task: str) -> dict[ClaimedMetric, float]:
     """The lower confidence bounds of those claims: the default acceptable levels."""
-    return {c.metric: c.ci_lower for c in _charted_claims(entry, task)}  # type: ignore[misc]
+    return {metric: claim.ci_lower for metric, claim in _charted_claims(entry, task)}
 
 
 CELLS = ("tp", "fn", "tn", "fp")
