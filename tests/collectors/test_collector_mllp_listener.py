@@ -4,8 +4,6 @@ AR naming their control id, are counted, and never cost the connection its other
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import socket
 import ssl
@@ -18,10 +16,6 @@ from typing import Any
 
 import hl7
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -44,6 +38,7 @@ from collectors.settings import (
     load_settings,
 )
 from postmarket.contracts import Contract
+from tests.tls_certificates import self_signed_certificate
 
 KEY = SiteKey(b"mllp-test-site-secret-0123456789abcdefghij")
 MAPPING = Hl7FollowUpMapping(
@@ -318,34 +313,7 @@ def test_full_outbox_refuses_with_ar_so_the_engine_resends(tmp_path: Path) -> No
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its 0600 key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "postmarket-mllp-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "mllp.crt", tmp_path / "mllp.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+    return self_signed_certificate(tmp_path, "mllp")
 
 
 def test_tls_round_trip_verifies_the_certificate(

@@ -5,8 +5,6 @@ and what it refuses is answered per PS3.18 and counted."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import threading
@@ -20,10 +18,6 @@ from typing import Any
 import aiohttp
 import pydicom
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydicom.data import get_testdata_file
@@ -57,6 +51,7 @@ from postmarket.secrets import SecretFileError, write_secret_file
 from postmarket.stack.processes import free_port
 from tests.collectors.site_settings import site_settings
 from tests.collectors.test_collector_store_scp import send
+from tests.tls_certificates import self_signed_certificate
 
 EXAMPLE = Path(__file__).parents[2] / "collectors" / "collector.example.toml"
 KEY = SiteKey(b"stow-test-site-secret-0123456789abcdefghij")
@@ -552,31 +547,4 @@ def test_a_token_file_others_can_read_refuses_the_collector_start(tmp_path: Path
 
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its 0600 key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "postmarket-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "stow.crt", tmp_path / "stow.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_secret_file(
-        key_file,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    return cert_file, key_file
+    return self_signed_certificate(tmp_path, "stow")

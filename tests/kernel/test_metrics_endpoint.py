@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import os
 import ssl
 import urllib.error
@@ -13,10 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Counter
 
 from postmarket.config import Settings
@@ -27,6 +21,7 @@ from postmarket.metrics_endpoint import (
     serve_metrics,
 )
 from postmarket.secrets import write_secret_file
+from tests.tls_certificates import self_signed_certificate
 
 Serve = Callable[[MetricsEndpoint], MetricsServer]
 USER = "prometheus"
@@ -50,34 +45,7 @@ def password_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its 0600 key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "postmarket-test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "metrics.crt", tmp_path / "metrics.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_secret_file(
-        key_file,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    return cert_file, key_file
+    return self_signed_certificate(tmp_path, "metrics")
 
 
 @pytest.fixture
