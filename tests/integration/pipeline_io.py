@@ -6,6 +6,7 @@ import hashlib
 import socket
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.producer import Delivery, EncodedEvent, EventProducer
 from postmarket import topics
 from postmarket.authenticity import Headers, SigningKey, claimed_site
+from postmarket.contracts import Outcome
 from postmarket.site_key_topic import publish_site_keys
 from postmarket.topic_reader import from_beginning, read_to_end
 from postmarket.topic_reader import valid_events as valid_events
@@ -120,6 +122,22 @@ def send_raw(
         producer.flush(timeout=30)
     finally:
         producer.close()
+
+
+def unique_site() -> str:
+    """Tests share the topics; a site of their own keeps their metrics apart."""
+    return f"site-{uuid.uuid4().hex[:8]}"
+
+
+def outcomes_of(bootstrap: str, prediction_ids: set[uuid.UUID], at_least: int) -> list[Outcome]:
+    """The outcomes of these predictions on ``pms.outcomes.v1``, once ``at_least`` are there."""
+
+    def mine(records: list[Any]) -> list[Outcome]:
+        return [
+            o for o in valid_events(records, Outcome) if o.prediction_event_id in prediction_ids
+        ]
+
+    return mine(read_topic(bootstrap, topics.OUTCOMES, lambda rs: len(mine(rs)) >= at_least))
 
 
 def metric_value(metrics_url: str, sample_name: str, **labels: str) -> float:

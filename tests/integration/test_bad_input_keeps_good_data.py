@@ -22,7 +22,7 @@ import pytest
 from postmarket import topics
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
 from postmarket.config import Settings
-from postmarket.contracts import DeadLetter, Outcome, encode
+from postmarket.contracts import DeadLetter, encode
 from postmarket.local_worker import LocalWorker
 from streams.retention import case_partition
 from tests.factories import make_followup, make_prediction
@@ -30,9 +30,11 @@ from tests.integration.pipeline_io import (
     SignedProducer,
     free_port,
     metric_value,
+    outcomes_of,
     read_topic,
     send_raw,
     skip_backlog,
+    unique_site,
     valid_events,
     wait_for_metric,
     wait_until_caught_up,
@@ -62,10 +64,6 @@ def worker(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     running.stop()
 
 
-def _site() -> str:
-    return f"site-{uuid.uuid4().hex[:8]}"
-
-
 def _cases_on_one_partition(how_many: int, partitions: int) -> list[str]:
     first = f"c-{uuid.uuid4().hex}"
     wanted = case_partition(first, partitions)
@@ -75,15 +73,6 @@ def _cases_on_one_partition(how_many: int, partitions: int) -> list[str]:
         if case_partition(case, partitions) == wanted:
             cases.append(case)
     return cases
-
-
-def _outcomes(bootstrap: str, prediction_ids: set[uuid.UUID], at_least: int) -> list[Outcome]:
-    def mine(records: list[Any]) -> list[Outcome]:
-        return [
-            o for o in valid_events(records, Outcome) if o.prediction_event_id in prediction_ids
-        ]
-
-    return mine(read_topic(bootstrap, topics.OUTCOMES, lambda rs: len(mine(rs)) >= at_least))
 
 
 def _dead_letters(bootstrap: str, originals: set[bytes]) -> dict[bytes, DeadLetter]:
@@ -100,7 +89,7 @@ def _dead_letters(bootstrap: str, originals: set[bytes]) -> dict[bytes, DeadLett
 
 def test_an_event_dated_year_9999_expires_no_other_case(worker: LocalWorker) -> None:
     settings = worker.settings
-    bootstrap, site = settings.kafka_bootstrap, _site()
+    bootstrap, site = settings.kafka_bootstrap, unique_site()
     *waiting, far_future, wrong_clock = _cases_on_one_partition(8, settings.topic_partitions)
     now = datetime.now(UTC)
     predictions = [
@@ -128,7 +117,7 @@ def test_an_event_dated_year_9999_expires_no_other_case(worker: LocalWorker) -> 
             ]
         )
 
-    outcomes = _outcomes(bootstrap, {p.event_id for p in predictions}, len(waiting))
+    outcomes = outcomes_of(bootstrap, {p.event_id for p in predictions}, len(waiting))
     assert len(outcomes) == len(waiting) == 6
     assert {letter.reason_code for letter in letters.values()} == {"impossible_value"}
     assert all("event_time" in letter.reason for letter in letters.values())
@@ -140,7 +129,7 @@ def test_an_event_dated_year_9999_expires_no_other_case(worker: LocalWorker) -> 
 
 
 def test_an_event_must_state_its_schema_version_as_an_integer(worker: LocalWorker) -> None:
-    bootstrap, site = worker.settings.kafka_bootstrap, _site()
+    bootstrap, site = worker.settings.kafka_bootstrap, unique_site()
     case = f"c-{uuid.uuid4().hex}"
     valid = json.loads(encode(make_prediction(case_pseudonym=case, site_id=site)))
     unstated = {k: v for k, v in valid.items() if k != "schema_version"}
@@ -164,7 +153,7 @@ def test_an_event_must_state_its_schema_version_as_an_integer(worker: LocalWorke
 
 
 def test_a_2_mb_record_is_dead_lettered_and_the_join_goes_on(worker: LocalWorker) -> None:
-    bootstrap, site = worker.settings.kafka_bootstrap, _site()
+    bootstrap, site = worker.settings.kafka_bootstrap, unique_site()
     huge = json.dumps({"site_id": site, "padding": "x" * 2_000_000}).encode()
     # Compressed, it is within the broker's limits, as it was from the auditor's producer.
     send_raw(
@@ -180,7 +169,7 @@ def test_a_2_mb_record_is_dead_lettered_and_the_join_goes_on(worker: LocalWorker
             [prediction, make_followup(case_pseudonym=prediction.case_pseudonym, site_id=site)]
         )
 
-    assert len(_outcomes(bootstrap, {prediction.event_id}, 1)) == 1
+    assert len(outcomes_of(bootstrap, {prediction.event_id}, 1)) == 1
     cut = huge[: 128 * 1024]
     letter = _dead_letters(bootstrap, {cut})[cut]
     assert (letter.reason_code, letter.original_size) == ("schema", len(huge))
@@ -222,7 +211,7 @@ def test_every_schema_breaking_field_is_dead_lettered_whole_and_counts_nowhere(
 ) -> None:
     """Each prediction broken one way, with a valid follow-up for its case; each follow-up
     broken one way, with a valid prediction for its case: no outcome may come of any."""
-    bootstrap, site = worker.settings.kafka_bootstrap, _site()
+    bootstrap, site = worker.settings.kafka_bootstrap, unique_site()
     raw: list[tuple[str, bytes, bytes]] = []  # (topic, key, value)
     valid: list[Any] = []
     for topic, build, partner in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ from tests.integration.pipeline_io import (
     SignedProducer,
     free_port,
     metric_value,
+    outcomes_of,
     read_all,
     read_topic,
     send_raw,
     skip_backlog,
+    unique_site,
     valid_events,
     wait_for_metric,
     wait_until_caught_up,
@@ -55,29 +58,14 @@ def worker(worker_settings: Settings, tmp_path: Path) -> Iterator[LocalWorker]:
     running.stop()
 
 
-def _unique_site() -> str:
-    """Tests share the topics; a site of their own keeps their metrics apart."""
-    return f"site-{uuid.uuid4().hex[:8]}"
-
-
-def _outcomes_of(bootstrap: str, prediction_ids: set[uuid.UUID], at_least: int) -> list[Outcome]:
-    def mine(records: list[Any]) -> list[Outcome]:
-        return [
-            o for o in valid_events(records, Outcome) if o.prediction_event_id in prediction_ids
-        ]
-
-    records = read_topic(bootstrap, topics.OUTCOMES, lambda rs: len(mine(rs)) >= at_least)
-    return mine(records)
-
-
 def test_prediction_and_followup_join_into_one_outcome(worker: LocalWorker) -> None:
-    case, site = f"c-{uuid.uuid4().hex}", _unique_site()
+    case, site = f"c-{uuid.uuid4().hex}", unique_site()
     prediction = make_prediction(case_pseudonym=case, site_id=site, decision="negative")
     followup = make_followup(case_pseudonym=case, site_id=site, label="positive")
     with SignedProducer(worker.settings.kafka_bootstrap) as producer:
         producer.deliver([prediction, followup])
 
-    [outcome] = _outcomes_of(worker.settings.kafka_bootstrap, {prediction.event_id}, 1)
+    [outcome] = outcomes_of(worker.settings.kafka_bootstrap, {prediction.event_id}, 1)
 
     assert (outcome.decision, outcome.label, outcome.truth_source) == (
         "negative",
@@ -92,7 +80,7 @@ def test_prediction_and_followup_join_into_one_outcome(worker: LocalWorker) -> N
 
 
 def test_resent_events_are_counted_once(worker: LocalWorker) -> None:
-    case, site = f"c-{uuid.uuid4().hex}", _unique_site()
+    case, site = f"c-{uuid.uuid4().hex}", unique_site()
     prediction = make_prediction(case_pseudonym=case, site_id=site)
     followup = make_followup(case_pseudonym=case, site_id=site)
     with SignedProducer(worker.settings.kafka_bootstrap) as producer:
@@ -101,7 +89,7 @@ def test_resent_events_are_counted_once(worker: LocalWorker) -> None:
     settings = worker.settings
     wait_until_caught_up(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
 
-    assert len(_outcomes_of(settings.kafka_bootstrap, {prediction.event_id}, 1)) == 1
+    assert len(outcomes_of(settings.kafka_bootstrap, {prediction.event_id}, 1)) == 1
     assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == 1
 
 
@@ -124,7 +112,7 @@ def test_invalid_records_are_dead_lettered_and_the_worker_goes_on(worker: LocalW
     with SignedProducer(bootstrap) as producer:
         producer.deliver([good, followup])
 
-    _outcomes_of(bootstrap, {good.event_id}, 1)
+    outcomes_of(bootstrap, {good.event_id}, 1)
     wait_for_metric(worker.metrics_url, "postmarket_events_deadlettered_total", 4)
 
     originals = {value for _, value in bad}
@@ -155,14 +143,18 @@ def test_past_retention_truth_finds_its_case_dropped_and_a_resend_counts_once(
             "join_sweep_interval_s": 0.0,
         }
     )
-    site = _unique_site()
+    site = unique_site()
     waiting = f"c-{uuid.uuid4().hex}"
     partition = case_partition(waiting, settings.topic_partitions)
-    # A later case on the same partition moves that partition's event-time watermark.
-    later = next(
-        case
-        for case in (f"c-{uuid.uuid4().hex}" for _ in range(1000))
-        if case_partition(case, settings.topic_partitions) == partition
+    # Two later cases on the same partition move its event-time watermark (it rests on two
+    # events: streams.retention.Watermark).
+    later, later_too = itertools.islice(
+        (
+            case
+            for case in (f"c-{uuid.uuid4().hex}" for _ in range(2000))
+            if case_partition(case, settings.topic_partitions) == partition
+        ),
+        2,
     )
     stale = make_prediction(case_pseudonym=waiting, site_id=site, event_time=T0)
     # Only this test's records: the resends of earlier tests' dropped cases would count too.
@@ -172,8 +164,11 @@ def test_past_retention_truth_finds_its_case_dropped_and_a_resend_counts_once(
             producer.deliver(
                 [
                     stale,
-                    make_prediction(
-                        case_pseudonym=later, site_id=site, event_time=T0 + timedelta(days=30)
+                    *(
+                        make_prediction(
+                            case_pseudonym=case, site_id=site, event_time=T0 + timedelta(days=30)
+                        )
+                        for case in (later, later_too)
                     ),
                 ]
             )
@@ -194,7 +189,7 @@ def test_past_retention_truth_finds_its_case_dropped_and_a_resend_counts_once(
         assert stale.event_id not in joined
         url = worker.metrics_url
         assert metric_value(url, "postmarket_outcomes_total", site_id=site) == 0
-        assert metric_value(url, "postmarket_predictions_total", site_id=site) == 2
+        assert metric_value(url, "postmarket_predictions_total", site_id=site) == 3
         assert metric_value(url, "postmarket_predictions_expired_total", site_id=site) == 1
         resent = "postmarket_events_duplicate_after_retention_total"
         assert metric_value(url, resent, topic=topics.PREDICTIONS) == 1
@@ -208,7 +203,7 @@ def test_outcome_latency_is_observed_once_per_new_outcome(worker: LocalWorker) -
     latency = "postmarket_outcome_latency_seconds"
     count_before = metric_value(worker.metrics_url, f"{latency}_count")
     fast_before = metric_value(worker.metrics_url, f"{latency}_bucket", le="5.0")
-    case, site = f"c-{uuid.uuid4().hex}", _unique_site()
+    case, site = f"c-{uuid.uuid4().hex}", unique_site()
     with SignedProducer(settings.kafka_bootstrap) as producer:
         producer.deliver(
             [
