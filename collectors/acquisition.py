@@ -12,20 +12,7 @@ from pydicom.multival import MultiValue
 
 from collectors.pseudonym import SiteKey, station_pseudonym
 from postmarket.contracts import AcquisitionFeatures
-from postmarket.contracts.events import SliceThicknessBand
-
-
-def slice_thickness_band(thickness_mm: float | None) -> SliceThicknessBand | None:
-    """The compatibility stratum of a slice thickness (NMPA lung-nodule testing bands)."""
-    if thickness_mm is None:
-        return None
-    if thickness_mm < 1.0:
-        return "sub_mm"
-    if thickness_mm <= 2.0:
-        return "1_2mm"
-    if 4.0 <= thickness_mm <= 6.0:
-        return "about_5mm"
-    return "other"
+from postmarket.contracts.events import slice_thickness_band
 
 
 def acquisition_features(header: Dataset, key: SiteKey) -> AcquisitionFeatures:

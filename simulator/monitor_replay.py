@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from collectors.acquisition import slice_thickness_band
 from postmarket.contracts.events import (
     AcquisitionFeatures,
     FollowUp,
@@ -30,6 +29,7 @@ from postmarket.contracts.events import (
     Outcome,
     RegistryEntry,
     StreamKey,
+    slice_thickness_band,
 )
 from simulator.fleet import SimulatedCase, SimulatedFollowUp, SimulatedRecord
 from simulator.ground_truth import registry_entries, stream_key

@@ -51,6 +51,21 @@ Decision = Literal["positive", "negative"]
 Label = Literal["positive", "negative"]
 StudyDesign = Literal["prospective", "retrospective"]
 SliceThicknessBand = Literal["sub_mm", "1_2mm", "about_5mm", "other"]
+
+
+def slice_thickness_band(thickness_mm: float | None) -> SliceThicknessBand | None:
+    """The compatibility stratum of a slice thickness (NMPA lung-nodule testing bands)."""
+    if thickness_mm is None:
+        return None
+    if thickness_mm < 1.0:
+        return "sub_mm"
+    if thickness_mm <= 2.0:
+        return "1_2mm"
+    if 4.0 <= thickness_mm <= 6.0:
+        return "about_5mm"
+    return "other"
+
+
 TruthSource = Literal["pathology", "adjudicated_read", "follow_up_imaging", "clinical", "reader"]
 ReadRound = Literal["first", "second", "adjudication"]
 Severity = Literal["info", "warning", "critical"]

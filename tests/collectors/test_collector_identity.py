@@ -12,8 +12,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from collectors.acquisition import acquisition_features, slice_thickness_band
+from collectors.acquisition import acquisition_features
 from collectors.pseudonym import SiteKey, SiteKeyError, case_pseudonym
+from postmarket.contracts.events import slice_thickness_band
 
 SECRET = b"distinctive-site-secret-0123456789abcdef"
 
