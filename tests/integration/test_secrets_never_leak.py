@@ -328,6 +328,8 @@ def test_no_secret_appears_in_any_record_log_metric_or_report(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the in-process collectors and kafka-python, everything
+    # kafka-python at DEBUG even if an earlier in-process `collector run` quieted its logger.
+    caplog.set_level(logging.DEBUG, logger="kafka")
     stack = secure_stack
     base = stack.result.settings
     bootstrap = base.kafka_bootstrap
