@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from postmarket.preflight import CONNECT_TIMEOUT_S, ConnectTimeoutOption
+
 dashboards_app = typer.Typer(
     help="Grafana dashboards as code: build the JSON, publish it to Grafana.",
     no_args_is_help=True,
@@ -51,18 +53,27 @@ def publish(
     token_file: Annotated[
         Path,
         typer.Option(
-            "--token-file", help="file holding a Grafana service-account token (never printed)"
+            "--token-file",
+            help="file, private to its owner (mode 600), holding a Grafana service-account "
+            "token (never printed)",
         ),
     ],
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
 ) -> None:
-    """Upload every dashboard into the "Post-market surveillance" folder of a Grafana."""
-    from dashboards.publish import GrafanaTarget, PublishError, check_url, read_token
+    """Upload every dashboard into the "Post-market surveillance" folder of a Grafana.
+
+    Exit 1: a bad --url or token file; 5: Grafana not reachable; 6: it refused the token
+    (HTTP 401/403); 8: it answered HTTP 5xx.
+    """
+    from dashboards.publish import GrafanaTarget, check_grafana, check_url, read_token
     from dashboards.publish import publish as publish_all
+    from postmarket.preflight import ServiceProblem, exit_for
 
     try:
-        target = GrafanaTarget(check_url(url), read_token(token_file))
-        for dashboard_url in publish_all(target):
-            typer.echo(dashboard_url)
-    except PublishError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        target = GrafanaTarget(check_url(url), read_token(token_file), connect_timeout)
+        check_grafana(target)
+        published = publish_all(target)
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
+    for dashboard_url in published:
+        typer.echo(dashboard_url)

@@ -18,6 +18,8 @@ from postmarket.evidence.cli import (
     registry_app,
     report_command,
 )
+from postmarket.evidence.testdb_cli import testdb_app
+from postmarket.preflight import CONNECT_TIMEOUT_S, BootstrapOption, ConnectTimeoutOption
 from postmarket.site_keys_cli import site_keys_app
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ app.add_typer(site_keys_app, name="site-keys")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(testdb_app, name="testdb")
 app.command("report")(report_command)
 app.add_typer(dashboards_app, name="dashboards")
 
@@ -96,10 +99,7 @@ def schemas_export(
 
 @topics_app.command("create")
 def topics_create(
-    bootstrap: Annotated[
-        str | None,
-        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
-    ] = None,
+    bootstrap: BootstrapOption = None,
     partitions: Annotated[
         int | None,
         typer.Option(
@@ -109,7 +109,10 @@ def topics_create(
     replication_factor: Annotated[
         int, typer.Option(min=1, help="replicas of each partition (3 on a production cluster)")
     ] = 1,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 60.0,
+    timeout: Annotated[
+        float, typer.Option(help="seconds to wait for the broker to create the topics")
+    ] = 60.0,
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
 ) -> None:
     """Create the pipeline's topics on the configured broker; existing ones are kept.
 
@@ -118,24 +121,31 @@ def topics_create(
     something to repair silently (keys would move between partitions mid-stream).
     """
     from postmarket.config import Settings
+    from postmarket.preflight import ServiceProblem, check_kafka, describe_error, exit_for
     from postmarket.stack.processes import StackError
     from postmarket.topics import pipeline_topics
 
     settings = Settings()
     target = bootstrap or settings.kafka_bootstrap
+    security = settings.kafka_security()
     specs = pipeline_topics(partitions or settings.topic_partitions)
     try:
-        from postmarket.stack.kafka import ensure_topics
+        check_kafka(target, security, connect_timeout)
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
+    from kafka.errors import KafkaError
 
+    from postmarket.stack.kafka import ensure_topics
+
+    try:
         created = ensure_topics(
-            target,
-            specs,
-            timeout=timeout,
-            security=settings.kafka_security(),
-            replication_factor=replication_factor,
+            target, specs, timeout=timeout, security=security, replication_factor=replication_factor
         )
     except StackError as error:
         typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except KafkaError as error:  # e.g. this principal may not create topics
+        typer.echo(f"error: Kafka at {target} refused: {describe_error(error)}", err=True)
         raise typer.Exit(1) from None
     for spec in specs:
         state = "created" if spec.name in created else "exists"

@@ -15,8 +15,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from postmarket.preflight import (
+    CONNECT_TIMEOUT_S,
+    BootstrapOption,
+    ConnectTimeoutOption,
+    ServiceProblem,
+    check_kafka,
+    describe_error,
+    exit_for,
+)
+
 if TYPE_CHECKING:
+    from postmarket.authenticity import SiteKeyring
     from postmarket.contracts import SiteKeyRegistration
+    from postmarket.kafka_security import KafkaSecurity
 
 site_keys_app = typer.Typer(
     help="Sites' public event-signing keys: register, revoke, list.", no_args_is_help=True
@@ -38,6 +50,8 @@ def register(
         Path | None,
         typer.Option("--public-key-file", help="a file holding that base64 public key"),
     ] = None,
+    bootstrap: BootstrapOption = None,
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
 ) -> None:
     """Accept events signed by this key for SITE (a site may have several keys: rotation)."""
     from pydantic import ValidationError
@@ -62,7 +76,7 @@ def register(
         )
     except ValidationError as error:
         raise _fail(f"invalid registration: {error.errors()[0]['msg']}") from None
-    _publish(registration)
+    _publish(registration, bootstrap, connect_timeout)
     typer.echo(f"registered {registration.key_id} for site {site}")
 
 
@@ -85,45 +99,75 @@ def revoke(
             "--at", help="when it stops being accepted (ISO time with offset; default now)"
         ),
     ] = None,
+    bootstrap: BootstrapOption = None,
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
 ) -> None:
     """Refuse every event signed by KEY_ID from --at on (a stolen key: now; a rotation: later)."""
-    from postmarket.config import Settings
     from postmarket.contracts import utc_now
-    from postmarket.site_key_topic import read_site_keys
 
     when = at or utc_now()
     if when.tzinfo is None:
         raise _fail("--at needs a UTC offset, e.g. 2026-05-01T00:00:00+00:00")
-    settings = Settings()
-    keyring = read_site_keys(settings.kafka_bootstrap, settings.kafka_security())
+    keyring = _read_keyring(bootstrap, connect_timeout)
     current = [r for r in keyring.registrations() if r.key_id == key_id and r.site_id == site]
     if not current:
         raise _fail(f"no key {key_id} is registered for site {site}")
-    _publish(current[0].model_copy(update={"revoked_at": when}))
+    _publish(current[0].model_copy(update={"revoked_at": when}), bootstrap, connect_timeout)
     typer.echo(f"revoked {key_id} of site {site} from {when.isoformat()}")
 
 
 @site_keys_app.command("list")
-def list_keys() -> None:
+def list_keys(
+    bootstrap: BootstrapOption = None,
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
+) -> None:
     """Every registered key: site, key id, registered and revoked times."""
-    from postmarket.config import Settings
-    from postmarket.site_key_topic import read_site_keys
-
-    settings = Settings()
-    keyring = read_site_keys(settings.kafka_bootstrap, settings.kafka_security())
+    keyring = _read_keyring(bootstrap, connect_timeout)
     for r in sorted(keyring.registrations(), key=lambda r: (r.site_id, r.registered_at)):
         revoked = f"revoked {r.revoked_at.isoformat()}" if r.revoked_at else "valid"
         typer.echo(f"{r.site_id}\t{r.key_id}\tregistered {r.registered_at.isoformat()}\t{revoked}")
 
 
-def _publish(registration: SiteKeyRegistration) -> None:
+def _read_keyring(bootstrap: str | None, connect_timeout: float) -> SiteKeyring:
+    """Every registration on the topic, after a preflight that fails in seconds, not minutes."""
     from kafka.errors import KafkaError
 
-    from postmarket.config import Settings
+    from postmarket.site_key_topic import read_site_keys
+
+    target, security = _checked_broker(bootstrap, connect_timeout)
+    try:
+        return read_site_keys(target, security)
+    except (KafkaError, TimeoutError) as error:
+        raise _fail(
+            f"reading pms.sitekeys.v1 from Kafka at {target}: {describe_error(error)}"
+        ) from None
+
+
+def _publish(
+    registration: SiteKeyRegistration, bootstrap: str | None, connect_timeout: float
+) -> None:
+    from kafka.errors import KafkaError
+
     from postmarket.site_key_topic import publish_site_keys
 
-    settings = Settings()
+    target, security = _checked_broker(bootstrap, connect_timeout)
     try:
-        publish_site_keys([registration], settings.kafka_bootstrap, settings.kafka_security())
+        publish_site_keys([registration], target, security)
     except KafkaError as error:
-        raise _fail(f"Kafka at {settings.kafka_bootstrap}: {type(error).__name__}") from None
+        raise _fail(f"Kafka at {target} did not acknowledge: {describe_error(error)}") from None
+
+
+def _checked_broker(bootstrap: str | None, connect_timeout: float) -> tuple[str, KafkaSecurity]:
+    """The broker to use (--bootstrap, else the settings) and its security, once it has
+    answered with the site-keys topic; otherwise exit with the preflight's code."""
+    from postmarket import topics
+    from postmarket.config import Settings
+
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
+    security = settings.kafka_security()
+    try:
+        check_kafka(target, security, connect_timeout, topics=[topics.SITE_KEYS])
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
+    return target, security

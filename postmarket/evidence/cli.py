@@ -10,7 +10,7 @@ import getpass
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
@@ -18,6 +18,7 @@ from urllib.parse import quote
 import typer
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
     from sqlalchemy import URL
 
     from postmarket.contracts.events import Alert, Claim
@@ -364,8 +365,7 @@ def add_claim(
             }
         )
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise _fail(f"invalid claim: {problems}") from None
+        raise _fail(f"invalid claim: {_problems(error)}") from None
     _check_chartable(claim)
     with _open(url) as store:
         try:
@@ -427,6 +427,211 @@ def add_change(
         except (EvidenceError, VersionError) as error:
             raise _fail(str(error)) from None
     typer.echo(f"added {kind} change record to {device_id} {version}")
+
+
+WhyOption = Annotated[
+    str,
+    typer.Option(
+        "--why",
+        help="why the registered record changes (kept in the audit trail), e.g. "
+        "'NMPA approval 2026-03-02' or 'value mistyped from the certificate'",
+    ),
+]
+
+
+def _reason(why: str) -> str:
+    """``--why`` as given, refused when blank: every change to the registry says why."""
+    if not why.strip():
+        raise _fail("--why is empty: say why the registry changes (the audit trail keeps it)")
+    return why.strip()
+
+
+@registry_app.command("add-task")
+def add_task(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    task: Annotated[str, typer.Argument(help="the task, as collectors report it")],
+    why: WhyOption,
+    description: Annotated[str, typer.Option(help="what the task is")] = "",
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Add a task to a device already in the registry (then add-claim its claims)."""
+    from postmarket.evidence.store import EvidenceError
+
+    reason = _reason(why)
+    with _open(url) as store:
+        try:
+            store.add_task(
+                device_id, task, description=description, why=reason, actor=_actor(actor)
+            )
+        except EvidenceError as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"added task {task} to {device_id}")
+
+
+@registry_app.command("set-status")
+def set_status(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    status: Annotated[str, typer.Argument(help="pending, registered, unregistered or withdrawn")],
+    why: WhyOption,
+    reference: Annotated[
+        str, typer.Option(help="submission or registration certificate number")
+    ] = "",
+    regulator: Annotated[str, typer.Option(help="e.g. NMPA, FDA \\[default: as on record]")] = "",
+    registered_on: Annotated[
+        str | None, typer.Option(help="date of registration, YYYY-MM-DD")
+    ] = None,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Change a version's registration status, under change control.
+
+    unregistered -> pending (submitted) or registered; pending -> registered (approved) or
+    unregistered (refused or retracted); registered -> withdrawn, never back to pending or
+    unregistered. A withdrawn version returns to pending or registered only as a new
+    registration entry: with a new --reference, not the withdrawn one. Registered needs a
+    --reference, given now or on record. The audit trail keeps the old status, reference
+    and date beside the new ones, with --actor and --why. Publish to tell the workers.
+    """
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    reason = _reason(why)
+    day = _day("--registered-on", registered_on) if registered_on else None
+    with _open(url) as store:
+        try:
+            previous = store.set_registration_status(
+                device_id,
+                version,
+                status,
+                reference=reference,
+                regulator=regulator,
+                registered_on=day,
+                why=reason,
+                actor=_actor(actor),
+            )
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(f"{device_id} {version}: {previous} -> {status}")
+
+
+@registry_app.command("amend-claim")
+def amend_claim(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    task: Annotated[str, typer.Argument(help="the task the claim is for")],
+    metric: Annotated[str, typer.Option(help="the claimed metric to amend")],
+    why: WhyOption,
+    value: Annotated[float | None, typer.Option(help="claimed value, 0-1")] = None,
+    ci_lower: Annotated[float | None, typer.Option(help="lower bound of the claim's CI")] = None,
+    ci_upper: Annotated[float | None, typer.Option(help="upper bound of the claim's CI")] = None,
+    test_database: Annotated[
+        str | None, typer.Option(help="the (standard) test database it was on")
+    ] = None,
+    acquisition: Annotated[
+        list[str] | None,
+        typer.Option(help="intended acquisition (repeatable; replaces the old list)"),
+    ] = None,
+    population: Annotated[
+        list[str] | None,
+        typer.Option(help="intended population (repeatable; replaces the old list)"),
+    ] = None,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Correct a claim of a version: what is given replaces the old, the rest is kept.
+
+    The amended claim must pass add-claim's checks (a claim no chart could monitor is
+    refused). A withdrawn version's claims are never changed; a registered version's only
+    with --why, and the audit trail keeps the old claim beside the new. To correct the task
+    or metric itself, withdraw-claim and add-claim.
+    """
+    from pydantic import ValidationError
+
+    from postmarket.contracts import Claim
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    reason = _reason(why)
+    changes = {
+        "value": value,
+        "ci_lower": ci_lower,
+        "ci_upper": ci_upper,
+        "test_database": test_database,
+    }
+    given = {name: new for name, new in changes.items() if new is not None}
+    if not given and acquisition is None and population is None:
+        raise _fail(
+            "nothing to amend: give --value, --ci-lower, --ci-upper, --test-database, "
+            "--acquisition or --population"
+        )
+    with _open(url) as store:
+        try:
+            old = store.claim(device_id, version, task, metric)
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+        try:
+            claim = Claim.model_validate({**old.model_dump(), **given})
+        except ValidationError as error:
+            raise _fail(f"invalid claim: {_problems(error)}") from None
+        _check_chartable(claim)
+        try:
+            store.amend_claim(
+                device_id,
+                version,
+                claim,
+                intended_acquisitions=acquisition,
+                intended_populations=population,
+                why=reason,
+                actor=_actor(actor),
+            )
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(
+        f"amended {device_id} {version} {task} {metric}: {old.value} [{old.ci_lower}, "
+        f"{old.ci_upper}] -> {claim.value} [{claim.ci_lower}, {claim.ci_upper}]"
+    )
+
+
+@registry_app.command("withdraw-claim")
+def withdraw_claim(
+    device_id: Annotated[str, typer.Argument(help="device identifier")],
+    version: Annotated[str, typer.Argument(help="version S.Y.Z.B")],
+    task: Annotated[str, typer.Argument(help="the task the claim is for")],
+    metric: Annotated[str, typer.Option(help="the claimed metric to withdraw")],
+    why: WhyOption,
+    url: UrlOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Withdraw a (mistyped) claim from a version; publish to stop the workers testing it.
+
+    Under amend-claim's rules: never on a withdrawn version, with --why on a registered one.
+    The audit trail keeps the whole withdrawn claim.
+    """
+    from postmarket.evidence.store import EvidenceError
+    from postmarket.versions import VersionError
+
+    reason = _reason(why)
+    with _open(url) as store:
+        try:
+            old = store.withdraw_claim(
+                device_id, version, task, metric, why=reason, actor=_actor(actor)
+            )
+        except (EvidenceError, VersionError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(
+        f"withdrew {device_id} {version} {task} {metric} {old.value} "
+        f"[{old.ci_lower}, {old.ci_upper}]"
+    )
+
+
+def _problems(error: ValidationError) -> str:
+    """A pydantic error as one line: each field (if one is to blame) and what is wrong."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
+        for e in error.errors()
+    )
 
 
 @registry_app.command("list")
@@ -493,6 +698,15 @@ def publish(
         ),
     ] = None,
     url: UrlOption = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            min=0.1,
+            metavar="SECONDS",
+            help="how long to wait for the broker to answer before giving up",
+        ),
+    ] = 5.0,
 ) -> None:
     """Publish every device version (status, change class, claims, reference prevalence)
     to pms.registry.v1.
@@ -522,26 +736,84 @@ def publish(
     if not entries:
         typer.echo("the registry is empty: nothing to publish")
         return
+    from postmarket import topics
+    from postmarket.preflight import ServiceProblem, check_kafka, describe_error, exit_for
+
     settings = Settings()
     target = bootstrap or settings.kafka_bootstrap
+    security = settings.kafka_security()
+    try:  # seconds, not kafka-python's 30 s timeouts, when the broker is not there
+        check_kafka(target, security, connect_timeout, topics=[topics.REGISTRY])
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
     try:
-        sent = publish_registry(entries, target, settings.kafka_security())
+        sent = publish_registry(entries, target, security)
     except Exception as error:  # kafka-python raises many kinds; say which and stop
-        raise _fail(f"publishing to {target} failed: {type(error).__name__}: {error}") from None
+        raise _fail(f"publishing to {target} failed: {describe_error(error)}") from None
     typer.echo(f"published {sent} registry entries to pms.registry.v1 at {target}")
 
 
 # --- alerts ------------------------------------------------------------------------------
 
 
-def _alert_line(view: AlertView) -> str:
-    alert = view.alert
-    stream = alert.stream
+ALERT_COLUMNS = (
+    "ID", "STATUS", "SEVERITY", "DETECTOR", "DEVICE", "VERSION", "SITE", "TASK",
+    "RAISED (UTC)", "RECURRED",
+)  # fmt: skip
+ALERT_ID_HELP = "the alert's id: its UUID, or its first 8 hex characters as `alerts list` shows"
+
+
+def _alert_cells(view: AlertView) -> tuple[str, ...]:
+    """One ``alerts list`` row, in :data:`ALERT_COLUMNS` order, with the short id."""
+    from postmarket.evidence.store import short_alert_id
+
+    alert, stream = view.alert, view.alert.stream
     return (
-        f"{alert.alert_id}  {view.status.value:<12} {alert.severity:<8} {alert.detector:<22} "
-        f"{stream.device_id} {stream.device_version} {stream.site_id} {stream.task}  "
-        f"{alert.raised_at:%Y-%m-%d %H:%M}{_recurred(view)}"
+        short_alert_id(alert.alert_id),
+        view.status.value,
+        alert.severity,
+        alert.detector,
+        stream.device_id,
+        stream.device_version,
+        stream.site_id,
+        stream.task,
+        f"{alert.raised_at:%Y-%m-%d %H:%M}",
+        _recurred(view) or "-",
     )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns as wide as their widest cell, two spaces apart.
+
+    >>> _table(("ID", "STATUS"), [("7b0c9a52", "open")])
+    ['ID        STATUS', '7b0c9a52  open']
+    """
+    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+
+
+def _alert_json(view: AlertView) -> dict[str, object]:
+    """An alert as ``alerts list --json`` gives it: as raised (full id) plus its lifecycle."""
+    return {
+        **view.alert.model_dump(mode="json"),
+        "status": view.status.value,
+        "acknowledged_by": view.acknowledged_by,
+        "acknowledged_at": _iso(view.acknowledged_at),
+        "acknowledgement": view.acknowledgement,
+        "resolved_by": view.resolved_by,
+        "resolved_at": _iso(view.resolved_at),
+        "resolution": view.resolution,
+        "recurrences": view.recurrences,
+        "last_recurred_at": _iso(view.last_recurred_at),
+        "highest_severity": view.highest_severity,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _recurred(view: AlertView) -> str:
@@ -549,7 +821,7 @@ def _recurred(view: AlertView) -> str:
     if view.last_recurred_at is None:
         return ""
     return (
-        f"  recurred {view.recurrences}x, last {view.last_recurred_at:%Y-%m-%d %H:%M}, "
+        f"recurred {view.recurrences}x, last {view.last_recurred_at:%Y-%m-%d %H:%M}, "
         f"up to {view.highest_severity}"
     )
 
@@ -568,26 +840,42 @@ def list_alerts(
     status: Annotated[
         str | None, typer.Option(help="only alerts with this status: open, acknowledged, resolved")
     ] = None,
+    device: Annotated[str | None, typer.Option(help="only alerts of this device")] = None,
+    site: Annotated[str | None, typer.Option(help="only alerts of this site")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="DATE", help="only alerts raised on or after DATE (YYYY-MM-DD, UTC)"),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="print one JSON array: each alert in full, lifecycle too"),
+    ] = False,
     url: UrlOption = None,
 ) -> None:
-    """List alerts, newest first."""
+    """List alerts, newest first, with their short ids (the first 8 hex characters of the
+    alert id), which show, ack, resolve and rebaseline accept as well as the full id."""
+    import json
+
     from postmarket.evidence.lifecycle import AlertStatus
 
     try:
         wanted = AlertStatus(status) if status else None
     except ValueError:
         raise _fail(f"unknown status {status!r}; use open, acknowledged or resolved") from None
+    start = None if since is None else datetime.combine(_day("--since", since), time(), UTC)
     with _open(url, read_only=True) as store:
-        views = store.alerts(wanted)
-    if not views:
+        views = store.alerts(wanted, device_id=device, site_id=site, since=start)
+    if as_json:
+        typer.echo(json.dumps([_alert_json(view) for view in views], indent=2))
+    elif not views:
         typer.echo("no alerts")
-    for view in views:
-        typer.echo(_alert_line(view))
+    else:
+        typer.echo("\n".join(_table(ALERT_COLUMNS, [_alert_cells(view) for view in views])))
 
 
 @alerts_app.command("show")
 def show_alert(
-    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    alert_id: Annotated[str, typer.Argument(help=ALERT_ID_HELP)],
     url: UrlOption = None,
 ) -> None:
     """Show one alert: its evidence, message, lifecycle and recurrences."""
@@ -632,7 +920,7 @@ def show_alert(
 
 @alerts_app.command("ack")
 def acknowledge(
-    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    alert_id: Annotated[str, typer.Argument(help=ALERT_ID_HELP)],
     note: Annotated[str, typer.Option("--note", help="what you will do about it")],
     by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
     url: UrlOption = None,
@@ -643,7 +931,7 @@ def acknowledge(
 
 @alerts_app.command("resolve")
 def resolve(
-    alert_id: Annotated[str, typer.Argument(help="the alert's id (UUID)")],
+    alert_id: Annotated[str, typer.Argument(help=ALERT_ID_HELP)],
     resolution: Annotated[
         str, typer.Option("--resolution", help="root cause and fix, or why it was a false alarm")
     ],
@@ -671,7 +959,7 @@ def _transition(alert_id: str, action: str, by: str | None, why: str, url: str |
 
 @alerts_app.command("rebaseline")
 def rebaseline(
-    alert_id: Annotated[str, typer.Argument(help="the acknowledged drift alert's id (UUID)")],
+    alert_id: Annotated[str, typer.Argument(help=f"the acknowledged drift alert: {ALERT_ID_HELP}")],
     why: Annotated[
         str,
         typer.Option(
@@ -977,32 +1265,47 @@ def regulator_role(
 
 # --- the post-market report --------------------------------------------------------------
 
+REPORT_FORMATS = ("html", "pdf", "json", "csv")
+
 
 def report_command(
     device: Annotated[str, typer.Option("--device", help="device identifier")],
     start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (UTC)")],
     end: Annotated[str, typer.Option("--to", help="last day, YYYY-MM-DD (UTC), included")],
-    out: Annotated[Path, typer.Option("--out", help="file to write")],
-    fmt: Annotated[str, typer.Option("--format", help="html or pdf (pdf needs chromium)")] = "html",
+    out: Annotated[
+        Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="html, pdf (needs chromium), json (every table in one file) or csv (one file "
+            "per table)",
+        ),
+    ] = "html",
     policy: Annotated[
         str, typer.Option(help="change-control preset that judges unregistered versions")
     ] = "nmpa-syzb",
     url: UrlOption = None,
 ) -> None:
-    """Write the post-market report of a device: one self-contained HTML or PDF file.
+    """Write the post-market report of a device: one self-contained HTML or PDF file, or
+    its tables as JSON or CSV (with the same document id and content hash).
 
     Claims vs observed per version, per-site funnel plots and heterogeneity, performance per
     acquisition stratum, alerts and their resolution, version history with change control,
     and data provenance (prospective vs retrospective, follow-up completeness).
+    `postmarket evidence contents` lists the devices and periods a store holds.
     """
     from postmarket.versions import PolicyError, preset
 
-    if fmt not in ("html", "pdf"):
-        raise _fail(f"--format {fmt!r}: use html or pdf")
+    if fmt not in REPORT_FORMATS:
+        raise _fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
     first, last = _day("--from", start), _day("--to", end)
     if last < first:
         raise _fail(f"--to {end} is before --from {start}")
-    if out.is_dir():
+    if fmt == "csv" and out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file; csv writes one file per table into a directory")
+    if fmt != "csv" and out.is_dir():
         raise _fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'report.{fmt}'}")
     try:
         active = preset(policy)
@@ -1011,6 +1314,7 @@ def report_command(
     # Imported once the arguments are known good: reports need scipy and matplotlib.
     from postmarket.evidence.report import build_report
     from postmarket.evidence.report_render import ReportError, write_report
+    from postmarket.evidence.report_tables import document_id, export_csv, export_json
     from postmarket.evidence.store import NotFound
 
     with _open(url, read_only=True) as store:
@@ -1019,15 +1323,37 @@ def report_command(
         except NotFound as error:
             raise _fail(str(error)) from None
     try:
-        write_report(report, out, fmt)
+        if fmt == "csv":
+            export_csv(report, out)
+        elif fmt == "json":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(export_json(report), encoding="utf-8")
+        else:
+            write_report(report, out, fmt)
     except ReportError as error:
         raise _fail(str(error)) from None
     except OSError as error:
         raise _fail(f"cannot write {out}: {error.strerror or error}") from None
     typer.echo(
-        f"wrote {out} ({fmt}): {report.design.total} outcomes ({report.design}), "
-        f"{len(report.alerts)} alerts"
+        f"wrote {out} ({fmt}): {document_id(report)}, {report.design.total} outcomes "
+        f"({report.design}), {len(report.alerts)} alerts"
     )
+
+
+@evidence_app.command("contents")
+def contents(url: UrlOption = None) -> None:
+    """List the devices, versions and periods the store holds: what to ask `report` for.
+
+    Read-only. Per device: each version's registration and, per task, its sites, outcomes
+    and the first and last day of their predictions (UTC), with the report command that
+    covers them.
+    """
+    from postmarket.evidence.store_contents import contents_lines, store_contents
+
+    with _open(url, read_only=True) as store:
+        holdings = store_contents(store)
+    for line in contents_lines(holdings):
+        typer.echo(line)
 
 
 __all__ = ["alerts_app", "audit_app", "evidence_app", "registry_app", "report_command"]

@@ -371,3 +371,50 @@ class FieldPrediction(Base):
     prediction_time: Mapped[datetime]
     study_design: Mapped[str] = mapped_column(String(16))
     recorded_at: Mapped[datetime]
+
+
+class TestDatabaseVersion(Base):
+    """One frozen version of a standard test database (revision 9): what a claim was
+    measured on, named by its content hash."""
+
+    __test__ = False  # a domain name, not a pytest class
+    __tablename__ = "test_databases"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    case_count: Mapped[int] = mapped_column(Integer)
+    strata: Mapped[list[str]]
+    """The strata its cases record, beyond the standard ones."""
+    based_on: Mapped[str | None] = mapped_column(String(64))
+    """The version this one was made from, if any."""
+    source: Mapped[str] = mapped_column(String(256))
+    """The case file it was imported from (its name and SHA-256)."""
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[str] = mapped_column(String(256))
+    cases: Mapped[list[TestDatabaseCaseRow]] = relationship(
+        back_populates="database", cascade="all, delete-orphan"
+    )
+
+
+class TestDatabaseCaseRow(Base):
+    """One case of a test database version: its reference standard and strata."""
+
+    __test__ = False
+    __tablename__ = "test_database_cases"
+    __table_args__ = (UniqueConstraint("database_id", "case_pseudonym"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    database_id: Mapped[int] = mapped_column(ForeignKey("test_databases.id"), index=True)
+    case_pseudonym: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(16))
+    truth_source: Mapped[str] = mapped_column(String(32))
+    first_read: Mapped[str | None] = mapped_column(String(16))
+    second_read: Mapped[str | None] = mapped_column(String(16))
+    adjudication: Mapped[str | None] = mapped_column(String(16))
+    strata: Mapped[dict[str, Any]]
+    database: Mapped[TestDatabaseVersion] = relationship(back_populates="cases")

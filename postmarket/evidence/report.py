@@ -25,7 +25,7 @@ from detectors import (
 )
 from postmarket.claim_levels import AcceptableRule
 from postmarket.config import Settings
-from postmarket.contracts.events import Claim, StreamKey, utc_now
+from postmarket.contracts.events import Alert, Claim, StreamKey, utc_now
 from postmarket.evidence.audit import ChainVerdict
 from postmarket.evidence.snapshots import Snapshot, performance_snapshots
 from postmarket.evidence.store import (
@@ -50,6 +50,49 @@ STRATUM_DIMENSIONS = ("slice_thickness_band", "manufacturer", "model")
 CLAIMS_ALPHA = 0.05
 FUNNEL_COVERAGE = 0.998
 """Sites outside the 99.8 % ("3 SD") funnel are flagged: with many sites, 95 % flags too many."""
+MIN_WEEKLY_CASES = 10
+"""A week with fewer judged cases is left out of the weekly line: a partial last week of
+one case would otherwise plot as a sensitivity of 0 or 1."""
+
+_ALERT_SUCCESSES = {
+    "sensitivity": ("true_positives", "false_negatives"),
+    "specificity": ("true_negatives", "false_positives"),
+    "ppv": ("true_positives", "false_positives"),
+    "npv": ("true_negatives", "false_negatives"),
+}
+"""Metric -> (successes, failures) among the confusion counts of an alert's evidence."""
+
+
+def alert_observation(alert: Alert) -> Proportion | None:
+    """The observed value behind an alert's statistic, from the counts in its evidence.
+
+    A stream's own confusion counts for its metric, or a fleet review's site counts; None
+    when the evidence holds no cases of the metric (label-free tests, unmonitored streams).
+    """
+    evidence = alert.evidence
+    metric = alert_metric(alert)
+    if "site_cases" in evidence:
+        successes, n = evidence.get("site_successes", 0), evidence["site_cases"]
+    elif metric in _ALERT_SUCCESSES:
+        hit, miss = _ALERT_SUCCESSES[metric]
+        successes = evidence.get(hit, 0)
+        n = successes + evidence.get(miss, 0)
+    else:
+        return None
+    return Proportion.of(successes, n) if n > 0 else None
+
+
+def alert_metric(alert: Alert) -> str | None:
+    """The performance metric an alert's detector charts (``sensitivity_cusum``: sensitivity)."""
+    return next((m for m in METRICS if alert.detector.startswith(f"{m}_")), None)
+
+
+def observation_sentence(alert: Alert) -> str | None:
+    """``observed sensitivity 0.79 over 312 cases``, or None without such counts."""
+    observed = alert_observation(alert)
+    if observed is None or observed.estimate is None:
+        return None
+    return f"observed {alert_metric(alert)} {observed.estimate:.2f} over {observed.n} cases"
 
 
 @dataclass(frozen=True)
@@ -210,6 +253,14 @@ class VersionRow:
     sites: int
     design: DesignCounts
 
+    @property
+    def seen_before_registration(self) -> bool:
+        """Whether the field ran this version before the day it was registered. A version
+        never registered is judged by the change-control policy instead (``decision``)."""
+        if self.first_seen is None or self.registered_on is None:
+            return False
+        return self.first_seen.date() < self.registered_on
+
 
 @dataclass(frozen=True)
 class ReaderAgreementRow:
@@ -323,6 +374,15 @@ class DeviceReport:
     def design(self) -> DesignCounts:
         return DesignCounts.of(self.outcomes)
 
+    @property
+    def last_day(self) -> date:
+        """The period's last day, included, as ``--to`` gave it (``end`` is the day after)."""
+        return (self.end - timedelta(days=1)).date()
+
+    @property
+    def period(self) -> str:
+        return f"{self.start:%Y-%m-%d} to {self.last_day:%Y-%m-%d}"
+
     def predictions(self, study_design: str) -> int:
         return sum(r.predictions for r in self.completeness if r.study_design == study_design)
 
@@ -356,6 +416,12 @@ class DeviceReport:
             f"Version {v.version} ran at {v.sites} site(s) and needs change registration "
             f"under {self.policy.name} (status: {v.status})."
             for v in unregistered
+        ]
+        lines += [
+            f"Version {v.version} ran in the field from {v.first_seen:%Y-%m-%d}, before its "
+            f"registration on {v.registered_on:%Y-%m-%d}."
+            for v in self.versions
+            if v.seen_before_registration and v.first_seen and v.registered_on
         ]
         outside = [
             f"{row.site} ({row.version}, {metric})"

@@ -21,11 +21,15 @@ from typing import TYPE_CHECKING
 
 from postmarket.evidence.report import (
     FUNNEL_COVERAGE,
+    MIN_WEEKLY_CASES,
     DesignCounts,
     DeviceReport,
     Proportion,
+    observation_sentence,
 )
+from postmarket.evidence.report_tables import content_hash, document_id
 from postmarket.evidence.snapshots import Snapshot
+from postmarket.evidence.store import short_alert_id
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -111,6 +115,20 @@ def claims_figure(report: DeviceReport) -> str | None:
     return _png(figure)
 
 
+def weekly_rates(points: Sequence[Snapshot]) -> list[float]:
+    """Each week's observed rate, NaN (a gap in the line) below ``MIN_WEEKLY_CASES`` cases."""
+    return [
+        p.successes / p.trials if p.trials >= MIN_WEEKLY_CASES else float("nan") for p in points
+    ]
+
+
+WEEKLY_CAPTION = (
+    "Performance per week, all sites pooled, with Wilson 95 % bands; weeks with fewer than "
+    f"{MIN_WEEKLY_CASES} cases (such as a partial first or last week) are left out of the "
+    "line and its band"
+)
+
+
 def weekly_figure(report: DeviceReport) -> str | None:
     """Weekly sensitivity and specificity per version (all sites), Wilson 95 % bands."""
     metrics = [
@@ -134,7 +152,8 @@ def weekly_figure(report: DeviceReport) -> str | None:
                 ).append(snapshot)
         for (version, task, design), points in sorted(series.items()):
             weeks = [p.window_start.toordinal() for p in points]
-            rates = [p.successes / p.trials for p in points]
+            rates = weekly_rates(points)
+            shown = [rate == rate for rate in rates]  # NaN != NaN: too few cases
             style = "-" if design == "prospective" else ":"
             (line,) = axes.plot(
                 weeks, rates, style, marker="o", ms=3, label=f"{version} {task} ({design})"
@@ -143,6 +162,7 @@ def weekly_figure(report: DeviceReport) -> str | None:
                 weeks,
                 [p.ci_lower for p in points],
                 [p.ci_upper for p in points],
+                where=shown,
                 color=line.get_color(),
                 alpha=0.15,
             )
@@ -327,15 +347,22 @@ def _section(section_id: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(SECTIONS[section_id])}</h2>{body}</section>'
 
 
-def _summary(report: DeviceReport) -> str:
+def _summary(report: DeviceReport, digest: str) -> str:
     device = report.device
     facts = _table(
         ["", ""],
         [
+            ["Document", f'<span class="doc-id">{_e(document_id(report, digest))}</span>'],
+            [
+                "Content hash",
+                f'<code class="content-hash">{_e(digest)}</code><br><small>SHA-256 of the '
+                "report's tables in canonical JSON (see the JSON export); the same store and "
+                "arguments give the same hash</small>",
+            ],
             ["Device", _e(f"{device.device_id} {device.name}".strip())],
             ["Manufacturer", _e(device.manufacturer or "-")],
             ["Tasks", _e(", ".join(device.tasks) or "-")],
-            ["Period", _e(f"{report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} (exclusive, UTC)")],
+            ["Period", _e(f"{report.period} (both days included, UTC)")],
             ["Change-control policy", _e(f"{report.policy.name}: {report.policy.description}")],
             ["Generated", _e(f"{report.generated_at:%Y-%m-%d %H:%M} UTC")],
             [
@@ -356,6 +383,11 @@ def _summary(report: DeviceReport) -> str:
     )
 
 
+VERDICT_CLASS = {"below claim": "bad", "consistent": "ok"}
+"""Only a tested claim is green: "no registered claim" and "no cases" are neutral, since the
+absence of evidence is not a pass."""
+
+
 def _claims(report: DeviceReport) -> str:
     rows = []
     for check in report.claims:
@@ -371,7 +403,7 @@ def _claims(report: DeviceReport) -> str:
             decided = (
                 f"<br><small>at case {check.decided_at_case}, {check.decided_at:%Y-%m-%d}</small>"
             )
-        verdict_class = "bad" if check.verdict == "below claim" else "ok"
+        verdict_class = VERDICT_CLASS.get(check.verdict, "neutral")
         rows.append(
             [
                 _e(check.version),
@@ -403,7 +435,7 @@ def _claims(report: DeviceReport) -> str:
         + _figure(
             "fig-weekly",
             weekly_figure(report),
-            "Performance per week, all sites pooled, with Wilson 95 % bands",
+            WEEKLY_CAPTION,
         ),
     )
 
@@ -514,13 +546,17 @@ def _alerts(report: DeviceReport) -> str:
                 f"<br>resolved {view.resolved_at:%Y-%m-%d} by {_e(view.resolved_by)}: "
                 f"{_e(view.resolution)}"
             )
+        observed = observation_sentence(alert)
         rows.append(
             [
+                f'<code class="alert-id" title="{_e(alert.alert_id)}">'
+                f"{_e(short_alert_id(alert.alert_id))}</code>",
                 f"{alert.raised_at:%Y-%m-%d %H:%M}",
                 _e(alert.detector),
                 _e(alert.severity),
                 _e(f"{alert.stream.device_version} {alert.stream.site_id} {alert.stream.task}"),
-                _e(alert.message),
+                _e(alert.message)
+                + (f'<br><small class="observed">{_e(observed)}</small>' if observed else ""),
                 f'<span class="status-{view.status.value}">{_e(view.status.value)}</span>',
                 lifecycle or "-",
                 _recurred(view),
@@ -531,14 +567,17 @@ def _alerts(report: DeviceReport) -> str:
         counts[view.status.value] = counts.get(view.status.value, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
     table = _table(
-        ["Raised", "Detector", "Severity", "Stream", "Message", "Status", "Lifecycle", "Recurred"],
+        ["Alert", "Raised", "Detector", "Severity", "Stream", "Message", "Status", "Lifecycle",
+         "Recurred"],
         rows,
-    )
+    )  # fmt: skip
     return _section(
         "alerts",
         _design_line(report.alert_design(), "Outcomes on the alerted streams")
-        + f"<p>{len(report.alerts)} alert(s): {_e(summary)}.</p>"
-        + table,
+        + f"<p>{len(report.alerts)} alert(s): {_e(summary)}. The alert column is the first 8 "
+        "characters of the alert's id (<code>postmarket alerts show ID</code> takes it; the "
+        "full id is in the CSV/JSON export). Where the alert's evidence counts cases of its "
+        "metric, the message is followed by the observed value they give.</p>" + table,
     )
 
 
@@ -554,7 +593,12 @@ def _versions(report: DeviceReport) -> str:
             f'<span class="{"bad" if v.needs_registration else "ok"}">'
             f"{'needs registration' if v.needs_registration else 'may run'}</span>"
             f"<br><small>{_e(v.decision)}</small>",
-            _e(f"{v.first_seen:%Y-%m-%d}" if v.first_seen else "-"),
+            _e(f"{v.first_seen:%Y-%m-%d}" if v.first_seen else "-")
+            + (
+                '<br><span class="bad seen-before-registration">before registration</span>'
+                if v.seen_before_registration
+                else ""
+            ),
             str(v.sites),
             _design_cell(v.design),
         ]
@@ -660,22 +704,35 @@ th { background: #eef3f8; } table.facts th { display: none; }
 table.facts td:first-child { width: 180px; font-weight: bold; }
 .design { background: #f6f6f6; border-left: 4px solid #e6a23c; padding: 4px 8px; }
 .note { color: #555; font-size: 9pt; } .none { color: #888; font-style: italic; }
-.bad { color: #c0392b; font-weight: bold; } .ok { color: #1e7b34; }
+.bad { color: #c0392b; font-weight: bold; } .ok { color: #1e7b34; } .neutral { color: #555; }
 .status-open { color: #c0392b; font-weight: bold; } .status-acknowledged { color: #b7791f; }
 .status-resolved { color: #1e7b34; }
 figure { margin: 10px 0; page-break-inside: avoid; } figure img { max-width: 100%; }
 figcaption { font-size: 9pt; color: #555; } ul.findings li { margin: 3px 0; }
-@page { size: A4; margin: 14mm; } @media print { body { margin: 0; max-width: none; } }
+@page { size: A4; margin: 14mm 14mm 16mm;
+        @bottom-right { content: "page " counter(page) " of " counter(pages); font-size: 7.5pt;
+                        color: #555; } }
+@media print { body { margin: 0; max-width: none; } }
 """
+
+
+def _page_footer(report: DeviceReport, digest: str) -> str:
+    """The document id in every printed page's footer, beside "page X of Y"."""
+    # A CSS escape for anything but plain characters: no quote or "</style>" can end it.
+    quoted = "".join(
+        c if c.isascii() and (c.isalnum() or c in "-_. ") else f"\\{ord(c):x} "
+        for c in document_id(report, digest)
+    )
+    return f'@page {{ @bottom-left {{ content: "{quoted}"; font-size: 7.5pt; color: #555; }} }}'
 
 
 def render_html(report: DeviceReport) -> str:
     """The report as one self-contained HTML document."""
     title = f"Post-market surveillance report: {report.device.device_id}"
-    period = f"{report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}"
+    digest = content_hash(report)
     body = "".join(
         (
-            _summary(report),
+            _summary(report, digest),
             _claims(report),
             _sites(report),
             _strata(report),
@@ -687,9 +744,10 @@ def render_html(report: DeviceReport) -> str:
     )
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{_e(title)}</h1><p class=note>Period {_e(period)} (UTC, end exclusive). "
-        "Read-only evidence from the post-market surveillance pipeline.</p>"
+        f"<title>{_e(title)}</title><style>{STYLE}{_page_footer(report, digest)}</style>"
+        f"</head><body><h1>{_e(title)}</h1><p class=note>Period {_e(report.period)} (UTC, "
+        f"both days included). Document {_e(document_id(report, digest))}. Read-only "
+        "evidence from the post-market surveillance pipeline.</p>"
         f"{body}</body></html>"
     )
 

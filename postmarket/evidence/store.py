@@ -8,9 +8,10 @@ schema. Reads return plain frozen views, never ORM objects tied to a session.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -76,6 +77,12 @@ from postmarket.evidence.models import (
     VersionSighting,
 )
 from postmarket.evidence.rebaseline import rebaseline_refusal
+from postmarket.evidence.registration import (
+    REGISTRATION_STATUSES,
+    RegistryChangeRefused,
+    check_claim_change,
+    check_status_change,
+)
 from postmarket.evidence.snapshots import (
     Figures,
     SeriesKey,
@@ -88,8 +95,6 @@ from postmarket.evidence.snapshots import (
 from postmarket.evidence.unregistered_change import DeviceRegistry
 from postmarket.versions import ChangeKind, ChangeRecord, Version
 
-REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
-
 
 class EvidenceError(Exception):
     """A request the evidence store cannot honour; the message says why."""
@@ -101,6 +106,10 @@ class NotFound(EvidenceError):
 
 class AlreadyExists(EvidenceError):
     pass
+
+
+class AmbiguousAlertId(NotFound):
+    """A short alert id that more than one alert or recurrence starts with."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,22 @@ class EvidenceStore:
         )
         session.add(AuditEntryRow(**entry.hashed_fields(), entry_hash=entry.entry_hash))
 
+    # The unit the store's concept modules (postmarket.evidence.testdb_store) write through:
+    # one transaction, and audit entries chained inside it.
+    def writing(self) -> AbstractContextManager[Session]:
+        """A write transaction (everything in it, audit entries included, or nothing)."""
+        return self._transaction()
+
+    def reading(self) -> Session:
+        """A read session (use it as a context manager)."""
+        return self._sessions()
+
+    def audit(
+        self, session: Session, actor: str, action: str, subject: str, payload: Mapping[str, Any]
+    ) -> None:
+        """Append one audit entry inside ``session``'s write transaction."""
+        self._audit(session, actor, action, subject, payload)
+
     def audit_entries(self) -> list[AuditRecord]:
         """The whole audit trail, oldest first."""
         with self._sessions() as session:
@@ -312,7 +337,12 @@ class EvidenceStore:
                 {"name": name, "manufacturer": manufacturer, "tasks": list(dict.fromkeys(tasks))},
             )
 
-    def add_task(self, device_id: str, task: str, *, description: str = "", actor: str) -> None:
+    def add_task(
+        self, device_id: str, task: str, *, description: str = "", why: str = "", actor: str
+    ) -> None:
+        """Add a task to a registered device; its claims are then added per version."""
+        if not task.strip():
+            raise EvidenceError("a task needs a name")
         with self._transaction() as session:
             device = _device(session, device_id)
             if any(existing.name == task for existing in device.tasks):
@@ -323,7 +353,7 @@ class EvidenceStore:
                 actor,
                 "registry.add_task",
                 f"device:{device_id}/task:{task}",
-                {"description": description},
+                {"description": description, "why": why},
             )
 
     def add_version(
@@ -385,24 +415,55 @@ class EvidenceStore:
             )
 
     def set_registration_status(
-        self, device_id: str, version: str, status: str, *, reference: str = "", actor: str
-    ) -> None:
-        """Change a version's registration status (e.g. pending -> registered, withdrawn)."""
+        self,
+        device_id: str,
+        version: str,
+        status: str,
+        *,
+        reference: str = "",
+        regulator: str = "",
+        registered_on: date | None = None,
+        why: str = "",
+        actor: str,
+    ) -> str:
+        """Move a version's registration under change control (pending -> registered ->
+        withdrawn, see :mod:`~postmarket.evidence.registration`); return the old status.
+
+        The audit entry keeps the old status, reference, regulator and date beside the new.
+        """
         parsed = Version.parse(version)
-        _check_status(status)
         with self._transaction() as session:
             registration = _registration(session, device_id, parsed)
-            previous = registration.status
+            previous = _registration_record(registration)
+            try:
+                check_status_change(
+                    registration.status,
+                    status,
+                    reference_on_record=registration.reference,
+                    new_reference=reference,
+                )
+            except RegistryChangeRefused as refusal:
+                raise EvidenceError(f"{device_id} {parsed}: {refusal}") from None
             registration.status = status
-            if reference:
-                registration.reference = reference
+            registration.reference = reference or registration.reference
+            registration.regulator = regulator or registration.regulator
+            if registered_on is not None:
+                registration.registered_on = registered_on
             self._audit(
                 session,
                 actor,
                 "registry.set_registration_status",
                 f"device:{device_id}/version:{parsed}",
-                {"from": previous, "to": status, "reference": registration.reference},
+                {
+                    "from": previous["status"],
+                    "to": status,
+                    "reference": registration.reference,
+                    "previous": previous,
+                    "current": _registration_record(registration),
+                    "why": why,
+                },
             )
+            return str(previous["status"])
 
     def add_claim(
         self,
@@ -418,6 +479,11 @@ class EvidenceStore:
         parsed = Version.parse(version)
         with self._transaction() as session:
             registration = _registration(session, device_id, parsed)
+            if registration.status == "withdrawn":
+                raise EvidenceError(
+                    f"{device_id} {parsed} is withdrawn: its claims are the withdrawn "
+                    "registration's record; register a new version for new claims"
+                )
             device = registration.version.device
             task = next((t for t in device.tasks if t.name == claim.task), None)
             if task is None:
@@ -453,6 +519,77 @@ class EvidenceStore:
                     "intended_populations": list(intended_populations),
                 },
             )
+
+    def amend_claim(
+        self,
+        device_id: str,
+        version: str,
+        claim: Claim,
+        *,
+        intended_acquisitions: Sequence[str] | None = None,
+        intended_populations: Sequence[str] | None = None,
+        why: str,
+        actor: str,
+    ) -> Claim:
+        """Replace the claim of ``claim.task`` and ``claim.metric`` with ``claim`` (the
+        intended acquisitions and populations too, unless None); return the old claim.
+
+        Refused for a withdrawn version, and for a registered one without ``why``
+        (:func:`~postmarket.evidence.registration.check_claim_change`). The audit entry
+        keeps the old claim beside the new one.
+        """
+        parsed = Version.parse(version)
+        with self._transaction() as session:
+            registration = _registration(session, device_id, parsed)
+            row = _claim_row(registration, claim.task, claim.metric, device_id, parsed)
+            _check_claim_change(registration, "amend", why, device_id, parsed)
+            old, old_record = _claim(row), _claim_record(row)
+            row.value, row.ci_lower, row.ci_upper = claim.value, claim.ci_lower, claim.ci_upper
+            row.test_database = claim.test_database
+            if intended_acquisitions is not None:
+                row.intended_acquisitions = list(intended_acquisitions)
+            if intended_populations is not None:
+                row.intended_populations = list(intended_populations)
+            self._audit(
+                session,
+                actor,
+                "registry.amend_claim",
+                f"device:{device_id}/version:{parsed}/task:{claim.task}",
+                {"from": old_record, "to": _claim_record(row), "why": why},
+            )
+            return old
+
+    def claim(self, device_id: str, version: str, task: str, metric: str) -> Claim:
+        """The claim of a version for ``task`` and ``metric``, or :class:`NotFound`."""
+        parsed = Version.parse(version)
+        with self._sessions() as session:
+            registration = _registration(session, device_id, parsed)
+            return _claim(_claim_row(registration, task, metric, device_id, parsed))
+
+    def withdraw_claim(
+        self, device_id: str, version: str, task: str, metric: str, *, why: str, actor: str
+    ) -> Claim:
+        """Remove a (mistyped) claim from a version's registration; return it.
+
+        Under the same rules as :meth:`amend_claim`; the audit entry keeps the whole claim,
+        so the trail still shows what was claimed and why it went.
+        """
+        parsed = Version.parse(version)
+        with self._transaction() as session:
+            registration = _registration(session, device_id, parsed)
+            row = _claim_row(registration, task, metric, device_id, parsed)
+            _check_claim_change(registration, "withdraw", why, device_id, parsed)
+            withdrawn = _claim(row)
+            self._audit(
+                session,
+                actor,
+                "registry.withdraw_claim",
+                f"device:{device_id}/version:{parsed}/task:{task}",
+                {"withdrawn": _claim_record(row), "why": why},
+            )
+            registration.claims.remove(row)
+            session.delete(row)
+            return withdrawn
 
     def add_change(self, device_id: str, version: str, change: ChangeRecord, *, actor: str) -> None:
         """Record what changed to make ``version`` (one change record per version)."""
@@ -658,12 +795,26 @@ class EvidenceStore:
         with self._sessions() as session:
             return _alert_view_of(session, _alert(session, alert_id))
 
-    def alerts(self, status: AlertStatus | None = None) -> list[AlertView]:
-        """Alerts, newest first, optionally only those with ``status``."""
+    def alerts(
+        self,
+        status: AlertStatus | None = None,
+        *,
+        device_id: str | None = None,
+        site_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[AlertView]:
+        """Alerts, newest first; only those with ``status``, of ``device_id``, at
+        ``site_id`` and raised at or after ``since``, for each that is given."""
+        query = select(AlertRow).order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
+        if status is not None:
+            query = query.where(AlertRow.status == status.value)
+        if device_id is not None:
+            query = query.where(AlertRow.device_key == device_id)
+        if site_id is not None:
+            query = query.where(AlertRow.site_key == site_id)
+        if since is not None:
+            query = query.where(AlertRow.raised_at >= since)
         with self._sessions() as session:
-            query = select(AlertRow).order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
-            if status is not None:
-                query = query.where(AlertRow.status == status.value)
             return _alert_views(session, query)
 
     def alert_recurrences(self, alert_id: uuid.UUID | str) -> list[Alert]:
@@ -1377,11 +1528,103 @@ def _registration(session: Session, device_id: str, version: Version) -> Registr
     return row.registration
 
 
-def _alert(session: Session, alert_id: uuid.UUID | str) -> AlertRow:
+def _claim_row(
+    registration: Registration, task: str, metric: str, device_id: str, version: Version
+) -> ClaimRow:
+    row = next((c for c in registration.claims if c.task.name == task and c.metric == metric), None)
+    if row is None:
+        claimed = ", ".join(f"{c.task.name} {c.metric}" for c in registration.claims) or "none"
+        raise NotFound(f"{device_id} {version} claims no {metric} for {task} (claims: {claimed})")
+    return row
+
+
+def _check_claim_change(
+    registration: Registration, change: str, why: str, device_id: str, version: Version
+) -> None:
     try:
-        key = str(uuid.UUID(str(alert_id)))
+        check_claim_change(registration.status, change, why)
+    except RegistryChangeRefused as refusal:
+        raise EvidenceError(f"{device_id} {version}: {refusal}") from None
+
+
+def _claim_record(row: ClaimRow) -> dict[str, Any]:
+    """A claim row as its audit entries keep it: the claim and its intended use."""
+    return {
+        **_claim(row).model_dump(mode="json"),
+        "intended_acquisitions": list(row.intended_acquisitions),
+        "intended_populations": list(row.intended_populations),
+    }
+
+
+def _registration_record(registration: Registration) -> dict[str, Any]:
+    """A registration's fields as its audit entries keep them."""
+    return {
+        "status": registration.status,
+        "regulator": registration.regulator,
+        "reference": registration.reference,
+        "registered_on": registration.registered_on,
+    }
+
+
+SHORT_ID_LENGTH = 8
+"""Hex characters of an alert id that ``alerts list`` shows and every alert command accepts."""
+_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]*")
+
+
+def short_alert_id(alert_id: uuid.UUID | str) -> str:
+    """The first :data:`SHORT_ID_LENGTH` hex characters of an alert id.
+
+    >>> short_alert_id("7b0c9a52-1f1e-4f35-9d0e-2a8b8c1e2f11")
+    '7b0c9a52'
+    """
+    return str(alert_id).replace("-", "")[:SHORT_ID_LENGTH]
+
+
+def _alert_key(session: Session, alert_id: uuid.UUID | str) -> str:
+    """The full id of the alert (or recurrence) ``alert_id`` names: a UUID, or a prefix of
+    at least :data:`SHORT_ID_LENGTH` hex characters that only one of them starts with."""
+    text = str(alert_id).strip().lower()
+    try:
+        return str(uuid.UUID(text))
     except ValueError:
-        raise NotFound(f"{alert_id!r} is not an alert id (a UUID)") from None
+        pass
+    digits = text.replace("-", "")
+    if not _ID_PREFIX.fullmatch(text) or not SHORT_ID_LENGTH <= len(digits) < 32:
+        raise NotFound(
+            f"{alert_id!r} is not an alert id: give the UUID or its first {SHORT_ID_LENGTH} "
+            "hex characters, as `alerts list` shows them"
+        )
+    text = _dashed(digits)
+    matches: list[str] = []
+    for model in (AlertRow, AlertRecurrenceRow):
+        query = select(model.alert_id).where(model.alert_id.startswith(text)).limit(2)
+        matches += session.scalars(query)
+    if len(matches) > 1:
+        raise AmbiguousAlertId(
+            f"{text} is the start of more than one alert id (e.g. {', '.join(sorted(matches))})"
+            "; give more characters or the full id"
+        )
+    if not matches:
+        raise NotFound(f"no alert {text}")
+    return matches[0]
+
+
+def _dashed(digits: str) -> str:
+    """A prefix of a UUID's hex digits written as the UUID is stored, with its dashes.
+
+    >>> _dashed("7b0c9a521f1e4")
+    '7b0c9a52-1f1e-4'
+    """
+    groups, start = [], 0
+    for width in (8, 4, 4, 4, 12):
+        if start < len(digits):
+            groups.append(digits[start : start + width])
+        start += width
+    return "-".join(groups)
+
+
+def _alert(session: Session, alert_id: uuid.UUID | str) -> AlertRow:
+    key = _alert_key(session, alert_id)
     row = session.scalars(select(AlertRow).where(AlertRow.alert_id == key)).first()
     if row is not None:
         return row

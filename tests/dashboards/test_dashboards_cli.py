@@ -20,6 +20,7 @@ from dashboards.publish import (
     read_token,
 )
 from postmarket.cli import app
+from postmarket.secrets import write_secret_file
 
 TOKEN = "glsa_" + "not-a-real-token-0123456789"  # built, so no secret scanner trips
 runner = CliRunner()
@@ -54,7 +55,7 @@ class RecordingGrafana:
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "grafana-token"
-    path.write_text(f"{TOKEN}\n")
+    write_secret_file(path, f"{TOKEN}\n".encode())
     return path
 
 
@@ -102,8 +103,8 @@ def test_publish_refuses_a_missing_token_file(tmp_path: Path) -> None:
 
 def test_publish_refuses_an_empty_token_file(tmp_path: Path) -> None:
     empty = tmp_path / "token"
-    empty.write_text("\n")
-    with pytest.raises(PublishError, match="one API token"):
+    write_secret_file(empty, b"\n")
+    with pytest.raises(PublishError, match="is empty"):
         read_token(empty)
 
 
@@ -123,6 +124,7 @@ def test_publish_never_prints_the_token(token_file: Path, monkeypatch: pytest.Mo
         return grafana
 
     monkeypatch.setattr(publish_module, "connect_grafana", connect)
+    monkeypatch.setattr(publish_module, "check_grafana", lambda target: None)
     result = runner.invoke(
         app, ["dashboards", "publish", "--url", "http://g:3000", "--token-file", str(token_file)]
     )

@@ -11,6 +11,7 @@ import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, TASK
 from typer.testing import CliRunner
 
+from postmarket import preflight
 from postmarket.cli import app
 from postmarket.contracts import RegistryEntry, decode, encode
 from postmarket.evidence import registry_topic
@@ -40,6 +41,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[RegistryEntry]:
         return len(entries)
 
     monkeypatch.setattr(registry_topic, "publish_registry", fake_publish)
+    monkeypatch.setattr(preflight, "check_kafka", lambda *args, **kwargs: None)  # no broker
     return captured
 
 

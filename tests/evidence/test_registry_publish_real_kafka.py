@@ -89,5 +89,5 @@ def test_publish_without_a_broker_fails_with_the_reason(sqlite_url: str) -> None
     result = runner.invoke(
         app, ["registry", "publish", "--url", sqlite_url, "--bootstrap", "127.0.0.1:1"]
     )
-    assert result.exit_code == 1
-    assert "publishing to 127.0.0.1:1 failed" in result.output
+    assert result.exit_code == 5  # ServiceFailure.UNREACHABLE
+    assert "Kafka at 127.0.0.1:1 is not reachable" in result.output

@@ -1,0 +1,325 @@
+"""The report's tables as plain rows: its CSV and JSON export, its content hash and its id.
+
+Every table the report shows is here with full precision and full alert ids, so a regulator
+can recompute or cite any figure. The content hash is SHA-256 of these tables in canonical
+JSON: the same store and arguments give the same hash (the generation time is left out),
+and the document id is derived from it, so two reports with one id say the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from postmarket.evidence.report import (
+    DeviceReport,
+    Proportion,
+    alert_metric,
+    alert_observation,
+)
+from postmarket.evidence.store import short_alert_id
+
+Cell = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """One table of the report: a name (the CSV file's stem), column names and rows."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+
+    def records(self) -> list[dict[str, Cell]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def _cell(value: object) -> Cell:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _table(name: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> ReportTable:
+    return ReportTable(
+        name, tuple(columns), tuple(tuple(_cell(value) for value in row) for row in rows)
+    )
+
+
+def _proportion(prefix: str, observed: Proportion | None) -> dict[str, object]:
+    if observed is None:
+        return {f"{prefix}successes": None, f"{prefix}cases": None, f"{prefix}estimate": None,
+                f"{prefix}ci_lower": None, f"{prefix}ci_upper": None}  # fmt: skip
+    return {
+        f"{prefix}successes": observed.successes,
+        f"{prefix}cases": observed.n,
+        f"{prefix}estimate": observed.estimate,
+        f"{prefix}ci_lower": observed.lower,
+        f"{prefix}ci_upper": observed.upper,
+    }
+
+
+def _dict_table(
+    name: str, rows: Sequence[dict[str, object]], columns: Sequence[str]
+) -> ReportTable:
+    return _table(name, columns, [[row[c] for c in columns] for row in rows])
+
+
+def report_tables(report: DeviceReport) -> list[ReportTable]:
+    """Every table of ``report``, in report order, summary first."""
+    return [
+        _summary(report),
+        _findings(report),
+        _claims(report),
+        _sites(report),
+        _heterogeneity(report),
+        _strata(report),
+        _alerts(report),
+        _versions(report),
+        _completeness(report),
+        _truth_sources(report),
+        _readers(report),
+        _weekly(report),
+    ]
+
+
+def _summary(report: DeviceReport) -> ReportTable:
+    device, audit = report.device, report.audit
+    facts: list[tuple[str, object]] = [
+        ("device", device.device_id),
+        ("name", device.name),
+        ("manufacturer", device.manufacturer),
+        ("tasks", ", ".join(device.tasks)),
+        ("first_day", report.start.date()),
+        ("last_day", report.last_day),
+        ("policy", report.policy.name),
+        ("prospective_outcomes", report.design.prospective),
+        ("retrospective_outcomes", report.design.retrospective),
+        ("audit_intact", audit.intact),
+        ("audit_entries", audit.entries),
+        ("audit_head_hash", audit.head_hash),
+    ]
+    return _table("summary", ("fact", "value"), facts)
+
+
+def _findings(report: DeviceReport) -> ReportTable:
+    return _table("findings", ("finding",), [[line] for line in report.findings()])
+
+
+def _claims(report: DeviceReport) -> ReportTable:
+    rows = []
+    for check in report.claims:
+        claim = check.claim
+        rows.append(
+            {
+                "version": check.version, "task": check.task, "metric": check.metric,
+                "claimed": claim.value if claim else None,
+                "claimed_ci_lower": claim.ci_lower if claim else None,
+                "claimed_ci_upper": claim.ci_upper if claim else None,
+                "test_database": claim.test_database if claim else None,
+                **_proportion("observed_", check.observed),
+                "verdict": check.verdict, "decided_at_case": check.decided_at_case,
+                "decided_at": check.decided_at, "log_e_value": check.log_evidence,
+                "prospective": check.design.prospective,
+                "retrospective": check.design.retrospective,
+            }
+        )  # fmt: skip
+    columns = ["version", "task", "metric", "claimed", "claimed_ci_lower", "claimed_ci_upper",
+               "test_database", *_proportion("observed_", None), "verdict", "decided_at_case",
+               "decided_at", "log_e_value", "prospective", "retrospective"]  # fmt: skip
+    return _dict_table("claims", rows, columns)
+
+
+def _sites(report: DeviceReport) -> ReportTable:
+    rows = []
+    for site in report.sites:
+        row: dict[str, object] = {"version": site.version, "task": site.task, "site": site.site}
+        for metric, observed in site.metrics.items():
+            row |= _proportion(f"{metric}_", observed)
+            row[f"{metric}_funnel"] = site.funnel[metric]
+        row |= {"prospective": site.design.prospective, "retrospective": site.design.retrospective}
+        rows.append(row)
+    columns = ["version", "task", "site"]
+    for metric in ("sensitivity", "specificity"):
+        columns += [*_proportion(f"{metric}_", None), f"{metric}_funnel"]
+    return _dict_table("sites", rows, [*columns, "prospective", "retrospective"])
+
+
+def _heterogeneity(report: DeviceReport) -> ReportTable:
+    columns = ("version", "task", "metric", "sites", "fleet_successes", "fleet_cases", "pooled",
+               "pooled_ci_lower", "pooled_ci_upper", "i2", "tau2", "q_p_value")  # fmt: skip
+    rows = [
+        (h.version, h.task, h.metric, h.n_sites, h.fleet.successes, h.fleet.n, h.pooled,
+         h.lower, h.upper, h.i2, h.tau2, h.q_p_value)
+        for h in report.heterogeneity
+    ]  # fmt: skip
+    return _table("heterogeneity", columns, rows)
+
+
+def _strata(report: DeviceReport) -> ReportTable:
+    rows = []
+    for stratum in report.strata:
+        row: dict[str, object] = {
+            "task": stratum.task,
+            "dimension": stratum.dimension,
+            "value": stratum.value,
+        }
+        for metric, observed in stratum.metrics.items():
+            row |= _proportion(f"{metric}_", observed)
+        row |= {
+            "prospective": stratum.design.prospective,
+            "retrospective": stratum.design.retrospective,
+        }
+        rows.append(row)
+    columns = ["task", "dimension", "value"]
+    for metric in ("sensitivity", "specificity"):
+        columns += list(_proportion(f"{metric}_", None))
+    return _dict_table("strata", rows, [*columns, "prospective", "retrospective"])
+
+
+def _alerts(report: DeviceReport) -> ReportTable:
+    columns = ("alert_id", "short_id", "raised_at", "detector", "severity", "device_version",
+               "site", "task", "statistic", "threshold", "observed_metric", "observed_successes",
+               "observed_cases", "observed_estimate", "first_case_time", "last_case_time",
+               "status", "acknowledged_at", "acknowledged_by", "acknowledgement", "resolved_at",
+               "resolved_by", "resolution", "recurrences", "last_recurred_at",
+               "highest_severity", "message")  # fmt: skip
+    rows = []
+    for view in report.alerts:
+        alert = view.alert
+        observed = alert_observation(alert)
+        rows.append(
+            (str(alert.alert_id), short_alert_id(alert.alert_id), alert.raised_at, alert.detector,
+             alert.severity, alert.stream.device_version, alert.stream.site_id,
+             alert.stream.task, alert.statistic, alert.threshold,
+             alert_metric(alert) if observed else None,
+             observed.successes if observed else None, observed.n if observed else None,
+             observed.estimate if observed else None, alert.first_case_time,
+             alert.last_case_time, view.status.value, view.acknowledged_at,
+             view.acknowledged_by, view.acknowledgement, view.resolved_at, view.resolved_by,
+             view.resolution, view.recurrences, view.last_recurred_at, view.highest_severity,
+             alert.message)
+        )  # fmt: skip
+    return _table("alerts", columns, rows)
+
+
+def _versions(report: DeviceReport) -> ReportTable:
+    columns = ("version", "status", "regulator", "reference", "registered_on",
+               "version_change", "change_record", "needs_registration", "decision",
+               "first_seen", "seen_before_registration", "sites", "prospective",
+               "retrospective")  # fmt: skip
+    rows = [
+        (v.version, v.status, v.regulator, v.reference, v.registered_on, v.version_change,
+         v.change_record, v.needs_registration, v.decision, v.first_seen,
+         v.seen_before_registration, v.sites, v.design.prospective, v.design.retrospective)
+        for v in report.versions
+    ]  # fmt: skip
+    return _table("versions", columns, rows)
+
+
+def _completeness(report: DeviceReport) -> ReportTable:
+    columns = ("version", "site", "task", "study_design", "predictions", "outcomes",
+               "completeness")  # fmt: skip
+    rows = [
+        (r.version, r.site, r.task, r.study_design, r.predictions, r.outcomes, r.completeness)
+        for r in report.completeness
+    ]
+    return _table("completeness", columns, rows)
+
+
+def _truth_sources(report: DeviceReport) -> ReportTable:
+    rows = sorted(report.truth_sources.items())
+    return _table("truth_sources", ("truth_source", "outcomes"), rows)
+
+
+def _readers(report: DeviceReport) -> ReportTable:
+    columns = ("version", "task", "site", "read_pairs", "agreeing", "observed_agreement",
+               "kappa", "kappa_ci_lower", "kappa_ci_upper")  # fmt: skip
+    rows = [
+        (r.version, r.task, r.site, r.pairs, r.agreeing, r.observed_agreement,
+         r.kappa.kappa if r.kappa else None, r.kappa.lower if r.kappa else None,
+         r.kappa.upper if r.kappa else None)
+        for r in report.reader_agreement
+    ]  # fmt: skip
+    return _table("reader_agreement", columns, rows)
+
+
+def _weekly(report: DeviceReport) -> ReportTable:
+    columns = ("version", "task", "metric", "study_design", "week_start", "week_end",
+               "successes", "cases", "ci_lower", "ci_upper", "followup_completeness")  # fmt: skip
+    rows = [
+        (s.version, s.task, s.metric, s.study_design, s.window_start, s.window_end,
+         s.successes, s.trials, s.ci_lower, s.ci_upper, s.followup_completeness)
+        for s in report.weekly
+    ]  # fmt: skip
+    return _table("weekly", columns, rows)
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def canonical_json(tables: Sequence[ReportTable]) -> str:
+    """The tables as one JSON text whose bytes depend only on their content."""
+    payload = {table.name: {"columns": table.columns, "rows": table.rows} for table in tables}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def content_hash(report: DeviceReport) -> str:
+    """SHA-256 (hex) of the report's data: every table, without the generation time."""
+    return hashlib.sha256(canonical_json(report_tables(report)).encode("ascii")).hexdigest()
+
+
+def document_id(report: DeviceReport, digest: str | None = None) -> str:
+    """``PMR-<device>-<first day>-<last day>-<first 12 hex of the content hash>``."""
+    digest = digest or content_hash(report)
+    return (
+        f"PMR-{report.device.device_id}-{report.start:%Y%m%d}-{report.last_day:%Y%m%d}-"
+        f"{digest[:12]}"
+    )
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+def export_json(report: DeviceReport) -> str:
+    """The report's tables as one JSON document, with its id, hash and generation time."""
+    tables = report_tables(report)
+    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
+    document = {
+        "document_id": document_id(report, digest),
+        "content_hash": digest,
+        "content_hash_of": "SHA-256 of the canonical JSON of `tables` (sorted keys, no spaces)",
+        "generated_at": report.generated_at.isoformat(),
+        "tables": {table.name: table.records() for table in tables},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_csv(report: DeviceReport, directory: Path) -> list[Path]:
+    """One CSV file per table in ``directory`` (created), plus ``document.csv`` naming the
+    report's id and hash; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = report_tables(report)
+    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
+    identity = _table(
+        "document",
+        ("field", "value"),
+        [("document_id", document_id(report, digest)), ("content_hash", digest),
+         ("generated_at", report.generated_at)],
+    )  # fmt: skip
+    written = []
+    for table in [identity, *tables]:
+        path = directory / f"{table.name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(table.columns)
+            writer.writerows(["" if cell is None else cell for cell in row] for row in table.rows)
+        written.append(path)
+    return written
