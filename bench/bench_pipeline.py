@@ -260,7 +260,7 @@ def bare_faust_child(config: dict[str, Any]) -> None:
     the cost of a produce through Faust and through the producer; writes both and idles."""
     import faust
 
-    from postmarket.stack.kafka import ensure_topics
+    from postmarket.topic_admin import ensure_topics
 
     app_id, expected = config["app_id"], config["expected"]
     app = faust.App(

@@ -122,7 +122,6 @@ def topics_create(
     """
     from postmarket.config import Settings
     from postmarket.preflight import ServiceProblem, check_kafka, describe_error, exit_for
-    from postmarket.stack.processes import StackError
     from postmarket.topics import pipeline_topics
 
     settings = Settings()
@@ -135,13 +134,13 @@ def topics_create(
         raise exit_for(problem) from None
     from kafka.errors import KafkaError
 
-    from postmarket.stack.kafka import ensure_topics
+    from postmarket.topic_admin import TopicAdminError, ensure_topics
 
     try:
         created = ensure_topics(
             target, specs, timeout=timeout, security=security, replication_factor=replication_factor
         )
-    except StackError as error:
+    except TopicAdminError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
     except KafkaError as error:  # e.g. this principal may not create topics
@@ -164,11 +163,11 @@ def worker(
             f"the worker needs the [worker] extra ({missing.name} is not installed)"
         ) from None
     from postmarket.metrics_endpoint import MetricsEndpointError
-    from postmarket.stack.processes import StackError
+    from postmarket.topic_admin import TopicAdminError
 
     try:
         run(loglevel)
-    except (StackError, MetricsEndpointError) as error:
+    except (TopicAdminError, MetricsEndpointError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
 
@@ -244,13 +243,14 @@ def demo(
     from postmarket.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack, render
     from postmarket.local_worker import WorkerStartError
     from postmarket.stack.processes import StackError
+    from postmarket.topic_admin import TopicAdminError
     from simulator.scenario import ScenarioError
 
     console = Console()
     began = time.monotonic()
     try:
         result = demo_on_fresh_stack(console, scenario or DEMO_SCENARIO, keep_running, timeout)
-    except (DemoError, StackError, WorkerStartError, ScenarioError) as error:
+    except (DemoError, StackError, TopicAdminError, WorkerStartError, ScenarioError) as error:
         console.print(f"[red]demo failed:[/] {error}", highlight=False)
         raise typer.Exit(1) from None
     render(result, console)

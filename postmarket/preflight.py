@@ -11,7 +11,6 @@ kind of failure (:class:`ServiceFailure`), so scripts can tell "start the broker
 from __future__ import annotations
 
 import logging
-import re
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import typer
 
 from postmarket.kafka_security import KafkaSecurity, KafkaSecurityError
 from postmarket.secrets import SecretFileError
+from postmarket.topic_admin import describe_error as describe_error
 
 CONNECT_TIMEOUT_S = 5.0
 """Default of ``--connect-timeout``: a broker or Grafana on a LAN answers in well under it."""
@@ -82,22 +82,6 @@ def exit_for(problem: ServiceProblem) -> typer.Exit:
     """Print ``problem`` on stderr; the :class:`typer.Exit` to raise with its exit code."""
     typer.echo(f"error: {problem}", err=True)
     return typer.Exit(int(problem.failure))
-
-
-def describe_error(error: BaseException) -> str:
-    """``Name: message`` with the name once: kafka-python repeats it, after an error code.
-
-    >>> from kafka.errors import SaslAuthenticationFailedError
-    >>> describe_error(SaslAuthenticationFailedError("invalid credentials"))
-    'SaslAuthenticationFailedError: invalid credentials'
-    >>> describe_error(TimeoutError("TimeoutError: Unable to bootstrap"))
-    'TimeoutError: Unable to bootstrap'
-    """
-    name = type(error).__name__
-    text = re.sub(r"^\[Error -?\d+\]\s*", "", str(error).strip())
-    while text.startswith(f"{name}:") or text == name:
-        text = text.removeprefix(name).removeprefix(":").strip()
-    return f"{name}: {text}" if text else name
 
 
 def bootstrap_addresses(bootstrap: str) -> list[tuple[str, int]]:

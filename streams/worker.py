@@ -10,7 +10,7 @@ import faust
 
 import streams.agents  # noqa: F401 - registers the agents on the app
 from postmarket.metrics_endpoint import serve_metrics
-from postmarket.stack.kafka import ensure_topics, require_topics
+from postmarket.topic_admin import ensure_topics, require_topics
 from postmarket.topics import pipeline_topics
 from streams.app import app, internal_topics, registry, settings
 

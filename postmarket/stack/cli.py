@@ -22,6 +22,7 @@ from postmarket.secrets import SecretFileError
 from postmarket.stack import manager
 from postmarket.stack.processes import StackError
 from postmarket.stack.security import SiteQuota
+from postmarket.topic_admin import TopicAdminError
 
 stack_app = typer.Typer(
     name="stack",
@@ -80,7 +81,14 @@ def _run(action: Callable[[], T]) -> T:
     """Run ``action``; turn an expected failure into one error line and exit code 1."""
     try:
         return action()
-    except (StackError, ValidationError, OSError, KafkaSecurityError, SecretFileError) as error:
+    except (
+        StackError,
+        TopicAdminError,
+        ValidationError,
+        OSError,
+        KafkaSecurityError,
+        SecretFileError,
+    ) as error:
         headline, _, details = str(error).partition("\n")
         error_console.print(f"[red]error:[/] {headline}", highlight=False, soft_wrap=True)
         if details:

@@ -10,15 +10,13 @@ count differs from what the app declares.
 from __future__ import annotations
 
 import base64
-import contextlib
-import logging
 import os
 import shutil
 import subprocess
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +33,12 @@ from postmarket.stack.processes import (
     spawn_detached,
     tail,
 )
-from postmarket.topics import TopicSpec
+from postmarket.topic_admin import (
+    TopicAdminError,
+    admin_client,
+    describe_error,
+    quiet_kafka_client,
+)
 
 DEPLOY_DIR_ENV = "POSTMARKET_DEPLOY_DIR"
 POM_NAMESPACE = "{http://maven.apache.org/POM/4.0.0}"
@@ -43,10 +46,6 @@ COMPLETE_MARKER = ".complete"
 NODE_ID = 1
 JVM_HEAP = ("-Xmx512m", "-Xms256m")
 READY_TIMEOUT = 90.0
-
-
-class TopicMismatchError(StackError):
-    """A pipeline topic exists on the broker with a partition count other than declared."""
 
 
 @dataclass(frozen=True)
@@ -352,45 +351,6 @@ def start(paths: KafkaPaths, ports: KafkaPorts, jar_dir: Path) -> ProcessRecord:
 # --- talking to the broker --------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _quiet_kafka_client() -> Iterator[None]:
-    """Silence kafka-python's connection warnings while we poll a broker that is starting."""
-    logger = logging.getLogger("kafka")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
-@contextlib.contextmanager
-def admin_client(
-    bootstrap: str, timeout: float = 10.0, security: KafkaSecurity | None = None
-) -> Iterator[Any]:
-    """A kafka-python ``KafkaAdminClient`` that is closed afterwards."""
-    try:
-        from kafka.admin import KafkaAdminClient
-    except ImportError as error:  # the bare kernel install has no Kafka client
-        raise StackError(
-            "kafka-python is not installed; install postmarket-surveillance[collector] or [worker]"
-        ) from error
-    timeout_ms = int(timeout * 1000)
-    client = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="postmarket-stack",
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-        # Polled while the broker starts: a long exponential backoff would notice it late.
-        reconnect_backoff_max_ms=500,
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def cluster_info_from_metadata(metadata: Mapping[str, Any]) -> ClusterInfo:
     """Pick the facts we report out of ``describe_cluster()``'s answer."""
     controller = metadata.get("controller_id")
@@ -405,15 +365,8 @@ def describe_cluster(
     bootstrap: str, timeout: float = 10.0, security: KafkaSecurity | None = None
 ) -> ClusterInfo:
     """One metadata round trip: proves the broker answers, and says which cluster it is."""
-    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
+    with quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
         return cluster_info_from_metadata(admin.describe_cluster())
-
-
-def describe_error(error: BaseException) -> str:
-    """``Name: message`` for an exception, without kafka-python's doubled class name."""
-    text = str(error)
-    name = type(error).__name__
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def _failure(message: str, paths: KafkaPaths) -> StackError:
@@ -439,7 +392,7 @@ def wait_until_ready(
             info = describe_cluster(
                 bootstrap, timeout=min(5.0, max(1.0, timeout / 10)), security=security
             )
-        except (StackError, TypeError, ValueError):
+        except (StackError, TopicAdminError, TypeError, ValueError):
             raise
         except Exception as error:  # any client error means "not ready yet"
             if type(error).__name__ == "KafkaConfigurationError":
@@ -452,86 +405,3 @@ def wait_until_ready(
         last_error = "metadata listed no brokers"
         time.sleep(0.5)
     raise _failure(f"Kafka at {bootstrap} not ready after {timeout:.0f} s ({last_error})", paths)
-
-
-# --- topics -----------------------------------------------------------------------------------
-
-
-def topics_to_create(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> list[TopicSpec]:
-    """The declared topics missing from ``existing`` (name -> partition count).
-
-    A topic that exists with another partition count is an error rather than something
-    to fix silently: shrinking is impossible and growing re-routes keys mid-stream.
-    """
-    for spec in specs:
-        found = existing.get(spec.name)
-        if found is not None and found != spec.partitions:
-            raise TopicMismatchError(
-                f"topic {spec.name} has {found} partitions on the broker but the pipeline "
-                f"declares {spec.partitions}; delete it or set topic_partitions={found}"
-            )
-    return [spec for spec in specs if spec.name not in existing]
-
-
-def existing_partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int]:
-    """Partition count of each named topic that exists on the broker."""
-    present = set(admin.list_topics()) & set(names)
-    if not present:
-        return {}
-    return {
-        str(topic["name"]): len(topic["partitions"])
-        for topic in admin.describe_topics(sorted(present))
-        if topic.get("error_code", 0) == 0
-    }
-
-
-def require_topics(
-    bootstrap: str,
-    specs: Sequence[TopicSpec],
-    timeout: float = 30.0,
-    security: KafkaSecurity | None = None,
-) -> None:
-    """Raise :class:`StackError` naming every declared topic that is missing, or one that has
-    another partition count (:class:`TopicMismatchError`), without creating anything.
-
-    For the workers: they must not create the public topics (a secured worker may not), and
-    Faust subscribed to a missing one can miss its first assignment and never recover.
-    """
-    names = [spec.name for spec in specs]
-    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
-        missing = topics_to_create(specs, existing_partition_counts(admin, names))
-    if missing:
-        raise StackError(
-            f"topics missing on {bootstrap}: {', '.join(spec.name for spec in missing)}; "
-            "create them with `postmarket topics create` (or `postmarket stack up`) first"
-        )
-
-
-def ensure_topics(
-    bootstrap: str,
-    specs: Sequence[TopicSpec],
-    timeout: float = 30.0,
-    security: KafkaSecurity | None = None,
-    replication_factor: int = 1,
-) -> list[str]:
-    """Create the missing pipeline topics; return the names created (idempotent)."""
-    names = [spec.name for spec in specs]
-    with _quiet_kafka_client(), admin_client(bootstrap, timeout, security) as admin:
-        missing = topics_to_create(specs, existing_partition_counts(admin, names))
-        if missing:
-            request = {
-                spec.name: {
-                    "num_partitions": spec.partitions,
-                    "replication_factor": replication_factor,
-                    "configs": dict(spec.configs),
-                }
-                for spec in missing
-            }
-            # raise_errors=False: a concurrent creator winning the race is fine; the
-            # re-check below is what decides.
-            admin.create_topics(request, timeout_ms=int(timeout * 1000), raise_errors=False)
-            admin.wait_for_topics([spec.name for spec in missing], timeout_ms=int(timeout * 1000))
-        still_missing = topics_to_create(specs, existing_partition_counts(admin, names))
-    if still_missing:
-        raise StackError(f"could not create topics: {', '.join(s.name for s in still_missing)}")
-    return [spec.name for spec in missing]

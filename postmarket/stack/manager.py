@@ -30,6 +30,7 @@ from postmarket.stack.processes import (
     stop_group,
     stray_services,
 )
+from postmarket.topic_admin import TopicAdminError, admin_client, describe_error, ensure_topics
 from postmarket.topics import pipeline_topics
 
 KAFKA = "kafka"
@@ -338,7 +339,7 @@ def up(
             progress.begin(KAFKA, "creating pipeline topics")
             bootstrap, admin_security = admin_endpoint(home, state)
             info = kafka.describe_cluster(bootstrap, security=admin_security)
-            created = kafka.ensure_topics(
+            created = ensure_topics(
                 bootstrap, pipeline_topics(settings.topic_partitions), security=admin_security
             )
             progress.done(KAFKA, f"topics ready ({len(created)} created)")
@@ -346,7 +347,7 @@ def up(
             if secure:
                 progress.begin(KAFKA, "creating principals, ACLs and site quotas")
                 state.sites = sorted(set(state.sites) | set(sites))
-                with kafka.admin_client(bootstrap, security=admin_security) as admin:
+                with admin_client(bootstrap, security=admin_security) as admin:
                     principals = security.grant(
                         admin,
                         security.SecurePaths(home),
@@ -394,7 +395,7 @@ def add_site(
             raise StackError("the stack runs without security; restart it with `up --secure`")
         bootstrap, admin_security = admin_endpoint(home, state)
         paths = security.SecurePaths(home)
-        with kafka.admin_client(bootstrap, security=admin_security) as admin:
+        with admin_client(bootstrap, security=admin_security) as admin:
             security.grant(
                 admin,
                 paths,
@@ -423,7 +424,7 @@ def remove_site(settings: Settings, site_id: str) -> str:
             known = ", ".join(state.sites) or "none"
             raise StackError(f"site {site_id!r} has no principal on this stack (sites: {known})")
         bootstrap, admin_security = admin_endpoint(home, state)
-        with kafka.admin_client(bootstrap, security=admin_security) as admin:
+        with admin_client(bootstrap, security=admin_security) as admin:
             principal = security.revoke_site(admin, security.SecurePaths(home), site_id)
         state.sites = [site for site in state.sites if site != site_id]
         save_state(home, state)
@@ -436,7 +437,7 @@ def _roll_back(home: Path, state: StackState, keep: set[str]) -> None:
         record = state.processes.pop(name)
         # The original failure is what the operator needs to see; a stop error must not
         # replace it.
-        with contextlib.suppress(OSError, StackError):
+        with contextlib.suppress(OSError, StackError, TopicAdminError):
             _stop(record, home)
     state.settings = client_settings(state, home)
     save_state(home, state)
@@ -488,7 +489,7 @@ def _kafka_status(home: Path, state: StackState) -> tuple[ServiceStatus, dict[st
         admin_bootstrap, admin_security = admin_endpoint(home, state)
         info = kafka.describe_cluster(admin_bootstrap, timeout=5.0, security=admin_security)
     except Exception as error:  # any client failure means "running but not answering"
-        detail = f"no metadata answer: {kafka.describe_error(error)}"
+        detail = f"no metadata answer: {describe_error(error)}"
         return ServiceStatus(KAFKA, True, False, record.pid, bootstrap, detail, log), {
             "kafka_version": version
         }

@@ -58,7 +58,7 @@ def read_offsets(
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
 
-    from postmarket.stack.kafka import admin_client
+    from postmarket.topic_admin import admin_client
 
     partitions = [TopicPartition(topic, partition) for topic, partition in sorted(owned)]
     with admin_client(bootstrap, security=security) as admin:

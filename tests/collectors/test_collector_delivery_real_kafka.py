@@ -22,7 +22,7 @@ from collectors.delivery import DeliveryLoop
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, EncodedEvent, EventProducer
-from postmarket import topics
+from postmarket import topic_admin, topics
 from postmarket.stack import kafka, manager
 from postmarket.stack.processes import ProcessRecord, free_port, stop_group
 from postmarket.topics import pipeline_topics
@@ -165,7 +165,7 @@ def test_broker_outage_mid_send_delivers_exactly_n_distinct(
     kafka.format_storage(paths, jar_dir)
     record = _start_broker(paths, ports, jar_dir)
     try:
-        kafka.ensure_topics(ports.bootstrap, pipeline_topics(4))
+        topic_admin.ensure_topics(ports.bootstrap, pipeline_topics(4))
         count, site_id = 1200, f"outage-{uuid.uuid4().hex[:8]}"
         outbox_path = tmp_path / "outbox.db"
         expected = fill_outbox(outbox_path, count, site_id)

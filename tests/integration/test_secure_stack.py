@@ -23,7 +23,7 @@ from kafka.errors import (
 )
 
 from collectors.producer import EventProducer
-from postmarket import topics
+from postmarket import topic_admin, topics
 from postmarket.contracts import Outcome, decode
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.local_worker import LocalWorker
@@ -140,7 +140,7 @@ def _quotas_settle(home: Path, principal: str, expected: dict[str, float]) -> di
     applies a quota change, the brokers' metadata shows it a moment later."""
     endpoint, admin_security = manager.admin_endpoint(home, manager.load_state(home))
     deadline = time.monotonic() + 15.0
-    with kafka.admin_client(endpoint, security=admin_security) as admin:
+    with topic_admin.admin_client(endpoint, security=admin_security) as admin:
         while True:
             quotas = security.describe_user_quotas(admin, principal)
             if quotas == expected or time.monotonic() > deadline:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from postmarket import topic_admin
 from postmarket.config import STACK_STATE_FILE, Settings
 from postmarket.stack import kafka, manager, prometheus
 from postmarket.stack.cli import stack_app
@@ -159,9 +160,9 @@ def test_down_forgets_the_processes_and_status_then_fails(cycle: StackCycle) -> 
 
 
 def test_kafka_stack_fixture_has_every_pipeline_topic(kafka_stack: manager.UpResult) -> None:
-    with kafka.admin_client(kafka_stack.settings.kafka_bootstrap) as admin:
+    with topic_admin.admin_client(kafka_stack.settings.kafka_bootstrap) as admin:
         names = [spec.name for spec in pipeline_topics(kafka_stack.settings.topic_partitions)]
-        counts = kafka.existing_partition_counts(admin, names)
+        counts = topic_admin.existing_partition_counts(admin, names)
     expected = {
         s.name: s.partitions for s in pipeline_topics(kafka_stack.settings.topic_partitions)
     }
@@ -172,9 +173,9 @@ def test_ensure_topics_rejects_a_topic_with_another_partition_count(
     kafka_stack: manager.UpResult,
 ) -> None:
     bootstrap = kafka_stack.settings.kafka_bootstrap
-    kafka.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 2)])
-    with pytest.raises(kafka.TopicMismatchError, match=r"pms\.test\.mismatch\.v1 has 2 .* 3"):
-        kafka.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 3)])
+    topic_admin.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 2)])
+    with pytest.raises(topic_admin.TopicMismatchError, match=r"pms\.test\.mismatch\.v1 has 2 .* 3"):
+        topic_admin.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 3)])
 
 
 def test_kafka_stack_fixture_settings_point_at_its_home(kafka_stack: manager.UpResult) -> None:

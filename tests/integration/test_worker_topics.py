@@ -13,8 +13,7 @@ import pytest
 
 from postmarket.config import Settings
 from postmarket.local_worker import LocalWorker, WorkerStartError
-from postmarket.stack.kafka import TopicMismatchError, require_topics
-from postmarket.stack.processes import StackError
+from postmarket.topic_admin import TopicAdminError, TopicMismatchError, require_topics
 from postmarket.topics import TopicSpec, pipeline_topics
 from tests.integration.pipeline_io import free_port
 
@@ -29,7 +28,9 @@ def test_the_pipeline_topics_of_the_stack_are_all_there(kafka_stack: Any) -> Non
 def test_a_missing_topic_is_named_with_the_command_that_creates_it(kafka_stack: Any) -> None:
     missing = f"pms.not-created-{uuid.uuid4().hex[:6]}.v1"
     specs = [*pipeline_topics(kafka_stack.settings.topic_partitions), TopicSpec(missing, 2)]
-    with pytest.raises(StackError, match=rf"missing .*: {missing}; .*postmarket topics create"):
+    with pytest.raises(
+        TopicAdminError, match=rf"missing .*: {missing}; .*postmarket topics create"
+    ):
         require_topics(kafka_stack.settings.kafka_bootstrap, specs)
 
 

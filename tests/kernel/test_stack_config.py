@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 
 import pytest
 
+from postmarket import topic_admin
 from postmarket.stack import kafka, manager, postgres, prometheus
 from postmarket.stack.processes import (
     ProcessRecord,
@@ -136,12 +137,14 @@ def test_running_version_comes_from_the_kafka_clients_jar(tmp_path: Path) -> Non
 
 def test_missing_topics_are_planned_for_creation() -> None:
     specs = [TopicSpec("a", 4), TopicSpec("b", 1)]
-    assert kafka.topics_to_create(specs, {"a": 4}) == [TopicSpec("b", 1)]
+    assert topic_admin.topics_to_create(specs, {"a": 4}) == [TopicSpec("b", 1)]
 
 
 def test_topic_with_other_partition_count_names_topic_and_both_counts() -> None:
-    with pytest.raises(kafka.TopicMismatchError, match=r"topic a has 2 partitions .* declares 4"):
-        kafka.topics_to_create([TopicSpec("a", 4)], {"a": 2})
+    with pytest.raises(
+        topic_admin.TopicMismatchError, match=r"topic a has 2 partitions .* declares 4"
+    ):
+        topic_admin.topics_to_create([TopicSpec("a", 4)], {"a": 2})
 
 
 def test_cluster_info_counts_brokers() -> None:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from postmarket.cli import app
-from postmarket.stack.kafka import admin_client, existing_partition_counts
+from postmarket.topic_admin import admin_client, existing_partition_counts
 from postmarket.topics import pipeline_topics
 
 pytestmark = pytest.mark.integration

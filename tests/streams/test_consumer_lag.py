@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from postmarket.metrics import CONSUMER_LAG, WorkerMetrics
-from postmarket.stack.kafka import ensure_topics
+from postmarket.topic_admin import ensure_topics
 from postmarket.topics import TopicSpec
 from streams.agents.lag import LagGauge, partition_lag, read_offsets
 
