@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,7 +54,6 @@ watermark = Watermark()
 last_sweep: dict[int, float] = {}
 last_forget: dict[int, datetime] = {}
 
-logger = logging.getLogger(__name__)
 site_last_event = Children(metrics.site_last_event)
 predictions_counted = Children(metrics.predictions)
 outcomes_counted = Children(metrics.outcomes)
