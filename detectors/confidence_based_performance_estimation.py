@@ -315,6 +315,12 @@ def prior_shift_sampling_variance(metric: str, adjusted: AdjustedScores, ratio: 
     return float(np.dot(c, influence**2))
 
 
+def _squared(value: float) -> float:
+    """``value**2``, infinite rather than an OverflowError when a slope over a vanishing
+    denominator is astronomically large (scores of 1e-100: the share is then unbounded)."""
+    return value * value
+
+
 def prevalence_variance_shares(
     adjusted: AdjustedScores, estimated: EstimatedPerformance
 ) -> tuple[float, float, float]:
@@ -340,7 +346,7 @@ def prevalence_variance_shares(
         (estimated.ppv.estimate, slope_called, float(np.dot(c, d)), 0.0),
     )
     shares = [
-        ((hit_slope - m * all_slope) / denominator) ** 2 * variance
+        _squared((hit_slope - m * all_slope) / denominator) * variance
         if math.isfinite(m) and denominator > 0
         else 0.0
         for m, hit_slope, denominator, all_slope in derivatives

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 from scipy.stats import norm
@@ -232,6 +232,12 @@ _case = st.tuples(_score, st.sampled_from([0.0, 1.0]))
     cases=st.lists(_case, max_size=40),
     split=st.integers(min_value=0, max_value=40),
     metric=st.sampled_from(["sensitivity", "specificity"]),
+)
+# Found by CI: a slope over a vanishing denominator overflowed squaring it.
+@example(
+    cases=[(0.0, 0.0), (0.0, 0.0), (2.0858818718495128e-100, 0.0), (2.0858818718495128e-100, 1.0)],
+    split=0,
+    metric="sensitivity",
 )
 def test_any_scores_are_processed_and_round_trip_with_small_windows(
     cases: list[tuple[float, float]], split: int, metric: str

@@ -83,8 +83,8 @@ def dead_lettered(bootstrap: str, event_ids: set[uuid.UUID]) -> dict[uuid.UUID, 
             try:
                 original = json.loads(letters[0].original)  # Base64Bytes: decoded already
                 event_id = uuid.UUID(original["event_id"])
-            except (ValueError, KeyError, TypeError, RecursionError):
-                continue  # other tests' dead letters: anything, nested beyond parsing too
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                continue  # other tests' dead letters hold anything: lists, deep nesting...
             if event_id in event_ids:
                 found[event_id] = raw
         return found
