@@ -368,6 +368,7 @@ def add_claim(
         raise _fail(f"invalid claim: {_problems(error)}") from None
     _check_chartable(claim)
     with _open(url) as store:
+        _check_test_database(store, claim.test_database)
         try:
             store.add_claim(
                 device_id,
@@ -380,6 +381,20 @@ def add_claim(
         except (EvidenceError, VersionError) as error:
             raise _fail(str(error)) from None
     typer.echo(f"added claim {metric} {value} [{ci_lower}, {ci_upper}] to {device_id} {version}")
+
+
+def _check_test_database(store: EvidenceStore, named: str) -> None:
+    """A claim naming its database as ``NAME@VERSION`` must name a version the store holds
+    (``postmarket testdb``); other text (a database kept elsewhere) is taken as written."""
+    from postmarket.evidence.testdb_store import TestDatabaseError, load_version
+
+    name, at, version = named.rpartition("@")
+    if not (at and name and version):
+        return
+    try:
+        load_version(store, name, version)
+    except TestDatabaseError as error:
+        raise _fail(f"--test-database {named}: {error}") from None
 
 
 def _check_chartable(claim: Claim) -> None:
@@ -567,6 +582,8 @@ def amend_claim(
             "--acquisition or --population"
         )
     with _open(url) as store:
+        if test_database is not None:
+            _check_test_database(store, test_database)
         try:
             old = store.claim(device_id, version, task, metric)
         except (EvidenceError, VersionError) as error:

@@ -181,3 +181,32 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "none.csv: cannot be read as a case list" in result.output
+
+
+def test_a_claim_naming_a_database_version_must_name_one_the_store_holds(tmp_path: Path) -> None:
+    runner, url = CliRunner(), f"sqlite:///{tmp_path / 'evidence.db'}"
+    csv = tmp_path / "v1.csv"
+    csv.write_text("\n".join([HEADER, *ROWS]) + "\n")
+
+    def run(*arguments: str) -> tuple[int, str]:
+        result = runner.invoke(app, [*arguments, "--url", url])
+        assert "Traceback" not in result.output
+        return result.exit_code, result.output
+
+    claimed = ("ct-nodule", "1.0.0.0", "nodule", "--metric", "sensitivity")
+    claim = ["registry", "add-claim", *claimed, "--value", "0.9", "--ci-lower", "0.85"]
+    claim += ["--ci-upper", "0.94"]
+    for command in (
+        ["registry", "add-device", "ct-nodule", "--task", "nodule"],
+        ["registry", "add-version", "ct-nodule", "1.0.0.0", "--reference", "NMPA-1"],
+        ["testdb", "import", "lung", "--version", "1", "--task", "nodule", "--cases", str(csv)],
+    ):
+        assert run(*command)[0] == 0
+    code, output = run(*claim, "--test-database", "lung@2")
+    assert code == 1
+    assert "--test-database lung@2: lung@2 is not in the store (its versions are 1)" in output
+    assert run(*claim, "--test-database", "lung@1")[0] == 0
+    amend = ["registry", "amend-claim", *claimed, "--why", "the database's version"]
+    assert run(*amend, "--test-database", "lung@3")[0] == 1
+    # A database kept elsewhere is still named in words.
+    assert run(*amend, "--test-database", "NIFDC lung nodule 2018")[0] == 0
