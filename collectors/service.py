@@ -29,13 +29,13 @@ from collectors.preflight import load_secrets
 from collectors.settings import CollectorSettings
 from collectors.watched_folder import WatchedFolder
 from postmarket.metrics_endpoint import MetricsServer, serve_metrics
+from postmarket.scrape_targets import COLLECTOR_JOB, announce_scrape_target, local_stack_targets_dir
 
 if TYPE_CHECKING:  # aiohttp is imported only when STOW-RS is configured
     from collectors.stow_rs import StowRSServer
 
 log = logging.getLogger(__name__)
 
-SCRAPE_JOB = "postmarket-collector"
 JOIN_TIMEOUT_S = 60.0
 RESTART_WAIT_S = 5.0
 EXPIRY_CHECK_S = 3600.0
@@ -208,13 +208,14 @@ class Collector:
         self.metrics_address = (server.endpoint.host, server.port)
         address = server.address
         log.info("metrics on %s", server.url)
-        if self.settings.stack_home is not None:
-            from postmarket.stack import register_scrape_target
-
-            target = register_scrape_target(
-                self.settings.stack_home, SCRAPE_JOB, address, {"site_id": self.settings.site_id}
-            )
-            log.info("registered with the local stack's Prometheus (%s)", target)
+        directory = self.settings.metrics_targets_dir
+        if directory is None and self.settings.stack_home is not None:
+            log.warning("stack_home is deprecated: set metrics_targets_dir instead")
+            directory = local_stack_targets_dir(self.settings.stack_home, COLLECTOR_JOB)
+        if directory is not None:
+            labels = {"site_id": self.settings.site_id}
+            target = announce_scrape_target(directory, address, labels)
+            log.info("announced /metrics to Prometheus in %s", target)
 
     def close(self) -> None:
         if self._http is not None:

@@ -302,8 +302,12 @@ class CollectorSettings(BaseModel):
     """An AI output or follow-up still waiting for the study it names after this long is
     dropped and counted (``postmarket_collector_waiting_expired_total``): its study is not
     coming through this collector."""
+    metrics_targets_dir: Path | None = None
+    """A directory Prometheus reads scrape targets from (``file_sd_configs``): /metrics is
+    announced there on start, as a JSON file naming this collector's address and site."""
     stack_home: Path | None = None
-    """A local stack's home: register /metrics with its Prometheus on start."""
+    """Deprecated: use ``metrics_targets_dir``. A local stack's home, whose Prometheus
+    targets directory is then announced to."""
     inbox: InboxSettings | None = None
     scp: StoreSCPSettings | None = None
     stow_rs: StowRSSettings | None = None
@@ -452,6 +456,7 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> None:
         "outbox_path",
         "state_path",
         "stack_home",
+        "metrics_targets_dir",
         "metrics_tls_cert_file",
         "metrics_tls_key_file",
         "metrics_basic_auth_password_file",

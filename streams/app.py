@@ -14,11 +14,20 @@ from prometheus_client import CollectorRegistry
 from postmarket.config import Settings
 from postmarket.metrics import WorkerMetrics
 from postmarket.topics import TopicSpec
+from streams.transport import Transport
+
+
+class SurveillanceApp(faust.App):
+    """Faust's app on :class:`streams.transport.Transport`: offsets are committed only past
+    records an agent handled."""
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app bound to the configured broker; nothing connects until it starts."""
-    return faust.App(
+    return SurveillanceApp(
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # Faust's default is "<id>-data" in the current directory.

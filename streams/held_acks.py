@@ -3,6 +3,7 @@
 Faust commits only acked offsets, after flushing its producer, so a record whose effects
 (table writes, routed records) are batched is never committed before those effects are on
 their way; a crash in between reads it again, and the effects are idempotent on a replay.
+Only these acks count: a record Faust's stream skipped is not acked (see streams.transport).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streams.deadletter import DeadLetterNotWritten
+from streams.transport import HandledAcksConsumer, handled_acks
 
 logger = logging.getLogger(__name__)
 Flush = Callable[[], Awaitable[None]]
@@ -45,8 +47,9 @@ class HeldAcks:
 
 
 async def ack_all(held: list[tuple[Any, Any]]) -> None:
-    for stream, event in held:
-        await stream.ack(event)
+    with handled_acks():
+        for stream, event in held:
+            await stream.ack(event)
 
 
 async def handle_holding_acks(
@@ -60,6 +63,8 @@ async def handle_holding_acks(
     before that record only, and reads it again once restarted.
     """
     stream.enable_acks = False
+    # An in-memory channel (Faust's agent test wrapper) reads no Kafka topic.
+    HandledAcksConsumer.hold_acks_of(getattr(stream.channel, "topics", ()))
     async for event in stream.events():
         try:
             await handle(event)

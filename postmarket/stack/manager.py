@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from postmarket.config import STACK_STATE_FILE, Settings
 from postmarket.kafka_security import KafkaSecurity
+from postmarket.scrape_targets import WORKER_JOB, atomic_write_text
 from postmarket.stack import kafka, postgres, prometheus, security
 from postmarket.stack.processes import (
     ProcessRecord,
     StackError,
-    atomic_write_text,
     free_port,
     group_members,
     is_ours,
@@ -324,7 +324,7 @@ def up(
         wanted = [KAFKA, PROMETHEUS] + ([POSTGRES] if with_postgres else [])
         # Written before Prometheus starts so its first service discovery already sees it.
         prometheus.register_scrape_target(
-            home, prometheus.WORKER_JOB, f"127.0.0.1:{settings.worker_metrics_port}"
+            home, WORKER_JOB, f"127.0.0.1:{settings.worker_metrics_port}"
         )
         started: list[str] = []
         try:

@@ -2,13 +2,12 @@
 
 Scrape targets are discovered from files (``file_sd_configs``) rather than written into
 the config, so a worker or collector that starts later announces itself by dropping a
-JSON file with :func:`register_scrape_target`; Prometheus picks it up without a reload.
+JSON file (:mod:`postmarket.scrape_targets`); Prometheus picks it up without a reload.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 import urllib.error
@@ -19,11 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from postmarket.scrape_targets import (
+    EVIDENCE_JOB,
+    PIPELINE_JOBS,
+    WORKER_JOB,
+    announce_scrape_target,
+    atomic_write_text,
+    local_stack_targets_dir,
+)
 from postmarket.stack.processes import (
     LOOPBACK,
     ProcessRecord,
     StackError,
-    atomic_write_text,
     is_running,
     spawn_detached,
     tail,
@@ -32,10 +38,6 @@ from postmarket.stack.processes import (
 if TYPE_CHECKING:
     from postmarket.config import Settings
 
-WORKER_JOB = "postmarket-worker"
-COLLECTOR_JOB = "postmarket-collector"
-EVIDENCE_JOB = "postmarket-evidence"
-PIPELINE_JOBS = (WORKER_JOB, COLLECTOR_JOB, EVIDENCE_JOB)
 SCRAPE_INTERVAL = "5s"
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 READY_TIMEOUT = 30.0
@@ -64,7 +66,7 @@ class PrometheusPaths:
         return self.home / "logs" / "prometheus.log"
 
     def targets_dir(self, job: str) -> Path:
-        return self.config_dir / "targets" / job
+        return local_stack_targets_dir(self.home, job)
 
 
 @dataclass(frozen=True)
@@ -158,29 +160,11 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def target_file_name(address: str) -> str:
-    """A file name for a target address: ``127.0.0.1:9464`` -> ``127.0.0.1_9464.json``."""
-    return re.sub(r"[^A-Za-z0-9.-]", "_", address) + ".json"
-
-
-def render_target_file(address: str, labels: Mapping[str, str] | None = None) -> str:
-    """The file_sd JSON for one target."""
-    return json.dumps([{"targets": [address], "labels": dict(labels or {})}], indent=2) + "\n"
-
-
 def register_scrape_target(
     home: Path, job: str, address: str, labels: dict[str, str] | None = None
 ) -> Path:
-    """Announce a ``host:port`` serving /metrics to the stack's Prometheus; return the file.
-
-    Workers and collectors call this on start. The file is replaced atomically so
-    Prometheus never reads half of it; registering the same address again overwrites it.
-    """
-    if not re.fullmatch(r"[^\s/]+:\d{1,5}", address):
-        raise ValueError(f"scrape target must be host:port, got {address!r}")
-    target = PrometheusPaths(home).targets_dir(job) / target_file_name(address)
-    atomic_write_text(target, render_target_file(address, labels))
-    return target
+    """Announce a ``host:port`` serving /metrics to the stack's Prometheus; return the file."""
+    return announce_scrape_target(PrometheusPaths(home).targets_dir(job), address, labels)
 
 
 def alert_rule_files(deploy: Path) -> list[Path]:

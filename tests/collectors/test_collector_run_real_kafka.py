@@ -135,6 +135,7 @@ def running_collector(
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path, int, str]]:
     site_id = f"run-{uuid.uuid4().hex[:8]}"
     port = free_port()
+    targets = PrometheusPaths(kafka_stack.settings.home).targets_dir("postmarket-collector")
     (site_dir / "collector.toml").write_text(
         f"""
 [collector]
@@ -143,7 +144,7 @@ site_key_file = "site.key"
 kafka_bootstrap = "{kafka_stack.settings.kafka_bootstrap}"
 outbox_path = "state/outbox.db"
 metrics_port = {port}
-stack_home = "{kafka_stack.settings.home}"
+metrics_targets_dir = "{targets}"
 
 [collector.inbox]
 path = "inbox"

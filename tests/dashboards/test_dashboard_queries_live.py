@@ -40,10 +40,8 @@ from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
 from postmarket.local_worker import LocalWorker
 from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
+from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 from postmarket.stack.prometheus import (
-    COLLECTOR_JOB,
-    EVIDENCE_JOB,
-    WORKER_JOB,
     register_scrape_target,
 )
 from tests.factories import (

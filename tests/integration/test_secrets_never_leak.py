@@ -52,12 +52,10 @@ from postmarket.evidence.store import EvidenceStore
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.local_worker import LocalWorker
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsServer, serve_metrics
+from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 from postmarket.secrets import write_secret_file
 from postmarket.stack import kafka, manager, security
 from postmarket.stack.prometheus import (
-    COLLECTOR_JOB,
-    EVIDENCE_JOB,
-    WORKER_JOB,
     PrometheusPaths,
     register_scrape_target,
 )

@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from postmarket import topic_admin
 from postmarket.config import STACK_STATE_FILE, Settings
+from postmarket.scrape_targets import WORKER_JOB
 from postmarket.stack import kafka, manager, prometheus
 from postmarket.stack.cli import stack_app
 from postmarket.stack.processes import SERVICE_EXECUTABLES, cmdline, mentions_home
@@ -138,7 +139,7 @@ def test_status_reports_every_service_running_and_ready(cycle: StackCycle) -> No
 
 
 def test_prometheus_lists_itself_and_the_worker_target(cycle: StackCycle) -> None:
-    assert {"prometheus", prometheus.WORKER_JOB} <= cycle.target_jobs
+    assert {"prometheus", WORKER_JOB} <= cycle.target_jobs
     assert any(t.job == "prometheus" and t.health == "up" for t in cycle.status.targets)
 
 

@@ -10,11 +10,9 @@ import pytest
 import yaml
 
 from postmarket.config import Settings
+from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 from postmarket.stack import prometheus
 from postmarket.stack.prometheus import (
-    COLLECTOR_JOB,
-    EVIDENCE_JOB,
-    WORKER_JOB,
     PrometheusPaths,
     ScrapeSecurity,
     central_scrape_security,
