@@ -10,22 +10,40 @@ from streams.app import app, metrics
 from streams.casefile import RecordPosition
 from streams.channels import registry, registry_updates
 from streams.deadletter import send_dead_letter
+from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
+
+unacked = HeldAcks()
+"""Each record is acked once handled: a registry record Faust skips during a stop or a
+rebalance is read again (see streams.transport), never lost to every worker's copy."""
 
 
 @app.agent(registry_updates)
 async def follow_registry(stream: Any) -> None:
     """Copy each registry entry into the global table every worker reads claims from."""
-    async for event in stream.events():
-        message = event.message
-        metrics.events_consumed.labels(message.topic).inc()
-        try:
-            entry = decode(RegistryEntry, event.value or b"")
-        except ContractViolation as violation:
-            position = RecordPosition(message.topic, message.partition, message.offset)
-            await send_dead_letter(position, event.value, violation)
-            continue
-        registry[entry.as_key()] = entry.model_dump(mode="json")
-        publish_registration(entry)
+    await handle_holding_acks(stream, _follow, unacked, ack_handled, 1)
+
+
+@app.task
+async def ack_handled_periodically() -> None:
+    await flush_every(1.0, ack_handled, "registry acks")
+
+
+async def ack_handled() -> None:
+    """The table writes go through Faust's producer, which it flushes before committing."""
+    await ack_all(unacked.take())
+
+
+async def _follow(event: Any) -> None:
+    message = event.message
+    metrics.events_consumed.labels(message.topic).inc()
+    try:
+        entry = decode(RegistryEntry, event.value or b"")
+    except ContractViolation as violation:
+        position = RecordPosition(message.topic, message.partition, message.offset)
+        await send_dead_letter(position, event.value, violation)
+        return
+    registry[entry.as_key()] = entry.model_dump(mode="json")
+    publish_registration(entry)
 
 
 def publish_registration(entry: RegistryEntry) -> None:

@@ -1,0 +1,64 @@
+"""The registry agent run whole under Faust's test context: each registry record reaches the
+global table, a bad one is dead-lettered, and each is acked only once handled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from postmarket import topics
+from postmarket.contracts import DeadLetter, decode, encode
+from streams import app as worker
+from streams.agents import registry as registry_agent
+from streams.channels import registry
+from tests.factories import make_registry_entry
+from tests.streams.agent_harness import Feed, RecordingProducer, wait_until
+
+
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    recording = RecordingProducer()
+    monkeypatch.setattr(worker.app, "_producer", recording)
+    registry.data.clear()
+    registry_agent.unacked.take()
+    yield recording
+    registry.data.clear()
+    registry_agent.unacked.take()
+
+
+def test_an_entry_reaches_the_table_and_is_acked_once_handled(
+    producer: RecordingProducer,
+) -> None:
+    entry = make_registry_entry()
+
+    async def main() -> None:
+        async with registry_agent.follow_registry.test_context() as agent:
+            event = await Feed(agent).put(
+                topics.REGISTRY, entry.as_key().encode(), encode(entry), partition=0
+            )
+            await wait_until(lambda: event.message.acked, "the entry acked")
+            assert registry.data[entry.as_key()] == entry.model_dump(mode="json")
+
+    asyncio.run(main())
+
+
+def test_a_bad_entry_is_dead_lettered_and_the_next_still_counts(
+    producer: RecordingProducer,
+) -> None:
+    entry = make_registry_entry()
+
+    async def main() -> None:
+        async with registry_agent.follow_registry.test_context() as agent:
+            feed = Feed(agent)
+            bad = await feed.put(topics.REGISTRY, b"k", b"{not json", partition=0)
+            good = await feed.put(
+                topics.REGISTRY, entry.as_key().encode(), encode(entry), partition=0
+            )
+            await wait_until(lambda: bad.message.acked and good.message.acked, "both acked")
+            assert entry.as_key() in registry.data
+
+    asyncio.run(main())
+    letters = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
+    assert [letter.reason_code for letter in letters] == ["not_json"]
