@@ -20,10 +20,11 @@ produces cost nothing: ``bare / (bare + ours)``.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+
+from faust.utils import json as faust_json
 
 from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
@@ -82,7 +83,7 @@ def _join(
     for number, (event, position) in enumerate(zip(events, _positions(records), strict=True)):
         case = cases.setdefault(event.case_pseudonym, CaseFile())
         accepted = case.add(event, position)
-        json.dumps(case.to_state()).encode()  # the changelog record
+        faust_json.dumps(case.to_state())  # the changelog record, as Faust's codec writes it
         sent.extend(encode(outcome) for outcome in accepted.outcomes)
         if isinstance(event, Prediction):
             at = JoinPosition(topic=position.topic, partition=0, offset=position.offset, rank=0)
@@ -114,14 +115,14 @@ def _monitor(
         monitor_of(stream.as_key(), stream.device_version, stream.task).observe(outcome)
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
             for monitor in monitors.values():
-                json.dumps(monitor.state_of("outcome"))
+                faust_json.dumps(monitor.state_of("outcome"))
     for raw in routed:
         batch = decode(StreamPredictions, raw)
         stream = batch.stream
         monitor = monitor_of(stream.as_key(), stream.device_version, stream.task)
         for entry in batch.predictions:
             monitor.observe_score(entry.score, entry.joined_at, entry.decision, entry.categories)
-        json.dumps(monitor.state_of("prediction"))
+        faust_json.dumps(monitor.state_of("prediction"))
 
 
 def own_work_us_per_event(

@@ -716,23 +716,24 @@ figcaption { font-size: 9pt; color: #555; } ul.findings li { margin: 3px 0; }
 """
 
 
-def _page_footer(report: DeviceReport, digest: str) -> str:
-    """The document id in every printed page's footer, beside "page X of Y"."""
+def page_footer(document: str) -> str:
+    """CSS printing ``document`` (an id) in every page's footer, beside "page X of Y"."""
     # A CSS escape for anything but plain characters: no quote or "</style>" can end it.
     quoted = "".join(
         c if c.isascii() and (c.isalnum() or c in "-_. ") else f"\\{ord(c):x} "
-        for c in document_id(report, digest)
+        for c in document
     )
     return f'@page {{ @bottom-left {{ content: "{quoted}"; font-size: 7.5pt; color: #555; }} }}'
 
 
-def render_html(report: DeviceReport) -> str:
-    """The report as one self-contained HTML document."""
-    title = f"Post-market surveillance report: {report.device.device_id}"
-    digest = content_hash(report)
-    body = "".join(
+def _page_footer(report: DeviceReport, digest: str) -> str:
+    return page_footer(document_id(report, digest))
+
+
+def report_sections(report: DeviceReport) -> str:
+    """Every section after the summary, as the report and the PSUR show them."""
+    return "".join(
         (
-            _summary(report, digest),
             _claims(report),
             _sites(report),
             _strata(report),
@@ -742,6 +743,17 @@ def render_html(report: DeviceReport) -> str:
             _readers(report),
         )
     )
+
+
+escape = _e
+html_table = _table
+
+
+def render_html(report: DeviceReport) -> str:
+    """The report as one self-contained HTML document."""
+    title = f"Post-market surveillance report: {report.device.device_id}"
+    digest = content_hash(report)
+    body = _summary(report, digest) + report_sections(report)
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>{_e(title)}</title><style>{STYLE}{_page_footer(report, digest)}</style>"

@@ -47,7 +47,8 @@ def _cell(value: object) -> Cell:
     return str(value)
 
 
-def _table(name: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> ReportTable:
+def table_of(name: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> ReportTable:
+    """A table of plain cells (datetimes and dates as ISO text)."""
     return ReportTable(
         name, tuple(columns), tuple(tuple(_cell(value) for value in row) for row in rows)
     )
@@ -69,7 +70,7 @@ def _proportion(prefix: str, observed: Proportion | None) -> dict[str, object]:
 def _dict_table(
     name: str, rows: Sequence[dict[str, object]], columns: Sequence[str]
 ) -> ReportTable:
-    return _table(name, columns, [[row[c] for c in columns] for row in rows])
+    return table_of(name, columns, [[row[c] for c in columns] for row in rows])
 
 
 def report_tables(report: DeviceReport) -> list[ReportTable]:
@@ -106,11 +107,11 @@ def _summary(report: DeviceReport) -> ReportTable:
         ("audit_entries", audit.entries),
         ("audit_head_hash", audit.head_hash),
     ]
-    return _table("summary", ("fact", "value"), facts)
+    return table_of("summary", ("fact", "value"), facts)
 
 
 def _findings(report: DeviceReport) -> ReportTable:
-    return _table("findings", ("finding",), [[line] for line in report.findings()])
+    return table_of("findings", ("finding",), [[line] for line in report.findings()])
 
 
 def _claims(report: DeviceReport) -> ReportTable:
@@ -160,7 +161,7 @@ def _heterogeneity(report: DeviceReport) -> ReportTable:
          h.lower, h.upper, h.i2, h.tau2, h.q_p_value)
         for h in report.heterogeneity
     ]  # fmt: skip
-    return _table("heterogeneity", columns, rows)
+    return table_of("heterogeneity", columns, rows)
 
 
 def _strata(report: DeviceReport) -> ReportTable:
@@ -207,7 +208,7 @@ def _alerts(report: DeviceReport) -> ReportTable:
              view.resolution, view.recurrences, view.last_recurred_at, view.highest_severity,
              alert.message)
         )  # fmt: skip
-    return _table("alerts", columns, rows)
+    return table_of("alerts", columns, rows)
 
 
 def _versions(report: DeviceReport) -> ReportTable:
@@ -221,7 +222,7 @@ def _versions(report: DeviceReport) -> ReportTable:
          v.seen_before_registration, v.sites, v.design.prospective, v.design.retrospective)
         for v in report.versions
     ]  # fmt: skip
-    return _table("versions", columns, rows)
+    return table_of("versions", columns, rows)
 
 
 def _completeness(report: DeviceReport) -> ReportTable:
@@ -231,12 +232,12 @@ def _completeness(report: DeviceReport) -> ReportTable:
         (r.version, r.site, r.task, r.study_design, r.predictions, r.outcomes, r.completeness)
         for r in report.completeness
     ]
-    return _table("completeness", columns, rows)
+    return table_of("completeness", columns, rows)
 
 
 def _truth_sources(report: DeviceReport) -> ReportTable:
     rows = sorted(report.truth_sources.items())
-    return _table("truth_sources", ("truth_source", "outcomes"), rows)
+    return table_of("truth_sources", ("truth_source", "outcomes"), rows)
 
 
 def _readers(report: DeviceReport) -> ReportTable:
@@ -248,7 +249,7 @@ def _readers(report: DeviceReport) -> ReportTable:
          r.kappa.upper if r.kappa else None)
         for r in report.reader_agreement
     ]  # fmt: skip
-    return _table("reader_agreement", columns, rows)
+    return table_of("reader_agreement", columns, rows)
 
 
 def _weekly(report: DeviceReport) -> ReportTable:
@@ -259,7 +260,7 @@ def _weekly(report: DeviceReport) -> ReportTable:
          s.successes, s.trials, s.ci_lower, s.ci_upper, s.followup_completeness)
         for s in report.weekly
     ]  # fmt: skip
-    return _table("weekly", columns, rows)
+    return table_of("weekly", columns, rows)
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -305,17 +306,23 @@ def export_json(report: DeviceReport) -> str:
 def export_csv(report: DeviceReport, directory: Path) -> list[Path]:
     """One CSV file per table in ``directory`` (created), plus ``document.csv`` naming the
     report's id and hash; returns the files written."""
-    directory.mkdir(parents=True, exist_ok=True)
     tables = report_tables(report)
     digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
-    identity = _table(
-        "document",
-        ("field", "value"),
-        [("document_id", document_id(report, digest)), ("content_hash", digest),
-         ("generated_at", report.generated_at)],
-    )  # fmt: skip
+    identity = [
+        ("document_id", document_id(report, digest)),
+        ("content_hash", digest),
+        ("generated_at", report.generated_at),
+    ]
+    return write_csv_tables(tables, identity, directory)
+
+
+def write_csv_tables(
+    tables: Sequence[ReportTable], identity: Sequence[tuple[str, object]], directory: Path
+) -> list[Path]:
+    """``document.csv`` with the ``identity`` rows, then one CSV per table, in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for table in [identity, *tables]:
+    for table in [table_of("document", ("field", "value"), identity), *tables]:
         path = directory / f"{table.name}.csv"
         with path.open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)

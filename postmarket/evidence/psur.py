@@ -1,0 +1,224 @@
+"""The periodic safety update report (EU MDR Art. 86) of one device for one calendar year.
+
+Built on the device report (:func:`postmarket.evidence.report.build_report`) over the year,
+it adds what a PSUR states beyond it: the exposure (cases per version and site), the
+re-baselining decisions taken, and a conclusion per claim. Every table it shows is in its
+JSON and CSV exports and in its content hash: the same store and year give the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from postmarket.evidence.report import ClaimCheck, DeviceReport, build_report
+from postmarket.evidence.report_tables import (
+    ReportTable,
+    canonical_json,
+    report_tables,
+    table_of,
+    write_csv_tables,
+)
+from postmarket.evidence.store import EvidenceStore
+from postmarket.versions import ChangeControlPolicy
+
+REBASELINE_ACTION = "stream.rebaseline"
+"""The audit action of a re-baselining decision (see the alerts' store)."""
+
+CONCLUSIONS = {
+    "consistent": "claim upheld: no significant shortfall against the claim in the year",
+    "below claim": "claim not upheld: the field shows a significant shortfall",
+    "no cases": "no conclusion: no field cases with final truth in the year",
+    "no registered claim": "no conclusion: the version holds no registered claim",
+}
+"""The conclusion a verdict of the anytime-valid claims test supports (see the report)."""
+
+
+@dataclass(frozen=True)
+class ExposureRow:
+    """How many cases one version ran on at one site in the year, and how many got truth."""
+
+    version: str
+    site: str
+    predictions: int
+    with_truth: int
+
+
+@dataclass(frozen=True)
+class RebaselineRow:
+    """One decision to rebuild a stream's label-free reference."""
+
+    decided_at: datetime
+    decided_by: str
+    version: str
+    site: str
+    task: str
+    alert_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    version: str
+    task: str
+    metric: str
+    verdict: str
+    conclusion: str
+    observed: str
+
+
+@dataclass(frozen=True)
+class Psur:
+    """The year's report, and what the PSUR adds to it."""
+
+    year: int
+    report: DeviceReport
+    exposure: tuple[ExposureRow, ...]
+    rebaselines: tuple[RebaselineRow, ...]
+    conclusions: tuple[Conclusion, ...]
+
+
+def build_psur(
+    store: EvidenceStore, device_id: str, year: int, policy: ChangeControlPolicy
+) -> Psur:
+    """Read the store and compute the PSUR of ``device_id`` for calendar year ``year`` (UTC)."""
+    if not 1900 <= year <= 9998:
+        raise ValueError(f"--period {year} is not a calendar year")
+    report = build_report(store, device_id, date(year, 1, 1), date(year, 12, 31), policy)
+    decisions = [
+        json.loads(entry.payload)
+        for entry in store.audit_entries()
+        if entry.action == REBASELINE_ACTION
+    ]
+    return Psur(
+        year=year,
+        report=report,
+        exposure=exposure(report),
+        rebaselines=rebaselines_in(decisions, report),
+        conclusions=tuple(conclusion(check) for check in report.claims),
+    )
+
+
+def exposure(report: DeviceReport) -> tuple[ExposureRow, ...]:
+    """Cases per version and site, both study designs and every task together."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in report.completeness:
+        counts = totals[(row.version, row.site)]
+        counts[0] += row.predictions
+        counts[1] += row.outcomes
+    return tuple(
+        ExposureRow(version, site, predictions, with_truth)
+        for (version, site), (predictions, with_truth) in sorted(totals.items())
+    )
+
+
+def rebaselines_in(
+    decisions: list[dict[str, object]], report: DeviceReport
+) -> tuple[RebaselineRow, ...]:
+    """The decisions on this device's streams taken inside the report's period."""
+    rows = []
+    for decision in decisions:
+        stream = decision["stream"]
+        if not isinstance(stream, dict) or stream.get("device_id") != report.device.device_id:
+            continue
+        decided_at = datetime.fromisoformat(str(decision["decided_at"]))
+        if not report.start <= decided_at < report.end:
+            continue
+        rows.append(
+            RebaselineRow(
+                decided_at=decided_at,
+                decided_by=str(decision["decided_by"]),
+                version=str(stream["device_version"]),
+                site=str(stream["site_id"]),
+                task=str(stream["task"]),
+                alert_id=str(decision["alert_id"]),
+                reason=str(decision["reason"]),
+            )
+        )
+    return tuple(sorted(rows, key=lambda row: (row.decided_at, row.alert_id)))
+
+
+def conclusion(check: ClaimCheck) -> Conclusion:
+    observed = check.observed
+    shown = (
+        "no cases"
+        if observed.estimate is None
+        else f"{observed.estimate:.3f} [{observed.lower:.3f}, {observed.upper:.3f}] "
+        f"({observed.successes}/{observed.n})"
+    )
+    return Conclusion(
+        version=check.version,
+        task=check.task,
+        metric=check.metric,
+        verdict=check.verdict,
+        conclusion=CONCLUSIONS.get(check.verdict, check.verdict),
+        observed=shown,
+    )
+
+
+# --- tables, identity, exports --------------------------------------------------------------
+
+
+def psur_tables(psur: Psur) -> list[ReportTable]:
+    """The device report's tables for the year, then the PSUR's own."""
+    exposure_table = table_of(
+        "exposure",
+        ("version", "site", "predictions", "with_final_truth"),
+        [(r.version, r.site, r.predictions, r.with_truth) for r in psur.exposure],
+    )
+    rebaseline_table = table_of(
+        "rebaselines",
+        ("decided_at", "decided_by", "version", "site", "task", "alert_id", "reason"),
+        [
+            (r.decided_at, r.decided_by, r.version, r.site, r.task, r.alert_id, r.reason)
+            for r in psur.rebaselines
+        ],
+    )
+    conclusion_table = table_of(
+        "conclusions",
+        ("version", "task", "metric", "verdict", "conclusion", "observed"),
+        [
+            (c.version, c.task, c.metric, c.verdict, c.conclusion, c.observed)
+            for c in psur.conclusions
+        ],
+    )
+    return [*report_tables(psur.report), exposure_table, rebaseline_table, conclusion_table]
+
+
+def psur_hash(psur: Psur) -> str:
+    """SHA-256 (hex) of every table, without the generation time."""
+    return hashlib.sha256(canonical_json(psur_tables(psur)).encode("ascii")).hexdigest()
+
+
+def psur_document_id(psur: Psur, digest: str | None = None) -> str:
+    """``PSUR-<device>-<year>-<first 12 hex of the content hash>``."""
+    return f"PSUR-{psur.report.device.device_id}-{psur.year}-{(digest or psur_hash(psur))[:12]}"
+
+
+def export_psur_json(psur: Psur) -> str:
+    tables = psur_tables(psur)
+    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
+    document = {
+        "document_id": psur_document_id(psur, digest),
+        "content_hash": digest,
+        "content_hash_of": "SHA-256 of the canonical JSON of `tables` (sorted keys, no spaces)",
+        "generated_at": psur.report.generated_at.isoformat(),
+        "tables": {table.name: table.records() for table in tables},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_psur_csv(psur: Psur, directory: Path) -> list[Path]:
+    """One CSV per table in ``directory``, plus ``document.csv`` with the id and hash."""
+    tables = psur_tables(psur)
+    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
+    identity = [
+        ("document_id", psur_document_id(psur, digest)),
+        ("content_hash", digest),
+        ("generated_at", psur.report.generated_at),
+    ]
+    return write_csv_tables(tables, identity, directory)

@@ -1,0 +1,149 @@
+"""Render a :class:`~postmarket.evidence.psur.Psur` as HTML, PDF, JSON or CSV.
+
+The PSUR's own sections (exposure, conclusions, re-baselines) come first, then the year's
+device report sections, in the order of MDR Art. 86 (1): conclusions of the benefit-risk
+determination, main findings of the post-market clinical follow-up, volume of sales and
+the population using the device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from postmarket.evidence.psur import (
+    Psur,
+    export_psur_csv,
+    export_psur_json,
+    psur_document_id,
+    psur_hash,
+)
+from postmarket.evidence.report_render import (
+    STYLE,
+    VERDICT_CLASS,
+    ReportError,
+    escape,
+    html_table,
+    page_footer,
+    report_sections,
+    write_pdf,
+)
+
+FORMATS = ("html", "pdf", "json", "csv")
+
+
+def _section(section_id: str, heading: str, body: str) -> str:
+    return f'<section id="{section_id}"><h2>{escape(heading)}</h2>{body}</section>'
+
+
+def _identity(psur: Psur, digest: str) -> str:
+    report = psur.report
+    device = report.device
+    facts = html_table(
+        ["", ""],
+        [
+            ["Document", f'<span class="doc-id">{escape(psur_document_id(psur, digest))}</span>'],
+            [
+                "Content hash",
+                f'<code class="content-hash">{escape(digest)}</code><br><small>SHA-256 of '
+                "every table in canonical JSON (see the JSON export); the same store and "
+                "year give the same hash</small>",
+            ],
+            ["Device", escape(f"{device.device_id} {device.name}".strip())],
+            ["Manufacturer", escape(device.manufacturer or "-")],
+            ["Period", escape(f"calendar year {psur.year}: {report.period} (UTC)")],
+            ["Change-control policy", escape(report.policy.name)],
+            ["Generated", escape(f"{report.generated_at:%Y-%m-%d %H:%M} UTC")],
+            [
+                "Audit trail",
+                escape(
+                    f"intact, {report.audit.entries} entries, head hash {report.audit.head_hash}"
+                    if report.audit.intact
+                    else f"BROKEN at {report.audit.problem}"
+                ),
+            ],
+        ],
+        "facts",
+    )
+    return _section("identity", "Device, period and document", facts)
+
+
+def _conclusions(psur: Psur) -> str:
+    rows = [
+        [escape(c.version), escape(c.task), escape(c.metric), escape(c.observed),
+         f'<span class="{VERDICT_CLASS.get(c.verdict, "")}">{escape(c.conclusion)}</span>']
+        for c in psur.conclusions
+    ]  # fmt: skip
+    return _section(
+        "conclusions",
+        "Conclusions per claim",
+        "<p>Each registered claim of each version that ran in the year, against the field "
+        "cases with final truth, by the anytime-valid claims test the pipeline runs.</p>"
+        + html_table(["Version", "Task", "Metric", "Observed [95 % CI] (n)", "Conclusion"], rows),
+    )
+
+
+def _exposure(psur: Psur) -> str:
+    rows = [
+        [escape(r.version), escape(r.site), str(r.predictions), str(r.with_truth)]
+        for r in psur.exposure
+    ]
+    total = sum(r.predictions for r in psur.exposure)
+    return _section(
+        "exposure",
+        "Exposure: cases per version and site",
+        f"<p>{total} cases in the year.</p>"
+        + html_table(["Version", "Site", "Cases", "With final truth"], rows),
+    )
+
+
+def _rebaselines(psur: Psur) -> str:
+    rows = [
+        [f"{r.decided_at:%Y-%m-%d}", escape(r.decided_by),
+         escape(f"{r.version} {r.site} {r.task}"), f"<code>{escape(r.alert_id[:8])}</code>",
+         escape(r.reason)]
+        for r in psur.rebaselines
+    ]  # fmt: skip
+    return _section(
+        "rebaselines",
+        "Re-baselining decisions",
+        "<p>Decisions that a stream's label-free reference was out of date (a real change "
+        "at the site, accepted); claims are never re-baselined.</p>"
+        + html_table(["Decided", "By", "Stream", "Alert", "Reason"], rows),
+    )
+
+
+def render_psur_html(psur: Psur) -> str:
+    """The PSUR as one self-contained HTML document."""
+    digest = psur_hash(psur)
+    document = psur_document_id(psur, digest)
+    title = f"Periodic safety update report {psur.year}: {psur.report.device.device_id}"
+    body = (
+        _identity(psur, digest)
+        + _conclusions(psur)
+        + _exposure(psur)
+        + report_sections(psur.report)
+        + _rebaselines(psur)
+    )
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{escape(title)}</title><style>{STYLE}{page_footer(document)}</style>"
+        f"</head><body><h1>{escape(title)}</h1><p class=note>EU MDR Art. 86. Document "
+        f"{escape(document)}. Read-only evidence from the post-market surveillance "
+        f"pipeline.</p>{body}</body></html>"
+    )
+
+
+def write_psur(psur: Psur, out: Path, fmt: str) -> list[Path]:
+    """Write the PSUR to ``out`` (a directory for ``csv``); the files written."""
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return export_psur_csv(psur, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        out.write_text(export_psur_json(psur), encoding="utf-8")
+    elif fmt == "html":
+        out.write_text(render_psur_html(psur), encoding="utf-8")
+    else:
+        write_pdf(render_psur_html(psur), out)
+    return [out]
