@@ -44,6 +44,7 @@ class CollectorMetrics:
     waiting_expired: Counter
     associations_rejected: Counter
     mllp_messages: Counter
+    mllp_connections_refused: Counter
     stow_requests_refused: Counter
 
     @classmethod
@@ -130,6 +131,11 @@ class CollectorMetrics:
                 "HL7 messages received over MLLP, by outcome (accepted AA, errored AE, "
                 "refused AR) and reason.",
                 ["outcome", "reason"],
+                registry=registry,
+            ),
+            mllp_connections_refused=Counter(
+                f"{PREFIX}_mllp_connections_refused",
+                "MLLP connections closed at once because mllp_max_connections were open.",
                 registry=registry,
             ),
             stow_requests_refused=Counter(

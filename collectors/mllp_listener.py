@@ -11,6 +11,8 @@ that got AA may forget the message. AE answers a message the collector cannot us
 is (unparseable, no usable result); AR one it will not take (a peer not on the
 allow-list, above the size limit, not ORU^R01, or no room in the outbox now). A bad
 message is answered, counted and logged without its content; the connection goes on.
+At most ``max_connections`` connections are served at once (each may buffer a whole
+message, so this bounds memory); one more is closed unread, logged and counted.
 
 The listener runs an asyncio loop in its own thread; storing happens in worker threads,
 so a slow disk delays only the connection whose message is being stored.
@@ -72,7 +74,8 @@ class MllpListenerError(OSError):
 
 @dataclass(frozen=True)
 class MllpEndpoint:
-    """Where the listener binds, whom it hears, how much it buffers, and its TLS files."""
+    """Where the listener binds, whom it hears, how much it buffers (per message and in
+    connections at once), and its TLS files."""
 
     host: str = "127.0.0.1"
     port: int = 2575
@@ -80,6 +83,7 @@ class MllpEndpoint:
         default_factory=lambda: peer_networks(("127.0.0.1", "::1"))
     )
     max_message_bytes: int = 8 * 1024**2
+    max_connections: int = 16
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 
@@ -92,6 +96,7 @@ class MllpEndpoint:
             port=settings.mllp_port,
             allowed_peers=peer_networks(settings.mllp_allowed_peers),
             max_message_bytes=settings.mllp_max_message_bytes,
+            max_connections=settings.mllp_max_connections,
             tls_cert_file=settings.mllp_tls_cert_file,
             tls_key_file=settings.mllp_tls_key_file,
         )
@@ -198,6 +203,11 @@ class MllpListener:
         self._connections: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] | None = None
 
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (at most ``endpoint.max_connections``)."""
+        return len(self._connections)
+
     # --- lifecycle (from the collector's threads) ---------------------------------------------
 
     def start(self) -> tuple[str, int]:
@@ -278,11 +288,14 @@ class MllpListener:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        peername: Any = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
+        if len(self._connections) >= self.endpoint.max_connections:
+            await self._refuse_connection(writer, peer)
+            return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        peername: Any = writer.get_extra_info("peername")
-        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
         allowed = peer_allowed(peer, self.endpoint.allowed_peers)
         if not allowed:
             log.warning("MLLP connection from %s: not in mllp_allowed_peers, refusing", peer)
@@ -311,6 +324,19 @@ class MllpListener:
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
+
+    async def _refuse_connection(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        """Close a connection beyond ``max_connections`` unread: the engine reconnects later."""
+        if self._metrics is not None:
+            self._metrics.mllp_connections_refused.inc()
+        log.warning(
+            "MLLP connection from %s closed: %d connections are open (mllp_max_connections)",
+            peer,
+            self.endpoint.max_connections,
+        )
+        writer.close()
+        with suppress(OSError, asyncio.CancelledError):
+            await writer.wait_closed()
 
     async def _answer(self, message_frame: MllpFrame, allowed: bool, peer: str) -> bytes:
         """Assess, store, count and log one message; its acknowledgement."""

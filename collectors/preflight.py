@@ -55,6 +55,7 @@ def load_secrets(settings: CollectorSettings) -> CollectorSecrets:
         raise CollectorConfigError(f"Kafka: {error}") from None
     _check_metrics_secrets(settings)
     _check_mllp_secrets(settings)
+    _check_stow_rs_secrets(settings)
     return CollectorSecrets(key, settings.signing_key())
 
 
@@ -78,6 +79,19 @@ def _check_mllp_secrets(settings: CollectorSettings) -> None:
         MllpEndpoint.from_settings(settings).tls_context()
     except MllpListenerError as error:
         raise CollectorConfigError(f"mllp: {error}") from None
+
+
+def _check_stow_rs_secrets(settings: CollectorSettings) -> None:
+    """The STOW-RS bearer token (a 0600, non-empty file) and TLS key, read by the server's
+    own constructor, which opens nothing until started: ``run`` builds it the same way."""
+    if settings.stow_rs is None or settings.inbox is None:
+        return
+    from collectors.stow_rs import StowRSServer  # aiohttp, only for a site that uses it
+
+    try:
+        StowRSServer(settings.stow_rs, settings.inbox.path)
+    except (ValueError, OSError) as error:  # SecretFileError, StowRSConfigError
+        raise CollectorConfigError(f"[collector.stow_rs]: {error}") from None
 
 
 def location_problems(settings: CollectorSettings) -> list[str]:

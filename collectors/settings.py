@@ -292,6 +292,11 @@ class CollectorSettings(BaseModel):
     mllp_max_message_bytes: int = Field(8 * 1024**2, gt=0)
     """A larger message is refused (AR) and skipped; a result with an embedded PDF report
     (OBX of type ED) runs to a few MiB, and each connection buffers one message."""
+    mllp_max_connections: int = Field(16, gt=0, le=1024)
+    """At most this many MLLP connections at once; one more is closed at once, logged and
+    counted (``postmarket_collector_mllp_connections_refused_total``). Each connection may
+    buffer up to ``mllp_max_message_bytes``, so the cap bounds the listener's memory
+    (16 x 8 MiB by default); an interface engine opens one connection per channel."""
     mllp_tls_cert_file: Path | None = None
     """PEM certificate: accept MLLP over TLS only (with ``mllp_tls_key_file``)."""
     mllp_tls_key_file: Path | None = None

@@ -49,7 +49,6 @@ def build(
 
 @dashboards_app.command("publish")
 def publish(
-    url: Annotated[str, typer.Option("--url", help="Grafana base URL, e.g. https://grafana:3000")],
     token_file: Annotated[
         Path,
         typer.Option(
@@ -58,19 +57,30 @@ def publish(
             "token (never printed)",
         ),
     ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Grafana base URL, e.g. https://grafana:3000 (default: the grafana_url "
+            "setting, POSTMARKET_GRAFANA_URL or postmarket.toml, else http://127.0.0.1:3000)",
+            show_default=False,
+        ),
+    ] = None,
     connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
 ) -> None:
     """Upload every dashboard into the "Post-market surveillance" folder of a Grafana.
 
-    Exit 1: a bad --url or token file; 5: Grafana not reachable; 6: it refused the token
-    (HTTP 401/403); 8: it answered HTTP 5xx.
+    Without --url, Grafana is at the grafana_url setting (POSTMARKET_GRAFANA_URL, or
+    grafana_url in postmarket.toml), by default http://127.0.0.1:3000.
+    Exit 1: a bad --url, grafana_url or token file; 5: Grafana not reachable; 6: it refused
+    the token (HTTP 401/403); 8: it answered HTTP 5xx.
     """
-    from dashboards.publish import GrafanaTarget, check_grafana, check_url, read_token
+    from dashboards.publish import GrafanaTarget, check_grafana, grafana_url, read_token
     from dashboards.publish import publish as publish_all
     from postmarket.preflight import ServiceProblem, exit_for
 
     try:
-        target = GrafanaTarget(check_url(url), read_token(token_file), connect_timeout)
+        target = GrafanaTarget(grafana_url(url), read_token(token_file), connect_timeout)
         check_grafana(target)
         published = publish_all(target)
     except ServiceProblem as problem:

@@ -74,6 +74,9 @@ COLLECTOR_EVENTS_QUEUED = sample_name(_collector.events_queued)
 COLLECTOR_CASES_WAITING = sample_name(_collector.cases_waiting)
 COLLECTOR_WAITING_EXPIRED = sample_name(_collector.waiting_expired)
 COLLECTOR_ASSOCIATIONS_REJECTED = sample_name(_collector.associations_rejected)
+COLLECTOR_MLLP_MESSAGES = sample_name(_collector.mllp_messages)
+COLLECTOR_MLLP_CONNECTIONS_REFUSED = sample_name(_collector.mllp_connections_refused)
+COLLECTOR_STOW_REQUESTS_REFUSED = sample_name(_collector.stow_requests_refused)
 
 UNREGISTERED_CHANGE_DETECTOR = unregistered_change.DETECTOR
 """The ``detector`` label of the alert a version running without its registration raises."""

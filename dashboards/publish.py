@@ -5,6 +5,11 @@ and it is never printed: errors name the file, not its content. The file must be
 its owner, like every secret file of the project. One authenticated request
 (:func:`check_grafana`) comes first, so a Grafana that is down or refuses the token is
 reported in seconds, with the exit code of its :class:`ServiceFailure`.
+
+Without ``--url``, Grafana is where the ``grafana_url`` setting says: the
+``POSTMARKET_GRAFANA_URL`` variable, else ``grafana_url`` in the TOML file the other settings
+come from (``POSTMARKET_CONFIG``, default ``./postmarket.toml``), else Grafana's own default
+on loopback, ``http://127.0.0.1:3000``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
 from dashboards.build import DASHBOARDS, to_dict
+from postmarket.config import ENV_PREFIX, config_file
 from postmarket.preflight import CONNECT_TIMEOUT_S, ServiceFailure, ServiceProblem
 from postmarket.secrets import SecretFileError, read_secret_file
 
@@ -31,6 +45,10 @@ PROBE_PATH = "/api/search?limit=1"
 accepts the token, and costs Grafana almost nothing."""
 READ_TIMEOUT_S = 30.0
 """How long one upload may take once connected (a dashboard is a few hundred kB at most)."""
+DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
+GRAFANA_URL_ENV = f"{ENV_PREFIX}GRAFANA_URL"
+URL_OPTION = "--url"
+URL_SETTING = f"grafana_url ({GRAFANA_URL_ENV} or the TOML file)"
 
 
 class PublishError(ServiceProblem):
@@ -49,17 +67,59 @@ class GrafanaTarget:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
 
 
-def check_url(url: str) -> str:
-    """The Grafana base URL without a trailing slash, if it is http(s) with a host.
+class GrafanaSettings(BaseSettings):
+    """Where Grafana is when ``--url`` is not given: environment, TOML file, loopback."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    grafana_url: str = Field(
+        DEFAULT_GRAFANA_URL, description="Grafana base URL for `postmarket dashboards publish`"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+
+def grafana_url(option: str | None) -> str:
+    """The checked Grafana base URL: ``--url`` if given, else the ``grafana_url`` setting."""
+    if option is not None:
+        return check_url(option)
+    try:
+        configured = GrafanaSettings().grafana_url
+    except ValueError as error:  # a TOML syntax error or a grafana_url that is no string
+        raise PublishError(
+            f"cannot read grafana_url from {GRAFANA_URL_ENV} or {config_file()} "
+            f"({type(error).__name__}); fix it or give --url"
+        ) from None
+    return check_url(configured, URL_SETTING)
+
+
+def check_url(url: str, source: str = URL_OPTION) -> str:
+    """The Grafana base URL without a trailing slash, if it is http(s) with a host;
+    errors name ``source``, the option or setting it came from.
 
     >>> check_url("https://grafana.example.org/")
     'https://grafana.example.org'
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PublishError(f"--url must be an http:// or https:// URL with a host, got {url!r}")
+        raise PublishError(f"{source} must be an http:// or https:// URL with a host, got {url!r}")
     if parts.username or parts.password:
-        raise PublishError("--url must not carry credentials; put the API token in --token-file")
+        raise PublishError(
+            f"{source} must not carry credentials; put the API token in --token-file"
+        )
     return url.rstrip("/")
 
 

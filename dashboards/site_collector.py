@@ -1,5 +1,6 @@
 """Site collector health (hospital IT): is the outbox draining, is Kafka reachable, what
-does the collector refuse, and what does it send."""
+does the collector refuse, what does it send, and what do its HL7 (MLLP) and DICOMweb
+(STOW-RS) interfaces answer."""
 
 from __future__ import annotations
 
@@ -136,6 +137,37 @@ def build() -> model.Dashboard:
             width=8,
         ),
     ]
+    interfaces = [
+        graph(
+            "HL7 results over MLLP per hour by outcome",
+            "ORU^R01 messages from the interface engine, by acknowledgement: accepted (AA, "
+            "stored before the ACK), errored (AE: the message or a result is unusable) and "
+            "refused (AR: peer, size, message type, full outbox). The reasons are in the "
+            "collector log, by control id.",
+            [
+                Query(
+                    f"sum by (outcome) (increase({m.COLLECTOR_MLLP_MESSAGES}{{{SEL}}}[1h]))",
+                    "{{outcome}}",
+                )
+            ],
+        ),
+        graph(
+            "Refused STOW-RS requests and MLLP connections per hour by reason",
+            "STOW-RS requests refused whole (peer not allowed, no valid token, wrong media "
+            "type, too large, malformed), and MLLP connections closed because "
+            "mllp_max_connections were open.",
+            [
+                Query(
+                    f"sum by (reason) (increase({m.COLLECTOR_STOW_REQUESTS_REFUSED}{{{SEL}}}[1h]))",
+                    "STOW-RS {{reason}}",
+                ),
+                Query(
+                    f"sum(increase({m.COLLECTOR_MLLP_CONNECTIONS_REFUSED}{{{SEL}}}[1h]))",
+                    "MLLP connections over mllp_max_connections",
+                ),
+            ],
+        ),
+    ]
     dashboard = (
         dashboard_builders.Dashboard(TITLE)
         .uid(UID)
@@ -155,5 +187,6 @@ def build() -> model.Dashboard:
             ("Outbox and delivery", outbox),
             ("Traffic", traffic),
             ("Refused and held input", refused),
+            ("Hospital interfaces: HL7 over MLLP and DICOMweb STOW-RS", interfaces),
         ],
     )

@@ -9,7 +9,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -310,6 +310,59 @@ def test_full_outbox_refuses_with_ar_so_the_engine_resends(tmp_path: Path) -> No
     assert site.count("refused", "outbox_full") == 1
 
 
+REFUSED_CONNECTIONS = "postmarket_collector_mllp_connections_refused_total"
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_connections_beyond_the_cap_are_closed_counted_and_logged(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = 2
+    server = site.listen(max_connections=cap)
+    assert server.address is not None
+    assert site.registry.get_sample_value(REFUSED_CONNECTIONS) == 0  # visible from the start
+    open_clients = [connect(server.address) for _ in range(cap)]
+    try:
+        for n, client in enumerate(open_clients):  # the first `cap` are served
+            client.sendall(frame(oru(f"CAP{n:05d}", study_uid=f"1.2.840.99.{n}")))
+            assert msa(read_acks(client, 1)[0]) == ("AA", f"CAP{n:05d}")
+        with caplog.at_level(logging.WARNING), connect(server.address) as extra:
+            assert extra.recv(1024) == b""  # closed by the server, unread
+        assert site.registry.get_sample_value(REFUSED_CONNECTIONS) == 1
+        refusals = [r for r in caplog.records if "mllp_max_connections" in r.getMessage()]
+        assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
+        open_clients.pop().close()
+        wait_until(lambda: server.open_connections < cap)
+        with connect(server.address) as again:  # room again: served
+            again.sendall(frame(oru("AGAIN001", study_uid="1.2.840.99.9")))
+            assert msa(read_acks(again, 1)[0]) == ("AA", "AGAIN001")
+        assert site.registry.get_sample_value(REFUSED_CONNECTIONS) == 1
+    finally:
+        for client in open_clients:
+            client.close()
+        server.stop()
+
+
+def test_max_connections_comes_from_the_settings(tmp_path: Path) -> None:
+    settings = site_settings(
+        tmp_path, mllp_port=0, mllp_max_connections=3, followups=FollowUpMappings(hl7=MAPPING)
+    )
+    assert MllpEndpoint.from_settings(settings).max_connections == 3
+    assert site_settings(tmp_path).mllp_max_connections == 16
+
+
+@pytest.mark.parametrize("count", [0, 100_000])
+def test_max_connections_is_bounded(tmp_path: Path, count: int) -> None:
+    with pytest.raises(ValidationError, match="mllp_max_connections"):
+        site_settings(tmp_path, mllp_max_connections=count)
+
+
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its 0600 key."""
@@ -428,6 +481,7 @@ def test_the_example_mllp_settings_load_once_uncommented(tmp_path: Path) -> None
     assert settings.mllp_port == 2575
     assert settings.mllp_allowed_peers == ("10.20.0.21/32", "10.20.1.0/24")
     assert settings.mllp_tls_key_file == tmp_path / "tls" / "mllp.key"
+    assert settings.mllp_max_connections == 16
 
 
 def test_collector_runs_the_listener_from_its_settings(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ mappings), with exit 3 for the configuration and 2 for an input.
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -17,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from postmarket.authenticity import SigningKey
 from postmarket.cli import app
+from postmarket.secrets import NOT_A_PATH
 from postmarket.stack.processes import free_port
 from tests.factories import ai_output_fields
 
@@ -136,6 +140,54 @@ def test_a_state_folder_the_collector_cannot_create_is_refused(site: Path) -> No
     result = check(configure(site, 'state_path = "backup/cases.db"\n'))
     assert result.exit_code == 3
     assert f"state_path: {site / 'backup'} is not a folder" in result.stderr
+
+
+STOW_CANARY = "stow-preflight-canary-token-0123456789"
+STOW_RS = '[collector.stow_rs]\nport = 0\ntoken_file = "{token_file}"\n'
+
+
+def with_stow_rs(site: Path, file_setting: str = "stow.token") -> Path:
+    """The site's configuration with a STOW-RS endpoint whose token_file is ``file_setting``."""
+    config = configure(site)
+    config.write_text(config.read_text() + "\n" + STOW_RS.format(token_file=file_setting))
+    return config
+
+
+def test_a_private_stow_rs_token_file_passes(site: Path) -> None:
+    written(site / "stow.token", STOW_CANARY).chmod(0o600)
+    result = check(with_stow_rs(site))
+    assert result.exit_code == 0, result.output
+    assert STOW_CANARY not in result.output
+
+
+@pytest.mark.parametrize(
+    ("prepare", "why"),
+    [
+        (lambda token: None, "does not exist"),
+        (lambda token: written(token, STOW_CANARY).chmod(0o644), "accessible to other users"),
+        (lambda token: written(token, "\n").chmod(0o600), "is empty"),
+    ],
+    ids=["missing", "mode-644", "empty"],
+)
+def test_an_unusable_stow_rs_token_file_is_refused_as_run_refuses_it(
+    site: Path, prepare: Callable[[Path], object], why: str
+) -> None:
+    token = site / "stow.token"
+    prepare(token)
+    result = check(with_stow_rs(site))
+    assert result.exit_code == 3
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("collector configuration: [collector.stow_rs]: STOW-RS token file")
+    assert str(token) in line and why in line
+    assert STOW_CANARY not in result.output
+
+
+def test_a_stow_rs_token_put_where_its_file_belongs_is_never_echoed(site: Path) -> None:
+    token = base64.b64encode(random.Random(19).randbytes(32)).decode()  # noqa: S311
+    result = check(with_stow_rs(site, file_setting=token))
+    assert result.exit_code == 3
+    assert "STOW-RS token file" in result.stderr and NOT_A_PATH in result.stderr
+    assert token not in result.output
 
 
 # --- inputs: each kind the inbox takes --------------------------------------------------------

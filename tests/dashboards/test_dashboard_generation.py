@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import CollectorRegistry
 
+from collectors.metrics import CollectorMetrics
 from dashboards import metric_names
 from dashboards.build import DASHBOARDS, render_all, stale_files, write_all
 from dashboards.panels import DATASOURCE_UID
@@ -77,6 +79,18 @@ def test_panel_metrics_are_defined_in_the_kernel_or_proposed(
         for name in METRIC.findall(query.expr)
     }
     assert used - known == set()
+
+
+def test_every_collector_counter_is_on_the_site_collector_dashboard(
+    generated_dashboards: dict[str, dict[str, Any]],
+) -> None:
+    registry = CollectorRegistry()
+    CollectorMetrics.create(registry)
+    counters = {f"{family.name}_total" for family in registry.collect() if family.type == "counter"}
+    dashboard = generated_dashboards["site-collector-health.json"]
+    used = {name for query in panel_queries(dashboard) for name in METRIC.findall(query.expr)}
+    assert metric_names.COLLECTOR_MLLP_CONNECTIONS_REFUSED in counters
+    assert counters - used == set()
 
 
 def test_fleet_filters_by_device_version_site_and_task(

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from dashboards import publish as publish_module
 from dashboards.build import DASHBOARDS, render_all
 from dashboards.publish import (
+    DEFAULT_GRAFANA_URL,
     FOLDER_UID,
+    GRAFANA_URL_ENV,
     GrafanaTarget,
     PublishError,
     check_url,
@@ -76,9 +78,94 @@ def test_build_check_passes_on_the_committed_json() -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_publish_requires_url_and_token_file() -> None:
+def test_publish_requires_a_token_file() -> None:
     assert runner.invoke(app, ["dashboards", "publish"]).exit_code == 2
     assert runner.invoke(app, ["dashboards", "publish", "--url", "http://g:3000"]).exit_code == 2
+
+
+@pytest.fixture
+def grafana_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[GrafanaTarget]:
+    """The targets publish connects to; no grafana_url variable, no postmarket.toml."""
+    monkeypatch.delenv(GRAFANA_URL_ENV, raising=False)
+    monkeypatch.setenv("POSTMARKET_CONFIG", str(tmp_path / "absent.toml"))
+    seen: list[GrafanaTarget] = []
+
+    def connect(target: GrafanaTarget) -> RecordingGrafana:
+        seen.append(target)
+        return RecordingGrafana()
+
+    monkeypatch.setattr(publish_module, "connect_grafana", connect)
+    monkeypatch.setattr(publish_module, "check_grafana", lambda target: None)
+    return seen
+
+
+def publish_with(token_file: Path, *arguments: str) -> Any:
+    return runner.invoke(
+        app, ["dashboards", "publish", "--token-file", str(token_file), *arguments]
+    )
+
+
+def test_publish_without_url_goes_to_grafana_on_loopback(
+    token_file: Path, grafana_targets: list[GrafanaTarget]
+) -> None:
+    result = publish_with(token_file)
+    assert result.exit_code == 0, result.output
+    assert [target.url for target in grafana_targets] == [DEFAULT_GRAFANA_URL]
+    assert DEFAULT_GRAFANA_URL == "http://127.0.0.1:3000"
+
+
+def test_publish_without_url_takes_grafana_url_from_the_toml_file(
+    tmp_path: Path,
+    token_file: Path,
+    grafana_targets: list[GrafanaTarget],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "postmarket.toml"
+    config.write_text('grafana_url = "https://grafana.hospital.example:3000/"\n')
+    monkeypatch.setenv("POSTMARKET_CONFIG", str(config))
+    result = publish_with(token_file)
+    assert result.exit_code == 0, result.output
+    assert grafana_targets[0].url == "https://grafana.hospital.example:3000"
+
+
+def test_the_environment_overrides_the_toml_file_and_url_overrides_both(
+    tmp_path: Path,
+    token_file: Path,
+    grafana_targets: list[GrafanaTarget],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "postmarket.toml"
+    config.write_text('grafana_url = "http://from-toml:3000"\n')
+    monkeypatch.setenv("POSTMARKET_CONFIG", str(config))
+    monkeypatch.setenv(GRAFANA_URL_ENV, "http://from-env:3000")
+    assert publish_with(token_file).exit_code == 0
+    assert publish_with(token_file, "--url", "http://from-option:3000").exit_code == 0
+    assert [t.url for t in grafana_targets] == ["http://from-env:3000", "http://from-option:3000"]
+
+
+def test_a_bad_grafana_url_setting_is_refused_naming_the_setting(
+    token_file: Path, grafana_targets: list[GrafanaTarget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GRAFANA_URL_ENV, "grafana:3000")
+    result = publish_with(token_file)
+    assert result.exit_code == 1
+    assert f"grafana_url ({GRAFANA_URL_ENV}" in result.output and "--url" not in result.output
+    assert grafana_targets == []
+
+
+def test_an_unreadable_toml_file_is_one_line_not_a_traceback(
+    tmp_path: Path,
+    token_file: Path,
+    grafana_targets: list[GrafanaTarget],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "postmarket.toml"
+    config.write_text("grafana_url = \n")
+    monkeypatch.setenv("POSTMARKET_CONFIG", str(config))
+    result = publish_with(token_file)
+    assert result.exit_code == 1
+    assert f"cannot read grafana_url from {GRAFANA_URL_ENV} or {config}" in result.output
+    assert "Traceback" not in result.output and grafana_targets == []
 
 
 @pytest.mark.parametrize(
