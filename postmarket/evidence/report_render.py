@@ -720,8 +720,7 @@ def page_footer(document: str) -> str:
     """CSS printing ``document`` (an id) in every page's footer, beside "page X of Y"."""
     # A CSS escape for anything but plain characters: no quote or "</style>" can end it.
     quoted = "".join(
-        c if c.isascii() and (c.isalnum() or c in "-_. ") else f"\\{ord(c):x} "
-        for c in document
+        c if c.isascii() and (c.isalnum() or c in "-_. ") else f"\\{ord(c):x} " for c in document
     )
     return f'@page {{ @bottom-left {{ content: "{quoted}"; font-size: 7.5pt; color: #555; }} }}'
 
