@@ -19,7 +19,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from collectors.metrics import CollectorMetrics
 from postmarket import metrics as worker
-from postmarket.evidence import unregistered_change
+from postmarket import unregistered_change
 from postmarket.evidence.metrics import EvidenceMetrics
 
 STREAM_LABELS = worker.STREAM_LABELS

@@ -15,9 +15,11 @@ from postmarket.evidence.cli import (
     alerts_app,
     audit_app,
     evidence_app,
+    psur_command,
     registry_app,
     report_command,
 )
+from postmarket.evidence.plan_cli import plan_app
 from postmarket.evidence.testdb_cli import testdb_app
 from postmarket.preflight import CONNECT_TIMEOUT_S, BootstrapOption, ConnectTimeoutOption
 from postmarket.site_keys_cli import site_keys_app
@@ -82,7 +84,9 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(testdb_app, name="testdb")
+app.add_typer(plan_app, name="plan")
 app.command("report")(report_command)
+app.command("psur")(psur_command)
 app.add_typer(dashboards_app, name="dashboards")
 
 
@@ -165,6 +169,7 @@ def worker(
     from postmarket.metrics_endpoint import MetricsEndpointError
     from postmarket.topic_admin import TopicAdminError
 
+    _kafka_preflight(None)
     try:
         run(loglevel)
     except (TopicAdminError, MetricsEndpointError) as error:
@@ -207,6 +212,11 @@ def replay(
         raise typer.BadParameter(
             f"replay needs the [worker] extra ({missing.name} is not installed)"
         ) from None
+    from postmarket import topics
+
+    kind_topics = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
+    if not dry_run and kind in kind_topics and file.is_file():  # else the input error first
+        _kafka_preflight(None, [kind_topics[kind]])
     code = run_replay_command(
         file,
         kind,
@@ -279,10 +289,32 @@ def simulate(
 ) -> None:
     """Run a simulated fleet through the real collectors into Kafka (seeded, reproducible)."""
     from simulator.cli import run_simulate_command
+    from simulator.scenario import ScenarioError, load_scenario
 
+    try:
+        load_scenario(scenario, seed)  # a broken scenario is reported first, with exit 1
+    except ScenarioError:
+        pass
+    else:
+        if output is None:
+            _kafka_preflight(bootstrap)
     raise typer.Exit(
         run_simulate_command(scenario, seed, bootstrap, ground_truth, output, state_dir)
     )
+
+
+def _kafka_preflight(bootstrap: str | None, topic_names: list[str] | None = None) -> None:
+    """Exit with one line (5 unreachable, 6 credentials refused, 7 topic missing, 1 bad
+    setting) unless the configured Kafka, or ``bootstrap``, answers; sends nothing."""
+    from postmarket.config import Settings
+    from postmarket.preflight import ServiceProblem, check_kafka, exit_for
+
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
+    try:
+        check_kafka(target, settings.kafka_security(), CONNECT_TIMEOUT_S, topics=topic_names or [])
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
 
 
 def main() -> None:

@@ -165,6 +165,23 @@ class Settings(BaseSettings):
         description="required: workers dead-letter every case event not signed by a "
         "registered, unrevoked key of its own site; off: accept unsigned events",
     )
+    gate_required_for: Literal["none", "registration", "deployment"] = Field(
+        "none",
+        description="which registry statuses need a passing standard test database gate "
+        "(postmarket testdb run): none; registration: pending and registered; deployment: "
+        "registered, the status that lets the fleet run a version",
+    )
+    gate_interval: Literal["wilson", "exact"] = Field(
+        "wilson",
+        description="the gate's interval of a proportion: wilson (as the report) or exact "
+        "(Clopper-Pearson)",
+    )
+    gate_criterion: Literal["lower_bound", "estimate", "not_below"] = Field(
+        "lower_bound",
+        description="what the gate demands of every stratum of a claim against its acceptable "
+        "level (acceptable_level): its interval's lower bound at or above it (lower_bound), "
+        "its estimate (estimate), or only its upper bound (not_below: not significantly below)",
+    )
     worker_session_timeout_s: float = Field(
         30.0,
         ge=6.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from postmarket.contracts.events import RegistryEntry
-from postmarket.evidence.unregistered_change import DeviceRegistry
+from postmarket.unregistered_change import DeviceRegistry
 from postmarket.versions import Version
 
 

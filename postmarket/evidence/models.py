@@ -418,3 +418,61 @@ class TestDatabaseCaseRow(Base):
     adjudication: Mapped[str | None] = mapped_column(String(16))
     strata: Mapped[dict[str, Any]]
     database: Mapped[TestDatabaseVersion] = relationship(back_populates="cases")
+
+
+class TestDatabaseGateRun(Base):
+    """One run of the standard test database gate (revision 10): a candidate version's
+    outputs on a database version, scored against its claims under a stated policy."""
+
+    __test__ = False
+    __tablename__ = "test_database_gate_runs"
+    __table_args__ = (
+        # The registry asks for a version's latest run (revision 10).
+        Index("ix_test_database_gate_runs_version", "device_key", "device_version", "run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_key: Mapped[str] = mapped_column(String(128))
+    device_version: Mapped[str] = mapped_column(String(32))
+    database_name: Mapped[str] = mapped_column(String(128))
+    database_version: Mapped[str] = mapped_column(String(64))
+    database_sha256: Mapped[str] = mapped_column(String(64))
+    """The database version's content hash when it was scored."""
+    predictions_sha256: Mapped[str] = mapped_column(String(64))
+    predictions_source: Mapped[str] = mapped_column(String(256))
+    task: Mapped[str] = mapped_column(String(128))
+    cases: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]]
+    passed: Mapped[bool]
+    run_at: Mapped[datetime]
+    run_by: Mapped[str] = mapped_column(String(256))
+    rows: Mapped[list[TestDatabaseGateVerdictRow]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="TestDatabaseGateVerdictRow.id"
+    )
+
+
+class TestDatabaseGateVerdictRow(Base):
+    """One row of a gate run's verdict: a claim's metric in one stratum, judged or reported."""
+
+    __test__ = False
+    __tablename__ = "test_database_gate_rows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("test_database_gate_runs.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    stratum: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(128))
+    n: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int | None] = mapped_column(Integer)
+    estimate: Mapped[float | None] = mapped_column(Float)
+    lower: Mapped[float | None] = mapped_column(Float)
+    upper: Mapped[float | None] = mapped_column(Float)
+    interval: Mapped[str] = mapped_column(String(32))
+    acceptable: Mapped[float | None] = mapped_column(Float)
+    criterion: Mapped[str] = mapped_column(String(64))
+    met: Mapped[bool | None]
+    """None: reported, not judged."""
+    funnel: Mapped[str | None] = mapped_column(String(8))
+    note: Mapped[str] = mapped_column(Text)
+    run: Mapped[TestDatabaseGateRun] = relationship(back_populates="rows")

@@ -23,7 +23,7 @@ from postmarket.kafka_security import KafkaSecurity
 from postmarket.topic_writer import publish_events
 
 if TYPE_CHECKING:
-    from postmarket.evidence.store import AlertView
+    from postmarket.evidence.views import AlertView
 
 REBASELINE_NAMESPACE = uuid.UUID("179013c8-9031-4c80-b75e-154c534c3457")
 """Fixed forever: a decision's id is derived from its alert's id in this namespace."""

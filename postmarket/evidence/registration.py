@@ -12,6 +12,8 @@ audit trail keeps beside the old value.
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 REGISTRATION_STATUSES = ("registered", "pending", "unregistered", "withdrawn")
 """As :class:`~postmarket.contracts.events.RegistryEntry` publishes them."""
 
@@ -99,3 +101,50 @@ def check_claim_change(status: str, change: str, why: str) -> None:
         raise RegistryChangeRefused(
             "a claim of a registered version is changed only with a reason: give --why"
         )
+
+
+GateRequirement = Literal["none", "registration", "deployment"]
+"""Which registration statuses need a passing standard test database gate (the
+``gate_required_for`` setting): ``none``; ``registration``: submitting (``pending``) and
+registering; ``deployment``: registering, the status that lets the fleet run a version
+(a submission may precede the gate)."""
+
+GATED_STATUSES: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "registration": frozenset({"pending", "registered"}),
+    "deployment": frozenset({"registered"}),
+}
+
+
+class GateOutcome(NamedTuple):
+    """A version's latest gate run: its id and whether it passed."""
+
+    run_id: str
+    passed: bool
+
+
+def gate_problem(
+    required_for: GateRequirement, target: str, latest_gate: GateOutcome | None
+) -> str | None:
+    """Why a version may not move to ``target`` without a passing gate, or None.
+
+    ``latest_gate`` is the version's latest gate run (None: never run). Only the latest
+    counts, so a failing re-run revokes an earlier pass.
+
+    >>> gate_problem("deployment", "pending", None) is None
+    True
+    >>> gate_problem("deployment", "registered", GateOutcome("5f0c", passed=True)) is None
+    True
+    >>> print(gate_problem("registration", "pending", GateOutcome("5f0c", passed=False)))
+    pending needs a passing standard test database gate (gate_required_for = registration): the latest run, 5f0c, failed
+    """  # noqa: E501 - a doctest's expected output is one line
+    if target not in GATED_STATUSES.get(required_for, frozenset()):
+        return None
+    needed = (
+        f"{target} needs a passing standard test database gate (gate_required_for = {required_for})"
+    )
+    if latest_gate is None:
+        return f"{needed}: run `postmarket testdb run` first"
+    if not latest_gate.passed:
+        return f"{needed}: the latest run, {latest_gate.run_id}, failed"
+    return None

@@ -16,12 +16,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from postmarket.contracts.events import StreamKey
-
-if TYPE_CHECKING:  # the store imports this module
-    from postmarket.evidence.store import EvidenceStore, OutcomeRecord, PredictionCount
+from postmarket.evidence.views import OutcomeRecord, PredictionCount
 
 SNAPSHOT_METRICS = ("sensitivity", "specificity")
 ALL_SITES = None
@@ -233,8 +231,23 @@ def moved_snapshots(
     ]
 
 
+class WeeklyCountsStore(Protocol):
+    """What :func:`refresh_snapshots` needs of the evidence store (which imports this
+    module, so it is named by what it does, not imported)."""
+
+    def week_counts(
+        self, device_id: str, weeks: Collection[datetime] | None = None
+    ) -> list[WeekCounts]: ...
+
+    def weekly_prediction_counts(
+        self, device_id: str, weeks: Collection[datetime] | None = None
+    ) -> list[tuple[datetime, PredictionCount]]: ...
+
+    def record_snapshots(self, device_id: str, snapshots: Sequence[Snapshot]) -> int: ...
+
+
 def refresh_snapshots(
-    store: EvidenceStore, device_id: str, weeks: Collection[datetime] | None = None
+    store: WeeklyCountsStore, device_id: str, weeks: Collection[datetime] | None = None
 ) -> int:
     """Recompute a device's weekly snapshots from its stored outcomes; store what moved.
 

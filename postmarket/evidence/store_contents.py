@@ -12,7 +12,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from postmarket.evidence.store import EvidenceStore, SiteCounts
+    from postmarket.evidence.store import EvidenceStore
+    from postmarket.evidence.views import SiteCounts
 
 NOT_IN_REGISTRY = "not in registry"
 

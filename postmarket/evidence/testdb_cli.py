@@ -1,10 +1,13 @@
-"""``postmarket testdb``: standard test databases, imported once, frozen, compared."""
+"""``postmarket testdb``: standard test databases, imported once, frozen, compared; and the
+gate (``run``, ``verdict``) that scores a candidate version on one against its claims."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +23,13 @@ from postmarket.evidence.testdb import (
     revised,
     stratum_counts,
 )
+
+if TYPE_CHECKING:
+    from postmarket.evidence.testdb_gate import GatePolicy, GateRow
+    from postmarket.evidence.testdb_gate_store import GateRun
+
+EXIT_GATE_FAILED = 5
+"""``testdb run``: the gate ran and the candidate failed (a stratum below its criterion)."""
 
 testdb_app = typer.Typer(
     help="Standard test databases: versioned case lists with their reference standard, "
@@ -262,3 +272,268 @@ def _pseudonyms(path: Path | None) -> list[str]:
     except OSError as error:
         raise _fail(f"{path}: cannot be read ({error.strerror})") from None
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+GateFormat = Literal["table", "json", "csv"]
+GATE_COLUMNS = (
+    "metric", "stratum", "value", "n", "successes", "estimate", "lower", "upper", "interval",
+    "acceptable", "criterion", "outcome", "funnel", "note",
+)  # fmt: skip
+
+
+@testdb_app.command("run")
+def run_gate_command(
+    device: Annotated[str, typer.Option("--device", help="the device, as in the registry")],
+    version: Annotated[str, typer.Option("--version", help="the candidate version S.Y.Z.B")],
+    database: Annotated[
+        str, typer.Option("--database", help="the test database version, NAME@VERSION")
+    ],
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            help="CSV or Parquet: case_pseudonym, score (0-1), decision (positive/negative), "
+            "optionally operating_threshold; one row for every case of the database",
+        ),
+    ],
+    interval: Annotated[
+        str | None,
+        typer.Option("--interval", help="wilson or exact \\[default: gate_interval setting]"),
+    ] = None,
+    criterion: Annotated[
+        str | None,
+        typer.Option(
+            "--criterion",
+            help="lower_bound, estimate or not_below, overall and per stratum "
+            "\\[default: gate_criterion setting]",
+        ),
+    ] = None,
+    stratum_criterion: Annotated[
+        str | None,
+        typer.Option("--stratum-criterion", help="another criterion for the strata only"),
+    ] = None,
+    max_i2: Annotated[
+        float | None,
+        typer.Option(
+            "--max-i2", min=0.0, max=1.0, help="fail a claim whose I² across hospitals is above"
+        ),
+    ] = None,
+    min_kappa: Annotated[
+        float | None,
+        typer.Option(
+            "--min-kappa", min=-1.0, max=1.0, help="fail the gate if reader agreement is below"
+        ),
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    actor: ActorOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Score a candidate version's outputs on a standard test database against its claims:
+    overall, per hospital, per slice-thickness band and scanner; store the verdict.
+
+    Exit 0 when every judged row meets its criterion, 5 when one fails (the verdict is
+    stored either way), 1 when the gate cannot run (the line says why).
+    """
+    from postmarket.evidence.testdb_gate import PredictionFileError, read_predictions
+    from postmarket.evidence.testdb_gate_store import GateError, file_sha256, run_gate
+    from postmarket.evidence.testdb_store import TestDatabaseError, load_version
+
+    fmt = _gate_format(output)
+    policy = _gate_policy(interval, criterion, stratum_criterion, max_i2, min_kappa)
+    name, _, database_version = database.partition("@")
+    if not name or not database_version:
+        raise _fail(f"--database {database!r}: write NAME@VERSION, e.g. lung-nodule-ct@2026.1")
+    try:
+        outputs = read_predictions(predictions)
+        digest = file_sha256(predictions)
+    except PredictionFileError as error:
+        raise _fail(str(error)) from None
+    except OSError as error:
+        raise _fail(f"{predictions}: cannot be read ({error.strerror})") from None
+    with _open(url) as store:
+        try:
+            stored = load_version(store, name, database_version)
+            run = run_gate(
+                store,
+                device,
+                version,
+                stored,
+                outputs,
+                predictions_sha256=digest,
+                predictions_source=f"{predictions.name} sha256:{digest}",
+                policy=policy,
+                by=_actor(actor),
+            )
+        except (TestDatabaseError, GateError, PredictionFileError) as error:
+            raise _fail(str(error)) from None
+    typer.echo(_shown(run, fmt), nl=False)
+    if not run.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _gate_format(text: str) -> GateFormat:
+    if text == "json":
+        return "json"
+    if text == "csv":
+        return "csv"
+    if text == "table":
+        return "table"
+    raise _fail(f"--format {text!r}: use table, json or csv")
+
+
+def _gate_policy(
+    interval: str | None,
+    criterion: str | None,
+    stratum_criterion: str | None,
+    max_i2: float | None,
+    min_kappa: float | None,
+) -> GatePolicy:
+    """The settings' policy, with the options given over it."""
+    from pydantic import ValidationError
+
+    from postmarket.config import Settings
+    from postmarket.evidence.testdb_gate import CRITERIA, GatePolicy
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise _fail(f"settings: {error.errors()[0]['msg']}") from None
+    chosen_interval = interval or settings.gate_interval
+    if chosen_interval not in ("wilson", "exact"):
+        raise _fail(f"--interval {chosen_interval!r}: use wilson or exact")
+    overall = criterion or settings.gate_criterion
+    strata = stratum_criterion or overall
+    for given in (overall, strata):
+        if given not in CRITERIA:
+            raise _fail(f"criterion {given!r}: use {', '.join(CRITERIA)}")
+    return GatePolicy(
+        acceptable=settings.acceptable_level,
+        interval="exact" if chosen_interval == "exact" else "wilson",
+        overall_criterion=_criterion(overall),
+        stratum_criterion=_criterion(strata),
+        max_i2=max_i2,
+        min_kappa=min_kappa,
+    )
+
+
+def _criterion(text: str) -> Literal["lower_bound", "estimate", "not_below"]:
+    if text == "estimate":
+        return "estimate"
+    if text == "not_below":
+        return "not_below"
+    return "lower_bound"
+
+
+def _shown(run: GateRun, fmt: GateFormat) -> str:
+    """The verdict as a table a reviewer reads, one JSON object, or CSV of the rows."""
+    rows = [_record(row) for row in run.rows]
+    if fmt == "json":
+        document = {
+            "run_id": run.run_id,
+            "device": run.device_id,
+            "version": run.version,
+            "database": run.database,
+            "database_sha256": run.database_sha256,
+            "predictions": run.predictions_source,
+            "predictions_sha256": run.predictions_sha256,
+            "task": run.task,
+            "cases": run.cases,
+            "policy": run.policy,
+            "passed": run.passed,
+            "run_at": run.run_at.isoformat(),
+            "run_by": run.run_by,
+            "same_inputs_as": run.same_inputs_as,
+            "rows": rows,
+        }
+        return json.dumps(document, indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=GATE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    return _table(run)
+
+
+def _record(row: GateRow) -> dict[str, object]:
+    return {
+        "metric": row.metric,
+        "stratum": row.stratum,
+        "value": row.value,
+        "n": row.n,
+        "successes": row.successes,
+        "estimate": row.estimate,
+        "lower": row.lower,
+        "upper": row.upper,
+        "interval": row.interval,
+        "acceptable": row.acceptable,
+        "criterion": row.criterion,
+        "outcome": row.outcome,
+        "funnel": row.funnel,
+        "note": row.note,
+    }
+
+
+def _table(run: GateRun) -> str:
+    lines = [
+        f"gate {run.run_id}: {run.device_id} {run.version} on {run.database} ({run.task}), "
+        f"{run.cases:,} cases",
+        f"  database sha256 {run.database_sha256}",
+        f"  predictions {run.predictions_source}",
+        f"  policy: acceptable level {run.policy['acceptable']}, {run.policy['interval']} "
+        f"intervals at {1 - float(str(run.policy['alpha'])):.0%}",
+    ]
+    if run.same_inputs_as:
+        lines.append(f"  same inputs and policy as run {run.same_inputs_as}")
+    lines.append("")
+    header = (
+        f"{'metric':<12} {'stratum':<22} {'value':<20} {'n':>6} {'estimate':>8} "
+        f"{'interval':<17} {'criterion':<26} {'outcome':<8} funnel"
+    )
+    lines += [header, "-" * len(header)]
+    for row in run.rows:
+        estimate = "-" if row.estimate is None else f"{row.estimate:.3f}"
+        interval = (
+            "-" if row.lower is None or row.upper is None else f"{row.lower:.3f}-{row.upper:.3f}"
+        )
+        criterion = row.criterion
+        if row.acceptable is not None and row.stratum not in ("heterogeneity", "reader_agreement"):
+            criterion = f"{row.criterion.replace('acceptable', f'{row.acceptable:.3f}')}"
+        lines.append(
+            f"{row.metric:<12} {row.stratum[:22]:<22} {row.value[:20]:<20} {row.n:>6,} "
+            f"{estimate:>8} {interval:<17} {criterion[:26]:<26} {row.outcome:<8} "
+            f"{row.funnel or ''}".rstrip()
+        )
+        if row.note and row.stratum in ("overall", "heterogeneity", "reader_agreement"):
+            lines.append(f"{'':<12} {row.note}")
+    failed = [row for row in run.rows if row.met is False]
+    lines.append("")
+    if run.passed:
+        lines.append(f"PASSED: every judged row meets its criterion ({len(run.rows)} rows)")
+    else:
+        lines.append(f"FAILED: {len(failed)} of {len(run.rows)} rows below their criterion")
+    return "\n".join(lines) + "\n"
+
+
+@testdb_app.command("verdict")
+def show_verdict(
+    device: Annotated[str, typer.Option("--device", help="the device, as in the registry")],
+    version: Annotated[str, typer.Option("--version", help="the version S.Y.Z.B")],
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    url: UrlOption = None,
+) -> None:
+    """A version's latest gate run, as stored: exit 0 if it passed, 5 if it failed, 1 if
+    the version was never gated (a release pipeline's check before deploying it)."""
+    from postmarket.evidence.testdb_gate_store import GateError, latest_run
+
+    fmt = _gate_format(output)
+    with _open(url, read_only=True) as store:
+        try:
+            run = latest_run(store, device, version)
+        except GateError as error:
+            raise _fail(str(error)) from None
+    if run is None:
+        raise _fail(f"{device} {version} has no gate run: run `postmarket testdb run` first")
+    typer.echo(_shown(run, fmt), nl=False)
+    if not run.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)

@@ -18,7 +18,7 @@ from postmarket.contracts import (
     utc_now,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
-from postmarket.evidence.unregistered_change import unregistered_change_alert
+from postmarket.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
 from streams.app import Children, app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.authentication import AUTHENTICITY_REQUIRED, authentic_event, site_keys

@@ -8,7 +8,6 @@ what a user would see as a traceback; CliRunner reports it as ``result.exception
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import typer
+from fresh_shell import fresh_shell_environment
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner, Result
 
@@ -192,8 +192,7 @@ def test_an_impossible_day_is_reported_as_no_such_date(seeded_url: str, tmp_path
 def test_the_installed_command_prints_one_line_not_a_traceback(
     args: list[str], tmp_path: Path
 ) -> None:
-    environment = {**os.environ, "POSTMARKET_HOME": str(tmp_path / "home")}
-    environment.pop("POSTMARKET_EVIDENCE_URL", None)
+    environment = fresh_shell_environment(POSTMARKET_HOME=str(tmp_path / "home"))
     finished = subprocess.run(  # noqa: S603 (our own interpreter and module)
         [sys.executable, "-m", "postmarket", *args],
         cwd=tmp_path,

@@ -9,7 +9,6 @@ variant); an example that names an alert with a placeholder cannot run on a fres
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fresh_shell import fresh_shell_environment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manufacturer.md"
 GROUPS = ("registry", "alerts")
@@ -62,11 +62,6 @@ def paste(argv: list[str], directory: Path, environment: dict[str, str]) -> None
     assert done.returncode == 0, f"{shown} exited {done.returncode}:\n{done.stderr}"
 
 
-def clean_environment() -> dict[str, str]:
-    """The caller's environment without any POSTMARKET_* setting (a user's fresh shell)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("POSTMARKET_")}
-
-
 def test_the_page_has_registry_and_alerts_examples_to_run() -> None:
     commands = doc_commands(DOC.read_text(encoding="utf-8"))
     run = {tuple(argv[1:3]) for argv in commands if runnable(argv, broker=False)}
@@ -80,7 +75,7 @@ def test_the_page_has_registry_and_alerts_examples_to_run() -> None:
 def test_the_registry_and_alerts_examples_run_as_pasted(
     broker: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    environment = clean_environment()
+    environment = fresh_shell_environment()
     if broker:
         stack: Any = request.getfixturevalue("kafka_stack")
         environment["POSTMARKET_KAFKA_BOOTSTRAP"] = stack.settings.kafka_bootstrap

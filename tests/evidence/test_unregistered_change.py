@@ -8,7 +8,7 @@ import pytest
 from evidence_builders import ACTOR, DEVICE, T0, make_stream, registered_device
 
 from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.unregistered_change import (
+from postmarket.unregistered_change import (
     DeviceRegistry,
     unregistered_change_alert,
 )

@@ -31,9 +31,10 @@ def offending(package: str, forbidden: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("package", ["streams", "detectors"])
+@pytest.mark.parametrize("package", ["streams", "detectors", "collectors", "postmarket/evidence"])
 def test_the_production_worker_needs_nothing_of_the_local_stack(package: str) -> None:
-    """The worker checks its topics through the kernel (postmarket.topic_admin), never
+    """The worker, the collector and the evidence side check their topics and announce their
+    metrics through the kernel (postmarket.topic_admin, postmarket.scrape_targets), never
     through the launcher that starts a broker from Maven jars."""
     assert offending(package, "postmarket.stack") == []
 
@@ -59,3 +60,80 @@ def test_no_agent_imports_another() -> None:
         if module.startswith("streams.agents")
     ]
     assert found == []
+
+
+EVIDENCE = ROOT / "postmarket" / "evidence"
+MODULE_LINES = 600
+"""One concept per file: an evidence module longer than this holds more than one."""
+OVER_THE_BOUND = {"report.py", "report_render.py"}
+"""Not split yet (issue 18); an entry goes when its module is split, and none is added."""
+
+
+def evidence_modules() -> dict[str, Path]:
+    """Every evidence module by dotted name (the Alembic environment and revisions aside)."""
+    return {
+        f"postmarket.evidence.{path.stem}": path
+        for path in sorted(EVIDENCE.glob("*.py"))
+        if path.name != "__init__.py"
+    }
+
+
+def evidence_imports(path: Path) -> set[str]:
+    """The evidence modules ``path`` imports, type-only imports included."""
+    modules = evidence_modules()
+    return {module for module in imported_modules(path) if module in modules}
+
+
+@pytest.mark.parametrize("path", evidence_modules().values(), ids=lambda path: path.name)
+def test_an_evidence_module_holds_one_concept(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    if path.name in OVER_THE_BOUND:
+        assert lines > MODULE_LINES, f"{path.name} is split: remove it from OVER_THE_BOUND"
+    else:
+        assert lines <= MODULE_LINES
+
+
+def is_command_line(module: str) -> bool:
+    """Typer, or a CLI module of ours (``cli``, ``*_cli``, ``cli_*``)."""
+    parts = module.split(".")
+    return parts[0] == "typer" or any(
+        part == "cli" or part.endswith("_cli") or part.startswith("cli_") for part in parts
+    )
+
+
+def test_the_store_imports_no_command_line() -> None:
+    """The store and its concept modules are a library under the CLI, never above it."""
+    store = [
+        path
+        for path in evidence_modules().values()
+        if path.stem in ("store", "views")
+        or path.stem.startswith("store_")
+        or path.stem.endswith("_store")
+    ]
+    found = [
+        f"{path.name} imports {module}"
+        for path in store
+        for module in imported_modules(path)
+        if is_command_line(module)
+    ]
+    assert found == []
+
+
+def test_no_evidence_module_imports_one_that_imports_it_back() -> None:
+    """No circle among the evidence modules, not even through a type-only import."""
+    graph = {name: evidence_imports(path) for name, path in evidence_modules().items()}
+    circles: list[str] = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in trail:
+                circles.append(" -> ".join([*trail[trail.index(imported) :], imported]))
+            elif imported not in done:
+                visit(imported, [*trail, imported])
+        done.add(module)
+
+    done: set[str] = set()
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    assert circles == []

@@ -52,5 +52,5 @@ def test_simulate_reports_an_unreachable_broker(tmp_path: Path) -> None:
             str(tmp_path / "truth.json"),
         ],
     )
-    assert result.exit_code == 1
-    assert "cannot reach" in result.output
+    assert result.exit_code == 5  # the Kafka preflight's "unreachable"
+    assert "Kafka at 127.0.0.1:1 is not reachable" in result.output

@@ -1,0 +1,140 @@
+"""``postmarket report``: the post-market report of a device, as a document or its tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from postmarket.evidence.cli_common import UrlOption, fail, open_store, parse_day
+
+REPORT_FORMATS = ("html", "pdf", "json", "csv")
+
+
+def report_command(
+    device: Annotated[str, typer.Option("--device", help="device identifier")],
+    start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (UTC)")],
+    end: Annotated[str, typer.Option("--to", help="last day, YYYY-MM-DD (UTC), included")],
+    out: Annotated[
+        Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="html, pdf (needs chromium), json (every table in one file) or csv (one file "
+            "per table)",
+        ),
+    ] = "html",
+    policy: Annotated[
+        str, typer.Option(help="change-control preset that judges unregistered versions")
+    ] = "nmpa-syzb",
+    url: UrlOption = None,
+) -> None:
+    """Write the post-market report of a device: one self-contained HTML or PDF file, or
+    its tables as JSON or CSV (with the same document id and content hash).
+
+    Claims vs observed per version, per-site funnel plots and heterogeneity, performance per
+    acquisition stratum, alerts and their resolution, version history with change control,
+    and data provenance (prospective vs retrospective, follow-up completeness).
+    `postmarket evidence contents` lists the devices and periods a store holds.
+    """
+    from postmarket.versions import PolicyError, preset
+
+    if fmt not in REPORT_FORMATS:
+        raise fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
+    first, last = parse_day("--from", start), parse_day("--to", end)
+    if last < first:
+        raise fail(f"--to {end} is before --from {start}")
+    if fmt == "csv" and out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file; csv writes one file per table into a directory")
+    if fmt != "csv" and out.is_dir():
+        raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'report.{fmt}'}")
+    try:
+        active = preset(policy)
+    except PolicyError as error:
+        raise fail(str(error)) from None
+    # Imported once the arguments are known good: reports need scipy and matplotlib.
+    from postmarket.evidence.report import build_report
+    from postmarket.evidence.report_render import ReportError, write_report
+    from postmarket.evidence.report_tables import document_id, export_csv, export_json
+    from postmarket.evidence.store import NotFound
+
+    with open_store(url, read_only=True) as store:
+        try:
+            report = build_report(store, device, first, last, active)
+        except NotFound as error:
+            raise fail(str(error)) from None
+    try:
+        if fmt == "csv":
+            export_csv(report, out)
+        elif fmt == "json":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(export_json(report), encoding="utf-8")
+        else:
+            write_report(report, out, fmt)
+    except ReportError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write {out}: {error.strerror or error}") from None
+    typer.echo(
+        f"wrote {out} ({fmt}): {document_id(report)}, {report.design.total} outcomes "
+        f"({report.design}), {len(report.alerts)} alerts"
+    )
+
+
+def psur_command(
+    device: Annotated[str, typer.Option("--device", help="device identifier")],
+    period: Annotated[int, typer.Option("--period", help="the calendar year, e.g. 2026 (UTC)")],
+    out: Annotated[
+        Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="html, pdf (needs chromium), json or csv"),
+    ] = "html",
+    policy: Annotated[
+        str, typer.Option(help="change-control preset that judges unregistered versions")
+    ] = "nmpa-syzb",
+    url: UrlOption = None,
+) -> None:
+    """Write the periodic safety update report (EU MDR Art. 86) of a device for one year.
+
+    Conclusions per claim, exposure (cases per version and site), performance against the
+    claims per version, site and stratum, alerts and their resolution, version changes
+    registered and unregistered, re-baselining decisions, and ground-truth completeness;
+    deterministic for the same store and year (content hash and document id on every page).
+    """
+    from postmarket.versions import PolicyError, preset
+
+    if fmt not in REPORT_FORMATS:
+        raise fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
+    if fmt == "csv" and out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file; csv writes one file per table into a directory")
+    if fmt != "csv" and out.is_dir():
+        raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'psur.{fmt}'}")
+    try:
+        active = preset(policy)
+    except PolicyError as error:
+        raise fail(str(error)) from None
+    from postmarket.evidence.psur import build_psur, psur_document_id
+    from postmarket.evidence.psur_render import write_psur
+    from postmarket.evidence.report_render import ReportError
+    from postmarket.evidence.store import NotFound
+
+    with open_store(url, read_only=True) as store:
+        try:
+            psur = build_psur(store, device, period, active)
+        except (NotFound, ValueError) as error:
+            raise fail(str(error)) from None
+    try:
+        write_psur(psur, out, fmt)
+    except ReportError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write {out}: {error.strerror or error}") from None
+    typer.echo(
+        f"wrote {out} ({fmt}): {psur_document_id(psur)}, {len(psur.conclusions)} claims "
+        f"concluded, {sum(r.predictions for r in psur.exposure)} cases"
+    )
