@@ -22,10 +22,16 @@ object) that charted ``v`` of them raises ``v / A`` in expectation; a claims tes
 it rejects at most once a surveillance year, with probability at most ``alpha``) at most
 ``alpha`` per stream-year. That budget holds at the acceptable level (the claim's lower
 bound); every simulated site is at or above it, so the count should not exceed the
-budget's 95 % Poisson interval, and may fall well below it. For the Bernoulli CUSUMs the
-exact expected count at each site's own drawn rate is given too (Markov chain,
-:func:`detectors.bernoulli_cusum_arl`). A detector whose ARL0 is unknown is listed with its
-count and "-".
+budget's 95 % Poisson interval, and may fall well below it. The labelled sensitivity and
+specificity charts are multi-chart CUSUMs whose ``arl0`` is the Bonferroni bound over their
+CUSUMs' exact ARLs (:mod:`detectors.bernoulli_multi_cusum`): their budget is an upper bound
+on the expected count, and the same bound at each site's own drawn rate is given too
+(Markov chain, :func:`detectors.bernoulli_cusum_arl`). A detector whose ARL0 is unknown is
+listed with its count and "-".
+
+``--boundary``: every site pinned at its acceptable levels (each device's claimed lower
+confidence bounds), where the labelled charts' guarantee is tight; the in-control fleet
+only (no changed sites), written to fleet_false_alarms_boundary.json.
 
 Changes: ``--changed-sites`` further DR-only sites per change, in control until
 ``--change-day``, then (:class:`simulator.scenario.PerformanceDrift`: no new version or
@@ -62,7 +68,7 @@ from scipy.stats import poisson
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from detectors import BernoulliCUSUM, bernoulli_cusum_arl  # noqa: E402
+from detectors import BernoulliMultiCUSUM, bernoulli_cusum_arl  # noqa: E402
 from simulator.fleet import SimulatedCase, fleet_records  # noqa: E402
 from simulator.ground_truth import stream_key  # noqa: E402
 from simulator.heterogeneity import site_performance, synthetic_sites  # noqa: E402
@@ -72,6 +78,7 @@ from simulator.scenario import (  # noqa: E402
     Fleet,
     PerformanceDrift,
     Scenario,
+    TruePerformance,
     load_scenario,
 )
 from streams.performance import MonitorPolicy, StreamMonitor, is_label_free  # noqa: E402
@@ -101,14 +108,31 @@ mix as it was: an acquisition-drift alarm after one is false)."""
 # --- the fleets --------------------------------------------------------------------------------
 
 
-def in_control_fleet(sites: int, days: int) -> Scenario:
+def in_control_fleet(sites: int, days: int, boundary: bool = False) -> Scenario:
+    """The heterogeneous in-control fleet; with ``boundary`` every site's true sensitivity and
+    specificity pinned at each device's acceptable level (the claim's lower confidence bound),
+    where the labelled charts' false-alarm guarantee is tight."""
     demo = load_scenario(REPOSITORY / "scenarios" / "demo.toml")
+    fleet_sites = synthetic_sites(SEED, sites, demo.devices)
+    if boundary:
+        acceptable = {
+            device.id: TruePerformance(
+                sensitivity=device.sensitivity.ci_lower, specificity=device.specificity.ci_lower
+            )
+            for device in demo.devices
+        }
+        fleet_sites = tuple(
+            site.model_copy(
+                update={"true_performance": {d: acceptable[d] for d in site.daily_cases}}
+            )
+            for site in fleet_sites
+        )
     return demo.model_copy(
         update={
-            "name": "fleet-false-alarms",
+            "name": "fleet-false-alarms-boundary" if boundary else "fleet-false-alarms",
             "seed": SEED,
             "days": days,
-            "sites": synthetic_sites(SEED, sites, demo.devices),
+            "sites": fleet_sites,
             "injections": (),
             "fleet": Fleet(heterogeneity="registered_ci"),
         }
@@ -161,7 +185,8 @@ class StreamResult:
     expected: dict[str, float | None]
     """Per detector: false alarms its settings imply at its charted volume (None: unknown)."""
     expected_at_true_rate: dict[str, float]
-    """Per Bernoulli CUSUM: the exact expected count at the site's own drawn rate."""
+    """Per labelled multi-chart CUSUM: the Bonferroni bound on the expected count at the
+    site's own true rate (its CUSUMs' exact ARLs there)."""
 
 
 @dataclass
@@ -228,13 +253,13 @@ def replay_site(scenario: Scenario, site_id: str, policy: MonitorPolicy) -> Site
         expected = {name: expected_false_alarms(name, monitor, years) for name in monitor.detectors}
         at_true: dict[str, float] = {}
         for name, detector in monitor.detectors.items():
-            if isinstance(detector, BernoulliCUSUM):
+            if isinstance(detector, BernoulliMultiCUSUM):
                 rate = truth.sensitivity if name.startswith("sensitivity") else truth.specificity
                 volume = charted_volume(name, monitor) or 0.0
-                arl = bernoulli_cusum_arl(
-                    1.0 - rate, detector.p0, detector.p1, detector.h, detector.resolution
+                at_true[name] = volume * sum(
+                    1.0 / bernoulli_cusum_arl(1.0 - rate, detector.p0, p1, h, detector.resolution)
+                    for p1, h in zip(detector.p1, detector.h, strict=True)
                 )
-                at_true[name] = volume / arl
         streams.append(
             StreamResult(
                 key,
@@ -507,14 +532,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['detector']} | {row['observed']} | {_number(row['per_stream_year'], 3)} "
             f"| {budget} | {verdict} | {true_rate} | {row['streams_alarmed']} |"
         )
-    lines += [
-        "",
-        f"## Detection delay (change at day {report['change_day']}, "
-        f"{report['changes_days'] - report['change_day']} days after it)",
-        "",
-        "| change | sites | detector | detected | median days, case time | median days to alarm |",
-        "|---|---|---|---|---|---|",
-    ]
+    if report["changes"]:
+        lines += [
+            "",
+            f"## Detection delay (change at day {report['change_day']}, "
+            f"{report['changes_days'] - report['change_day']} days after it)",
+            "",
+            "| change | sites | detector | detected | median days, case time "
+            "| median days to alarm |",
+            "|---|---|---|---|---|---|",
+        ]
     for change in report["changes"]:
         rows = [
             ("first claim chart (CUSUM, claims test)", change["labelled"], None),
@@ -566,21 +593,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="the plan's budget: expected false alarms a year per planned stream",
     )
     parser.add_argument("--quick", action="store_true", help="20 sites, 120 days: a smoke run")
-    parser.add_argument("--json", type=Path, default=RESULTS / "fleet_false_alarms.json")
+    parser.add_argument(
+        "--boundary",
+        action="store_true",
+        help="every site pinned at its acceptable levels (the guarantee's boundary); the "
+        "in-control fleet only, to fleet_false_alarms_boundary.json",
+    )
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.json is None:
+        name = "fleet_false_alarms_boundary" if args.boundary else "fleet_false_alarms"
+        args.json = RESULTS / f"{name}.json"
     if args.quick:
         args.sites, args.days, args.changed_sites = 20, 120, 4
         args.change_day, args.changes_days = 60, 120
     started = time.perf_counter()
-    fleet = in_control_fleet(args.sites, args.days)
+    fleet = in_control_fleet(args.sites, args.days, args.boundary)
     policy = fleet_plan(fleet, args.budget_per_stream_year)
     in_control = run_fleet(fleet, policy, args.processes)
-    changes = changed_fleet(args.changed_sites, args.changes_days, args.change_day)
-    # The changed sites run under the same plan: the same thresholds as the fleet's.
-    changed = run_fleet(changes, policy, args.processes)
+    changed: list[SiteResult] = []
+    if not args.boundary:
+        changes = changed_fleet(args.changed_sites, args.changes_days, args.change_day)
+        # The changed sites run under the same plan: the same thresholds as the fleet's.
+        changed = run_fleet(changes, policy, args.processes)
     report = {
         "benchmark": "fleet_false_alarms",
         "quick": args.quick,
+        "boundary": args.boundary,
         "days": args.days,
         "change_day": args.change_day,
         "changes_days": args.changes_days,
@@ -593,7 +632,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
         "budget_per_year": policy.fleet_false_alarms_per_year,
         "in_control": false_alarm_summary(in_control, args.days),
-        "changes": delay_summary(changed, args.change_day, args.changes_days),
+        "changes": (
+            [] if args.boundary else delay_summary(changed, args.change_day, args.changes_days)
+        ),
         "records": sum(r.records for r in in_control + changed),
         "runtime_s": time.perf_counter() - started,
         "python": platform.python_version(),

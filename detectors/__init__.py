@@ -16,6 +16,12 @@ from detectors.bernoulli_cusum import (
     bernoulli_cusum_threshold,
 )
 from detectors.bernoulli_glr_cusum import BernoulliGLRCUSUM, glr_arl, glr_design, glr_threshold
+from detectors.bernoulli_multi_cusum import (
+    BernoulliMultiCUSUM,
+    MultiCUSUMDesign,
+    multi_cusum_design,
+    multi_cusum_resolution,
+)
 from detectors.beta_binomial_confidence_sequence import BetaBinomialConfidenceSequence
 from detectors.calibration_drift import WindowCalibration, calibration_over_windows
 from detectors.chi_square_drift import CategoricalDrift, chi_square_drift
@@ -94,6 +100,7 @@ __all__ = [
     "AUCEstimate",
     "BernoulliCUSUM",
     "BernoulliGLRCUSUM",
+    "BernoulliMultiCUSUM",
     "BetaBinomialConfidenceSequence",
     "CalibrationAssumption",
     "CalibrationFit",
@@ -104,6 +111,7 @@ __all__ = [
     "EstimatedPerformance",
     "KSResult",
     "KappaEstimate",
+    "MultiCUSUMDesign",
     "NormalCUSUM",
     "PerformanceEstimate",
     "PriorShift",
@@ -152,6 +160,8 @@ __all__ = [
     "glr_arl",
     "glr_design",
     "glr_threshold",
+    "multi_cusum_design",
+    "multi_cusum_resolution",
     "clopper_pearson_interval",
     "expected_fleet_false_alarms",
     "normal_cusum_arl",

@@ -3,12 +3,14 @@
 The surveillance plan fixes in advance how many false alarms a year the whole fleet may raise
 (``B``), among how many streams (``K``), and the volume a stream is planned to see: ``n``
 predictions a year, a share ``c`` of them followed up to ground truth, a prevalence ``pi``.
-Each stream runs ``D`` tests (per claimed metric a CUSUM, a claims test and the label-free
-estimate; the calibration test; the score-drift test; the acquisition-drift tests, which
-share one test's part between their dimensions). Every test gets the same part of the
-budget, ``B / (K D)`` expected false alarms a year (the ``equal_alarms`` allocation of
-:mod:`detectors.fleet_false_alarm_budget`: each site's staff bear the same false-alarm
-load), which it converts into its own units:
+Each stream runs ``D`` tests (per claimed metric a multi-chart CUSUM, whose ``J`` CUSUMs
+split its part, each designed by exact ARL at ``J`` times the chart's ARL0 so that their
+alarm rates add up to at most the chart's: Bonferroni, :mod:`detectors.bernoulli_multi_cusum`;
+a claims test and the label-free estimate; the calibration test; the score-drift test; the
+acquisition-drift tests, which share one test's part between their dimensions). Every test
+gets the same part of the budget, ``B / (K D)`` expected false alarms a year (the
+``equal_alarms`` allocation of :mod:`detectors.fleet_false_alarm_budget`: each site's staff
+bear the same false-alarm load), which it converts into its own units:
 
 - a chart that restarts after each alarm raises ``v / ARL0`` false alarms a year on ``v``
   charted cases a year (renewal theorem), so its ARL0 is ``v K D / B`` in its units:

@@ -2,9 +2,11 @@
 
 A :class:`StreamMonitor` holds one stream's confusion counts and its detectors.
 
-Labelled, on each outcome: a Bernoulli CUSUM on misses among positives (sensitivity) and
-on false positives among negatives (specificity), each designed from the registered claim
-for a target in-control ARL; the anytime-valid claims test of each claim; and a windowed
+Labelled, on each outcome: a multi-chart (GLR) Bernoulli CUSUM on misses among positives
+(sensitivity) and on false positives among negatives (specificity), each a few CUSUMs tuned
+to drops of different sizes below the claim's acceptable level, every one designed by exact
+ARL so that together they keep the chart's in-control ARL (a Bonferroni bound,
+:mod:`detectors.bernoulli_multi_cusum`); the anytime-valid claims test of each claim; and a windowed
 calibration-in-the-large test of the scores against the truth (which is also the check of
 the label-free estimate's own assumption).
 
@@ -30,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from detectors import (
-    BernoulliCUSUM,
+    BernoulliMultiCUSUM,
     BetaBinomialConfidenceSequence,
     Detector,
     DetectorResult,
@@ -40,10 +42,12 @@ from detectors import (
     WindowedChiSquareDrift,
     WindowedKSDrift,
     WindowedPerformanceEstimate,
-    bernoulli_cusum_threshold,
     cohen_kappa_from_table,
+    multi_cusum_design,
+    multi_cusum_resolution,
     wilson_interval,
 )
+from detectors.bernoulli_glr_cusum import glr_alternatives
 from detectors.reference_calibration import reference_cap
 from postmarket.claim_levels import (
     AcceptableRule,
@@ -69,16 +73,19 @@ from streams.false_alarm_budget import FleetBudget, Unit
 if TYPE_CHECKING:
     from postmarket.config import Settings
 
-STATE_VERSION = 3
-"""2: detector settings left out (designed again on load); 3: the acquisition reference.
-Version 1 and 2 states still load (a stream whose reference predates 3 has no acquisition
-drift tests). Keys added within 3 are read with a default, so its older states still load,
-and a release that predates a key ignores it (a rollback keeps its states readable)."""
+STATE_VERSION = 4
+"""2: detector settings left out (designed again on load); 3: the acquisition reference;
+4: the sensitivity and specificity charts are multi-chart CUSUMs (one Bernoulli CUSUM
+before: its running state is migrated, :func:`migrate_single_cusum`). Version 1-3 states
+still load (a stream whose reference predates 3 has no acquisition drift tests). Keys added
+within a version are read with a default, so its older states still load, and a release
+that predates a key ignores it; a release before 4 refuses a version-4 state."""
 Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
 CHARTED_METRICS: tuple[ClaimedMetric, ...] = ("sensitivity", "specificity")
 TESTS_PER_STREAM = 3 * len(CHARTED_METRICS) + 3
-"""Tests a stream runs when both metrics are claimed (per metric a CUSUM, a claims test and
+"""Tests a stream runs when both metrics are claimed (per metric a multi-chart CUSUM, which
+spends one test's part between its alternatives, a claims test and
 the label-free estimate; the calibration, score-drift and acquisition-drift tests): each
 spends an equal part of the stream's share of the fleet budget. A stream with fewer claims
 spends less than its share."""
@@ -260,10 +267,49 @@ def confusion_cell(outcome: Outcome) -> int:
     return 2 if outcome.decision == "negative" else 3
 
 
+CHART_ALTERNATIVES = 3
+"""CUSUMs per labelled chart. Each costs the others ``ln K`` nats of threshold (Bonferroni):
+three, from a quarter of the drop to three drops below the acceptable level, kept every
+drop of the issue's grid (0.80 ... 0.60 under 0.818) within 1.12-1.19 x the delay of the
+CUSUM designed for it at the default plan's ARL0 of 180,000 referable cases (four: up to
+1.23 x; bench/results/glr_delay_budget.md)."""
+
+
+def chart_alternatives(acceptable: float, rejectable: float) -> tuple[float, ...]:
+    """The adverse-event rates a labelled chart's CUSUMs are tuned to: from a quarter of the
+    drop (acceptable - rejectable) to three drops above the acceptable error rate (at most
+    halfway to 1), geometric in the log odds ratio (:func:`detectors.bernoulli_glr_cusum.
+    glr_alternatives`). 0.818 less 0.07 gives miss rates 0.1995, 0.2395, 0.392."""
+    p0, gap = 1.0 - acceptable, acceptable - rejectable
+    return glr_alternatives(
+        p0, p0 + gap / 4, min(p0 + 3 * gap, p0 + (1.0 - p0) / 2), CHART_ALTERNATIVES
+    )
+
+
 @functools.lru_cache(maxsize=1024)
-def _cusum_threshold(p0: float, p1: float, arl0: float) -> float:
-    """Threshold search by exact ARL takes ~0.1 s; every stream of a version shares it."""
-    return bernoulli_cusum_threshold(p0, p1, arl0)
+def labelled_chart(acceptable: float, rejectable: float, arl0: float) -> BernoulliMultiCUSUM:
+    """A fresh multi-chart CUSUM of a claimed metric, in-control ARL at least ``arl0`` at the
+    acceptable level. Its exact design takes under 0.1 s per CUSUM at budget-scale ARL0s
+    and every stream of a version shares it (cached: callers get a copy's settings, below)."""
+    p0 = 1.0 - acceptable
+    p1 = chart_alternatives(acceptable, rejectable)
+    resolution = multi_cusum_resolution(p0, p1)
+    return BernoulliMultiCUSUM(p0, p1, multi_cusum_design(p0, p1, arl0, resolution).h, resolution)
+
+
+def migrate_single_cusum(
+    chart: BernoulliMultiCUSUM, running: dict[str, Any], level: ChartLevels
+) -> dict[str, Any]:
+    """A labelled chart's running state from a stream state of version 3 or older, whose
+    chart was one Bernoulli CUSUM at the same acceptable level tuned to the rejectable one.
+
+    Its current run is carried into every CUSUM of the new chart (see
+    :meth:`BernoulliMultiCUSUM.running_state_from_cusum`: the evidence of a change under way
+    is kept, and the false-alarm guarantee holds). A state already in the new layout (a
+    stream this release wrote once, then rolled back and forward) is taken as it is."""
+    if "run_lengths" in running:
+        return running
+    return chart.running_state_from_cusum(running, 1.0 - level.rejectable)
 
 
 class Design(NamedTuple):
@@ -322,12 +368,13 @@ def design_detectors(
     }
     levels, unmonitored = design_levels(claims, lower_bounds or {}, policy)
     for metric, level in sorted(levels.items()):
-        p0, p1 = 1.0 - level.acceptable, 1.0 - level.rejectable
+        p0 = 1.0 - level.acceptable
         try:
             unit: Unit = "positives" if metric == "sensitivity" else "negatives"
-            threshold = _cusum_threshold(p0, p1, policy.test_arl0(unit, reference_prevalence))
+            arl0 = policy.test_arl0(unit, reference_prevalence)
+            designed = labelled_chart(level.acceptable, level.rejectable, arl0)
             charts: dict[str, Detector] = {
-                f"{metric}_cusum": BernoulliCUSUM(p0, p1, threshold),
+                f"{metric}_cusum": BernoulliMultiCUSUM(**designed.settings()),
                 f"{metric}_claims_test": BetaBinomialConfidenceSequence(
                     p0, policy.test_alpha(), alternative="greater"
                 ),
@@ -785,7 +832,7 @@ class StreamMonitor:
         if not parts:
             raise ValueError("a stream needs at least one of its two states")
         for state in parts:
-            if state.get("state_version") not in (1, 2, STATE_VERSION):
+            if state.get("state_version") not in (1, 2, 3, STATE_VERSION):
                 raise ValueError(f"stream state version {state.get('state_version')!r} unknown")
         claims = next((dict(p["claims"]) for p in parts if p["claims"]), {})
         # Added within state version 3: states written before it have none (unadjusted).
@@ -804,7 +851,7 @@ class StreamMonitor:
         )
         running: dict[str, Any] = {}
         for state in parts:
-            if state["state_version"] < STATE_VERSION or state is label_free:
+            if state["state_version"] < 3 or state is label_free:
                 monitor._load_label_free(state)
             if state is labelled:
                 monitor._load_labelled(state)
@@ -822,6 +869,10 @@ class StreamMonitor:
                     continue  # its metric is raised as unmonitored, not the stream refused
                 raise ValueError(f"stream state has a detector {name!r} its design lacks")
             designed = monitor.detectors[name].to_state()
+            chart = monitor.detectors[name]
+            if isinstance(chart, BernoulliMultiCUSUM) and name.endswith("_cusum"):
+                metric: ClaimedMetric = "sensitivity" if name.startswith("sens") else "specificity"
+                detector_state = migrate_single_cusum(chart, detector_state, monitor.levels[metric])
             monitor.detectors[name] = Detector.from_state({**designed, "state": detector_state})
         return monitor
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from detectors import (
     BernoulliCUSUM,
     BernoulliGLRCUSUM,
+    BernoulliMultiCUSUM,
     BetaBinomialConfidenceSequence,
     Detector,
     NormalCUSUM,
@@ -125,6 +126,13 @@ DETECTOR_CASES: dict[type[Detector], DetectorCase] = {
         cases=_binary_cases(0.128, 0.30),
         hypothesis_case=_binary,
         invalid_cases=_bad_binary,
+    ),
+    BernoulliMultiCUSUM: DetectorCase(
+        make=lambda: BernoulliMultiCUSUM(p0=0.128, p1=[0.2, 0.25, 0.4], h=[3.0, 4.0, 5.0]),
+        cases=_binary_cases(0.128, 0.30),
+        hypothesis_case=_binary,
+        invalid_cases=_bad_binary,
+        max_bytes=900,  # per alternative its lattice constants (a, m, threshold) as well
     ),
     BetaBinomialConfidenceSequence: DetectorCase(
         make=lambda: BetaBinomialConfidenceSequence(p0=0.128, alpha=0.05),

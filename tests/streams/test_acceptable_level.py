@@ -6,13 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import BernoulliCUSUM, BetaBinomialConfidenceSequence, bernoulli_cusum_arl
+from detectors import (
+    BernoulliCUSUM,
+    BernoulliMultiCUSUM,
+    BetaBinomialConfidenceSequence,
+    bernoulli_cusum_arl,
+)
 from postmarket.contracts.events import JoinPosition, StreamKey
 from streams.alerting import alert_for
 from streams.performance import (
     UNMONITORED_STREAM,
     MonitorPolicy,
     StreamMonitor,
+    chart_alternatives,
     claimed_lower_bounds,
     claimed_performance,
 )
@@ -27,14 +33,23 @@ STREAM = StreamKey(
 )
 
 
-def _cusum(monitor: StreamMonitor, metric: str = "sensitivity") -> BernoulliCUSUM:
+def _cusum(monitor: StreamMonitor, metric: str = "sensitivity") -> BernoulliMultiCUSUM:
     chart = monitor.detectors[f"{metric}_cusum"]
-    assert isinstance(chart, BernoulliCUSUM)
+    assert isinstance(chart, BernoulliMultiCUSUM)
     return chart
 
 
-def _arl(chart: BernoulliCUSUM, sensitivity: float) -> float:
-    return bernoulli_cusum_arl(1.0 - sensitivity, chart.p0, chart.p1, chart.h)
+def _component_arls(chart: BernoulliMultiCUSUM, performance: float) -> list[float]:
+    """Exact ARL of each of the chart's CUSUMs alone at true performance ``performance``."""
+    return [
+        bernoulli_cusum_arl(1.0 - performance, chart.p0, p1, h, chart.resolution)
+        for p1, h in zip(chart.p1, chart.h, strict=True)
+    ]
+
+
+def _arl(chart: BernoulliMultiCUSUM, performance: float) -> float:
+    """The chart's guaranteed ARL: 1 / sum of its CUSUMs' alarm rates (Bonferroni)."""
+    return 1.0 / sum(1.0 / arl for arl in _component_arls(chart, performance))
 
 
 def test_the_claims_lower_bounds_come_from_the_registry() -> None:
@@ -43,9 +58,13 @@ def test_the_claims_lower_bounds_come_from_the_registry() -> None:
 
 def test_the_point_estimate_design_alarms_five_times_too_often_inside_the_registered_ci() -> None:
     # The audit's finding, kept as the reason for the default: 0.85 is inside 0.818-0.914.
-    chart = _cusum(StreamMonitor.for_claims(CLAIMS, replace_level("point_estimate"), None, LOWER))
-    assert _arl(chart, 0.872) == pytest.approx(5003, abs=1)
-    assert _arl(chart, 0.85) == pytest.approx(975, abs=1)
+    # (The single CUSUM the release before charted, designed at the point estimate.)
+    chart = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - 0.802, 5000)
+    assert bernoulli_cusum_arl(1 - 0.872, chart.p0, chart.p1, chart.h) == pytest.approx(5003, abs=1)
+    assert bernoulli_cusum_arl(1 - 0.85, chart.p0, chart.p1, chart.h) == pytest.approx(975, abs=1)
+    # The chart now run is designed at the acceptable level (0.818): 0.85 waits longer.
+    charted = _cusum(StreamMonitor.for_claims(CLAIMS, POLICY, None, LOWER))
+    assert _arl(charted, 0.85) > _arl(charted, 0.818) >= 5000
 
 
 def replace_level(rule: str) -> MonitorPolicy:
@@ -58,8 +77,11 @@ def test_the_arl0_holds_at_the_acceptable_level_and_everywhere_above_it(metric: 
     chart, acceptable = _cusum(monitor, metric), LOWER[metric]  # type: ignore[index]
     assert monitor.levels[metric].acceptable == acceptable  # type: ignore[index]
     assert chart.p0 == pytest.approx(1.0 - acceptable)
-    # Exact at the boundary (the smallest lattice threshold reaching the target) ...
+    # Exact at the boundary: each CUSUM's ARL0 is the smallest lattice value reaching three
+    # times the target, so their alarm rates sum to at most 1 / 5,000 (Bonferroni) ...
+    assert all(15000.0 <= arl < 15000.0 * 1.05 for arl in _component_arls(chart, acceptable))
     assert 5000.0 <= _arl(chart, acceptable) < 5000.0 * 1.05
+    assert chart.arl0 == pytest.approx(_arl(chart, acceptable), rel=1e-9)
     # ... and the run length lengthens as performance rises (stochastically monotone in the
     # event rate), so every site at or above the acceptable level waits longer for an alarm.
     # (up to 0.08 above it: further up the exact ARLs exceed 1e12 and the solve loses digits)
@@ -71,11 +93,12 @@ def test_the_arl0_holds_at_the_acceptable_level_and_everywhere_above_it(metric: 
     assert 5000.0 > below[0] > below[1] > below[2]
 
 
-def test_the_cusum_is_tuned_to_the_rejectable_level_below_the_acceptable_one() -> None:
+def test_the_chart_is_tuned_to_drops_around_the_rejectable_level() -> None:
     monitor = StreamMonitor.for_claims(CLAIMS, POLICY, None, LOWER)
     level = monitor.levels["sensitivity"]
     assert (level.acceptable, level.rejectable, level.basis) == (0.818, 0.748, "ci_lower")
-    assert _cusum(monitor).p1 == pytest.approx(1 - 0.748)
+    # from a quarter of the drop (sensitivity 0.80) to three drops (0.61) below 0.818
+    assert _cusum(monitor).p1 == chart_alternatives(0.818, 0.748) == (0.1995, 0.2395, 0.392)
 
 
 def test_an_explicit_acceptable_level_overrides_the_rule() -> None:
@@ -164,7 +187,7 @@ def test_a_stream_state_from_before_the_bounds_restarts_its_charts_at_the_accept
     restored.adopt_claims(CLAIMS, None, LOWER)
     assert _cusum(restored).p0 == pytest.approx(0.182)
     assert restored.false_negatives == 30  # counts kept, the chart restarted
-    assert restored.detectors["sensitivity_cusum"].to_state()["state"]["s"] == 0
+    assert restored.detectors["sensitivity_cusum"].to_state()["state"]["s"] == [0, 0, 0]
     again = StreamMonitor.from_states(*restored.to_states())
     assert again.levels == restored.levels
 

@@ -9,12 +9,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors import BernoulliCUSUM
+from detectors import BernoulliMultiCUSUM, multi_cusum_design, multi_cusum_resolution
 from postmarket.contracts import Outcome, Prediction
 from postmarket.contracts.events import JoinPosition
 from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
-from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from streams.performance import (
+    MonitorPolicy,
+    StreamMonitor,
+    chart_alternatives,
+    claimed_performance,
+)
 from tests.factories import make_outcome, make_prediction, make_registry_entry
 
 POLICY = MonitorPolicy(arl0_cases=5000)
@@ -76,7 +81,11 @@ def test_replayed_and_earlier_positions_are_skipped() -> None:
 def test_sensitivity_cusum_fires_where_the_bare_detector_does() -> None:
     outcomes = _positives(0.872, 600, seed=7) + _positives(0.70, 600, seed=8, start=600)
     monitor = StreamMonitor.for_claims(CLAIMS, POLICY)
-    bare = BernoulliCUSUM.for_arl0(1 - 0.872, 1 - (0.872 - POLICY.sensitivity_drop), 5000)
+    # no lower bounds given: charted at the point estimate, 0.872, tuned around 0.802
+    p0 = 1 - 0.872
+    p1 = chart_alternatives(0.872, 0.872 - POLICY.sensitivity_drop)
+    resolution = multi_cusum_resolution(p0, p1)
+    bare = BernoulliMultiCUSUM(p0, p1, multi_cusum_design(p0, p1, 5000, resolution).h, resolution)
     fired_in_monitor = [
         i
         for i, o in enumerate(outcomes)
