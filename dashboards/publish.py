@@ -24,14 +24,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
-
 from dashboards.build import DASHBOARDS, to_dict
 from postmarket.config import ENV_PREFIX, config_file
 from postmarket.preflight import CONNECT_TIMEOUT_S, ServiceFailure, ServiceProblem
@@ -45,7 +37,6 @@ PROBE_PATH = "/api/search?limit=1"
 accepts the token, and costs Grafana almost nothing."""
 READ_TIMEOUT_S = 30.0
 """How long one upload may take once connected (a dashboard is a few hundred kB at most)."""
-DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
 GRAFANA_URL_ENV = f"{ENV_PREFIX}GRAFANA_URL"
 URL_OPTION = "--url"
 URL_SETTING = f"grafana_url ({GRAFANA_URL_ENV} or the TOML file)"
@@ -67,37 +58,14 @@ class GrafanaTarget:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
 
 
-class GrafanaSettings(BaseSettings):
-    """Where Grafana is when ``--url`` is not given: environment, TOML file, loopback."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
-
-    grafana_url: str = Field(
-        DEFAULT_GRAFANA_URL, description="Grafana base URL for `postmarket dashboards publish`"
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
-        )
-
-
 def grafana_url(option: str | None) -> str:
     """The checked Grafana base URL: ``--url`` if given, else the ``grafana_url`` setting."""
     if option is not None:
         return check_url(option)
+    from postmarket.config import Settings
+
     try:
-        configured = GrafanaSettings().grafana_url
+        configured = Settings().grafana_url
     except ValueError as error:  # a TOML syntax error or a grafana_url that is no string
         raise PublishError(
             f"cannot read grafana_url from {GRAFANA_URL_ENV} or {config_file()} "

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     join_sweep_interval_s: float = Field(
         60.0, ge=0.0, description="how often each partition's expired case files are dropped"
     )
+    grafana_url: str = Field(
+        "http://127.0.0.1:3000",
+        description="Grafana base URL for `postmarket dashboards publish` without --url",
+    )
     change_control_policy: str = Field(
         "nmpa-syzb",
         description="preset judging field versions: nmpa-syzb, strict-every-change, "

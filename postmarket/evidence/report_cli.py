@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from postmarket.evidence.cli_common import UrlOption, fail, open_store, parse_day
 
+if TYPE_CHECKING:
+    from postmarket.versions import ChangeControlPolicy
+
 REPORT_FORMATS = ("html", "pdf", "json", "csv")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in REPORT_FORMATS:
+        raise fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
+
+
+def _check_output(fmt: str, out: Path, stem: str) -> None:
+    """Refuse an ``--out`` of the wrong kind for ``fmt`` before any work."""
+    if fmt == "csv" and out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file; csv writes one file per table into a directory")
+    if fmt != "csv" and out.is_dir():
+        raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'{stem}.{fmt}'}")
+
+
+def _policy(name: str) -> ChangeControlPolicy:
+    from postmarket.versions import PolicyError, preset
+
+    try:
+        return preset(name)
+    except PolicyError as error:
+        raise fail(str(error)) from None
 
 
 def report_command(
@@ -40,21 +65,12 @@ def report_command(
     and data provenance (prospective vs retrospective, follow-up completeness).
     `postmarket evidence contents` lists the devices and periods a store holds.
     """
-    from postmarket.versions import PolicyError, preset
-
-    if fmt not in REPORT_FORMATS:
-        raise fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
+    _check_format(fmt)
     first, last = parse_day("--from", start), parse_day("--to", end)
     if last < first:
         raise fail(f"--to {end} is before --from {start}")
-    if fmt == "csv" and out.exists() and not out.is_dir():
-        raise fail(f"--out {out} is a file; csv writes one file per table into a directory")
-    if fmt != "csv" and out.is_dir():
-        raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'report.{fmt}'}")
-    try:
-        active = preset(policy)
-    except PolicyError as error:
-        raise fail(str(error)) from None
+    _check_output(fmt, out, "report")
+    active = _policy(policy)
     # Imported once the arguments are known good: reports need scipy and matplotlib.
     from postmarket.evidence.report import build_report
     from postmarket.evidence.report_render import ReportError, write_report
@@ -106,18 +122,9 @@ def psur_command(
     registered and unregistered, re-baselining decisions, and ground-truth completeness;
     deterministic for the same store and year (content hash and document id on every page).
     """
-    from postmarket.versions import PolicyError, preset
-
-    if fmt not in REPORT_FORMATS:
-        raise fail(f"--format {fmt!r}: use {', '.join(REPORT_FORMATS)}")
-    if fmt == "csv" and out.exists() and not out.is_dir():
-        raise fail(f"--out {out} is a file; csv writes one file per table into a directory")
-    if fmt != "csv" and out.is_dir():
-        raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'psur.{fmt}'}")
-    try:
-        active = preset(policy)
-    except PolicyError as error:
-        raise fail(str(error)) from None
+    _check_format(fmt)
+    _check_output(fmt, out, "psur")
+    active = _policy(policy)
     from postmarket.evidence.psur import build_psur, psur_document_id
     from postmarket.evidence.psur_render import write_psur
     from postmarket.evidence.report_render import ReportError

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from dashboards import publish as publish_module
 from dashboards.build import DASHBOARDS, render_all
 from dashboards.publish import (
-    DEFAULT_GRAFANA_URL,
     FOLDER_UID,
     GRAFANA_URL_ENV,
     GrafanaTarget,
@@ -110,8 +109,7 @@ def test_publish_without_url_goes_to_grafana_on_loopback(
 ) -> None:
     result = publish_with(token_file)
     assert result.exit_code == 0, result.output
-    assert [target.url for target in grafana_targets] == [DEFAULT_GRAFANA_URL]
-    assert DEFAULT_GRAFANA_URL == "http://127.0.0.1:3000"
+    assert [target.url for target in grafana_targets] == ["http://127.0.0.1:3000"]
 
 
 def test_publish_without_url_takes_grafana_url_from_the_toml_file(
