@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -560,3 +564,38 @@ def test_a_claim_measured_on_another_database_version_says_so_in_its_overall_row
     verdict = gate_verdict(scored, claims, GatePolicy(), database="lung-nodule-ct@2026.1")
     notes = [row.note for row in verdict.rows if row.stratum == "overall"]
     assert notes == ["", "claim measured on lung-nodule-ct@2025.2, not lung-nodule-ct@2026.1"]
+
+
+def _page_block(marker: str) -> str:
+    """The first fenced block of docs/manufacturer.md that contains ``marker``."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "manufacturer.md").read_text()
+    blocks = re.findall(r"^```(?:console|shell)\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    return next(block for block in blocks if marker in block)
+
+
+def test_the_manufacturer_page_s_database_and_gate_examples_run_as_pasted(
+    tmp_path: Path,
+) -> None:
+    """The page's testdb and gate blocks, in a fresh directory with the default store and
+    the files they name: a database, a revision of it, and a passing candidate's outputs."""
+    database = lung_nodule_database()
+    database.to_csv(tmp_path / "cases.csv", index=False)
+    relabelled = database.head(20).assign(label="positive", adjudication="")
+    relabelled.assign(first_read="positive", second_read="positive").to_csv(
+        tmp_path / "new.csv", index=False
+    )
+    (tmp_path / "withdrawn.txt").write_text("case-02998\ncase-02999\n")
+    candidate(database, 0.95, 0.96, 0.95).to_csv(tmp_path / "outputs-3.1.0.0.csv", index=False)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("POSTMARKET_")}
+    environment["PATH"] = f"{Path(sys.executable).parent}:{environment.get('PATH', '')}"
+    for marker in ("testdb import", "testdb run"):
+        done = subprocess.run(  # noqa: S603 - the page's own commands
+            ["bash", "-euo", "pipefail", "-c", _page_block(marker)],
+            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == 0, f"{marker}:\n{done.stdout}\n{done.stderr}"
+    verdict = json.loads((tmp_path / "gate.json").read_text())
+    assert verdict["passed"] is True
+    assert (tmp_path / "gate.csv").read_text().count("\n") > 30
