@@ -13,11 +13,6 @@ from postmarket.evidence.cli_common import (
     EXIT_HEAD_DIFFERS,
     EXIT_REFUSED,
     EXIT_STORE_UNAVAILABLE,
-    ActorOption,
-    UrlOption,
-    actor_or_login,
-    fail,
-    open_store,
     read_only_url,
     sqlite_file,
     store_url,
@@ -26,20 +21,10 @@ from postmarket.evidence.database_cli import evidence_app
 from postmarket.evidence.registry_cli import registry_app
 from postmarket.evidence.report_cli import psur_command, report_command
 
-# The names the groups had when they were one module (testdb_cli.py imports these).
-_open = open_store
-_fail = fail
-_actor = actor_or_login
-
 __all__ = [
     "EXIT_HEAD_DIFFERS",
     "EXIT_REFUSED",
     "EXIT_STORE_UNAVAILABLE",
-    "ActorOption",
-    "UrlOption",
-    "_actor",
-    "_fail",
-    "_open",
     "alerts_app",
     "audit_app",
     "evidence_app",

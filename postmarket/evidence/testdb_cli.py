@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from postmarket.evidence.cli import ActorOption, UrlOption, _actor, _fail, _open
+from postmarket.evidence.cli_common import ActorOption, UrlOption, actor_or_login, fail, open_store
 from postmarket.evidence.testdb import (
     MAJOR_CHANGE_FRACTION,
     STRATA,
@@ -78,7 +78,7 @@ def import_database(
 
     extra = _strata(strata)
     loaded = _read(cases, extra)
-    with _open(url) as store:
+    with open_store(url) as store:
         try:
             imported = import_version(
                 store,
@@ -86,13 +86,13 @@ def import_database(
                 version,
                 task,
                 loaded,
-                by=_actor(actor),
+                by=actor_or_login(actor),
                 source=file_source(cases),
                 description=description,
                 extra_strata=extra,
             )
         except TestDatabaseError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     stored = imported.version
     typer.echo(f"{stored.reference}: {len(stored.cases):,} cases, sha256 {stored.content_sha256}")
 
@@ -125,8 +125,8 @@ def add_version(
     )
 
     if cases is None and remove is None:
-        raise _fail("nothing to change: give --cases, --remove or both")
-    with _open(url) as store:
+        raise fail("nothing to change: give --cases, --remove or both")
+    with open_store(url) as store:
         try:
             base = load_version(store, name, based_on)
             changes = _read(cases, base.strata) if cases is not None else []
@@ -138,7 +138,7 @@ def add_version(
                 version,
                 base.task,
                 new_cases,
-                by=_actor(actor),
+                by=actor_or_login(actor),
                 source="; ".join(sources)[:256],
                 description=description,
                 based_on=based_on,
@@ -146,7 +146,7 @@ def add_version(
                 major_fraction=major_fraction,
             )
         except (TestDatabaseError, CaseListError) as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     change = diff(base.cases, new_cases)
     typer.echo(
         f"{imported.version.reference}: {len(new_cases):,} cases; "
@@ -159,7 +159,7 @@ def list_databases(url: UrlOption = None) -> None:
     """Every stored database version."""
     from postmarket.evidence.testdb_store import list_versions
 
-    with _open(url, read_only=True) as store:
+    with open_store(url, read_only=True) as store:
         versions = list_versions(store)
     if not versions:
         typer.echo("no test database stored (add one with `postmarket testdb import`)")
@@ -182,11 +182,11 @@ def show_database(
     """A version's size, prevalence, reading rounds and cases per stratum."""
     from postmarket.evidence.testdb_store import TestDatabaseError, load_version
 
-    with _open(url, read_only=True) as store:
+    with open_store(url, read_only=True) as store:
         try:
             stored = load_version(store, name, version)
         except TestDatabaseError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     strata = {s: stratum_counts(stored.cases, s) for s in (*STRATA, *stored.strata)}
     cases = len(stored.cases)
     positive = sum(case.label == "positive" for case in stored.cases)
@@ -232,11 +232,11 @@ def diff_versions(
     """Cases added, removed and relabelled from OLD to NEW, and whether that is a major change."""
     from postmarket.evidence.testdb_store import TestDatabaseError, load_version
 
-    with _open(url, read_only=True) as store:
+    with open_store(url, read_only=True) as store:
         try:
             before, after = load_version(store, name, old), load_version(store, name, new)
         except TestDatabaseError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     change = diff(before.cases, after.cases)
     typer.echo(f"{before.reference} -> {after.reference}: {_change_line(change, major_fraction)}")
 
@@ -261,7 +261,7 @@ def _read(path: Path, extra: tuple[str, ...]) -> list[DatabaseCase]:
     try:
         return read_case_list(path, extra)
     except CaseListError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
 
 def _pseudonyms(path: Path | None) -> list[str]:
@@ -270,7 +270,7 @@ def _pseudonyms(path: Path | None) -> list[str]:
     try:
         lines = path.read_text().splitlines()
     except OSError as error:
-        raise _fail(f"{path}: cannot be read ({error.strerror})") from None
+        raise fail(f"{path}: cannot be read ({error.strerror})") from None
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -342,15 +342,15 @@ def run_gate_command(
     policy = _gate_policy(interval, criterion, stratum_criterion, max_i2, min_kappa)
     name, _, database_version = database.partition("@")
     if not name or not database_version:
-        raise _fail(f"--database {database!r}: write NAME@VERSION, e.g. lung-nodule-ct@2026.1")
+        raise fail(f"--database {database!r}: write NAME@VERSION, e.g. lung-nodule-ct@2026.1")
     try:
         outputs = read_predictions(predictions)
         digest = file_sha256(predictions)
     except PredictionFileError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except OSError as error:
-        raise _fail(f"{predictions}: cannot be read ({error.strerror})") from None
-    with _open(url) as store:
+        raise fail(f"{predictions}: cannot be read ({error.strerror})") from None
+    with open_store(url) as store:
         try:
             stored = load_version(store, name, database_version)
             run = run_gate(
@@ -362,10 +362,10 @@ def run_gate_command(
                 predictions_sha256=digest,
                 predictions_source=f"{predictions.name} sha256:{digest}",
                 policy=policy,
-                by=_actor(actor),
+                by=actor_or_login(actor),
             )
         except (TestDatabaseError, GateError, PredictionFileError) as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     typer.echo(_shown(run, fmt), nl=False)
     if not run.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
@@ -378,7 +378,7 @@ def _gate_format(text: str) -> GateFormat:
         return "csv"
     if text == "table":
         return "table"
-    raise _fail(f"--format {text!r}: use table, json or csv")
+    raise fail(f"--format {text!r}: use table, json or csv")
 
 
 def _gate_policy(
@@ -397,15 +397,15 @@ def _gate_policy(
     try:
         settings = Settings()
     except ValidationError as error:
-        raise _fail(f"settings: {error.errors()[0]['msg']}") from None
+        raise fail(f"settings: {error.errors()[0]['msg']}") from None
     chosen_interval = interval or settings.gate_interval
     if chosen_interval not in ("wilson", "exact"):
-        raise _fail(f"--interval {chosen_interval!r}: use wilson or exact")
+        raise fail(f"--interval {chosen_interval!r}: use wilson or exact")
     overall = criterion or settings.gate_criterion
     strata = stratum_criterion or overall
     for given in (overall, strata):
         if given not in CRITERIA:
-            raise _fail(f"criterion {given!r}: use {', '.join(CRITERIA)}")
+            raise fail(f"criterion {given!r}: use {', '.join(CRITERIA)}")
     return GatePolicy(
         acceptable=settings.acceptable_level,
         interval="exact" if chosen_interval == "exact" else "wilson",
@@ -527,13 +527,13 @@ def show_verdict(
     from postmarket.evidence.testdb_gate_store import GateError, latest_run
 
     fmt = _gate_format(output)
-    with _open(url, read_only=True) as store:
+    with open_store(url, read_only=True) as store:
         try:
             run = latest_run(store, device, version)
         except GateError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
     if run is None:
-        raise _fail(f"{device} {version} has no gate run: run `postmarket testdb run` first")
+        raise fail(f"{device} {version} has no gate run: run `postmarket testdb run` first")
     typer.echo(_shown(run, fmt), nl=False)
     if not run.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
