@@ -99,7 +99,9 @@ def status_lines(status: CollectorStatus, now: datetime, limit_bytes: int) -> li
         outbox += f", oldest queued {_age(oldest, now)} ago, up to {status.most_attempts} failed"
         outbox += " attempts"
     lines = [outbox]
-    waiting = ", ".join(f"{count} {kind}" for kind, count in sorted(status.cases_waiting.items()))
+    waiting = ", ".join(
+        f"{count} {kind}" for kind, count in sorted(status.cases_waiting.items()) if count
+    )
     lines.append(f"waiting for their study: {waiting or 'nothing'}")
     delivered = "never"
     if status.last_delivery_at is not None:

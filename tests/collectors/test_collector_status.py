@@ -66,7 +66,7 @@ def test_status_shows_backlog_waiting_cases_last_delivery_and_last_error(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("outbox: 1 events waiting (0 % of its limit), oldest queued")
-    assert lines[1] == "waiting for their study: 1 ai_output, 0 followup"
+    assert lines[1] == "waiting for their study: 1 ai_output"
     assert lines[2].startswith("last delivery: ") and lines[2].endswith("(1 events sent in all)")
     assert lines[3].startswith("last error: ")
     assert lines[3].endswith(" s ago: send failed (KafkaTimeoutError)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -284,7 +283,7 @@ def test_hospital_it_installs_checks_receives_and_delivers(
         time.sleep(0.5)
     assert lines.startswith("outbox: 0 events waiting"), lines
     (waiting,) = [line for line in lines.splitlines() if line.startswith("waiting for")]
-    assert re.fullmatch(r"waiting for their study: (nothing|(0 [a-z_]+(, )?)+)", waiting), lines
+    assert waiting == "waiting for their study: nothing", lines
     assert "3 events sent in all" in lines and "last delivery: never" not in lines
     assert "last error: none" in lines
 
