@@ -252,12 +252,17 @@ def _demo(r: dict[str, Any]) -> list[Figure]:
 
 def _fleet_false_alarms(r: dict[str, Any]) -> list[Figure]:
     fleet = r["in_control"]
+    kind = (
+        "sites pinned at their claims' lower bounds"
+        if r.get("boundary")
+        else ("heterogeneous in-control sites")
+    )
     known = [row for row in fleet["detectors"] if row["not_above_budget"] is not None]
     over = [row["detector"] for row in known if not row["not_above_budget"]]
     figures = [
         Figure(
             "fleet_false_alarms",
-            f"false alarms, {fleet['sites']} heterogeneous in-control sites over {r['days']} days",
+            f"false alarms, {fleet['sites']} {kind} over {r['days']} days",
             f"{fleet['false_alarms']} vs {fleet['expected_false_alarms']:.1f} budgeted "
             f"({fleet['false_alarms_per_site_year']:.2f} per site-year)",
             "each detector within its budget's 95 % Poisson limit",
@@ -310,16 +315,37 @@ def _glr_delay(r: dict[str, Any]) -> list[Figure]:
     return figures
 
 
+def _glr_delay_budget(r: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for policy in r["policies"]:
+        acceptable = policy["acceptable_sensitivity"]
+        for row in policy["rows"]:
+            figures.append(
+                Figure(
+                    "glr_delay_budget",
+                    f"multi-chart CUSUM delay relative to the oracle at ARL0 {r['arl0']:,.0f}, "
+                    f"{acceptable} -> {row['true_sensitivity']:.2f}",
+                    f"{row['glr_over_oracle']:.3f} ± {row['glr_over_oracle_se']:.3f} x "
+                    f"({row['glr_over_fixed']:.2f} x the single fixed CUSUM)",
+                    f"<= {r['goal_glr_over_oracle']} x",
+                    bool(row["within_goal"]),
+                )
+            )
+    return figures
+
+
 READERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Figure]]]] = {
     "contracts": ("contracts.json", _contracts),
     "deidentify": ("deidentify.json", _deidentify),
     "detection_delay": ("detection_delay.json", _detection_delay),
     "detectors": ("detectors.json", _detectors),
     "glr_delay": ("glr_delay.json", _glr_delay),
+    "glr_delay_budget": ("glr_delay_budget.json", _glr_delay_budget),
     "pipeline": ("pipeline.json", _pipeline),
     "replay": ("replay.json", _replay),
     "demo": ("demo.json", _demo),
     "fleet_false_alarms": ("fleet_false_alarms.json", _fleet_false_alarms),
+    "fleet_false_alarms_boundary": ("fleet_false_alarms_boundary.json", _fleet_false_alarms),
 }
 
 

@@ -12,8 +12,14 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ARGUMENTS = {"bench_detectors": ["--json", str(HERE / "results" / "detectors.json")]}
-"""Command-line arguments of the benchmarks that write their JSON only when asked."""
+RUNS: dict[str, list[list[str]]] = {
+    "bench_detectors": [["--json", str(HERE / "results" / "detectors.json")]],
+    "bench_glr_delay": [[], ["--budget-scale-only"]],
+    "bench_fleet_false_alarms": [[], ["--boundary"]],
+}
+"""The runs of the benchmarks run more than once or with arguments (one JSON per run): the
+GLR delays at ARL0 5,000 and at the pipeline's budget scale, and the fleet heterogeneous
+and pinned at the claims' lower bounds."""
 
 
 def main() -> int:
@@ -21,16 +27,18 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
-        print(f"\n## {script.stem}\n", flush=True)
-        saved = sys.argv
-        sys.argv = [str(script), *ARGUMENTS.get(script.stem, [])]
-        try:
-            runpy.run_path(str(script), run_name="__main__")
-        except Exception:  # one broken benchmark must not hide the others' figures
-            traceback.print_exc()
-            failed.append(script.stem)
-        finally:
-            sys.argv = saved
+        for arguments in RUNS.get(script.stem, [[]]):
+            name = " ".join([script.stem, *arguments])
+            print(f"\n## {name}\n", flush=True)
+            saved = sys.argv
+            sys.argv = [str(script), *arguments]
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except Exception:  # one broken benchmark must not hide the others' figures
+                traceback.print_exc()
+                failed.append(name)
+            finally:
+                sys.argv = saved
     from results_md import write_results_md
 
     print(f"\nwrote {write_results_md()}")
