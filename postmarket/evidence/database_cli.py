@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from postmarket.evidence.cli_common import UrlOption, fail, open_store
+from postmarket.evidence.cli_common import UrlOption, fail, open_store, store_url
 
 if TYPE_CHECKING:
     from postmarket.evidence.sink import SinkCounts
@@ -191,6 +191,7 @@ def regulator_role(
     except SecretFileError as error:
         raise fail(str(error)) from None
     password = secret.decode() if secret is not None else None
+    _refuse_unless_postgresql(url)  # before opening: a SQLite store would be created first
     with open_store(url) as store:
         try:
             grant_regulator_read_access(store.engine, login=login, password=password)
@@ -198,6 +199,24 @@ def regulator_role(
             raise fail(str(error)) from None
     member = f"; login {login} is a member" if login else ""
     typer.echo(f"{REGULATOR_ROLE} may read the evidence store and change nothing{member}")
+
+
+def _refuse_unless_postgresql(url: str | None) -> None:
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from postmarket.config import Settings
+
+    target = store_url(url if url is not None else Settings().evidence_database_url)
+    try:
+        backend = make_url(target).get_backend_name()
+    except ArgumentError:
+        return  # open_store says what is wrong with it
+    if backend != "postgresql":
+        raise fail(
+            f"read-only roles need PostgreSQL; {backend} has no roles (share a copy of the "
+            "SQLite file or the report instead)"
+        )
 
 
 @evidence_app.command("contents")

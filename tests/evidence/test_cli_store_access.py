@@ -250,3 +250,12 @@ def test_a_report_into_a_directory_is_refused_naming_a_file(
     assert output.strip() == (
         f"error: --out {tmp_path} is a directory; give a file, e.g. --out {tmp_path}/report.html"
     )
+
+
+def test_regulator_role_refuses_sqlite_without_creating_a_store(tmp_path: Path) -> None:
+    """Roles are PostgreSQL's: the refusal comes before anything is opened or created."""
+    target = tmp_path / "evidence.db"
+    result = runner.invoke(app, ["evidence", "regulator-role", "--url", f"sqlite:///{target}"])
+    assert result.exit_code == 1, result.output
+    assert "read-only roles need PostgreSQL" in result.output
+    assert not target.exists()
