@@ -498,7 +498,9 @@ def list_registry(
                     for c in view.claims
                 )
                 line += f" claims: {claims}"
-            if view.registration_status != "registered":
+            if view.registration_status == "withdrawn":
+                line += "\n    WITHDRAWN: its registration was withdrawn; it must not run"
+            elif view.registration_status != "registered":
                 base = max((v for v in registered if v <= view.version), default=None)
                 decision = registration_required(base, view.version, view.change, active)
                 verdict = "NEEDS REGISTRATION" if decision.required else "may run"

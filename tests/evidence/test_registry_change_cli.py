@@ -137,3 +137,10 @@ def test_claims_of_a_withdrawn_version_stay_as_they_were(url: str) -> None:
     code, output = invoke(url, "registry", "withdraw-claim", *CLAIM, "--why", "cleanup")
     assert code == 1
     assert "cannot withdraw a claim of a withdrawn version" in output
+
+
+def test_the_registry_list_says_a_withdrawn_version_must_not_run(url: str) -> None:
+    invoke(url, "registry", "set-status", "dr-screen", "2.1.0.3", "withdrawn", "--why", "recall")
+    lines = invoke(url, "registry", "list")[1].splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("2.1.0.3"))
+    assert lines[at + 1].strip() == "WITHDRAWN: its registration was withdrawn; it must not run"
