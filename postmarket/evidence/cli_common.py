@@ -1,5 +1,6 @@
-"""What every evidence command shares: the --url and --actor options, opening the store,
-exit codes, and the one-line refusal that replaces a traceback.
+"""What every evidence command shares: the --url and --actor options (and the other options
+and arguments more than one command takes), opening the store, exit codes, and the one-line
+refusal that replaces a traceback.
 
 Only typer is imported here; SQLAlchemy and the store are imported when a command opens the
 store, so ``postmarket`` keeps working in a collector install that has no SQLAlchemy.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import URL
 
     from postmarket.evidence.store import EvidenceStore
+    from postmarket.versions import ChangeControlPolicy
 
 UrlOption = Annotated[
     str | None,
@@ -43,6 +45,28 @@ VersionArgument = Annotated[str, typer.Argument(help="version S.Y.Z.B")]
 """The version a registry command is about."""
 ClaimTaskArgument = Annotated[str, typer.Argument(help="the task the claim is for")]
 """The task of a claim (add-claim, amend-claim, withdraw-claim)."""
+
+DeviceOption = Annotated[str, typer.Option("--device", help="the device, as in the registry")]
+"""The device a report, PSUR, gate run or trend plan is about."""
+PolicyOption = Annotated[
+    str, typer.Option("--policy", help="change-control preset that judges unregistered versions")
+]
+"""The preset (:func:`change_control_policy`) a report or the registry list judges by."""
+OutOption = Annotated[
+    Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
+]
+"""Where a document is written (report, psur)."""
+DocumentFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="html, pdf (needs chromium), json (every table in one file) or csv (one file "
+        "per table)",
+    ),
+]
+"""The form of a written document (report, psur); the command checks the value."""
+TableFormatOption = Annotated[str, typer.Option("--format", help="table, json or csv")]
+"""The form of a result printed on stdout (testdb run, testdb verdict)."""
 
 
 EXIT_REFUSED = 1
@@ -184,6 +208,16 @@ def parse_day(option: str, text: str) -> date:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             raise fail(f"{option} {text}: no such date ({error})") from None
         raise fail(f"{option} {text!r} is not a date: write YYYY-MM-DD") from None
+
+
+def change_control_policy(name: str) -> ChangeControlPolicy:
+    """The change-control preset ``name`` (``--policy``), or one line naming the presets."""
+    from postmarket.versions import PolicyError, preset
+
+    try:
+        return preset(name)
+    except PolicyError as error:
+        raise fail(str(error)) from None
 
 
 def actor_or_login(actor: str | None) -> str:

@@ -10,12 +10,13 @@ import typer
 
 from postmarket.evidence.cli_common import (
     ActorOption,
+    DeviceOption,
     UrlOption,
     actor_or_login,
     fail,
     open_store,
 )
-from postmarket.evidence.trend import METRICS, PlanError, TrendPlan, TrendResult
+from postmarket.evidence.trend import METRICS, Metric, PlanError, TrendPlan, TrendResult
 
 plan_app = typer.Typer(
     help="Trend plans (EU MDR Art. 88): a metric, a baseline and an observation period and "
@@ -23,10 +24,14 @@ plan_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DeviceOption = Annotated[str, typer.Option("--device", help="the device identifier")]
 NameOption = Annotated[str, typer.Option("--name", help="the plan's name, e.g. sens-2027")]
-MetricOption = Annotated[str, typer.Option("--metric", help=f"one of {', '.join(METRICS)}")]
-PeriodOption = Annotated[str, typer.Option(help="FIRST:LAST days, both included (UTC)")]
+MetricOption = Annotated[
+    Metric, typer.Option("--metric", metavar="METRIC", help=f"one of {', '.join(METRICS)}")
+]
+BaselineOption = Annotated[str, typer.Option("--baseline", help="FIRST:LAST days of the baseline")]
+ObservationOption = Annotated[
+    str, typer.Option("--observation", help="FIRST:LAST days observed against it")
+]
 AlphaOption = Annotated[
     float, typer.Option("--alpha", help="the test's false-alarm rate per evaluation")
 ]
@@ -51,7 +56,7 @@ def _period(text: str, option: str) -> tuple[date, date]:
 def _plan(
     device: str,
     name: str,
-    metric: str,
+    metric: Metric,
     baseline: str,
     observation: str,
     alpha: float,
@@ -64,7 +69,7 @@ def _plan(
         return TrendPlan(
             name=name,
             device_id=device,
-            metric=metric,  # type: ignore[arg-type]  # checked by the plan itself
+            metric=metric,
             baseline_start=baseline_first,
             baseline_end=baseline_last,
             observation_start=observed_first,
@@ -82,10 +87,8 @@ def record(
     device: DeviceOption,
     name: NameOption,
     metric: MetricOption,
-    baseline: Annotated[str, typer.Option("--baseline", help="FIRST:LAST days of the baseline")],
-    observation: Annotated[
-        str, typer.Option("--observation", help="FIRST:LAST days observed against it")
-    ],
+    baseline: BaselineOption,
+    observation: ObservationOption,
     alpha: AlphaOption = 0.05,
     min_cases: MinCasesOption = 30,
     version: VersionOption = None,
@@ -109,10 +112,8 @@ def amend(
     device: DeviceOption,
     name: NameOption,
     metric: MetricOption,
-    baseline: Annotated[str, typer.Option("--baseline", help="FIRST:LAST days of the baseline")],
-    observation: Annotated[
-        str, typer.Option("--observation", help="FIRST:LAST days observed against it")
-    ],
+    baseline: BaselineOption,
+    observation: ObservationOption,
     why: Annotated[str, typer.Option("--why", help="why the plan changes (kept in the audit)")],
     alpha: AlphaOption = 0.05,
     min_cases: MinCasesOption = 30,

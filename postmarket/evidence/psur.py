@@ -26,9 +26,6 @@ from postmarket.evidence.report_tables import (
 from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import ChangeControlPolicy
 
-REBASELINE_ACTION = "stream.rebaseline"
-"""The audit action of a re-baselining decision (see the alerts' store)."""
-
 CONCLUSIONS = {
     "consistent": "claim upheld: no significant shortfall against the claim in the year",
     "below claim": "claim not upheld: the field shows a significant shortfall",
@@ -89,16 +86,11 @@ def build_psur(
     if not 1900 <= year <= 9998:
         raise ValueError(f"--period {year} is not a calendar year")
     report = build_report(store, device_id, date(year, 1, 1), date(year, 12, 31), policy)
-    decisions = [
-        json.loads(entry.payload)
-        for entry in store.audit_entries()
-        if entry.action == REBASELINE_ACTION
-    ]
     return Psur(
         year=year,
         report=report,
         exposure=exposure(report),
-        rebaselines=rebaselines_in(decisions, report),
+        rebaselines=rebaselines_in(store.rebaseline_decisions(device_id), report),
         conclusions=tuple(conclusion(check) for check in report.claims),
     )
 

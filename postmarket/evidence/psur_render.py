@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from postmarket.evidence.html import document, escape, section, table
 from postmarket.evidence.psur import (
     Psur,
     export_psur_csv,
@@ -18,12 +19,8 @@ from postmarket.evidence.psur import (
     psur_hash,
 )
 from postmarket.evidence.report_render import (
-    STYLE,
     VERDICT_CLASS,
     ReportError,
-    escape,
-    html_table,
-    page_footer,
     report_sections,
     write_pdf,
 )
@@ -31,14 +28,10 @@ from postmarket.evidence.report_render import (
 FORMATS = ("html", "pdf", "json", "csv")
 
 
-def _section(section_id: str, heading: str, body: str) -> str:
-    return f'<section id="{section_id}"><h2>{escape(heading)}</h2>{body}</section>'
-
-
 def _identity(psur: Psur, digest: str) -> str:
     report = psur.report
     device = report.device
-    facts = html_table(
+    facts = table(
         ["", ""],
         [
             ["Document", f'<span class="doc-id">{escape(psur_document_id(psur, digest))}</span>'],
@@ -64,7 +57,7 @@ def _identity(psur: Psur, digest: str) -> str:
         ],
         "facts",
     )
-    return _section("identity", "Device, period and document", facts)
+    return section("identity", "Device, period and document", facts)
 
 
 def _conclusions(psur: Psur) -> str:
@@ -73,12 +66,12 @@ def _conclusions(psur: Psur) -> str:
          f'<span class="{VERDICT_CLASS.get(c.verdict, "")}">{escape(c.conclusion)}</span>']
         for c in psur.conclusions
     ]  # fmt: skip
-    return _section(
+    return section(
         "conclusions",
         "Conclusions per claim",
         "<p>Each registered claim of each version that ran in the year, against the field "
         "cases with final truth, by the anytime-valid claims test the pipeline runs.</p>"
-        + html_table(["Version", "Task", "Metric", "Observed [95 % CI] (n)", "Conclusion"], rows),
+        + table(["Version", "Task", "Metric", "Observed [95 % CI] (n)", "Conclusion"], rows),
     )
 
 
@@ -88,11 +81,11 @@ def _exposure(psur: Psur) -> str:
         for r in psur.exposure
     ]
     total = sum(r.predictions for r in psur.exposure)
-    return _section(
+    return section(
         "exposure",
         "Exposure: cases per version and site",
         f"<p>{total} cases in the year.</p>"
-        + html_table(["Version", "Site", "Cases", "With final truth"], rows),
+        + table(["Version", "Site", "Cases", "With final truth"], rows),
     )
 
 
@@ -103,20 +96,24 @@ def _rebaselines(psur: Psur) -> str:
          escape(r.reason)]
         for r in psur.rebaselines
     ]  # fmt: skip
-    return _section(
+    return section(
         "rebaselines",
         "Re-baselining decisions",
         "<p>Decisions that a stream's label-free reference was out of date (a real change "
         "at the site, accepted); claims are never re-baselined.</p>"
-        + html_table(["Decided", "By", "Stream", "Alert", "Reason"], rows),
+        + table(["Decided", "By", "Stream", "Alert", "Reason"], rows),
     )
 
 
 def render_psur_html(psur: Psur) -> str:
     """The PSUR as one self-contained HTML document."""
     digest = psur_hash(psur)
-    document = psur_document_id(psur, digest)
+    identity = psur_document_id(psur, digest)
     title = f"Periodic safety update report {psur.year}: {psur.report.device.device_id}"
+    note = (
+        f"EU MDR Art. 86. Document {escape(identity)}. Read-only evidence from the "
+        "post-market surveillance pipeline."
+    )
     body = (
         _identity(psur, digest)
         + _conclusions(psur)
@@ -124,13 +121,7 @@ def render_psur_html(psur: Psur) -> str:
         + report_sections(psur.report)
         + _rebaselines(psur)
     )
-    return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{escape(title)}</title><style>{STYLE}{page_footer(document)}</style>"
-        f"</head><body><h1>{escape(title)}</h1><p class=note>EU MDR Art. 86. Document "
-        f"{escape(document)}. Read-only evidence from the post-market surveillance "
-        f"pipeline.</p>{body}</body></html>"
-    )
+    return document(title, identity, note, body)
 
 
 def write_psur(psur: Psur, out: Path, fmt: str) -> list[Path]:

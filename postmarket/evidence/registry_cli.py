@@ -16,9 +16,11 @@ from postmarket.evidence.cli_common import (
     ActorOption,
     ClaimTaskArgument,
     DeviceArgument,
+    PolicyOption,
     UrlOption,
     VersionArgument,
     actor_or_login,
+    change_control_policy,
     fail,
     open_store,
     parse_day,
@@ -463,21 +465,16 @@ def _problems(error: ValidationError) -> str:
 
 @registry_app.command("list")
 def list_registry(
-    policy: Annotated[
-        str, typer.Option(help="change-control preset used to judge unregistered versions")
-    ] = "nmpa-syzb",
+    policy: PolicyOption = "nmpa-syzb",
     url: UrlOption = None,
 ) -> None:
     """List devices and versions with status, change, claims and registration verdict.
 
     An unregistered version is judged under POLICY: may it run, or does it need registration?
     """
-    from postmarket.versions import PolicyError, preset, registration_required
+    from postmarket.versions import registration_required
 
-    try:
-        active = preset(policy)
-    except PolicyError as error:
-        raise fail(str(error)) from None
+    active = change_control_policy(policy)
     with open_store(url, read_only=True) as store:
         devices = store.devices()
     if not devices:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from postmarket.evidence.cli_common import UrlOption, fail, open_store, parse_day
-
-if TYPE_CHECKING:
-    from postmarket.versions import ChangeControlPolicy
+from postmarket.evidence.cli_common import (
+    DeviceOption,
+    DocumentFormatOption,
+    OutOption,
+    PolicyOption,
+    UrlOption,
+    change_control_policy,
+    fail,
+    open_store,
+    parse_day,
+)
 
 REPORT_FORMATS = ("html", "pdf", "json", "csv")
 
@@ -28,33 +37,26 @@ def _check_output(fmt: str, out: Path, stem: str) -> None:
         raise fail(f"--out {out} is a directory; give a file, e.g. --out {out / f'{stem}.{fmt}'}")
 
 
-def _policy(name: str) -> ChangeControlPolicy:
-    from postmarket.versions import PolicyError, preset
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Writing a document to ``out``: a failure is one line saying why, never a traceback."""
+    from postmarket.evidence.report_render import ReportError
 
     try:
-        return preset(name)
-    except PolicyError as error:
+        yield
+    except ReportError as error:
         raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write {out}: {error.strerror or error}") from None
 
 
 def report_command(
-    device: Annotated[str, typer.Option("--device", help="device identifier")],
+    device: DeviceOption,
     start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (UTC)")],
     end: Annotated[str, typer.Option("--to", help="last day, YYYY-MM-DD (UTC), included")],
-    out: Annotated[
-        Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="html, pdf (needs chromium), json (every table in one file) or csv (one file "
-            "per table)",
-        ),
-    ] = "html",
-    policy: Annotated[
-        str, typer.Option(help="change-control preset that judges unregistered versions")
-    ] = "nmpa-syzb",
+    out: OutOption,
+    fmt: DocumentFormatOption = "html",
+    policy: PolicyOption = "nmpa-syzb",
     url: UrlOption = None,
 ) -> None:
     """Write the post-market report of a device: one self-contained HTML or PDF file, or
@@ -70,10 +72,10 @@ def report_command(
     if last < first:
         raise fail(f"--to {end} is before --from {start}")
     _check_output(fmt, out, "report")
-    active = _policy(policy)
+    active = change_control_policy(policy)
     # Imported once the arguments are known good: reports need scipy and matplotlib.
     from postmarket.evidence.report import build_report
-    from postmarket.evidence.report_render import ReportError, write_report
+    from postmarket.evidence.report_render import write_report
     from postmarket.evidence.report_tables import document_id, export_csv, export_json
     from postmarket.evidence.store import NotFound
 
@@ -82,7 +84,7 @@ def report_command(
             report = build_report(store, device, first, last, active)
         except NotFound as error:
             raise fail(str(error)) from None
-    try:
+    with _writing(out):
         if fmt == "csv":
             export_csv(report, out)
         elif fmt == "json":
@@ -90,10 +92,6 @@ def report_command(
             out.write_text(export_json(report), encoding="utf-8")
         else:
             write_report(report, out, fmt)
-    except ReportError as error:
-        raise fail(str(error)) from None
-    except OSError as error:
-        raise fail(f"cannot write {out}: {error.strerror or error}") from None
     typer.echo(
         f"wrote {out} ({fmt}): {document_id(report)}, {report.design.total} outcomes "
         f"({report.design}), {len(report.alerts)} alerts"
@@ -101,18 +99,11 @@ def report_command(
 
 
 def psur_command(
-    device: Annotated[str, typer.Option("--device", help="device identifier")],
+    device: DeviceOption,
     period: Annotated[int, typer.Option("--period", help="the calendar year, e.g. 2026 (UTC)")],
-    out: Annotated[
-        Path, typer.Option("--out", help="file to write; for csv, a directory (one file a table)")
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", help="html, pdf (needs chromium), json or csv"),
-    ] = "html",
-    policy: Annotated[
-        str, typer.Option(help="change-control preset that judges unregistered versions")
-    ] = "nmpa-syzb",
+    out: OutOption,
+    fmt: DocumentFormatOption = "html",
+    policy: PolicyOption = "nmpa-syzb",
     url: UrlOption = None,
 ) -> None:
     """Write the periodic safety update report (EU MDR Art. 86) of a device for one year.
@@ -124,10 +115,9 @@ def psur_command(
     """
     _check_format(fmt)
     _check_output(fmt, out, "psur")
-    active = _policy(policy)
+    active = change_control_policy(policy)
     from postmarket.evidence.psur import build_psur, psur_document_id
     from postmarket.evidence.psur_render import write_psur
-    from postmarket.evidence.report_render import ReportError
     from postmarket.evidence.store import NotFound
 
     with open_store(url, read_only=True) as store:
@@ -135,12 +125,8 @@ def psur_command(
             psur = build_psur(store, device, period, active)
         except (NotFound, ValueError) as error:
             raise fail(str(error)) from None
-    try:
+    with _writing(out):
         write_psur(psur, out, fmt)
-    except ReportError as error:
-        raise fail(str(error)) from None
-    except OSError as error:
-        raise fail(f"cannot write {out}: {error.strerror or error}") from None
     typer.echo(
         f"wrote {out} ({fmt}): {psur_document_id(psur)}, {len(psur.conclusions)} claims "
         f"concluded, {sum(r.predictions for r in psur.exposure)} cases"

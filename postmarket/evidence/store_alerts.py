@@ -3,6 +3,7 @@ re-baselined, each step audited; short ids; counts per lifecycle status for /met
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime
@@ -21,11 +22,14 @@ from postmarket.evidence.lifecycle import (
     highest_severity,
     next_status,
 )
-from postmarket.evidence.models import AlertRecurrenceRow, AlertRow
+from postmarket.evidence.models import AlertRecurrenceRow, AlertRow, AuditEntryRow
 from postmarket.evidence.rebaseline import rebaseline_refusal
 from postmarket.evidence.store_errors import AmbiguousAlertId, EvidenceError, NotFound
 from postmarket.evidence.store_unit import StoreUnit, aware, queue_writers
 from postmarket.evidence.views import AlertRecurrenceCount, AlertStatusCount, AlertView
+
+REBASELINE_ACTION = "stream.rebaseline"
+"""The audit action that keeps a re-baselining decision (:meth:`AlertStore.record_rebaseline`)."""
 
 
 class AlertStore(StoreUnit):
@@ -131,11 +135,29 @@ class AlertStore(StoreUnit):
             self._audit(
                 session,
                 decision.decided_by,
-                "stream.rebaseline",
+                REBASELINE_ACTION,
                 f"stream:{decision.stream.as_key()}",
                 decision.model_dump(mode="json"),
             )
             return _alert_view_of(session, row)
+
+    def rebaseline_decisions(self, device_id: str) -> list[dict[str, Any]]:
+        """The re-baselining decisions recorded on ``device_id``'s streams, as their audit
+        entries keep them (a :class:`~postmarket.contracts.events.Rebaseline` in JSON),
+        oldest first."""
+        # The subject is "stream:" + StreamKey.as_key(), which begins with the device ("|"
+        # cannot occur in an identifier); compared exactly, as SQLite's LIKE ignores case.
+        subject = f"stream:{device_id}|"
+        query = (
+            select(AuditEntryRow.payload)
+            .where(
+                AuditEntryRow.action == REBASELINE_ACTION,
+                func.substr(AuditEntryRow.subject, 1, len(subject)) == subject,
+            )
+            .order_by(AuditEntryRow.sequence)
+        )
+        with self._sessions() as session:
+            return [json.loads(payload) for payload in session.scalars(query)]
 
     def alert(self, alert_id: uuid.UUID | str) -> AlertView:
         with self._sessions() as session:

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from postmarket.evidence.cli_common import ActorOption, UrlOption, actor_or_login, fail, open_store
+from postmarket.evidence.cli_common import (
+    ActorOption,
+    DeviceOption,
+    TableFormatOption,
+    UrlOption,
+    actor_or_login,
+    fail,
+    open_store,
+)
 from postmarket.evidence.testdb import (
     MAJOR_CHANGE_FRACTION,
     STRATA,
@@ -283,7 +291,7 @@ GATE_COLUMNS = (
 
 @testdb_app.command("run")
 def run_gate_command(
-    device: Annotated[str, typer.Option("--device", help="the device, as in the registry")],
+    device: DeviceOption,
     version: Annotated[str, typer.Option("--version", help="the candidate version S.Y.Z.B")],
     database: Annotated[
         str, typer.Option("--database", help="the test database version, NAME@VERSION")
@@ -324,7 +332,7 @@ def run_gate_command(
             "--min-kappa", min=-1.0, max=1.0, help="fail the gate if reader agreement is below"
         ),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    output: TableFormatOption = "table",
     actor: ActorOption = None,
     url: UrlOption = None,
 ) -> None:
@@ -517,9 +525,9 @@ def _table(run: GateRun) -> str:
 
 @testdb_app.command("verdict")
 def show_verdict(
-    device: Annotated[str, typer.Option("--device", help="the device, as in the registry")],
+    device: DeviceOption,
     version: Annotated[str, typer.Option("--version", help="the version S.Y.Z.B")],
-    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    output: TableFormatOption = "table",
     url: UrlOption = None,
 ) -> None:
     """A version's latest gate run, as stored: exit 0 if it passed, 5 if it failed, 1 if

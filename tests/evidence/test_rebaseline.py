@@ -105,6 +105,27 @@ def test_recording_resolves_the_acknowledged_alert_and_chains_the_decision(
     assert verdict.entries == 4  # raise, acknowledge, resolve, rebaseline
 
 
+def test_a_device_s_decisions_are_read_by_its_exact_id_oldest_first(
+    store: EvidenceStore,
+) -> None:
+    def decided(device_id: str, days: int) -> Rebaseline:
+        alert = make_alert(detector="score_drift", stream=make_stream(device_id=device_id))
+        store.record_alert(alert, actor="worker")
+        store.acknowledge_alert(alert.alert_id, by="dr.li", note="new scanner?")
+        decision = rebaseline_decision(alert, "dr.li", WHY, DECIDED_AT + timedelta(days=days))
+        store.record_rebaseline(decision)
+        return decision
+
+    first = decided("lung-ct", 0)
+    decided("LUNG-CT", 1)  # another device, though SQLite's LIKE would not tell them apart
+    decided("lung-ct.2", 2)  # another device whose id begins with this one's
+    second = decided("lung-ct", 3)
+
+    decisions = store.rebaseline_decisions("lung-ct")
+
+    assert decisions == [first.model_dump(mode="json"), second.model_dump(mode="json")]
+
+
 def test_an_open_alert_is_refused_with_the_lifecycle_and_nothing_is_written(
     store: EvidenceStore,
 ) -> None:

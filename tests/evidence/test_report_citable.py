@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from postmarket.cli import app
 from postmarket.evidence.report import MIN_WEEKLY_CASES, DeviceReport, build_report
-from postmarket.evidence.report_render import render_html, weekly_rates
+from postmarket.evidence.report_figures import weekly_rates
+from postmarket.evidence.report_render import render_html
 from postmarket.evidence.report_tables import content_hash, document_id
 from postmarket.evidence.snapshots import Snapshot
 from postmarket.evidence.store import EvidenceStore
