@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
-from postmarket import topics
 from postmarket.config import Settings
 from postmarket.stack import manager
 from streams.replay import ColumnMapping, CountingSink, KafkaSink, ReplaySummary, replay_file
@@ -57,23 +56,25 @@ def historical_predictions(rows: int, seed: int = 5) -> pd.DataFrame:
 
 
 class CollectingSink(CountingSink):
-    """A dry-run sink that keeps the encoded events, for the producer-alone peer."""
+    """A dry-run sink that keeps the encoded records (signed batches by default), for the
+    producer-alone peer."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.records: list[tuple[bytes, bytes]] = []
+        self.records: list[tuple[str, bytes, bytes, int]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self.records.append((key, value))
+    def send(self, topic: str, key: bytes, value: bytes, events: int = 1) -> None:
+        super().send(topic, key, value, events)
+        self.records.append((topic, key, value, events))
 
 
-def producer_alone(bootstrap: str, records: list[tuple[bytes, bytes]]) -> float:
+def producer_alone(bootstrap: str, records: list[tuple[str, bytes, bytes, int]]) -> float:
     """Seconds for kafka-python alone to send and have acknowledged pre-encoded records."""
     sink = KafkaSink(bootstrap)
     try:
         started = time.perf_counter()
-        for key, value in records:
-            sink.send(topics.PREDICTIONS, key, value)
+        for topic, key, value, events in records:
+            sink.send(topic, key, value, events)
         failed = sink.finish()
         elapsed = time.perf_counter() - started
     finally:
@@ -122,7 +123,9 @@ def run(results_dir: Path) -> dict[str, Any]:
         result["kafka_python_alone_events_per_s"] = EVENTS / producer_alone(
             bootstrap, collected.records
         )
-        result["event_bytes_mean"] = float(np.mean([len(v) for _, v in collected.records]))
+        record_bytes = sum(len(value) for _topic, _key, value, _events in collected.records)
+        result["event_bytes_mean"] = record_bytes / EVENTS
+        result["records"] = len(collected.records)
     finally:
         manager.down(Settings(home=work))
         shutil.rmtree(work, ignore_errors=True)

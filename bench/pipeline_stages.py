@@ -1,10 +1,11 @@
 """Where a worker's own time goes per input event: the agents' calls, without Kafka or Faust.
 
-The same events the pipeline benchmark sends, taken through the calls the join and stream
+The same events the pipeline benchmark sends, as v1 records (one signed event each) or as
+v2 signed batches (:func:`signed_batches`), taken through the calls the join and stream
 agents make for them, each stage timed on its own in this process:
 
-- ``decode``: the event contract (``decode_for_topic``);
-- ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``);
+- ``decode``: the event contract (``decode_for_topic``; ``decode_batch`` for a batch);
+- ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``), once per record;
 - ``join``: the case file's ``add``, its table state, and that state as Faust's JSON codec
   writes it to the changelog; each outcome encoded for ``pms.outcomes.v1``; new
   predictions batched per stream and encoded (``StreamRouter``);
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 from faust.utils import json as faust_json
@@ -37,7 +38,8 @@ from postmarket.contracts import (
     decode_for_topic,
     encode,
 )
-from postmarket.contracts.events import JoinPosition
+from postmarket.contracts.batches import EventKind, decode_batch, encode_batch
+from postmarket.contracts.events import MAX_BATCH_EVENTS
 from streams.casefile import CaseFile, RecordPosition
 from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
 from streams.routing import StreamPredictions, StreamRouter
@@ -59,6 +61,45 @@ def signed_records(
     return records
 
 
+def collector_batches(
+    events: Sequence[Prediction | FollowUp], size: int = MAX_BATCH_EVENTS
+) -> list[tuple[str, list[Prediction | FollowUp]]]:
+    """The events in batches of ``size`` or fewer of one site each, as collectors send them.
+
+    A site's events go in their time order (a backlog sent in full batches); the sites'
+    collectors send side by side, so their batches interleave, one of each site in turn.
+    """
+    by_site: dict[str, list[Prediction | FollowUp]] = {}
+    for event in events:
+        by_site.setdefault(event.site_id, []).append(event)
+    per_site = []
+    for site, site_events in by_site.items():
+        ordered = sorted(site_events, key=lambda event: event.event_time)
+        per_site.append(
+            [(site, ordered[start : start + size]) for start in range(0, len(ordered), size)]
+        )
+    return [
+        batch for turn in itertools.zip_longest(*per_site) for batch in turn if batch is not None
+    ]
+
+
+def signed_batches(
+    events: Sequence[Prediction | FollowUp], signing_keys: dict[str, SigningKey]
+) -> list[SignedRecord]:
+    """The events as ``pms.inputs.v2`` records: keyed by site, signed once each."""
+    records = []
+    for site, batch in collector_batches(events):
+        key = site.encode()
+        value = encode_batch(site, [(_kind(e), str(e.event_id), encode(e)) for e in batch])
+        signature = signing_keys[site].sign(topics.INPUTS, key, value)
+        records.append((topics.INPUTS, key, value, signature))
+    return records
+
+
+def _kind(event: Prediction | FollowUp) -> EventKind:
+    return "prediction" if isinstance(event, Prediction) else "followup"
+
+
 def _timed(stage: Callable[[], object]) -> float:
     started = time.perf_counter()
     stage()
@@ -66,28 +107,42 @@ def _timed(stage: Callable[[], object]) -> float:
 
 
 def _positions(records: list[SignedRecord]) -> Iterator[RecordPosition]:
+    """Each record's position on one partition of its topic."""
     offsets: dict[str, int] = {}
     for topic, *_ in records:
         offsets[topic] = offsets.get(topic, -1) + 1
         yield RecordPosition(topic, 0, offsets[topic])
 
 
+def _batch_events(
+    records: list[SignedRecord],
+) -> list[tuple[Prediction | FollowUp, RecordPosition]]:
+    """Each event of each batch record, at its place in its record (its ``index``)."""
+    placed = []
+    for (_topic, _key, value, _headers), at in zip(records, _positions(records), strict=True):
+        for element in decode_batch(value).elements:
+            if element.event is None:
+                raise ValueError(f"event {element.index} of a bench batch is invalid")
+            position = RecordPosition(at.topic, at.partition, at.offset, element.index)
+            placed.append((element.event, position))
+    return placed
+
+
 def _join(
-    records: list[SignedRecord], events: list[Prediction | FollowUp]
+    placed: list[tuple[Prediction | FollowUp, RecordPosition]],
 ) -> tuple[list[bytes], list[StreamPredictions]]:
     """Join every event; the outcome records sent and the routed batches, for the monitor."""
     cases: dict[str, CaseFile] = {}
     sent: list[bytes] = []
     router = StreamRouter()
     routed: list[StreamPredictions] = []
-    for number, (event, position) in enumerate(zip(events, _positions(records), strict=True)):
+    for number, (event, position) in enumerate(placed):
         case = cases.setdefault(event.case_pseudonym, CaseFile())
         accepted = case.add(event, position)
         faust_json.dumps(case.to_state())  # the changelog record, as Faust's codec writes it
         sent.extend(encode(outcome) for outcome in accepted.outcomes)
         if isinstance(event, Prediction):
-            at = JoinPosition(topic=position.topic, partition=0, offset=position.offset, rank=0)
-            router.add(event.stream, event, at)
+            router.add(event.stream, event, position.joined(0))
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
             routed.extend(record for _key, record in router.drain())
     routed.extend(record for _key, record in router.drain())
@@ -130,19 +185,30 @@ def own_work_us_per_event(
     signing_keys: dict[str, SigningKey],
     registry: list[RegistryEntry],
     registered_at: datetime,
+    *,
+    batched: bool = False,
 ) -> dict[str, float]:
-    """Microseconds per input event of each stage, and their ``total``."""
-    records = signed_records(events, signing_keys)
+    """Microseconds per input event of each stage, and their ``total``, as v1 records
+    (``batched``: as v2 signed batches of up to 500 events, :func:`signed_batches`)."""
+    if batched:
+        records = signed_batches(events, signing_keys)
+        placed = _batch_events(records)
+    else:
+        records = signed_records(events, signing_keys)
+        placed = list(zip(events, _positions(records), strict=True))
     keyring = SiteKeyring(
         key.registration(site, registered_at) for site, key in signing_keys.items()
     )
     seconds: dict[str, float] = {}
-    seconds["decode"] = _timed(lambda: [decode_for_topic(t, v) for t, _k, v, _h in records])
+    if batched:
+        seconds["decode"] = _timed(lambda: [decode_batch(v) for _t, _k, v, _h in records])
+    else:
+        seconds["decode"] = _timed(lambda: [decode_for_topic(t, v) for t, _k, v, _h in records])
     seconds["signature"] = _timed(
         lambda: [keyring.verify(h, t, k, v, at=registered_at) for t, k, v, h in records]
     )
     started = time.perf_counter()
-    outcomes, batches = _join(records, events)
+    outcomes, batches = _join(placed)
     routing = [encode(batch) for batch in batches]
     seconds["join"] = time.perf_counter() - started
     by_version = {entry.device_version: entry for entry in registry}

@@ -77,6 +77,7 @@ def check(
     Exit 3: the configuration is invalid; 4: Kafka (with --kafka) refused or did not
     answer; 2: an input (or a row of one) would be refused.
     """
+    from collectors.batching import contract_topics, describe_contract
     from collectors.preflight import kafka_problem, load_secrets, location_problems
     from collectors.pseudonym import SiteKeyError
     from collectors.settings import CollectorConfigError, load_settings
@@ -99,13 +100,18 @@ def check(
         else "no signing_key_file: events would leave unsigned and workers that require "
         "authenticity dead-letter them"
     )
-    typer.echo(f"configuration ok: site {settings.site_id}; {signing}", err=True)
+    sends = describe_contract(settings.input_contract)
+    typer.echo(f"configuration ok: site {settings.site_id}; {signing}; sends {sends}", err=True)
     if kafka:
         unreachable = kafka_problem(settings, kafka_timeout)
         if unreachable is not None:
             typer.echo(unreachable, err=True)
             raise typer.Exit(EXIT_KAFKA)
-        typer.echo(f"Kafka {settings.kafka_bootstrap}: connected, input topics visible", err=True)
+        visible = ", ".join(contract_topics(settings.input_contract))
+        typer.echo(
+            f"Kafka {settings.kafka_bootstrap}: connected, input topics visible ({visible})",
+            err=True,
+        )
     if ai_output is not None:
         code = _check_prediction(files or [], ai_output, settings, secrets.site_key)
     else:
@@ -196,12 +202,14 @@ def _ai_output(path: Path, mapping: AiSrMapping | None) -> AIOutput:
 
 @collector_app.command("status")
 def status(config: ConfigOption = None) -> None:
-    """What waits in the outbox, what waits for its study, the last delivery and error.
+    """What waits in the outbox, what waits for its study, the last delivery and error, and
+    what the collector sends (its input contract).
 
     Read from the collector's files, read-only: works whether it is running or not.
     """
     from datetime import UTC, datetime
 
+    from collectors.batching import describe_contract
     from collectors.settings import CollectorConfigError, load_settings
     from collectors.status import StatusError, read_status, status_lines
 
@@ -213,6 +221,7 @@ def status(config: ConfigOption = None) -> None:
         raise typer.Exit(EXIT_CONFIG) from None
     for line in status_lines(found, datetime.now(UTC), settings.outbox_max_bytes):
         typer.echo(line)
+    typer.echo(f"sends {describe_contract(settings.input_contract)}")
 
 
 @collector_app.command("run")

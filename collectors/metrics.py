@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collectors.dicom_input import REJECT_REASONS
-from collectors.mllp import OUTCOMES, REASONS
+from collectors.mllp import CONNECTION_CLOSINGS, OUTCOMES, REASONS
 
 PREFIX = "postmarket_collector"
 STOW_REFUSALS = (
@@ -45,6 +45,7 @@ class CollectorMetrics:
     associations_rejected: Counter
     mllp_messages: Counter
     mllp_connections_refused: Counter
+    mllp_connections_closed: Counter
     stow_requests_refused: Counter
 
     @classmethod
@@ -138,6 +139,14 @@ class CollectorMetrics:
                 "MLLP connections closed at once because mllp_max_connections were open.",
                 registry=registry,
             ),
+            mllp_connections_closed=Counter(
+                f"{PREFIX}_mllp_connections_closed",
+                "MLLP connections the listener closed, by reason (peer_not_allowed: at once, "
+                "unread; idle, incomplete_message, ack_not_read: no message completed or "
+                "acknowledgement read for mllp_idle_timeout_s).",
+                ["reason"],
+                registry=registry,
+            ),
             stow_requests_refused=Counter(
                 f"{PREFIX}_stow_requests_refused",
                 "STOW-RS requests refused whole, by reason (peer_not_allowed, "
@@ -154,6 +163,8 @@ class CollectorMetrics:
             metrics.events_queued.labels(event=event)
         for kind in ("ai_output", "followup"):
             metrics.waiting_expired.labels(kind=kind)
+        for closing in CONNECTION_CLOSINGS:
+            metrics.mllp_connections_closed.labels(reason=closing)
         for code, mllp_reason in REASONS:
             metrics.mllp_messages.labels(outcome=OUTCOMES[code], reason=mllp_reason)
         return metrics

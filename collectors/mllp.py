@@ -7,7 +7,7 @@ each message: past it, the rest of the message is skipped, not stored, and the f
 marked oversize so it can be refused without losing the messages behind it.
 
 An original-mode acknowledgement (``ACK``) answers each message: ``MSA-1`` is AA
-(accepted), AE (an error in the message) or AR (refused: a peer, size or message type the
+(accepted), AE (an error in the message) or AR (refused: a size or message type the
 collector does not take, or no room to store it now); ``MSA-2`` repeats the message's
 control id (``MSH-10``) so the sender can match the answer to what it sent.
 """
@@ -29,7 +29,6 @@ REASONS: tuple[tuple[AckCode, str], ...] = (
     ("AA", "accepted"),
     ("AE", "bad_message"),
     ("AE", "bad_followup"),
-    ("AR", "peer_not_allowed"),
     ("AR", "too_large"),
     ("AR", "wrong_message_type"),
     ("AR", "outbox_full"),
@@ -37,6 +36,18 @@ REASONS: tuple[tuple[AckCode, str], ...] = (
 )
 """Every (code, reason) the listener answers with: ``bad_message`` cannot be parsed as
 HL7 v2, ``bad_followup`` is an ORU^R01 with a result the mapping cannot use."""
+IdleClosing = Literal["idle", "incomplete_message", "ack_not_read"]
+"""Why a connection that made no progress for the idle timeout was closed: it sent
+nothing, sent part of a message and no end, or read none of its acknowledgements."""
+ConnectionClosing = Literal["peer_not_allowed"] | IdleClosing
+CONNECTION_CLOSINGS: tuple[ConnectionClosing, ...] = (
+    "peer_not_allowed",
+    "idle",
+    "incomplete_message",
+    "ack_not_read",
+)
+"""Every reason the listener closes a connection it accepted (a peer not on the allow-list
+is closed at once, unread)."""
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"

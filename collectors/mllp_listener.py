@@ -8,11 +8,16 @@ accession and the outbox limit are the same. The acknowledgement is written only
 :meth:`~collectors.intake.Intake.accept_followup` returned, that is once the follow-up is
 in the outbox (or, for an accession not seen yet, in the case index) on disk: a sender
 that got AA may forget the message. AE answers a message the collector cannot use as it
-is (unparseable, no usable result); AR one it will not take (a peer not on the
-allow-list, above the size limit, not ORU^R01, or no room in the outbox now). A bad
-message is answered, counted and logged without its content; the connection goes on.
+is (unparseable, no usable result); AR one it will not take (above the size limit, not
+ORU^R01, or no room in the outbox now). A bad message is answered, counted and logged
+without its content; the connection goes on.
+
 At most ``max_connections`` connections are served at once (each may buffer a whole
-message, so this bounds memory); one more is closed unread, logged and counted.
+message, so this bounds memory); one more is closed unread, logged and counted. No peer
+holds one of those slots for nothing: a peer not on the allow-list is closed at once,
+unread, and a connection that completes no message for ``idle_timeout_s`` (silent, or
+inside a message that never ends, or not reading its acknowledgements) is closed; each
+closing is logged and counted by reason. An engine reconnects when it next has a message.
 
 The listener runs an asyncio loop in its own thread; storing happens in worker threads,
 so a slow disk delays only the connection whose message is being stored.
@@ -45,6 +50,8 @@ from collectors.metrics import CollectorMetrics
 from collectors.mllp import (
     OUTCOMES,
     AckCode,
+    ConnectionClosing,
+    IdleClosing,
     IpNetwork,
     MllpDeframer,
     MllpFrame,
@@ -61,10 +68,10 @@ from postmarket.secrets import SecretFileError, read_secret_file
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 64 * 1024
-REFUSED_PEER_HEAD_BYTES = 4096
-"""A refused peer's message is never used: only its header is kept, to answer it."""
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
+"""How long closing waits for the peer to take what was written before dropping it."""
 
 
 class MllpListenerError(OSError):
@@ -75,7 +82,8 @@ class MllpListenerError(OSError):
 @dataclass(frozen=True)
 class MllpEndpoint:
     """Where the listener binds, whom it hears, how much it buffers (per message and in
-    connections at once), and its TLS files."""
+    connections at once), how long a connection may go without a message, and its TLS
+    files."""
 
     host: str = "127.0.0.1"
     port: int = 2575
@@ -84,6 +92,7 @@ class MllpEndpoint:
     )
     max_message_bytes: int = 8 * 1024**2
     max_connections: int = 16
+    idle_timeout_s: float = 300.0
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 
@@ -97,6 +106,7 @@ class MllpEndpoint:
             allowed_peers=peer_networks(settings.mllp_allowed_peers),
             max_message_bytes=settings.mllp_max_message_bytes,
             max_connections=settings.mllp_max_connections,
+            idle_timeout_s=settings.mllp_idle_timeout_s,
             tls_cert_file=settings.mllp_tls_cert_file,
             tls_key_file=settings.mllp_tls_key_file,
         )
@@ -132,15 +142,10 @@ class Verdict:
     refused_results: tuple[str, ...] = ()
 
 
-def assess(
-    message_frame: MllpFrame, from_allowed_peer: bool, mapping: Hl7FollowUpMapping
-) -> Verdict:
-    """What to do with one framed message, before anything is stored (pure)."""
+def assess(message_frame: MllpFrame, mapping: Hl7FollowUpMapping) -> Verdict:
+    """What to do with one framed message from an allowed peer, before anything is stored
+    (pure)."""
     text = message_frame.content.decode("utf-8", errors="replace")
-    if not from_allowed_peer:
-        return Verdict(
-            "AR", "peer_not_allowed", "sender not in mllp_allowed_peers", ReplyTo.of_head(text)
-        )
     if message_frame.oversize:
         return Verdict(
             "AR",
@@ -290,40 +295,78 @@ class MllpListener:
     ) -> None:
         peername: Any = writer.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
+        if not peer_allowed(peer, self.endpoint.allowed_peers):
+            await self._close_unread(writer, peer)
+            return
         if len(self._connections) >= self.endpoint.max_connections:
             await self._refuse_connection(writer, peer)
             return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        allowed = peer_allowed(peer, self.endpoint.allowed_peers)
-        if not allowed:
-            log.warning("MLLP connection from %s: not in mllp_allowed_peers, refusing", peer)
-        deframer = MllpDeframer(
-            self.endpoint.max_message_bytes if allowed else REFUSED_PEER_HEAD_BYTES
-        )
+        deframer = MllpDeframer(self.endpoint.max_message_bytes)
+        timed_out: IdleClosing | None = None
         try:
-            while data := await reader.read(READ_CHUNK_BYTES):
-                for message_frame in deframer.feed(data):
-                    writer.write(frame(await self._answer(message_frame, allowed, peer)))
-                    await writer.drain()
+            timed_out = await self._converse(reader, writer, deframer, peer)
         except OSError as error:
             log.info("MLLP connection from %s ended: %s", peer, type(error).__name__)
         except asyncio.CancelledError:
             pass  # the listener is stopping; ending quietly keeps asyncio from reporting it
         finally:
-            if deframer.partial_bytes:
+            if timed_out is not None:
+                self._count_closing(timed_out)
+                log.log(
+                    logging.INFO if timed_out == "idle" else logging.WARNING,
+                    "MLLP connection from %s closed: %s",
+                    peer,
+                    _idle_closing_text(timed_out, deframer.partial_bytes, self.endpoint),
+                )
+            elif deframer.partial_bytes:
                 log.warning(
                     "MLLP connection from %s closed inside a message (%d bytes, not "
                     "acknowledged: the sender resends it)",
                     peer,
                     deframer.partial_bytes,
                 )
-            writer.close()
-            with suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+            await _close(writer, at_once=timed_out == "ack_not_read")
             if task is not None:
                 self._connections.discard(task)
+
+    async def _converse(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deframer: MllpDeframer,
+        peer: str,
+    ) -> IdleClosing | None:
+        """Answer each message until the peer closes (None) or lets ``idle_timeout_s`` pass
+        without completing a message or reading an acknowledgement (why it was closed).
+
+        The clock restarts after each acknowledgement, so storing a message never counts
+        against the peer, and a message trickling in a byte at a time gets no longer than
+        a silent connection: its slot is not held past the timeout either.
+        """
+        idle_timeout_s = self.endpoint.idle_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await reader.read(READ_CHUNK_BYTES)
+            except TimeoutError:
+                return "incomplete_message" if deframer.partial_bytes else "idle"
+            if not data:
+                return None
+            message_frames = deframer.feed(data)
+            for message_frame in message_frames:
+                writer.write(frame(await self._answer(message_frame, peer)))
+                try:
+                    async with asyncio.timeout(idle_timeout_s):
+                        await writer.drain()
+                except TimeoutError:
+                    return "ack_not_read"
+            if message_frames:
+                deadline = loop.time() + idle_timeout_s
 
     async def _refuse_connection(self, writer: asyncio.StreamWriter, peer: str) -> None:
         """Close a connection beyond ``max_connections`` unread: the engine reconnects later."""
@@ -334,14 +377,27 @@ class MllpListener:
             peer,
             self.endpoint.max_connections,
         )
-        writer.close()
-        with suppress(OSError, asyncio.CancelledError):
-            await writer.wait_closed()
+        await _close(writer)
 
-    async def _answer(self, message_frame: MllpFrame, allowed: bool, peer: str) -> bytes:
+    async def _close_unread(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        """Close a connection from a peer not on the allow-list before reading anything, so
+        it never holds a slot (nothing it could send would be used)."""
+        self._count_closing("peer_not_allowed")
+        log.warning(
+            "MLLP connection from %s closed unread: not in mllp_allowed_peers (add the "
+            "interface engine's address there if it should send)",
+            peer,
+        )
+        await _close(writer)
+
+    def _count_closing(self, reason: ConnectionClosing) -> None:
+        if self._metrics is not None:
+            self._metrics.mllp_connections_closed.labels(reason=reason).inc()
+
+    async def _answer(self, message_frame: MllpFrame, peer: str) -> bytes:
         """Assess, store, count and log one message; its acknowledgement."""
         try:
-            verdict = assess(message_frame, allowed, self.mapping)
+            verdict = assess(message_frame, self.mapping)
         except Exception as error:  # a parser bug on odd input costs this message only
             log.error("MLLP message from %s could not be read (%s)", peer, type(error).__name__)
             verdict = Verdict(
@@ -387,6 +443,35 @@ class MllpListener:
 def _message_id() -> str:
     """A control id for an acknowledgement (MSH-10 holds at most 20 characters)."""
     return uuid.uuid4().hex[:20]
+
+
+async def _close(writer: asyncio.StreamWriter, at_once: bool = False) -> None:
+    """Close a connection, at once (discarding unsent bytes) or after sending what is
+    written; a peer that reads nothing would keep the latter, and its slot, waiting."""
+    if at_once:
+        writer.transport.abort()
+    else:
+        writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except (OSError, asyncio.CancelledError):
+        pass  # already gone, or the listener is stopping
+
+
+def _idle_closing_text(reason: IdleClosing, partial_bytes: int, endpoint: MllpEndpoint) -> str:
+    """Why a connection was closed for lack of progress, in words for the log."""
+    waited = f"{endpoint.idle_timeout_s:g} s (mllp_idle_timeout_s)"
+    if reason == "incomplete_message":
+        return (
+            f"a message ({partial_bytes} bytes so far) did not end within {waited}; "
+            "not acknowledged (check the sender frames messages 0x0B ... 0x1C 0x0D)"
+        )
+    if reason == "ack_not_read":
+        return f"it read no acknowledgement for {waited}"
+    return f"no message for {waited}; the engine reconnects when it has one"
 
 
 def _log_loop_problem(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors.batching import contract_topics
 from collectors.deidentify import Deidentifier
 from collectors.events import DicomCase, dicom_case
 from collectors.mllp_listener import MllpEndpoint, MllpListenerError
@@ -126,7 +127,8 @@ def unwritable(folder: Path, setting: str) -> str | None:
 def kafka_problem(
     settings: CollectorSettings, timeout_s: float = KAFKA_CHECK_TIMEOUT_S
 ) -> str | None:
-    """Why the collector could not connect, authenticate and see its topics; None if it can.
+    """Why the collector could not connect, authenticate and see the topics its input
+    contract writes; None if it can.
 
     Connects with the producer's own security settings; sends nothing.
     """
@@ -151,10 +153,15 @@ def kafka_problem(
             "SASL_SSL kafka_username, its password file and kafka_ca_file"
         )
     try:
-        for topic in (topics.PREDICTIONS, topics.FOLLOWUPS):
+        for topic in contract_topics(settings.input_contract):
             producer.partitions_for(topic)
     except KafkaError as error:
-        return f"{where}: connected, but cannot see topic {topic} ({type(error).__name__})"
+        hint = (
+            '; are the central workers upgraded? Until they are, set input_contract = "v1"'
+            if topic == topics.INPUTS
+            else ""
+        )
+        return f"{where}: connected, but cannot see topic {topic} ({type(error).__name__}){hint}"
     finally:
         producer.close(timeout=1)
     return None

@@ -36,8 +36,10 @@ class Delivery:
 
 @dataclass(frozen=True)
 class EncodedEvent:
-    """An event as it goes on the wire: topic, key (case pseudonym), JSON bytes, and the
-    record headers (the site's signature, see :mod:`postmarket.authenticity`)."""
+    """A record as it goes on the wire: topic, key, JSON bytes, and the record headers (the
+    site's signature, see :mod:`postmarket.authenticity`). An outbox row is one v1 event
+    (keyed by its case pseudonym); a v2 batch of them is keyed by site
+    (:mod:`collectors.batching`)."""
 
     topic: str
     key: bytes
@@ -89,7 +91,8 @@ class EventProducer:
     def deliver(
         self, events: Iterable[Contract], signer: RecordSigner | None = None
     ) -> list[Delivery]:
-        """Send events (signed by ``signer``) and wait until the broker acknowledged each one."""
+        """Send events as v1 records, one each (signed by ``signer``), and wait until the
+        broker acknowledged each one."""
         records = []
         for event in events:
             topic, key = topic_and_key(event)
@@ -97,7 +100,8 @@ class EventProducer:
         return self.deliver_encoded(records)
 
     def deliver_encoded(self, records: Iterable[EncodedEvent]) -> list[Delivery]:
-        """Send already-encoded events (from the outbox) and wait for every acknowledgement."""
+        """Send already-encoded records (events or batches of them, from the outbox) and wait
+        for every acknowledgement."""
         pending = []
         try:
             for record in records:

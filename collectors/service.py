@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from collectors.batching import describe_contract
 from collectors.case_index import CaseIndex
 from collectors.delivery import DeliveryLoop, RecordSender
 from collectors.intake import Intake
@@ -80,7 +81,12 @@ class Collector:
                 "authenticity dead-letter them (see `postmarket collector keygen`)"
             )
         self.delivery = DeliveryLoop(
-            self.outbox, connect or self._connect, self.metrics, signer=signer
+            self.outbox,
+            connect or self._connect,
+            self.metrics,
+            signer=signer,
+            input_contract=settings.input_contract,
+            site_id=settings.site_id,
         )
         self.metrics_address: tuple[str, int] | None = None
         self.mllp = self._mllp_listener()
@@ -136,10 +142,11 @@ class Collector:
             if self.mllp is not None:
                 self.mllp.start()
             log.info(
-                "collector for site %s running: inbox %s, Kafka %s",
+                "collector for site %s running: inbox %s, Kafka %s (%s)",
                 self.settings.site_id,
                 self.settings.inbox.path if self.settings.inbox else "none",
                 self.settings.kafka_bootstrap,
+                describe_contract(self.settings.input_contract),
             )
             stop.wait()
         finally:

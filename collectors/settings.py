@@ -2,11 +2,13 @@
 
 Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY_FILE`` and
 ``POSTMARKET_SIGNING_KEY_FILE`` (the *paths* of the key files, never the keys: every
-variable naming a secret's file ends in ``_FILE``) override the ``[collector]`` table of the
-TOML file; everything else has loopback defaults. The keys themselves are read by
-:class:`~collectors.pseudonym.SiteKey` and :class:`~postmarket.authenticity.SigningKey`,
-which refuse a file others can read and never show a key in a message; an error about a
-secret file names its setting and variable.
+variable naming a secret's file ends in ``_FILE``), the Kafka variables of
+:data:`KAFKA_ENV`, ``POSTMARKET_INPUT_CONTRACT`` and ``POSTMARKET_STOW_TOKEN_FILE`` (the
+STOW-RS bearer token's file, for a ``[collector.stow_rs]`` the TOML file configures)
+override the ``[collector]`` table of the TOML file; everything else has loopback defaults.
+The keys themselves are read by :class:`~collectors.pseudonym.SiteKey` and
+:class:`~postmarket.authenticity.SigningKey`, which refuse a file others can read and never
+show a key in a message; an error about a secret file names its setting and variable.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
 from collectors.pseudonym import SiteKey, SiteKeyError
 from postmarket.authenticity import SigningKey, SigningKeyError
 from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
@@ -39,6 +42,7 @@ from postmarket.kafka_security import (
     SecurityProtocol,
 )
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsEndpointError
+from postmarket.secrets import SecretFileError, read_secret_file
 
 SITE_ID_ENV = "POSTMARKET_SITE_ID"
 SITE_KEY_ENV = "POSTMARKET_SITE_KEY_FILE"
@@ -56,10 +60,13 @@ KAFKA_ENV = {
     "kafka_ca_file": "POSTMARKET_KAFKA_CA_FILE",
 }
 """Kafka connection settings the environment may set (the password only as a file path)."""
+INPUT_CONTRACT_ENV = "POSTMARKET_INPUT_CONTRACT"
+STOW_TOKEN_ENV = "POSTMARKET_STOW_TOKEN_FILE"  # noqa: S105 - a variable naming the token's file
 SECRET_FILE_ENV = {
     "site_key_file": SITE_KEY_ENV,
     "signing_key_file": SIGNING_KEY_ENV,
     "kafka_password_file": KAFKA_ENV["kafka_password_file"],
+    "token_file": STOW_TOKEN_ENV,
 }
 """The variables that name a secret's file; each ends in ``_FILE``."""
 
@@ -129,8 +136,9 @@ class StowRSSettings(_Section):
     """DICOMweb STOW-RS (PS3.18 10.5): an AI platform or PACS POSTs instances over HTTP(S).
 
     A request must come from ``allowed_peers`` (addresses or networks) and/or carry the
-    bearer token held in ``token_file`` (mode 0600): at least one is required, and when
-    both are set a request needs both. The token is read from the file, never a value.
+    bearer token held in ``token_file`` (mode 0600; ``POSTMARKET_STOW_TOKEN_FILE`` overrides
+    it): at least one is required, and when both are set a request needs both. The token
+    is read from the file, never a value.
     """
 
     host: str = "127.0.0.1"
@@ -152,6 +160,18 @@ class StowRSSettings(_Section):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both tls_cert_file and tls_key_file")
         return self
+
+    def bearer_token(self) -> bytes | None:
+        """The token a request must carry, read now (None without ``token_file``).
+
+        Raises ``SecretFileError`` naming the setting and its variable, never the token.
+        """
+        if self.token_file is None:
+            return None
+        try:
+            return read_secret_file(self.token_file, "STOW-RS token")
+        except SecretFileError as error:
+            raise SecretFileError(f"{secret_setting('token_file')}: {error}") from None
 
 
 class CsvFollowUpMapping(_Section):
@@ -269,6 +289,11 @@ class CollectorSettings(BaseModel):
     """0600 file holding the principal's password (``postmarket stack add-site`` writes one)."""
     kafka_ca_file: Path | None = None
     """PEM certificate of the CA that signed the broker's certificate."""
+    input_contract: InputContract = DEFAULT_INPUT_CONTRACT
+    """``v2``: signed batches of this site's events on ``pms.inputs.v2`` (keyed by site);
+    ``v1``: one record per event on ``pms.predictions.v1``/``pms.followups.v1``, for a fleet
+    whose central workers do not read v2 yet. Events waiting in the outbox leave in
+    whichever is set when they are sent."""
     outbox_path: Path = Path("collector-outbox.db")
     outbox_max_bytes: int = Field(1024**3, gt=0)
     outbox_warn_fraction: float = Field(0.8, gt=0.0, le=1.0)
@@ -288,7 +313,7 @@ class CollectorSettings(BaseModel):
     registered port); the results are read through ``[collector.followups.hl7]``."""
     mllp_allowed_peers: tuple[str, ...] = ("127.0.0.1", "::1")
     """Addresses or networks (``10.20.0.0/24``) of the interface engines that may send; a
-    message from any other peer is refused (AR) unread."""
+    connection from any other peer is closed at once, unread, logged and counted."""
     mllp_max_message_bytes: int = Field(8 * 1024**2, gt=0)
     """A larger message is refused (AR) and skipped; a result with an embedded PDF report
     (OBX of type ED) runs to a few MiB, and each connection buffers one message."""
@@ -297,6 +322,11 @@ class CollectorSettings(BaseModel):
     counted (``postmarket_collector_mllp_connections_refused_total``). Each connection may
     buffer up to ``mllp_max_message_bytes``, so the cap bounds the listener's memory
     (16 x 8 MiB by default); an interface engine opens one connection per channel."""
+    mllp_idle_timeout_s: float = Field(300.0, gt=0.0, le=86400.0)
+    """A connection that completes no message (or reads no acknowledgement) for this long
+    is closed, logged and counted (``postmarket_collector_mllp_connections_closed_total``),
+    so a silent peer or a message that never ends holds no connection slot; the engine
+    reconnects when it next has a message. The clock restarts after each acknowledgement."""
     mllp_tls_cert_file: Path | None = None
     """PEM certificate: accept MLLP over TLS only (with ``mllp_tls_key_file``)."""
     mllp_tls_key_file: Path | None = None
@@ -435,6 +465,10 @@ def load_settings(
     for name, variable in KAFKA_ENV.items():
         if env.get(variable):
             values[name] = env[variable]
+    if env.get(INPUT_CONTRACT_ENV):
+        values["input_contract"] = env[INPUT_CONTRACT_ENV].strip()
+    if env.get(STOW_TOKEN_ENV):
+        _override_stow_token_file(values, Path(env[STOW_TOKEN_ENV]))
     missing = [
         f"{name} ({variable} or [collector] {name} in --config)"
         for name, variable in (("site_id", SITE_ID_ENV), ("site_key_file", SITE_KEY_ENV))
@@ -449,6 +483,18 @@ def load_settings(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
         )
         raise CollectorConfigError(f"invalid collector settings: {problems}") from None
+
+
+def _override_stow_token_file(values: dict[str, Any], token_file: Path) -> None:
+    """``POSTMARKET_STOW_TOKEN_FILE`` sets the token file of a configured STOW-RS endpoint;
+    it never turns the endpoint on (that opens a port), so without one it is an error."""
+    stow_rs = values.get("stow_rs")
+    if not isinstance(stow_rs, dict):
+        raise CollectorConfigError(
+            f"{STOW_TOKEN_ENV} is set but STOW-RS is off: configure [collector.stow_rs] "
+            "(its port and host) in --config, or unset the variable"
+        )
+    values["stow_rs"] = stow_rs | {"token_file": token_file}
 
 
 def _resolve_paths(values: dict[str, Any], base: Path) -> None:

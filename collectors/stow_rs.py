@@ -252,11 +252,7 @@ class StowRSServer:
         self.inbox = inbox
         self.max_instance_bytes = max_instance_bytes
         self._metrics = metrics
-        self._token = (
-            None
-            if settings.token_file is None
-            else read_secret_file(settings.token_file, "STOW-RS token")
-        )
+        self._token = settings.bearer_token()
         self._tls = (
             None
             if settings.tls_cert_file is None or settings.tls_key_file is None

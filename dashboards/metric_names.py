@@ -76,6 +76,7 @@ COLLECTOR_WAITING_EXPIRED = sample_name(_collector.waiting_expired)
 COLLECTOR_ASSOCIATIONS_REJECTED = sample_name(_collector.associations_rejected)
 COLLECTOR_MLLP_MESSAGES = sample_name(_collector.mllp_messages)
 COLLECTOR_MLLP_CONNECTIONS_REFUSED = sample_name(_collector.mllp_connections_refused)
+COLLECTOR_MLLP_CONNECTIONS_CLOSED = sample_name(_collector.mllp_connections_closed)
 COLLECTOR_STOW_REQUESTS_REFUSED = sample_name(_collector.stow_requests_refused)
 
 UNREGISTERED_CHANGE_DETECTOR = unregistered_change.DETECTOR

@@ -142,7 +142,7 @@ def build() -> model.Dashboard:
             "HL7 results over MLLP per hour by outcome",
             "ORU^R01 messages from the interface engine, by acknowledgement: accepted (AA, "
             "stored before the ACK), errored (AE: the message or a result is unusable) and "
-            "refused (AR: peer, size, message type, full outbox). The reasons are in the "
+            "refused (AR: size, message type, full outbox). The reasons are in the "
             "collector log, by control id.",
             [
                 Query(
@@ -154,8 +154,10 @@ def build() -> model.Dashboard:
         graph(
             "Refused STOW-RS requests and MLLP connections per hour by reason",
             "STOW-RS requests refused whole (peer not allowed, no valid token, wrong media "
-            "type, too large, malformed), and MLLP connections closed because "
-            "mllp_max_connections were open.",
+            "type, too large, malformed); MLLP connections refused because "
+            "mllp_max_connections were open, and closed by the collector (peer not allowed, "
+            "idle past mllp_idle_timeout_s, a message that never ended, acknowledgements "
+            "not read).",
             [
                 Query(
                     f"sum by (reason) (increase({m.COLLECTOR_STOW_REQUESTS_REFUSED}{{{SEL}}}[1h]))",
@@ -164,6 +166,11 @@ def build() -> model.Dashboard:
                 Query(
                     f"sum(increase({m.COLLECTOR_MLLP_CONNECTIONS_REFUSED}{{{SEL}}}[1h]))",
                     "MLLP connections over mllp_max_connections",
+                ),
+                Query(
+                    f"sum by (reason) "
+                    f"(increase({m.COLLECTOR_MLLP_CONNECTIONS_CLOSED}{{{SEL}}}[1h]))",
+                    "MLLP closed: {{reason}}",
                 ),
             ],
         ),

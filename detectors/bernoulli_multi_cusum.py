@@ -300,6 +300,43 @@ class BernoulliMultiCUSUM(Detector):
             self.reset()
         return result
 
+    def update_counts(self, cases: int, events: int) -> DetectorResult:
+        """Feed a batch of ``cases`` with ``events`` adverse events, looking only at its end.
+
+        Each CUSUM adds the batch's whole log-likelihood ratio at once (the binomial CUSUM,
+        ``S = max(0, S + events m - cases a)`` on its lattice), so the order of the batch's
+        cases does not matter. At the batch's end that is never above what the case-by-case
+        CUSUM would hold after the same cases in any order (the case-by-case one is floored
+        within the batch too), so the batched chart alarms no earlier, counted in cases, than
+        the chart fed the batch one case at a time in the order they happened: its
+        in-control ARL is at least the designed one. Used by the pooled per-version stage,
+        whose batches are the sites' count increments.
+        """
+        cases = check_integer("cases", cases, minimum=1)
+        events = check_integer("events", events)
+        if events > cases:
+            raise ValueError(f"events={events} exceeds cases={cases}")
+        statistic, nearest, fired = 0.0, 0, False
+        for k, (a, m, threshold) in enumerate(zip(self._a, self._m, self._threshold, strict=True)):
+            s = max(0, self._s[k] + events * m - cases * a)
+            self._s[k], self._run[k] = s, (self._run[k] + cases if s > 0 else 0)
+            fired = fired or s >= threshold
+            if s / threshold > statistic:
+                statistic, nearest = s / threshold, k
+        self._n_cases += cases
+        self._n_events += events
+        result = DetectorResult(
+            fired=fired,
+            statistic=statistic,
+            threshold=1.0,
+            n_cases=self._n_cases,
+            n_events=self._n_events,
+            run_length=self._run[nearest],
+        )
+        if fired:
+            self.reset()
+        return result
+
     def reset(self) -> None:
         self._s = [0] * len(self.p1)
         self._run = [0] * len(self.p1)

@@ -252,6 +252,34 @@ class BetaBinomialConfidenceSequence(Detector):
             run_length=self._run_length,
         )
 
+    def update_counts(self, cases: int, events: int) -> DetectorResult:
+        """Feed a batch of ``cases`` with ``events`` adverse events, looking only at its end.
+
+        The evidence depends on the cumulative counts alone, and Ville's inequality holds at
+        every stopping time, so looking once per batch keeps ``alpha`` (it only forgoes the
+        looks inside the batch). Used by the pooled per-version stage on the sites' count
+        increments.
+        """
+        cases = check_integer("cases", cases, minimum=1)
+        events = check_integer("events", events)
+        if events > cases:
+            raise ValueError(f"events={events} exceeds cases={cases}")
+        self._n_cases += cases
+        self._n_events += events
+        log_evidence = self._log_evidence(self.p0)
+        above_claim = self._n_events > self.p0 * self._n_cases
+        self._run_length = self._run_length + cases if above_claim else 0
+        fired = not self._rejected and above_claim and log_evidence >= self._log_threshold
+        self._rejected = self._rejected or fired
+        return DetectorResult(
+            fired=fired,
+            statistic=log_evidence,
+            threshold=self._log_threshold,
+            n_cases=self._n_cases,
+            n_events=self._n_events,
+            run_length=self._run_length,
+        )
+
     def reset(self) -> None:
         self._n_cases = 0
         self._n_events = 0

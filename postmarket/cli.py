@@ -202,6 +202,14 @@ def replay(
             envvar="POSTMARKET_SIGNING_KEY_FILE",
         ),
     ] = None,
+    input_contract: Annotated[
+        str,
+        typer.Option(
+            help="v2: signed batches per site to pms.inputs.v2; v1: one record per event "
+            "(for workers not upgraded yet)",
+            envvar="POSTMARKET_INPUT_CONTRACT",
+        ),
+    ] = "v2",
 ) -> None:
     """Publish historical events from FILE as retrospective events with their event times."""
     from postmarket.config import Settings
@@ -215,8 +223,10 @@ def replay(
     from postmarket import topics
 
     kind_topics = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
-    if not dry_run and kind in kind_topics and file.is_file():  # else the input error first
-        _kafka_preflight(None, [kind_topics[kind]])
+    contract_topics = {"v2": topics.INPUTS, "v1": kind_topics.get(kind)}
+    target = contract_topics.get(input_contract.strip())
+    if not dry_run and target is not None and file.is_file():  # else the input error first
+        _kafka_preflight(None, [target])
     code = run_replay_command(
         file,
         kind,
@@ -229,6 +239,7 @@ def replay(
         Settings().kafka_bootstrap,
         signing_key,
         Settings().kafka_security(),
+        input_contract,
     )
     raise typer.Exit(code)
 

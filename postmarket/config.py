@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     fleet_streams: int = Field(
         100, ge=1, description="streams (device, version, site, task) sharing the budget"
     )
+    fleet_pooled_groups: int = Field(
+        10,
+        ge=0,
+        description="(device, version, task) groups the pooled per-version stage tests across "
+        "sites; its tests share the budget with the streams' (0: not counted)",
+    )
     stream_predictions_per_year: float = Field(
         10_000.0,
         gt=0.0,

@@ -43,7 +43,12 @@ from postmarket.config import Settings
 from postmarket.contracts import Alert, Contract, DeadLetter, Prediction
 from postmarket.local_worker import LocalWorker
 from postmarket.metrics import ALERTS, OUTCOMES
-from postmarket.topic_reader import TopicReadTimeout, read_to_end, valid_events
+from postmarket.topic_reader import (
+    TopicReadTimeout,
+    read_to_end,
+    valid_batched_events,
+    valid_events,
+)
 
 if TYPE_CHECKING:
     from postmarket.evidence.store import EvidenceStore
@@ -82,8 +87,11 @@ def demo_plan(
 
     The run is a few weeks. The charts spend their budget in proportion to time, but each
     claims test may spend its whole year's alpha in the run (it restarts only after a year),
-    so the budget a year is set for the run to expect ``budget`` with both counted.
+    so the budget a year is set for the run to expect ``budget`` with both counted. The
+    pooled per-version stage's tests (a chart and a claims test per metric, per device,
+    version and task) share it with the streams' (:mod:`streams.false_alarm_budget`).
     """
+    from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
     from streams.performance import CHARTED_METRICS, TESTS_PER_STREAM
 
     years = int(truth["days"]) / 365
@@ -93,15 +101,26 @@ def demo_plan(
         int(stream["cases"]) * completeness[str(stream["stream_key"]).split("|")[0]]
         for stream in streams
     )
-    claims_tests = len(CHARTED_METRICS)
-    charts = TESTS_PER_STREAM - claims_tests
-    per_year = budget * TESTS_PER_STREAM / (charts * years + claims_tests)
+    groups = len(pooled_groups(streams))
+    claims_tests = len(CHARTED_METRICS) * (len(streams) + groups)
+    tests = TESTS_PER_STREAM * len(streams) + POOLED_TESTS_PER_GROUP * groups
+    per_year = budget * tests / ((tests - claims_tests) * years + claims_tests)
     return {
         "fleet_false_alarms_per_year": per_year,
         "fleet_streams": len(streams),
+        "fleet_pooled_groups": groups,
         "stream_predictions_per_year": predictions / len(streams) / years,
         "followup_completeness": followed / predictions,
     }
+
+
+def pooled_groups(streams: list[dict[str, Any]]) -> set[str]:
+    """The (device, version, task) groups of the run's streams: the pooled stage's."""
+    groups = set()
+    for stream in streams:
+        device, version, _site, task = str(stream["stream_key"]).split("|")
+        groups.add(f"{device}|{version}|{task}")
+    return groups
 
 
 # --- a clean stack for every run --------------------------------------------------------------
@@ -153,6 +172,17 @@ def read_events(settings: Settings, topic: str, contract: type[EventT]) -> list[
         raise DemoError(str(error)) from None
 
 
+def read_predictions(settings: Settings) -> list[Prediction]:
+    """Every valid prediction the collectors sent: in signed batches (v2) or one per
+    record (v1)."""
+    try:
+        batches = read_to_end(settings.kafka_bootstrap, topics.INPUTS, timeout_s=120.0)
+        batched = valid_batched_events(batches, Prediction)
+    except TopicReadTimeout as error:
+        raise DemoError(str(error)) from None
+    return batched + read_events(settings, topics.PREDICTIONS, Prediction)
+
+
 def consumer_lag(settings: Settings, group: str, topic_names: Sequence[str]) -> int:
     """Records written to ``topic_names`` that ``group`` has not committed yet."""
     from kafka import KafkaConsumer, TopicPartition
@@ -184,13 +214,16 @@ def wait_until_caught_up(
 ) -> None:
     """Wait until the worker committed every input record, then everything it re-keyed.
 
-    Two stages, because the join's output (outcomes, re-keyed predictions) is the stream
-    agent's input: only once the join has caught up is the second stage's end final.
+    Stage by stage, because each stage's output is the next one's input: only once the
+    v1 ingress has caught up is the join's end final (v1 records re-keyed by site beside
+    the signed batches), and only then the stream agent's (outcomes, re-keyed predictions).
     """
     group = settings.worker_id
     stages = (
         [topics.PREDICTIONS, topics.FOLLOWUPS],
+        [topics.INPUTS, f"{group}-inputs-by-site"],
         [topics.OUTCOMES, f"{group}-predictions-by-stream"],
+        [topics.VERSION_TALLIES],  # the pooled stage, on what the stream agent sent
     )
     deadline = time.monotonic() + timeout_s
     for stage in stages:
@@ -314,6 +347,8 @@ class DemoResult:
     logs: Path
     seconds: dict[str, float] = field(default_factory=dict)
     kept_running: bool = False
+    pooled_groups: int = 0
+    """(device, version, task) groups the pooled stage tested, sharing the budget."""
 
 
 class Steps:
@@ -419,7 +454,7 @@ def run_demo(
                 )
                 alerts = read_events(settings, topics.ALERTS, Alert)
                 dead_letters = read_events(settings, topics.DEADLETTER, DeadLetter)
-                predictions = read_events(settings, topics.PREDICTIONS, Prediction)
+                predictions = read_predictions(settings)
                 record_sightings(store, predictions)
                 steps.finish(
                     step,
@@ -450,6 +485,7 @@ def run_demo(
         outcomes_stored=counts.outcomes_new,
         alerts_stored=counts.alerts_new,
         streams=settings.fleet_streams,
+        pooled_groups=settings.fleet_pooled_groups,
         ground_truth=ground_truth_path,
         reports=reports,
         evidence_url=settings.evidence_database_url,
@@ -513,7 +549,7 @@ def detection_table(scorecard: Scorecard) -> Table:
     table = Table(title="injected changes and what the pipeline made of them")
     for column in ("injected change", "expected signal", "detected", "by", "streams"):
         table.add_column(column)
-    for column in ("delay (cases)", "delay (sim. days)"):
+    for column in ("delay (cases)", "delay (sim. days)", "per-site (d)", "pooled (d)"):
         table.add_column(column, justify="right")
     table.add_column("bound")
     for change in scorecard.changes:
@@ -529,6 +565,8 @@ def detection_table(scorecard: Scorecard) -> Table:
             streams if change.streams_affected else "-",
             _delay(change.delay_cases),
             _delay(change.delay_days),
+            _delay(change.site_delay_days),
+            _delay(change.pooled_delay_days),
             str(change.bound),
         )
     return table
@@ -536,6 +574,7 @@ def detection_table(scorecard: Scorecard) -> Table:
 
 def render(result: DemoResult, console: Console) -> None:
     """The detection table, the false alarms, and where everything is."""
+    from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
     from streams.performance import TESTS_PER_STREAM
 
     card = result.scorecard
@@ -546,8 +585,9 @@ def render(result: DemoResult, console: Console) -> None:
         f"[{style}]false alarms: {len(card.false_alarms)}[/] "
         f"({untouched} on streams or sites no change touched) among {card.alerts} alerts; "
         f"fleet budget {FALSE_ALARM_BUDGET} expected false alarms over the run, shared by "
-        f"{TESTS_PER_STREAM} tests on each of {result.streams} streams, each designed at its "
-        "acceptable level (the claim's lower 95% bound)",
+        f"{TESTS_PER_STREAM} tests on each of {result.streams} streams and "
+        f"{POOLED_TESTS_PER_GROUP} pooled tests on each of {result.pooled_groups} versions' "
+        "tasks, each designed at its acceptable level (the claim's lower 95% bound)",
         highlight=False,
     )
     for alarm in card.false_alarms:

@@ -108,7 +108,7 @@ class LocalWorker:
             for member in group.get("members", [])
             for part in member["member_assignment"]["assigned_partitions"]
         }
-        return {topics.PREDICTIONS, topics.FOLLOWUPS} <= assigned
+        return {topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS} <= assigned
 
     def _metrics_answer(self) -> bool:
         """The endpoint answers: 200, or 401 when it asks for credentials we do not send."""

@@ -41,6 +41,12 @@ STREAM_ACCEPTABLE_LEVEL = f"{PREFIX}_stream_acceptable_level_ratio"
 STREAM_UNMONITORED = f"{PREFIX}_stream_unmonitored"
 STREAM_EXPECTED_FALSE_ALARMS = f"{PREFIX}_stream_expected_false_alarms_per_year"
 FLEET_FALSE_ALARM_BUDGET = f"{PREFIX}_fleet_false_alarm_budget_per_year"
+POOLED_EXPECTED_FALSE_ALARMS = f"{PREFIX}_pooled_expected_false_alarms_per_year"
+POOLED_FALSE_ALARM_BUDGET = f"{PREFIX}_pooled_false_alarm_budget_per_year"
+POOLED_CONFUSION = f"{PREFIX}_pooled_confusion"
+POOLED_SITES = f"{PREFIX}_pooled_sites"
+POOLED_LABELS = ("device_id", "device_version", "task")
+"""A pooled per-version stage's group: one task of one version, all its sites."""
 READER_AGREEMENT = f"{PREFIX}_stream_reader_agreement_kappa"
 DETECTOR_STATISTIC = f"{PREFIX}_detector_statistic"
 DETECTOR_THRESHOLD = f"{PREFIX}_detector_threshold"
@@ -132,6 +138,10 @@ class WorkerMetrics:
     stream_unmonitored: Gauge
     stream_expected_false_alarms: Gauge
     fleet_false_alarm_budget: Gauge
+    pooled_expected_false_alarms: Gauge
+    pooled_false_alarm_budget: Gauge
+    pooled_confusion: Gauge
+    pooled_sites: Gauge
     reader_agreement: Gauge
     detector_statistic: Gauge
     detector_threshold: Gauge
@@ -140,6 +150,10 @@ class WorkerMetrics:
     consumer_lag: Gauge
     outcome_latency: Histogram
     stream_labels: StreamLabelGuard
+
+    def pooled_gauges(self) -> tuple[Gauge, ...]:
+        """The gauges of the pooled groups (owned by one worker at a time)."""
+        return (self.pooled_expected_false_alarms, self.pooled_confusion, self.pooled_sites)
 
     def stream_gauges(self) -> tuple[Gauge, ...]:
         """The gauges that describe one stream's state (owned by one worker at a time)."""
@@ -320,6 +334,32 @@ class WorkerMetrics:
                 FLEET_FALSE_ALARM_BUDGET,
                 "The surveillance plan's budget: false alarms a year the whole fleet may raise "
                 "in control, shared by every test on every stream.",
+                registry=registry,
+            ),
+            pooled_expected_false_alarms=Gauge(
+                POOLED_EXPECTED_FALSE_ALARMS,
+                "False alarms a year a version's pooled tests (across its sites) are designed to "
+                "raise at most while every site performs at or above the acceptable levels: "
+                "their parts of the fleet budget.",
+                list(POOLED_LABELS),
+                registry=registry,
+            ),
+            pooled_false_alarm_budget=Gauge(
+                POOLED_FALSE_ALARM_BUDGET,
+                "The part of the fleet budget the plan gives the pooled per-version stage: "
+                "false alarms a year its tests may raise in control, across every version.",
+                registry=registry,
+            ),
+            pooled_confusion=Gauge(
+                POOLED_CONFUSION,
+                "Confusion counts of a version's task summed over its sites' latest tallies.",
+                [*POOLED_LABELS, "cell"],
+                registry=registry,
+            ),
+            pooled_sites=Gauge(
+                POOLED_SITES,
+                "Sites whose counts a version's pooled tests include.",
+                list(POOLED_LABELS),
                 registry=registry,
             ),
             detector_statistic=Gauge(

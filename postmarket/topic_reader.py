@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from postmarket.contracts import Contract, ContractViolation, decode
+from postmarket.contracts import Contract, ContractViolation, FollowUp, Prediction, decode
+from postmarket.contracts.batches import decode_batch
 from postmarket.kafka_security import KafkaSecurity
 
 READ_TIMEOUT_S = 60.0
@@ -21,6 +22,7 @@ POLL_MS = 300
 POLL_MAX_RECORDS = 5000
 
 EventT = TypeVar("EventT", bound=Contract)
+BatchedT = TypeVar("BatchedT", Prediction, FollowUp)
 
 
 class TopicReadTimeout(TimeoutError):
@@ -98,4 +100,17 @@ def valid_events(records: Iterable[Any], contract: type[EventT]) -> list[EventT]
             events.append(decode(contract, record.value or b""))
         except ContractViolation:
             continue
+    return events
+
+
+def valid_batched_events(records: Iterable[Any], contract: type[BatchedT]) -> list[BatchedT]:
+    """The valid ``contract`` events (predictions or follow-ups) of the signed batches in
+    ``records`` (``pms.inputs.v2``), in order; any other event or record is skipped."""
+    events = []
+    for record in records:
+        try:
+            batch = decode_batch(record.value or b"")
+        except ContractViolation:
+            continue
+        events += [e.event for e in batch.elements if isinstance(e.event, contract)]
     return events

@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 
 PREDICTIONS = "pms.predictions.v1"
 FOLLOWUPS = "pms.followups.v1"
+INPUTS = "pms.inputs.v2"
+"""Signed batches of one site's predictions and follow-ups, keyed by site (v2 collectors)."""
 OUTCOMES = "pms.outcomes.v1"
 ALERTS = "pms.alerts.v1"
 DEADLETTER = "pms.deadletter.v1"
 REGISTRY = "pms.registry.v1"
 SITE_KEYS = "pms.sitekeys.v1"
 REBASELINES = "pms.rebaselines.v1"
+VERSION_TALLIES = "pms.version-tallies.v1"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ def pipeline_topics(partitions: int) -> list[TopicSpec]:
     return [
         TopicSpec(PREDICTIONS, partitions),
         TopicSpec(FOLLOWUPS, partitions),
+        TopicSpec(INPUTS, partitions),
         TopicSpec(OUTCOMES, partitions),
         TopicSpec(ALERTS, partitions),
         TopicSpec(DEADLETTER, partitions),
@@ -43,4 +47,7 @@ def pipeline_topics(partitions: int) -> list[TopicSpec]:
         # Keyed by stream like the outcomes, so a stream's worker reads its decisions;
         # compacted, so the latest decision per stream outlives time-based retention.
         TopicSpec(REBASELINES, partitions, {"cleanup.policy": "compact"}),
+        # Each site stream's cumulative counts, keyed by device|version|task for the pooled
+        # stage; not compacted: the sites of a version share a key.
+        TopicSpec(VERSION_TALLIES, partitions),
     ]

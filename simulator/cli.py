@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from collectors.batching import parse_input_contract
 from collectors.delivery import RecordSender
+from collectors.settings import INPUT_CONTRACT_ENV
 from simulator.collector_path import RecordFile, broker_reachable, kafka_connector
 from simulator.run import SimulationSummary, run_simulation
-from simulator.scenario import ScenarioError, load_scenario
+from simulator.scenario import load_scenario
 
 
 def run_simulate_command(
@@ -31,7 +34,9 @@ def run_simulate_command(
     console = console or Console()
     try:
         scenario = load_scenario(scenario_path, seed)
-    except ScenarioError as error:
+        # The collectors' own setting: simulated sites send what real ones would.
+        contract = parse_input_contract(os.environ.get(INPUT_CONTRACT_ENV) or "v2")
+    except ValueError as error:  # a ScenarioError, or an unknown input contract
         console.print(f"[red]error:[/] {error}", highlight=False)
         return 1
     record_file = RecordFile(output) if output is not None else None
@@ -62,7 +67,9 @@ def run_simulate_command(
             def advance(done: int, total: int, day: int) -> None:
                 progress.update(task, completed=done, total=total, day=day)
 
-            summary = run_simulation(scenario, connect, ground_truth, state_dir, advance)
+            summary = run_simulation(
+                scenario, connect, ground_truth, state_dir, advance, input_contract=contract
+            )
     except (KafkaError, DeliveryError) as error:
         console.print(f"[red]error:[/] cannot reach {target}: {error}", highlight=False)
         return 1

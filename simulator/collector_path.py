@@ -7,7 +7,14 @@ pseudonymises the case, matches the AI output and the follow-ups (named by acces
 number, as RIS exports name them) and puts events in the outbox. A
 :class:`~collectors.delivery.DeliveryLoop` drains the outbox through a
 :class:`~collectors.delivery.RecordSender`: the real kafka-python producer, or a
-:class:`RecordFile` that writes what would have been sent (dry runs and tests).
+:class:`RecordFile` that writes what would have been sent (dry runs and tests). The loop
+sends as the collector's ``input_contract`` says: v2 signed batches (the default) or v1
+records.
+
+Malformed records are not events a collector makes: they stand for bytes a broken sender
+writes straight to a v1 input topic. They wait in an outbox of their own and leave, signed
+by the site as before, as v1 records whatever the contract, so a worker dead-letters each
+with its original bytes (inside a batch they would be re-encoded or break the batch).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
 from collectors.case_index import CaseIndex
 from collectors.delivery import DeliveryLoop, RecordSender
 from collectors.events import AIOutput
@@ -40,6 +48,8 @@ from simulator.headers import accession_number, study_header
 from simulator.scenario import Site
 
 INPUT_TOPICS = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
+EVENT_TOPICS = {"prediction": topics.PREDICTIONS, "followup": topics.FOLLOWUPS}
+"""The v1 topic of each kind of event in a v2 batch."""
 
 
 def site_key(seed: int, site_id: str) -> SiteKey:
@@ -118,6 +128,7 @@ class SiteCollector:
         home: Path,
         connect: Callable[[], RecordSender],
         setup: SiteSetup | None = None,
+        input_contract: InputContract = DEFAULT_INPUT_CONTRACT,
     ) -> None:
         self.site = site
         setup = setup or SiteSetup(site_key(seed, site.id), signing_key(seed, site.id), connect)
@@ -127,7 +138,17 @@ class SiteCollector:
             site.id, setup.pseudonym_key, self.outbox, self.cases, metrics=setup.metrics
         )
         self.delivery = DeliveryLoop(
-            self.outbox, setup.connect, setup.metrics, signer=setup.signing_key
+            self.outbox,
+            setup.connect,
+            setup.metrics,
+            signer=setup.signing_key,
+            input_contract=input_contract,
+            site_id=site.id,
+        )
+        self.injected = Outbox(home / site.id / "injected.db")
+        """Malformed records, sent as v1 records by a loop of their own."""
+        self.injected_delivery = DeliveryLoop(
+            self.injected, setup.connect, signer=setup.signing_key, input_contract="v1"
         )
         self._files = 0
 
@@ -146,18 +167,21 @@ class SiteCollector:
     def put_malformed(self, record: MalformedRecord) -> None:
         """Queue invalid bytes as they are: no contract sees them before the workers."""
         event_id = f"malformed|{record.injection}|{record.key.decode()}"
-        self.outbox.put_encoded(
+        self.injected.put_encoded(
             event_id, EncodedEvent(INPUT_TOPICS[record.topic], record.key, record.value)
         )
 
     def deliver(self) -> int:
-        """Send everything queued, retrying until the broker acknowledged it."""
-        return self.delivery.drain()
+        """Send everything queued, retrying until the broker acknowledged it; returns how
+        many events (and malformed records) were sent."""
+        return self.delivery.drain() + self.injected_delivery.drain()
 
     def close(self) -> None:
         self.delivery.close()
+        self.injected_delivery.close()
         self.cases.close()
         self.outbox.close()
+        self.injected.close()
 
 
 class RecordFile:
@@ -229,6 +253,25 @@ def read_record_file(path: Path) -> list[EncodedEvent]:
         )
         records.append(EncodedEvent(line["topic"], line["key"].encode(), value, headers))
     return records
+
+
+def sent_events(records: Sequence[EncodedEvent]) -> list[EncodedEvent]:
+    """Each event in ``records`` as the v1 record it would be (topic of its kind, keyed by
+    its case pseudonym, its own JSON), v2 batches opened; other records as they are.
+
+    For reading what a simulation sent whatever its input contract (tests, the record file).
+    """
+    events = []
+    for record in records:
+        if record.topic != topics.INPUTS:
+            events.append(record)
+            continue
+        for entry in json.loads(record.value)["events"]:
+            event = entry["event"]
+            topic = EVENT_TOPICS[entry["kind"]]
+            value = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+            events.append(EncodedEvent(topic, str(event["case_pseudonym"]).encode(), value))
+    return events
 
 
 def kafka_connector(

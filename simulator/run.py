@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
 from collectors.delivery import RecordSender
 from simulator.collector_path import (
     SiteCollector,
@@ -75,6 +76,7 @@ def run_simulation(
     state_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     site_setups: Mapping[str, SiteSetup] | None = None,
+    input_contract: InputContract = DEFAULT_INPUT_CONTRACT,
 ) -> SimulationSummary:
     """Simulate ``scenario`` and deliver it through ``connect``'s sender; write its truth.
 
@@ -82,6 +84,7 @@ def run_simulation(
     None, see :func:`scratch_root`); rerunning into the same one resumes, and the outbox
     drops what it still holds. A site in ``site_setups`` uses its keys and connection
     from there (``connect`` then only publishes the registry and the sites' public keys).
+    ``input_contract`` is every collector's (v2 signed batches by default).
     """
     setups = dict(site_setups or {})
     began = time.monotonic()
@@ -107,7 +110,7 @@ def run_simulation(
         registry_sender.close()
     with tempfile.TemporaryDirectory(prefix="postmarket-simulator-", dir=scratch_root()) as scratch:
         home = state_dir or Path(scratch)
-        sent = _deliver_fleet(scenario, records, connect, home, progress, setups)
+        sent = _deliver_fleet(scenario, records, connect, home, progress, setups, input_contract)
     return SimulationSummary(
         scenario=scenario.name,
         seed=scenario.seed,
@@ -129,9 +132,12 @@ def _deliver_fleet(
     home: Path,
     progress: ProgressCallback | None,
     setups: Mapping[str, SiteSetup],
+    input_contract: InputContract,
 ) -> int:
     collectors = {
-        site.id: SiteCollector(site, scenario.seed, home, connect, setups.get(site.id))
+        site.id: SiteCollector(
+            site, scenario.seed, home, connect, setups.get(site.id), input_contract
+        )
         for site in scenario.sites
     }
     sent, queued, current_day = 0, 0, 0

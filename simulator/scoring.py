@@ -8,7 +8,9 @@ what the pipeline really emits for it:
 
 ``performance_drift`` / ``performance_below_claims``
     an alert of a stream detector (CUSUM, claims test, score drift) on an affected stream,
-    at or after the change's first affected case in that stream;
+    at or after the change's first affected case in that stream; or an alert of the pooled
+    per-version stage (:mod:`streams.pooled`) on the version and task of an affected
+    stream, raised on counts that include an affected case;
 ``unregistered_version``
     the ``unregistered_change`` alert on an affected stream;
 ``dead_letters``
@@ -32,6 +34,12 @@ of outcomes on a simulation compressing weeks into minutes, and that lead is the
 not the detector's. The wait for ground truth is therefore not in a labelled detector's
 delay; it is in the scenario's follow-up delays.
 
+A pooled alert is placed at its last case time (the latest case any contributing site had
+charted); its delay in cases is that of the affected site that had contributed most by then
+(comparable with a stream's, and with the same bound), and the cases across all affected
+sites are in its detail. The score reports the first per-site and the first pooled detection
+in days side by side.
+
 An alert no injected change explains is a false alarm: a stream detector on a stream no
 performance change touched (or before the change reached it), an unregistered-change
 alert where every version was registered, a silence at a site that kept sending.
@@ -49,6 +57,7 @@ from postmarket.contracts import Alert, DeadLetter, Prediction
 from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedRecord
 from simulator.ground_truth import stream_key
 from streams.performance import is_label_free
+from streams.pooled import POOLED_SITE
 
 PERFORMANCE_SIGNALS = frozenset({"performance_drift", "performance_below_claims"})
 UNREGISTERED_DETECTOR = "unregistered_change"
@@ -155,6 +164,10 @@ class ChangeScore:
     delay_days: float | None
     bound: Bound
     detail: str = ""
+    site_delay_days: float | None = None
+    """The first detection by a per-site stream's detector, in simulated days."""
+    pooled_delay_days: float | None = None
+    """The first detection by the pooled per-version stage, in simulated days."""
 
     @property
     def within_bound(self) -> bool:
@@ -213,6 +226,44 @@ def _case_time(case_times: Sequence[datetime], ordinal: int, fallback: datetime)
     return case_times[min(ordinal, len(case_times)) - 1]
 
 
+def is_pooled(alert: Alert) -> bool:
+    """Whether the pooled per-version stage raised ``alert`` (on all of a version's sites)."""
+    return alert.stream.site_id == POOLED_SITE
+
+
+def _group(stream_key: str) -> str:
+    device, version, _site, task = stream_key.split("|")
+    return f"{device}|{version}|{task}"
+
+
+def _pooled_findings(
+    entry: Mapping[str, Any], alerts: Sequence[Alert], facts: FleetFacts
+) -> list[tuple[Alert, int, datetime, int]]:
+    """(alert, affected cases at the site that contributed most, time, affected cases at all
+    sites) of each pooled alert the change explains: on an affected version and task, with
+    at least one affected case in its counts."""
+    hits = []
+    affected = entry["affected_streams"]
+    groups = {_group(stream["stream_key"]) for stream in affected}
+    for alert in alerts:
+        if not is_pooled(alert) or alert.detector == UNREGISTERED_DETECTOR:
+            continue
+        key = alert.stream.as_key()
+        if _group(key) not in groups:
+            continue
+        per_site = []
+        for stream in affected:
+            if _group(stream["stream_key"]) != _group(key):
+                continue
+            times = facts.stream_case_times.get(stream["stream_key"], ())
+            ordinal = alert_ordinal(alert, times)
+            per_site.append(max(0, ordinal - stream["first_case_ordinal"] + 1))
+        if not any(per_site):
+            continue
+        hits.append((alert, max(per_site), alert.last_case_time, sum(per_site)))
+    return hits
+
+
 def _stream_findings(
     entry: Mapping[str, Any], alerts: Sequence[Alert], facts: FleetFacts, performance: bool
 ) -> tuple[list[tuple[Alert, int, datetime]], int]:
@@ -241,27 +292,46 @@ def _score_alerted(
 ) -> ChangeScore:
     """The change's first detection in simulated time, on whichever stream it came."""
     signal = entry["expected_signal"]
-    hits, affected = _stream_findings(
-        entry, alerts, facts, performance=signal in PERFORMANCE_SIGNALS
-    )
+    performance = signal in PERFORMANCE_SIGNALS
+    site_hits, affected = _stream_findings(entry, alerts, facts, performance)
+    pooled_hits = _pooled_findings(entry, alerts, facts) if performance else []
+    hits = site_hits + [(alert, cases, time) for alert, cases, time, _ in pooled_hits]
     explained.update(str(alert.alert_id) for alert, _, _ in hits)
     first = min(hits, key=lambda hit: (hit[2], hit[1]), default=None)
     began = min((_time(s["first_case_time"]) for s in entry["affected_streams"]), default=None)
-    delay_days = None
-    if first is not None and began is not None:
-        delay_days = max(0.0, _days(first[2] - began))
+
+    def delay(found: Sequence[tuple[Alert, int, datetime]]) -> float | None:
+        earliest = min((hit[2] for hit in found), default=None)
+        if earliest is None or began is None:
+            return None
+        return max(0.0, _days(earliest - began))
+
+    detail = f"first by {first[0].detector} on {first[0].stream.as_key()}" if first else ""
+    if first is not None and is_pooled(first[0]):
+        across = next(hit[3] for hit in pooled_hits if hit[0] is first[0])
+        detail += f" ({across} affected cases across sites)"
     return ChangeScore(
         name=entry["name"],
         kind=entry["kind"],
         expected_signal=signal,
         detected=first is not None,
         detectors=tuple(sorted({alert.detector for alert, _, _ in hits})),
-        streams_detected=len({alert.stream.as_key() for alert, _, _ in hits}),
+        streams_detected=len(
+            {alert.stream.as_key() for alert, _, _ in site_hits}
+            | {
+                stream["stream_key"]
+                for alert, _, _, _ in pooled_hits
+                for stream in entry["affected_streams"]
+                if f"site:{stream['stream_key'].split('|')[2]}" in alert.evidence
+            }
+        ),
         streams_affected=affected,
         delay_cases=first[1] if first else None,
-        delay_days=delay_days,
+        delay_days=delay([first]) if first else None,
         bound=BOUNDS[signal],
-        detail=f"first by {first[0].detector} on {first[0].stream.as_key()}" if first else "",
+        detail=detail,
+        site_delay_days=delay(site_hits),
+        pooled_delay_days=delay([(a, c, t) for a, c, t, _ in pooled_hits]),
     )
 
 
@@ -381,12 +451,15 @@ def score_run(truth: Mapping[str, Any], facts: FleetFacts, output: PipelineOutpu
             raise ValueError(f"injection {entry['name']}: no scoring for signal {signal!r}")
     touched = {s["stream_key"] for s in truth["streams"] if s["injections"]}
     touched_sites = {key.split("|")[2] for key in touched}
+    touched_groups = {_group(key) for key in touched}
     alarms = [
         FalseAlarm(
             alert.stream.as_key(),
             alert.detector,
             alert.last_case_time,
-            untouched=alert.stream.as_key() not in touched,
+            untouched=_group(alert.stream.as_key()) not in touched_groups
+            if is_pooled(alert)
+            else alert.stream.as_key() not in touched,
         )
         for alert in alerts
         if str(alert.alert_id) not in explained

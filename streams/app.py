@@ -64,8 +64,11 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
         )
         for table in app.tables.values()
     ]
-    routed = TopicSpec(f"{app.conf.id}-predictions-by-stream", app.conf.topic_partitions)
-    return [*changelogs, routed, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
+    internal = [
+        TopicSpec(f"{app.conf.id}-{name}", app.conf.topic_partitions)
+        for name in ("predictions-by-stream", "inputs-by-site")
+    ]
+    return [*changelogs, *internal, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
 
 
 def owned_partitions(topic: str) -> set[int]:

@@ -3,12 +3,15 @@ the event, then the event decoded, then its site checked against the signing key
 
 A record that is not provably from a registered, unrevoked key of the site it claims is
 refused as a :class:`ContractViolation` with reason ``authenticity`` (dead-lettered by the
-caller), and counted per claimed site under a bounded label.
+caller), and counted per claimed site under a bounded label. A signed batch
+(``pms.inputs.v2``) is verified once, and its site once: every event of it must be of that
+site (:func:`postmarket.contracts.batches.decode_batch`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from postmarket.authenticity import AuthenticityError
@@ -29,27 +32,42 @@ site_keys = SiteKeyFollower(settings)
 """This worker's copy of every site's public keys, kept current by the join's task."""
 
 
-async def authentic_event(
-    message: Any, value: bytes | None, decode: Callable[[], EventT]
-) -> EventT:
+@dataclass(frozen=True)
+class SignedRecord:
+    """A record as its collector signed it: the topic and key it was sent with (a v1
+    record re-keyed by the worker keeps them in headers, see streams.agents.ingress)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Any
+
+
+async def authentic_event(record: SignedRecord, decode: Callable[[], EventT]) -> EventT:
     """The record's event, decoded by ``decode`` only once its signature verifies and
     accepted only if the signing key is its own site's (no check when authenticity is off)."""
-    signer = await _signer(message, value)
+    signer = await signer_of(record)
     event = decode()
-    if signer is not None:
-        try:
-            site_keys.keyring.check_site(signer, event.site_id)
-        except AuthenticityError as error:
-            raise _refused(error, site_keys.keyring.metric_site(value, event.site_id)) from None
+    check_site(signer, event.site_id, record.value)
     return event
 
 
-async def _signer(message: Any, value: bytes | None) -> SiteKeyRegistration | None:
+def check_site(signer: SiteKeyRegistration | None, site_id: str, value: bytes) -> None:
+    """Refuse an event of another site than its signing key's (None: authenticity is off)."""
+    if signer is None:
+        return
+    try:
+        site_keys.keyring.check_site(signer, site_id)
+    except AuthenticityError as error:
+        raise _refused(error, site_keys.keyring.metric_site(value, site_id)) from None
+
+
+async def signer_of(record: SignedRecord) -> SiteKeyRegistration | None:
     """The registration of the key that signed this record (None when authenticity is off)."""
     if not AUTHENTICITY_REQUIRED:
         return None
     keyring = site_keys.keyring
-    arguments = (message.headers, message.topic, message.key, value or b"")
+    arguments = (record.headers, record.topic, record.key, record.value)
     try:
         try:
             return keyring.verify(*arguments)
@@ -59,7 +77,7 @@ async def _signer(message: Any, value: bytes | None) -> SiteKeyRegistration | No
                 raise
             return keyring.verify(*arguments)
     except AuthenticityError as error:
-        raise _refused(error, keyring.metric_site(value)) from None
+        raise _refused(error, keyring.metric_site(record.value)) from None
 
 
 def _refused(error: AuthenticityError, metric_site: str) -> ContractViolation:

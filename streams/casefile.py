@@ -39,9 +39,22 @@ class RecordPosition:
     topic: str
     partition: int
     offset: int
+    index: int = 0
+    """The event's place in its record's batch (``pms.inputs.v2``); 0 for a one-event record."""
 
     def as_list(self) -> list[Any]:
-        return [self.topic, self.partition, self.offset]
+        where = [self.topic, self.partition, self.offset]
+        return [*where, self.index] if self.index else where
+
+    def joined(self, rank: int) -> JoinPosition:
+        """The position of the ``rank``-th outcome this event completed."""
+        return JoinPosition.model_construct(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            rank=rank,
+            index=self.index,
+        )
 
 
 @dataclass(frozen=True)
@@ -137,12 +150,7 @@ class CaseFile:
         joined = dict(self.joined)
         outcomes = []
         for rank, prediction in enumerate(pending):
-            at = JoinPosition.model_construct(
-                topic=position.topic,
-                partition=position.partition,
-                offset=position.offset,
-                rank=rank,
-            )
+            at = position.joined(rank)
             joined[str(prediction.event_id)] = at
             outcomes.append(joined_outcome(prediction, truth, at))
         return joined, tuple(outcomes)
@@ -153,12 +161,8 @@ class CaseFile:
         completed = [
             (join, self.predictions[key])
             for key, join in self.joined.items()
-            if (join.topic, join.partition, join.offset)
-            == (
-                position.topic,
-                position.partition,
-                position.offset,
-            )
+            if (join.topic, join.partition, join.offset, join.index)
+            == (position.topic, position.partition, position.offset, position.index)
         ]
         completed.sort(key=lambda pair: pair[0].rank)
         return tuple(joined_outcome(p, self.truth, join) for join, p in completed)

@@ -29,7 +29,14 @@ STREAM_PREDICTIONS = f"{settings.worker_id}-predictions-by-stream"
 """Internal: new predictions re-keyed by their stream, beside the outcomes; one record per
 stream per batch of the join (:mod:`streams.routing`)."""
 
-case_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
+SITE_INPUTS = f"{settings.worker_id}-inputs-by-site"
+"""Internal: the records of the v1 topics, keyed by case pseudonym, re-keyed by their site
+once (:mod:`streams.agents.ingress`), so the join reads every input of a site in one
+partition, beside the v2 batches that collectors key by site."""
+
+v1_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
+site_inputs = _raw_topic(SITE_INPUTS)
+case_inputs = _raw_topic(topics.INPUTS, SITE_INPUTS)
 outcomes = _raw_topic(topics.OUTCOMES)
 stream_predictions = _raw_topic(STREAM_PREDICTIONS)
 # The re-baselining decisions are keyed by stream and co-partitioned with the outcomes, so
@@ -43,7 +50,8 @@ case_files = app.Table(
     "case-files",
     default=None,
     partitions=settings.topic_partitions,
-    help="Predictions and follow-ups of each case pseudonym, until and after the join.",
+    help="Predictions and follow-ups of each case (site|case pseudonym, on its site's "
+    "partition), until and after the join.",
 )
 stream_monitors = app.Table(
     "stream-monitors",
@@ -126,3 +134,15 @@ async def send_table_state(table: Any, partition: int, key: str, state: Any | No
     if state is not None:
         value_bytes, _ = changelog.prepare_value(state, table.value_serializer)
     await produce(changelog, key_bytes, value_bytes, partition=partition)
+
+
+# --- the pooled per-version stage (streams.agents.pooled) ---------------------------------------
+
+version_tallies = _raw_topic(topics.VERSION_TALLIES)
+"""Each site stream's cumulative counts, keyed by device|version|task."""
+pooled_monitors = app.Table(
+    "pooled-monitors",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="Each (device, version, task)'s sites' latest tallies and its pooled tests.",
+)

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
@@ -39,14 +40,21 @@ class DeadLetterNotWritten(Exception):
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, original: bytes, violation: ContractViolation
+    topic: str,
+    partition: int,
+    offset: int,
+    original: bytes,
+    violation: ContractViolation,
+    index: int | None = None,
 ) -> DeadLetter:
-    """The dead-letter event for a record that failed its contract."""
+    """The dead-letter event for a record that failed its contract (``index``: for one
+    event of a batch, its place, and ``original`` is that event alone)."""
     return DeadLetter(
         event_id=uuid.uuid4(),
         source_topic=topic,
         source_partition=partition,
         source_offset=offset,
+        source_index=index,
         # Base64Bytes validates by decoding, so the raw bytes go in encoded.
         original=base64.b64encode(original[:MAX_DEAD_LETTER_ORIGINAL_BYTES]),
         original_size=len(original),
@@ -83,33 +91,49 @@ def internal_error(error: Exception, while_doing: str) -> ContractViolation:
     return ContractViolation("record", "internal_error", [problem])
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a dead letter keeps of what failed: where the record was first written, its
+    value and headers, and for one event of a batch its place (``value`` is then that
+    event's JSON)."""
+
+    position: RecordPosition
+    value: bytes | None
+    headers: Any = None
+    index: int | None = None
+
+
 async def dead_lettering_failures(
     event: Any, position: RecordPosition, handle: Callable[[], Awaitable[None]], doing: str
 ) -> None:
     """Run ``handle`` on one record; dead-letter the record if it breaks its contract, or if
     the worker fails on it (``doing`` names what failed)."""
-    message = event.message
+    await dead_lettering(Source(position, event.value, event.message.headers), handle, doing)
+
+
+async def dead_lettering(source: Source, handle: Callable[[], Awaitable[None]], doing: str) -> None:
+    """Run ``handle``; dead-letter ``source`` if it breaks its contract or the worker fails
+    on it."""
     try:
         await handle()
     except ContractViolation as violation:
-        await _keep_or_stop(position, event.value, violation, message.headers)
+        await _keep_or_stop(source, violation)
     except Exception as error:
         # A bug must not lose the record nor stop the agent: keep it for replay.
-        logger.exception("%s failed on %s", doing, position)
-        internal = internal_error(error, doing)
-        await _keep_or_stop(position, event.value, internal, message.headers)
+        logger.exception("%s failed on %s", doing, source.position)
+        await _keep_or_stop(source, internal_error(error, doing))
 
 
-async def _keep_or_stop(
-    position: RecordPosition, value: bytes | None, violation: ContractViolation, headers: Any
-) -> None:
+async def _keep_or_stop(source: Source, violation: ContractViolation) -> None:
     """Dead-letter the record; if even that fails, raise :class:`DeadLetterNotWritten` so
     the record is not acked (see streams.held_acks)."""
     try:
-        await send_dead_letter(position, value, violation, headers)
+        await send_dead_letter(
+            source.position, source.value, violation, source.headers, source.index
+        )
     except Exception as error:
         raise DeadLetterNotWritten(
-            f"the dead letter of {position} ({violation.code}) could not be sent: "
+            f"the dead letter of {source.position} ({violation.code}) could not be sent: "
             f"{type(error).__name__}"
         ) from error
 
@@ -119,14 +143,16 @@ async def send_dead_letter(
     value: bytes | None,
     violation: ContractViolation,
     headers: Any = None,
+    index: int | None = None,
 ) -> None:
-    """Keep an unusable record on the dead-letter topic with its reason, and count it.
+    """Keep an unusable record (``index``: one event of a batch) on the dead-letter topic
+    with its reason, and count it.
 
     The original record's headers (its signature) go along, so a fixed record can be
     re-sent exactly as the collector signed it.
     """
     record = dead_letter(
-        position.topic, position.partition, position.offset, value or b"", violation
+        position.topic, position.partition, position.offset, value or b"", violation, index
     )
     await produce(
         deadletter, position.topic.encode(), encode(record), headers=kept_headers(headers)

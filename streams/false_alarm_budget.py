@@ -27,6 +27,17 @@ most ``B`` a year (each chart's ARL0 is the smallest lattice value at or above i
 so a little less) while every site performs at or above its acceptable levels, as planned.
 A stream busier than planned raises proportionally more; the plan's volume is the one to
 keep current.
+
+The pooled per-version stage (:mod:`streams.pooled`) spends its part of the same budget. The
+plan also names ``G``, the (device, version, task) groups in service, each with ``P = 4``
+pooled tests (a multi-chart CUSUM and a claims test per claimed metric, on the counts of all
+the group's sites). Every test of the fleet, per stream or pooled, gets the same part
+``B / (K D + G P)``: adding the pooled stage lowers every per-stream test's part a little
+(from ``B / (K D)``), so the fleet's total stays ``B``. A pooled chart charts the cases of
+``K / G`` sites at the plan's volume each, so its ARL0 is ``K / G`` times a stream chart's in
+the same unit (``v (K / G) (K D + G P) / B``); a pooled claims test has the same alpha as a
+stream's. With the default plan (``B = 10``, ``K = 100``, ``D = 9``, ``G = 10``) the pooled
+stage spends 40 of 940 parts: 0.43 of the 10 expected false alarms a year.
 """
 
 from __future__ import annotations
@@ -35,11 +46,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FleetBudget", "Unit"]
+__all__ = ["POOLED_TESTS_PER_GROUP", "FleetBudget", "Unit"]
 
 Unit = Literal["positives", "negatives", "outcomes", "predictions"]
 """What a test counts: referable cases with truth, non-referable ones, all cases with truth,
 or predictions."""
+
+POOLED_TESTS_PER_GROUP = 4
+"""Tests the pooled stage runs per (device, version, task) with both metrics claimed: a
+multi-chart CUSUM and a claims test per claimed metric."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +69,26 @@ class FleetBudget:
     180000
     >>> round(budget.arl0("predictions", prevalence=0.25, tests_per_stream=9))
     900000
+
+    With the pooled stage planned for 10 (device, version, task) groups, each test's part
+    shrinks to 10 / 940 and a pooled chart charts ten sites' cases:
+
+    >>> pooled = FleetBudget(10, 100, 10_000, 0.8, pooled_groups=10)
+    >>> round(pooled.share_per_test(tests_per_stream=9), 5)
+    0.01064
+    >>> round(pooled.pooled_arl0("positives", prevalence=0.25, tests_per_stream=9))
+    1880000
+    >>> round(pooled.pooled_false_alarms_per_year(tests_per_stream=9), 3)
+    0.426
     """
 
     false_alarms_per_year: float
     streams: int
     predictions_per_stream_year: float
     followup_completeness: float
+    pooled_groups: int = 0
+    """(device, version, task) groups the pooled stage tests across sites; 0: a plan that
+    does not count the pooled stage (one from before it)."""
 
     def __post_init__(self) -> None:
         _positive("false_alarms_per_year", self.false_alarms_per_year)
@@ -74,12 +103,28 @@ class FleetBudget:
             raise ValueError(
                 f"followup_completeness must lie in (0, 1], got {self.followup_completeness!r}"
             )
+        if isinstance(self.pooled_groups, bool) or not (
+            isinstance(self.pooled_groups, int) and self.pooled_groups >= 0
+        ):
+            raise ValueError(f"pooled_groups must be an integer >= 0, got {self.pooled_groups!r}")
 
     def share_per_test(self, tests_per_stream: int) -> float:
-        """Expected false alarms a year each test may raise."""
+        """Expected false alarms a year each test, per stream or pooled, may raise."""
         if tests_per_stream < 1:
             raise ValueError(f"tests_per_stream must be >= 1, got {tests_per_stream}")
-        return self.false_alarms_per_year / (self.streams * tests_per_stream)
+        tests = self.streams * tests_per_stream + self.pooled_groups * POOLED_TESTS_PER_GROUP
+        return self.false_alarms_per_year / tests
+
+    def pooled_arl0(self, unit: Unit, prevalence: float, tests_per_stream: int) -> float:
+        """The in-control ARL, in ``unit``, of one pooled chart: one test's share spent on the
+        cases of a group's ``streams / pooled_groups`` sites (one group if none is planned)."""
+        sites_per_group = self.streams / max(self.pooled_groups, 1)
+        return sites_per_group * self.arl0(unit, prevalence, tests_per_stream)
+
+    def pooled_false_alarms_per_year(self, tests_per_stream: int) -> float:
+        """What the whole pooled stage may raise a year: its tests' parts."""
+        share = self.share_per_test(tests_per_stream)
+        return self.pooled_groups * POOLED_TESTS_PER_GROUP * share
 
     def volume(self, unit: Unit, prevalence: float) -> float:
         """Cases of ``unit`` a stream is planned to see a year."""

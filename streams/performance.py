@@ -170,6 +170,10 @@ class MonitorPolicy:
     test calls it miscalibrated: a site's prevalence differs from the one the scores were
     calibrated at, and its labelled cases are a verification-biased subset, so an exact
     calibration-in-the-large fails at most sites of a real fleet with nothing wrong."""
+    fleet_pooled_groups: int = 0
+    """(device, version, task) groups the pooled per-version stage tests across sites: its
+    tests take their parts of the same budget (:mod:`streams.false_alarm_budget`). Last, so
+    a stream state from before it (a shorter stored tuple) loads with 0."""
 
     def budget(self) -> FleetBudget | None:
         if self.fleet_false_alarms_per_year is None:
@@ -179,6 +183,7 @@ class MonitorPolicy:
             self.fleet_streams,
             self.stream_predictions_per_year,
             self.followup_completeness,
+            self.fleet_pooled_groups,
         )
 
     def test_arl0(self, unit: Unit, prevalence: float | None = None) -> float:
@@ -213,6 +218,7 @@ def planned_policy(settings: Settings) -> MonitorPolicy:
         stream_predictions_per_year=settings.stream_predictions_per_year,
         followup_completeness=settings.followup_completeness,
         planned_prevalence=settings.planned_prevalence,
+        fleet_pooled_groups=settings.fleet_pooled_groups,
     )
 
 
@@ -456,8 +462,9 @@ class StreamMonitor:
     false_positives: int = 0
     first_case_time: datetime | None = None
     last_case_time: datetime | None = None
-    applied: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Per join input partition, the last (offset, rank) applied: replays are skipped."""
+    applied: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Per join input partition, the last (offset, batch index, rank) applied: replays are
+    skipped."""
     statistics: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Each detector's latest (statistic, threshold), for metrics."""
     reader_pairs: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
@@ -569,10 +576,10 @@ class StreamMonitor:
     def already_applied(self, kind: str, join: JoinPosition) -> bool:
         """Whether this emission (or a later one of the same join partition) was applied."""
         last = self.applied.get(f"{kind}|{join.topic}:{join.partition}")
-        return last is not None and (join.offset, join.rank) <= last
+        return last is not None and join.order() <= last
 
     def _mark_applied(self, kind: str, join: JoinPosition) -> None:
-        self.applied[f"{kind}|{join.topic}:{join.partition}"] = (join.offset, join.rank)
+        self.applied[f"{kind}|{join.topic}:{join.partition}"] = join.order()
 
     def observe_prediction(self, prediction: Prediction, joined_at: JoinPosition) -> list[Signal]:
         """Count a new prediction; build the references, then test each window against them."""
@@ -855,7 +862,7 @@ class StreamMonitor:
                 monitor._load_label_free(state)
             if state is labelled:
                 monitor._load_labelled(state)
-            monitor.applied.update({k: (v[0], v[1]) for k, v in state["applied"].items()})
+            monitor.applied.update({k: _applied(v) for k, v in state["applied"].items()})
             monitor.statistics.update({k: (v[0], v[1]) for k, v in state["statistics"].items()})
             detectors = state["detectors"]
             if state["state_version"] == 1:  # whole detector states: their running part
@@ -949,6 +956,14 @@ def _policy(stored: list[Any] | dict[str, Any]) -> MonitorPolicy:
     # JSON gives lists back; the policy is hashed (design caches), so tuples again
     explicit = tuple((metric, float(level)) for metric, level in policy.explicit_acceptable)
     return replace(policy, explicit_acceptable=explicit)
+
+
+def _applied(stored: list[int]) -> tuple[int, int, int]:
+    """An applied position as stored: (offset, index, rank), or (offset, rank) as states
+    from before batches wrote it (their records held one event: index 0)."""
+    if len(stored) == 2:
+        return (stored[0], 0, stored[1])
+    return (stored[0], stored[1], stored[2])
 
 
 def _iso(time: datetime | None) -> str | None:

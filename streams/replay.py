@@ -1,9 +1,12 @@
 """Replay historical predictions or follow-ups (CSV or Parquet) through the live topics.
 
 A retrospective study runs through the same topics, join and detectors as the live
-(prospective) stream: each row becomes the event a collector would have sent, keyed by
-its case pseudonym, with its original event time and ``study_design="retrospective"``,
-which the join carries onto every outcome. Rows are validated by the shared contracts;
+(prospective) stream: each row becomes the event a collector would have sent, with its
+original event time and ``study_design="retrospective"``, which the join carries onto
+every outcome. Events leave as a collector's do: in full v2 signed batches of one site on
+``pms.inputs.v2`` (one open batch per site of the file, bounded by ``MAX_BATCH_EVENTS``
+and ``MAX_BATCH_BYTES``), or with ``input_contract="v1"`` one record per event on the
+kind's topic, keyed by its case pseudonym. Rows are validated by the shared contracts;
 an invalid row is reported with its row number, column and the contract's reason, counted
 and skipped, and the replay goes on.
 
@@ -29,6 +32,7 @@ row 2, column 'label': Input should be 'positive' or 'negative' (got 'maybe')
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -56,6 +60,8 @@ from postmarket.contracts import (
     decode,
     encode,
 )
+from postmarket.contracts.batches import MAX_BATCH_BYTES, EventKind, batch_overheads, encode_batch
+from postmarket.contracts.events import MAX_BATCH_EVENTS
 from postmarket.kafka_security import KafkaSecurity, KafkaSecurityError
 from postmarket.secrets import SecretFileError
 
@@ -66,6 +72,10 @@ CONTRACTS: dict[Kind, type[Prediction] | type[FollowUp]] = {
     "followups": FollowUp,
 }
 TOPICS: dict[Kind, str] = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
+BATCH_KINDS: dict[Kind, EventKind] = {"predictions": "prediction", "followups": "followup"}
+InputContract = Literal["v1", "v2"]
+"""As a collector's ``input_contract``: v2 signed batches by site, or v1 one record per event."""
+INPUT_CONTRACTS: tuple[InputContract, ...] = ("v1", "v2")
 STUDY_DESIGN = "retrospective"
 DEFAULT_COLLECTOR_VERSION = f"replay-{__version__}"[:32]
 """Historical files rarely say which software collected them; the replay says it did."""
@@ -519,13 +529,13 @@ def _is_parquet(path: Path) -> bool:
 
 
 class EventSink(Protocol):
-    """Where converted events go: Kafka for a replay, a counter for a dry run."""
+    """Where converted records go: Kafka for a replay, a counter for a dry run."""
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
-        """Queue one event; must not wait for its acknowledgement."""
+    def send(self, topic: str, key: bytes, value: bytes, events: int = 1) -> None:
+        """Queue one record carrying ``events`` events; must not wait for its acknowledgement."""
 
     def finish(self) -> int:
-        """Wait until every queued event is acknowledged; return how many were not."""
+        """Wait until every queued record is acknowledged; return how many events were not."""
 
 
 class CountingSink:
@@ -533,12 +543,93 @@ class CountingSink:
 
     def __init__(self) -> None:
         self.sent = 0
+        """Events (a batch record counts each of its events)."""
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self.sent += 1
+    def send(self, topic: str, key: bytes, value: bytes, events: int = 1) -> None:
+        self.sent += events
 
     def finish(self) -> int:
         return 0
+
+
+class EventWriter(Protocol):
+    """Turns a replay's events into records on an :class:`EventSink`, as its contract says."""
+
+    topic: str
+
+    def write(self, kind: Kind, event: Prediction | FollowUp, raw: bytes) -> None: ...
+
+    def finish(self) -> int:
+        """Send what is still open and wait; return how many events were not acknowledged."""
+
+
+class SingleRecords:
+    """v1: each event its own record on its kind's topic, keyed by its case pseudonym."""
+
+    def __init__(self, sink: EventSink, kind: Kind) -> None:
+        self.sink = sink
+        self.topic = TOPICS[kind]
+
+    def write(self, kind: Kind, event: Prediction | FollowUp, raw: bytes) -> None:
+        self.sink.send(TOPICS[kind], event.case_pseudonym.encode(), raw)
+
+    def finish(self) -> int:
+        return self.sink.finish()
+
+
+class SiteBatches:
+    """v2: one open batch per site, sent to ``pms.inputs.v2`` keyed by its site as soon as
+    it is full (``max_events`` events, or no room for the next event within ``max_bytes``),
+    and the rest at :meth:`finish`. A rerun of the same file makes the same batches."""
+
+    topic = topics.INPUTS
+
+    def __init__(
+        self,
+        sink: EventSink,
+        max_events: int = MAX_BATCH_EVENTS,
+        max_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
+        if not 1 <= max_events <= MAX_BATCH_EVENTS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, not {max_events}")
+        self.sink = sink
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._open: dict[str, list[tuple[EventKind, str, bytes]]] = {}
+        self._bytes: dict[str, int] = {}
+        self.records = 0
+
+    def write(self, kind: Kind, event: Prediction | FollowUp, raw: bytes) -> None:
+        site = event.site_id
+        entry = (BATCH_KINDS[kind], str(event.event_id), raw)
+        first, further = batch_overheads(site)
+        content = len(entry[0]) + len(raw)
+        if first + content > self.max_bytes:
+            # Contracts bound an event far below a batch; only a tiny max_bytes gets here.
+            raise ValueError(f"event {entry[1]} alone exceeds the {self.max_bytes}-byte bound")
+        batch = self._open.get(site)
+        if batch is not None and (
+            len(batch) == self.max_events or self._bytes[site] + further + content > self.max_bytes
+        ):
+            self._send(site)
+            batch = None
+        if batch is None:
+            self._open[site] = [entry]
+            self._bytes[site] = first + content
+        else:
+            batch.append(entry)
+            self._bytes[site] += further + content
+
+    def _send(self, site: str) -> None:
+        batch = self._open.pop(site)
+        del self._bytes[site]
+        self.sink.send(self.topic, site.encode(), encode_batch(site, batch), len(batch))
+        self.records += 1
+
+    def finish(self) -> int:
+        for site in list(self._open):
+            self._send(site)
+        return self.sink.finish()
 
 
 class KafkaSink:
@@ -579,22 +670,23 @@ class KafkaSink:
             compression_type=compression,
         )
         self.failed = 0
+        """Events (not records) the broker did not acknowledge."""
         self.last_error: str | None = None
 
-    def _on_error(self, error: BaseException) -> None:
-        self.failed += 1
+    def _on_error(self, events: int, error: BaseException) -> None:
+        self.failed += events
         self.last_error = type(error).__name__
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes, events: int = 1) -> None:
         from kafka.errors import KafkaError
 
         try:
             headers = self._signer.sign(topic, key, value) if self._signer else None
             future = self._producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as error:
-            self._on_error(error)
+            self._on_error(events, error)
             return
-        future.add_errback(self._on_error)
+        future.add_errback(functools.partial(self._on_error, events))
 
     def finish(self) -> int:
         self._producer.flush()
@@ -656,28 +748,39 @@ class ReplaySummary:
             self.invalid_by_column[problem.column or problem.field] += 1
 
 
+def event_writer(sink: EventSink, kind: Kind, input_contract: InputContract) -> EventWriter:
+    """How a replay's events become records: v2 batches by site, or v1 single records."""
+    if input_contract == "v1":
+        return SingleRecords(sink, kind)
+    return SiteBatches(sink)
+
+
 def replay_file(
     path: Path,
     kind: Kind,
     mapping: ColumnMapping,
     sink: EventSink,
     *,
+    input_contract: InputContract = "v2",
     naive_timezone: tzinfo = UTC,
     chunk_rows: int = CHUNK_ROWS,
     on_rows: Callable[[int], None] | None = None,
     on_invalid: Callable[[InvalidRow], None] | None = None,
+    writer: EventWriter | None = None,
 ) -> ReplaySummary:
-    """Publish every valid row of ``path`` to ``kind``'s topic; skip and report the rest.
+    """Publish every valid row of ``path`` as ``input_contract`` says; skip and report the
+    rest.
 
     ``on_rows(n)`` is called after each chunk of ``n`` rows (for a progress bar) and
-    ``on_invalid`` once per skipped row. Raises :class:`MappingError` before sending
-    anything if the mapping does not fit the file.
+    ``on_invalid`` once per skipped row; both count rows, whatever the records. ``writer``
+    replaces the one ``input_contract`` chooses (tests bound batches with it). Raises
+    :class:`MappingError` before sending anything if the mapping does not fit the file.
     """
     started = time.perf_counter()
     resolved = mapping.resolve(kind, read_columns(path))
     converter = RowConverter(resolved, naive_timezone)
-    topic = TOPICS[kind]
-    summary = ReplaySummary(path, kind, topic)
+    writer = writer or event_writer(sink, kind, input_contract)
+    summary = ReplaySummary(path, kind, writer.topic)
     timings = summary.timings
     field_columns = [resolved.columns[path] for path in converter.fields]
     chunks = read_chunks(path, resolved.file_columns, chunk_rows)
@@ -687,11 +790,11 @@ def replay_file(
         timings.reading += time.perf_counter() - mark
         if chunk is None:
             break
-        _replay_chunk(chunk[field_columns], converter, sink, summary, on_invalid)
+        _replay_chunk(chunk[field_columns], converter, writer, summary, on_invalid)
         if on_rows is not None:
             on_rows(len(chunk))
     mark = time.perf_counter()
-    summary.not_acknowledged = sink.finish()
+    summary.not_acknowledged = writer.finish()
     timings.awaiting_acks = time.perf_counter() - mark
     timings.total = time.perf_counter() - started
     return summary
@@ -700,12 +803,12 @@ def replay_file(
 def _replay_chunk(
     chunk: Any,
     converter: RowConverter,
-    sink: EventSink,
+    writer: EventWriter,
     summary: ReplaySummary,
     on_invalid: Callable[[InvalidRow], None] | None,
 ) -> None:
     first_row = summary.rows + 1
-    converted: list[tuple[bytes, bytes]] = []
+    converted: list[tuple[Prediction | FollowUp, bytes]] = []
     mark = time.perf_counter()
     for _row, converted_row in converter.convert_frame(first_row, chunk):
         if isinstance(converted_row, InvalidRow):
@@ -714,15 +817,15 @@ def _replay_chunk(
                 on_invalid(converted_row)
             continue
         event = converted_row
-        converted.append((event.case_pseudonym.encode(), encode(event)))
+        converted.append((event, encode(event)))
         first, last = summary.first_event_time, summary.last_event_time
         summary.first_event_time = min(first, event.event_time) if first else event.event_time
         summary.last_event_time = max(last, event.event_time) if last else event.event_time
     summary.rows += len(chunk)
     summary.timings.converting += time.perf_counter() - mark
     mark = time.perf_counter()
-    for key, value in converted:
-        sink.send(summary.topic, key, value)
+    for event, raw in converted:
+        writer.write(summary.kind, event, raw)
     summary.published += len(converted)
     summary.timings.sending += time.perf_counter() - mark
 
@@ -750,11 +853,13 @@ def run_replay_command(
     bootstrap: str,
     signing_key: Path | None = None,
     security: KafkaSecurity | None = None,
+    input_contract: str = "v2",
 ) -> int:
     """``postmarket replay``: progress bar, invalid rows as they come, a summary; exit code.
 
-    ``signing_key``: the Ed25519 key file the events are signed with; workers that require
+    ``signing_key``: the Ed25519 key file the records are signed with; workers that require
     authenticity accept them only if it is registered for the site of every replayed row.
+    ``input_contract``: ``v2`` (signed batches per site) or ``v1`` (one record per event).
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -765,6 +870,7 @@ def run_replay_command(
     try:
         if kind not in KINDS:
             raise MappingError(f"--kind must be predictions or followups, not {kind!r}")
+        contract = _input_contract(input_contract)
         if not path.is_file():
             raise MappingError(f"{path} is not a file")
         mapping = ColumnMapping.from_toml(mapping_file) if mapping_file else ColumnMapping()
@@ -790,7 +896,9 @@ def run_replay_command(
         console.print(f"[red]replay refused:[/] {error}", highlight=False)
         return 2
     try:
-        summary = _replay_with_progress(path, kind, mapping, sink, zone, show_invalid, console)
+        summary = _replay_with_progress(
+            path, kind, mapping, sink, zone, show_invalid, console, contract
+        )
     except MappingError as error:
         console.print(f"[red]replay refused:[/] {error}", highlight=False)
         return 2
@@ -801,6 +909,13 @@ def run_replay_command(
     return 1 if summary.not_acknowledged else 0
 
 
+def _input_contract(text: str) -> InputContract:
+    for contract in INPUT_CONTRACTS:
+        if text.strip() == contract:
+            return contract
+    raise MappingError(f"--input-contract must be v2 or v1, not {text!r}")
+
+
 def _replay_with_progress(
     path: Path,
     kind: Kind,
@@ -809,6 +924,7 @@ def _replay_with_progress(
     zone: tzinfo,
     show_invalid: int,
     console: Any,
+    input_contract: InputContract = "v2",
 ) -> ReplaySummary:
     from rich.progress import (
         BarColumn,
@@ -853,6 +969,7 @@ def _replay_with_progress(
             kind,
             mapping,
             sink,
+            input_contract=input_contract,
             naive_timezone=zone,
             on_rows=advance,
             on_invalid=report,

@@ -7,7 +7,8 @@ case keeps a digest of each event id for a further period (``join_dedupe_days``)
 resend or a second replay of its events is not counted again; then it is forgotten. Faust
 writes a table change to the changelog partition of the record being processed, so a
 case may only be dropped while processing a record of the partition its own records use;
-that partition is Kafka's default partitioner applied to the case pseudonym.
+that partition is Kafka's default partitioner applied to the case's site (the inputs are
+keyed by site).
 """
 
 from __future__ import annotations
@@ -28,9 +29,24 @@ def key_partition(key: str, partitions: int) -> int:
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def case_partition(case_pseudonym: str, partitions: int) -> int:
-    """The partition of a case's records (they are keyed by case pseudonym)."""
-    return key_partition(case_pseudonym, partitions)
+def case_key(site_id: str, case_pseudonym: str) -> str:
+    """A case file's table key: its site first, as case pseudonyms are made per site and the
+    inputs are partitioned by site."""
+    return f"{site_id}|{case_pseudonym}"
+
+
+def is_legacy_case_key(key: str) -> bool:
+    """Whether a case file's key is from before the inputs were keyed by site (its bare
+    pseudonym: identifiers hold no ``|``)."""
+    return "|" not in key
+
+
+def case_partition(key: str, partitions: int) -> int:
+    """The partition of a case file's records: its site's. A key from before the inputs
+    were keyed by site (the bare pseudonym) is on its pseudonym's partition."""
+    if is_legacy_case_key(key):
+        return key_partition(key, partitions)
+    return key_partition(key.partition("|")[0], partitions)
 
 
 @dataclass(frozen=True)

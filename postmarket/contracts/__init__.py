@@ -25,6 +25,7 @@ from postmarket.contracts.events import (
     StreamPrediction,
     utc_now,
 )
+from postmarket.contracts.pooled import VersionTally, version_key
 
 __all__ = [
     "CONTRACT_BY_TOPIC",
@@ -44,8 +45,10 @@ __all__ = [
     "SiteKeyRegistration",
     "StreamKey",
     "StreamPrediction",
+    "VersionTally",
     "decode",
     "decode_for_topic",
     "encode",
     "utc_now",
+    "version_key",
 ]

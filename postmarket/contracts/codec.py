@@ -22,6 +22,7 @@ from postmarket.contracts.events import (
     DeadLetter,
     DeadLetterReason,
     FollowUp,
+    InputBatch,
     Outcome,
     Prediction,
     Rebaseline,
@@ -29,18 +30,21 @@ from postmarket.contracts.events import (
     SiteKeyRegistration,
     short_repr,
 )
+from postmarket.contracts.pooled import VersionTally
 
 EventT = TypeVar("EventT", bound=Contract)
 
 CONTRACT_BY_TOPIC: dict[str, type[Contract]] = {
     topics.PREDICTIONS: Prediction,
     topics.FOLLOWUPS: FollowUp,
+    topics.INPUTS: InputBatch,
     topics.OUTCOMES: Outcome,
     topics.ALERTS: Alert,
     topics.DEADLETTER: DeadLetter,
     topics.REGISTRY: RegistryEntry,
     topics.SITE_KEYS: SiteKeyRegistration,
     topics.REBASELINES: Rebaseline,
+    topics.VERSION_TALLIES: VersionTally,
 }
 
 MAX_EVENT_BYTES = 64 * 1024

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -42,6 +43,14 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
 ]
 """Site, device, task and pseudonym identifiers: printable, no separators of ours."""
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+
+def is_identifier(text: str) -> bool:
+    """Whether ``text`` is an :data:`Identifier` (checked without a model)."""
+    return len(text) <= 128 and _IDENTIFIER.match(text) is not None
+
 
 DeviceVersion = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 """S.Y.Z.B: major enhancement, minor enhancement, corrective update, minor bug fix."""
@@ -103,11 +112,12 @@ class Contract(Part):
         if type(version) not in (int, float):  # bool is an int subclass: excluded here
             got = {"got": short_repr(version)}
             raise PydanticCustomError("schema_version_type", "must be an integer (got {got})", got)
-        if type(version) is not int or version != SCHEMA_VERSION:
+        known = cls.model_fields["schema_version"].default
+        if type(version) is not int or version != known:
             raise PydanticCustomError(
                 "unknown_schema_version",
                 "unknown schema version {got} (this reader knows {known})",
-                {"got": short_repr(version), "known": SCHEMA_VERSION},
+                {"got": short_repr(version), "known": known},
             )
         return version
 
@@ -220,6 +230,22 @@ class JoinPosition(Part):
     partition: Annotated[int, Field(ge=0)]
     offset: Annotated[int, Field(ge=0)]
     rank: Annotated[int, Field(ge=0)]
+    index: Annotated[int, Field(ge=0)] = 0
+    """The event's place in its record's batch (``pms.inputs.v2``); 0 for a one-event record.
+    Positions order by (offset, index, rank)."""
+
+    @model_serializer(mode="wrap")
+    def _index_only_in_batches(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Without a batch index, the position a reader from before the field accepts
+        (contracts forbid unknown fields): readers can be upgraded after the workers."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("index") == 0:
+            data.pop("index", None)
+        return data
+
+    def order(self) -> tuple[int, int, int]:
+        """Where this emission sits among the emissions of its input partition."""
+        return (self.offset, self.index, self.rank)
 
 
 class Outcome(Contract):
@@ -254,6 +280,51 @@ class StreamPrediction(Contract):
 
     prediction: Prediction
     joined_at: JoinPosition
+
+
+INPUT_BATCH_VERSION: Literal[2] = 2
+MAX_BATCH_EVENTS = 500
+"""Events in one ``pms.inputs.v2`` record, at most (a collector also bounds a batch's bytes)."""
+
+
+class PredictionEntry(Part):
+    """One prediction of a batch."""
+
+    kind: Literal["prediction"]
+    event: Prediction
+
+
+class FollowUpEntry(Part):
+    """One follow-up of a batch."""
+
+    kind: Literal["followup"]
+    event: FollowUp
+
+
+BatchEntry = Annotated[PredictionEntry | FollowUpEntry, Field(discriminator="kind")]
+
+
+class InputBatch(Contract):
+    """Up to ``MAX_BATCH_EVENTS`` predictions and follow-ups of one site in one record of
+    ``pms.inputs.v2``, keyed by its site and signed once (see postmarket.authenticity).
+
+    Each event keeps its own ``event_id`` and is validated alone by its readers
+    (:func:`postmarket.contracts.batches.decode_batch`): one bad event is dead-lettered and
+    the rest of its batch still counts. This model states the whole contract (its JSON
+    Schema is the one published) and builds batches in code.
+    """
+
+    schema_version: Literal[2] = INPUT_BATCH_VERSION  # type: ignore[assignment]
+    site_id: Identifier
+    batch_id: uuid.UUID
+    events: Annotated[list[BatchEntry], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+    @model_validator(mode="after")
+    def _events_of_its_site(self) -> InputBatch:
+        for index, entry in enumerate(self.events):
+            if entry.event.site_id != self.site_id:
+                raise ValueError(f"events.{index} is of site {entry.event.site_id!r}")
+        return self
 
 
 class Alert(Contract):
@@ -324,6 +395,9 @@ class DeadLetter(Contract):
     source_topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
     source_partition: Annotated[int, Field(ge=0)]
     source_offset: Annotated[int, Field(ge=0)]
+    source_index: Annotated[int, Field(ge=0)] | None = None
+    """The refused event's place in its record's batch (``pms.inputs.v2``); None when the
+    whole record was refused. ``original`` is then that event alone, as JSON."""
     original: Base64Bytes
     original_size: Annotated[int, Field(ge=0)] | None = None
     """The whole record value's size in bytes (None in dead letters from before the field)."""

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from postmarket import topics
+from postmarket.contracts.batches import decode_batch as decode_input_batch
 from postmarket.contracts.codec import ContractViolation, decode
 from postmarket.contracts.events import Alert, Outcome, Prediction, utc_now
 from postmarket.evidence.fleet_review import review_fleet
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 SINK_GROUP = "postmarket-evidence-sink"
 SINK_ACTOR = "evidence-sink"
-SINK_TOPICS = (topics.OUTCOMES, topics.ALERTS, topics.PREDICTIONS)
+SINK_TOPICS = (topics.OUTCOMES, topics.ALERTS, topics.PREDICTIONS, topics.INPUTS)
 
 
 @dataclass
@@ -79,10 +80,22 @@ def decode_batch(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
                 batch.predictions.append(decode(Prediction, value or b""))
             elif topic == topics.ALERTS:
                 batch.alerts.append(decode(Alert, value or b""))
+            elif topic == topics.INPUTS:
+                _add_predictions_of_batch(batch, value or b"")
         except ContractViolation as violation:
             batch.invalid[topic] = batch.invalid.get(topic, 0) + 1
             log.warning("skipping an invalid record on %s: %s", topic, violation)
     return batch
+
+
+def _add_predictions_of_batch(batch: DecodedBatch, value: bytes) -> None:
+    """The valid predictions of a signed batch (follow-ups reach the store as outcomes);
+    each invalid event counts as one invalid record of the batch's topic."""
+    for element in decode_input_batch(value).elements:
+        if isinstance(element.event, Prediction):
+            batch.predictions.append(element.event)
+        elif element.violation is not None:
+            batch.invalid[topics.INPUTS] = batch.invalid.get(topics.INPUTS, 0) + 1
 
 
 def touched_weeks(batch: DecodedBatch) -> dict[str, set[datetime]]:

@@ -48,7 +48,9 @@ SITE_PREFIX = "site-"
 EVIDENCE_SINK_GROUP = "postmarket-evidence-sink"
 AUDITOR_GROUP_PREFIX = "postmarket-audit"
 CERT_DAYS = 825
-INPUT_TOPICS = (topics.PREDICTIONS, topics.FOLLOWUPS)
+INPUT_TOPICS = (topics.INPUTS, topics.PREDICTIONS, topics.FOLLOWUPS)
+"""The only topics a site may touch, and only to write: v2 signed batches, and the v1
+topics of collectors not yet upgraded (until the whole fleet sends v2)."""
 CENTRAL_TOPICS = (
     topics.OUTCOMES,
     topics.ALERTS,
@@ -57,7 +59,8 @@ CENTRAL_TOPICS = (
     topics.REBASELINES,
 )
 """The topics the central side writes and the auditor reads."""
-"""The only topics a site may touch, and only to write."""
+INTERNAL_TOPICS = (topics.VERSION_TALLIES,)
+"""Topics only the workers read and write (the pooled per-version stage's input)."""
 _SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 Operation = Literal["READ", "WRITE", "CREATE", "DESCRIBE", "ALL"]
@@ -151,9 +154,9 @@ class AccessRule:
 
 
 def site_rules(principal: str) -> list[AccessRule]:
-    """A site may only produce its cases: WRITE on the two input topics, nothing else.
+    """A site may only produce its cases: WRITE on the input topics, nothing else.
 
-    WRITE implies DESCRIBE (metadata of those two topics) and, since Kafka 3.0 (KIP-679),
+    WRITE implies DESCRIBE (metadata of those topics) and, since Kafka 3.0 (KIP-679),
     the idempotent producer's InitProducerId; no READ, no group, no other topic.
     """
     return [AccessRule(principal, "WRITE", "TOPIC", name) for name in INPUT_TOPICS]
@@ -168,7 +171,7 @@ def worker_rules(worker_id: str) -> list[AccessRule]:
     rules = [AccessRule(WORKER, "READ", "TOPIC", name) for name in INPUT_TOPICS]
     # The registry, the sites' public signing keys and the re-baselining decisions are
     # published by the central side too.
-    for name in CENTRAL_TOPICS:
+    for name in CENTRAL_TOPICS + INTERNAL_TOPICS:
         rules += [
             AccessRule(WORKER, "READ", "TOPIC", name),
             AccessRule(WORKER, "WRITE", "TOPIC", name),

@@ -1,5 +1,5 @@
 """The agents of a stream worker; importing this package registers them on the app."""
 
-from streams.agents import join, lag, monitor, registry
+from streams.agents import ingress, join, lag, monitor, pooled, registry
 
-__all__ = ["join", "lag", "monitor", "registry"]
+__all__ = ["ingress", "join", "lag", "monitor", "pooled", "registry"]

@@ -17,11 +17,19 @@ from postmarket.contracts import (
     encode,
     utc_now,
 )
-from postmarket.contracts.events import JoinPosition, StreamKey
+from postmarket.contracts.batches import BatchElement, check_batch_key, decode_batch
+from postmarket.contracts.events import StreamKey
 from postmarket.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
 from streams.app import Children, app, consumed, duplicates, metrics, owned_partitions, settings
-from streams.authentication import AUTHENTICITY_REQUIRED, authentic_event, site_keys
+from streams.authentication import (
+    AUTHENTICITY_REQUIRED,
+    SignedRecord,
+    authentic_event,
+    check_site,
+    signer_of,
+    site_keys,
+)
 from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
     alerts,
@@ -34,11 +42,20 @@ from streams.channels import (
     stream_predictions,
     write_table,
 )
-from streams.deadletter import dead_lettering_failures
+from streams.deadletter import Source, dead_lettering
 from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.retention import Watermark, case_partition, expiry, sweep_action
+from streams.rekeying import origin_of
+from streams.retention import (
+    Watermark,
+    case_key,
+    case_partition,
+    expiry,
+    is_legacy_case_key,
+    key_partition,
+    sweep_action,
+)
 from streams.routing import StreamRouter
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
@@ -103,18 +120,68 @@ async def join_cases(stream: Any) -> None:
 
 
 async def _join_record(event: Any) -> None:
-    message = event.message
-    position = RecordPosition(message.topic, message.partition, message.offset)
-    consumed(message.topic).inc()
+    if event.message.topic == topics.INPUTS:
+        await _join_batch(event)
+    else:
+        await _join_forwarded(event)
 
-    def decode() -> Prediction | FollowUp:
-        return _case_event(message.topic, message.key, event.value)
+
+async def _join_batch(event: Any) -> None:
+    """A signed batch: verified and its site checked once, then each event alone, so a bad
+    one is dead-lettered with its place and the others count."""
+    message = event.message
+    at = RecordPosition(message.topic, message.partition, message.offset)
+    value = event.value or b""
+
+    async def read() -> None:
+        signer = await signer_of(SignedRecord(message.topic, message.key, value, message.headers))
+        batch = decode_batch(value)
+        check_batch_key(batch, message.key)
+        check_site(signer, batch.site_id, value)
+        consumed(message.topic).inc(len(batch.elements))
+        for element in batch.elements:
+            await _join_element(at, element, message.timestamp)
+
+    # Only the envelope and the signature can refuse the whole record: each event's own
+    # failure is its own dead letter (an event joined before it stays joined).
+    await dead_lettering(Source(at, value, message.headers), read, "reading a batch")
+
+
+async def _join_element(at: RecordPosition, element: BatchElement, sent_at: float) -> None:
+    position = RecordPosition(at.topic, at.partition, at.offset, element.index)
 
     async def join() -> None:
-        case_event = await authentic_event(message, event.value, decode)
-        await _join(position, case_event, message.timestamp)
+        if element.event is None:
+            raise element.violation or ContractViolation("record", "schema", [])
+        await _join(position, element.event, sent_at, at.topic)
 
-    await dead_lettering_failures(event, position, join, "joining")
+    source = Source(at, element.original(), None, element.index)
+    await dead_lettering(source, join, "joining")
+
+
+async def _join_forwarded(event: Any) -> None:
+    """A v1 record the ingress agent re-keyed by site: verified over the topic and key its
+    collector signed, and dead-lettered as the record the collector sent."""
+    message = event.message
+    position = RecordPosition(message.topic, message.partition, message.offset)
+    origin = origin_of(message.headers)
+    source = position if origin is None else RecordPosition(*origin.where())
+
+    async def join() -> None:
+        if origin is None:
+            reason = "no origin header: not a v1 record forwarded by a worker"
+            raise ContractViolation("record", "unknown_source", [Problem("<headers>", reason)])
+        value = event.value or b""
+        record = SignedRecord(origin.topic, origin.key, value, message.headers)
+        case_event = await authentic_event(
+            record, lambda: _case_event(origin.topic, origin.key, value)
+        )
+        if message.key != case_event.site_id.encode():
+            reason = f"forwarded under {message.key!r}, not its site_id"
+            raise ContractViolation("record", "schema", [Problem("<key>", reason)])
+        await _join(position, case_event, message.timestamp, origin.topic)
+
+    await dead_lettering(Source(source, event.value, message.headers), join, "joining")
 
 
 @app.task
@@ -141,16 +208,17 @@ async def flush_routed() -> None:
 
 
 async def _join(
-    position: RecordPosition, case_event: Prediction | FollowUp, sent_at: float
+    position: RecordPosition, case_event: Prediction | FollowUp, sent_at: float, sent_to: str
 ) -> None:
-    """``sent_at``: the record's Kafka timestamp (CreateTime: when the collector sent it)."""
+    """``sent_at``: the record's Kafka timestamp (CreateTime: when the collector sent it);
+    ``sent_to``: the topic the collector sent it to (the metrics' label)."""
     _believe_event_time(case_event, sent_at)
     site_last_event(case_event.site_id).set(time.time())
     watermark.advance(position.partition, case_event.event_time)
-    case_pseudonym = case_event.case_pseudonym
+    key = case_key(case_event.site_id, case_event.case_pseudonym)
     prediction = case_event if isinstance(case_event, Prediction) else None
     stream = prediction.stream if prediction is not None else None
-    case = _case_file(case_pseudonym)
+    case, legacy = _case_file(key, case_event.case_pseudonym)
     if prediction is not None and stream is not None and not case.knows(prediction):
         # Before the case changes: an error here leaves it as it was.
         await _judge_first_sighting(prediction, stream, position.partition)
@@ -158,14 +226,16 @@ async def _join(
         accepted = case.add(case_event, position)  # all or nothing
         if not accepted.duplicate:
             # Straight to the changelog, not through Faust's buffer (see write_table).
-            await write_table(case_files, position.partition, case_pseudonym, case.to_state())
+            await write_table(case_files, position.partition, key, case.to_state())
+            if legacy:
+                await _forget_legacy_key(case_event.case_pseudonym)
     except BaseException:
-        live_cases.pop(case_pseudonym, None)  # it may now differ from the table
+        live_cases.pop(key, None)  # it may now differ from the table
         raise
     if accepted.duplicate:
-        duplicates(position.topic).inc()
+        duplicates(sent_to).inc()
         if accepted.after_retention:
-            metrics.events_duplicate_after_retention.labels(position.topic).inc()
+            metrics.events_duplicate_after_retention.labels(sent_to).inc()
     elif stream is not None:
         predictions_counted(*metrics.stream_labels(stream)).inc()
     if prediction is not None and stream is not None:
@@ -194,15 +264,29 @@ def _believe_event_time(case_event: Prediction | FollowUp, sent_at: float | None
         raise ContractViolation(contract, "impossible_value", [problem])
 
 
-def _case_file(case_pseudonym: str) -> CaseFile:
-    """The case file as its table holds it: the live object, else loaded from the table."""
-    case = live_cases.pop(case_pseudonym, None)
+def _case_file(key: str, case_pseudonym: str) -> tuple[CaseFile, bool]:
+    """The case file as its table holds it: the live object, else loaded from the table;
+    and whether it was found under its key from before the inputs were keyed by site."""
+    case = live_cases.pop(key, None)
+    legacy = False
     if case is None:
-        case = CaseFile.from_state(case_files.get(case_pseudonym))
-    live_cases[case_pseudonym] = case  # most recently used last
+        state = case_files.get(key)
+        if state is None:
+            # Written before the upgrade, on the pseudonym's partition: adopted under the
+            # site key at its first change (one worker reads them all; see manufacturer.md).
+            state = case_files.get(case_pseudonym)
+            legacy = state is not None
+        case = CaseFile.from_state(state)
+    live_cases[key] = case  # most recently used last
     if len(live_cases) > LIVE_CASES_MAX:
         del live_cases[next(iter(live_cases))]
-    return case
+    return case, legacy
+
+
+async def _forget_legacy_key(case_pseudonym: str) -> None:
+    """Delete a case file adopted under its site key from its pre-upgrade key."""
+    partition = key_partition(case_pseudonym, settings.topic_partitions)
+    await write_table(case_files, partition, case_pseudonym, None)
 
 
 async def _sweep_if_due(partition: int) -> None:
@@ -221,23 +305,31 @@ async def _sweep_if_due(partition: int) -> None:
     forgetting = current - last_forget.get(partition, current - FORGET_EVERY) >= FORGET_EVERY
     if forgetting:
         last_forget[partition] = current
-    for case_pseudonym, state in list(case_files.items()):
+    owned: set[int] | None = None
+    for key, state in list(case_files.items()):
         action = sweep_action(state, current, RETENTION, REMEMBER_DROPPED, forgetting)
         if action is None:
             continue
-        if case_partition(case_pseudonym, settings.topic_partitions) != partition:
-            continue
+        home = case_partition(key, settings.topic_partitions)
+        if home != partition:
+            # A case file from before the inputs were keyed by site, on a partition no
+            # record reaches any more: swept by its owner with any partition's sweep.
+            if not is_legacy_case_key(key):
+                continue
+            owned = owned if owned is not None else owned_partitions(topics.INPUTS)
+            if home not in owned:
+                continue
         if action == "forget":
-            await write_table(case_files, partition, case_pseudonym, None)
-            live_cases.pop(case_pseudonym, None)
+            await write_table(case_files, home, key, None)
+            live_cases.pop(key, None)
             continue
         case = CaseFile.from_state(state)
         expired = expiry(case, current, RETENTION)
         if expired is None:
             continue
         dropped = case.dropped_past_retention(current)
-        await write_table(case_files, partition, case_pseudonym, dropped.to_state())
-        live_cases.pop(case_pseudonym, None)
+        await write_table(case_files, home, key, dropped.to_state())
+        live_cases.pop(key, None)
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
         metrics.followups_unmatched.inc(expired.followups_without_prediction)
@@ -245,10 +337,7 @@ async def _sweep_if_due(partition: int) -> None:
 
 def _route_to_stream(prediction: Prediction, stream: StreamKey, position: RecordPosition) -> None:
     """Route a new prediction (again, on a replay of its record) to its stream's partition."""
-    joined_at = JoinPosition(
-        topic=position.topic, partition=position.partition, offset=position.offset, rank=0
-    )
-    router.add(stream, prediction, joined_at)
+    router.add(stream, prediction, position.joined(0))
 
 
 async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, partition: int) -> None:
@@ -274,7 +363,7 @@ async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, parti
 @app.timer(interval=10.0)
 async def count_cases_awaiting_truth() -> None:
     """Refresh the follow-up backlog gauge from this worker's share of the join table."""
-    owned = owned_partitions(topics.PREDICTIONS)
+    owned = owned_partitions(topics.INPUTS)
     # The partition (a murmur2 in Python) only of cases awaiting truth: most are joined
     # or dropped past retention.
     awaiting = sum(
@@ -287,7 +376,8 @@ async def count_cases_awaiting_truth() -> None:
 
 
 def _case_event(topic: str, key: bytes | None, value: bytes | None) -> Prediction | FollowUp:
-    """Decode a record of the case topics; its key must be its case pseudonym (co-partitioning)."""
+    """Decode a record of the v1 case topics; its key must be its case pseudonym, as its
+    collector sent it."""
     contract = "Prediction" if topic.startswith("pms.predictions") else "FollowUp"
     if value is None:
         raise ContractViolation(contract, "not_json", [Problem("<payload>", "record has no value")])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 from postmarket import topics
 from postmarket.contracts import (
@@ -21,9 +21,11 @@ from postmarket.contracts import (
     Rebaseline,
     RegistryEntry,
     StreamPrediction,
+    VersionTally,
     decode,
     encode,
     utc_now,
+    version_key,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
 from streams.acquisition import acquisition_categories
@@ -39,6 +41,7 @@ from streams.channels import (
     stream_inputs,
     stream_monitors,
     stream_prediction_monitors,
+    version_tallies,
 )
 from streams.deadletter import dead_lettering_failures
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
@@ -52,6 +55,7 @@ from streams.performance import (
     claimed_performance,
     planned_policy,
 )
+from streams.pooled import tally_of_labelled_state, version_tally
 from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
 
@@ -109,12 +113,21 @@ async def flush_stream_states() -> None:
     so a table always holds a state that covers exactly the records acked or being acked.
     Each state carries the positions it has applied: a record read again after a crash (its
     offset not committed) is skipped if its state was sent, and applied if not.
+
+    With the states go the cumulative tallies of the streams whose outcomes changed, for the
+    pooled per-version stage: taken at the same instant, sent before the acks, so a crash
+    sends them again rather than losing them (the pooled stage ignores a tally it has).
     """
     held, failed = unacked.take(), set(failed_positions)
     failed_positions.clear()
     writes = [
         (STATE_TABLES[side], partition, key, monitor.state_of(side))
         for (side, key), (partition, monitor) in unwritten.items()
+    ]
+    tallies = [
+        tally
+        for (side, key), (_partition, monitor) in unwritten.items()
+        if side == "outcome" and (tally := _tally(key, monitor)) is not None
     ]
     dirty = dict(unwritten)
     unwritten.clear()
@@ -123,6 +136,8 @@ async def flush_stream_states() -> None:
     try:
         for table, partition, key, state in writes:
             await send_table_state(table, partition, key, state)
+        for tally in tallies:
+            await _send_tally(tally)
     except BaseException:
         for entry, target in dirty.items():  # sent again by the next flush
             unwritten.setdefault(entry, target)
@@ -130,6 +145,46 @@ async def flush_stream_states() -> None:
         failed_positions.update(failed)
         raise
     await ack_all(held)
+
+
+def _tally(key: str, monitor: StreamMonitor) -> VersionTally | None:
+    counts = (
+        monitor.true_positives,
+        monitor.false_negatives,
+        monitor.true_negatives,
+        monitor.false_positives,
+    )
+    stream = StreamKey.from_key(key)
+    return version_tally(stream, counts, monitor.first_case_time, monitor.last_case_time)
+
+
+async def _send_tally(tally: VersionTally) -> None:
+    await produce(version_tallies, version_key(tally.stream).encode(), encode(tally))
+
+
+tallies_resent: set[str] = set()
+"""Streams whose tally this worker sent from its table since it was (re)assigned them."""
+
+
+@app.timer(interval=5.0)
+async def resend_tallies() -> None:
+    """Once after each (re)assignment, send the tally of every stream this worker owns, from
+    its table state: a crash can lose a tally whose stream state was delivered (the records
+    are then not applied again, so nothing else would send it); a tally the pooled stage
+    has is ignored there. From the table, not the live monitor: exactly what was sent."""
+    recovery = cast(Any, app.tables).recovery  # Faust's TableManager, untyped there
+    if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
+        return  # a table still recovering holds older states: wait for the latest
+    owned = owned_partitions(topics.OUTCOMES)
+    for key, state in list(stream_monitors.items()):
+        if key in tallies_resent or state is None:
+            continue
+        if key_partition(key, settings.topic_partitions) not in owned:
+            continue
+        tallies_resent.add(key)
+        tally = tally_of_labelled_state(StreamKey.from_key(key), state)
+        if tally is not None:
+            await _send_tally(tally)
 
 
 StreamInput = Outcome | StreamPredictions | StreamPrediction | Rebaseline
@@ -178,6 +233,7 @@ async def _forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any
 @app.on_partitions_assigned.connect
 async def _forget_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     live_monitors.clear()
+    tallies_resent.clear()
 
 
 failed_positions: set[RecordPosition] = set()

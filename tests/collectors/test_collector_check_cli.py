@@ -139,3 +139,63 @@ def test_missing_configuration_is_explained(
     result = CliRunner().invoke(app, ["collector", "check", str(_ct(tmp_path))])
     assert result.exit_code == 3
     assert "POSTMARKET_SITE_KEY_FILE" in result.stderr and "Traceback" not in result.output
+
+
+class VisibleTopics:
+    """A stand-in for kafka-python's producer on a broker holding only ``topics``."""
+
+    topics: frozenset[str] = frozenset()
+    asked: list[str] = []
+
+    def __init__(self, **_options: object) -> None:
+        pass
+
+    def partitions_for(self, topic: str) -> set[int]:
+        from kafka.errors import KafkaTimeoutError
+
+        VisibleTopics.asked.append(topic)
+        if topic not in self.topics:
+            raise KafkaTimeoutError(f"no metadata for {topic}")
+        return {0}
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> type[VisibleTopics]:
+    import kafka
+
+    VisibleTopics.asked = []
+    monkeypatch.setattr(kafka, "KafkaProducer", VisibleTopics)
+    return VisibleTopics
+
+
+def test_check_kafka_tests_the_v2_topic_by_default(site: Path, broker: type[VisibleTopics]) -> None:
+    broker.topics = frozenset({"pms.inputs.v2"})
+    result = CliRunner().invoke(app, ["collector", "check", "--kafka"])
+    assert result.exit_code == 0, result.output
+    assert broker.asked == ["pms.inputs.v2"]
+    assert "sends v2: signed batches to pms.inputs.v2" in result.output
+    assert "input topics visible (pms.inputs.v2)" in result.output
+
+
+def test_check_kafka_on_workers_not_upgraded_suggests_v1(
+    site: Path, broker: type[VisibleTopics]
+) -> None:
+    broker.topics = frozenset({"pms.predictions.v1", "pms.followups.v1"})
+    result = CliRunner().invoke(app, ["collector", "check", "--kafka"])
+    assert result.exit_code == 4
+    assert "cannot see topic pms.inputs.v2" in result.output
+    assert 'input_contract = "v1"' in result.output and "Traceback" not in result.output
+
+
+def test_check_kafka_with_v1_tests_the_v1_topics(
+    site: Path, broker: type[VisibleTopics], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTMARKET_INPUT_CONTRACT", "v1")
+    broker.topics = frozenset({"pms.predictions.v1", "pms.followups.v1"})
+    result = CliRunner().invoke(app, ["collector", "check", "--kafka"])
+    assert result.exit_code == 0, result.output
+    assert broker.asked == ["pms.predictions.v1", "pms.followups.v1"]
+    assert "sends v1: one record per event" in result.output

@@ -1,6 +1,7 @@
 """Delivery without loss against a real Apache Kafka: a collector killed with SIGKILL
 mid-batch, and a broker stopped and restarted mid-send, still get exactly the N distinct
-events through (resends are allowed; the workers drop duplicates by event_id)."""
+events through in v2 batches (resends are allowed; the workers drop duplicates by
+event_id)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from postmarket import topic_admin, topics
 from postmarket.stack import kafka, manager
 from postmarket.stack.processes import ProcessRecord, free_port, stop_group
 from postmarket.topics import pipeline_topics
+from tests.collectors.batch_records import batch_events
 from tests.conftest import make_stack_home
 from tests.factories import make_prediction
 
@@ -68,29 +70,28 @@ def fill_outbox(path: Path, count: int, site_id: str) -> set[str]:
 
 
 def distinct_event_ids(bootstrap: str, site_id: str, expected: int, timeout: float) -> set[str]:
-    """Every event_id of ``site_id`` on the predictions topic (read from the beginning)."""
-    from postmarket.contracts import Prediction, decode
-
+    """Every event_id of ``site_id`` in the v2 batches on ``pms.inputs.v2`` (from the
+    beginning; a resent batch adds no new id)."""
     consumer = KafkaConsumer(
-        topics.PREDICTIONS,
+        topics.INPUTS,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=2000,
     )
     seen: set[str] = set()
+
+    def read() -> None:
+        for record in consumer:
+            if record.key == site_id.encode():
+                seen.update(str(e.event_id) for e in batch_events(record.key, record.value))
+
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and len(seen) < expected:
-            for record in consumer:
-                event = decode(Prediction, record.value)
-                if event.site_id == site_id:
-                    seen.add(str(event.event_id))
+            read()
         # One more pass so that an excess (a wrong event_id) would show up too.
-        for record in consumer:
-            event = decode(Prediction, record.value)
-            if event.site_id == site_id:
-                seen.add(str(event.event_id))
+        read()
     finally:
         consumer.close()
     return seen

@@ -1,6 +1,7 @@
 """The MLLP listener, over real TCP: an interface engine's ORU^R01 results become outbox
-events before their AA is sent; bad, oversize, foreign and wrong-type messages get AE or
-AR naming their control id, are counted, and never cost the connection its other messages."""
+events before their AA is sent; bad, oversize and wrong-type messages get AE or AR naming
+their control id, are counted, and never cost the connection its other messages; a
+foreign peer, a silent one and a message that never ends hold no connection slot."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -215,15 +217,6 @@ def test_message_other_than_oru_r01_is_refused(site: Site, listener: tuple[str, 
     assert site.count("refused", "wrong_message_type") == 1
 
 
-def test_peer_outside_the_allow_list_is_refused(site: Site, listener: tuple[str, int]) -> None:
-    with connect(listener, source="127.0.0.2") as client:  # all of 127/8 is loopback
-        client.sendall(frame(oru("FOREIGN1")))
-        (ack,) = read_acks(client, 1)
-    assert msa(ack) == ("AR", "FOREIGN1")
-    assert site.queued_cases() == []
-    assert site.count("refused", "peer_not_allowed") == 1
-
-
 def test_malformed_message_gets_ae_and_the_connection_goes_on(
     site: Site, listener: tuple[str, int]
 ) -> None:
@@ -363,6 +356,161 @@ def test_max_connections_is_bounded(tmp_path: Path, count: int) -> None:
         site_settings(tmp_path, mllp_max_connections=count)
 
 
+# --- connections that hold a slot for nothing ---------------------------------------------------
+
+CLOSED_CONNECTIONS = "postmarket_collector_mllp_connections_closed_total"
+IDLE_TIMEOUT_S = 0.5
+
+
+def closed(site: Site, reason: str) -> float | None:
+    return site.registry.get_sample_value(CLOSED_CONNECTIONS, {"reason": reason})
+
+
+def test_peer_outside_the_allow_list_is_closed_unread_and_holds_no_slot(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = site.listen(max_connections=1)
+    assert server.address is not None
+    try:
+        with caplog.at_level(logging.WARNING):
+            foreign = connect(server.address, source="127.0.0.2")  # all of 127/8 is loopback
+        with foreign:  # kept open by the foreign peer, closed by the listener
+            assert foreign.recv(1024) == b""
+            wait_until(lambda: server.open_connections == 0)
+            with connect(server.address) as engine:  # the only slot is the engine's
+                engine.sendall(frame(oru("ENGINE01")))
+                assert msa(read_acks(engine, 1)[0]) == ("AA", "ENGINE01")
+    finally:
+        server.stop()
+    assert closed(site, "peer_not_allowed") == 1
+    assert site.registry.get_sample_value(REFUSED_CONNECTIONS) == 0
+    (warning,) = [r for r in caplog.records if "127.0.0.2" in r.getMessage()]
+    assert "not in mllp_allowed_peers" in warning.getMessage()
+
+
+def test_silent_connection_is_closed_after_the_idle_timeout_and_frees_its_slot(
+    site: Site,
+) -> None:
+    server = site.listen(max_connections=1, idle_timeout_s=IDLE_TIMEOUT_S)
+    assert server.address is not None
+    assert closed(site, "idle") == 0  # visible from the start
+    try:
+        with connect(server.address) as silent:
+            connected_at = time.monotonic()
+            assert silent.recv(1024) == b""  # closed by the listener
+            waited = time.monotonic() - connected_at
+        assert IDLE_TIMEOUT_S * 0.9 <= waited < IDLE_TIMEOUT_S + 5
+        wait_until(lambda: server.open_connections == 0)
+        with connect(server.address) as engine:
+            engine.sendall(frame(oru("NEXT0001")))
+            assert msa(read_acks(engine, 1)[0]) == ("AA", "NEXT0001")
+    finally:
+        server.stop()
+    assert closed(site, "idle") == 1
+
+
+def test_message_that_never_ends_is_closed_unacknowledged_after_the_idle_timeout(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = site.listen(max_connections=1, idle_timeout_s=IDLE_TIMEOUT_S)
+    assert server.address is not None
+    try:
+        with caplog.at_level(logging.WARNING), connect(server.address) as stuck:
+            stuck.sendall(frame(oru("NOEND001"))[:-2])  # no 0x1C 0x0D
+            assert stuck.recv(1024) == b""  # closed, no ACK
+        wait_until(lambda: server.open_connections == 0)
+    finally:
+        server.stop()
+    assert closed(site, "incomplete_message") == 1 and closed(site, "idle") == 0
+    assert site.queued_cases() == []
+    (warning,) = [r for r in caplog.records if "mllp_idle_timeout_s" in r.getMessage()]
+    assert "did not end within 0.5 s" in warning.getMessage()
+    assert "NOEND001" not in caplog.text  # nothing of the message is logged
+
+
+def test_message_trickling_in_gets_no_longer_than_a_silent_connection(site: Site) -> None:
+    """The clock runs from the last complete message, not the last byte: a byte at a time
+    cannot hold a slot."""
+    server = site.listen(idle_timeout_s=IDLE_TIMEOUT_S)
+    assert server.address is not None
+    framed = frame(oru("TRICKLE1"))
+    try:
+        with connect(server.address) as trickler:
+            started = time.monotonic()
+            with pytest.raises(OSError):  # EPIPE or ECONNRESET once the listener closed it
+                for byte in framed[:-2]:
+                    trickler.sendall(bytes([byte]))
+                    time.sleep(0.02)
+            lasted = time.monotonic() - started
+    finally:
+        server.stop()
+    assert lasted < len(framed) * 0.02 / 2  # closed long before the message would end
+    assert closed(site, "incomplete_message") == 1
+
+
+def test_connection_completing_a_message_within_each_timeout_stays_open(site: Site) -> None:
+    server = site.listen(idle_timeout_s=IDLE_TIMEOUT_S)
+    assert server.address is not None
+    try:
+        with connect(server.address) as engine:
+            for n in range(6):  # about 3 s in all, six idle timeouts
+                time.sleep(IDLE_TIMEOUT_S * 0.6)
+                engine.sendall(frame(oru(f"BUSY{n:04d}", study_uid=f"1.2.840.99.{n}")))
+                assert msa(read_acks(engine, 1)[0]) == ("AA", f"BUSY{n:04d}")
+    finally:
+        server.stop()
+    assert len(site.queued_cases()) == 6
+    assert closed(site, "idle") == 0 and closed(site, "incomplete_message") == 0
+
+
+def test_peer_that_reads_no_acknowledgement_is_closed_after_the_idle_timeout(
+    site: Site,
+) -> None:
+    """A sender that never reads its ACKs would otherwise block the listener's writes, and
+    hold its slot, for good."""
+    server = site.listen(idle_timeout_s=IDLE_TIMEOUT_S)
+    assert server.address is not None
+    unusable = frame(b"x") * 1000  # each answered AE at once, nothing stored
+    deaf = socket.socket()
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    try:
+        with deaf:
+            deaf.connect(server.address)
+            deaf.settimeout(0.2)
+            deadline = time.monotonic() + 60
+            while closed(site, "ack_not_read") == 0:  # its buffers fill with unread ACKs
+                assert time.monotonic() < deadline, "never closed"
+                with suppress(OSError):  # a send timeout, or reset once it is closed
+                    deaf.sendall(unusable)
+            wait_until(lambda: server.open_connections == 0)
+    finally:
+        server.stop()
+    assert closed(site, "idle") == 0 and closed(site, "incomplete_message") == 0
+
+
+def test_idle_timeout_comes_from_the_settings(tmp_path: Path) -> None:
+    settings = site_settings(
+        tmp_path, mllp_port=0, mllp_idle_timeout_s=42, followups=FollowUpMappings(hl7=MAPPING)
+    )
+    assert MllpEndpoint.from_settings(settings).idle_timeout_s == 42
+    assert site_settings(tmp_path).mllp_idle_timeout_s == 300
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 86401])
+def test_idle_timeout_is_bounded(tmp_path: Path, seconds: float) -> None:
+    with pytest.raises(ValidationError, match="mllp_idle_timeout_s"):
+        site_settings(tmp_path, mllp_idle_timeout_s=seconds)
+
+
+def test_idle_timeout_is_read_from_the_toml_file(tmp_path: Path) -> None:
+    site_settings(tmp_path)  # writes the key file
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\nmllp_idle_timeout_s = 90\n'
+    )
+    assert load_settings(config, environ={}).mllp_idle_timeout_s == 90
+
+
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its 0600 key."""
@@ -426,7 +574,7 @@ HL7_CHARACTERS = st.sampled_from(list("MSHOBXRPIDC|^~\\&\r\n 0123F.-+"))
 def test_any_damage_to_a_message_is_answered_never_raised(noise: str, at: int) -> None:
     text = oru("DAMAGED1").decode()
     damaged = (text[:at] + noise + text[at:]).encode()
-    verdict = assess(MllpFrame(damaged, len(damaged)), True, MAPPING)
+    verdict = assess(MllpFrame(damaged, len(damaged)), MAPPING)
     assert verdict.code in ("AA", "AE", "AR") and (verdict.code == "AA") == bool(verdict.records)
 
 
@@ -482,6 +630,7 @@ def test_the_example_mllp_settings_load_once_uncommented(tmp_path: Path) -> None
     assert settings.mllp_allowed_peers == ("10.20.0.21/32", "10.20.1.0/24")
     assert settings.mllp_tls_key_file == tmp_path / "tls" / "mllp.key"
     assert settings.mllp_max_connections == 16
+    assert settings.mllp_idle_timeout_s == 300
 
 
 def test_collector_runs_the_listener_from_its_settings(tmp_path: Path) -> None:

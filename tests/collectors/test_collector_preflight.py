@@ -177,7 +177,10 @@ def test_an_unusable_stow_rs_token_file_is_refused_as_run_refuses_it(
     result = check(with_stow_rs(site))
     assert result.exit_code == 3
     (line,) = result.stderr.strip().splitlines()  # one line, no traceback
-    assert line.startswith("collector configuration: [collector.stow_rs]: STOW-RS token file")
+    assert line.startswith(
+        "collector configuration: [collector.stow_rs]: token_file (POSTMARKET_STOW_TOKEN_FILE): "
+        "STOW-RS token file"
+    )
     assert str(token) in line and why in line
     assert STOW_CANARY not in result.output
 

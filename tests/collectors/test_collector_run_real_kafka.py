@@ -28,6 +28,7 @@ from postmarket.contracts import FollowUp, Prediction, decode
 from postmarket.stack import manager
 from postmarket.stack.processes import free_port
 from postmarket.stack.prometheus import PrometheusPaths
+from tests.collectors.batch_records import read_batch
 from tests.factories import ai_output_fields
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -93,12 +94,13 @@ def wait_for_metrics(port: int, process: subprocess.Popen[bytes], timeout: float
 def records_of(
     bootstrap: str, site_id: str, expected: int, timeout: float, topic: str = topics.PREDICTIONS
 ) -> list[bytes]:
-    """Every record value of ``site_id`` on ``topic`` (read from the beginning)."""
+    """The JSON of every event of ``site_id`` that would be on ``topic`` in v1, opened from
+    the collector's v2 batches on ``pms.inputs.v2`` (read from the beginning)."""
     model: type[Prediction] | type[FollowUp] = (
         Prediction if topic == topics.PREDICTIONS else FollowUp
     )
     consumer = KafkaConsumer(
-        topic,
+        topics.INPUTS,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -108,8 +110,11 @@ def records_of(
 
     def read_all() -> None:
         for record in consumer:
-            if decode(model, record.value).site_id == site_id:
-                found.append(record.value)
+            if record.key != site_id.encode():
+                continue
+            for element in read_batch(record.key, record.value).elements:
+                if isinstance(element.event, model):
+                    found.append(element.raw)
 
     deadline = time.monotonic() + timeout
     try:

@@ -123,6 +123,39 @@ def test_a_secret_in_a_path_variable_is_never_echoed(
                 assert form not in caplog.text, case
 
 
+STOW_TOKENS = {
+    "base64": base64.b64encode(SEEDED.randbytes(32)).decode(),  # as collector.example.toml
+    "urlsafe": base64.urlsafe_b64encode(SEEDED.randbytes(32)).decode().rstrip("="),
+    "hex": SEEDED.randbytes(32).hex(),
+}
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("form", list(STOW_TOKENS))
+def test_a_stow_rs_token_in_its_file_variable_is_never_echoed(
+    site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    form: str,
+    command: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = site / "collector.toml"
+    (site / "inbox").mkdir()
+    config.write_text(
+        config.read_text() + '[collector.inbox]\npath = "inbox"\n'
+        '[collector.stow_rs]\nport = 0\nallowed_peers = ["127.0.0.1"]\n'
+    )
+    token = STOW_TOKENS[form]
+    monkeypatch.setenv("POSTMARKET_STOW_TOKEN_FILE", token)
+    arguments = [CT] if command == "check" else []
+    result = CliRunner().invoke(app, ["collector", command, *arguments, "--config", str(config)])
+    assert result.exit_code == 3, result.output
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert "POSTMARKET_STOW_TOKEN_FILE" in line and NOT_A_PATH in line
+    assert token not in result.output and token not in caplog.text
+
+
 @pytest.mark.parametrize(
     "variable", ["POSTMARKET_SITE_KEY_FILE", "POSTMARKET_SIGNING_KEY_FILE"], ids=["site", "signing"]
 )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from collectors.batching import InputContract
 from collectors.delivery import DeliveryLoop
 from collectors.outbox import Outbox
 from collectors.settings import load_settings
@@ -18,16 +19,31 @@ from tests.factories import make_followup, make_prediction
 SIGNING = SigningKey.from_seed(bytes(range(32)))
 
 
-def delivered(tmp_path: Path, broker: FakeBroker, signer: SigningKey | None = SIGNING) -> None:
+def delivered(
+    tmp_path: Path,
+    broker: FakeBroker,
+    signer: SigningKey | None = SIGNING,
+    input_contract: InputContract = "v2",
+) -> None:
     with Outbox(tmp_path / "o.db") as outbox:
         outbox.put(make_prediction(site_id="site-a"))
         outbox.put(make_followup(site_id="site-a"))
-        DeliveryLoop(outbox, lambda: broker, signer=signer).drain()
+        DeliveryLoop(outbox, lambda: broker, signer=signer, input_contract=input_contract).drain()
 
 
-def test_every_record_leaves_signed_by_the_sites_key(tmp_path: Path) -> None:
+def test_a_batch_leaves_signed_once_by_the_sites_key(tmp_path: Path) -> None:
     broker = FakeBroker()
     delivered(tmp_path, broker)
+    keyring = SiteKeyring([SIGNING.registration("site-a")])
+    [record] = broker.received
+    assert (record.topic, record.key) == (topics.INPUTS, b"site-a")
+    registration = keyring.verify(record.headers, record.topic, record.key, record.value)
+    assert registration.site_id == "site-a"
+
+
+def test_every_v1_record_leaves_signed_by_the_sites_key(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    delivered(tmp_path, broker, input_contract="v1")
     keyring = SiteKeyring([SIGNING.registration("site-a")])
     assert [r.topic for r in broker.received] == [topics.PREDICTIONS, topics.FOLLOWUPS]
     for record in broker.received:
@@ -35,11 +51,13 @@ def test_every_record_leaves_signed_by_the_sites_key(tmp_path: Path) -> None:
         assert registration.site_id == "site-a"
 
 
-def test_a_resend_after_a_failed_delivery_carries_the_same_signature(tmp_path: Path) -> None:
+def test_a_v1_resend_after_a_failed_delivery_carries_the_same_signature(tmp_path: Path) -> None:
     broker = FakeBroker(failures=1)
     with Outbox(tmp_path / "o.db") as outbox:
         outbox.put(make_prediction())
-        loop = DeliveryLoop(outbox, lambda: broker, signer=SIGNING, max_backoff=0.01)
+        loop = DeliveryLoop(
+            outbox, lambda: broker, signer=SIGNING, max_backoff=0.01, input_contract="v1"
+        )
         first = outbox.pending()[0].record.signed(SIGNING)
         loop.drain()
     assert broker.received == [first]
@@ -48,7 +66,7 @@ def test_a_resend_after_a_failed_delivery_carries_the_same_signature(tmp_path: P
 def test_without_a_signing_key_records_leave_unsigned(tmp_path: Path) -> None:
     broker = FakeBroker()
     delivered(tmp_path, broker, signer=None)
-    assert all(record.headers == () for record in broker.received)
+    assert broker.received and all(record.headers == () for record in broker.received)
 
 
 def test_the_signing_key_file_comes_from_the_environment(tmp_path: Path) -> None:

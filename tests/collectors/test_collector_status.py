@@ -70,6 +70,17 @@ def test_status_shows_backlog_waiting_cases_last_delivery_and_last_error(
     assert lines[2].startswith("last delivery: ") and lines[2].endswith("(1 events sent in all)")
     assert lines[3].startswith("last error: ")
     assert lines[3].endswith(" s ago: send failed (KafkaTimeoutError)")
+    assert lines[4] == "sends v2: signed batches to pms.inputs.v2"
+
+
+def test_status_says_a_v1_collector_sends_one_record_per_event(
+    config: Path, tmp_path: Path
+) -> None:
+    Outbox(tmp_path / "outbox.db").close()
+    config.write_text(config.read_text() + 'input_contract = "v1"\n')
+    result = CliRunner().invoke(app, ["collector", "status", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("sends v1: one record per event")
 
 
 def test_status_of_a_collector_that_never_ran_is_one_line(config: Path) -> None:

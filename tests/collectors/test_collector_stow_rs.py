@@ -29,6 +29,7 @@ from collectors.events import DicomCase, dicom_case
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
+from collectors.preflight import load_secrets
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
 from collectors.pseudonym import SiteKey, case_pseudonym
 from collectors.service import Collector
@@ -469,6 +470,71 @@ def test_stow_rs_table_paths_are_relative_to_the_config_file(tmp_path: Path) -> 
     assert settings.stow_rs is not None
     assert settings.stow_rs.token_file == tmp_path / "secrets" / "stow.token"
     assert settings.stow_rs.host == "127.0.0.1"
+
+
+STOW_RS_TABLE = (
+    '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+    '[collector.inbox]\npath = "inbox"\n'
+    '[collector.stow_rs]\nport = 8104\ntoken_file = "secrets/stow.token"\n'
+)
+
+
+def test_the_token_file_variable_overrides_the_toml_file(tmp_path: Path) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text(STOW_RS_TABLE)
+    mounted = tmp_path / "run" / "secrets" / "stow-token"  # e.g. a Docker or Kubernetes secret
+    settings = load_settings(config, environ={"POSTMARKET_STOW_TOKEN_FILE": str(mounted)})
+    assert settings.stow_rs is not None and settings.stow_rs.token_file == mounted
+    assert settings.stow_rs.port == 8104  # the rest of the table stays
+
+
+def test_the_token_file_variable_guards_an_endpoint_the_toml_file_leaves_open(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text(STOW_RS_TABLE.replace('token_file = "secrets/stow.token"\n', ""))
+    with pytest.raises(CollectorConfigError, match="allowed_peers, token_file or both"):
+        load_settings(config, environ={})
+    token_file = tmp_path / "stow.token"
+    settings = load_settings(config, environ={"POSTMARKET_STOW_TOKEN_FILE": str(token_file)})
+    assert settings.stow_rs is not None and settings.stow_rs.token_file == token_file
+
+
+def test_the_token_file_variable_never_turns_stow_rs_on(tmp_path: Path) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text('[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n')
+    secret_path = str(tmp_path / "stow.token")
+    with pytest.raises(CollectorConfigError) as refused:
+        load_settings(config, environ={"POSTMARKET_STOW_TOKEN_FILE": secret_path})
+    assert str(refused.value).startswith("POSTMARKET_STOW_TOKEN_FILE is set but STOW-RS is off")
+    assert "[collector.stow_rs]" in str(refused.value) and secret_path not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("prepare", "why"),
+    [
+        (lambda token: None, "does not exist"),
+        (lambda token: write_secret_file(token, TOKEN) or token.chmod(0o644), "chmod 600"),
+        (lambda token: write_secret_file(token, b"\n"), "is empty"),
+    ],
+    ids=["missing", "mode-644", "empty"],
+)
+def test_an_unusable_token_file_from_the_variable_refuses_start_naming_the_variable(
+    tmp_path: Path, prepare: Callable[[Path], object], why: str
+) -> None:
+    write_secret_file(tmp_path / "site.key", b"collector-test-site-secret-0123456789abcdef")
+    config = tmp_path / "collector.toml"
+    config.write_text(STOW_RS_TABLE)
+    token_file = tmp_path / "run-secrets" / "stow-token"
+    token_file.parent.mkdir()
+    prepare(token_file)
+    settings = load_settings(config, environ={"POSTMARKET_STOW_TOKEN_FILE": str(token_file)})
+    with pytest.raises(CollectorConfigError) as refused:
+        load_secrets(settings)  # what `collector run` and `collector check` read at start
+    message = str(refused.value)
+    assert message.startswith("[collector.stow_rs]: token_file (POSTMARKET_STOW_TOKEN_FILE): ")
+    assert str(token_file) in message and why in message
+    assert TOKEN.decode() not in message
 
 
 def test_the_example_stow_rs_section_loads_once_uncommented(tmp_path: Path) -> None:

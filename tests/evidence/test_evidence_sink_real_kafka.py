@@ -16,6 +16,7 @@ from evidence_builders import make_alert, make_stream
 
 from postmarket import topics
 from postmarket.contracts import Contract, encode
+from postmarket.contracts.batches import EventKind, encode_batch
 from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
 from tests.factories import make_outcome, make_prediction
@@ -75,6 +76,29 @@ def test_redelivered_outcomes_and_alerts_are_stored_once(
         snapshots = store.snapshots(device)
         assert snapshots and {s.version for s in snapshots} == {"2.1.0.3"}
         assert again.snapshots == 0
+
+
+def test_predictions_in_signed_batches_are_stored_once_and_bad_events_counted(
+    kafka_stack: Any, sqlite_url: str
+) -> None:
+    """v2 collectors send predictions in batches on pms.inputs.v2; a resent batch and a v1
+    copy of the same prediction store nothing twice, and one bad event of a batch is
+    counted without losing the others."""
+    bootstrap = kafka_stack.settings.kafka_bootstrap
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    predictions = [make_prediction(device_id=device, case_pseudonym=f"p-{i}") for i in range(4)]
+    events: list[tuple[EventKind, str, bytes]] = [
+        ("prediction", str(p.event_id), encode(p)) for p in predictions
+    ]
+    bad = ("prediction", str(uuid.uuid4()), b'{"schema_version": 1, "score": 2}')
+    batch = encode_batch("site-a", [*events[:2], bad, *events[2:]])
+    send_raw(bootstrap, topics.INPUTS, [(b"site-a", batch), (b"site-a", batch)])
+    produce(bootstrap, topics.PREDICTIONS, predictions[:1])
+
+    with EvidenceStore(sqlite_url) as store:
+        counts = run_sink(store, bootstrap, f"sink-{uuid.uuid4().hex[:8]}")
+        assert sum(c.predictions for c in store.prediction_counts(device)) == 4
+    assert counts.invalid_by_topic.get(topics.INPUTS, 0) >= 2  # the bad event, twice
 
 
 def test_invalid_records_are_skipped_and_counted(kafka_stack: Any, sqlite_url: str) -> None:

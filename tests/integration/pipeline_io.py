@@ -49,7 +49,7 @@ def read_topic(
 
 DEFAULT_SITE = "site-a"
 """Whose key signs a record that names no site (invalid input from a site's collector)."""
-SIGNED_TOPICS = (topics.PREDICTIONS, topics.FOLLOWUPS)
+SIGNED_TOPICS = (topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS)
 
 
 def site_signing_key(site_id: str) -> SigningKey:
@@ -189,26 +189,45 @@ def skip_backlog(bootstrap: str, group: str, topic_names: list[str]) -> None:
         consumer.close()
 
 
+V1_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
+
+
+def caught_up_stages(group: str, topic_names: list[str]) -> list[list[str]]:
+    """``topic_names`` in the order the worker's stages feed each other: the v1 topics
+    (the ingress agent), then the join's own inputs (signed batches and the v1 records
+    the ingress re-keyed by site), then the rest. A stage's ends are final only once the
+    stage before it has caught up."""
+    v1 = [name for name in topic_names if name in V1_TOPICS]
+    join = [topics.INPUTS, f"{group}-inputs-by-site"] if v1 or topics.INPUTS in topic_names else []
+    rest = [name for name in topic_names if name not in V1_TOPICS and name not in join]
+    return [stage for stage in (v1, join, rest) if stage]
+
+
 def wait_until_caught_up(
     bootstrap: str, group: str, topic_names: list[str], timeout_s: float = 60.0
 ) -> None:
-    """Wait until ``group`` has committed every record written so far to ``topic_names``."""
+    """Wait until ``group`` has committed every record written so far to ``topic_names``
+    (and to the join's inputs they feed: :func:`caught_up_stages`)."""
     from kafka.admin import KafkaAdminClient
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    deadline = time.monotonic() + timeout_s
     try:
-        ends = end_offsets(consumer, topic_names)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            committed = admin.list_group_offsets(group).get(group, {})
-            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in ends if ends[tp]):
-                return
-            time.sleep(0.5)
+        for stage in caught_up_stages(group, topic_names):
+            ends = end_offsets(consumer, stage)
+            while not _committed_up_to(admin, group, ends):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"group {group} did not commit up to {ends} in time")
+                time.sleep(0.5)
     finally:
         admin.close()
         consumer.close()
-    raise AssertionError(f"group {group} did not commit up to {ends} in {timeout_s} s")
+
+
+def _committed_up_to(admin: Any, group: str, ends: dict[TopicPartition, int]) -> bool:
+    committed = admin.list_group_offsets(group).get(group, {})
+    return all(tp in committed and committed[tp].offset >= ends[tp] for tp in ends if ends[tp])
 
 
 def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:

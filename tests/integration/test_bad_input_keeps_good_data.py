@@ -42,7 +42,7 @@ from tests.integration.pipeline_io import (
 from tests.malformed_events import malformations
 
 pytestmark = pytest.mark.integration
-CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
+CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS]
 
 
 @pytest.fixture(scope="module")

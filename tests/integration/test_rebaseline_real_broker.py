@@ -46,7 +46,7 @@ def worker(kafka_stack: Any, tmp_path: Path) -> Iterator[LocalWorker]:
         }
     )
     # Only this test's records: earlier tests' predictions would only slow the worker down.
-    inputs = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.REBASELINES]
+    inputs = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS, topics.REBASELINES]
     skip_backlog(settings.kafka_bootstrap, settings.worker_id, inputs)
     running = LocalWorker(settings, tmp_path / "worker.log")
     running.start()

@@ -1,5 +1,6 @@
 """``postmarket replay`` on the real broker: a retrospective study through a real worker gives
-the same per-stream results as the same cases sent live, and says it is retrospective."""
+the same per-stream results as the same cases sent live, and says it is retrospective; the
+replay itself sends full v2 signed batches per site (or v1 records when told)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +20,11 @@ import pandas as pd
 import pytest
 
 from postmarket import topics
+from postmarket.authenticity import SigningKey, SiteKeyring
 from postmarket.config import Settings
 from postmarket.contracts import Outcome
 from postmarket.local_worker import LocalWorker
+from tests.collectors.batch_records import batch_events
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (
     SignedProducer,
@@ -239,8 +243,80 @@ def test_replaying_the_same_files_again_counts_nothing_twice(
     wait_until_caught_up(
         bootstrap,
         worker.settings.worker_id,
-        [topics.PREDICTIONS, topics.FOLLOWUPS, topics.OUTCOMES],
+        [topics.INPUTS, topics.OUTCOMES],
     )
 
     assert sum(confusion(worker, site).values()) == len(cases)
     assert metric_value(worker.metrics_url, "postmarket_outcomes_total", site_id=site) == len(cases)
+
+
+def site_records(bootstrap: str, topic: str, keys: set[bytes], count: int) -> list[Any]:
+    """The records of ``topic`` whose key is in ``keys``, once ``count`` of them are there."""
+
+    def mine(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key in keys]
+
+    return mine(read_topic(bootstrap, topic, lambda records: len(mine(records)) >= count))
+
+
+def test_a_replay_sends_full_signed_batches_per_site(kafka_stack: Any, tmp_path: Path) -> None:
+    bootstrap = kafka_stack.settings.kafka_bootstrap
+    tag = uuid.uuid4().hex[:6]
+    big, small = f"site-big-{tag}", f"site-small-{tag}"
+    sites = [big, small] * 3 + [big] * 998
+    rows = pd.DataFrame(
+        {
+            "site_id": sites,
+            "case_pseudonym": [f"c-{tag}-{i}" for i in range(len(sites))],
+            "event_time": "2019-05-02T10:00:00+00:00",
+            "score": 0.7,
+            "decision": "positive",
+        }
+    )
+    history = tmp_path / "history.csv"
+    rows.to_csv(history, index=False)
+    signing = SigningKey.generate()
+    signing.write(tmp_path / "signing.pem")
+
+    output = replay_cli(
+        bootstrap,
+        history,
+        "predictions",
+        *("--signing-key", str(tmp_path / "signing.pem"), "--constant", "task=referable_dr"),
+        *("--constant", "device_id=dr-screen", "--constant", "device_version=2.1.0.3"),
+        *("--constant", "operating_threshold=0.5"),
+    )
+
+    assert topics.INPUTS in output and "1,004" in output
+    records = site_records(bootstrap, topics.INPUTS, {big.encode(), small.encode()}, 4)
+    keyring = SiteKeyring([signing.registration(big), signing.registration(small)])
+    sizes: dict[str, list[int]] = {big: [], small: []}
+    carried: Counter[str] = Counter()
+    for record in records:
+        assert keyring.verify(record.headers, record.topic, record.key, record.value)
+        events = batch_events(record.key, record.value)
+        sizes[record.key.decode()].append(len(events))
+        carried.update(event.case_pseudonym for event in events)
+    assert sizes == {big: [500, 500, 1], small: [3]}
+    assert carried == Counter(rows["case_pseudonym"])
+
+
+def test_a_v1_replay_sends_one_record_per_event(kafka_stack: Any, tmp_path: Path) -> None:
+    bootstrap = kafka_stack.settings.kafka_bootstrap
+    tag = uuid.uuid4().hex[:6]
+    cases = [f"c-{tag}-{i}" for i in range(3)]
+    history = tmp_path / "history.csv"
+    pd.DataFrame(
+        {"case_pseudonym": cases, "event_time": "2019-05-02T10:00:00+00:00", "label": "negative"}
+    ).to_csv(history, index=False)
+
+    replay_cli(
+        bootstrap,
+        history,
+        "followups",
+        *("--input-contract", "v1", "--constant", f"site_id=site-{tag}"),
+        *("--constant", "source=pathology"),
+    )
+
+    records = site_records(bootstrap, topics.FOLLOWUPS, {c.encode() for c in cases}, 3)
+    assert sorted(r.key.decode() for r in records) == cases

@@ -123,7 +123,7 @@ def test_site_sees_only_the_topics_it_may_write(
 ) -> None:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, **_site(secure))
     try:
-        assert consumer.topics() == {topics.PREDICTIONS, topics.FOLLOWUPS}
+        assert consumer.topics() == {topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS}
     finally:
         consumer.close()
 

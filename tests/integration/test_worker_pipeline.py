@@ -34,7 +34,7 @@ from tests.integration.pipeline_io import (
 )
 
 pytestmark = pytest.mark.integration
-CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
+CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS]
 
 
 @pytest.fixture

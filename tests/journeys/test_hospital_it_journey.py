@@ -31,6 +31,7 @@ from pynetdicom import AE
 
 from postmarket import topics
 from postmarket.contracts import ContractViolation, FollowUp, Prediction, decode
+from tests.collectors.batch_records import read_batch
 from tests.factories import ai_output_fields
 from tests.integration.pipeline_io import free_port, read_topic
 
@@ -232,20 +233,25 @@ def drop(inbox: Path, name: str, fields: dict[str, Any]) -> None:
 
 
 def site_events(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    """The JSON of this site's events that v1 would put on ``topic``, opened from the
+    collector's v2 batches (keyed by the site) on ``pms.inputs.v2``."""
     model: type[Prediction] | type[FollowUp] = (
         Prediction if topic == topics.PREDICTIONS else FollowUp
     )
 
-    def site_of(value: bytes | None) -> str | None:
+    def events_of(key: bytes | None, value: bytes) -> list[bytes]:
         try:
-            return decode(model, value or b"").site_id
+            batch = read_batch(key, value)
         except ContractViolation:
-            return None  # the topic is shared: another test's deliberately bad record
+            return []  # the topic is shared: another test's deliberately bad record
+        return [e.original() for e in batch.elements if isinstance(e.event, model)]
 
     def mine(records: list[Any]) -> list[bytes]:
-        return [r.value for r in records if site_of(r.value) == SITE]
+        return [raw for r in records if r.key == SITE.encode() for raw in events_of(r.key, r.value)]
 
-    return mine(read_topic(bootstrap, topic, lambda records: len(mine(records)) >= count, 90))
+    return mine(
+        read_topic(bootstrap, topics.INPUTS, lambda records: len(mine(records)) >= count, 90)
+    )
 
 
 def test_hospital_it_installs_checks_receives_and_delivers(

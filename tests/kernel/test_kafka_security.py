@@ -164,9 +164,10 @@ def test_local_worker_environment_names_the_password_file_not_the_password(
 # --- the secure stack's rules -----------------------------------------------------------------
 
 
-def test_a_site_may_only_write_the_two_input_topics() -> None:
+def test_a_site_may_only_write_the_input_topics() -> None:
     rules = security.site_rules("site-a")
     assert {(r.operation, r.resource, r.name, r.pattern) for r in rules} == {
+        ("WRITE", "TOPIC", topics.INPUTS, "LITERAL"),
         ("WRITE", "TOPIC", topics.PREDICTIONS, "LITERAL"),
         ("WRITE", "TOPIC", topics.FOLLOWUPS, "LITERAL"),
     }
@@ -175,7 +176,7 @@ def test_a_site_may_only_write_the_two_input_topics() -> None:
 def test_no_site_rule_grants_reading_or_a_group() -> None:
     rules = security.access_rules("postmarket-worker", ["a", "b"])
     for_sites = [r for r in rules if r.principal.startswith(security.SITE_PREFIX)]
-    assert len(for_sites) == 4
+    assert len(for_sites) == 6
     assert all(r.operation == "WRITE" and r.resource == "TOPIC" for r in for_sites)
 
 
@@ -183,13 +184,23 @@ def test_the_auditor_only_reads_outputs() -> None:
     rules = security.auditor_rules()
     assert {r.operation for r in rules} == {"READ"}
     read_topics = {r.name for r in rules if r.resource == "TOPIC"}
-    assert not read_topics & {topics.PREDICTIONS, topics.FOLLOWUPS, topics.DEADLETTER}
+    assert not read_topics & {
+        topics.INPUTS,
+        topics.PREDICTIONS,
+        topics.FOLLOWUPS,
+        topics.DEADLETTER,
+        topics.VERSION_TALLIES,
+    }
 
 
 def test_the_worker_reads_inputs_but_never_writes_them() -> None:
     rules = security.worker_rules("postmarket-worker")
     on_inputs = {(r.operation, r.name) for r in rules if r.name in security.INPUT_TOPICS}
-    assert on_inputs == {("READ", topics.PREDICTIONS), ("READ", topics.FOLLOWUPS)}
+    assert on_inputs == {
+        ("READ", topics.INPUTS),
+        ("READ", topics.PREDICTIONS),
+        ("READ", topics.FOLLOWUPS),
+    }
 
 
 def test_the_worker_owns_only_topics_named_after_its_app_id() -> None:

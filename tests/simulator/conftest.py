@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from collectors.batching import InputContract
 from collectors.producer import EncodedEvent
-from simulator.collector_path import RecordFile, read_record_file
+from simulator.collector_path import RecordFile, read_record_file, sent_events
 from simulator.run import SimulationSummary, run_simulation
 from simulator.scenario import Scenario, load_scenario
 
@@ -23,14 +24,22 @@ class DryRun:
     summary: SimulationSummary
     records_path: Path
     records: list[EncodedEvent]
+    """As they would have gone to Kafka (v2 batches by default)."""
     ground_truth_path: Path
 
+    @property
+    def events(self) -> list[EncodedEvent]:
+        """Every event as its v1 record would be, batches opened (see ``sent_events``)."""
+        return sent_events(self.records)
 
-def dry_run(scenario: Scenario, directory: Path) -> DryRun:
+
+def dry_run(scenario: Scenario, directory: Path, input_contract: InputContract = "v2") -> DryRun:
     records_path = directory / "records.jsonl"
     truth_path = directory / "ground-truth.json"
     with RecordFile(records_path) as record_file:
-        summary = run_simulation(scenario, lambda: record_file, truth_path)
+        summary = run_simulation(
+            scenario, lambda: record_file, truth_path, input_contract=input_contract
+        )
     return DryRun(summary, records_path, read_record_file(records_path), truth_path)
 
 

@@ -23,6 +23,7 @@ from postmarket.demo import (
 )
 from simulator.scenario import Scenario
 from simulator.scoring import Bound, ChangeScore, Scorecard
+from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
 from streams.performance import TESTS_PER_STREAM, MonitorPolicy
 
 
@@ -34,13 +35,17 @@ def test_the_demo_plan_expects_its_budget_over_the_run_from_every_test_of_every_
     truth = {"days": 73, "streams": [_stream("dr", 1000), _stream("lung", 3000)]}
     plan = demo_plan(truth, {"dr": 0.9, "lung": 0.7})
     assert plan["fleet_streams"] == 2
+    assert plan["fleet_pooled_groups"] == 2  # each device's version and task
     assert plan["stream_predictions_per_year"] == 2000 * 5  # 73 days: a fifth of a year
     assert plan["followup_completeness"] == pytest.approx((900 + 2100) / 4000)
     policy = MonitorPolicy(**plan)
     share = policy.budget().share_per_test(TESTS_PER_STREAM)  # type: ignore[union-attr]
-    # The charts spend their share for a fifth of a year, each claims test its whole alpha.
+    # The charts spend their share for a fifth of a year, each claims test its whole alpha;
+    # per group the pooled stage runs two charts and two claims tests.
     claims_tests = 2
-    over_the_run = 2 * share * ((TESTS_PER_STREAM - claims_tests) / 5 + claims_tests)
+    per_stream = (TESTS_PER_STREAM - claims_tests) / 5 + claims_tests
+    per_group = (POOLED_TESTS_PER_GROUP - claims_tests) / 5 + claims_tests
+    over_the_run = 2 * share * per_stream + 2 * share * per_group
     assert over_the_run == pytest.approx(FALSE_ALARM_BUDGET)
     assert policy.test_alpha() == pytest.approx(share)
 

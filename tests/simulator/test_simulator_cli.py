@@ -4,31 +4,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
+from postmarket import topics
 from postmarket.cli import app
+from simulator.collector_path import read_record_file, sent_events
 from tests.simulator.conftest import SCENARIOS
 
 runner = CliRunner()
 
 
-def test_simulate_writes_records_and_ground_truth(tmp_path: Path) -> None:
-    records, truth = tmp_path / "records.jsonl", tmp_path / "truth.json"
-    result = runner.invoke(
+def simulate_to_file(tmp_path: Path, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(
         app,
         [
             "simulate",
             "--scenario",
             str(SCENARIOS / "small.toml"),
             "--output",
-            str(records),
+            str(tmp_path / "records.jsonl"),
             "--ground-truth",
-            str(truth),
+            str(tmp_path / "truth.json"),
         ],
+        env=env,
     )
+
+
+def test_simulate_writes_records_and_ground_truth(tmp_path: Path) -> None:
+    result = simulate_to_file(tmp_path)
+    truth = tmp_path / "truth.json"
     assert result.exit_code == 0, result.output
     assert "predictions" in result.output and str(truth) in result.output.replace("\n", "")
-    assert records.read_text().count("\n") > 100 and truth.exists()
+    records = read_record_file(tmp_path / "records.jsonl")
+    assert len(sent_events(records)) > 100 and truth.exists()
+    assert topics.INPUTS in {r.topic for r in records}
+
+
+def test_simulated_collectors_follow_the_collectors_input_contract(tmp_path: Path) -> None:
+    result = simulate_to_file(tmp_path, env={"POSTMARKET_INPUT_CONTRACT": "v1"})
+    assert result.exit_code == 0, result.output
+    sent = {r.topic for r in read_record_file(tmp_path / "records.jsonl")}
+    assert topics.INPUTS not in sent and {topics.PREDICTIONS, topics.FOLLOWUPS} <= sent
+
+
+def test_simulate_refuses_an_unknown_input_contract(tmp_path: Path) -> None:
+    result = simulate_to_file(tmp_path, env={"POSTMARKET_INPUT_CONTRACT": "v9"})
+    assert result.exit_code == 1
+    assert "must be v2 or v1" in result.output and "Traceback" not in result.output
 
 
 def test_simulate_reports_an_invalid_scenario(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def test_reader_identities_are_pseudonymised(small_dry_run: DryRun) -> None:
     assert b"reader-" not in sent_bytes(small_dry_run)
     reads = [
         decode(FollowUp, r.value)
-        for r in small_dry_run.records
+        for r in small_dry_run.events
         if r.topic == topics.FOLLOWUPS and b'"reader"' in r.value
     ]
     assert reads and all(f.reader_pseudonym and f.reader_pseudonym.startswith("r-") for f in reads)
@@ -93,11 +93,11 @@ def test_acquisition_features_survive_de_identification(
 def test_every_followup_is_keyed_by_a_predicted_case(small_dry_run: DryRun) -> None:
     predicted = {
         decode(Prediction, r.value).case_pseudonym
-        for r in small_dry_run.records
+        for r in small_dry_run.events
         if r.topic == topics.PREDICTIONS and r.key.startswith(b"c-")
     }
     followups = [
-        decode(FollowUp, r.value) for r in small_dry_run.records if r.topic == topics.FOLLOWUPS
+        decode(FollowUp, r.value) for r in small_dry_run.events if r.topic == topics.FOLLOWUPS
     ]
     assert followups and {f.case_pseudonym for f in followups} <= predicted
 
@@ -105,7 +105,7 @@ def test_every_followup_is_keyed_by_a_predicted_case(small_dry_run: DryRun) -> N
 def test_each_site_pseudonymises_with_its_own_key(small_dry_run: DryRun) -> None:
     predictions = [
         decode(Prediction, r.value)
-        for r in small_dry_run.records
+        for r in small_dry_run.events
         if r.topic == topics.PREDICTIONS and r.key.startswith(b"c-")
     ]
     stations = {

@@ -129,7 +129,7 @@ def test_registry_entries_go_first_and_cover_registered_versions_only(
     assert versions == {"2.1.0.3", "1.4.2.0"}
     sent_versions = {
         decode(Prediction, r.value).device_version
-        for r in small_dry_run.records
+        for r in small_dry_run.events
         if r.topic == topics.PREDICTIONS and r.key.startswith(b"c-")
     }
     assert "2.3.0.0" in sent_versions - versions

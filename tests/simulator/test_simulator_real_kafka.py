@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from collectors.producer import EncodedEvent
 from postmarket import topics
-from simulator.collector_path import kafka_connector
+from simulator.collector_path import kafka_connector, sent_events
 from simulator.run import run_simulation
 from simulator.scenario import Scenario
 from tests.integration.pipeline_io import read_topic
@@ -47,12 +48,17 @@ def test_a_small_fleet_arrives_on_the_topics_exactly_as_simulated(
     wanted = {identity(r.topic, r.key, r.value) for r in small_dry_run.records}
     arrived = {
         topic: arrived_of(bootstrap, topic, wanted, expected[topic])
-        for topic in (topics.REGISTRY, topics.PREDICTIONS, topics.FOLLOWUPS)
+        for topic in (topics.REGISTRY, topics.INPUTS, topics.PREDICTIONS)
     }
-    predictions = [json.loads(v) for _, k, v in arrived[topics.PREDICTIONS] if k.startswith(b"c-")]
-    followups = arrived[topics.FOLLOWUPS]
+    assert expected[topics.FOLLOWUPS] == 0  # follow-ups travel in the batches
+    batched = sent_events(
+        [EncodedEvent(topics.INPUTS, key, value) for _, key, value in arrived[topics.INPUTS]]
+    )
+    predictions = [json.loads(e.value) for e in batched if e.topic == topics.PREDICTIONS]
+    followups = [e for e in batched if e.topic == topics.FOLLOWUPS]
+    assert len(arrived[topics.INPUTS]) == expected[topics.INPUTS]
     assert len(predictions) == summary.predictions
     assert len(followups) == summary.followups
-    assert len(arrived[topics.PREDICTIONS]) == summary.predictions + summary.malformed
+    assert len(arrived[topics.PREDICTIONS]) == summary.malformed  # raw, as injected
     assert len(arrived[topics.REGISTRY]) == summary.registry_entries
     assert {p["site_id"] for p in predictions} == {"sim-north", "sim-south"}

@@ -28,7 +28,7 @@ def test_same_seed_gives_an_identical_ground_truth(
 def test_event_ids_are_unique_and_derived_not_random(small_dry_run: DryRun) -> None:
     ids = [
         json.loads(r.value)["event_id"]
-        for r in small_dry_run.records
+        for r in small_dry_run.events
         if r.topic in ("pms.predictions.v1", "pms.followups.v1") and r.key.startswith(b"c-")
     ]
     assert (

@@ -20,8 +20,11 @@ from typing import Any
 from faust.types import TP, EventT, Message, RecordMetadata
 
 from postmarket.contracts import Contract, encode
-from streams.app import app
+from streams.app import app, settings
+from streams.channels import SITE_INPUTS
 from streams.held_acks import HeldAcks
+from streams.rekeying import Origin, forwarded_headers, site_of
+from streams.retention import key_partition
 
 WAIT_S = 10.0
 """How long a test waits for the agent to reach a state before failing (never hit when
@@ -135,6 +138,24 @@ class Feed:
         self, topic: str, key: str, event: Contract, *, partition: int = 0
     ) -> EventT[Any]:
         return await self.put(topic, key.encode(), encode(event), partition=partition)
+
+    async def put_v1(
+        self, topic: str, key: bytes | None, value: bytes | None, *, headers: Any = None
+    ) -> EventT[Any]:
+        """A v1 record as the join reads it: forwarded by the ingress agent (with the same
+        functions), keyed by its site, onto its site's partition of the internal topic."""
+        origin = Origin(topic, 0, next(self._offsets[(topic, 0)]), key)
+        site = site_of(topic, value)
+        return await self.put(
+            SITE_INPUTS,
+            site.encode(),
+            value,
+            partition=key_partition(site, settings.topic_partitions),
+            headers=forwarded_headers(origin, headers),
+        )
+
+    async def put_v1_event(self, topic: str, key: str, event: Contract) -> EventT[Any]:
+        return await self.put_v1(topic, key.encode(), encode(event))
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

@@ -4,24 +4,32 @@ and records acked only once the batch that covers them is flushed."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
+import base64
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from postmarket import topics
-from postmarket.contracts import DeadLetter, Outcome, Prediction, decode, encode
+from postmarket.authenticity import SigningKey, SiteKeyring
+from postmarket.contracts import DeadLetter, FollowUp, Outcome, Prediction, decode, encode
+from postmarket.contracts.batches import EventKind, encode_batch
 from streams import app as worker
 from streams import authentication
 from streams.agents import join
 from streams.app import settings
-from streams.casefile import event_digest
-from streams.channels import STREAM_PREDICTIONS, case_files, first_sightings, registry
-from streams.retention import case_partition
+from streams.casefile import CaseFile, RecordPosition, event_digest
+from streams.channels import (
+    SITE_INPUTS,
+    STREAM_PREDICTIONS,
+    case_files,
+    first_sightings,
+    registry,
+)
+from streams.retention import case_key, key_partition
 from streams.routing import StreamPredictions
 from tests.factories import T0, make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
@@ -100,7 +108,7 @@ def test_a_prediction_and_its_followup_emit_one_outcome_in_either_order(
     event_on = {PREDICTIONS: prediction, FOLLOWUPS: followup}
 
     async def scenario(feed: Feed) -> None:
-        events = [await feed.put_event(topic, "c-1", event_on[topic]) for topic in arrival]
+        events = [await feed.put_v1_event(topic, "c-1", event_on[topic]) for topic in arrival]
         await wait_until(settled(join.unacked, events), "both records joined")
 
     run_join(scenario)
@@ -112,7 +120,8 @@ def test_a_prediction_and_its_followup_emit_one_outcome_in_either_order(
     )
     assert outcome.followup_event_ids == (followup.event_id,)
     # The record that completes the case is the one the outcome was joined at.
-    assert outcome.joined_at.topic == arrival[-1] and outcome.joined_at.offset == 0
+    # v1 records reach the join re-keyed by site: their second record.
+    assert outcome.joined_at.topic == SITE_INPUTS and outcome.joined_at.offset == 1
     assert producer.to(topics.OUTCOMES)[0].key == outcome.stream.as_key().encode()
 
 
@@ -127,9 +136,9 @@ def test_a_resent_event_is_counted_as_a_duplicate_and_not_joined_again(
 
     async def scenario(feed: Feed) -> None:
         events = [
-            await feed.put_event(PREDICTIONS, "c-1", prediction),
-            await feed.put_event(FOLLOWUPS, "c-1", followup),
-            await feed.put_event(resent_topic, "c-1", resent),  # the collector resent it
+            await feed.put_v1_event(PREDICTIONS, "c-1", prediction),
+            await feed.put_v1_event(FOLLOWUPS, "c-1", followup),
+            await feed.put_v1_event(resent_topic, "c-1", resent),  # the collector resent it
         ]
         await wait_until(settled(join.unacked, events), "all three records joined")
         await join.flush_routed()
@@ -142,45 +151,30 @@ def test_a_resent_event_is_counted_as_a_duplicate_and_not_joined_again(
     assert routed_offsets(producer) == [0]  # the prediction reached its stream once
 
 
-@pytest.mark.parametrize(
-    ("topic", "key", "value", "reason_code", "reason_names"),
-    [
-        (PREDICTIONS, b"c-bad", b"{not json", "not_json", "<payload>"),
-        (PREDICTIONS, b"c-bad", b'{"case_pseudonym": "c-bad"}', "schema", "decision"),
-        (
-            FOLLOWUPS,
-            b"c-other",
-            encode(make_followup(case_pseudonym="c-bad")),
-            "schema",
-            "case_pseudonym",
-        ),
-        (FOLLOWUPS, b"c-bad", None, "not_json", "no value"),
-    ],
-    ids=["not-json", "wrong-schema", "key-not-the-case-pseudonym", "no-value"],
-)
 def test_invalid_input_is_dead_lettered_with_its_reason_and_the_join_goes_on(
     producer: RecordingProducer,
-    topic: str,
-    key: bytes,
-    value: bytes | None,
-    reason_code: str,
-    reason_names: str,
 ) -> None:
+    """A v1 record the ingress could key by its site, invalid all the same: dead-lettered
+    as the record its collector sent (records without a site: test_agents_ingress.py)."""
+    value = encode(make_followup(case_pseudonym="c-bad"))
+
     async def scenario(feed: Feed) -> None:
         events = [
-            await feed.put(topic, key, value, headers=[("signature", b"sig")]),
-            await feed.put_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")),
-            await feed.put_event(FOLLOWUPS, "c-1", make_followup(case_pseudonym="c-1")),
+            await feed.put_v1(FOLLOWUPS, b"c-other", value, headers=[("signature", b"sig")]),
+            await feed.put_v1_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")),
+            await feed.put_v1_event(FOLLOWUPS, "c-1", make_followup(case_pseudonym="c-1")),
         ]
         await wait_until(settled(join.unacked, events), "all three records handled")
 
     run_join(scenario)
     [record] = producer.to(topics.DEADLETTER)
     [letter] = dead_letters_sent(producer)
-    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (topic, 0, 0)
-    assert (letter.reason_code, reason_names in letter.reason) == (reason_code, True)
-    assert letter.original == (value or b"")
-    assert record.headers == [("signature", b"sig")]
+    where = (letter.source_topic, letter.source_partition, letter.source_offset)
+    assert where == (FOLLOWUPS, 0, 0)
+    assert letter.source_index is None
+    assert (letter.reason_code, "case_pseudonym" in letter.reason) == ("schema", True)
+    assert letter.original == value
+    assert record.headers[0] == ("signature", b"sig")
     assert len(outcomes_sent(producer)) == 1  # the valid case after it still joined
 
 
@@ -188,7 +182,9 @@ def test_records_are_acked_only_once_their_routed_predictions_are_flushed(
     producer: RecordingProducer,
 ) -> None:
     async def scenario(feed: Feed) -> None:
-        prediction = await feed.put_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1"))
+        prediction = await feed.put_v1_event(
+            PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")
+        )
         await wait_until(settled(join.unacked, [prediction]), "the prediction joined")
         assert not prediction.message.acked
         assert producer.to(STREAM_PREDICTIONS) == []
@@ -215,9 +211,11 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
         for i in range(cases):
             case = f"c-{i}"
             events.append(
-                await feed.put_event(PREDICTIONS, case, make_prediction(case_pseudonym=case))
+                await feed.put_v1_event(PREDICTIONS, case, make_prediction(case_pseudonym=case))
             )
-            events.append(await feed.put_event(FOLLOWUPS, case, make_followup(case_pseudonym=case)))
+            events.append(
+                await feed.put_v1_event(FOLLOWUPS, case, make_followup(case_pseudonym=case))
+            )
         await wait_until(settled(join.unacked, events), "all 600 records joined")
         first_batch, rest = events[: join.ROUTE_BATCH_EVENTS], events[join.ROUTE_BATCH_EVENTS :]
         assert all(event.message.acked for event in first_batch)
@@ -229,14 +227,7 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
     run_join(scenario)
     joined_cases = [outcome.case_pseudonym for outcome in outcomes_sent(producer)]
     assert joined_cases == [f"c-{i}" for i in range(cases)]
-    assert sorted(routed_offsets(producer)) == list(range(cases))
-
-
-def cases_on_partition(partition: int, how_many: int) -> list[str]:
-    """Case pseudonyms whose records Kafka's partitioner puts on ``partition``."""
-    names = (f"c-{n}" for n in range(10_000))
-    on_it = (name for name in names if case_partition(name, settings.topic_partitions) == partition)
-    return list(itertools.islice(on_it, how_many))
+    assert sorted(routed_offsets(producer)) == list(range(0, 2 * cases, 2))
 
 
 def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
@@ -247,25 +238,26 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
     monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
     monkeypatch.setattr(join, "RETENTION", timedelta(days=10))
     monkeypatch.setattr(join, "REMEMBER_DROPPED", timedelta(days=30))
-    dropped, later, later_too, much_later, much_later_too = cases_on_partition(0, 5)
+    dropped, later, later_too, much_later, much_later_too = (f"c-{n}" for n in range(5))
+    dropped_key = case_key("site-a", dropped)
     old = make_prediction(case_pseudonym=dropped, event_time=T0)
     changelog = case_files.changelog_topic.get_topic_name()
     resent_before = counter("events_duplicate_after_retention", topic=PREDICTIONS)
 
     async def scenario(feed: Feed) -> None:
         async def feed_prediction(case: str, prediction: Prediction) -> None:
-            event = await feed.put_event(PREDICTIONS, case, prediction)
+            event = await feed.put_v1_event(PREDICTIONS, case, prediction)
             await wait_until(settled(join.unacked, [event]), f"{case} joined")
 
         await feed_prediction(dropped, old)
         await feed_prediction(
             later, make_prediction(case_pseudonym=later, event_time=T0 + DAY * 20)
         )
-        assert "predictions" in case_files.data[dropped]  # one later event is not enough
+        assert "predictions" in case_files.data[dropped_key]  # one later event is not enough
         await feed_prediction(
             later_too, make_prediction(case_pseudonym=later_too, event_time=T0 + DAY * 20)
         )
-        assert case_files.data[dropped] == {
+        assert case_files.data[dropped_key] == {
             "state_version": 2,
             "dropped_at": (T0 + DAY * 20).isoformat(),
             "dropped_events": event_digest(str(old.event_id)),
@@ -276,12 +268,12 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
             await feed_prediction(
                 case, make_prediction(case_pseudonym=case, event_time=T0 + DAY * 51)
             )
-        assert dropped not in case_files.data  # 31 days after the drop: forgotten
+        assert dropped_key not in case_files.data  # 31 days after the drop: forgotten
         await join.flush_routed()
 
     run_join(scenario)
     tombstones = [r.key for r in producer.to(changelog) if r.value is None]
-    assert tombstones == [json.dumps(dropped).encode()]
+    assert tombstones == [json.dumps(dropped_key).encode()]
     assert routed_offsets(producer) == [0, 1, 2, 4, 5]  # the resend (3) reached no stream
 
 
@@ -307,7 +299,7 @@ def test_a_record_whose_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_
     monkeypatch.setattr(worker.app, "crash", crash)
 
     async def scenario(feed: Feed) -> None:
-        bad = await feed.put(PREDICTIONS, b"c-1", b"not json")
+        bad = await feed.put(SITE_INPUTS, b"site-a", b"not json")  # not from the ingress
         await wait_until(lambda: bool(crashes), "the worker told to stop")
         await join.flush_routed()
         assert not bad.message.acked
@@ -315,53 +307,34 @@ def test_a_record_whose_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_
 
     run_join(scenario)
     [reason] = crashes
-    assert "dead letter" in str(reason) and "not_json" in str(reason)
-
-
-def test_a_huge_record_is_dead_lettered_cut_short_with_its_size_and_hash(
-    producer: RecordingProducer,
-) -> None:
-    huge = b'{"site_id": "site-a", "padding": "' + b"x" * 2_000_000 + b'"}'
-
-    async def scenario(feed: Feed) -> None:
-        event = await feed.put(PREDICTIONS, b"c-1", huge)
-        await wait_until(settled(join.unacked, [event]), "the huge record handled")
-
-    run_join(scenario)
-    [letter] = dead_letters_sent(producer)
-    assert letter.reason_code == "schema" and "exceeds" in letter.reason
-    assert (letter.original_size, letter.truncated) == (len(huge), True)
-    assert letter.original == huge[: len(letter.original)] and len(letter.original) == 128 * 1024
-    assert letter.original_sha256 == hashlib.sha256(huge).hexdigest()
-    [record] = producer.to(topics.DEADLETTER)
-    assert len(record.value or b"") < 1024 * 1024  # under the broker's default record limit
+    assert "dead letter" in str(reason) and "unknown_source" in str(reason)
 
 
 def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expires_nothing(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
-    open_case, future_case, later_case = cases_on_partition(0, 3)
+    open_case, future_case, later_case = (f"c-{n}" for n in range(3))
     now = datetime.now(UTC)
 
     async def scenario(feed: Feed) -> None:
         events = [
-            await feed.put_event(
+            await feed.put_v1_event(
                 PREDICTIONS, open_case, make_prediction(case_pseudonym=open_case, event_time=now)
             ),
-            await feed.put_event(
+            await feed.put_v1_event(
                 PREDICTIONS,
                 future_case,
                 make_prediction(
                     case_pseudonym=future_case, event_time=datetime(9999, 12, 31, tzinfo=UTC)
                 ),
             ),
-            await feed.put_event(
+            await feed.put_v1_event(
                 PREDICTIONS,
                 later_case,
                 make_prediction(case_pseudonym=later_case, event_time=now + timedelta(hours=2)),
             ),
-            await feed.put_event(FOLLOWUPS, open_case, make_followup(case_pseudonym=open_case)),
+            await feed.put_v1_event(FOLLOWUPS, open_case, make_followup(case_pseudonym=open_case)),
         ]
         await wait_until(settled(join.unacked, events), "all four records handled")
         await join.flush_routed()
@@ -371,4 +344,167 @@ def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expir
     assert letter.reason_code == "impossible_value" and "event_time: 9999-12-31" in letter.reason
     [outcome] = outcomes_sent(producer)
     assert outcome.case_pseudonym == open_case
-    assert join.watermark.at(0) == now  # the second latest: 2 hours ahead is one event alone
+    site_partition = key_partition("site-a", settings.topic_partitions)
+    assert (
+        join.watermark.at(site_partition) == now
+    )  # the second latest: 2 hours ahead is one event alone
+
+
+# --- Signed batches (pms.inputs.v2): verified once, each event alone, so bad events are
+# dead-lettered one by one with their place and the good ones count once.
+
+SITE = "site-a"
+PARTITION = key_partition(SITE, settings.topic_partitions)
+
+
+def _entries(*events: Prediction | FollowUp) -> list[tuple[EventKind, str, bytes]]:
+    return [
+        ("prediction" if isinstance(e, Prediction) else "followup", str(e.event_id), encode(e))
+        for e in events
+    ]
+
+
+async def _put_batch(feed: Feed, value: bytes, headers: Any = None, key: bytes = b"") -> Any:
+    return await feed.put(
+        topics.INPUTS, key or SITE.encode(), value, partition=PARTITION, headers=headers
+    )
+
+
+def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_good_ones_once(
+    producer: RecordingProducer,
+) -> None:
+    prediction = make_prediction(case_pseudonym="c-1", decision="negative")
+    followup = make_followup(case_pseudonym="c-1", label="positive")
+    other = make_prediction(case_pseudonym="c-2")
+    entries = _entries(prediction, other, prediction, followup)  # the prediction twice
+    malformed = ("followup", "bad-1", b'{"schema_version": 1, "case_pseudonym": "c-1"}')
+    foreign = _entries(make_prediction(case_pseudonym="c-3", site_id="site-b"))[0]
+    value = encode_batch(SITE, [entries[0], malformed, *entries[1:3], foreign, entries[3]])
+    duplicates_before = counter("events_duplicate", topic=topics.INPUTS)
+
+    async def scenario(feed: Feed) -> None:
+        record = await _put_batch(feed, value)
+        await wait_until(settled(join.unacked, [record]), "the batch joined")
+        await join.flush_routed()
+
+    run_join(scenario)
+    [outcome] = outcomes_sent(producer)
+    assert (outcome.prediction_event_id, outcome.label) == (prediction.event_id, "positive")
+    # Joined at the follow-up's own place in the batch record.
+    at = outcome.joined_at
+    assert (at.topic, at.partition, at.offset, at.index, at.rank) == (
+        topics.INPUTS,
+        PARTITION,
+        0,
+        5,
+        0,
+    )
+    letters = dead_letters_sent(producer)
+    assert [(d.source_index, d.reason_code) for d in letters] == [
+        (1, "schema"),
+        (4, "impossible_value"),
+    ]
+    assert all((d.source_topic, d.source_offset) == (topics.INPUTS, 0) for d in letters)
+    assert orjson.loads(letters[0].original) == orjson.loads(malformed[2])  # that event alone
+    assert "site-b" in letters[1].reason
+    assert counter("events_duplicate", topic=topics.INPUTS) - duplicates_before == 1
+    assert routed_offsets(producer) == [0, 0]  # the prediction and the other, once each
+
+
+def test_a_batch_read_again_after_a_crash_sends_the_same_outcomes_at_the_same_places(
+    producer: RecordingProducer,
+) -> None:
+    predictions = [make_prediction(case_pseudonym=f"c-{i}") for i in range(3)]
+    followups = [make_followup(case_pseudonym=f"c-{i}") for i in range(3)]
+    value = encode_batch(SITE, _entries(*predictions, *followups))
+
+    async def scenario(feed: Feed) -> None:
+        record = await _put_batch(feed, value)
+        await wait_until(settled(join.unacked, [record]), "the batch joined")
+        first = outcomes_sent(producer)
+        # The same record at the same offset (its offset was not committed before a crash).
+        feed._offsets[(topics.INPUTS, PARTITION)] = iter(range(0, 10))  # type: ignore[assignment]
+        again = await _put_batch(feed, value)
+        await wait_until(settled(join.unacked, [again]), "the batch read again")
+        resent = outcomes_sent(producer)[len(first) :]
+        assert [(o.event_id, o.joined_at) for o in resent] == [
+            (o.event_id, o.joined_at) for o in first
+        ]
+        assert [o.joined_at.index for o in first] == [3, 4, 5]
+
+    run_join(scenario)
+
+
+@pytest.fixture
+def signed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, SigningKey]]:
+    """Authenticity required, with one registered key per site."""
+    keys = {site: SigningKey.generate() for site in (SITE, "site-b")}
+    keyring = SiteKeyring(
+        key.registration(site, T0 - timedelta(days=1)) for site, key in keys.items()
+    )
+    monkeypatch.setattr(authentication, "AUTHENTICITY_REQUIRED", True)
+    monkeypatch.setattr(authentication.site_keys, "keyring", keyring)
+    yield keys
+
+
+def test_a_batch_signed_by_another_sites_key_is_refused_whole(
+    producer: RecordingProducer, signed: dict[str, SigningKey]
+) -> None:
+    prediction, followup = (
+        make_prediction(case_pseudonym="c-1"),
+        make_followup(case_pseudonym="c-1"),
+    )
+    value = encode_batch(SITE, _entries(prediction, followup))
+    forged = signed["site-b"].sign(topics.INPUTS, SITE.encode(), value)
+    genuine = signed[SITE].sign(topics.INPUTS, SITE.encode(), value)
+    refused_before = (
+        worker.registry.get_sample_value(
+            "postmarket_events_unauthentic_total", {"site_id": SITE, "reason": "wrong_site"}
+        )
+        or 0.0
+    )
+
+    async def scenario(feed: Feed) -> None:
+        records = [await _put_batch(feed, value, forged), await _put_batch(feed, value, genuine)]
+        await wait_until(settled(join.unacked, records), "both batches handled")
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    assert (letter.reason_code, letter.source_index, letter.source_offset) == (
+        "authenticity",
+        None,
+        0,
+    )
+    assert base64.b64decode(base64.b64encode(letter.original)) == value  # the whole record
+    [outcome] = outcomes_sent(producer)  # the genuine copy joined
+    assert outcome.joined_at.offset == 1
+    refused = worker.registry.get_sample_value(
+        "postmarket_events_unauthentic_total", {"site_id": SITE, "reason": "wrong_site"}
+    )
+    assert refused == refused_before + 1
+
+
+def test_a_case_file_from_before_site_keys_is_adopted_at_its_next_event(
+    producer: RecordingProducer,
+) -> None:
+    """Upgrading the worker: a case whose prediction was joined under its bare pseudonym
+    (the v1 partitioning) completes when its follow-up arrives, and moves to its site key."""
+    prediction = make_prediction(case_pseudonym="c-old", decision="positive")
+    before = CaseFile()
+    before.add(prediction, RecordPosition(PREDICTIONS, 3, 41))
+    case_files.data["c-old"] = before.to_state()
+    followup = make_followup(case_pseudonym="c-old", label="positive")
+
+    async def scenario(feed: Feed) -> None:
+        event = await feed.put_v1_event(FOLLOWUPS, "c-old", followup)
+        await wait_until(settled(join.unacked, [event]), "the follow-up joined")
+
+    run_join(scenario)
+    [outcome] = outcomes_sent(producer)
+    assert outcome.prediction_event_id == prediction.event_id
+    assert "c-old" not in case_files.data
+    assert CaseFile.from_state(case_files.data[case_key("site-a", "c-old")]).truth is not None
+    changelog = case_files.changelog_topic.get_topic_name()
+    [tombstone] = [r for r in producer.to(changelog) if r.value is None]
+    assert tombstone.key == json.dumps("c-old").encode()
+    assert tombstone.partition == key_partition("c-old", settings.topic_partitions)

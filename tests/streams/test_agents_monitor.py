@@ -102,7 +102,9 @@ def test_an_outcome_delivered_twice_is_applied_once(producer: RecordingProducer)
     [written] = producer.to(CHANGELOG)
     assert written.partition == PARTITION
     assert written.json()["counts"] == [1, 0, 0, 0]
-    assert written.json()["applied"] == {f"outcome|{topics.FOLLOWUPS}:0": [7, 0]}
+    assert written.json()["applied"] == {
+        f"outcome|{topics.FOLLOWUPS}:0": [7, 0, 0]
+    }  # (offset, batch index, rank)
 
 
 def test_states_are_written_and_records_acked_only_at_the_flush(
@@ -159,7 +161,7 @@ def test_an_update_that_raises_is_dead_lettered_and_the_stream_rebuilt_without_i
     assert counts() == [1, 0, 1, 0]
     state = stream_monitors.get(STREAM)
     assert state is not None
-    assert state["applied"] == {f"outcome|{topics.FOLLOWUPS}:0": [2, 0]}
+    assert state["applied"] == {f"outcome|{topics.FOLLOWUPS}:0": [2, 0, 0]}
     [letter] = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
     assert (letter.reason_code, letter.source_topic, letter.source_offset) == (
         "internal_error",
@@ -265,7 +267,7 @@ def test_a_rebaseline_restarts_the_streams_reference_once(producer: RecordingPro
     run_monitor(scenario)
     state = label_free()
     assert state["rebaseline_id"] == str(decision.rebaseline_id)
-    assert state["applied"][f"prediction|{REBASELINES}:{PARTITION}"] == [0, 0]
+    assert state["applied"][f"prediction|{REBASELINES}:{PARTITION}"] == [0, 0, 0]
     assert state["score_reference"] == [0] * 10 and state["acquisition_reference"] == {}
     assert not set(REFERENCE_DRIFT_DETECTORS) & {*state["detectors"], *state["statistics"]}
     assert state["predictions"] == 600

@@ -211,6 +211,22 @@ def test_a_state_written_before_reader_pairs_still_loads() -> None:
     assert StreamMonitor.from_states(labelled, label_free).reader_pairs == [0, 0, 0, 0]
 
 
+def test_positions_applied_before_batches_load_as_the_first_event_of_their_record() -> None:
+    """States written before batches stored (offset, rank); a record then held one event."""
+    labelled, label_free = StreamMonitor.for_claims(CLAIMS, POLICY).to_states()
+    labelled["applied"] = {"outcome|pms.followups.v1:0": [7, 1]}
+    monitor = StreamMonitor.from_states(labelled, label_free)
+    at = {"topic": "pms.followups.v1", "partition": 0}
+    assert monitor.already_applied("outcome", JoinPosition(**at, offset=7, rank=1))
+    # A later event of a batch at a later offset is new; one at an earlier offset is not.
+    assert not monitor.already_applied("outcome", JoinPosition(**at, offset=8, rank=0))
+    assert monitor.already_applied("outcome", JoinPosition(**at, offset=6, rank=0, index=3))
+    # Within one batch record, order is (index, rank): a later event's first outcome is new.
+    monitor._mark_applied("outcome", JoinPosition(**at, offset=9, rank=2, index=1))
+    assert not monitor.already_applied("outcome", JoinPosition(**at, offset=9, rank=0, index=2))
+    assert monitor.already_applied("outcome", JoinPosition(**at, offset=9, rank=5, index=0))
+
+
 SCANNERS = (
     {"manufacturer": "SIEMENS", "model": "SOMATOM Definition AS+", "kvp_band": "101_120kv"},
     {"manufacturer": "GE MEDICAL SYSTEMS", "model": "Revolution CT", "kvp_band": "101_120kv"},

@@ -121,7 +121,7 @@ def test_a_decision_read_again_or_published_again_is_skipped() -> None:
     assert not monitor.rebaseline(DECISION, _decision_at(0))  # the same record, read again
     assert not monitor.rebaseline(DECISION, _decision_at(1))  # the same decision, published again
     assert sum(monitor.score_reference) == 10  # neither restarted the forming reference
-    assert monitor.applied[f"prediction|{topics.REBASELINES}:0"] == (0, 0)
+    assert monitor.applied[f"prediction|{topics.REBASELINES}:0"] == (0, 0, 0)
     # A later decision applies.
     assert monitor.rebaseline(uuid.uuid4(), _decision_at(2))
     assert sum(monitor.score_reference) == 0

@@ -1,0 +1,174 @@
+"""The pooled agent and the stream agent's tallies, run whole under Faust's test context: the
+stream agent sends each changed stream's cumulative tally with its states, keyed by version;
+the pooled agent keeps each group's state in its table, acks only at its flush, skips a tally
+it has, and raises one pooled alert on the version's pooled stream key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from postmarket import topics
+from postmarket.contracts import Alert, StreamKey, VersionTally, decode, encode, version_key
+from streams import app as worker
+from streams.agents import monitor, pooled
+from streams.channels import pooled_monitors, registry, stream_monitors
+from streams.pooled import POOLED_SITE
+from streams.retention import key_partition
+from tests.factories import make_outcome, make_registry_entry
+from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
+
+ENTRY = make_registry_entry()
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+TALLIES = topics.VERSION_TALLIES
+
+
+def _reset() -> None:
+    for module in (monitor, pooled):
+        module.unacked.take()
+        module.unwritten.clear()
+        module.changed.clear()
+        module.live_monitors.clear()
+    monitor.failed_positions.clear()
+    monitor._parsed_registrations.clear()
+    for table in (stream_monitors, pooled_monitors, registry):
+        table.data.clear()
+
+
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    recording = RecordingProducer()
+    monkeypatch.setattr(worker.app, "_producer", recording)
+    _reset()
+    registry.data[ENTRY.as_key()] = ENTRY.model_dump(mode="json")
+    yield recording
+    _reset()
+
+
+def site_tally(site: str, tp: int, fn: int, tn: int = 0) -> VersionTally:
+    stream = StreamKey(
+        device_id=ENTRY.device_id,
+        device_version=ENTRY.device_version,
+        site_id=site,
+        task="referable_dr",
+    )
+    return VersionTally(
+        stream=stream,
+        sequence=tp + fn + tn,
+        true_positives=tp,
+        false_negatives=fn,
+        true_negatives=tn,
+        false_positives=0,
+        first_case_time=T0,
+        last_case_time=T0 + timedelta(hours=tp + fn),
+    )
+
+
+def run_pooled(scenario: Callable[[Feed], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with pooled.pool_versions.test_context() as agent:
+            await scenario(Feed(agent))
+
+    asyncio.run(main())
+
+
+async def put_tally(feed: Feed, tally: VersionTally) -> object:
+    key = version_key(tally.stream)
+    partition = key_partition(key, worker.settings.topic_partitions)
+    return await feed.put(TALLIES, key.encode(), encode(tally), partition=partition)
+
+
+def test_tallies_of_several_sites_give_one_pooled_alert_naming_the_version_and_its_sites(
+    producer: RecordingProducer,
+) -> None:
+    sites = ("site-a", "site-b", "site-c")
+
+    async def scenario(feed: Feed) -> None:
+        events = []
+        for k in range(1, 40):
+            for site in sites:  # a sensitivity of 0.6 at every site
+                events.append(await put_tally(feed, site_tally(site, 6 * k, 4 * k)))
+        await wait_until(settled(pooled.unacked, events), "every tally handled")
+        assert not any(event.message.acked for event in events)  # type: ignore[attr-defined]
+        await pooled.flush_pooled_states()
+        assert all(event.message.acked for event in events)  # type: ignore[attr-defined]
+
+    run_pooled(scenario)
+    raised = [decode(Alert, record.value or b"") for record in producer.to(topics.ALERTS)]
+    kinds = {alert.detector for alert in raised}
+    assert kinds <= {"pooled_sensitivity_cusum", "pooled_sensitivity_claims_test"}
+    [claims_alert] = [a for a in raised if a.detector == "pooled_sensitivity_claims_test"]
+    assert claims_alert.stream.site_id == POOLED_SITE
+    assert claims_alert.stream.device_version == ENTRY.device_version
+    assert ENTRY.device_version in claims_alert.message
+    assert {k for k in claims_alert.evidence if k.startswith("site:")} == {
+        f"site:{site}" for site in sites
+    }
+    key = f"{ENTRY.device_id}|{ENTRY.device_version}|referable_dr"
+    state = pooled_monitors.get(key)
+    assert state is not None
+    assert {site: counts[1] for site, counts in state["sites"].items()} == {
+        site: [6 * 39, 4 * 39, 0, 0] for site in sites
+    }
+
+
+def test_a_tally_read_again_is_counted_as_a_duplicate_and_changes_nothing(
+    producer: RecordingProducer,
+) -> None:
+    first, older = site_tally("site-a", 9, 1), site_tally("site-a", 4, 1)
+    before = worker.registry.get_sample_value(
+        "postmarket_events_duplicate_total", {"topic": TALLIES}
+    )
+
+    async def scenario(feed: Feed) -> None:
+        events = [await put_tally(feed, t) for t in (first, first, older)]
+        await wait_until(settled(pooled.unacked, events), "the tallies handled")
+        await pooled.flush_pooled_states()
+
+    run_pooled(scenario)
+    after = worker.registry.get_sample_value(
+        "postmarket_events_duplicate_total", {"topic": TALLIES}
+    )
+    assert (after or 0.0) - (before or 0.0) == 2
+    [state] = pooled_monitors.data.values()
+    assert state["sites"]["site-a"][1] == [9, 1, 0, 0]
+
+
+def test_the_stream_agent_sends_each_changed_streams_cumulative_tally_at_its_flush(
+    producer: RecordingProducer,
+) -> None:
+    outcomes = [
+        make_outcome("positive", "positive", 0),
+        make_outcome("negative", "positive", 1),
+        make_outcome("negative", "negative", 2),
+    ]
+    key = outcomes[0].stream.as_key()
+    partition = key_partition(key, worker.settings.topic_partitions)
+
+    async def scenario(feed: Feed) -> None:
+        events = []
+        for outcome in outcomes[:2]:
+            events.append(
+                await feed.put(topics.OUTCOMES, key.encode(), encode(outcome), partition=partition)
+            )
+        await wait_until(settled(monitor.unacked, events), "two outcomes applied")
+        assert producer.to(TALLIES) == []  # not before the flush
+        await monitor.flush_stream_states()
+        third = await feed.put(
+            topics.OUTCOMES, key.encode(), encode(outcomes[2]), partition=partition
+        )
+        await wait_until(settled(monitor.unacked, [third]), "the third applied")
+        await monitor.flush_stream_states()
+
+    async def main() -> None:
+        async with monitor.monitor_streams.test_context() as agent:
+            await scenario(Feed(agent))
+
+    asyncio.run(main())
+    sent = producer.to(TALLIES)
+    tallies = [decode(VersionTally, record.value or b"") for record in sent]
+    assert [(t.sequence, t.counts) for t in tallies] == [(2, (1, 1, 0, 0)), (3, (1, 1, 1, 0))]
+    assert {record.key for record in sent} == {version_key(outcomes[0].stream).encode()}
