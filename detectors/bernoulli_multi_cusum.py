@@ -279,26 +279,7 @@ class BernoulliMultiCUSUM(Detector):
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
         event = check_binary(x)
         self._check_risk(risk)
-        statistic, nearest, fired = 0.0, 0, False
-        for k, (a, m, threshold) in enumerate(zip(self._a, self._m, self._threshold, strict=True)):
-            s = max(0, self._s[k] + event * m - a)
-            self._s[k], self._run[k] = s, (self._run[k] + 1 if s > 0 else 0)
-            fired = fired or s >= threshold
-            if s / threshold > statistic:
-                statistic, nearest = s / threshold, k
-        self._n_cases += 1
-        self._n_events += event
-        result = DetectorResult(
-            fired=fired,
-            statistic=statistic,
-            threshold=1.0,
-            n_cases=self._n_cases,
-            n_events=self._n_events,
-            run_length=self._run[nearest],
-        )
-        if fired:
-            self.reset()
-        return result
+        return self._step(1, event)
 
     def update_counts(self, cases: int, events: int) -> DetectorResult:
         """Feed a batch of ``cases`` with ``events`` adverse events, looking only at its end.
@@ -316,6 +297,9 @@ class BernoulliMultiCUSUM(Detector):
         events = check_integer("events", events)
         if events > cases:
             raise ValueError(f"events={events} exceeds cases={cases}")
+        return self._step(cases, events)
+
+    def _step(self, cases: int, events: int) -> DetectorResult:
         statistic, nearest, fired = 0.0, 0, False
         for k, (a, m, threshold) in enumerate(zip(self._a, self._m, self._threshold, strict=True)):
             s = max(0, self._s[k] + events * m - cases * a)

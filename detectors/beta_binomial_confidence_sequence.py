@@ -234,23 +234,7 @@ class BetaBinomialConfidenceSequence(Detector):
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
         event = check_binary(x)
         self._check_risk(risk)
-        self._n_cases += 1
-        self._n_events += event
-        log_evidence = self._log_evidence(self.p0)
-        above_claim = self._n_events > self.p0 * self._n_cases
-        self._run_length = self._run_length + 1 if above_claim else 0
-        fired = False
-        if not self._rejected and above_claim and log_evidence >= self._log_threshold:
-            self._rejected = True
-            fired = True
-        return DetectorResult(
-            fired=fired,
-            statistic=log_evidence,
-            threshold=self._log_threshold,
-            n_cases=self._n_cases,
-            n_events=self._n_events,
-            run_length=self._run_length,
-        )
+        return self._step(1, event)
 
     def update_counts(self, cases: int, events: int) -> DetectorResult:
         """Feed a batch of ``cases`` with ``events`` adverse events, looking only at its end.
@@ -264,6 +248,9 @@ class BetaBinomialConfidenceSequence(Detector):
         events = check_integer("events", events)
         if events > cases:
             raise ValueError(f"events={events} exceeds cases={cases}")
+        return self._step(cases, events)
+
+    def _step(self, cases: int, events: int) -> DetectorResult:
         self._n_cases += cases
         self._n_events += events
         log_evidence = self._log_evidence(self.p0)
