@@ -22,7 +22,8 @@ from datetime import datetime
 
 from detectors import funnel_plot_limits
 from postmarket.contracts.events import Alert, StreamKey
-from postmarket.evidence.report import FUNNEL_COVERAGE, Proportion, SiteRow, funnel_analysis
+from postmarket.evidence.report_outcomes import Proportion
+from postmarket.evidence.report_sites import FUNNEL_COVERAGE, SiteRow, funnel_analysis
 from postmarket.evidence.store import EvidenceStore, SiteCounts
 
 FLEET_ALERT_NAMESPACE = uuid.UUID("5d0b8a52-7f5e-4d8c-a8f1-3c2b9e6f0d17")
@@ -44,7 +45,8 @@ def site_vs_fleet_alerts(
     """Alerts for sites below the fleet's funnel, one per site and metric.
 
     ``counts`` are the device's per-site counts: from the store's SQL aggregate
-    (:meth:`EvidenceStore.site_counts`) or from outcomes (:func:`report.site_counts`).
+    (:meth:`EvidenceStore.site_counts`) or from outcomes
+    (:func:`~postmarket.evidence.report_sites.site_counts`).
     """
     rows, pooled = funnel_analysis(counts)
     fleets = {(h.version, h.task, h.metric): h.fleet for h in pooled}

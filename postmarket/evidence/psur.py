@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from postmarket.evidence.report import ClaimCheck, DeviceReport, build_report
+from postmarket.evidence.report import DeviceReport, build_report
+from postmarket.evidence.report_claims import ClaimCheck
 from postmarket.evidence.report_tables import (
     ReportTable,
     canonical_json,
@@ -85,7 +86,9 @@ def build_psur(
     """Read the store and compute the PSUR of ``device_id`` for calendar year ``year`` (UTC)."""
     if not 1900 <= year <= 9998:
         raise ValueError(f"--period {year} is not a calendar year")
-    report = build_report(store, device_id, date(year, 1, 1), date(year, 12, 31), policy)
+    report = build_report(
+        store, device_id, date(year, 1, 1), date(year, 12, 31), policy, gates_in_period=True
+    )
     return Psur(
         year=year,
         report=report,

@@ -13,12 +13,9 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from postmarket.evidence.html import percent
-from postmarket.evidence.report import (
-    FUNNEL_COVERAGE,
-    MIN_WEEKLY_CASES,
-    DeviceReport,
-    Proportion,
-)
+from postmarket.evidence.report import MIN_WEEKLY_CASES, DeviceReport
+from postmarket.evidence.report_outcomes import Proportion
+from postmarket.evidence.report_sites import FUNNEL_COVERAGE
 from postmarket.evidence.snapshots import Snapshot
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from postmarket.evidence.html import document, escape, figure, percent, section, table
-from postmarket.evidence.report import DesignCounts, DeviceReport, Proportion, observation_sentence
+from postmarket.evidence.report import DeviceReport
+from postmarket.evidence.report_alerts import observation_sentence
 from postmarket.evidence.report_figures import (
     WEEKLY_CAPTION,
     claims_figure,
@@ -25,6 +26,8 @@ from postmarket.evidence.report_figures import (
     strata_figure,
     weekly_figure,
 )
+from postmarket.evidence.report_gate_render import gate_body
+from postmarket.evidence.report_outcomes import DesignCounts, Proportion
 from postmarket.evidence.report_tables import content_hash, document_id
 from postmarket.evidence.store import short_alert_id
 
@@ -38,6 +41,7 @@ SECTIONS = {
     "strata": "Compatibility: performance per acquisition stratum",
     "alerts": "Alerts and their resolution",
     "versions": "Version history and change control",
+    "gate": "Standard test database gate: verdicts per version",
     "provenance": "Data provenance and completeness",
     "readers": "Ground-truth quality: reader agreement",
 }
@@ -352,6 +356,14 @@ def _versions(report: DeviceReport) -> str:
     return _section("versions", _design_line(report.design) + versions_table)
 
 
+def _gate(report: DeviceReport) -> str:
+    scored = DesignCounts(0, sum(run.cases for run in report.gates.runs))
+    what = (
+        "Test database cases scored by the runs below (a standard test database is retrospective)"
+    )
+    return _section("gate", _design_line(scored, what) + gate_body(report.gates))
+
+
 def _provenance(report: DeviceReport) -> str:
     design_rows = []
     for design in ("prospective", "retrospective"):
@@ -443,6 +455,7 @@ def report_sections(report: DeviceReport) -> str:
             _strata(report),
             _alerts(report),
             _versions(report),
+            _gate(report),
             _provenance(report),
             _readers(report),
         )

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from postmarket.evidence.report import (
-    DeviceReport,
-    Proportion,
-    alert_metric,
-    alert_observation,
-)
+from postmarket.evidence.report import DeviceReport
+from postmarket.evidence.report_alerts import alert_metric, alert_observation
+from postmarket.evidence.report_gate import criterion_sentence
+from postmarket.evidence.report_outcomes import Proportion
 from postmarket.evidence.store import short_alert_id
 
 Cell = str | int | float | bool | None
@@ -84,6 +82,7 @@ def report_tables(report: DeviceReport) -> list[ReportTable]:
         _strata(report),
         _alerts(report),
         _versions(report),
+        *_gate(report),
         _completeness(report),
         _truth_sources(report),
         _readers(report),
@@ -223,6 +222,49 @@ def _versions(report: DeviceReport) -> ReportTable:
         for v in report.versions
     ]  # fmt: skip
     return table_of("versions", columns, rows)
+
+
+def _gate(report: DeviceReport) -> list[ReportTable]:
+    """The gate's runs, every stored verdict row, and each version's registration."""
+    gates = report.gates
+    runs = table_of(
+        "gate_runs",
+        ("run_id", "run_at", "run_by", "device_version", "database", "database_sha256",
+         "predictions_sha256", "predictions_source", "task", "cases", "acceptance_criterion",
+         "policy", "passed", "same_inputs_as"),
+        [
+            (run.run_id, run.run_at, run.run_by, run.version, run.database, run.database_sha256,
+             run.predictions_sha256, run.predictions_source, run.task, run.cases,
+             criterion_sentence(run.policy),
+             json.dumps(run.policy, sort_keys=True, separators=(",", ":")), run.passed,
+             gates.earlier_run(run.run_id))
+            for run in gates.runs
+        ],
+    )  # fmt: skip
+    verdicts = table_of(
+        "gate_verdicts",
+        ("run_id", "device_version", "database", "metric", "stratum", "value", "n",
+         "successes", "estimate", "lower", "upper", "interval", "acceptable", "criterion",
+         "met", "outcome", "funnel", "note"),
+        [
+            (run.run_id, run.version, run.database, row.metric, row.stratum, row.value, row.n,
+             row.successes, row.estimate, row.lower, row.upper, row.interval, row.acceptable,
+             row.criterion, row.met, row.outcome, row.funnel, row.note)
+            for run in gates.runs
+            for row in run.rows
+        ],
+    )  # fmt: skip
+    registrations = table_of(
+        "gate_registrations",
+        ("device_version", "status", "registered_at", "latest_gate_run_before",
+         "latest_gate_passed", "registered_after_passing_gate", "finding"),
+        [
+            (r.version, r.status, r.registered_at, r.gate_run_id, r.gate_passed,
+             r.after_passing_gate, r.sentence())
+            for r in gates.registrations
+        ],
+    )  # fmt: skip
+    return [runs, verdicts, registrations]
 
 
 def _completeness(report: DeviceReport) -> ReportTable:

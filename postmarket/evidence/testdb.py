@@ -155,33 +155,39 @@ def read_case_list(path: Path, extra_strata: Sequence[str] = ()) -> list[Databas
     ``slice_thickness_band`` or ``slice_thickness_mm`` (banded as the collector bands it),
     plus the columns named in ``extra_strata``.
     """
-    import pandas as pd  # type: ignore[import-untyped]  # only when a case file is read
-
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        elif name.endswith((".csv", ".csv.gz")):
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            raise CaseListError(f"{path.name}: a case list is a .csv, .csv.gz or .parquet file")
-    except (OSError, ValueError) as error:
-        if isinstance(error, CaseListError):
-            raise
-        raise CaseListError(f"{path}: cannot be read as a case list ({error})") from None
+    frame = read_table(path)
     missing = [c for c in ("case_pseudonym", "label", *extra_strata) if c not in frame.columns]
     if missing:
         raise CaseListError(f"{path.name}: no column {', '.join(missing)}")
     if len(frame) > MAX_CASES:
         raise CaseListError(f"{path.name}: {len(frame):,} rows, more than {MAX_CASES:,}")
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    cases = [_case(row, number, extra_strata) for number, row in enumerate(rows, start=2)]
+    cases = [case_from_row(row, number, extra_strata) for number, row in enumerate(rows, start=2)]
     _refuse_repeated_cases(cases)
     return cases
 
 
-def _case(row: Mapping[str, Any], number: int, extra_strata: Sequence[str]) -> DatabaseCase:
-    """One row as a case (``number``: its line in a CSV file, header being line 1)."""
+def read_table(path: Path) -> Any:
+    """A CSV (``.csv``, ``.csv.gz``, every cell text) or Parquet file as a pandas frame;
+    :class:`CaseListError` if it is neither or cannot be read."""
+    import pandas as pd  # type: ignore[import-untyped]  # only when a case file is read
+
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        raise CaseListError(f"{path}: cannot be read as a case list ({error})") from None
+    raise CaseListError(f"{path.name}: a case list is a .csv, .csv.gz or .parquet file")
+
+
+def case_from_row(
+    row: Mapping[str, Any], number: int, extra_strata: Sequence[str] = ()
+) -> DatabaseCase:
+    """One row as a case (``number``: its line in a CSV file, header being line 1);
+    :class:`CaseListError` naming the row and column if it cannot be one."""
 
     def text(column: str) -> str | None:
         value = row.get(column)

@@ -48,7 +48,7 @@ testdb_app = typer.Typer(
 NameArgument = Annotated[str, typer.Argument(help="the database's name, e.g. lung-nodule-ct")]
 VersionOption = Annotated[str, typer.Option("--version", help="the version, e.g. 2026.1")]
 CasesOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--cases",
         help="CSV or Parquet case list: case_pseudonym, label (positive/negative); optional "
@@ -75,17 +75,48 @@ def import_database(
     name: NameArgument,
     version: VersionOption,
     task: Annotated[str, typer.Option("--task", help="the task its claims are about")],
-    cases: CasesOption,
+    cases: CasesOption = None,
+    dicom: Annotated[
+        Path | None,
+        typer.Option(
+            "--dicom",
+            help="instead of --cases: a folder of de-identified DICOM files, one case per "
+            "study; strata from the headers",
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="with --dicom: CSV or Parquet, study_instance_uid, case_pseudonym, label, "
+            "and any column --cases takes",
+        ),
+    ] = None,
     strata: StrataOption = "",
     description: Annotated[str, typer.Option("--description")] = "",
     actor: ActorOption = None,
     url: UrlOption = None,
 ) -> None:
-    """Store a database version from a case file: frozen, content-hashed and audited."""
+    """Store a database version from a case file, or from a DICOM folder and a truth file:
+    frozen, content-hashed and audited."""
     from postmarket.evidence.testdb_store import TestDatabaseError, file_source, import_version
 
     extra = _strata(strata)
-    loaded = _read(cases, extra)
+    if (cases is None) == (dicom is None):
+        raise fail("give --cases FILE, or --dicom FOLDER with --truth FILE")
+    if dicom is not None:
+        from postmarket.evidence.testdb_dicom_cli import read_folder
+
+        if truth is None:
+            raise fail("--dicom needs --truth FILE: the reference standard of each study")
+        loaded = list(read_folder(dicom, truth, extra).cases)
+        source = f"DICOM folder {dicom.name}; truth {file_source(truth)}"
+    else:
+        assert cases is not None  # noqa: S101 - checked above; for the type checker
+        if truth is not None:
+            raise fail("--truth goes with --dicom; a --cases file holds the truth itself")
+        loaded = _read(cases, extra)
+        source = file_source(cases)
     with open_store(url) as store:
         try:
             imported = import_version(
@@ -95,7 +126,7 @@ def import_database(
                 task,
                 loaded,
                 by=actor_or_login(actor),
-                source=file_source(cases),
+                source=source[:256],
                 description=description,
                 extra_strata=extra,
             )

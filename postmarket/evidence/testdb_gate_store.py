@@ -159,6 +159,28 @@ def latest_run(store: EvidenceStore, device_id: str, version: str) -> GateRun | 
         return None if row is None else _stored_run(row)
 
 
+def device_runs(
+    store: EvidenceStore,
+    device_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[GateRun]:
+    """Every gate run of the device's versions with its rows, oldest first; with ``start``
+    and ``end``, only the runs in ``[start, end)``."""
+    query = select(TestDatabaseGateRun).where(TestDatabaseGateRun.device_key == device_id)
+    if start is not None:
+        query = query.where(TestDatabaseGateRun.run_at >= start)
+    if end is not None:
+        query = query.where(TestDatabaseGateRun.run_at < end)
+    with store.reading() as session:
+        rows = session.scalars(
+            query.order_by(TestDatabaseGateRun.run_at, TestDatabaseGateRun.id).options(
+                selectinload(TestDatabaseGateRun.rows)
+            )
+        )
+        return [_stored_run(row) for row in rows]
+
+
 def gate_refusal(
     store: EvidenceStore,
     device_id: str,

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # the report's statistics import scipy: only when a trend is evaluated
-    from postmarket.evidence.report import Proportion
+    from postmarket.evidence.report_outcomes import Proportion
     from postmarket.evidence.views import OutcomeRecord
 
 Metric = Literal["sensitivity", "specificity", "ppv", "npv"]
@@ -129,7 +129,7 @@ def evaluate(
     plan: TrendPlan, outcomes: list[OutcomeRecord], amendments: tuple[Amendment, ...] = ()
 ) -> TrendResult:
     """The plan's test on the device's outcomes (any period; it picks its own)."""
-    from postmarket.evidence.report import proportion
+    from postmarket.evidence.report_outcomes import proportion
 
     mine = [
         o
@@ -156,7 +156,7 @@ def evaluate(
 def deterioration_p_value(baseline: Proportion, observed: Proportion) -> float:
     """One-sided Fisher p-value that the observed error rate exceeds the baseline's.
 
-    >>> from postmarket.evidence.report import Proportion
+    >>> from postmarket.evidence.report_outcomes import Proportion
     >>> round(deterioration_p_value(Proportion.of(90, 100), Proportion.of(70, 100)), 5)
     0.00033
     """

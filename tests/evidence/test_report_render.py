@@ -20,7 +20,8 @@ from report_rendering import (
 from typer.testing import CliRunner
 
 from postmarket.cli import app
-from postmarket.evidence.report import DeviceReport, SurveillancePlan, build_report
+from postmarket.evidence.report import DeviceReport, build_report
+from postmarket.evidence.report_promise import SurveillancePlan
 from postmarket.evidence.report_render import SECTIONS, render_html
 from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset

@@ -11,7 +11,8 @@ from sqlalchemy import inspect
 from postmarket.contracts.events import Label, Outcome
 from postmarket.evidence.fleet_review import site_vs_fleet_alerts
 from postmarket.evidence.migrate import make_engine, upgrade
-from postmarket.evidence.report import counted_proportion, proportion, site_counts
+from postmarket.evidence.report_outcomes import counted_proportion, proportion
+from postmarket.evidence.report_sites import site_counts
 from postmarket.evidence.store import EvidenceStore, OutcomeRecord
 from tests.factories import make_outcome
 

@@ -13,7 +13,7 @@ from scipy.stats import hypergeom
 from typer.testing import CliRunner
 
 from postmarket.cli import app
-from postmarket.evidence.report import Proportion
+from postmarket.evidence.report_outcomes import Proportion
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.trend import PlanError, TrendPlan, deterioration_p_value
 from postmarket.evidence.trend_store import amend_plan, load_plan, record_plan

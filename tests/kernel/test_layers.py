@@ -65,7 +65,7 @@ def test_no_agent_imports_another() -> None:
 EVIDENCE = ROOT / "postmarket" / "evidence"
 MODULE_LINES = 600
 """One concept per file: an evidence module longer than this holds more than one."""
-OVER_THE_BOUND = {"report.py"}
+OVER_THE_BOUND: set[str] = set()
 """Not split yet (issue 18); an entry goes when its module is split, and none is added."""
 
 
