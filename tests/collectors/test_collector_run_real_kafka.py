@@ -114,7 +114,7 @@ def records_of(
                 continue
             for element in read_batch(record.key, record.value).elements:
                 if isinstance(element.event, model):
-                    found.append(element.raw)
+                    found.append(element.original())
 
     deadline = time.monotonic() + timeout
     try:
