@@ -118,6 +118,8 @@ async def dead_lettering(source: Source, handle: Callable[[], Awaitable[None]], 
         await handle()
     except ContractViolation as violation:
         await _keep_or_stop(source, violation)
+    except DeadLetterNotWritten:
+        raise  # from a part of this record (one event of a batch): the record stays unacked
     except Exception as error:
         # A bug must not lose the record nor stop the agent: keep it for replay.
         logger.exception("%s failed on %s", doing, source.position)

@@ -310,6 +310,32 @@ def test_a_record_whose_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_
     assert "dead letter" in str(reason) and "unknown_source" in str(reason)
 
 
+def test_a_batch_whose_bad_events_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_worker(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not dead-lettered whole instead (which would ack it): read again after the restart."""
+    monkeypatch.setattr(worker.app, "_producer", RefusingDeadLetters())
+    crashes: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    monkeypatch.setattr(worker.app, "crash", crash)
+    good = _entries(make_prediction(case_pseudonym="c-1"))
+    value = encode_batch("site-a", [*good, ("followup", "bad", b'{"schema_version": 1}')])
+
+    async def scenario(feed: Feed) -> None:
+        batch = await feed.put(topics.INPUTS, b"site-a", value, partition=PARTITION)
+        await wait_until(lambda: bool(crashes), "the worker told to stop")
+        await join.flush_routed()
+        assert not batch.message.acked
+        assert all(event.message is not batch.message for _, event in join.unacked.held())
+
+    run_join(scenario)
+    [reason] = crashes
+    assert "dead letter" in str(reason) and "schema" in str(reason)
+
+
 def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expires_nothing(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,7 +403,11 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     followup = make_followup(case_pseudonym="c-1", label="positive")
     other = make_prediction(case_pseudonym="c-2")
     entries = _entries(prediction, other, prediction, followup)  # the prediction twice
-    malformed = ("followup", "bad-1", b'{"schema_version": 1, "case_pseudonym": "c-1"}')
+    malformed: tuple[EventKind, str, bytes] = (
+        "followup",
+        "bad-1",
+        b'{"schema_version": 1, "case_pseudonym": "c-1"}',
+    )
     foreign = _entries(make_prediction(case_pseudonym="c-3", site_id="site-b"))[0]
     value = encode_batch(SITE, [entries[0], malformed, *entries[1:3], foreign, entries[3]])
     duplicates_before = counter("events_duplicate", topic=topics.INPUTS)
