@@ -11,14 +11,13 @@ the same events are planned together.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from collectors.outbox import PendingEvent
 from collectors.producer import EncodedEvent
-from postmarket import topics
+from postmarket import authenticity, topics
 from postmarket.authenticity import RecordSigner
 from postmarket.contracts.batches import (
     MAX_BATCH_BYTES,
@@ -135,12 +134,8 @@ def batch_entry(event: PendingEvent, site_id: str) -> BatchEntry:
 
 def claimed_site(event: PendingEvent) -> str:
     """The ``site_id`` an outbox row's event states (:class:`BatchRefused` if none)."""
-    try:
-        payload = json.loads(event.record.value)
-    except (ValueError, RecursionError):
-        payload = None
-    site = payload.get("site_id") if isinstance(payload, dict) else None
-    if not isinstance(site, str):
+    site = authenticity.claimed_site(event.record.value)
+    if site is None:
         raise BatchRefused(
             f"event {event.event_id} in the outbox is not a JSON event naming its site: "
             "it cannot go in a batch"
