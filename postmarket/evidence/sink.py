@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from postmarket import topics
-from postmarket.contracts.batches import decode_batch as decode_input_batch
+from postmarket.contracts.batches import decode_batch
 from postmarket.contracts.codec import ContractViolation, decode
 from postmarket.contracts.events import Alert, Outcome, Prediction, utc_now
 from postmarket.evidence.fleet_review import review_fleet
@@ -69,7 +69,7 @@ class DecodedBatch:
     invalid: dict[str, int] = field(default_factory=dict)
 
 
-def decode_batch(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
+def decode_records(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
     """Sort ``(topic, value)`` records into events; count what does not decode."""
     batch = DecodedBatch()
     for topic, value in records:
@@ -91,7 +91,7 @@ def decode_batch(records: Iterable[tuple[str, bytes | None]]) -> DecodedBatch:
 def _add_predictions_of_batch(batch: DecodedBatch, value: bytes) -> None:
     """The valid predictions of a signed batch (follow-ups reach the store as outcomes);
     each invalid event counts as one invalid record of the batch's topic."""
-    for element in decode_input_batch(value).elements:
+    for element in decode_batch(value).elements:
         if isinstance(element.event, Prediction):
             batch.predictions.append(element.event)
         elif element.violation is not None:
@@ -221,7 +221,7 @@ class EvidenceSink:
                 )
                 records = [(r.topic, r.value) for batch in polled.values() for r in batch]
                 if records:
-                    batch = decode_batch(records)
+                    batch = decode_records(records)
                     store_batch(self.store, batch, self.counts)
                     self.note_stored(batch)
                     # Only now are the records safely in the store: commit their offsets.
