@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from postmarket.demo import demo_on_fresh_stack, render
+from postmarket.demo import FALSE_ALARM_BUDGET, demo_on_fresh_stack, render
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,7 +30,8 @@ def main(results_dir: Path = RESULTS) -> dict[str, object]:
         "wall_s": wall,
         "steps_s": result.seconds,
         "records": result.records,
-        "arl0": result.arl0,
+        "false_alarm_budget": FALSE_ALARM_BUDGET,
+        "pooled_groups": result.pooled_groups,
         "changes": [
             {
                 "name": change.name,
