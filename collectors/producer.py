@@ -17,6 +17,7 @@ from postmarket import topics
 from postmarket.authenticity import RecordSigner
 from postmarket.contracts import Contract, FollowUp, Prediction, encode
 from postmarket.kafka_security import KafkaSecurity
+from postmarket.topic_writer import no_loss_producer_config
 
 DELIVERY_TIMEOUT_S = 30.0
 
@@ -67,7 +68,8 @@ def topic_and_key(event: Contract) -> tuple[str, bytes]:
 
 
 class EventProducer:
-    """A kafka-python producer configured for no loss: acks=all, idempotence, retries."""
+    """A kafka-python producer configured for no loss (:data:`postmarket.topic_writer.NO_LOSS`:
+    acks=all, idempotence, retries), tuned for small batches confirmed one by one."""
 
     def __init__(
         self,
@@ -76,16 +78,16 @@ class EventProducer:
         security: KafkaSecurity | None = None,
     ) -> None:
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            retries=2**31 - 1,
-            delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
-            request_timeout_ms=10_000,
-            linger_ms=5,
-            compression_type="gzip",
-            **(security or KafkaSecurity()).kafka_python_kwargs(),
+            **no_loss_producer_config(
+                bootstrap_servers,
+                client_id,
+                security,
+                # A send gives up when deliver stops waiting, so a DeliveryError is final.
+                delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
+                request_timeout_ms=10_000,
+                linger_ms=5,
+                compression_type="gzip",
+            )
         )
 
     def deliver(
