@@ -96,6 +96,22 @@ class DetectorResult:
     n_events: int
     run_length: int
 
+    @property
+    def change_began(self) -> int | None:
+        """The case, numbered from 1 since the detector's last restart, at which the change is
+        estimated to have begun; None while the statistic sits at its floor.
+
+        For a CUSUM this is Page's (1954) maximum-likelihood estimate of the change point:
+        the case after the statistic was last zero (Montgomery, *Introduction to Statistical
+        Quality Control*, "the CUSUM provides an estimate of the time of the change"). It is
+        exact for a one-sided CUSUM tuned to the true shift with a known in-control rate, and
+        never earlier than the last restart (an alarm, or :meth:`Detector.reset`).
+
+        >>> DetectorResult(True, 4.1, 4.0, n_cases=120, n_events=30, run_length=21).change_began
+        100
+        """
+        return self.n_cases - self.run_length + 1 if self.run_length > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-able dict (for the alerts topic)."""
         return asdict(self)

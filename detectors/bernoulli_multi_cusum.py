@@ -272,6 +272,13 @@ class BernoulliMultiCUSUM(Detector):
         )
 
     @property
+    def run_lengths(self) -> tuple[int, ...]:
+        """Each alternative's cases since its CUSUM last sat at zero (0 at zero): where each
+        would place the change. The result's ``run_length`` is that of the CUSUM nearest its
+        threshold, the one that fires."""
+        return tuple(self._run)
+
+    @property
     def arl0(self) -> float:
         """A lower bound on the chart's in-control ARL: ``1 / sum_k 1 / ARL0_k`` (exact ARLs)."""
         return 1.0 / sum(1.0 / arl for arl in self.component_arl0)
@@ -364,6 +371,30 @@ class BernoulliMultiCUSUM(Detector):
                 raise ValueError(f"inconsistent state: s={s}, run_length={run}, n_cases={n_cases}")
         self._s, self._run = list(sums), list(runs)
         self._n_cases, self._n_events = n_cases, n_events
+
+    def running_state_below_thresholds(self, running: Mapping[str, Any]) -> dict[str, Any]:
+        """A running state of this chart's layout with each CUSUM's sum kept below its
+        threshold, for a state summed under a design with higher thresholds (a stream moved
+        to a smaller ARL0). Lowering a sum never makes a CUSUM alarm sooner, so the design's
+        false-alarm bound holds. Anything malformed is returned as it is, for
+        :meth:`_load_state` to refuse.
+
+        >>> chart = BernoulliMultiCUSUM(0.182, [0.2, 0.4], [2.0, 2.0])
+        >>> chart.running_state_below_thresholds(
+        ...     {"s": [500, 0], "run_lengths": [40, 0], "n_cases": 40, "n_events": 30})["s"]
+        [177, 0]
+        """
+        sums, runs = running.get("s"), running.get("run_lengths")
+        if not (isinstance(sums, list) and isinstance(runs, list) and len(sums) == len(runs)):
+            return dict(running)
+        if len(sums) != len(self._threshold) or not all(type(s) is int for s in sums):
+            return dict(running)
+        kept = [min(s, limit - 1) for s, limit in zip(sums, self._threshold, strict=True)]
+        return {
+            **running,
+            "s": kept,
+            "run_lengths": [r if s > 0 else 0 for s, r in zip(kept, runs, strict=True)],
+        }
 
     def running_state_from_cusum(
         self, cusum: Mapping[str, Any], p1: float, resolution: int = DEFAULT_RESOLUTION

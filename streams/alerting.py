@@ -63,6 +63,7 @@ def alert_for(
         raised_at=raised_at,
         severity=SEVERITY_BY_KIND.get(kind, "warning"),
         message=_message(stream, signal, _levels_of(signal, monitor)),
+        change_began_at=signal.change_began_at,
     )
 
 
@@ -112,4 +113,19 @@ def _message(stream: StreamKey, signal: Signal, levels: ChartLevels | None) -> s
         else f"the registered {signal.claimed:.3f}"
     )
     charted = f"after {result.n_cases} charted cases"
-    return f"{signal.metric} of {where} below {acceptable}: {test} {charted}"
+    return f"{signal.metric} of {where} below {acceptable}: {test} {charted}{_change(signal)}"
+
+
+def _change(signal: Signal) -> str:
+    """Where a CUSUM places the change: ``; CUSUM estimate: the change began 57 charted
+    cases back (the alarm's included), at the case of 2026-03-02 10:15 UTC``; nothing for
+    other tests. The time is absent when the stream's state did not keep it."""
+    if not signal.detector.endswith("_cusum") or signal.result.run_length < 1:
+        return ""
+    cases = signal.result.run_length
+    plural = "s" if cases > 1 else ""
+    began = f"; CUSUM estimate: the change began {cases} charted case{plural} back"
+    began += " (the alarm's included)"
+    if signal.change_began_at is not None:
+        began += f", at the case of {signal.change_began_at:%Y-%m-%d %H:%M %Z}".rstrip()
+    return began

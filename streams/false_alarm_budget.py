@@ -18,9 +18,12 @@ bear the same false-alarm load), which it converts into its own units:
   (``n c (1 - pi)``) for specificity, outcomes (``n c``) for the calibration test,
   predictions (``n``) for the label-free tests;
 - a claims test fires at most once with probability at most ``alpha`` whatever the number
-  of looks; it restarts at the start of each surveillance year of its stream (see
-  :class:`streams.performance.StreamMonitor`), so at most ``alpha`` false rejections a year,
-  and ``alpha = B / (K D)``.
+  of looks; it restarts at the start of each surveillance year of its stream, and after a
+  rejection once a decision shows the stream was reviewed (see
+  :meth:`streams.performance.StreamMonitor.restart_after_review`). Each restart is a new test
+  on new cases, and follows a rejection, so a stream's claims test rejects falsely at most
+  ``alpha + alpha^2 + ... = alpha / (1 - alpha)`` times a year in expectation, however many
+  reviews there are; ``alpha = s / (1 + s)`` makes that the test's share ``s = B / (K D)``.
 
 Expected false alarms add up over tests whatever their dependence, so the fleet expects at
 most ``B`` a year (each chart's ARL0 is the smallest lattice value at or above its target,
@@ -144,8 +147,17 @@ class FleetBudget:
         return self.volume(unit, prevalence) / self.share_per_test(tests_per_stream)
 
     def alpha(self, tests_per_stream: int) -> float:
-        """A claims test's error rate a surveillance year: one test's share."""
-        return min(self.share_per_test(tests_per_stream), 0.5)
+        """A claims test's error rate: ``s / (1 + s)`` for one test's share ``s``, so that the
+        test and its restarts after reviewed rejections, each a new test, expect at most
+        ``alpha / (1 - alpha) = s`` false rejections a year (at most 0.5: then at most 1).
+
+        >>> budget = FleetBudget(10, 100, 10_000, 0.8)
+        >>> share, alpha = budget.share_per_test(9), budget.alpha(9)
+        >>> round(alpha, 6), round(alpha / (1 - alpha), 6) == round(share, 6)
+        (0.010989, True)
+        """
+        share = self.share_per_test(tests_per_stream)
+        return min(share / (1.0 + share), 0.5)
 
 
 def _positive(name: str, value: float) -> None:

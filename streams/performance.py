@@ -16,7 +16,10 @@ the stream's first predictions have formed its reference, score drift and the dr
 each acquisition category mix (manufacturer, model, slice-thickness and kVp band), where a
 category the reference never saw (a new scanner model) is a finding. Once a drift is
 investigated and the change accepted, a re-baselining decision restarts the reference from
-the predictions that follow (:meth:`StreamMonitor.rebaseline`); nothing re-baselines a claim.
+the predictions that follow (:meth:`StreamMonitor.rebaseline`); nothing re-baselines a claim,
+but a decision on a stream whose claims test rejected restarts that test, as a new test paid
+for by the budget, with the CUSUMs that alarmed (:meth:`StreamMonitor.restart_after_review`).
+A CUSUM's signal says when the change began (:attr:`Signal.change_began_at`).
 
 The stream agent calls :meth:`StreamMonitor.observe` once per outcome,
 :meth:`StreamMonitor.observe_score` once per prediction and :meth:`StreamMonitor.rebaseline`
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -38,6 +41,7 @@ from detectors import (
     DetectorResult,
     EstimatedPerformance,
     KappaEstimate,
+    StateError,
     WindowedCalibrationTest,
     WindowedChiSquareDrift,
     WindowedKSDrift,
@@ -79,7 +83,9 @@ STATE_VERSION = 4
 before: its running state is migrated, :func:`migrate_single_cusum`). Version 1-3 states
 still load (a stream whose reference predates 3 has no acquisition drift tests). Keys added
 within a version are read with a default, so its older states still load, and a release
-that predates a key ignores it; a release before 4 refuses a version-4 state."""
+that predates a key ignores it; a release before 4 refuses a version-4 state. Added within 4:
+``change_starts``, ``alarmed_charts`` and ``claims_restarts`` (labelled side, each written
+only when not empty; absent, a run's start is unknown and no alarm is pending review)."""
 Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
 ClaimedMetric = Literal["sensitivity", "specificity"]
 CHARTED_METRICS: tuple[ClaimedMetric, ...] = ("sensitivity", "specificity")
@@ -232,6 +238,12 @@ class Signal:
     claimed: float | None
     reason: str | None = None
     """Why, for a signal no statistic decides (an unmonitored stream)."""
+    change_began_at: datetime | None = None
+    """For a labelled CUSUM's signal, the event (prediction) time of the case at which the
+    change is estimated to have begun: the case after the CUSUM that fired last sat at zero,
+    Page's maximum-likelihood estimate (``result.change_began`` counts it in charted cases).
+    None for other tests, and when that case predates what the stream's state kept (a state
+    written before this estimate was kept, or migrated from a single CUSUM)."""
 
 
 def _charted_claims(entry: RegistryEntry | None, task: str) -> list[tuple[ClaimedMetric, Claim]]:
@@ -495,6 +507,15 @@ class StreamMonitor:
     """Whether the stream's unmonitored_stream alert was raised (it is raised once)."""
     claims_year_start: datetime | None = None
     """Case time at which the claims tests' current surveillance year began."""
+    change_starts: dict[str, list[datetime | None]] = field(default_factory=dict)
+    """Per labelled chart whose statistic is above zero, each of its CUSUMs' run start: the
+    event time of the case after that CUSUM last sat at zero (None: before the state kept
+    it). What a signal's ``change_began_at`` is read from; a chart at zero has no entry."""
+    alarmed_charts: set[str] = field(default_factory=set)
+    """Labelled charts that alarmed since the claims tests last started (a surveillance
+    year, or a restart after review): what :meth:`restart_after_review` restarts."""
+    claims_restarts: int = 0
+    """Claims tests restarted after review over the stream's life (each a new test)."""
 
     @classmethod
     def for_claims(
@@ -543,6 +564,7 @@ class StreamMonitor:
                 if name != "calibration_test" and name in self.detectors:
                     self.detectors[name] = detector
                     self.statistics.pop(name, None)
+                    self.change_starts.pop(name, None)
 
     def expected_false_alarms_per_year(self) -> float | None:
         """At most what this stream's tests are designed to raise a year in control at the
@@ -612,11 +634,15 @@ class StreamMonitor:
         return signals
 
     def rebaseline(self, decision: uuid.UUID, at: JoinPosition) -> bool:
-        """Restart the reference-drift tests: the next ``score_reference_cases`` predictions
-        form a new reference. The claim-based detectors, counts and strata are untouched.
+        """Apply a decision on the stream: restart the reference-drift tests (the next
+        ``score_reference_cases`` predictions form a new reference) and, when a claims test
+        has rejected, the stream's restart after review (:meth:`restart_after_review`).
+        Counts and strata are untouched.
 
         False, changing nothing, for a decision applied already: the record at ``at`` read
-        again, or the same decision published again (a new offset, the same id).
+        again, or the same decision published again (a new offset, the same id). A decision
+        that restarts a claims test changes the labelled state as well as the label-free one
+        (:attr:`claims_restarts` says whether it did): the caller writes both.
         """
         if self.already_applied("prediction", at) or str(decision) == self.rebaseline_id:
             return False
@@ -627,7 +653,40 @@ class StreamMonitor:
         for name in REFERENCE_DRIFT_DETECTORS:
             self.detectors.pop(name, None)
             self.statistics.pop(name, None)
+        self.restart_after_review()
         return True
+
+    def restart_after_review(self) -> list[str]:
+        """Restart what a reviewed rejection left stuck; the detectors restarted, by name.
+
+        A claims test that rejected stays rejected (it fires once) until its surveillance
+        year ends. Once a decision on the stream shows it was reviewed, every claims test
+        that rejected starts again from the next case, a new test with the same alpha, and
+        every CUSUM that alarmed since the claims tests last started restarts from zero, so
+        the cases before the review (the problem already reported) do not carry into the
+        charts of what follows. The alpha of a claims test is set so that these restarts
+        stay inside the budget: a restart follows a rejection, and under the acceptable level
+        each new test rejects with probability at most alpha whatever came before it (its
+        cases are new), so a stream's claims test rejects falsely at most ``alpha + alpha^2
+        + ... = alpha / (1 - alpha)`` times a surveillance year in expectation, which
+        :meth:`FleetBudget.alpha` makes the test's share. Restarting a CUSUM never raises
+        its false alarms: from zero it alarms no earlier than from where it was.
+        """
+        rejected = [
+            name
+            for name, test in sorted(self.detectors.items())
+            if isinstance(test, BetaBinomialConfidenceSequence) and test.verdict == "below claim"
+        ]
+        if not rejected:
+            return []
+        restarted = rejected + sorted(self.alarmed_charts & set(self.detectors))
+        for name in restarted:
+            self.detectors[name].reset()
+            self.statistics.pop(name, None)
+            self.change_starts.pop(name, None)
+        self.alarmed_charts = set()
+        self.claims_restarts += len(rejected)
+        return restarted
 
     def _update(
         self, name: str, metric: Metric, x: float, risk: float | None = None
@@ -641,6 +700,32 @@ class StreamMonitor:
             return []
         claimed = self.claims.get(metric) if metric in ("sensitivity", "specificity") else None
         return [Signal(name, metric, result, claimed)]
+
+    def _update_chart(
+        self, name: str, metric: ClaimedMetric, adverse: bool, time: datetime
+    ) -> list[Signal]:
+        """:meth:`_update` of a labelled chart, following each of its CUSUMs' run start so
+        that a signal says when the change began (see :attr:`Signal.change_began_at`)."""
+        chart = self.detectors.get(name)
+        if not isinstance(chart, BernoulliMultiCUSUM):
+            return self._update(name, metric, 1.0 if adverse else 0.0)
+        before = chart.run_lengths
+        starts = self.change_starts.pop(name, [None] * len(before))
+        signals = self._update(name, metric, 1.0 if adverse else 0.0)
+        if signals:  # the chart restarted: every run is over
+            self.alarmed_charts.add(name)
+            run = signals[0].result.run_length
+            began = time if run == 1 else None
+            for start, previous in zip(starts, before, strict=True):
+                began = began or (start if previous + 1 == run else None)
+            return [replace(signals[0], change_began_at=began)]
+        kept = [
+            None if run == 0 else time if run == 1 else start
+            for run, start in zip(chart.run_lengths, starts, strict=True)
+        ]
+        if any(kept):
+            self.change_starts[name] = kept
+        return signals
 
     def _update_acquisition(self, categories: AcquisitionCategories) -> list[Signal]:
         signals = []
@@ -693,8 +778,8 @@ class StreamMonitor:
             metric = "specificity"
             adverse = outcome.decision == "positive"
         signals = self.unmonitored_signals()
-        for name in (f"{metric}_cusum", f"{metric}_claims_test"):
-            signals += self._update(name, metric, 1.0 if adverse else 0.0)
+        signals += self._update_chart(f"{metric}_cusum", metric, adverse, outcome.prediction_time)
+        signals += self._update(f"{metric}_claims_test", metric, 1.0 if adverse else 0.0)
         return signals + self._update(
             "calibration_test", "calibration", float(positive), outcome.score
         )
@@ -713,6 +798,7 @@ class StreamMonitor:
         if years < 1:
             return
         self.claims_year_start += years * SURVEILLANCE_YEAR
+        self.alarmed_charts = set()
         for metric in self.levels:
             test = self.detectors.get(f"{metric}_claims_test")
             if test is not None:
@@ -815,6 +901,20 @@ class StreamMonitor:
             "last_case_time": _iso(self.last_case_time),
             "claims_year_start": _iso(self.claims_year_start),
             "reader_pairs": list(self.reader_pairs),
+            # Only once a chart alarmed, or a claims test was restarted after review.
+            **({"alarmed_charts": sorted(self.alarmed_charts)} if self.alarmed_charts else {}),
+            **({"claims_restarts": self.claims_restarts} if self.claims_restarts else {}),
+            # Only while a chart is above zero; None where the start predates the state.
+            **(
+                {
+                    "change_starts": {
+                        name: [_iso(start) for start in starts]
+                        for name, starts in self.change_starts.items()
+                    }
+                }
+                if self.change_starts
+                else {}
+            ),
         }
 
     def label_free_state(self) -> dict[str, Any]:
@@ -828,12 +928,22 @@ class StreamMonitor:
 
     @classmethod
     def from_states(
-        cls, labelled: dict[str, Any] | None, label_free: dict[str, Any] | None
+        cls,
+        labelled: dict[str, Any] | None,
+        label_free: dict[str, Any] | None,
+        plan: MonitorPolicy | None = None,
     ) -> StreamMonitor:
         """The monitor of a stream from its two table states (either may be absent).
 
         A state of version 1 or 2 is a whole stream in the labelled table; once this
         release has written the stream's label-free state, that one is the newer.
+
+        ``plan`` is the policy new streams get (:func:`planned_policy`). A stream whose stored
+        policy predates the fleet budget (its layout has no budget: every test then had
+        ``arl0_cases`` and the claims tests ``claims_alpha``, whatever the fleet) is moved to
+        the plan's budget (:func:`budgeted_policy`); without a plan, or with a plan without a
+        budget, it keeps its stored policy. Raises :class:`StateError` when a running state
+        cannot be carried into the budgeted design.
         """
         parts = [state for state in (labelled, label_free) if state is not None]
         if not parts:
@@ -847,7 +957,7 @@ class StreamMonitor:
             (p["reference_prevalence"] for p in parts if p.get("reference_prevalence")), None
         )
         monitor = cls(
-            policy=_policy(parts[0]["policy"]),
+            policy=_policy(parts[0]["policy"], plan),
             claims=claims,
             reference_prevalence=reference_prevalence,
             # Both added within state version 3: none in states written before them.
@@ -856,6 +966,7 @@ class StreamMonitor:
             ),
             unmonitored_raised=any(p.get("unmonitored_raised", False) for p in parts),
         )
+        migrated = monitor.policy != _policy(parts[0]["policy"])
         running: dict[str, Any] = {}
         for state in parts:
             if state["state_version"] < 3 or state is label_free:
@@ -880,8 +991,36 @@ class StreamMonitor:
             if isinstance(chart, BernoulliMultiCUSUM) and name.endswith("_cusum"):
                 metric: ClaimedMetric = "sensitivity" if name.startswith("sens") else "specificity"
                 detector_state = migrate_single_cusum(chart, detector_state, monitor.levels[metric])
-            monitor.detectors[name] = Detector.from_state({**designed, "state": detector_state})
+                if migrated:
+                    detector_state = _below_thresholds(chart, detector_state)
+            try:
+                restored = Detector.from_state({**designed, "state": detector_state})
+            except StateError as error:
+                if not migrated:
+                    raise
+                raise StateError(
+                    f"{name} of a stream whose policy predates the fleet budget cannot be "
+                    f"carried into the budgeted design: {error}"
+                ) from error
+            monitor.detectors[name] = restored
+        monitor._check_change_starts()
         return monitor
+
+    def _check_change_starts(self) -> None:
+        """Keep a run start only where its CUSUM is in a run: a start the chart's state does
+        not match (a release that did not keep them ran the chart meanwhile) is unknown."""
+        kept: dict[str, list[datetime | None]] = {}
+        for name, chart in self.detectors.items():
+            if not isinstance(chart, BernoulliMultiCUSUM) or not any(chart.run_lengths):
+                continue
+            starts = self.change_starts.get(name, [])
+            if len(starts) != len(chart.run_lengths):
+                starts = [None] * len(chart.run_lengths)
+            kept[name] = [
+                start if run > 0 else None
+                for start, run in zip(starts, chart.run_lengths, strict=True)
+            ]
+        self.change_starts = {name: starts for name, starts in kept.items() if any(starts)}
 
     def _load_labelled(self, state: dict[str, Any]) -> None:
         tp, fn, tn, fp = state["counts"]
@@ -894,6 +1033,16 @@ class StreamMonitor:
         self.claims_year_start = _parse(state.get("claims_year_start", state["first_case_time"]))
         # Added within state version 1: states written before it have no read pairs.
         self.reader_pairs = list(state.get("reader_pairs", [0, 0, 0, 0]))
+        # Added within state version 4: none in states written before them (an alarm before
+        # then restarts nothing: the release then kept the claims test rejected all year).
+        self.alarmed_charts = set(state.get("alarmed_charts", []))
+        self.claims_restarts = state.get("claims_restarts", 0)
+        # Added within state version 4: a run under way in an older state began at an
+        # unknown time (checked against the charts' runs once they are loaded).
+        self.change_starts = {
+            name: [_parse(start) for start in starts]
+            for name, starts in state.get("change_starts", {}).items()
+        }
 
     def _load_label_free(self, state: dict[str, Any]) -> None:
         self.predictions = state["predictions"]
@@ -951,11 +1100,57 @@ class StreamStates(NamedTuple):
     label_free: dict[str, Any]
 
 
-def _policy(stored: list[Any] | dict[str, Any]) -> MonitorPolicy:
+BUDGET_FIELDS = (
+    "fleet_false_alarms_per_year",
+    "fleet_streams",
+    "stream_predictions_per_year",
+    "followup_completeness",
+    "planned_prevalence",
+    "fleet_pooled_groups",
+)
+"""The plan's fields a stream whose policy predates the budget takes (:func:`budgeted_policy`)."""
+
+
+def predates_budget(stored: list[Any] | dict[str, Any]) -> bool:
+    """Whether a stored policy was written before policies had a fleet budget (a layout
+    without ``fleet_false_alarms_per_year``; the release before it stored seven fields)."""
+    if isinstance(stored, dict):
+        return "fleet_false_alarms_per_year" not in stored
+    names = [f.name for f in fields(MonitorPolicy)]
+    return len(stored) <= names.index("fleet_false_alarms_per_year")
+
+
+def budgeted_policy(stored: MonitorPolicy, plan: MonitorPolicy) -> MonitorPolicy:
+    """A policy from before the budget, moved to the plan's budget and volumes.
+
+    Only what the budget decides changes: every test's ARL0 and the claims tests' alpha,
+    which the old layout fixed at ``arl0_cases`` and ``claims_alpha`` for every test of every
+    stream. What shaped the stream's running states stays (the drops, so the charts' levels
+    and alternatives; the reference size and windows; the acceptable-level rule, whose
+    default the old release's states meet by charting at the point estimate until their
+    registration gives the claims' bounds). So each running state means under the new design
+    what it meant under the old: a CUSUM's sum is the same log-likelihood ratio (kept below
+    its new threshold, :func:`_below_thresholds`), a claims test's evidence the same mixture.
+    """
+    return replace(stored, **{name: getattr(plan, name) for name in BUDGET_FIELDS})
+
+
+def _policy(stored: list[Any] | dict[str, Any], plan: MonitorPolicy | None = None) -> MonitorPolicy:
     policy = MonitorPolicy(**stored) if isinstance(stored, dict) else MonitorPolicy(*stored)
     # JSON gives lists back; the policy is hashed (design caches), so tuples again
     explicit = tuple((metric, float(level)) for metric, level in policy.explicit_acceptable)
-    return replace(policy, explicit_acceptable=explicit)
+    policy = replace(policy, explicit_acceptable=explicit)
+    if plan is not None and plan.budget() is not None and predates_budget(stored):
+        return budgeted_policy(policy, plan)
+    return policy
+
+
+def _below_thresholds(chart: BernoulliMultiCUSUM, running: dict[str, Any]) -> dict[str, Any]:
+    """A chart's running state with each CUSUM kept below its threshold: a stream moved to a
+    design with a lower threshold (:func:`budgeted_policy`) does not alarm on what it had
+    summed. Lowering a CUSUM's sum never makes it alarm sooner, so the design's false-alarm
+    guarantee holds; a state already below every threshold is returned as it is."""
+    return chart.running_state_below_thresholds(running)
 
 
 def _applied(stored: list[int]) -> tuple[int, int, int]:

@@ -341,12 +341,27 @@ class Alert(Contract):
     raised_at: AwareDatetime
     severity: Severity
     message: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    change_began_at: AwareDatetime | None = None
+    """For a CUSUM's alert, the event time of the case at which the change is estimated to
+    have begun: the case after the CUSUM last sat at zero (Page's maximum-likelihood
+    estimate); ``evidence["run_length"]`` counts the charted cases from it to the alarm. None
+    (and absent, as in alerts raised before the field existed) for other tests, or when the
+    stream's state did not keep that case's time."""
 
     @model_validator(mode="after")
     def _case_times_in_order(self) -> Alert:
         if self.first_case_time > self.last_case_time:
             raise ValueError("first_case_time is after last_case_time")
         return self
+
+    @model_serializer(mode="wrap")
+    def _unknown_change_left_out(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Without a change-point estimate, the alert a reader from before the field accepts
+        (contracts forbid unknown fields): readers can be upgraded after the workers."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("change_began_at") is None:
+            data.pop("change_began_at", None)
+        return data
 
 
 class Rebaseline(Contract):

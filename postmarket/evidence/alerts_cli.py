@@ -141,7 +141,9 @@ def show_alert(
     alert_id: Annotated[str, typer.Argument(help=ALERT_ID_HELP)],
     url: UrlOption = None,
 ) -> None:
-    """Show one alert: its evidence, message, lifecycle and recurrences."""
+    """Show one alert: its evidence, where a CUSUM places the change, message, lifecycle and
+    recurrences."""
+    from postmarket.evidence.report_alerts import change_point_sentence
     from postmarket.evidence.store import NotFound
 
     with open_store(url, read_only=True) as store:
@@ -163,6 +165,9 @@ def show_alert(
         f"raised at    {alert.raised_at.isoformat()}",
         f"message      {alert.message}",
     ]
+    change = change_point_sentence(alert)
+    if change is not None:
+        lines.insert(-2, f"change       {change}")
     if view.acknowledged_at is not None:
         lines.append(
             f"acknowledged {view.acknowledged_at.isoformat()} by {view.acknowledged_by}: "

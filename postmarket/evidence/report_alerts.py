@@ -50,6 +50,27 @@ def observation_sentence(alert: Alert) -> str | None:
     return f"observed {alert_metric(alert)} {observed.estimate:.2f} over {observed.n} cases"
 
 
+def change_point(alert: Alert) -> tuple[int, datetime | None] | None:
+    """Where a CUSUM's alert places the change: the charted cases from the estimated start to
+    the alarm, the alarm's included (``evidence["run_length"]``), and that start's event time
+    when the alert carries it; None for other tests."""
+    cases = alert.evidence.get("run_length", 0)
+    if not alert.detector.endswith("_cusum") or cases < 1:
+        return None
+    return cases, alert.change_began_at
+
+
+def change_point_sentence(alert: Alert) -> str | None:
+    """``change began 57 charted cases back (CUSUM estimate), at the case of 2026-03-02
+    10:15 UTC``, or None for an alert that is not a CUSUM's."""
+    change = change_point(alert)
+    if change is None:
+        return None
+    cases, began = change
+    sentence = f"change began {cases} charted case{'s' if cases > 1 else ''} back (CUSUM estimate)"
+    return sentence + (f", at the case of {began:%Y-%m-%d %H:%M %Z}".rstrip() if began else "")
+
+
 def alert_in_window(view: AlertView, begin: datetime, stop: datetime) -> bool:
     """Whether the alert's cases, or its recurrences, overlap ``[begin, stop)``: a problem
     first alerted before the window and still signalling in it is reported."""

@@ -51,7 +51,8 @@ class AlarmPromise:
             f"the fleet's tests are designed to raise at most {self.plan.budget_per_year:g} "
             f"false alarms a year among {self.plan.fleet_streams} planned streams, so this "
             f"device's {self.streams} stream(s) expect at most {self.expected_false_alarms:.2f} "
-            f"in this period; {self.alerts_raised} alert(s) were raised, true or false. This "
+            f"in this period; {self.alerts_raised} alert(s) were raised, true or false. The "
+            "budget includes the claims tests restarted after a reviewed rejection. This "
             "assumes independent cases, complete and unbiased ground truth, and each stream's "
             "volume as planned."
         )

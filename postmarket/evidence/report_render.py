@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from postmarket.evidence.html import document, escape, figure, percent, section, table
 from postmarket.evidence.report import DeviceReport
-from postmarket.evidence.report_alerts import observation_sentence
+from postmarket.evidence.report_alerts import change_point_sentence, observation_sentence
 from postmarket.evidence.report_figures import (
     WEEKLY_CAPTION,
     claims_figure,
@@ -289,7 +289,11 @@ def _alerts(report: DeviceReport) -> str:
                 f"<br>resolved {view.resolved_at:%Y-%m-%d} by {escape(view.resolved_by)}: "
                 f"{escape(view.resolution)}"
             )
-        observed = observation_sentence(alert)
+        observed = "; ".join(
+            sentence
+            for sentence in (observation_sentence(alert), change_point_sentence(alert))
+            if sentence
+        )
         rows.append(
             [
                 f'<code class="alert-id" title="{escape(alert.alert_id)}">'
@@ -320,7 +324,9 @@ def _alerts(report: DeviceReport) -> str:
         + f"<p>{len(report.alerts)} alert(s): {escape(summary)}. The alert column is the first 8 "
         "characters of the alert's id (<code>postmarket alerts show ID</code> takes it; the "
         "full id is in the CSV/JSON export). Where the alert's evidence counts cases of its "
-        "metric, the message is followed by the observed value they give.</p>" + alerts_table,
+        "metric, the message is followed by the observed value they give, and a CUSUM's by "
+        "where it places the change: the case after its statistic was last zero, Page's "
+        "maximum-likelihood estimate of when the change began.</p>" + alerts_table,
     )
 
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from postmarket.evidence.report import DeviceReport
-from postmarket.evidence.report_alerts import alert_metric, alert_observation
+from postmarket.evidence.report_alerts import alert_metric, alert_observation, change_point
 from postmarket.evidence.report_gate import criterion_sentence
 from postmarket.evidence.report_outcomes import Proportion
 from postmarket.evidence.store import short_alert_id
@@ -190,11 +190,12 @@ def _alerts(report: DeviceReport) -> ReportTable:
                "observed_cases", "observed_estimate", "first_case_time", "last_case_time",
                "status", "acknowledged_at", "acknowledged_by", "acknowledgement", "resolved_at",
                "resolved_by", "resolution", "recurrences", "last_recurred_at",
-               "highest_severity", "message")  # fmt: skip
+               "highest_severity", "message", "change_run_cases", "change_began_at")  # fmt: skip
     rows = []
     for view in report.alerts:
         alert = view.alert
         observed = alert_observation(alert)
+        change = change_point(alert)
         rows.append(
             (str(alert.alert_id), short_alert_id(alert.alert_id), alert.raised_at, alert.detector,
              alert.severity, alert.stream.device_version, alert.stream.site_id,
@@ -205,7 +206,7 @@ def _alerts(report: DeviceReport) -> ReportTable:
              alert.last_case_time, view.status.value, view.acknowledged_at,
              view.acknowledged_by, view.acknowledgement, view.resolved_at, view.resolved_by,
              view.resolution, view.recurrences, view.last_recurred_at, view.highest_severity,
-             alert.message)
+             alert.message, change[0] if change else None, change[1] if change else None)
         )  # fmt: skip
     return table_of("alerts", columns, rows)
 
