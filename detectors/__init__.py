@@ -41,6 +41,7 @@ from detectors.confidence_based_performance_estimation import (
 from detectors.dersimonian_laird import (
     RandomEffectsMetaAnalysis,
     dersimonian_laird,
+    i2_interval,
     logit_proportion_effects,
     pooled_proportion,
 )
@@ -143,6 +144,7 @@ __all__ = [
     "fleiss_kappa",
     "funnel_plot_limits",
     "holm_adjusted_p_values",
+    "i2_interval",
     "ks_critical_value",
     "ks_p_value",
     "ks_two_sample",

@@ -24,6 +24,7 @@ from detectors.base import check_finite, check_finite_array, check_probability
 __all__ = [
     "RandomEffectsMetaAnalysis",
     "dersimonian_laird",
+    "i2_interval",
     "logit_proportion_effects",
     "pooled_proportion",
 ]
@@ -116,6 +117,49 @@ def dersimonian_laird(
         fixed_estimate=fixed,
         n_sites=int(y.size),
     )
+
+
+def i2_interval(q: float, sites: int, alpha: float = 0.05) -> tuple[float, float] | None:
+    """The test-based two-sided ``1 - alpha`` interval of I² from Cochran's Q on ``sites``
+    sites; None where it is undefined (fewer than 2 sites, or 2 sites with Q <= 2).
+
+    Higgins & Thompson (2002), appendix: ``H = sqrt(Q / (k - 1))``, truncated at 1 as I² is
+    at 0; an interval ``ln H +- z SE(ln H)`` with ``SE = (ln Q - ln(k - 1)) / (2 (sqrt(2Q) -
+    sqrt(2k - 3)))`` when ``Q > k``, else ``sqrt(1 / (2 (k - 2)) (1 - 1 / (3 (k - 2)^2)))``;
+    each limit truncated at 1 and mapped to ``I² = (H² - 1) / H²``. As R's ``meta``
+    (``isquared``) and ``heterometa`` (``higgins``) compute it: Q below its degrees of
+    freedom gives I² = 0, with an upper limit that says how much heterogeneity so few sites
+    cannot rule out.
+
+    Examples
+    --------
+    Q = 20 on 6 sites is I² = 0.75:
+
+    >>> [round(v, 3) for v in i2_interval(q=20.0, sites=6)]
+    [0.434, 0.89]
+
+    Q = 3 on 6 sites is I² = 0, yet up to 0.75 is not excluded:
+
+    >>> [round(v, 3) for v in i2_interval(q=3.0, sites=6)]
+    [0.0, 0.746]
+    """
+    q = check_finite(q, "q")
+    if q < 0.0:
+        raise ValueError(f"q must be non-negative, got {q!r}")
+    alpha = check_probability("alpha", alpha)
+    k = int(sites)
+    if k < 2:
+        return None
+    if q > k:
+        se = 0.5 * (math.log(q) - math.log(k - 1)) / (math.sqrt(2.0 * q) - math.sqrt(2.0 * k - 3.0))
+    elif k > 2:
+        se = math.sqrt(1.0 / (2.0 * (k - 2)) * (1.0 - 1.0 / (3.0 * (k - 2) ** 2)))
+    else:
+        return None
+    ln_h = max(0.5 * math.log(q / (k - 1)), 0.0) if q > 0 else 0.0
+    z = float(ndtri(1.0 - alpha / 2.0))
+    h_lower, h_upper = (max(math.exp(ln_h + sign * z * se), 1.0) for sign in (-1.0, 1.0))
+    return 1.0 - 1.0 / h_lower**2, 1.0 - 1.0 / h_upper**2
 
 
 def pooled_proportion(result: RandomEffectsMetaAnalysis) -> float:

@@ -51,6 +51,7 @@ from postmarket.topic_reader import (
 )
 
 if TYPE_CHECKING:
+    from postmarket.demo_gate import GateDemoResult
     from postmarket.evidence.store import EvidenceStore
     from simulator.scenario import Scenario
     from simulator.scoring import Scorecard
@@ -155,7 +156,7 @@ def stop_kept_worker(home: Path, timeout_s: float = 30.0) -> None:
 
 def reset_demo_home(home: Path) -> None:
     """Remove the previous run's broker data, metrics, evidence and reports (keeps caches)."""
-    for name in ("kafka", "prometheus", "logs", "reports"):
+    for name in ("kafka", "prometheus", "logs", "reports", "gate"):
         shutil.rmtree(home / name, ignore_errors=True)
     for name in ("evidence.db", "ground-truth.json"):
         (home / name).unlink(missing_ok=True)
@@ -349,6 +350,9 @@ class DemoResult:
     kept_running: bool = False
     pooled_groups: int = 0
     """(device, version, task) groups the pooled stage tested, sharing the budget."""
+    gate: GateDemoResult | None = None
+    """The standard test database gate on two candidate versions (None: the scenario has
+    no device to gate)."""
 
 
 class Steps:
@@ -461,6 +465,7 @@ def run_demo(
                     "evidence",
                     f"{counts.outcomes_new} outcomes, {counts.alerts_new} alerts stored",
                 )
+                gate = gate_step(steps, scenario, settings.evidence_database_url, home / "gate")
                 step = steps.begin("post-market reports", len(scenario.devices), "HTML")
                 reports = write_reports(store, scenario, home / "reports")
                 steps.finish(step, "reports", f"{len(reports)} written")
@@ -495,7 +500,36 @@ def run_demo(
         logs=home / "logs",
         seconds=steps.seconds,
         kept_running=keep_worker,
+        gate=gate,
     )
+
+
+def gate_step(
+    steps: Steps, scenario: Scenario, evidence_url: str, directory: Path
+) -> GateDemoResult | None:
+    """The standard test database gate on two candidates of the scenario's lung-nodule
+    device (:mod:`postmarket.demo_gate`), before the reports so that they show it."""
+    from postmarket.demo_gate import GATE_DEVICE, GateDemoError, run_gate_demo
+
+    if not any(device.id == GATE_DEVICE for device in scenario.devices):
+        return None
+    step = steps.begin("test database gate", None, f"{GATE_DEVICE} candidates")
+    console = steps.progress.console
+    following = getattr(console, "_file", None)
+    # The gate's commands print into a capture that replaces sys.stdout for a moment; the
+    # progress display, which writes to whatever sys.stdout is, stays on the terminal.
+    console.file = console.file
+    try:
+        gate = run_gate_demo(evidence_url, directory)
+    except GateDemoError as error:
+        raise DemoError(f"the gate demo: {error}") from None
+    finally:
+        console._file = following
+    verdicts = ", ".join(
+        f"{o.candidate.version} {'passed' if o.passed else 'failed'}" for o in gate.candidates
+    )
+    steps.finish(step, "gate", verdicts)
+    return gate
 
 
 def demo_on_fresh_stack(
@@ -595,6 +629,10 @@ def render(result: DemoResult, console: Console) -> None:
             f"  {alarm.detector} on {alarm.where} at {alarm.detected_at:%Y-%m-%d %H:%M}",
             highlight=False,
         )
+    if result.gate is not None:
+        from postmarket.demo_gate import GATE_DEVICE, gate_summary
+
+        gate_summary(result.gate, console, result.reports.get(GATE_DEVICE))
     promql = urllib.parse.quote(f"sum by (site_id, detector) ({ALERTS}_total)")
     reports = "\n".join(f"report ({device}): {path}" for device, path in result.reports.items())
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())

@@ -76,6 +76,29 @@ class GateEvidence:
     def earlier_run(self, run_id: str) -> str | None:
         return dict(self.same_inputs_as).get(run_id)
 
+    def registration_sentence(self) -> str:
+        """How many of the versions ever registered were registered without a passing gate
+        (the latest run before the registration failed, or none ran), in one line.
+
+        >>> from datetime import UTC
+        >>> at = datetime(2026, 5, 1, tzinfo=UTC)
+        >>> GateEvidence(registrations=(
+        ...     GateRegistration("1.0.0.0", "registered", at, None, None),
+        ...     GateRegistration("1.1.0.0", "registered", at, "5f0c2a9e", True),
+        ...     GateRegistration("1.2.0.0", "unregistered", None, "77aa01b2", False),
+        ... )).registration_sentence()
+        'Registered without a passing gate: 1 of 2 registered versions (1.0.0.0).'
+        """
+        registered = [r for r in self.registrations if r.registered_at is not None]
+        if not registered:
+            return "Registered without a passing gate: none (no version was registered)."
+        without = [r.version for r in registered if not r.after_passing_gate]
+        shown = f" ({', '.join(without)})" if without else ""
+        return (
+            f"Registered without a passing gate: {len(without) or 'none'} of {len(registered)} "
+            f"registered version{'s' if len(registered) != 1 else ''}{shown}."
+        )
+
     def none_sentence(self) -> str:
         """What the section says when no verdict is stored."""
         where = (

@@ -25,10 +25,12 @@ OUTCOME_CLASS = {"met": "ok", "FAILED": "bad"}
 
 def gate_body(gates: GateEvidence) -> str:
     """The section's HTML (without its heading)."""
+    summary = f"<p class=gate-summary>{escape(gates.registration_sentence())}</p>"
     if not gates.runs:
-        return INTRODUCTION + f"<p class=none>{escape(gates.none_sentence())}</p>"
+        return INTRODUCTION + summary + f"<p class=none>{escape(gates.none_sentence())}</p>"
     return (
         INTRODUCTION
+        + summary
         + _runs(gates)
         + "<h3>Registration after the gate</h3>"
         + _registrations(gates.registrations)

@@ -33,7 +33,6 @@ True
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +43,7 @@ from detectors import (
     clopper_pearson_interval,
     cohen_kappa_from_table,
     dersimonian_laird,
+    i2_interval,
     logit_proportion_effects,
     pooled_proportion,
     roc_auc_ci,
@@ -75,7 +75,6 @@ __all__ = [
     "confusion_cell",
     "criterion_met",
     "gate_verdict",
-    "i2_interval",
     "match_predictions",
     "proportion_interval",
     "read_predictions",
@@ -362,41 +361,6 @@ def criterion_met(
     if criterion == "not_below":
         return upper >= acceptable
     return lower >= acceptable
-
-
-def i2_interval(q: float, sites: int, alpha: float = 0.05) -> tuple[float, float] | None:
-    """The test-based ``1 - alpha`` interval of I² from Cochran's Q on ``sites`` sites
-    (Higgins & Thompson 2002, Statistics in Medicine 21:1539, appendix: an interval of
-    ``ln H``, ``H = sqrt(Q / (k - 1))``, then ``I² = (H² - 1) / H²``, floored at 0); None
-    with fewer than 3 sites when Q does not exceed k.
-
-    Q = 20 on 6 sites is I² = 0.75:
-
-    >>> [round(v, 3) for v in i2_interval(q=20.0, sites=6)]
-    [0.434, 0.89]
-    """
-    k = sites
-    if k < 2 or not math.isfinite(q) or q < 0:
-        return None
-    df = k - 1
-    z = _z(alpha)
-    if q > k:
-        se = 0.5 * (math.log(q) - math.log(df)) / (math.sqrt(2.0 * q) - math.sqrt(2.0 * k - 3.0))
-    elif k > 2:
-        se = math.sqrt(1.0 / (2.0 * (k - 2)) * (1.0 - 1.0 / (3.0 * (k - 2) ** 2)))
-    else:
-        return None
-    ln_h = 0.5 * math.log(q / df) if q > 0 else -math.inf
-    if not math.isfinite(ln_h):
-        return 0.0, 0.0
-    h_lower, h_upper = math.exp(ln_h - z * se), math.exp(ln_h + z * se)
-    return max(0.0, 1.0 - 1.0 / h_lower**2), max(0.0, 1.0 - 1.0 / h_upper**2)
-
-
-def _z(alpha: float) -> float:
-    from scipy.special import ndtri
-
-    return float(ndtri(1.0 - alpha / 2.0))
 
 
 def gate_verdict(

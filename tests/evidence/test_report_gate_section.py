@@ -192,6 +192,27 @@ def test_each_version_says_whether_it_was_registered_after_a_passing_gate(
     assert shown[UNGATED]["finding"] == "registered with no gate run before it"
 
 
+def gate_section(document: str) -> str:
+    section = document[document.index('<section id="gate">') :]
+    return section[: section.index("</section>")]
+
+
+def test_the_section_counts_the_versions_registered_without_a_passing_gate(
+    report: DeviceReport,
+) -> None:
+    assert (
+        "<p class=gate-summary>Registered without a passing gate: 1 of 2 registered versions "
+        f"({UNGATED}).</p>"
+    ) in gate_section(render_html(report))
+
+
+def test_a_psur_with_no_verdict_in_its_year_still_counts_them(gated: Path) -> None:
+    """A year without gate runs is when a registration without one is easiest to miss."""
+    with EvidenceStore(f"sqlite:///{gated}") as store:
+        last_year = build_psur(store, DEVICE, THIS_YEAR - 1, POLICY)
+    assert f"1 of 2 registered versions ({UNGATED})." in gate_section(render_html(last_year.report))
+
+
 def test_the_csv_export_writes_the_gate_tables(report: DeviceReport, tmp_path: Path) -> None:
     names = {path.stem for path in export_csv(report, tmp_path)}
     assert {"gate_runs", "gate_verdicts", "gate_registrations"} <= names

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
-from statsmodels.stats.inter_rater import cohens_kappa
-from statsmodels.stats.meta_analysis import combine_effects
-from statsmodels.stats.proportion import proportion_confint
+from statsmodels.stats.inter_rater import cohens_kappa  # type: ignore[import-untyped]
+from statsmodels.stats.meta_analysis import combine_effects  # type: ignore[import-untyped]
+from statsmodels.stats.proportion import proportion_confint  # type: ignore[import-untyped]
 from testdb_builders import HOSPITALS, candidate, lung_nodule_database
 from typer.testing import CliRunner
 
@@ -172,13 +172,14 @@ def test_heterogeneity_across_hospitals_equals_dersimonian_laird_by_statsmodels(
         effects, variances = np.log(hits / n), 1 / hits + 1 / n
         pooled = combine_effects(effects, variances, method_re="dl")
         k, q = len(HOSPITALS), float(pooled.q)
-        # Higgins & Thompson (2002), appendix: SE of ln H, then back to I².
+        # Higgins & Thompson (2002), appendix: SE of ln H, H truncated at 1 (as R's meta
+        # and heterometa compute it), then back to I².
         if q > k:
             se = 0.5 * (math.log(q) - math.log(k - 1)) / (math.sqrt(2 * q) - math.sqrt(2 * k - 3))
         else:
             se = math.sqrt(1 / (2 * (k - 2)) * (1 - 1 / (3 * (k - 2) ** 2)))
-        h = math.sqrt(q / (k - 1))
-        bounds = [max(0.0, 1 - 1 / (h * math.exp(z * se)) ** 2) for z in (-1.959964, 1.959964)]
+        h = max(1.0, math.sqrt(q / (k - 1)))
+        bounds = [1 - 1 / max(1.0, h * math.exp(z * se)) ** 2 for z in (-1.959964, 1.959964)]
         (row,) = [r for r in rows if r["metric"] == metric and r["stratum"] == "heterogeneity"]
         assert row["n"] == k
         assert row["estimate"] == pytest.approx(max(0.0, pooled.i2), abs=1e-9)
@@ -508,7 +509,7 @@ def _page_block(marker: str) -> str:
     """The first fenced block of docs/manufacturer.md that contains ``marker``."""
     page = (Path(__file__).resolve().parents[2] / "docs" / "manufacturer.md").read_text()
     blocks = re.findall(r"^```(?:console|shell)\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
-    return next(block for block in blocks if marker in block)
+    return str(next(block for block in blocks if marker in block))
 
 
 def test_the_manufacturer_page_s_database_and_gate_examples_run_as_pasted(

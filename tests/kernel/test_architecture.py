@@ -15,7 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("detectors", "postmarket", "collectors", "streams", "dashboards", "simulator")
 
-COMPOSERS = {"postmarket.cli", "postmarket.demo", "postmarket.local_worker", "postmarket.__main__"}
+COMPOSERS = {
+    "postmarket.cli",
+    "postmarket.demo",
+    "postmarket.demo_gate",
+    "postmarket.local_worker",
+    "postmarket.__main__",
+}
 """What composes the sides into the ``postmarket`` command, the demo and a local worker."""
 
 MAY_IMPORT: dict[str, set[str]] = {
