@@ -33,7 +33,7 @@ from pydicom.sequence import Sequence
 
 from collectors.deidentify import Deidentifier
 from collectors.dicom_input import RejectedFile, read_header
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the canaries live in tests/
 from tests.collectors.test_deidentify_pydicom_corpus import (  # noqa: E402
@@ -79,7 +79,7 @@ def leaked(header: Dataset) -> bool:
 def tools() -> dict[str, Tool]:
     """Every tool that is installed, as one call on a Dataset (in place)."""
     found: dict[str, Tool] = {}
-    ours = Deidentifier(SiteKey(b"bench-site-secret-0123456789abcdefghijkl"))
+    ours = Deidentifier(PseudonymKey(b"bench-site-secret-0123456789abcdefghijkl"))
     found["postmarket"] = lambda ds: None if ours.deidentify(ds) else None
     try:
         from dicognito.anonymizer import Anonymizer

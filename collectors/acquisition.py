@@ -10,12 +10,12 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from collectors.pseudonym import SiteKey, station_pseudonym
+from collectors.pseudonym import PseudonymKey, station_pseudonym
 from postmarket.contracts import AcquisitionFeatures
 from postmarket.contracts.events import slice_thickness_band
 
 
-def acquisition_features(header: Dataset, key: SiteKey) -> AcquisitionFeatures:
+def acquisition_features(header: Dataset, key: PseudonymKey) -> AcquisitionFeatures:
     """Features of one image header; absent or unreadable attributes are left empty."""
     thickness = _number(_get(header, "SliceThickness"))
     spacing = _get(header, "PixelSpacing")

@@ -4,7 +4,7 @@ A prediction needs the AI output *and* a DICOM header of its study (for the acqu
 features); a follow-up named by accession number needs the study that carries that
 accession. Whichever arrives first waits here, in SQLite (WAL, ``synchronous=FULL``),
 until the other comes, across restarts. Only keyed pseudonyms are stored: no UID, no
-accession number, nothing a reader without the site key could link back to a patient.
+accession number, nothing a reader without the pseudonym key could link back to a patient.
 
 An input whose study never comes (sent to another hospital, a modality the collector
 does not see) would wait for ever: :meth:`CaseIndex.expire_waiting` drops what waited

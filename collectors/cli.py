@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from collectors.events import AIOutput
-    from collectors.pseudonym import SiteKey
+    from collectors.pseudonym import PseudonymKey
     from collectors.settings import AiSrMapping, CollectorSettings
 
 collector_app = typer.Typer(
@@ -79,14 +79,14 @@ def check(
     """
     from collectors.batching import contract_topics, describe_contract
     from collectors.preflight import kafka_problem, load_secrets, location_problems
-    from collectors.pseudonym import SiteKeyError
+    from collectors.pseudonym import PseudonymKeyError
     from collectors.settings import CollectorConfigError, load_settings
     from postmarket.authenticity import SigningKeyError
 
     try:
         settings = load_settings(config)
         secrets = load_secrets(settings)
-    except (CollectorConfigError, SiteKeyError, SigningKeyError, OSError) as error:
+    except (CollectorConfigError, PseudonymKeyError, SigningKeyError, OSError) as error:
         typer.echo(f"collector configuration: {_describe(error)}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     problems = location_problems(settings)
@@ -113,14 +113,16 @@ def check(
             err=True,
         )
     if ai_output is not None:
-        code = _check_prediction(files or [], ai_output, settings, secrets.site_key)
+        code = _check_prediction(files or [], ai_output, settings, secrets.pseudonym_key)
     else:
-        code = max((_check_input(f, settings, secrets.site_key) for f in files or []), default=0)
+        code = max(
+            (_check_input(f, settings, secrets.pseudonym_key) for f in files or []), default=0
+        )
     if code:
         raise typer.Exit(code)
 
 
-def _check_input(path: Path, settings: CollectorSettings, key: SiteKey) -> int:
+def _check_input(path: Path, settings: CollectorSettings, key: PseudonymKey) -> int:
     """Preview one input as the inbox would take it; the exit code it calls for."""
     from collectors.dicom_input import RejectedFile
     from collectors.followups import followup_event
@@ -151,7 +153,7 @@ def _check_input(path: Path, settings: CollectorSettings, key: SiteKey) -> int:
 
 
 def _check_prediction(
-    files: list[Path], ai_output: Path, settings: CollectorSettings, key: SiteKey
+    files: list[Path], ai_output: Path, settings: CollectorSettings, key: PseudonymKey
 ) -> int:
     """Print the prediction event one image and its AI result give; the exit code."""
     from collectors.deidentify import Deidentifier
@@ -245,7 +247,7 @@ def run(
     import signal
     import threading
 
-    from collectors.pseudonym import SiteKeyError
+    from collectors.pseudonym import PseudonymKeyError
     from collectors.service import Collector
     from collectors.settings import CollectorConfigError, load_settings
     from postmarket.authenticity import SigningKeyError
@@ -258,7 +260,7 @@ def run(
     try:
         settings = load_settings(config)
         collector = Collector(settings)
-    except (CollectorConfigError, SiteKeyError, SigningKeyError, OSError) as error:
+    except (CollectorConfigError, PseudonymKeyError, SigningKeyError, OSError) as error:
         typer.echo(f"collector configuration: {_describe(error)}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     stop = threading.Event()

@@ -15,7 +15,7 @@ not an edit. Beyond the table, the walk is deliberately stricter than the standa
 * a choice like ``X/Z/D`` is resolved to ``X`` (remove), the strictest, except for the
   identifiers that link a case over time (Patient ID, Accession Number, Study ID), which
   become keyed pseudonyms, and UIDs, which become ``2.25.<keyed HMAC>`` UIDs: the same
-  study always maps to the same UID and nobody without the site key can reverse it.
+  study always maps to the same UID and nobody without the pseudonym key can reverse it.
 
 Everything works in place on a pydicom :class:`~pydicom.dataset.Dataset`; reading and
 sending are someone else's job. The table is compiled once per (tag, VR) into a plan, and
@@ -44,10 +44,10 @@ from pydicom.uid import UID
 from pydicom.valuerep import MAX_VALUE_LEN
 
 from collectors import confidentiality_profile as table
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 
 MAX_DATE_SHIFT_DAYS = 3650
-"""Dates move back by 1..3650 days: one shift per patient, derived from the site key."""
+"""Dates move back by 1..3650 days: one shift per patient, derived from the pseudonym key."""
 
 PSEUDONYMISED_IDS = {
     0x00100020: "patient",  # PatientID
@@ -123,19 +123,19 @@ def action_table(options: ProfileOptions) -> dict[int, str]:
     return actions
 
 
-def date_shift_days(key: SiteKey, patient_identity: str) -> int:
-    """The patient's stable date shift (days back), unpredictable without the site key."""
+def date_shift_days(key: PseudonymKey, patient_identity: str) -> int:
+    """The patient's stable date shift (days back), unpredictable without the pseudonym key."""
     digest = key.digest("date-shift", patient_identity)
     return 1 + int.from_bytes(digest[:4], "big") % MAX_DATE_SHIFT_DAYS
 
 
-def keyed_uid(key: SiteKey, uid: str) -> str:
+def keyed_uid(key: PseudonymKey, uid: str) -> str:
     """A replacement UID under the 2.25 root (UUID-derived form, PS3.5 B.2)."""
     digest = key.digest("uid", uid.strip())
     return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
-def keyed_identifier(key: SiteKey, purpose: str, value: str, vr: str) -> str:
+def keyed_identifier(key: PseudonymKey, purpose: str, value: str, vr: str) -> str:
     """A keyed pseudonym of an identifier, short enough for its VR."""
     pseudonym = key.pseudonym(purpose, value.strip())
     return pseudonym[: MAX_VALUE_LEN.get(vr, 64)]
@@ -274,10 +274,10 @@ class _Plan(NamedTuple):
 
 
 class Deidentifier:
-    """De-identifies headers in place under one site key and one set of options."""
+    """De-identifies headers in place under one pseudonym key and one set of options."""
 
     def __init__(
-        self, key: SiteKey, options: ProfileOptions | None = None, software: str = "postmarket"
+        self, key: PseudonymKey, options: ProfileOptions | None = None, software: str = "postmarket"
     ) -> None:
         self.key = key
         self.options = options or ProfileOptions()

@@ -2,7 +2,7 @@
 
 Pure functions: the CLI's ``check`` and the running collector call the same ones, so what
 ``check`` prints is byte for byte what would be sent. The ``event_id`` is derived from the
-site key and the case, device, version and task, so re-reading the same inputs (after a
+pseudonym key and the case, device, version and task, so re-reading the same inputs (after a
 crash, or a PACS resending a study) yields the same event and is dropped as a duplicate.
 """
 
@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from collectors.acquisition import acquisition_features
 from collectors.deidentify import Deidentifier
 from collectors.dicom_input import RejectedFile, require_tags
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from postmarket import __version__
 from postmarket.contracts import AcquisitionFeatures, Prediction
 from postmarket.contracts.events import DeviceVersion, Identifier, Probability
@@ -89,13 +89,15 @@ def read_ai_output(path: Path) -> AIOutput:
         raise RejectedFile(path, "bad_ai_output", f"invalid AI output: {problems}") from None
 
 
-def prediction_event_id(key: SiteKey, case_pseudonym: str, output: AIOutput) -> uuid.UUID:
+def prediction_event_id(key: PseudonymKey, case_pseudonym: str, output: AIOutput) -> uuid.UUID:
     """A stable, keyed event_id: the same case and result always give the same id."""
     identity = "|".join((case_pseudonym, output.device_id, output.device_version, output.task))
     return uuid.UUID(bytes=key.digest("event", identity)[:16], version=4)
 
 
-def prediction_event(case: DicomCase, output: AIOutput, site_id: str, key: SiteKey) -> Prediction:
+def prediction_event(
+    case: DicomCase, output: AIOutput, site_id: str, key: PseudonymKey
+) -> Prediction:
     """The prediction event of one case, exactly as the collector sends it."""
     return Prediction(
         event_id=prediction_event_id(key, case.case_pseudonym, output),

@@ -22,7 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from collectors.dicom_input import RejectedFile
 from collectors.events import COLLECTOR_VERSION
-from collectors.pseudonym import SiteKey, reader_pseudonym
+from collectors.pseudonym import PseudonymKey, reader_pseudonym
 from collectors.settings import CsvFollowUpMapping, StudyIdentifierKind
 from postmarket.contracts import FollowUp
 from postmarket.contracts.events import Label, ReadRound, TruthSource
@@ -58,7 +58,7 @@ class PseudonymisedFollowUp(BaseModel):
     """A follow-up with its reader already pseudonymised, waiting only for its case.
 
     This is the form a follow-up named by accession number waits in, until the study that
-    carries the accession arrives: nothing in it identifies anyone without the site key.
+    carries the accession arrives: nothing in it identifies anyone without the pseudonym key.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,7 +82,7 @@ class PseudonymisedFollowUp(BaseModel):
             )
         )
 
-    def event(self, case_pseudonym: str, site_id: str, key: SiteKey) -> FollowUp:
+    def event(self, case_pseudonym: str, site_id: str, key: PseudonymKey) -> FollowUp:
         """The follow-up event, with a keyed event_id: re-reading an export repeats it."""
         digest = key.digest("followup-event", f"{case_pseudonym}|{self.identity()}")
         return FollowUp(
@@ -99,7 +99,7 @@ class PseudonymisedFollowUp(BaseModel):
         )
 
 
-def pseudonymise_followup(record: FollowUpRecord, key: SiteKey) -> PseudonymisedFollowUp:
+def pseudonymise_followup(record: FollowUpRecord, key: PseudonymKey) -> PseudonymisedFollowUp:
     return PseudonymisedFollowUp(
         label=record.label,
         source=record.source,
@@ -111,7 +111,7 @@ def pseudonymise_followup(record: FollowUpRecord, key: SiteKey) -> Pseudonymised
 
 
 def followup_event(
-    record: FollowUpRecord, case_pseudonym: str, site_id: str, key: SiteKey
+    record: FollowUpRecord, case_pseudonym: str, site_id: str, key: PseudonymKey
 ) -> FollowUp:
     """The follow-up event of ``record``, exactly as the collector sends it."""
     return pseudonymise_followup(record, key).event(case_pseudonym, site_id, key)

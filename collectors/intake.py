@@ -22,14 +22,14 @@ from collectors.events import AIOutput, DicomCase, dicom_case, prediction_event
 from collectors.followups import FollowUpRecord, PseudonymisedFollowUp, pseudonymise_followup
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from postmarket.contracts import Contract, FollowUp, Prediction
 
 _WITHHELD_UID = "withheld"
 """Stands in for the Study Instance UID of a waiting AI output: the UID is not stored."""
 
 
-def accession_link(key: SiteKey, accession_number: str) -> str:
+def accession_link(key: PseudonymKey, accession_number: str) -> str:
     """The keyed link of an accession number to its study (stored instead of the number)."""
     return key.pseudonym("accession-link", accession_number.strip())
 
@@ -40,7 +40,7 @@ class Intake:
     def __init__(
         self,
         site_id: str,
-        key: SiteKey,
+        key: PseudonymKey,
         outbox: Outbox,
         cases: CaseIndex,
         metrics: CollectorMetrics | None = None,

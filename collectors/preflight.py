@@ -17,7 +17,7 @@ from collectors.batching import contract_topics
 from collectors.deidentify import Deidentifier
 from collectors.events import DicomCase, dicom_case
 from collectors.mllp_listener import MllpEndpoint, MllpListenerError
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.settings import (
     CollectorConfigError,
     CollectorSettings,
@@ -37,17 +37,17 @@ KAFKA_CHECK_TIMEOUT_S = 10.0
 class CollectorSecrets:
     """Every secret the collector uses, read and checked at start."""
 
-    site_key: SiteKey
+    pseudonym_key: PseudonymKey
     signer: SigningKey | None
 
 
 def load_secrets(settings: CollectorSettings) -> CollectorSecrets:
     """Read every secret file now: a bad one refuses the start, not the first delivery.
 
-    Raises ``SiteKeyError``, ``SigningKeyError`` or :class:`CollectorConfigError`, each
+    Raises ``PseudonymKeyError``, ``SigningKeyError`` or :class:`CollectorConfigError`, each
     naming the setting (and its variable) at fault, never a secret.
     """
-    key = settings.site_key()
+    key = settings.pseudonym_key()
     try:
         settings.kafka_security().kafka_python_kwargs()  # reads the password file
     except SecretFileError as error:
@@ -181,7 +181,7 @@ class InputPreview:
     refused_rows: tuple[str, ...] = ()
 
 
-def preview_input(decoded: InboxInput, key: SiteKey) -> InputPreview:
+def preview_input(decoded: InboxInput, key: PseudonymKey) -> InputPreview:
     """A short human summary of one decoded input (raises ``RejectedFile`` like intake)."""
     if decoded.header is not None:
         case = dicom_case(decoded.path, decoded.header, Deidentifier(key))

@@ -1,8 +1,11 @@
 """Keyed pseudonyms: the same study always maps to the same pseudonym at a site, and
-nobody without the site's key can reverse or brute-force one (unlike a plain hash).
+nobody without the site's pseudonym key can reverse or brute-force one (unlike a plain hash).
 
-The key is read from a file (one the environment may name), is never printed, and is
-wrapped so that an accidental ``repr`` or log line shows nothing of it.
+The pseudonym key is the site's HMAC secret, not its Ed25519 event-signing key (whose public
+half the manufacturer registers with ``postmarket site-keys``). Hospitals configure it as
+``site_key_file`` / ``POSTMARKET_SITE_KEY_FILE``, names kept because their configurations
+hold them. It is read from a file, never printed, and wrapped so that an accidental
+``repr`` or log line shows nothing of it.
 """
 
 from __future__ import annotations
@@ -18,50 +21,50 @@ from postmarket.secrets import SecretFileError, read_secret_file
 MIN_KEY_BYTES = 32
 
 
-class SiteKeyError(ValueError):
-    """The site key is missing, too short or readable by others."""
+class PseudonymKeyError(ValueError):
+    """The pseudonym key (``site_key_file``) is missing, too short or readable by others."""
 
 
-class SiteKey:
+class PseudonymKey:
     """The site's pseudonymisation secret (HMAC-SHA256 key)."""
 
     __slots__ = ("_keyed", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < MIN_KEY_BYTES:
-            raise SiteKeyError(
+            raise PseudonymKeyError(
                 f"site key must be at least {MIN_KEY_BYTES} bytes, got {len(secret)}"
             )
         self._secret = secret
         self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
-        return "SiteKey(<redacted>)"
+        return "PseudonymKey(<redacted>)"
 
     __str__ = __repr__
 
-    def __reduce__(self) -> tuple[type[SiteKey], tuple[bytes]]:
+    def __reduce__(self) -> tuple[type[PseudonymKey], tuple[bytes]]:
         # copy and pickle rebuild from the secret: a prepared HMAC cannot be pickled
-        return (SiteKey, (self._secret,))
+        return (PseudonymKey, (self._secret,))
 
     @classmethod
-    def from_file(cls, path: Path) -> SiteKey:
+    def from_file(cls, path: Path) -> PseudonymKey:
         """Read a key file, refusing one that group or others can read."""
         try:
             return cls(read_secret_file(path, "site key"))
         except SecretFileError as error:
-            raise SiteKeyError(str(error)) from None
+            raise PseudonymKeyError(str(error)) from None
 
     @classmethod
-    def from_environment(cls, variable: str = "POSTMARKET_SITE_KEY_FILE") -> SiteKey:
+    def from_environment(cls, variable: str = "POSTMARKET_SITE_KEY_FILE") -> PseudonymKey:
         """Read the key from the file named by ``variable``."""
         location = os.environ.get(variable)
         if not location:
-            raise SiteKeyError(f"{variable} is not set: name the site key file there")
+            raise PseudonymKeyError(f"{variable} is not set: name the site key file there")
         try:
             return cls.from_file(Path(location))
-        except SiteKeyError as error:
-            raise SiteKeyError(f"{variable}: {error}") from None
+        except PseudonymKeyError as error:
+            raise PseudonymKeyError(f"{variable}: {error}") from None
 
     def digest(self, purpose: str, identifier: str) -> bytes:
         """HMAC-SHA256 of ``identifier`` under this key, separated by ``purpose``."""
@@ -76,14 +79,14 @@ class SiteKey:
         return f"{purpose[:1]}-" + base64.b32encode(digest[:20]).decode().lower()
 
 
-def case_pseudonym(key: SiteKey, study_instance_uid: str) -> str:
+def case_pseudonym(key: PseudonymKey, study_instance_uid: str) -> str:
     """The case pseudonym of a study: links a prediction to its follow-ups."""
     return key.pseudonym("case", study_instance_uid)
 
 
-def reader_pseudonym(key: SiteKey, reader_id: str) -> str:
+def reader_pseudonym(key: PseudonymKey, reader_id: str) -> str:
     return key.pseudonym("reader", reader_id)
 
 
-def station_pseudonym(key: SiteKey, station_name: str) -> str:
+def station_pseudonym(key: PseudonymKey, station_name: str) -> str:
     return key.pseudonym("station", station_name)

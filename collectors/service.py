@@ -57,7 +57,7 @@ class Collector:
         self.metrics = CollectorMetrics.create(self.registry)
         # Every secret is read at start (as `collector check` reads them), not at connect.
         secrets = load_secrets(settings)
-        key = secrets.site_key
+        key = secrets.pseudonym_key
         self.stow_rs = self._stow_rs_server()  # reads its token, before anything is opened
         self.outbox = Outbox(
             settings.outbox_path,

@@ -6,7 +6,7 @@ variable naming a secret's file ends in ``_FILE``), the Kafka variables of
 :data:`KAFKA_ENV`, ``POSTMARKET_INPUT_CONTRACT`` and ``POSTMARKET_STOW_TOKEN_FILE`` (the
 STOW-RS bearer token's file, for a ``[collector.stow_rs]`` the TOML file configures)
 override the ``[collector]`` table of the TOML file; everything else has loopback defaults.
-The keys themselves are read by :class:`~collectors.pseudonym.SiteKey` and
+The keys themselves are read by :class:`~collectors.pseudonym.PseudonymKey` and
 :class:`~postmarket.authenticity.SigningKey`, which refuse a file others can read and never
 show a key in a message; an error about a secret file names its setting and variable.
 """
@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
-from collectors.pseudonym import SiteKey, SiteKeyError
+from collectors.pseudonym import PseudonymKey, PseudonymKeyError
 from postmarket.authenticity import SigningKey, SigningKeyError
 from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
 from postmarket.kafka_security import (
@@ -386,12 +386,12 @@ class CollectorSettings(BaseModel):
     def case_index_path(self) -> Path:
         return self.state_path or self.outbox_path.with_name(self.outbox_path.stem + "-cases.db")
 
-    def site_key(self) -> SiteKey:
-        """The pseudonymisation key (raises ``SiteKeyError`` naming the setting if unusable)."""
+    def pseudonym_key(self) -> PseudonymKey:
+        """The pseudonym key (raises ``PseudonymKeyError`` naming the setting if unusable)."""
         try:
-            return SiteKey.from_file(self.site_key_file)
-        except SiteKeyError as error:
-            raise SiteKeyError(f"{secret_setting('site_key_file')}: {error}") from None
+            return PseudonymKey.from_file(self.site_key_file)
+        except PseudonymKeyError as error:
+            raise PseudonymKeyError(f"{secret_setting('site_key_file')}: {error}") from None
 
     def metrics_endpoint(self) -> MetricsEndpoint:
         """Where /metrics is served: loopback unless configured, TLS and auth if set."""

@@ -38,7 +38,7 @@ from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, EncodedEvent, EventProducer
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.contracts import RegistryEntry, SiteKeyRegistration, encode
@@ -52,9 +52,9 @@ EVENT_TOPICS = {"prediction": topics.PREDICTIONS, "followup": topics.FOLLOWUPS}
 """The v1 topic of each kind of event in a v2 batch."""
 
 
-def site_key(seed: int, site_id: str) -> SiteKey:
+def pseudonym_key(seed: int, site_id: str) -> PseudonymKey:
     """The simulated site's pseudonymisation key: secret per site, fixed by the seed."""
-    return SiteKey(hashlib.sha256(f"postmarket-simulator|{seed}|{site_id}".encode()).digest())
+    return PseudonymKey(hashlib.sha256(f"postmarket-simulator|{seed}|{site_id}".encode()).digest())
 
 
 def signing_key(seed: int, site_id: str) -> SigningKey:
@@ -72,7 +72,7 @@ class SiteSetup:
     own ``connect``; tests that look for leaked secrets inject keys they know.
     """
 
-    pseudonym_key: SiteKey
+    pseudonym_key: PseudonymKey
     signing_key: SigningKey
     connect: Callable[[], RecordSender]
     metrics: CollectorMetrics | None = None
@@ -131,7 +131,9 @@ class SiteCollector:
         input_contract: InputContract = DEFAULT_INPUT_CONTRACT,
     ) -> None:
         self.site = site
-        setup = setup or SiteSetup(site_key(seed, site.id), signing_key(seed, site.id), connect)
+        setup = setup or SiteSetup(
+            pseudonym_key(seed, site.id), signing_key(seed, site.id), connect
+        )
         self.outbox = Outbox(home / site.id / "outbox.db", metrics=setup.metrics)
         self.cases = CaseIndex(home / site.id / "cases.db")
         self.intake = Intake(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -132,14 +133,35 @@ class Registration(Base):
     created_at: Mapped[datetime]
 
     version: Mapped[DeviceVersion] = relationship(back_populates="registration")
-    claims: Mapped[list[ClaimRow]] = relationship(back_populates="registration")
+    claims: Mapped[list[ClaimRow]] = relationship(
+        back_populates="registration", order_by="ClaimRow.id"
+    )
+    """Every claim ever added, withdrawn ones too, in the order they were added."""
+
+
+CURRENT_CLAIM = "withdrawn_at IS NULL"
+"""The claims a version holds now; withdrawn ones stay as its registration's record."""
 
 
 class ClaimRow(Base):
-    """A claimed performance (metric with CI) for one task, from the registration testing."""
+    """A claimed performance (metric with CI) for one task, from the registration testing.
+
+    A withdrawn claim is kept, with when, by whom and why (revision 11): only the current
+    ones (``withdrawn_at`` NULL) are monitored, and only they are one per task and metric.
+    """
 
     __tablename__ = "claims"
-    __table_args__ = (UniqueConstraint("registration_id", "task_id", "metric"),)
+    __table_args__ = (
+        Index(
+            "uq_claims_current_registration_id_task_id_metric",
+            "registration_id",
+            "task_id",
+            "metric",
+            unique=True,
+            sqlite_where=text(CURRENT_CLAIM),
+            postgresql_where=text(CURRENT_CLAIM),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     registration_id: Mapped[int] = mapped_column(ForeignKey("registrations.id"))
@@ -151,6 +173,9 @@ class ClaimRow(Base):
     test_database: Mapped[str] = mapped_column(String(256))
     intended_acquisitions: Mapped[list[str]]
     intended_populations: Mapped[list[str]]
+    withdrawn_at: Mapped[datetime | None]
+    withdrawn_by: Mapped[str | None] = mapped_column(String(256))
+    withdrawn_why: Mapped[str | None] = mapped_column(Text)
 
     registration: Mapped[Registration] = relationship(back_populates="claims")
     task: Mapped[Task] = relationship()

@@ -441,7 +441,8 @@ def withdraw_claim(
     """Withdraw a (mistyped) claim from a version; publish to stop the workers testing it.
 
     Under amend-claim's rules: never on a withdrawn version, with --why on a registered one.
-    The audit trail keeps the whole withdrawn claim.
+    The claim stays in the registry, marked withdrawn with when, who and why (list --all
+    shows it), and the audit trail keeps it whole.
     """
     reason = _reason(why)
     with open_store(url) as store:
@@ -467,10 +468,15 @@ def _problems(error: ValidationError) -> str:
 def list_registry(
     policy: PolicyOption = "nmpa-syzb",
     url: UrlOption = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="also each version's withdrawn claims, with when, who and why"),
+    ] = False,
 ) -> None:
     """List devices and versions with status, change, claims and registration verdict.
 
     An unregistered version is judged under POLICY: may it run, or does it need registration?
+    Withdrawn claims are the registry's record but not monitored: --all shows them.
     """
     from postmarket.versions import registration_required
 
@@ -495,6 +501,13 @@ def list_registry(
                     for c in view.claims
                 )
                 line += f" claims: {claims}"
+            if show_all:
+                line += "".join(
+                    f"\n    withdrawn claim: {w.claim.task} {w.claim.metric} "
+                    f"{w.claim.value:.3f} [{w.claim.ci_lower:.3f}, {w.claim.ci_upper:.3f}], "
+                    f"withdrawn {w.withdrawn_at:%Y-%m-%d %H:%M} UTC by {w.withdrawn_by}: {w.why}"
+                    for w in view.withdrawn_claims
+                )
             if view.registration_status == "withdrawn":
                 line += "\n    WITHDRAWN: its registration was withdrawn; it must not run"
             elif view.registration_status != "registered":

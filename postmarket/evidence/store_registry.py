@@ -31,7 +31,7 @@ from postmarket.evidence.registration import (
 )
 from postmarket.evidence.store_errors import AlreadyExists, EvidenceError, NotFound
 from postmarket.evidence.store_unit import StoreUnit
-from postmarket.evidence.views import DeviceView, VersionView
+from postmarket.evidence.views import DeviceView, VersionView, WithdrawnClaim
 from postmarket.unregistered_change import DeviceRegistry
 from postmarket.versions import ChangeKind, ChangeRecord, Version
 
@@ -219,7 +219,8 @@ class RegistryStore(StoreUnit):
                     f"device {device_id!r} has no task {claim.task!r} (tasks: {known}); "
                     "add it first"
                 )
-            if any(c.task_id == task.id and c.metric == claim.metric for c in registration.claims):
+            current = _current(registration)
+            if any(c.task_id == task.id and c.metric == claim.metric for c in current):
                 raise AlreadyExists(
                     f"{device_id} {parsed} already claims {claim.metric} for {claim.task}"
                 )
@@ -296,10 +297,11 @@ class RegistryStore(StoreUnit):
     def withdraw_claim(
         self, device_id: str, version: str, task: str, metric: str, *, why: str, actor: str
     ) -> Claim:
-        """Remove a (mistyped) claim from a version's registration; return it.
+        """Withdraw a (mistyped) claim from a version's registration; return it.
 
-        Under the same rules as :meth:`amend_claim`; the audit entry keeps the whole claim,
-        so the trail still shows what was claimed and why it went.
+        Under the same rules as :meth:`amend_claim`. The claim stays in the registry,
+        marked withdrawn with when, by ``actor`` and ``why`` (no longer monitored, published
+        or counted as the version's claim), and the audit entry keeps it whole too.
         """
         parsed = Version.parse(version)
         with self._transaction() as session:
@@ -314,8 +316,7 @@ class RegistryStore(StoreUnit):
                 f"device:{device_id}/version:{parsed}/task:{task}",
                 {"withdrawn": _claim_record(row), "why": why},
             )
-            registration.claims.remove(row)
-            session.delete(row)
+            row.withdrawn_at, row.withdrawn_by, row.withdrawn_why = utc_now(), actor, why
             return withdrawn
 
     def add_change(self, device_id: str, version: str, change: ChangeRecord, *, actor: str) -> None:
@@ -457,11 +458,33 @@ def _registration(session: Session, device_id: str, version: Version) -> Registr
 def _claim_row(
     registration: Registration, task: str, metric: str, device_id: str, version: Version
 ) -> ClaimRow:
-    row = next((c for c in registration.claims if c.task.name == task and c.metric == metric), None)
+    current = _current(registration)
+    row = next((c for c in current if c.task.name == task and c.metric == metric), None)
     if row is None:
-        claimed = ", ".join(f"{c.task.name} {c.metric}" for c in registration.claims) or "none"
+        claimed = ", ".join(f"{c.task.name} {c.metric}" for c in current) or "none"
         raise NotFound(f"{device_id} {version} claims no {metric} for {task} (claims: {claimed})")
     return row
+
+
+def _current(registration: Registration) -> list[ClaimRow]:
+    """The claims a registration holds now: the ones not withdrawn."""
+    return [c for c in registration.claims if c.withdrawn_at is None]
+
+
+def _withdrawn(registration: Registration) -> list[WithdrawnClaim]:
+    """The claims withdrawn from a registration, each with when, by whom and why, in the
+    order they were withdrawn."""
+    withdrawn = [
+        WithdrawnClaim(
+            claim=_claim(c),
+            withdrawn_at=c.withdrawn_at,
+            withdrawn_by=c.withdrawn_by or "",
+            why=c.withdrawn_why or "",
+        )
+        for c in registration.claims
+        if c.withdrawn_at is not None
+    ]
+    return sorted(withdrawn, key=lambda w: w.withdrawn_at)
 
 
 def _check_claim_change(
@@ -521,8 +544,9 @@ def _version_view(row: DeviceVersion) -> VersionView:
         reference=registration.reference if registration else "",
         registered_on=registration.registered_on if registration else None,
         change=_change(row.change) if row.change else None,
-        claims=tuple(_claim(c) for c in registration.claims) if registration else (),
+        claims=tuple(_claim(c) for c in _current(registration)) if registration else (),
         reference_prevalence=row.reference_prevalence,
+        withdrawn_claims=tuple(_withdrawn(registration)) if registration else (),
     )
 
 

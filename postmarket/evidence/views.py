@@ -24,6 +24,19 @@ class VersionView:
     claims: tuple[Claim, ...]
     reference_prevalence: float | None = None
     """Prevalence at which the version's scores are calibrated, in (0, 1); None: unknown."""
+    withdrawn_claims: tuple[WithdrawnClaim, ...] = ()
+    """Claims withdrawn from the version, kept as its registration's record: never in
+    ``claims``, never monitored."""
+
+
+@dataclass(frozen=True)
+class WithdrawnClaim:
+    """A claim withdrawn from a version's registration: what it was, when, by whom, why."""
+
+    claim: Claim
+    withdrawn_at: datetime
+    withdrawn_by: str
+    why: str
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from collectors.dicom_input import RejectedFile
 from collectors.fhir_followups import parse_fhir_followups
 from collectors.followups import followup_event, parse_csv_followups
 from collectors.hl7_followups import parse_hl7_followups
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from collectors.settings import CsvFollowUpMapping, FhirFollowUpMapping, Hl7FollowUpMapping
 
-KEY = SiteKey(b"followup-test-site-secret-0123456789abcdef")
+KEY = PseudonymKey(b"followup-test-site-secret-0123456789abcdef")
 
 PATHOLOGY = CsvFollowUpMapping(
     identifier_column="Accession",

@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from collectors.acquisition import acquisition_features
-from collectors.pseudonym import SiteKey, SiteKeyError, case_pseudonym
+from collectors.pseudonym import PseudonymKey, PseudonymKeyError, case_pseudonym
 from postmarket.contracts.events import slice_thickness_band
 
 SECRET = b"distinctive-site-secret-0123456789abcdef"
@@ -26,51 +26,53 @@ def _ct_header() -> pydicom.Dataset:
 
 
 def test_same_study_same_pseudonym() -> None:
-    key = SiteKey(SECRET)
-    assert case_pseudonym(key, "1.2.3") == case_pseudonym(SiteKey(SECRET), "1.2.3")
+    key = PseudonymKey(SECRET)
+    assert case_pseudonym(key, "1.2.3") == case_pseudonym(PseudonymKey(SECRET), "1.2.3")
 
 
 def test_another_site_key_gives_another_pseudonym() -> None:
-    other = SiteKey(b"another-site-secret-0123456789abcdefgh")
-    assert case_pseudonym(SiteKey(SECRET), "1.2.3") != case_pseudonym(other, "1.2.3")
+    other = PseudonymKey(b"another-site-secret-0123456789abcdefgh")
+    assert case_pseudonym(PseudonymKey(SECRET), "1.2.3") != case_pseudonym(other, "1.2.3")
 
 
 def test_pseudonym_is_not_an_unkeyed_hash_of_the_uid() -> None:
     import hashlib
 
-    pseudonym = case_pseudonym(SiteKey(SECRET), "1.2.3")
+    pseudonym = case_pseudonym(PseudonymKey(SECRET), "1.2.3")
     assert hashlib.sha256(b"1.2.3").hexdigest()[:10] not in pseudonym
 
 
 def test_key_never_shows_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
-    key = SiteKey(SECRET)
+    key = PseudonymKey(SECRET)
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("test").info("key is %s / %r", key, key)
     assert SECRET.decode() not in caplog.text
 
 
 def test_short_key_is_refused() -> None:
-    with pytest.raises(SiteKeyError, match="at least 32 bytes"):
-        SiteKey(b"short")
+    with pytest.raises(PseudonymKeyError, match="at least 32 bytes"):
+        PseudonymKey(b"short")
 
 
 def test_world_readable_key_file_is_refused(tmp_path: Path) -> None:
     key_file = tmp_path / "site.key"
     key_file.write_bytes(SECRET)
     os.chmod(key_file, 0o644)
-    with pytest.raises(SiteKeyError, match="chmod 600"):
-        SiteKey.from_file(key_file)
+    with pytest.raises(PseudonymKeyError, match="chmod 600"):
+        PseudonymKey.from_file(key_file)
 
 
 def test_private_key_file_is_read(tmp_path: Path) -> None:
     key_file = tmp_path / "site.key"
     key_file.write_bytes(SECRET + b"\n")
     os.chmod(key_file, 0o600)
-    assert case_pseudonym(SiteKey.from_file(key_file), "1") == case_pseudonym(SiteKey(SECRET), "1")
+    assert case_pseudonym(PseudonymKey.from_file(key_file), "1") == case_pseudonym(
+        PseudonymKey(SECRET), "1"
+    )
 
 
 def test_features_of_pydicom_ct_sample() -> None:
-    features = acquisition_features(_ct_header(), SiteKey(SECRET))
+    features = acquisition_features(_ct_header(), PseudonymKey(SECRET))
     assert (features.modality, features.manufacturer, features.model) == (
         "CT",
         "GE MEDICAL SYSTEMS",
@@ -85,7 +87,7 @@ def test_features_of_pydicom_ct_sample() -> None:
 
 def test_station_name_is_pseudonymised() -> None:
     header = _ct_header()
-    features = acquisition_features(header, SiteKey(SECRET))
+    features = acquisition_features(header, PseudonymKey(SECRET))
     assert features.station_pseudonym is not None
     assert str(header.StationName) not in features.station_pseudonym
 
@@ -107,5 +109,5 @@ def test_unreadable_attributes_are_left_empty() -> None:
         0x0018, 0x0060, b"-5"
     )
     header = pydicom.dcmread(io.BytesIO(raw), force=True)
-    features = acquisition_features(header, SiteKey(SECRET))
+    features = acquisition_features(header, PseudonymKey(SECRET))
     assert (features.slice_thickness_mm, features.kvp, features.modality) == (None, None, None)

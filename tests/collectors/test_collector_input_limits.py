@@ -15,12 +15,12 @@ from collectors.followups import MAX_CSV_ROW_CHARS
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from collectors.settings import CsvFollowUpMapping, FollowUpMappings, InboxSettings
 from collectors.watched_folder import WatchedFolder
 from tests.factories import ai_output_fields
 
-KEY = SiteKey(b"limits-test-site-secret-0123456789abcdefgh")
+KEY = PseudonymKey(b"limits-test-site-secret-0123456789abcdefgh")
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
 MAPPINGS = FollowUpMappings(
     csv=CsvFollowUpMapping(

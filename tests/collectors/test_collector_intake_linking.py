@@ -18,7 +18,7 @@ from collectors.events import AIOutput
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.settings import (
     CsvFollowUpMapping,
     FhirFollowUpMapping,
@@ -31,7 +31,7 @@ from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
 from tests.factories import ai_output_fields
 
-KEY = SiteKey(b"intake-test-site-secret-0123456789abcdefg")
+KEY = PseudonymKey(b"intake-test-site-secret-0123456789abcdefg")
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
 ACCESSION = "ACC-778899"
 

@@ -31,7 +31,7 @@ from collectors.mllp import MllpDeframer, MllpFrame, frame, peer_networks
 from collectors.mllp_listener import MllpEndpoint, MllpListener, MllpListenerError, assess
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.service import Collector
 from collectors.settings import (
     CollectorConfigError,
@@ -42,7 +42,7 @@ from collectors.settings import (
 from postmarket.contracts import Contract
 from tests.tls_certificates import self_signed_certificate
 
-KEY = SiteKey(b"mllp-test-site-secret-0123456789abcdefghij")
+KEY = PseudonymKey(b"mllp-test-site-secret-0123456789abcdefghij")
 MAPPING = Hl7FollowUpMapping(
     identifier_field="OBR-3",
     identifier_kind="study_instance_uid",

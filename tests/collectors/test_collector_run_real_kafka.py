@@ -22,7 +22,7 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 from pydicom.data import get_testdata_file
 
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
 from postmarket.stack import manager
@@ -214,7 +214,7 @@ def test_collector_run_delivers_exactly_the_expected_deidentified_predictions(
 
     values = records_of(kafka_stack.settings.kafka_bootstrap, site_id, 2, timeout=90)
 
-    key = SiteKey(SECRET)
+    key = PseudonymKey(SECRET)
     events = [decode(Prediction, value) for value in values]
     assert sorted((e.case_pseudonym, e.score) for e in events) == sorted(
         [(case_pseudonym(key, ct_uid), 0.9), (case_pseudonym(key, mr_uid), 0.2)]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from collectors.pseudonym import SiteKey, SiteKeyError
+from collectors.pseudonym import PseudonymKey, PseudonymKeyError
 from collectors.settings import CollectorConfigError, load_settings
 from postmarket.authenticity import SigningKey
 from postmarket.cli import app
@@ -169,7 +169,7 @@ def test_a_secret_that_is_not_a_path_is_said_to_look_like_the_secret(
     }
     settings = load_settings(environ=environment | {variable: value})
     with pytest.raises(ValueError, match="looks like the secret itself") as refused:
-        settings.site_key()
+        settings.pseudonym_key()
         settings.signing_key()
     assert value.strip() not in str(refused.value) and variable in str(refused.value)
 
@@ -198,10 +198,10 @@ def test_an_old_variable_is_refused_naming_the_new_one_not_its_value(site: Path)
 
 def test_a_missing_key_file_is_named_only_when_the_value_is_a_path(site: Path) -> None:
     missing = site / "keys" / "site.key"
-    with pytest.raises(SiteKeyError, match=f"site key file {missing} does not exist"):
-        SiteKey.from_file(missing)
-    with pytest.raises(SiteKeyError) as secret:
-        SiteKey.from_file(Path(SITE_KEY_TEXT))
+    with pytest.raises(PseudonymKeyError, match=f"site key file {missing} does not exist"):
+        PseudonymKey.from_file(missing)
+    with pytest.raises(PseudonymKeyError) as secret:
+        PseudonymKey.from_file(Path(SITE_KEY_TEXT))
     assert (
         str(secret.value)
         == f"site key file: {NOT_A_PATH}; put it in a 0600 file and name that file"
@@ -212,14 +212,16 @@ def test_the_environment_readers_name_their_variable_not_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("POSTMARKET_SITE_KEY_FILE", SITE_KEY_TEXT)
-    with pytest.raises(SiteKeyError) as site_key:
-        SiteKey.from_environment()
+    with pytest.raises(PseudonymKeyError) as pseudonym_key:
+        PseudonymKey.from_environment()
     monkeypatch.setenv("POSTMARKET_KAFKA_PASSWORD_FILE", KAFKA_PASSWORD)
     with pytest.raises(SecretFileError) as password:
         secret_from_environment("POSTMARKET_KAFKA_PASSWORD_FILE", "Kafka password")
-    assert str(site_key.value).startswith("POSTMARKET_SITE_KEY_FILE: ")
+    assert str(pseudonym_key.value).startswith("POSTMARKET_SITE_KEY_FILE: ")
     assert str(password.value).startswith("POSTMARKET_KAFKA_PASSWORD_FILE: ")
-    assert SITE_KEY_TEXT not in str(site_key.value) and KAFKA_PASSWORD not in str(password.value)
+    assert SITE_KEY_TEXT not in str(pseudonym_key.value) and KAFKA_PASSWORD not in str(
+        password.value
+    )
 
 
 @given(key=st.binary(min_size=24, max_size=96))

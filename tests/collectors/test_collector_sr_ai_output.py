@@ -17,7 +17,7 @@ from collectors.dicom_input import RejectedFile, read_header
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from collectors.settings import AiSrMapping, InboxSettings
 from collectors.sr_ai_output import ai_output_from_sr
 from collectors.watched_folder import WatchedFolder
@@ -25,7 +25,7 @@ from postmarket.contracts import Prediction, decode
 
 hd = pytest.importorskip("highdicom")
 
-KEY = SiteKey(b"sr-test-site-secret-0123456789abcdefghijk")
+KEY = PseudonymKey(b"sr-test-site-secret-0123456789abcdefghijk")
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
 MAPPING = AiSrMapping(device_id="lung-ct", task="nodule", operating_threshold=0.5)
 FINDING = ("111929", "DCM", "Finding")

@@ -15,12 +15,12 @@ from collectors.events import AIOutput
 from collectors.intake import Intake
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from collectors.status import CollectorStatus, status_lines
 from postmarket.cli import app
 from tests.factories import ai_output_fields, make_prediction
 
-KEY = SiteKey(b"status-test-site-secret-0123456789abcdefgh")
+KEY = PseudonymKey(b"status-test-site-secret-0123456789abcdefgh")
 
 
 class FlakyBroker:

@@ -18,12 +18,12 @@ from collectors.case_index import CaseIndex
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.settings import InboxSettings, StoreSCPSettings
 from collectors.store_scp import VERIFICATION_SOP_CLASS, StoreSCP
 from collectors.watched_folder import WatchedFolder
 
-KEY = SiteKey(b"scp-test-site-secret-0123456789abcdefghij")
+KEY = PseudonymKey(b"scp-test-site-secret-0123456789abcdefghij")
 SENT = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm")
 
 

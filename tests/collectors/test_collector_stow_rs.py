@@ -31,7 +31,7 @@ from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.preflight import load_secrets
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.service import Collector
 from collectors.settings import (
     CollectorConfigError,
@@ -55,7 +55,7 @@ from tests.collectors.test_collector_store_scp import send
 from tests.tls_certificates import self_signed_certificate
 
 EXAMPLE = Path(__file__).parents[2] / "collectors" / "collector.example.toml"
-KEY = SiteKey(b"stow-test-site-secret-0123456789abcdefghij")
+KEY = PseudonymKey(b"stow-test-site-secret-0123456789abcdefghij")
 TOKEN = b"stow-test-token-0123456789abcdef"
 STOW_TYPE = 'multipart/related; type="application/dicom"'
 REFERENCED = "00081199"
@@ -510,11 +510,16 @@ def test_the_token_file_variable_never_turns_stow_rs_on(tmp_path: Path) -> None:
     assert "[collector.stow_rs]" in str(refused.value) and secret_path not in str(refused.value)
 
 
+def readable_by_others(token: Path) -> None:
+    write_secret_file(token, TOKEN)
+    token.chmod(0o644)
+
+
 @pytest.mark.parametrize(
     ("prepare", "why"),
     [
         (lambda token: None, "does not exist"),
-        (lambda token: write_secret_file(token, TOKEN) or token.chmod(0o644), "chmod 600"),
+        (readable_by_others, "chmod 600"),
         (lambda token: write_secret_file(token, b"\n"), "is empty"),
     ],
     ids=["missing", "mode-644", "empty"],

@@ -19,11 +19,11 @@ from collectors.events import AIOutput
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from collectors.service import Collector
 from tests.factories import ai_output_fields
 
-KEY = SiteKey(b"expiry-test-site-secret-0123456789abcdefgh")
+KEY = PseudonymKey(b"expiry-test-site-secret-0123456789abcdefgh")
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 DAY_S = 86400.0
 

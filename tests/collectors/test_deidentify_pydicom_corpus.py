@@ -26,9 +26,9 @@ from collectors import confidentiality_profile
 from collectors.acquisition import acquisition_features
 from collectors.deidentify import Deidentifier
 from collectors.dicom_input import RejectedFile, read_header
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 
-KEY = SiteKey(b"corpus-test-site-secret-0123456789abcdef")
+KEY = PseudonymKey(b"corpus-test-site-secret-0123456789abcdef")
 
 CANARY = "CANARY"
 CANARY_DATES = ("19230517", "20190304", "2019-03-04", "04/03/2019", "20190305")

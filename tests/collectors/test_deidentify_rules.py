@@ -26,11 +26,11 @@ from collectors.deidentify import (
     keyed_uid,
     shift_date,
 )
-from collectors.pseudonym import SiteKey, case_pseudonym
+from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.tooling import generate_confidentiality_profile as generator
 
-KEY = SiteKey(b"rules-test-site-secret-0123456789abcdef")
-OTHER_KEY = SiteKey(b"another-site-secret-0123456789abcdefgh")
+KEY = PseudonymKey(b"rules-test-site-secret-0123456789abcdef")
+OTHER_KEY = PseudonymKey(b"another-site-secret-0123456789abcdefgh")
 REPO = Path(__file__).parents[2]
 
 
@@ -46,15 +46,15 @@ def _header(**values: object) -> Dataset:
 
 def test_uids_are_keyed_stable_and_valid() -> None:
     uid = keyed_uid(KEY, "1.2.3.4")
-    assert uid == keyed_uid(SiteKey(b"rules-test-site-secret-0123456789abcdef"), "1.2.3.4")
+    assert uid == keyed_uid(PseudonymKey(b"rules-test-site-secret-0123456789abcdef"), "1.2.3.4")
     assert uid != keyed_uid(OTHER_KEY, "1.2.3.4")
     assert uid.startswith("2.25.") and len(uid) <= 64
 
 
 def test_pseudonyms_are_stable_across_processes() -> None:
     code = (
-        "from collectors.pseudonym import SiteKey, case_pseudonym;"
-        "print(case_pseudonym(SiteKey(b'rules-test-site-secret-0123456789abcdef'), '1.2.3.4'))"
+        "from collectors.pseudonym import PseudonymKey, case_pseudonym;"
+        "print(case_pseudonym(PseudonymKey(b'rules-test-site-secret-0123456789abcdef'), '1.2.3.4'))"
     )
     other = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

@@ -15,7 +15,11 @@ preceded by one mark, an HTML comment the reader does not see:
 - ``<!-- doc-test: synopsis -->``: a list of commands with placeholders, not a script:
   each command it names must exist (``postmarket GROUP COMMAND --help`` exits 0).
 
-docs/manufacturer.md's blocks run in tests/evidence/test_manufacturer_doc_commands.py.
+docs/manufacturer.md's blocks run here only when marked with a setup (its site-keys and
+report blocks); its registry, alerts and testdb examples run in tests/evidence
+(test_manufacturer_doc_commands.py, test_testdb_gate.py, test_testdb_dicom.py), on stores
+they build command by command, and a test here fails when a command of another group is in
+a block that runs nowhere.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,10 @@ from pydicom.data import get_testdata_file
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("README.md", "docs/hospital-it.md", "docs/regulator.md")
+MARKED_ONLY_PAGES = ("docs/manufacturer.md",)
+"""Pages whose blocks run here only when they carry a setup mark (see the module docstring)."""
+RUN_IN_TESTS_EVIDENCE = {"registry", "alerts", "testdb"}
+"""The ``postmarket`` groups whose docs/manufacturer.md examples tests/evidence runs."""
 COMMAND_LANGUAGES = {"bash", "console", "sh"}
 BLOCK = re.compile(
     r"(?:^[ \t]*<!--\s*doc-test:\s*(?P<mark>.*?)\s*-->[ \t]*\n)?"
@@ -78,7 +87,14 @@ def page_blocks(page: str) -> list[Block]:
 
 
 def command_blocks() -> list[Block]:
-    return [b for page in PAGES for b in page_blocks(page) if b.language in COMMAND_LANGUAGES]
+    every = [b for page in PAGES for b in page_blocks(page) if b.language in COMMAND_LANGUAGES]
+    marked = [
+        b
+        for page in MARKED_ONLY_PAGES
+        for b in page_blocks(page)
+        if b.language in COMMAND_LANGUAGES and b.mark is not None
+    ]
+    return every + marked
 
 
 @dataclass
@@ -286,12 +302,88 @@ def evidence_store(directory: Directory, request: pytest.FixtureRequest) -> None
     directory.expected.append(wrote_a_report_or_named_one)
 
 
+def site_keys(directory: Directory, request: pytest.FixtureRequest) -> None:
+    """The real broker as the configured one, site-a's IT's new key (``collector keygen``:
+    its public key and key id are the page's placeholders) and the key it rotates out,
+    registered earlier (the ``--at`` revocation's ``ed25519-...``); afterwards the topic
+    holds the new key revoked now and the old one revoked from the page's date."""
+    from postmarket.site_key_topic import read_site_keys
+
+    stack: Any = request.getfixturevalue("kafka_stack")
+    directory.environment["POSTMARKET_KAFKA_BOOTSTRAP"] = stack.settings.kafka_bootstrap
+    new_key, new_key_id = _keygen(directory, "new.pem")
+    old_key, old_key_id = _keygen(directory, "old.pem")
+    subprocess.run(
+        [BIN / "postmarket", "site-keys", "register", "--site", "site-a", "--public-key", old_key],
+        cwd=directory.path, env=directory.environment, check=True, capture_output=True,
+    )  # fmt: skip
+    directory.rewrites |= {
+        "<public key printed by keygen>": new_key,
+        "ed25519-0123456789abcdef": new_key_id,
+        "ed25519-...": old_key_id,
+    }
+
+    def registered_listed_and_revoked(output: str) -> None:
+        assert f"registered {new_key_id} for site site-a" in output, output
+        assert f"site-a\t{new_key_id}\tregistered " in output, output
+        keys = {
+            r.key_id: r
+            for r in read_site_keys(stack.settings.kafka_bootstrap).registrations()
+            if r.key_id in (new_key_id, old_key_id)
+        }
+        assert keys[new_key_id].site_id == keys[old_key_id].site_id == "site-a"
+        assert keys[new_key_id].revoked_at is not None
+        assert keys[old_key_id].revoked_at == datetime(2026, 6, 1, tzinfo=UTC)
+
+    directory.expected.append(registered_listed_and_revoked)
+
+
+def _keygen(directory: Directory, out: str) -> tuple[str, str]:
+    """``collector keygen --out OUT``'s public key and key id, as it prints them."""
+    done = subprocess.run(
+        [BIN / "postmarket", "collector", "keygen", "--out", out, "--site", "site-a"],
+        cwd=directory.path, env=directory.environment, check=True, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    printed = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    return printed["public key"].strip(), printed["key id"].strip()
+
+
+def manufacturer_evidence_store(directory: Directory, request: pytest.FixtureRequest) -> None:
+    """The manufacturer's PostgreSQL store at POSTMARKET_EVIDENCE_URL, holding dr-screen's
+    March 2026; the audit head the page says was printed last time is this store's."""
+    sys.path.insert(0, str(REPO / "tests" / "evidence"))
+    from evidence_databases import fresh_postgres_database
+    from report_builders import populated_store
+
+    from postmarket.evidence.audit import verify_chain
+    from postmarket.evidence.store import EvidenceStore
+
+    databases = fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    url = next(databases)
+    request.addfinalizer(lambda: next(databases, None))
+    with EvidenceStore(url) as store:
+        populated_store(store)
+        head = verify_chain(store.audit_entries()).head_hash
+    directory.environment["POSTMARKET_EVIDENCE_URL"] = url
+    directory.rewrites["9f2c...e1"] = head
+
+    def wrote_the_report_and_verified_the_head(output: str) -> None:
+        pdfs = list(directory.path.glob("*.pdf"))
+        assert pdfs and all(pdf.read_bytes().startswith(b"%PDF-") for pdf in pdfs), output
+        assert "audit trail intact: " in output and f"head hash {head}" in output, output
+
+    directory.expected.append(wrote_the_report_and_verified_the_head)
+
+
 SETUPS: dict[str, tuple[Callable[[Directory, pytest.FixtureRequest], None], bool]] = {
     "etc-postmarket": (etc_postmarket, False),
     "collector-config": (collector_config, True),
     "stow-rs-running": (stow_rs_running, True),
     "mllp-running": (mllp_running, True),
     "evidence-store": (evidence_store, False),
+    "site-keys": (site_keys, True),
+    "manufacturer-evidence-store": (manufacturer_evidence_store, True),
 }
 """Each setup, and whether it needs the real stack (an integration test)."""
 
@@ -403,6 +495,21 @@ def test_no_shell_command_hides_in_a_block_without_a_language() -> None:
             if block.language == "":
                 starts = [line.split()[0] for line in block.body.splitlines() if line.split()]
                 assert not {"postmarket", "make", "pip", "curl"} & set(starts), block.id
+
+
+def test_every_manufacturer_command_runs_here_or_in_tests_evidence() -> None:
+    """A docs/manufacturer.md command outside the groups tests/evidence runs is in a
+    block with a setup mark, so it runs here: an unmarked one would run nowhere."""
+    for page in MARKED_ONLY_PAGES:
+        for block in page_blocks(page):
+            groups = {
+                words[1]
+                for line in block.body.splitlines()
+                if (words := line.split())[:1] == ["postmarket"] and len(words) > 1
+            }
+            parsed = parse_mark(block)
+            runs_here = parsed is not None and parsed["setup"] is not None
+            assert runs_here or groups <= RUN_IN_TESTS_EVIDENCE, (block.id, groups)
 
 
 def test_skips_are_few_and_each_says_why() -> None:

@@ -4,6 +4,7 @@ each refuses in one line with exit 1 what change control forbids, never a traceb
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -126,10 +127,23 @@ def test_amend_claim_with_nothing_to_amend_is_refused(url: str) -> None:
     assert output.startswith("error: nothing to amend")
 
 
-def test_withdraw_claim_removes_it_from_the_registry(url: str) -> None:
+def test_withdraw_claim_removes_it_from_the_registry_s_claims(url: str) -> None:
     code, output = invoke(url, "registry", "withdraw-claim", *CLAIM, "--why", "wrong version")
     assert code == 0, output
-    assert "claims:" not in invoke(url, "registry", "list")[1]
+    listed = invoke(url, "registry", "list")[1]
+    assert "claims:" not in listed and "withdrawn claim" not in listed
+
+
+def test_registry_list_all_shows_a_withdrawn_claim_with_when_who_and_why(url: str) -> None:
+    invoke(url, "registry", "withdraw-claim", *CLAIM, "--why", "wrong version", "--actor", "ra")
+    lines = invoke(url, "registry", "list", "--all")[1].splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("2.1.0.3"))
+    assert "claims:" not in lines[at]
+    assert re.fullmatch(
+        r"withdrawn claim: referable_dr sensitivity 0\.872 \[0\.818, 0\.915\], "
+        r"withdrawn \d{4}-\d\d-\d\d \d\d:\d\d UTC by ra: wrong version",
+        lines[at + 1].strip(),
+    ), lines
 
 
 def test_claims_of_a_withdrawn_version_stay_as_they_were(url: str) -> None:

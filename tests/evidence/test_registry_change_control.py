@@ -133,7 +133,7 @@ def test_claims_of_a_withdrawn_version_are_never_changed(store: EvidenceStore) -
     assert store.device(DEVICE).versions[0].claims == (SENSITIVITY,)
 
 
-def test_a_withdrawn_claim_is_gone_but_kept_whole_in_the_audit_trail(
+def test_a_withdrawn_claim_is_no_longer_claimed_and_kept_whole_in_the_audit_trail(
     store: EvidenceStore,
 ) -> None:
     registered_device(store)

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 from collectors.delivery import RecordSender
 from collectors.metrics import CollectorMetrics
 from collectors.producer import EventProducer
-from collectors.pseudonym import SiteKey
+from collectors.pseudonym import PseudonymKey
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
@@ -369,7 +369,7 @@ def test_no_secret_appears_in_any_record_log_metric_or_report(
         )
         connect: Callable[[], RecordSender] = kafka_connector(bootstrap, site_security)
         setups[site.site_id] = SiteSetup(
-            SiteKey(site.pseudonym_key),
+            PseudonymKey(site.pseudonym_key),
             SigningKey.from_seed(site.signing_seed),
             connect,
             CollectorMetrics.create(registry),

@@ -13,7 +13,7 @@ from collectors.deidentify import Deidentifier
 from collectors.events import dicom_case
 from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
-from simulator.collector_path import site_key
+from simulator.collector_path import pseudonym_key
 from simulator.fleet import SimulatedCase, fleet_records
 from simulator.headers import header_attributes, phi_values, study_header
 from simulator.scenario import Scenario
@@ -83,7 +83,7 @@ def test_acquisition_features_survive_de_identification(
     case = next(c for c in small_cases if c.scanner.modality == "CT")
     site = small_scenario.site(case.site_id)
     header = study_header(case, site.institution, site.city)
-    deidentified = dicom_case("sim", header, Deidentifier(site_key(0, site.id)))
+    deidentified = dicom_case("sim", header, Deidentifier(pseudonym_key(0, site.id)))
     assert deidentified.acquisition.manufacturer == case.scanner.manufacturer
     assert deidentified.acquisition.model == case.scanner.model
     assert deidentified.acquisition.slice_thickness_mm == case.slice_thickness_mm
