@@ -648,6 +648,21 @@ def changelog_sizes(
     }
 
 
+def changelog_records(bootstrap: str, topic: str) -> int:
+    """Records written to a changelog (end minus beginning offsets; nothing is compacted
+    away within a run: the segments never roll)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        ends = consumer.end_offsets(assigned)
+        beginnings = consumer.beginning_offsets(assigned)
+        return sum(int(ends[tp]) - int(beginnings[tp]) for tp in assigned)
+    finally:
+        consumer.close()
+
+
 AIOKAFKA_READS: dict[str, tuple[Callable[[str, bytes], int], list[str]]] = {
     "aiokafka_json_events_per_s": (json_only, CASE_TOPICS),
     "aiokafka_events_per_s": (contract_decode, CASE_TOPICS),
@@ -717,8 +732,9 @@ def run(results_dir: Path) -> dict[str, Any]:
             result[name] = best_own_work(stage_events, registry, batched_input)
         # The batched worker between two runs of its yardstick: the faster one counts.
         bare_runs = [bare_faust_run(bootstrap, partitions, EVENTS, home)]
+        batches_settings = worker_settings("batches")
         result["full_worker_batches"] = run_full_worker(
-            worker_settings("batches"), home, "batches", [topics.INPUTS], cases
+            batches_settings, home, "batches", [topics.INPUTS], cases
         )
         bare_runs.append(bare_faust_run(bootstrap, partitions, EVENTS, home))
         result["bare_faust_runs_events_per_s"] = [bare["events_per_s"] for bare in bare_runs]
@@ -728,6 +744,13 @@ def run(results_dir: Path) -> dict[str, Any]:
         result["full_worker"] = run_full_worker(settings, home, "v1", CASE_TOPICS, cases)
         sample = next(e for e in events if isinstance(e, Prediction))
         result["state"] = changelog_sizes(bootstrap, settings.worker_id, sample)
+        result["case_changelog_records_per_1000_events"] = {
+            name: 1000 * changelog_records(bootstrap, f"{worker_id}-case-files-changelog") / EVENTS
+            for name, worker_id in (
+                ("batches", batches_settings.worker_id),
+                ("v1", settings.worker_id),
+            )
+        }
         # Latency needs a worker with no backlog, offered less than it can take.
         capacity = result["full_worker"]["events_per_s"]
         rate = min(float(LATENCY_RATE), capacity / 2)
@@ -872,6 +895,9 @@ def render(result: dict[str, Any]) -> None:
         f"| bytes per open case (1 prediction) | {state['open_case_bytes_mean']:,.0f} | < 1,024 |"
     )
     print(f"| bytes per joined case (+ pathology) | {state['joined_case_bytes_mean']:,.0f} | |")
+    per_1000 = result.get("case_changelog_records_per_1000_events", {})
+    for name, records in per_1000.items():
+        print(f"| case-file changelog records per 1,000 events ({name}) | {records:,.0f} | |")
     for latency in (result["latency_quarter"], result["latency"]):
         print(
             f"| produce-to-outcome p99 at {latency['offered_events_per_s']:,.0f} events/s "

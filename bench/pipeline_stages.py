@@ -6,8 +6,8 @@ agents make for them, each stage timed on its own in this process:
 
 - ``decode``: the event contract (``decode_for_topic``; ``decode_batch`` for a batch);
 - ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``), once per record;
-- ``join``: the case file's ``add``, its table state, and that state as Faust's JSON codec
-  writes it to the changelog; each outcome encoded for ``pms.outcomes.v1``; new
+- ``join``: the case file's ``add``; each changed case's table state, as Faust's JSON codec
+  writes it to the changelog, once per flush; each outcome encoded for ``pms.outcomes.v1``; new
   predictions batched per stream and encoded (``StreamRouter``);
 - ``monitor``: the stream agent's decode of each outcome and routed batch, the monitor's
   update, and each stream's states encoded once per flush (detectors designed beforehand:
@@ -136,16 +136,25 @@ def _join(
     sent: list[bytes] = []
     router = StreamRouter()
     routed: list[StreamPredictions] = []
+    unwritten: dict[str, CaseFile] = {}
+
+    def flush() -> None:
+        for case in unwritten.values():  # the changelog records, as Faust's codec writes them
+            faust_json.dumps(case.to_state())
+        unwritten.clear()
+        routed.extend(record for _key, record in router.drain())
+
     for number, (event, position) in enumerate(placed):
         case = cases.setdefault(event.case_pseudonym, CaseFile())
         accepted = case.add(event, position)
-        faust_json.dumps(case.to_state())  # the changelog record, as Faust's codec writes it
+        if not accepted.duplicate:
+            unwritten[event.case_pseudonym] = case  # written once per flush (join.py)
         sent.extend(encode(outcome) for outcome in accepted.outcomes)
         if isinstance(event, Prediction):
             router.add(event.stream, event, position.joined(0))
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
-            routed.extend(record for _key, record in router.drain())
-    routed.extend(record for _key, record in router.drain())
+            flush()
+    flush()
     return sent, routed
 
 

@@ -39,6 +39,8 @@ from streams.channels import (
     outcomes,
     produce,
     registry,
+    send_table_state,
+    set_table_state,
     stream_predictions,
     write_table,
 )
@@ -94,12 +96,22 @@ dropped first: loading one from its table state validates every event in it agai
 cost a follow-up several times its own decode."""
 live_cases: dict[str, CaseFile] = {}
 """The case files this worker last loaded or changed, as objects; each equals its table
-state (written after every change), so the table stays the truth. Dropped on every
-rebalance: the table may have been recovered from its changelog since."""
+state or its entry in :data:`unwritten_cases`, so the table (with what the next flush
+writes) stays the truth. Dropped on every rebalance: the table may have been recovered from
+its changelog since."""
+unwritten_cases: dict[str, tuple[int, CaseFile | None]] = {}
+"""key -> (changelog partition, case file; None: delete it) of the case files changed since
+the last flush, written once per flush instead of once per event (one changelog record per
+event was a quarter of the join's time). Looked up before the table and never dropped by
+the LRU of :data:`live_cases`: until the flush, this is the case's only up-to-date copy."""
 
 
 @app.on_partitions_revoked.connect
 async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    # While this worker still owns the partitions: a case file written after the revoke
+    # could overwrite what their new owner wrote. If it fails the worker fails, and its
+    # records, never acked, are joined again from the tables by whoever owns them next.
+    await flush_joined()
     live_cases.clear()
 
 
@@ -109,14 +121,15 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
 
 
 unacked = HeldAcks()
-"""The records read since the last flush: acked only once the predictions they routed are
-sent, so a crash in between reads them again instead of losing them."""
+"""The records read since the last flush: acked only once the case files they changed and
+the predictions they routed are sent, so a crash in between reads them again instead of
+losing them."""
 
 
 @app.agent(case_inputs)
 async def join_cases(stream: Any) -> None:
     """Join each case's predictions with its follow-ups; emit outcomes when truth is final."""
-    await handle_holding_acks(stream, _join_record, unacked, flush_routed, ROUTE_BATCH_EVENTS)
+    await handle_holding_acks(stream, _join_record, unacked, flush_joined, ROUTE_BATCH_EVENTS)
 
 
 async def _join_record(event: Any) -> None:
@@ -185,26 +198,49 @@ async def _join_forwarded(event: Any) -> None:
 
 
 @app.task
-async def flush_routed_periodically() -> None:
-    await flush_every(ROUTE_FLUSH_INTERVAL_S, flush_routed, "routed predictions")
+async def flush_joined_periodically() -> None:
+    await flush_every(ROUTE_FLUSH_INTERVAL_S, flush_joined, "case files and routed predictions")
 
 
-async def flush_routed() -> None:
-    """Send the predictions routed since the last flush, then ack the records read so far.
+async def flush_joined() -> None:
+    """Write the case files changed since the last flush and send the predictions routed
+    since, then ack the records read so far.
 
+    The case files are taken at one instant with the records they cover (no await in
+    between), so the table always holds a state that covers at least the records acked or
+    being acked. A record read again after a crash (its offset not committed) is applied
+    onto the last written state: the case's own positions make each of its events a
+    replay (outcomes sent again, same places) if that state covers it, a new event if not.
     Faust commits only acked offsets, after flushing its producer: a record's offset is
-    never committed before the stream agent's copy of its prediction is on its way.
+    never committed before what it changed is on its way.
     """
     held = unacked.take()
+    dirty = dict(unwritten_cases)
+    unwritten_cases.clear()
+    writes = [
+        (partition, key, case.to_state() if case is not None else None)
+        for key, (partition, case) in dirty.items()
+    ]
     routed = list(router.drain())
+    for _partition, key, state in writes:
+        set_table_state(case_files, key, state)
     try:
+        for partition, key, state in writes:
+            await send_table_state(case_files, partition, key, state)
         for key, record in routed:
             await produce(stream_predictions, key.encode(), encode(record))
     except BaseException:
+        for key, entry in dirty.items():  # written again by the next flush, unless changed
+            unwritten_cases.setdefault(key, entry)
         router.restore(routed)  # sent again by the next flush
         unacked.restore(held)
         raise
     await ack_all(held)
+
+
+def _hold_case(partition: int, key: str, case: CaseFile | None) -> None:
+    """Have the next flush write ``case`` (None: delete it) under ``key``."""
+    unwritten_cases[key] = (partition, case)
 
 
 async def _join(
@@ -222,16 +258,13 @@ async def _join(
     if prediction is not None and stream is not None and not case.knows(prediction):
         # Before the case changes: an error here leaves it as it was.
         await _judge_first_sighting(prediction, stream, position.partition)
-    try:
-        accepted = case.add(case_event, position)  # all or nothing
-        if not accepted.duplicate:
-            # Straight to the changelog, not through Faust's buffer (see write_table).
-            await write_table(case_files, position.partition, key, case.to_state())
-            if legacy:
-                await _forget_legacy_key(case_event.case_pseudonym)
-    except BaseException:
-        live_cases.pop(key, None)  # it may now differ from the table
-        raise
+    # All or nothing, and held for the flush with no await in between: the held copy is
+    # never half an update, and a flush that takes it covers this record's change.
+    accepted = case.add(case_event, position)
+    if not accepted.duplicate:
+        _hold_case(position.partition, key, case)
+        if legacy:
+            _forget_legacy_key(case_event.case_pseudonym)
     if accepted.duplicate:
         duplicates(sent_to).inc()
         if accepted.after_retention:
@@ -251,7 +284,7 @@ async def _join(
             # Pipeline latency of the record that completed the join, not the clinical
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
-    await _sweep_if_due(position.partition)
+    _sweep_if_due(position.partition)
 
 
 def _believe_event_time(case_event: Prediction | FollowUp, sent_at: float | None) -> None:
@@ -265,31 +298,45 @@ def _believe_event_time(case_event: Prediction | FollowUp, sent_at: float | None
 
 
 def _case_file(key: str, case_pseudonym: str) -> tuple[CaseFile, bool]:
-    """The case file as its table holds it: the live object, else loaded from the table;
-    and whether it was found under its key from before the inputs were keyed by site."""
+    """The case file as its table will hold it after the next flush: the live object, else
+    the one the flush will write, else loaded from the table; and whether it was found
+    under its key from before the inputs were keyed by site."""
     case = live_cases.pop(key, None)
     legacy = False
     if case is None:
-        state = case_files.get(key)
-        if state is None:
+        found = _stored(key)
+        if found is None:
             # Written before the upgrade, on the pseudonym's partition: adopted under the
             # site key at its first change (one worker reads them all; see manufacturer.md).
-            state = case_files.get(case_pseudonym)
-            legacy = state is not None
-        case = CaseFile.from_state(state)
+            found = _stored(case_pseudonym)
+            legacy = found is not None
+            if isinstance(found, CaseFile):  # held under its old key: not the same object
+                found = found.to_state()
+        case = found if isinstance(found, CaseFile) else CaseFile.from_state(found)
     live_cases[key] = case  # most recently used last
     if len(live_cases) > LIVE_CASES_MAX:
+        # Safe for an unwritten case too: unwritten_cases keeps it, and is looked up first.
         del live_cases[next(iter(live_cases))]
     return case, legacy
 
 
-async def _forget_legacy_key(case_pseudonym: str) -> None:
-    """Delete a case file adopted under its site key from its pre-upgrade key."""
+def _stored(key: str) -> CaseFile | dict[str, Any] | None:
+    """What the next flush writes under ``key`` if it writes anything, else the table's."""
+    held = unwritten_cases.get(key)
+    if held is not None:
+        return held[1]
+    state: dict[str, Any] | None = case_files.get(key)
+    return state
+
+
+def _forget_legacy_key(case_pseudonym: str) -> None:
+    """Delete a case file adopted under its site key from its pre-upgrade key (at the
+    flush that writes it under its site key, after it)."""
     partition = key_partition(case_pseudonym, settings.topic_partitions)
-    await write_table(case_files, partition, case_pseudonym, None)
+    _hold_case(partition, case_pseudonym, None)
 
 
-async def _sweep_if_due(partition: int) -> None:
+def _sweep_if_due(partition: int) -> None:
     """Drop the events of this partition's cases that are past retention, and forget the
     cases dropped longer ago than ``join_dedupe_days`` (see streams.retention).
 
@@ -306,7 +353,15 @@ async def _sweep_if_due(partition: int) -> None:
     if forgetting:
         last_forget[partition] = current
     owned: set[int] | None = None
-    for key, state in list(case_files.items()):
+    # The table's states, except where the next flush writes another (the unwritten ones
+    # were changed since the last flush: there are few of them).
+    states = [(key, state) for key, state in case_files.items() if key not in unwritten_cases]
+    states += [
+        (key, case.to_state()) for key, (_p, case) in unwritten_cases.items() if case is not None
+    ]
+    for key, state in states:
+        if not state:
+            continue
         action = sweep_action(state, current, RETENTION, REMEMBER_DROPPED, forgetting)
         if action is None:
             continue
@@ -320,15 +375,14 @@ async def _sweep_if_due(partition: int) -> None:
             if home not in owned:
                 continue
         if action == "forget":
-            await write_table(case_files, home, key, None)
+            _hold_case(home, key, None)
             live_cases.pop(key, None)
             continue
         case = CaseFile.from_state(state)
         expired = expiry(case, current, RETENTION)
         if expired is None:
             continue
-        dropped = case.dropped_past_retention(current)
-        await write_table(case_files, home, key, dropped.to_state())
+        _hold_case(home, key, case.dropped_past_retention(current))
         live_cases.pop(key, None)
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()

@@ -41,6 +41,7 @@ DAY = timedelta(days=1)
 def _reset_join_state() -> None:
     """Everything the join keeps between records, in its module and in its tables."""
     join.live_cases.clear()
+    join.unwritten_cases.clear()
     join.unacked.take()
     list(join.router.drain())
     join.watermark.latest.clear()
@@ -134,20 +135,24 @@ def test_a_resent_event_is_counted_as_a_duplicate_and_not_joined_again(
     resent = prediction if resent_topic == PREDICTIONS else followup
     duplicates_before = counter("events_duplicate", topic=resent_topic)
 
+    changelog = case_files.changelog_topic.get_topic_name()
+
     async def scenario(feed: Feed) -> None:
         events = [
             await feed.put_v1_event(PREDICTIONS, "c-1", prediction),
             await feed.put_v1_event(FOLLOWUPS, "c-1", followup),
-            await feed.put_v1_event(resent_topic, "c-1", resent),  # the collector resent it
         ]
-        await wait_until(settled(join.unacked, events), "all three records joined")
-        await join.flush_routed()
+        await wait_until(settled(join.unacked, events), "both records joined")
+        await join.flush_joined()
+        assert len(producer.to(changelog)) == 1  # the case, once for its two new events
+        resend = await feed.put_v1_event(resent_topic, "c-1", resent)  # the collector resent it
+        await wait_until(settled(join.unacked, [resend]), "the resend read")
+        await join.flush_joined()
 
     run_join(scenario)
     assert len(outcomes_sent(producer)) == 1
     assert counter("events_duplicate", topic=resent_topic) - duplicates_before == 1
-    # The case file is written for the two new events only, not for the duplicate.
-    assert len(producer.to(case_files.changelog_topic.get_topic_name())) == 2
+    assert len(producer.to(changelog)) == 1  # not written again for the duplicate
     assert routed_offsets(producer) == [0]  # the prediction reached its stream once
 
 
@@ -188,7 +193,7 @@ def test_records_are_acked_only_once_their_routed_predictions_are_flushed(
         await wait_until(settled(join.unacked, [prediction]), "the prediction joined")
         assert not prediction.message.acked
         assert producer.to(STREAM_PREDICTIONS) == []
-        await join.flush_routed()
+        await join.flush_joined()
         assert prediction.message.acked
 
     run_join(scenario)
@@ -221,7 +226,7 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
         assert all(event.message.acked for event in first_batch)
         assert not any(event.message.acked for event in rest)
         assert len(join.unacked) == len(rest)
-        await join.flush_routed()
+        await join.flush_joined()
         assert all(event.message.acked for event in events)
 
     run_join(scenario)
@@ -253,10 +258,12 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
         await feed_prediction(
             later, make_prediction(case_pseudonym=later, event_time=T0 + DAY * 20)
         )
+        await join.flush_joined()
         assert "predictions" in case_files.data[dropped_key]  # one later event is not enough
         await feed_prediction(
             later_too, make_prediction(case_pseudonym=later_too, event_time=T0 + DAY * 20)
         )
+        await join.flush_joined()
         assert case_files.data[dropped_key] == {
             "state_version": 2,
             "dropped_at": (T0 + DAY * 20).isoformat(),
@@ -268,8 +275,9 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
             await feed_prediction(
                 case, make_prediction(case_pseudonym=case, event_time=T0 + DAY * 51)
             )
+        await join.flush_joined()
         assert dropped_key not in case_files.data  # 31 days after the drop: forgotten
-        await join.flush_routed()
+        await join.flush_joined()
 
     run_join(scenario)
     tombstones = [r.key for r in producer.to(changelog) if r.value is None]
@@ -301,7 +309,7 @@ def test_a_record_whose_dead_letter_cannot_be_sent_is_never_acked_and_stops_the_
     async def scenario(feed: Feed) -> None:
         bad = await feed.put(SITE_INPUTS, b"site-a", b"not json")  # not from the ingress
         await wait_until(lambda: bool(crashes), "the worker told to stop")
-        await join.flush_routed()
+        await join.flush_joined()
         assert not bad.message.acked
         assert all(event.message is not bad.message for _, event in join.unacked.held())
 
@@ -327,7 +335,7 @@ def test_a_batch_whose_bad_events_dead_letter_cannot_be_sent_is_never_acked_and_
     async def scenario(feed: Feed) -> None:
         batch = await feed.put(topics.INPUTS, b"site-a", value, partition=PARTITION)
         await wait_until(lambda: bool(crashes), "the worker told to stop")
-        await join.flush_routed()
+        await join.flush_joined()
         assert not batch.message.acked
         assert all(event.message is not batch.message for _, event in join.unacked.held())
 
@@ -363,7 +371,7 @@ def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expir
             await feed.put_v1_event(FOLLOWUPS, open_case, make_followup(case_pseudonym=open_case)),
         ]
         await wait_until(settled(join.unacked, events), "all four records handled")
-        await join.flush_routed()
+        await join.flush_joined()
 
     run_join(scenario)
     [letter] = dead_letters_sent(producer)
@@ -415,7 +423,7 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     async def scenario(feed: Feed) -> None:
         record = await _put_batch(feed, value)
         await wait_until(settled(join.unacked, [record]), "the batch joined")
-        await join.flush_routed()
+        await join.flush_joined()
 
     run_join(scenario)
     [outcome] = outcomes_sent(producer)
@@ -528,6 +536,7 @@ def test_a_case_file_from_before_site_keys_is_adopted_at_its_next_event(
     async def scenario(feed: Feed) -> None:
         event = await feed.put_v1_event(FOLLOWUPS, "c-old", followup)
         await wait_until(settled(join.unacked, [event]), "the follow-up joined")
+        await join.flush_joined()
 
     run_join(scenario)
     [outcome] = outcomes_sent(producer)
@@ -538,3 +547,123 @@ def test_a_case_file_from_before_site_keys_is_adopted_at_its_next_event(
     [tombstone] = [r for r in producer.to(changelog) if r.value is None]
     assert tombstone.key == json.dumps("c-old").encode()
     assert tombstone.partition == key_partition("c-old", settings.topic_partitions)
+
+
+def test_a_case_changed_by_many_records_is_written_once_per_flush(
+    producer: RecordingProducer,
+) -> None:
+    """One changelog record per changed case per flush, not one per event (issue 17)."""
+    events: list[Prediction | FollowUp] = [make_prediction(case_pseudonym="c-1") for _ in range(9)]
+    events.append(make_followup(case_pseudonym="c-1"))
+    changelog = case_files.changelog_topic.get_topic_name()
+
+    async def scenario(feed: Feed) -> None:
+        records = [
+            await feed.put_v1_event(
+                PREDICTIONS if isinstance(e, Prediction) else FOLLOWUPS, "c-1", e
+            )
+            for e in events
+        ]
+        await wait_until(settled(join.unacked, records), "all ten records joined")
+        assert producer.to(changelog) == []  # held until the flush, with the acks
+        assert not any(record.message.acked for record in records)
+        await join.flush_joined()
+        assert all(record.message.acked for record in records)
+
+    run_join(scenario)
+    [written] = producer.to(changelog)
+    assert written.key == json.dumps(case_key(SITE, "c-1")).encode()
+    assert written.partition == PARTITION
+    case = CaseFile.from_state(orjson.loads(written.value or b""))
+    assert (len(case.predictions), len(case.joined)) == (9, 9)
+    assert len(outcomes_sent(producer)) == 9  # sent before the flush acked their record
+
+
+def test_an_unwritten_case_dropped_from_the_live_cache_is_not_lost(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join, "LIVE_CASES_MAX", 1)
+    prediction = make_prediction(case_pseudonym="c-1")
+
+    async def scenario(feed: Feed) -> None:
+        records = [await feed.put_v1_event(PREDICTIONS, "c-1", prediction)]
+        for other in ("c-2", "c-3"):  # push c-1 out of the cache of live case files
+            records.append(
+                await feed.put_v1_event(PREDICTIONS, other, make_prediction(case_pseudonym=other))
+            )
+        await wait_until(settled(join.unacked, records), "the three predictions joined")
+        assert case_key(SITE, "c-1") not in join.live_cases
+        followup = await feed.put_v1_event(FOLLOWUPS, "c-1", make_followup(case_pseudonym="c-1"))
+        await wait_until(settled(join.unacked, [followup]), "the follow-up joined")
+        await join.flush_joined()
+
+    run_join(scenario)
+    [outcome] = outcomes_sent(producer)
+    assert outcome.prediction_event_id == prediction.event_id
+    assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).truth is not None
+
+
+class RefusingChangelogOnce(RecordingProducer):
+    """A producer that refuses the first case-file changelog record sent to it."""
+
+    refused = False
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == case_files.changelog_topic.get_topic_name() and not self.refused:
+            self.refused = True
+            raise RuntimeError("KafkaTimeoutError")
+        return await super().send(topic, *args, **kwargs)
+
+
+def test_a_flush_that_fails_acks_nothing_and_the_next_writes_the_cases_again(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = RefusingChangelogOnce()
+    monkeypatch.setattr(worker.app, "_producer", refusing)
+    changelog = case_files.changelog_topic.get_topic_name()
+
+    async def scenario(feed: Feed) -> None:
+        record = await feed.put_v1_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1"))
+        await wait_until(settled(join.unacked, [record]), "the prediction joined")
+        with pytest.raises(RuntimeError):
+            await join.flush_joined()
+        assert not record.message.acked
+        await join.flush_joined()
+        assert record.message.acked
+
+    run_join(scenario)
+    [written] = refusing.to(changelog)
+    assert written.key == json.dumps(case_key(SITE, "c-1")).encode()
+
+
+def test_records_read_again_after_a_crash_replay_onto_the_last_written_case(
+    producer: RecordingProducer,
+) -> None:
+    """A crash after the prediction's flush and before the follow-up's: the follow-up, never
+    acked, is read again onto the case as last written, and completes it the same way."""
+    prediction = make_prediction(case_pseudonym="c-1")
+    followup = make_followup(case_pseudonym="c-1")
+    changelog = case_files.changelog_topic.get_topic_name()
+
+    async def scenario(feed: Feed) -> None:
+        first = await feed.put_v1_event(PREDICTIONS, "c-1", prediction)
+        await wait_until(settled(join.unacked, [first]), "the prediction joined")
+        await join.flush_joined()
+        second = await feed.put_v1_event(FOLLOWUPS, "c-1", followup)
+        await wait_until(settled(join.unacked, [second]), "the follow-up joined")
+        # The crash: the follow-up's case file and ack never left; the process state goes.
+        join.unacked.take()
+        join.unwritten_cases.clear()
+        join.live_cases.clear()
+        list(join.router.drain())
+        feed._offsets[(SITE_INPUTS, PARTITION)] = iter([1])  # type: ignore[assignment]
+        feed._offsets[(FOLLOWUPS, 0)] = iter([0])  # type: ignore[assignment]
+        again = await feed.put_v1_event(FOLLOWUPS, "c-1", followup)
+        await wait_until(settled(join.unacked, [again]), "the follow-up read again")
+        await join.flush_joined()
+
+    run_join(scenario)
+    first, again = outcomes_sent(producer)
+    assert (first.event_id, first.joined_at) == (again.event_id, again.joined_at)
+    assert len(producer.to(changelog)) == 2  # the prediction's flush, then the replay's
+    assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).truth is not None
