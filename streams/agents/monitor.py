@@ -337,10 +337,12 @@ async def _apply_to(
     if not applied:
         return
     # Outcomes, routed predictions and decisions are keyed by stream: the record's partition
-    # is the state's changelog partition. A decision changes the label-free side.
+    # is the state's changelog partition. A decision changes the label-free side, and the
+    # labelled one too when it restarts a claims test that rejected (restart_after_review).
     side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
     unwritten[(side, key)] = (position.partition, monitor)
     if isinstance(item, Rebaseline):
+        unwritten[("outcome", key)] = (position.partition, monitor)
         _count_rebaseline(stream_key)
     # Gauges are set in batches (publish_changed_streams): setting ~20 labelled gauges per
     # event cost a quarter of the stream agent's time in a profile.
@@ -418,7 +420,8 @@ def _monitor(key: str, stream: StreamKey) -> StreamMonitor:
                 registration.lower_bounds,
             )
         else:
-            monitor = StreamMonitor.from_states(labelled, label_free)
+            # A stream stored before the fleet budget moves to it (see from_states).
+            monitor = StreamMonitor.from_states(labelled, label_free, plan=POLICY)
         live_monitors[key] = monitor
     monitor.adopt_claims(*registration)
     return monitor
@@ -499,5 +502,7 @@ async def refresh_stream_metrics() -> None:
         labelled, label_free = stream_monitors.get(key), stream_prediction_monitors.get(key)
         if labelled is None and label_free is None:
             continue
-        monitor = live_monitors.get(key) or StreamMonitor.from_states(labelled, label_free)
+        monitor = live_monitors.get(key) or StreamMonitor.from_states(
+            labelled, label_free, plan=POLICY
+        )
         publish_stream_metrics(StreamKey.from_key(key), monitor)

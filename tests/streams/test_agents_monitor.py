@@ -5,12 +5,14 @@ losing the outcomes held with it, and each re-baselining decision applied once."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from faust.types import EventT
 
+from detectors import BetaBinomialConfidenceSequence
 from postmarket import topics
 from postmarket.contracts import DeadLetter, Outcome, Rebaseline, decode, encode
 from postmarket.contracts.events import JoinPosition
@@ -27,6 +29,9 @@ from streams.retention import key_partition
 from streams.routing import RoutedScore, StreamPredictions
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
+from tests.streams.test_stream_claims_restart import _rejected_stream
+from tests.streams.test_stream_policy_migration import _old_states
+from tests.streams.test_stream_policy_migration import _positives as _old_positives
 
 OUTCOMES = topics.OUTCOMES
 STREAM_KEY = make_outcome("positive", "positive", 0).stream
@@ -337,3 +342,47 @@ def test_a_rebuild_replays_a_held_decision(
     assert sum(state["score_reference"]) == 10 and state["predictions"] == 610
     [letter] = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
     assert letter.reason_code == "internal_error"
+
+
+def test_a_decision_that_restarts_a_rejected_claims_test_writes_the_labelled_state(
+    producer: RecordingProducer,
+) -> None:
+    """The restart after review changes the labelled side: written at the flush, so a worker
+    restarted after it does not load the claims test still rejected."""
+    rejected, _ = _rejected_stream()
+    labelled, label_free_state = json.loads(json.dumps(rejected.to_states()))
+    stream_monitors.data[STREAM] = labelled
+    stream_prediction_monitors.data[STREAM] = label_free_state
+
+    async def scenario(feed: Feed) -> None:
+        event = await put_decision(feed, make_rebaseline())
+        await wait_until(settled(monitor.unacked, [event]), "the decision applied")
+        await monitor.flush_stream_states()
+
+    run_monitor(scenario)
+    [written] = producer.to(CHANGELOG)
+    assert written.partition == PARTITION
+    assert written.json()["claims_restarts"] == 1
+    restarted = StreamMonitor.from_states(written.json(), label_free())
+    test = restarted.detectors["sensitivity_claims_test"]
+    assert isinstance(test, BetaBinomialConfidenceSequence) and test.verdict == "consistent"
+
+
+def test_a_stream_stored_before_the_budget_takes_the_workers_plan_when_loaded(
+    producer: RecordingProducer,
+) -> None:
+    labelled, label_free_state = _old_states(_old_positives([(0.872, 300)], seed=4))
+    stream_monitors.data[STREAM] = labelled
+    stream_prediction_monitors.data[STREAM] = label_free_state
+    assert monitor.POLICY.budget() is not None
+
+    async def scenario(feed: Feed) -> None:
+        event = await put_outcome(feed, make_outcome("positive", "positive", offset=300))
+        await wait_until(settled(monitor.unacked, [event]), "the outcome applied")
+        await monitor.flush_stream_states()
+
+    run_monitor(scenario)
+    [written] = producer.to(CHANGELOG)
+    policy = StreamMonitor.from_states(written.json(), label_free()).policy
+    assert policy.budget() == monitor.POLICY.budget()
+    assert policy.arl0_cases == 5000.0  # what shaped the running states is kept
