@@ -19,7 +19,7 @@ from rich.table import Table
 from postmarket.config import Settings
 from postmarket.kafka_security import KafkaSecurityError
 from postmarket.secrets import SecretFileError
-from postmarket.stack import manager
+from postmarket.stack import health, manager
 from postmarket.stack.processes import StackError
 from postmarket.stack.security import SiteQuota
 from postmarket.topic_admin import TopicAdminError
@@ -199,7 +199,7 @@ def status() -> None:
 
     Exits with code 1 if any expected service is not running or not answering.
     """
-    report = _run(lambda: manager.status(Settings()))
+    report = _run(lambda: health.status(Settings()))
     services = Table(title=f"local stack in {report.home}")
     for column in ("service", "state", "pid", "address"):
         services.add_column(column, no_wrap=True)

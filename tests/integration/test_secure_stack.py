@@ -29,7 +29,7 @@ from postmarket.kafka_security import KafkaSecurity
 from postmarket.local_worker import LocalWorker
 from postmarket.secrets import write_secret_file
 from postmarket.site_key_topic import publish_site_keys
-from postmarket.stack import kafka, manager, security
+from postmarket.stack import health, kafka, manager, security
 from postmarket.stack.processes import StackError
 from tests.conftest import SECURE_SITE
 from tests.factories import make_followup, make_prediction
@@ -129,7 +129,7 @@ def test_site_sees_only_the_topics_it_may_write(
 
 
 def test_status_reports_the_secure_mode(secure_kafka_stack: manager.UpResult) -> None:
-    report = manager.status(secure_kafka_stack.settings)
+    report = health.status(secure_kafka_stack.settings)
     [kafka_service] = [s for s in report.services if s.name == manager.KAFKA]
     assert kafka_service.ready and "secure" in kafka_service.detail
     assert report.secure and SECURE_SITE in report.sites

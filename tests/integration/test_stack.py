@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from postmarket import topic_admin
 from postmarket.config import STACK_STATE_FILE, Settings
 from postmarket.scrape_targets import WORKER_JOB
-from postmarket.stack import kafka, manager, prometheus
+from postmarket.stack import health, kafka, manager, prometheus
 from postmarket.stack.cli import stack_app
 from postmarket.stack.processes import SERVICE_EXECUTABLES, cmdline, mentions_home
 from postmarket.topics import TopicSpec, pipeline_topics
@@ -55,7 +55,7 @@ class StackCycle:
     home: Path
     first_up: Result
     status_cli: Result
-    status: manager.StackStatus
+    status: health.StackStatus
     state_while_up: dict[str, Any]
     target_jobs: set[str]
     second_up: Result
@@ -83,7 +83,7 @@ def cycle(
         prometheus_url = state["settings"]["prometheus_url"]
         jobs = wait_for_self_scrape(prometheus_url)
         status_cli = runner.invoke(stack_app, ["status"], env=env)
-        status = manager.status(settings)
+        status = health.status(settings)
         second_up = runner.invoke(stack_app, ["up", "--postgres"], env=env)
         started = time.monotonic()
         down = runner.invoke(stack_app, ["down"], env=env)

@@ -92,7 +92,6 @@ NOT_SPLIT_YET = frozenset(
     {
         "collectors/deidentify.py",
         "postmarket/demo.py",
-        "postmarket/stack/manager.py",
         "streams/performance.py",
     }
 )
