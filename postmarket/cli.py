@@ -261,7 +261,8 @@ def demo(
 
     from rich.console import Console
 
-    from postmarket.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack, render
+    from postmarket.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack
+    from postmarket.demo_render import render
     from postmarket.local_worker import WorkerStartError
     from postmarket.stack.processes import StackError
     from postmarket.topic_admin import TopicAdminError

@@ -19,6 +19,7 @@ COMPOSERS = {
     "postmarket.cli",
     "postmarket.demo",
     "postmarket.demo_gate",
+    "postmarket.demo_render",
     "postmarket.local_worker",
     "postmarket.__main__",
 }

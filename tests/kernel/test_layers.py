@@ -91,7 +91,6 @@ GENERATED: dict[str, str] = {
 NOT_SPLIT_YET = frozenset(
     {
         "collectors/deidentify.py",
-        "postmarket/demo.py",
         "streams/performance.py",
     }
 )

@@ -17,10 +17,10 @@ from postmarket.demo import (
     FALSE_ALARM_BUDGET,
     WORKER_PID_FILE,
     demo_plan,
-    detection_table,
     report_window,
     stop_kept_worker,
 )
+from postmarket.demo_render import detection_table
 from simulator.scenario import Scenario
 from simulator.scoring import Bound, ChangeScore, Scorecard
 from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
