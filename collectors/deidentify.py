@@ -25,29 +25,37 @@ learn from, a value to change, a sequence to walk (see ``_Plan``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from pydicom import config
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.hooks import hooks
-from pydicom.hooks import raw_element_value as default_raw_element_value
-from pydicom.hooks import raw_element_vr as default_raw_element_vr
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
 from pydicom.valuerep import MAX_VALUE_LEN
 
 from collectors import confidentiality_profile as table
+from collectors.deidentify_profile import MethodCode, ProfileOptions, action_table
+from collectors.deidentify_values import (
+    clean_descriptor,
+    date_shift_days,
+    identifying_tokens,
+    keyed_identifier,
+    keyed_uid,
+    shift_date,
+)
+from collectors.dicom_elements import (
+    assign_values,
+    decoded_element,
+    decoding_cannot_fail,
+    element_values,
+    raw_vr,
+    store_values,
+    stored_vr,
+    text_of,
+)
 from collectors.pseudonym import PseudonymKey, case_pseudonym
-
-MAX_DATE_SHIFT_DAYS = 3650
-"""Dates move back by 1..3650 days: one shift per patient, derived from the pseudonym key."""
 
 PSEUDONYMISED_IDS = {
     0x00100020: "patient",  # PatientID
@@ -67,141 +75,8 @@ _IDENTIFYING_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "AE"})
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
-"""VRs that pydicom decodes as text (see ``_decoding_cannot_fail``)."""
+"""VRs that pydicom decodes as text (see ``decoding_cannot_fail``)."""
 _REMOVING_ACTIONS = frozenset({"X", "Z", "D", "X/Z", "X/D", "X/Z/D", "Z/D", "X/Z/U*"})
-
-
-@dataclass(frozen=True)
-class MethodCode:
-    """A CID 7050 (De-identification Method) code."""
-
-    value: str
-    meaning: str
-
-
-BASIC_PROFILE_CODE = MethodCode("113100", "Basic Application Confidentiality Profile")
-RETAIN_DEVICE_IDENTITY_CODE = MethodCode("113109", "Retain Device Identity Option")
-RETAIN_MODIFIED_DATES_CODE = MethodCode(
-    "113107", "Retain Longitudinal Temporal Information Modified Dates Option"
-)
-CLEAN_DESCRIPTORS_CODE = MethodCode("113105", "Clean Descriptors Option")
-
-
-@dataclass(frozen=True)
-class ProfileOptions:
-    """Which Annex E options apply (all three by default: drift analysis needs them)."""
-
-    retain_device_identity: bool = True
-    retain_modified_dates: bool = True
-    clean_descriptors: bool = True
-
-    def method_codes(self) -> list[MethodCode]:
-        """The CID 7050 codes of the profile and the options in use."""
-        codes = [BASIC_PROFILE_CODE]
-        if self.retain_device_identity:
-            codes.append(RETAIN_DEVICE_IDENTITY_CODE)
-        if self.retain_modified_dates:
-            codes.append(RETAIN_MODIFIED_DATES_CODE)
-        if self.clean_descriptors:
-            codes.append(CLEAN_DESCRIPTORS_CODE)
-        return codes
-
-
-def action_table(options: ProfileOptions) -> dict[int, str]:
-    """Tag -> action: the basic profile overlaid by each option's column.
-
-    Dates are applied last: where Retain Device Identity keeps a calibration date and the
-    modified-dates option modifies it, the date is shifted (the stricter of the two).
-    """
-    actions = dict(table.BASIC_PROFILE)
-    if options.retain_device_identity:
-        actions.update(table.RETAIN_DEVICE_IDENTITY)
-    if options.clean_descriptors:
-        actions.update(table.CLEAN_DESCRIPTORS)
-    if options.retain_modified_dates:
-        actions.update(table.RETAIN_LONGITUDINAL_MODIFIED_DATES)
-    return actions
-
-
-def date_shift_days(key: PseudonymKey, patient_identity: str) -> int:
-    """The patient's stable date shift (days back), unpredictable without the pseudonym key."""
-    digest = key.digest("date-shift", patient_identity)
-    return 1 + int.from_bytes(digest[:4], "big") % MAX_DATE_SHIFT_DAYS
-
-
-def keyed_uid(key: PseudonymKey, uid: str) -> str:
-    """A replacement UID under the 2.25 root (UUID-derived form, PS3.5 B.2)."""
-    digest = key.digest("uid", uid.strip())
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
-
-
-def keyed_identifier(key: PseudonymKey, purpose: str, value: str, vr: str) -> str:
-    """A keyed pseudonym of an identifier, short enough for its VR."""
-    pseudonym = key.pseudonym(purpose, value.strip())
-    return pseudonym[: MAX_VALUE_LEN.get(vr, 64)]
-
-
-def shift_date(value: str, days: int) -> str | None:
-    """A DA value ``YYYYMMDD`` moved back ``days``; None if it is not a full date."""
-    text = value.strip()
-    if len(text) != 8 or not text.isdigit():
-        return None
-    try:
-        moved = date(int(text[:4]), int(text[4:6]), int(text[6:])) - timedelta(days=days)
-    except (ValueError, OverflowError):  # not a date, or moved before the year 1
-        return None
-    return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"
-
-
-def shift_datetime(value: str, days: int) -> str | None:
-    """A DT value moved back ``days`` (its time of day and offset kept); None if no date."""
-    text = value.strip()
-    moved = shift_date(text[:8], days)
-    return None if moved is None else moved + text[8:]
-
-
-_DATE_OR_TIME = re.compile(
-    r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"  # 2019-03-04, 04/03/2019, 4.3.19
-    r"|\d{1,2}:\d{2}(?::\d{2})?"  # 14:05, 14:05:33
-    r"|\d{1,2}\s*(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s*\d{2,4}",
-    re.IGNORECASE,
-)
-_HONORIFICS = frozenset({"DR", "MR", "MRS", "MS", "MISS", "PROF", "DOCTOR", "NURSE"})
-_PUNCTUATION = "()[]{}<>.,;:'\"!?*#"
-
-
-_TOKEN_SEPARATORS = re.compile(r"[\s^=,.;:/\\()'\"-]+")
-
-
-def identifying_tokens(text: str) -> set[str]:
-    """Upper-case word parts of an identifying value (names, IDs, institutions)."""
-    return {t for t in _TOKEN_SEPARATORS.split(text.upper()) if len(t) >= 2}
-
-
-def clean_descriptor(text: str, identifying: set[str]) -> str:
-    """A descriptor with dates, long numbers and identifying words taken out.
-
-    Keeps the clinical words ("CT CHEST W/O CONTRAST"); drops dates and times, any word
-    with four or more digits (IDs, MRNs, phone numbers), names typed after a title
-    ("Dr Smith"), words containing ``^`` (DICOM names) and any word that is part of a
-    name, ID or institution elsewhere in the same header.
-    """
-    kept: list[str] = []
-    after_title = False
-    for word in _DATE_OR_TIME.sub(" ", text).split():
-        bare = word.strip(_PUNCTUATION).upper()
-        if after_title:
-            after_title = False
-            continue
-        if bare in _HONORIFICS:
-            after_title = True
-            continue
-        digits = sum(ch.isdigit() for ch in bare)
-        parts = identifying_tokens(bare) or {bare}
-        if digits >= 4 or "^" in word or "@" in word or parts & identifying:
-            continue
-        kept.append(word)
-    return " ".join(kept)
 
 
 @dataclass(frozen=True)
@@ -231,7 +106,7 @@ class _Walk:
     dates: dict[str, str | None] = field(default_factory=dict)
     """Shifted dates already computed for this header (its dates repeat too)."""
     lenient: bool = False
-    """pydicom's decoding of text cannot fail (see ``_decoding_cannot_fail``)."""
+    """pydicom's decoding of text cannot fail (see ``decoding_cannot_fail``)."""
 
 
 # Operations: what the walk does to one element (the table's actions resolved per VR).
@@ -270,7 +145,7 @@ class _Plan(NamedTuple):
     """When the value is decoded before the operation: ``_NEVER`` for removing or
     keeping what cannot teach a word; ``_UNLESS_LENIENT`` for keeping or removing other
     text, decoded only to find undecodable values, which pydicom's lenient default
-    set-up never produces (see ``_decoding_cannot_fail``); else ``_ALWAYS``."""
+    set-up never produces (see ``decoding_cannot_fail``); else ``_ALWAYS``."""
 
 
 class Deidentifier:
@@ -292,19 +167,19 @@ class Deidentifier:
 
     def deidentify(self, header: Dataset) -> Deidentified:
         """De-identify ``header`` in place (file meta included) and describe what was done."""
-        study_uid = _text_of(header, 0x0020000D)
-        burned_in = _text_of(header, 0x00280301)
+        study_uid = text_of(header, 0x0020000D)
+        burned_in = text_of(header, 0x00280301)
         walk = _Walk(
             shift=date_shift_days(self.key, _patient_identity(header)),
             identifying=set(),
-            lenient=_decoding_cannot_fail(),
+            lenient=decoding_cannot_fail(),
         )
         self._clean(header, walk)
         meta = getattr(header, "file_meta", None)
         if isinstance(meta, Dataset):
             self._clean(meta, walk)
         for dataset, tag, element in walk.descriptors:
-            cleaned = [clean_descriptor(str(v), walk.identifying) for v in _values(element)]
+            cleaned = [clean_descriptor(str(v), walk.identifying) for v in element_values(element)]
             if tag in dataset:
                 element.value = [c for c in cleaned if c] or None
         self._record_method(header)
@@ -403,7 +278,7 @@ class Deidentifier:
         plans = self._plans
         for tag, stored in list(dataset.items()):
             number = int(tag)  # plain int: BaseTag compares in Python, slowly
-            # Inlined _stored_vr and _plan: this loop runs for every element of a header.
+            # Inlined stored_vr and _plan: this loop runs for every element of a header.
             element: DataElement | None
             vr: str | None
             if isinstance(stored, DataElement):
@@ -411,11 +286,11 @@ class Deidentifier:
             else:
                 element, vr = None, stored.VR
                 if not vr or vr == "UN":
-                    vr = _raw_vr(number, vr)
+                    vr = raw_vr(number, vr)
             if number >> 16 & 1:  # private group
                 if vr is None or vr == "SQ" or vr in _IDENTIFYING_TEXT_VRS:
                     if element is None:
-                        element = _decoded(dataset, tag)
+                        element = decoded_element(dataset, tag)
                     if element is not None:
                         self._learn_private(element, walk.identifying)
                 del dataset[tag]
@@ -438,7 +313,7 @@ class Deidentifier:
             ):
                 continue
             if element is None:
-                element = _decoded(dataset, tag)
+                element = decoded_element(dataset, tag)
             if element is None:  # an undecodable element cannot be checked, so it goes
                 del dataset[tag]
                 continue
@@ -455,7 +330,7 @@ class Deidentifier:
             for item in element.value or ():
                 self._collect_identifying(item, words)
             return
-        for value in _values(element):
+        for value in element_values(element):
             words |= identifying_tokens(str(value))
 
     def _learn_private(self, element: DataElement, words: set[str]) -> None:
@@ -466,11 +341,11 @@ class Deidentifier:
         """Words of every name, ID and institution the profile removes, at any depth."""
         for tag, stored in list(dataset.items()):
             number = int(tag)
-            element, known = _stored_vr(number, stored)
+            element, known = stored_vr(number, stored)
             if known is not None and known != "SQ" and known not in _IDENTIFYING_TEXT_VRS:
                 continue  # cannot hold a name or ID: no need to decode it
             if element is None:
-                element = _decoded(dataset, tag)
+                element = decoded_element(dataset, tag)
             if element is None:
                 continue  # undecodable: removed by the walk
             vr = element.VR
@@ -481,7 +356,7 @@ class Deidentifier:
             if vr not in _IDENTIFYING_TEXT_VRS:
                 continue
             if number >> 16 & 1 or self._plan(number, vr).learn:
-                for value in _values(element):
+                for value in element_values(element):
                     words |= identifying_tokens(str(value))
 
     def _replace_undecoded(
@@ -504,18 +379,18 @@ class Deidentifier:
         if operation == _KEYED_UID and vr == "UI":
             uid = encoded.decode("latin-1").rstrip("\0 ").strip()
             if not uid:
-                return _store(dataset, tag, vr, [])
+                return store_values(dataset, tag, vr, [])
             keyed = walk.uids.get(uid)
             if keyed is None:
                 keyed = walk.uids[uid] = keyed_uid(self.key, uid)
-            return _store(dataset, tag, vr, [keyed])
+            return store_values(dataset, tag, vr, [keyed])
         if operation == _SHIFT_DATE and vr in ("DA", "DT"):
             text = encoded.decode("latin-1").rstrip(" \0")
             moved = _shift_once(text, vr, walk) if text else ""
             if moved is None:
                 del dataset[tag]  # a partial or broken date cannot be shifted safely
                 return True
-            return _store(dataset, tag, vr, [moved] if moved else [])
+            return store_values(dataset, tag, vr, [moved] if moved else [])
         return False
 
     def _apply(
@@ -528,32 +403,32 @@ class Deidentifier:
             for item in element.value or ():
                 self._clean(item, walk)
         elif operation == _EMPTY:
-            _assign(dataset, tag, element, [])
+            assign_values(dataset, tag, element, [])
         elif operation == _KEYED_UID:
             uids = walk.uids
             replaced = []
-            for value in _values(element):
+            for value in element_values(element):
                 uid = str(value)
                 keyed = uids.get(uid)
                 if keyed is None:
                     keyed = uids[uid] = keyed_uid(self.key, uid)
                 replaced.append(keyed)
-            _assign(dataset, tag, element, replaced)
+            assign_values(dataset, tag, element, replaced)
         elif operation == _SHIFT_DATE:
-            moved = [_shift_once(str(v), vr, walk) for v in _values(element)]
+            moved = [_shift_once(str(v), vr, walk) for v in element_values(element)]
             if any(m is None for m in moved):
                 del dataset[tag]  # a partial or broken date cannot be shifted safely
             else:
-                _assign(dataset, tag, element, [m for m in moved if m is not None])
+                assign_values(dataset, tag, element, [m for m in moved if m is not None])
         elif operation == _DESCRIPTOR:
             walk.descriptors.append((dataset, tag, element))
         elif operation == _ID_PSEUDONYM:
             purpose = PSEUDONYMISED_IDS[tag]
-            _assign(
+            assign_values(
                 dataset,
                 tag,
                 element,
-                [keyed_identifier(self.key, purpose, str(v), vr) for v in _values(element)],
+                [keyed_identifier(self.key, purpose, str(v), vr) for v in element_values(element)],
             )
         elif operation == _EMPTY_SEQUENCE:
             element.value = Sequence()
@@ -611,11 +486,6 @@ def _code_item(code: MethodCode) -> Dataset:
     )
 
 
-_STRING_VALUED_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT"})
-"""VRs whose decoded value is the plain ``str`` (dates and times too, unless pydicom is
-configured to convert them to ``datetime``)."""
-
-
 def _shift_once(value: str, vr: str, walk: _Walk) -> str | None:
     """``shift_date`` / ``shift_datetime``, computed once per value and header."""
     text = value.strip()
@@ -654,128 +524,13 @@ def _dummy_value(vr: str) -> object:
     return DUMMY_TEXT[: MAX_VALUE_LEN.get(vr, len(DUMMY_TEXT))]
 
 
-def _assign(dataset: Dataset, tag: BaseTag, element: DataElement, values: list[str]) -> None:
-    """Give an element new values we generated (keyed UIDs and IDs, shifted dates)."""
-    if not _store(dataset, tag, element.VR, values):
-        element.value = values or None
-
-
-def _store(dataset: Dataset, tag: BaseTag, vr: str, values: list[str]) -> bool:
-    """Store no value or a single one in a new element; False where that would differ.
-
-    The value is stored as is: it is already in the form pydicom converts such a value
-    to, and valid by construction, so the value setter's conversion and validation would
-    only cost time. Several values (a MultiValue) and other VRs are left to the setter.
-    """
-    if vr == "UN":  # a new element might take the dictionary's VR instead
-        return False
-    if not values:
-        dataset[tag] = DataElement(tag, vr, None, already_converted=True)
-    elif len(values) > 1:
-        return False
-    elif vr in _STRING_VALUED_VRS or (vr in ("DA", "DT") and not config.datetime_conversion):
-        dataset[tag] = DataElement(tag, vr, values[0], already_converted=True)
-    elif vr == "UI":
-        uid = UID(values[0], validation_mode=config.IGNORE)
-        dataset[tag] = DataElement(tag, vr, uid, already_converted=True)
-    else:
-        return False
-    return True
-
-
-def _decoding_cannot_fail() -> bool:
-    """Whether pydicom, as configured now, decodes every text VR without raising.
-
-    With its defaults (validation warns, dates stay strings, no callbacks of ours) a
-    text value that does not decode is decoded with replacement characters and a
-    warning, never an exception. Decoding a kept text value only to find out that it
-    cannot be decoded is then pointless, and UIDs and dates can be read from their bytes.
-    """
-    return (
-        config.settings.reading_validation_mode != config.RAISE
-        and not config.datetime_conversion
-        and config.data_element_callback is None
-        and hooks.raw_element_vr is default_raw_element_vr
-        and hooks.raw_element_value is default_raw_element_value
-    )
-
-
-def _stored_vr(
-    tag: int, stored: DataElement | RawDataElement
-) -> tuple[DataElement | None, str | None]:
-    """The element if pydicom has decoded it already, and its VR (see ``_raw_vr``)."""
-    if isinstance(stored, DataElement):
-        return stored, stored.VR
-    return None, _raw_vr(tag, stored.VR)
-
-
-_RAW_VRS: dict[tuple[int, str | None], str | None] = {}
-
-
-def _raw_vr(tag: int, vr: str | None) -> str | None:
-    """A raw element's VR without decoding its value; None when only decoding can tell.
-
-    That is the VR written in the file (explicit VR) or the dictionary's (implicit VR),
-    the same ones pydicom decodes with; ambiguous dictionary VRs (``US or SS``), ``UN``
-    of a known tag and ``UN`` of a private tag (pydicom looks its creator up in the
-    private dictionary: it may be a name) are left to decoding, which resolves them.
-    """
-    if vr and vr != "UN":
-        return vr
-    if vr and tag >> 16 & 1:
-        return None
-    try:
-        return _RAW_VRS[(tag, vr)]
-    except KeyError:
-        pass
-    try:
-        listed = dictionary_VR(tag)
-    except KeyError:
-        known = "UN" if vr else None
-    else:
-        known = None if " or " in listed or vr == "UN" else listed
-    if len(_RAW_VRS) >= _PLAN_CACHE_LIMIT:
-        _RAW_VRS.clear()
-    _RAW_VRS[(tag, vr)] = known
-    return known
-
-
-def _decoded(dataset: Dataset, tag: BaseTag) -> DataElement | None:
-    try:
-        return dataset[tag]
-    except Exception:
-        return None
-
-
-def _values(element: DataElement) -> list[Any]:
-    value = element.value
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, MultiValue | list | tuple):
-        return [v for v in value if v is not None and v != ""]
-    return [] if value == "" else [value]
-
-
-def _text_of(header: Dataset, tag: int) -> str | None:
-    try:
-        element = header.get(tag)
-    except Exception:
-        return None
-    value = getattr(element, "value", None)
-    if value is None or isinstance(value, bytes | Sequence) or str(value).strip() == "":
-        return None
-    return str(value).strip()
-
-
 def _patient_identity(header: Dataset) -> str:
     """What identifies the patient for the date shift: ID, else name and birth date, else
     the study (so each unidentified study at least shifts consistently within itself)."""
-    patient_id = _text_of(header, 0x00100020)
+    patient_id = text_of(header, 0x00100020)
     if patient_id:
         return "id:" + patient_id
-    name, birth = _text_of(header, 0x00100010), _text_of(header, 0x00100030)
+    name, birth = text_of(header, 0x00100010), text_of(header, 0x00100030)
     if name:
         return f"name:{name}|{birth or ''}"
-    return "study:" + (_text_of(header, 0x0020000D) or "")
+    return "study:" + (text_of(header, 0x0020000D) or "")

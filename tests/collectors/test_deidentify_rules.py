@@ -18,14 +18,9 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from collectors import confidentiality_profile as table
-from collectors.deidentify import (
-    Deidentifier,
-    ProfileOptions,
-    clean_descriptor,
-    date_shift_days,
-    keyed_uid,
-    shift_date,
-)
+from collectors.deidentify import Deidentifier
+from collectors.deidentify_profile import ProfileOptions
+from collectors.deidentify_values import clean_descriptor, date_shift_days, keyed_uid, shift_date
 from collectors.pseudonym import PseudonymKey, case_pseudonym
 from collectors.tooling import generate_confidentiality_profile as generator
 
