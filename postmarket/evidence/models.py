@@ -198,7 +198,8 @@ class ChangeRecordRow(Base):
 
 class SignalColumns:
     """What an alert and each of its recurrences keep of a raised signal: its own id, the
-    statistic against the threshold, the evidence counts, the case span and severity."""
+    statistic against the threshold, the evidence counts, the case span and severity, and
+    for a CUSUM's signal when the change began (revision 12; NULL: no estimate)."""
 
     alert_id: Mapped[str] = mapped_column(String(36), unique=True)
     statistic: Mapped[float] = mapped_column(Float)
@@ -209,6 +210,7 @@ class SignalColumns:
     raised_at: Mapped[datetime]
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+    change_began_at: Mapped[datetime | None]
 
 
 class AlertRow(SignalColumns, Base):

@@ -66,12 +66,19 @@ def _conclusions(psur: Psur) -> str:
          f'<span class="{VERDICT_CLASS.get(c.verdict, "")}">{escape(c.conclusion)}</span>']
         for c in psur.conclusions
     ]  # fmt: skip
+    withdrawn = len(psur.report.withdrawn_claims)
     return section(
         "conclusions",
         "Conclusions per claim",
         "<p>Each registered claim of each version that ran in the year, against the field "
         "cases with final truth, by the anytime-valid claims test the pipeline runs.</p>"
-        + table(["Version", "Task", "Metric", "Observed [95 % CI] (n)", "Conclusion"], rows),
+        + table(["Version", "Task", "Metric", "Observed [95 % CI] (n)", "Conclusion"], rows)
+        + (
+            f"<p class=note>{withdrawn} claim(s) withdrawn by the year's end: no conclusion is "
+            'drawn on them (<a href="#withdrawn-claims">Claims withdrawn</a>).</p>'
+            if withdrawn
+            else ""
+        ),
     )
 
 

@@ -20,7 +20,13 @@ from postmarket.config import Settings
 from postmarket.contracts.events import utc_now
 from postmarket.evidence.audit import ChainVerdict, verify_chain
 from postmarket.evidence.report_alerts import alert_in_window
-from postmarket.evidence.report_claims import CLAIMS_ALPHA, ClaimCheck, claim_checks
+from postmarket.evidence.report_claims import (
+    CLAIMS_ALPHA,
+    ClaimCheck,
+    WithdrawnClaimRow,
+    claim_checks,
+    withdrawn_claims,
+)
 from postmarket.evidence.report_gate import GateEvidence, gate_evidence
 from postmarket.evidence.report_outcomes import DesignCounts
 from postmarket.evidence.report_promise import AlarmPromise, SurveillancePlan
@@ -72,6 +78,9 @@ class DeviceReport:
     promise: AlarmPromise | None = None
     gates: GateEvidence = GateEvidence()
     """The standard test database gate's stored verdicts on the device's versions."""
+    withdrawn_claims: tuple[WithdrawnClaimRow, ...] = ()
+    """Claims withdrawn from the device's versions by the period's end: shown, never in
+    ``claims`` nor in any figure or test."""
 
     @property
     def design(self) -> DesignCounts:
@@ -197,6 +206,7 @@ def build_report(
         policy=policy,
         outcomes=tuple(outcomes),
         claims=tuple(claim_checks(device.versions, outcomes)),
+        withdrawn_claims=tuple(withdrawn_claims(device.versions, stop)),
         sites=tuple(sites),
         heterogeneity=tuple(heterogeneity),
         strata=tuple(strata_analysis(outcomes)),

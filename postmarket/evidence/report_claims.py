@@ -1,5 +1,5 @@
 """Registered claims against the field: the anytime-valid beta-binomial claims test per
-version, task and metric."""
+version, task and metric; and the claims withdrawn from a version, shown but never tested."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from postmarket.evidence.store import (
     OutcomeRecord,
     VersionView,
 )
+from postmarket.evidence.views import WithdrawnClaim
 
 CLAIMS_ALPHA = 0.05
 
@@ -98,3 +99,28 @@ def claim_checks(
                 )
             )  # fmt: skip
     return checks
+
+
+@dataclass(frozen=True)
+class WithdrawnClaimRow:
+    """A claim withdrawn from a version's registration: the registration's record, which a
+    regulator reads beside the claims tested, and which no computation of the report uses."""
+
+    version: str
+    withdrawn: WithdrawnClaim
+
+
+def withdrawn_claims(versions: Sequence[VersionView], stop: datetime) -> list[WithdrawnClaimRow]:
+    """The claims withdrawn before ``stop`` (a period's end), by version, then in the order
+    they were withdrawn: a claim withdrawn after the period was current throughout it."""
+    rows = [
+        WithdrawnClaimRow(str(v.version), withdrawn)
+        for v in versions
+        for withdrawn in v.withdrawn_claims
+        if withdrawn.withdrawn_at < stop
+    ]
+    return sorted(
+        rows,
+        key=lambda r: (version_order(r.version), r.withdrawn.withdrawn_at, r.withdrawn.claim.task,
+                       r.withdrawn.claim.metric),
+    )  # fmt: skip

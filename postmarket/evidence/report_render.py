@@ -173,12 +173,32 @@ def _claims(report: DeviceReport) -> str:
         _design_line(report.design)
         + claims_table
         + note
+        + _withdrawn_claims(report)
         + figure("fig-claims", claims_figure(report), "Claims vs observed per version")
         + figure(
             "fig-weekly",
             weekly_figure(report),
             WEEKLY_CAPTION,
         ),
+    )
+
+
+def _withdrawn_claims(report: DeviceReport) -> str:
+    """The claims withdrawn by the period's end, with when, by whom and why; none is tested."""
+    if not report.withdrawn_claims:
+        return "<p class=none>No claim of any version was withdrawn by the period's end.</p>"
+    rows = [
+        [escape(r.version), escape(w.claim.task), escape(w.claim.metric),
+         f"{percent(w.claim.value)} [{percent(w.claim.ci_lower)}, {percent(w.claim.ci_upper)}]"
+         f"<br><small>{escape(w.claim.test_database)}</small>",
+         escape(f"{w.withdrawn_at:%Y-%m-%d %H:%M} UTC"), escape(w.withdrawn_by), escape(w.why)]
+        for r in report.withdrawn_claims
+        for w in (r.withdrawn,)
+    ]  # fmt: skip
+    return (
+        '<h3 id="withdrawn-claims">Claims withdrawn</h3><p class=note>Kept as the registration\'s '
+        "record, never tested: a withdrawn claim is in no claims test, figure or finding.</p>"
+        + table(["Version", "Task", "Metric", "Claimed [CI]", "Withdrawn", "By", "Why"], rows)
     )
 
 

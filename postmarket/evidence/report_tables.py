@@ -77,6 +77,7 @@ def report_tables(report: DeviceReport) -> list[ReportTable]:
         _summary(report),
         _findings(report),
         _claims(report),
+        _withdrawn_claims(report),
         _sites(report),
         _heterogeneity(report),
         _strata(report),
@@ -135,6 +136,18 @@ def _claims(report: DeviceReport) -> ReportTable:
                "test_database", *_proportion("observed_", None), "verdict", "decided_at_case",
                "decided_at", "log_e_value", "prospective", "retrospective"]  # fmt: skip
     return _dict_table("claims", rows, columns)
+
+
+def _withdrawn_claims(report: DeviceReport) -> ReportTable:
+    columns = ("version", "task", "metric", "claimed", "claimed_ci_lower", "claimed_ci_upper",
+               "test_database", "withdrawn_at", "withdrawn_by", "why")  # fmt: skip
+    rows = [
+        (r.version, w.claim.task, w.claim.metric, w.claim.value, w.claim.ci_lower,
+         w.claim.ci_upper, w.claim.test_database, w.withdrawn_at, w.withdrawn_by, w.why)
+        for r in report.withdrawn_claims
+        for w in (r.withdrawn,)
+    ]  # fmt: skip
+    return table_of("withdrawn_claims", columns, rows)
 
 
 def _sites(report: DeviceReport) -> ReportTable:

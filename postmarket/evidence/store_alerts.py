@@ -358,6 +358,7 @@ def _signal(alert: Alert) -> dict[str, Any]:
         "raised_at": alert.raised_at,
         "severity": alert.severity,
         "message": alert.message,
+        "change_began_at": alert.change_began_at,
     }
 
 
@@ -399,6 +400,7 @@ def _as_raised(row: AlertRow | AlertRecurrenceRow, stream: StreamKey, detector: 
         raised_at=row.raised_at,
         severity=row.severity,  # type: ignore[arg-type]
         message=row.message,
+        change_began_at=row.change_began_at,
     )
 
 

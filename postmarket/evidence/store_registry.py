@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -295,13 +295,22 @@ class RegistryStore(StoreUnit):
             return _claim(_claim_row(registration, task, metric, device_id, parsed))
 
     def withdraw_claim(
-        self, device_id: str, version: str, task: str, metric: str, *, why: str, actor: str
+        self,
+        device_id: str,
+        version: str,
+        task: str,
+        metric: str,
+        *,
+        why: str,
+        actor: str,
+        at: datetime | None = None,
     ) -> Claim:
         """Withdraw a (mistyped) claim from a version's registration; return it.
 
         Under the same rules as :meth:`amend_claim`. The claim stays in the registry,
-        marked withdrawn with when, by ``actor`` and ``why`` (no longer monitored, published
-        or counted as the version's claim), and the audit entry keeps it whole too.
+        marked withdrawn at ``at`` (default now), by ``actor`` and with ``why`` (no longer
+        monitored, published or counted as the version's claim; reports list it), and the
+        audit entry keeps it whole too.
         """
         parsed = Version.parse(version)
         with self._transaction() as session:
@@ -316,7 +325,7 @@ class RegistryStore(StoreUnit):
                 f"device:{device_id}/version:{parsed}/task:{task}",
                 {"withdrawn": _claim_record(row), "why": why},
             )
-            row.withdrawn_at, row.withdrawn_by, row.withdrawn_why = utc_now(), actor, why
+            row.withdrawn_at, row.withdrawn_by, row.withdrawn_why = at or utc_now(), actor, why
             return withdrawn
 
     def add_change(self, device_id: str, version: str, change: ChangeRecord, *, actor: str) -> None:
