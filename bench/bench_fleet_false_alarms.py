@@ -69,7 +69,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from detectors import BernoulliMultiCUSUM, bernoulli_cusum_arl  # noqa: E402
-from simulator.fleet import SimulatedCase, fleet_records  # noqa: E402
+from simulator.fleet import SimulatedCase  # noqa: E402
+from simulator.fleet_records import fleet_records  # noqa: E402
 from simulator.ground_truth import stream_key  # noqa: E402
 from simulator.heterogeneity import site_performance, synthetic_sites  # noqa: E402
 from simulator.monitor_replay import MonitorReplay  # noqa: E402

@@ -400,7 +400,7 @@ def run_demo(
     from postmarket.evidence.sink import EvidenceSink
     from postmarket.evidence.store import EvidenceStore
     from simulator.collector_path import kafka_connector
-    from simulator.fleet import fleet_records
+    from simulator.fleet_records import fleet_records
     from simulator.ground_truth import ground_truth
     from simulator.run import run_simulation
     from simulator.scenario import load_scenario

@@ -15,6 +15,9 @@ Malformed records are not events a collector makes: they stand for bytes a broke
 writes straight to a v1 input topic. They wait in an outbox of their own and leave, signed
 by the site as before, as v1 records whatever the contract, so a worker dead-letters each
 with its original bytes (inside a batch they would be re-encoded or break the batch).
+A malformed batch (:class:`~simulator.fleet.MalformedBatchRecord`) is the v2 counterpart:
+the collector makes its good events as it makes any, puts the bad ones at their places
+(:func:`simulator.malformed.assemble_batch`) and the same loop sends it signed by the site.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
+from collectors.batching import DEFAULT_INPUT_CONTRACT, BatchEntry, InputContract
 from collectors.case_index import CaseIndex
+from collectors.deidentify import Deidentifier
 from collectors.delivery import DeliveryLoop, RecordSender
-from collectors.events import AIOutput
-from collectors.followups import FollowUpRecord
+from collectors.events import AIOutput, dicom_case, prediction_event
+from collectors.followups import FollowUpRecord, followup_event
 from collectors.intake import Intake
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
@@ -43,8 +47,15 @@ from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.contracts import RegistryEntry, SiteKeyRegistration, encode
 from postmarket.kafka_security import KafkaSecurity
-from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedFollowUp, SimulatedRecord
+from simulator.fleet import (
+    MalformedBatchRecord,
+    MalformedRecord,
+    SimulatedCase,
+    SimulatedFollowUp,
+    SimulatedRecord,
+)
 from simulator.headers import accession_number, study_header
+from simulator.malformed import assemble_batch
 from simulator.scenario import Site
 
 INPUT_TOPICS = {"predictions": topics.PREDICTIONS, "followups": topics.FOLLOWUPS}
@@ -147,8 +158,9 @@ class SiteCollector:
             input_contract=input_contract,
             site_id=site.id,
         )
+        self.pseudonym_key = setup.pseudonym_key
         self.injected = Outbox(home / site.id / "injected.db")
-        """Malformed records, sent as v1 records by a loop of their own."""
+        """Malformed records and batches, sent as they are by a loop of their own."""
         self.injected_delivery = DeliveryLoop(
             self.injected, setup.connect, signer=setup.signing_key, input_contract="v1"
         )
@@ -163,6 +175,8 @@ class SiteCollector:
             self.intake.accept_ai_output(ai_output(record))
         elif isinstance(record, SimulatedFollowUp):
             self.intake.accept_followup(followup_record(record))
+        elif isinstance(record, MalformedBatchRecord):
+            self.put_malformed_batch(record)
         else:
             self.put_malformed(record)
 
@@ -171,6 +185,14 @@ class SiteCollector:
         event_id = f"malformed|{record.injection}|{record.key.decode()}"
         self.injected.put_encoded(
             event_id, EncodedEvent(INPUT_TOPICS[record.topic], record.key, record.value)
+        )
+
+    def put_malformed_batch(self, record: MalformedBatchRecord) -> None:
+        """Queue a batch of this site's good events with the bad ones at their places."""
+        value = assemble_batch(self.site.id, batch_good_events(record, self), record.bad)
+        self.injected.put_encoded(
+            f"malformed-batch|{record.name}",
+            EncodedEvent(topics.INPUTS, self.site.id.encode(), value),
         )
 
     def deliver(self) -> int:
@@ -184,6 +206,22 @@ class SiteCollector:
         self.cases.close()
         self.outbox.close()
         self.injected.close()
+
+
+def batch_good_events(record: MalformedBatchRecord, collector: SiteCollector) -> list[BatchEntry]:
+    """Each case of ``record`` and its follow-up, in that order, as the site's collector
+    makes them (de-identified, pseudonymised with its key, keyed event ids)."""
+    key, site = collector.pseudonym_key, collector.site
+    deidentifier = Deidentifier(key)
+    entries: list[BatchEntry] = []
+    for case, followup in zip(record.cases, record.followups, strict=True):
+        header = study_header(case, site.institution, site.city)
+        study = dicom_case(f"simulated://{site.id}/{record.name}", header, deidentifier)
+        prediction = prediction_event(study, ai_output(case), site.id, key)
+        truth = followup_event(followup_record(followup), study.case_pseudonym, site.id, key)
+        entries.append(("prediction", str(prediction.event_id), encode(prediction)))
+        entries.append(("followup", str(truth.event_id), encode(truth)))
+    return entries
 
 
 class RecordFile:

@@ -12,21 +12,20 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Literal, TypeVar
 
 from postmarket.contracts.events import Decision, Label, ReadRound, StudyDesign, TruthSource
 from simulator.calibration import class_shift, logit, shifted_score
-from simulator.heterogeneity import SitePerformance, device_operating_point, site_performance
+from simulator.heterogeneity import SitePerformance, device_operating_point
+from simulator.malformed import BadBatchEvent
 from simulator.scenario import (
-    Backfill,
     Device,
     Effect,
     GroundTruth,
-    MalformedBurst,
     PerformanceDrift,
     Scanner,
     ScannerChange,
@@ -108,11 +107,37 @@ class MalformedRecord:
     day: int
 
 
-SimulatedRecord = SimulatedCase | SimulatedFollowUp | MalformedRecord
+@dataclass(frozen=True)
+class MalformedBatchRecord:
+    """A batch a site's collector signs correctly, holding bad events among good ones.
+
+    The good events are the site's own cases and their decisive follow-ups, made by the
+    collector (de-identified, pseudonymised) as any other; the bad ones are fixed bytes at
+    fixed places, so what must be dead-lettered, and where, is known before anything is sent.
+    """
+
+    site_id: str
+    injection: str
+    number: int
+    """Which batch of its injection (0 first)."""
+    cases: tuple[SimulatedCase, ...]
+    followups: tuple[SimulatedFollowUp, ...]
+    """One decisive follow-up per case, in the same order: every good case is settled."""
+    bad: tuple[BadBatchEvent, ...]
+    event_time: datetime
+    arrival_time: datetime
+    day: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.injection}-{self.number}"
+
+
+SimulatedRecord = SimulatedCase | SimulatedFollowUp | MalformedRecord | MalformedBatchRecord
 
 
 @dataclass
-class _Sequenced:
+class Sequenced:
     """Sort handle: arrival, then event time, then generation order (all deterministic)."""
 
     arrival_time: datetime
@@ -308,7 +333,7 @@ def silence_day(scenario: Scenario, site_id: str) -> int | None:
 
 
 @dataclass(frozen=True)
-class _CaseContext:
+class CaseContext:
     scenario: Scenario
     site: Site
     device: Device
@@ -319,7 +344,7 @@ class _CaseContext:
 
 
 def simulate_case(
-    rng: random.Random, context: _CaseContext, number: int, day: int, event_time: datetime
+    rng: random.Random, context: CaseContext, number: int, day: int, event_time: datetime
 ) -> SimulatedCase:
     """One case of ``context.device`` at ``context.site`` on simulated ``day``."""
     scenario, site, device = context.scenario, context.site, context.device
@@ -423,106 +448,3 @@ def simulate_followups(
         after = max(first_after, second_after) + delay_days(rng, median / 2.0, maximum)
         reads.append(followup(after, adjudicated, "reader", adjudicator, "adjudication"))
     return reads
-
-
-def site_records(scenario: Scenario, site: Site) -> Iterator[SimulatedRecord]:
-    """The live cases and follow-ups of one site over the scenario, day by day."""
-    rng = random.Random(f"{scenario.seed}|site|{site.id}")  # noqa: S311 - simulation
-    counters = dict.fromkeys(site.daily_cases, 0)
-    contexts = {
-        device_id: _CaseContext(
-            scenario,
-            site,
-            scenario.device(device_id),
-            f"{site.id}|{device_id}",
-            "prospective",
-            site_performance(scenario, site, scenario.device(device_id)),
-        )
-        for device_id in site.daily_cases
-    }
-    for day in range(scenario.days):
-        day_start = scenario.start + timedelta(days=day)
-        for device_id, mean in sorted(site.daily_cases.items()):
-            context = contexts[device_id]
-            device = context.device
-            seconds = sorted(rng.randrange(SECONDS_PER_DAY) for _ in range(poisson(rng, mean)))
-            for second in seconds:
-                counters[device_id] += 1
-                time = day_start + timedelta(seconds=second)
-                case = simulate_case(rng, context, counters[device_id], day, time)
-                yield case
-                yield from simulate_followups(rng, case, device.ground_truth, scenario.start)
-
-
-def backfill_records(scenario: Scenario, backfill: Backfill) -> Iterator[SimulatedRecord]:
-    """A site's retrospective cases of [from_day, to_day), all arriving at the upload."""
-    rng = random.Random(f"{scenario.seed}|backfill|{backfill.name}")  # noqa: S311
-    site, device = scenario.site(backfill.site), scenario.device(backfill.device)
-    upload = scenario.start + timedelta(days=backfill.day, hours=12)
-    context = _CaseContext(
-        scenario,
-        site,
-        device,
-        f"{site.id}|{device.id}|{backfill.name}",
-        "retrospective",
-        site_performance(scenario, site, device),
-        upload,
-    )
-    number = 0
-    for day in range(backfill.from_day, backfill.to_day):
-        day_start = scenario.start + timedelta(days=day)
-        count = poisson(rng, site.daily_cases.get(device.id, 0.0))
-        for second in sorted(rng.randrange(SECONDS_PER_DAY) for _ in range(count)):
-            number += 1
-            case = simulate_case(rng, context, number, day, day_start + timedelta(seconds=second))
-            yield replace(case, injections=(*case.injections, backfill.name))
-            yield from simulate_followups(rng, case, device.ground_truth, scenario.start, upload)
-
-
-def malformed_records(scenario: Scenario, burst: MalformedBurst) -> Iterator[MalformedRecord]:
-    """``burst.count`` invalid records, cycling through the ways input goes wrong."""
-    from simulator.malformed import malformed_value
-
-    start = scenario.start + timedelta(days=burst.day, hours=12)
-    for index in range(burst.count):
-        time = start + timedelta(seconds=index)
-        defect, value = malformed_value(index, burst.site, time)
-        yield MalformedRecord(
-            site_id=burst.site,
-            topic=burst.topic,
-            key=f"malformed-{burst.name}-{index}".encode(),
-            value=value,
-            defect=defect,
-            injection=burst.name,
-            event_time=time,
-            arrival_time=time,
-            day=burst.day,
-        )
-
-
-def fleet_records(scenario: Scenario) -> list[SimulatedRecord]:
-    """Every record the fleet sends, in arrival order (event order for live data)."""
-    sequenced: list[_Sequenced] = []
-
-    def add(records: Iterator[SimulatedRecord]) -> None:
-        for record in records:
-            silent_from = silence_day(scenario, record.site_id)
-            if silent_from is not None and record.arrival_time >= scenario.start + timedelta(
-                days=silent_from
-            ):
-                continue
-            if record.arrival_time >= scenario.start + timedelta(days=scenario.days):
-                continue  # the run ends; later follow-ups never arrive within it
-            sequenced.append(
-                _Sequenced(record.arrival_time, record.event_time, len(sequenced), record)
-            )
-
-    for site in scenario.sites:
-        add(site_records(scenario, site))
-    for injection in scenario.injections:
-        if isinstance(injection, Backfill):
-            add(backfill_records(scenario, injection))
-        elif isinstance(injection, MalformedBurst):
-            add(malformed_records(scenario, injection))
-    sequenced.sort(key=_Sequenced.key)
-    return [item.record for item in sequenced]

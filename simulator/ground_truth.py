@@ -19,6 +19,7 @@ from typing import Any, Literal
 from postmarket.contracts import Claim, RegistryEntry
 from simulator.calibration import OperatingPoint
 from simulator.fleet import (
+    MalformedBatchRecord,
     MalformedRecord,
     SimulatedCase,
     SimulatedFollowUp,
@@ -37,6 +38,7 @@ from simulator.scenario import (
     Device,
     Effect,
     Interval,
+    MalformedBatch,
     MalformedBurst,
     PerformanceDrift,
     ScannerChange,
@@ -52,6 +54,7 @@ EXPECTED_SIGNAL = {
     "unregistered_version": "unregistered_version",
     "site_silence": "site_silent",
     "malformed_burst": "dead_letters",
+    "malformed_batch": "dead_letters_in_batch",
     "backfill": "retrospective_data",
 }
 
@@ -179,15 +182,25 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def arriving_cases(records: list[SimulatedRecord]) -> list[SimulatedCase]:
+    """Every case in arrival order, the good cases of malformed batches included (they are
+    cases of their stream like any other)."""
+    cases: list[SimulatedCase] = []
+    for record in records:
+        if isinstance(record, SimulatedCase):
+            cases.append(record)
+        elif isinstance(record, MalformedBatchRecord):
+            cases.extend(record.cases)
+    return cases
+
+
 def tally_streams(
     records: list[SimulatedRecord],
 ) -> tuple[dict[str, StreamTally], dict[tuple[str, str], StreamTally]]:
     """Per stream, and per (change, stream), counts in arrival order."""
     streams: dict[str, StreamTally] = {}
     changes: dict[tuple[str, str], StreamTally] = {}
-    for record in records:
-        if not isinstance(record, SimulatedCase):
-            continue
+    for record in arriving_cases(records):
         key = stream_key(record)
         tally = streams.setdefault(key, StreamTally())
         tally.add(record, tally.cases + 1)
@@ -285,6 +298,29 @@ def injection_truth(
                 "count": sum(defects.values()),
                 "defects": dict(sorted(defects.items())),
             }
+        elif isinstance(injection, MalformedBatch):
+            batches = [
+                r
+                for r in records
+                if isinstance(r, MalformedBatchRecord) and r.injection == injection.name
+            ]
+            entry |= {
+                "site": injection.site,
+                "batches": [
+                    {
+                        "good_events": 2 * len(batch.cases),
+                        "bad_events": [
+                            {
+                                "index": bad.index,
+                                "defect": bad.defect,
+                                "expected_reason": bad.expected_reason,
+                            }
+                            for bad in batch.bad
+                        ],
+                    }
+                    for batch in batches
+                ],
+            }
         elif isinstance(injection, Backfill):
             entry |= {
                 "site": injection.site,
@@ -309,6 +345,7 @@ def ground_truth(scenario: Scenario, records: list[SimulatedRecord]) -> dict[str
                 if key.split("|")[2] == injection.site:
                     tally.injections.add(injection.name)
     kinds = Counter(type(r).__name__ for r in records)
+    batches = [r for r in records if isinstance(r, MalformedBatchRecord)]
     performance = fleet_performance(scenario)
     return {
         "scenario": scenario.name,
@@ -317,9 +354,9 @@ def ground_truth(scenario: Scenario, records: list[SimulatedRecord]) -> dict[str
         "days": scenario.days,
         "end": (scenario.start + timedelta(days=scenario.days)).isoformat(),
         "counts": {
-            "predictions": kinds[SimulatedCase.__name__],
-            "followups": kinds[SimulatedFollowUp.__name__],
-            "malformed": kinds[MalformedRecord.__name__],
+            "predictions": kinds[SimulatedCase.__name__] + sum(len(b.cases) for b in batches),
+            "followups": kinds[SimulatedFollowUp.__name__] + sum(len(b.followups) for b in batches),
+            "malformed": kinds[MalformedRecord.__name__] + sum(len(b.bad) for b in batches),
             "registry_entries": len(registry_entries(scenario)),
         },
         "operating_points": {

@@ -10,8 +10,8 @@ worker designs it from the registry. It is for checks and benchmarks that need t
 monitors' verdicts on many simulated site-years in seconds; what the worker adds (Kafka,
 exactly-once, tables) is tested elsewhere.
 
-Records must come in arrival order, as :func:`simulator.fleet.fleet_records` or
-:func:`simulator.fleet.site_records` give them (a site's records alone are enough: every
+Records must come in arrival order, as :func:`simulator.fleet_records.fleet_records` or
+:func:`simulator.fleet_records.site_records` give them (a site's records alone are enough: every
 stream is one site's).
 """
 

@@ -25,7 +25,8 @@ from simulator.collector_path import (
     signing_key,
     site_key_record,
 )
-from simulator.fleet import SimulatedRecord, fleet_records
+from simulator.fleet import SimulatedRecord
+from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth, registry_entries, write_ground_truth
 from simulator.scenario import Scenario
 

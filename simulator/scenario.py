@@ -253,6 +253,20 @@ class MalformedBurst(_Injection):
     topic: Literal["predictions", "followups"] = "predictions"
 
 
+class MalformedBatch(_Injection):
+    """``count`` signed batches of ``site``'s collector at ``day``, each holding
+    ``good_cases`` of its cases (with their follow-ups) and one bad event of every kind in
+    :data:`simulator.malformed.BATCH_DEFECTS` among them."""
+
+    kind: Literal["malformed_batch"]
+    site: Identifier
+    count: Annotated[int, Field(ge=1, le=12)] = 1
+    """Batches, an hour apart from noon: all within their day."""
+    good_cases: Annotated[int, Field(ge=1, le=100)] = 4
+    device: Identifier | None = None
+    """The device of the good cases (default: the site's first, by id)."""
+
+
 class Backfill(_Injection):
     """At ``day`` a site uploads its retrospective cases of days [from_day, to_day)."""
 
@@ -270,7 +284,13 @@ class Backfill(_Injection):
 
 
 AnyInjection = (
-    ScannerChange | VersionRollout | PerformanceDrift | SiteSilence | MalformedBurst | Backfill
+    ScannerChange
+    | VersionRollout
+    | PerformanceDrift
+    | SiteSilence
+    | MalformedBurst
+    | MalformedBatch
+    | Backfill
 )
 Injection = Annotated[AnyInjection, Field(discriminator="kind")]
 
@@ -317,6 +337,11 @@ class Scenario(_Model):
             named_device = getattr(injection, "device", None)
             if named_device is not None and named_device not in devices:
                 raise ValueError(f"injection {injection.name}: unknown device {named_device!r}")
+            if isinstance(injection, MalformedBatch):
+                cases = self.site(injection.site).daily_cases
+                if not cases or (named_device is not None and named_device not in cases):
+                    reason = "its site has no cases of that device"
+                    raise ValueError(f"injection {injection.name}: {reason}")
         return self
 
     def device(self, device_id: str) -> Device:

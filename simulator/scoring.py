@@ -15,6 +15,12 @@ what the pipeline really emits for it:
     the ``unregistered_change`` alert on an affected stream;
 ``dead_letters``
     every malformed record of the burst on the dead-letter topic, bytes for bytes;
+``dead_letters_in_batch``
+    every bad event of each malformed batch dead-lettered alone, bytes for bytes, from
+    ``pms.inputs.v2`` at its place in the batch (``source_index``) with its reason; a
+    repeated event_id dead-lettered nowhere (a resend counts once); and every good event of
+    the batch counted: its prediction accepted, none of them dead-lettered, and, when the
+    outcomes are given, every good case's outcome out;
 ``retrospective_data``
     every backfilled case accepted and marked retrospective;
 ``site_silent``
@@ -49,13 +55,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from postmarket.contracts import Alert, DeadLetter, Prediction
-from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedRecord
-from simulator.ground_truth import stream_key
+import orjson
+
+from postmarket import topics
+from postmarket.contracts import Alert, DeadLetter, Outcome, Prediction
+from simulator.fleet import MalformedBatchRecord, MalformedRecord, SimulatedRecord
+from simulator.ground_truth import arriving_cases, stream_key
 from streams.performance import is_label_free
 from streams.pooled import POOLED_SITE
 
@@ -90,6 +99,7 @@ BOUNDS: dict[str, Bound] = {
     "performance_below_claims": Bound(cases=600, days=15.0),
     "unregistered_version": Bound(cases=None, days=1.0),
     "dead_letters": Bound(cases=None, days=0.0),
+    "dead_letters_in_batch": Bound(cases=None, days=0.0),
     "retrospective_data": Bound(cases=None, days=0.0),
     "site_silent": Bound(cases=None, days=SILENCE_AFTER / timedelta(days=1)),
 }
@@ -107,6 +117,11 @@ version's first day. Dead letters and retrospective marking happen on arrival; s
 is seen :data:`SILENCE_AFTER` after the last case."""
 
 
+GoodEvent = tuple[str, str, datetime]
+"""A good event of a batch as scoring finds it whatever the site's keys: (kind, site,
+event time); the simulator gives a batch's events distinct times."""
+
+
 @dataclass(frozen=True)
 class FleetFacts:
     """What the simulator knows about its own records that the ground truth file omits."""
@@ -115,18 +130,41 @@ class FleetFacts:
     """Per stream key, its cases' event times in arrival order (ordinal 1 first)."""
     malformed: Mapping[str, frozenset[bytes]]
     """Per malformed-burst injection, the bytes of its records."""
+    batch_bad: Mapping[str, frozenset[tuple[int, bytes, str]]] = field(default_factory=dict)
+    """Per malformed-batch injection, (place in its batch, bytes, reason) of every event
+    the workers must dead-letter."""
+    batch_good: Mapping[str, frozenset[GoodEvent]] = field(default_factory=dict)
+    """Per malformed-batch injection, its good events (the repeat of one is not another)."""
 
 
 def fleet_facts(records: Iterable[SimulatedRecord]) -> FleetFacts:
     """The facts scoring needs, from the records in arrival order (as ``fleet_records``)."""
+    records = list(records)
     times: dict[str, list[datetime]] = defaultdict(list)
     malformed: dict[str, set[bytes]] = defaultdict(set)
+    batch_bad: dict[str, set[tuple[int, bytes, str]]] = defaultdict(set)
+    batch_good: dict[str, set[GoodEvent]] = defaultdict(set)
+    for case in arriving_cases(records):
+        times[stream_key(case)].append(case.event_time)
     for record in records:
-        if isinstance(record, SimulatedCase):
-            times[stream_key(record)].append(record.event_time)
-        elif isinstance(record, MalformedRecord):
+        if isinstance(record, MalformedRecord):
             malformed[record.injection].add(record.value)
-    return FleetFacts(dict(times), {name: frozenset(v) for name, v in malformed.items()})
+        elif isinstance(record, MalformedBatchRecord):
+            for bad in record.bad:
+                if bad.value is not None and bad.expected_reason is not None:
+                    batch_bad[record.injection].add((bad.index, bad.value, bad.expected_reason))
+            batch_good[record.injection].update(
+                ("prediction", c.site_id, c.event_time) for c in record.cases
+            )
+            batch_good[record.injection].update(
+                ("followup", f.site_id, f.event_time) for f in record.followups
+            )
+    return FleetFacts(
+        dict(times),
+        {name: frozenset(v) for name, v in malformed.items()},
+        {name: frozenset(v) for name, v in batch_bad.items()},
+        {name: frozenset(v) for name, v in batch_good.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +175,8 @@ class PipelineOutput:
     dead_letters: Sequence[DeadLetter] = ()
     predictions: Sequence[Prediction] = ()
     """The valid predictions it accepted (for silence and retrospective marking)."""
+    outcomes: Sequence[Outcome] | None = None
+    """The outcomes it emitted, when read (None: not read, so not scored)."""
 
 
 @dataclass(frozen=True)
@@ -356,6 +396,59 @@ def _score_dead_letters(
     )
 
 
+def _good_event(original: bytes) -> GoodEvent | None:
+    """(kind, site, event time) of a dead-lettered event, if it reads as one."""
+    try:
+        event = orjson.loads(original)
+        kind = "prediction" if "score" in event or "decision" in event else "followup"
+        return kind, str(event["site_id"]), datetime.fromisoformat(event["event_time"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _score_batch(
+    entry: Mapping[str, Any], output: PipelineOutput, facts: FleetFacts
+) -> ChangeScore:
+    """Each bad event dead-lettered alone at its place, every good event of its batches
+    counted (accepted, not dead-lettered, its outcome out when outcomes are given)."""
+    bad = facts.batch_bad.get(entry["name"], frozenset())
+    good = facts.batch_good.get(entry["name"], frozenset())
+    from_batches = [d for d in output.dead_letters if d.source_topic == topics.INPUTS]
+    lettered = {
+        (d.source_index, d.original, d.reason_code)
+        for d in from_batches
+        if d.source_index is not None
+    }
+    placed = bad & lettered
+    good_lettered = {_good_event(d.original) for d in from_batches} & good
+    accepted = {("prediction", p.site_id, p.event_time) for p in output.predictions} & good
+    good_predictions = {event for event in good if event[0] == "prediction"}
+    checks = [bool(bad), placed == bad, accepted == good_predictions, not good_lettered]
+    detail = (
+        f"{len(placed)} of {len(bad)} bad events dead-lettered at their place; "
+        f"{len(accepted)} of {len(good_predictions)} good predictions accepted, "
+        f"{len(good_lettered)} good events dead-lettered"
+    )
+    if output.outcomes is not None:
+        joined = {("prediction", o.stream.site_id, o.prediction_time) for o in output.outcomes}
+        checks.append(good_predictions <= joined)
+        detail += f", {len(good_predictions & joined)} good cases' outcomes out"
+    detected = all(checks)
+    return ChangeScore(
+        name=entry["name"],
+        kind=entry["kind"],
+        expected_signal=entry["expected_signal"],
+        detected=detected,
+        detectors=("dead_letter",) if placed else (),
+        streams_detected=0,
+        streams_affected=0,
+        delay_cases=None,
+        delay_days=0.0 if detected else None,
+        bound=BOUNDS[entry["expected_signal"]],
+        detail=detail,
+    )
+
+
 def _score_backfill(entry: Mapping[str, Any], output: PipelineOutput) -> ChangeScore:
     begin, end = (_time(t) for t in entry["window"])
     marked = {
@@ -443,6 +536,8 @@ def score_run(truth: Mapping[str, Any], facts: FleetFacts, output: PipelineOutpu
             scores.append(_score_alerted(entry, alerts, facts, explained))
         elif signal == "dead_letters":
             scores.append(_score_dead_letters(entry, output, facts))
+        elif signal == "dead_letters_in_batch":
+            scores.append(_score_batch(entry, output, facts))
         elif signal == "retrospective_data":
             scores.append(_score_backfill(entry, output))
         elif signal == "site_silent":

@@ -5,7 +5,8 @@ Each kind here once did harm: an event dated year 9999 expired every open case o
 partition; an event without ``schema_version`` (or with ``true``) was counted and joined;
 a 2 MB record crashed the join agent and was lost without a dead letter; a deeply nested
 unsigned record was not counted as unauthentic. Then every field of both case contracts,
-broken in every way its published JSON Schema refuses (tests/malformed_events.py).
+broken in every way its published JSON Schema refuses (tests/malformed_events.py), and the
+simulator's bad events inside a correctly signed batch (simulator/malformed.py).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Any
 
 import pytest
 
+from collectors.batching import BatchEntry
 from postmarket import topics
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, encode
+from postmarket.contracts.batches import decode_batch
 from postmarket.local_worker import LocalWorker
+from simulator.malformed import BATCH_DEFECTS, assemble_batch, bad_batch_events
 from streams.retention import case_partition
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (
@@ -31,6 +35,7 @@ from tests.integration.pipeline_io import (
     free_port,
     metric_value,
     outcomes_of,
+    read_all,
     read_topic,
     send_raw,
     skip_backlog,
@@ -203,7 +208,7 @@ def test_deeply_nested_unsigned_and_forged_records_are_counted_unauthentic(
     letters = _dead_letters(bootstrap, {nested, forged})
     assert {letter.reason_code for letter in letters.values()} == {"authenticity"}
     for failure in FAILURES:  # counted, under the bounded label of an unknown site
-        wait_for_metric(url, unauthentic, before[failure] + 1, **labels[failure])
+        wait_for_metric(url, unauthentic, before[failure] + 1, reason=failure, site_id="unknown")
 
 
 def test_every_schema_breaking_field_is_dead_lettered_whole_and_counts_nowhere(
@@ -240,3 +245,44 @@ def test_every_schema_breaking_field_is_dead_lettered_whole_and_counts_nowhere(
     partners = sum(1 for event in valid if not hasattr(event, "label"))
     assert metric_value(url, "postmarket_predictions_total", site_id=site) == partners
     assert metric_value(url, "postmarket_outcomes_total", site_id=site) == 0
+
+
+def test_bad_events_inside_a_signed_batch_are_dead_lettered_at_their_place_and_the_rest_counts(
+    worker: LocalWorker,
+) -> None:
+    """The simulator's malformed batch: four settled cases of the site with one bad event of
+    every kind among them, signed by the site's registered key. Each refused event is
+    dead-lettered alone with its index; the repeated event_id counts once; every case joins."""
+    bootstrap, url, site = worker.settings.kafka_bootstrap, worker.metrics_url, unique_site()
+    cases = [f"c-{uuid.uuid4().hex}" for _ in range(4)]
+    predictions = [make_prediction(case_pseudonym=case, site_id=site) for case in cases]
+    good: list[BatchEntry] = []
+    for prediction in predictions:
+        followup = make_followup(case_pseudonym=prediction.case_pseudonym, site_id=site)
+        good.append(("prediction", str(prediction.event_id), encode(prediction)))
+        good.append(("followup", str(followup.event_id), encode(followup)))
+    bad = bad_batch_events(f"batch-{site}", site, unique_site(), len(good), datetime.now(UTC))
+    value = assemble_batch(site, good, bad)
+    refused = {b.value: b for b in bad if b.value is not None and b.expected_reason is not None}
+    duplicate = "postmarket_events_duplicate_total"
+    duplicates_before = metric_value(url, duplicate, topic=topics.INPUTS)
+    send_raw(bootstrap, topics.INPUTS, [(site.encode(), value)])
+
+    letters = _dead_letters(bootstrap, set(refused))
+    assert len(letters) == len(BATCH_DEFECTS) - 1 == 4
+    for original, expected in refused.items():
+        letter = letters[original]
+        assert (letter.source_topic, letter.source_index) == (topics.INPUTS, expected.index)
+        assert letter.reason_code == expected.expected_reason, letter.reason
+    outcomes = outcomes_of(bootstrap, {p.event_id for p in predictions}, len(cases))
+    assert sorted(o.case_pseudonym for o in outcomes) == sorted(cases)
+    wait_until_caught_up(bootstrap, worker.settings.worker_id, CASE_TOPICS)
+    assert metric_value(url, "postmarket_predictions_total", site_id=site) == len(cases)
+    assert metric_value(url, duplicate, topic=topics.INPUTS) >= duplicates_before + 1
+    good_events = {encode(e.event) for e in decode_batch(value).elements if e.event is not None}
+    from_this_batch = [
+        d
+        for d in valid_events(read_all(bootstrap, topics.DEADLETTER), DeadLetter)
+        if d.original in good_events
+    ]
+    assert from_this_batch == []  # the repeat included: a resend is not refused

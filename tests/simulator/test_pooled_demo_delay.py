@@ -18,7 +18,8 @@ import pytest
 from postmarket.config import Settings
 from postmarket.contracts import Alert, StreamKey, VersionTally, version_key
 from postmarket.demo import demo_plan
-from simulator.fleet import SimulatedCase, SimulatedFollowUp, SimulatedRecord, fleet_records
+from simulator.fleet import SimulatedCase, SimulatedFollowUp, SimulatedRecord
+from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth, registry_entries
 from simulator.monitor_replay import MonitorReplay, ReplayAlarm
 from simulator.scenario import Scenario

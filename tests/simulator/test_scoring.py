@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from postmarket.contracts import Alert, DeadLetter, StreamKey
-from simulator.fleet import fleet_records
+from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth
 from simulator.scenario import Scenario
 from simulator.scoring import (

@@ -14,7 +14,8 @@ from collectors.events import dicom_case
 from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
 from simulator.collector_path import pseudonym_key
-from simulator.fleet import SimulatedCase, fleet_records
+from simulator.fleet import SimulatedCase
+from simulator.fleet_records import fleet_records
 from simulator.headers import header_attributes, phi_values, study_header
 from simulator.scenario import Scenario
 from tests.simulator.conftest import DryRun

@@ -10,7 +10,8 @@ import pytest
 
 from postmarket import topics
 from postmarket.contracts import Prediction, RegistryEntry, decode
-from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedRecord, fleet_records
+from simulator.fleet import MalformedRecord, SimulatedCase, SimulatedRecord
+from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth
 from simulator.scenario import Scenario
 from tests.simulator.conftest import DryRun

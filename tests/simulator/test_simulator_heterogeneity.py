@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import binomtest
 
 from postmarket.demo import demo_plan
-from simulator.fleet import SimulatedCase, SimulatedFollowUp, fleet_records
+from simulator.fleet import SimulatedCase, SimulatedFollowUp
+from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth
 from simulator.heterogeneity import drawn_rate, fleet_performance, synthetic_sites
 from simulator.monitor_replay import MonitorReplay

@@ -16,7 +16,8 @@ from scipy.special import betainc
 from scipy.stats import binomtest
 
 from simulator.calibration import class_shift, operating_point, regularized_beta
-from simulator.fleet import SimulatedCase, SimulatedFollowUp, fleet_records
+from simulator.fleet import SimulatedCase, SimulatedFollowUp
+from simulator.fleet_records import fleet_records
 from simulator.scenario import Scenario
 
 CONFIDENCE = 0.999

@@ -6,7 +6,8 @@ import json
 import uuid
 from pathlib import Path
 
-from simulator.fleet import SimulatedRecord, fleet_records
+from simulator.fleet import SimulatedRecord
+from simulator.fleet_records import fleet_records
 from simulator.scenario import Scenario
 from tests.simulator.conftest import DryRun, dry_run
 

@@ -15,7 +15,8 @@ from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, FollowUp, Outcome, decode
 from postmarket.local_worker import LocalWorker
 from simulator.collector_path import kafka_connector
-from simulator.fleet import MalformedRecord, fleet_records
+from simulator.fleet import MalformedRecord
+from simulator.fleet_records import fleet_records
 from simulator.malformed import EXPECTED_REASON
 from simulator.run import run_simulation
 from simulator.scenario import Scenario
