@@ -45,11 +45,7 @@ REBASELINES = topics.REBASELINES
 def _reset_monitor_state() -> None:
     """Everything the stream agent keeps between records, in its module and its tables."""
     monitor.unacked.take()
-    monitor.unwritten.clear()
-    monitor.failed_positions.clear()
-    monitor.changed.clear()
-    monitor.live_monitors.clear()
-    monitor._parsed_registrations.clear()
+    monitor.states.clear()
     for table in (stream_monitors, stream_prediction_monitors, registry):
         table.data.clear()
 
@@ -247,8 +243,8 @@ def test_a_rebaseline_restarts_the_streams_reference_once(producer: RecordingPro
     async def scenario(feed: Feed) -> None:
         await referenced(feed)
         assert {"score_drift", "model_drift"} <= set(label_free()["detectors"])
-        live = monitor.live_monitors[STREAM]
-        monitor.publish_stream_metrics(decision.stream, live)
+        live = monitor.states.live_monitors[STREAM]
+        monitor.states.publish(decision.stream, live)
         assert drift_gauge() is not None
         written = len(producer.to(PREDICTION_CHANGELOG))
 
@@ -259,7 +255,7 @@ def test_a_rebaseline_restarts_the_streams_reference_once(producer: RecordingPro
         assert drift_gauge() is None  # not left showing the old reference's statistic
 
         # Read again from the table (a restart): at its offset, then published again.
-        monitor.live_monitors.clear()
+        monitor.states.live_monitors.clear()
         again = [
             await put_decision(Feed(feed._agent), decision),
             await put_decision(feed, decision),

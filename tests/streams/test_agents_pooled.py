@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from faust.types import EventT
 
 from postmarket import topics
 from postmarket.contracts import Alert, StreamKey, VersionTally, decode, encode, version_key
@@ -29,11 +31,10 @@ TALLIES = topics.VERSION_TALLIES
 def _reset() -> None:
     for module in (monitor, pooled):
         module.unacked.take()
-        module.unwritten.clear()
-        module.changed.clear()
-        module.live_monitors.clear()
-    monitor.failed_positions.clear()
-    monitor._parsed_registrations.clear()
+    pooled.unwritten.clear()
+    pooled.changed.clear()
+    pooled.live_monitors.clear()
+    monitor.states.clear()
     for table in (stream_monitors, pooled_monitors, registry):
         table.data.clear()
 
@@ -75,7 +76,7 @@ def run_pooled(scenario: Callable[[Feed], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-async def put_tally(feed: Feed, tally: VersionTally) -> object:
+async def put_tally(feed: Feed, tally: VersionTally) -> EventT[Any]:
     key = version_key(tally.stream)
     partition = key_partition(key, worker.settings.topic_partitions)
     return await feed.put(TALLIES, key.encode(), encode(tally), partition=partition)
@@ -92,9 +93,9 @@ def test_tallies_of_several_sites_give_one_pooled_alert_naming_the_version_and_i
             for site in sites:  # a sensitivity of 0.6 at every site
                 events.append(await put_tally(feed, site_tally(site, 6 * k, 4 * k)))
         await wait_until(settled(pooled.unacked, events), "every tally handled")
-        assert not any(event.message.acked for event in events)  # type: ignore[attr-defined]
+        assert not any(event.message.acked for event in events)
         await pooled.flush_pooled_states()
-        assert all(event.message.acked for event in events)  # type: ignore[attr-defined]
+        assert all(event.message.acked for event in events)
 
     run_pooled(scenario)
     raised = [decode(Alert, record.value or b"") for record in producer.to(topics.ALERTS)]

@@ -1,0 +1,475 @@
+"""The streams a worker owns, as live monitors: each outcome, routed prediction and
+re-baselining decision applied once, the states changed since the last flush taken at one
+instant with the tallies they carry, and the streams' gauges.
+
+No Faust here. The stream agent (:mod:`streams.agents.monitor`) decodes its records and
+calls :class:`LiveStreams`, and sends what a flush takes; the join can call it directly on
+its site's partition. Nothing assumes how the streams are partitioned: a state goes to the
+changelog partition of the record that changed it, and the caller says which streams it owns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from postmarket.contracts import (
+    Alert,
+    Outcome,
+    Rebaseline,
+    RegistryEntry,
+    StreamPrediction,
+    VersionTally,
+    utc_now,
+)
+from postmarket.contracts.events import JoinPosition, StreamKey
+from postmarket.metrics import WorkerMetrics
+from streams.acquisition import acquisition_categories
+from streams.alerting import alert_for
+from streams.app import Children
+from streams.casefile import RecordPosition
+from streams.performance import (
+    CELLS,
+    REFERENCE_DRIFT_DETECTORS,
+    ClaimedMetric,
+    MonitorPolicy,
+    Signal,
+    StreamMonitor,
+    claimed_lower_bounds,
+    claimed_performance,
+)
+from streams.pooled import tally_of_labelled_state, version_tally
+from streams.routing import RoutedScore, StreamPredictions
+
+StateKind = Literal["outcome", "prediction"]
+"""A stream's two table states: labelled (outcomes) and label-free (predictions)."""
+STATE_KINDS: tuple[StateKind, ...] = ("outcome", "prediction")
+StreamInput = Outcome | StreamPredictions | StreamPrediction | Rebaseline
+"""An outcome, new predictions the join routed (one by one before streams.routing), or a
+decision to re-baseline a stream's reference."""
+Emit = Callable[[Alert], Awaitable[None]]
+"""Hands one alert to the producer (keyed by its stream)."""
+Owns = Callable[[str], bool]
+"""Whether this worker owns the stream of a key right now."""
+
+
+def stream_of(item: StreamInput) -> StreamKey:
+    return item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
+
+
+class Registration(NamedTuple):
+    """What the registry says a stream's monitor needs: the claims of its version and task,
+    the prevalence the version's scores are calibrated at (None: unknown), and the claims'
+    lower confidence bounds."""
+
+    claims: dict[ClaimedMetric, float]
+    reference_prevalence: float | None
+    lower_bounds: dict[ClaimedMetric, float]
+
+
+class Registrations:
+    """The registration of each stream's version and task, parsed once per value the
+    registry holds (not once per event)."""
+
+    def __init__(self, registry: Mapping[str, Any]) -> None:
+        self._registry = registry
+        self._parsed: dict[tuple[str, str], tuple[object, Registration]] = {}
+
+    def of(self, stream: StreamKey) -> Registration:
+        version_key = f"{stream.device_id}|{stream.device_version}"
+        raw = self._registry.get(version_key)
+        cached = self._parsed.get((version_key, stream.task))
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        entry = RegistryEntry.model_validate(raw, strict=False) if raw else None
+        claims = claimed_performance(entry, stream.task)
+        prevalence = entry.reference_prevalence if entry is not None and claims else None
+        registration = Registration(claims, prevalence, claimed_lower_bounds(entry, stream.task))
+        self._parsed[(version_key, stream.task)] = (raw, registration)
+        return registration
+
+    def clear(self) -> None:
+        self._parsed.clear()
+
+
+class StateWrite(NamedTuple):
+    """One stream state a flush writes: to the ``side``'s table, at ``partition`` of its
+    changelog."""
+
+    side: StateKind
+    partition: int
+    key: str
+    state: dict[str, Any]
+
+
+Unwritten = dict[tuple[StateKind, str], tuple[int, StreamMonitor]]
+Journal = dict[str, list[tuple[StreamInput, RecordPosition]]]
+
+
+@dataclass(frozen=True)
+class TakenStates:
+    """What one flush sends, taken at one instant: the changed streams' states and the
+    cumulative tallies of those whose outcomes changed. Given back to
+    :meth:`LiveStreams.restore` if sending fails, so the next flush sends them again."""
+
+    writes: list[StateWrite]
+    tallies: list[VersionTally]
+    _unwritten: Unwritten = field(repr=False)
+    _journal: Journal = field(repr=False)
+
+
+class LiveStreams:
+    """The monitors of the streams a worker owns, and what changed since the last flush.
+
+    The tables stay the truth: a monitor is loaded from them (``labelled``,
+    ``label_free``) the first time its stream is seen, kept as an object (rebuilding each
+    from its table state on every event cost a third of the stream agent's time), and
+    dropped on every rebalance. Each input applied since the last flush is kept with its
+    position, so a stream whose update fails is rebuilt from its tables and the inputs
+    applied before it, without the failed one.
+
+    Metrics are counted as inputs are applied (duplicates, alerts, re-baselinings); the
+    gauges are set in batches (:meth:`publish_changed`): setting ~20 labelled gauges per
+    event cost a quarter of the stream agent's time in a profile.
+    """
+
+    def __init__(
+        self,
+        plan: MonitorPolicy,
+        labelled: Mapping[str, Any],
+        label_free: Mapping[str, Any],
+        registry: Mapping[str, Any],
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.plan = plan
+        self._tables: dict[StateKind, Mapping[str, Any]] = {
+            "outcome": labelled,
+            "prediction": label_free,
+        }
+        self.registrations = Registrations(registry)
+        self._metrics = metrics
+        self._duplicates = Children(metrics.events_duplicate)
+        self.live_monitors: dict[str, StreamMonitor] = {}
+        self.unwritten: Unwritten = {}
+        """(side, stream key) -> (changelog partition, monitor) of the states changed since
+        the last flush."""
+        self.changed: dict[str, StreamMonitor] = {}
+        """Streams updated since their gauges were last set, with their latest monitor."""
+        self._journal: Journal = {}
+        """Stream key -> the inputs applied to it since the last flush, oldest first."""
+        self._tallies_resent: set[str] = set()
+        """Streams whose tally was sent from the table since they were (re)assigned."""
+
+    # --- applying inputs ----------------------------------------------------------------
+
+    async def apply_outcome(self, outcome: Outcome, position: RecordPosition, emit: Emit) -> None:
+        await self.apply(outcome, position, emit)
+
+    async def apply_predictions(
+        self,
+        predictions: StreamPredictions | StreamPrediction,
+        position: RecordPosition,
+        emit: Emit,
+    ) -> None:
+        await self.apply(predictions, position, emit)
+
+    async def apply_decision(
+        self, decision: Rebaseline, position: RecordPosition, emit: Emit
+    ) -> None:
+        await self.apply(decision, position, emit)
+
+    async def apply(self, item: StreamInput, position: RecordPosition, emit: Emit) -> None:
+        """Apply ``item``, read at ``position``, to its stream's monitor once; ``emit`` each
+        alert as its signal fires. A case applied already counts as a duplicate.
+
+        The changed state goes to ``position.partition`` of its changelog at the next flush.
+        If anything raises (``emit`` too), the stream is left as before ``item``.
+        """
+        stream = stream_of(item)
+        key = stream.as_key()
+        try:
+            await self._apply_to(key, stream, item, position, emit)
+        except BaseException:
+            # The monitor may hold half of this input's change: rebuilt without it.
+            self.live_monitors.pop(key, None)
+            if any((side, key) in self.unwritten for side in STATE_KINDS):
+                self._rebuild(key, stream)
+            raise
+        self._journal.setdefault(key, []).append((item, position))
+
+    async def _apply_to(
+        self,
+        key: str,
+        stream: StreamKey,
+        item: StreamInput,
+        position: RecordPosition,
+        emit: Emit,
+    ) -> None:
+        # A decision for a stream with no state yet goes to a fresh monitor: it restarts an
+        # empty reference (harmless) and is remembered, so a redelivery is skipped.
+        monitor = self.monitor(key, stream)
+        applied = 0
+        for signals in observations(monitor, item, position):
+            if signals is None:
+                self._duplicates(position.topic).inc()
+                continue
+            applied += 1
+            # Raised as each fires, from the monitor as it is then: the alert id stays the
+            # same however the join batched the predictions before a crash and after it.
+            for signal in signals:
+                alert = alert_for(stream, signal, monitor, utc_now())
+                await emit(alert)
+                labels = self._metrics.stream_labels(stream)
+                self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
+        if not applied:
+            return
+        # A decision changes the label-free side, and the labelled one too when it restarts
+        # a claims test that rejected (restart_after_review).
+        side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
+        self.unwritten[(side, key)] = (position.partition, monitor)
+        if isinstance(item, Rebaseline):
+            self.unwritten[("outcome", key)] = (position.partition, monitor)
+            self._count_rebaseline(stream)
+        self.changed[key] = monitor
+
+    def monitor(self, key: str, stream: StreamKey) -> StreamMonitor:
+        """The stream's live monitor, loaded from its tables (or new) if not live, with the
+        registry's current claims."""
+        registration = self.registrations.of(stream)
+        monitor = self.live_monitors.get(key)
+        if monitor is None:
+            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            if labelled is None and label_free is None:
+                monitor = StreamMonitor.for_claims(
+                    registration.claims,
+                    self.plan,
+                    registration.reference_prevalence,
+                    registration.lower_bounds,
+                )
+            else:
+                # A stream stored before the fleet budget moves to it (see from_states).
+                monitor = StreamMonitor.from_states(labelled, label_free, plan=self.plan)
+            self.live_monitors[key] = monitor
+        monitor.adopt_claims(*registration)
+        return monitor
+
+    def _rebuild(self, key: str, stream: StreamKey) -> None:
+        """A stream's monitor from its tables and the inputs applied since they were
+        written. Those inputs were applied once already: their alerts are not raised again."""
+        monitor = self.monitor(key, stream)
+        for item, position in self._journal.get(key, []):
+            for _signals in observations(monitor, item, position):
+                pass
+        for entry, (partition, _stale) in list(self.unwritten.items()):
+            if entry[1] == key:
+                self.unwritten[entry] = (partition, monitor)
+        if key in self.changed:
+            self.changed[key] = monitor
+
+    def _count_rebaseline(self, stream: StreamKey) -> None:
+        """Count an applied decision; drop the gauges of the drift tests it removed, which
+        no publish would set again until the new reference is complete."""
+        labels = self._metrics.stream_labels(stream)
+        self._metrics.stream_rebaselines.labels(*labels).inc()
+        self._metrics.forget_detectors(labels, REFERENCE_DRIFT_DETECTORS)
+
+    # --- flushing -----------------------------------------------------------------------
+
+    def take_flush(self) -> TakenStates:
+        """The states changed since the last flush and the tallies of the streams whose
+        outcomes changed, taken at one instant (call it with no await between it and taking
+        the acks it covers); the next flush starts empty."""
+        unwritten, journal = self.unwritten, self._journal
+        writes = [
+            StateWrite(side, partition, key, monitor.state_of(side))
+            for (side, key), (partition, monitor) in unwritten.items()
+        ]
+        tallies = [
+            tally
+            for (side, key), (_partition, monitor) in unwritten.items()
+            if side == "outcome" and (tally := tally_of(key, monitor)) is not None
+        ]
+        self.unwritten, self._journal = {}, {}
+        return TakenStates(writes, tallies, unwritten, journal)
+
+    def restore(self, taken: TakenStates) -> None:
+        """Have the next flush send again what ``taken`` held (its sending failed), unless a
+        stream changed since: then its newer state is sent."""
+        for entry, target in taken._unwritten.items():
+            self.unwritten.setdefault(entry, target)
+        for key, inputs in taken._journal.items():
+            self._journal[key] = [*inputs, *self._journal.get(key, [])]
+
+    # --- rebalancing --------------------------------------------------------------------
+
+    def revoke(self) -> None:
+        """Forget the live monitors and clear the stream gauges, once the states were
+        flushed: streams that moved to another worker must not keep their last values here,
+        or a sum across workers would count them twice (the refresh re-publishes the rest)."""
+        self.live_monitors.clear()
+        self.changed.clear()
+        for gauge in self._metrics.stream_gauges():
+            gauge.clear()
+
+    def assign(self) -> None:
+        """Forget the live monitors (the tables may have been recovered since) and which
+        tallies were resent."""
+        self.live_monitors.clear()
+        self._tallies_resent.clear()
+
+    def clear(self) -> None:
+        """Forget everything held in memory, as a worker that has just started."""
+        self.live_monitors.clear()
+        self.unwritten.clear()
+        self.changed.clear()
+        self._journal.clear()
+        self._tallies_resent.clear()
+        self.registrations.clear()
+
+    def tallies_to_resend(self, owns: Owns) -> Iterator[VersionTally]:
+        """Once after each assignment, the tally of every stream owned, from its labelled
+        table state: a crash can lose a tally whose stream state was delivered (the inputs
+        are then not applied again, so nothing else would send it). From the table, not the
+        live monitor: exactly what was sent. Each is marked resent as it is yielded."""
+        for key, state in list(self._tables["outcome"].items()):
+            if key in self._tallies_resent or state is None or not owns(key):
+                continue
+            self._tallies_resent.add(key)
+            tally = tally_of_labelled_state(StreamKey.from_key(key), state)
+            if tally is not None:
+                yield tally
+
+    # --- gauges -------------------------------------------------------------------------
+
+    def publish(self, stream: StreamKey, monitor: StreamMonitor) -> None:
+        publish_stream_metrics(self._metrics, stream, monitor)
+
+    def publish_changed(self) -> None:
+        """Set the gauges of the streams changed since this was last called."""
+        while self.changed:
+            key, monitor = self.changed.popitem()
+            self.publish(StreamKey.from_key(key), monitor)
+
+    def publish_owned(self, owns: Owns) -> None:
+        """Set the gauges of every stream owned that has a state (after a restart or a
+        rebalance): an in-memory table keeps the keys of partitions no longer owned."""
+        keys = {*self._tables["outcome"].keys(), *self._tables["prediction"].keys()}
+        for key in keys:
+            if not owns(key):
+                continue
+            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            if labelled is None and label_free is None:
+                continue
+            monitor = self.live_monitors.get(key) or StreamMonitor.from_states(
+                labelled, label_free, plan=self.plan
+            )
+            self.publish(StreamKey.from_key(key), monitor)
+
+
+def observations(
+    monitor: StreamMonitor, item: StreamInput, position: RecordPosition
+) -> Iterator[list[Signal] | None]:
+    """Apply ``item`` (read at ``position``) to ``monitor`` one case at a time: each case's
+    signals as it is applied, None for a case the monitor had applied already. A decision
+    raises nothing: no signals once applied, None if applied already."""
+    if isinstance(item, Rebaseline):
+        at = JoinPosition(
+            topic=position.topic, partition=position.partition, offset=position.offset, rank=0
+        )
+        yield [] if monitor.rebaseline(item.rebaseline_id, at) else None
+        return
+    if isinstance(item, Outcome):
+        applied = monitor.already_applied("outcome", item.joined_at)
+        yield None if applied else monitor.observe(item)
+        return
+    for entry in routed_scores(item):
+        if monitor.already_applied("prediction", entry.joined_at):
+            yield None
+        else:
+            yield monitor.observe_score(
+                entry.score, entry.joined_at, entry.decision, entry.categories
+            )
+
+
+def routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:
+    if isinstance(item, StreamPredictions):
+        return item.predictions
+    prediction = item.prediction
+    routed = RoutedScore(
+        score=prediction.score,
+        joined_at=item.joined_at,
+        decision=prediction.decision,
+        categories=acquisition_categories(prediction.acquisition),
+    )
+    return (routed,)
+
+
+def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
+    """The stream's cumulative tally for the pooled per-version stage."""
+    counts = (
+        monitor.true_positives,
+        monitor.false_negatives,
+        monitor.true_negatives,
+        monitor.false_positives,
+    )
+    stream = StreamKey.from_key(key)
+    return version_tally(stream, counts, monitor.first_case_time, monitor.last_case_time)
+
+
+def publish_stream_metrics(
+    metrics: WorkerMetrics, stream: StreamKey, monitor: StreamMonitor
+) -> None:
+    """Set the stream's gauges from its monitor state (exact, unlike per-process counters)."""
+    labels = metrics.stream_labels(stream)
+    cells = {
+        "tp": monitor.true_positives,
+        "fn": monitor.false_negatives,
+        "tn": monitor.true_negatives,
+        "fp": monitor.false_positives,
+    }
+    for cell, count in cells.items():
+        metrics.stream_confusion.labels(*labels, cell).set(count)
+    metrics.stream_predictions.labels(*labels).set(monitor.predictions)
+    for key, counts in monitor.strata.items():
+        dimension, stratum = key.split("=", 1)
+        for cell, count in zip(CELLS, counts, strict=True):
+            metrics.stratum_confusion.labels(*labels, dimension, stratum, cell).set(count)
+    completeness = monitor.followup_completeness
+    if completeness is not None:
+        metrics.followup_completeness.labels(*labels).set(completeness)
+    for metric in ("sensitivity", "specificity"):
+        estimate = monitor.estimate(metric)
+        if estimate is not None:
+            for bound, value in zip(("estimate", "lower", "upper"), estimate, strict=True):
+                metrics.stream_performance.labels(*labels, metric, bound).set(value)
+    for metric, claimed in monitor.claims.items():
+        metrics.stream_claim.labels(*labels, metric).set(claimed)
+    for metric, level in monitor.levels.items():
+        metrics.stream_acceptable_level.labels(*labels, metric).set(level.acceptable)
+    for metric in monitor.unmonitored:
+        metrics.stream_unmonitored.labels(*labels, metric).set(1)
+    expected = monitor.expected_false_alarms_per_year()
+    if expected is not None:
+        metrics.stream_expected_false_alarms.labels(*labels).set(expected)
+    estimated = monitor.estimated_performance()
+    if estimated is not None:
+        for metric in ("sensitivity", "specificity", "ppv"):
+            estimate = getattr(estimated, metric)
+            bounds = {
+                "estimate": estimate.estimate,
+                "lower": estimate.lower,
+                "upper": estimate.upper,
+            }
+            for bound, value in bounds.items():
+                if math.isfinite(value):
+                    metrics.estimated_performance.labels(*labels, metric, bound).set(value)
+    agreement = monitor.reader_agreement()
+    if agreement is not None:
+        bounds = {"estimate": agreement.kappa, "lower": agreement.lower, "upper": agreement.upper}
+        for bound, value in bounds.items():
+            metrics.reader_agreement.labels(*labels, bound).set(value)
+    for detector, (statistic, threshold) in monitor.statistics.items():
+        metrics.detector_statistic.labels(*labels, detector).set(statistic)
+        metrics.detector_threshold.labels(*labels, detector).set(threshold)

@@ -1,0 +1,222 @@
+"""The live streams of a worker, without Faust: each input applied once, a failing update
+leaving its stream as it was, a flush taken at one instant and given back when sending
+fails, states written where the caller's record was read, and tallies resent once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from postmarket import topics
+from postmarket.contracts import Alert, Outcome
+from postmarket.metrics import STREAM_CONFUSION, WorkerMetrics
+from streams.app import settings
+from streams.casefile import RecordPosition
+from streams.live_streams import LiveStreams
+from streams.performance import Signal, StreamMonitor, planned_policy
+from tests.factories import make_outcome, make_rebaseline, make_registry_entry
+
+ENTRY = make_registry_entry()
+STREAM_KEY = make_outcome("positive", "positive", 0).stream
+STREAM = STREAM_KEY.as_key()
+PARTITION = 5
+"""A partition no stream-key hash chose: the states go wherever the caller read the input."""
+
+
+class Streams:
+    """A :class:`LiveStreams` over plain dicts, with its own metrics and recorded alerts."""
+
+    def __init__(self, registered: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        self.labelled: dict[str, Any] = {}
+        self.label_free: dict[str, Any] = {}
+        entries = {ENTRY.as_key(): ENTRY.model_dump(mode="json")} if registered else {}
+        self.live = LiveStreams(
+            planned_policy(settings),
+            self.labelled,
+            self.label_free,
+            entries,
+            WorkerMetrics.create(self.registry),
+        )
+        self.alerts: list[Alert] = []
+
+    async def _emit(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    def apply(self, outcome: Outcome, partition: int = PARTITION) -> None:
+        at = RecordPosition(topics.OUTCOMES, partition, outcome.joined_at.offset)
+        asyncio.run(self.live.apply_outcome(outcome, at, self._emit))
+
+    def flush(self) -> list[list[int]]:
+        """Take a flush and write it to the tables: the counts of each state written."""
+        taken = self.live.take_flush()
+        tables = {"outcome": self.labelled, "prediction": self.label_free}
+        for write in taken.writes:
+            tables[write.side][write.key] = write.state
+        return [list(w.state["counts"]) for w in taken.writes if w.side == "outcome"]
+
+    def counts(self) -> list[int]:
+        monitor = self.live.monitor(STREAM, STREAM_KEY)
+        return [
+            monitor.true_positives,
+            monitor.false_negatives,
+            monitor.true_negatives,
+            monitor.false_positives,
+        ]
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def streams() -> Streams:
+    return Streams()
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outcome]:
+    """An outcome whose update raises after the monitor counted it."""
+    outcome = make_outcome("negative", "positive", offset=1)
+    observe = StreamMonitor.observe
+
+    def observe_with_a_bug(self: StreamMonitor, applied: Outcome) -> list[Signal]:
+        signals = observe(self, applied)
+        if applied.event_id == outcome.event_id:
+            raise RuntimeError("a bug after the monitor counted the outcome")
+        return signals
+
+    monkeypatch.setattr(StreamMonitor, "observe", observe_with_a_bug)
+    yield outcome
+
+
+def test_an_outcome_applied_twice_counts_once(streams: Streams) -> None:
+    outcome = make_outcome("positive", "positive", offset=7)
+    streams.apply(outcome)
+    streams.apply(outcome)
+    assert streams.counts() == [1, 0, 0, 0]
+    assert streams.sample("postmarket_events_duplicate_total", topic=topics.OUTCOMES) == 1
+
+
+def test_an_outcome_applied_again_after_its_state_was_written_counts_once(
+    streams: Streams,
+) -> None:
+    outcome = make_outcome("positive", "positive", offset=7)
+    streams.apply(outcome)
+    streams.flush()
+    streams.live.assign()  # a rebalance: the monitor is loaded again from the table
+    streams.apply(outcome)
+    assert streams.counts() == [1, 0, 0, 0]
+    assert streams.flush() == []  # nothing changed, nothing to write
+
+
+def test_a_failing_update_leaves_the_stream_as_before_it(
+    streams: Streams, poisoned: Outcome
+) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    with pytest.raises(RuntimeError):
+        streams.apply(poisoned)
+    streams.apply(make_outcome("negative", "negative", offset=2))
+    assert streams.counts() == [1, 0, 1, 0]
+    assert streams.flush() == [[1, 0, 1, 0]]
+
+
+def test_a_failing_update_after_a_failed_flush_keeps_what_that_flush_held(
+    streams: Streams, poisoned: Outcome
+) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    streams.live.restore(streams.live.take_flush())  # sending failed: nothing written
+    with pytest.raises(RuntimeError):
+        streams.apply(poisoned)
+    assert streams.flush() == [[1, 0, 0, 0]]
+
+
+def test_an_alert_that_cannot_be_sent_leaves_the_stream_as_before_its_outcome() -> None:
+    streams = Streams()
+    misses = [make_outcome("negative", "positive", offset=i) for i in range(30)]
+
+    async def refuse(alert: Alert) -> None:
+        raise ConnectionError("the producer is gone")
+
+    live = streams.live
+    firing = None
+    for outcome in misses:
+        at = RecordPosition(topics.OUTCOMES, PARTITION, outcome.joined_at.offset)
+        try:
+            asyncio.run(live.apply_outcome(outcome, at, refuse))
+        except ConnectionError:
+            firing = outcome
+            break
+    assert firing is not None, "no alert fired on 30 false negatives"
+    assert streams.counts()[1] == firing.joined_at.offset  # the misses before it, not it
+    streams.apply(firing)  # read again: applied now, and its alert raised
+    assert streams.counts()[1] == firing.joined_at.offset + 1
+    assert [alert.detector for alert in streams.alerts] == ["sensitivity_claims_test"]
+
+
+def test_a_flush_takes_each_changed_state_once_with_its_tally(streams: Streams) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    streams.apply(make_outcome("negative", "negative", offset=1))
+    taken = streams.live.take_flush()
+    assert [(w.side, w.partition, w.key) for w in taken.writes] == [("outcome", PARTITION, STREAM)]
+    assert [(t.sequence, t.counts) for t in taken.tallies] == [(2, (1, 0, 1, 0))]
+    again = streams.live.take_flush()
+    assert again.writes == [] and again.tallies == []
+
+
+def test_a_flush_given_back_is_taken_again_with_the_newer_state(streams: Streams) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    failed = streams.live.take_flush()
+    streams.apply(make_outcome("negative", "negative", offset=1))
+    streams.live.restore(failed)
+    taken = streams.live.take_flush()
+    assert [list(w.state["counts"]) for w in taken.writes] == [[1, 0, 1, 0]]
+
+
+def test_a_state_goes_to_the_partition_its_input_was_read_from(streams: Streams) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0), partition=2)
+    [write] = streams.live.take_flush().writes
+    assert write.partition == 2
+
+
+def test_a_decision_writes_both_sides_of_its_stream_and_counts_once(streams: Streams) -> None:
+    decision = make_rebaseline()
+    at = RecordPosition(topics.REBASELINES, PARTITION, 0)
+    for _ in range(2):
+        asyncio.run(streams.live.apply_decision(decision, at, streams._emit))
+    taken = streams.live.take_flush()
+    assert sorted(w.side for w in taken.writes) == ["outcome", "prediction"]
+    labels = STREAM_KEY.model_dump(mode="json")
+    assert streams.sample("postmarket_stream_rebaselines_total", **labels) == 1
+
+
+def test_each_owned_streams_tally_is_resent_once_per_assignment(streams: Streams) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    streams.flush()
+    other = make_outcome("positive", "positive", 0, site_id="site-b").stream.as_key()
+    streams.labelled[other] = streams.labelled[STREAM]
+
+    def owns(key: str) -> bool:
+        return key == STREAM
+
+    assert [t.stream.as_key() for t in streams.live.tallies_to_resend(owns)] == [STREAM]
+    assert list(streams.live.tallies_to_resend(owns)) == []
+    streams.live.assign()
+    assert len(list(streams.live.tallies_to_resend(owns))) == 1
+
+
+def test_gauges_are_set_for_changed_streams_and_cleared_on_revoke(streams: Streams) -> None:
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    confusion = {**STREAM_KEY.model_dump(mode="json"), "cell": "tp"}
+
+    def true_positives() -> float | None:
+        return streams.registry.get_sample_value(STREAM_CONFUSION, confusion)
+
+    assert true_positives() is None  # set in batches, not per input
+    streams.live.publish_changed()
+    assert true_positives() == 1
+    streams.live.revoke()
+    assert true_positives() is None
