@@ -1,6 +1,6 @@
 """``postmarket demo``: a simulated fleet through the whole pipeline, scored against its truth.
 
-The demo scenario (six hospitals, two AI devices, six injected changes over 60 simulated
+The demo scenario (six hospitals, two AI devices, seven injected changes over 60 simulated
 days) runs through the real collector code into Kafka; a real Faust worker joins and
 monitors it; the evidence sink stores what came out; each injected change is then scored
 (:mod:`simulator.scoring`): detected or not, by which detector, how late, and which alerts
@@ -38,7 +38,7 @@ from rich.progress import (
 
 from postmarket import topics
 from postmarket.config import Settings
-from postmarket.contracts import Alert, Contract, DeadLetter, Prediction
+from postmarket.contracts import Alert, Contract, DeadLetter, Outcome, Prediction
 from postmarket.local_worker import LocalWorker
 from postmarket.metrics import OUTCOMES
 from postmarket.topic_reader import (
@@ -456,6 +456,7 @@ def run_demo(
                 )
                 alerts = read_events(settings, topics.ALERTS, Alert)
                 dead_letters = read_events(settings, topics.DEADLETTER, DeadLetter)
+                outcomes = read_events(settings, topics.OUTCOMES, Outcome)
                 predictions = read_predictions(settings)
                 record_sightings(store, predictions)
                 steps.finish(
@@ -479,7 +480,8 @@ def run_demo(
                 worker.stop()
                 (home / WORKER_PID_FILE).unlink(missing_ok=True)
 
-    scorecard = score_run(truth, facts, PipelineOutput(alerts, dead_letters, predictions))
+    output = PipelineOutput(alerts, dead_letters, predictions, outcomes)
+    scorecard = score_run(truth, facts, output)
     return DemoResult(
         scorecard=scorecard,
         scenario=scenario.name,

@@ -44,7 +44,7 @@ def test_every_injected_change_is_detected_within_its_stated_bound(demo_run: Dem
         if not change.within_bound
     }
     assert late == {}
-    assert len(demo_run.scorecard.changes) == 6
+    assert len(demo_run.scorecard.changes) == 7
 
 
 def test_no_false_alarm_on_the_streams_and_sites_no_change_touched(demo_run: DemoResult) -> None:

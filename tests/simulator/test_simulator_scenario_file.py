@@ -27,6 +27,7 @@ def test_the_demo_injects_every_kind_of_change() -> None:
         "version_rollout",
         "site_silence",
         "malformed_burst",
+        "malformed_batch",
         "backfill",
     }
 
