@@ -12,7 +12,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from postmarket.config import Settings
-from postmarket.metrics import WorkerMetrics
+from postmarket.metrics import Children, WorkerMetrics
 from postmarket.topics import TopicSpec
 from streams.transport import Transport
 
@@ -74,24 +74,6 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
 def owned_partitions(topic: str) -> set[int]:
     """The partitions of ``topic`` this worker actively owns right now."""
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-
-
-class Children:
-    """The labelled children of one metric, each looked up once.
-
-    ``labels()`` costs tens of microseconds, several times per event; only for metrics whose
-    children are never removed (counters, and gauges no code clears).
-    """
-
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *labels: str) -> Any:
-        child = self._children.get(labels)
-        if child is None:
-            child = self._children[labels] = self._metric.labels(*labels)
-        return child
 
 
 settings = Settings()

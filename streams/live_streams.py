@@ -25,10 +25,9 @@ from postmarket.contracts import (
     utc_now,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
-from postmarket.metrics import WorkerMetrics
+from postmarket.metrics import Children, WorkerMetrics
 from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
-from streams.app import Children
 from streams.casefile import RecordPosition
 from streams.performance import (
     CELLS,

@@ -19,9 +19,10 @@ from postmarket.contracts import (
 )
 from postmarket.contracts.batches import BatchElement, check_batch_key, decode_batch
 from postmarket.contracts.events import StreamKey
+from postmarket.metrics import Children
 from postmarket.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
-from streams.app import Children, app, consumed, duplicates, metrics, owned_partitions, settings
+from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.authentication import (
     AUTHENTICITY_REQUIRED,
     SignedRecord,

@@ -5,6 +5,8 @@ fails, states written where the caller's record was read, and tallies resent onc
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +222,15 @@ def test_gauges_are_set_for_changed_streams_and_cleared_on_revoke(streams: Strea
     assert true_positives() == 1
     streams.live.revoke()
     assert true_positives() is None
+
+
+def test_the_live_streams_need_no_faust_app() -> None:
+    """Pure enough to be driven by any agent (the join next): importing it starts no app."""
+    probe = (
+        "import sys, streams.live_streams; "
+        "print('faust' in sys.modules, 'streams.app' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.split() == ["False", "False"]
