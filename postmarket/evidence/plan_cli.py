@@ -167,17 +167,14 @@ def trend(
 
     Exit 0 without a significant deterioration, 4 with one.
     """
-    from postmarket.evidence.report import window
-    from postmarket.evidence.trend import evaluate
-    from postmarket.evidence.trend_store import load_plan
+    from postmarket.evidence.trend_store import load_plan, trend_of
 
     with open_store(url, read_only=True) as store:
         try:
             plan, amendments = load_plan(store, device, name)
         except PlanError as error:
             raise fail(str(error)) from None
-        outcomes = store.outcomes(device, *window(plan.baseline_start, plan.observation_end))
-    result = evaluate(plan, outcomes, amendments)
+        result = trend_of(store, plan, amendments)
     typer.echo(json.dumps(_as_json(result), indent=2) if as_json else _as_text(result))
     if result.verdict == "significant deterioration":
         raise typer.Exit(4)

@@ -2,7 +2,8 @@
 
 Built on the device report (:func:`postmarket.evidence.report.build_report`) over the year,
 it adds what a PSUR states beyond it: the exposure (cases per version and site), the
-re-baselining decisions taken, and a conclusion per claim. Every table it shows is in its
+re-baselining decisions taken, a conclusion per claim, and the trend report (MDR Art. 88)
+of every surveillance plan stored by the year's end. Every table it shows is in its
 JSON and CSV exports and in its content hash: the same store and year give the same hash.
 """
 
@@ -25,6 +26,8 @@ from postmarket.evidence.report_tables import (
     write_csv_tables,
 )
 from postmarket.evidence.store import EvidenceStore
+from postmarket.evidence.trend import TrendResult
+from postmarket.evidence.trend_store import plans_stored_before, trend_of
 from postmarket.versions import ChangeControlPolicy
 
 CONCLUSIONS = {
@@ -78,6 +81,8 @@ class Psur:
     exposure: tuple[ExposureRow, ...]
     rebaselines: tuple[RebaselineRow, ...]
     conclusions: tuple[Conclusion, ...]
+    trends: tuple[TrendResult, ...] = ()
+    """Each plan stored before the year's end, as it stood then, judged as ``plan trend``."""
 
 
 def build_psur(
@@ -95,6 +100,10 @@ def build_psur(
         exposure=exposure(report),
         rebaselines=rebaselines_in(store.rebaseline_decisions(device_id), report),
         conclusions=tuple(conclusion(check) for check in report.claims),
+        trends=tuple(
+            trend_of(store, plan, amendments)
+            for plan, amendments in plans_stored_before(store, device_id, report.end)
+        ),
     )
 
 
@@ -181,7 +190,45 @@ def psur_tables(psur: Psur) -> list[ReportTable]:
             for c in psur.conclusions
         ],
     )
-    return [*report_tables(psur.report), exposure_table, rebaseline_table, conclusion_table]
+    return [
+        *report_tables(psur.report),
+        exposure_table,
+        rebaseline_table,
+        conclusion_table,
+        *trend_tables(psur.trends),
+    ]
+
+
+def trend_tables(trends: tuple[TrendResult, ...]) -> list[ReportTable]:
+    """Each plan as recorded with its counts, p-value and verdict; then its amendments."""
+    rows = []
+    for result in trends:
+        plan, base, seen = result.plan, result.baseline, result.observation
+        rows.append(
+            (plan.name, plan.metric, plan.version or "every version", plan.baseline_start,
+             plan.baseline_end, plan.observation_start, plan.observation_end,
+             result.statement, plan.alpha, plan.min_cases, base.successes, base.n,
+             base.estimate, seen.successes, seen.n, seen.estimate, result.p_value,
+             result.verdict, len(result.amendments))
+        )  # fmt: skip
+    trends_table = table_of(
+        "trends",
+        ("plan", "metric", "version", "baseline_start", "baseline_end", "observation_start",
+         "observation_end", "method", "alpha", "min_cases", "baseline_successes",
+         "baseline_cases", "baseline_proportion", "observation_successes",
+         "observation_cases", "observation_proportion", "p_value", "verdict", "amendments"),
+        rows,
+    )  # fmt: skip
+    amendments_table = table_of(
+        "trend_amendments",
+        ("plan", "amended_at", "amended_by", "why", "after_observation_began"),
+        [
+            (result.plan.name, a.at, a.by, a.why, a.after_data)
+            for result in trends
+            for a in result.amendments
+        ],
+    )
+    return [trends_table, amendments_table]
 
 
 def psur_hash(psur: Psur) -> str:

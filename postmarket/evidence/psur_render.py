@@ -1,16 +1,16 @@
 """Render a :class:`~postmarket.evidence.psur.Psur` as HTML, PDF, JSON or CSV.
 
-The PSUR's own sections (exposure, conclusions, re-baselines) come first, then the year's
-device report sections, in the order of MDR Art. 86 (1): conclusions of the benefit-risk
-determination, main findings of the post-market clinical follow-up, volume of sales and
-the population using the device.
+The PSUR's own sections (conclusions, exposure, the trend reports of MDR Art. 88) come
+first, then the year's device report sections and the re-baselines, in the order of MDR
+Art. 86 (1): conclusions of the benefit-risk determination, main findings of the
+post-market clinical follow-up, volume of sales and the population using the device.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from postmarket.evidence.html import document, escape, section, table
+from postmarket.evidence.html import document, escape, percent, section, table
 from postmarket.evidence.psur import (
     Psur,
     export_psur_csv,
@@ -24,6 +24,7 @@ from postmarket.evidence.report_render import (
     report_sections,
     write_pdf,
 )
+from postmarket.evidence.trend import TrendResult
 
 FORMATS = ("html", "pdf", "json", "csv")
 
@@ -96,6 +97,60 @@ def _exposure(psur: Psur) -> str:
     )
 
 
+def verdict_line(result: TrendResult) -> str:
+    """The trend verdict as the PSUR prints it, with the one-sided p-value when tested."""
+    p_value = "" if result.p_value is None else f" (one-sided p = {result.p_value:.4g})"
+    return f"Verdict: {result.verdict}{p_value}"
+
+
+TREND_CLASS = {"significant deterioration": "bad", "no significant deterioration": "ok"}
+
+
+def _trend(result: TrendResult) -> str:
+    plan = result.plan
+    periods = [
+        ("Baseline", plan.baseline_start, plan.baseline_end, result.baseline),
+        ("Observation", plan.observation_start, plan.observation_end, result.observation),
+    ]
+    rows = [
+        [label, escape(f"{first} to {last}"), str(p.successes), str(p.n), percent(p.estimate)]
+        for label, first, last, p in periods
+    ]
+    amendments = "".join(
+        f"<li>{a.at:%Y-%m-%d} by {escape(a.by)}"
+        + (' <span class="bad">after the observation period began</span>' if a.after_data else "")
+        + f": {escape(a.why)}</li>"
+        for a in result.amendments
+    )
+    # One plan's statement, counts and verdict kept on one printed page.
+    return (
+        '<div class="trend-plan" style="break-inside: avoid">'
+        f"<h3>Plan {escape(plan.name)}: {escape(plan.metric)}, "
+        f"{escape(plan.version or 'every version')}</h3>"
+        f"<p>{escape(result.statement)}; alpha {plan.alpha:g}; no conclusion with fewer "
+        f"than {plan.min_cases} cases in a period.</p>"
+        + table(["Period", "Days", f"Successes ({plan.metric})", "Cases", "Proportion"], rows)
+        + f'<p class="{TREND_CLASS.get(result.verdict, "neutral")}">'
+        f"{escape(verdict_line(result))}</p>"
+        + (f"<p>Amendments:</p><ul>{amendments}</ul>" if amendments else "<p>Not amended.</p>")
+        + "</div>"
+    )
+
+
+def _trends(psur: Psur) -> str:
+    body = "".join(_trend(result) for result in psur.trends) or (
+        f'<p class="none">No trend plan of this device was stored by the end of {psur.year}, '
+        "so no trend is reported.</p>"
+    )
+    return section(
+        "trends",
+        "Trend reporting (MDR Art. 88)",
+        "<p>Every surveillance plan of the device stored before the year's end, as it stood "
+        "then, judged on the evidence store as <code>postmarket plan trend</code> judges "
+        "it.</p>" + body,
+    )
+
+
 def _rebaselines(psur: Psur) -> str:
     rows = [
         [f"{r.decided_at:%Y-%m-%d}", escape(r.decided_by),
@@ -125,6 +180,7 @@ def render_psur_html(psur: Psur) -> str:
         _identity(psur, digest)
         + _conclusions(psur)
         + _exposure(psur)
+        + _trends(psur)
         + report_sections(psur.report)
         + _rebaselines(psur)
     )

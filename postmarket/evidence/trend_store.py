@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from postmarket.evidence.models import AuditEntryRow
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.store_unit import queue_writers
-from postmarket.evidence.trend import Amendment, PlanError, TrendPlan
+from postmarket.evidence.trend import Amendment, PlanError, TrendPlan, TrendResult, evaluate
 
 RECORD = "plan.record"
 AMEND = "plan.amend"
@@ -68,12 +68,7 @@ def load_plan(
         entries = _entries(session, plan_subject(device_id, name))
     if not entries:
         raise PlanError(f"no plan {name} of {device_id}; `postmarket plan list` shows them")
-    amendments = tuple(
-        _amendment(entry, _plan_of(before))
-        for before, entry in zip(entries, entries[1:], strict=False)
-        if entry.action == AMEND
-    )
-    return _plan_of(entries[-1]), amendments
+    return _plan_of(entries[-1]), _amendments(entries)
 
 
 def list_plans(store: EvidenceStore, device_id: str | None = None) -> list[TrendPlan]:
@@ -87,6 +82,50 @@ def list_plans(store: EvidenceStore, device_id: str | None = None) -> list[Trend
     latest = {row.subject: _plan_of(row) for row in rows}
     plans = [p for p in latest.values() if device_id is None or p.device_id == device_id]
     return sorted(plans, key=lambda p: (p.device_id, p.name))
+
+
+def plans_stored_before(
+    store: EvidenceStore, device_id: str, until: datetime
+) -> list[tuple[TrendPlan, tuple[Amendment, ...]]]:
+    """The device's plans recorded before ``until``, each as it stood then, by name.
+
+    An amendment stored at or after ``until`` is left out, so a past period's PSUR keeps
+    showing the plan that was in force at its end.
+    """
+    with store.reading() as session:
+        rows = session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.action.in_((RECORD, AMEND)))
+            .order_by(AuditEntryRow.sequence)
+        ).all()
+    by_subject: dict[str, list[AuditEntryRow]] = {}
+    for row in rows:
+        if datetime.fromisoformat(row.recorded_at) < until:
+            by_subject.setdefault(row.subject, []).append(row)
+    plans = []
+    for entries in by_subject.values():
+        plan = _plan_of(entries[-1])
+        if plan.device_id == device_id and entries[0].action == RECORD:
+            plans.append((plan, _amendments(entries)))
+    return sorted(plans, key=lambda stored: stored[0].name)
+
+
+def trend_of(
+    store: EvidenceStore, plan: TrendPlan, amendments: tuple[Amendment, ...] = ()
+) -> TrendResult:
+    """The plan's trend report on the store's outcomes: what ``plan trend`` and the PSUR show."""
+    from postmarket.evidence.report import window
+
+    outcomes = store.outcomes(plan.device_id, *window(plan.baseline_start, plan.observation_end))
+    return evaluate(plan, outcomes, amendments)
+
+
+def _amendments(entries: list[AuditEntryRow]) -> tuple[Amendment, ...]:
+    return tuple(
+        _amendment(entry, _plan_of(before))
+        for before, entry in zip(entries, entries[1:], strict=False)
+        if entry.action == AMEND
+    )
 
 
 def _entries(session: Session, subject: str) -> list[AuditEntryRow]:
