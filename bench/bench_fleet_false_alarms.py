@@ -82,7 +82,9 @@ from simulator.scenario import (  # noqa: E402
     TruePerformance,
     load_scenario,
 )
-from streams.performance import MonitorPolicy, StreamMonitor, is_label_free  # noqa: E402
+from streams.detector_design import is_label_free  # noqa: E402
+from streams.monitor_policy import MonitorPolicy  # noqa: E402
+from streams.stream_monitor import StreamMonitor  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 20260601

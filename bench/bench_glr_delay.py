@@ -57,7 +57,8 @@ import numpy as np
 from detectors import BernoulliCUSUM, BernoulliGLRCUSUM, BernoulliMultiCUSUM, glr_arl
 from detectors.bernoulli_glr_cusum import cusum_family_run_lengths
 from postmarket.config import Settings
-from streams.performance import labelled_chart, planned_policy
+from streams.detector_design import labelled_chart
+from streams.monitor_policy import planned_policy
 
 RESULTS = delay_bench.RESULTS
 CLAIMED = 0.872

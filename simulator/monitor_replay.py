@@ -35,14 +35,10 @@ from simulator.fleet import SimulatedCase, SimulatedFollowUp, SimulatedRecord
 from simulator.ground_truth import registry_entries, stream_key
 from simulator.scenario import Scanner, Scenario
 from streams.acquisition import AcquisitionCategories, acquisition_categories
-from streams.performance import (
-    MonitorPolicy,
-    Signal,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-    is_label_free,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.detector_design import is_label_free
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import Signal, StreamMonitor
 from streams.truth import final_truth
 
 CT_KVP = 120.0

@@ -65,7 +65,7 @@ from postmarket import topics
 from postmarket.contracts import Alert, DeadLetter, Outcome, Prediction
 from simulator.fleet import MalformedBatchRecord, MalformedRecord, SimulatedRecord
 from simulator.ground_truth import arriving_cases, stream_key
-from streams.performance import is_label_free
+from streams.detector_design import is_label_free
 from streams.pooled import POOLED_SITE
 
 PERFORMANCE_SIGNALS = frozenset({"performance_drift", "performance_below_claims"})
@@ -247,7 +247,7 @@ def _days(delta: timedelta) -> float:
 def alert_ordinal(alert: Alert, case_times: Sequence[datetime]) -> int:
     """Which case of its stream (1 = first, in arrival order) the alert fired at.
 
-    A label-free detector (:func:`streams.performance.is_label_free`) fires on a prediction
+    A label-free detector (:func:`streams.detector_design.is_label_free`) fires on a prediction
     and is placed by the prediction count it recorded. Any other alert (labelled detectors,
     the version check) is placed after the last case with an event time not later than the
     alert's last case: the latest case it had charted, which does not depend on how far the

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from postmarket.claim_levels import ChartLevels
 from postmarket.contracts.events import Alert, Severity, StreamKey
-from streams.performance import UNMONITORED_STREAM, Signal, StreamMonitor, is_label_free
+from streams.detector_design import is_label_free
+from streams.stream_monitor import UNMONITORED_STREAM, Signal, StreamMonitor
 
 ALERT_NAMESPACE = uuid.UUID("0b6f3c1e-52a4-4d0e-9e55-2f7d8c1a9b30")
 

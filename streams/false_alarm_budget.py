@@ -20,7 +20,7 @@ bear the same false-alarm load), which it converts into its own units:
 - a claims test fires at most once with probability at most ``alpha`` whatever the number
   of looks; it restarts at the start of each surveillance year of its stream, and after a
   rejection once a decision shows the stream was reviewed (see
-  :meth:`streams.performance.StreamMonitor.restart_after_review`). Each restart is a new test
+  :meth:`streams.stream_monitor.StreamMonitor.restart_after_review`). Each restart is a new test
   on new cases, and follows a rejection, so a stream's claims test rejects falsely at most
   ``alpha + alpha^2 + ... = alpha / (1 - alpha)`` times a year in expectation, however many
   reviews there are; ``alpha = s / (1 + s)`` makes that the test's share ``s = B / (K D)``.

@@ -16,13 +16,13 @@ sent again after a crash, duplicated or read out of order never count twice, and
 counts are always the sum of the sites' latest tallies.
 
 Tests, per claimed metric, at the same acceptable and rejectable levels as the site streams
-(:func:`streams.performance.design_levels`):
+(:func:`streams.charted_claims.design_levels`):
 
 - the anytime-valid claims test (:class:`~detectors.BetaBinomialConfidenceSequence`, one-sided
   at the acceptable level) on the pooled counts. Its evidence depends on the cumulative counts
   alone and Ville's inequality holds at every stopping time, so looking once per increment
   keeps its ``alpha`` (restarted each surveillance year, as the site streams' are);
-- a multi-chart Bernoulli CUSUM (:func:`streams.performance.labelled_chart`, the site
+- a multi-chart Bernoulli CUSUM (:func:`streams.detector_design.labelled_chart`, the site
   streams' chart) fed each increment as one binomial batch
   (:meth:`~detectors.BernoulliMultiCUSUM.update_counts`). Not the increment's cases one by one
   in a canonical order: putting a batch's adverse events last (or first) gives the largest
@@ -56,17 +56,17 @@ from postmarket.claim_levels import ChartLevels
 from postmarket.contracts.events import Alert, Severity, StreamKey
 from postmarket.contracts.pooled import VersionTally
 from streams.alerting import ALERT_NAMESPACE
+from streams.charted_claims import design_levels
+from streams.detector_design import labelled_chart
 from streams.false_alarm_budget import Unit
-from streams.performance import (
+from streams.monitor_policy import (
     CHARTED_METRICS,
     SURVEILLANCE_YEAR,
     TESTS_PER_STREAM,
     ClaimedMetric,
     MonitorPolicy,
-    Signal,
-    design_levels,
-    labelled_chart,
 )
+from streams.stream_monitor import Signal
 
 STATE_VERSION = 1
 POOLED_SITE = "all-sites"

@@ -91,7 +91,7 @@ CRITERIA: dict[str, str] = {
 default) that the stratum *demonstrates* the acceptable level, ``estimate`` that its point
 estimate reaches it, ``not_below`` only that it is not significantly below it."""
 CELLS = ("tp", "fn", "tn", "fp")
-"""As :data:`streams.performance.CELLS` counts them."""
+"""As :data:`streams.stream_monitor.CELLS` counts them."""
 PROPORTION_METRICS = ("sensitivity", "specificity", "ppv", "npv")
 _SUCCESS_CELLS: dict[str, tuple[str, str]] = {
     "sensitivity": ("tp", "fn"),
@@ -293,7 +293,7 @@ def match_predictions(
 
 
 def confusion_cell(label: Label, decision: Label) -> str:
-    """The case's cell of :data:`CELLS`, as :func:`streams.performance.confusion_cell`."""
+    """The case's cell of :data:`CELLS`, as :func:`streams.stream_monitor.confusion_cell`."""
     if label == "positive":
         return "tp" if decision == "positive" else "fn"
     return "tn" if decision == "negative" else "fp"

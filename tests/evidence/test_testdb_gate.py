@@ -402,8 +402,8 @@ def test_a_gate_that_cannot_run_says_why_in_one_line(
 
 
 def test_the_gate_counts_cases_as_the_live_pipeline_does() -> None:
-    from streams.performance import CELLS
-    from streams.performance import confusion_cell as live_cell
+    from streams.stream_monitor import CELLS
+    from streams.stream_monitor import confusion_cell as live_cell
     from tests.factories import make_outcome
 
     for offset, (decision, label) in enumerate(

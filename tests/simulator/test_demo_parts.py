@@ -24,7 +24,7 @@ from postmarket.demo_render import detection_table
 from simulator.scenario import Scenario
 from simulator.scoring import Bound, ChangeScore, Scorecard
 from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
-from streams.performance import TESTS_PER_STREAM, MonitorPolicy
+from streams.monitor_policy import TESTS_PER_STREAM, MonitorPolicy
 
 
 def _stream(device: str, cases: int) -> dict[str, object]:

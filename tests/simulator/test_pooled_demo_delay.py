@@ -25,14 +25,10 @@ from simulator.monitor_replay import MonitorReplay, ReplayAlarm
 from simulator.scenario import Scenario
 from simulator.scoring import ChangeScore, PipelineOutput, Scorecard, fleet_facts, score_run
 from streams.alerting import alert_for
-from streams.performance import (
-    Signal,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-    planned_policy,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.monitor_policy import planned_policy
 from streams.pooled import POOLED_SITE, PooledMonitor, pooled_alert, version_tally
+from streams.stream_monitor import Signal, StreamMonitor
 
 pytestmark = pytest.mark.slow
 

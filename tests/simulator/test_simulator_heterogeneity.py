@@ -16,7 +16,7 @@ from simulator.ground_truth import ground_truth
 from simulator.heterogeneity import drawn_rate, fleet_performance, synthetic_sites
 from simulator.monitor_replay import MonitorReplay
 from simulator.scenario import Fleet, PerformanceDrift, Scenario, TruePerformance
-from streams.performance import MonitorPolicy
+from streams.monitor_policy import MonitorPolicy
 
 CONFIDENCE = 0.999
 

@@ -14,14 +14,10 @@ from detectors import (
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
 from streams.alerting import alert_for
-from streams.performance import (
-    UNMONITORED_STREAM,
-    MonitorPolicy,
-    StreamMonitor,
-    chart_alternatives,
-    claimed_lower_bounds,
-    claimed_performance,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.detector_design import chart_alternatives
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import UNMONITORED_STREAM, StreamMonitor
 from tests.factories import T0, make_outcome, make_registry_entry
 
 ENTRY = make_registry_entry()

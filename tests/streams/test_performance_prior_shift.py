@@ -11,7 +11,8 @@ from scipy.stats import norm
 
 from detectors import WindowedPerformanceEstimate
 from postmarket.contracts.events import JoinPosition
-from streams.performance import ClaimedMetric, MonitorPolicy, StreamMonitor
+from streams.monitor_policy import ClaimedMetric, MonitorPolicy
+from streams.stream_monitor import StreamMonitor
 
 POLICY = MonitorPolicy(score_reference_cases=300, score_window=100, arl0_cases=5000)
 REFERENCE = 0.24

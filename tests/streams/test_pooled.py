@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from detectors import BetaBinomialConfidenceSequence, StateError
 from postmarket.contracts import Alert, StreamKey, VersionTally, decode, encode, version_key
-from streams.performance import MonitorPolicy, StreamMonitor, design_detectors
+from streams.detector_design import design_detectors
+from streams.monitor_policy import MonitorPolicy
 from streams.pooled import (
     POOLED_SITE,
     PooledMonitor,
@@ -26,6 +27,7 @@ from streams.pooled import (
     tally_of_labelled_state,
     version_tally,
 )
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -11,7 +11,9 @@ import numpy as np
 from postmarket.contracts import Outcome
 from postmarket.contracts.events import Alert
 from streams.alerting import alert_for
-from streams.performance import MonitorPolicy, Signal, StreamMonitor, claimed_performance
+from streams.charted_claims import claimed_performance
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import Signal, StreamMonitor
 from tests.factories import make_outcome, make_registry_entry
 
 POLICY = MonitorPolicy(arl0_cases=5000)

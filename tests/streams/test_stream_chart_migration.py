@@ -11,13 +11,10 @@ import pytest
 
 from detectors import BernoulliCUSUM, BernoulliMultiCUSUM, bernoulli_cusum_threshold
 from postmarket.contracts import Outcome
-from streams.performance import (
-    STATE_VERSION,
-    MonitorPolicy,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import StreamMonitor
+from streams.stream_state import STATE_VERSION
 from tests.factories import make_outcome, make_registry_entry
 
 ENTRY = make_registry_entry()

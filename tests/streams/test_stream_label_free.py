@@ -12,16 +12,15 @@ from detectors import WindowedChiSquareDrift, estimate_performance
 from postmarket.contracts.events import AcquisitionFeatures, JoinPosition
 from streams.acquisition import AcquisitionCategories, acquisition_categories, kvp_band
 from streams.alerting import alert_for
-from streams.performance import (
+from streams.charted_claims import claimed_performance
+from streams.detector_design import (
     MAX_REFERENCE_CATEGORIES,
     OTHER_CATEGORY,
-    MonitorPolicy,
-    Signal,
-    StreamMonitor,
     bounded_reference,
-    claimed_performance,
     is_label_free,
 )
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import Signal, StreamMonitor
 from tests.factories import make_outcome, make_prediction, make_registry_entry
 
 POLICY = MonitorPolicy(score_reference_cases=300, score_window=100, arl0_cases=5000)

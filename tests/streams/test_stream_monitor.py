@@ -14,12 +14,10 @@ from postmarket.contracts import Outcome, Prediction
 from postmarket.contracts.events import JoinPosition
 from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
-from streams.performance import (
-    MonitorPolicy,
-    StreamMonitor,
-    chart_alternatives,
-    claimed_performance,
-)
+from streams.charted_claims import claimed_performance
+from streams.detector_design import chart_alternatives
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome, make_prediction, make_registry_entry
 
 POLICY = MonitorPolicy(arl0_cases=5000)

@@ -18,7 +18,9 @@ from detectors import (
     bernoulli_cusum_threshold,
 )
 from postmarket.contracts import Outcome
-from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from streams.charted_claims import claimed_performance
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome, make_registry_entry
 
 CLAIMS = claimed_performance(make_registry_entry(), "referable_dr")

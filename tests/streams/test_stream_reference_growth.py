@@ -9,7 +9,8 @@ import numpy as np
 from detectors import WindowedChiSquareDrift, WindowedKSDrift
 from detectors.reference_calibration import reference_cap
 from postmarket.contracts.events import JoinPosition
-from streams.performance import MonitorPolicy, Signal, StreamMonitor
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import Signal, StreamMonitor
 
 POLICY = MonitorPolicy()
 SCANNERS = ("Definition AS", "Force", "Edge")
