@@ -372,12 +372,13 @@ def observations(
 ) -> Iterator[list[Signal] | None]:
     """Apply ``item`` (read at ``position``) to ``monitor`` one case at a time: each case's
     signals as it is applied, None for a case the monitor had applied already. A decision
-    raises nothing: no signals once applied, None if applied already."""
+    (a re-baselining or a review, by its scope) raises nothing: no signals once applied,
+    None if applied already."""
     if isinstance(item, Rebaseline):
         at = JoinPosition(
             topic=position.topic, partition=position.partition, offset=position.offset, rank=0
         )
-        yield [] if monitor.rebaseline(item.rebaseline_id, at) else None
+        yield [] if monitor.rebaseline(item.rebaseline_id, at, item.scope) else None
         return
     if isinstance(item, Outcome):
         applied = monitor.already_applied("outcome", item.joined_at)

@@ -19,7 +19,9 @@ category the reference never saw (a new scanner model) is a finding. Once a drif
 investigated and the change accepted, a re-baselining decision restarts the reference from
 the predictions that follow (:meth:`StreamMonitor.rebaseline`); nothing re-baselines a claim,
 but a decision on a stream whose claims test rejected restarts that test, as a new test paid
-for by the budget, with the CUSUMs that alarmed (:meth:`StreamMonitor.restart_after_review`).
+for by the budget, with the CUSUMs that alarmed (:meth:`StreamMonitor.restart_after_review`):
+a re-baselining, or a review decision published when a claim-based alert of the stream is
+resolved, which restarts only those.
 A CUSUM's signal says when the change began (:attr:`Signal.change_began_at`).
 
 The stream agent calls :meth:`StreamMonitor.observe` once per outcome,
@@ -46,7 +48,7 @@ from detectors import (
     wilson_interval,
 )
 from detectors.base import check_probability
-from postmarket.contracts.events import JoinPosition, Outcome, Prediction
+from postmarket.contracts.events import JoinPosition, Outcome, Prediction, RebaselineScope
 from streams.acquisition import (
     ACQUISITION_DIMENSIONS,
     AcquisitionCategories,
@@ -223,11 +225,15 @@ class StreamMonitor(StreamMonitorState):
             signals += self._update_acquisition(categories)
         return signals
 
-    def rebaseline(self, decision: uuid.UUID, at: JoinPosition) -> bool:
-        """Apply a decision on the stream: restart the reference-drift tests (the next
-        ``score_reference_cases`` predictions form a new reference) and, when a claims test
-        has rejected, the stream's restart after review (:meth:`restart_after_review`).
-        Counts and strata are untouched.
+    def rebaseline(
+        self, decision: uuid.UUID, at: JoinPosition, scope: RebaselineScope = "reference"
+    ) -> bool:
+        """Apply a decision on the stream. Scope ``reference``: restart the reference-drift
+        tests (the next ``score_reference_cases`` predictions form a new reference) and, when
+        a claims test has rejected, the stream's restart after review
+        (:meth:`restart_after_review`). Scope ``review`` (a claim-based alert was reviewed
+        and resolved): only that restart, the references untouched; with no claims test
+        rejected it changes nothing but is remembered. Counts and strata are untouched.
 
         False, changing nothing, for a decision applied already: the record at ``at`` read
         again, or the same decision published again (a new offset, the same id). A decision
@@ -238,11 +244,12 @@ class StreamMonitor(StreamMonitorState):
             return False
         self._mark_applied("prediction", at)
         self.rebaseline_id = str(decision)
-        self.score_reference = [0] * len(self.score_reference)
-        self.acquisition_reference = {}
-        for name in REFERENCE_DRIFT_DETECTORS:
-            self.detectors.pop(name, None)
-            self.statistics.pop(name, None)
+        if scope == "reference":
+            self.score_reference = [0] * len(self.score_reference)
+            self.acquisition_reference = {}
+            for name in REFERENCE_DRIFT_DETECTORS:
+                self.detectors.pop(name, None)
+                self.statistics.pop(name, None)
         self.restart_after_review()
         return True
 

@@ -364,24 +364,47 @@ class Alert(Contract):
         return data
 
 
-class Rebaseline(Contract):
-    """A decision that a stream's label-free reference is out of date: the stream's score
-    and acquisition references are rebuilt from the predictions that follow.
+RebaselineScope = Literal["reference", "review"]
 
-    Made in the evidence store once a drift alert's investigation accepted the change (a new
-    scanner validated, a referral population known to have changed), so the drift tests look
-    for the next change instead of recurring on this one. Nothing re-baselines a claim: the
-    CUSUMs, the claims tests and the label-free estimates keep testing the registered claims.
+
+class Rebaseline(Contract):
+    """A decision on a stream, made in the evidence store once an alert on it was
+    investigated: its ``scope`` says what the workers restart.
+
+    ``reference`` (a re-baselining): the stream's label-free reference is out of date (a new
+    scanner validated, a referral population known to have changed), so its score and
+    acquisition references are rebuilt from the predictions that follow and the drift tests
+    look for the next change instead of recurring on this one; a claims test of the stream
+    that rejected restarts too. ``review``: a claim-based alert on the stream (a CUSUM, a
+    claims test, an estimate) was reviewed and resolved, so each claims test of the stream
+    that rejected restarts as a new test (paid for by the fleet budget) with the CUSUMs that
+    alarmed since; nothing else moves, the references included.
+
+    Nothing re-baselines a claim: either scope leaves the registered claims as they are, and
+    the CUSUMs, the claims tests and the label-free estimates keep testing them.
     """
 
     rebaseline_id: uuid.UUID
-    """Derived from the alert: publishing the same decision again changes nothing."""
+    """Derived from the alert (in a namespace of its scope): publishing the same decision
+    again changes nothing."""
     stream: StreamKey
     alert_id: uuid.UUID
-    """The drift alert whose investigation accepted the change."""
+    """The alert whose investigation made the decision."""
     decided_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     decided_at: AwareDatetime
+    scope: RebaselineScope = "reference"
+    """What the decision restarts (see above). ``reference`` is left out of the JSON, as in
+    the decisions published before the field existed; a worker from before it refuses a
+    ``review`` (contracts forbid unknown fields), so the workers are upgraded first."""
+
+    @model_serializer(mode="wrap")
+    def _reference_scope_left_out(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A re-baselining as a reader from before the scope accepts it, byte for byte."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("scope") == "reference":
+            data.pop("scope", None)
+        return data
 
 
 DeadLetterReason = Literal[

@@ -1,5 +1,6 @@
-"""``postmarket alerts``: alerts and their lifecycle, open -> acknowledged -> resolved, and
-the re-baselining of an investigated drift."""
+"""``postmarket alerts``: alerts and their lifecycle, open -> acknowledged -> resolved, the
+re-baselining of an investigated drift, and the review decision that resolving a
+claim-based alert publishes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 from postmarket.evidence.cli_common import UrlOption, actor_or_login, fail, open_store, parse_day
 
 if TYPE_CHECKING:
-    from postmarket.contracts.events import Alert
+    from postmarket.contracts.events import Alert, Rebaseline
     from postmarket.evidence.store import AlertView
 
 alerts_app = typer.Typer(
@@ -24,6 +25,10 @@ ALERT_COLUMNS = (
     "RAISED (UTC)", "RECURRED",
 )  # fmt: skip
 ALERT_ID_HELP = "the alert's id: its UUID, or its first 8 hex characters as `alerts list` shows"
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
+]
 
 
 def _alert_cells(view: AlertView) -> tuple[str, ...]:
@@ -194,7 +199,15 @@ def acknowledge(
     url: UrlOption = None,
 ) -> None:
     """Acknowledge an open alert: you own it now."""
-    _transition(alert_id, "acknowledge", by, note, url)
+    from postmarket.evidence.lifecycle import IllegalTransition
+    from postmarket.evidence.store import EvidenceError
+
+    with open_store(url) as store:
+        try:
+            view = store.acknowledge_alert(alert_id, by=actor_or_login(by), note=note)
+        except (EvidenceError, IllegalTransition) as error:
+            raise fail(str(error)) from None
+    typer.echo(f"alert {view.alert.alert_id} is {view.status.value}")
 
 
 @alerts_app.command("resolve")
@@ -204,25 +217,74 @@ def resolve(
         str, typer.Option("--resolution", help="root cause and fix, or why it was a false alarm")
     ],
     by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
+    bootstrap: BootstrapOption = None,
     url: UrlOption = None,
 ) -> None:
-    """Resolve an acknowledged alert, saying why."""
-    _transition(alert_id, "resolve", by, resolution, url)
+    """Resolve an acknowledged alert, saying why.
 
-
-def _transition(alert_id: str, action: str, by: str | None, why: str, url: str | None) -> None:
-    from postmarket.evidence.lifecycle import IllegalTransition
+    A claim-based alert of a site's stream (a CUSUM, a claims test, an estimate, the
+    calibration test, site-vs-fleet) is resolved after review: a review decision goes to
+    pms.rebaselines.v1 first, where the workers restart each claims test of the stream that
+    rejected (a new test, within the fleet false-alarm budget) with the CUSUMs that alarmed
+    since; the references and the claims are untouched. Then the resolution is recorded with
+    a stream.review audit entry. If recording fails after publishing, run the command again:
+    it publishes the same decision, which the workers skip. Any other alert is only recorded.
+    """
+    from postmarket.contracts.events import utc_now
+    from postmarket.evidence.lifecycle import AlertAction, IllegalTransition, next_status
+    from postmarket.evidence.rebaseline import (
+        ReviewRefused,
+        is_reviewed_on_its_stream,
+        review_decision,
+    )
     from postmarket.evidence.store import EvidenceError
 
     with open_store(url) as store:
         try:
-            if action == "acknowledge":
-                view = store.acknowledge_alert(alert_id, by=actor_or_login(by), note=why)
-            else:
-                view = store.resolve_alert(alert_id, by=actor_or_login(by), resolution=why)
-        except (EvidenceError, IllegalTransition) as error:
+            view = store.alert(alert_id)
+            if not is_reviewed_on_its_stream(view.alert.detector):
+                view = store.resolve_alert(alert_id, by=actor_or_login(by), resolution=resolution)
+                typer.echo(f"alert {view.alert.alert_id} is {view.status.value}")
+                return
+            decision = review_decision(view, actor_or_login(by), resolution, utc_now())
+            next_status(view.status, AlertAction.RESOLVE)  # an open alert has no owner yet
+        except (EvidenceError, ReviewRefused, IllegalTransition) as error:
             raise fail(str(error)) from None
-    typer.echo(f"alert {view.alert.alert_id} is {view.status.value}")
+        target = _publish(decision, bootstrap)
+        try:
+            store.record_review(decision)
+        except Exception as error:  # published already: say how to finish, whatever failed
+            raise fail(
+                f"published review decision {decision.rebaseline_id} to pms.rebaselines.v1, "
+                f"but recording the resolution failed: {type(error).__name__}: {error}; run "
+                "the command again (it publishes the same decision, which the workers skip, "
+                "and records it)"
+            ) from None
+    typer.echo(
+        f"alert {decision.alert_id} is resolved after review (decision "
+        f"{decision.rebaseline_id} on pms.rebaselines.v1 at {target}).\nOn stream "
+        f"{decision.stream.as_key()}, the workers restart each claims test that rejected, as a"
+        " new test within the fleet false-alarm budget, and the CUSUMs that alarmed since; "
+        "with no claims test rejected, nothing changes (a CUSUM restarts by itself when it "
+        "alarms). The references and the claims are untouched."
+    )
+
+
+def _publish(decision: Rebaseline, bootstrap: str | None) -> str:
+    """Publish ``decision`` and wait for the broker's ack; the broker's address. Fails
+    (nothing recorded yet) with what went wrong if it is not acknowledged."""
+    from postmarket.config import Settings
+    from postmarket.evidence.rebaseline import publish_rebaseline
+
+    settings = Settings()
+    target = bootstrap or settings.kafka_bootstrap
+    try:
+        publish_rebaseline(decision, target, settings.kafka_security())
+    except Exception as error:  # kafka-python raises many kinds; nothing is stored yet
+        raise fail(
+            f"publishing to {target} failed: {type(error).__name__}: {error}; nothing was recorded"
+        ) from None
+    return target
 
 
 @alerts_app.command("rebaseline")
@@ -235,10 +297,7 @@ def rebaseline(
         ),
     ],
     by: Annotated[str | None, typer.Option(help="who \\[default: your login name]")] = None,
-    bootstrap: Annotated[
-        str | None,
-        typer.Option(help="Kafka bootstrap host:port \\[default: POSTMARKET_KAFKA_BOOTSTRAP]"),
-    ] = None,
+    bootstrap: BootstrapOption = None,
     url: UrlOption = None,
 ) -> None:
     """Accept an investigated drift: the alert is resolved and the stream's next predictions
@@ -252,14 +311,9 @@ def rebaseline(
     label-free estimates keep testing them. If recording fails after publishing, run the
     command again: it publishes the same decision, which the workers skip.
     """
-    from postmarket.config import Settings
     from postmarket.contracts.events import utc_now
     from postmarket.evidence.lifecycle import AlertAction, IllegalTransition, next_status
-    from postmarket.evidence.rebaseline import (
-        RebaselineRefused,
-        publish_rebaseline,
-        rebaseline_decision,
-    )
+    from postmarket.evidence.rebaseline import RebaselineRefused, rebaseline_decision
     from postmarket.evidence.store import NotFound
 
     with open_store(url) as store:
@@ -272,15 +326,7 @@ def rebaseline(
             next_status(view.status, AlertAction.RESOLVE)  # an open alert has no owner yet
         except IllegalTransition as error:
             raise fail(f"re-baselining resolves alert {decision.alert_id}; {error}") from None
-        settings = Settings()
-        target = bootstrap or settings.kafka_bootstrap
-        try:
-            publish_rebaseline(decision, target, settings.kafka_security())
-        except Exception as error:  # kafka-python raises many kinds; nothing is stored yet
-            raise fail(
-                f"publishing to {target} failed: {type(error).__name__}: {error}; "
-                "nothing was recorded"
-            ) from None
+        target = _publish(decision, bootstrap)
         try:
             store.record_rebaseline(decision)
         except Exception as error:  # published already: say how to finish, whatever failed

@@ -1,5 +1,6 @@
-"""Alerts in the evidence store: raised (or recurring), acknowledged, resolved or
-re-baselined, each step audited; short ids; counts per lifecycle status for /metrics."""
+"""Alerts in the evidence store: raised (or recurring), acknowledged, resolved (after a
+review, for a claim-based alert) or re-baselined, each step audited; short ids; counts per
+lifecycle status for /metrics."""
 
 from __future__ import annotations
 
@@ -23,13 +24,17 @@ from postmarket.evidence.lifecycle import (
     next_status,
 )
 from postmarket.evidence.models import AlertRecurrenceRow, AlertRow, AuditEntryRow
-from postmarket.evidence.rebaseline import rebaseline_refusal
+from postmarket.evidence.rebaseline import is_reviewed_on_its_stream, rebaseline_refusal
 from postmarket.evidence.store_errors import AmbiguousAlertId, EvidenceError, NotFound
 from postmarket.evidence.store_unit import StoreUnit, aware, queue_writers
 from postmarket.evidence.views import AlertRecurrenceCount, AlertStatusCount, AlertView
 
 REBASELINE_ACTION = "stream.rebaseline"
 """The audit action that keeps a re-baselining decision (:meth:`AlertStore.record_rebaseline`)."""
+REVIEW_ACTION = "stream.review"
+"""The audit action that keeps a review decision (:meth:`AlertStore.record_review`)."""
+REVIEW_RESOLUTION = "reviewed; the stream's rejected claims tests restart (decision {decision}): "
+"""How a review decision's resolution begins, before its reason (as the report shows it)."""
 
 
 class AlertStore(StoreUnit):
@@ -109,9 +114,12 @@ class AlertStore(StoreUnit):
         resolved, and a ``stream.rebaseline`` audit entry keeps the decision, both or neither.
 
         Raises :class:`~postmarket.evidence.lifecycle.IllegalTransition` unless the alert is
-        acknowledged (an open alert has no owner yet), and :class:`EvidenceError` when its
-        detector has no reference to rebuild or the decision names another stream.
+        acknowledged (an open alert has no owner yet), and :class:`EvidenceError` when the
+        decision is a review, its alert's detector has no reference to rebuild or the
+        decision names another stream.
         """
+        if decision.scope != "reference":
+            raise EvidenceError(f"decision {decision.rebaseline_id} is not a re-baselining")
         with self._transaction() as session:
             queue_writers(session)  # before reading: a concurrent resolve waits, then fails
             row = _alert(session, decision.alert_id)
@@ -136,6 +144,47 @@ class AlertStore(StoreUnit):
                 session,
                 decision.decided_by,
                 REBASELINE_ACTION,
+                f"stream:{decision.stream.as_key()}",
+                decision.model_dump(mode="json"),
+            )
+            return _alert_view_of(session, row)
+
+    def record_review(self, decision: Rebaseline) -> AlertView:
+        """Record a published review decision: its claim-based alert goes acknowledged ->
+        resolved with the decision's reason, and a ``stream.review`` audit entry keeps the
+        decision (who restarted the stream's rejected claims tests, when), both or neither.
+
+        Raises :class:`~postmarket.evidence.lifecycle.IllegalTransition` unless the alert is
+        acknowledged, and :class:`EvidenceError` when the decision is no review, its alert
+        is not a claim-based alert of a site's stream, or it names another stream.
+        """
+        if decision.scope != "review":
+            raise EvidenceError(f"decision {decision.rebaseline_id} is not a review")
+        with self._transaction() as session:
+            queue_writers(session)  # before reading: a concurrent resolve waits, then fails
+            row = _alert(session, decision.alert_id)
+            if not is_reviewed_on_its_stream(row.detector):
+                raise EvidenceError(
+                    f"alert {row.alert_id} of {row.detector} is not a claim-based alert of a "
+                    "site's stream: a review decision restarts nothing for it"
+                )
+            if _alert_stream(row) != decision.stream:
+                raise EvidenceError(
+                    f"decision {decision.rebaseline_id} names stream {decision.stream.as_key()}"
+                    f", but alert {row.alert_id} is on {_alert_stream(row).as_key()}"
+                )
+            self._apply(
+                session,
+                row,
+                AlertAction.RESOLVE,
+                decision.decided_by,
+                REVIEW_RESOLUTION.format(decision=decision.rebaseline_id) + decision.reason,
+                decision.decided_at,
+            )
+            self._audit(
+                session,
+                decision.decided_by,
+                REVIEW_ACTION,
                 f"stream:{decision.stream.as_key()}",
                 decision.model_dump(mode="json"),
             )

@@ -12,7 +12,8 @@ from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
 from postmarket.cli import app
-from postmarket.contracts.events import Alert
+from postmarket.contracts.events import Alert, Rebaseline
+from postmarket.evidence import rebaseline
 from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
@@ -116,11 +117,19 @@ def test_a_since_that_is_no_date_is_refused_in_one_line(url: str) -> None:
     )
 
 
-def test_short_ids_take_an_alert_through_its_lifecycle(url: str) -> None:
+def test_short_ids_take_an_alert_through_its_lifecycle(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[Rebaseline] = []  # EARLY is claim-based: resolving it publishes a review
+    monkeypatch.setattr(
+        rebaseline, "publish_rebaseline", lambda decision, *_: published.append(decision)
+    )
     code, output = invoke(url, "alerts", "ack", "7b0c9a52", "--note", "checking", "--by", "dr.li")
     assert (code, output.strip()) == (0, f"alert {EARLY.alert_id} is acknowledged")
     code, output = invoke(url, "alerts", "resolve", "7B0C9A52", "--resolution", "fixed")
-    assert (code, output.strip()) == (0, f"alert {EARLY.alert_id} is resolved")
+    assert code == 0, output
+    assert output.startswith(f"alert {EARLY.alert_id} is resolved")
+    assert [decision.alert_id for decision in published] == [EARLY.alert_id]
     code, output = invoke(url, "alerts", "show", "7b0c9a52")
     assert code == 0
     assert f"alert        {EARLY.alert_id}" in output

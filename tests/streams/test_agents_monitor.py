@@ -364,6 +364,35 @@ def test_a_decision_that_restarts_a_rejected_claims_test_writes_the_labelled_sta
     assert isinstance(test, BetaBinomialConfidenceSequence) and test.verdict == "consistent"
 
 
+def test_a_review_decision_restarts_the_rejected_claims_test_and_keeps_the_reference(
+    producer: RecordingProducer,
+) -> None:
+    rejected, _ = _rejected_stream()
+    labelled, label_free_state = json.loads(json.dumps(rejected.to_states()))
+    stream_monitors.data[STREAM] = labelled
+    stream_prediction_monitors.data[STREAM] = label_free_state
+    review = make_rebaseline(scope="review")
+
+    async def scenario(feed: Feed) -> None:
+        await referenced(feed)
+        before = label_free()
+        event = await put_decision(feed, review)
+        await wait_until(settled(monitor.unacked, [event]), "the review applied")
+        await monitor.flush_stream_states()
+        after = label_free()
+        for kept in ("score_reference", "acquisition_reference", "detectors"):
+            assert after[kept] == before[kept], kept
+
+    run_monitor(scenario)
+    assert label_free()["rebaseline_id"] == str(review.rebaseline_id)
+    assert {"score_drift", "model_drift"} <= set(label_free()["detectors"])
+    written = producer.to(CHANGELOG)[-1].json()
+    assert written["claims_restarts"] == 1
+    restarted = StreamMonitor.from_states(written, label_free())
+    test = restarted.detectors["sensitivity_claims_test"]
+    assert isinstance(test, BetaBinomialConfidenceSequence) and test.verdict == "consistent"
+
+
 def test_a_stream_stored_before_the_budget_takes_the_workers_plan_when_loaded(
     producer: RecordingProducer,
 ) -> None:
