@@ -308,12 +308,18 @@ class BernoulliMultiCUSUM(Detector):
 
     def _step(self, cases: int, events: int) -> DetectorResult:
         statistic, nearest, fired = 0.0, 0, False
+        sums, runs = self._s, self._run
         for k, (a, m, threshold) in enumerate(zip(self._a, self._m, self._threshold, strict=True)):
-            s = max(0, self._s[k] + events * m - cases * a)
-            self._s[k], self._run[k] = s, (self._run[k] + cases if s > 0 else 0)
+            s = sums[k] + events * m - cases * a
+            if s <= 0:  # at its floor: a zero ratio, never the nearest nor firing
+                sums[k] = runs[k] = 0
+                continue
+            sums[k] = s
+            runs[k] += cases
             fired = fired or s >= threshold
-            if s / threshold > statistic:
-                statistic, nearest = s / threshold, k
+            ratio = s / threshold
+            if ratio > statistic:
+                statistic, nearest = ratio, k
         self._n_cases += cases
         self._n_events += events
         result = DetectorResult(

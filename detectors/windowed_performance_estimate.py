@@ -286,7 +286,8 @@ class WindowedPerformanceEstimate(Detector):
                 "WindowedPerformanceEstimate.update needs the device's decision as "
                 "risk=1.0 (called positive) or risk=0.0 (called negative)"
             )
-        if not (isinstance(risk, Real | np.bool_) and risk in (0, 1)):
+        known = type(risk) is float or type(risk) is int or isinstance(risk, Real | np.bool_)
+        if not (known and risk in (0, 1)):
             raise ValueError(
                 f"risk must be the device's decision, 1.0 (called positive) or 0.0 "
                 f"(called negative), got {risk!r}"

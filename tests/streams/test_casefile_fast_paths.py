@@ -1,0 +1,211 @@
+"""The join's fast paths give exactly what pydantic's own construction, validation and
+serialization give: the same objects, the same table states byte for byte, the same errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from postmarket.contracts import FollowUp, Outcome, Prediction, decode, encode
+from postmarket.contracts.events import AcquisitionFeatures, JoinPosition
+from streams.casefile import (
+    OUTCOME_NAMESPACE,
+    CaseFile,
+    RecordPosition,
+    joined_outcome,
+    outcome_id,
+    stream_key,
+)
+from streams.truth import final_truth
+from tests.factories import T0, make_followup, make_prediction, make_read
+
+
+def same_model(fast: BaseModel, slow: BaseModel) -> None:
+    """Equal, with the same fields counted as set, in the same order, and the same JSON."""
+    assert type(fast) is type(slow)
+    assert fast == slow
+    assert list(fast.__dict__) == list(slow.__dict__)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+    assert fast.__pydantic_private__ == slow.__pydantic_private__
+    assert fast.model_dump_json() == slow.model_dump_json()
+
+
+def outcome_as_model_construct_built_it(prediction: Any, truth: Any, at: JoinPosition) -> Outcome:
+    """The outcome as the join built it before its fast path (the reference)."""
+    return Outcome.model_construct(
+        event_id=uuid.uuid5(OUTCOME_NAMESPACE, str(prediction.event_id)),
+        stream=prediction.stream,
+        case_pseudonym=prediction.case_pseudonym,
+        prediction_event_id=prediction.event_id,
+        prediction_time=prediction.event_time,
+        score=prediction.score,
+        decision=prediction.decision,
+        operating_threshold=prediction.operating_threshold,
+        acquisition=prediction.acquisition,
+        label=truth.label,
+        truth_source=truth.source,
+        truth_time=truth.time,
+        followup_event_ids=truth.followup_event_ids,
+        study_design=prediction.study_design,
+        joined_at=at,
+        blinded_reads=truth.blinded_reads,
+    )
+
+
+@pytest.mark.parametrize("index", [0, 7])
+def test_a_joined_position_is_the_one_model_construct_builds(index: int) -> None:
+    fast = RecordPosition("pms.inputs.v2", 3, 41, index).joined(2)
+    slow = JoinPosition.model_construct(
+        topic="pms.inputs.v2", partition=3, offset=41, rank=2, index=index
+    )
+    same_model(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "reads", [False, True], ids=["pathology", "blinded reads and adjudication"]
+)
+def test_an_outcome_is_the_one_model_construct_builds_and_decodes_as_itself(reads: bool) -> None:
+    prediction = make_prediction(
+        acquisition=AcquisitionFeatures(manufacturer="GE", slice_thickness_mm=1.25),
+        study_design="retrospective",
+    )
+    if reads:
+        followups = [
+            make_read("r1", "first", "positive"),
+            make_read("r2", "second", "negative"),
+            make_read("r3", "adjudication", "negative"),
+        ]
+    else:
+        followups = [make_followup(label="negative")]
+    truth = final_truth(followups)
+    assert truth is not None
+    at = RecordPosition("pms.inputs.v2", 1, 9, 4).joined(1)
+    fast = joined_outcome(prediction, truth, at)
+    same_model(fast, outcome_as_model_construct_built_it(prediction, truth, at))
+    assert decode(Outcome, encode(fast)) == fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids())
+def test_an_outcome_id_is_uuid5_of_its_prediction_id(prediction_id: uuid.UUID) -> None:
+    fast = outcome_id(prediction_id)
+    slow = uuid.uuid5(OUTCOME_NAMESPACE, str(prediction_id))
+    assert fast == slow
+    assert (str(fast), fast.version, fast.variant, fast.is_safe) == (
+        str(slow),
+        slow.version,
+        slow.variant,
+        slow.is_safe,
+    )
+    assert hash(fast) == hash(slow)
+
+
+def test_a_stream_key_is_the_predictions_own_stream() -> None:
+    prediction = make_prediction()
+    fast = stream_key(
+        prediction.device_id, prediction.device_version, prediction.site_id, prediction.task
+    )
+    same_model(fast, prediction.stream)
+
+
+def case_state_as_pydantic_dumps_it(case: CaseFile) -> dict[str, Any]:
+    """A case's table state with every event and position dumped by pydantic, as the join
+    wrote it before its fast paths (the reference)."""
+    state = case.to_state()
+    if "predictions" not in state:
+        return state
+    dump: dict[str, Any] = {"mode": "json", "exclude_defaults": True}
+    return {
+        **state,
+        "predictions": [p.model_dump(**dump) for p in case.predictions.values()],
+        "followups": [f.model_dump(**dump) for f in case.followups.values()],
+        "joined": {k: v.model_dump(mode="json") for k, v in case.joined.items()},
+    }
+
+
+def test_a_case_state_is_the_same_bytes_at_every_change() -> None:
+    """Event states are kept from one write to the next: they must never go stale."""
+    case = CaseFile()
+    events: list[Prediction | FollowUp] = [
+        make_prediction(score=0.3, decision="negative"),
+        make_read("r1", "first", "positive"),
+        make_prediction(event_time=T0 + timedelta(hours=1)),
+        make_read("r2", "second", "positive"),
+        make_followup(source="clinical", label="negative"),
+    ]
+    for offset, event in enumerate(events):
+        case.add(event, RecordPosition("pms.inputs.v2", 0, offset, offset % 3))
+        written = json.dumps(case.to_state())
+        assert written == json.dumps(case_state_as_pydantic_dumps_it(case))
+    assert case.joined  # the reads completed the join: positions are in the state
+
+
+def test_a_loaded_case_writes_the_state_it_was_loaded_from() -> None:
+    case = CaseFile()
+    case.add(make_prediction(), RecordPosition("pms.inputs.v2", 0, 1, 2))
+    case.add(make_read("r1", "first", "positive"), RecordPosition("pms.inputs.v2", 0, 2))
+    case.add(make_read("r2", "second", "positive"), RecordPosition("pms.inputs.v2", 0, 3, 9))
+    state = json.loads(json.dumps(case.to_state()))  # as the changelog gives it back
+    loaded = CaseFile.from_state(state)
+    assert loaded == case
+    assert json.dumps(loaded.to_state()) == json.dumps(state)
+    assert loaded.truth is not None and case.truth is not None
+    assert loaded.truth.followup_event_ids == case.truth.followup_event_ids
+    for key, join in loaded.joined.items():
+        same_model(join, JoinPosition.model_validate(state["joined"][key], strict=False))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"topic": "pms.inputs.v2", "partition": 0, "offset": 5, "rank": 0},
+        {"topic": "pms.inputs.v2", "partition": 2, "offset": 5, "rank": 1, "index": 3},
+        {"topic": "pms.inputs.v2", "partition": 2, "offset": 5, "rank": 1, "index": 0},
+        # Not the layout join_state writes: validated, as before the fast path.
+        {"topic": "pms.inputs.v2", "partition": "2", "offset": 5.0, "rank": 1},
+        {"topic": "pms.inputs.v2", "partition": 0, "offset": 5, "rank": True},
+    ],
+)
+def test_a_stored_join_position_loads_as_validation_reads_it(stored: dict[str, Any]) -> None:
+    state = _case_state_with_join(stored)
+    loaded = CaseFile.from_state(state).joined["p"]
+    same_model(loaded, JoinPosition.model_validate(stored, strict=False))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"topic": "", "partition": 0, "offset": 5, "rank": 0},
+        {"topic": "pms.inputs.v2", "partition": -1, "offset": 5, "rank": 0},
+        {"topic": "pms.inputs.v2", "partition": 0, "offset": 5},
+        {"topic": "pms.inputs.v2", "partition": 0, "offset": 5, "rank": 0, "extra": 1},
+    ],
+)
+def test_a_malformed_join_position_is_refused_as_validation_refuses_it(
+    stored: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError) as expected:
+        JoinPosition.model_validate(stored, strict=False)
+    with pytest.raises(ValidationError) as refused:
+        CaseFile.from_state(_case_state_with_join(stored))
+    assert refused.value.errors() == expected.value.errors()
+
+
+def _case_state_with_join(stored: dict[str, Any]) -> dict[str, Any]:
+    prediction = make_prediction()
+    return {
+        "state_version": 2,
+        "predictions": [prediction.model_dump(mode="json", exclude_defaults=True)],
+        "followups": [],
+        "accepted_at": {str(prediction.event_id): ["pms.inputs.v2", 0, 1]},
+        "joined": {"p": stored},
+        "truth": None,
+    }
