@@ -62,8 +62,14 @@ from collectors.mllp import (
     peer_networks,
 )
 from collectors.outbox import OutboxFull
-from collectors.settings import CollectorConfigError, CollectorSettings, Hl7FollowUpMapping
-from postmarket.secrets import SecretFileError, read_secret_file
+from collectors.settings import (
+    CollectorConfigError,
+    CollectorSettings,
+    Hl7FollowUpMapping,
+    secret_setting,
+    setting_name,
+)
+from postmarket.secrets import SecretFileError, looks_like_path, read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +124,19 @@ class MllpEndpoint:
         try:
             read_secret_file(self.tls_key_file, "MLLP TLS key")
         except SecretFileError as error:
-            raise MllpListenerError(str(error)) from None
+            raise MllpListenerError(f"{secret_setting('mllp_tls_key_file')}: {error}") from None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             context.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file))
         except (OSError, ssl.SSLError) as error:
+            # A certificate is no secret, but a PEM pasted where its path belongs is no
+            # one-line message either.
+            shown = str(self.tls_cert_file)
+            certificate = shown if looks_like_path(shown) else "(the value is not a file path)"
             raise MllpListenerError(
-                f"cannot load MLLP TLS certificate {self.tls_cert_file} with its key: {error}"
+                f"{setting_name('mllp_tls_cert_file')}: cannot load MLLP TLS certificate "
+                f"{certificate} with its key: {error}"
             ) from None
         return context
 

@@ -4,8 +4,10 @@ Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY_FILE`` and
 ``POSTMARKET_SIGNING_KEY_FILE`` (the *paths* of the key files, never the keys: every
 variable naming a secret's file ends in ``_FILE``), the Kafka variables of
 :data:`KAFKA_ENV`, ``POSTMARKET_INPUT_CONTRACT`` and ``POSTMARKET_STOW_TOKEN_FILE`` (the
-STOW-RS bearer token's file, for a ``[collector.stow_rs]`` the TOML file configures)
-override the ``[collector]`` table of the TOML file; everything else has loopback defaults.
+STOW-RS bearer token's file, for a ``[collector.stow_rs]`` the TOML file configures) and
+the MLLP listener's variables of :data:`MLLP_ENV` override the ``[collector]`` table of the
+TOML file; everything else has loopback defaults. A bad value from the environment is
+refused naming its variable (:func:`setting_name`), never showing a secret.
 The keys themselves are read by :class:`~collectors.pseudonym.PseudonymKey` and
 :class:`~postmarket.authenticity.SigningKey`, which refuse a file others can read and never
 show a key in a message; an error about a secret file names its setting and variable.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,13 +65,36 @@ KAFKA_ENV = {
 """Kafka connection settings the environment may set (the password only as a file path)."""
 INPUT_CONTRACT_ENV = "POSTMARKET_INPUT_CONTRACT"
 STOW_TOKEN_ENV = "POSTMARKET_STOW_TOKEN_FILE"  # noqa: S105 - a variable naming the token's file
+MLLP_ENV = {
+    "mllp_host": "POSTMARKET_MLLP_HOST",
+    "mllp_port": "POSTMARKET_MLLP_PORT",
+    "mllp_allowed_peers": "POSTMARKET_MLLP_ALLOWED_PEERS",
+    "mllp_max_message_bytes": "POSTMARKET_MLLP_MAX_MESSAGE_BYTES",
+    "mllp_max_connections": "POSTMARKET_MLLP_MAX_CONNECTIONS",
+    "mllp_idle_timeout_s": "POSTMARKET_MLLP_IDLE_TIMEOUT_S",
+    "mllp_tls_cert_file": "POSTMARKET_MLLP_TLS_CERT_FILE",
+    "mllp_tls_key_file": "POSTMARKET_MLLP_TLS_KEY_FILE",
+}
+"""The HL7 MLLP listener's settings the environment may set: every one of them, so a
+container configured by environment alone can receive results. ``POSTMARKET_MLLP_ALLOWED_PEERS``
+lists addresses or networks separated by commas or spaces; the TLS key only as a file path."""
 SECRET_FILE_ENV = {
     "site_key_file": SITE_KEY_ENV,
     "signing_key_file": SIGNING_KEY_ENV,
     "kafka_password_file": KAFKA_ENV["kafka_password_file"],
     "token_file": STOW_TOKEN_ENV,
+    "mllp_tls_key_file": MLLP_ENV["mllp_tls_key_file"],
 }
 """The variables that name a secret's file; each ends in ``_FILE``."""
+SETTING_ENV = {
+    "site_id": SITE_ID_ENV,
+    "site_key_file": SITE_KEY_ENV,
+    "signing_key_file": SIGNING_KEY_ENV,
+    **KAFKA_ENV,
+    "input_contract": INPUT_CONTRACT_ENV,
+    **MLLP_ENV,
+}
+"""Every ``[collector]`` setting the environment overrides, and its variable."""
 
 
 class CollectorConfigError(ValueError):
@@ -377,9 +403,15 @@ class CollectorSettings(BaseModel):
     @model_validator(mode="after")
     def _mllp_consistent(self) -> CollectorSettings:
         if self.mllp_port is not None and self.followups.hl7 is None:
-            raise ValueError("mllp_port receives HL7 results: configure [collector.followups.hl7]")
+            raise ValueError(
+                f"{setting_name('mllp_port')} receives HL7 results: "
+                "configure [collector.followups.hl7]"
+            )
         if (self.mllp_tls_cert_file is None) != (self.mllp_tls_key_file is None):
-            raise ValueError("MLLP TLS needs both mllp_tls_cert_file and mllp_tls_key_file")
+            raise ValueError(
+                f"MLLP TLS needs both {setting_name('mllp_tls_cert_file')} and "
+                f"{setting_name('mllp_tls_key_file')}"
+            )
         return self
 
     @property
@@ -427,6 +459,12 @@ def secret_setting(name: str) -> str:
     return f"{name} ({variable})" if variable else name
 
 
+def setting_name(name: str) -> str:
+    """A ``[collector]`` setting and the variable that overrides it, for error messages."""
+    variable = SETTING_ENV.get(name)
+    return f"{name} ({variable})" if variable else name
+
+
 def renamed_variable_problem(environ: Mapping[str, str]) -> str | None:
     """One line for an old key variable still set, naming its successor (never its value)."""
     for old, new in RENAMED_ENV.items():
@@ -469,6 +507,7 @@ def load_settings(
         values["input_contract"] = env[INPUT_CONTRACT_ENV].strip()
     if env.get(STOW_TOKEN_ENV):
         _override_stow_token_file(values, Path(env[STOW_TOKEN_ENV]))
+    values.update(_mllp_from_environment(env))
     missing = [
         f"{name} ({variable} or [collector] {name} in --config)"
         for name, variable in (("site_id", SITE_ID_ENV), ("site_key_file", SITE_KEY_ENV))
@@ -479,10 +518,44 @@ def load_settings(
     try:
         return CollectorSettings(**values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"], env) for e in error.errors())
         raise CollectorConfigError(f"invalid collector settings: {problems}") from None
+
+
+def _problem(location: tuple[int | str, ...], message: str, env: Mapping[str, str]) -> str:
+    """One validation problem, naming the variable when the environment set the value.
+
+    Pydantic's messages describe the constraint, not the value; only a peer address that is
+    none is quoted, and a peer is no secret. A secret file's path is validated only when
+    read (:func:`~postmarket.secrets.read_secret_file`), which never shows a secret."""
+    where = ".".join(map(str, location))
+    variable = SETTING_ENV.get(where)
+    if variable is not None and env.get(variable, "").strip():
+        where = f"{where} ({variable})"
+    return f"{where}: {message}" if where else message
+
+
+def _mllp_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The MLLP settings of :data:`MLLP_ENV` that are set (and not blank), as text for the
+    model to validate; the peer list split on commas and white space."""
+    values: dict[str, Any] = {}
+    for name, variable in MLLP_ENV.items():
+        value = env.get(variable, "").strip()
+        if not value:
+            continue
+        if name == "mllp_allowed_peers":
+            peers = tuple(peer for peer in re.split(r"[\s,]+", value) if peer)
+            if not peers:
+                raise CollectorConfigError(
+                    f"{variable} lists no address or network: separate them with commas, "
+                    "or unset it for loopback only"
+                )
+            values[name] = peers
+        elif name.endswith("_file"):
+            values[name] = Path(value)
+        else:
+            values[name] = value
+    return values
 
 
 def _override_stow_token_file(values: dict[str, Any], token_file: Path) -> None:

@@ -75,6 +75,17 @@ def entry_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(fields)).encode("utf-8")).hexdigest()
 
 
+def audit_time(moment: datetime) -> str:
+    """How an entry's ``recorded_at`` is stored: UTC ISO 8601 to the microsecond, one fixed
+    width, so comparing the text compares the times (in SQL too, under any collation: the
+    separators stand at the same places in every value).
+
+    >>> audit_time(datetime.fromisoformat("2026-01-01T09:00:00+01:00"))
+    '2026-01-01T08:00:00.000000+00:00'
+    """
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def chain_entry(
     previous: AuditRecord | None,
     recorded_at: datetime,
@@ -86,7 +97,7 @@ def chain_entry(
     """The next entry after ``previous`` (None for the first), with its hash computed."""
     unhashed = AuditRecord(
         sequence=1 if previous is None else previous.sequence + 1,
-        recorded_at=recorded_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        recorded_at=audit_time(recorded_at),
         actor=actor,
         action=action,
         subject=subject,

@@ -9,21 +9,21 @@ JSON and CSV exports and in its content hash: the same store and year give the s
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 from postmarket.evidence.report import DeviceReport, build_report
 from postmarket.evidence.report_claims import ClaimCheck
 from postmarket.evidence.report_tables import (
     ReportTable,
-    canonical_json,
+    export_tables_csv,
+    export_tables_json,
     report_tables,
     table_of,
-    write_csv_tables,
+    tables_hash,
 )
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.trend import TrendResult
@@ -233,7 +233,7 @@ def trend_tables(trends: tuple[TrendResult, ...]) -> list[ReportTable]:
 
 def psur_hash(psur: Psur) -> str:
     """SHA-256 (hex) of every table, without the generation time."""
-    return hashlib.sha256(canonical_json(psur_tables(psur)).encode("ascii")).hexdigest()
+    return tables_hash(psur_tables(psur))
 
 
 def psur_document_id(psur: Psur, digest: str | None = None) -> str:
@@ -242,25 +242,13 @@ def psur_document_id(psur: Psur, digest: str | None = None) -> str:
 
 
 def export_psur_json(psur: Psur) -> str:
-    tables = psur_tables(psur)
-    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
-    document = {
-        "document_id": psur_document_id(psur, digest),
-        "content_hash": digest,
-        "content_hash_of": "SHA-256 of the canonical JSON of `tables` (sorted keys, no spaces)",
-        "generated_at": psur.report.generated_at.isoformat(),
-        "tables": {table.name: table.records() for table in tables},
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return export_tables_json(
+        psur_tables(psur), partial(psur_document_id, psur), psur.report.generated_at
+    )
 
 
 def export_psur_csv(psur: Psur, directory: Path) -> list[Path]:
     """One CSV per table in ``directory``, plus ``document.csv`` with the id and hash."""
-    tables = psur_tables(psur)
-    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
-    identity = [
-        ("document_id", psur_document_id(psur, digest)),
-        ("content_hash", digest),
-        ("generated_at", psur.report.generated_at),
-    ]
-    return write_csv_tables(tables, identity, directory)
+    return export_tables_csv(
+        psur_tables(psur), partial(psur_document_id, psur), psur.report.generated_at, directory
+    )

@@ -21,6 +21,7 @@ from postmarket.evidence.psur import (
 from postmarket.evidence.report_render import (
     VERDICT_CLASS,
     ReportError,
+    facts_table,
     report_sections,
     write_pdf,
 )
@@ -31,32 +32,16 @@ FORMATS = ("html", "pdf", "json", "csv")
 
 def _identity(psur: Psur, digest: str) -> str:
     report = psur.report
-    device = report.device
-    facts = table(
-        ["", ""],
-        [
-            ["Document", f'<span class="doc-id">{escape(psur_document_id(psur, digest))}</span>'],
-            [
-                "Content hash",
-                f'<code class="content-hash">{escape(digest)}</code><br><small>SHA-256 of '
-                "every table in canonical JSON (see the JSON export); the same store and "
-                "year give the same hash</small>",
-            ],
-            ["Device", escape(f"{device.device_id} {device.name}".strip())],
-            ["Manufacturer", escape(device.manufacturer or "-")],
-            ["Period", escape(f"calendar year {psur.year}: {report.period} (UTC)")],
-            ["Change-control policy", escape(report.policy.name)],
-            ["Generated", escape(f"{report.generated_at:%Y-%m-%d %H:%M} UTC")],
-            [
-                "Audit trail",
-                escape(
-                    f"intact, {report.audit.entries} entries, head hash {report.audit.head_hash}"
-                    if report.audit.intact
-                    else f"BROKEN at {report.audit.problem}"
-                ),
-            ],
+    facts = facts_table(
+        report,
+        psur_document_id(psur, digest),
+        digest,
+        hashed="every table",
+        same_hash_for="year",
+        about=[
+            ("Period", f"calendar year {psur.year}: {report.period} (UTC)"),
+            ("Change-control policy", report.policy.name),
         ],
-        "facts",
     )
     return section("identity", "Device, period and document", facts)
 

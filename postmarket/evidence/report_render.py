@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,34 +90,64 @@ def _section(section_id: str, body: str) -> str:
     return section(section_id, SECTIONS[section_id], body)
 
 
-def _summary(report: DeviceReport, digest: str) -> str:
+def facts_table(
+    report: DeviceReport,
+    document: str,
+    digest: str,
+    *,
+    hashed: str,
+    same_hash_for: str,
+    about: Sequence[tuple[str, str]],
+) -> str:
+    """The facts that open a document made from ``report`` (this report, the PSUR): its id
+    and content hash, the device, ``about`` (the document's own rows, plain text), when it
+    was generated and whether the audit trail is intact.
+
+    The hash is explained as "SHA-256 of ``hashed`` ...; the same store and
+    ``same_hash_for`` give the same hash" (both HTML).
+    """
     device = report.device
-    facts = table(
+    audit = report.audit
+    return table(
         ["", ""],
         [
-            ["Document", f'<span class="doc-id">{escape(document_id(report, digest))}</span>'],
+            ["Document", f'<span class="doc-id">{escape(document)}</span>'],
             [
                 "Content hash",
-                f'<code class="content-hash">{escape(digest)}</code><br><small>SHA-256 of the '
-                "report's tables in canonical JSON (see the JSON export); the same store and "
-                "arguments give the same hash</small>",
+                f'<code class="content-hash">{escape(digest)}</code><br><small>SHA-256 of '
+                f"{hashed} in canonical JSON (see the JSON export); the same store and "
+                f"{same_hash_for} give the same hash</small>",
             ],
             ["Device", escape(f"{device.device_id} {device.name}".strip())],
             ["Manufacturer", escape(device.manufacturer or "-")],
-            ["Tasks", escape(", ".join(device.tasks) or "-")],
-            ["Period", escape(f"{report.period} (both days included, UTC)")],
-            ["Change-control policy", escape(f"{report.policy.name}: {report.policy.description}")],
+            *([label, escape(value)] for label, value in about),
             ["Generated", escape(f"{report.generated_at:%Y-%m-%d %H:%M} UTC")],
             [
                 "Audit trail",
                 escape(
-                    f"intact, {report.audit.entries} entries, head hash {report.audit.head_hash}"
-                    if report.audit.intact
-                    else f"BROKEN at {report.audit.problem}"
+                    f"intact, {audit.entries} entries, head hash {audit.head_hash}"
+                    if audit.intact
+                    else f"BROKEN at {audit.problem}"
                 ),
             ],
         ],
         "facts",
+    )
+
+
+def _summary(report: DeviceReport, digest: str) -> str:
+    policy = report.policy
+    facts = facts_table(
+        report,
+        document_id(report, digest),
+        digest,
+        hashed="the report's tables",
+        same_hash_for="arguments",
+        about=[
+            ("Tasks", ", ".join(report.device.tasks) or "-"),
+            ("Period", f"{report.period} (both days included, UTC)"),
+            ("Change-control policy", f"{policy.name}: {policy.description}"),
+        ],
     )
     findings = "".join(f"<li>{escape(line)}</li>" for line in report.findings())
     return _section(

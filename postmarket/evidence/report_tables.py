@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 from postmarket.evidence.report import DeviceReport
@@ -330,7 +331,12 @@ def canonical_json(tables: Sequence[ReportTable]) -> str:
 
 def content_hash(report: DeviceReport) -> str:
     """SHA-256 (hex) of the report's data: every table, without the generation time."""
-    return hashlib.sha256(canonical_json(report_tables(report)).encode("ascii")).hexdigest()
+    return tables_hash(report_tables(report))
+
+
+def tables_hash(tables: Sequence[ReportTable]) -> str:
+    """SHA-256 (hex) of a document's tables in canonical JSON: its content hash."""
+    return hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
 
 
 def document_id(report: DeviceReport, digest: str | None = None) -> str:
@@ -344,30 +350,51 @@ def document_id(report: DeviceReport, digest: str | None = None) -> str:
 
 # --- export --------------------------------------------------------------------------------
 
+DocumentId = Callable[[str], str]
+"""A document's id from its content hash (:func:`document_id`, the PSUR's own)."""
+
 
 def export_json(report: DeviceReport) -> str:
     """The report's tables as one JSON document, with its id, hash and generation time."""
-    tables = report_tables(report)
-    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
-    document = {
-        "document_id": document_id(report, digest),
-        "content_hash": digest,
-        "content_hash_of": "SHA-256 of the canonical JSON of `tables` (sorted keys, no spaces)",
-        "generated_at": report.generated_at.isoformat(),
-        "tables": {table.name: table.records() for table in tables},
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return export_tables_json(
+        report_tables(report), partial(document_id, report), report.generated_at
+    )
 
 
 def export_csv(report: DeviceReport, directory: Path) -> list[Path]:
     """One CSV file per table in ``directory`` (created), plus ``document.csv`` naming the
     report's id and hash; returns the files written."""
-    tables = report_tables(report)
-    digest = hashlib.sha256(canonical_json(tables).encode("ascii")).hexdigest()
+    return export_tables_csv(
+        report_tables(report), partial(document_id, report), report.generated_at, directory
+    )
+
+
+def export_tables_json(
+    tables: Sequence[ReportTable], identify: DocumentId, generated_at: datetime
+) -> str:
+    """A document's tables as one JSON text: its id and content hash, when it was
+    generated, then every table as records (the device report's export and the PSUR's)."""
+    digest = tables_hash(tables)
+    document = {
+        "document_id": identify(digest),
+        "content_hash": digest,
+        "content_hash_of": "SHA-256 of the canonical JSON of `tables` (sorted keys, no spaces)",
+        "generated_at": generated_at.isoformat(),
+        "tables": {table.name: table.records() for table in tables},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_tables_csv(
+    tables: Sequence[ReportTable], identify: DocumentId, generated_at: datetime, directory: Path
+) -> list[Path]:
+    """A document's tables as CSV files in ``directory``, with ``document.csv`` naming its
+    id, content hash and generation time; returns the files written."""
+    digest = tables_hash(tables)
     identity = [
-        ("document_id", document_id(report, digest)),
+        ("document_id", identify(digest)),
         ("content_hash", digest),
-        ("generated_at", report.generated_at),
+        ("generated_at", generated_at),
     ]
     return write_csv_tables(tables, identity, directory)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from postmarket.evidence.audit import audit_time
 from postmarket.evidence.models import AuditEntryRow
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.store_unit import queue_writers
@@ -90,21 +91,28 @@ def plans_stored_before(
     """The device's plans recorded before ``until``, each as it stood then, by name.
 
     An amendment stored at or after ``until`` is left out, so a past period's PSUR keeps
-    showing the plan that was in force at its end.
+    showing the plan that was in force at its end. The database selects the device's
+    entries and the time: only those are read.
     """
+    if until.tzinfo is None:
+        raise ValueError("until must be timezone-aware: audit entries are recorded in UTC")
     with store.reading() as session:
         rows = session.scalars(
             select(AuditEntryRow)
-            .where(AuditEntryRow.action.in_((RECORD, AMEND)))
+            .where(
+                AuditEntryRow.action.in_((RECORD, AMEND)),
+                AuditEntryRow.subject.startswith(plan_subject(device_id, ""), autoescape=True),
+                AuditEntryRow.recorded_at < audit_time(until),
+            )
             .order_by(AuditEntryRow.sequence)
         ).all()
     by_subject: dict[str, list[AuditEntryRow]] = {}
     for row in rows:
-        if datetime.fromisoformat(row.recorded_at) < until:
-            by_subject.setdefault(row.subject, []).append(row)
+        by_subject.setdefault(row.subject, []).append(row)
     plans = []
     for entries in by_subject.values():
         plan = _plan_of(entries[-1])
+        # A device id may hold a colon: "plan:ct:" also prefixes device "ct:v2"'s plans.
         if plan.device_id == device_id and entries[0].action == RECORD:
             plans.append((plan, _amendments(entries)))
     return sorted(plans, key=lambda stored: stored[0].name)

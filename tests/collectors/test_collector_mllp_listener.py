@@ -603,7 +603,11 @@ def test_readable_tls_key_refuses_the_collector_start(
         mllp_tls_key_file=key_file,
         followups=FollowUpMappings(hl7=MAPPING),
     )
-    with pytest.raises(CollectorConfigError, match="^mllp: MLLP TLS key file .* other users"):
+    with pytest.raises(
+        CollectorConfigError,
+        match=r"^mllp: mllp_tls_key_file \(POSTMARKET_MLLP_TLS_KEY_FILE\): MLLP TLS key file .* "
+        "other users",
+    ):
         Collector(settings, connect=UnreachableBroker)
 
 
