@@ -41,7 +41,9 @@ def final_truth(followups: Sequence[FollowUp]) -> Truth | None:
     truth = _decisive_truth(followups)
     if truth is None:
         return None
-    return replace(truth, blinded_reads=blinded_read_pair(followups))
+    pair = blinded_read_pair(followups)
+    # Most cases have no blinded double read: their truth is complete as it is.
+    return truth if pair is None else replace(truth, blinded_reads=pair)
 
 
 def blinded_read_pair(followups: Sequence[FollowUp]) -> tuple[Label, Label] | None:
