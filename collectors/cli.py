@@ -32,8 +32,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY_FILE (the key file's "
-        "path) override",
+        help="collector.toml (optional: every setting but the mapping tables may come from "
+        "its POSTMARKET_... variable, which overrides the file; docs/hospital-it.md)",
     ),
 ]
 
@@ -228,14 +228,7 @@ def status(config: ConfigOption = None) -> None:
 
 @collector_app.command("run")
 def run(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            help="collector.toml; POSTMARKET_SITE_ID and POSTMARKET_SITE_KEY_FILE (the key "
-            "file's path) override",
-        ),
-    ],
+    config: ConfigOption = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the collector until SIGTERM or Ctrl-C: inbox, C-STORE SCP, outbox, Kafka, /metrics.

@@ -62,13 +62,8 @@ from collectors.mllp import (
     peer_networks,
 )
 from collectors.outbox import OutboxFull
-from collectors.settings import (
-    CollectorConfigError,
-    CollectorSettings,
-    Hl7FollowUpMapping,
-    secret_setting,
-    setting_name,
-)
+from collectors.settings import CollectorConfigError, CollectorSettings, Hl7FollowUpMapping
+from collectors.settings_environment import secret_setting, setting_name
 from postmarket.secrets import SecretFileError, looks_like_path, read_secret_file
 
 log = logging.getLogger(__name__)

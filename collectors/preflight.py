@@ -18,12 +18,8 @@ from collectors.deidentify import Deidentifier
 from collectors.events import DicomCase, dicom_case
 from collectors.mllp_listener import MllpEndpoint, MllpListenerError
 from collectors.pseudonym import PseudonymKey, case_pseudonym
-from collectors.settings import (
-    CollectorConfigError,
-    CollectorSettings,
-    InboxSettings,
-    secret_setting,
-)
+from collectors.settings import CollectorConfigError, CollectorSettings, InboxSettings
+from collectors.settings_environment import secret_setting, setting_name
 from collectors.watched_folder import InboxInput
 from postmarket import topics
 from postmarket.authenticity import SigningKey
@@ -63,13 +59,24 @@ def load_secrets(settings: CollectorSettings) -> CollectorSecrets:
 def _check_metrics_secrets(settings: CollectorSettings) -> None:
     """The /metrics password and TLS key, read as ``serve_metrics`` will read them."""
     endpoint = settings.metrics_endpoint()
-    try:
-        if endpoint.basic_auth_password_file is not None:
-            read_secret_file(endpoint.basic_auth_password_file, "metrics password")
-        if endpoint.tls_cert_file is not None and endpoint.tls_key_file is not None:
+    if endpoint.basic_auth_password_file is not None:
+        _read_secret(endpoint.basic_auth_password_file, "metrics password", "basic_auth_password")
+    if endpoint.tls_cert_file is not None and endpoint.tls_key_file is not None:
+        _read_secret(endpoint.tls_key_file, "metrics TLS key", "tls_key")
+        try:
             tls_context(endpoint.tls_cert_file, endpoint.tls_key_file)
-    except (SecretFileError, MetricsEndpointError) as error:
-        raise CollectorConfigError(f"metrics: {error}") from None
+        except (SecretFileError, MetricsEndpointError) as error:
+            setting = setting_name("metrics_tls_cert_file")
+            raise CollectorConfigError(f"{setting}: {error}") from None
+
+
+def _read_secret(path: Path, what: str, metrics_setting: str) -> None:
+    """Read a /metrics secret file as the server will, naming its setting and variable."""
+    try:
+        read_secret_file(path, what)
+    except SecretFileError as error:
+        setting = secret_setting(f"metrics_{metrics_setting}_file")
+        raise CollectorConfigError(f"{setting}: {error}") from None
 
 
 def _check_mllp_secrets(settings: CollectorSettings) -> None:
@@ -96,7 +103,8 @@ def _check_stow_rs_secrets(settings: CollectorSettings) -> None:
 
 
 def location_problems(settings: CollectorSettings) -> list[str]:
-    """Files and folders ``run`` creates or writes that it could not."""
+    """Files and folders ``run`` creates or writes that it could not, each named by its
+    setting and variable."""
     places = {
         "outbox_path": settings.outbox_path.parent,
         "state_path": settings.case_index_path.parent,
@@ -107,7 +115,7 @@ def location_problems(settings: CollectorSettings) -> list[str]:
             "inbox.processed": settings.inbox.processed_dir,
             "inbox.rejected": settings.inbox.rejected_dir,
         }
-    problems = (unwritable(folder, setting) for setting, folder in places.items())
+    problems = (unwritable(folder, setting_name(setting)) for setting, folder in places.items())
     return [problem for problem in problems if problem is not None]
 
 

@@ -28,6 +28,7 @@ from collectors.mllp_listener import MllpEndpoint, MllpListener, MllpListenerErr
 from collectors.outbox import Outbox
 from collectors.preflight import load_secrets
 from collectors.settings import CollectorSettings
+from collectors.settings_environment import setting_name
 from collectors.watched_folder import WatchedFolder
 from postmarket.metrics_endpoint import MetricsServer, serve_metrics
 from postmarket.scrape_targets import COLLECTOR_JOB, announce_scrape_target, local_stack_targets_dir
@@ -210,7 +211,11 @@ class Collector:
                 return
 
     def _serve_metrics(self) -> None:
-        server = serve_metrics(self.registry, self.settings.metrics_endpoint())
+        try:
+            server = serve_metrics(self.registry, self.settings.metrics_endpoint())
+        except OSError as error:  # the port is taken, the address not this host's
+            where = f"{setting_name('metrics_host')}, {setting_name('metrics_port')}"
+            raise OSError(error.errno, f"/metrics ({where}): {error.strerror}") from None
         self._http = server
         self.metrics_address = (server.endpoint.host, server.port)
         address = server.address

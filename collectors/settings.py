@@ -1,23 +1,21 @@
 """Collector configuration: ``collector.toml`` and the environment, secrets only by file.
 
-Precedence: ``POSTMARKET_SITE_ID``, ``POSTMARKET_SITE_KEY_FILE`` and
-``POSTMARKET_SIGNING_KEY_FILE`` (the *paths* of the key files, never the keys: every
-variable naming a secret's file ends in ``_FILE``), the Kafka variables of
-:data:`KAFKA_ENV`, ``POSTMARKET_INPUT_CONTRACT`` and ``POSTMARKET_STOW_TOKEN_FILE`` (the
-STOW-RS bearer token's file, for a ``[collector.stow_rs]`` the TOML file configures) and
-the MLLP listener's variables of :data:`MLLP_ENV` override the ``[collector]`` table of the
-TOML file; everything else has loopback defaults. A bad value from the environment is
-refused naming its variable (:func:`setting_name`), never showing a secret.
-The keys themselves are read by :class:`~collectors.pseudonym.PseudonymKey` and
-:class:`~postmarket.authenticity.SigningKey`, which refuse a file others can read and never
-show a key in a message; an error about a secret file names its setting and variable.
+Precedence: every setting but the mapping tables has a ``POSTMARKET_...`` variable which, set
+and not blank, overrides the TOML file; everything else has loopback defaults. A variable
+naming a secret's file ends in ``_FILE`` and holds the file's *path*, never the secret. A
+variable of a table (``[collector.inbox]``, ``[collector.scp]``, ``[collector.stow_rs]``) sets
+that table, which its switch variable turns on when the file has none. A bad value from the
+environment is refused naming its variable, never showing a secret (the variables and their
+rules: :mod:`collectors.settings_environment`). The keys themselves are read by
+:class:`~collectors.pseudonym.PseudonymKey` and :class:`~postmarket.authenticity.SigningKey`,
+which refuse a file others can read and never show a key in a message; an error about a
+secret file names its setting and variable.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +34,19 @@ from pydantic import (
 
 from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
 from collectors.pseudonym import PseudonymKey, PseudonymKeyError
+from collectors.settings_environment import (
+    SECTION_SWITCH_ENV,
+    SITE_ID_ENV,
+    SITE_KEY_ENV,
+    STOW_RS_ENV,
+    STOW_TOKEN_ENV,
+    apply_environment,
+    renamed_variable_problem,
+    secret_setting,
+    setting_name,
+    variable_at,
+)
+from collectors.settings_environment import CollectorConfigError as CollectorConfigError
 from postmarket.authenticity import SigningKey, SigningKeyError
 from postmarket.contracts.events import Identifier, Label, ReadRound, TruthSource
 from postmarket.kafka_security import (
@@ -46,60 +57,6 @@ from postmarket.kafka_security import (
 )
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsEndpointError
 from postmarket.secrets import SecretFileError, read_secret_file
-
-SITE_ID_ENV = "POSTMARKET_SITE_ID"
-SITE_KEY_ENV = "POSTMARKET_SITE_KEY_FILE"
-SIGNING_KEY_ENV = "POSTMARKET_SIGNING_KEY_FILE"
-RENAMED_ENV = {
-    "POSTMARKET_SITE_KEY": SITE_KEY_ENV,
-    "POSTMARKET_SIGNING_KEY": SIGNING_KEY_ENV,
-}
-"""Old names, refused: their value was often the key itself, not its file."""
-KAFKA_ENV = {
-    "kafka_bootstrap": "POSTMARKET_KAFKA_BOOTSTRAP",
-    "kafka_security_protocol": "POSTMARKET_KAFKA_SECURITY_PROTOCOL",
-    "kafka_username": "POSTMARKET_KAFKA_USERNAME",
-    "kafka_password_file": "POSTMARKET_KAFKA_PASSWORD_FILE",
-    "kafka_ca_file": "POSTMARKET_KAFKA_CA_FILE",
-}
-"""Kafka connection settings the environment may set (the password only as a file path)."""
-INPUT_CONTRACT_ENV = "POSTMARKET_INPUT_CONTRACT"
-STOW_TOKEN_ENV = "POSTMARKET_STOW_TOKEN_FILE"  # noqa: S105 - a variable naming the token's file
-MLLP_ENV = {
-    "mllp_host": "POSTMARKET_MLLP_HOST",
-    "mllp_port": "POSTMARKET_MLLP_PORT",
-    "mllp_allowed_peers": "POSTMARKET_MLLP_ALLOWED_PEERS",
-    "mllp_max_message_bytes": "POSTMARKET_MLLP_MAX_MESSAGE_BYTES",
-    "mllp_max_connections": "POSTMARKET_MLLP_MAX_CONNECTIONS",
-    "mllp_idle_timeout_s": "POSTMARKET_MLLP_IDLE_TIMEOUT_S",
-    "mllp_tls_cert_file": "POSTMARKET_MLLP_TLS_CERT_FILE",
-    "mllp_tls_key_file": "POSTMARKET_MLLP_TLS_KEY_FILE",
-}
-"""The HL7 MLLP listener's settings the environment may set: every one of them, so a
-container configured by environment alone can receive results. ``POSTMARKET_MLLP_ALLOWED_PEERS``
-lists addresses or networks separated by commas or spaces; the TLS key only as a file path."""
-SECRET_FILE_ENV = {
-    "site_key_file": SITE_KEY_ENV,
-    "signing_key_file": SIGNING_KEY_ENV,
-    "kafka_password_file": KAFKA_ENV["kafka_password_file"],
-    "token_file": STOW_TOKEN_ENV,
-    "mllp_tls_key_file": MLLP_ENV["mllp_tls_key_file"],
-}
-"""The variables that name a secret's file; each ends in ``_FILE``."""
-SETTING_ENV = {
-    "site_id": SITE_ID_ENV,
-    "site_key_file": SITE_KEY_ENV,
-    "signing_key_file": SIGNING_KEY_ENV,
-    **KAFKA_ENV,
-    "input_contract": INPUT_CONTRACT_ENV,
-    **MLLP_ENV,
-}
-"""Every ``[collector]`` setting the environment overrides, and its variable."""
-
-
-class CollectorConfigError(ValueError):
-    """The collector cannot start: its configuration is missing or invalid."""
-
 
 StudyIdentifierKind = Literal["study_instance_uid", "accession_number"]
 """How a follow-up names its study: the DICOM Study Instance UID or the RIS accession."""
@@ -162,9 +119,10 @@ class StowRSSettings(_Section):
     """DICOMweb STOW-RS (PS3.18 10.5): an AI platform or PACS POSTs instances over HTTP(S).
 
     A request must come from ``allowed_peers`` (addresses or networks) and/or carry the
-    bearer token held in ``token_file`` (mode 0600; ``POSTMARKET_STOW_TOKEN_FILE`` overrides
-    it): at least one is required, and when both are set a request needs both. The token
-    is read from the file, never a value.
+    bearer token held in ``token_file`` (mode 0600): at least one is required, and when both
+    are set a request needs both. The token is read from the file, never a value. Each
+    setting has its variable (:data:`STOW_RS_ENV`); ``POSTMARKET_STOW_PORT`` turns the
+    endpoint on without the TOML table.
     """
 
     host: str = "127.0.0.1"
@@ -182,9 +140,15 @@ class StowRSSettings(_Section):
     @model_validator(mode="after")
     def _guarded(self) -> StowRSSettings:
         if not self.allowed_peers and self.token_file is None:
-            raise ValueError("set allowed_peers, token_file or both: anyone could send")
+            raise ValueError(
+                "set allowed_peers, token_file or both "
+                f"({STOW_RS_ENV['stow_rs.allowed_peers']}, {STOW_TOKEN_ENV}): anyone could send"
+            )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+            raise ValueError(
+                f"TLS needs both tls_cert_file ({STOW_RS_ENV['stow_rs.tls_cert_file']}) and "
+                f"tls_key_file ({STOW_RS_ENV['stow_rs.tls_key_file']})"
+            )
         return self
 
     def bearer_token(self) -> bytes | None:
@@ -377,12 +341,12 @@ class CollectorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CollectorSettings:
-        if self.scp is not None and self.inbox is None:
-            raise ValueError("[collector.scp] stores into the inbox: configure [collector.inbox]")
-        if self.stow_rs is not None and self.inbox is None:
-            raise ValueError(
-                "[collector.stow_rs] stores into the inbox: configure [collector.inbox]"
-            )
+        for section, configured in (("scp", self.scp), ("stow_rs", self.stow_rs)):
+            if configured is not None and self.inbox is None:
+                raise ValueError(
+                    f"[collector.{section}] stores into the inbox: configure [collector.inbox] "
+                    f"(or {SECTION_SWITCH_ENV['inbox']})"
+                )
         for mapping in (self.followups.csv, self.followups.hl7, self.ai_sr):
             if mapping is not None:
                 try:
@@ -401,12 +365,25 @@ class CollectorSettings(BaseModel):
             raise ValueError(f"not an IP address or network ({error})") from None
 
     @model_validator(mode="after")
-    def _mllp_consistent(self) -> CollectorSettings:
+    def _endpoints_consistent(self) -> CollectorSettings:
         if self.mllp_port is not None and self.followups.hl7 is None:
             raise ValueError(
                 f"{setting_name('mllp_port')} receives HL7 results: "
                 "configure [collector.followups.hl7]"
             )
+        for first, second, what in (
+            ("metrics_tls_cert_file", "metrics_tls_key_file", "TLS needs a certificate and a key"),
+            (
+                "metrics_basic_auth_user",
+                "metrics_basic_auth_password_file",
+                "basic auth needs a user and a password",
+            ),
+        ):
+            if (not getattr(self, first)) != (not getattr(self, second)):
+                raise ValueError(
+                    f"metrics {what} file: set both {setting_name(first)} and "
+                    f"{setting_name(second)}"
+                )
         if (self.mllp_tls_cert_file is None) != (self.mllp_tls_key_file is None):
             raise ValueError(
                 f"MLLP TLS needs both {setting_name('mllp_tls_cert_file')} and "
@@ -453,26 +430,6 @@ class CollectorSettings(BaseModel):
             raise SigningKeyError(f"{secret_setting('signing_key_file')}: {error}") from None
 
 
-def secret_setting(name: str) -> str:
-    """A secret file's setting and the variable that overrides it, for error messages."""
-    variable = SECRET_FILE_ENV.get(name)
-    return f"{name} ({variable})" if variable else name
-
-
-def setting_name(name: str) -> str:
-    """A ``[collector]`` setting and the variable that overrides it, for error messages."""
-    variable = SETTING_ENV.get(name)
-    return f"{name} ({variable})" if variable else name
-
-
-def renamed_variable_problem(environ: Mapping[str, str]) -> str | None:
-    """One line for an old key variable still set, naming its successor (never its value)."""
-    for old, new in RENAMED_ENV.items():
-        if environ.get(old):
-            return f"{old} is no longer read: unset it and set {new} to the key file's path"
-    return None
-
-
 def load_settings(
     config: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> CollectorSettings:
@@ -494,20 +451,7 @@ def load_settings(
             raise CollectorConfigError(f"{config}: [collector] must be a table")
         values.update(table)
         _resolve_paths(values, config.parent)
-    if env.get(SITE_ID_ENV):
-        values["site_id"] = env[SITE_ID_ENV]
-    if env.get(SITE_KEY_ENV):
-        values["site_key_file"] = Path(env[SITE_KEY_ENV])
-    if env.get(SIGNING_KEY_ENV):
-        values["signing_key_file"] = Path(env[SIGNING_KEY_ENV])
-    for name, variable in KAFKA_ENV.items():
-        if env.get(variable):
-            values[name] = env[variable]
-    if env.get(INPUT_CONTRACT_ENV):
-        values["input_contract"] = env[INPUT_CONTRACT_ENV].strip()
-    if env.get(STOW_TOKEN_ENV):
-        _override_stow_token_file(values, Path(env[STOW_TOKEN_ENV]))
-    values.update(_mllp_from_environment(env))
+    apply_environment(values, env)
     missing = [
         f"{name} ({variable} or [collector] {name} in --config)"
         for name, variable in (("site_id", SITE_ID_ENV), ("site_key_file", SITE_KEY_ENV))
@@ -518,56 +462,24 @@ def load_settings(
     try:
         return CollectorSettings(**values)
     except ValidationError as error:
-        problems = "; ".join(_problem(e["loc"], e["msg"], env) for e in error.errors())
+        problems = "; ".join(_problem(e["loc"], e["msg"], e["type"], env) for e in error.errors())
         raise CollectorConfigError(f"invalid collector settings: {problems}") from None
 
 
-def _problem(location: tuple[int | str, ...], message: str, env: Mapping[str, str]) -> str:
-    """One validation problem, naming the variable when the environment set the value.
+def _problem(
+    location: tuple[int | str, ...], message: str, kind: str, env: Mapping[str, str]
+) -> str:
+    """One validation problem, naming the variable when the environment set the value (or
+    could set a missing one).
 
     Pydantic's messages describe the constraint, not the value; only a peer address that is
     none is quoted, and a peer is no secret. A secret file's path is validated only when
     read (:func:`~postmarket.secrets.read_secret_file`), which never shows a secret."""
     where = ".".join(map(str, location))
-    variable = SETTING_ENV.get(where)
-    if variable is not None and env.get(variable, "").strip():
+    variable = variable_at(location)
+    if variable is not None and (env.get(variable, "").strip() or kind == "missing"):
         where = f"{where} ({variable})"
     return f"{where}: {message}" if where else message
-
-
-def _mllp_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
-    """The MLLP settings of :data:`MLLP_ENV` that are set (and not blank), as text for the
-    model to validate; the peer list split on commas and white space."""
-    values: dict[str, Any] = {}
-    for name, variable in MLLP_ENV.items():
-        value = env.get(variable, "").strip()
-        if not value:
-            continue
-        if name == "mllp_allowed_peers":
-            peers = tuple(peer for peer in re.split(r"[\s,]+", value) if peer)
-            if not peers:
-                raise CollectorConfigError(
-                    f"{variable} lists no address or network: separate them with commas, "
-                    "or unset it for loopback only"
-                )
-            values[name] = peers
-        elif name.endswith("_file"):
-            values[name] = Path(value)
-        else:
-            values[name] = value
-    return values
-
-
-def _override_stow_token_file(values: dict[str, Any], token_file: Path) -> None:
-    """``POSTMARKET_STOW_TOKEN_FILE`` sets the token file of a configured STOW-RS endpoint;
-    it never turns the endpoint on (that opens a port), so without one it is an error."""
-    stow_rs = values.get("stow_rs")
-    if not isinstance(stow_rs, dict):
-        raise CollectorConfigError(
-            f"{STOW_TOKEN_ENV} is set but STOW-RS is off: configure [collector.stow_rs] "
-            "(its port and host) in --config, or unset the variable"
-        )
-    values["stow_rs"] = stow_rs | {"token_file": token_file}
 
 
 def _resolve_paths(values: dict[str, Any], base: Path) -> None:

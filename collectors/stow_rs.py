@@ -38,7 +38,8 @@ from pydicom.dataset import Dataset
 from collectors.dicom_input import RejectedFile, RejectReason, read_header, require_tags
 from collectors.metrics import CollectorMetrics
 from collectors.settings import StowRSSettings
-from postmarket.secrets import read_secret_file
+from collectors.settings_environment import secret_setting, setting_name
+from postmarket.secrets import SecretFileError, read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -500,13 +501,17 @@ def _failed_part(
 
 def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     """A server context (TLS 1.2 or newer); refuses a key file others may read."""
-    read_secret_file(key_file, "STOW-RS TLS key")
+    try:
+        read_secret_file(key_file, "STOW-RS TLS key")
+    except SecretFileError as error:
+        raise SecretFileError(f"{secret_setting('stow_rs.tls_key_file')}: {error}") from None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(str(cert_file), str(key_file))
     except (OSError, ssl.SSLError) as error:
         raise StowRSConfigError(
-            f"cannot load the STOW-RS TLS certificate {cert_file} with its key: {error}"
+            f"{setting_name('stow_rs.tls_cert_file')}: cannot load the STOW-RS TLS certificate "
+            f"{cert_file} with its key: {error}"
         ) from None
     return context

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from collectors.batching import parse_input_contract
 from collectors.delivery import RecordSender
-from collectors.settings import INPUT_CONTRACT_ENV
+from collectors.settings_environment import INPUT_CONTRACT_ENV
 from simulator.collector_path import RecordFile, broker_reachable, kafka_connector
 from simulator.run import SimulationSummary, run_simulation
 from simulator.scenario import load_scenario

@@ -7,11 +7,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from collectors.producer import Delivery, EncodedEvent
 from collectors.service import Collector
 from collectors.settings import CollectorConfigError, CollectorSettings, load_settings
 from postmarket.secrets import write_secret_file
@@ -19,7 +20,7 @@ from postmarket.stack.processes import free_port
 
 
 class NoBroker:
-    def deliver_encoded(self, records: object) -> list[object]:
+    def deliver_encoded(self, records: Sequence[EncodedEvent]) -> list[Delivery]:
         return []
 
     def close(self) -> None:
@@ -102,8 +103,11 @@ def test_metrics_secret_paths_are_relative_to_the_config_file(tmp_path: Path) ->
 
 
 def test_a_user_without_a_password_file_is_a_configuration_error(tmp_path: Path) -> None:
-    settings = CollectorSettings(
-        site_id="s", site_key_file=tmp_path / "k", metrics_basic_auth_user="prometheus"
-    )
-    with pytest.raises(CollectorConfigError, match="password file"):
-        settings.metrics_endpoint()
+    environment = {
+        "POSTMARKET_SITE_ID": "s",
+        "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "k"),
+        "POSTMARKET_METRICS_BASIC_AUTH_USER": "prometheus",
+    }
+    with pytest.raises(CollectorConfigError, match="password file") as refused:
+        load_settings(environ=environment)
+    assert "POSTMARKET_METRICS_BASIC_AUTH_PASSWORD_FILE" in str(refused.value)

@@ -139,7 +139,7 @@ def test_a_state_folder_the_collector_cannot_create_is_refused(site: Path) -> No
     written(site / "backup", "a file where the folder should be")  # root may write anywhere
     result = check(configure(site, 'state_path = "backup/cases.db"\n'))
     assert result.exit_code == 3
-    assert f"state_path: {site / 'backup'} is not a folder" in result.stderr
+    assert f"state_path (POSTMARKET_STATE_PATH): {site / 'backup'} is not a folder" in result.stderr
 
 
 STOW_CANARY = "stow-preflight-canary-token-0123456789"

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from collectors.settings import SIGNING_KEY_ENV, SITE_ID_ENV, SITE_KEY_ENV
+from collectors.settings_environment import SIGNING_KEY_ENV, SITE_ID_ENV, SITE_KEY_ENV
 from postmarket.config import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
