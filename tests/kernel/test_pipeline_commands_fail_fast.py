@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.stack.processes import free_port
 from postmarket.preflight import ServiceFailure
-from postmarket.stack.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_FAST_S = 15.0
