@@ -22,6 +22,7 @@ COPY streams ./streams
 COPY detectors ./detectors
 COPY dashboards ./dashboards
 COPY simulator ./simulator
+COPY launcher ./launcher
 
 FROM source AS build-central
 RUN python -m venv /opt/postmarket \

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from postmarket.demo import FALSE_ALARM_BUDGET, demo_on_fresh_stack
-from postmarket.demo_render import render
+from launcher.demo import FALSE_ALARM_BUDGET, demo_on_fresh_stack
+from launcher.demo_render import render
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -60,6 +60,9 @@ from typing import Any
 import numpy as np
 from pipeline_stages import SignedRecord, own_work_us_per_event, signed_batches
 
+from launcher.local_worker import LocalWorker
+from launcher.stack import manager
+from launcher.stack.processes import free_port
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
@@ -72,9 +75,6 @@ from postmarket.contracts import (
     encode,
 )
 from postmarket.contracts.batches import decode_batch
-from postmarket.local_worker import LocalWorker
-from postmarket.stack import manager
-from postmarket.stack.processes import free_port
 from postmarket.topics import TopicSpec
 
 EVENTS = int(os.environ.get("PMS_BENCH_PIPELINE_EVENTS", "40000"))

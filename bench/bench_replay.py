@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
+from launcher.stack import manager
 from postmarket.config import Settings
-from postmarket.stack import manager
 from streams.replay import ColumnMapping, CountingSink, KafkaSink, ReplaySummary, replay_file
 
 EVENTS = int(os.environ.get("PMS_BENCH_REPLAY_EVENTS", "200000"))

@@ -1,4 +1,4 @@
-"""Shared kernel of the post-market surveillance pipeline: contracts, configuration, CLI."""
+"""Shared kernel of the post-market surveillance pipeline: contracts, topics, configuration."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``python -m postmarket``: the same CLI as the ``postmarket`` console script."""
 
-from postmarket.cli import main
+from launcher.cli import main
 
 main()

@@ -8,7 +8,7 @@ values, and never logged. The TLS handshake runs in the request's thread, so a c
 that stalls in it holds up nobody else.
 
 Prometheus scrapes such an endpoint with ``scheme: https``, ``tls_config`` and
-``basic_auth`` (``password_file``) in its scrape config; see :mod:`postmarket.stack.prometheus`.
+``basic_auth`` (``password_file``) in its scrape config; see :mod:`launcher.stack.prometheus`.
 """
 
 from __future__ import annotations

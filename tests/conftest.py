@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from launcher.stack import manager, postgres
+from launcher.stack.processes import free_port, stop_group
 from postmarket.config import Settings
-from postmarket.stack import manager, postgres
-from postmarket.stack.processes import free_port, stop_group
 
 
 def make_stack_home(prefix: str) -> Path:
@@ -81,7 +81,7 @@ def secure_kafka_stack(request: pytest.FixtureRequest) -> Iterator[manager.UpRes
 
 @pytest.fixture(scope="session")
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A PostgreSQL server started through postmarket.stack.postgres; yields its URL."""
+    """A PostgreSQL server started through launcher.stack.postgres; yields its URL."""
     home = make_stack_home("pms-postgres-")
     paths = postgres.PostgresPaths(home)
     user = postgres.service_user()

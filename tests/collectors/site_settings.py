@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.settings import CollectorSettings
-from postmarket.stack.processes import free_port
+from launcher.stack.processes import free_port
 
 
 def site_settings(root: Path, **overrides: Any) -> CollectorSettings:

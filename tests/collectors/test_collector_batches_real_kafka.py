@@ -17,10 +17,10 @@ from kafka import KafkaConsumer
 from collectors.delivery import DeliveryLoop
 from collectors.outbox import Outbox
 from collectors.producer import EventProducer
+from launcher.stack import manager
 from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
 from postmarket.contracts.events import MAX_BATCH_EVENTS
-from postmarket.stack import manager
 from tests.collectors.batch_records import batch_events
 from tests.factories import make_followup, make_prediction
 

@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from tests.factories import ai_output_fields
 
 SECRET = b"cli-test-site-secret-0123456789abcdefgh"

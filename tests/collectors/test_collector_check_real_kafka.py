@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from postmarket.cli import app
-from postmarket.stack import manager
+from launcher.cli import app
+from launcher.stack import manager
 
 pytestmark = [pytest.mark.integration]
 

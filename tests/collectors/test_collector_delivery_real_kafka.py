@@ -23,9 +23,9 @@ from collectors.delivery import DeliveryLoop
 from collectors.metrics import CollectorMetrics
 from collectors.outbox import Outbox
 from collectors.producer import Delivery, EncodedEvent, EventProducer
+from launcher.stack import kafka, manager
+from launcher.stack.processes import ProcessRecord, free_port, stop_group
 from postmarket import topic_admin, topics
-from postmarket.stack import kafka, manager
-from postmarket.stack.processes import ProcessRecord, free_port, stop_group
 from postmarket.topics import pipeline_topics
 from tests.collectors.batch_records import batch_events
 from tests.conftest import make_stack_home

@@ -27,7 +27,7 @@ from collectors.settings_environment import (
     SETTING_ENV,
     TOML_ONLY,
 )
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.secrets import NOT_A_PATH, write_secret_file
 from tests.tls_certificates import self_signed_certificate
 

@@ -15,8 +15,8 @@ import pytest
 from collectors.producer import Delivery, EncodedEvent
 from collectors.service import Collector
 from collectors.settings import CollectorConfigError, CollectorSettings, load_settings
+from launcher.stack.processes import free_port
 from postmarket.secrets import write_secret_file
-from postmarket.stack.processes import free_port
 
 
 class NoBroker:

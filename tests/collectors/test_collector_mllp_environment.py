@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from collectors.mllp_listener import MllpEndpoint
 from collectors.settings import CollectorConfigError, CollectorSettings, load_settings
 from collectors.settings_environment import MLLP_ENV
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.secrets import NOT_A_PATH
 from tests.tls_certificates import self_signed_certificate
 

@@ -18,10 +18,10 @@ import pytest
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner, Result
 
+from launcher.cli import app
+from launcher.stack.processes import free_port
 from postmarket.authenticity import SigningKey
-from postmarket.cli import app
 from postmarket.secrets import NOT_A_PATH
-from postmarket.stack.processes import free_port
 from tests.factories import ai_output_fields
 
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))

@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydicom.data import get_testdata_file
 
 from collectors.pseudonym import PseudonymKey, case_pseudonym
+from launcher.stack import manager
+from launcher.stack.processes import free_port
+from launcher.stack.prometheus import PrometheusPaths
 from postmarket import topics
 from postmarket.contracts import FollowUp, Prediction, decode
-from postmarket.stack import manager
-from postmarket.stack.processes import free_port
-from postmarket.stack.prometheus import PrometheusPaths
 from tests.collectors.batch_records import read_batch
 from tests.factories import ai_output_fields
 

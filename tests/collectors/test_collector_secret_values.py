@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from collectors.pseudonym import PseudonymKey, PseudonymKeyError
 from collectors.settings import CollectorConfigError, load_settings
+from launcher.cli import app
 from postmarket.authenticity import SigningKey
-from postmarket.cli import app
 from postmarket.secrets import (
     NOT_A_PATH,
     SecretFileError,

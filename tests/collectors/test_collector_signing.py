@@ -10,9 +10,9 @@ from collectors.batching import InputContract
 from collectors.delivery import DeliveryLoop
 from collectors.outbox import Outbox
 from collectors.settings import load_settings
+from launcher.cli import app
 from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
-from postmarket.cli import app
 from tests.collectors.test_collector_outbox import FakeBroker
 from tests.factories import make_followup, make_prediction
 

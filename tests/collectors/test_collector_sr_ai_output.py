@@ -156,7 +156,7 @@ def _check_site(tmp_path: Path, with_mapping: bool) -> Path:
 def test_check_prints_the_prediction_an_sr_result_gives(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from postmarket.cli import app
+    from launcher.cli import app
 
     sr = tmp_path / "result.dcm"
     measurement_report(0.83).save_as(sr)
@@ -173,7 +173,7 @@ def test_check_prints_the_prediction_an_sr_result_gives(tmp_path: Path) -> None:
 def test_check_refuses_an_sr_as_the_image_or_without_a_mapping(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from postmarket.cli import app
+    from launcher.cli import app
 
     sr = tmp_path / "result.dcm"
     measurement_report(0.83).save_as(sr)

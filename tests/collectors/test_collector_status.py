@@ -17,7 +17,7 @@ from collectors.outbox import Outbox
 from collectors.producer import Delivery, DeliveryError, EncodedEvent
 from collectors.pseudonym import PseudonymKey
 from collectors.status import CollectorStatus, status_lines
-from postmarket.cli import app
+from launcher.cli import app
 from tests.factories import ai_output_fields, make_prediction
 
 KEY = PseudonymKey(b"status-test-site-secret-0123456789abcdefgh")

@@ -48,8 +48,8 @@ from collectors.stow_rs import (
     StowRSServer,
 )
 from collectors.watched_folder import WatchedFolder
+from launcher.stack.processes import free_port
 from postmarket.secrets import SecretFileError, write_secret_file
-from postmarket.stack.processes import free_port
 from tests.collectors.site_settings import site_settings
 from tests.collectors.test_collector_store_scp import send
 from tests.tls_certificates import self_signed_certificate

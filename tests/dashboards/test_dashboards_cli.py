@@ -20,7 +20,7 @@ from dashboards.publish import (
     publish,
     read_token,
 )
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.secrets import write_secret_file
 
 TOKEN = "glsa_" + "not-a-real-token-0123456789"  # built, so no secret scanner trips

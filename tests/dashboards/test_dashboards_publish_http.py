@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from dashboards.build import DASHBOARDS
+from launcher.stack.processes import free_port
 from postmarket.preflight import ServiceFailure
 from postmarket.secrets import write_secret_file
-from postmarket.stack.processes import free_port
 
 TOKEN = "glsa_" + "not-a-real-token-9876543210"  # built, so no secret scanner trips
 FAIL_FAST_S = 15.0

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, text
 from test_evidence_migrations import downgrade, seed_open_alerts_at_0007
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.migrate import current_revision, head_revision, make_engine, upgrade
 from postmarket.evidence.report import build_report
 from postmarket.evidence.report_render import render_html

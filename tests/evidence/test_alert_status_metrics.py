@@ -17,11 +17,11 @@ from evidence_builders import make_alert, make_stream
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from launcher.stack.processes import free_port
 from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
 from postmarket.evidence.store import EvidenceStore
 from postmarket.metrics import ALERT_RECURRENCES, ALERTS_BY_STATUS
 from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
-from postmarket.stack.processes import free_port
 
 ACTOR = "test"
 

@@ -11,7 +11,7 @@ import pytest
 from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.contracts.events import Alert, Rebaseline
 from postmarket.evidence import rebaseline
 from postmarket.evidence.store import EvidenceStore

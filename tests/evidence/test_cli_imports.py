@@ -22,7 +22,7 @@ MIGRATIONS = ("alembic",)
 
 RUN_AND_LIST_IMPORTS = """
 import json, sys
-from postmarket.cli import app
+from launcher.cli import app
 try:
     app(sys.argv[1:], prog_name="postmarket")
 except SystemExit as leaving:
@@ -72,11 +72,11 @@ def test_a_command_that_only_reads_does_not_load_migrations(
 
 
 def test_help_does_not_load_the_stack_commands() -> None:
-    assert "postmarket.stack.cli" not in imported_modules("--help")
+    assert "launcher.stack.cli" not in imported_modules("--help")
 
 
 def test_the_stack_group_is_listed_with_its_own_help() -> None:
-    from postmarket.cli import STACK_HELP
-    from postmarket.stack.cli import stack_app
+    from launcher.cli import STACK_HELP
+    from launcher.stack.cli import stack_app
 
     assert stack_app.info.help == STACK_HELP

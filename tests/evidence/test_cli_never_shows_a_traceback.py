@@ -20,7 +20,7 @@ from fresh_shell import fresh_shell_environment
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner, Result
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
 

@@ -15,7 +15,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.cli import (
     EXIT_HEAD_DIFFERS,
     EXIT_STORE_UNAVAILABLE,

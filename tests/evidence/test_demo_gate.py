@@ -1,4 +1,4 @@
-"""The demo's standard test database gate (``postmarket.demo_gate``) on a real evidence
+"""The demo's standard test database gate (``launcher.demo_gate``) on a real evidence
 store, SQLite and PostgreSQL, holding the demo fleet's registry: the simulated database
 imported with ``testdb import``, two candidates scored with ``testdb run``, registration
 refused to the one that fails and granted to the one that passes, the report's gate
@@ -16,8 +16,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy import make_url
 
-from postmarket.demo import DEMO_SCENARIO, register_fleet
-from postmarket.demo_gate import (
+from launcher.demo import DEMO_SCENARIO, register_fleet
+from launcher.demo_gate import (
     CANDIDATES,
     DATABASE,
     GATE_DEVICE,

@@ -10,7 +10,7 @@ import pytest
 from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()

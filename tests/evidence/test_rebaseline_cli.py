@@ -10,7 +10,7 @@ from evidence_builders import make_alert
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.contracts import Alert, Rebaseline
 from postmarket.evidence import rebaseline
 from postmarket.evidence.lifecycle import AlertStatus

@@ -10,8 +10,8 @@ import pytest
 from evidence_builders import make_alert, make_stream
 from typer.testing import CliRunner
 
+from launcher.cli import app
 from postmarket import topics
-from postmarket.cli import app
 from postmarket.contracts import Alert, Rebaseline, decode
 from postmarket.evidence.lifecycle import AlertStatus
 from postmarket.evidence.rebaseline import rebaseline_id

@@ -9,7 +9,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()

@@ -11,8 +11,8 @@ import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, TASK
 from typer.testing import CliRunner
 
+from launcher.cli import app
 from postmarket import preflight
-from postmarket.cli import app
 from postmarket.contracts import RegistryEntry, decode, encode
 from postmarket.evidence import registry_topic
 from postmarket.evidence.registry_topic import parse_reference_prevalence, registry_entries

@@ -9,8 +9,8 @@ import pytest
 from evidence_builders import ACTOR, SENSITIVITY, TASK
 from typer.testing import CliRunner
 
+from launcher.cli import app
 from postmarket import topics
-from postmarket.cli import app
 from postmarket.contracts import RegistryEntry, decode
 from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import ChangeKind, ChangeRecord

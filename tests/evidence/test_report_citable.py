@@ -16,7 +16,7 @@ from evidence_builders import ACTOR, T0, make_alert, make_stream
 from report_builders import DEVICE, FIRST_DAY, LAST_DAY, populated_store
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.report import MIN_WEEKLY_CASES, DeviceReport, build_report
 from postmarket.evidence.report_figures import weekly_rates
 from postmarket.evidence.report_render import render_html

@@ -17,7 +17,7 @@ from report_builders import populated_store
 from testdb_builders import candidate, lung_nodule_database
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.psur import build_psur, psur_tables
 from postmarket.evidence.report import DeviceReport, build_report
 from postmarket.evidence.report_render import render_html, write_report

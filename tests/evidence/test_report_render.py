@@ -19,7 +19,7 @@ from report_rendering import (
 )
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.report import DeviceReport, build_report
 from postmarket.evidence.report_promise import SurveillancePlan
 from postmarket.evidence.report_render import SECTIONS, render_html

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.testdb import (
     CaseListError,

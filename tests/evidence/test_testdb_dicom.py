@@ -18,7 +18,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner, Result
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.testdb import content_hash
 from postmarket.evidence.testdb_store import load_version

@@ -27,7 +27,7 @@ from statsmodels.stats.proportion import proportion_confint  # type: ignore[impo
 from testdb_builders import HOSPITALS, candidate, lung_nodule_database
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.registration import GateOutcome, gate_problem
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.testdb import read_case_list

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import hypergeom
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.evidence.report_outcomes import Proportion
 from postmarket.evidence.store import EvidenceStore
 from postmarket.evidence.trend import PlanError, TrendPlan, deterioration_p_value

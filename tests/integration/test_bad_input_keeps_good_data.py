@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from collectors.batching import BatchEntry
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, encode
 from postmarket.contracts.batches import decode_batch
-from postmarket.local_worker import LocalWorker
 from simulator.malformed import BATCH_DEFECTS, assemble_batch, bad_batch_events
 from streams.retention import case_partition
 from tests.factories import make_followup, make_prediction

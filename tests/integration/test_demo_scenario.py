@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from launcher.demo import DEMO_SCENARIO, DemoResult, run_demo
+from launcher.stack import manager
 from postmarket.config import Settings
-from postmarket.demo import DEMO_SCENARIO, DemoResult, run_demo
-from postmarket.stack import manager
 from tests.conftest import release_stack_home
 from tests.integration.pipeline_io import free_port
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, Prediction, encode
-from postmarket.local_worker import LocalWorker
 from postmarket.site_key_topic import publish_site_keys
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (

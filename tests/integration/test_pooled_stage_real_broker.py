@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, FollowUp, Prediction, encode
-from postmarket.local_worker import LocalWorker
 from streams.pooled import POOLED_SITE
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
 from postmarket.config import Settings
 from postmarket.contracts import Outcome
-from postmarket.local_worker import LocalWorker
 from tests.collectors.batch_records import batch_events
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (

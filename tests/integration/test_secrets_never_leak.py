@@ -40,25 +40,25 @@ from collectors.delivery import RecordSender
 from collectors.metrics import CollectorMetrics
 from collectors.producer import EventProducer
 from collectors.pseudonym import PseudonymKey
+from launcher.demo import register_fleet
+from launcher.local_worker import LocalWorker
+from launcher.stack import kafka, manager, security
+from launcher.stack.prometheus import (
+    PrometheusPaths,
+    register_scrape_target,
+)
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
-from postmarket.demo import register_fleet
 from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
 from postmarket.evidence.report import build_report
 from postmarket.evidence.report_render import write_report
 from postmarket.evidence.sink import EvidenceSink
 from postmarket.evidence.store import EvidenceStore
 from postmarket.kafka_security import KafkaSecurity
-from postmarket.local_worker import LocalWorker
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsServer, serve_metrics
 from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 from postmarket.secrets import write_secret_file
-from postmarket.stack import kafka, manager, security
-from postmarket.stack.prometheus import (
-    PrometheusPaths,
-    register_scrape_target,
-)
 from postmarket.topic_reader import read_to_end
 from postmarket.versions import preset
 from simulator.collector_path import SiteSetup, kafka_connector

@@ -23,14 +23,14 @@ from kafka.errors import (
 )
 
 from collectors.producer import EventProducer
+from launcher.local_worker import LocalWorker
+from launcher.stack import health, kafka, manager, security
+from launcher.stack.processes import StackError
 from postmarket import topic_admin, topics
 from postmarket.contracts import Outcome, decode
 from postmarket.kafka_security import KafkaSecurity
-from postmarket.local_worker import LocalWorker
 from postmarket.secrets import write_secret_file
 from postmarket.site_key_topic import publish_site_keys
-from postmarket.stack import health, kafka, manager, security
-from postmarket.stack.processes import StackError
 from tests.conftest import SECURE_SITE
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import free_port, site_signing_key

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, FollowUp, Prediction, encode
 from postmarket.contracts.batches import EventKind, encode_batch
-from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import (
     SignedProducer,

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from launcher.stack import health, kafka, manager, prometheus
+from launcher.stack.cli import stack_app
+from launcher.stack.processes import SERVICE_EXECUTABLES, cmdline, mentions_home
 from postmarket import topic_admin
 from postmarket.config import STACK_STATE_FILE, Settings
 from postmarket.scrape_targets import WORKER_JOB
-from postmarket.stack import health, kafka, manager, prometheus
-from postmarket.stack.cli import stack_app
-from postmarket.stack.processes import SERVICE_EXECUTABLES, cmdline, mentions_home
 from postmarket.topics import TopicSpec, pipeline_topics
 
 pytestmark = pytest.mark.integration

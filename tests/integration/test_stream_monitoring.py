@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, encode
 from postmarket.contracts.events import AcquisitionFeatures
-from postmarket.local_worker import LocalWorker
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
     SignedProducer,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket.config import Settings
-from postmarket.local_worker import LocalWorker
 from tests.integration.pipeline_io import free_port
 
 pytestmark = pytest.mark.integration

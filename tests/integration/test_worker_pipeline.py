@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, encode
-from postmarket.local_worker import LocalWorker
 from streams.retention import case_partition
 from tests.factories import T0, make_followup, make_prediction
 from tests.integration.pipeline_io import (

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Outcome, RegistryEntry, encode
-from postmarket.local_worker import LocalWorker
 from streams.performance import (
     StreamMonitor,
     claimed_lower_bounds,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker, WorkerStartError
 from postmarket.config import Settings
-from postmarket.local_worker import LocalWorker, WorkerStartError
 from postmarket.topic_admin import TopicAdminError, TopicMismatchError, require_topics
 from postmarket.topics import TopicSpec, pipeline_topics
 from tests.integration.pipeline_io import free_port

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket.config import Settings
-from postmarket.local_worker import LocalWorker
 from tests.factories import T0, make_followup, make_prediction
 from tests.integration.pipeline_io import SignedProducer, free_port, site_signing_key
 

@@ -13,17 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("detectors", "postmarket", "collectors", "streams", "dashboards", "simulator")
+PRODUCT = (
+    "detectors",
+    "postmarket",
+    "collectors",
+    "streams",
+    "dashboards",
+    "simulator",
+    "launcher",
+)
 
-COMPOSERS = {
-    "postmarket.cli",
-    "postmarket.demo",
-    "postmarket.demo_gate",
-    "postmarket.demo_render",
-    "postmarket.local_worker",
-    "postmarket.__main__",
-}
-"""What composes the sides into the ``postmarket`` command, the demo and a local worker."""
+COMMAND_ENTRY = "postmarket.__main__"
+"""``python -m postmarket``: the command's own entry, in the kernel's folder only because
+Python finds ``-m NAME`` by package name; it runs the launcher's CLI and nothing imports it."""
 
 MAY_IMPORT: dict[str, set[str]] = {
     "detectors": set(),
@@ -34,7 +36,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "evidence": {"kernel", "detectors"},
     "dashboards": {"kernel", "collectors", "evidence", "streams"},
     "simulator": {"kernel", "detectors", "collectors", "streams"},
-    "composers": {
+    "launcher": {
         "kernel",
         "detectors",
         "stack",
@@ -45,7 +47,9 @@ MAY_IMPORT: dict[str, set[str]] = {
         "simulator",
     },
 }
-"""Dashboards read the sides' metric definitions; the simulator drives the sides' own code."""
+"""Dashboards read the sides' metric definitions; the simulator drives the sides' own code;
+the launcher (the ``postmarket`` command, the demo, a local worker) composes them all, and
+its local stack (``launcher.stack``) needs only the kernel."""
 
 NOT_YET: set[tuple[str, str]] = set()
 """Imports against the layers still to mend (issue 18), each named once."""
@@ -53,12 +57,14 @@ NOT_YET: set[tuple[str, str]] = set()
 
 def layer(module: str) -> str:
     parts = module.split(".")
+    if parts[0] == "launcher":
+        return "stack" if parts[1:2] == ["stack"] else "launcher"
+    if module == COMMAND_ENTRY:
+        return "launcher"
     if parts[0] != "postmarket":
         return parts[0]
-    if module in COMPOSERS or parts[:2] == ["postmarket", "cli"]:
-        return "composers"
-    if len(parts) > 1 and parts[1] in {"evidence", "stack"}:
-        return parts[1]
+    if parts[1:2] == ["evidence"]:
+        return "evidence"
     return "kernel"
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from collectors.settings import load_settings
+from launcher.local_worker import LocalWorker
+from launcher.stack import kafka, manager, security
+from launcher.stack.processes import ProcessRecord, StackError
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.kafka_security import KafkaSecurity, KafkaSecurityError, RedactedPassword
-from postmarket.local_worker import LocalWorker
 from postmarket.secrets import SecretFileError, write_secret_file
-from postmarket.stack import kafka, manager, security
-from postmarket.stack.processes import ProcessRecord, StackError
 
 PASSWORD = "s3cret-correct-horse-battery"  # noqa: S105 - a test value, never a real one
 
@@ -284,7 +284,7 @@ def test_stack_up_site_without_secure_is_a_usage_error(
 ) -> None:
     from typer.testing import CliRunner
 
-    from postmarket.cli import app
+    from launcher.cli import app
 
     monkeypatch.setenv("POSTMARKET_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["stack", "up", "--site", "a"])
@@ -297,7 +297,7 @@ def test_add_site_needs_a_running_secure_stack(
 ) -> None:
     from typer.testing import CliRunner
 
-    from postmarket.cli import app
+    from launcher.cli import app
 
     monkeypatch.setenv("POSTMARKET_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["stack", "add-site", "a"])

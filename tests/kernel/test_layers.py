@@ -23,20 +23,133 @@ def imported_modules(path: Path) -> Iterator[str]:
 
 
 def offending(package: str, forbidden: str) -> list[str]:
+    return forbidden_imports(sorted((ROOT / package).rglob("*.py")), forbidden)
+
+
+def forbidden_imports(paths: list[Path], forbidden: str) -> list[str]:
+    """``path imports module`` for each import of ``forbidden`` or of a module inside it."""
     return [
-        f"{path.relative_to(ROOT)} imports {module}"
-        for path in sorted((ROOT / package).rglob("*.py"))
+        f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} imports {module}"
+        for path in paths
         for module in imported_modules(path)
         if module == forbidden or module.startswith(forbidden + ".")
     ]
 
 
-@pytest.mark.parametrize("package", ["streams", "detectors", "collectors", "postmarket/evidence"])
-def test_the_production_worker_needs_nothing_of_the_local_stack(package: str) -> None:
-    """The worker, the collector and the evidence side check their topics and announce their
-    metrics through the kernel (postmarket.topic_admin, postmarket.scrape_targets), never
-    through the launcher that starts a broker from Maven jars."""
-    assert offending(package, "postmarket.stack") == []
+SIDES = ("collectors", "streams", "detectors", "dashboards", "simulator")
+"""What the kernel serves: the hospital side, the worker, the statistics, the dashboards and
+the fleet simulator (the evidence side, ``postmarket.evidence``, is one more, living in the
+kernel's folder)."""
+COMMAND_ENTRY = ROOT / "postmarket" / "__main__.py"
+"""``python -m postmarket``: the one file in the kernel's folder that runs the launcher (Python
+finds ``-m NAME`` by package name, and the command keeps its name); nothing imports it."""
+
+
+def kernel_files() -> list[Path]:
+    """The kernel's modules: ``postmarket/`` but the evidence side and the command entry."""
+    return [
+        path
+        for path in sorted((ROOT / "postmarket").rglob("*.py"))
+        if "evidence" not in path.relative_to(ROOT / "postmarket").parts and path != COMMAND_ENTRY
+    ]
+
+
+@pytest.mark.parametrize("upper", [*SIDES, "postmarket.evidence", "launcher"])
+def test_the_kernel_imports_nothing_above_it(upper: str) -> None:
+    """Contracts, topics, configuration, secrets, security, authenticity, versions and metric
+    definitions are the bottom: no side, and not the launcher that composes the sides."""
+    assert len(kernel_files()) > 10, "the kernel's modules are found"
+    assert forbidden_imports(kernel_files(), upper) == []
+
+
+def test_python_m_postmarket_only_runs_the_launchers_command() -> None:
+    """The kernel's folder holds the command's entry and nothing else of the launcher's."""
+    ours = {
+        module
+        for module in imported_modules(COMMAND_ENTRY)
+        if module.split(".")[0] in {"postmarket", "launcher", *SIDES}
+    }
+    assert ours == {"launcher.cli", "launcher.cli.main"}
+    every_module = [path for package in PRODUCT for path in (ROOT / package).rglob("*.py")]
+    assert forbidden_imports(every_module, "postmarket.__main__") == []
+
+
+@pytest.mark.parametrize("package", [*SIDES, "postmarket/evidence"])
+def test_no_side_imports_the_launcher(package: str) -> None:
+    """The sides never import what composes them: the worker, the collector and the evidence
+    side check their topics and announce their metrics through the kernel
+    (postmarket.topic_admin, postmarket.scrape_targets), never through the local stack that
+    starts a broker from Maven jars (launcher.stack), the command or the demo."""
+    assert offending(package, "launcher") == []
+
+
+@pytest.mark.parametrize("upper", ["streams", "collectors", "dashboards", "simulator", "launcher"])
+def test_the_evidence_side_imports_only_the_kernel_and_the_statistics(upper: str) -> None:
+    """The store, its commands and the reports stand on the kernel and ``detectors`` alone."""
+    assert offending("postmarket/evidence", upper) == []
+
+
+@pytest.mark.parametrize("lower", ["postmarket", "collectors", "streams", "detectors", "simulator"])
+def test_only_the_dashboards_and_the_launcher_import_the_evidence_side(lower: str) -> None:
+    """The kernel, both pipeline sides, the statistics and the simulator never reach into the
+    evidence store; the dashboards read its metric names, the launcher composes it."""
+    paths = [
+        path
+        for path in sorted((ROOT / lower).rglob("*.py"))
+        if "evidence" not in path.relative_to(ROOT).parts and path != COMMAND_ENTRY
+    ]
+    assert forbidden_imports(paths, "postmarket.evidence") == []
+
+
+def test_the_local_stack_imports_only_the_kernel() -> None:
+    """``postmarket stack`` starts Kafka, Prometheus and PostgreSQL knowing only the kernel's
+    topics, settings and security: nothing of the sides, nor of the launcher above it."""
+
+    def kernel_or_stack(module: str) -> bool:
+        top, _, rest = module.partition(".")
+        if top == "launcher":
+            return rest == "stack" or rest.startswith("stack.")
+        return top == "postmarket" and not rest.startswith("evidence")
+
+    found = [
+        f"{path.name} imports {module}"
+        for path in sorted((ROOT / "launcher" / "stack").rglob("*.py"))
+        for module in imported_modules(path)
+        if module.split(".")[0] in {"postmarket", "launcher", *SIDES}
+        and not kernel_or_stack(module)
+    ]
+    assert found == []
+
+
+def test_a_forbidden_import_is_found_wherever_it_is_written(tmp_path: Path) -> None:
+    """The rules above read every form of import: at the top, inside a function, type-only,
+    a whole module or a name from it; a package merely named alike is not one."""
+    module = tmp_path / "kernel_module.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import launcher.stack.kafka\n"
+        "from launcher import demo\n"
+        "import launcher_tools\n"
+        "if TYPE_CHECKING:\n"
+        "    from launcher.cli import app\n"
+        "def run() -> None:\n"
+        "    from launcher.local_worker import LocalWorker\n"
+    )
+    found = sorted(forbidden_imports([module], "launcher"))
+    assert found == [
+        f"{module} imports {name}"
+        for name in sorted(
+            [
+                "launcher",
+                "launcher.cli",
+                "launcher.cli.app",
+                "launcher.demo",
+                "launcher.local_worker",
+                "launcher.local_worker.LocalWorker",
+                "launcher.stack.kafka",
+            ]
+        )
+    ]
 
 
 def test_topic_administration_imports_only_the_kernel() -> None:
@@ -80,7 +193,15 @@ def evidence_imports(path: Path) -> set[str]:
     return {module for module in imported_modules(path) if module in modules}
 
 
-PRODUCT = ("postmarket", "streams", "collectors", "detectors", "dashboards", "simulator")
+PRODUCT = (
+    "postmarket",
+    "streams",
+    "collectors",
+    "detectors",
+    "dashboards",
+    "simulator",
+    "launcher",
+)
 MODULE_LINES = 600
 """One concept per file: a product module longer than this holds more than one."""
 GENERATED: dict[str, str] = {

@@ -55,7 +55,7 @@ def test_collector_extra_pulls_no_worker_packages(collector_venv: Path) -> None:
 def test_collector_code_imports_without_worker_packages(collector_venv: Path) -> None:
     code = (
         "import collectors.producer, collectors.acquisition, collectors.service,"
-        " collectors.store_scp, collectors.stow_rs, postmarket.contracts, postmarket.cli;"
+        " collectors.store_scp, collectors.stow_rs, postmarket.contracts, launcher.cli;"
         "import importlib.util as u;"
         "assert u.find_spec('faust') is None and u.find_spec('sqlalchemy') is None"
     )

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from postmarket.demo import (
+from launcher.demo import (
     FALSE_ALARM_BUDGET,
     WORKER_PID_FILE,
     demo_plan,
     report_window,
     stop_kept_worker,
 )
-from postmarket.demo_render import detection_table
+from launcher.demo_render import detection_table
 from simulator.scenario import Scenario
 from simulator.scoring import Bound, ChangeScore, Scorecard
 from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, Prediction
-from postmarket.local_worker import LocalWorker
 from postmarket.topic_reader import valid_batched_events
 from simulator.collector_path import kafka_connector
 from simulator.fleet import MalformedBatchRecord

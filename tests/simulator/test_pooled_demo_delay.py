@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from launcher.demo import demo_plan
 from postmarket.config import Settings
 from postmarket.contracts import Alert, StreamKey, VersionTally, version_key
-from postmarket.demo import demo_plan
 from simulator.fleet import SimulatedCase, SimulatedFollowUp, SimulatedRecord
 from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth, registry_entries

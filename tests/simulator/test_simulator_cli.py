@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
+from launcher.cli import app
 from postmarket import topics
-from postmarket.cli import app
 from simulator.collector_path import read_record_file, sent_events
 from tests.simulator.conftest import SCENARIOS
 

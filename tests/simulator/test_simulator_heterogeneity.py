@@ -9,7 +9,7 @@ from statistics import median
 import pytest
 from scipy.stats import binomtest
 
-from postmarket.demo import demo_plan
+from launcher.demo import demo_plan
 from simulator.fleet import SimulatedCase, SimulatedFollowUp
 from simulator.fleet_records import fleet_records
 from simulator.ground_truth import ground_truth

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, FollowUp, Outcome, decode
-from postmarket.local_worker import LocalWorker
 from simulator.collector_path import kafka_connector
 from simulator.fleet import MalformedRecord
 from simulator.fleet_records import fleet_records

@@ -10,7 +10,7 @@ regresses on sub-millimetre slices only (its overall sensitivity still meets the
 fails the gate, so registering it is refused with the reason; candidate 1.6.1.0 passes and
 is registered. The acceptance criteria are fixed before the runs (:data:`GATE_CRITERIA`).
 
-``python -m postmarket.demo_gate [DIRECTORY]`` runs this part alone on a fresh SQLite store.
+``python -m launcher.demo_gate [DIRECTORY]`` runs this part alone on a fresh SQLite store.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Postmarket:
         """Run ``postmarket *argv``; :class:`GateDemoError` unless it exits as ``expect``."""
         import typer.main
 
-        from postmarket.cli import app
+        from launcher.cli import app
 
         self.commands.append("postmarket " + " ".join(_quoted(a) for a in argv))
         out, err = io.StringIO(), io.StringIO()
@@ -467,7 +467,7 @@ def main(argv: Sequence[str] = ()) -> int:
     """The gate part alone, on a fresh SQLite store with the demo fleet's registry."""
     import tempfile
 
-    from postmarket.demo import DEMO_SCENARIO, register_fleet
+    from launcher.demo import DEMO_SCENARIO, register_fleet
     from postmarket.evidence.store import EvidenceStore
     from simulator.scenario import load_scenario
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postmarket.config import Settings
-from postmarket.stack import kafka, postgres, prometheus
-from postmarket.stack.manager import (
+from launcher.stack import kafka, postgres, prometheus
+from launcher.stack.manager import (
     KAFKA,
     POSTGRES,
     PROMETHEUS,
@@ -18,7 +17,8 @@ from postmarket.stack.manager import (
     admin_endpoint,
     load_state,
 )
-from postmarket.stack.processes import ProcessRecord, StackError, is_ours
+from launcher.stack.processes import ProcessRecord, StackError, is_ours
+from postmarket.config import Settings
 from postmarket.topic_admin import describe_error
 
 

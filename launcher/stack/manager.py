@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from postmarket.config import STACK_STATE_FILE, Settings
-from postmarket.kafka_security import KafkaSecurity
-from postmarket.scrape_targets import WORKER_JOB, atomic_write_text
-from postmarket.stack import kafka, postgres, prometheus, security
-from postmarket.stack.processes import (
+from launcher.stack import kafka, postgres, prometheus, security
+from launcher.stack.processes import (
     ProcessRecord,
     StackError,
     free_port,
@@ -30,6 +27,9 @@ from postmarket.stack.processes import (
     stop_group,
     stray_services,
 )
+from postmarket.config import STACK_STATE_FILE, Settings
+from postmarket.kafka_security import KafkaSecurity
+from postmarket.scrape_targets import WORKER_JOB, atomic_write_text
 from postmarket.topic_admin import TopicAdminError, admin_client, ensure_topics
 from postmarket.topics import pipeline_topics
 
@@ -303,7 +303,7 @@ def up(
     so a failed ``up`` leaves nothing half-running; their logs stay in ``<home>/logs``.
 
     ``secure`` runs Kafka with TLS, SCRAM principals (worker, auditor, one per site in
-    ``sites``), ACLs and per-site ``quota`` (see :mod:`postmarket.stack.security`).
+    ``sites``), ACLs and per-site ``quota`` (see :mod:`launcher.stack.security`).
     """
     progress = progress or SilentProgress()
     home = settings.home.absolute()

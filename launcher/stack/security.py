@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from launcher.stack.processes import LOOPBACK, StackError
 from postmarket import topics
 from postmarket.kafka_security import DEFAULT_MECHANISM, KafkaSecurity
 from postmarket.secrets import write_secret_file
-from postmarket.stack.processes import LOOPBACK, StackError
 
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 CLIENTS_LISTENER = "CLIENTS"

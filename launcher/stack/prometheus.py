@@ -18,6 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.stack.processes import (
+    LOOPBACK,
+    ProcessRecord,
+    StackError,
+    is_running,
+    spawn_detached,
+    tail,
+)
 from postmarket.scrape_targets import (
     EVIDENCE_JOB,
     PIPELINE_JOBS,
@@ -25,14 +33,6 @@ from postmarket.scrape_targets import (
     announce_scrape_target,
     atomic_write_text,
     local_stack_targets_dir,
-)
-from postmarket.stack.processes import (
-    LOOPBACK,
-    ProcessRecord,
-    StackError,
-    is_running,
-    spawn_detached,
-    tail,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def render_config(
     YAML dependency for a file this small.
     """
     lines = [
-        "# Written by postmarket.stack.prometheus on every `stack up`; edits are overwritten.",
+        "# Written by launcher.stack.prometheus on every `stack up`; edits are overwritten.",
         "global:",
         f"  scrape_interval: {SCRAPE_INTERVAL}",
         f"  evaluation_interval: {SCRAPE_INTERVAL}",

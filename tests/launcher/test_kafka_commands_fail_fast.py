@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.stack.processes import free_port
 from postmarket.preflight import ServiceFailure
-from postmarket.stack.processes import free_port
 
 FAIL_FAST_S = 15.0
 PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()

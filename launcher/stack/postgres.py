@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from postmarket.stack.processes import (
+from launcher.stack.processes import (
     LOOPBACK,
     ProcessRecord,
     StackError,
@@ -80,7 +80,7 @@ def database_url(port: int, database: str = DATABASE) -> str:
 def render_hba() -> str:
     """``pg_hba.conf``: trust on the home's Unix socket and on 127.0.0.1, nothing else."""
     return (
-        "# Written by postmarket.stack.postgres: a local throwaway cluster.\n"
+        "# Written by launcher.stack.postgres: a local throwaway cluster.\n"
         "# TYPE  DATABASE  USER  ADDRESS       METHOD\n"
         "local   all       all                 trust\n"
         "host    all       all   127.0.0.1/32  trust\n"

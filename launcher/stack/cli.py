@@ -1,6 +1,6 @@
 """``postmarket stack up|status|down``: the local stack from the command line.
 
-Mounted by ``postmarket/cli.py`` as ``postmarket stack``. Failures print one ``error:``
+Mounted by ``launcher/cli.py`` as ``postmarket stack``. Failures print one ``error:``
 line (plus the log excerpt that explains it) and exit non-zero, never a traceback.
 """
 
@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from launcher.stack import health, manager
+from launcher.stack.processes import StackError
+from launcher.stack.security import SiteQuota
 from postmarket.config import Settings
 from postmarket.kafka_security import KafkaSecurityError
 from postmarket.secrets import SecretFileError
-from postmarket.stack import health, manager
-from postmarket.stack.processes import StackError
-from postmarket.stack.security import SiteQuota
 from postmarket.topic_admin import TopicAdminError
 
 stack_app = typer.Typer(

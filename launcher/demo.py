@@ -36,10 +36,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, Contract, DeadLetter, Outcome, Prediction
-from postmarket.local_worker import LocalWorker
 from postmarket.metrics import OUTCOMES
 from postmarket.topic_reader import (
     TopicReadTimeout,
@@ -49,7 +49,7 @@ from postmarket.topic_reader import (
 )
 
 if TYPE_CHECKING:
-    from postmarket.demo_gate import GateDemoResult
+    from launcher.demo_gate import GateDemoResult
     from postmarket.evidence.store import EvidenceStore
     from simulator.scenario import Scenario
     from simulator.scoring import Scorecard
@@ -508,8 +508,8 @@ def gate_step(
     steps: Steps, scenario: Scenario, evidence_url: str, directory: Path
 ) -> GateDemoResult | None:
     """The standard test database gate on two candidates of the scenario's lung-nodule
-    device (:mod:`postmarket.demo_gate`), before the reports so that they show it."""
-    from postmarket.demo_gate import GATE_DEVICE, GateDemoError, run_gate_demo
+    device (:mod:`launcher.demo_gate`), before the reports so that they show it."""
+    from launcher.demo_gate import GATE_DEVICE, GateDemoError, run_gate_demo
 
     if not any(device.id == GATE_DEVICE for device in scenario.devices):
         return None
@@ -539,8 +539,8 @@ def demo_on_fresh_stack(
     timeout_s: float = 600.0,
 ) -> DemoResult:
     """The whole demo: clear the last run, start the stack, run, and stop it unless kept."""
-    from postmarket.stack import manager
-    from postmarket.stack.cli import RichProgress
+    from launcher.stack import manager
+    from launcher.stack.cli import RichProgress
 
     home = demo_home(Settings())
     with console.status("clearing the previous demo run") as status:

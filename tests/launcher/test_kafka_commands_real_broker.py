@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from launcher.stack import security
 from postmarket import topics
 from postmarket.contracts.events import site_key_id
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.preflight import CONNECT_TIMEOUT_S, ServiceFailure, ServiceProblem, check_kafka
 from postmarket.secrets import write_secret_file
-from postmarket.stack import security
 from tests.conftest import SECURE_SITE
 
 pytestmark = pytest.mark.integration

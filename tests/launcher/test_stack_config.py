@@ -15,15 +15,15 @@ from xml.etree import ElementTree
 
 import pytest
 
-from postmarket import topic_admin
-from postmarket.stack import kafka, manager, postgres, prometheus
-from postmarket.stack.processes import (
+from launcher.stack import kafka, manager, postgres, prometheus
+from launcher.stack.processes import (
     ProcessRecord,
     StackError,
     mentions_home,
     spawn_detached,
     stop_group,
 )
+from postmarket import topic_admin
 from postmarket.topics import TopicSpec
 
 # --- Kafka ------------------------------------------------------------------------------------

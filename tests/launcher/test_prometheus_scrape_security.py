@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from postmarket.config import Settings
-from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
-from postmarket.stack import prometheus
-from postmarket.stack.prometheus import (
+from launcher.stack import prometheus
+from launcher.stack.prometheus import (
     PrometheusPaths,
     ScrapeSecurity,
     central_scrape_security,
     render_config,
 )
+from postmarket.config import Settings
+from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 
 
 def _jobs(text: str) -> dict[str, dict[str, object]]:

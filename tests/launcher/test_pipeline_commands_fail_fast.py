@@ -1,7 +1,7 @@
 """The pipeline's long-running Kafka commands, with no broker there: one line, exit 5.
 
 ``worker``, ``replay`` and ``simulate`` (to Kafka) check the configured broker before they
-start, as ``registry publish`` and ``topics create`` do (tests/kernel/
+start, as ``registry publish`` and ``topics create`` do (tests/launcher/
 test_kafka_commands_fail_fast.py), instead of retrying or failing deep inside a client
 library. Each runs in a subprocess, as an operator runs it, against a closed port.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.stack.processes import free_port
 from postmarket.preflight import ServiceFailure
-from postmarket.stack.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_FAST_S = 15.0

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from postmarket.demo import FALSE_ALARM_BUDGET
+from launcher.demo import FALSE_ALARM_BUDGET
 from postmarket.metrics import ALERTS
 
 if TYPE_CHECKING:
-    from postmarket.demo import DemoResult
+    from launcher.demo import DemoResult
     from simulator.scoring import Scorecard
 
 
@@ -77,7 +77,7 @@ def render(result: DemoResult, console: Console) -> None:
             highlight=False,
         )
     if result.gate is not None:
-        from postmarket.demo_gate import GATE_DEVICE, gate_summary
+        from launcher.demo_gate import GATE_DEVICE, gate_summary
 
         gate_summary(result.gate, console, result.reports.get(GATE_DEVICE))
     promql = urllib.parse.quote(f"sum by (site_id, detector) ({ALERTS}_total)")

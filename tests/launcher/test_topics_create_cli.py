@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from postmarket.cli import app
+from launcher.cli import app
 from postmarket.topic_admin import admin_client, existing_partition_counts
 from postmarket.topics import pipeline_topics
 

@@ -27,7 +27,7 @@ from postmarket.site_keys_cli import site_keys_app
 if TYPE_CHECKING:
     from typer._click import Command, Context, HelpFormatter  # Typer bundles its own Click
 
-LAZY_GROUPS = {"stack": ("postmarket.stack.cli", "stack_app")}
+LAZY_GROUPS = {"stack": ("launcher.stack.cli", "stack_app")}
 """Groups imported when run, not when listed: the stack's CLI loads pydantic-settings and
 rich at import (about 0.4 s that ``postmarket --help`` and every store command would pay)."""
 STACK_HELP = (
@@ -261,10 +261,10 @@ def demo(
 
     from rich.console import Console
 
-    from postmarket.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack
-    from postmarket.demo_render import render
-    from postmarket.local_worker import WorkerStartError
-    from postmarket.stack.processes import StackError
+    from launcher.demo import DEMO_SCENARIO, DemoError, demo_on_fresh_stack
+    from launcher.demo_render import render
+    from launcher.local_worker import WorkerStartError
+    from launcher.stack.processes import StackError
     from postmarket.topic_admin import TopicAdminError
     from simulator.scenario import ScenarioError
 

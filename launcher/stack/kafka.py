@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from postmarket.kafka_security import KafkaSecurity
-from postmarket.stack.processes import (
+from launcher.stack.processes import (
     LOOPBACK,
     ProcessRecord,
     StackError,
@@ -33,6 +32,7 @@ from postmarket.stack.processes import (
     spawn_detached,
     tail,
 )
+from postmarket.kafka_security import KafkaSecurity
 from postmarket.topic_admin import (
     TopicAdminError,
     admin_client,
@@ -115,7 +115,7 @@ def deploy_dir() -> Path:
     override = os.environ.get(DEPLOY_DIR_ENV)
     if override:
         return Path(override)
-    # postmarket/stack/kafka.py -> repository root is two levels above the package.
+    # launcher/stack/kafka.py -> repository root is two levels above the package.
     return Path(__file__).resolve().parents[2] / "deploy"
 
 
@@ -235,7 +235,7 @@ def render_server_properties(
         "group.initial.rebalance.delay.ms": 0,
     }
     settings.update(overrides or {})
-    header = "# Written by postmarket.stack.kafka on every `stack up`; edits are overwritten.\n"
+    header = "# Written by launcher.stack.kafka on every `stack up`; edits are overwritten.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
