@@ -3,7 +3,10 @@
 Built on the device report (:func:`postmarket.evidence.report.build_report`) over the year,
 it adds what a PSUR states beyond it: the exposure (cases per version and site), the
 re-baselining decisions taken, a conclusion per claim, and the trend report (MDR Art. 88)
-of every surveillance plan stored by the year's end. Every table it shows is in its
+of every surveillance plan stored by the year's end. The year's review decisions (each
+restarting a stream's rejected claims tests) are the device report's
+(:attr:`~postmarket.evidence.report.DeviceReport.reviews`), so they are in the PSUR's tables
+as ``reviews`` when the year has one. Every table it shows is in its
 JSON and CSV exports and in its content hash: the same store and year give the same hash.
 """
 

@@ -1,7 +1,8 @@
 """Render a :class:`~postmarket.evidence.psur.Psur` as HTML, PDF, JSON or CSV.
 
 The PSUR's own sections (conclusions, exposure, the trend reports of MDR Art. 88) come
-first, then the year's device report sections and the re-baselines, in the order of MDR
+first, then the year's device report sections (with the year's review decisions, when there
+is one, after the alerts) and the re-baselines, in the order of MDR
 Art. 86 (1): conclusions of the benefit-risk determination, main findings of the
 post-market clinical follow-up, volume of sales and the population using the device.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from postmarket.evidence.html import document, escape, percent, section, table
+from postmarket.evidence.pdf import ReportError, write_pdf
 from postmarket.evidence.psur import (
     Psur,
     export_psur_csv,
@@ -18,13 +20,7 @@ from postmarket.evidence.psur import (
     psur_document_id,
     psur_hash,
 )
-from postmarket.evidence.report_render import (
-    VERDICT_CLASS,
-    ReportError,
-    facts_table,
-    report_sections,
-    write_pdf,
-)
+from postmarket.evidence.report_render import VERDICT_CLASS, facts_table, report_sections
 from postmarket.evidence.trend import TrendResult
 
 FORMATS = ("html", "pdf", "json", "csv")
@@ -53,6 +49,7 @@ def _conclusions(psur: Psur) -> str:
         for c in psur.conclusions
     ]  # fmt: skip
     withdrawn = len(psur.report.withdrawn_claims)
+    reviews = len(psur.report.reviews)
     return section(
         "conclusions",
         "Conclusions per claim",
@@ -63,6 +60,14 @@ def _conclusions(psur: Psur) -> str:
             f"<p class=note>{withdrawn} claim(s) withdrawn by the year's end: no conclusion is "
             'drawn on them (<a href="#withdrawn-claims">Claims withdrawn</a>).</p>'
             if withdrawn
+            else ""
+        )
+        + (
+            f"<p class=note>{reviews} review decision(s) restarted the pipeline's claims tests "
+            'on streams in the year (<a href="#reviews">Review decisions</a>); the '
+            "conclusions above come from one test over all the year's cases, which no review "
+            "restarts.</p>"
+            if reviews
             else ""
         ),
     )

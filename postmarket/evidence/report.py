@@ -46,6 +46,7 @@ from postmarket.evidence.store import (
     EvidenceStore,
     OutcomeRecord,
 )
+from postmarket.evidence.views import ReviewView
 from postmarket.versions import ChangeControlPolicy
 
 MIN_WEEKLY_CASES = 10
@@ -81,6 +82,10 @@ class DeviceReport:
     withdrawn_claims: tuple[WithdrawnClaimRow, ...] = ()
     """Claims withdrawn from the device's versions by the period's end: shown, never in
     ``claims`` nor in any figure or test."""
+    reviews: tuple[ReviewView, ...] = ()
+    """The review decisions taken in the period (by decision time), oldest first: each
+    restarted a stream's rejected claims tests. Shown (and exported) only when there is one,
+    so a period without one keeps the document it had before reviews existed."""
 
     @property
     def design(self) -> DesignCounts:
@@ -154,6 +159,13 @@ class DeviceReport:
             f"{self.design.total} outcomes: {prospective} prospective (live) and "
             f"{retrospective} retrospective (replayed)."
         )
+        if self.reviews:
+            streams = len({review.stream for review in self.reviews})
+            lines.append(
+                f"{len(self.reviews)} review decision(s) in the period restarted any rejected "
+                f"claims test of {streams} stream(s) (see Review decisions); each restart is a "
+                "new test, paid for by the fleet false-alarm budget."
+            )
         if self.promise is not None:
             lines.append(self.promise.sentence())
         if not self.audit.intact:
@@ -224,4 +236,5 @@ def build_report(
             alerts_raised=len(alerts),
         ),
         gates=gates,
+        reviews=tuple(store.review_decisions(device_id, begin, stop)),
     )

@@ -40,7 +40,7 @@ def _check_output(fmt: str, out: Path, stem: str) -> None:
 @contextmanager
 def _writing(out: Path) -> Iterator[None]:
     """Writing a document to ``out``: a failure is one line saying why, never a traceback."""
-    from postmarket.evidence.report_render import ReportError
+    from postmarket.evidence.pdf import ReportError
 
     try:
         yield

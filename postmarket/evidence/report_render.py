@@ -3,20 +3,17 @@
 HTML (:mod:`~postmarket.evidence.html`) with inline CSS and every figure
 (:mod:`~postmarket.evidence.report_figures`) inline as a base64 PNG, so the file can be
 mailed, archived and opened offline. PDF is the same HTML printed by headless Chromium
-(Debian's ``chromium`` package; ``POSTMARKET_CHROMIUM`` names another).
+(:mod:`~postmarket.evidence.pdf`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from postmarket.evidence.html import document, escape, figure, percent, section, table
+from postmarket.evidence.pdf import ReportError, write_pdf
 from postmarket.evidence.report import DeviceReport
 from postmarket.evidence.report_alerts import change_point_sentence, observation_sentence
 from postmarket.evidence.report_figures import (
@@ -47,21 +44,9 @@ SECTIONS = {
     "readers": "Ground-truth quality: reader agreement",
 }
 """Section id -> heading, in report order."""
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-class ReportError(RuntimeError):
-    """The report cannot be written; the message says why."""
-
+REVIEWS_SECTION = ("reviews", "Review decisions: claims tests restarted")
+"""The section after the alerts, shown only when the period has a review decision (so a
+period without one keeps its document as it was)."""
 
 # --- HTML ----------------------------------------------------------------------------------
 
@@ -381,6 +366,62 @@ def _alerts(report: DeviceReport) -> str:
     )
 
 
+def _budget_sentence(report: DeviceReport) -> str:
+    """Why a restart costs no more false alarms than planned, with the plan's numbers."""
+    per_stream = ""
+    if report.promise is not None:
+        plan = report.promise.plan
+        per_stream = (
+            f" (the plan's {plan.budget_per_year:g} false alarms a year among "
+            f"{plan.fleet_streams} streams: at most {plan.budget_per_year / plan.fleet_streams:.3g}"
+            " a year for all of a stream's tests, restarts included)"
+        )
+    return (
+        "Each restart is paid for by the fleet false-alarm budget: a restarted claims test is "
+        "a new test on the cases that follow, at the same alpha = s/(1+s) for its share s of "
+        f"the budget{per_stream}, and follows a rejection, so a claims test and all its "
+        "restarts in a year expect at most alpha + alpha² + ... = s false rejections however "
+        "many reviews there are. Restarting a CUSUM adds no false alarm."
+    )
+
+
+def _reviews(report: DeviceReport) -> str:
+    """Every review decision of the period; nothing at all without one."""
+    if not report.reviews:
+        return ""
+    rows = [
+        [
+            escape(f"{r.decided_at:%Y-%m-%d %H:%M} UTC")
+            + f'<br><small>decision <code title="{escape(r.decision_id)}">'
+            f"{escape(short_alert_id(r.decision_id))}</code></small>",
+            escape(r.decided_by),
+            escape(f"{r.stream.device_version} {r.stream.site_id} {r.stream.task}"),
+            f'<code class="alert-id" title="{escape(r.alert_id)}">'
+            f"{escape(short_alert_id(r.alert_id))}</code><br><small>"
+            + escape(f"{r.detector}, raised {r.alert_raised_at:%Y-%m-%d}")
+            + "</small>",
+            escape(r.reason),
+        ]
+        for r in report.reviews
+    ]
+    streams = len({r.stream for r in report.reviews})
+    section_id, heading = REVIEWS_SECTION
+    return section(
+        section_id,
+        heading,
+        f"<p>{len(report.reviews)} decision(s) on {streams} stream(s) in the period. Each "
+        "closed the review of a claim-based alert of a site's stream (a CUSUM, a claims test, "
+        "an estimate, ...): the stream's claims tests that had rejected started again from "
+        "the next case, as new tests, with the CUSUMs that had alarmed since; no reference "
+        "moved and no claim changed. The decision's and the alert's full ids are in the "
+        "CSV/JSON export (<code>reviews</code>) and in the audit trail "
+        "(<code>stream.review</code>).</p>"
+        f"<p class=note>{escape(_budget_sentence(report))} The claims test of this document "
+        "(claims section) runs once over all the period's cases: no review restarts it.</p>"
+        + table(["Decided", "By", "Stream", "Alert", "Why"], rows),
+    )
+
+
 def _versions(report: DeviceReport) -> str:
     rows = [
         [
@@ -511,6 +552,7 @@ def report_sections(report: DeviceReport) -> str:
             _sites(report),
             _strata(report),
             _alerts(report),
+            _reviews(report),
             _versions(report),
             _gate(report),
             _provenance(report),
@@ -532,57 +574,6 @@ def render_html(report: DeviceReport) -> str:
 
 
 # --- PDF -----------------------------------------------------------------------------------
-
-
-def chromium_executable() -> str:
-    """Headless Chromium: ``POSTMARKET_CHROMIUM``, else ``chromium`` or Chrome on PATH."""
-    configured = os.environ.get("POSTMARKET_CHROMIUM")
-    candidates = [configured] if configured else []
-    candidates += ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise ReportError(
-        "PDF needs headless Chromium: install Debian's chromium package "
-        "(deploy/scripts/install-system-deps.sh) or set POSTMARKET_CHROMIUM; "
-        "--format html needs nothing"
-    )
-
-
-def chromium_command(*arguments: str, profile: Path) -> list[str]:
-    """A headless Chromium command line that talks to no network service of its own."""
-    sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium refuses root otherwise
-    return [
-        chromium_executable(),
-        *CHROMIUM_FLAGS,
-        *sandbox,
-        f"--user-data-dir={profile}",
-        *arguments,
-    ]
-
-
-def write_pdf(document: str, out: Path, timeout_s: float = 120.0) -> None:
-    """Print the HTML ``document`` to the PDF file ``out`` with headless Chromium."""
-    with tempfile.TemporaryDirectory(prefix="postmarket-report-") as scratch:
-        source = Path(scratch) / "report.html"
-        source.write_text(document, encoding="utf-8")
-        target = out.resolve()
-        command = chromium_command(
-            "--no-pdf-header-footer",
-            f"--print-to-pdf={target}",
-            source.as_uri(),
-            profile=Path(scratch) / "profile",
-        )
-        try:
-            finished = subprocess.run(  # noqa: S603 - our own arguments, no shell
-                command, capture_output=True, timeout=timeout_s, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise ReportError(f"Chromium did not print the PDF within {timeout_s:.0f} s") from None
-        if finished.returncode != 0 or not target.exists() or target.stat().st_size == 0:
-            tail = finished.stderr.decode(errors="replace").strip().splitlines()[-5:]
-            raise ReportError(f"Chromium could not print the PDF: {' | '.join(tail)}")
 
 
 def write_report(report: DeviceReport, out: Path, fmt: str) -> None:

@@ -83,6 +83,7 @@ def report_tables(report: DeviceReport) -> list[ReportTable]:
         _heterogeneity(report),
         _strata(report),
         _alerts(report),
+        *_reviews(report),
         _versions(report),
         *_gate(report),
         _completeness(report),
@@ -223,6 +224,21 @@ def _alerts(report: DeviceReport) -> ReportTable:
              alert.message, change[0] if change else None, change[1] if change else None)
         )  # fmt: skip
     return table_of("alerts", columns, rows)
+
+
+def _reviews(report: DeviceReport) -> list[ReportTable]:
+    """The period's review decisions; no table at all without one, so that a period without
+    reviews keeps its tables, hash and id as they were before reviews were recorded."""
+    if not report.reviews:
+        return []
+    columns = ("decided_at", "decided_by", "version", "site", "task", "alert_id",
+               "alert_detector", "alert_raised_at", "reason", "decision_id")  # fmt: skip
+    rows = [
+        (r.decided_at, r.decided_by, r.stream.device_version, r.stream.site_id, r.stream.task,
+         r.alert_id, r.detector, r.alert_raised_at, r.reason, r.decision_id)
+        for r in report.reviews
+    ]  # fmt: skip
+    return [table_of("reviews", columns, rows)]
 
 
 def _versions(report: DeviceReport) -> ReportTable:

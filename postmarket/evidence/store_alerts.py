@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, case, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,12 @@ from postmarket.evidence.models import AlertRecurrenceRow, AlertRow, AuditEntryR
 from postmarket.evidence.rebaseline import is_reviewed_on_its_stream, rebaseline_refusal
 from postmarket.evidence.store_errors import AmbiguousAlertId, EvidenceError, NotFound
 from postmarket.evidence.store_unit import StoreUnit, aware, queue_writers
-from postmarket.evidence.views import AlertRecurrenceCount, AlertStatusCount, AlertView
+from postmarket.evidence.views import (
+    AlertRecurrenceCount,
+    AlertStatusCount,
+    AlertView,
+    ReviewView,
+)
 
 REBASELINE_ACTION = "stream.rebaseline"
 """The audit action that keeps a re-baselining decision (:meth:`AlertStore.record_rebaseline`)."""
@@ -35,6 +40,9 @@ REVIEW_ACTION = "stream.review"
 """The audit action that keeps a review decision (:meth:`AlertStore.record_review`)."""
 REVIEW_RESOLUTION = "reviewed; the stream's rejected claims tests restart (decision {decision}): "
 """How a review decision's resolution begins, before its reason (as the report shows it)."""
+_DECISION_START = '{"alert_id":"'
+"""How a decision's audit payload begins: canonical JSON sorts its keys, ``alert_id`` first
+(a test checks it), so the entry names its alert in the 36 characters that follow."""
 
 
 class AlertStore(StoreUnit):
@@ -207,6 +215,34 @@ class AlertStore(StoreUnit):
         )
         with self._sessions() as session:
             return [json.loads(payload) for payload in session.scalars(query)]
+
+    def review_decisions(self, device_id: str, begin: datetime, stop: datetime) -> list[ReviewView]:
+        """The review decisions on ``device_id``'s streams decided in ``[begin, stop)``, each
+        with its alert's detector and raise time, in decision order.
+
+        The database selects them: each ``stream.review`` entry joined to the alert it
+        resolved, whose resolution time is the decision's (:meth:`record_review` writes both
+        in one transaction), so the device and the period are compared in SQL.
+        """
+        alert_id = func.substr(AuditEntryRow.payload, len(_DECISION_START) + 1, 36)
+        query = (
+            select(AuditEntryRow.payload, AlertRow.detector, AlertRow.raised_at)
+            .join(AlertRow, AlertRow.alert_id == alert_id)
+            .where(
+                AuditEntryRow.action == REVIEW_ACTION,
+                func.substr(AuditEntryRow.payload, 1, len(_DECISION_START))
+                == literal(_DECISION_START),
+                AlertRow.device_key == device_id,
+                AlertRow.resolved_at >= begin,
+                AlertRow.resolved_at < stop,
+            )
+            .order_by(AlertRow.resolved_at, AuditEntryRow.sequence)
+        )
+        with self._sessions() as session:
+            return [
+                _review_view(Rebaseline.model_validate_json(payload), detector, aware(raised_at))
+                for payload, detector, raised_at in session.execute(query)
+            ]
 
     def alert(self, alert_id: uuid.UUID | str) -> AlertView:
         with self._sessions() as session:
@@ -450,6 +486,19 @@ def _as_raised(row: AlertRow | AlertRecurrenceRow, stream: StreamKey, detector: 
         severity=row.severity,  # type: ignore[arg-type]
         message=row.message,
         change_began_at=row.change_began_at,
+    )
+
+
+def _review_view(decision: Rebaseline, detector: str, raised_at: datetime) -> ReviewView:
+    return ReviewView(
+        decision_id=str(decision.rebaseline_id),
+        stream=decision.stream,
+        alert_id=str(decision.alert_id),
+        detector=detector,
+        alert_raised_at=raised_at,
+        decided_at=decision.decided_at.astimezone(UTC),
+        decided_by=decision.decided_by,
+        reason=decision.reason,
     )
 
 

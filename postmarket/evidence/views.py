@@ -119,6 +119,25 @@ class AlertView:
 
 
 @dataclass(frozen=True)
+class ReviewView:
+    """A recorded review decision: a claim-based alert of a site's stream was reviewed and
+    resolved, so the stream's rejected claims tests restarted (each a new test, paid for by
+    the fleet false-alarm budget) with the CUSUMs that had alarmed since."""
+
+    decision_id: str
+    stream: StreamKey
+    alert_id: str
+    """The alert whose review the decision closed."""
+    detector: str
+    """The alert's detector (a CUSUM, a claims test, an estimate, ...)."""
+    alert_raised_at: datetime
+    decided_at: datetime
+    """In UTC, whatever offset the decision was published with."""
+    decided_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class AlertStatusCount:
     """The number of alerts of one stream, detector and severity in one lifecycle status."""
 
