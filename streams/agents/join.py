@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from postmarket import topics
 from postmarket.contracts import (
@@ -48,7 +48,7 @@ from streams.channels import (
 from streams.deadletter import Source, dead_lettering
 from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
-from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
+from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.rekeying import origin_of
 from streams.retention import (
     Watermark,
@@ -59,7 +59,7 @@ from streams.retention import (
     key_partition,
     sweep_action,
 )
-from streams.routing import StreamRouter
+from streams.routing import StreamPredictions, StreamRouter
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 EVENT_TIMES = EventTimeBounds(
@@ -215,28 +215,44 @@ async def flush_joined() -> None:
     Faust commits only acked offsets, after flushing its producer: a record's offset is
     never committed before what it changed is on its way.
     """
-    held = unacked.take()
-    dirty = dict(unwritten_cases)
+    await flush_then_ack(unacked, _take_joined, _keep_joined, _send_joined, _restore_joined)
+
+
+class JoinedFlush(NamedTuple):
+    """What one flush of the join sends: the case files changed since the last (as held,
+    and as states) and the predictions routed since."""
+
+    held: dict[str, tuple[int, CaseFile | None]]
+    writes: list[tuple[int, str, dict[str, Any] | None]]
+    routed: list[tuple[str, StreamPredictions]]
+
+
+def _take_joined() -> JoinedFlush:
+    held = dict(unwritten_cases)
     unwritten_cases.clear()
     writes = [
         (partition, key, case.to_state() if case is not None else None)
-        for key, (partition, case) in dirty.items()
+        for key, (partition, case) in held.items()
     ]
-    routed = list(router.drain())
-    for _partition, key, state in writes:
+    return JoinedFlush(held, writes, list(router.drain()))
+
+
+def _keep_joined(taken: JoinedFlush) -> None:
+    for _partition, key, state in taken.writes:
         set_table_state(case_files, key, state)
-    try:
-        for partition, key, state in writes:
-            await send_table_state(case_files, partition, key, state)
-        for key, record in routed:
-            await produce(stream_predictions, key.encode(), encode(record))
-    except BaseException:
-        for key, entry in dirty.items():  # written again by the next flush, unless changed
-            unwritten_cases.setdefault(key, entry)
-        router.restore(routed)  # sent again by the next flush
-        unacked.restore(held)
-        raise
-    await ack_all(held)
+
+
+async def _send_joined(taken: JoinedFlush) -> None:
+    for partition, key, state in taken.writes:
+        await send_table_state(case_files, partition, key, state)
+    for key, record in taken.routed:
+        await produce(stream_predictions, key.encode(), encode(record))
+
+
+def _restore_joined(taken: JoinedFlush) -> None:
+    for key, entry in taken.held.items():  # written again by the next flush, unless changed
+        unwritten_cases.setdefault(key, entry)
+    router.restore(taken.routed)  # sent again by the next flush
 
 
 def _hold_case(partition: int, key: str, case: CaseFile | None) -> None:

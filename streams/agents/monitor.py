@@ -39,8 +39,8 @@ from streams.channels import (
     version_tallies,
 )
 from streams.deadletter import dead_lettering_failures
-from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.live_streams import LiveStreams, StateKind, StreamInput
+from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
+from streams.live_streams import LiveStreams, StateKind, StreamInput, TakenStates
 from streams.performance import planned_policy
 from streams.retention import key_partition
 from streams.routing import StreamPredictions
@@ -109,20 +109,20 @@ async def flush_stream_states() -> None:
     pooled per-version stage: taken at the same instant, sent before the acks, so a crash
     sends them again rather than losing them (the pooled stage ignores a tally it has).
     """
-    held, taken = unacked.take(), states.take_flush()
+    await flush_then_ack(unacked, states.take_flush, _keep_states, _send_states, states.restore)
+
+
+def _keep_states(taken: TakenStates) -> None:
     for write in taken.writes:
         set_table_state(STATE_TABLES[write.side], write.key, write.state)
-    try:
-        for write in taken.writes:
-            table = STATE_TABLES[write.side]
-            await send_table_state(table, write.partition, write.key, write.state)
-        for tally in taken.tallies:
-            await _send_tally(tally)
-    except BaseException:
-        states.restore(taken)  # sent again by the next flush
-        unacked.restore(held)
-        raise
-    await ack_all(held)
+
+
+async def _send_states(taken: TakenStates) -> None:
+    for write in taken.writes:
+        table = STATE_TABLES[write.side]
+        await send_table_state(table, write.partition, write.key, write.state)
+    for tally in taken.tallies:
+        await _send_tally(tally)
 
 
 async def _send_tally(tally: VersionTally) -> None:

@@ -34,7 +34,7 @@ from streams.channels import (
     version_tallies,
 )
 from streams.deadletter import dead_lettering_failures
-from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
+from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.performance import (
     CELLS,
     TESTS_PER_STREAM,
@@ -93,21 +93,32 @@ async def flush_pooled_states_periodically() -> None:
 async def flush_pooled_states() -> None:
     """Send the pooled states changed since the last flush, then ack the tallies read so far
     (taken at one instant, as :func:`streams.agents.monitor.flush_stream_states`)."""
-    held = unacked.take()
-    writes = [(p, key, monitor.to_state()) for key, (p, monitor) in unwritten.items()]
-    dirty = dict(unwritten)
+    await flush_then_ack(unacked, _take_pooled, _keep_pooled, _send_pooled, _restore_pooled)
+
+
+PooledWrites = list[tuple[str, int, PooledMonitor, dict[str, Any]]]
+"""(group key, changelog partition, monitor, its state) of each group a flush writes."""
+
+
+def _take_pooled() -> PooledWrites:
+    writes = [(key, p, monitor, monitor.to_state()) for key, (p, monitor) in unwritten.items()]
     unwritten.clear()
-    for _partition, key, state in writes:
+    return writes
+
+
+def _keep_pooled(writes: PooledWrites) -> None:
+    for key, _partition, _monitor, state in writes:
         set_table_state(pooled_monitors, key, state)
-    try:
-        for partition, key, state in writes:
-            await send_table_state(pooled_monitors, partition, key, state)
-    except BaseException:
-        for key, target in dirty.items():  # sent again by the next flush
-            unwritten.setdefault(key, target)
-        unacked.restore(held)
-        raise
-    await ack_all(held)
+
+
+async def _send_pooled(writes: PooledWrites) -> None:
+    for key, partition, _monitor, state in writes:
+        await send_table_state(pooled_monitors, partition, key, state)
+
+
+def _restore_pooled(writes: PooledWrites) -> None:
+    for key, partition, monitor, _state in writes:  # sent again by the next flush
+        unwritten.setdefault(key, (partition, monitor))
 
 
 async def _apply(tally: VersionTally, position: RecordPosition) -> None:
