@@ -11,7 +11,7 @@ changelog partition of the record that changed it, and the caller says which str
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -25,7 +25,7 @@ from postmarket.contracts import (
     utc_now,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
-from postmarket.metrics import Children, WorkerMetrics
+from postmarket.metrics import WorkerMetrics
 from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
 from streams.casefile import RecordPosition
@@ -103,8 +103,24 @@ class StateWrite(NamedTuple):
     state: dict[str, Any]
 
 
+class Applied(NamedTuple):
+    """What applying inputs did: cases (or decisions) applied, and those applied already."""
+
+    applied: int
+    duplicates: int
+
+
 Unwritten = dict[tuple[StateKind, str], tuple[int, StreamMonitor]]
 Journal = dict[str, list[tuple[StreamInput, RecordPosition]]]
+
+
+class _Mark(NamedTuple):
+    key: str
+    stream: StreamKey
+    journal: int
+    """How many inputs the stream's journal held."""
+    unwritten: dict[StateKind, tuple[int, StreamMonitor] | None]
+    changed: bool
 
 
 @dataclass(frozen=True)
@@ -129,7 +145,8 @@ class LiveStreams:
     position, so a stream whose update fails is rebuilt from its tables and the inputs
     applied before it, without the failed one.
 
-    Metrics are counted as inputs are applied (duplicates, alerts, re-baselinings); the
+    Alerts and re-baselinings are counted once applied; duplicates are returned for the
+    caller to count (the join knows a replayed record as one duplicate already). The
     gauges are set in batches (:meth:`publish_changed`): setting ~20 labelled gauges per
     event cost a quarter of the stream agent's time in a profile.
     """
@@ -149,7 +166,6 @@ class LiveStreams:
         }
         self.registrations = Registrations(registry)
         self._metrics = metrics
-        self._duplicates = Children(metrics.events_duplicate)
         self.live_monitors: dict[str, StreamMonitor] = {}
         self.unwritten: Unwritten = {}
         """(side, stream key) -> (changelog partition, monitor) of the states changed since
@@ -163,75 +179,126 @@ class LiveStreams:
 
     # --- applying inputs ----------------------------------------------------------------
 
-    async def apply_outcome(self, outcome: Outcome, position: RecordPosition, emit: Emit) -> None:
-        await self.apply(outcome, position, emit)
+    async def apply_outcome(
+        self, outcome: Outcome, position: RecordPosition, emit: Emit
+    ) -> Applied:
+        return await self.apply(outcome, position, emit)
 
     async def apply_predictions(
         self,
         predictions: StreamPredictions | StreamPrediction,
         position: RecordPosition,
         emit: Emit,
-    ) -> None:
-        await self.apply(predictions, position, emit)
+    ) -> Applied:
+        return await self.apply(predictions, position, emit)
 
     async def apply_decision(
         self, decision: Rebaseline, position: RecordPosition, emit: Emit
-    ) -> None:
-        await self.apply(decision, position, emit)
+    ) -> Applied:
+        return await self.apply(decision, position, emit)
 
-    async def apply(self, item: StreamInput, position: RecordPosition, emit: Emit) -> None:
-        """Apply ``item``, read at ``position``, to its stream's monitor once; ``emit`` each
-        alert as its signal fires. A case applied already counts as a duplicate.
+    async def apply(self, item: StreamInput, position: RecordPosition, emit: Emit) -> Applied:
+        """:meth:`apply_all` of one input, its state going to ``position.partition``."""
+        return await self.apply_all([(item, position)], emit, position.partition)
 
-        The changed state goes to ``position.partition`` of its changelog at the next flush.
-        If anything raises (``emit`` too), the stream is left as before ``item``.
+    async def apply_all(
+        self, inputs: Sequence[tuple[StreamInput, RecordPosition]], emit: Emit, partition: int
+    ) -> Applied:
+        """Apply each input, read at its position, to its stream's monitor once, then
+        ``emit`` the alerts they raised; what was applied and what was a duplicate (the
+        caller counts those: it may know them as duplicates already).
+
+        All or nothing: if anything raises (``emit`` too), every stream is left as before
+        the first input. The changed states go to ``partition`` of the changelogs at the
+        next flush (the caller's record's partition: where its worker owns the streams).
         """
-        stream = stream_of(item)
-        key = stream.as_key()
+        marks: dict[str, _Mark] = {}
+        raised: list[tuple[StreamKey, Alert]] = []
+        rebaselined: list[StreamKey] = []
+        total = Applied(0, 0)
         try:
-            await self._apply_to(key, stream, item, position, emit)
+            for item, position in inputs:
+                stream = stream_of(item)
+                key = stream.as_key()
+                if key not in marks:
+                    marks[key] = self._mark(key, stream)
+                done = self._apply_to(key, stream, item, position, partition, raised)
+                total = Applied(total.applied + done.applied, total.duplicates + done.duplicates)
+                self._journal.setdefault(key, []).append((item, position))
+                if isinstance(item, Rebaseline) and done.applied:
+                    rebaselined.append(stream)
+            for _stream, alert in raised:
+                await emit(alert)
         except BaseException:
-            # The monitor may hold half of this input's change: rebuilt without it.
-            self.live_monitors.pop(key, None)
-            if any((side, key) in self.unwritten for side in STATE_KINDS):
-                self._rebuild(key, stream)
+            for mark in marks.values():
+                self._roll_back(mark)
             raise
-        self._journal.setdefault(key, []).append((item, position))
+        for stream, alert in raised:
+            labels = self._metrics.stream_labels(stream)
+            self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
+        for stream in rebaselined:
+            self._count_rebaseline(stream)
+        return total
 
-    async def _apply_to(
+    def _apply_to(
         self,
         key: str,
         stream: StreamKey,
         item: StreamInput,
         position: RecordPosition,
-        emit: Emit,
-    ) -> None:
+        partition: int,
+        raised: list[tuple[StreamKey, Alert]],
+    ) -> Applied:
         # A decision for a stream with no state yet goes to a fresh monitor: it restarts an
         # empty reference (harmless) and is remembered, so a redelivery is skipped.
         monitor = self.monitor(key, stream)
-        applied = 0
+        applied = duplicates = 0
         for signals in observations(monitor, item, position):
             if signals is None:
-                self._duplicates(position.topic).inc()
+                duplicates += 1
                 continue
             applied += 1
-            # Raised as each fires, from the monitor as it is then: the alert id stays the
+            # Built as each fires, from the monitor as it is then: the alert id stays the
             # same however the join batched the predictions before a crash and after it.
-            for signal in signals:
-                alert = alert_for(stream, signal, monitor, utc_now())
-                await emit(alert)
-                labels = self._metrics.stream_labels(stream)
-                self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
-        if not applied:
-            return
-        # A decision changes the label-free side, and the labelled one too when it restarts
-        # a claims test that rejected (restart_after_review).
-        side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
-        self.unwritten[(side, key)] = (position.partition, monitor)
-        if isinstance(item, Rebaseline):
-            self.unwritten[("outcome", key)] = (position.partition, monitor)
-            self._count_rebaseline(stream)
-        self.changed[key] = monitor
+            raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
+        if applied:
+            # A decision changes the label-free side, and the labelled one too when it
+            # restarts a claims test that rejected (restart_after_review).
+            side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
+            self.unwritten[(side, key)] = (partition, monitor)
+            if isinstance(item, Rebaseline):
+                self.unwritten[("outcome", key)] = (partition, monitor)
+            self.changed[key] = monitor
+        return Applied(applied, duplicates)
+
+    def _mark(self, key: str, stream: StreamKey) -> _Mark:
+        """What :meth:`_roll_back` needs to leave a stream as it is now."""
+        return _Mark(
+            key,
+            stream,
+            len(self._journal.get(key, [])),
+            {side: self.unwritten.get((side, key)) for side in STATE_KINDS},
+            key in self.changed,
+        )
+
+    def _roll_back(self, mark: _Mark) -> None:
+        """Leave a stream as at ``mark``: the inputs applied since are forgotten, and its
+        monitor, which may hold half of one, rebuilt from its tables and the inputs before."""
+        key = mark.key
+        journal = self._journal.get(key, [])
+        del journal[mark.journal :]
+        if not journal:
+            self._journal.pop(key, None)
+        for side, target in mark.unwritten.items():
+            if target is None:
+                self.unwritten.pop((side, key), None)
+            else:
+                self.unwritten[(side, key)] = target
+        if not mark.changed:
+            self.changed.pop(key, None)
+        self.live_monitors.pop(key, None)
+        if any(target is not None for target in mark.unwritten.values()):
+            self._rebuild(key, mark.stream)
 
     def monitor(self, key: str, stream: StreamKey) -> StreamMonitor:
         """The stream's live monitor, loaded from its tables (or new) if not live, with the

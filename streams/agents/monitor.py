@@ -25,7 +25,7 @@ from postmarket.contracts import (
     encode,
     version_key,
 )
-from streams.app import app, consumed, metrics, owned_partitions, settings
+from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.casefile import RecordPosition
 from streams.channels import (
     alerts,
@@ -83,7 +83,8 @@ async def _monitor_record(event: Any) -> None:
         item = _decode(message.topic, event.value or b"")
         if isinstance(item, Rebaseline):
             _check_partition(item.stream.as_key(), position)
-        await states.apply(item, position, _raise)
+        done = await states.apply(item, position, _raise)
+        duplicates(message.topic).inc(done.duplicates)
 
     await dead_lettering_failures(event, position, monitor, "monitoring")
 

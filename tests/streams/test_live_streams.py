@@ -18,7 +18,7 @@ from postmarket.contracts import Alert, Outcome
 from postmarket.metrics import STREAM_CONFUSION, WorkerMetrics
 from streams.app import settings
 from streams.casefile import RecordPosition
-from streams.live_streams import LiveStreams
+from streams.live_streams import Applied, LiveStreams
 from streams.performance import Signal, StreamMonitor, planned_policy
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 
@@ -49,9 +49,9 @@ class Streams:
     async def _emit(self, alert: Alert) -> None:
         self.alerts.append(alert)
 
-    def apply(self, outcome: Outcome, partition: int = PARTITION) -> None:
+    def apply(self, outcome: Outcome, partition: int = PARTITION) -> Applied:
         at = RecordPosition(topics.OUTCOMES, partition, outcome.joined_at.offset)
-        asyncio.run(self.live.apply_outcome(outcome, at, self._emit))
+        return asyncio.run(self.live.apply_outcome(outcome, at, self._emit))
 
     def flush(self) -> list[list[int]]:
         """Take a flush and write it to the tables: the counts of each state written."""
@@ -95,12 +95,15 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outcome]:
     yield outcome
 
 
-def test_an_outcome_applied_twice_counts_once(streams: Streams) -> None:
+def test_an_outcome_applied_twice_counts_once_and_is_returned_as_a_duplicate(
+    streams: Streams,
+) -> None:
     outcome = make_outcome("positive", "positive", offset=7)
-    streams.apply(outcome)
-    streams.apply(outcome)
+    assert streams.apply(outcome) == Applied(applied=1, duplicates=0)
+    assert streams.apply(outcome) == Applied(applied=0, duplicates=1)
     assert streams.counts() == [1, 0, 0, 0]
-    assert streams.sample("postmarket_events_duplicate_total", topic=topics.OUTCOMES) == 1
+    # The caller counts duplicates: it may know the record as one already (the join).
+    assert streams.sample("postmarket_events_duplicate_total", topic=topics.OUTCOMES) == 0
 
 
 def test_an_outcome_applied_again_after_its_state_was_written_counts_once(
@@ -134,6 +137,35 @@ def test_a_failing_update_after_a_failed_flush_keeps_what_that_flush_held(
     with pytest.raises(RuntimeError):
         streams.apply(poisoned)
     assert streams.flush() == [[1, 0, 0, 0]]
+
+
+def test_inputs_applied_together_change_every_stream_or_none(
+    streams: Streams, poisoned: Outcome
+) -> None:
+    """The join applies one event's outcomes and predictions together: a failure on one
+    stream leaves the others, applied before it in the same call, as they were."""
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    streams.flush()
+    other = make_outcome("positive", "positive", offset=5, site_id="site-b")
+    at = RecordPosition(topics.OUTCOMES, PARTITION, 9)
+    together = [(other, at), (poisoned, at)]
+    with pytest.raises(RuntimeError):
+        asyncio.run(streams.live.apply_all(together, streams._emit, PARTITION))
+    assert streams.flush() == []  # neither stream changed
+    assert streams.counts() == [1, 0, 0, 0]
+    site_b = streams.live.monitor(other.stream.as_key(), other.stream)
+    assert site_b.predictions == 0 and site_b.outcomes == 0
+
+
+def test_inputs_applied_together_write_their_states_where_the_caller_says(
+    streams: Streams,
+) -> None:
+    outcome = make_outcome("positive", "positive", offset=0)
+    at = RecordPosition(topics.REBASELINES, 1, 0)  # dedupe by this position, stored on 3
+    done = asyncio.run(streams.live.apply_all([(outcome, at)], streams._emit, 3))
+    assert done == Applied(applied=1, duplicates=0)
+    [write] = streams.live.take_flush().writes
+    assert write.partition == 3
 
 
 def test_an_alert_that_cannot_be_sent_leaves_the_stream_as_before_its_outcome() -> None:
