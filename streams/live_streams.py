@@ -10,7 +10,6 @@ changelog partition of the record that changed it, and the caller says which str
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -30,7 +29,6 @@ from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
 from streams.casefile import RecordPosition
 from streams.performance import (
-    CELLS,
     REFERENCE_DRIFT_DETECTORS,
     ClaimedMetric,
     MonitorPolicy,
@@ -41,6 +39,7 @@ from streams.performance import (
 )
 from streams.pooled import tally_of_labelled_state, version_tally
 from streams.routing import RoutedScore, StreamPredictions
+from streams.stream_gauges import publish_stream_metrics
 
 StateKind = Literal["outcome", "prediction"]
 """A stream's two table states: labelled (outcomes) and label-free (predictions)."""
@@ -114,6 +113,29 @@ Unwritten = dict[tuple[StateKind, str], tuple[int, StreamMonitor]]
 Journal = dict[str, list[tuple[StreamInput, RecordPosition]]]
 
 
+class LegacyTables(NamedTuple):
+    """A previous layout's stream tables (keyed by stream, on the stream key's partition):
+    a stream found only there is adopted at its first change, written whole to the current
+    tables, then deleted there."""
+
+    labelled: Mapping[str, Any]
+    label_free: Mapping[str, Any]
+    partition_of: Callable[[str], int]
+    """The changelog partition of a stream key in those tables."""
+
+    def holds(self, key: str) -> list[StateKind]:
+        tables = (self.labelled, self.label_free)
+        return [side for side, table in zip(STATE_KINDS, tables, strict=True) if key in table]
+
+
+class Retirement(NamedTuple):
+    """A legacy state to delete, once its stream's state is written to the current tables."""
+
+    side: StateKind
+    partition: int
+    key: str
+
+
 class _Mark(NamedTuple):
     key: str
     stream: StreamKey
@@ -131,6 +153,8 @@ class TakenStates:
 
     writes: list[StateWrite]
     tallies: list[VersionTally]
+    retired: list[Retirement]
+    """Legacy states adopted by the ``writes``: delete them after writing these."""
     _unwritten: Unwritten = field(repr=False)
     _journal: Journal = field(repr=False)
 
@@ -158,12 +182,16 @@ class LiveStreams:
         label_free: Mapping[str, Any],
         registry: Mapping[str, Any],
         metrics: WorkerMetrics,
+        legacy: LegacyTables | None = None,
     ) -> None:
         self.plan = plan
         self._tables: dict[StateKind, Mapping[str, Any]] = {
             "outcome": labelled,
             "prediction": label_free,
         }
+        self.legacy = legacy
+        self._retiring: set[Retirement] = set()
+        """Legacy deletions of a flush whose sending failed: sent by the next one."""
         self.registrations = Registrations(registry)
         self._metrics = metrics
         self.live_monitors: dict[str, StreamMonitor] = {}
@@ -266,8 +294,10 @@ class LiveStreams:
             # restarts a claims test that rejected (restart_after_review).
             side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
             self.unwritten[(side, key)] = (partition, monitor)
-            if isinstance(item, Rebaseline):
+            if isinstance(item, Rebaseline) or self._adopting(key):
+                # Adopted from the legacy tables: both sides move, or one would be lost.
                 self.unwritten[("outcome", key)] = (partition, monitor)
+                self.unwritten[("prediction", key)] = (partition, monitor)
             self.changed[key] = monitor
         return Applied(applied, duplicates)
 
@@ -306,7 +336,7 @@ class LiveStreams:
         registration = self.registrations.of(stream)
         monitor = self.live_monitors.get(key)
         if monitor is None:
-            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            labelled, label_free = self._stored(key)
             if labelled is None and label_free is None:
                 monitor = StreamMonitor.for_claims(
                     registration.claims,
@@ -320,6 +350,26 @@ class LiveStreams:
             self.live_monitors[key] = monitor
         monitor.adopt_claims(*registration)
         return monitor
+
+    def _stored(self, key: str) -> tuple[Any, Any]:
+        """The stream's (labelled, label-free) table states; the legacy ones if the current
+        tables hold neither (a stream not changed since the upgrade)."""
+        labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+        if labelled is None and label_free is None and self.legacy is not None:
+            return self.legacy.labelled.get(key), self.legacy.label_free.get(key)
+        return labelled, label_free
+
+    def _adopting(self, key: str) -> bool:
+        """Whether the stream's state is still only in the legacy tables."""
+        if self.legacy is None or not self.legacy.holds(key):
+            return False
+        return all(self._tables[side].get(key) is None for side in STATE_KINDS)
+
+    def _stored_keys(self) -> set[str]:
+        tables = [*self._tables.values()]
+        if self.legacy is not None:
+            tables += [self.legacy.labelled, self.legacy.label_free]
+        return {key for table in tables for key in table.keys()}
 
     def _rebuild(self, key: str, stream: StreamKey) -> None:
         """A stream's monitor from its tables and the inputs applied since they were
@@ -357,8 +407,13 @@ class LiveStreams:
             for (side, key), (_partition, monitor) in unwritten.items()
             if side == "outcome" and (tally := tally_of(key, monitor)) is not None
         ]
-        self.unwritten, self._journal = {}, {}
-        return TakenStates(writes, tallies, unwritten, journal)
+        retired = set(self._retiring)
+        if self.legacy is not None:
+            for key in {key for _side, key in unwritten}:
+                for side in self.legacy.holds(key):
+                    retired.add(Retirement(side, self.legacy.partition_of(key), key))
+        self.unwritten, self._journal, self._retiring = {}, {}, set()
+        return TakenStates(writes, tallies, sorted(retired), unwritten, journal)
 
     def restore(self, taken: TakenStates) -> None:
         """Have the next flush send again what ``taken`` held (its sending failed), unless a
@@ -367,6 +422,7 @@ class LiveStreams:
             self.unwritten.setdefault(entry, target)
         for key, inputs in taken._journal.items():
             self._journal[key] = [*inputs, *self._journal.get(key, [])]
+        self._retiring.update(taken.retired)
 
     # --- rebalancing --------------------------------------------------------------------
 
@@ -399,8 +455,11 @@ class LiveStreams:
         table state: a crash can lose a tally whose stream state was delivered (the inputs
         are then not applied again, so nothing else would send it). From the table, not the
         live monitor: exactly what was sent. Each is marked resent as it is yielded."""
-        for key, state in list(self._tables["outcome"].items()):
-            if key in self._tallies_resent or state is None or not owns(key):
+        for key in sorted(self._stored_keys()):
+            if key in self._tallies_resent or not owns(key):
+                continue
+            state = self._stored(key)[0]
+            if state is None:
                 continue
             self._tallies_resent.add(key)
             tally = tally_of_labelled_state(StreamKey.from_key(key), state)
@@ -421,11 +480,10 @@ class LiveStreams:
     def publish_owned(self, owns: Owns) -> None:
         """Set the gauges of every stream owned that has a state (after a restart or a
         rebalance): an in-memory table keeps the keys of partitions no longer owned."""
-        keys = {*self._tables["outcome"].keys(), *self._tables["prediction"].keys()}
-        for key in keys:
+        for key in self._stored_keys():
             if not owns(key):
                 continue
-            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            labelled, label_free = self._stored(key)
             if labelled is None and label_free is None:
                 continue
             monitor = self.live_monitors.get(key) or StreamMonitor.from_states(
@@ -482,60 +540,3 @@ def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
     )
     stream = StreamKey.from_key(key)
     return version_tally(stream, counts, monitor.first_case_time, monitor.last_case_time)
-
-
-def publish_stream_metrics(
-    metrics: WorkerMetrics, stream: StreamKey, monitor: StreamMonitor
-) -> None:
-    """Set the stream's gauges from its monitor state (exact, unlike per-process counters)."""
-    labels = metrics.stream_labels(stream)
-    cells = {
-        "tp": monitor.true_positives,
-        "fn": monitor.false_negatives,
-        "tn": monitor.true_negatives,
-        "fp": monitor.false_positives,
-    }
-    for cell, count in cells.items():
-        metrics.stream_confusion.labels(*labels, cell).set(count)
-    metrics.stream_predictions.labels(*labels).set(monitor.predictions)
-    for key, counts in monitor.strata.items():
-        dimension, stratum = key.split("=", 1)
-        for cell, count in zip(CELLS, counts, strict=True):
-            metrics.stratum_confusion.labels(*labels, dimension, stratum, cell).set(count)
-    completeness = monitor.followup_completeness
-    if completeness is not None:
-        metrics.followup_completeness.labels(*labels).set(completeness)
-    for metric in ("sensitivity", "specificity"):
-        estimate = monitor.estimate(metric)
-        if estimate is not None:
-            for bound, value in zip(("estimate", "lower", "upper"), estimate, strict=True):
-                metrics.stream_performance.labels(*labels, metric, bound).set(value)
-    for metric, claimed in monitor.claims.items():
-        metrics.stream_claim.labels(*labels, metric).set(claimed)
-    for metric, level in monitor.levels.items():
-        metrics.stream_acceptable_level.labels(*labels, metric).set(level.acceptable)
-    for metric in monitor.unmonitored:
-        metrics.stream_unmonitored.labels(*labels, metric).set(1)
-    expected = monitor.expected_false_alarms_per_year()
-    if expected is not None:
-        metrics.stream_expected_false_alarms.labels(*labels).set(expected)
-    estimated = monitor.estimated_performance()
-    if estimated is not None:
-        for metric in ("sensitivity", "specificity", "ppv"):
-            estimate = getattr(estimated, metric)
-            bounds = {
-                "estimate": estimate.estimate,
-                "lower": estimate.lower,
-                "upper": estimate.upper,
-            }
-            for bound, value in bounds.items():
-                if math.isfinite(value):
-                    metrics.estimated_performance.labels(*labels, metric, bound).set(value)
-    agreement = monitor.reader_agreement()
-    if agreement is not None:
-        bounds = {"estimate": agreement.kappa, "lower": agreement.lower, "upper": agreement.upper}
-        for bound, value in bounds.items():
-            metrics.reader_agreement.labels(*labels, bound).set(value)
-    for detector, (statistic, threshold) in monitor.statistics.items():
-        metrics.detector_statistic.labels(*labels, detector).set(statistic)
-        metrics.detector_threshold.labels(*labels, detector).set(threshold)

@@ -18,7 +18,7 @@ from postmarket.contracts import Alert, Outcome
 from postmarket.metrics import STREAM_CONFUSION, WorkerMetrics
 from streams.app import settings
 from streams.casefile import RecordPosition
-from streams.live_streams import Applied, LiveStreams
+from streams.live_streams import Applied, LegacyTables, LiveStreams
 from streams.performance import Signal, StreamMonitor, planned_policy
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 
@@ -266,3 +266,52 @@ def test_the_live_streams_need_no_faust_app() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert found.stdout.split() == ["False", "False"]
+
+
+def _legacy_streams(old: Streams) -> Streams:
+    """Live streams whose current tables are empty, over ``old``'s tables as the legacy
+    layout's (stream-keyed, on partition 7 here)."""
+    new = Streams()
+    new.live.legacy = LegacyTables(old.labelled, old.label_free, lambda key: 7)
+    return new
+
+
+def test_a_stream_stored_in_the_legacy_tables_is_adopted_whole_at_its_first_change() -> None:
+    old = Streams()
+    old.apply(make_outcome("positive", "positive", offset=0))
+    old.flush()
+    new = _legacy_streams(old)
+    new.apply(make_outcome("negative", "negative", offset=1), partition=2)
+    assert new.counts() == [1, 0, 1, 0]
+    taken = new.live.take_flush()
+    # Both sides move to the current tables, on the caller's partition, and only then is
+    # the legacy state (the old layout wrote the labelled side only) deleted, on its own.
+    assert sorted((w.side, w.partition) for w in taken.writes) == [
+        ("outcome", 2),
+        ("prediction", 2),
+    ]
+    assert [(r.side, r.partition, r.key) for r in taken.retired] == [("outcome", 7, STREAM)]
+
+
+def test_an_input_the_legacy_state_applied_is_a_duplicate_and_adopts_nothing() -> None:
+    old = Streams()
+    applied = make_outcome("positive", "positive", offset=0)
+    old.apply(applied)
+    old.flush()
+    new = _legacy_streams(old)
+    assert new.apply(applied) == Applied(applied=0, duplicates=1)
+    taken = new.live.take_flush()
+    assert taken.writes == [] and taken.retired == []
+
+
+def test_a_legacy_deletion_whose_flush_failed_is_sent_by_the_next_flush() -> None:
+    old = Streams()
+    old.apply(make_outcome("positive", "positive", offset=0))
+    old.flush()
+    new = _legacy_streams(old)
+    new.apply(make_outcome("negative", "negative", offset=1))
+    failed = new.live.take_flush()
+    for retirement in failed.retired:  # kept locally before the send failed
+        {"outcome": old.labelled, "prediction": old.label_free}[retirement.side].pop(STREAM)
+    new.live.restore(failed)
+    assert new.live.take_flush().retired == failed.retired
