@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +113,12 @@ class CaseFile:
             joined,
         )
         return Accepted(duplicate=False, outcomes=outcomes)
+
+    def copy(self) -> CaseFile:
+        """A copy :meth:`add` can change leaving this one as it is (it replaces every field
+        but ``accepted_at``, which it extends): the join changes a copy, and keeps it only
+        once the streams took what the change gave them."""
+        return replace(self, accepted_at=dict(self.accepted_at))
 
     def knows(self, event: Prediction | FollowUp) -> bool:
         """Whether this event (by its id) was accepted already, from any record."""

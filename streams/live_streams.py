@@ -2,10 +2,10 @@
 re-baselining decision applied once, the states changed since the last flush taken at one
 instant with the tallies they carry, and the streams' gauges.
 
-No Faust here. The stream agent (:mod:`streams.agents.monitor`) decodes its records and
-calls :class:`LiveStreams`, and sends what a flush takes; the join can call it directly on
-its site's partition. Nothing assumes how the streams are partitioned: a state goes to the
-changelog partition of the record that changed it, and the caller says which streams it owns.
+No Faust here. The join calls :class:`LiveStreams` directly on its site's partition
+(:mod:`streams.site_streams`), and sends what a flush takes with its case files. Nothing
+assumes how the streams are partitioned: a state goes to the changelog partition the caller
+names, and the caller says which streams it owns.
 """
 
 from __future__ import annotations
@@ -447,6 +447,7 @@ class LiveStreams:
         self.unwritten.clear()
         self.changed.clear()
         self._journal.clear()
+        self._retiring.clear()
         self._tallies_resent.clear()
         self.registrations.clear()
 

@@ -15,12 +15,16 @@ from prometheus_client import CollectorRegistry
 
 from postmarket import topics
 from postmarket.contracts import Alert, Outcome
+from postmarket.contracts.events import JoinPosition
 from postmarket.metrics import STREAM_CONFUSION, WorkerMetrics
 from streams.app import settings
 from streams.casefile import RecordPosition
-from streams.live_streams import Applied, LegacyTables, LiveStreams
+from streams.live_streams import Applied, LegacyTables, LiveStreams, Registrations
 from streams.performance import Signal, StreamMonitor, planned_policy
+from streams.routing import RoutedScore, StreamPredictions
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
+from tests.streams.test_stream_policy_migration import _old_states
+from tests.streams.test_stream_policy_migration import _positives as _old_positives
 
 ENTRY = make_registry_entry()
 STREAM_KEY = make_outcome("positive", "positive", 0).stream
@@ -315,3 +319,80 @@ def test_a_legacy_deletion_whose_flush_failed_is_sent_by_the_next_flush() -> Non
         {"outcome": old.labelled, "prediction": old.label_free}[retirement.side].pop(STREAM)
     new.live.restore(failed)
     assert new.live.take_flush().retired == failed.retired
+
+
+# --- ported from the stream agent's tests (the join drives these streams now) -------------
+
+
+def _predictions(start: int, n: int, score: float = 0.3) -> StreamPredictions:
+    """``n`` new predictions of the stream, as the join gives them."""
+    return StreamPredictions(
+        stream=STREAM_KEY,
+        predictions=tuple(
+            RoutedScore(
+                score=score,
+                joined_at=JoinPosition(topic=topics.INPUTS, partition=0, offset=i, rank=0),
+                decision="negative",
+                categories={"manufacturer": "SIEMENS", "model": "Definition AS"},
+            )
+            for i in range(start, start + n)
+        ),
+    )
+
+
+def _apply(streams: Streams, item: Any, offset: int = 0) -> Applied:
+    at = RecordPosition(topics.REBASELINES, PARTITION, offset)
+    return asyncio.run(streams.live.apply(item, at, streams._emit))
+
+
+def test_the_registered_reference_prevalence_reaches_the_streams_estimates() -> None:
+    streams = Streams()
+    entry = ENTRY.model_copy(update={"reference_prevalence": 0.238})
+    streams.live.registrations = Registrations({entry.as_key(): entry.model_dump(mode="json")})
+    streams.apply(make_outcome("positive", "positive", offset=0))
+    streams.flush()
+    state = streams.labelled[STREAM]
+    assert state["reference_prevalence"] == 0.238
+    restored = StreamMonitor.from_states(state, None)
+    assert restored.detectors["sensitivity_estimate"].settings()["reference_prevalence"] == 0.238
+
+
+def test_a_rebuild_replays_a_decision_applied_since_the_last_flush(
+    streams: Streams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for start in range(0, 600, 100):  # the reference completed, its drift tests running
+        _apply(streams, _predictions(start, 100))
+    streams.flush()
+    decision = make_rebaseline()
+    observe_score = StreamMonitor.observe_score
+
+    def observe_with_a_bug(self: StreamMonitor, score: float, *args: Any, **kw: Any) -> Any:
+        if score == 0.9:
+            raise RuntimeError("a bug on a prediction applied after the decision")
+        return observe_score(self, score, *args, **kw)
+
+    monkeypatch.setattr(StreamMonitor, "observe_score", observe_with_a_bug)
+    _apply(streams, decision, offset=0)
+    _apply(streams, _predictions(600, 10))
+    with pytest.raises(RuntimeError):
+        _apply(streams, _predictions(610, 1, score=0.9))
+    streams.flush()
+    # Rebuilt from the table with what was applied since: the decision, then 10 predictions
+    # of the new reference; not the poisoned one.
+    state = streams.label_free[STREAM]
+    assert state["rebaseline_id"] == str(decision.rebaseline_id)
+    assert sum(state["score_reference"]) == 10 and state["predictions"] == 610
+
+
+def test_a_stream_stored_before_the_budget_takes_the_workers_plan_when_loaded(
+    streams: Streams,
+) -> None:
+    labelled, label_free = _old_states(_old_positives([(0.872, 300)], seed=4))
+    streams.labelled[STREAM], streams.label_free[STREAM] = labelled, label_free
+    plan = streams.live.plan
+    assert plan.budget() is not None
+    streams.apply(make_outcome("positive", "positive", offset=300))
+    streams.flush()
+    policy = StreamMonitor.from_states(streams.labelled[STREAM], streams.label_free[STREAM]).policy
+    assert policy.budget() == plan.budget()
+    assert policy.arl0_cases == 5000.0  # what shaped the running states is kept
