@@ -19,13 +19,11 @@ from postmarket.contracts import (
     Outcome,
     Rebaseline,
     RegistryEntry,
-    StreamPrediction,
     VersionTally,
     utc_now,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
 from postmarket.metrics import WorkerMetrics
-from streams.acquisition import acquisition_categories
 from streams.alerting import alert_for
 from streams.casefile import RecordPosition
 from streams.performance import (
@@ -38,15 +36,14 @@ from streams.performance import (
     claimed_performance,
 )
 from streams.pooled import tally_of_labelled_state, version_tally
-from streams.routing import RoutedScore, StreamPredictions
+from streams.routing import StreamPredictions
 from streams.stream_gauges import publish_stream_metrics
 
 StateKind = Literal["outcome", "prediction"]
 """A stream's two table states: labelled (outcomes) and label-free (predictions)."""
 STATE_KINDS: tuple[StateKind, ...] = ("outcome", "prediction")
-StreamInput = Outcome | StreamPredictions | StreamPrediction | Rebaseline
-"""An outcome, new predictions the join routed (one by one before streams.routing), or a
-decision to re-baseline a stream's reference."""
+StreamInput = Outcome | StreamPredictions | Rebaseline
+"""An outcome, new predictions of a stream, or a decision to re-baseline its reference."""
 Emit = Callable[[Alert], Awaitable[None]]
 """Hands one alert to the producer (keyed by its stream)."""
 Owns = Callable[[str], bool]
@@ -54,7 +51,7 @@ Owns = Callable[[str], bool]
 
 
 def stream_of(item: StreamInput) -> StreamKey:
-    return item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
+    return item.stream
 
 
 class Registration(NamedTuple):
@@ -214,7 +211,7 @@ class LiveStreams:
 
     async def apply_predictions(
         self,
-        predictions: StreamPredictions | StreamPrediction,
+        predictions: StreamPredictions,
         position: RecordPosition,
         emit: Emit,
     ) -> Applied:
@@ -509,26 +506,13 @@ def observations(
         applied = monitor.already_applied("outcome", item.joined_at)
         yield None if applied else monitor.observe(item)
         return
-    for entry in routed_scores(item):
+    for entry in item.predictions:
         if monitor.already_applied("prediction", entry.joined_at):
             yield None
         else:
             yield monitor.observe_score(
                 entry.score, entry.joined_at, entry.decision, entry.categories
             )
-
-
-def routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:
-    if isinstance(item, StreamPredictions):
-        return item.predictions
-    prediction = item.prediction
-    routed = RoutedScore(
-        score=prediction.score,
-        joined_at=item.joined_at,
-        decision=prediction.decision,
-        categories=acquisition_categories(prediction.acquisition),
-    )
-    return (routed,)
 
 
 def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
