@@ -293,7 +293,7 @@ def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition
     """The outcome event of one prediction with its final truth.
 
     Built without validating again: every field comes from a validated prediction, truth
-    and position (the stream agent still validates the outcome when it reads it).
+    and position (the join applies it to its stream as it is).
     """
     return Outcome.model_construct(
         event_id=uuid.uuid5(OUTCOME_NAMESPACE, str(prediction.event_id)),

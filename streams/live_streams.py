@@ -161,8 +161,8 @@ class LiveStreams:
 
     The tables stay the truth: a monitor is loaded from them (``labelled``,
     ``label_free``) the first time its stream is seen, kept as an object (rebuilding each
-    from its table state on every event cost a third of the stream agent's time), and
-    dropped on every rebalance. Each input applied since the last flush is kept with its
+    from its table state on every event cost a third of the (then separate) stream agent's
+    time), and dropped on every rebalance. Each input applied since the last flush is kept with its
     position, so a stream whose update fails is rebuilt from its tables and the inputs
     applied before it, without the failed one.
 

@@ -22,7 +22,7 @@ but a decision on a stream whose claims test rejected restarts that test, as a n
 for by the budget, with the CUSUMs that alarmed (:meth:`StreamMonitor.restart_after_review`).
 A CUSUM's signal says when the change began (:attr:`Signal.change_began_at`).
 
-The stream agent calls :meth:`StreamMonitor.observe` once per outcome,
+The join (through streams.live_streams) calls :meth:`StreamMonitor.observe` once per outcome,
 :meth:`StreamMonitor.observe_score` once per prediction and :meth:`StreamMonitor.rebaseline`
 once per decision, and emits what the first two return.
 """

@@ -1,6 +1,6 @@
 """The pooled agent: per (device, version, task), test the version on all its sites' counts.
 
-It reads the cumulative tallies the stream agent sends (``pms.version-tallies.v1``, keyed by
+It reads the cumulative tallies the join sends (``pms.version-tallies.v1``, keyed by
 ``device|version|task``), keeps each group's :class:`~streams.pooled.PooledMonitor` in a
 changelogged table, and raises its alerts on the version's pooled stream key. Tallies are
 idempotent (a site's tally at or below the kept sequence changes nothing), so a tally read
@@ -56,7 +56,7 @@ if _budget is not None:
 POOLED_FLUSH_EVENTS = 500
 POOLED_FLUSH_INTERVAL_S = 0.1
 """A group's changed state goes to its table once per this many tallies or this long, as the
-stream agent's states do (one small tally per stream per flush of that agent)."""
+join's stream states do (one small tally per stream per flush of the join)."""
 unwritten: dict[str, tuple[int, PooledMonitor]] = {}
 """Group key -> (changelog partition, monitor) of the states changed since the last flush."""
 unacked = HeldAcks()
@@ -171,7 +171,7 @@ def _monitor(key: str, stream: StreamKey) -> PooledMonitor:
 
 @app.on_partitions_revoked.connect
 async def _forget_revoked_groups(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    # As the stream agent: written while this worker still owns the partitions.
+    # As the join: written while this worker still owns the partitions.
     await flush_pooled_states()
     live_monitors.clear()
     changed.clear()
