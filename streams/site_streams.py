@@ -47,7 +47,7 @@ from streams.live_streams import (
     TakenStates,
     stream_of,
 )
-from streams.performance import planned_policy
+from streams.performance import StreamMonitor, planned_policy
 from streams.retention import key_partition
 
 POLICY = planned_policy(settings)
@@ -144,11 +144,15 @@ async def catch_up(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> 
     An input refused is logged and skipped, as the previous release's stream agent
     dead-lettered it: refusing the whole assignment would stop every site."""
     owns = owner()
+    # Each stream's monitor while the case files are read, looked up once per stream, not
+    # once per case (None: another worker's stream, which that worker catches up).
+    monitors: dict[str, StreamMonitor | None] = {}
 
     def applied(kind: StateKind, key: str, at: JoinPosition) -> bool:
-        if not owns(key):
-            return True  # another worker's: it catches its own up
-        return live.monitor(key, StreamKey.from_key(key)).already_applied(kind, at)
+        if key not in monitors:
+            monitors[key] = live.monitor(key, StreamKey.from_key(key)) if owns(key) else None
+        monitor = monitors[key]
+        return monitor is None or monitor.already_applied(kind, at)
 
     pending: list[tuple[Order, StreamInput]] = []
     for key, state in case_states:
