@@ -156,9 +156,14 @@ async def _join_record(event: Any) -> None:
         # Before anything newer reaches the streams: they skip by position, so an older
         # input applied after a newer one would be skipped (see streams.join_backlog).
         caught_up = True
-        applied = await catch_up(list(case_files.items()))
-        if applied:
-            logger.info("applied %d inputs the case files held and the streams did not", applied)
+        try:
+            applied = await catch_up(list(case_files.items()))
+        except Exception:
+            # Not this record's failure: raised here, it would be acked unhandled.
+            logger.exception("catching the streams up with the case files failed")
+        else:
+            if applied:
+                logger.info("applied %d inputs the case files held, not the streams", applied)
     if event.message.topic == topics.INPUTS:
         await _join_batch(event)
     else:

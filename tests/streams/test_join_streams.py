@@ -249,3 +249,24 @@ def test_what_the_previous_release_left_unapplied_is_applied_once_at_the_next_as
     assert labelled_counts() == [0, 1, 2, 0]
     assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 4
     assert STREAM not in stream_monitors.data  # adopted, then deleted
+
+
+def test_a_catch_up_that_fails_still_joins_the_record_that_triggered_it(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised from the record's handling, the failure would have the record acked unjoined."""
+
+    async def failing(case_states: Any) -> int:
+        raise RuntimeError("a case file the catch-up cannot read")
+
+    monkeypatch.setattr(join, "catch_up", failing)
+    prediction = make_prediction(case_pseudonym="c-1")
+
+    async def scenario(feed: Feed) -> None:
+        event = await feed.put_v1_event(topics.PREDICTIONS, "c-1", prediction)
+        await wait_until(settled(join.unacked, [event]), "the prediction joined")
+        await join.flush_joined()
+
+    run_join(scenario)
+    assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).knows(prediction)
+    assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 1
