@@ -1,11 +1,12 @@
 """What the join hands its site's stream monitors, read back from a case file.
 
 A case file keeps where each of its predictions was read and where each was joined with
-its truth: everything the join gave the streams for it. At each assignment the join
-applies, in its own order, whatever of that a stream's state does not cover yet: the
-outcomes and routed predictions a worker of the previous release sent its stream agent and
-that agent had not applied when it stopped (see docs/manufacturer.md, upgrading), or a
-stream state lost by a crash after its case files were written. No topic is read for it.
+its truth: everything the join gave the streams for it. After each assignment the join
+applies, in its own order, whatever of that a stream's state does not cover yet, below the
+offset it resumes each input partition at (streams.site_streams.catch_up): the outcomes and
+routed predictions a worker of the previous release sent its stream agent and that agent
+had not applied when it stopped (see docs/manufacturer.md, upgrading). No topic is read
+for it.
 """
 
 from __future__ import annotations

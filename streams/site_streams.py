@@ -136,10 +136,22 @@ async def send_tally(tally: VersionTally) -> None:
 # --- at each assignment -------------------------------------------------------------------
 
 
-async def catch_up(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> int:
-    """Apply, in the join's order, every input the case files hold that their streams have
-    not applied (:mod:`streams.join_backlog`); how many were applied. Called before the
-    first record after an assignment, so nothing newer was applied to these streams.
+async def catch_up(
+    case_states: Iterable[tuple[str, dict[str, Any] | None]],
+    topic: str,
+    partition: int,
+    below: int,
+) -> int:
+    """Apply, in the join's order, every input the case files hold from ``topic`` and
+    ``partition`` below offset ``below`` that their streams have not applied
+    (:mod:`streams.join_backlog`); how many were applied.
+
+    Called with the first offset read there after an assignment (the committed one), before
+    that record: nothing newer was applied to these inputs' streams. Below it the case files
+    are complete (an offset is committed only once every case file its records changed was
+    sent), so this leaves no hole; above it they may not be (a flush cut short sends some
+    case files and not others), and a stream skips by position what is older than what it
+    applied: those records are read again and applied in order, as replays.
 
     An input refused is logged and skipped, as the previous release's stream agent
     dead-lettered it: refusing the whole assignment would stop every site."""
@@ -161,6 +173,11 @@ async def catch_up(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> 
                 pending += stream_inputs_of(CaseFile.from_state(state))
         except (ValueError, KeyError, TypeError):
             logger.exception("case file %s unreadable at assignment: not caught up", key)
+    pending = [
+        (order, item)
+        for order, item in pending
+        if order[0] == topic and order[1] == partition and order[2] < below
+    ]
     pending.sort(key=lambda entry: entry[0])
     total = 0
     for order, item in pending:

@@ -101,8 +101,9 @@ a quarter of the join's time (and a 1.4 KB stream state per case)."""
 APPLIED_HEADER = ("pms-applied", b"join")
 """On each outcome: applied to its stream by the join that produced it (an output for the
 evidence sink and auditors; no worker reads it back)."""
-caught_up = False
-"""Whether the streams took what the case files hold since the last assignment."""
+caught_up: set[tuple[str, int]] = set()
+"""The input partitions whose streams took, since the last assignment, what the case files
+hold below the first offset read there (see :func:`streams.site_streams.catch_up`)."""
 LIVE_CASES_MAX = 20_000
 """Case files kept as objects (about 3 KB each with their events), least recently used
 dropped first: loading one from its table state validates every event in it again, which
@@ -131,10 +132,9 @@ async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> 
 
 @app.on_partitions_assigned.connect
 async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-    global caught_up
     live_cases.clear()
     live.assign()
-    caught_up = False
+    caught_up.clear()
 
 
 unacked = HeldAcks()
@@ -151,23 +151,27 @@ async def join_cases(stream: Any) -> None:
 
 
 async def _join_record(event: Any) -> None:
-    global caught_up
-    if not caught_up:
-        # Before anything newer reaches the streams: they skip by position, so an older
-        # input applied after a newer one would be skipped (see streams.join_backlog).
-        caught_up = True
-        try:
-            applied = await catch_up(list(case_files.items()))
-        except Exception:
-            # Not this record's failure: raised here, it would be acked unhandled.
-            logger.exception("catching the streams up with the case files failed")
-        else:
-            if applied:
-                logger.info("applied %d inputs the case files held, not the streams", applied)
+    message = event.message
+    if (message.topic, message.partition) not in caught_up:
+        # Before this partition's first record reaches the streams: they skip by position,
+        # so an older input applied after a newer one would be lost (streams.join_backlog).
+        caught_up.add((message.topic, message.partition))
+        await _catch_up(message.topic, message.partition, message.offset)
     if event.message.topic == topics.INPUTS:
         await _join_batch(event)
     else:
         await _join_forwarded(event)
+
+
+async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
+    try:
+        applied = await catch_up(list(case_files.items()), topic, partition, first_offset)
+    except Exception:
+        # Not this record's failure: raised here, it would be acked unhandled.
+        logger.exception("catching the streams up with the case files failed")
+        return
+    if applied:
+        logger.info("applied %d inputs the case files held, not the streams", applied)
 
 
 async def _join_batch(event: Any) -> None:

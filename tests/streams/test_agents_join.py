@@ -51,7 +51,7 @@ def _reset_join_state() -> None:
     join.live_cases.clear()
     join.unwritten_cases.clear()
     join.unacked.take()
-    join.caught_up = False
+    join.caught_up.clear()
     site_streams.live.clear()
     site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()

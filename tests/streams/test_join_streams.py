@@ -14,6 +14,7 @@ import pytest
 from detectors import BetaBinomialConfidenceSequence
 from postmarket import topics
 from postmarket.contracts import DeadLetter, Outcome, Rebaseline, decode, encode
+from postmarket.contracts.batches import encode_batch
 from streams import app as worker
 from streams import site_streams
 from streams.agents import join
@@ -32,6 +33,8 @@ from streams.retention import case_key, key_partition
 from tests.factories import make_followup, make_prediction, make_rebaseline
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 from tests.streams.test_agents_join import (
+    _entries,
+    _put_batch,
     counter,
     dead_letters_sent,
     outcomes_sent,
@@ -232,13 +235,14 @@ def test_what_the_previous_release_left_unapplied_is_applied_once_at_the_next_as
     newer = make_prediction(case_pseudonym="c-new")
 
     async def scenario(feed: Feed) -> None:
-        event = await feed.put(
-            topics.INPUTS, SITE.encode(), b"", partition=PARTITION
-        )  # any first record: the catch-up runs before it
+        # The first record read after the upgrade, past the old cases' records (committed):
+        # the catch-up runs before it.
+        feed._offsets[(topics.INPUTS, PARTITION)] = iter([position])  # type: ignore[assignment]
+        event = await feed.put(topics.INPUTS, SITE.encode(), b"", partition=PARTITION)
         await wait_until(settled(join.unacked, [event]), "the first record handled")
         await join.flush_joined()
         # Read again after a restart: nothing more to apply.
-        join.caught_up = False
+        join.caught_up.clear()
         site_streams.live.assign()
         again = await feed.put_v1_event(topics.PREDICTIONS, "c-new", newer)
         await wait_until(settled(join.unacked, [again]), "a newer prediction joined")
@@ -256,7 +260,7 @@ def test_a_catch_up_that_fails_still_joins_the_record_that_triggered_it(
 ) -> None:
     """Raised from the record's handling, the failure would have the record acked unjoined."""
 
-    async def failing(case_states: Any) -> int:
+    async def failing(*args: Any) -> int:
         raise RuntimeError("a case file the catch-up cannot read")
 
     monkeypatch.setattr(join, "catch_up", failing)
@@ -270,3 +274,29 @@ def test_a_catch_up_that_fails_still_joins_the_record_that_triggered_it(
     run_join(scenario)
     assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).knows(prediction)
     assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 1
+
+
+def test_case_files_from_a_flush_cut_short_are_not_applied_ahead_of_the_records_before_them(
+    producer: RecordingProducer, owning: None
+) -> None:
+    """A kill mid-flush: case X's file (its prediction read at offset 4) was sent, case Y's
+    (offset 2) was not, nor the stream's state; offset 2 was never committed. Applying X
+    from its case file first would have the stream skip Y, older, when its record is read
+    again: only what lies below the first offset read is caught up from the case files."""
+    x = make_prediction(case_pseudonym="c-x")
+    y = make_prediction(case_pseudonym="c-y")
+    case = CaseFile()
+    case.add(x, RecordPosition(topics.INPUTS, PARTITION, 4))
+    case_files.data[case_key(SITE, "c-x")] = case.to_state()
+
+    async def scenario(feed: Feed) -> None:
+        feed._offsets[(topics.INPUTS, PARTITION)] = iter([2, 4])  # type: ignore[assignment]
+        records = [
+            await _put_batch(feed, encode_batch(SITE, _entries(y))),
+            await _put_batch(feed, encode_batch(SITE, _entries(x))),  # a replay
+        ]
+        await wait_until(settled(join.unacked, records), "both records read again")
+        await join.flush_joined()
+
+    run_join(scenario)
+    assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 2
