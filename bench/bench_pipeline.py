@@ -395,8 +395,9 @@ def bare_faust_run(bootstrap: str, partitions: int, expected: int, home: Path) -
     }
 
 
-STREAM_AGENT_TOPICS = (topics.OUTCOMES, topics.REBASELINES)
-"""The stream agent's inputs, beside the worker's ``<worker id>-predictions-by-stream``."""
+STREAM_AGENT_TOPICS = (topics.REBASELINES,)
+"""What a worker reads for its streams beside the join's inputs (since issue 17's merge the
+join applies outcomes and predictions itself: ``monitored`` counts only decisions)."""
 
 
 def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
@@ -422,7 +423,7 @@ def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
                 topic = sample.labels.get("topic", "")
                 if topic in input_topics:
                     totals["joined"] += sample.value
-                elif topic in STREAM_AGENT_TOPICS or topic.endswith("-predictions-by-stream"):
+                elif topic in STREAM_AGENT_TOPICS:
                     totals["monitored"] += sample.value
             elif sample.name == "postmarket_outcomes_total":
                 totals["emitted"] += sample.value
@@ -620,8 +621,8 @@ def changelog_sizes(
             consumer.close()
         return first, latest
 
-    _, outcome_side = first_and_latest(f"{worker_id}-stream-monitors-changelog")
-    _, prediction_side = first_and_latest(f"{worker_id}-stream-prediction-monitors-changelog")
+    _, outcome_side = first_and_latest(f"{worker_id}-site-stream-monitors-changelog")
+    _, prediction_side = first_and_latest(f"{worker_id}-site-stream-prediction-monitors-changelog")
     streams = {**{(b"o", k): v for k, v in outcome_side.items()}}
     streams.update({(b"p", k): v for k, v in prediction_side.items()})
     both = [

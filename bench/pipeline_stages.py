@@ -8,7 +8,7 @@ agents make for them, each stage timed on its own in this process:
 - ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``), once per record;
 - ``join``: the case file's ``add``; each changed case's table state, as Faust's JSON codec
   writes it to the changelog, once per flush; each outcome encoded for ``pms.outcomes.v1``; new
-  predictions batched per stream and encoded (``StreamRouter``);
+  each new prediction as the streams take it (``prediction_input``);
 - ``monitor``: the stream agent's decode of each outcome and routed batch, the monitor's
   update, and each stream's states encoded once per flush (detectors designed beforehand:
   that is once per registered version, not per event).
@@ -41,8 +41,9 @@ from postmarket.contracts import (
 from postmarket.contracts.batches import EventKind, decode_batch, encode_batch
 from postmarket.contracts.events import MAX_BATCH_EVENTS
 from streams.casefile import CaseFile, RecordPosition
+from streams.join_backlog import prediction_input
 from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
-from streams.routing import StreamPredictions, StreamRouter
+from streams.routing import StreamPredictions
 
 FLUSH_EVENTS = 500
 """Input records per flush, as the agents batch their routed records and state writes."""
@@ -134,7 +135,6 @@ def _join(
     """Join every event; the outcome records sent and the routed batches, for the monitor."""
     cases: dict[str, CaseFile] = {}
     sent: list[bytes] = []
-    router = StreamRouter()
     routed: list[StreamPredictions] = []
     unwritten: dict[str, CaseFile] = {}
 
@@ -142,7 +142,6 @@ def _join(
         for case in unwritten.values():  # the changelog records, as Faust's codec writes them
             faust_json.dumps(case.to_state())
         unwritten.clear()
-        routed.extend(record for _key, record in router.drain())
 
     for number, (event, position) in enumerate(placed):
         case = cases.setdefault(event.case_pseudonym, CaseFile())
@@ -151,7 +150,7 @@ def _join(
             unwritten[event.case_pseudonym] = case  # written once per flush (join.py)
         sent.extend(encode(outcome) for outcome in accepted.outcomes)
         if isinstance(event, Prediction):
-            router.add(event.stream, event, position.joined(0))
+            routed.append(prediction_input(event, position.joined(0)))
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
             flush()
     flush()

@@ -214,15 +214,15 @@ def wait_until_caught_up(
     """Wait until the worker committed every input record, then everything it re-keyed.
 
     Stage by stage, because each stage's output is the next one's input: only once the
-    v1 ingress has caught up is the join's end final (v1 records re-keyed by site beside
-    the signed batches), and only then the stream agent's (outcomes, re-keyed predictions).
+    v1 ingress (and the re-baselining decisions' forwarder) has caught up is the join's end
+    final (v1 records re-keyed by site beside the signed batches); the join applies each
+    event to its site's streams itself, and sends the tallies the pooled stage reads.
     """
     group = settings.worker_id
     stages = (
-        [topics.PREDICTIONS, topics.FOLLOWUPS],
+        [topics.PREDICTIONS, topics.FOLLOWUPS, topics.REBASELINES],
         [topics.INPUTS, f"{group}-inputs-by-site"],
-        [topics.OUTCOMES, f"{group}-predictions-by-stream"],
-        [topics.VERSION_TALLIES],  # the pooled stage, on what the stream agent sent
+        [topics.VERSION_TALLIES],  # the pooled stage, on what the join sent
     )
     deadline = time.monotonic() + timeout_s
     for stage in stages:

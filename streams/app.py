@@ -66,7 +66,7 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
     ]
     internal = [
         TopicSpec(f"{app.conf.id}-{name}", app.conf.topic_partitions)
-        for name in ("predictions-by-stream", "inputs-by-site")
+        for name in ("inputs-by-site",)
     ]
     return [*changelogs, *internal, TopicSpec(f"{app.conf.id}-__assignor-__leader", 1)]
 

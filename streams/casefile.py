@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -137,6 +137,12 @@ class CaseFile:
             joined,
         )
         return Accepted(duplicate=False, outcomes=outcomes) if outcomes else _ACCEPTED
+
+    def copy(self) -> CaseFile:
+        """A copy :meth:`add` can change leaving this one as it is (it replaces every field
+        but ``accepted_at``, which it extends): the join changes a copy, and keeps it only
+        once the streams took what the change gave them."""
+        return replace(self, accepted_at=dict(self.accepted_at))
 
     def knows(self, event: Prediction | FollowUp) -> bool:
         """Whether this event (by its id) was accepted already, from any record."""
@@ -421,7 +427,7 @@ def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition
     """The outcome event of one prediction with its final truth.
 
     Built without validating again: every field comes from a validated prediction, truth
-    and position (the stream agent still validates the outcome when it reads it).
+    and position (the join applies it to its stream as it is).
     """
     return trusted(
         Outcome,

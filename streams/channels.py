@@ -25,23 +25,17 @@ def _raw_topic(*names: str, partitions: int = settings.topic_partitions) -> Any:
     )
 
 
-STREAM_PREDICTIONS = f"{settings.worker_id}-predictions-by-stream"
-"""Internal: new predictions re-keyed by their stream, beside the outcomes; one record per
-stream per batch of the join (:mod:`streams.routing`)."""
-
 SITE_INPUTS = f"{settings.worker_id}-inputs-by-site"
-"""Internal: the records of the v1 topics, keyed by case pseudonym, re-keyed by their site
-once (:mod:`streams.agents.ingress`), so the join reads every input of a site in one
+"""Internal: the records of the v1 topics, keyed by case pseudonym, and the re-baselining
+decisions, keyed by stream, re-keyed by their site once (:mod:`streams.agents.ingress`,
+:mod:`streams.agents.rebaselines`), so the join reads every input of a site in one
 partition, beside the v2 batches that collectors key by site."""
 
 v1_inputs = _raw_topic(topics.PREDICTIONS, topics.FOLLOWUPS)
 site_inputs = _raw_topic(SITE_INPUTS)
 case_inputs = _raw_topic(topics.INPUTS, SITE_INPUTS)
 outcomes = _raw_topic(topics.OUTCOMES)
-stream_predictions = _raw_topic(STREAM_PREDICTIONS)
-# The re-baselining decisions are keyed by stream and co-partitioned with the outcomes, so
-# a stream's decisions reach the worker that owns its state.
-stream_inputs = _raw_topic(topics.OUTCOMES, STREAM_PREDICTIONS, topics.REBASELINES)
+rebaselines = _raw_topic(topics.REBASELINES)
 alerts = _raw_topic(topics.ALERTS)
 deadletter = _raw_topic(topics.DEADLETTER)
 registry_updates = _raw_topic(topics.REGISTRY, partitions=1)
@@ -53,18 +47,33 @@ case_files = app.Table(
     help="Predictions and follow-ups of each case (site|case pseudonym, on its site's "
     "partition), until and after the join.",
 )
+site_stream_monitors = app.Table(
+    "site-stream-monitors",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="Confusion counts, labelled detectors and applied outcome positions of each stream "
+    "(on its site's partition).",
+)
+site_stream_prediction_monitors = app.Table(
+    "site-stream-prediction-monitors",
+    default=None,
+    partitions=settings.topic_partitions,
+    help="References, label-free detectors, applied prediction positions and the last "
+    "re-baselining decision of each stream (on its site's partition).",
+)
+# The previous release's stream states, on the stream key's partition: each adopted into
+# the site-stream tables at its stream's first change (streams.site_streams), then deleted.
 stream_monitors = app.Table(
     "stream-monitors",
     default=None,
     partitions=settings.topic_partitions,
-    help="Confusion counts, labelled detectors and applied outcome positions of each stream.",
+    help="Legacy (until adopted): stream states of the previous release, by stream key.",
 )
 stream_prediction_monitors = app.Table(
     "stream-prediction-monitors",
     default=None,
     partitions=settings.topic_partitions,
-    help="References, label-free detectors, applied prediction positions and the last "
-    "re-baselining decision of each stream.",
+    help="Legacy (until adopted): label-free stream states of the previous release.",
 )
 first_sightings = app.Table(
     "first-sightings",

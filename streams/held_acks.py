@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.deadletter import DeadLetterNotWritten
 from streams.transport import HandledAcksConsumer, handled_acks
 
 logger = logging.getLogger(__name__)
 Flush = Callable[[], Awaitable[None]]
+Taken = TypeVar("Taken")
 
 
 class HeldAcks:
@@ -50,6 +51,32 @@ async def ack_all(held: list[tuple[Any, Any]]) -> None:
     with handled_acks():
         for stream, event in held:
             await stream.ack(event)
+
+
+async def flush_then_ack(
+    held: HeldAcks,
+    take: Callable[[], Taken],
+    keep: Callable[[Taken], None],
+    send: Callable[[Taken], Awaitable[None]],
+    restore: Callable[[Taken], None],
+) -> None:
+    """One flush of an agent that batches its effects: ``take`` what changed at the same
+    instant as the acks it covers (no await in between), ``keep`` it in the local tables,
+    ``send`` it (changelogs, records), then ack.
+
+    Taken together, a table always holds a state that covers at least the records acked or
+    being acked. If sending fails, ``restore`` has the next flush send it again and the
+    records stay held: nothing is acked past what was not sent.
+    """
+    acks, taken = held.take(), take()
+    keep(taken)
+    try:
+        await send(taken)
+    except BaseException:
+        restore(taken)
+        held.restore(acks)
+        raise
+    await ack_all(acks)
 
 
 async def handle_holding_acks(

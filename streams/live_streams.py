@@ -2,16 +2,15 @@
 re-baselining decision applied once, the states changed since the last flush taken at one
 instant with the tallies they carry, and the streams' gauges.
 
-No Faust here. The stream agent (:mod:`streams.agents.monitor`) decodes its records and
-calls :class:`LiveStreams`, and sends what a flush takes; the join can call it directly on
-its site's partition. Nothing assumes how the streams are partitioned: a state goes to the
-changelog partition of the record that changed it, and the caller says which streams it owns.
+No Faust here. The join calls :class:`LiveStreams` directly on its site's partition
+(:mod:`streams.site_streams`), and sends what a flush takes with its case files. Nothing
+assumes how the streams are partitioned: a state goes to the changelog partition the caller
+names, and the caller says which streams it owns.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -20,17 +19,14 @@ from postmarket.contracts import (
     Outcome,
     Rebaseline,
     RegistryEntry,
-    StreamPrediction,
     VersionTally,
     utc_now,
 )
 from postmarket.contracts.events import JoinPosition, StreamKey
-from postmarket.metrics import Children, WorkerMetrics
-from streams.acquisition import acquisition_categories
+from postmarket.metrics import WorkerMetrics
 from streams.alerting import alert_for
 from streams.casefile import RecordPosition
 from streams.performance import (
-    CELLS,
     REFERENCE_DRIFT_DETECTORS,
     ClaimedMetric,
     MonitorPolicy,
@@ -40,14 +36,14 @@ from streams.performance import (
     claimed_performance,
 )
 from streams.pooled import tally_of_labelled_state, version_tally
-from streams.routing import RoutedScore, StreamPredictions
+from streams.routing import StreamPredictions
+from streams.stream_gauges import publish_stream_metrics
 
 StateKind = Literal["outcome", "prediction"]
 """A stream's two table states: labelled (outcomes) and label-free (predictions)."""
 STATE_KINDS: tuple[StateKind, ...] = ("outcome", "prediction")
-StreamInput = Outcome | StreamPredictions | StreamPrediction | Rebaseline
-"""An outcome, new predictions the join routed (one by one before streams.routing), or a
-decision to re-baseline a stream's reference."""
+StreamInput = Outcome | StreamPredictions | Rebaseline
+"""An outcome, new predictions of a stream, or a decision to re-baseline its reference."""
 Emit = Callable[[Alert], Awaitable[None]]
 """Hands one alert to the producer (keyed by its stream)."""
 Owns = Callable[[str], bool]
@@ -55,7 +51,7 @@ Owns = Callable[[str], bool]
 
 
 def stream_of(item: StreamInput) -> StreamKey:
-    return item.prediction.stream if isinstance(item, StreamPrediction) else item.stream
+    return item.stream
 
 
 class Registration(NamedTuple):
@@ -103,8 +99,47 @@ class StateWrite(NamedTuple):
     state: dict[str, Any]
 
 
+class Applied(NamedTuple):
+    """What applying inputs did: cases (or decisions) applied, and those applied already."""
+
+    applied: int
+    duplicates: int
+
+
 Unwritten = dict[tuple[StateKind, str], tuple[int, StreamMonitor]]
 Journal = dict[str, list[tuple[StreamInput, RecordPosition]]]
+
+
+class LegacyTables(NamedTuple):
+    """A previous layout's stream tables (keyed by stream, on the stream key's partition):
+    a stream found only there is adopted at its first change, written whole to the current
+    tables, then deleted there."""
+
+    labelled: Mapping[str, Any]
+    label_free: Mapping[str, Any]
+    partition_of: Callable[[str], int]
+    """The changelog partition of a stream key in those tables."""
+
+    def holds(self, key: str) -> list[StateKind]:
+        tables = (self.labelled, self.label_free)
+        return [side for side, table in zip(STATE_KINDS, tables, strict=True) if key in table]
+
+
+class Retirement(NamedTuple):
+    """A legacy state to delete, once its stream's state is written to the current tables."""
+
+    side: StateKind
+    partition: int
+    key: str
+
+
+class _Mark(NamedTuple):
+    key: str
+    stream: StreamKey
+    journal: int
+    """How many inputs the stream's journal held."""
+    unwritten: dict[StateKind, tuple[int, StreamMonitor] | None]
+    changed: bool
 
 
 @dataclass(frozen=True)
@@ -115,6 +150,8 @@ class TakenStates:
 
     writes: list[StateWrite]
     tallies: list[VersionTally]
+    retired: list[Retirement]
+    """Legacy states adopted by the ``writes``: delete them after writing these."""
     _unwritten: Unwritten = field(repr=False)
     _journal: Journal = field(repr=False)
 
@@ -124,12 +161,13 @@ class LiveStreams:
 
     The tables stay the truth: a monitor is loaded from them (``labelled``,
     ``label_free``) the first time its stream is seen, kept as an object (rebuilding each
-    from its table state on every event cost a third of the stream agent's time), and
-    dropped on every rebalance. Each input applied since the last flush is kept with its
+    from its table state on every event cost a third of the (then separate) stream agent's
+    time), and dropped on every rebalance. Each input applied since the last flush is kept with its
     position, so a stream whose update fails is rebuilt from its tables and the inputs
     applied before it, without the failed one.
 
-    Metrics are counted as inputs are applied (duplicates, alerts, re-baselinings); the
+    Alerts and re-baselinings are counted once applied; duplicates are returned for the
+    caller to count (the join knows a replayed record as one duplicate already). The
     gauges are set in batches (:meth:`publish_changed`): setting ~20 labelled gauges per
     event cost a quarter of the stream agent's time in a profile.
     """
@@ -141,15 +179,18 @@ class LiveStreams:
         label_free: Mapping[str, Any],
         registry: Mapping[str, Any],
         metrics: WorkerMetrics,
+        legacy: LegacyTables | None = None,
     ) -> None:
         self.plan = plan
         self._tables: dict[StateKind, Mapping[str, Any]] = {
             "outcome": labelled,
             "prediction": label_free,
         }
+        self.legacy = legacy
+        self._retiring: set[Retirement] = set()
+        """Legacy deletions of a flush whose sending failed: sent by the next one."""
         self.registrations = Registrations(registry)
         self._metrics = metrics
-        self._duplicates = Children(metrics.events_duplicate)
         self.live_monitors: dict[str, StreamMonitor] = {}
         self.unwritten: Unwritten = {}
         """(side, stream key) -> (changelog partition, monitor) of the states changed since
@@ -163,75 +204,128 @@ class LiveStreams:
 
     # --- applying inputs ----------------------------------------------------------------
 
-    async def apply_outcome(self, outcome: Outcome, position: RecordPosition, emit: Emit) -> None:
-        await self.apply(outcome, position, emit)
+    async def apply_outcome(
+        self, outcome: Outcome, position: RecordPosition, emit: Emit
+    ) -> Applied:
+        return await self.apply(outcome, position, emit)
 
     async def apply_predictions(
         self,
-        predictions: StreamPredictions | StreamPrediction,
+        predictions: StreamPredictions,
         position: RecordPosition,
         emit: Emit,
-    ) -> None:
-        await self.apply(predictions, position, emit)
+    ) -> Applied:
+        return await self.apply(predictions, position, emit)
 
     async def apply_decision(
         self, decision: Rebaseline, position: RecordPosition, emit: Emit
-    ) -> None:
-        await self.apply(decision, position, emit)
+    ) -> Applied:
+        return await self.apply(decision, position, emit)
 
-    async def apply(self, item: StreamInput, position: RecordPosition, emit: Emit) -> None:
-        """Apply ``item``, read at ``position``, to its stream's monitor once; ``emit`` each
-        alert as its signal fires. A case applied already counts as a duplicate.
+    async def apply(self, item: StreamInput, position: RecordPosition, emit: Emit) -> Applied:
+        """:meth:`apply_all` of one input, its state going to ``position.partition``."""
+        return await self.apply_all([(item, position)], emit, position.partition)
 
-        The changed state goes to ``position.partition`` of its changelog at the next flush.
-        If anything raises (``emit`` too), the stream is left as before ``item``.
+    async def apply_all(
+        self, inputs: Sequence[tuple[StreamInput, RecordPosition]], emit: Emit, partition: int
+    ) -> Applied:
+        """Apply each input, read at its position, to its stream's monitor once, then
+        ``emit`` the alerts they raised; what was applied and what was a duplicate (the
+        caller counts those: it may know them as duplicates already).
+
+        All or nothing: if anything raises (``emit`` too), every stream is left as before
+        the first input. The changed states go to ``partition`` of the changelogs at the
+        next flush (the caller's record's partition: where its worker owns the streams).
         """
-        stream = stream_of(item)
-        key = stream.as_key()
+        marks: dict[str, _Mark] = {}
+        raised: list[tuple[StreamKey, Alert]] = []
+        rebaselined: list[StreamKey] = []
+        total = Applied(0, 0)
         try:
-            await self._apply_to(key, stream, item, position, emit)
+            for item, position in inputs:
+                stream = stream_of(item)
+                key = stream.as_key()
+                if key not in marks:
+                    marks[key] = self._mark(key, stream)
+                done = self._apply_to(key, stream, item, position, partition, raised)
+                total = Applied(total.applied + done.applied, total.duplicates + done.duplicates)
+                self._journal.setdefault(key, []).append((item, position))
+                if isinstance(item, Rebaseline) and item.scope == "reference" and done.applied:
+                    rebaselined.append(stream)
+            for _stream, alert in raised:
+                await emit(alert)
         except BaseException:
-            # The monitor may hold half of this input's change: rebuilt without it.
-            self.live_monitors.pop(key, None)
-            if any((side, key) in self.unwritten for side in STATE_KINDS):
-                self._rebuild(key, stream)
+            for mark in marks.values():
+                self._roll_back(mark)
             raise
-        self._journal.setdefault(key, []).append((item, position))
+        for stream, alert in raised:
+            labels = self._metrics.stream_labels(stream)
+            self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
+        for stream in rebaselined:
+            self._count_rebaseline(stream)
+        return total
 
-    async def _apply_to(
+    def _apply_to(
         self,
         key: str,
         stream: StreamKey,
         item: StreamInput,
         position: RecordPosition,
-        emit: Emit,
-    ) -> None:
+        partition: int,
+        raised: list[tuple[StreamKey, Alert]],
+    ) -> Applied:
         # A decision for a stream with no state yet goes to a fresh monitor: it restarts an
         # empty reference (harmless) and is remembered, so a redelivery is skipped.
         monitor = self.monitor(key, stream)
-        applied = 0
+        applied = duplicates = 0
         for signals in observations(monitor, item, position):
             if signals is None:
-                self._duplicates(position.topic).inc()
+                duplicates += 1
                 continue
             applied += 1
-            # Raised as each fires, from the monitor as it is then: the alert id stays the
+            # Built as each fires, from the monitor as it is then: the alert id stays the
             # same however the join batched the predictions before a crash and after it.
-            for signal in signals:
-                alert = alert_for(stream, signal, monitor, utc_now())
-                await emit(alert)
-                labels = self._metrics.stream_labels(stream)
-                self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
-        if not applied:
-            return
-        # A decision changes the label-free side, and the labelled one too when it restarts
-        # a claims test that rejected (restart_after_review).
-        side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
-        self.unwritten[(side, key)] = (position.partition, monitor)
-        if isinstance(item, Rebaseline):
-            self.unwritten[("outcome", key)] = (position.partition, monitor)
-            self._count_rebaseline(stream)
-        self.changed[key] = monitor
+            raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
+        if applied:
+            # A decision changes the label-free side, and the labelled one too when it
+            # restarts a claims test that rejected (restart_after_review).
+            side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
+            self.unwritten[(side, key)] = (partition, monitor)
+            if isinstance(item, Rebaseline) or self._adopting(key):
+                # Adopted from the legacy tables: both sides move, or one would be lost.
+                self.unwritten[("outcome", key)] = (partition, monitor)
+                self.unwritten[("prediction", key)] = (partition, monitor)
+            self.changed[key] = monitor
+        return Applied(applied, duplicates)
+
+    def _mark(self, key: str, stream: StreamKey) -> _Mark:
+        """What :meth:`_roll_back` needs to leave a stream as it is now."""
+        return _Mark(
+            key,
+            stream,
+            len(self._journal.get(key, [])),
+            {side: self.unwritten.get((side, key)) for side in STATE_KINDS},
+            key in self.changed,
+        )
+
+    def _roll_back(self, mark: _Mark) -> None:
+        """Leave a stream as at ``mark``: the inputs applied since are forgotten, and its
+        monitor, which may hold half of one, rebuilt from its tables and the inputs before."""
+        key = mark.key
+        journal = self._journal.get(key, [])
+        del journal[mark.journal :]
+        if not journal:
+            self._journal.pop(key, None)
+        for side, target in mark.unwritten.items():
+            if target is None:
+                self.unwritten.pop((side, key), None)
+            else:
+                self.unwritten[(side, key)] = target
+        if not mark.changed:
+            self.changed.pop(key, None)
+        self.live_monitors.pop(key, None)
+        if any(target is not None for target in mark.unwritten.values()):
+            self._rebuild(key, mark.stream)
 
     def monitor(self, key: str, stream: StreamKey) -> StreamMonitor:
         """The stream's live monitor, loaded from its tables (or new) if not live, with the
@@ -239,7 +333,7 @@ class LiveStreams:
         registration = self.registrations.of(stream)
         monitor = self.live_monitors.get(key)
         if monitor is None:
-            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            labelled, label_free = self._stored(key)
             if labelled is None and label_free is None:
                 monitor = StreamMonitor.for_claims(
                     registration.claims,
@@ -253,6 +347,26 @@ class LiveStreams:
             self.live_monitors[key] = monitor
         monitor.adopt_claims(*registration)
         return monitor
+
+    def _stored(self, key: str) -> tuple[Any, Any]:
+        """The stream's (labelled, label-free) table states; the legacy ones if the current
+        tables hold neither (a stream not changed since the upgrade)."""
+        labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+        if labelled is None and label_free is None and self.legacy is not None:
+            return self.legacy.labelled.get(key), self.legacy.label_free.get(key)
+        return labelled, label_free
+
+    def _adopting(self, key: str) -> bool:
+        """Whether the stream's state is still only in the legacy tables."""
+        if self.legacy is None or not self.legacy.holds(key):
+            return False
+        return all(self._tables[side].get(key) is None for side in STATE_KINDS)
+
+    def _stored_keys(self) -> set[str]:
+        tables = [*self._tables.values()]
+        if self.legacy is not None:
+            tables += [self.legacy.labelled, self.legacy.label_free]
+        return {key for table in tables for key in table.keys()}
 
     def _rebuild(self, key: str, stream: StreamKey) -> None:
         """A stream's monitor from its tables and the inputs applied since they were
@@ -268,8 +382,9 @@ class LiveStreams:
             self.changed[key] = monitor
 
     def _count_rebaseline(self, stream: StreamKey) -> None:
-        """Count an applied decision; drop the gauges of the drift tests it removed, which
-        no publish would set again until the new reference is complete."""
+        """Count an applied re-baselining (a review moves no reference); drop the gauges of the
+        drift tests it removed, which no publish would set again until the new reference is
+        complete."""
         labels = self._metrics.stream_labels(stream)
         self._metrics.stream_rebaselines.labels(*labels).inc()
         self._metrics.forget_detectors(labels, REFERENCE_DRIFT_DETECTORS)
@@ -290,8 +405,13 @@ class LiveStreams:
             for (side, key), (_partition, monitor) in unwritten.items()
             if side == "outcome" and (tally := tally_of(key, monitor)) is not None
         ]
-        self.unwritten, self._journal = {}, {}
-        return TakenStates(writes, tallies, unwritten, journal)
+        retired = set(self._retiring)
+        if self.legacy is not None:
+            for key in {key for _side, key in unwritten}:
+                for side in self.legacy.holds(key):
+                    retired.add(Retirement(side, self.legacy.partition_of(key), key))
+        self.unwritten, self._journal, self._retiring = {}, {}, set()
+        return TakenStates(writes, tallies, sorted(retired), unwritten, journal)
 
     def restore(self, taken: TakenStates) -> None:
         """Have the next flush send again what ``taken`` held (its sending failed), unless a
@@ -300,6 +420,7 @@ class LiveStreams:
             self.unwritten.setdefault(entry, target)
         for key, inputs in taken._journal.items():
             self._journal[key] = [*inputs, *self._journal.get(key, [])]
+        self._retiring.update(taken.retired)
 
     # --- rebalancing --------------------------------------------------------------------
 
@@ -324,6 +445,7 @@ class LiveStreams:
         self.unwritten.clear()
         self.changed.clear()
         self._journal.clear()
+        self._retiring.clear()
         self._tallies_resent.clear()
         self.registrations.clear()
 
@@ -332,8 +454,11 @@ class LiveStreams:
         table state: a crash can lose a tally whose stream state was delivered (the inputs
         are then not applied again, so nothing else would send it). From the table, not the
         live monitor: exactly what was sent. Each is marked resent as it is yielded."""
-        for key, state in list(self._tables["outcome"].items()):
-            if key in self._tallies_resent or state is None or not owns(key):
+        for key in sorted(self._stored_keys()):
+            if key in self._tallies_resent or not owns(key):
+                continue
+            state = self._stored(key)[0]
+            if state is None:
                 continue
             self._tallies_resent.add(key)
             tally = tally_of_labelled_state(StreamKey.from_key(key), state)
@@ -354,11 +479,10 @@ class LiveStreams:
     def publish_owned(self, owns: Owns) -> None:
         """Set the gauges of every stream owned that has a state (after a restart or a
         rebalance): an in-memory table keeps the keys of partitions no longer owned."""
-        keys = {*self._tables["outcome"].keys(), *self._tables["prediction"].keys()}
-        for key in keys:
+        for key in self._stored_keys():
             if not owns(key):
                 continue
-            labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+            labelled, label_free = self._stored(key)
             if labelled is None and label_free is None:
                 continue
             monitor = self.live_monitors.get(key) or StreamMonitor.from_states(
@@ -384,26 +508,13 @@ def observations(
         applied = monitor.already_applied("outcome", item.joined_at)
         yield None if applied else monitor.observe(item)
         return
-    for entry in routed_scores(item):
+    for entry in item.predictions:
         if monitor.already_applied("prediction", entry.joined_at):
             yield None
         else:
             yield monitor.observe_score(
                 entry.score, entry.joined_at, entry.decision, entry.categories
             )
-
-
-def routed_scores(item: StreamPredictions | StreamPrediction) -> tuple[RoutedScore, ...]:
-    if isinstance(item, StreamPredictions):
-        return item.predictions
-    prediction = item.prediction
-    routed = RoutedScore(
-        score=prediction.score,
-        joined_at=item.joined_at,
-        decision=prediction.decision,
-        categories=acquisition_categories(prediction.acquisition),
-    )
-    return (routed,)
 
 
 def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
@@ -416,60 +527,3 @@ def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
     )
     stream = StreamKey.from_key(key)
     return version_tally(stream, counts, monitor.first_case_time, monitor.last_case_time)
-
-
-def publish_stream_metrics(
-    metrics: WorkerMetrics, stream: StreamKey, monitor: StreamMonitor
-) -> None:
-    """Set the stream's gauges from its monitor state (exact, unlike per-process counters)."""
-    labels = metrics.stream_labels(stream)
-    cells = {
-        "tp": monitor.true_positives,
-        "fn": monitor.false_negatives,
-        "tn": monitor.true_negatives,
-        "fp": monitor.false_positives,
-    }
-    for cell, count in cells.items():
-        metrics.stream_confusion.labels(*labels, cell).set(count)
-    metrics.stream_predictions.labels(*labels).set(monitor.predictions)
-    for key, counts in monitor.strata.items():
-        dimension, stratum = key.split("=", 1)
-        for cell, count in zip(CELLS, counts, strict=True):
-            metrics.stratum_confusion.labels(*labels, dimension, stratum, cell).set(count)
-    completeness = monitor.followup_completeness
-    if completeness is not None:
-        metrics.followup_completeness.labels(*labels).set(completeness)
-    for metric in ("sensitivity", "specificity"):
-        estimate = monitor.estimate(metric)
-        if estimate is not None:
-            for bound, value in zip(("estimate", "lower", "upper"), estimate, strict=True):
-                metrics.stream_performance.labels(*labels, metric, bound).set(value)
-    for metric, claimed in monitor.claims.items():
-        metrics.stream_claim.labels(*labels, metric).set(claimed)
-    for metric, level in monitor.levels.items():
-        metrics.stream_acceptable_level.labels(*labels, metric).set(level.acceptable)
-    for metric in monitor.unmonitored:
-        metrics.stream_unmonitored.labels(*labels, metric).set(1)
-    expected = monitor.expected_false_alarms_per_year()
-    if expected is not None:
-        metrics.stream_expected_false_alarms.labels(*labels).set(expected)
-    estimated = monitor.estimated_performance()
-    if estimated is not None:
-        for metric in ("sensitivity", "specificity", "ppv"):
-            estimate = getattr(estimated, metric)
-            bounds = {
-                "estimate": estimate.estimate,
-                "lower": estimate.lower,
-                "upper": estimate.upper,
-            }
-            for bound, value in bounds.items():
-                if math.isfinite(value):
-                    metrics.estimated_performance.labels(*labels, metric, bound).set(value)
-    agreement = monitor.reader_agreement()
-    if agreement is not None:
-        bounds = {"estimate": agreement.kappa, "lower": agreement.lower, "upper": agreement.upper}
-        for bound, value in bounds.items():
-            metrics.reader_agreement.labels(*labels, bound).set(value)
-    for detector, (statistic, threshold) in monitor.statistics.items():
-        metrics.detector_statistic.labels(*labels, detector).set(statistic)
-        metrics.detector_threshold.labels(*labels, detector).set(threshold)

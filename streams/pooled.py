@@ -9,7 +9,7 @@ streams, ``tests/streams/test_pooled.py``); a drop at one site only is diluted b
 and that site's own stream is what finds it.
 
 Input: each site stream's *cumulative* counts (:class:`~postmarket.contracts.VersionTally`,
-sent by the stream agent whenever the stream's outcomes change). :class:`PooledCounts` keeps
+sent by the join whenever the stream's outcomes change). :class:`PooledCounts` keeps
 each site's latest tally and the increment a newer one brings; a tally whose sequence (the
 stream's outcome count, never reset) is not above the kept one changes nothing, so tallies
 sent again after a crash, duplicated or read out of order never count twice, and the pooled

@@ -1,18 +1,14 @@
-"""New predictions re-keyed by their stream, one record per stream per batch of the join.
+"""What a stream's monitor takes of its new predictions.
 
-The stream agent needs every prediction of its streams (follow-up completeness, label-free
-score and acquisition drift, the confidence-based performance estimate) but only its score,
-decision, acquisition categories and where the join read it. Sending one record per
-prediction cost a produce, a consume, a decode and a table write per prediction; a batch
-of the join sends one :class:`StreamPredictions` per stream instead, before the batch's
-input offsets are committed. Each entry keeps its own :class:`JoinPosition`, so the stream
-agent still skips exactly what it already applied after a replay.
+A stream needs every prediction (follow-up completeness, label-free score and acquisition
+drift, the confidence-based performance estimate) but only its score, decision, acquisition
+categories and where the join read it. Each entry keeps its own :class:`JoinPosition`, so
+the stream skips exactly what it already applied after a replay. (Until issue 17's merge the
+join sent these to a stream agent, one record per stream per batch; it now applies them
+itself, on its site's partition.)
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from pydantic import Field
 
@@ -21,20 +17,14 @@ from postmarket.contracts.events import (
     Decision,
     JoinPosition,
     Part,
-    Prediction,
     Probability,
     StreamKey,
 )
-from streams.acquisition import AcquisitionCategories, acquisition_categories
-
-MAX_PREDICTIONS_PER_RECORD = 160
-"""Entries per record: at most about 370 bytes each (with the 64-character manufacturer and
-model names the contracts allow), so a record stays under the 64 KiB every decode accepts
-(:data:`~postmarket.contracts.codec.MAX_EVENT_BYTES`)."""
+from streams.acquisition import AcquisitionCategories
 
 
 class RoutedScore(Part):
-    """What the stream agent needs of one new prediction."""
+    """What a stream needs of one new prediction."""
 
     score: Probability
     joined_at: JoinPosition
@@ -45,46 +35,7 @@ class RoutedScore(Part):
 
 
 class StreamPredictions(Contract):
-    """New predictions of one stream from one batch of the join (internal to the workers)."""
+    """New predictions of one stream, as the join applies them (internal to the workers)."""
 
     stream: StreamKey
     predictions: tuple[RoutedScore, ...] = Field(min_length=1)
-
-
-@dataclass
-class StreamRouter:
-    """Collects a batch's new predictions per stream, in the order the join applied them."""
-
-    pending: dict[str, tuple[StreamKey, list[RoutedScore]]] = field(default_factory=dict)
-
-    def add(self, stream: StreamKey, prediction: Prediction, joined_at: JoinPosition) -> None:
-        key = stream.as_key()
-        entry = self.pending.get(key)
-        if entry is None:
-            entry = self.pending[key] = (stream, [])
-        # Every part comes from a validated prediction and position: no second validation.
-        routed = RoutedScore.model_construct(
-            score=prediction.score,
-            joined_at=joined_at,
-            decision=prediction.decision,
-            categories=acquisition_categories(prediction.acquisition),
-        )
-        entry[1].append(routed)
-
-    def restore(self, unsent: Iterable[tuple[str, StreamPredictions]]) -> None:
-        """Put back, before anything added since, the records of a flush that failed (the
-        stream agent skips any it had already applied)."""
-        earlier: dict[str, tuple[StreamKey, list[RoutedScore]]] = {}
-        for key, record in unsent:
-            earlier.setdefault(key, (record.stream, []))[1].extend(record.predictions)
-        for key, (stream, scores) in self.pending.items():
-            earlier.setdefault(key, (stream, []))[1].extend(scores)
-        self.pending = earlier
-
-    def drain(self) -> Iterator[tuple[str, StreamPredictions]]:
-        """(stream key, record) to send, at most MAX_PREDICTIONS_PER_RECORD entries each."""
-        pending, self.pending = self.pending, {}
-        for key, (stream, scores) in pending.items():
-            for start in range(0, len(scores), MAX_PREDICTIONS_PER_RECORD):
-                chunk = tuple(scores[start : start + MAX_PREDICTIONS_PER_RECORD])
-                yield key, StreamPredictions(stream=stream, predictions=chunk)

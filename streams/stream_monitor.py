@@ -24,7 +24,7 @@ a re-baselining, or a review decision published when a claim-based alert of the 
 resolved, which restarts only those.
 A CUSUM's signal says when the change began (:attr:`Signal.change_began_at`).
 
-The stream agent calls :meth:`StreamMonitor.observe` once per outcome,
+The join (through streams.live_streams) calls :meth:`StreamMonitor.observe` once per outcome,
 :meth:`StreamMonitor.observe_score` once per prediction and :meth:`StreamMonitor.rebaseline`
 once per decision, and emits what the first two return.
 """

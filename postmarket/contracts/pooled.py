@@ -1,6 +1,6 @@
 """The contract of the pooled per-version stage's input: one site stream's cumulative tally.
 
-The stream agent sends one :class:`VersionTally` per stream whose outcomes changed in a
+The join sends one :class:`VersionTally` per stream whose outcomes changed in a
 flush, keyed by ``device|version|task`` (:func:`version_key`), so every site of a version
 reaches the same pooled monitor. Counts are cumulative, never increments: the pooled stage
 keeps each site's latest tally and ignores one whose ``sequence`` is not above it, so a

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from postmarket import topics
 from postmarket.contracts import (
@@ -12,7 +13,9 @@ from postmarket.contracts import (
     FollowUp,
     Prediction,
     Problem,
+    Rebaseline,
     RegistryEntry,
+    decode,
     decode_for_topic,
     encode,
     utc_now,
@@ -22,6 +25,7 @@ from postmarket.contracts.events import StreamKey
 from postmarket.metrics import Children
 from postmarket.unregistered_change import unregistered_change_alert
 from postmarket.versions import preset
+from streams import site_streams
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.authentication import (
     AUTHENTICITY_REQUIRED,
@@ -31,7 +35,7 @@ from streams.authentication import (
     signer_of,
     site_keys,
 )
-from streams.casefile import CaseFile, RecordPosition, awaiting_truth_in
+from streams.casefile import Accepted, CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
     alerts,
     case_files,
@@ -42,14 +46,15 @@ from streams.channels import (
     registry,
     send_table_state,
     set_table_state,
-    stream_predictions,
     write_table,
 )
 from streams.deadletter import Source, dead_lettering
 from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
-from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.rekeying import origin_of
+from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
+from streams.join_backlog import prediction_input
+from streams.live_streams import StreamInput, TakenStates
+from streams.rekeying import Origin, origin_of
 from streams.retention import (
     Watermark,
     case_key,
@@ -59,7 +64,8 @@ from streams.retention import (
     key_partition,
     sweep_action,
 )
-from streams.routing import StreamRouter
+from streams.site_streams import apply as apply_to_streams
+from streams.site_streams import catch_up, keep_states, live, send_states
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 EVENT_TIMES = EventTimeBounds(
@@ -70,6 +76,7 @@ RETENTION = timedelta(days=settings.join_retention_days)
 REMEMBER_DROPPED = timedelta(days=settings.join_dedupe_days)
 FORGET_EVERY = timedelta(days=1)
 """Dropped cases are checked for forgetting once per this much event time per partition."""
+logger = logging.getLogger(__name__)
 watermark = Watermark()
 last_sweep: dict[int, float] = {}
 last_forget: dict[int, datetime] = {}
@@ -86,11 +93,17 @@ if AUTHENTICITY_REQUIRED:
         await site_keys.run()
 
 
-ROUTE_BATCH_EVENTS = 500
-ROUTE_FLUSH_INTERVAL_S = 0.1
-"""New predictions go to the stream agent in one record per stream per this many input
-records or this long, whichever comes first (see streams.routing)."""
-router = StreamRouter()
+FLUSH_EVENTS = 500
+FLUSH_INTERVAL_S = 0.1
+"""Case files and stream states go to their tables once per this many input records or
+this long, whichever comes first, not once per record: one changelog record per event was
+a quarter of the join's time (and a 1.4 KB stream state per case)."""
+APPLIED_HEADER = ("pms-applied", b"join")
+"""On each outcome: applied to its stream by the join that produced it (an output for the
+evidence sink and auditors; no worker reads it back)."""
+caught_up: set[tuple[str, int]] = set()
+"""The input partitions whose streams took, since the last assignment, what the case files
+hold below the first offset read there (see :func:`streams.site_streams.catch_up`)."""
 LIVE_CASES_MAX = 20_000
 """Case files kept as objects (about 3 KB each with their events), least recently used
 dropped first: loading one from its table state validates every event in it again, which
@@ -109,35 +122,56 @@ the LRU of :data:`live_cases`: until the flush, this is the case's only up-to-da
 
 @app.on_partitions_revoked.connect
 async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-    # While this worker still owns the partitions: a case file written after the revoke
-    # could overwrite what their new owner wrote. If it fails the worker fails, and its
-    # records, never acked, are joined again from the tables by whoever owns them next.
+    # While this worker still owns the partitions: a case file or stream state written
+    # after the revoke could overwrite what their new owner wrote. If it fails the worker
+    # fails, and its records, never acked, are joined again by whoever owns them next.
     await flush_joined()
     live_cases.clear()
+    live.revoke()
 
 
 @app.on_partitions_assigned.connect
 async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     live_cases.clear()
+    live.assign()
+    caught_up.clear()
 
 
 unacked = HeldAcks()
-"""The records read since the last flush: acked only once the case files they changed and
-the predictions they routed are sent, so a crash in between reads them again instead of
-losing them."""
+"""The records read since the last flush: acked only once the case files and stream
+states they changed are sent, so a crash in between reads them again instead of losing
+them."""
 
 
 @app.agent(case_inputs)
 async def join_cases(stream: Any) -> None:
-    """Join each case's predictions with its follow-ups; emit outcomes when truth is final."""
-    await handle_holding_acks(stream, _join_record, unacked, flush_joined, ROUTE_BATCH_EVENTS)
+    """Join each case's predictions with its follow-ups, emit outcomes when truth is final,
+    and apply both to their site's streams."""
+    await handle_holding_acks(stream, _join_record, unacked, flush_joined, FLUSH_EVENTS)
 
 
 async def _join_record(event: Any) -> None:
+    message = event.message
+    if (message.topic, message.partition) not in caught_up:
+        # Before this partition's first record reaches the streams: they skip by position,
+        # so an older input applied after a newer one would be lost (streams.join_backlog).
+        caught_up.add((message.topic, message.partition))
+        await _catch_up(message.topic, message.partition, message.offset)
     if event.message.topic == topics.INPUTS:
         await _join_batch(event)
     else:
         await _join_forwarded(event)
+
+
+async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
+    try:
+        applied = await catch_up(list(case_files.items()), topic, partition, first_offset)
+    except Exception:
+        # Not this record's failure: raised here, it would be acked unhandled.
+        logger.exception("catching the streams up with the case files failed")
+        return
+    if applied:
+        logger.info("applied %d inputs the case files held, not the streams", applied)
 
 
 async def _join_batch(event: Any) -> None:
@@ -186,6 +220,9 @@ async def _join_forwarded(event: Any) -> None:
             reason = "no origin header: not a v1 record forwarded by a worker"
             raise ContractViolation("record", "unknown_source", [Problem("<headers>", reason)])
         value = event.value or b""
+        if origin.topic == topics.REBASELINES:
+            await _apply_decision(origin, message.key, value, position.partition)
+            return
         record = SignedRecord(origin.topic, origin.key, value, message.headers)
         case_event = await authentic_event(
             record, lambda: _case_event(origin.topic, origin.key, value)
@@ -198,45 +235,75 @@ async def _join_forwarded(event: Any) -> None:
     await dead_lettering(Source(source, event.value, message.headers), join, "joining")
 
 
+async def _apply_decision(origin: Origin, key: bytes | None, value: bytes, partition: int) -> None:
+    """A re-baselining decision forwarded by site: applied at its original record's
+    position (where a worker of the previous release applied it too), its state on the
+    site's ``partition``."""
+    decision = decode(Rebaseline, value)
+    if key != decision.stream.site_id.encode():
+        reason = f"forwarded under {key!r}, not its stream's site_id"
+        raise ContractViolation("Rebaseline", "schema", [Problem("<key>", reason)])
+    at = RecordPosition(*origin.where())
+    done = await apply_to_streams([(decision, at)], partition)
+    duplicates(origin.topic).inc(done.duplicates)
+
+
 @app.task
 async def flush_joined_periodically() -> None:
-    await flush_every(ROUTE_FLUSH_INTERVAL_S, flush_joined, "case files and routed predictions")
+    await flush_every(FLUSH_INTERVAL_S, flush_joined, "case files and stream states")
 
 
 async def flush_joined() -> None:
-    """Write the case files changed since the last flush and send the predictions routed
-    since, then ack the records read so far.
+    """Write the case files and stream states changed since the last flush (with the
+    tallies for the pooled stage), then ack the records read so far.
 
-    The case files are taken at one instant with the records they cover (no await in
-    between), so the table always holds a state that covers at least the records acked or
-    being acked. A record read again after a crash (its offset not committed) is applied
-    onto the last written state: the case's own positions make each of its events a
-    replay (outcomes sent again, same places) if that state covers it, a new event if not.
-    Faust commits only acked offsets, after flushing its producer: a record's offset is
-    never committed before what it changed is on its way.
+    Both are taken at one instant with the records they cover (no await in between), so
+    the tables always hold states that cover at least the records acked or being acked. A
+    record read again after a crash (its offset not committed) is applied onto the last
+    written states: the case's own positions make each of its events a replay (outcomes
+    sent again, same places) if that state covers it, a new event if not; the streams skip
+    by position what their state covers. Faust commits only acked offsets, after flushing
+    its producer: a record's offset is never committed before what it changed is on its way.
     """
-    held = unacked.take()
-    dirty = dict(unwritten_cases)
+    async with site_streams.applying:  # never inside an event's change to its streams
+        await flush_then_ack(unacked, _take_joined, _keep_joined, _send_joined, _restore_joined)
+
+
+class JoinedFlush(NamedTuple):
+    """What one flush of the join sends: the case files changed since the last (as held,
+    and as states) and the stream states."""
+
+    held: dict[str, tuple[int, CaseFile | None]]
+    writes: list[tuple[int, str, dict[str, Any] | None]]
+    streams: TakenStates
+
+
+def _take_joined() -> JoinedFlush:
+    held = dict(unwritten_cases)
     unwritten_cases.clear()
     writes = [
         (partition, key, case.to_state() if case is not None else None)
-        for key, (partition, case) in dirty.items()
+        for key, (partition, case) in held.items()
     ]
-    routed = list(router.drain())
-    for _partition, key, state in writes:
+    return JoinedFlush(held, writes, live.take_flush())
+
+
+def _keep_joined(taken: JoinedFlush) -> None:
+    for _partition, key, state in taken.writes:
         set_table_state(case_files, key, state)
-    try:
-        for partition, key, state in writes:
-            await send_table_state(case_files, partition, key, state)
-        for key, record in routed:
-            await produce(stream_predictions, key.encode(), encode(record))
-    except BaseException:
-        for key, entry in dirty.items():  # written again by the next flush, unless changed
-            unwritten_cases.setdefault(key, entry)
-        router.restore(routed)  # sent again by the next flush
-        unacked.restore(held)
-        raise
-    await ack_all(held)
+    keep_states(taken.streams)
+
+
+async def _send_joined(taken: JoinedFlush) -> None:
+    for partition, key, state in taken.writes:
+        await send_table_state(case_files, partition, key, state)
+    await send_states(taken.streams)
+
+
+def _restore_joined(taken: JoinedFlush) -> None:
+    for key, entry in taken.held.items():  # written again by the next flush, unless changed
+        unwritten_cases.setdefault(key, entry)
+    live.restore(taken.streams)
 
 
 def _hold_case(partition: int, key: str, case: CaseFile | None) -> None:
@@ -259,11 +326,17 @@ async def _join(
     if prediction is not None and stream is not None and not case.knows(prediction):
         # Before the case changes: an error here leaves it as it was.
         await _judge_first_sighting(prediction, stream, position.partition)
-    # All or nothing, and held for the flush with no await in between: the held copy is
-    # never half an update, and a flush that takes it covers this record's change.
-    accepted = case.add(case_event, position)
+    # All or nothing: the event changes a copy of its case, which replaces the case only
+    # once the streams took what the change gives them (they roll back if they fail), so a
+    # failure dead-letters the event with neither changed. Held with no await after.
+    changed = case.copy()
+    accepted = changed.add(case_event, position)
+    inputs = stream_inputs(accepted, prediction, position)
+    if inputs:
+        await apply_to_streams(inputs, position.partition)
     if not accepted.duplicate:
-        _hold_case(position.partition, key, case)
+        live_cases[key] = changed
+        _hold_case(position.partition, key, changed)
         if legacy:
             _forget_legacy_key(case_event.case_pseudonym)
     if accepted.duplicate:
@@ -272,13 +345,11 @@ async def _join(
             metrics.events_duplicate_after_retention.labels(sent_to).inc()
     elif stream is not None:
         predictions_counted(*metrics.stream_labels(stream)).inc()
-    if prediction is not None and stream is not None:
-        if accepted.replayed or not accepted.duplicate:
-            _route_to_stream(prediction, stream, position)
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
-    # record the same outcomes are sent again and their consumers skip them by position.
+    # record the same outcomes are sent again and their consumers skip them by event id.
     for outcome in accepted.outcomes:
-        await produce(outcomes, outcome.stream.as_key().encode(), encode(outcome))
+        key_bytes = outcome.stream.as_key().encode()
+        await produce(outcomes, key_bytes, encode(outcome), headers=[APPLIED_HEADER])
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             outcomes_counted(*labels, outcome.decision, outcome.label).inc()
@@ -390,9 +461,17 @@ def _sweep_if_due(partition: int) -> None:
         metrics.followups_unmatched.inc(expired.followups_without_prediction)
 
 
-def _route_to_stream(prediction: Prediction, stream: StreamKey, position: RecordPosition) -> None:
-    """Route a new prediction (again, on a replay of its record) to its stream's partition."""
-    router.add(stream, prediction, position.joined(0))
+def stream_inputs(
+    accepted: Accepted, prediction: Prediction | None, position: RecordPosition
+) -> list[tuple[StreamInput, RecordPosition]]:
+    """What an event gives its site's streams: a new prediction (again on a replay of its
+    record), then the outcomes it completed (again on a replay); the streams skip by
+    position what they applied."""
+    inputs: list[tuple[StreamInput, RecordPosition]] = []
+    if prediction is not None and (accepted.replayed or not accepted.duplicate):
+        inputs.append((prediction_input(prediction, position.joined(0)), position))
+    inputs += [(outcome, position) for outcome in accepted.outcomes]
+    return inputs
 
 
 async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, partition: int) -> None:

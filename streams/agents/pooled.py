@@ -1,6 +1,6 @@
 """The pooled agent: per (device, version, task), test the version on all its sites' counts.
 
-It reads the cumulative tallies the stream agent sends (``pms.version-tallies.v1``, keyed by
+It reads the cumulative tallies the join sends (``pms.version-tallies.v1``, keyed by
 ``device|version|task``), keeps each group's :class:`~streams.pooled.PooledMonitor` in a
 changelogged table, and raises its alerts on the version's pooled stream key. Tallies are
 idempotent (a site's tally at or below the kept sequence changes nothing), so a tally read
@@ -34,7 +34,7 @@ from streams.channels import (
     version_tallies,
 )
 from streams.deadletter import dead_lettering_failures
-from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
+from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.performance import (
     CELLS,
     TESTS_PER_STREAM,
@@ -56,7 +56,7 @@ if _budget is not None:
 POOLED_FLUSH_EVENTS = 500
 POOLED_FLUSH_INTERVAL_S = 0.1
 """A group's changed state goes to its table once per this many tallies or this long, as the
-stream agent's states do (one small tally per stream per flush of that agent)."""
+join's stream states do (one small tally per stream per flush of the join)."""
 unwritten: dict[str, tuple[int, PooledMonitor]] = {}
 """Group key -> (changelog partition, monitor) of the states changed since the last flush."""
 unacked = HeldAcks()
@@ -93,21 +93,32 @@ async def flush_pooled_states_periodically() -> None:
 async def flush_pooled_states() -> None:
     """Send the pooled states changed since the last flush, then ack the tallies read so far
     (taken at one instant, as :func:`streams.agents.monitor.flush_stream_states`)."""
-    held = unacked.take()
-    writes = [(p, key, monitor.to_state()) for key, (p, monitor) in unwritten.items()]
-    dirty = dict(unwritten)
+    await flush_then_ack(unacked, _take_pooled, _keep_pooled, _send_pooled, _restore_pooled)
+
+
+PooledWrites = list[tuple[str, int, PooledMonitor, dict[str, Any]]]
+"""(group key, changelog partition, monitor, its state) of each group a flush writes."""
+
+
+def _take_pooled() -> PooledWrites:
+    writes = [(key, p, monitor, monitor.to_state()) for key, (p, monitor) in unwritten.items()]
     unwritten.clear()
-    for _partition, key, state in writes:
+    return writes
+
+
+def _keep_pooled(writes: PooledWrites) -> None:
+    for key, _partition, _monitor, state in writes:
         set_table_state(pooled_monitors, key, state)
-    try:
-        for partition, key, state in writes:
-            await send_table_state(pooled_monitors, partition, key, state)
-    except BaseException:
-        for key, target in dirty.items():  # sent again by the next flush
-            unwritten.setdefault(key, target)
-        unacked.restore(held)
-        raise
-    await ack_all(held)
+
+
+async def _send_pooled(writes: PooledWrites) -> None:
+    for key, partition, _monitor, state in writes:
+        await send_table_state(pooled_monitors, partition, key, state)
+
+
+def _restore_pooled(writes: PooledWrites) -> None:
+    for key, partition, monitor, _state in writes:  # sent again by the next flush
+        unwritten.setdefault(key, (partition, monitor))
 
 
 async def _apply(tally: VersionTally, position: RecordPosition) -> None:
@@ -160,7 +171,7 @@ def _monitor(key: str, stream: StreamKey) -> PooledMonitor:
 
 @app.on_partitions_revoked.connect
 async def _forget_revoked_groups(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    # As the stream agent: written while this worker still owns the partitions.
+    # As the join: written while this worker still owns the partitions.
     await flush_pooled_states()
     live_monitors.clear()
     changed.clear()

@@ -195,11 +195,17 @@ V1_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
 def caught_up_stages(group: str, topic_names: list[str]) -> list[list[str]]:
     """``topic_names`` in the order the worker's stages feed each other: the v1 topics
     (the ingress agent), then the join's own inputs (signed batches and the v1 records
-    the ingress re-keyed by site), then the rest. A stage's ends are final only once the
-    stage before it has caught up."""
+    the ingress re-keyed by site), then the rest (the outcomes aside: an output only). A
+    stage's ends are final only once the stage before it has caught up."""
     v1 = [name for name in topic_names if name in V1_TOPICS]
     join = [topics.INPUTS, f"{group}-inputs-by-site"] if v1 or topics.INPUTS in topic_names else []
-    rest = [name for name in topic_names if name not in V1_TOPICS and name not in join]
+    # The outcomes are an output no worker reads back: the join applies them to the streams
+    # itself, so its own inputs caught up mean its streams have too (issue 17).
+    rest = [
+        name
+        for name in topic_names
+        if name not in V1_TOPICS and name not in join and name != topics.OUTCOMES
+    ]
     return [stage for stage in (v1, join, rest) if stage]
 
 

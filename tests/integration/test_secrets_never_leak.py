@@ -263,12 +263,11 @@ def lag(stack: SecureStack, group: str, topic_names: Iterable[str]) -> int:
 
 
 def wait_until_caught_up(stack: SecureStack, group: str) -> None:
-    """The join first, then the stream stage that reads what the join wrote."""
+    """The v1 ingress first, then the join (which applies each event to its streams)."""
     deadline = time.monotonic() + CATCH_UP_S
     for stage in (
         [topics.PREDICTIONS, topics.FOLLOWUPS],
         [topics.INPUTS, f"{group}-inputs-by-site"],
-        [topics.OUTCOMES, f"{group}-predictions-by-stream"],
     ):
         while (behind := lag(stack, group, stage)) > 0:
             assert time.monotonic() < deadline, f"worker still {behind} records behind"

@@ -18,24 +18,32 @@ from postmarket.authenticity import SigningKey, SiteKeyring
 from postmarket.contracts import DeadLetter, FollowUp, Outcome, Prediction, decode, encode
 from postmarket.contracts.batches import EventKind, encode_batch
 from streams import app as worker
-from streams import authentication
+from streams import authentication, site_streams
 from streams.agents import join
 from streams.app import settings
 from streams.casefile import CaseFile, RecordPosition, event_digest
 from streams.channels import (
     SITE_INPUTS,
-    STREAM_PREDICTIONS,
     case_files,
     first_sightings,
     registry,
+    site_stream_monitors,
+    site_stream_prediction_monitors,
+    stream_monitors,
+    stream_prediction_monitors,
 )
 from streams.retention import case_key, key_partition
-from streams.routing import StreamPredictions
 from tests.factories import T0, make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
 PREDICTIONS, FOLLOWUPS = topics.PREDICTIONS, topics.FOLLOWUPS
 DAY = timedelta(days=1)
+STREAM_TABLES = (
+    site_stream_monitors,
+    site_stream_prediction_monitors,
+    stream_monitors,
+    stream_prediction_monitors,
+)
 
 
 def _reset_join_state() -> None:
@@ -43,16 +51,22 @@ def _reset_join_state() -> None:
     join.live_cases.clear()
     join.unwritten_cases.clear()
     join.unacked.take()
-    list(join.router.drain())
+    join.caught_up.clear()
+    site_streams.live.clear()
+    site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()
     join.last_sweep.clear()
     join.last_forget.clear()
-    for table in (case_files, first_sightings, registry):
+    for table in (case_files, first_sightings, registry, *STREAM_TABLES):
         table.data.clear()
 
 
 @pytest.fixture
 def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    yield from recording_join(monkeypatch)
+
+
+def recording_join(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
     """The app's producer replaced by a recording one; the join's state fresh and registered."""
     recording = RecordingProducer()
     monkeypatch.setattr(worker.app, "_producer", recording)
@@ -83,13 +97,14 @@ def dead_letters_sent(producer: RecordingProducer) -> list[DeadLetter]:
     return [decode(DeadLetter, record.value or b"") for record in producer.to(topics.DEADLETTER)]
 
 
-def routed_offsets(producer: RecordingProducer) -> list[int]:
-    """The prediction records the join routed to the stream agent, by input offset."""
-    return [
-        entry.joined_at.offset
-        for record in producer.to(STREAM_PREDICTIONS)
-        for entry in decode(StreamPredictions, record.value or b"").predictions
-    ]
+def predictions_applied(**stream: str) -> int:
+    """The predictions the join applied to its streams (all streams, or those whose key
+    has the given fields), as their live monitors count them."""
+    return sum(
+        monitor.predictions
+        for key, monitor in site_streams.live.live_monitors.items()
+        if all(f"|{value}|" in f"|{key}|" for value in stream.values())
+    )
 
 
 def counter(name: str, **labels: str) -> float:
@@ -153,7 +168,7 @@ def test_a_resent_event_is_counted_as_a_duplicate_and_not_joined_again(
     assert len(outcomes_sent(producer)) == 1
     assert counter("events_duplicate", topic=resent_topic) - duplicates_before == 1
     assert len(producer.to(changelog)) == 1  # not written again for the duplicate
-    assert routed_offsets(producer) == [0]  # the prediction reached its stream once
+    assert predictions_applied() == 1  # the prediction reached its stream once
 
 
 def test_invalid_input_is_dead_lettered_with_its_reason_and_the_join_goes_on(
@@ -183,23 +198,27 @@ def test_invalid_input_is_dead_lettered_with_its_reason_and_the_join_goes_on(
     assert len(outcomes_sent(producer)) == 1  # the valid case after it still joined
 
 
-def test_records_are_acked_only_once_their_routed_predictions_are_flushed(
+def test_records_are_acked_only_once_their_stream_states_are_flushed(
     producer: RecordingProducer,
 ) -> None:
+    changelog = site_stream_prediction_monitors.changelog_topic.get_topic_name()
+
     async def scenario(feed: Feed) -> None:
         prediction = await feed.put_v1_event(
             PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")
         )
         await wait_until(settled(join.unacked, [prediction]), "the prediction joined")
         assert not prediction.message.acked
-        assert producer.to(STREAM_PREDICTIONS) == []
+        assert producer.to(changelog) == []
         await join.flush_joined()
         assert prediction.message.acked
 
     run_join(scenario)
-    [routed] = producer.to(STREAM_PREDICTIONS)
-    batch = decode(StreamPredictions, routed.value or b"")
-    assert [entry.joined_at.offset for entry in batch.predictions] == [0]
+    # On the site's partition, beside its case files, in the same flush.
+    [written] = producer.to(changelog)
+    assert written.partition == PARTITION
+    [state] = site_stream_prediction_monitors.data.values()
+    assert state["predictions"] == 1
 
 
 def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
@@ -209,7 +228,7 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
     flush, which never returns, and stopped there. The test context runs no timers: only
     the agent's own flush at the batch size can ack the first batch here."""
     cases = 300  # a prediction and a follow-up each: 600 records, more than one batch
-    assert 2 * cases > join.ROUTE_BATCH_EVENTS
+    assert 2 * cases > join.FLUSH_EVENTS
 
     async def scenario(feed: Feed) -> None:
         events: list[Any] = []
@@ -222,7 +241,7 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
                 await feed.put_v1_event(FOLLOWUPS, case, make_followup(case_pseudonym=case))
             )
         await wait_until(settled(join.unacked, events), "all 600 records joined")
-        first_batch, rest = events[: join.ROUTE_BATCH_EVENTS], events[join.ROUTE_BATCH_EVENTS :]
+        first_batch, rest = events[: join.FLUSH_EVENTS], events[join.FLUSH_EVENTS :]
         assert all(event.message.acked for event in first_batch)
         assert not any(event.message.acked for event in rest)
         assert len(join.unacked) == len(rest)
@@ -232,7 +251,7 @@ def test_more_records_than_a_batch_are_all_joined_and_acked_without_the_timer(
     run_join(scenario)
     joined_cases = [outcome.case_pseudonym for outcome in outcomes_sent(producer)]
     assert joined_cases == [f"c-{i}" for i in range(cases)]
-    assert sorted(routed_offsets(producer)) == list(range(0, 2 * cases, 2))
+    assert predictions_applied() == cases
 
 
 def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
@@ -282,7 +301,7 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
     run_join(scenario)
     tombstones = [r.key for r in producer.to(changelog) if r.value is None]
     assert tombstones == [json.dumps(dropped_key).encode()]
-    assert routed_offsets(producer) == [0, 1, 2, 4, 5]  # the resend (3) reached no stream
+    assert predictions_applied() == 5  # the resend (3) reached no stream
 
 
 class RefusingDeadLetters(RecordingProducer):
@@ -446,7 +465,7 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     assert orjson.loads(letters[0].original) == orjson.loads(malformed[2])  # that event alone
     assert "site-b" in letters[1].reason
     assert counter("events_duplicate", topic=topics.INPUTS) - duplicates_before == 1
-    assert routed_offsets(producer) == [0, 0]  # the prediction and the other, once each
+    assert predictions_applied() == 2  # the prediction and the other, once each
 
 
 def test_a_batch_read_again_after_a_crash_sends_the_same_outcomes_at_the_same_places(
@@ -655,7 +674,7 @@ def test_records_read_again_after_a_crash_replay_onto_the_last_written_case(
         join.unacked.take()
         join.unwritten_cases.clear()
         join.live_cases.clear()
-        list(join.router.drain())
+        site_streams.live.clear()
         feed._offsets[(SITE_INPUTS, PARTITION)] = iter([1])  # type: ignore[assignment]
         feed._offsets[(FOLLOWUPS, 0)] = iter([0])  # type: ignore[assignment]
         again = await feed.put_v1_event(FOLLOWUPS, "c-1", followup)

@@ -1,5 +1,5 @@
-"""The pooled agent and the stream agent's tallies, run whole under Faust's test context: the
-stream agent sends each changed stream's cumulative tally with its states, keyed by version;
+"""The pooled agent and the join's tallies, run whole under Faust's test context: the join
+sends each changed stream's cumulative tally with its states, keyed by version;
 the pooled agent keeps each group's state in its table, acks only at its flush, skips a tally
 it has, and raises one pooled alert on the version's pooled stream key."""
 
@@ -16,11 +16,12 @@ from faust.types import EventT
 from postmarket import topics
 from postmarket.contracts import Alert, StreamKey, VersionTally, decode, encode, version_key
 from streams import app as worker
-from streams.agents import monitor, pooled
-from streams.channels import pooled_monitors, registry, stream_monitors
+from streams import site_streams
+from streams.agents import join, pooled
+from streams.channels import case_files, pooled_monitors, registry, site_stream_monitors
 from streams.pooled import POOLED_SITE
 from streams.retention import key_partition
-from tests.factories import make_outcome, make_registry_entry
+from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
 ENTRY = make_registry_entry()
@@ -29,13 +30,15 @@ TALLIES = topics.VERSION_TALLIES
 
 
 def _reset() -> None:
-    for module in (monitor, pooled):
+    for module in (join, pooled):
         module.unacked.take()
     pooled.unwritten.clear()
     pooled.changed.clear()
     pooled.live_monitors.clear()
-    monitor.states.clear()
-    for table in (stream_monitors, pooled_monitors, registry):
+    join.live_cases.clear()
+    join.unwritten_cases.clear()
+    site_streams.live.clear()
+    for table in (case_files, site_stream_monitors, pooled_monitors, registry):
         table.data.clear()
 
 
@@ -138,38 +141,42 @@ def test_a_tally_read_again_is_counted_as_a_duplicate_and_changes_nothing(
     assert state["sites"]["site-a"][1] == [9, 1, 0, 0]
 
 
-def test_the_stream_agent_sends_each_changed_streams_cumulative_tally_at_its_flush(
-    producer: RecordingProducer,
+def test_the_join_sends_each_changed_streams_cumulative_tally_at_its_flush(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcomes = [
-        make_outcome("positive", "positive", 0),
-        make_outcome("negative", "positive", 1),
-        make_outcome("negative", "negative", 2),
+    # Signatures are not what this test is about.
+    monkeypatch.setattr("streams.authentication.AUTHENTICITY_REQUIRED", False)
+    cases = [("positive", "positive"), ("negative", "positive"), ("negative", "negative")]
+    events = [
+        (
+            make_prediction(case_pseudonym=f"c-{n}", decision=decision),
+            make_followup(case_pseudonym=f"c-{n}", label=label),
+        )
+        for n, (decision, label) in enumerate(cases)
     ]
-    key = outcomes[0].stream.as_key()
-    partition = key_partition(key, worker.settings.topic_partitions)
+
+    async def joined(feed: Feed, n: int) -> None:
+        prediction, followup = events[n]
+        records = [
+            await feed.put_v1_event(topics.PREDICTIONS, f"c-{n}", prediction),
+            await feed.put_v1_event(topics.FOLLOWUPS, f"c-{n}", followup),
+        ]
+        await wait_until(settled(join.unacked, records), f"case {n} joined")
 
     async def scenario(feed: Feed) -> None:
-        events = []
-        for outcome in outcomes[:2]:
-            events.append(
-                await feed.put(topics.OUTCOMES, key.encode(), encode(outcome), partition=partition)
-            )
-        await wait_until(settled(monitor.unacked, events), "two outcomes applied")
+        await joined(feed, 0)
+        await joined(feed, 1)
         assert producer.to(TALLIES) == []  # not before the flush
-        await monitor.flush_stream_states()
-        third = await feed.put(
-            topics.OUTCOMES, key.encode(), encode(outcomes[2]), partition=partition
-        )
-        await wait_until(settled(monitor.unacked, [third]), "the third applied")
-        await monitor.flush_stream_states()
+        await join.flush_joined()
+        await joined(feed, 2)
+        await join.flush_joined()
 
     async def main() -> None:
-        async with monitor.monitor_streams.test_context() as agent:
+        async with join.join_cases.test_context() as agent:
             await scenario(Feed(agent))
 
     asyncio.run(main())
     sent = producer.to(TALLIES)
     tallies = [decode(VersionTally, record.value or b"") for record in sent]
     assert [(t.sequence, t.counts) for t in tallies] == [(2, (1, 1, 0, 0)), (3, (1, 1, 1, 0))]
-    assert {record.key for record in sent} == {version_key(outcomes[0].stream).encode()}
+    assert {record.key for record in sent} == {version_key(events[0][0].stream).encode()}
