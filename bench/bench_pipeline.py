@@ -395,23 +395,17 @@ def bare_faust_run(bootstrap: str, partitions: int, expected: int, home: Path) -
     }
 
 
-STREAM_AGENT_TOPICS = (topics.REBASELINES,)
-"""What a worker reads for its streams beside the join's inputs (since issue 17's merge the
-join applies outcomes and predictions itself: ``monitored`` counts only decisions)."""
-
-
 def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
     """Totals the benchmark watches (zeros while /metrics is not up).
 
     ``joined``: input events read from ``input_topics`` (the v1 records by the ingress
-    agent, the batches' events by the join); ``monitored``: records read by the stream
-    agent (an outcome per case, and a record of routed predictions per stream per join
-    batch); ``emitted``: outcomes the join sent; ``applied``: outcomes counted in the
-    streams' confusion cells.
+    agent, the batches' events by the join; since issue 17's merge the join applies them to
+    the streams itself, with no second hop to count); ``emitted``: outcomes the join sent;
+    ``applied``: outcomes counted in the streams' confusion cells.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals = {"joined": 0.0, "monitored": 0.0, "emitted": 0.0, "applied": 0.0}
+    totals = {"joined": 0.0, "emitted": 0.0, "applied": 0.0}
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
             text = response.read().decode()
@@ -423,8 +417,6 @@ def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
                 topic = sample.labels.get("topic", "")
                 if topic in input_topics:
                     totals["joined"] += sample.value
-                elif topic in STREAM_AGENT_TOPICS:
-                    totals["monitored"] += sample.value
             elif sample.name == "postmarket_outcomes_total":
                 totals["emitted"] += sample.value
             elif sample.name == "postmarket_stream_confusion_cases":
@@ -470,13 +462,11 @@ def full_worker_rate(
     starting.join(timeout=180)
     elapsed = max(now - first, 1e-9)
     join_rate = min(totals["joined"], expected) / elapsed
-    monitor_rate = totals["monitored"] / elapsed
     completed = totals["applied"] >= cases
     return {
         # Cut off by the cap: the input events whose case's outcome was applied (two each).
         "events_per_s": expected / elapsed if completed else 2 * totals["applied"] / elapsed,
         "join_events_per_s": join_rate,
-        "stream_agent_records_per_s": monitor_rate,
         "completed_fraction": totals["applied"] / cases,
         "elapsed_s": elapsed,
         **reached,
@@ -806,10 +796,8 @@ def render(result: dict[str, Any]) -> None:
     rows = [
         ("full worker on signed batches, end to end", batched["events_per_s"]),
         ("full worker on batches: input events read", batched["join_events_per_s"]),
-        ("full worker on batches: stream agent records", batched["stream_agent_records_per_s"]),
         ("full worker on v1 records, end to end", full["events_per_s"]),
         ("full worker on v1: input records read (ingress)", full["join_events_per_s"]),
-        ("full worker on v1: stream agent records", full["stream_agent_records_per_s"]),
         (
             f"bare Faust agent, per v1 record, contract decode only (runs: {bare_runs})",
             result["bare_faust_events_per_s"],

@@ -7,11 +7,12 @@ agents make for them, each stage timed on its own in this process:
 - ``decode``: the event contract (``decode_for_topic``; ``decode_batch`` for a batch);
 - ``signature``: the record's Ed25519 signature (``SiteKeyring.verify``), once per record;
 - ``join``: the case file's ``add``; each changed case's table state, as Faust's JSON codec
-  writes it to the changelog, once per flush; each outcome encoded for ``pms.outcomes.v1``; new
+  writes it to the changelog, once per flush; each outcome encoded for ``pms.outcomes.v1``;
   each new prediction as the streams take it (``prediction_input``);
-- ``monitor``: the stream agent's decode of each outcome and routed batch, the monitor's
-  update, and each stream's states encoded once per flush (detectors designed beforehand:
-  that is once per registered version, not per event).
+- ``monitor``: the monitor's update with each outcome and new prediction, handed over by the
+  join as objects (one hop: nothing encoded or decoded between them), and each changed
+  stream's states encoded once per flush (detectors designed beforehand: that is once per
+  registered version, not per event).
 
 Their sum is the work that is ours, per event. Beside the bare Faust agent's whole time
 per event (same run), it bounds the full worker's ratio even if its extra consumes and
@@ -34,7 +35,6 @@ from postmarket.contracts import (
     Outcome,
     Prediction,
     RegistryEntry,
-    decode,
     decode_for_topic,
     encode,
 )
@@ -131,10 +131,11 @@ def _batch_events(
 
 def _join(
     placed: list[tuple[Prediction | FollowUp, RecordPosition]],
-) -> tuple[list[bytes], list[StreamPredictions]]:
-    """Join every event; the outcome records sent and the routed batches, for the monitor."""
+) -> tuple[list[Outcome], list[StreamPredictions]]:
+    """Join every event, encoding each outcome as sent to ``pms.outcomes``; the outcomes and
+    new predictions, as the join hands them to the streams."""
     cases: dict[str, CaseFile] = {}
-    sent: list[bytes] = []
+    joined: list[Outcome] = []
     routed: list[StreamPredictions] = []
     unwritten: dict[str, CaseFile] = {}
 
@@ -148,17 +149,19 @@ def _join(
         accepted = case.add(event, position)
         if not accepted.duplicate:
             unwritten[event.case_pseudonym] = case  # written once per flush (join.py)
-        sent.extend(encode(outcome) for outcome in accepted.outcomes)
+        for outcome in accepted.outcomes:
+            encode(outcome)
+            joined.append(outcome)
         if isinstance(event, Prediction):
             routed.append(prediction_input(event, position.joined(0)))
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
             flush()
     flush()
-    return sent, routed
+    return joined, routed
 
 
 def _monitor(
-    outcomes: list[bytes], routed: list[bytes], registry: dict[str, RegistryEntry]
+    outcomes: list[Outcome], routed: list[StreamPredictions], registry: dict[str, RegistryEntry]
 ) -> None:
     policy = MonitorPolicy()
     monitors: dict[str, StreamMonitor] = {}
@@ -172,20 +175,20 @@ def _monitor(
             )
         return monitors[stream_key]
 
-    for number, raw in enumerate(outcomes):
-        outcome = decode(Outcome, raw)
+    for number, outcome in enumerate(outcomes):
         stream = outcome.stream
         monitor_of(stream.as_key(), stream.device_version, stream.task).observe(outcome)
         if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
             for monitor in monitors.values():
                 faust_json.dumps(monitor.state_of("outcome"))
-    for raw in routed:
-        batch = decode(StreamPredictions, raw)
+    for number, batch in enumerate(routed):
         stream = batch.stream
         monitor = monitor_of(stream.as_key(), stream.device_version, stream.task)
         for entry in batch.predictions:
             monitor.observe_score(entry.score, entry.joined_at, entry.decision, entry.categories)
-        faust_json.dumps(monitor.state_of("prediction"))
+        if number % FLUSH_EVENTS == FLUSH_EVENTS - 1:
+            for each in monitors.values():
+                faust_json.dumps(each.state_of("prediction"))
 
 
 def own_work_us_per_event(
@@ -216,15 +219,14 @@ def own_work_us_per_event(
         lambda: [keyring.verify(h, t, k, v, at=registered_at) for t, k, v, h in records]
     )
     started = time.perf_counter()
-    outcomes, batches = _join(placed)
-    routing = [encode(batch) for batch in batches]
+    outcomes, predictions = _join(placed)
     seconds["join"] = time.perf_counter() - started
     by_version = {entry.device_version: entry for entry in registry}
     tasks = {event.task for event in events if isinstance(event, Prediction)}
     for entry, task in itertools.product(registry, tasks):  # thresholds: once per version
         claims = claimed_performance(entry, task)
         StreamMonitor.for_claims(claims, MonitorPolicy(), entry.reference_prevalence)
-    seconds["monitor"] = _timed(lambda: _monitor(outcomes, routing, by_version))
+    seconds["monitor"] = _timed(lambda: _monitor(outcomes, predictions, by_version))
     per_event = {stage: 1e6 * spent / len(events) for stage, spent in seconds.items()}
     per_event["total"] = sum(per_event.values())
     return per_event
