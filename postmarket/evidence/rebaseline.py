@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from postmarket import topics
-from postmarket.contracts.events import Alert, Rebaseline
+from postmarket.contracts.events import Alert, Rebaseline, RebaselineScope
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.topic_writer import publish_events
 
@@ -128,19 +128,7 @@ def rebaseline_decision(alert: AlertView | Alert, by: str, why: str, at: datetim
     refusal = rebaseline_refusal(raised.detector)
     if refusal is not None:
         raise RebaselineRefused(f"cannot re-baseline alert {raised.alert_id}: {refusal}")
-    if not by.strip() or not why.strip():
-        raise RebaselineRefused("to re-baseline a stream, say who and why")
-    try:
-        return Rebaseline(
-            rebaseline_id=rebaseline_id(raised.alert_id),
-            stream=raised.stream,
-            alert_id=raised.alert_id,
-            decided_by=by,
-            reason=why,
-            decided_at=at,
-        )
-    except ValidationError as error:
-        raise RebaselineRefused(f"the decision cannot carry this: {_first(error)}") from None
+    return _decision(raised, by, why, at, "reference", RebaselineRefused)
 
 
 def _first(error: ValidationError) -> str:
@@ -169,20 +157,35 @@ def review_decision(alert: AlertView | Alert, by: str, why: str, at: datetime) -
             f"alert {raised.alert_id} of {raised.detector} is not a claim-based alert of a "
             "site's stream: resolving it restarts nothing on a stream"
         )
+    return _decision(raised, by, why, at, "review", ReviewRefused)
+
+
+def _decision(
+    raised: Alert,
+    by: str,
+    why: str,
+    at: datetime,
+    scope: RebaselineScope,
+    refused: type[ValueError],
+) -> Rebaseline:
+    """The decision of ``scope`` on ``raised``'s stream; ``refused`` when who or why is blank
+    or the contract cannot carry them (too long), naming the first problem."""
+    what = "re-baseline a stream" if scope == "reference" else "resolve an alert"
     if not by.strip() or not why.strip():
-        raise ReviewRefused("to resolve an alert, say who and why")
+        raise refused(f"to {what}, say who and why")
+    derive = rebaseline_id if scope == "reference" else review_id
     try:
         return Rebaseline(
-            rebaseline_id=review_id(raised.alert_id),
+            rebaseline_id=derive(raised.alert_id),
             stream=raised.stream,
             alert_id=raised.alert_id,
             decided_by=by,
             reason=why,
             decided_at=at,
-            scope="review",
+            scope=scope,
         )
     except ValidationError as error:
-        raise ReviewRefused(f"the review decision cannot carry this: {_first(error)}") from None
+        raise refused(f"the {scope} decision cannot carry this: {_first(error)}") from None
 
 
 def publish_rebaseline(
