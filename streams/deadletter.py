@@ -98,9 +98,14 @@ class Source:
     event's JSON)."""
 
     position: RecordPosition
-    value: bytes | None
+    value: bytes | None | Callable[[], bytes | None]
+    """The bytes, or how to make them when a dead letter needs them (a batch event's JSON is
+    encoded only then: a valid event, almost every one, never is)."""
     headers: Any = None
     index: int | None = None
+
+    def payload(self) -> bytes | None:
+        return self.value() if callable(self.value) else self.value
 
 
 async def dead_lettering_failures(
@@ -131,7 +136,7 @@ async def _keep_or_stop(source: Source, violation: ContractViolation) -> None:
     the record is not acked (see streams.held_acks)."""
     try:
         await send_dead_letter(
-            source.position, source.value, violation, source.headers, source.index
+            source.position, source.payload(), violation, source.headers, source.index
         )
     except Exception as error:
         raise DeadLetterNotWritten(

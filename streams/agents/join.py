@@ -203,7 +203,7 @@ async def _join_element(at: RecordPosition, element: BatchElement, sent_at: floa
             raise element.violation or ContractViolation("record", "schema", [])
         await _join(position, element.event, sent_at, at.topic)
 
-    source = Source(at, element.original(), None, element.index)
+    source = Source(at, element.original, None, element.index)
     await dead_lettering(source, join, "joining")
 
 

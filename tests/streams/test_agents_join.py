@@ -464,6 +464,8 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     assert all((d.source_topic, d.source_offset) == (topics.INPUTS, 0) for d in letters)
     assert orjson.loads(letters[0].original) == orjson.loads(malformed[2])  # that event alone
     assert "site-b" in letters[1].reason
+    # A valid event refused later keeps its JSON too (encoded only for its dead letter).
+    assert orjson.loads(letters[1].original) == orjson.loads(foreign[2])
     assert counter("events_duplicate", topic=topics.INPUTS) - duplicates_before == 1
     assert predictions_applied() == 2  # the prediction and the other, once each
 
