@@ -136,25 +136,17 @@ async def send_tally(tally: VersionTally) -> None:
 # --- at each assignment -------------------------------------------------------------------
 
 
-async def catch_up(
-    case_states: Iterable[tuple[str, dict[str, Any] | None]],
-    topic: str,
-    partition: int,
-    below: int,
-) -> int:
-    """Apply, in the join's order, every input the case files hold from ``topic`` and
-    ``partition`` below offset ``below`` that their streams have not applied
-    (:mod:`streams.join_backlog`); how many were applied.
+InputBacklog = dict[tuple[str, int], list[tuple[Order, StreamInput]]]
+"""What the case files hold and the streams do not, by input topic and partition."""
 
-    Called with the first offset read there after an assignment (the committed one), before
-    that record: nothing newer was applied to these inputs' streams. Below it the case files
-    are complete (an offset is committed only once every case file its records changed was
-    sent), so this leaves no hole; above it they may not be (a flush cut short sends some
-    case files and not others), and a stream skips by position what is older than what it
-    applied: those records are read again and applied in order, as replays.
 
-    An input refused is logged and skipped, as the previous release's stream agent
-    dead-lettered it: refusing the whole assignment would stop every site."""
+def read_backlog(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> InputBacklog:
+    """Every input the case files hold that their streams have not applied
+    (:mod:`streams.join_backlog`), by the input partition it was read from, in the join's
+    order: one read of every case file per assignment, whichever partitions it brought.
+
+    A case file that cannot be read is logged and skipped, as the previous release's
+    stream agent dead-lettered its input: refusing the assignment would stop every site."""
     owns = owner()
     # Each stream's monitor while the case files are read, looked up once per stream, not
     # once per case (None: another worker's stream, which that worker catches up).
@@ -166,21 +158,37 @@ async def catch_up(
         monitor = monitors[key]
         return monitor is None or monitor.already_applied(kind, at)
 
-    pending: list[tuple[Order, StreamInput]] = []
+    backlog: InputBacklog = {}
     for key, state in case_states:
         try:
             if holds_unapplied(state, applied):
-                pending += stream_inputs_of(CaseFile.from_state(state))
+                for order, item in stream_inputs_of(CaseFile.from_state(state)):
+                    backlog.setdefault((order[0], order[1]), []).append((order, item))
         except (ValueError, KeyError, TypeError):
             logger.exception("case file %s unreadable at assignment: not caught up", key)
-    pending = [
-        (order, item)
-        for order, item in pending
-        if order[0] == topic and order[1] == partition and order[2] < below
-    ]
-    pending.sort(key=lambda entry: entry[0])
+    for pending in backlog.values():
+        pending.sort(key=lambda entry: entry[0])
+    return backlog
+
+
+async def catch_up(pending: Sequence[tuple[Order, StreamInput]], below: int) -> int:
+    """Apply, in the join's order, the inputs of one input partition's backlog
+    (:func:`read_backlog`) below offset ``below``; how many were applied (the streams skip
+    by position what they applied since the backlog was read).
+
+    Called with the first offset read there after an assignment (the committed one), before
+    that record: nothing newer was applied to these inputs' streams. Below it the case files
+    are complete (an offset is committed only once every case file its records changed was
+    sent), so this leaves no hole; above it they may not be (a flush cut short sends some
+    case files and not others), and a stream skips by position what is older than what it
+    applied: those records are read again and applied in order, as replays.
+
+    An input refused is logged and skipped, as the previous release's stream agent
+    dead-lettered it."""
     total = 0
     for order, item in pending:
+        if order[2] >= below:
+            continue
         stream = stream_of(item)
         position = RecordPosition(order[0], order[1], order[2], order[3])
         try:

@@ -64,8 +64,15 @@ from streams.retention import (
     key_partition,
     sweep_action,
 )
+from streams.site_streams import (
+    InputBacklog,
+    catch_up,
+    keep_states,
+    live,
+    read_backlog,
+    send_states,
+)
 from streams.site_streams import apply as apply_to_streams
-from streams.site_streams import catch_up, keep_states, live, send_states
 
 CHANGE_CONTROL = preset(settings.change_control_policy)
 EVENT_TIMES = EventTimeBounds(
@@ -104,6 +111,10 @@ evidence sink and auditors; no worker reads it back)."""
 caught_up: set[tuple[str, int]] = set()
 """The input partitions whose streams took, since the last assignment, what the case files
 hold below the first offset read there (see :func:`streams.site_streams.catch_up`)."""
+backlog: list[InputBacklog] = []
+"""What the case files held and the streams did not, read once since the last assignment
+at the first record of any partition (empty: not read yet), each partition's part taken at
+its own first record."""
 LIVE_CASES_MAX = 20_000
 """Case files kept as objects (about 3 KB each with their events), least recently used
 dropped first: loading one from its table state validates every event in it again, which
@@ -135,6 +146,7 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
     live_cases.clear()
     live.assign()
     caught_up.clear()
+    backlog.clear()
 
 
 unacked = HeldAcks()
@@ -165,7 +177,9 @@ async def _join_record(event: Any) -> None:
 
 async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
     try:
-        applied = await catch_up(list(case_files.items()), topic, partition, first_offset)
+        if not backlog:
+            backlog.append(read_backlog(list(case_files.items())))
+        applied = await catch_up(backlog[0].pop((topic, partition), []), first_offset)
     except Exception:
         # Not this record's failure: raised here, it would be acked unhandled.
         logger.exception("catching the streams up with the case files failed")

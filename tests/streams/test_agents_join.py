@@ -52,6 +52,7 @@ def _reset_join_state() -> None:
     join.unwritten_cases.clear()
     join.unacked.take()
     join.caught_up.clear()
+    join.backlog.clear()
     site_streams.live.clear()
     site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()

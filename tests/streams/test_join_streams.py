@@ -243,6 +243,7 @@ def test_what_the_previous_release_left_unapplied_is_applied_once_at_the_next_as
         await join.flush_joined()
         # Read again after a restart: nothing more to apply.
         join.caught_up.clear()
+        join.backlog.clear()
         site_streams.live.assign()
         again = await feed.put_v1_event(topics.PREDICTIONS, "c-new", newer)
         await wait_until(settled(join.unacked, [again]), "a newer prediction joined")
@@ -253,6 +254,42 @@ def test_what_the_previous_release_left_unapplied_is_applied_once_at_the_next_as
     assert labelled_counts() == [0, 1, 2, 0]
     assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 4
     assert STREAM not in stream_monitors.data  # adopted, then deleted
+
+
+def test_the_case_files_are_read_once_per_assignment_and_each_partition_takes_its_part(
+    producer: RecordingProducer, owning: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One case, its prediction read from the batches' partition and its follow-up from the
+    forwarded v1 records' partition, neither applied to the stream: each part is applied at
+    its own partition's first record, from one read of the case files (one read per input
+    partition stalled a rebalance with many open cases)."""
+    prediction = make_prediction(case_pseudonym="c-0", decision="negative")
+    case = CaseFile()
+    case.add(prediction, RecordPosition(topics.INPUTS, PARTITION, 0))
+    case.add(make_followup(case_pseudonym="c-0"), RecordPosition(SITE_INPUTS, PARTITION, 0))
+    case_files.data[case_key(SITE, "c-0")] = case.to_state()
+    reads: list[int] = []
+
+    def counted(states: Any) -> site_streams.InputBacklog:
+        reads.append(1)
+        return site_streams.read_backlog(states)
+
+    monkeypatch.setattr(join, "read_backlog", counted)
+
+    async def scenario(feed: Feed) -> None:
+        feed._offsets[(topics.INPUTS, PARTITION)] = iter([5])  # type: ignore[assignment]
+        first = await feed.put(topics.INPUTS, SITE.encode(), b"", partition=PARTITION)
+        await wait_until(settled(join.unacked, [first]), "the batches' first record handled")
+        feed._offsets[(SITE_INPUTS, PARTITION)] = iter([3])  # type: ignore[assignment]
+        newer = make_prediction(case_pseudonym="c-new")
+        second = await feed.put_v1_event(topics.PREDICTIONS, "c-new", newer)
+        await wait_until(settled(join.unacked, [second]), "the v1 records' first record handled")
+        await join.flush_joined()
+
+    run_join(scenario)
+    assert reads == [1]
+    assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 2  # c-0 and c-new
+    assert sum(labelled_counts()) == 1  # c-0's outcome, applied at the second partition
 
 
 def test_a_catch_up_that_fails_still_joins_the_record_that_triggered_it(
