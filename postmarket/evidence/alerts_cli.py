@@ -4,6 +4,7 @@ claim-based alert publishes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Annotated
 
@@ -251,15 +252,11 @@ def resolve(
         except (EvidenceError, ReviewRefused, IllegalTransition) as error:
             raise fail(str(error)) from None
         target = _publish(decision, bootstrap)
-        try:
-            store.record_review(decision)
-        except Exception as error:  # published already: say how to finish, whatever failed
-            raise fail(
-                f"published review decision {decision.rebaseline_id} to pms.rebaselines.v1, "
-                f"but recording the resolution failed: {type(error).__name__}: {error}; run "
-                "the command again (it publishes the same decision, which the workers skip, "
-                "and records it)"
-            ) from None
+        _record(
+            lambda: store.record_review(decision),
+            f"review decision {decision.rebaseline_id}",
+            "the resolution",
+        )
     typer.echo(
         f"alert {decision.alert_id} is resolved after review (decision "
         f"{decision.rebaseline_id} on pms.rebaselines.v1 at {target}).\nOn stream "
@@ -285,6 +282,19 @@ def _publish(decision: Rebaseline, bootstrap: str | None) -> str:
             f"publishing to {target} failed: {type(error).__name__}: {error}; nothing was recorded"
         ) from None
     return target
+
+
+def _record(record: Callable[[], object], published: str, recorded: str) -> None:
+    """Record a decision already published; if that fails, say how to finish (running the
+    command again publishes the same decision, which the workers skip, and records it)."""
+    try:
+        record()
+    except Exception as error:  # published already: whatever failed, the same way out
+        raise fail(
+            f"published {published} to pms.rebaselines.v1, but recording {recorded} failed: "
+            f"{type(error).__name__}: {error}; run the command again (it publishes the same "
+            "decision, which the workers skip, and records it)"
+        ) from None
 
 
 @alerts_app.command("rebaseline")
@@ -327,14 +337,9 @@ def rebaseline(
         except IllegalTransition as error:
             raise fail(f"re-baselining resolves alert {decision.alert_id}; {error}") from None
         target = _publish(decision, bootstrap)
-        try:
-            store.record_rebaseline(decision)
-        except Exception as error:  # published already: say how to finish, whatever failed
-            raise fail(
-                f"published decision {decision.rebaseline_id} to pms.rebaselines.v1, but "
-                f"recording it failed: {type(error).__name__}: {error}; run the command again "
-                "(it publishes the same decision, which the workers skip, and records it)"
-            ) from None
+        _record(
+            lambda: store.record_rebaseline(decision), f"decision {decision.rebaseline_id}", "it"
+        )
     stream, detector = decision.stream.as_key(), view.alert.detector
     typer.echo(
         f"re-baselined stream {stream} after its {detector} alert (decision "
