@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.app import app, consumed
+from streams.app import app
 from streams.authentication import SignedRecord, signer_of
-from streams.casefile import RecordPosition
-from streams.channels import produce, site_inputs, v1_inputs
-from streams.deadletter import dead_lettering_failures
+from streams.channels import v1_inputs
+from streams.forwarding import forward_to_site
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.rekeying import Origin, claimed_site_id, forwarded_headers, site_of
+from streams.rekeying import claimed_site_id, site_of
 
 FLUSH_EVENTS = 500
 FLUSH_INTERVAL_S = 0.1
@@ -36,23 +35,19 @@ async def rekey_by_site(stream: Any) -> None:
 
 
 async def _forward(event: Any) -> None:
-    message = event.message
-    position = RecordPosition(message.topic, message.partition, message.offset)
-    consumed(message.topic).inc()
+    await forward_to_site(event, _site_claimed, "re-keying by site")
 
-    async def forward() -> None:
-        site = claimed_site_id(event.value)
-        if site is None:
-            # Refused here: unsigned or forged, it is counted unauthentic (as the join
-            # would), before anything reads it further.
-            value = event.value or b""
-            await signer_of(SignedRecord(message.topic, message.key, value, message.headers))
-            site = site_of(message.topic, event.value)
-        origin = Origin(message.topic, message.partition, message.offset, message.key)
-        headers = forwarded_headers(origin, message.headers)
-        await produce(site_inputs, site.encode(), event.value, headers=headers)
 
-    await dead_lettering_failures(event, position, forward, "re-keying by site")
+async def _site_claimed(event: Any) -> str:
+    site = claimed_site_id(event.value)
+    if site is None:
+        # Refused here: unsigned or forged, it is counted unauthentic (as the join would),
+        # before anything reads it further.
+        message = event.message
+        value = event.value or b""
+        await signer_of(SignedRecord(message.topic, message.key, value, message.headers))
+        site = site_of(message.topic, event.value)
+    return site
 
 
 @app.task

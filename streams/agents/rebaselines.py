@@ -13,12 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from postmarket.contracts import Rebaseline, decode
-from streams.app import app, consumed
-from streams.casefile import RecordPosition
-from streams.channels import produce, rebaselines, site_inputs
-from streams.deadletter import dead_lettering_failures
+from streams.app import app
+from streams.channels import rebaselines
+from streams.forwarding import forward_to_site
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
-from streams.rekeying import Origin, forwarded_headers
 
 FLUSH_EVENTS = 100
 FLUSH_INTERVAL_S = 0.1
@@ -34,19 +32,12 @@ async def forward_rebaselines(stream: Any) -> None:
 
 
 async def _forward(event: Any) -> None:
-    message = event.message
-    position = RecordPosition(message.topic, message.partition, message.offset)
-    consumed(message.topic).inc()
+    await forward_to_site(event, _stream_site, "re-keying a decision by site")
 
-    async def forward() -> None:
-        # Refused here if invalid: the dead letter names the evidence store's record.
-        decision = decode(Rebaseline, event.value or b"")
-        origin = Origin(message.topic, message.partition, message.offset, message.key)
-        headers = forwarded_headers(origin, message.headers)
-        site = decision.stream.site_id.encode()
-        await produce(site_inputs, site, event.value, headers=headers)
 
-    await dead_lettering_failures(event, position, forward, "re-keying a decision by site")
+async def _stream_site(event: Any) -> str:
+    # Refused here if invalid: the dead letter names the evidence store's record.
+    return decode(Rebaseline, event.value or b"").stream.site_id
 
 
 @app.task
