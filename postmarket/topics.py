@@ -31,6 +31,10 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
+DECISION_LOG = {"cleanup.policy": "delete", "retention.ms": "-1"}
+"""A topic whose every record is a decision someone took: neither compacted nor expired."""
+
+
 def pipeline_topics(partitions: int) -> list[TopicSpec]:
     """Every topic the pipeline reads or writes, with ``partitions`` for the keyed streams."""
     return [
@@ -44,9 +48,10 @@ def pipeline_topics(partitions: int) -> list[TopicSpec]:
         TopicSpec(REGISTRY, 1, {"cleanup.policy": "compact"}),
         # Each site's public signing keys, latest registration per site|key_id.
         TopicSpec(SITE_KEYS, 1, {"cleanup.policy": "compact"}),
-        # Keyed by stream like the outcomes, so a stream's worker reads its decisions;
-        # compacted, so the latest decision per stream outlives time-based retention.
-        TopicSpec(REBASELINES, partitions, {"cleanup.policy": "compact"}),
+        # Keyed by stream. A log of decisions, kept whole: each applies at its own position
+        # (a review after a re-baselining of the same stream, two re-baselinings), so
+        # compaction by stream would drop all but a stream's last one from any re-read.
+        TopicSpec(REBASELINES, partitions, DECISION_LOG),
         # Each site stream's cumulative counts, keyed by device|version|task for the pooled
         # stage; not compacted: the sites of a version share a key.
         TopicSpec(VERSION_TALLIES, partitions),

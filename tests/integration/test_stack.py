@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from launcher.stack import health, kafka, manager, prometheus
 from launcher.stack.cli import stack_app
 from launcher.stack.processes import SERVICE_EXECUTABLES, cmdline, mentions_home
-from postmarket import topic_admin
+from postmarket import topic_admin, topics
 from postmarket.config import STACK_STATE_FILE, Settings
 from postmarket.scrape_targets import WORKER_JOB
 from postmarket.topics import TopicSpec, pipeline_topics
@@ -177,6 +177,22 @@ def test_ensure_topics_rejects_a_topic_with_another_partition_count(
     topic_admin.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 2)])
     with pytest.raises(topic_admin.TopicMismatchError, match=r"pms\.test\.mismatch\.v1 has 2 .* 3"):
         topic_admin.ensure_topics(bootstrap, [TopicSpec("pms.test.mismatch.v1", 3)])
+
+
+def test_the_broker_keeps_the_decision_log_whole(kafka_stack: manager.UpResult) -> None:
+    """pms.rebaselines.v1's settings as the broker takes them: neither compacted (a stream's
+    later decision would drop its earlier ones from a re-read) nor expired."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    bootstrap = kafka_stack.settings.kafka_bootstrap
+    [spec] = [spec for spec in pipeline_topics(3) if spec.name == topics.REBASELINES]
+    name = "pms.test.decision-log.v1"
+    topic_admin.ensure_topics(bootstrap, [TopicSpec(name, spec.partitions, spec.configs)])
+    with topic_admin.admin_client(bootstrap, 10.0) as admin:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    [by_name] = described.values()
+    configs = {key: entry["value"] for key, entry in by_name[name].items()}
+    assert (configs["cleanup.policy"], configs["retention.ms"]) == ("delete", "-1")
 
 
 def test_kafka_stack_fixture_settings_point_at_its_home(kafka_stack: manager.UpResult) -> None:
