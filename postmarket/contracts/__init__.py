@@ -22,7 +22,6 @@ from postmarket.contracts.events import (
     RegistryEntry,
     SiteKeyRegistration,
     StreamKey,
-    StreamPrediction,
     utc_now,
 )
 from postmarket.contracts.pooled import VersionTally, version_key
@@ -44,7 +43,6 @@ __all__ = [
     "RegistryEntry",
     "SiteKeyRegistration",
     "StreamKey",
-    "StreamPrediction",
     "VersionTally",
     "decode",
     "decode_for_topic",

@@ -274,14 +274,6 @@ class Outcome(Contract):
         return self.decision == self.label
 
 
-class StreamPrediction(Contract):
-    """A new prediction re-keyed by its stream (internal to the workers), so that per-stream
-    state sees every prediction: follow-up completeness and label-free drift."""
-
-    prediction: Prediction
-    joined_at: JoinPosition
-
-
 INPUT_BATCH_VERSION: Literal[2] = 2
 MAX_BATCH_EVENTS = 500
 """Events in one ``pms.inputs.v2`` record, at most (a collector also bounds a batch's bytes)."""
