@@ -1,11 +1,11 @@
 """Keyed pseudonyms: the same study always maps to the same pseudonym at a site, and
 nobody without the site's pseudonym key can reverse or brute-force one (unlike a plain hash).
 
-The pseudonym key is the site's HMAC secret, not its Ed25519 event-signing key (whose public
-half the manufacturer registers with ``postmarket site-keys``). Hospitals configure it as
-``site_key_file`` / ``POSTMARKET_SITE_KEY_FILE``, names kept because their configurations
-hold them. It is read from a file, never printed, and wrapped so that an accidental
-``repr`` or log line shows nothing of it.
+The pseudonym key is the site's HMAC secret, not its Ed25519 signing key (the "site key",
+whose public half the manufacturer registers with ``postmarket site-keys``). Hospitals
+configure it as ``pseudonym_key_file`` / ``POSTMARKET_PSEUDONYM_KEY_FILE`` (the earlier
+``site_key_file`` names are read with a warning). It is read from a file, never printed,
+and wrapped so that an accidental ``repr`` or log line shows nothing of it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MIN_KEY_BYTES = 32
 
 
 class PseudonymKeyError(ValueError):
-    """The pseudonym key (``site_key_file``) is missing, too short or readable by others."""
+    """The pseudonym key (``pseudonym_key_file``) is missing, too short or readable by others."""
 
 
 class PseudonymKey:
@@ -56,7 +56,7 @@ class PseudonymKey:
             raise PseudonymKeyError(str(error)) from None
 
     @classmethod
-    def from_environment(cls, variable: str = "POSTMARKET_SITE_KEY_FILE") -> PseudonymKey:
+    def from_environment(cls, variable: str = "POSTMARKET_PSEUDONYM_KEY_FILE") -> PseudonymKey:
         """Read the key from the file named by ``variable``."""
         location = os.environ.get(variable)
         if not location:

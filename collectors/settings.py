@@ -35,15 +35,16 @@ from pydantic import (
 from collectors.batching import DEFAULT_INPUT_CONTRACT, InputContract
 from collectors.pseudonym import PseudonymKey, PseudonymKeyError
 from collectors.settings_environment import (
+    PSEUDONYM_KEY_ENV,
     SECTION_SWITCH_ENV,
     SITE_ID_ENV,
-    SITE_KEY_ENV,
     STOW_RS_ENV,
     STOW_TOKEN_ENV,
     apply_environment,
     renamed_variable_problem,
     secret_setting,
     setting_name,
+    take_deprecated_names,
     variable_at,
 )
 from collectors.settings_environment import CollectorConfigError as CollectorConfigError
@@ -262,7 +263,7 @@ class CollectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     site_id: Identifier
-    site_key_file: Path = Field(description="0600 file holding the site's HMAC key")
+    pseudonym_key_file: Path = Field(description="0600 file holding the site's HMAC key")
     signing_key_file: Path | None = Field(
         None,
         description="0600 PEM file of the site's Ed25519 event-signing key "
@@ -398,9 +399,9 @@ class CollectorSettings(BaseModel):
     def pseudonym_key(self) -> PseudonymKey:
         """The pseudonym key (raises ``PseudonymKeyError`` naming the setting if unusable)."""
         try:
-            return PseudonymKey.from_file(self.site_key_file)
+            return PseudonymKey.from_file(self.pseudonym_key_file)
         except PseudonymKeyError as error:
-            raise PseudonymKeyError(f"{secret_setting('site_key_file')}: {error}") from None
+            raise PseudonymKeyError(f"{secret_setting('pseudonym_key_file')}: {error}") from None
 
     def metrics_endpoint(self) -> MetricsEndpoint:
         """Where /metrics is served: loopback unless configured, TLS and auth if set."""
@@ -450,11 +451,13 @@ def load_settings(
         if not isinstance(table, dict):
             raise CollectorConfigError(f"{config}: [collector] must be a table")
         values.update(table)
+    env = take_deprecated_names(values, env)
+    if config is not None:
         _resolve_paths(values, config.parent)
     apply_environment(values, env)
     missing = [
         f"{name} ({variable} or [collector] {name} in --config)"
-        for name, variable in (("site_id", SITE_ID_ENV), ("site_key_file", SITE_KEY_ENV))
+        for name, variable in (("site_id", SITE_ID_ENV), ("pseudonym_key_file", PSEUDONYM_KEY_ENV))
         if name not in values
     ]
     if missing:
@@ -485,7 +488,7 @@ def _problem(
 def _resolve_paths(values: dict[str, Any], base: Path) -> None:
     """Paths in the file are relative to the file, like most tools do."""
     for name in (
-        "site_key_file",
+        "pseudonym_key_file",
         "signing_key_file",
         "kafka_password_file",
         "kafka_ca_file",

@@ -8,20 +8,28 @@ secret. A variable naming a secret's file ends in ``_FILE`` and holds the file's
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from postmarket.secrets import looks_like_path
 
+logger = logging.getLogger(__name__)
+
 SITE_ID_ENV = "POSTMARKET_SITE_ID"
-SITE_KEY_ENV = "POSTMARKET_SITE_KEY_FILE"
+PSEUDONYM_KEY_ENV = "POSTMARKET_PSEUDONYM_KEY_FILE"
 SIGNING_KEY_ENV = "POSTMARKET_SIGNING_KEY_FILE"
 RENAMED_ENV = {
-    "POSTMARKET_SITE_KEY": SITE_KEY_ENV,
+    "POSTMARKET_SITE_KEY": PSEUDONYM_KEY_ENV,
     "POSTMARKET_SIGNING_KEY": SIGNING_KEY_ENV,
 }
 """Old names, refused: their value was often the key itself, not its file."""
+DEPRECATED_ENV = {"POSTMARKET_SITE_KEY_FILE": PSEUDONYM_KEY_ENV}
+"""Old names still read, with a warning naming the new one: "site key" now means only the
+signing key a site registers (``postmarket site-keys``), never the pseudonym key."""
+DEPRECATED_SETTINGS = {"site_key_file": "pseudonym_key_file"}
+"""Old ``[collector]`` settings still read, with a warning, for the same reason."""
 KAFKA_ENV = {
     "kafka_bootstrap": "POSTMARKET_KAFKA_BOOTSTRAP",
     "kafka_security_protocol": "POSTMARKET_KAFKA_SECURITY_PROTOCOL",
@@ -110,7 +118,7 @@ LIST_SEPARATORS = {
 }
 """How a variable of a list setting separates its items."""
 SECRET_FILE_ENV = {
-    "site_key_file": SITE_KEY_ENV,
+    "pseudonym_key_file": PSEUDONYM_KEY_ENV,
     "signing_key_file": SIGNING_KEY_ENV,
     "kafka_password_file": KAFKA_ENV["kafka_password_file"],
     "token_file": STOW_TOKEN_ENV,
@@ -123,7 +131,7 @@ SECRET_FILE_ENV = {
 """The variables that name a secret's file; each ends in ``_FILE``."""
 SETTING_ENV = {
     "site_id": SITE_ID_ENV,
-    "site_key_file": SITE_KEY_ENV,
+    "pseudonym_key_file": PSEUDONYM_KEY_ENV,
     "signing_key_file": SIGNING_KEY_ENV,
     **KAFKA_ENV,
     "input_contract": INPUT_CONTRACT_ENV,
@@ -167,6 +175,28 @@ def renamed_variable_problem(environ: Mapping[str, str]) -> str | None:
         if environ.get(old):
             return f"{old} is no longer read: unset it and set {new} to the key file's path"
     return None
+
+
+def take_deprecated_names(values: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Move each deprecated setting of ``values`` (the TOML file's) to its new name, and
+    return ``environ`` with each deprecated variable read as its new one; a warning names
+    the new name each time. Both names set is refused: which one is meant is not guessable."""
+    for old, new in DEPRECATED_SETTINGS.items():
+        if old not in values:
+            continue
+        if new in values:
+            raise CollectorConfigError(f"[collector] sets both {old} and {new}: keep only {new}")
+        logger.warning("[collector] %s is deprecated: rename it %s", old, new)
+        values[new] = values.pop(old)
+    env = dict(environ)
+    for old, new in DEPRECATED_ENV.items():
+        if not env.get(old, "").strip():
+            continue
+        if env.get(new, "").strip():
+            raise CollectorConfigError(f"both {old} and {new} are set: unset {old}")
+        logger.warning("%s is deprecated: set %s instead", old, new)
+        env[new] = env.pop(old)
+    return env
 
 
 def variable_at(location: tuple[int | str, ...]) -> str | None:

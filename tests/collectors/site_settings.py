@@ -17,7 +17,7 @@ def site_settings(root: Path, **overrides: Any) -> CollectorSettings:
     key.chmod(0o600)
     fields: dict[str, Any] = {
         "site_id": "site-a",
-        "site_key_file": key,
+        "pseudonym_key_file": key,
         "outbox_path": root / "outbox.db",
         "metrics_port": free_port(),
     }

@@ -326,7 +326,7 @@ def test_waiting_v1_rows_leave_as_a_batch_after_the_upgrade(tmp_path: Path) -> N
 
 def _config(tmp_path: Path, body: str = "") -> Path:
     config = tmp_path / "collector.toml"
-    config.write_text('[collector]\nsite_id = "s"\nsite_key_file = "k"\n' + body)
+    config.write_text('[collector]\nsite_id = "s"\npseudonym_key_file = "k"\n' + body)
     return config
 
 

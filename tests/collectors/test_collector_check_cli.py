@@ -23,7 +23,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     key.write_bytes(SECRET)
     os.chmod(key, 0o600)
     monkeypatch.setenv("POSTMARKET_SITE_ID", "site-a")
-    monkeypatch.setenv("POSTMARKET_SITE_KEY_FILE", str(key))
+    monkeypatch.setenv("POSTMARKET_PSEUDONYM_KEY_FILE", str(key))
     return tmp_path
 
 
@@ -83,9 +83,9 @@ def test_check_reads_site_settings_from_a_config_file(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("POSTMARKET_SITE_ID")
-    monkeypatch.delenv("POSTMARKET_SITE_KEY_FILE")
+    monkeypatch.delenv("POSTMARKET_PSEUDONYM_KEY_FILE")
     config = site / "collector.toml"
-    config.write_text('[collector]\nsite_id = "site-b"\nsite_key_file = "site.key"\n')
+    config.write_text('[collector]\nsite_id = "site-b"\npseudonym_key_file = "site.key"\n')
     ct = _ct(site)
     ai = _ai_output(site, pydicom.dcmread(ct).StudyInstanceUID)
     result = CliRunner().invoke(
@@ -135,10 +135,10 @@ def test_missing_configuration_is_explained(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("POSTMARKET_SITE_ID", raising=False)
-    monkeypatch.delenv("POSTMARKET_SITE_KEY_FILE", raising=False)
+    monkeypatch.delenv("POSTMARKET_PSEUDONYM_KEY_FILE", raising=False)
     result = CliRunner().invoke(app, ["collector", "check", str(_ct(tmp_path))])
     assert result.exit_code == 3
-    assert "POSTMARKET_SITE_KEY_FILE" in result.stderr and "Traceback" not in result.output
+    assert "POSTMARKET_PSEUDONYM_KEY_FILE" in result.stderr and "Traceback" not in result.output
 
 
 class VisibleTopics:

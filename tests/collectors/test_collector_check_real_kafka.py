@@ -21,7 +21,7 @@ def test_check_connects_to_the_broker_and_sees_the_input_topics(
     key.chmod(0o600)
     config = tmp_path / "collector.toml"
     config.write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
         f'kafka_bootstrap = "{kafka_stack.settings.kafka_bootstrap}"\n'
     )
     result = CliRunner().invoke(app, ["collector", "check", "--kafka", "--config", str(config)])

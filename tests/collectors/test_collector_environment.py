@@ -32,7 +32,7 @@ from postmarket.secrets import NOT_A_PATH, write_secret_file
 from tests.tls_certificates import self_signed_certificate
 
 HOSPITAL_IT = Path(__file__).parents[2] / "docs" / "hospital-it.md"
-SITE = '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+SITE = '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
 TOML_EVERYTHING = (
     SITE
     + """signing_key_file = "toml-signing.pem"
@@ -86,7 +86,7 @@ max_request_bytes = 9000
 
 MAPPINGS: dict[str, tuple[str, Any]] = {
     "POSTMARKET_SITE_ID": ("site-b", "site-b"),
-    "POSTMARKET_SITE_KEY_FILE": ("/run/secrets/site.key", Path("/run/secrets/site.key")),
+    "POSTMARKET_PSEUDONYM_KEY_FILE": ("/run/secrets/site.key", Path("/run/secrets/site.key")),
     "POSTMARKET_SIGNING_KEY_FILE": ("/run/secrets/signing.pem", Path("/run/secrets/signing.pem")),
     "POSTMARKET_KAFKA_BOOTSTRAP": ("kafka.central:9093", "kafka.central:9093"),
     "POSTMARKET_KAFKA_SECURITY_PROTOCOL": ("SASL_SSL", "SASL_SSL"),
@@ -412,7 +412,7 @@ def _env_only_site(site: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
     }
     environment = {
         "POSTMARKET_SITE_ID": "site-a",
-        "POSTMARKET_SITE_KEY_FILE": str(site / "site.key"),
+        "POSTMARKET_PSEUDONYM_KEY_FILE": str(site / "site.key"),
         "POSTMARKET_OUTBOX_PATH": str(site / "state" / "outbox.db"),
         "POSTMARKET_INBOX_PATH": str(site / "inbox"),
         "POSTMARKET_METRICS_BASIC_AUTH_USER": "prometheus",

@@ -39,7 +39,7 @@ def running(tmp_path: Path) -> Iterator[Collector]:
     write_secret_file(password, b"s3cret")
     settings = CollectorSettings(
         site_id="site-a",
-        site_key_file=_site_key(tmp_path),
+        pseudonym_key_file=_site_key(tmp_path),
         outbox_path=tmp_path / "outbox.db",
         metrics_port=free_port(),
         metrics_basic_auth_user="prometheus",
@@ -69,7 +69,7 @@ def _get(url: str, authorization: str | None = None) -> int:
 
 
 def test_collector_metrics_bind_loopback_by_default(tmp_path: Path) -> None:
-    settings = CollectorSettings(site_id="s", site_key_file=tmp_path / "k")
+    settings = CollectorSettings(site_id="s", pseudonym_key_file=tmp_path / "k")
     assert settings.metrics_endpoint().host == "127.0.0.1"
 
 
@@ -90,7 +90,7 @@ def test_collector_serves_an_authenticated_scrape(running: Collector) -> None:
 def test_metrics_secret_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "collector.toml"
     config.write_text(
-        '[collector]\nsite_id = "s"\nsite_key_file = "k"\n'
+        '[collector]\nsite_id = "s"\npseudonym_key_file = "k"\n'
         'metrics_basic_auth_user = "prometheus"\n'
         'metrics_basic_auth_password_file = "secrets/metrics-password"\n'
         'metrics_tls_cert_file = "tls/metrics.crt"\nmetrics_tls_key_file = "tls/metrics.key"\n'
@@ -105,7 +105,7 @@ def test_metrics_secret_paths_are_relative_to_the_config_file(tmp_path: Path) ->
 def test_a_user_without_a_password_file_is_a_configuration_error(tmp_path: Path) -> None:
     environment = {
         "POSTMARKET_SITE_ID": "s",
-        "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "k"),
+        "POSTMARKET_PSEUDONYM_KEY_FILE": str(tmp_path / "k"),
         "POSTMARKET_METRICS_BASIC_AUTH_USER": "prometheus",
     }
     with pytest.raises(CollectorConfigError, match="password file") as refused:

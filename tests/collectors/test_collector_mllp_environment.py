@@ -45,7 +45,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     key.write_bytes(b"mllp-environment-test-site-secret-0123456789")
     key.chmod(0o600)
     (tmp_path / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
         f'outbox_path = "{tmp_path / "outbox.db"}"\n' + TOML_MLLP + HL7_MAPPING
     )
     return tmp_path
@@ -89,7 +89,7 @@ def test_the_variable_overrides_its_toml_setting_and_only_it(site: Path, variabl
 
 def test_the_variables_alone_configure_the_listener(site: Path) -> None:
     (site / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n' + HL7_MAPPING
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n' + HL7_MAPPING
     )
     environment = {variable: value for variable, (value, _) in MAPPINGS.items()}
     endpoint = MllpEndpoint.from_settings(_load(site, environment))
@@ -113,7 +113,7 @@ def test_an_empty_variable_leaves_the_toml_setting(site: Path, value: str) -> No
 
 def test_without_toml_or_variables_the_listener_stays_off_and_loopback_only(site: Path) -> None:
     (site / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
     )
     settings = _load(site, {})
     assert settings.mllp_port is None and settings.mllp_host == "127.0.0.1"
@@ -149,7 +149,7 @@ def test_a_bad_value_is_refused_in_one_line_naming_its_variable(site: Path, case
 
 def test_the_port_variable_without_an_hl7_mapping_names_the_variable(site: Path) -> None:
     (site / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
     )
     with pytest.raises(CollectorConfigError, match=r"POSTMARKET_MLLP_PORT\) receives HL7"):
         _load(site, {"POSTMARKET_MLLP_PORT": "2575"})
@@ -157,7 +157,7 @@ def test_the_port_variable_without_an_hl7_mapping_names_the_variable(site: Path)
 
 def test_a_tls_certificate_without_its_key_names_both_variables(site: Path) -> None:
     (site / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
     )
     with pytest.raises(CollectorConfigError) as refused:
         _load(site, {"POSTMARKET_MLLP_TLS_CERT_FILE": "/run/secrets/mllp.crt"})
@@ -169,7 +169,7 @@ def _tls_site(site: Path) -> tuple[Path, Path]:
     """The site's TOML with the listener on a free port and a real certificate and key."""
     cert_file, key_file = self_signed_certificate(site, "mllp")
     (site / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
         f'outbox_path = "{site / "outbox.db"}"\nmllp_port = 0\n'
         f'mllp_tls_cert_file = "{cert_file}"\nmllp_tls_key_file = "{key_file}"\n' + HL7_MAPPING
     )

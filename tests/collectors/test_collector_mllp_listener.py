@@ -506,7 +506,8 @@ def test_idle_timeout_is_read_from_the_toml_file(tmp_path: Path) -> None:
     site_settings(tmp_path)  # writes the key file
     config = tmp_path / "collector.toml"
     config.write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\nmllp_idle_timeout_s = 90\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
+        "mllp_idle_timeout_s = 90\n"
     )
     assert load_settings(config, environ={}).mllp_idle_timeout_s == 90
 

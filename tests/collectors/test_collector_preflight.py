@@ -26,7 +26,9 @@ from tests.factories import ai_output_fields
 
 CT = Path(str(get_testdata_file("CT_small.dcm", download=False)))
 STUDY_UID = str(pydicom.dcmread(CT, stop_before_pixels=True).StudyInstanceUID)
-SITE = '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\noutbox_path = "outbox.db"\n'
+SITE = (
+    '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\noutbox_path = "outbox.db"\n'
+)
 FOLLOWUPS = """
 [collector.inbox]
 path = "inbox"
@@ -75,7 +77,7 @@ FHIR = {
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A site folder with a private key; the environment names no collector setting."""
-    for variable in ("POSTMARKET_SITE_ID", "POSTMARKET_SITE_KEY_FILE", "POSTMARKET_SITE_KEY"):
+    for variable in ("POSTMARKET_SITE_ID", "POSTMARKET_PSEUDONYM_KEY_FILE", "POSTMARKET_SITE_KEY"):
         monkeypatch.delenv(variable, raising=False)
     key = tmp_path / "site.key"
     key.write_bytes(b"preflight-test-site-secret-0123456789abcdef")

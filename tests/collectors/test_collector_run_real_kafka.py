@@ -145,7 +145,7 @@ def running_collector(
         f"""
 [collector]
 site_id = "{site_id}"
-site_key_file = "site.key"
+pseudonym_key_file = "site.key"
 kafka_bootstrap = "{kafka_stack.settings.kafka_bootstrap}"
 outbox_path = "state/outbox.db"
 metrics_port = {port}

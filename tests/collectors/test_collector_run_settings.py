@@ -30,7 +30,7 @@ def test_the_example_configuration_loads_with_paths_beside_it(tmp_path: Path) ->
 
 def _config(tmp_path: Path, body: str) -> Path:
     config = tmp_path / "collector.toml"
-    config.write_text('[collector]\nsite_id = "s"\nsite_key_file = "k"\n' + body)
+    config.write_text('[collector]\nsite_id = "s"\npseudonym_key_file = "k"\n' + body)
     return config
 
 

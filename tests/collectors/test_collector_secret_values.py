@@ -1,6 +1,6 @@
 """A secret put where its file's path belongs is never echoed (issue 19).
 
-``POSTMARKET_SITE_KEY_FILE="$(cat site.key)"`` is an easy mistake: the variable then holds
+``POSTMARKET_PSEUDONYM_KEY_FILE="$(cat site.key)"`` is an easy mistake: the variable then holds
 the key itself. Every error about it names the variable and says the value is not a path;
 no output, log line or error of ``collector check`` or ``collector run`` contains it.
 """
@@ -61,7 +61,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     key.write_bytes(SITE_KEY_TEXT.encode())
     key.chmod(0o600)
     (tmp_path / "collector.toml").write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
         f'outbox_path = "{tmp_path / "outbox.db"}"\n'
     )
     return tmp_path
@@ -75,18 +75,27 @@ def sasl(environment: dict[str, str]) -> dict[str, str]:
 
 
 CASES = {
-    "site key as base64": ({"POSTMARKET_SITE_KEY_FILE": SITE_KEY_TEXT}, "POSTMARKET_SITE_KEY_FILE"),
-    "site key as hex": ({"POSTMARKET_SITE_KEY_FILE": HMAC_KEY.hex()}, "POSTMARKET_SITE_KEY_FILE"),
+    "site key as base64": (
+        {"POSTMARKET_PSEUDONYM_KEY_FILE": SITE_KEY_TEXT},
+        "POSTMARKET_PSEUDONYM_KEY_FILE",
+    ),
+    "site key as hex": (
+        {"POSTMARKET_PSEUDONYM_KEY_FILE": HMAC_KEY.hex()},
+        "POSTMARKET_PSEUDONYM_KEY_FILE",
+    ),
     "raw site key bytes": (
-        {"POSTMARKET_SITE_KEY_FILE": os.fsdecode(HMAC_KEY.replace(b"\x00", b"\x01"))},
-        "POSTMARKET_SITE_KEY_FILE",
+        {"POSTMARKET_PSEUDONYM_KEY_FILE": os.fsdecode(HMAC_KEY.replace(b"\x00", b"\x01"))},
+        "POSTMARKET_PSEUDONYM_KEY_FILE",
     ),
     "signing key PEM": ({"POSTMARKET_SIGNING_KEY_FILE": "<pem>"}, "POSTMARKET_SIGNING_KEY_FILE"),
     "Kafka password": (
         sasl({"POSTMARKET_KAFKA_PASSWORD_FILE": KAFKA_PASSWORD}),
         "POSTMARKET_KAFKA_PASSWORD_FILE",
     ),
-    "old site key variable": ({"POSTMARKET_SITE_KEY": SITE_KEY_TEXT}, "POSTMARKET_SITE_KEY_FILE"),
+    "old site key variable": (
+        {"POSTMARKET_SITE_KEY": SITE_KEY_TEXT},
+        "POSTMARKET_PSEUDONYM_KEY_FILE",
+    ),
     "old signing key variable": (
         {"POSTMARKET_SIGNING_KEY": "<pem>"},
         "POSTMARKET_SIGNING_KEY_FILE",
@@ -157,7 +166,9 @@ def test_a_stow_rs_token_in_its_file_variable_is_never_echoed(
 
 
 @pytest.mark.parametrize(
-    "variable", ["POSTMARKET_SITE_KEY_FILE", "POSTMARKET_SIGNING_KEY_FILE"], ids=["site", "signing"]
+    "variable",
+    ["POSTMARKET_PSEUDONYM_KEY_FILE", "POSTMARKET_SIGNING_KEY_FILE"],
+    ids=["site", "signing"],
 )
 def test_a_secret_that_is_not_a_path_is_said_to_look_like_the_secret(
     site: Path, variable: str
@@ -165,7 +176,7 @@ def test_a_secret_that_is_not_a_path_is_said_to_look_like_the_secret(
     value = SITE_KEY_TEXT if "SITE" in variable else pem_of(SIGNING, site)
     environment = {
         "POSTMARKET_SITE_ID": "site-a",
-        "POSTMARKET_SITE_KEY_FILE": str(site / "site.key"),
+        "POSTMARKET_PSEUDONYM_KEY_FILE": str(site / "site.key"),
     }
     settings = load_settings(environ=environment | {variable: value})
     with pytest.raises(ValueError, match="looks like the secret itself") as refused:
@@ -181,10 +192,10 @@ def test_a_secret_in_the_config_files_path_setting_is_never_echoed(site: Path, s
     folder = site / "etc.postmarket"  # the file's folder is prefixed, with a dot in it
     folder.mkdir()
     config = folder / "collector.toml"
-    config.write_text(f'[collector]\nsite_id = "site-a"\nsite_key_file = "{secret}"\n')
+    config.write_text(f'[collector]\nsite_id = "site-a"\npseudonym_key_file = "{secret}"\n')
     result = CliRunner().invoke(app, ["collector", "check", "--config", str(config)])
     assert result.exit_code == 3
-    assert NOT_A_PATH in result.stderr and "site_key_file" in result.stderr
+    assert NOT_A_PATH in result.stderr and "pseudonym_key_file" in result.stderr
     assert secret not in result.output
 
 
@@ -211,13 +222,13 @@ def test_a_missing_key_file_is_named_only_when_the_value_is_a_path(site: Path) -
 def test_the_environment_readers_name_their_variable_not_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("POSTMARKET_SITE_KEY_FILE", SITE_KEY_TEXT)
+    monkeypatch.setenv("POSTMARKET_PSEUDONYM_KEY_FILE", SITE_KEY_TEXT)
     with pytest.raises(PseudonymKeyError) as pseudonym_key:
         PseudonymKey.from_environment()
     monkeypatch.setenv("POSTMARKET_KAFKA_PASSWORD_FILE", KAFKA_PASSWORD)
     with pytest.raises(SecretFileError) as password:
         secret_from_environment("POSTMARKET_KAFKA_PASSWORD_FILE", "Kafka password")
-    assert str(pseudonym_key.value).startswith("POSTMARKET_SITE_KEY_FILE: ")
+    assert str(pseudonym_key.value).startswith("POSTMARKET_PSEUDONYM_KEY_FILE: ")
     assert str(password.value).startswith("POSTMARKET_KAFKA_PASSWORD_FILE: ")
     assert SITE_KEY_TEXT not in str(pseudonym_key.value) and KAFKA_PASSWORD not in str(
         password.value

@@ -75,7 +75,7 @@ def test_the_signing_key_file_comes_from_the_environment(tmp_path: Path) -> None
     settings = load_settings(
         environ={
             "POSTMARKET_SITE_ID": "site-a",
-            "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "site.key"),
+            "POSTMARKET_PSEUDONYM_KEY_FILE": str(tmp_path / "site.key"),
             "POSTMARKET_SIGNING_KEY_FILE": str(key_file),
         }
     )

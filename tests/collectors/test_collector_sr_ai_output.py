@@ -146,7 +146,7 @@ def _check_site(tmp_path: Path, with_mapping: bool) -> Path:
     key.write_bytes(b"check-cli-sr-site-secret-0123456789abcdef")
     key.chmod(0o600)
     config = tmp_path / "collector.toml"
-    text = '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+    text = '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
     if with_mapping:
         text += '[collector.ai_sr]\ndevice_id = "lung-ct"\ntask = "nodule"\n'
     config.write_text(text)

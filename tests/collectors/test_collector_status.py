@@ -41,11 +41,12 @@ class FlakyBroker:
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for variable in ("POSTMARKET_SITE_ID", "POSTMARKET_SITE_KEY_FILE"):
+    for variable in ("POSTMARKET_SITE_ID", "POSTMARKET_PSEUDONYM_KEY_FILE"):
         monkeypatch.delenv(variable, raising=False)
     path = tmp_path / "collector.toml"
     path.write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\noutbox_path = "outbox.db"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
+        'outbox_path = "outbox.db"\n'
     )
     return path
 

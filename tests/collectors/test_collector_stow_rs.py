@@ -461,7 +461,7 @@ def test_a_port_in_use_is_an_os_error_and_leaves_no_thread(serve: Serve, tmp_pat
 def test_stow_rs_table_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "collector.toml"
     config.write_text(
-        '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
         '[collector.inbox]\npath = "inbox"\n'
         '[collector.stow_rs]\nport = 8104\ntoken_file = "secrets/stow.token"\n'
         'allowed_peers = ["10.0.0.0/8"]\n'
@@ -473,7 +473,7 @@ def test_stow_rs_table_paths_are_relative_to_the_config_file(tmp_path: Path) -> 
 
 
 STOW_RS_TABLE = (
-    '[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n'
+    '[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n'
     '[collector.inbox]\npath = "inbox"\n'
     '[collector.stow_rs]\nport = 8104\ntoken_file = "secrets/stow.token"\n'
 )
@@ -502,7 +502,7 @@ def test_the_token_file_variable_guards_an_endpoint_the_toml_file_leaves_open(
 
 def test_the_token_file_variable_never_turns_stow_rs_on(tmp_path: Path) -> None:
     config = tmp_path / "collector.toml"
-    config.write_text('[collector]\nsite_id = "site-a"\nsite_key_file = "site.key"\n')
+    config.write_text('[collector]\nsite_id = "site-a"\npseudonym_key_file = "site.key"\n')
     secret_path = str(tmp_path / "stow.token")
     with pytest.raises(CollectorConfigError) as refused:
         load_settings(config, environ={"POSTMARKET_STOW_TOKEN_FILE": secret_path})

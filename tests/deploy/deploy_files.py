@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from collectors.settings_environment import SIGNING_KEY_ENV, SITE_ID_ENV, SITE_KEY_ENV
+from collectors.settings_environment import PSEUDONYM_KEY_ENV, SIGNING_KEY_ENV, SITE_ID_ENV
 from postmarket.config import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ POSTMARKET = Path(sys.executable).with_name("postmarket")
 def known_postmarket_variables() -> set[str]:
     """Every POSTMARKET_* variable something reads: Settings fields and the collector's."""
     fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    return fields | {SITE_ID_ENV, SITE_KEY_ENV, SIGNING_KEY_ENV, "POSTMARKET_CONFIG"}
+    return fields | {SITE_ID_ENV, PSEUDONYM_KEY_ENV, SIGNING_KEY_ENV, "POSTMARKET_CONFIG"}
 
 
 @functools.cache

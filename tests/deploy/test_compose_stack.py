@@ -201,7 +201,7 @@ def test_collector_config_is_valid_and_reads_the_key_from_its_secret(
     config = COMPOSE_FILE.parent / "docker" / "collector.toml"
     settings = load_settings(config, environ=collector["environment"])
     secret_targets = {f"/run/secrets/{s['source']}" for s in collector["secrets"]}
-    assert str(settings.site_key_file) in secret_targets
+    assert str(settings.pseudonym_key_file) in secret_targets
     assert str(settings.signing_key_file) in secret_targets
     volume_targets = [v.split(":")[1] for v in collector["volumes"] if not v.startswith(".")]
     assert any(settings.outbox_path.is_relative_to(target) for target in volume_targets)

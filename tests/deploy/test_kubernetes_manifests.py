@@ -165,7 +165,7 @@ def test_collector_is_a_statefulset_with_its_outbox_on_a_claimed_volume(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("init", "variable"), [(0, "POSTMARKET_SITE_KEY_FILE"), (1, "POSTMARKET_SIGNING_KEY_FILE")]
+    ("init", "variable"), [(0, "POSTMARKET_PSEUDONYM_KEY_FILE"), (1, "POSTMARKET_SIGNING_KEY_FILE")]
 )
 def test_each_key_comes_from_a_secret_file_with_mode_0400(init: int, variable: str) -> None:
     spec = objects_of_kind("StatefulSet")["postmarket-collector"]["spec"]["template"]["spec"]

@@ -88,7 +88,7 @@ def write_config(site: Site, bootstrap: str) -> None:
         f"""
 [collector]
 site_id = "{SITE}"
-site_key_file = "site.key"
+pseudonym_key_file = "site.key"
 signing_key_file = "signing.pem"
 kafka_bootstrap = "{bootstrap}"
 outbox_path = "state/outbox.db"

@@ -123,7 +123,7 @@ def test_collector_settings_take_kafka_security_from_the_environment(
     settings = load_settings(
         environ={
             "POSTMARKET_SITE_ID": "a",
-            "POSTMARKET_SITE_KEY_FILE": str(tmp_path / "site.key"),
+            "POSTMARKET_PSEUDONYM_KEY_FILE": str(tmp_path / "site.key"),
             "POSTMARKET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "POSTMARKET_KAFKA_USERNAME": "site-a",
             "POSTMARKET_KAFKA_PASSWORD_FILE": str(password_file),
@@ -136,7 +136,7 @@ def test_collector_settings_take_kafka_security_from_the_environment(
 def test_collector_toml_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     config = tmp_path / "collector.toml"
     config.write_text(
-        '[collector]\nsite_id = "a"\nsite_key_file = "site.key"\n'
+        '[collector]\nsite_id = "a"\npseudonym_key_file = "site.key"\n'
         'kafka_security_protocol = "SASL_SSL"\nkafka_username = "site-a"\n'
         'kafka_password_file = "kafka.password"\nkafka_ca_file = "ca.pem"\n'
     )
@@ -317,7 +317,7 @@ def test_collector_refuses_to_start_with_a_world_readable_kafka_password(
     password_file.chmod(0o604)
     settings = CollectorSettings(
         site_id="a",
-        site_key_file=key,
+        pseudonym_key_file=key,
         outbox_path=tmp_path / "outbox.db",
         kafka_security_protocol="SASL_SSL",
         kafka_username="site-a",
