@@ -24,21 +24,19 @@ from collectors.batching import BatchEntry
 from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
-from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, encode
 from postmarket.contracts.batches import decode_batch
 from simulator.malformed import BATCH_DEFECTS, assemble_batch, bad_batch_events
 from streams.retention import case_partition
 from tests.factories import make_followup, make_prediction
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
     SignedProducer,
-    free_port,
     metric_value,
     outcomes_of,
     read_all,
     read_topic,
     send_raw,
-    skip_backlog,
     unique_site,
     valid_events,
     wait_for_metric,
@@ -54,19 +52,10 @@ CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS]
 def worker(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWorker]:
     """One worker of its own for this module, sweeping retention after every record."""
     home = tmp_path_factory.mktemp("bad-input")
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-bad-input-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": home,
-            "join_sweep_interval_s": 0.0,
-        }
-    )
-    skip_backlog(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
-    running = LocalWorker(settings, home / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(
+        kafka_stack.settings, home, "bad-input", skip=CASE_TOPICS, join_sweep_interval_s=0.0
+    ) as running:
+        yield running
 
 
 def _cases_on_one_partition(how_many: int, partitions: int) -> list[str]:

@@ -19,12 +19,11 @@ import pytest
 from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import SigningKey
-from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, Outcome, Prediction, encode
 from postmarket.site_key_topic import publish_site_keys
 from tests.factories import make_followup, make_prediction
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
-    free_port,
     read_topic,
     send_raw,
     signers,
@@ -39,18 +38,10 @@ UNAUTHENTIC = "postmarket_events_unauthentic_total"
 @pytest.fixture(scope="module")
 def worker(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWorker]:
     home = tmp_path_factory.mktemp("authenticity")
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-authenticity-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": home,
-            "event_authenticity": "required",
-        }
-    )
-    running = LocalWorker(settings, home / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(
+        kafka_stack.settings, home, "authenticity", event_authenticity="required"
+    ) as running:
+        yield running
 
 
 def unique(prefix: str) -> str:

@@ -12,19 +12,17 @@ import pytest
 
 from launcher.local_worker import LocalWorker
 from postmarket import topics
-from postmarket.config import Settings
 from postmarket.contracts import Alert, Prediction, encode, utc_now
 from postmarket.contracts.events import AcquisitionFeatures
 from postmarket.evidence.rebaseline import rebaseline_decision
 from streams.performance import REFERENCE_DRIFT_DETECTORS, MonitorPolicy
 from tests.factories import make_prediction, make_registry_entry
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
     SignedProducer,
-    free_port,
     metric_value,
     read_topic,
     send_raw,
-    skip_backlog,
     valid_events,
     wait_for_metric,
 )
@@ -38,20 +36,10 @@ WINDOW = MonitorPolicy().score_window
 
 @pytest.fixture
 def worker(kafka_stack: Any, tmp_path: Path) -> Iterator[LocalWorker]:
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-rebaseline-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": tmp_path,
-        }
-    )
     # Only this test's records: earlier tests' predictions would only slow the worker down.
     inputs = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS, topics.REBASELINES]
-    skip_backlog(settings.kafka_bootstrap, settings.worker_id, inputs)
-    running = LocalWorker(settings, tmp_path / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(kafka_stack.settings, tmp_path, "rebaseline", skip=inputs) as running:
+        yield running
 
 
 def test_a_rebaselined_stream_alerts_on_the_next_scanner_only(worker: LocalWorker) -> None:

@@ -22,13 +22,12 @@ import pytest
 from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
-from postmarket.config import Settings
 from postmarket.contracts import Outcome
 from tests.collectors.batch_records import batch_events
 from tests.factories import make_followup, make_prediction
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
     SignedProducer,
-    free_port,
     metric_value,
     read_topic,
     signers,
@@ -81,17 +80,8 @@ def seeded_cases(count: int, seed: int) -> list[Case]:
 
 @pytest.fixture
 def worker(kafka_stack: Any, tmp_path: Path) -> Iterator[LocalWorker]:
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-replay-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": tmp_path,
-        }
-    )
-    running = LocalWorker(settings, tmp_path / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(kafka_stack.settings, tmp_path, "replay") as running:
+        yield running
 
 
 def send_live(bootstrap: str, cases: list[Case], site: str) -> None:

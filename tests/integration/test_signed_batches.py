@@ -13,19 +13,17 @@ import pytest
 
 from launcher.local_worker import LocalWorker
 from postmarket import topics
-from postmarket.config import Settings
 from postmarket.contracts import DeadLetter, FollowUp, Prediction, encode
 from postmarket.contracts.batches import EventKind, encode_batch
 from tests.factories import make_followup, make_prediction
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
     SignedProducer,
-    free_port,
     metric_value,
     outcomes_of,
     read_topic,
     send_raw,
     signers,
-    skip_backlog,
     unique_site,
     valid_events,
     wait_until_caught_up,
@@ -38,18 +36,8 @@ CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS]
 @pytest.fixture(scope="module")
 def worker(kafka_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWorker]:
     home = tmp_path_factory.mktemp("signed-batches")
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-batches-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": home,
-        }
-    )
-    skip_backlog(settings.kafka_bootstrap, settings.worker_id, CASE_TOPICS)
-    running = LocalWorker(settings, home / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(kafka_stack.settings, home, "batches", skip=CASE_TOPICS) as running:
+        yield running
 
 
 def entries(*events: Prediction | FollowUp) -> list[tuple[EventKind, str, bytes]]:

@@ -12,13 +12,12 @@ import pytest
 
 from launcher.local_worker import LocalWorker
 from postmarket import topics
-from postmarket.config import Settings
 from postmarket.contracts import Alert, encode
 from postmarket.contracts.events import AcquisitionFeatures
 from tests.factories import make_followup, make_prediction, make_registry_entry
+from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (
     SignedProducer,
-    free_port,
     read_topic,
     send_raw,
     valid_events,
@@ -31,17 +30,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def worker(kafka_stack: Any, tmp_path: Path) -> Iterator[LocalWorker]:
-    settings: Settings = kafka_stack.settings.model_copy(
-        update={
-            "worker_id": f"test-monitor-{uuid.uuid4().hex[:8]}",
-            "worker_metrics_port": free_port(),
-            "home": tmp_path,
-        }
-    )
-    running = LocalWorker(settings, tmp_path / "worker.log")
-    running.start()
-    yield running
-    running.stop()
+    with own_worker(kafka_stack.settings, tmp_path, "monitor") as running:
+        yield running
 
 
 def test_sensitivity_below_the_registered_claim_raises_alerts(worker: LocalWorker) -> None:
