@@ -8,7 +8,7 @@ two devices, claims and follow-up (verification bias, label delays of days for D
 months for CT), each site's true sensitivity and specificity drawn inside the registered
 95 % CI and its prevalence in 0.15-0.35 (``[fleet] heterogeneity = "registered_ci"``), over
 ``--days`` simulated days with no injected change. Every record goes in arrival order
-through each stream's :class:`streams.performance.StreamMonitor`, designed from the
+through each stream's :class:`streams.stream_monitor.StreamMonitor`, designed from the
 registration as the worker designs it (:class:`simulator.monitor_replay.MonitorReplay`:
 predictions when they arrive, outcomes when the follow-up that settles them arrives), under
 the surveillance plan a manufacturer would fix for this fleet (:func:`fleet_plan`): a budget

@@ -27,10 +27,10 @@ ADWIN runs on its own streams (independent SE). Goal: GLR delay <= 1.2 x the ora
 every drop.
 
 Budget scale (the chart the pipeline runs): under the default surveillance plan
-(:func:`streams.performance.planned_policy` of the default settings: 10 false alarms a year
+(:func:`streams.monitor_policy.planned_policy` of the default settings: 10 false alarms a year
 among 100 streams of 10,000 predictions, follow-up 0.8, prevalence 0.25) a sensitivity
 chart's ARL0 is 180,000 referable cases. There the stream's chart is
-:func:`streams.performance.labelled_chart` (three CUSUMs, each designed by exact ARL at
+:func:`streams.detector_design.labelled_chart` (three CUSUMs, each designed by exact ARL at
 three times the ARL0: the Bonferroni design of :mod:`detectors.bernoulli_multi_cusum`), and
 it is compared on common streams with the oracle CUSUM for each drop and with the single
 CUSUM the pipeline ran before (tuned to the rejectable level, acceptable less 0.07), all at

@@ -41,9 +41,11 @@ from postmarket.contracts import (
 from postmarket.contracts.batches import EventKind, decode_batch, encode_batch
 from postmarket.contracts.events import MAX_BATCH_EVENTS
 from streams.casefile import CaseFile, RecordPosition
+from streams.charted_claims import claimed_performance
 from streams.join_backlog import prediction_input
-from streams.performance import MonitorPolicy, StreamMonitor, claimed_performance
+from streams.monitor_policy import MonitorPolicy
 from streams.routing import StreamPredictions
+from streams.stream_monitor import StreamMonitor
 
 FLUSH_EVENTS = 500
 """Input records per flush, as the agents batch their routed records and state writes."""

@@ -250,7 +250,7 @@ class Detector(abc.ABC):
         Raise :class:`StateError` saying why when the old layout cannot be read without
         guessing. The default takes it as it is: every version-1 layout reads unchanged, its
         later keys defaulting in ``_load_state`` and the constructor. Note that
-        ``streams.performance`` restores running states under the designed (current)
+        ``streams.stream_state`` restores running states under the designed (current)
         version, so ``_load_state`` must keep reading the older layouts as well.
         """
         return running

@@ -91,7 +91,7 @@ def demo_plan(
     version and task) share it with the streams' (:mod:`streams.false_alarm_budget`).
     """
     from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
-    from streams.performance import CHARTED_METRICS, TESTS_PER_STREAM
+    from streams.monitor_policy import CHARTED_METRICS, TESTS_PER_STREAM
 
     years = int(truth["days"]) / 365
     streams = truth["streams"]

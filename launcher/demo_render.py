@@ -56,7 +56,7 @@ def detection_table(scorecard: Scorecard) -> Table:
 def render(result: DemoResult, console: Console) -> None:
     """The detection table, the false alarms, and where everything is."""
     from streams.false_alarm_budget import POOLED_TESTS_PER_GROUP
-    from streams.performance import TESTS_PER_STREAM
+    from streams.monitor_policy import TESTS_PER_STREAM
 
     card = result.scorecard
     console.print(detection_table(card))

@@ -26,18 +26,13 @@ from postmarket.contracts.events import JoinPosition, StreamKey
 from postmarket.metrics import WorkerMetrics
 from streams.alerting import alert_for
 from streams.casefile import RecordPosition
-from streams.performance import (
-    REFERENCE_DRIFT_DETECTORS,
-    ClaimedMetric,
-    MonitorPolicy,
-    Signal,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.detector_design import REFERENCE_DRIFT_DETECTORS
+from streams.monitor_policy import ClaimedMetric, MonitorPolicy
 from streams.pooled import tally_of_labelled_state, version_tally
 from streams.routing import StreamPredictions
 from streams.stream_gauges import publish_stream_metrics
+from streams.stream_monitor import Signal, StreamMonitor
 
 StateKind = Literal["outcome", "prediction"]
 """A stream's two table states: labelled (outcomes) and label-free (predictions)."""

@@ -47,8 +47,9 @@ from streams.live_streams import (
     TakenStates,
     stream_of,
 )
-from streams.performance import StreamMonitor, planned_policy
+from streams.monitor_policy import planned_policy
 from streams.retention import key_partition
+from streams.stream_monitor import StreamMonitor
 
 POLICY = planned_policy(settings)
 metrics.fleet_false_alarm_budget.set(settings.fleet_false_alarms_per_year)

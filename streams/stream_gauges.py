@@ -6,7 +6,7 @@ import math
 
 from postmarket.contracts.events import StreamKey
 from postmarket.metrics import WorkerMetrics
-from streams.performance import CELLS, StreamMonitor
+from streams.stream_monitor import CELLS, StreamMonitor
 
 
 def publish_stream_metrics(

@@ -44,7 +44,7 @@ POOLED_DETECTOR_PREFIX = "pooled_"
 
 DRIFT_SUFFIX = "_drift"
 CLAIM_DETECTOR_MARKS = ("_cusum", "_claims_test", "_estimate", "calibration", "site_vs_fleet")
-"""What names a detector that tests a registered claim (streams.performance, fleet_review)."""
+"""What names a detector that tests a registered claim (streams.detector_design, fleet_review)."""
 
 
 class RebaselineRefused(ValueError):

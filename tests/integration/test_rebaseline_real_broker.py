@@ -15,7 +15,8 @@ from postmarket import topics
 from postmarket.contracts import Alert, Prediction, encode, utc_now
 from postmarket.contracts.events import AcquisitionFeatures
 from postmarket.evidence.rebaseline import rebaseline_decision
-from streams.performance import REFERENCE_DRIFT_DETECTORS, MonitorPolicy
+from streams.detector_design import REFERENCE_DRIFT_DETECTORS
+from streams.monitor_policy import MonitorPolicy
 from tests.factories import make_prediction, make_registry_entry
 from tests.integration.own_worker import own_worker
 from tests.integration.pipeline_io import (

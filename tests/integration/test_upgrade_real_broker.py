@@ -30,7 +30,7 @@ from postmarket.topics import TopicSpec
 from streams.casefile import CaseFile, RecordPosition
 from streams.join_backlog import prediction_input
 from streams.live_streams import LiveStreams
-from streams.performance import planned_policy
+from streams.monitor_policy import planned_policy
 from streams.retention import case_key, key_partition
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import free_port, metric_value, send_raw, skip_backlog

@@ -17,12 +17,9 @@ from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Outcome, RegistryEntry, encode
-from streams.performance import (
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-    planned_policy,
-)
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.monitor_policy import planned_policy
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_registry_entry
 from tests.integration.pipeline_io import (
     SignedProducer,

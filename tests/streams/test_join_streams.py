@@ -27,9 +27,9 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
-from streams.performance import Signal, StreamMonitor
 from streams.rekeying import Origin, forwarded_headers
 from streams.retention import case_key, key_partition
+from streams.stream_monitor import Signal, StreamMonitor
 from tests.factories import make_followup, make_prediction, make_rebaseline
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 from tests.streams.test_agents_join import (

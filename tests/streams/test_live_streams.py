@@ -20,8 +20,9 @@ from postmarket.metrics import STREAM_CONFUSION, WorkerMetrics
 from streams.app import settings
 from streams.casefile import RecordPosition
 from streams.live_streams import Applied, LegacyTables, LiveStreams, Registrations
-from streams.performance import Signal, StreamMonitor, planned_policy
+from streams.monitor_policy import planned_policy
 from streams.routing import RoutedScore, StreamPredictions
+from streams.stream_monitor import Signal, StreamMonitor
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 from tests.streams.test_stream_policy_migration import _old_states
 from tests.streams.test_stream_policy_migration import _positives as _old_positives

@@ -13,14 +13,10 @@ from detectors import BetaBinomialConfidenceSequence
 from postmarket import topics
 from postmarket.contracts import Outcome
 from postmarket.contracts.events import JoinPosition
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
 from streams.false_alarm_budget import FleetBudget
-from streams.performance import (
-    TESTS_PER_STREAM,
-    MonitorPolicy,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-)
+from streams.monitor_policy import TESTS_PER_STREAM, MonitorPolicy
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome, make_registry_entry
 
 ENTRY = make_registry_entry()
@@ -113,7 +109,7 @@ def test_a_new_surveillance_year_forgets_the_alarms_of_the_last() -> None:
 
 
 def _a_year_after(monitor: StreamMonitor) -> object:
-    from streams.performance import SURVEILLANCE_YEAR
+    from streams.monitor_policy import SURVEILLANCE_YEAR
 
     assert monitor.claims_year_start is not None
     return monitor.claims_year_start + SURVEILLANCE_YEAR

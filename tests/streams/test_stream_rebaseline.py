@@ -10,14 +10,10 @@ from typing import Any
 from postmarket import topics
 from postmarket.contracts.events import JoinPosition
 from streams.acquisition import AcquisitionCategories
-from streams.performance import (
-    REFERENCE_DRIFT_DETECTORS,
-    MonitorPolicy,
-    Signal,
-    StreamMonitor,
-    claimed_performance,
-    design_detectors,
-)
+from streams.charted_claims import claimed_performance
+from streams.detector_design import REFERENCE_DRIFT_DETECTORS, design_detectors
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import Signal, StreamMonitor
 from tests.factories import make_outcome, make_registry_entry
 
 POLICY = MonitorPolicy(score_reference_cases=300, score_window=100, arl0_cases=5000)

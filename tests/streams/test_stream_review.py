@@ -15,14 +15,11 @@ from postmarket import topics
 from postmarket.contracts.events import JoinPosition, Outcome
 from streams.acquisition import AcquisitionCategories
 from streams.casefile import RecordPosition
+from streams.charted_claims import claimed_lower_bounds, claimed_performance
+from streams.detector_design import REFERENCE_DRIFT_DETECTORS
 from streams.live_streams import observations
-from streams.performance import (
-    REFERENCE_DRIFT_DETECTORS,
-    MonitorPolicy,
-    StreamMonitor,
-    claimed_lower_bounds,
-    claimed_performance,
-)
+from streams.monitor_policy import MonitorPolicy
+from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome, make_rebaseline, make_registry_entry
 
 ENTRY = make_registry_entry()
