@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from detectors import WindowedChiSquareDrift  # noqa: E402
 from detectors import reference_calibration as calibration  # noqa: E402
-from detectors.kolmogorov_smirnov import ks_critical_value  # noqa: E402
+from detectors.statistics.kolmogorov_smirnov import ks_critical_value  # noqa: E402
 from streams.detector_design import SCORE_EDGES  # noqa: E402
 from streams.monitor_policy import MonitorPolicy  # noqa: E402
 from streams.stream_monitor import StreamMonitor  # noqa: E402

@@ -28,7 +28,7 @@ This is also the check of the one assumption of label-free performance estimatio
 the scores' calibration, and the labelled part of the stream is where that can be seen.
 It tests the mean only; a miscalibration that tilts the slope while keeping the mean
 (scores too extreme on both sides) is for
-:func:`detectors.confidence_based_performance_estimation.check_calibration_assumption`.
+:func:`detectors.statistics.confidence_based_performance_estimation.check_calibration_assumption`.
 """
 
 from __future__ import annotations

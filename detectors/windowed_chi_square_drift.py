@@ -4,7 +4,7 @@ For manufacturer, scanner model, slice-thickness band, kVp band: the reference i
 count per known category, each window of ``window`` cases is counted the same way plus
 one bucket for categories the reference never saw, and the window is compared with the
 reference by Pearson's chi-square test of homogeneity (as
-:func:`detectors.chi_square_drift.chi_square_drift`, which names the new categories).
+:func:`detectors.statistics.chi_square_drift.chi_square_drift`, which names the new categories).
 Each window is tested at ``window / arl0``, so the in-control ARL is ``arl0`` cases (see
 :mod:`detectors.windowed_ks_drift` for the argument, and for ``reference_cap``, the
 reference growing from the windows that pass).

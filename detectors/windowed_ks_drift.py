@@ -3,7 +3,8 @@
 The reference is kept as a histogram on fixed bins (a fixed-size summary, built once
 from a reference sample with :meth:`WindowedKSDrift.from_reference`); each recent window
 of ``window`` cases is binned the same way and compared with the reference by the
-two-sample Kolmogorov-Smirnov distance (:func:`detectors.kolmogorov_smirnov.binned_ks_statistic`).
+two-sample Kolmogorov-Smirnov distance
+(:func:`detectors.statistics.kolmogorov_smirnov.binned_ks_statistic`).
 
 Thresholds under repeated testing
 ---------------------------------

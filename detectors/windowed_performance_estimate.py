@@ -1,10 +1,11 @@
 """Label-free sensitivity or specificity in tumbling windows, tested against the claim.
 
-The streaming form of :func:`detectors.confidence_based_performance_estimation.estimate_performance`
+The streaming form of the batch statistic
+:func:`detectors.statistics.confidence_based_performance_estimation.estimate_performance`
 (confidence-based performance estimation, NannyML's CBPE): each case brings its calibrated
 score ``p`` and the device's decision, and the window keeps the six sums of
-:class:`~detectors.confidence_based_performance_estimation.ScoreSums` (counts, and the
-sums of ``p`` and ``p**2`` over called-positive and called-negative cases), from which the
+:class:`~detectors.statistics.confidence_based_performance_estimation.ScoreSums` (counts, and
+the sums of ``p`` and ``p**2`` over called-positive and called-negative cases), from which the
 estimates of sensitivity, specificity and PPV follow without a single label.
 
 The test
@@ -32,14 +33,14 @@ Prior shift
 -----------
 Given ``reference_prevalence`` (the prevalence the scores are calibrated at), each
 window's scores are moved to the window's own EM-estimated prevalence
-(:mod:`detectors.prior_shift`) before the estimate, so that a site whose prevalence
+(:mod:`detectors.statistics.prior_shift`) before the estimate, so that a site whose prevalence
 differs from the reference, with the device's sensitivity and specificity unchanged, is
 not mistaken for a change. EM needs the scores, not six sums: the window then keeps, per
 decision, a histogram of :data:`PRIOR_SHIFT_BINS` equal-width score bins with each bin's
 count and sum of scores, and each bin's mean score stands for its cases (the adjustment is
 smooth, so the error is second order in the bin width). The test's variance stacks the EM
 fixed point with the ratio estimator (sandwich, see
-:func:`~detectors.confidence_based_performance_estimation.prior_shift_sampling_variance`),
+:func:`~detectors.statistics.confidence_based_performance_estimation.prior_shift_sampling_variance`),
 so the estimated prevalence's own error is part of it (in the tests' simulations it
 widened the intervals by 10-20 %). The price of the adjustment: a change that moves the
 positives' scores down (``P(score | y)`` changed, not only the prevalence) partly reads as
@@ -68,7 +69,7 @@ from detectors.base import (
     load_window_state,
     window_result,
 )
-from detectors.confidence_based_performance_estimation import (
+from detectors.statistics.confidence_based_performance_estimation import (
     AdjustedScores,
     EstimatedPerformance,
     ScoreSums,

@@ -42,9 +42,9 @@ class MonitorPolicy:
     model (calibrated scores) fails quietly, and a few points of bias (scores miscalibrated
     at a site, or a prevalence the adjustment could not know) would otherwise turn its small
     standard error into false alarms. Knowing the prevalence the scores are calibrated at,
-    the estimate is also adjusted to each window's prevalence (:mod:`detectors.prior_shift`);
-    the tolerance stays, as the adjustment reads a fall of the positives' scores as fewer
-    positives."""
+    the estimate is also adjusted to each window's prevalence
+    (:mod:`detectors.statistics.prior_shift`); the tolerance stays, as the adjustment reads a
+    fall of the positives' scores as fewer positives."""
     specificity_drop: float = 0.05
     claims_alpha: float = 0.05
     """Chance, under the claim, that the claims test ever says "below claim"."""

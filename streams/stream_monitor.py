@@ -40,14 +40,16 @@ from detectors import (
     BernoulliMultiCUSUM,
     BetaBinomialConfidenceSequence,
     DetectorResult,
-    EstimatedPerformance,
-    KappaEstimate,
     WindowedChiSquareDrift,
     WindowedPerformanceEstimate,
+)
+from detectors.base import check_probability
+from detectors.statistics import (
+    EstimatedPerformance,
+    KappaEstimate,
     cohen_kappa_from_table,
     wilson_interval,
 )
-from detectors.base import check_probability
 from postmarket.contracts.events import JoinPosition, Outcome, Prediction, RebaselineScope
 from streams.acquisition import (
     ACQUISITION_DIMENSIONS,

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from detectors import funnel_plot_limits
+from detectors.statistics import funnel_plot_limits
 from postmarket.contracts.events import Alert, StreamKey
 from postmarket.evidence.report_outcomes import Proportion
 from postmarket.evidence.report_sites import FUNNEL_COVERAGE, SiteRow, funnel_analysis

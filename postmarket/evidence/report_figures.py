@@ -152,7 +152,7 @@ def funnel_figure(report: DeviceReport, version: str, task: str) -> str | None:
     specificity across the sites of one version and task."""
     import numpy as np
 
-    from detectors import funnel_plot_limits
+    from detectors.statistics import funnel_plot_limits
 
     rows = [r for r in report.sites if r.version == version and r.task == task]
     if not rows:

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from detectors import wilson_interval
+from detectors.statistics import wilson_interval
 from postmarket.evidence.store import (
     OutcomeRecord,
     SiteCounts,

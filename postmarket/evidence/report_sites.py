@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from detectors import (
+from detectors.statistics import (
     dersimonian_laird,
     logit_proportion_effects,
     pooled_proportion,

@@ -7,10 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from detectors import (
-    KappaEstimate,
-    cohen_kappa_from_table,
-)
+from detectors.statistics import KappaEstimate, cohen_kappa_from_table
 from postmarket.contracts.events import StreamKey
 from postmarket.evidence.report_outcomes import group_outcomes, version_order
 from postmarket.evidence.store import (

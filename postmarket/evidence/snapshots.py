@@ -176,7 +176,7 @@ def _order(group: Group) -> tuple[str, str, str, str, datetime]:
 def _snapshots_of(group: Group, tally: Sequence[int], predictions: int) -> list[Snapshot]:
     # detectors imports scipy (~2 s): only the sink and reports compute intervals, not
     # every command that opens the store.
-    from detectors import wilson_interval
+    from detectors.statistics import wilson_interval
 
     version, task, site, design, week = group
     cases, positives, true_positives, negatives, true_negatives = tally

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from detectors import (
+from detectors.statistics import (
     clopper_pearson_interval,
     cohen_kappa_from_table,
     dersimonian_laird,

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from detectors import BetaBinomialConfidenceSequence, StateError, wilson_interval
+from detectors import BetaBinomialConfidenceSequence, StateError
 from detectors.beta_binomial_confidence_sequence import beta_binomial_log_evidence
+from detectors.statistics import wilson_interval
 
 CLAIMED_MISS_RATE = 1 - 0.872
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import detectors as d
+import detectors.statistics as s
 from detectors import Detector, StateError
 
 NON_FINITE = (math.nan, math.inf, -math.inf)
@@ -135,32 +136,32 @@ CALLS = [
         ("claimed", "window", "arl0", "reference_prevalence"),
     ),
     Call(
-        d.ks_p_value,
+        s.ks_p_value,
         {"statistic": 0.1, "n_reference": 500, "n_recent": 100},
         ("statistic", "n_reference", "n_recent"),
     ),
     Call(
-        d.ks_critical_value,
+        s.ks_critical_value,
         {"alpha": 0.05, "n_reference": 500, "n_recent": 100},
         ("alpha", "n_reference", "n_recent"),
     ),
     Call(
-        d.ks_two_sample,
+        s.ks_two_sample,
         {"reference": SCORES[:100], "recent": SCORES[100:]},
         ("reference", "recent"),
     ),
     Call(
-        d.binned_ks_statistic,
+        s.binned_ks_statistic,
         {"reference_counts": [50, 30, 20], "recent_counts": [20, 30, 50]},
         ("reference_counts", "recent_counts"),
     ),
     Call(
-        d.population_stability_index,
+        s.population_stability_index,
         {"reference_counts": [50, 30, 20], "recent_counts": [20, 30, 50], "pseudo_count": 0.5},
         ("reference_counts", "recent_counts", "pseudo_count"),
     ),
     Call(
-        d.psi_p_value,
+        s.psi_p_value,
         {"psi": 0.02, "n_reference": 5000, "n_recent": 500, "n_bins": 10},
         ("psi", "n_reference", "n_recent", "n_bins"),
     ),
@@ -184,90 +185,90 @@ CALLS = [
         ("cases_per_year", "arl0"),
     ),
     Call(
-        d.calibration_intercept_slope,
+        s.calibration_intercept_slope,
         {"scores": SCORES, "labels": LABELS, "alpha": 0.05},
         ("scores", "labels", "alpha"),
     ),
     Call(
-        d.calibration_over_windows,
+        s.calibration_over_windows,
         {"scores": SCORES, "labels": LABELS, "window": 100, "alpha": 0.05, "n_bins": 10},
         ("scores", "labels", "window", "alpha", "n_bins"),
     ),
     Call(
-        d.expected_calibration_error,
+        s.expected_calibration_error,
         {"scores": SCORES, "labels": LABELS, "n_bins": 10},
         ("scores", "labels", "n_bins"),
     ),
     Call(
-        d.expected_calibration_error_under_calibration,
+        s.expected_calibration_error_under_calibration,
         {"scores": SCORES, "n_bins": 10, "n_simulations": 20, "seed": 0},
         ("scores", "n_bins", "n_simulations", "seed"),
     ),
-    Call(d.spiegelhalter_z_test, {"scores": SCORES, "labels": LABELS}, ("scores", "labels")),
+    Call(s.spiegelhalter_z_test, {"scores": SCORES, "labels": LABELS}, ("scores", "labels")),
     Call(
-        d.check_calibration_assumption,
+        s.check_calibration_assumption,
         {"scores": SCORES, "labels": LABELS, "alpha": 0.05},
         ("scores", "labels", "alpha"),
     ),
     Call(
-        d.estimate_performance,
+        s.estimate_performance,
         {"scores": SCORES, "threshold": 0.3, "alpha": 0.05, "reference_prevalence": 0.3},
         ("scores", "threshold", "alpha", "reference_prevalence"),
     ),
     Call(
-        d.wilson_interval, {"successes": 87, "n": 100, "alpha": 0.05}, ("successes", "n", "alpha")
+        s.wilson_interval, {"successes": 87, "n": 100, "alpha": 0.05}, ("successes", "n", "alpha")
     ),
     Call(
-        d.clopper_pearson_interval,
+        s.clopper_pearson_interval,
         {"successes": 87, "n": 100, "alpha": 0.05},
         ("successes", "n", "alpha"),
     ),
     Call(
-        d.cohen_kappa_from_table, {"table": [[20, 5], [10, 65]], "alpha": 0.05}, ("table", "alpha")
+        s.cohen_kappa_from_table, {"table": [[20, 5], [10, 65]], "alpha": 0.05}, ("table", "alpha")
     ),
     Call(
-        d.cohen_kappa,
+        s.cohen_kappa,
         {"reader_a": [0, 1, 1, 0, 1], "reader_b": [0, 1, 0, 0, 1], "alpha": 0.05},
         ("alpha",),
     ),
     Call(
-        d.fleiss_kappa,
+        s.fleiss_kappa,
         {"counts": FLEISS, "alpha": 0.05, "n_bootstrap": 50, "seed": 0},
         ("counts", "alpha", "n_bootstrap", "seed"),
     ),
     Call(
-        d.dersimonian_laird,
+        s.dersimonian_laird,
         {"effects": [1.9, 2.2, 1.5], "variances": [0.1, 0.2, 0.15], "alpha": 0.05},
         ("effects", "variances", "alpha"),
     ),
     Call(
-        d.logit_proportion_effects,
+        s.logit_proportion_effects,
         {"successes": [88, 45], "n": [100, 50], "correction": 0.5},
         ("successes", "n", "correction"),
     ),
     Call(
-        d.funnel_plot_limits,
+        s.funnel_plot_limits,
         {"target": 0.87, "n": [120, 300], "coverage": 0.95},
         ("target", "n", "coverage"),
     ),
     Call(
-        d.site_funnel_position,
+        s.site_funnel_position,
         {"successes": 88, "n": 120, "target": 0.87, "coverage": 0.998},
         ("successes", "n", "target", "coverage"),
     ),
-    Call(d.holm_adjusted_p_values, {"p_values": [0.01, 0.04, 0.2]}, ("p_values",)),
+    Call(s.holm_adjusted_p_values, {"p_values": [0.01, 0.04, 0.2]}, ("p_values",)),
     Call(
-        d.adjust_to_prevalence,
+        s.adjust_to_prevalence,
         {"scores": SCORES, "reference_prevalence": 0.5, "prevalence": 0.2},
         ("scores", "reference_prevalence", "prevalence"),
     ),
     Call(
-        d.adjusted_posterior_slope,
+        s.adjusted_posterior_slope,
         {"scores": SCORES, "reference_prevalence": 0.5, "prevalence": 0.2},
         ("scores", "reference_prevalence", "prevalence"),
     ),
     Call(
-        d.estimate_prevalence,
+        s.estimate_prevalence,
         {
             "scores": SCORES,
             "reference_prevalence": 0.3,
@@ -278,24 +279,25 @@ CALLS = [
         ("scores", "reference_prevalence", "weights", "max_iter", "tol"),
     ),
     Call(
-        d.prevalence_standard_error,
+        s.prevalence_standard_error,
         {"scores": SCORES, "reference_prevalence": 0.3, "prevalence": 0.2, "weights": np.ones(200)},
         ("scores", "reference_prevalence", "prevalence", "weights"),
     ),
-    Call(d.roc_auc, {"y_true": Y_TRUE, "y_score": Y_SCORE}, ("y_true", "y_score")),
+    Call(s.roc_auc, {"y_true": Y_TRUE, "y_score": Y_SCORE}, ("y_true", "y_score")),
     Call(
-        d.roc_auc_ci,
+        s.roc_auc_ci,
         {"y_true": Y_TRUE, "y_score": Y_SCORE, "alpha": 0.05},
         ("y_true", "y_score", "alpha"),
     ),
     Call(
-        d.delong_test,
+        s.delong_test,
         {"y_true": Y_TRUE, "y_score_a": Y_SCORE, "y_score_b": Y_SCORE[::-1], "alpha": 0.05},
         ("y_true", "y_score_a", "y_score_b", "alpha"),
     ),
 ]
-"""Every public function and constructor of ``detectors`` that takes numbers, except those of
-the windowed KS and chi-square drift tests (their owners' to do)."""
+"""Every public function and constructor of ``detectors`` (``d``, the sequential detectors and
+their design) and ``detectors.statistics`` (``s``, the batch statistics) that takes numbers,
+except those of the windowed KS and chi-square drift tests (their owners' to do)."""
 
 
 def with_value(value: Any, bad: float) -> Any:
@@ -336,12 +338,12 @@ def test_numpy_scalars_are_taken_as_the_numbers_they_are(call: Call) -> None:
 @pytest.mark.parametrize("bad", [math.nan, math.inf, 2.5])
 def test_chi_square_drift_refuses_a_count_that_is_not_a_whole_number(bad: float) -> None:
     with pytest.raises(ValueError, match=names("reference_counts['GE']")):
-        d.chi_square_drift({"GE": bad, "Siemens": 40}, {"GE": 50, "Siemens": 40})  # type: ignore[dict-item]
+        s.chi_square_drift({"GE": bad, "Siemens": 40}, {"GE": 50, "Siemens": 40})  # type: ignore[dict-item]
 
 
 def test_chi_square_drift_takes_numpy_counts() -> None:
-    python = d.chi_square_drift({"GE": 60, "Siemens": 40}, {"GE": 50, "Siemens": 40})
-    numpy = d.chi_square_drift(
+    python = s.chi_square_drift({"GE": 60, "Siemens": 40}, {"GE": 50, "Siemens": 40})
+    numpy = s.chi_square_drift(
         {"GE": np.int64(60), "Siemens": np.int32(40)}, {"GE": 50, "Siemens": 40}
     )  # type: ignore[dict-item]
     assert numpy == python

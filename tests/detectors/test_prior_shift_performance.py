@@ -17,14 +17,12 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from detectors import (
-    Detector,
-    StateError,
-    WindowedPerformanceEstimate,
-    adjust_to_prevalence,
-    estimate_performance,
+from detectors import Detector, StateError, WindowedPerformanceEstimate
+from detectors.statistics import adjust_to_prevalence, estimate_performance
+from detectors.statistics.confidence_based_performance_estimation import (
+    performance_from_sums,
+    score_sums,
 )
-from detectors.confidence_based_performance_estimation import performance_from_sums, score_sums
 
 REFERENCE = 0.24
 POSITIVE_MEAN = 2.0

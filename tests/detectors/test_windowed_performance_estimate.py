@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
-from detectors import WindowedPerformanceEstimate, estimate_performance
+from detectors import WindowedPerformanceEstimate
+from detectors.statistics import estimate_performance
 
 THRESHOLD = 0.35
 BETA = (0.7, 2.0)  # calibrated scores of a low-prevalence case mix (about 26 % positive)

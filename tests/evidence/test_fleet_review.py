@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 from evidence_builders import T0, registered_device
 
-from detectors import funnel_plot_limits
+from detectors.statistics import funnel_plot_limits
 from postmarket.contracts.events import Alert, Outcome
 from postmarket.evidence.fleet_review import review_fleet
 from postmarket.evidence.lifecycle import AlertStatus

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from detectors import WindowedChiSquareDrift, estimate_performance
+from detectors import WindowedChiSquareDrift
+from detectors.statistics import estimate_performance
 from postmarket.contracts.events import AcquisitionFeatures, JoinPosition
 from streams.acquisition import AcquisitionCategories, acquisition_categories, kvp_band
 from streams.alerting import alert_for

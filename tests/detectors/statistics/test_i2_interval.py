@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from statsmodels.stats.meta_analysis import combine_effects  # type: ignore[import-untyped]
 
-from detectors import dersimonian_laird, i2_interval
+from detectors.statistics import dersimonian_laird, i2_interval
 
 
 def meta_isquared(q: float, df: int, level: float = 0.95) -> tuple[float, float]:

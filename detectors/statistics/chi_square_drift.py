@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from detectors.base import check_integer
-from detectors.population_stability_index import population_stability_index
+from detectors.statistics.population_stability_index import population_stability_index
 
 __all__ = ["CategoricalDrift", "chi_square_drift"]
 

@@ -10,7 +10,7 @@ with ``r`` the smallest count whose CDF reaches ``p``,
 
 Limits at ``p = 0.025 / 0.975`` and ``0.001 / 0.999`` are the usual "2 SD" and "3 SD"
 funnels. Sites are judged one at a time against a target treated as known; with many
-sites, use the 3 SD funnel or adjust (see :mod:`detectors.holm_bonferroni`).
+sites, use the 3 SD funnel or adjust (see :mod:`detectors.statistics.holm_bonferroni`).
 """
 
 from __future__ import annotations

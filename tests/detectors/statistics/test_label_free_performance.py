@@ -7,7 +7,11 @@ import pytest
 from scipy.special import expit, logit
 from scipy.stats import kstest
 
-from detectors import check_calibration_assumption, estimate_performance, spiegelhalter_z_test
+from detectors.statistics import (
+    check_calibration_assumption,
+    estimate_performance,
+    spiegelhalter_z_test,
+)
 
 N_CASES, N_LABEL_SETS, THRESHOLD = 2000, 2000, 0.35
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom, norm
 
-from detectors import (
+from detectors.statistics import (
     dersimonian_laird,
     funnel_plot_limits,
     logit_proportion_effects,

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import check_integer
-from detectors.logistic_recalibration import check_scores_and_labels
+from detectors.statistics.logistic_recalibration import check_scores_and_labels
 
 __all__ = ["expected_calibration_error", "expected_calibration_error_under_calibration"]
 

@@ -19,7 +19,7 @@ Prior shift: scores calibrated at the device's reference prevalence are not cali
 at a site with another prevalence, although the device's sensitivity and specificity
 (which are class-conditional) are unchanged there; the plain estimate is then biased by
 a few points. Given ``reference_prevalence``, the window's prevalence is estimated by EM
-(:mod:`detectors.prior_shift`, Saerens et al. 2002) and the scores are moved to it by
+(:mod:`detectors.statistics.prior_shift`, Saerens et al. 2002) and the scores are moved to it by
 Bayes' theorem before the sums are taken. The estimated prevalence carries sampling error
 of its own: the intervals add its delta-method share, ``(dm / dpi)**2 var(pi_hat)``
 (sandwich variance of the EM fixed point), to the conditional variance above. The
@@ -38,18 +38,18 @@ import numpy.typing as npt
 from scipy.special import ndtri
 
 from detectors.base import check_finite, check_finite_array, check_probability
-from detectors.logistic_recalibration import (
+from detectors.statistics.logistic_recalibration import (
     CalibrationFit,
     calibration_intercept_slope,
     check_scores_and_labels,
 )
-from detectors.prior_shift import (
+from detectors.statistics.prior_shift import (
     PriorShift,
     adjust_to_prevalence,
     adjusted_posterior_slope,
     estimate_prevalence,
 )
-from detectors.spiegelhalter_z_test import spiegelhalter_z_test
+from detectors.statistics.spiegelhalter_z_test import spiegelhalter_z_test
 
 __all__ = [
     "AdjustedScores",
@@ -445,7 +445,8 @@ def check_calibration_assumption(
     """Test the calibration the label-free estimate relies on, on the labelled cases.
 
     Three tests, each at ``alpha / 3``: Spiegelhalter's z, calibration-in-the-large = 0 and
-    calibration slope = 1 (:func:`detectors.logistic_recalibration.calibration_intercept_slope`).
+    calibration slope = 1
+    (:func:`detectors.statistics.logistic_recalibration.calibration_intercept_slope`).
     """
     p, y = check_scores_and_labels(scores, labels)
     z, p_value = spiegelhalter_z_test(p, y)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.special import ndtr
 from scipy.stats import mannwhitneyu
 
-from detectors import delong_covariance, delong_test, roc_auc, roc_auc_ci
+from detectors.statistics import delong_covariance, delong_test, roc_auc, roc_auc_ci
 
 FloatArray = npt.NDArray[np.float64]
 

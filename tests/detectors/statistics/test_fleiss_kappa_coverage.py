@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom
 
-from detectors import fleiss_kappa
+from detectors.statistics import fleiss_kappa
 
 PREVALENCE = np.array([0.5, 0.3, 0.2])
 SUBJECTS, READERS, ACCURACY, REPLICATIONS = 80, 4, 0.7, 400

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
-from detectors import (
+from detectors.statistics import (
     adjust_to_prevalence,
     adjusted_posterior_slope,
     estimate_prevalence,

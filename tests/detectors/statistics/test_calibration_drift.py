@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from detectors import (
+from detectors.statistics import (
     calibration_intercept_slope,
     calibration_over_windows,
     expected_calibration_error,

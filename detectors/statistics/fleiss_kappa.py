@@ -22,7 +22,7 @@ import numpy.typing as npt
 from scipy.special import ndtr
 
 from detectors.base import check_finite_array, check_integer, check_probability
-from detectors.cohen_kappa import KappaEstimate
+from detectors.statistics.cohen_kappa import KappaEstimate
 
 __all__ = ["fleiss_kappa"]
 

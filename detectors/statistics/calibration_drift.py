@@ -2,8 +2,8 @@
 
 For reports and for the stream layer's periodic jobs: the cases of a stream (in event-time
 order) are cut into consecutive windows of ``window`` cases and each window's calibration
-is summarised (:mod:`detectors.logistic_recalibration`,
-:mod:`detectors.expected_calibration_error`). A window whose intercept or slope interval
+is summarised (:mod:`detectors.statistics.logistic_recalibration`,
+:mod:`detectors.statistics.expected_calibration_error`). A window whose intercept or slope interval
 excludes 0 or 1 is flagged. With many windows, flags at ``alpha`` accumulate; for a
 sequential alarm on calibration-in-the-large feed the residuals ``y - p`` to
 :class:`detectors.normal_cusum.NormalCUSUM` instead.
@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import check_integer, check_probability
-from detectors.expected_calibration_error import expected_calibration_error
-from detectors.logistic_recalibration import (
+from detectors.statistics.expected_calibration_error import expected_calibration_error
+from detectors.statistics.logistic_recalibration import (
     CalibrationFit,
     calibration_intercept_slope,
     check_scores_and_labels,

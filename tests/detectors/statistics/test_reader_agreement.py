@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors import agreement_table, cohen_kappa, cohen_kappa_from_table, fleiss_kappa
+from detectors.statistics import agreement_table, cohen_kappa, cohen_kappa_from_table, fleiss_kappa
 
 # Fleiss' kappa worked example (10 subjects, 14 raters, 5 categories), kappa = 0.210
 # as printed in the Wikipedia article "Fleiss' kappa" (P-bar = 0.378, P-bar-e = 0.213).

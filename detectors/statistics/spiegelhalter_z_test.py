@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
-from detectors.logistic_recalibration import check_scores_and_labels
+from detectors.statistics.logistic_recalibration import check_scores_and_labels
 
 __all__ = ["spiegelhalter_z_test"]
 
