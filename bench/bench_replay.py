@@ -18,18 +18,25 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
+from bench_pipeline import VERSIONS, registry_entry
 
+from launcher.local_worker import LocalWorker
 from launcher.stack import manager
+from launcher.stack.processes import free_port
+from postmarket import topics
 from postmarket.config import Settings
+from postmarket.contracts import encode
 from streams.replay import ColumnMapping, CountingSink, KafkaSink, ReplaySummary, replay_file
 
 EVENTS = int(os.environ.get("PMS_BENCH_REPLAY_EVENTS", "200000"))
 MILLION = 1_000_000
+CATCH_UP_TIMEOUT_S = 1800.0
 
 
 def historical_predictions(rows: int, seed: int = 5) -> pd.DataFrame:
@@ -83,6 +90,83 @@ def producer_alone(bootstrap: str, records: list[tuple[str, bytes, bytes, int]])
     return elapsed
 
 
+def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed ``topic`` up to its end on every partition."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
+        committed = admin.list_group_offsets(group).get(group, {})
+        return all(
+            tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end
+        )
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def start_at_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit ``topic``'s end for ``group``: its worker reads only what is replayed next."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+    finally:
+        consumer.close()
+
+
+def replay_through_worker(
+    stack_settings: Settings, work: Path, csv_file: Path, mapping: ColumnMapping
+) -> dict[str, float]:
+    """Seconds from the replay's start until one full worker, started before it, committed
+    every replayed record; the replay's own seconds beside it."""
+    settings = stack_settings.model_copy(
+        update={
+            "worker_id": f"bench-replay-{uuid.uuid4().hex[:8]}",
+            "worker_metrics_port": free_port(),
+            "event_authenticity": "off",
+        }
+    )
+    bootstrap = settings.kafka_bootstrap
+    start_at_end(bootstrap, settings.worker_id, topics.INPUTS)
+    registry = KafkaSink(bootstrap)
+    try:
+        for version in VERSIONS:
+            entry = registry_entry(version)
+            registry.send(topics.REGISTRY, entry.as_key().encode(), encode(entry))
+        assert registry.finish() == 0, "the registry was not acknowledged"
+    finally:
+        registry.close()
+    worker = LocalWorker(settings, work / "logs" / "bench-replay-worker.log")
+    worker.start(timeout_s=180.0)
+    try:
+        started = time.perf_counter()
+        sink = KafkaSink(bootstrap)
+        try:
+            replayed = replay_file(csv_file, "predictions", mapping, sink)
+        finally:
+            sink.close()
+        replay_s = time.perf_counter() - started
+        assert replayed.published == EVENTS and replayed.not_acknowledged == 0
+        deadline = started + CATCH_UP_TIMEOUT_S
+        while not committed_everything(bootstrap, settings.worker_id, topics.INPUTS):
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the worker did not catch up: {worker.tail()}")
+            time.sleep(0.5)
+        total_s = time.perf_counter() - started
+    finally:
+        worker.stop()
+    return {"total_s": total_s, "replay_s": replay_s, "events_per_s": EVENTS / total_s}
+
+
 def timings(summary: ReplaySummary) -> dict[str, float]:
     t = summary.timings
     return {
@@ -126,6 +210,7 @@ def run(results_dir: Path) -> dict[str, Any]:
         record_bytes = sum(len(value) for _topic, _key, value, _events in collected.records)
         result["event_bytes_mean"] = record_bytes / EVENTS
         result["records"] = len(collected.records)
+        result["through_worker"] = replay_through_worker(stack.settings, work, csv_file, mapping)
     finally:
         manager.down(Settings(home=work))
         shutil.rmtree(work, ignore_errors=True)
@@ -134,6 +219,9 @@ def run(results_dir: Path) -> dict[str, Any]:
         replay_rate / result["kafka_python_alone_events_per_s"]
     )
     result["million_replay_s_extrapolated"] = MILLION / replay_rate
+    result["million_through_worker_s_extrapolated"] = (
+        MILLION / result["through_worker"]["events_per_s"]
+    )
     pipeline = results_dir / "pipeline.json"
     if pipeline.exists():
         worker_rate = json.loads(pipeline.read_text())["full_worker"]["events_per_s"]
@@ -171,6 +259,15 @@ def render(result: dict[str, Any]) -> None:
     print(
         f"| 1M events replayed (extrapolated from {result['events']:,}) "
         f"| {result['million_replay_s_extrapolated'] / 60:.1f} min |"
+    )
+    through = result["through_worker"]
+    print(
+        f"| replay and one full worker, end to end ({result['events']:,} events) "
+        f"| {through['total_s']:.1f} s (replay alone {through['replay_s']:.1f} s) |"
+    )
+    print(
+        "| 1M events through replay and one worker (extrapolated) "
+        f"| {result['million_through_worker_s_extrapolated'] / 60:.1f} min |"
     )
     if "million_processing_s_extrapolated" in result:
         print(
