@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from evidence.rebaseline import rebaseline_decision
 from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Alert, Prediction, encode, utc_now
 from postmarket.contracts.events import AcquisitionFeatures
-from postmarket.evidence.rebaseline import rebaseline_decision
 from streams.performance import REFERENCE_DRIFT_DETECTORS, MonitorPolicy
 from tests.factories import make_prediction, make_registry_entry
 from tests.integration.pipeline_io import (
