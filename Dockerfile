@@ -22,6 +22,7 @@ COPY streams ./streams
 COPY detectors ./detectors
 COPY dashboards ./dashboards
 COPY simulator ./simulator
+COPY evidence ./evidence
 COPY launcher ./launcher
 
 FROM source AS build-central

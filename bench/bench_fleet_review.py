@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert
 
-from postmarket.evidence import fleet_review, report
-from postmarket.evidence.models import FieldOutcome, FieldPrediction
-from postmarket.evidence.snapshots import refresh_snapshots, week_of
-from postmarket.evidence.store import EvidenceStore
+from evidence import fleet_review, report
+from evidence.models import FieldOutcome, FieldPrediction
+from evidence.snapshots import refresh_snapshots, week_of
+from evidence.store import EvidenceStore
 
 OUTCOMES = int(os.environ.get("PMS_BENCH_FLEET_OUTCOMES", "200000"))
 SNAPSHOTS = os.environ.get("PMS_BENCH_FLEET_SNAPSHOTS") == "1"

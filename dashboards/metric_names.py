@@ -1,7 +1,7 @@
 """Sample names the dashboards and alert rules query, taken from the metric definitions.
 
 Worker names come from :mod:`postmarket.metrics`, the evidence sink's from
-:mod:`postmarket.evidence.metrics`; collector names are read from
+:mod:`evidence.metrics`; collector names are read from
 :class:`collectors.metrics.CollectorMetrics` itself (built in a throwaway registry), so a
 renamed metric changes the dashboards on the next ``postmarket dashboards build`` instead
 of silently leaving panels empty. Counters are queried by their ``_total`` sample.
@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from collectors.metrics import CollectorMetrics
+from evidence.metrics import EvidenceMetrics
 from postmarket import metrics as worker
 from postmarket import unregistered_change
-from postmarket.evidence.metrics import EvidenceMetrics
 
 STREAM_LABELS = worker.STREAM_LABELS
 
@@ -54,7 +54,7 @@ METRIC_STREAMS_OVERFLOW = f"{worker.METRIC_STREAMS_OVERFLOW}_total"
 CONSUMER_LAG = worker.CONSUMER_LAG
 OUTCOME_LATENCY_BUCKET = f"{worker.OUTCOME_LATENCY}_bucket"
 
-# --- evidence sink (postmarket.evidence.metrics) ----------------------------------------------
+# --- evidence sink (evidence.metrics) ----------------------------------------------
 ALERTS_BY_STATUS = worker.ALERTS_BY_STATUS
 ALERT_RECURRENCES = worker.ALERT_RECURRENCES
 

@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from collectors.cli import collector_app
 from dashboards.cli import dashboards_app
-from postmarket.evidence.cli import (
+from evidence.cli import (
     alerts_app,
     audit_app,
     evidence_app,
@@ -19,8 +19,8 @@ from postmarket.evidence.cli import (
     registry_app,
     report_command,
 )
-from postmarket.evidence.plan_cli import plan_app
-from postmarket.evidence.testdb_cli import testdb_app
+from evidence.plan_cli import plan_app
+from evidence.testdb_cli import testdb_app
 from postmarket.preflight import CONNECT_TIMEOUT_S, BootstrapOption, ConnectTimeoutOption
 from postmarket.site_keys_cli import site_keys_app
 

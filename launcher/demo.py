@@ -49,8 +49,8 @@ from postmarket.topic_reader import (
 )
 
 if TYPE_CHECKING:
+    from evidence.store import EvidenceStore
     from launcher.demo_gate import GateDemoResult
-    from postmarket.evidence.store import EvidenceStore
     from simulator.scenario import Scenario
     from simulator.scoring import Scorecard
 
@@ -310,8 +310,8 @@ def report_window(scenario: Scenario) -> tuple[date, date]:
 
 def write_reports(store: EvidenceStore, scenario: Scenario, directory: Path) -> dict[str, Path]:
     """The HTML post-market report of every device of the scenario."""
-    from postmarket.evidence.report import build_report
-    from postmarket.evidence.report_render import write_report
+    from evidence.report import build_report
+    from evidence.report_render import write_report
     from postmarket.versions import preset
 
     first, last = report_window(scenario)
@@ -397,8 +397,8 @@ def run_demo(
     keep_worker: bool = False,
 ) -> DemoResult:
     """Run the scenario through a fresh worker on the running stack ``settings`` points at."""
-    from postmarket.evidence.sink import EvidenceSink
-    from postmarket.evidence.store import EvidenceStore
+    from evidence.sink import EvidenceSink
+    from evidence.store import EvidenceStore
     from simulator.collector_path import kafka_connector
     from simulator.fleet_records import fleet_records
     from simulator.ground_truth import ground_truth
@@ -445,7 +445,7 @@ def run_demo(
 
             step = steps.begin("evidence store", None, settings.evidence_database_url)
             # The burst's malformed records are expected; the workers dead-letter them.
-            logging.getLogger("postmarket.evidence.sink").setLevel(logging.ERROR)
+            logging.getLogger("evidence.sink").setLevel(logging.ERROR)
             store = EvidenceStore(settings.evidence_database_url)
             try:
                 register_fleet(store, scenario)

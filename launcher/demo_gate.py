@@ -27,8 +27,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from evidence.testdb_gate import GateRow
 from postmarket.contracts.events import Claim
-from postmarket.evidence.testdb_gate import GateRow
 
 __all__ = [
     "CANDIDATES",
@@ -201,7 +201,7 @@ def _quoted(argument: str) -> str:
 def add_candidates(evidence_url: str, device_id: str, candidates: Sequence[Candidate]) -> str:
     """Put the candidates in the registry, unregistered, with the claims of the device's
     registered version measured on the database; the task they claim."""
-    from postmarket.evidence.store import EvidenceStore
+    from evidence.store import EvidenceStore
 
     with EvidenceStore(evidence_url) as store:
         device = store.device(device_id)
@@ -234,8 +234,8 @@ def run_gate_demo(
     """Import the simulated database, gate every candidate, then try to register each:
     the evidence store at ``evidence_url`` must hold ``device_id`` with a registered version
     and its claims (the demo's fleet). Files go to ``directory``."""
-    from postmarket.evidence.store import EvidenceStore
-    from postmarket.evidence.testdb_gate_store import latest_run
+    from evidence.store import EvidenceStore
+    from evidence.testdb_gate_store import latest_run
     from simulator.standard_test_database import (
         candidate_outputs,
         lung_nodule_test_database,
@@ -467,8 +467,8 @@ def main(argv: Sequence[str] = ()) -> int:
     """The gate part alone, on a fresh SQLite store with the demo fleet's registry."""
     import tempfile
 
+    from evidence.store import EvidenceStore
     from launcher.demo import DEMO_SCENARIO, register_fleet
-    from postmarket.evidence.store import EvidenceStore
     from simulator.scenario import load_scenario
 
     directory = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="postmarket-gate-"))

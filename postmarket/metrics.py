@@ -61,7 +61,7 @@ SINK_RECORDS = f"{PREFIX}_evidence_sink_records"
 SINK_STORED = f"{PREFIX}_evidence_sink_stored"
 SINK_DUPLICATES = f"{PREFIX}_evidence_sink_duplicates"
 SINK_INVALID = f"{PREFIX}_evidence_sink_invalid"
-"""Exported by the evidence sink (:mod:`postmarket.evidence.metrics`), not by the workers."""
+"""Exported by the evidence sink (:mod:`evidence.metrics`), not by the workers."""
 
 OUTCOME_LATENCY_BUCKETS = (
     0.05,

@@ -31,6 +31,9 @@ from collectors.outbox import Outbox
 from dashboards import metric_names
 from dashboards.build import render_all
 from dashboards.queries import PanelQuery, panel_queries, resolve, variable_queries
+from evidence.metrics import EvidenceMetrics, PeriodicRefresh
+from evidence.sink import EvidenceSink
+from evidence.store import EvidenceStore
 from launcher.local_worker import LocalWorker
 from launcher.stack.prometheus import (
     register_scrape_target,
@@ -39,9 +42,6 @@ from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import encode
 from postmarket.contracts.events import StreamKey
-from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
-from postmarket.evidence.sink import EvidenceSink
-from postmarket.evidence.store import EvidenceStore
 from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
 from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB
 from tests.factories import (

@@ -284,7 +284,7 @@ def evidence_store(directory: Directory, request: pytest.FixtureRequest) -> None
     sys.path.insert(0, str(REPO / "tests" / "evidence"))  # the builders import each other so
     from report_builders import populated_store
 
-    from postmarket.evidence.store import EvidenceStore
+    from evidence.store import EvidenceStore
 
     home = directory.path / ".postmarket"
     home.mkdir()
@@ -356,8 +356,8 @@ def manufacturer_evidence_store(directory: Directory, request: pytest.FixtureReq
     from evidence_databases import fresh_postgres_database
     from report_builders import populated_store
 
-    from postmarket.evidence.audit import verify_chain
-    from postmarket.evidence.store import EvidenceStore
+    from evidence.audit import verify_chain
+    from evidence.store import EvidenceStore
 
     databases = fresh_postgres_database(request.getfixturevalue("postgres_url"))
     url = next(databases)

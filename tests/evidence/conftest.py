@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from evidence_databases import fresh_postgres_database
 
-from postmarket.evidence.store import EvidenceStore
+from evidence.store import EvidenceStore
 
 
 @pytest.fixture(

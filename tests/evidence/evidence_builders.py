@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from evidence.store import EvidenceStore
 from postmarket.contracts import Alert, Claim, StreamKey
-from postmarket.evidence.store import EvidenceStore
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 DEVICE = "dr-screen"

@@ -16,9 +16,9 @@ from evidence_builders import (
     registered_device,
 )
 
+from evidence.store import EvidenceStore
 from postmarket.contracts import Claim
 from postmarket.contracts.events import AcquisitionFeatures, Outcome, Prediction
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import ChangeKind, ChangeRecord
 from tests.factories import make_outcome, make_prediction
 

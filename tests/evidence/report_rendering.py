@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.image import imread
 
-from postmarket.evidence.pdf import chromium_command
-from postmarket.evidence.report_render import SECTIONS
+from evidence.pdf import chromium_command
+from evidence.report_render import SECTIONS
 
 
 def screenshot(html_file: Path, png: Path, scratch: Path) -> Path:

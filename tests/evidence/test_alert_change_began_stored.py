@@ -17,12 +17,12 @@ from sqlalchemy import Engine, inspect, text
 from test_evidence_migrations import downgrade, seed_open_alerts_at_0007
 from typer.testing import CliRunner
 
+from evidence.migrate import current_revision, head_revision, make_engine, upgrade
+from evidence.report import build_report
+from evidence.report_render import render_html
+from evidence.report_tables import report_tables
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.migrate import current_revision, head_revision, make_engine, upgrade
-from postmarket.evidence.report import build_report
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.report_tables import report_tables
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 BEGAN = T0 + timedelta(days=2, hours=3, minutes=17)

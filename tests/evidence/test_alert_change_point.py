@@ -12,12 +12,12 @@ from evidence_builders import ACTOR, T0, make_alert, make_stream
 from report_builders import DEVICE, FIRST_DAY, LAST_DAY, populated_store
 from typer.testing import CliRunner
 
+from evidence.report import build_report
+from evidence.report_alerts import change_point_sentence
+from evidence.report_render import render_html
+from evidence.report_tables import report_tables
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.report import build_report
-from postmarket.evidence.report_alerts import change_point_sentence
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.report_tables import report_tables
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 CUSUM_ALERT = make_alert(

@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 from evidence_builders import T0, make_alert, make_stream
 
-from postmarket.evidence.lifecycle import (
+from evidence.lifecycle import (
     AlertAction,
     AlertStatus,
     IllegalTransition,
     next_status,
 )
-from postmarket.evidence.store import EvidenceError, EvidenceStore, NotFound
+from evidence.store import EvidenceError, EvidenceStore, NotFound
 
 OPEN, ACKED, RESOLVED = AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED
 ACK, RESOLVE = AlertAction.ACKNOWLEDGE, AlertAction.RESOLVE

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from evidence_builders import T0, make_alert, make_stream
 
-from postmarket.evidence.store import AmbiguousAlertId, EvidenceStore
+from evidence.store import AmbiguousAlertId, EvidenceStore
 
 FIRST = uuid.UUID("7b0c9a52-1f1e-4f35-9d0e-2a8b8c1e2f11")
 TWIN = uuid.UUID("7b0c9a52-ffff-4000-8000-000000000009")

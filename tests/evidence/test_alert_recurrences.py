@@ -7,10 +7,10 @@ from datetime import date, timedelta
 import pytest
 from evidence_builders import DEVICE, T0, make_alert, make_stream, registered_device
 
+from evidence.lifecycle import AlertStatus, highest_severity
+from evidence.report import build_report
+from evidence.store import EvidenceStore, NotFound
 from postmarket.contracts import Alert
-from postmarket.evidence.lifecycle import AlertStatus, highest_severity
-from postmarket.evidence.report import build_report
-from postmarket.evidence.store import EvidenceStore, NotFound
 from postmarket.versions import preset
 
 WORKER = "worker"

@@ -17,9 +17,9 @@ from evidence_builders import make_alert, make_stream
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from evidence.metrics import EvidenceMetrics, PeriodicRefresh
+from evidence.store import EvidenceStore
 from launcher.stack.processes import free_port
-from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
-from postmarket.evidence.store import EvidenceStore
 from postmarket.metrics import ALERT_RECURRENCES, ALERTS_BY_STATUS
 from postmarket.metrics_endpoint import MetricsEndpoint, serve_metrics
 
@@ -185,8 +185,8 @@ def test_the_sink_command_serves_alerts_by_status_on_loopback(
 def test_sink_progress_is_read_from_the_running_counts() -> None:
     from prometheus_client import CollectorRegistry
 
-    from postmarket.evidence.metrics import EvidenceMetrics
-    from postmarket.evidence.sink import SinkCounts
+    from evidence.metrics import EvidenceMetrics
+    from evidence.sink import SinkCounts
 
     counts = SinkCounts()
     registry = CollectorRegistry()

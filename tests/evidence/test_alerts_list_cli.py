@@ -11,10 +11,10 @@ import pytest
 from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
+from evidence import rebaseline
+from evidence.store import EvidenceStore
 from launcher.cli import app
 from postmarket.contracts.events import Alert, Rebaseline
-from postmarket.evidence import rebaseline
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from evidence_builders import make_alert, registered_device
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from postmarket.evidence.audit import GENESIS_HASH, AuditRecord, chain_entry, verify_chain
-from postmarket.evidence.store import EvidenceStore
+from evidence.audit import GENESIS_HASH, AuditRecord, chain_entry, verify_chain
+from evidence.store import EvidenceStore
 
 
 def _disable_append_only_guard(store: EvidenceStore) -> None:

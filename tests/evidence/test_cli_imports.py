@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from postmarket.evidence.store import EvidenceStore
+from evidence.store import EvidenceStore
 
 HEAVY = ("scipy", "pandas", "matplotlib")
 MIGRATIONS = ("alembic",)

@@ -20,9 +20,9 @@ from fresh_shell import fresh_shell_environment
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner, Result
 
+from evidence.sink import EvidenceSink
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.sink import EvidenceSink
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 

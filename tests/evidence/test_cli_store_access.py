@@ -15,15 +15,15 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from launcher.cli import app
-from postmarket.evidence.cli import (
+from evidence.cli import (
     EXIT_HEAD_DIFFERS,
     EXIT_STORE_UNAVAILABLE,
     read_only_url,
     sqlite_file,
     store_url,
 )
-from postmarket.evidence.store import EvidenceStore
+from evidence.store import EvidenceStore
+from launcher.cli import app
 
 runner = CliRunner()
 

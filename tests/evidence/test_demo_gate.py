@@ -16,6 +16,9 @@ import pytest
 from rich.console import Console
 from sqlalchemy import make_url
 
+from evidence.report import build_report
+from evidence.report_render import render_html
+from evidence.store import EvidenceStore
 from launcher.demo import DEMO_SCENARIO, register_fleet
 from launcher.demo_gate import (
     CANDIDATES,
@@ -26,9 +29,6 @@ from launcher.demo_gate import (
     gate_summary,
     run_gate_demo,
 )
-from postmarket.evidence.report import build_report
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
 from simulator.scenario import load_scenario
 

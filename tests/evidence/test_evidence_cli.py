@@ -10,8 +10,8 @@ import pytest
 from evidence_builders import T0, make_alert, make_stream
 from typer.testing import CliRunner
 
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 

@@ -13,15 +13,15 @@ from evidence_builders import make_alert, make_stream
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from postmarket.evidence.migrate import (
+from evidence.migrate import (
     alembic_config,
     current_revision,
     head_revision,
     make_engine,
     upgrade,
 )
-from postmarket.evidence.models import Base
-from postmarket.evidence.store import EvidenceStore
+from evidence.models import Base
+from evidence.store import EvidenceStore
 
 PREVIOUS = "0002"
 ADDED_BY_HEAD = {"field_outcomes", "field_predictions"}
@@ -92,7 +92,7 @@ def test_stock_alembic_command_upgrades_from_the_packaged_ini(sqlite_url: str) -
     import sys
     from pathlib import Path
 
-    from postmarket.evidence.migrate import INI_PATH
+    from evidence.migrate import INI_PATH
 
     alembic = Path(sys.executable).parent / "alembic"
     environment = {**os.environ, "POSTMARKET_EVIDENCE_URL": sqlite_url}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, T0, TASK, make_stream, registered_device
 
-from postmarket.evidence.store import AlreadyExists, EvidenceError, EvidenceStore, NotFound
+from evidence.store import AlreadyExists, EvidenceError, EvidenceStore, NotFound
 from postmarket.versions import ChangeKind, ChangeRecord, Version, VersionError
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from evidence_builders import make_alert, make_stream
 
+from evidence.sink import EvidenceSink
+from evidence.store import EvidenceStore
 from postmarket import topics
 from postmarket.contracts import Contract, encode
 from postmarket.contracts.batches import EventKind, encode_batch
-from postmarket.evidence.sink import EvidenceSink
-from postmarket.evidence.store import EvidenceStore
 from tests.factories import make_outcome, make_prediction
 from tests.integration.pipeline_io import send_raw
 

@@ -9,10 +9,10 @@ import numpy as np
 from evidence_builders import T0, registered_device
 
 from detectors.statistics import funnel_plot_limits
+from evidence.fleet_review import review_fleet
+from evidence.lifecycle import AlertStatus
+from evidence.store import EvidenceStore
 from postmarket.contracts.events import Alert, Outcome
-from postmarket.evidence.fleet_review import review_fleet
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.store import EvidenceStore
 from tests.factories import make_outcome
 
 

@@ -24,9 +24,9 @@ import pytest
 from evidence_builders import make_alert
 from fresh_shell import fresh_shell_environment
 
+from evidence.lifecycle import AlertStatus
+from evidence.store import EvidenceStore
 from postmarket.contracts import Alert
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.store import EvidenceStore
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manufacturer.md"
 GROUPS = ("registry", "alerts")

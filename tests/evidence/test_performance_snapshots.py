@@ -9,8 +9,8 @@ from evidence_builders import DEVICE
 from report_builders import field_cases, populated_store
 from statsmodels.stats.proportion import proportion_confint
 
-from postmarket.evidence.snapshots import performance_snapshots, refresh_snapshots, week_of
-from postmarket.evidence.store import EvidenceStore, OutcomeRecord, PredictionCount
+from evidence.snapshots import performance_snapshots, refresh_snapshots, week_of
+from evidence.store import EvidenceStore, OutcomeRecord, PredictionCount
 
 
 def test_weeks_run_monday_to_monday_in_utc() -> None:

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import event, select
 from test_trend import DEVICE, _plan
 
-from postmarket.evidence import store_unit
-from postmarket.evidence.models import AuditEntryRow
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.trend import Amendment, TrendPlan
-from postmarket.evidence.trend_store import (
+from evidence import store_unit
+from evidence.models import AuditEntryRow
+from evidence.store import EvidenceStore
+from evidence.trend import Amendment, TrendPlan
+from evidence.trend_store import (
     AMEND,
     RECORD,
     amend_plan,
@@ -110,7 +110,7 @@ def _read_in_python(
 ) -> list[tuple[TrendPlan, tuple[Amendment, ...]]]:
     """What the PSUR showed before the database selected: every plan entry of every device,
     filtered here (the behaviour the query keeps)."""
-    from postmarket.evidence.trend_store import _amendments
+    from evidence.trend_store import _amendments
 
     with store.reading() as session:
         rows = session.scalars(

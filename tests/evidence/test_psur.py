@@ -14,10 +14,10 @@ from evidence_builders import DEVICE, T0, make_alert
 from report_builders import field_cases, populated_store
 from report_rendering import is_blank, pdf_pages
 
-from postmarket.evidence.psur import CONCLUSIONS, Psur, build_psur, psur_document_id, psur_hash
-from postmarket.evidence.psur_render import render_psur_html, write_psur
-from postmarket.evidence.rebaseline import rebaseline_decision
-from postmarket.evidence.store import EvidenceStore
+from evidence.psur import CONCLUSIONS, Psur, build_psur, psur_document_id, psur_hash
+from evidence.psur_render import render_psur_html, write_psur
+from evidence.rebaseline import rebaseline_decision
+from evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 YEAR = T0.year

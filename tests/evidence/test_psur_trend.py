@@ -17,11 +17,11 @@ from report_rendering import is_blank, pdf_pages
 from scipy.stats import fisher_exact
 from test_trend import DEVICE, _cli, _plan, _positives
 
-from postmarket.evidence import store_unit
-from postmarket.evidence.psur import Psur, build_psur, export_psur_json, psur_hash
-from postmarket.evidence.psur_render import render_psur_html, verdict_line, write_psur
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.trend_store import amend_plan, record_plan
+from evidence import store_unit
+from evidence.psur import Psur, build_psur, export_psur_json, psur_hash
+from evidence.psur_render import render_psur_html, verdict_line, write_psur
+from evidence.store import EvidenceStore
+from evidence.trend_store import amend_plan, record_plan
 from postmarket.versions import preset
 
 YEAR = 2026

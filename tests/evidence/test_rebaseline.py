@@ -9,14 +9,14 @@ from datetime import timedelta
 import pytest
 from evidence_builders import T0, make_alert, make_stream
 
-from postmarket.contracts import Rebaseline, decode, encode
-from postmarket.evidence.lifecycle import AlertStatus, IllegalTransition
-from postmarket.evidence.rebaseline import (
+from evidence.lifecycle import AlertStatus, IllegalTransition
+from evidence.rebaseline import (
     RebaselineRefused,
     is_reference_drift,
     rebaseline_decision,
 )
-from postmarket.evidence.store import EvidenceError, EvidenceStore
+from evidence.store import EvidenceError, EvidenceStore
+from postmarket.contracts import Rebaseline, decode, encode
 
 DECIDED_AT = T0 + timedelta(days=10)
 WHY = "site-a's new Siemens scanner validated against the reference reads"

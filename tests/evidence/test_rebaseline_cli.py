@@ -10,11 +10,11 @@ from evidence_builders import make_alert
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner
 
+from evidence import rebaseline
+from evidence.lifecycle import AlertStatus
+from evidence.store import EvidenceStore
 from launcher.cli import app
 from postmarket.contracts import Alert, Rebaseline
-from postmarket.evidence import rebaseline
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 NO_BROKER = "127.0.0.1:1"

@@ -10,12 +10,12 @@ import pytest
 from evidence_builders import make_alert, make_stream
 from typer.testing import CliRunner
 
+from evidence.lifecycle import AlertStatus
+from evidence.rebaseline import rebaseline_id
+from evidence.store import EvidenceError, EvidenceStore
 from launcher.cli import app
 from postmarket import topics
 from postmarket.contracts import Alert, Rebaseline, decode
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.rebaseline import rebaseline_id
-from postmarket.evidence.store import EvidenceError, EvidenceStore
 from postmarket.topic_reader import read_to_end
 from tests.integration.pipeline_io import read_topic
 

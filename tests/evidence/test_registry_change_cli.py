@@ -9,8 +9,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 CLAIM = ("dr-screen", "2.1.0.3", "referable_dr", "--metric", "sensitivity")

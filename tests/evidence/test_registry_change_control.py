@@ -10,15 +10,15 @@ from typing import get_args
 import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, TASK, registered_device
 
-from postmarket.contracts.events import RegistryEntry
-from postmarket.evidence.audit import AuditRecord
-from postmarket.evidence.registration import (
+from evidence.audit import AuditRecord
+from evidence.registration import (
     REGISTRATION_STATUSES,
     STATUS_CHANGES,
     check_status_change,
 )
-from postmarket.evidence.registry_topic import registry_entries
-from postmarket.evidence.store import EvidenceError, EvidenceStore, NotFound
+from evidence.registry_topic import registry_entries
+from evidence.store import EvidenceError, EvidenceStore, NotFound
+from postmarket.contracts.events import RegistryEntry
 
 NEW_VERSION = "2.2.0.0"
 

@@ -11,12 +11,12 @@ import pytest
 from evidence_builders import ACTOR, DEVICE, SENSITIVITY, TASK
 from typer.testing import CliRunner
 
+from evidence import registry_topic
+from evidence.registry_topic import parse_reference_prevalence, registry_entries
+from evidence.store import EvidenceStore
 from launcher.cli import app
 from postmarket import preflight
 from postmarket.contracts import RegistryEntry, decode, encode
-from postmarket.evidence import registry_topic
-from postmarket.evidence.registry_topic import parse_reference_prevalence, registry_entries
-from postmarket.evidence.store import EvidenceStore
 
 runner = CliRunner()
 

@@ -9,10 +9,10 @@ import pytest
 from evidence_builders import ACTOR, SENSITIVITY, TASK
 from typer.testing import CliRunner
 
+from evidence.store import EvidenceStore
 from launcher.cli import app
 from postmarket import topics
 from postmarket.contracts import RegistryEntry, decode
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import ChangeKind, ChangeRecord
 from tests.integration.pipeline_io import read_topic
 

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from test_evidence_migrations import downgrade
 
-from postmarket.evidence.migrate import current_revision, head_revision, make_engine
-from postmarket.evidence.migrate import upgrade as migrate_up
-from postmarket.evidence.registry_topic import registry_entries
-from postmarket.evidence.report_claims import claim_checks
-from postmarket.evidence.store import EvidenceStore, NotFound
-from postmarket.evidence.views import WithdrawnClaim
+from evidence.migrate import current_revision, head_revision, make_engine
+from evidence.migrate import upgrade as migrate_up
+from evidence.registry_topic import registry_entries
+from evidence.report_claims import claim_checks
+from evidence.store import EvidenceStore, NotFound
+from evidence.views import WithdrawnClaim
 
 VERSION = "2.1.0.3"
 CORRECTED = SENSITIVITY.model_copy(update={"value": 0.881, "ci_upper": 0.92})

@@ -10,8 +10,8 @@ from evidence_databases import fresh_postgres_database
 from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from postmarket.evidence.regulator import grant_regulator_read_access
-from postmarket.evidence.store import EvidenceStore
+from evidence.regulator import grant_regulator_read_access
+from evidence.store import EvidenceStore
 
 pytestmark = pytest.mark.integration
 

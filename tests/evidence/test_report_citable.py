@@ -16,13 +16,13 @@ from evidence_builders import ACTOR, T0, make_alert, make_stream
 from report_builders import DEVICE, FIRST_DAY, LAST_DAY, populated_store
 from typer.testing import CliRunner
 
+from evidence.report import MIN_WEEKLY_CASES, DeviceReport, build_report
+from evidence.report_figures import weekly_rates
+from evidence.report_render import render_html
+from evidence.report_tables import content_hash, document_id
+from evidence.snapshots import Snapshot
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.report import MIN_WEEKLY_CASES, DeviceReport, build_report
-from postmarket.evidence.report_figures import weekly_rates
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.report_tables import content_hash, document_id
-from postmarket.evidence.snapshots import Snapshot
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 CLAIMS_ALERT = make_alert(

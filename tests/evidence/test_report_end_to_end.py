@@ -16,11 +16,11 @@ from report_builders import SCANNERS, SPECIFICITY
 from report_rendering import EXPECTED_SECTIONS, headings, is_blank, pdf_pages, screenshot
 from typer.testing import CliRunner
 
+from evidence.sink import EvidenceSink
+from evidence.store import EvidenceStore
 from launcher.cli import app
 from launcher.local_worker import LocalWorker
 from postmarket.config import Settings
-from postmarket.evidence.sink import EvidenceSink
-from postmarket.evidence.store import EvidenceStore
 from tests.factories import make_followup, make_prediction
 from tests.integration.pipeline_io import SignedProducer, free_port
 

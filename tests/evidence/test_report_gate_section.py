@@ -17,13 +17,13 @@ from report_builders import populated_store
 from testdb_builders import candidate, lung_nodule_database
 from typer.testing import CliRunner
 
+from evidence.psur import build_psur, psur_tables
+from evidence.report import DeviceReport, build_report
+from evidence.report_render import render_html, write_report
+from evidence.report_tables import export_csv, export_json
+from evidence.store import EvidenceStore
+from evidence.testdb_cli import EXIT_GATE_FAILED
 from launcher.cli import app
-from postmarket.evidence.psur import build_psur, psur_tables
-from postmarket.evidence.report import DeviceReport, build_report
-from postmarket.evidence.report_render import render_html, write_report
-from postmarket.evidence.report_tables import export_csv, export_json
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.testdb_cli import EXIT_GATE_FAILED
 from postmarket.versions import preset
 
 runner = CliRunner()

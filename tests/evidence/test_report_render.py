@@ -19,11 +19,11 @@ from report_rendering import (
 )
 from typer.testing import CliRunner
 
+from evidence.report import DeviceReport, build_report
+from evidence.report_promise import SurveillancePlan
+from evidence.report_render import SECTIONS, render_html
+from evidence.store import EvidenceStore
 from launcher.cli import app
-from postmarket.evidence.report import DeviceReport, build_report
-from postmarket.evidence.report_promise import SurveillancePlan
-from postmarket.evidence.report_render import SECTIONS, render_html
-from postmarket.evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 

@@ -15,12 +15,12 @@ import pytest
 from evidence_builders import ACTOR, SENSITIVITY, T0, TASK
 from report_builders import DEVICE, FIRST_DAY, LAST_DAY, populated_store
 
-from postmarket.evidence.psur import build_psur, psur_tables
-from postmarket.evidence.psur_render import render_psur_html
-from postmarket.evidence.report import DeviceReport, build_report
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.report_tables import content_hash, export_csv, export_json, report_tables
-from postmarket.evidence.store import EvidenceStore
+from evidence.psur import build_psur, psur_tables
+from evidence.psur_render import render_psur_html
+from evidence.report import DeviceReport, build_report
+from evidence.report_render import render_html
+from evidence.report_tables import content_hash, export_csv, export_json, report_tables
+from evidence.store import EvidenceStore
 from postmarket.versions import preset
 
 POLICY = preset("nmpa-syzb")

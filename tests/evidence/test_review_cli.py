@@ -10,12 +10,12 @@ from evidence_builders import make_alert
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner
 
+from evidence import rebaseline
+from evidence.lifecycle import AlertStatus
+from evidence.rebaseline import rebaseline_id, review_id
+from evidence.store import EvidenceError, EvidenceStore
 from launcher.cli import app
 from postmarket.contracts import Alert, Rebaseline
-from postmarket.evidence import rebaseline
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.rebaseline import rebaseline_id, review_id
-from postmarket.evidence.store import EvidenceError, EvidenceStore
 
 runner = CliRunner()
 UNREACHABLE = "127.0.0.1:1"

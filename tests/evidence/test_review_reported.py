@@ -21,24 +21,24 @@ from report_builders import populated_store
 from report_rendering import headings
 from sqlalchemy import event, select
 
-from postmarket.contracts.events import Rebaseline, StreamKey
-from postmarket.evidence import store_alerts, store_unit
-from postmarket.evidence.models import AuditEntryRow
-from postmarket.evidence.psur import (
+from evidence import store_alerts, store_unit
+from evidence.models import AuditEntryRow
+from evidence.psur import (
     build_psur,
     export_psur_csv,
     export_psur_json,
     psur_hash,
     psur_tables,
 )
-from postmarket.evidence.psur_render import render_psur_html
-from postmarket.evidence.rebaseline import rebaseline_decision, review_decision
-from postmarket.evidence.report import DeviceReport, build_report
-from postmarket.evidence.report_promise import SurveillancePlan
-from postmarket.evidence.report_render import render_html
-from postmarket.evidence.report_tables import content_hash, export_csv, export_json, report_tables
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.views import ReviewView
+from evidence.psur_render import render_psur_html
+from evidence.rebaseline import rebaseline_decision, review_decision
+from evidence.report import DeviceReport, build_report
+from evidence.report_promise import SurveillancePlan
+from evidence.report_render import render_html
+from evidence.report_tables import content_hash, export_csv, export_json, report_tables
+from evidence.store import EvidenceStore
+from evidence.views import ReviewView
+from postmarket.contracts.events import Rebaseline, StreamKey
 from postmarket.versions import preset
 
 POLICY = preset("nmpa-syzb")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from evidence_builders import T0, make_alert, make_stream
 
+from evidence.lifecycle import AlertStatus, IllegalTransition
+from evidence.rebaseline import rebaseline_decision, review_decision
+from evidence.store import EvidenceError, EvidenceStore
 from postmarket.contracts import Alert
-from postmarket.evidence.lifecycle import AlertStatus, IllegalTransition
-from postmarket.evidence.rebaseline import rebaseline_decision, review_decision
-from postmarket.evidence.store import EvidenceError, EvidenceStore
 
 WHY = "412 cases read: camera miscalibrated, recalibrated under CAPA-2026-031"
 AT = T0.replace(day=20)

@@ -8,12 +8,12 @@ import numpy as np
 from evidence_builders import DEVICE, T0, registered_device
 from sqlalchemy import inspect
 
+from evidence.fleet_review import site_vs_fleet_alerts
+from evidence.migrate import make_engine, upgrade
+from evidence.report_outcomes import counted_proportion, proportion
+from evidence.report_sites import site_counts
+from evidence.store import EvidenceStore, OutcomeRecord
 from postmarket.contracts.events import Label, Outcome
-from postmarket.evidence.fleet_review import site_vs_fleet_alerts
-from postmarket.evidence.migrate import make_engine, upgrade
-from postmarket.evidence.report_outcomes import counted_proportion, proportion
-from postmarket.evidence.report_sites import site_counts
-from postmarket.evidence.store import EvidenceStore, OutcomeRecord
 from tests.factories import make_outcome
 
 SITES = ("site-a", "site-b", "site-c", "site-d", "site-e")

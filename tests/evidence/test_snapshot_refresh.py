@@ -13,10 +13,9 @@ import numpy as np
 from evidence_builders import DEVICE
 from sqlalchemy import inspect
 
-from postmarket.contracts.events import Label, Outcome, Prediction
-from postmarket.evidence.migrate import make_engine, upgrade
-from postmarket.evidence.sink import DecodedBatch, EvidenceSink, store_batch, touched_weeks
-from postmarket.evidence.snapshots import (
+from evidence.migrate import make_engine, upgrade
+from evidence.sink import DecodedBatch, EvidenceSink, store_batch, touched_weeks
+from evidence.snapshots import (
     Snapshot,
     WeekCounts,
     changed_snapshots,
@@ -25,7 +24,8 @@ from postmarket.evidence.snapshots import (
     week_counts,
     week_of,
 )
-from postmarket.evidence.store import EvidenceStore, PredictionCount
+from evidence.store import EvidenceStore, PredictionCount
+from postmarket.contracts.events import Label, Outcome, Prediction
 from tests.factories import make_outcome, make_prediction
 
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)

@@ -16,9 +16,9 @@ import pytest
 from evidence_builders import make_alert
 from sqlalchemy import event
 
+from evidence.lifecycle import AlertStatus
+from evidence.store import EvidenceStore
 from postmarket.contracts import Alert
-from postmarket.evidence.lifecycle import AlertStatus
-from postmarket.evidence.store import EvidenceStore
 
 WRITERS = 4
 RACE_WINDOW_S = 0.2

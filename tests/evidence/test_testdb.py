@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from launcher.cli import app
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.testdb import (
+from evidence.store import EvidenceStore
+from evidence.testdb import (
     CaseListError,
     DatabaseCase,
     content_hash,
@@ -23,11 +22,12 @@ from postmarket.evidence.testdb import (
     read_case_list,
     revised,
 )
-from postmarket.evidence.testdb_store import (
+from evidence.testdb_store import (
     TestDatabaseError,
     import_version,
     load_version,
 )
+from launcher.cli import app
 
 HEADER = (
     "case_pseudonym,label,first_read,second_read,adjudication,hospital,"

@@ -18,10 +18,10 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner, Result
 
+from evidence.store import EvidenceStore
+from evidence.testdb import content_hash
+from evidence.testdb_store import load_version
 from launcher.cli import app
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.testdb import content_hash
-from postmarket.evidence.testdb_store import load_version
 
 runner = CliRunner()
 

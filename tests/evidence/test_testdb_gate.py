@@ -27,12 +27,11 @@ from statsmodels.stats.proportion import proportion_confint  # type: ignore[impo
 from testdb_builders import HOSPITALS, candidate, lung_nodule_database
 from typer.testing import CliRunner
 
-from launcher.cli import app
-from postmarket.evidence.registration import GateOutcome, gate_problem
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.testdb import read_case_list
-from postmarket.evidence.testdb_cli import EXIT_GATE_FAILED
-from postmarket.evidence.testdb_gate import (
+from evidence.registration import GateOutcome, gate_problem
+from evidence.store import EvidenceStore
+from evidence.testdb import read_case_list
+from evidence.testdb_cli import EXIT_GATE_FAILED
+from evidence.testdb_gate import (
     CRITERIA,
     DatabasePrediction,
     GatePolicy,
@@ -42,8 +41,9 @@ from postmarket.evidence.testdb_gate import (
     match_predictions,
     read_predictions,
 )
-from postmarket.evidence.testdb_gate_store import gate_refusal, latest_run
-from postmarket.evidence.testdb_store import import_version
+from evidence.testdb_gate_store import gate_refusal, latest_run
+from evidence.testdb_store import import_version
+from launcher.cli import app
 
 runner = CliRunner()
 
@@ -414,8 +414,8 @@ def test_the_gate_counts_cases_as_the_live_pipeline_does() -> None:
 
 
 def test_a_stratum_without_cases_of_a_metric_is_reported_not_judged() -> None:
+    from evidence.testdb import DatabaseCase
     from postmarket.contracts.events import Claim
-    from postmarket.evidence.testdb import DatabaseCase
 
     cases = [DatabaseCase(f"c{i}", "negative", strata={"hospital": "H1"}) for i in range(50)]
     cases += [DatabaseCase(f"p{i}", "positive", strata={"hospital": "H2"}) for i in range(80)]
@@ -469,7 +469,7 @@ def test_revision_10_adds_the_gate_tables_and_removes_them_again(
     from sqlalchemy import inspect
     from test_evidence_migrations import downgrade
 
-    from postmarket.evidence.migrate import current_revision, make_engine, upgrade
+    from evidence.migrate import current_revision, make_engine, upgrade
 
     tables = {"test_database_gate_runs", "test_database_gate_rows"}
     with EvidenceStore(evidence_url) as store:
@@ -489,8 +489,8 @@ def test_revision_10_adds_the_gate_tables_and_removes_them_again(
 
 
 def test_a_claim_measured_on_another_database_version_says_so_in_its_overall_row() -> None:
+    from evidence.testdb import DatabaseCase
     from postmarket.contracts.events import Claim
-    from postmarket.evidence.testdb import DatabaseCase
 
     cases = [DatabaseCase(f"p{i}", "positive") for i in range(40)]
     outputs = [DatabasePrediction(c.case_pseudonym, 0.9, "positive") for c in cases]

@@ -12,11 +12,11 @@ import pytest
 from scipy.stats import hypergeom
 from typer.testing import CliRunner
 
+from evidence.report_outcomes import Proportion
+from evidence.store import EvidenceStore
+from evidence.trend import PlanError, TrendPlan, deterioration_p_value
+from evidence.trend_store import amend_plan, load_plan, record_plan
 from launcher.cli import app
-from postmarket.evidence.report_outcomes import Proportion
-from postmarket.evidence.store import EvidenceStore
-from postmarket.evidence.trend import PlanError, TrendPlan, deterioration_p_value
-from postmarket.evidence.trend_store import amend_plan, load_plan, record_plan
 from tests.factories import make_outcome
 
 DEVICE = "dr-screen"

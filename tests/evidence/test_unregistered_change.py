@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from evidence_builders import ACTOR, DEVICE, T0, make_stream, registered_device
 
-from postmarket.evidence.store import EvidenceStore
+from evidence.store import EvidenceStore
 from postmarket.unregistered_change import (
     DeviceRegistry,
     unregistered_change_alert,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from evidence.rebaseline import rebaseline_decision
 from launcher.local_worker import LocalWorker
 from postmarket import topics
 from postmarket.contracts import Alert, Prediction, encode, utc_now
 from postmarket.contracts.events import AcquisitionFeatures
-from postmarket.evidence.rebaseline import rebaseline_decision
 from streams.detector_design import REFERENCE_DRIFT_DETECTORS
 from streams.monitor_policy import MonitorPolicy
 from tests.factories import make_prediction, make_registry_entry

@@ -40,6 +40,11 @@ from collectors.delivery import RecordSender
 from collectors.metrics import CollectorMetrics
 from collectors.producer import EventProducer
 from collectors.pseudonym import PseudonymKey
+from evidence.metrics import EvidenceMetrics, PeriodicRefresh
+from evidence.report import build_report
+from evidence.report_render import write_report
+from evidence.sink import EvidenceSink
+from evidence.store import EvidenceStore
 from launcher.demo import register_fleet
 from launcher.local_worker import LocalWorker
 from launcher.stack import kafka, manager, security
@@ -50,11 +55,6 @@ from launcher.stack.prometheus import (
 from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
-from postmarket.evidence.metrics import EvidenceMetrics, PeriodicRefresh
-from postmarket.evidence.report import build_report
-from postmarket.evidence.report_render import write_report
-from postmarket.evidence.sink import EvidenceSink
-from postmarket.evidence.store import EvidenceStore
 from postmarket.kafka_security import KafkaSecurity
 from postmarket.metrics_endpoint import MetricsEndpoint, MetricsServer, serve_metrics
 from postmarket.scrape_targets import COLLECTOR_JOB, EVIDENCE_JOB, WORKER_JOB

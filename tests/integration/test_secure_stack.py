@@ -416,9 +416,9 @@ def _first_outcome_for(
 def test_evidence_sink_stores_outcomes_as_the_worker_principal(
     secure_kafka_stack: manager.UpResult, bootstrap: str, tmp_path: Path
 ) -> None:
+    from evidence.sink import EvidenceSink
+    from evidence.store import EvidenceStore
     from postmarket.contracts import encode
-    from postmarket.evidence.sink import EvidenceSink
-    from postmarket.evidence.store import EvidenceStore
     from tests.factories import make_outcome
 
     worker = secure_kafka_stack.settings.kafka_security()

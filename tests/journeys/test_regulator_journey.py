@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evidence"))
 from report_builders import populated_store  # noqa: E402 - the report tests' own builders
 from report_rendering import EXPECTED_SECTIONS, headings, is_blank, pdf_pages, screenshot  # noqa: E402
 
-from postmarket.evidence.store import EvidenceStore  # noqa: E402
+from evidence.store import EvidenceStore  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,6 +20,7 @@ PRODUCT = (
     "streams",
     "dashboards",
     "simulator",
+    "evidence",
     "launcher",
 )
 
@@ -63,8 +64,6 @@ def layer(module: str) -> str:
         return "launcher"
     if parts[0] != "postmarket":
         return parts[0]
-    if parts[1:2] == ["evidence"]:
-        return "evidence"
     return "kernel"
 
 

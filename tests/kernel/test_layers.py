@@ -36,25 +36,20 @@ def forbidden_imports(paths: list[Path], forbidden: str) -> list[str]:
     ]
 
 
-SIDES = ("collectors", "streams", "detectors", "dashboards", "simulator")
-"""What the kernel serves: the hospital side, the worker, the statistics, the dashboards and
-the fleet simulator (the evidence side, ``postmarket.evidence``, is one more, living in the
-kernel's folder)."""
+SIDES = ("collectors", "streams", "detectors", "evidence", "dashboards", "simulator")
+"""What the kernel serves: the hospital side, the worker, the statistics, the evidence side
+(the store, its commands and the reports), the dashboards and the fleet simulator."""
 COMMAND_ENTRY = ROOT / "postmarket" / "__main__.py"
 """``python -m postmarket``: the one file in the kernel's folder that runs the launcher (Python
 finds ``-m NAME`` by package name, and the command keeps its name); nothing imports it."""
 
 
 def kernel_files() -> list[Path]:
-    """The kernel's modules: ``postmarket/`` but the evidence side and the command entry."""
-    return [
-        path
-        for path in sorted((ROOT / "postmarket").rglob("*.py"))
-        if "evidence" not in path.relative_to(ROOT / "postmarket").parts and path != COMMAND_ENTRY
-    ]
+    """The kernel's modules: ``postmarket/`` but the command entry."""
+    return [path for path in sorted((ROOT / "postmarket").rglob("*.py")) if path != COMMAND_ENTRY]
 
 
-@pytest.mark.parametrize("upper", [*SIDES, "postmarket.evidence", "launcher"])
+@pytest.mark.parametrize("upper", [*SIDES, "launcher"])
 def test_the_kernel_imports_nothing_above_it(upper: str) -> None:
     """Contracts, topics, configuration, secrets, security, authenticity, versions and metric
     definitions are the bottom: no side, and not the launcher that composes the sides."""
@@ -74,7 +69,7 @@ def test_python_m_postmarket_only_runs_the_launchers_command() -> None:
     assert forbidden_imports(every_module, "postmarket.__main__") == []
 
 
-@pytest.mark.parametrize("package", [*SIDES, "postmarket/evidence"])
+@pytest.mark.parametrize("package", SIDES)
 def test_no_side_imports_the_launcher(package: str) -> None:
     """The sides never import what composes them: the worker, the collector and the evidence
     side check their topics and announce their metrics through the kernel
@@ -86,19 +81,15 @@ def test_no_side_imports_the_launcher(package: str) -> None:
 @pytest.mark.parametrize("upper", ["streams", "collectors", "dashboards", "simulator", "launcher"])
 def test_the_evidence_side_imports_only_the_kernel_and_the_statistics(upper: str) -> None:
     """The store, its commands and the reports stand on the kernel and ``detectors`` alone."""
-    assert offending("postmarket/evidence", upper) == []
+    assert offending("evidence", upper) == []
 
 
 @pytest.mark.parametrize("lower", ["postmarket", "collectors", "streams", "detectors", "simulator"])
 def test_only_the_dashboards_and_the_launcher_import_the_evidence_side(lower: str) -> None:
     """The kernel, both pipeline sides, the statistics and the simulator never reach into the
     evidence store; the dashboards read its metric names, the launcher composes it."""
-    paths = [
-        path
-        for path in sorted((ROOT / lower).rglob("*.py"))
-        if "evidence" not in path.relative_to(ROOT).parts and path != COMMAND_ENTRY
-    ]
-    assert forbidden_imports(paths, "postmarket.evidence") == []
+    paths = [path for path in sorted((ROOT / lower).rglob("*.py")) if path != COMMAND_ENTRY]
+    assert forbidden_imports(paths, "evidence") == []
 
 
 def test_the_local_stack_imports_only_the_kernel() -> None:
@@ -109,7 +100,7 @@ def test_the_local_stack_imports_only_the_kernel() -> None:
         top, _, rest = module.partition(".")
         if top == "launcher":
             return rest == "stack" or rest.startswith("stack.")
-        return top == "postmarket" and not rest.startswith("evidence")
+        return top == "postmarket"
 
     found = [
         f"{path.name} imports {module}"
@@ -175,13 +166,13 @@ def test_no_agent_imports_another() -> None:
     assert found == []
 
 
-EVIDENCE = ROOT / "postmarket" / "evidence"
+EVIDENCE = ROOT / "evidence"
 
 
 def evidence_modules() -> dict[str, Path]:
     """Every evidence module by dotted name (the Alembic environment and revisions aside)."""
     return {
-        f"postmarket.evidence.{path.stem}": path
+        f"evidence.{path.stem}": path
         for path in sorted(EVIDENCE.glob("*.py"))
         if path.name != "__init__.py"
     }
@@ -200,6 +191,7 @@ PRODUCT = (
     "detectors",
     "dashboards",
     "simulator",
+    "evidence",
     "launcher",
 )
 MODULE_LINES = 600

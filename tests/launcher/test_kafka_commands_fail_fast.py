@@ -50,7 +50,7 @@ def run(args: list[str], **environment: str) -> tuple[subprocess.CompletedProces
 @pytest.fixture
 def registry_store(tmp_path: Path) -> str:
     """A SQLite evidence store with one device version, so publish gets to Kafka."""
-    from postmarket.evidence.store import EvidenceStore
+    from evidence.store import EvidenceStore
 
     url = f"sqlite:///{tmp_path / 'evidence.db'}"
     with EvidenceStore(url) as store:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from evidence.testdb import read_case_list
 from postmarket.contracts.events import slice_thickness_band
-from postmarket.evidence.testdb import read_case_list
 from simulator.standard_test_database import (
     HOSPITALS,
     candidate_outputs,
