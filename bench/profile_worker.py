@@ -129,6 +129,8 @@ def breakdown(collapsed: Path, main_thread_only: bool = True) -> dict[str, int]:
 GC_STATS_SITE = """
 import gc, json, os, threading, time
 _file = os.environ.get("PMS_GC_STATS_FILE")
+if os.environ.get("PMS_GC_DISABLE"):
+    gc.disable()  # an experiment: what the collector costs the worker
 if _file:
     _spent = [0.0, 0.0, 0.0]
     _count = [0, 0, 0]

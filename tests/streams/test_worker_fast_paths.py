@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from streams.acquisition import acquisition_categories
 from streams.agents import join
 from streams.app import PRODUCER_MAX_BATCH_BYTES, create_app, settings
 from streams.channels import case_files, first_sightings, registry, site_stream_monitors
+from streams.event_time import record_sent_at
 from streams.join_backlog import prediction_input
 from streams.live_streams import contents
 from streams.retention import key_partition
@@ -172,3 +174,11 @@ def test_a_table_read_without_fausts_hooks_reads_what_the_table_holds(table: Any
 def test_a_plain_mapping_is_read_as_itself() -> None:
     mapping = {"a": 1}
     assert contents(mapping) is mapping
+
+
+@given(st.floats(min_value=1e-3, max_value=4e9, allow_nan=False) | st.none() | st.just(0.0))
+def test_when_a_record_was_sent_is_its_timestamp_as_before(seconds: float | None) -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    slow = now if seconds is None or seconds <= 0 else datetime.fromtimestamp(seconds, UTC)
+    assert record_sent_at(seconds, now) == slow
+    assert record_sent_at(seconds, now) == slow  # the second time from the cache
