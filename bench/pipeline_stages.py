@@ -14,7 +14,8 @@ agents make for them, each stage timed on its own in this process:
   stream's states encoded once per flush (detectors designed beforehand: that is once per
   registered version, not per event).
 
-Their sum is the work that is ours, per event. Beside the bare Faust agent's whole time
+Each run under the worker's garbage-collection settings (:mod:`streams.gc_tuning`), as the
+worker runs. Their sum is the work that is ours, per event. Beside the bare Faust agent's whole time
 per event (same run), it bounds the full worker's ratio even if its extra consumes and
 produces cost nothing: ``bare / (bare + ours)``.
 """
@@ -42,6 +43,7 @@ from postmarket.contracts.batches import EventKind, decode_batch, encode_batch
 from postmarket.contracts.events import MAX_BATCH_EVENTS
 from streams.casefile import CaseFile, RecordPosition
 from streams.charted_claims import claimed_performance
+from streams.gc_tuning import tuned_garbage_collection
 from streams.join_backlog import prediction_input
 from streams.monitor_policy import MonitorPolicy
 from streams.routing import StreamPredictions
@@ -200,9 +202,24 @@ def own_work_us_per_event(
     registered_at: datetime,
     *,
     batched: bool = False,
+    worker_gc: bool = True,
 ) -> dict[str, float]:
     """Microseconds per input event of each stage, and their ``total``, as v1 records
-    (``batched``: as v2 signed batches of up to 500 events, :func:`signed_batches`)."""
+    (``batched``: as v2 signed batches of up to 500 events, :func:`signed_batches`), under
+    the worker's garbage-collection settings (``worker_gc`` False: Python's defaults)."""
+    if not worker_gc:
+        return _own_work(events, signing_keys, registry, registered_at, batched)
+    with tuned_garbage_collection():
+        return _own_work(events, signing_keys, registry, registered_at, batched)
+
+
+def _own_work(
+    events: list[Prediction | FollowUp],
+    signing_keys: dict[str, SigningKey],
+    registry: list[RegistryEntry],
+    registered_at: datetime,
+    batched: bool,
+) -> dict[str, float]:
     if batched:
         records = signed_batches(events, signing_keys)
         placed = _batch_events(records)

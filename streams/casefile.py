@@ -16,7 +16,6 @@ it came from, so
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from postmarket.contracts.events import (
     Label,
     Outcome,
     Prediction,
-    StreamKey,
+    stream_key,
 )
 from streams.truth import Truth, final_truth
 
@@ -330,13 +329,6 @@ def trusted(
 
 
 _set_attribute = object.__setattr__
-
-
-@functools.lru_cache(maxsize=4096)
-def stream_key(device_id: str, device_version: str, site_id: str, task: str) -> StreamKey:
-    """The stream of a prediction's fields (validated once per stream, shared: it is frozen),
-    as ``prediction.stream`` builds it."""
-    return StreamKey(device_id=device_id, device_version=device_version, site_id=site_id, task=task)
 
 
 def outcome_id(prediction_id: uuid.UUID) -> uuid.UUID:

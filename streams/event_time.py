@@ -19,6 +19,7 @@ event_time: 9999-12-31T00:00:00+00:00 is 2912382 days after its record was sent
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,7 +60,13 @@ def record_sent_at(kafka_timestamp: float | None, now: datetime) -> datetime:
     """When a record was sent: its Kafka timestamp (seconds), or ``now`` if it has none."""
     if kafka_timestamp is None or kafka_timestamp <= 0:
         return now
-    return datetime.fromtimestamp(kafka_timestamp, UTC)
+    return _from_timestamp(kafka_timestamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _from_timestamp(seconds: float) -> datetime:
+    """Converted once per record, not once per event of its batch (datetimes are immutable)."""
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _days(span: timedelta) -> str:

@@ -45,6 +45,12 @@ Owns = Callable[[str], bool]
 """Whether this worker owns the stream of a key right now."""
 
 
+def contents(table: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a table holds, read without Faust's per-read hooks (a sensor call and a missing
+    key's default, None either way, on every read): a Faust table's store, or the mapping."""
+    return getattr(table, "data", table)
+
+
 def stream_of(item: StreamInput) -> StreamKey:
     return item.stream
 
@@ -69,7 +75,7 @@ class Registrations:
 
     def of(self, stream: StreamKey) -> Registration:
         version_key = f"{stream.device_id}|{stream.device_version}"
-        raw = self._registry.get(version_key)
+        raw = contents(self._registry).get(version_key)
         cached = self._parsed.get((version_key, stream.task))
         if cached is not None and cached[0] is raw:
             return cached[1]
@@ -117,7 +123,9 @@ class LegacyTables(NamedTuple):
 
     def holds(self, key: str) -> list[StateKind]:
         tables = (self.labelled, self.label_free)
-        return [side for side, table in zip(STATE_KINDS, tables, strict=True) if key in table]
+        return [
+            side for side, table in zip(STATE_KINDS, tables, strict=True) if key in contents(table)
+        ]
 
 
 class Retirement(NamedTuple):
@@ -346,16 +354,17 @@ class LiveStreams:
     def _stored(self, key: str) -> tuple[Any, Any]:
         """The stream's (labelled, label-free) table states; the legacy ones if the current
         tables hold neither (a stream not changed since the upgrade)."""
-        labelled, label_free = (self._tables[side].get(key) for side in STATE_KINDS)
+        labelled, label_free = (contents(self._tables[side]).get(key) for side in STATE_KINDS)
         if labelled is None and label_free is None and self.legacy is not None:
-            return self.legacy.labelled.get(key), self.legacy.label_free.get(key)
+            legacy = self.legacy
+            return contents(legacy.labelled).get(key), contents(legacy.label_free).get(key)
         return labelled, label_free
 
     def _adopting(self, key: str) -> bool:
         """Whether the stream's state is still only in the legacy tables."""
         if self.legacy is None or not self.legacy.holds(key):
             return False
-        return all(self._tables[side].get(key) is None for side in STATE_KINDS)
+        return all(contents(self._tables[side]).get(key) is None for side in STATE_KINDS)
 
     def _stored_keys(self) -> set[str]:
         tables = [*self._tables.values()]

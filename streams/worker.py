@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import cProfile
-import gc
 import os
 
 import faust
@@ -14,16 +13,13 @@ from postmarket.metrics_endpoint import serve_metrics
 from postmarket.topic_admin import ensure_topics, require_topics
 from postmarket.topics import pipeline_topics
 from streams.app import app, internal_topics, registry, settings
+from streams.gc_tuning import GC_YOUNG_THRESHOLD, tune_garbage_collection
+
+__all__ = ["GC_YOUNG_THRESHOLD", "PROFILE_ENV", "run", "tune_garbage_collection"]
 
 PROFILE_ENV = "POSTMARKET_WORKER_PROFILE"
 """Set to a file path to profile the whole worker (cProfile) and write the stats there at
 exit; off unless set. For finding hot spots under load (bench/bench_pipeline.py)."""
-GC_YOUNG_THRESHOLD = 50_000
-"""Allocations between collections of the youngest generation (Python's default: 700). A
-worker allocates a few dozen short-lived objects per event, and almost none in cycles
-(reference counting frees them); collecting every 700 allocations spent about half of the
-decoding stage's time in the collector (bench/pipeline_stages.py, measured with and without
-in the same run). Cyclic garbage, rare here, waits a little longer: a few MB at most."""
 
 
 def run(loglevel: str = "info") -> None:
@@ -45,14 +41,6 @@ def run(loglevel: str = "info") -> None:
     tune_garbage_collection()
     _profile_if_asked(os.environ.get(PROFILE_ENV))
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
-
-
-def tune_garbage_collection() -> None:
-    """Collect the young generation less often, and leave what start-up built (modules, the
-    app, its agents and metrics: alive until exit) out of every later full collection."""
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    gc.freeze()
 
 
 def _profile_if_asked(stats_file: str | None) -> None:

@@ -9,6 +9,7 @@ misreading it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import uuid
@@ -112,7 +113,7 @@ class Contract(Part):
         if type(version) not in (int, float):  # bool is an int subclass: excluded here
             got = {"got": short_repr(version)}
             raise PydanticCustomError("schema_version_type", "must be an integer (got {got})", got)
-        known = cls.model_fields["schema_version"].default
+        known = _known_schema_version(cls)
         if type(version) is not int or version != known:
             raise PydanticCustomError(
                 "unknown_schema_version",
@@ -130,6 +131,13 @@ class Contract(Part):
         ):
             raise PydanticCustomError("schema_version_missing", "required field is missing")
         return self
+
+
+@functools.cache
+def _known_schema_version(contract: type[Contract]) -> Any:
+    """The schema version a contract's reader knows (its field's default), looked up once per
+    class: the validator runs for every event decoded."""
+    return contract.__pydantic_fields__["schema_version"].default
 
 
 class AcquisitionFeatures(Part):
@@ -169,6 +177,13 @@ class StreamKey(Part):
         return cls(device_id=device_id, device_version=device_version, site_id=site_id, task=task)
 
 
+@functools.lru_cache(maxsize=4096)
+def stream_key(device_id: str, device_version: str, site_id: str, task: str) -> StreamKey:
+    """The stream of these fields, validated once per stream and shared (it is frozen): the
+    join asks a prediction for its stream several times per event."""
+    return StreamKey(device_id=device_id, device_version=device_version, site_id=site_id, task=task)
+
+
 class Prediction(Contract):
     """One AI device output on one case, as the hospital's collector saw it."""
 
@@ -188,12 +203,7 @@ class Prediction(Contract):
 
     @property
     def stream(self) -> StreamKey:
-        return StreamKey(
-            device_id=self.device_id,
-            device_version=self.device_version,
-            site_id=self.site_id,
-            task=self.task,
-        )
+        return stream_key(self.device_id, self.device_version, self.site_id, self.task)
 
 
 class FollowUp(Contract):

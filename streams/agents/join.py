@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import datetime, timedelta
@@ -53,7 +54,7 @@ from streams.event_time import EventTimeBounds, record_sent_at
 from streams.field_versions import device_registry
 from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.join_backlog import prediction_input
-from streams.live_streams import StreamInput, TakenStates
+from streams.live_streams import StreamInput, TakenStates, contents
 from streams.rekeying import Origin, origin_of
 from streams.retention import (
     Watermark,
@@ -362,8 +363,14 @@ async def _join(
     # Sent before the offset is committed (Faust flushes first); on a replay of this very
     # record the same outcomes are sent again and their consumers skip them by event id.
     for outcome in accepted.outcomes:
-        key_bytes = outcome.stream.as_key().encode()
-        await produce(outcomes, key_bytes, encode(outcome), headers=[APPLIED_HEADER])
+        stream_key = outcome.stream.as_key()
+        await produce(
+            outcomes,
+            stream_key.encode(),
+            encode(outcome),
+            partition=outcome_partition(stream_key),
+            headers=[APPLIED_HEADER],
+        )
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             outcomes_counted(*labels, outcome.decision, outcome.label).inc()
@@ -371,6 +378,14 @@ async def _join(
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
     _sweep_if_due(position.partition)
+
+
+@functools.lru_cache(maxsize=4096)
+def outcome_partition(stream_key: str) -> int:
+    """The partition of a stream's outcomes, as the producer's key hash would choose it
+    (murmur2, as Faust's default partitioner and the Java client; ``pms.outcomes.v1`` has
+    ``topic_partitions``, checked at start), hashed once per stream instead of per outcome."""
+    return key_partition(stream_key, settings.topic_partitions)
 
 
 def _believe_event_time(case_event: Prediction | FollowUp, sent_at: float | None) -> None:
@@ -411,7 +426,7 @@ def _stored(key: str) -> CaseFile | dict[str, Any] | None:
     held = unwritten_cases.get(key)
     if held is not None:
         return held[1]
-    state: dict[str, Any] | None = case_files.get(key)
+    state: dict[str, Any] | None = contents(case_files).get(key)
     return state
 
 
@@ -490,7 +505,7 @@ def stream_inputs(
 
 async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, partition: int) -> None:
     """The first prediction of a version at a site: was that version allowed to run there?"""
-    if first_sightings.get(stream.as_key()) is not None:
+    if contents(first_sightings).get(stream.as_key()) is not None:
         return
     seen = prediction.event_time.isoformat()
     await write_table(first_sightings, partition, stream.as_key(), seen)

@@ -1,0 +1,323 @@
+"""Where the full worker's time goes on signed batches: a sampling profile of the worker
+process (py-spy, in .venv only: ``uv pip install py-spy``) while it reads pre-filled
+batches, grouped by what the frames belong to.
+
+Not a benchmark (``bench/run.py`` runs ``bench_*.py`` only): a driver built from
+:mod:`bench_pipeline`'s pieces. A local stack in a temporary home, the same events as
+bench_pipeline's, then runs alternating between a worker with py-spy attached from its
+first consumed event to its last outcome applied, and, with ``--plain``, one without
+(the events/s py-spy costs). Writes the collapsed stacks of each profiled run and prints
+the share of samples per group.
+
+    .venv/bin/python bench/profile_worker.py [--events N] [--runs N] [--plain] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import bench_pipeline as bp  # noqa: E402
+from pipeline_stages import signed_batches  # noqa: E402
+
+from launcher.local_worker import LocalWorker  # noqa: E402
+from launcher.stack import manager  # noqa: E402
+from launcher.stack.processes import free_port  # noqa: E402
+from postmarket import topics  # noqa: E402
+from postmarket.config import Settings  # noqa: E402
+
+GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    # First match wins, innermost frame first (see ``group_of``).
+    ("gc", ("<gc>",)),
+    ("metrics scrape", ("prometheus_client/exposition", "prometheus_client/registry")),
+    ("json of changelog states", ("faust/utils/json", "faust/serializers", "json/encoder")),
+    (
+        "producing outputs",
+        ("aiokafka/producer", "aiokafka/record", "faust/transport/drivers/aiokafka.py:send"),
+    ),
+    (
+        "consumer/fetch",
+        ("aiokafka/consumer", "aiokafka/conn", "aiokafka/client", "aiokafka/protocol", "kafka/"),
+    ),
+    ("our decode/verify", ("postmarket/contracts", "postmarket/authenticity", "nacl/")),
+    (
+        "monitors",
+        (
+            "streams/stream_monitor",
+            "streams/live_streams",
+            "streams/site_streams",
+            "streams/stream_state",
+            "streams/pooled",
+            "streams/alerting",
+            "detectors/",
+            "streams/stream_gauges",
+        ),
+    ),
+    (
+        "join",
+        (
+            "streams/agents/join",
+            "streams/casefile",
+            "streams/join_backlog",
+            "streams/retention",
+            "streams/truth",
+            "streams/event_time",
+            "streams/deadletter",
+            "streams/authentication",
+            "streams/routing",
+        ),
+    ),
+    ("flush/acks (ours)", ("streams/held_acks", "streams/channels", "streams/transport")),
+    ("prometheus metrics", ("prometheus_client",)),
+    (
+        "faust stream machinery",
+        ("faust/", "mode/", "streams/agents/", "streams/app"),
+    ),
+    ("asyncio loop", ("asyncio/",)),
+]
+
+
+def group_of(stack: str) -> str:
+    """The group of one collapsed stack (outermost frame first, ``;``-separated): the
+    innermost frame that belongs to a group names it; idle frames (the selector's wait)
+    are idle."""
+    frames = stack.split(";")
+    innermost = frames[-1]
+    if "select (selectors.py" in innermost or "epoll" in innermost or "_run_once" in innermost:
+        if any("select (selectors.py" in f for f in frames[-2:]):
+            return "idle"
+    for frame in reversed(frames):
+        for name, needles in GROUPS:
+            if any(needle in frame for needle in needles):
+                return name
+    return "other"
+
+
+def breakdown(collapsed: Path, main_thread_only: bool = True) -> dict[str, int]:
+    """Samples per group; ``main_thread_only``: the event loop's thread (py-spy --threads
+    puts the thread first in each stack)."""
+    counts: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        if main_thread_only and frames and "MainThread" not in frames[0]:
+            counts["(other threads)"] += int(number)
+            continue
+        counts[group_of(stack)] += int(number)
+    return dict(counts)
+
+
+GC_STATS_SITE = """
+import gc, json, os, threading, time
+_file = os.environ.get("PMS_GC_STATS_FILE")
+if os.environ.get("PMS_GC_DISABLE"):
+    gc.disable()  # an experiment: what the collector costs the worker
+if _file:
+    _spent = [0.0, 0.0, 0.0]
+    _count = [0, 0, 0]
+    _started = [0.0]
+
+    def _timing(phase, info):
+        if phase == "start":
+            _started[0] = time.perf_counter()
+        else:
+            generation = info["generation"]
+            _spent[generation] += time.perf_counter() - _started[0]
+            _count[generation] += 1
+
+    gc.callbacks.append(_timing)
+
+    def _write():
+        while True:
+            time.sleep(0.5)
+            with open(_file + ".tmp", "w") as out:
+                json.dump({"seconds": _spent, "collections": _count, "at": time.time()}, out)
+            os.replace(_file + ".tmp", _file)
+
+    threading.Thread(target=_write, daemon=True).start()
+"""
+"""A ``sitecustomize`` for the worker (on its PYTHONPATH): seconds spent in each GC
+generation's collections, written twice a second to ``PMS_GC_STATS_FILE``."""
+
+
+def gc_seconds(stats_file: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(stats_file.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def profiled_run(
+    settings: Settings, home: Path, cases: int, out: Path | None, env: dict[str, str]
+) -> dict[str, float]:
+    """A fresh worker on the batches; py-spy from its first event to its last outcome."""
+    bp.start_at_end(settings.kafka_bootstrap, settings.worker_id, (topics.INPUTS, *bp.SETUP_TOPICS))
+    worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log", env)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        starting = threading.Thread(target=worker.start, kwargs={"timeout_s": 180.0}, daemon=True)
+        starting.start()
+        first: float | None = None
+        gc_start: dict[str, Any] = {}
+        cpu_start = cpu_end = 0.0
+        deadline = time.monotonic() + 180 + bp.FULL_WORKER_CAP_S
+        totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
+        while time.monotonic() < deadline:
+            totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
+            now = time.perf_counter()
+            if first is None and totals["joined"] > 0:
+                first = now
+                cpu_start = cpu_seconds(worker.pid)
+                gc_start = (
+                    gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
+                )
+                if out is not None and worker.pid is not None:
+                    spy = subprocess.Popen(  # noqa: S603 - py-spy of this venv
+                        [
+                            str(Path(sys.executable).parent / "py-spy"),
+                            "record",
+                            "--pid",
+                            str(worker.pid),
+                            "--rate",
+                            "200",
+                            "--idle",
+                            "--threads",
+                            "--format",
+                            "raw",
+                            "--output",
+                            str(out),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+            if first is not None and totals["applied"] >= cases:
+                cpu_end = cpu_seconds(worker.pid)
+                break
+            time.sleep(0.02 if first is None else bp.BUSY_POLL_S)
+        starting.join(timeout=180)
+        elapsed = time.perf_counter() - (first or time.perf_counter())
+        gc_end = gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
+        return {
+            "events_per_s": 2 * totals["applied"] / max(elapsed, 1e-9),
+            "elapsed_s": elapsed,
+            "cpu_us_per_event": 1e6 * (cpu_end - cpu_start) / max(2 * totals["applied"], 1),
+            "gc_s": sum(gc_end.get("seconds", [0.0])) - sum(gc_start.get("seconds", [0.0])),
+            "gc_at_start": gc_start,
+            "gc_at_end": gc_end,
+        }
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        worker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--plain", action="store_true", help="also a run without py-spy")
+    parser.add_argument("--no-spy", action="store_true", help="no py-spy at all")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE,KEY=VALUE: environment of a worker variant, run alternating with "
+        "the others (PYTHONPATH=DIR runs another checkout's code)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pms-profile")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="pms-profile-", dir="/tmp"))
+    home.chmod(0o755)
+    results: list[dict[str, Any]] = []
+    try:
+        stack = manager.up(Settings(home=home))
+        bootstrap = stack.settings.kafka_bootstrap
+        cases = args.events // 2
+        events = bp.case_events(cases, seed=1, prefix="tp")
+        bp.prefill(bootstrap, [])  # the registry and the site keys
+        bp.prefill_batches(bootstrap, signed_batches(events, bp.SIGNING_KEYS))
+        print(f"load average before: {os.getloadavg()}", flush=True)
+        variants = [
+            (name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair))
+            for name, _, pairs in (v.partition(":") for v in args.variant)
+        ] or [("current", {})]
+        for number in range(args.runs):
+            for variant, env in variants:
+                for profiled in (True, False) if args.plain else (not args.no_spy,):
+                    run_env = dict(env)
+                    site = home / "gc-site"
+                    site.mkdir(exist_ok=True)
+                    (site / "sitecustomize.py").write_text(GC_STATS_SITE)
+                    run_env["PYTHONPATH"] = os.pathsep.join(
+                        [str(site), *([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])]
+                    )
+                    run_env["PMS_GC_STATS_FILE"] = str(home / f"gc-{uuid.uuid4().hex[:8]}.json")
+                    settings = stack.settings.model_copy(
+                        update={
+                            "worker_id": f"profile-{uuid.uuid4().hex[:8]}",
+                            "worker_metrics_port": free_port(),
+                        }
+                    )
+                    out = args.out / f"run{number}-{variant}.collapsed" if profiled else None
+                    rate = profiled_run(settings, home, cases, out, run_env)
+                    row: dict[str, Any] = {
+                        "variant": variant,
+                        "profiled": profiled,
+                        **rate,
+                        "load": os.getloadavg()[0],
+                    }
+                    if out is not None and out.exists():
+                        row["groups"] = breakdown(out)
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        manager.down(Settings(home=home))
+        shutil.rmtree(home, ignore_errors=True)
+    for row in results:
+        groups = row.get("groups")
+        if not groups:
+            continue
+        total = sum(groups.values())
+        busy = total - groups.get("idle", 0) - groups.get("(other threads)", 0)
+        us_per_event = 1e6 / row["events_per_s"]
+        print(f"\n{row['events_per_s']:,.0f} events/s ({us_per_event:.0f} µs per event):")
+        main_thread = total - groups.get("(other threads)", 0)
+        for name, count in sorted(groups.items(), key=lambda item: -item[1]):
+            share = count / main_thread if name != "(other threads)" else float("nan")
+            print(f"  {name:28s} {count:6d}  {share:6.1%}  {share * us_per_event:6.0f} µs")
+        print(f"  busy share of the loop: {busy / main_thread:.1%}")
+
+
+if __name__ == "__main__":
+    main()

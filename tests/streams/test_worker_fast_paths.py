@@ -1,0 +1,184 @@
+"""The worker's cheaper paths give what the paths they replace gave: the same objects, the
+same partitions, the same producer settings within what the broker takes (issue 17's
+profile of the full worker; the timings are in bench/profile_worker.py, never here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from postmarket import topics
+from postmarket.config import Settings
+from postmarket.contracts import Contract, FollowUp, Prediction, decode, encode
+from postmarket.contracts.batches import InputBatch
+from postmarket.contracts.events import JoinPosition, StreamKey, _known_schema_version
+from streams.acquisition import acquisition_categories
+from streams.agents import join
+from streams.app import PRODUCER_MAX_BATCH_BYTES, create_app, settings
+from streams.channels import case_files, first_sightings, registry, site_stream_monitors
+from streams.event_time import record_sent_at
+from streams.join_backlog import prediction_input
+from streams.live_streams import contents
+from streams.retention import key_partition
+from streams.routing import RoutedScore, StreamPredictions
+from tests.factories import make_followup, make_prediction
+from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
+from tests.streams.test_agents_join import recording_join, run_join
+from tests.streams.test_casefile_fast_paths import same_model
+
+identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True)
+versions = st.tuples(*[st.integers(0, 999)] * 4).map(lambda v: ".".join(map(str, v)))
+
+
+@given(identifiers, versions, identifiers, identifiers)
+def test_a_predictions_stream_is_the_stream_its_fields_validate_to(
+    device: str, version: str, site: str, task: str
+) -> None:
+    prediction = make_prediction(device_id=device, device_version=version, site_id=site, task=task)
+    slow = StreamKey(device_id=device, device_version=version, site_id=site, task=task)
+    same_model(prediction.stream, slow)
+    assert prediction.stream is prediction.stream  # validated once, shared
+
+
+def test_a_stream_of_unvalidated_fields_is_refused_as_before() -> None:
+    built = Prediction.model_construct(**{**make_prediction().__dict__, "site_id": "a|b"})
+    with pytest.raises(ValidationError) as fast:
+        _ = built.stream
+    with pytest.raises(ValidationError) as slow:
+        StreamKey(device_id="dr", device_version="1.0.0.0", site_id="a|b", task="t")
+    assert fast.value.errors()[0]["type"] == slow.value.errors()[0]["type"]
+
+
+@pytest.mark.parametrize("contract", [Prediction, FollowUp, InputBatch])
+def test_each_contract_knows_the_schema_version_its_field_says(contract: type[Contract]) -> None:
+    assert _known_schema_version(contract) == contract.model_fields["schema_version"].default
+
+
+def test_an_event_of_another_schema_version_is_still_refused() -> None:
+    raw = encode(make_prediction()).replace(b'"schema_version":1', b'"schema_version":2')
+    assert b'"schema_version":2' in raw
+    with pytest.raises(Exception, match="unknown schema version 2"):
+        decode(Prediction, raw)
+
+
+@given(st.booleans(), st.integers(0, 10**9), st.integers(0, 499))
+def test_a_prediction_reaches_its_streams_as_model_construct_built_it(
+    with_acquisition: bool, offset: int, index: int
+) -> None:
+    acquisition = {"manufacturer": "GE", "model": "Revolution"} if with_acquisition else {}
+    prediction = make_prediction(acquisition=acquisition)
+    at = JoinPosition(topic=topics.INPUTS, partition=1, offset=offset, rank=0, index=index)
+    routed = RoutedScore.model_construct(
+        score=prediction.score,
+        joined_at=at,
+        decision=prediction.decision,
+        categories=acquisition_categories(prediction.acquisition),
+    )
+    slow = StreamPredictions.model_construct(stream=prediction.stream, predictions=(routed,))
+    fast = prediction_input(prediction, at)
+    same_model(fast, slow)
+    same_model(fast.predictions[0], slow.predictions[0])
+
+
+@given(identifiers, versions, identifiers, identifiers)
+def test_an_outcomes_partition_is_the_one_the_producers_key_hash_chooses(
+    device: str, version: str, site: str, task: str
+) -> None:
+    key = StreamKey(device_id=device, device_version=version, site_id=site, task=task).as_key()
+    partitions = list(range(settings.topic_partitions))
+    chosen = DefaultPartitioner()(key.encode(), partitions, partitions)
+    assert join.outcome_partition(key) == chosen == key_partition(key, settings.topic_partitions)
+
+
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
+    yield from recording_join(monkeypatch)
+
+
+def test_the_join_sends_each_outcome_to_its_streams_key_partition(
+    producer: RecordingProducer,
+) -> None:
+    prediction = make_prediction(case_pseudonym="c-1")
+    followup = make_followup(case_pseudonym="c-1")
+
+    async def scenario(feed: Feed) -> None:
+        sent = [
+            await feed.put_v1_event(topics.PREDICTIONS, "c-1", prediction),
+            await feed.put_v1_event(topics.FOLLOWUPS, "c-1", followup),
+        ]
+        await wait_until(settled(join.unacked, sent), "both records joined")
+
+    run_join(scenario)
+    [record] = producer.to(topics.OUTCOMES)
+    key = prediction.stream.as_key()
+    assert record.key == key.encode()
+    partitions = list(range(settings.topic_partitions))
+    assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
+
+
+def test_the_producers_batches_are_larger_than_fausts_and_fit_the_brokers_limit(
+    tmp_path: Path,
+) -> None:
+    conf = create_app(Settings(home=tmp_path, worker_id="worker-a")).conf
+    assert conf.producer_max_batch_size == PRODUCER_MAX_BATCH_BYTES
+    # Kafka's default message.max.bytes (broker) and max.message.bytes (topic): 1 MiB + 12.
+    assert 16 * 1024 < PRODUCER_MAX_BATCH_BYTES <= 1024 * 1024 // 2
+    assert conf.producer_max_request_size >= PRODUCER_MAX_BATCH_BYTES
+
+
+GC_CHECK = """
+import gc
+from streams.gc_tuning import GC_YOUNG_THRESHOLD, tuned_garbage_collection
+before = gc.get_threshold()
+with tuned_garbage_collection():
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_freeze_count() > 1_000
+assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+import streams.gc_tuning, streams.worker
+assert streams.worker.tune_garbage_collection is streams.gc_tuning.tune_garbage_collection
+print("ok")
+"""
+
+
+def test_the_benchmarks_stages_run_under_the_workers_gc_settings_then_restore_them() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GC_CHECK], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("table", [case_files, first_sightings, registry, site_stream_monitors])
+def test_a_table_read_without_fausts_hooks_reads_what_the_table_holds(table: Any) -> None:
+    table.data.clear()
+    try:
+        table.data["held"] = {"state": 1}
+        for key in ("held", "missing"):
+            assert contents(table).get(key) == table.get(key)
+            assert (key in contents(table)) == (key in table)
+        assert "missing" not in table.data  # reading a missing key stored nothing either way
+    finally:
+        table.data.clear()
+
+
+def test_a_plain_mapping_is_read_as_itself() -> None:
+    mapping = {"a": 1}
+    assert contents(mapping) is mapping
+
+
+@given(st.floats(min_value=1e-3, max_value=4e9, allow_nan=False) | st.none() | st.just(0.0))
+def test_when_a_record_was_sent_is_its_timestamp_as_before(seconds: float | None) -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    slow = now if seconds is None or seconds <= 0 else datetime.fromtimestamp(seconds, UTC)
+    assert record_sent_at(seconds, now) == slow
+    assert record_sent_at(seconds, now) == slow  # the second time from the cache
