@@ -258,6 +258,8 @@ class AuditEntryRow(Base):
     """One append-only audit entry; ``entry_hash`` chains it to ``previous_hash``."""
 
     __tablename__ = "audit_entries"
+    # Reads by meaning select an action, then a subject (revision 13): plans, decisions.
+    __table_args__ = (Index("ix_audit_entries_action_subject", "action", "subject"),)
 
     sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     recorded_at: Mapped[str] = mapped_column(String(40))

@@ -250,3 +250,28 @@ def test_revision_8_removes_the_recurrences_again(evidence_url: str) -> None:
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_the_audit_trail_is_read_by_action_and_subject_through_its_index(
+    evidence_url: str,
+) -> None:
+    """A trend plan's entries (``plan show``, the PSUR) are found through the index of
+    revision 13, not by reading the whole trail; the plan each database chooses says so."""
+    engine = make_engine(evidence_url)
+    query = (
+        "SELECT payload FROM audit_entries WHERE action IN ('plan.record', 'plan.amend') "
+        "AND subject = 'plan:dr-screen:sensitivity' ORDER BY sequence"
+    )
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET enable_seqscan = off")  # an empty table
+                plan = connection.exec_driver_sql(f"EXPLAIN {query}").scalars().all()
+            else:
+                plan = [
+                    row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")
+                ]
+        assert any("ix_audit_entries_action_subject" in line for line in plan), plan
+    finally:
+        engine.dispose()
