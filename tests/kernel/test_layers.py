@@ -201,10 +201,6 @@ GENERATED: dict[str, str] = {
     " attribute, written by collectors/tooling/generate_confidentiality_profile.py",
 }
 """Generated modules, by path, with why their length is no concept's: no one edits them."""
-NOT_SPLIT_YET: frozenset[str] = frozenset()
-"""The hand-written modules over the bound when this rule was extended to the whole product
-(issue 18, 2026-12-06): an entry leaves when its module is split (the length test fails
-until it does), and none is added."""
 
 
 def product_modules() -> dict[str, Path]:
@@ -221,15 +217,7 @@ def product_modules() -> dict[str, Path]:
 def test_a_product_module_holds_one_concept(path: Path) -> None:
     name = path.relative_to(ROOT).as_posix()
     lines = len(path.read_text().splitlines())
-    if name in NOT_SPLIT_YET:
-        assert lines > MODULE_LINES, f"{name} is split: remove it from NOT_SPLIT_YET"
-    else:
-        assert lines <= MODULE_LINES, f"{name} has {lines} lines: split it by concept"
-
-
-def test_a_module_not_split_yet_still_exists() -> None:
-    """A module renamed or removed leaves the list rather than leaving a stale entry."""
-    assert sorted(NOT_SPLIT_YET - product_modules().keys()) == []
+    assert lines <= MODULE_LINES, f"{name} has {lines} lines: split it by concept"
 
 
 @pytest.mark.parametrize("name", GENERATED)
