@@ -264,14 +264,6 @@ def _replay(r: dict[str, Any]) -> list[Figure]:
                 r["million_through_worker_s_extrapolated"] < 180,
             )
         )
-    if "million_processing_s_extrapolated" in r:
-        figures.append(
-            Figure(
-                "replay",
-                "1M events processed by one full worker (extrapolated)",
-                f"{r['million_processing_s_extrapolated'] / 60:.1f} min",
-            )
-        )
     return figures
 
 
