@@ -13,9 +13,7 @@ from postmarket.metrics_endpoint import serve_metrics
 from postmarket.topic_admin import ensure_topics, require_topics
 from postmarket.topics import pipeline_topics
 from streams.app import app, internal_topics, registry, settings
-from streams.gc_tuning import GC_YOUNG_THRESHOLD, tune_garbage_collection
-
-__all__ = ["GC_YOUNG_THRESHOLD", "PROFILE_ENV", "run", "tune_garbage_collection"]
+from streams.gc_tuning import tune_garbage_collection
 
 PROFILE_ENV = "POSTMARKET_WORKER_PROFILE"
 """Set to a file path to profile the whole worker (cProfile) and write the stats there at

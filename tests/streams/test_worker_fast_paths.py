@@ -4,8 +4,6 @@ profile of the full worker; the timings are in bench/profile_worker.py, never he
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,28 +132,6 @@ def test_the_producers_batches_are_larger_than_fausts_and_fit_the_brokers_limit(
     # Kafka's default message.max.bytes (broker) and max.message.bytes (topic): 1 MiB + 12.
     assert 16 * 1024 < PRODUCER_MAX_BATCH_BYTES <= 1024 * 1024 // 2
     assert conf.producer_max_request_size >= PRODUCER_MAX_BATCH_BYTES
-
-
-GC_CHECK = """
-import gc
-from streams.gc_tuning import GC_YOUNG_THRESHOLD, tuned_garbage_collection
-before = gc.get_threshold()
-with tuned_garbage_collection():
-    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
-    assert gc.get_freeze_count() > 1_000
-assert gc.get_threshold() == before and gc.get_freeze_count() == 0
-import streams.gc_tuning, streams.worker
-assert streams.worker.tune_garbage_collection is streams.gc_tuning.tune_garbage_collection
-print("ok")
-"""
-
-
-def test_the_benchmarks_stages_run_under_the_workers_gc_settings_then_restore_them() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", GC_CHECK], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("table", [case_files, first_sightings, registry, site_stream_monitors])

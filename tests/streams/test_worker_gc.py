@@ -6,21 +6,39 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CHECK = """
+import pytest
+
+WORKER = """
 import gc
-from streams.worker import GC_YOUNG_THRESHOLD, tune_garbage_collection
+from streams.gc_tuning import GC_YOUNG_THRESHOLD
+import streams.worker
 before = gc.get_threshold()
-tune_garbage_collection()
+streams.worker.tune_garbage_collection()
 after = gc.get_threshold()
 assert after == (GC_YOUNG_THRESHOLD, *before[1:]), (before, after)
 assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
-print("ok")
 """
+"""The worker collects young objects less often and freezes its start-up."""
+BENCH_STAGES = """
+import gc
+from streams.gc_tuning import GC_YOUNG_THRESHOLD, tuned_garbage_collection
+before = gc.get_threshold()
+with tuned_garbage_collection():
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_freeze_count() > 1_000
+assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+"""
+"""The benchmark's in-process stages run under the worker's settings, then restore them."""
 
 
-def test_the_worker_collects_young_objects_less_often_and_freezes_its_start_up() -> None:
+@pytest.mark.parametrize("check", [WORKER, BENCH_STAGES], ids=["worker", "bench-stages"])
+def test_the_gc_settings_in_a_fresh_interpreter(check: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", check + "print('ok')"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
