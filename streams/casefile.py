@@ -20,9 +20,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from postmarket.contracts.events import (
     FollowUp,
@@ -32,9 +30,8 @@ from postmarket.contracts.events import (
     Prediction,
     stream_key,
 )
+from postmarket.contracts.trusted import trusted
 from streams.truth import Truth, final_truth
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 STATE_VERSION = 2
 DIGEST_CHARS = 16
@@ -308,24 +305,6 @@ def join_state(join: JoinPosition) -> dict[str, Any]:
     if join.index != 0:
         state["index"] = join.index
     return state
-
-
-def trusted(
-    model: type[ModelT], values: dict[str, Any], fields_set: frozenset[str] | None = None
-) -> ModelT:
-    """``model.model_construct(**values)`` for ``values`` that give every field of ``model``,
-    in field order, each already valid: what model_construct leaves of its work then (it
-    looks every field up by name and alias, one call at a time). ``fields_set``: the fields
-    model_construct would count as set, when not all of them (a default filled in). For
-    models without aliases, private attributes or post-init (see test_casefile_fast_paths).
-    """
-    built = model.__new__(model)
-    _set_attribute(built, "__dict__", values)
-    counted = values if fields_set is None else fields_set
-    _set_attribute(built, "__pydantic_fields_set__", set(counted))
-    _set_attribute(built, "__pydantic_extra__", None)
-    _set_attribute(built, "__pydantic_private__", None)
-    return built
 
 
 _set_attribute = object.__setattr__

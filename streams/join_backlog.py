@@ -16,8 +16,9 @@ from typing import Any
 
 from postmarket.contracts import Prediction
 from postmarket.contracts.events import SCHEMA_VERSION, JoinPosition
+from postmarket.contracts.trusted import trusted
 from streams.acquisition import acquisition_categories
-from streams.casefile import CaseFile, RecordPosition, joined_outcome, trusted
+from streams.casefile import CaseFile, RecordPosition, joined_outcome
 from streams.live_streams import StateKind, StreamInput
 from streams.routing import RoutedScore, StreamPredictions
 
