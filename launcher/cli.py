@@ -155,6 +155,66 @@ def topics_create(
         typer.echo(f"{state:8} {spec.name} ({spec.partitions} partitions)")
 
 
+@topics_app.command("rekey-by-site")
+def topics_rekey_by_site(
+    bootstrap: BootstrapOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="read and count only; write nothing")
+    ] = False,
+    connect_timeout: ConnectTimeoutOption = CONNECT_TIMEOUT_S,
+) -> None:
+    """Move the previous release's case files and stream states to their sites' partitions.
+
+    For a fleet of several workers upgrading to the release whose inputs are keyed by site
+    (one worker adopts them itself). Run it with every worker stopped, after the old
+    release and before the new one: it reads POSTMARKET_WORKER_ID's table changelogs and
+    copies each old state under its new key, then deletes the old one. Run again, it moves
+    nothing. See docs/manufacturer.md, "Upgrade and roll back".
+    """
+    try:
+        from streams.table_rekeying_kafka import WorkersRunning, rekey_by_site
+    except ModuleNotFoundError as missing:
+        raise typer.BadParameter(
+            f"rekey-by-site needs the [worker] extra ({missing.name} is not installed)"
+        ) from None
+    from kafka.errors import KafkaError
+
+    from postmarket.config import Settings
+    from postmarket.preflight import ServiceProblem, check_kafka, describe_error, exit_for
+    from postmarket.topic_admin import TopicAdminError
+
+    settings = Settings()
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    try:
+        check_kafka(settings.kafka_bootstrap, settings.kafka_security(), connect_timeout)
+    except ServiceProblem as problem:
+        raise exit_for(problem) from None
+    try:
+        plan = rekey_by_site(settings, apply=not dry_run, say=typer.echo)
+    except WorkersRunning as running:
+        typer.echo(f"error: {running}", err=True)
+        raise typer.Exit(1) from None
+    except (KafkaError, TimeoutError) as error:
+        typer.echo(f"error: Kafka at {settings.kafka_bootstrap}: {describe_error(error)}", err=True)
+        raise typer.Exit(1) from None
+    except TopicAdminError as error:  # e.g. a changelog with another partition count
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    verb = "would move" if dry_run else "moved"
+    for table, count in sorted(plan.moved.items()):
+        typer.echo(f"{verb} {count} {table} state(s) to their sites' partitions")
+    for table, count in sorted(plan.superseded.items()):
+        typer.echo(
+            f"{'would delete' if dry_run else 'deleted'} {count} old {table} state(s) "
+            "a worker had adopted already"
+        )
+    for table, key, why in plan.left:
+        typer.echo(f"left {table} {key}: {why}")
+    if not plan:
+        typer.echo("nothing to move: every state is keyed by site")
+
+
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +35,7 @@ from streams.join_backlog import prediction_input
 from streams.live_streams import LiveStreams
 from streams.monitor_policy import planned_policy
 from streams.retention import case_key, key_partition
+from streams.table_rekeying_kafka import changelog_topic, read_changelog
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.integration.pipeline_io import free_port, metric_value, send_raw, skip_backlog
 from tests.integration.scenario_cases import CELLS
@@ -98,9 +102,59 @@ def _end_offset(bootstrap: str, topic: str, partition: int) -> int:
         consumer.close()
 
 
+def _rekey_by_site(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """``postmarket topics rekey-by-site`` as an operator runs it, for this worker id."""
+    env = {
+        **os.environ,
+        "POSTMARKET_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "POSTMARKET_WORKER_ID": settings.worker_id,
+        "POSTMARKET_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "POSTMARKET_HOME": str(settings.home),
+        "COLUMNS": "200",
+    }
+    command = [sys.executable, "-m", "postmarket", "topics", "rekey-by-site"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _check_keyed_by_site(settings: Settings, site: str, cases: list[str], stream: str) -> None:
+    """Every moved state is under its new key on the site's partition, the old ones gone."""
+    site_partition = key_partition(site, settings.topic_partitions)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+
+        def latest(table: str) -> dict[str, Any]:
+            topic = changelog_topic(settings.worker_id, table)
+            return read_changelog(consumer, topic, lambda _line: None)
+
+        case_files, labelled, label_free, old_labelled, old_label_free = (
+            latest(table)
+            for table in (
+                "case-files",
+                "site-stream-monitors",
+                "site-stream-prediction-monitors",
+                "stream-monitors",
+                "stream-prediction-monitors",
+            )
+        )
+    finally:
+        consumer.close()
+    for pseudonym in cases:
+        assert case_files[case_key(site, pseudonym)].partition == site_partition
+        assert case_files[pseudonym].value is None  # the old key's tombstone
+    for table in (labelled, label_free):
+        assert table[stream].partition == site_partition and table[stream].value is not None
+    assert old_labelled[stream].value is None and old_label_free[stream].value is None
+
+
+@pytest.mark.parametrize("rekeyed", [False, True], ids=["adopted-by-the-worker", "rekeyed-offline"])
 def test_the_previous_releases_state_and_backlog_are_counted_exactly_once(
-    kafka_stack: Any, tmp_path: Path
+    kafka_stack: Any, tmp_path: Path, rekeyed: bool
 ) -> None:
+    """Adopted by the one worker at each stream's first change, or moved to the site's
+    partition by ``postmarket topics rekey-by-site`` before any worker starts (what a fleet
+    of several workers does: then the case files are still under their pseudonyms, on
+    their pseudonyms' partitions, and the old tables emptied, so only the moved states
+    can give these counts)."""
     settings: Settings = kafka_stack.settings.model_copy(
         update={
             "worker_id": f"test-upgrade-{uuid.uuid4().hex[:8]}",
@@ -139,11 +193,17 @@ def test_the_previous_releases_state_and_backlog_are_counted_exactly_once(
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for key, state in case_states.items():
+            # The previous release keyed them by pseudonym; the adopting worker reads them
+            # under their site key too (what the rest of the upgrade tests cover).
+            pseudonym = key.partition("|")[2]
+            old_key = pseudonym if rekeyed else key
             producer.send(
                 changelogs["case-files"],
-                key=json.dumps(key).encode(),
+                key=json.dumps(old_key).encode(),
                 value=json.dumps(state).encode(),
-                partition=partition,
+                partition=key_partition(old_key, settings.topic_partitions)
+                if rekeyed
+                else partition,
             )
         legacy_partition = key_partition(stream, settings.topic_partitions)
         for side, table in (
@@ -165,9 +225,22 @@ def test_the_previous_releases_state_and_backlog_are_counted_exactly_once(
         bootstrap, group, [topics.PREDICTIONS, topics.FOLLOWUPS, topics.INPUTS, topics.REBASELINES]
     )
 
+    if rekeyed:
+        moved = _rekey_by_site(settings)
+        assert moved.returncode == 0, moved.stderr
+        assert f"moved {len(CASES)} case-files state(s)" in moved.stdout
+        assert "moved 1 stream-monitors state(s)" in moved.stdout
+        _check_keyed_by_site(settings, site, [key.partition("|")[2] for key in case_states], stream)
+        again = _rekey_by_site(settings)
+        assert again.returncode == 0 and "nothing to move" in again.stdout, again.stdout
+
     worker = LocalWorker(settings, tmp_path / "worker.log")
     worker.start()
     try:
+        if rekeyed:
+            refused = _rekey_by_site(settings)
+            assert refused.returncode == 1 and "stop every worker" in refused.stderr
+            assert "Traceback" not in refused.stderr
         decision, label = NEW_CASE
         prediction = make_prediction(
             site_id=site, device_version=version, case_pseudonym="new-0", decision=decision

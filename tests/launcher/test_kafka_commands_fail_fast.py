@@ -30,6 +30,7 @@ KAFKA_COMMANDS = {
     "site-keys register": ["site-keys", "register", "--site", "h1", "--public-key", PUBLIC_KEY],
     "site-keys revoke": ["site-keys", "revoke", "--site", "h1", "--key-id", "ed25519-00"],
     "topics create": ["topics", "create"],
+    "topics rekey-by-site": ["topics", "rekey-by-site"],
     "registry publish": ["registry", "publish"],  # --url of a store with a device: added below
 }
 
