@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -138,7 +138,12 @@ class CaseFile:
         """A copy :meth:`add` can change leaving this one as it is (it replaces every field
         but ``accepted_at``, which it extends): the join changes a copy, and keeps it only
         once the streams took what the change gave them."""
-        return replace(self, accepted_at=dict(self.accepted_at))
+        # dataclasses.replace without its per-field look-ups and __init__ (measured: 1.5 us,
+        # 0.45 here; once per event). Equal to replace's (test_casefile_fast_paths).
+        copied = _new_case_file(CaseFile)
+        copied.__dict__.update(self.__dict__)
+        copied.accepted_at = dict(self.accepted_at)
+        return copied
 
     def knows(self, event: Prediction | FollowUp) -> bool:
         """Whether this event (by its id) was accepted already, from any record."""
@@ -290,7 +295,12 @@ def _dropped_state(dropped: frozenset[str], at: datetime | None) -> dict[str, An
 
 
 def _event_state(event: Prediction | FollowUp) -> dict[str, Any]:
-    return event.model_dump(mode="json", exclude_defaults=True)
+    """``event.model_dump(mode="json", exclude_defaults=True)``: the very call model_dump
+    makes, without its Python wrapper (measured: 2.75 us a prediction, 2.3 this way)."""
+    dumped: dict[str, Any] = event.__pydantic_serializer__.to_python(
+        event, mode="json", exclude_defaults=True
+    )
+    return dumped
 
 
 def join_state(join: JoinPosition) -> dict[str, Any]:
@@ -308,6 +318,7 @@ def join_state(join: JoinPosition) -> dict[str, Any]:
 
 
 _set_attribute = object.__setattr__
+_new_case_file = object.__new__
 
 
 def outcome_id(prediction_id: uuid.UUID) -> uuid.UUID:
