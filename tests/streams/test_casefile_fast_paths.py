@@ -24,6 +24,7 @@ from streams.casefile import (
     outcome_id,
     stream_key,
 )
+from streams.channels import case_files
 from streams.truth import final_truth
 from tests.factories import T0, make_followup, make_prediction, make_read
 
@@ -306,3 +307,68 @@ def test_a_case_file_copy_changed_leaves_the_original_as_it_was() -> None:
 def _shared_fields() -> list[dataclasses.Field[Any]]:
     """The fields a copy shares with its original (add replaces them, never changes them)."""
     return [f for f in dataclasses.fields(CaseFile) if f.name != "accepted_at"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(predictions | decoded_events, min_size=1, max_size=3),
+    st.lists(followups | decoded_events, max_size=3),
+    st.booleans(),
+)
+def test_a_case_loaded_changed_and_written_again_is_what_pydantic_dumps(
+    before: list[Prediction | FollowUp], after: list[Prediction | FollowUp], from_changelog: bool
+) -> None:
+    """Loaded from the state this process wrote (its event states kept) or from the
+    changelog's JSON (dumped again)."""
+    case = CaseFile()
+    for offset, event in enumerate(before):
+        case.add(event, RecordPosition("pms.inputs.v2", 0, offset))
+    state = case.to_state()
+    loaded = CaseFile.from_state(json.loads(json.dumps(state)) if from_changelog else state)
+    for offset, event in enumerate(after, start=len(before)):
+        loaded.add(event, RecordPosition("pms.inputs.v2", 0, offset))
+    assert json.dumps(loaded.to_state()) == json.dumps(case_state_as_pydantic_dumps_it(loaded))
+
+
+def test_a_case_loaded_from_the_state_this_process_wrote_writes_its_event_states_again() -> None:
+    """Not dumped again: the very states (a case's follow-up often finds it out of the
+    cache of live case files, loaded from its table state)."""
+    case = CaseFile()
+    case.add(make_prediction(), at_offset(1))
+    state = case.to_state()
+    loaded = CaseFile.from_state(state)
+    loaded.add(make_followup(), at_offset(2))
+    assert loaded.to_state()["predictions"][0] is state["predictions"][0]
+
+
+def test_an_event_state_from_an_older_writer_is_dumped_again() -> None:
+    """A plain dict (read back from the changelog) spelling out a default is written as this
+    release writes it; only the states this process dumped are kept as they are."""
+    prediction = make_prediction()
+    expected = prediction.model_dump(mode="json", exclude_defaults=True)
+    state = {
+        "state_version": 2,
+        "predictions": [expected | {"study_design": "prospective"}],
+        "followups": [],
+        "accepted_at": {str(prediction.event_id): ["pms.inputs.v2", 0, 1]},
+        "joined": {},
+        "truth": None,
+    }
+    assert CaseFile.from_state(state).to_state()["predictions"] == [expected]
+
+
+def test_a_case_state_is_the_same_changelog_bytes_as_plain_dicts() -> None:
+    """Event states are a dict subclass: the table's serializer must not see the difference."""
+    case = CaseFile()
+    case.add(make_prediction(acquisition=AcquisitionFeatures(kvp=120.0)), at_offset(1))
+    case.add(make_followup(), at_offset(2))
+    state = case.to_state()
+    assert any(type(event) is not dict for event in state["predictions"] + state["followups"])
+    changelog = case_files.changelog_topic
+    value, _ = changelog.prepare_value(state, case_files.value_serializer)
+    plain, _ = changelog.prepare_value(json.loads(json.dumps(state)), case_files.value_serializer)
+    assert value == plain
+
+
+def at_offset(offset: int) -> RecordPosition:
+    return RecordPosition("pms.inputs.v2", 0, offset)
