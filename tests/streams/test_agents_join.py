@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -689,3 +690,24 @@ def test_records_read_again_after_a_crash_replay_onto_the_last_written_case(
     assert (first.event_id, first.joined_at) == (again.event_id, again.joined_at)
     assert len(producer.to(changelog)) == 2  # the prediction's flush, then the replay's
     assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).truth is not None
+
+
+def test_the_live_case_files_drop_the_least_recently_used_first(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a plain list kept in order of use, on a seeded mix of hits and loads."""
+    monkeypatch.setattr(join, "LIVE_CASES_MAX", 5)
+    rng = random.Random(17)  # noqa: S311 - a reproducible order of use
+    cases = [f"c-{number}" for number in range(12)]
+    for case in cases:
+        case_files.data[case_key(SITE, case)] = CaseFile().to_state()
+    used: list[str] = []  # least recently used first, as the cache should hold them
+    for case in rng.choices(cases, k=400):
+        key = case_key(SITE, case)
+        loaded, legacy = join._case_file(key, case)
+        assert not legacy
+        if key in used:
+            assert loaded is join.live_cases[key]  # a hit: the very object held
+            used.remove(key)
+        used = [*used, key][-join.LIVE_CASES_MAX :]
+        assert list(join.live_cases) == used

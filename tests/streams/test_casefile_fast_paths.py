@@ -3,9 +3,10 @@ serialization give: the same objects, the same table states byte for byte, the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from streams.casefile import (
     outcome_id,
     stream_key,
 )
+from streams.channels import case_files
 from streams.truth import final_truth
 from tests.factories import T0, make_followup, make_prediction, make_read
 
@@ -209,3 +211,164 @@ def _case_state_with_join(stored: dict[str, Any]) -> dict[str, Any]:
         "joined": {"p": stored},
         "truth": None,
     }
+
+
+UTC_MINUS_5 = timezone(-timedelta(hours=5))
+identifiers = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,12}\Z")
+aware_times = st.datetimes(
+    min_value=datetime(1990, 1, 1),
+    max_value=datetime(2100, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), UTC_MINUS_5]),
+)
+probabilities = st.floats(min_value=0.0, max_value=1.0)
+acquisitions = st.builds(
+    AcquisitionFeatures,
+    modality=st.none() | st.sampled_from(["CT", "MR"]),
+    manufacturer=st.none() | identifiers,
+    slice_thickness_mm=st.none() | st.floats(min_value=0.1, max_value=50.0),
+    slice_thickness_band=st.none() | st.sampled_from(["sub_mm", "1_2mm", "about_5mm", "other"]),
+    kvp=st.none() | st.floats(min_value=1.0, max_value=200.0),
+    station_pseudonym=st.none() | identifiers,
+)
+study_designs = st.sampled_from(["prospective", "retrospective"])
+predictions = st.builds(
+    make_prediction,
+    event_id=st.uuids(),
+    site_id=identifiers,
+    case_pseudonym=identifiers,
+    event_time=aware_times,
+    score=probabilities,
+    decision=st.sampled_from(["positive", "negative"]),
+    operating_threshold=probabilities,
+    acquisition=acquisitions,
+    study_design=study_designs,
+)
+followups = st.one_of(
+    st.builds(
+        make_followup,
+        event_id=st.uuids(),
+        event_time=aware_times,
+        label=st.sampled_from(["positive", "negative"]),
+        source=st.sampled_from(["pathology", "clinical", "follow_up_imaging"]),
+        blinded=st.booleans(),
+        study_design=study_designs,
+    ),
+    st.builds(
+        make_read,
+        identifiers,
+        st.sampled_from(["first", "second", "adjudication"]),
+        st.sampled_from(["positive", "negative"]),
+        event_id=st.uuids(),
+        event_time=aware_times,
+    ),
+)
+decoded_events = (predictions | followups).map(lambda event: decode(type(event), encode(event)))
+"""Events as the join gets them: decoded from their bytes (pydantic's own time zones)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(predictions | followups | decoded_events, min_size=1, max_size=8))
+def test_a_case_state_is_what_pydantic_dumps_for_any_events(
+    events: list[Prediction | FollowUp],
+) -> None:
+    case = CaseFile()
+    for offset, event in enumerate(events):
+        case.add(event, RecordPosition("pms.inputs.v2", 0, offset, offset % 2))
+    assert json.dumps(case.to_state()) == json.dumps(case_state_as_pydantic_dumps_it(case))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(predictions | followups, max_size=6), st.booleans())
+def test_a_case_file_copy_is_the_one_dataclasses_replace_makes(
+    events: list[Prediction | FollowUp], dropped: bool
+) -> None:
+    case = CaseFile()
+    for offset, event in enumerate(events):
+        case.add(event, RecordPosition("pms.inputs.v2", 0, offset))
+    if dropped:
+        case = case.dropped_past_retention(T0)
+    fast, slow = case.copy(), dataclasses.replace(case, accepted_at=dict(case.accepted_at))
+    assert type(fast) is CaseFile
+    assert list(vars(fast).items()) == list(vars(slow).items())
+    assert all(getattr(fast, f.name) is getattr(slow, f.name) for f in _shared_fields())
+    assert fast.accepted_at is not case.accepted_at
+
+
+def test_a_case_file_copy_changed_leaves_the_original_as_it_was() -> None:
+    case = CaseFile()
+    case.add(make_prediction(), RecordPosition("pms.inputs.v2", 0, 1))
+    before = json.dumps(case.to_state())
+    changed = case.copy()
+    changed.add(make_followup(), RecordPosition("pms.inputs.v2", 0, 2))
+    assert changed.joined and not case.joined
+    assert json.dumps(case.to_state()) == before
+
+
+def _shared_fields() -> list[dataclasses.Field[Any]]:
+    """The fields a copy shares with its original (add replaces them, never changes them)."""
+    return [f for f in dataclasses.fields(CaseFile) if f.name != "accepted_at"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(predictions | decoded_events, min_size=1, max_size=3),
+    st.lists(followups | decoded_events, max_size=3),
+    st.booleans(),
+)
+def test_a_case_loaded_changed_and_written_again_is_what_pydantic_dumps(
+    before: list[Prediction | FollowUp], after: list[Prediction | FollowUp], from_changelog: bool
+) -> None:
+    """Loaded from the state this process wrote (its event states kept) or from the
+    changelog's JSON (dumped again)."""
+    case = CaseFile()
+    for offset, event in enumerate(before):
+        case.add(event, RecordPosition("pms.inputs.v2", 0, offset))
+    state = case.to_state()
+    loaded = CaseFile.from_state(json.loads(json.dumps(state)) if from_changelog else state)
+    for offset, event in enumerate(after, start=len(before)):
+        loaded.add(event, RecordPosition("pms.inputs.v2", 0, offset))
+    assert json.dumps(loaded.to_state()) == json.dumps(case_state_as_pydantic_dumps_it(loaded))
+
+
+def test_a_case_loaded_from_the_state_this_process_wrote_writes_its_event_states_again() -> None:
+    """Not dumped again: the very states (a case's follow-up often finds it out of the
+    cache of live case files, loaded from its table state)."""
+    case = CaseFile()
+    case.add(make_prediction(), at_offset(1))
+    state = case.to_state()
+    loaded = CaseFile.from_state(state)
+    loaded.add(make_followup(), at_offset(2))
+    assert loaded.to_state()["predictions"][0] is state["predictions"][0]
+
+
+def test_an_event_state_from_an_older_writer_is_dumped_again() -> None:
+    """A plain dict (read back from the changelog) spelling out a default is written as this
+    release writes it; only the states this process dumped are kept as they are."""
+    prediction = make_prediction()
+    expected = prediction.model_dump(mode="json", exclude_defaults=True)
+    state = {
+        "state_version": 2,
+        "predictions": [expected | {"study_design": "prospective"}],
+        "followups": [],
+        "accepted_at": {str(prediction.event_id): ["pms.inputs.v2", 0, 1]},
+        "joined": {},
+        "truth": None,
+    }
+    assert CaseFile.from_state(state).to_state()["predictions"] == [expected]
+
+
+def test_a_case_state_is_the_same_changelog_bytes_as_plain_dicts() -> None:
+    """Event states are a dict subclass: the table's serializer must not see the difference."""
+    case = CaseFile()
+    case.add(make_prediction(acquisition=AcquisitionFeatures(kvp=120.0)), at_offset(1))
+    case.add(make_followup(), at_offset(2))
+    state = case.to_state()
+    assert any(type(event) is not dict for event in state["predictions"] + state["followups"])
+    changelog = case_files.changelog_topic
+    value, _ = changelog.prepare_value(state, case_files.value_serializer)
+    plain, _ = changelog.prepare_value(json.loads(json.dumps(state)), case_files.value_serializer)
+    assert value == plain
+
+
+def at_offset(offset: int) -> RecordPosition:
+    return RecordPosition("pms.inputs.v2", 0, offset)

@@ -7,13 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.casefile import CaseFile, RecordPosition
 from streams.retention import (
     Watermark,
+    case_key,
     case_partition,
     expiry,
     forgettable,
+    key_partition,
     past_retention,
     sweep_action,
 )
@@ -132,3 +136,15 @@ def test_a_sweep_drops_open_cases_and_forgets_dropped_ones_only_when_forgetting(
     assert sweep_action(long_dropped, later, RETENTION, remember, forgetting=True) == "forget"
     assert sweep_action(long_dropped, later, RETENTION, remember, forgetting=False) is None
     assert sweep_action(long_dropped, dropped_at, RETENTION, remember, forgetting=True) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,20}\Z"),
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,20}\Z"),
+    st.integers(min_value=1, max_value=64),
+)
+def test_a_case_is_on_its_sites_partition_whatever_the_cache_holds(
+    site: str, case: str, partitions: int
+) -> None:
+    assert case_partition(case_key(site, case), partitions) == key_partition(site, partitions)
