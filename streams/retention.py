@@ -50,6 +50,22 @@ def case_partition(key: str, partitions: int) -> int:
     return site_partition(key.partition("|")[0], partitions)
 
 
+def misplaced(site_id: str, partition: int, partitions: int) -> str | None:
+    """Why a record of ``site_id`` read from ``partition`` must not be applied there (None
+    if it may): a site's cases and streams live on its partition only, and a record placed
+    elsewhere by its producer would start a second copy of them, on another worker.
+
+    >>> misplaced("site-a", 3, 8) is None
+    True
+    >>> misplaced("site-a", 0, 8)
+    "read from partition 0; site 'site-a' is on partition 3"
+    """
+    home = site_partition(site_id, partitions)
+    if partition == home:
+        return None
+    return f"read from partition {partition}; site {site_id!r} is on partition {home}"
+
+
 @functools.lru_cache(maxsize=4096)
 def site_partition(site_id: str, partitions: int) -> int:
     """:func:`key_partition` of a site, hashed once per site: the backlog gauge asks for the

@@ -64,6 +64,7 @@ from streams.retention import (
     expiry,
     is_legacy_case_key,
     key_partition,
+    misplaced,
     sweep_action,
 )
 from streams.site_streams import (
@@ -203,6 +204,7 @@ async def _join_batch(event: Any) -> None:
         signer = await signer_of(SignedRecord(message.topic, message.key, value, message.headers))
         batch = decode_batch(value)
         check_batch_key(batch, message.key)
+        _check_placed(batch.site_id, message.partition)
         check_site(signer, batch.site_id, value)
         consumed(message.topic).inc(len(batch.elements))
         for element in batch.elements:
@@ -248,6 +250,7 @@ async def _join_forwarded(event: Any) -> None:
         if message.key != case_event.site_id.encode():
             reason = f"forwarded under {message.key!r}, not its site_id"
             raise ContractViolation("record", "schema", [Problem("<key>", reason)])
+        _check_placed(case_event.site_id, message.partition)
         await _join(position, case_event, message.timestamp, origin.topic)
 
     await dead_lettering(Source(source, event.value, message.headers), join, "joining")
@@ -261,6 +264,7 @@ async def _apply_decision(origin: Origin, key: bytes | None, value: bytes, parti
     if key != decision.stream.site_id.encode():
         reason = f"forwarded under {key!r}, not its stream's site_id"
         raise ContractViolation("Rebaseline", "schema", [Problem("<key>", reason)])
+    _check_placed(decision.stream.site_id, partition)
     at = RecordPosition(*origin.where())
     done = await apply_to_streams([(decision, at)], partition)
     duplicates(origin.topic).inc(done.duplicates)
@@ -381,6 +385,15 @@ async def _join(
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - sent_at, 0.0))
     _sweep_if_due(position.partition)
+
+
+def _check_placed(site_id: str, partition: int) -> None:
+    """Refuse a record its producer placed on another partition than its site's (an
+    explicit partition, or another partitioner): applied here, it would start a second
+    copy of the site's cases and streams, owned by whichever worker reads this one."""
+    problem = misplaced(site_id, partition, settings.topic_partitions)
+    if problem is not None:
+        raise ContractViolation("record", "schema", [Problem("<partition>", problem)])
 
 
 @functools.lru_cache(maxsize=4096)

@@ -711,3 +711,37 @@ def test_the_live_case_files_drop_the_least_recently_used_first(
             used.remove(key)
         used = [*used, key][-join.LIVE_CASES_MAX :]
         assert list(join.live_cases) == used
+
+
+def test_a_batch_on_another_partition_than_its_sites_is_refused_whole(
+    producer: RecordingProducer,
+) -> None:
+    """A producer that chose the partition itself: applied there, the site's cases and
+    streams would have a second copy, on whichever worker owns that partition."""
+    prediction, followup = (
+        make_prediction(case_pseudonym="c-1"),
+        make_followup(case_pseudonym="c-1"),
+    )
+    value = encode_batch(SITE, _entries(prediction, followup))
+    elsewhere = (PARTITION + 1) % settings.topic_partitions
+
+    async def scenario(feed: Feed) -> None:
+        records = [
+            await feed.put(topics.INPUTS, SITE.encode(), value, partition=elsewhere),
+            await _put_batch(feed, value),
+        ]
+        await wait_until(settled(join.unacked, records), "both batches handled")
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    assert (letter.reason_code, letter.source_partition, letter.source_index) == (
+        "schema",
+        elsewhere,
+        None,
+    )
+    assert f"read from partition {elsewhere}; site {SITE!r} is on partition {PARTITION}" in (
+        letter.reason
+    )
+    [outcome] = outcomes_sent(producer)  # the copy on the site's partition joined, once
+    assert outcome.joined_at.partition == PARTITION
+    assert predictions_applied() == 1
