@@ -11,7 +11,12 @@ of the two (its group starts at the end of the other):
 - **full worker on batches** and **full worker on v1 records**: ``postmarket worker``
   (verify, validate, dedupe, join, adjudicate, outcomes, per-stream and pooled detectors,
   metrics), timed from its first consumed event to the moment every case's outcome has
-  been applied by the stream monitors (read from /metrics);
+  been applied by the stream monitors (read from /metrics). Every stream is new there: its
+  charts are designed and its references grow (a bootstrap calibration per window) within
+  the timed window;
+- **full worker on batches, streams warm**: the same batches read by a fresh worker once
+  each stream has taken :data:`WARM_PREDICTIONS_PER_STREAM` predictions of earlier cases,
+  as in a fleet in service (:func:`run_warm_worker`);
 - **bare Faust**: a Faust app of its own, one agent that only decodes each v1 record with
   the contracts, in the same ``stream.events()`` style and app settings as the worker: the
   per-record yardstick, run just before and just after the batched worker (the faster of
@@ -89,6 +94,12 @@ LATENCY_SECONDS = 8.0
 LIVE_BATCH_WINDOW_S = 0.02
 """A live collector's linger: what a site collected within it goes as one signed batch."""
 FULL_WORKER_CAP_S = float(os.environ.get("PMS_BENCH_PIPELINE_CAP_S", "300"))
+WARM_PREDICTIONS_PER_STREAM = 5_000
+"""Predictions each stream takes before the warm worker's clock starts. A new stream designs
+its charts at its first event, and its label-free references grow for their first 20
+windows of 250 predictions, each window calibrating a bootstrap test again (15 to 65 ms
+each); a stream in service for a while does neither. The cold run (every stream new, each
+taking 2,500 predictions at the default 40,000 events) pays both within its window."""
 CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
 DEVICE, TASK = "dr-screen", "referable_dr"
 VERSIONS = ("2.1.0.3", "2.2.0.0")
@@ -131,8 +142,11 @@ def registry_entry(version: str) -> RegistryEntry:
     )
 
 
-def case_events(cases: int, seed: int, prefix: str) -> list[Prediction | FollowUp]:
-    """Predictions then follow-ups of ``cases`` cases over 8 streams; sens 0.87, spec 0.9."""
+def case_events(
+    cases: int, seed: int, prefix: str, start: datetime = T0
+) -> list[Prediction | FollowUp]:
+    """Predictions then follow-ups of ``cases`` cases over 8 streams, a case a minute from
+    ``start``, each followed up 20 days later; sensitivity 0.87, specificity 0.9."""
     rng = np.random.default_rng(seed)
     predictions: list[Prediction | FollowUp] = []
     followups: list[Prediction | FollowUp] = []
@@ -141,7 +155,7 @@ def case_events(cases: int, seed: int, prefix: str) -> list[Prediction | FollowU
         positive = bool(rng.random() < 0.3)
         correct = bool(rng.random() < (0.87 if positive else 0.9))
         decided_positive = positive == correct
-        at = T0 + timedelta(minutes=number)
+        at = start + timedelta(minutes=number)
         site = SITES[number % len(SITES)]
         predictions.append(
             Prediction(
@@ -427,20 +441,33 @@ def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
 
 
 def full_worker_rate(
-    worker: LocalWorker, expected: int, cases: int, input_topics: list[str]
+    worker: LocalWorker,
+    expected: int,
+    cases: int,
+    input_topics: list[str],
+    warm: tuple[int, int] = (0, 0),
 ) -> dict[str, float]:
     """Start the worker on the pre-filled topics; events/s from its first event to the last.
 
     End to end: every case's outcome applied by a stream monitor, over the time from the
-    first event consumed. The run stops after FULL_WORKER_CAP_S of processing so the
-    benchmark stays short on a slow build; the end-to-end rate is then that of the input
-    events whose case's outcome was applied by the cap (a prediction and a follow-up each).
+    first event consumed. Read from the join's outcome counter: the join counts an outcome
+    once its streams have applied it, as each event comes, whereas the streams' confusion
+    gauges are set every 2 s (waiting for them added up to 2 s to an 8 s run). The run
+    stops after FULL_WORKER_CAP_S of processing so the benchmark stays short on a slow
+    build; the end-to-end rate is then that of the input events whose case's outcome was
+    applied by the cap (a prediction and a follow-up each).
     Also when, after the first event, the last input event was read (``inputs_read_s``) and
     the last outcome sent by the join (``outcomes_sent_s``), where they were.
+
+    ``warm``: (events, cases) read before the measured ones; the clock then starts once all
+    of them were read, and counts the events read since (the worker may have begun on the
+    measured ones between two looks at /metrics).
     """
+    warm_events, warm_cases = warm
     starting = threading.Thread(target=worker.start, kwargs={"timeout_s": 180.0}, daemon=True)
     starting.start()
     first: float | None = None
+    read_at_first = 0.0
     reached: dict[str, float] = {}
     deadline = time.monotonic() + 180 + FULL_WORKER_CAP_S
     totals = scrape(worker.metrics_url, input_topics)
@@ -448,28 +475,33 @@ def full_worker_rate(
     while time.monotonic() < deadline:
         totals = scrape(worker.metrics_url, input_topics)
         now = time.perf_counter()
-        if first is None and totals["joined"] > 0:
+        if first is None and totals["joined"] > 0 and totals["joined"] >= warm_events:
             first = now
+            read_at_first = totals["joined"] if warm_events else 0.0
         for name, total, goal in (
-            ("inputs_read_s", "joined", expected),
-            ("outcomes_sent_s", "emitted", cases),
+            ("inputs_read_s", "joined", warm_events + expected),
+            ("outcomes_sent_s", "emitted", warm_cases + cases),
         ):
             if first is not None and name not in reached and totals[total] >= goal:
                 reached[name] = now - first
-        if first is not None and (totals["applied"] >= cases or now - first > FULL_WORKER_CAP_S):
+        done = totals["emitted"] >= warm_cases + cases
+        if first is not None and (done or now - first > FULL_WORKER_CAP_S):
             break
-        time.sleep(0.02 if first is None else BUSY_POLL_S)
+        time.sleep(0.02 if first is None and not warm_events else BUSY_POLL_S)
     if first is None:
         raise RuntimeError(f"worker processed nothing: {worker.tail()}")
     starting.join(timeout=180)
     elapsed = max(now - first, 1e-9)
-    join_rate = min(totals["joined"], expected) / elapsed
-    completed = totals["applied"] >= cases
+    # Cold: every event, from the first one read; warm: those read after the clock started.
+    measured = warm_events + expected - read_at_first if warm_events else expected
+    join_rate = min(totals["joined"] - read_at_first, measured) / elapsed
+    completed = totals["emitted"] >= warm_cases + cases
+    applied = totals["emitted"] - warm_cases
     return {
         # Cut off by the cap: the input events whose case's outcome was applied (two each).
-        "events_per_s": expected / elapsed if completed else 2 * totals["applied"] / elapsed,
+        "events_per_s": measured / elapsed if completed else 2 * applied / elapsed,
         "join_events_per_s": join_rate,
-        "completed_fraction": totals["applied"] / cases,
+        "completed_fraction": applied / cases,
         "elapsed_s": elapsed,
         **reached,
     }
@@ -729,6 +761,29 @@ def run_full_worker(
         worker.stop()
 
 
+def run_warm_worker(
+    settings: Settings, home: Path, measured: list[SignedRecord], cases: int
+) -> dict[str, float]:
+    """A fresh worker on signed batches whose streams are warm: it first reads the cases of
+    :data:`WARM_PREDICTIONS_PER_STREAM` predictions per stream, dated before the measured
+    ones (each followed up too), then ``measured`` sent again; its rate on those."""
+    bootstrap = settings.kafka_bootstrap
+    start_at_end(bootstrap, settings.worker_id, SETUP_TOPICS)  # before the warm-up is sent
+    warm_cases = WARM_PREDICTIONS_PER_STREAM * len(SITES) * len(VERSIONS)
+    # The last warm follow-up (20 days after its prediction) precedes the first measured case.
+    start = T0 - timedelta(days=21, minutes=warm_cases)
+    warm = case_events(warm_cases, seed=2, prefix="warm", start=start)
+    prefill_batches(bootstrap, signed_batches(warm, SIGNING_KEYS))
+    prefill_batches(bootstrap, measured)
+    worker = LocalWorker(settings, home / "logs" / "bench-warm-worker.log")
+    try:
+        return full_worker_rate(
+            worker, 2 * cases, cases, [topics.INPUTS], warm=(len(warm), warm_cases)
+        )
+    finally:
+        worker.stop()
+
+
 def run(results_dir: Path) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="pms-bench-pipeline-", dir="/tmp"))
     home.chmod(0o755)
@@ -768,6 +823,9 @@ def run(results_dir: Path) -> dict[str, Any]:
         batches_settings = worker_settings("batches")
         result["full_worker_batches"] = run_full_worker(
             batches_settings, home, "batches", [topics.INPUTS], cases
+        )
+        result["full_worker_batches_warm"] = run_warm_worker(
+            worker_settings("warm"), home, batches, cases
         )
         bare_runs.append(bare_faust_run(bootstrap, partitions, EVENTS, home))
         result["bare_faust_runs_events_per_s"] = [bare["events_per_s"] for bare in bare_runs]
@@ -818,6 +876,9 @@ def run(results_dir: Path) -> dict[str, Any]:
         batched / result["aiokafka_batches_events_per_s"]
     )
     result["ratio_batches_full_to_v1_full"] = batched / full
+    result["ratio_warm_batches_full_to_bare_faust"] = (
+        result["full_worker_batches_warm"]["events_per_s"] / bare_rate
+    )
     result["ratio_bare_faust_to_aiokafka"] = bare_rate / result["aiokafka_events_per_s"]
     result["ratio_bound_own_work"] = ratio_bound(result)
     result["ratio_bound_own_work_batches"] = ratio_bound(result, batched=True)
@@ -849,6 +910,10 @@ def render(result: dict[str, Any]) -> None:
     rows = [
         ("full worker on signed batches, end to end", batched["events_per_s"]),
         ("full worker on batches: input events read", batched["join_events_per_s"]),
+        (
+            "full worker on signed batches, streams warm, end to end",
+            result["full_worker_batches_warm"]["events_per_s"],
+        ),
         ("full worker on v1 records, end to end", full["events_per_s"]),
         ("full worker on v1: input records read (ingress)", full["join_events_per_s"]),
         (
@@ -878,6 +943,10 @@ def render(result: dict[str, Any]) -> None:
     print(
         f"| full worker on batches / bare per-record Faust "
         f"| {result['ratio_batches_full_to_bare_faust']:.2f} | >= 2.0 |"
+    )
+    print(
+        f"| full worker on batches, streams warm / bare per-record Faust "
+        f"| {result['ratio_warm_batches_full_to_bare_faust']:.2f} | >= 2.0 |"
     )
     print(
         f"| full worker on batches / aiokafka on batches "
