@@ -288,12 +288,12 @@ def _replay(r: dict[str, Any]) -> list[Figure]:
         ),
         Figure(
             "replay",
-            f"1M events replayed (extrapolated from {r['events']:,})",
+            f"1M events replayed ({_measured_on(r)})",
             f"{r['million_replay_s_extrapolated'] / 60:.1f} min",
         ),
     ]
     if "through_worker" in r:
-        measured = "measured" if r["events"] >= 1_000_000 else f"from {r['events']:,}"
+        measured = _measured_on(r)
         figures.append(
             Figure(
                 "replay",
@@ -304,6 +304,10 @@ def _replay(r: dict[str, Any]) -> list[Figure]:
             )
         )
     return figures
+
+
+def _measured_on(r: dict[str, Any]) -> str:
+    return "measured" if r["events"] >= 1_000_000 else f"extrapolated from {r['events']:,}"
 
 
 def _demo(r: dict[str, Any]) -> list[Figure]:
