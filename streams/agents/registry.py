@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from postmarket.contracts import ContractViolation, RegistryEntry, decode
 from postmarket.metrics import REGISTRATION_STATUSES
 from streams.app import app, metrics
 from streams.casefile import RecordPosition
 from streams.channels import registry, registry_updates
+from streams.chart_warming import RegisteredCharts
 from streams.deadletter import send_dead_letter
 from streams.held_acks import HeldAcks, ack_all, flush_every, handle_holding_acks
+from streams.live_streams import contents
+from streams.site_streams import POLICY
 
 unacked = HeldAcks()
 """Each record is acked once handled: a registry record Faust skips during a stop or a
 rebalance is read again (see streams.transport), never lost to every worker's copy."""
+registered_charts = RegisteredCharts(POLICY)
+"""The versions whose labelled charts this worker designed (:mod:`streams.chart_warming`)."""
 
 
 @app.agent(registry_updates)
@@ -44,6 +49,22 @@ async def _follow(event: Any) -> None:
         return
     registry[entry.as_key()] = entry.model_dump(mode="json")
     publish_registration(entry)
+    # Here, not at the version's first prediction, where it would stall every stream behind it.
+    registered_charts.design_new({entry.as_key(): registry.data[entry.as_key()]})
+
+
+@app.timer(interval=1.0)
+async def design_registered_charts() -> None:
+    design_recovered_registry()
+
+
+def design_recovered_registry() -> int:
+    """Design the charts of every version in this worker's copy of the registry: all it
+    holds once recovered at start, then each entry as it arrives, before the version's
+    first predictions (those that come during recovery design their own, as before)."""
+    if not cast(Any, app.tables).recovery.completed.is_set():  # Faust's TableManager, untyped
+        return 0  # a registry still recovering: design from the whole of it
+    return registered_charts.design_new(contents(registry))
 
 
 def publish_registration(entry: RegistryEntry) -> None:
