@@ -7,7 +7,10 @@ Not a benchmark (``bench/run.py`` runs ``bench_*.py`` only): a driver built from
 bench_pipeline's, then runs alternating between a worker with py-spy attached from its
 first consumed event to its last outcome applied, and, with ``--plain``, one without
 (the events/s py-spy costs). Writes the collapsed stacks of each profiled run and prints
-the share of samples per group.
+the share of samples per group. Each run also reports the worker's garbage collections
+while it worked (per generation: how many per 10,000 events, seconds, the longest pause)
+and, after its last outcome, what one full collection of everything it kept pauses it
+(``--variant NAME:PMS_GC_CENSUS=1`` adds what the young collections traversed).
 
     .venv/bin/python bench/profile_worker.py [--events N] [--runs N] [--plain] [--out DIR]
 """
@@ -127,35 +130,90 @@ def breakdown(collapsed: Path, main_thread_only: bool = True) -> dict[str, int]:
 
 GC_STATS_SITE = """
 import gc, json, os, threading, time
+from collections import Counter
 _file = os.environ.get("PMS_GC_STATS_FILE")
+_census = os.environ.get("PMS_GC_CENSUS")
 if os.environ.get("PMS_GC_DISABLE"):
     gc.disable()  # an experiment: what the collector costs the worker
 if _file:
     _spent = [0.0, 0.0, 0.0]
     _count = [0, 0, 0]
     _started = [0.0]
+    _log = []
+    _young = []
+    _sizes = []
 
     def _timing(phase, info):
+        generation = info["generation"]
         if phase == "start":
+            if _census and generation == 0 and _count[0] % 4 == 0:
+                objects = gc.get_objects(0)
+                refs = sum(len(gc.get_referents(o)) for o in objects)
+                kinds = Counter(type(o).__name__ for o in objects).most_common(12)
+                _young.append({"at": time.time(), "objects": len(objects), "refs": refs,
+                               "kinds": kinds})
+                del objects
             _started[0] = time.perf_counter()
         else:
-            generation = info["generation"]
-            _spent[generation] += time.perf_counter() - _started[0]
+            pause = time.perf_counter() - _started[0]
+            _spent[generation] += pause
             _count[generation] += 1
+            _log.append((time.time(), generation, pause, info["collected"]))
 
     gc.callbacks.append(_timing)
 
     def _write():
         while True:
             time.sleep(0.5)
+            if os.path.exists(_file + ".collect"):  # the driver asks: what a full one costs
+                os.remove(_file + ".collect")
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
+            stats = {"seconds": _spent, "collections": _count, "log": _log, "at": time.time()}
+            if _census:
+                _sizes.append((time.time(), [len(gc.get_objects(g)) for g in range(3)],
+                               gc.get_freeze_count()))
+                stats.update(young=_young, sizes=_sizes)
             with open(_file + ".tmp", "w") as out:
-                json.dump({"seconds": _spent, "collections": _count, "at": time.time()}, out)
+                json.dump(stats, out)
             os.replace(_file + ".tmp", _file)
 
     threading.Thread(target=_write, daemon=True).start()
 """
-"""A ``sitecustomize`` for the worker (on its PYTHONPATH): seconds spent in each GC
-generation's collections, written twice a second to ``PMS_GC_STATS_FILE``."""
+"""A ``sitecustomize`` for the worker (on its PYTHONPATH): each GC collection (when, which
+generation, its pause, what it found), written twice a second to ``PMS_GC_STATS_FILE``;
+touching that path plus ``.collect`` runs one full collection (unfrozen) and logs it.
+``PMS_GC_CENSUS``: also what a quarter of the young collections found (objects, references,
+types) and each generation's size twice a second; slow, for finding out, not timing."""
+
+
+def gc_in_window(log: list[list[float]], start: float, end: float, events: int) -> dict[str, Any]:
+    """Per generation, the collections logged between ``start`` and ``end`` (epoch s): how
+    many per 10,000 events, seconds in all, the longest pause (ms)."""
+    window = [entry for entry in log if start <= entry[0] <= end]
+    summary: dict[str, Any] = {}
+    for generation in range(3):
+        pauses = [entry[2] for entry in window if entry[1] == generation]
+        summary[f"gen{generation}"] = {
+            "per_10k_events": round(1e4 * len(pauses) / max(events, 1), 2),
+            "seconds": round(sum(pauses), 3),
+            "longest_ms": round(1e3 * max(pauses, default=0.0), 1),
+        }
+    return summary
+
+
+def full_collection_pause(stats_file: Path, timeout_s: float = 30.0) -> float | None:
+    """Ask the worker's hook for one full collection and return its pause (s)."""
+    before = len(gc_seconds(stats_file).get("log", []))
+    Path(str(stats_file) + ".collect").touch()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        full = [e for e in gc_seconds(stats_file).get("log", [])[before:] if e[1] == 2]
+        if full:
+            return float(full[-1][2])
+    return None
 
 
 def gc_seconds(stats_file: Path) -> dict[str, Any]:
@@ -225,15 +283,22 @@ def profiled_run(
             time.sleep(0.02 if first is None else bp.BUSY_POLL_S)
         starting.join(timeout=180)
         elapsed = time.perf_counter() - (first or time.perf_counter())
-        gc_end = gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
-        return {
-            "events_per_s": 2 * totals["applied"] / max(elapsed, 1e-9),
+        window_end = time.time()
+        window_start = window_end - elapsed
+        stats_file = Path(env["PMS_GC_STATS_FILE"]) if "PMS_GC_STATS_FILE" in env else None
+        gc_end = gc_seconds(stats_file) if stats_file is not None else {}
+        events = 2 * int(totals["applied"])
+        row: dict[str, Any] = {
+            "events_per_s": events / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
-            "cpu_us_per_event": 1e6 * (cpu_end - cpu_start) / max(2 * totals["applied"], 1),
+            "cpu_us_per_event": 1e6 * (cpu_end - cpu_start) / max(events, 1),
             "gc_s": sum(gc_end.get("seconds", [0.0])) - sum(gc_start.get("seconds", [0.0])),
-            "gc_at_start": gc_start,
-            "gc_at_end": gc_end,
+            "gc": gc_in_window(gc_end.get("log", []), window_start, window_end, events),
         }
+        if stats_file is not None:
+            row["full_collection_s"] = full_collection_pause(stats_file)
+            row["gc_detail"] = gc_seconds(stats_file)
+        return row
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -299,6 +364,8 @@ def main() -> None:
                     }
                     if out is not None and out.exists():
                         row["groups"] = breakdown(out)
+                    detail = args.out / f"gc-run{number}-{variant}.json"
+                    detail.write_text(json.dumps(row.pop("gc_detail", {})))
                     results.append(row)
                     print(json.dumps(row), flush=True)
     finally:
