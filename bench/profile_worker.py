@@ -324,6 +324,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="pms-profile-", dir="/tmp"))
     home.chmod(0o755)
+    # Workers run ``python -m postmarket`` here, which puts the current directory first on
+    # sys.path: started from a checkout, every variant would run that checkout's code.
+    os.chdir(home)
     results: list[dict[str, Any]] = []
     try:
         stack = manager.up(Settings(home=home))
