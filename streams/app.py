@@ -23,6 +23,14 @@ it waits until that request is answered. A flush writes a changelog record (abou
 case changed, so 16 KiB batches filled mid-flush and the join waited on the broker: a
 sixth of its time idle in a profile, and more, smaller produce requests. 256 KiB stays well
 under the broker's and topics' default record-batch limit (``message.max.bytes``, 1 MiB)."""
+CONSUMER_MAX_FETCH_BYTES = 8 * 1024 * 1024
+"""Bytes one fetch may bring of one partition (Faust's default: 1 MiB). A signed batch of
+500 events is about 300 KB, so 1 MiB was three records, a third of a second of the join's
+work, before the next fetch came back from the consumer's thread: the worker sat idle
+between fetches (on a replay's batches 40 % of its time; with 8 MiB it keeps a core busy,
+and took 7,200-8,900 predictions/s instead of 5,100-5,200, bench/profile_worker.py and a
+replay-shaped run, alternating). The price is up to 8 MiB of fetched records buffered per
+partition the worker reads."""
 
 
 class SurveillanceApp(faust.App):
@@ -47,8 +55,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=1,
         producer_acks=-1,
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-        # Faust's defaults (no producer linger, 1 MiB fetches) measured fastest here: a
-        # 10 ms linger or 500-record polls left the worker waiting on Kafka (bench A/B).
+        consumer_max_fetch_size=CONSUMER_MAX_FETCH_BYTES,
+        # Faust's default of no producer linger measured fastest here: a 10 ms linger or
+        # 500-record polls left the worker waiting on Kafka (bench A/B, on v1 records).
         consumer_auto_offset_reset="earliest",
         # A crashed worker's partitions move after this long; heartbeats go 10x as often.
         broker_session_timeout=settings.worker_session_timeout_s,

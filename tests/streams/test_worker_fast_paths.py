@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from postmarket import topics
 from postmarket.config import Settings
 from postmarket.contracts import Contract, FollowUp, Prediction, decode, encode
-from postmarket.contracts.batches import InputBatch
+from postmarket.contracts.batches import MAX_BATCH_BYTES, InputBatch
 from postmarket.contracts.events import JoinPosition, StreamKey, _known_schema_version
 from streams.acquisition import acquisition_categories
 from streams.agents import join
-from streams.app import PRODUCER_MAX_BATCH_BYTES, create_app, settings
+from streams.app import CONSUMER_MAX_FETCH_BYTES, PRODUCER_MAX_BATCH_BYTES, create_app, settings
 from streams.channels import case_files, first_sightings, registry, site_stream_monitors
 from streams.event_time import record_sent_at
 from streams.join_backlog import prediction_input
@@ -132,6 +132,13 @@ def test_the_producers_batches_are_larger_than_fausts_and_fit_the_brokers_limit(
     # Kafka's default message.max.bytes (broker) and max.message.bytes (topic): 1 MiB + 12.
     assert 16 * 1024 < PRODUCER_MAX_BATCH_BYTES <= 1024 * 1024 // 2
     assert conf.producer_max_request_size >= PRODUCER_MAX_BATCH_BYTES
+
+
+def test_a_fetch_brings_many_signed_batches_of_a_partition(tmp_path: Path) -> None:
+    """Faust's 1 MiB per partition held three full batches: the join waited between fetches."""
+    conf = create_app(Settings(home=tmp_path, worker_id="worker-a")).conf
+    assert conf.consumer_max_fetch_size == CONSUMER_MAX_FETCH_BYTES
+    assert CONSUMER_MAX_FETCH_BYTES >= 8 * MAX_BATCH_BYTES
 
 
 @pytest.mark.parametrize("table", [case_files, first_sightings, registry, site_stream_monitors])
