@@ -1,10 +1,13 @@
 """The registry agent run whole under Faust's test context: each registry record reaches the
-global table, a bad one is dead-lettered, and each is acked only once handled."""
+global table (its version's charts designed as it arrives), a bad one is dead-lettered, and
+each is acked only once handled; the worker's timer designs the charts of every entry in its
+copy of the registry (the other workers' entries included)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -13,6 +16,8 @@ from postmarket.contracts import DeadLetter, decode, encode
 from streams import app as worker
 from streams.agents import registry as registry_agent
 from streams.channels import registry
+from streams.chart_warming import RegisteredCharts
+from streams.detector_design import labelled_chart
 from tests.factories import make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, wait_until
 
@@ -21,6 +26,10 @@ from tests.streams.agent_harness import Feed, RecordingProducer, wait_until
 def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
     recording = RecordingProducer()
     monkeypatch.setattr(worker.app, "_producer", recording)
+    monkeypatch.setattr(
+        registry_agent, "registered_charts", RegisteredCharts(registry_agent.POLICY)
+    )
+    labelled_chart.cache_clear()
     registry.data.clear()
     registry_agent.unacked.take()
     yield recording
@@ -42,6 +51,8 @@ def test_an_entry_reaches_the_table_and_is_acked_once_handled(
             assert registry.data[entry.as_key()] == entry.model_dump(mode="json")
 
     asyncio.run(main())
+    # Its charts designed as it arrived (streams.chart_warming), not at its first event.
+    assert labelled_chart.cache_info().currsize == 2  # sensitivity and specificity
 
 
 def test_a_bad_entry_is_dead_lettered_and_the_next_still_counts(
@@ -62,3 +73,17 @@ def test_a_bad_entry_is_dead_lettered_and_the_next_still_counts(
     asyncio.run(main())
     letters = [decode(DeadLetter, r.value or b"") for r in producer.to(topics.DEADLETTER)]
     assert [letter.reason_code for letter in letters] == ["not_json"]
+
+
+def test_the_timer_designs_entries_another_worker_read_once_recovered(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = make_registry_entry()
+    registry.data[entry.as_key()] = entry.model_dump(mode="json")
+    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
+    monkeypatch.setattr(recovery.completed, "is_set", lambda: False)
+    assert registry_agent.design_recovered_registry() == 0
+
+    monkeypatch.setattr(recovery.completed, "is_set", lambda: True)
+    assert registry_agent.design_recovered_registry() == 1
+    assert labelled_chart.cache_info().currsize == 2
