@@ -425,6 +425,24 @@ async def _put_batch(feed: Feed, value: bytes, headers: Any = None, key: bytes =
     )
 
 
+def _refused_then_joined(
+    producer: RecordingProducer,
+    put_refused: Callable[[Feed], Awaitable[Any]],
+    put_joined: Callable[[Feed], Awaitable[Any]],
+) -> tuple[DeadLetter, Outcome]:
+    """Put a batch the join must refuse whole, then a copy of it that it must join, and
+    wait until both are handled: the one dead letter and the one outcome they make."""
+
+    async def scenario(feed: Feed) -> None:
+        records = [await put_refused(feed), await put_joined(feed)]
+        await wait_until(settled(join.unacked, records), "both batches handled")
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    [outcome] = outcomes_sent(producer)
+    return letter, outcome
+
+
 def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_good_ones_once(
     producer: RecordingProducer,
 ) -> None:
@@ -525,20 +543,18 @@ def test_a_batch_signed_by_another_sites_key_is_refused_whole(
         or 0.0
     )
 
-    async def scenario(feed: Feed) -> None:
-        records = [await _put_batch(feed, value, forged), await _put_batch(feed, value, genuine)]
-        await wait_until(settled(join.unacked, records), "both batches handled")
-
-    run_join(scenario)
-    [letter] = dead_letters_sent(producer)
+    letter, outcome = _refused_then_joined(
+        producer,
+        lambda feed: _put_batch(feed, value, forged),
+        lambda feed: _put_batch(feed, value, genuine),
+    )
     assert (letter.reason_code, letter.source_index, letter.source_offset) == (
         "authenticity",
         None,
         0,
     )
     assert base64.b64decode(base64.b64encode(letter.original)) == value  # the whole record
-    [outcome] = outcomes_sent(producer)  # the genuine copy joined
-    assert outcome.joined_at.offset == 1
+    assert outcome.joined_at.offset == 1  # the genuine copy joined
     refused = worker.registry.get_sample_value(
         "postmarket_events_unauthentic_total", {"site_id": SITE, "reason": "wrong_site"}
     )
@@ -725,15 +741,11 @@ def test_a_batch_on_another_partition_than_its_sites_is_refused_whole(
     value = encode_batch(SITE, _entries(prediction, followup))
     elsewhere = (PARTITION + 1) % settings.topic_partitions
 
-    async def scenario(feed: Feed) -> None:
-        records = [
-            await feed.put(topics.INPUTS, SITE.encode(), value, partition=elsewhere),
-            await _put_batch(feed, value),
-        ]
-        await wait_until(settled(join.unacked, records), "both batches handled")
-
-    run_join(scenario)
-    [letter] = dead_letters_sent(producer)
+    letter, outcome = _refused_then_joined(
+        producer,
+        lambda feed: feed.put(topics.INPUTS, SITE.encode(), value, partition=elsewhere),
+        lambda feed: _put_batch(feed, value),
+    )
     assert (letter.reason_code, letter.source_partition, letter.source_index) == (
         "schema",
         elsewhere,
@@ -742,6 +754,5 @@ def test_a_batch_on_another_partition_than_its_sites_is_refused_whole(
     assert f"read from partition {elsewhere}; site {SITE!r} is on partition {PARTITION}" in (
         letter.reason
     )
-    [outcome] = outcomes_sent(producer)  # the copy on the site's partition joined, once
-    assert outcome.joined_at.partition == PARTITION
+    assert outcome.joined_at.partition == PARTITION  # the copy on the site's partition
     assert predictions_applied() == 1
