@@ -49,19 +49,20 @@ async def _follow(event: Any) -> None:
         return
     registry[entry.as_key()] = entry.model_dump(mode="json")
     publish_registration(entry)
-    # Here, not at the version's first prediction, where it would stall every stream behind it.
-    registered_charts.design_new({entry.as_key(): registry.data[entry.as_key()]})
 
 
 @app.timer(interval=1.0)
 async def design_registered_charts() -> None:
+    """Registered versions' charts designed within a second of their entries' arrival, from
+    the table: those this worker's agent reads and those the other workers read alike."""
     design_recovered_registry()
 
 
 def design_recovered_registry() -> int:
     """Design the charts of every version in this worker's copy of the registry: all it
-    holds once recovered at start, then each entry as it arrives, before the version's
-    first predictions (those that come during recovery design their own, as before)."""
+    holds once recovered at start, then each new entry, not at the version's first
+    prediction, where it would stall every stream behind it (predictions within a second
+    of their registration, or during recovery, design their own, as before)."""
     if not cast(Any, app.tables).recovery.completed.is_set():  # Faust's TableManager, untyped
         return 0  # a registry still recovering: design from the whole of it
     return registered_charts.design_new(contents(registry))
