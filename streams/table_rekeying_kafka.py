@@ -3,7 +3,9 @@
 
 Plain kafka-python, not Faust: nothing here runs as a worker, and a worker must not run
 meanwhile (it would recover the tables half moved, and write states the plan did not
-see): the worker group (``worker_id``) must have no member, checked first.
+see): the worker group (``worker_id``) must have no member, checked before the read, again
+before the copies and again before the tombstones (a worker started meanwhile stops the move
+there; the check narrows the race to the writes themselves, it cannot close it).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def rekey_by_site(
     from kafka import KafkaConsumer, KafkaProducer
 
     security = settings.kafka_security().kafka_python_kwargs()
-    _refuse_if_running(settings)
+    _refuse_if_running(settings.worker_id, worker_group_members(settings))
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -64,11 +66,22 @@ def rekey_by_site(
         _create_changelogs(settings, {write.table for write in plan.copies})
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **security)
         try:
-            _send(producer, settings.worker_id, plan.copies)
-            _send(producer, settings.worker_id, plan.tombstones)
+            write_plan(producer, settings.worker_id, plan, lambda: worker_group_members(settings))
         finally:
             producer.close()
     return plan
+
+
+def write_plan(
+    producer: Any, worker_id: str, plan: RekeyPlan, group_members: Callable[[], int]
+) -> None:
+    """The plan's copies, flushed, then its tombstones, each only while the worker group
+    still has no member (``group_members``): one started during the read or the copies
+    would recover the tables half moved, and then see its states deleted."""
+    _refuse_if_running(worker_id, group_members())
+    _send(producer, worker_id, plan.copies)
+    _refuse_if_running(worker_id, group_members(), copies_written=bool(plan.copies))
+    _send(producer, worker_id, plan.tombstones)
 
 
 def _create_changelogs(settings: Settings, tables: set[str]) -> None:
@@ -88,16 +101,26 @@ def _create_changelogs(settings: Settings, tables: set[str]) -> None:
     ensure_topics(settings.kafka_bootstrap, specs, security=settings.kafka_security())
 
 
-def _refuse_if_running(settings: Settings) -> None:
+def worker_group_members(settings: Settings) -> int:
+    """How many members the worker group (``worker_id``) has now."""
     from postmarket.topic_admin import admin_client
 
     with admin_client(settings.kafka_bootstrap, security=settings.kafka_security()) as admin:
         groups = admin.describe_groups([settings.worker_id])
-    members = groups.get(settings.worker_id, {}).get("members", [])
+    return len(groups.get(settings.worker_id, {}).get("members", []))
+
+
+def _refuse_if_running(worker_id: str, members: int, *, copies_written: bool = False) -> None:
     if members:
+        written = (
+            " (the copies written already are harmless: run this again once every worker "
+            "is stopped, and it deletes the old states left)"
+            if copies_written
+            else ""
+        )
         raise WorkersRunning(
-            f"{len(members)} worker(s) of {settings.worker_id!r} are running: stop every "
-            "worker (old release and new) before moving their tables"
+            f"{members} worker(s) of {worker_id!r} are running: stop every worker (old "
+            f"release and new) before moving their tables{written}"
         )
 
 

@@ -1,10 +1,11 @@
 """Moving the previous release's tables by site (streams.table_rekeying): what is planned,
-and that the keys and topics it writes are the ones Faust reads."""
+that the keys and topics it writes are the ones Faust reads, and that a worker started
+during the move stops it before its next writes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -19,7 +20,7 @@ from streams.table_rekeying import (
     case_sites,
     plan_rekeying,
 )
-from streams.table_rekeying_kafka import changelog_topic, table_key
+from streams.table_rekeying_kafka import WorkersRunning, changelog_topic, table_key, write_plan
 from tests.factories import make_followup, make_prediction
 
 PARTITIONS = 8
@@ -178,3 +179,74 @@ def test_topics_and_keys_are_those_faust_writes(table: str) -> None:
     for key in ("site-a|case-1", "case-1", "dev|1.0|site-a|dr-referable", "sïte|é"):
         faust_key, _ = faust_table.changelog_topic.prepare_key(key, faust_table.key_serializer)
         assert table_key(key) == faust_key
+
+
+class RecordingProducer:
+    """What the move produces, in order: each record's (topic, key, value), and flushes."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, bytes, bytes | None] | str] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes | None, partition: int) -> None:
+        self.written.append((topic, key, value))
+
+    def flush(self) -> None:
+        self.written.append("flush")
+
+
+def _members(*counts: int) -> Callable[[], int]:
+    """The worker group's member count at each successive check."""
+    answers: Iterator[int] = iter(counts)
+    return lambda: next(answers)
+
+
+def _one_old_case() -> dict[str, Changelog]:
+    pseudonym = _pseudonym_off_its_site("site-a")
+    old = LatestRecord(key_partition(pseudonym, PARTITIONS), _case_state("site-a", pseudonym))
+    return {"case-files": {pseudonym: old}}
+
+
+def _one_case_move() -> RekeyPlan:
+    return plan_rekeying(_one_old_case(), PARTITIONS)
+
+
+def test_with_no_worker_running_the_copies_are_flushed_before_the_tombstones() -> None:
+    plan, producer = _one_case_move(), RecordingProducer()
+
+    write_plan(producer, "pms", plan, _members(0, 0))
+
+    [copy], [tombstone] = plan.copies, plan.tombstones
+    assert producer.written == [
+        ("pms-case-files-changelog", table_key(copy.key), copy.value),
+        "flush",
+        ("pms-case-files-changelog", table_key(tombstone.key), None),
+        "flush",
+    ]
+
+
+def test_a_worker_started_during_the_read_stops_the_move_before_any_copy() -> None:
+    producer = RecordingProducer()
+
+    with pytest.raises(WorkersRunning, match="'pms' are running: stop every worker") as refused:
+        write_plan(producer, "pms", _one_case_move(), _members(1, 0))
+
+    assert "copies" not in str(refused.value)
+    assert producer.written == []
+
+
+def test_a_worker_started_during_the_copies_stops_the_move_before_the_tombstones() -> None:
+    changelogs, producer = _one_old_case(), RecordingProducer()
+    plan = plan_rekeying(changelogs, PARTITIONS)
+
+    with pytest.raises(WorkersRunning, match="'pms' are running: stop every worker") as refused:
+        write_plan(producer, "pms", plan, _members(0, 1))
+
+    [copy] = plan.copies
+    assert producer.written == [
+        ("pms-case-files-changelog", table_key(copy.key), copy.value),
+        "flush",
+    ]
+    assert "copies written already are harmless: run this again" in str(refused.value)
+    # As the refusal says: run again, it only deletes the old states.
+    again = plan_rekeying(_applied(changelogs, RekeyPlan(copies=plan.copies)), PARTITIONS)
+    assert (again.copies, again.tombstones) == ([], plan.tombstones)
