@@ -16,7 +16,16 @@ of the two (its group starts at the end of the other):
   the timed window;
 - **full worker on batches, streams warm**: the same batches read by a fresh worker once
   each stream has taken :data:`WARM_PREDICTIONS_PER_STREAM` predictions of earlier cases,
-  as in a fleet in service (:func:`run_warm_worker`);
+  as in a fleet in service (:func:`run_warm_worker`). Not warm streams alone: those earlier
+  cases are followed up within the warm-up, but a joined case file stays in the join's
+  table until retention drops it (``join_retention_days`` of event time), so this worker
+  reads the batches holding 40,000 more case files (60,000 at the default events; the cold
+  one ends with 20,000), and what a larger table costs falls within its window (the
+  awaiting-truth gauge, every 10 s, and each partition's sweep, every 60 s, read every case
+  file; a full GC collection traverses them). A fleet in service holds such cases too;
+  dropping them before the clock starts would take a restart (which loses the warm
+  process's chart designs) or a shorter retention (the cases' digests would stay, and its
+  sweeps would do their own work in the window);
 - **bare Faust**: a Faust app of its own, one agent that only decodes each v1 record with
   the contracts, in the same ``stream.events()`` style and app settings as the worker: the
   per-record yardstick, run just before and just after the batched worker (the faster of
@@ -766,7 +775,8 @@ def run_warm_worker(
 ) -> dict[str, float]:
     """A fresh worker on signed batches whose streams are warm: it first reads the cases of
     :data:`WARM_PREDICTIONS_PER_STREAM` predictions per stream, dated before the measured
-    ones (each followed up too), then ``measured`` sent again; its rate on those."""
+    ones (each followed up too), then ``measured`` sent again; its rate on those. The
+    warm-up's joined case files stay in its tables (see the module's docstring)."""
     bootstrap = settings.kafka_bootstrap
     start_at_end(bootstrap, settings.worker_id, SETUP_TOPICS)  # before the warm-up is sent
     warm_cases = WARM_PREDICTIONS_PER_STREAM * len(SITES) * len(VERSIONS)
