@@ -116,6 +116,7 @@ class WindowedChiSquareDrift(Detector):
         "_reference",
         "_columns",
         "_critical",
+        "_last_critical",
         "_counts",
         "_n_cases",
         "_last",
@@ -127,6 +128,9 @@ class WindowedChiSquareDrift(Detector):
     """Each code's column in the test (:func:`detectors.reference_calibration.sparse_pooling`)."""
     _critical: float | None
     """Calibrated on first use (a restored stream calibrates once, for its grown reference)."""
+    _last_critical: float | None
+    """The critical value the last completed window was tested against, reported with its
+    statistic until the next window closes (see :class:`detectors.WindowedKSDrift`)."""
     _counts: list[int]
     _n_cases: int
     _last: tuple[float, int]
@@ -242,10 +246,9 @@ class WindowedChiSquareDrift(Detector):
         self._counts[x] += 1
         self._n_cases += 1
         n_cases, unseen, fired = self._n_cases, self._counts[k], False
-        critical = self._critical_value()
         if n_cases == self.window:
             fired = self._close_window()
-        return window_result(fired, self._last[0], critical, n_cases, unseen)
+        return window_result(fired, self._last[0], self._reported(), n_cases, unseen)
 
     def update_window(self, counts: Sequence[int]) -> DetectorResult:
         """Test a whole window given as its counts per code (``K + 1`` of them, the last
@@ -255,19 +258,30 @@ class WindowedChiSquareDrift(Detector):
             raise ValueError(f"a window is {len(self._counts)} counts summing to {self.window}")
         if self._n_cases:
             raise ValueError("update_window needs the current window to be empty")
-        critical, unseen = self._critical_value(), window[-1]
         self._counts, self._n_cases = window, self.window
         fired = self._close_window()
-        return window_result(fired, self._last[0], critical, self.window, unseen)
+        return window_result(fired, self._last[0], self._reported(), self.window, window[-1])
+
+    @property
+    def last_reported(self) -> tuple[float, float] | None:
+        """``(statistic, threshold)`` as its last update reported them, read from its state
+        (``None`` before any update since a reset): a stream need not keep a copy."""
+        if self._last_critical is None and self._n_cases == 0:
+            return None
+        return self._last[0], self._reported()
+
+    def _reported(self) -> float:
+        """The threshold beside the last window's statistic: the one it was tested against
+        (before any window, the current reference's)."""
+        return self._critical_value() if self._last_critical is None else self._last_critical
 
     def _close_window(self) -> bool:
         """Test the full window, grow the reference with it if it passes, start the next."""
         statistic, dof = self._chi_square()
         self._last = (round(statistic, 6), dof)  # shorter state, same test
-        unseen = self._counts[-1]
-        fired = statistic >= self._critical_value() or (
-            self.fire_on_unseen and unseen >= self.unseen_min
-        )
+        unseen, critical = self._counts[-1], self._critical_value()
+        self._last_critical = critical
+        fired = statistic >= critical or (self.fire_on_unseen and unseen >= self.unseen_min)
         cap = self.reference_cap
         if not fired and not unseen and cap is not None:
             if sum(self._reference) + self.window <= cap:
@@ -285,6 +299,7 @@ class WindowedChiSquareDrift(Detector):
         self._use_reference(list(self.reference_counts))
         self._start_window()
         self._last = (0.0, len(self.categories) - 1)
+        self._last_critical = None
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -303,6 +318,7 @@ class WindowedChiSquareDrift(Detector):
             "counts": list(self._counts),
             "n_cases": self._n_cases,
             "last": list(self._last),
+            "last_critical": self._last_critical,
             "grown": grown,
         }
 
@@ -312,6 +328,7 @@ class WindowedChiSquareDrift(Detector):
         # Absent from states written before they were kept.
         last = state.get("last", [0.0, k - 1])
         grown = state.get("grown", [0] * k)
+        last_critical = state.get("last_critical")  # as "last": the current reference's then
         ok = (
             isinstance(counts, list)
             and len(counts) == k + 1
@@ -325,6 +342,14 @@ class WindowedChiSquareDrift(Detector):
             and last[0] >= 0
             and isinstance(last[1], int)
             and 0 <= last[1] <= k
+            and (
+                last_critical is None
+                or (
+                    isinstance(last_critical, int | float)
+                    and math.isfinite(last_critical)
+                    and last_critical > 0
+                )
+            )
             and isinstance(grown, list)
             and len(grown) == k
             and all(isinstance(g, int) and g >= 0 for g in grown)
@@ -342,3 +367,4 @@ class WindowedChiSquareDrift(Detector):
         self._use_reference([r + g for r, g in zip(self.reference_counts, grown, strict=True)])
         self._counts, self._n_cases = list(counts), n_cases
         self._last = (float(last[0]), last[1])
+        self._last_critical = None if last_critical is None else float(last_critical)

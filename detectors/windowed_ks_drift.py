@@ -40,7 +40,10 @@ for the fleet, and converge to its own right rate as the reference grows, instea
 waiting for a long reference to arm (at 40 predictions a day, 125 days for 5,000). The
 price: a drift slow enough not to fire any window while the reference grows is partly
 learnt as the reference (a firing window is never added), and the test's power rises
-slightly as the reference grows. :meth:`reset` returns to the initial reference. This is
+slightly as the reference grows. :meth:`reset` returns to the initial reference. A result
+reports the last window's distance beside the critical distance that window was tested
+against, which a state keeps (the grown reference's, lower, would seem to make a distance
+that passed fire). This is
 not Gandy and Kvaløy's (2013) guarantee, which widens every stream's limit so that nearly
 all streams run at least the target: the fleet's ARL0 would then exceed it by as much.
 """
@@ -144,6 +147,7 @@ class WindowedKSDrift(Detector):
         "_reference",
         "_reference_cdf",
         "_critical",
+        "_last_critical",
         "_counts",
         "_n_cases",
         "_n_events",
@@ -155,6 +159,10 @@ class WindowedKSDrift(Detector):
     _reference_cdf: tuple[float, ...]
     _critical: float | None
     """Calibrated on first use (a restored stream calibrates once, for its grown reference)."""
+    _last_critical: float | None
+    """The critical distance the last completed window was tested against, reported with its
+    distance until the next window closes: after the window grew the reference, the new
+    reference's value is lower, and beside it a distance that passed would seem to fire."""
     _counts: list[int]
     _n_cases: int
     _n_events: int
@@ -239,10 +247,9 @@ class WindowedKSDrift(Detector):
         self._n_cases += 1
         self._n_events += self._reference[b] == 0
         n_cases, n_events, fired = self._n_cases, self._n_events, False
-        critical = self._critical_distance()
         if n_cases == self.window:
             fired = self._close_window()
-        return window_result(fired, self._last, critical, n_cases, n_events)
+        return window_result(fired, self._last, self._reported(), n_cases, n_events)
 
     def update_window(self, counts: Sequence[int]) -> DetectorResult:
         """Test a whole window given as its histogram (a replay or a simulation of many
@@ -252,17 +259,30 @@ class WindowedKSDrift(Detector):
             raise ValueError(f"a window is {len(self._counts)} bin counts summing to {self.window}")
         if self._n_cases:
             raise ValueError("update_window needs the current window to be empty")
-        critical = self._critical_distance()
         self._counts, self._n_cases = window, self.window
         n_events = sum(c for c, r in zip(window, self._reference, strict=True) if r == 0)
         fired = self._close_window()
-        return window_result(fired, self._last, critical, self.window, n_events)
+        return window_result(fired, self._last, self._reported(), self.window, n_events)
+
+    @property
+    def last_reported(self) -> tuple[float, float] | None:
+        """``(statistic, threshold)`` as its last update reported them, read from its state
+        (``None`` before any update since a reset): a stream need not keep a copy."""
+        if self._last_critical is None and self._n_cases == 0:
+            return None
+        return self._last, self._reported()
+
+    def _reported(self) -> float:
+        """The threshold beside the last window's distance: the one it was tested against
+        (before any window, the current reference's)."""
+        return self._critical_distance() if self._last_critical is None else self._last_critical
 
     def _close_window(self) -> bool:
         """Test the full window, grow the reference with it if it passes, start the next."""
-        distance = self._distance()
-        fired = distance >= self._critical_distance()
+        distance, critical = self._distance(), self._critical_distance()
+        fired = distance >= critical
         self._last = round(distance, 12)  # a lattice value: shorter state, same test
+        self._last_critical = critical
         total = sum(self._reference)
         if (
             not fired
@@ -282,6 +302,7 @@ class WindowedKSDrift(Detector):
         self._use_reference(list(self.reference_counts))
         self._start_window()
         self._last = 0.0
+        self._last_critical = None
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -299,12 +320,15 @@ class WindowedKSDrift(Detector):
             "n_cases": self._n_cases,
             "n_events": self._n_events,
             "last": self._last,
+            "last_critical": self._last_critical,
             "grown": grown,
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         counts, n_cases, n_events = state["counts"], state["n_cases"], state["n_events"]
         last = state.get("last", 0.0)  # absent from states written before it was kept
+        # Absent before it was kept: the current reference's value is reported until a test.
+        last_critical = state.get("last_critical")
         bins = len(self.edges) + 1
         grown = state.get("grown", [0] * bins)  # absent before the reference could grow
         ok = (
@@ -317,6 +341,14 @@ class WindowedKSDrift(Detector):
             and 0 <= n_events <= n_cases
             and isinstance(last, int | float)
             and 0.0 <= last <= 1.0
+            and (
+                last_critical is None
+                or (
+                    isinstance(last_critical, int | float)
+                    and math.isfinite(last_critical)
+                    and last_critical > 0
+                )
+            )
             and isinstance(grown, list)
             and len(grown) == bins
             and all(isinstance(g, int) and g >= 0 for g in grown)
@@ -336,3 +368,4 @@ class WindowedKSDrift(Detector):
             raise ValueError(f"n_events {n_events} differs from the cases in empty bins: {state}")
         self._counts, self._n_cases, self._n_events = list(counts), n_cases, n_events
         self._last = float(last)
+        self._last_critical = None if last_critical is None else float(last_critical)

@@ -18,7 +18,13 @@ from dataclasses import astuple, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Self
 
-from detectors import BernoulliMultiCUSUM, Detector, StateError, WindowedKSDrift
+from detectors import (
+    BernoulliMultiCUSUM,
+    Detector,
+    StateError,
+    WindowedChiSquareDrift,
+    WindowedKSDrift,
+)
 from postmarket.claim_levels import ChartLevels
 from streams.detector_design import (
     SCORE_EDGES,
@@ -29,6 +35,9 @@ from streams.detector_design import (
     is_label_free,
 )
 from streams.monitor_policy import ClaimedMetric, MonitorPolicy
+
+WINDOWED_DRIFT = (WindowedKSDrift, WindowedChiSquareDrift)
+"""Tests whose state holds the statistic and threshold their last update reported."""
 
 STATE_VERSION = 4
 """2: detector settings left out (designed again on load); 3: the acquisition reference;
@@ -180,7 +189,10 @@ class StreamMonitorState:
                 if k.startswith("prediction|") == label_free
             },
             "statistics": {
-                k: list(v) for k, v in self.statistics.items() if is_label_free(k) == label_free
+                k: list(v)
+                for k, v in self.statistics.items()
+                if is_label_free(k) == label_free
+                and not isinstance(self.detectors.get(k), WINDOWED_DRIFT)
             },
         }
 
@@ -300,7 +312,15 @@ class StreamMonitorState:
                 ) from error
             monitor.detectors[name] = restored
         monitor._check_change_starts()
+        monitor._read_drift_statistics()
         return monitor
+
+    def _read_drift_statistics(self) -> None:
+        """A windowed drift test's last statistic and threshold, from its own state (the
+        stream's state keeps no copy; one written before kept it, and it stays)."""
+        for name, detector in self.detectors.items():
+            if isinstance(detector, WINDOWED_DRIFT) and detector.last_reported is not None:
+                self.statistics[name] = detector.last_reported
 
     def _check_change_starts(self) -> None:
         """Keep a run start only where its CUSUM is in a run: a start the chart's state does

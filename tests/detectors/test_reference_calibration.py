@@ -96,6 +96,27 @@ def test_critical_values_are_deterministic_given_the_reference() -> None:
     assert ks_critical_distance(counts, WINDOW, 0.05) == first
 
 
+def test_the_threshold_reported_is_the_one_the_last_window_was_tested_against() -> None:
+    """After a window grows the reference, its distance is reported beside the value it was
+    tested against until the next window closes, tested against the grown reference's (the
+    grown reference's lower value beside a distance that passed would seem to fire)."""
+    rng = np.random.default_rng(13)
+    drift = _pipeline_ks(rng)
+    first = drift.threshold
+    results = [drift.update(float(s)) for s in rng.beta(2, 5, WINDOW)]
+    assert {r.threshold for r in results} == {first}
+    assert sum(drift.reference) == 3 * WINDOW and drift.threshold != first
+    grown = drift.threshold
+    results = [drift.update(float(s)) for s in rng.beta(2, 5, WINDOW)]
+    assert {r.threshold for r in results[:-1]} == {first}
+    assert results[-1].threshold == grown
+    assert results[-1].fired == (results[-1].statistic >= grown)
+    chi = WindowedChiSquareDrift(["a", "b"], [300, 200], 100, 5_000, reference_cap=2_000)
+    before = chi.threshold
+    chi.update_window([60, 40, 0])
+    assert chi.update(0).threshold == before != chi.threshold
+
+
 def test_sparse_categories_share_a_column_and_common_ones_keep_theirs() -> None:
     assert sparse_pooling([400, 300, 200, 100], WINDOW) == [0, 1, 2, 3]
     # expected in a window 150, 75, 15, 6.25 and 3.75: the sparse one joins the smallest

@@ -59,6 +59,17 @@ def test_a_stream_restored_mid_growth_raises_the_same_signals() -> None:
     )
 
 
+def test_a_drift_tests_last_statistic_and_threshold_come_back_from_its_own_state() -> None:
+    """The stream's state keeps no copy of them (the test's state holds both)."""
+    monitor = StreamMonitor(policy=POLICY)
+    _feed(monitor, 0, POLICY.score_reference_cases + 3 * POLICY.score_window + 31, seed=5)
+    drift_tests = {"score_drift", "model_drift"}
+    assert drift_tests <= monitor.statistics.keys()
+    assert not drift_tests & monitor.label_free_state()["statistics"].keys()
+    restored = StreamMonitor.from_states(*json.loads(json.dumps(monitor.to_states())))
+    assert restored.statistics == monitor.statistics
+
+
 def test_a_stream_state_of_the_previous_release_loads_with_its_first_reference() -> None:
     """The previous release wrote the drift tests' running states without ``grown``."""
     monitor = StreamMonitor(policy=POLICY)
