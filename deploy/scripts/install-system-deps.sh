@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the reports need from Debian's packages, if missing:
 # Java and Maven (to fetch and run Apache Kafka), Prometheus, PostgreSQL, Chromium (PDF
-# reports, and the tests that look at rendered pages) and poppler-utils (PDF pages to PNG).
+# reports, and the tests that look at rendered pages), poppler-utils (PDF pages to PNG) and
+# netcat (the MLLP example in docs/hospital-it.md, run by tests/docs).
 # Idempotent; `apt-get update` runs only when something must be installed.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
