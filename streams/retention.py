@@ -4,11 +4,11 @@ A case's events are dropped once the worker's event-time watermark has moved pas
 event by the retention period: a prediction still without truth then counts as expired
 (verification bias is evidence too), a follow-up without prediction as unmatched. The
 case keeps a digest of each event id for a further period (``join_dedupe_days``), so a
-resend or a second replay of its events is not counted again; then it is forgotten. Faust
-writes a table change to the changelog partition of the record being processed, so a
-case may only be dropped while processing a record of the partition its own records use;
-that partition is Kafka's default partitioner applied to the case's site (the inputs are
-keyed by site).
+resend or a second replay of its events is not counted again; then it is forgotten. A
+case's state is written to the changelog partition its own records use, Kafka's default
+partitioner applied to its site (the inputs are keyed by site), so the worker that owns
+that partition drops it, with the partition's own watermark, whichever record it is
+processing when the sweep is due.
 """
 
 from __future__ import annotations
@@ -129,6 +129,68 @@ def sweep_action(
     if forgetting and forgettable(state, watermark, remember):
         return "forget"
     return None
+
+
+SweepMark = tuple[datetime, bool]
+"""A partition's watermark for one sweep, and whether that sweep forgets."""
+
+
+def sweep_marks(
+    partitions: set[int],
+    watermark: Watermark,
+    last_forget: dict[int, datetime],
+    forget_every: timedelta,
+) -> dict[int, SweepMark]:
+    """The mark of each of ``partitions`` with a watermark: a partition's sweep forgets once
+    per ``forget_every`` of its event time (``last_forget`` records when it last did).
+
+    >>> from datetime import UTC
+    >>> watermark, forgot = Watermark(), {}
+    >>> for day in (1, 2):
+    ...     _ = watermark.advance(0, datetime(2026, 3, day, tzinfo=UTC))
+    >>> sweep_marks({0, 1}, watermark, forgot, timedelta(days=1))
+    {0: (datetime.datetime(2026, 3, 1, 0, 0, tzinfo=datetime.timezone.utc), True)}
+    >>> sweep_marks({0}, watermark, forgot, timedelta(days=1))[0][1]  # not a day later yet
+    False
+    """
+    marks: dict[int, SweepMark] = {}
+    for partition in sorted(partitions):
+        current = watermark.at(partition)
+        if current is None:
+            continue
+        forgetting = current - last_forget.get(partition, current - forget_every) >= forget_every
+        if forgetting:
+            last_forget[partition] = current
+        marks[partition] = (current, forgetting)
+    return marks
+
+
+@dataclass
+class ScanPacing:
+    """When a timer's read of every case file may run again: ``interval_s`` after the last
+    began, and not before scans have taken at most ``share`` of the time. A million case
+    files take seconds to read: at their intervals alone, a back-fill's worker spent a fifth
+    of its time in the retention sweeps and the backlog gauge. ``interval_s`` 0: every time.
+
+    >>> pacing = ScanPacing(10.0)
+    >>> pacing.scanned(started=100.0, finished=100.1)  # a small table: its interval
+    >>> pacing.due(109.9), pacing.due(110.0)
+    (False, True)
+    >>> pacing.scanned(started=110.0, finished=113.0)  # 3 s: not again for 150 s
+    >>> pacing.due(259.9), pacing.due(260.0)
+    (False, True)
+    """
+
+    interval_s: float
+    share: float = 0.02
+    next_at: float = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def scanned(self, started: float, finished: float) -> None:
+        if self.interval_s > 0:
+            self.next_at = started + max(self.interval_s, (finished - started) / self.share)
 
 
 WATERMARK_SUPPORT = 2

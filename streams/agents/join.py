@@ -58,6 +58,7 @@ from streams.join_backlog import prediction_input
 from streams.live_streams import StreamInput, TakenStates, contents
 from streams.rekeying import Origin, origin_of
 from streams.retention import (
+    ScanPacing,
     Watermark,
     case_key,
     case_partition,
@@ -66,6 +67,7 @@ from streams.retention import (
     key_partition,
     misplaced,
     sweep_action,
+    sweep_marks,
 )
 from streams.site_streams import (
     InputBacklog,
@@ -86,10 +88,14 @@ RETENTION = timedelta(days=settings.join_retention_days)
 REMEMBER_DROPPED = timedelta(days=settings.join_dedupe_days)
 FORGET_EVERY = timedelta(days=1)
 """Dropped cases are checked for forgetting once per this much event time per partition."""
+AWAITING_TRUTH_INTERVAL_S = 10.0
 logger = logging.getLogger(__name__)
 watermark = Watermark()
-last_sweep: dict[int, float] = {}
+sweeps = ScanPacing(settings.join_sweep_interval_s)
+"""When the retention sweep reads every case file again."""
 last_forget: dict[int, datetime] = {}
+awaiting_gauge = ScanPacing(AWAITING_TRUTH_INTERVAL_S)
+"""When the follow-up backlog gauge reads every case file again."""
 
 site_last_event = Children(metrics.site_last_event)
 predictions_counted = Children(metrics.predictions)
@@ -456,22 +462,21 @@ def _forget_legacy_key(case_pseudonym: str) -> None:
 
 
 def _sweep_if_due(partition: int) -> None:
-    """Drop the events of this partition's cases that are past retention, and forget the
-    cases dropped longer ago than ``join_dedupe_days`` (see streams.retention).
+    """Drop the events of this worker's cases that are past retention, and forget the cases
+    dropped longer ago than ``join_dedupe_days`` (see streams.retention): one read of the
+    case files for every partition it owns, each case against its own partition's
+    watermark (one read per partition read them all as many times), paced by
+    :data:`sweeps`. ``partition``: the one whose record is being processed.
 
     Reads each state's event times only; a case is loaded only when it is past retention.
     """
-    now = time.monotonic()
-    if now - last_sweep.get(partition, 0.0) < settings.join_sweep_interval_s:
+    started = time.monotonic()
+    if not sweeps.due(started):
         return
-    current = watermark.at(partition)
-    if current is None:
+    owned = owned_partitions(topics.INPUTS) | {partition}
+    marks = sweep_marks(owned, watermark, last_forget, FORGET_EVERY)
+    if partition not in marks:
         return  # too few events yet to tell how far this partition's event time has come
-    last_sweep[partition] = now
-    forgetting = current - last_forget.get(partition, current - FORGET_EVERY) >= FORGET_EVERY
-    if forgetting:
-        last_forget[partition] = current
-    owned: set[int] | None = None
     # The table's states, except where the next flush writes another (the unwritten ones
     # were changed since the last flush: there are few of them).
     states = [(key, state) for key, state in case_files.items() if key not in unwritten_cases]
@@ -481,18 +486,18 @@ def _sweep_if_due(partition: int) -> None:
     for key, state in states:
         if not state:
             continue
+        home = case_partition(key, settings.topic_partitions)
+        mark = marks.get(home)
+        if mark is None:
+            # A case file from before the inputs were keyed by site, on a partition no
+            # record reaches any more: swept by its owner with any partition's sweep.
+            if not is_legacy_case_key(key) or home not in owned:
+                continue
+            mark = marks[partition]
+        current, forgetting = mark
         action = sweep_action(state, current, RETENTION, REMEMBER_DROPPED, forgetting)
         if action is None:
             continue
-        home = case_partition(key, settings.topic_partitions)
-        if home != partition:
-            # A case file from before the inputs were keyed by site, on a partition no
-            # record reaches any more: swept by its owner with any partition's sweep.
-            if not is_legacy_case_key(key):
-                continue
-            owned = owned if owned is not None else owned_partitions(topics.INPUTS)
-            if home not in owned:
-                continue
         if action == "forget":
             _hold_case(home, key, None)
             live_cases.pop(key, None)
@@ -506,6 +511,7 @@ def _sweep_if_due(partition: int) -> None:
         for stream in expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
         metrics.followups_unmatched.inc(expired.followups_without_prediction)
+    sweeps.scanned(started, time.monotonic())
 
 
 def stream_inputs(
@@ -541,9 +547,13 @@ async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, parti
         metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
 
 
-@app.timer(interval=10.0)
+@app.timer(interval=AWAITING_TRUTH_INTERVAL_S)
 async def count_cases_awaiting_truth() -> None:
-    """Refresh the follow-up backlog gauge from this worker's share of the join table."""
+    """Refresh the follow-up backlog gauge from this worker's share of the join table (at
+    most every :data:`awaiting_gauge` allows: less often while the table is large)."""
+    started = time.monotonic()
+    if not awaiting_gauge.due(started):
+        return
     owned = owned_partitions(topics.INPUTS)
     # The partition (a murmur2 in Python) only of cases awaiting truth: most are joined
     # or dropped past retention.
@@ -554,6 +564,7 @@ async def count_cases_awaiting_truth() -> None:
         and case_partition(case, settings.topic_partitions) in owned
     )
     metrics.cases_awaiting_truth.set(awaiting)
+    awaiting_gauge.scanned(started, time.monotonic())
 
 
 def _case_event(topic: str, key: bytes | None, value: bytes | None) -> Prediction | FollowUp:

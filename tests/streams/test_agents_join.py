@@ -33,7 +33,7 @@ from streams.channels import (
     stream_monitors,
     stream_prediction_monitors,
 )
-from streams.retention import case_key, key_partition
+from streams.retention import ScanPacing, case_key, key_partition
 from tests.factories import T0, make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
@@ -57,7 +57,7 @@ def _reset_join_state() -> None:
     site_streams.live.clear()
     site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()
-    join.last_sweep.clear()
+    join.sweeps.next_at = 0.0
     join.last_forget.clear()
     for table in (case_files, first_sightings, registry, *STREAM_TABLES):
         table.data.clear()
@@ -261,7 +261,7 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
 ) -> None:
     """Retention 10 days, ids remembered 30 days more; every second record moves the
     watermark (it rests on two events, see streams.retention.Watermark)."""
-    monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
+    monkeypatch.setattr(join, "sweeps", ScanPacing(0.0))  # a sweep at every record
     monkeypatch.setattr(join, "RETENTION", timedelta(days=10))
     monkeypatch.setattr(join, "REMEMBER_DROPPED", timedelta(days=30))
     dropped, later, later_too, much_later, much_later_too = (f"c-{n}" for n in range(5))
@@ -365,10 +365,56 @@ def test_a_batch_whose_bad_events_dead_letter_cannot_be_sent_is_never_acked_and_
     assert "dead letter" in str(reason) and "schema" in str(reason)
 
 
+def test_one_sweep_drops_the_cases_of_every_owned_partition_each_at_its_own_watermark(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read of the case files serves every partition the worker owns (a read per
+    partition read them all as many times); a case is judged by its own partition's
+    event time, not by that of the record being processed."""
+    monkeypatch.setattr(join, "RETENTION", timedelta(days=10))
+    partitions = settings.topic_partitions
+    other = next(
+        site
+        for site in (f"site-{n}" for n in range(100))
+        if key_partition(site, partitions) != key_partition("site-a", partitions)
+    )
+    owned = {key_partition("site-a", partitions), key_partition(other, partitions)}
+    monkeypatch.setattr(join, "owned_partitions", lambda topic: owned)
+    reads: list[int] = []
+    items = case_files.items
+    monkeypatch.setattr(case_files, "items", lambda: reads.append(1) or items())
+    old = make_prediction(site_id=other, case_pseudonym="old", event_time=T0)
+
+    async def scenario(feed: Feed) -> None:
+        async def feed_prediction(site: str, case: str, at: datetime) -> None:
+            prediction = make_prediction(site_id=site, case_pseudonym=case, event_time=at)
+            event = await feed.put_v1_event(PREDICTIONS, case, old if case == "old" else prediction)
+            await wait_until(settled(join.unacked, [event]), f"{case} joined")
+
+        join.sweeps.next_at = float("inf")  # the other site's records sweep nothing
+        await feed_prediction(other, "old", T0)
+        for case in ("later", "later-too"):
+            await feed_prediction(other, case, T0 + DAY * 20)
+        join.sweeps.next_at = 0.0
+        reads.clear()  # the catch-up's one read, at the assignment's first record
+        for case in ("a-1", "a-2"):  # site-a's event time: 1 day, within retention of T0
+            await feed_prediction("site-a", case, T0 + DAY)
+        await join.flush_joined()
+
+    run_join(scenario)
+    assert case_files.data[case_key(other, "old")] == {
+        "state_version": 2,
+        "dropped_at": (T0 + DAY * 20).isoformat(),
+        "dropped_events": event_digest(str(old.event_id)),
+    }
+    assert "predictions" in case_files.data[case_key("site-a", "a-1")]
+    assert len(reads) == 1  # site-a's first record: no watermark of its own yet, no read
+
+
 def test_an_event_dated_far_after_its_record_was_sent_is_dead_lettered_and_expires_nothing(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(join, "settings", settings.model_copy(update={"join_sweep_interval_s": 0}))
+    monkeypatch.setattr(join, "sweeps", ScanPacing(0.0))  # a sweep at every record
     open_case, future_case, later_case = (f"c-{n}" for n in range(3))
     now = datetime.now(UTC)
 
