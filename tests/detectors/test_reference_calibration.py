@@ -117,6 +117,33 @@ def test_the_threshold_reported_is_the_one_the_last_window_was_tested_against() 
     assert chi.update(0).threshold == before != chi.threshold
 
 
+def test_a_growing_reference_is_calibrated_when_it_doubles_and_at_its_final_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five bootstraps instead of nineteen from 2 windows to 20; the sizes between carry the
+    last one by the two-sample scale, and the final size's value is its own calibration."""
+    calibrated: list[int] = []
+
+    def counting(counts: list[int], window: int, alpha: float) -> float:
+        calibrated.append(sum(counts))
+        return ks_critical_distance(counts, window, alpha)
+
+    monkeypatch.setattr("detectors.windowed_ks_drift.ks_critical_distance", counting)
+    rng = np.random.default_rng(14)
+    drift = _pipeline_ks(rng)
+    thresholds = []
+    for score in rng.beta(2, 5, 20 * WINDOW):
+        drift.update(float(score))
+        thresholds.append(drift.threshold)
+    assert sum(drift.reference) == reference_cap(WINDOW)  # every window passed
+    assert calibrated == [500, 1000, 2000, 4000, 5000]
+    alpha = WINDOW / drift.arl0
+    assert drift.threshold == ks_critical_distance(drift.reference, WINDOW, alpha)
+    carried = thresholds[WINDOW]  # at 750 cases, from the 500-case calibration
+    assert carried == reference_calibration.scaled_ks_critical(thresholds[0], 500, 750, WINDOW)
+    assert carried < thresholds[0]
+
+
 def test_sparse_categories_share_a_column_and_common_ones_keep_theirs() -> None:
     assert sparse_pooling([400, 300, 200, 100], WINDOW) == [0, 1, 2, 3]
     # expected in a window 150, 75, 15, 6.25 and 3.75: the sparse one joins the smallest
