@@ -347,6 +347,12 @@ def check_finite(x: float, name: str = "x", *, positive: bool = False) -> float:
     return value
 
 
+def positive_or_none(value: Any) -> bool:
+    """Whether a state's optional number (a threshold kept once known) is absent or a
+    positive finite number."""
+    return value is None or (isinstance(value, int | float) and math.isfinite(value) and value > 0)
+
+
 def check_integer(name: str, x: int, *, minimum: int = 0) -> int:
     """``x`` (int or numpy integer, not a bool) as an int ``>= minimum``, or :class:`ValueError`."""
     if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < minimum:

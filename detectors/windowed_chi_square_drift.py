@@ -44,7 +44,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectors.base import Detector, DetectorResult, check_integer, check_window, window_result
+from detectors.base import (
+    Detector,
+    DetectorResult,
+    check_integer,
+    check_window,
+    positive_or_none,
+    window_result,
+)
 from detectors.reference_calibration import chi_square_critical_value, sparse_pooling
 
 __all__ = ["WindowedChiSquareDrift"]
@@ -342,14 +349,7 @@ class WindowedChiSquareDrift(Detector):
             and last[0] >= 0
             and isinstance(last[1], int)
             and 0 <= last[1] <= k
-            and (
-                last_critical is None
-                or (
-                    isinstance(last_critical, int | float)
-                    and math.isfinite(last_critical)
-                    and last_critical > 0
-                )
-            )
+            and positive_or_none(last_critical)
             and isinstance(grown, list)
             and len(grown) == k
             and all(isinstance(g, int) and g >= 0 for g in grown)

@@ -68,6 +68,7 @@ from detectors.base import (
     check_finite,
     check_integer,
     check_window,
+    positive_or_none,
     window_result,
 )
 from detectors.reference_calibration import (
@@ -365,14 +366,7 @@ class WindowedKSDrift(Detector):
             and 0 <= n_events <= n_cases
             and isinstance(last, int | float)
             and 0.0 <= last <= 1.0
-            and (
-                last_critical is None
-                or (
-                    isinstance(last_critical, int | float)
-                    and math.isfinite(last_critical)
-                    and last_critical > 0
-                )
-            )
+            and positive_or_none(last_critical)
             and isinstance(grown, list)
             and len(grown) == bins
             and all(isinstance(g, int) and g >= 0 for g in grown)

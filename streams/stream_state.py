@@ -319,8 +319,9 @@ class StreamMonitorState:
         """A windowed drift test's last statistic and threshold, from its own state (the
         stream's state keeps no copy; one written before kept it, and it stays)."""
         for name, detector in self.detectors.items():
-            if isinstance(detector, WINDOWED_DRIFT) and detector.last_reported is not None:
-                self.statistics[name] = detector.last_reported
+            reported = detector.last_reported if isinstance(detector, WINDOWED_DRIFT) else None
+            if reported is not None:
+                self.statistics[name] = reported
 
     def _check_change_starts(self) -> None:
         """Keep a run start only where its CUSUM is in a run: a start the chart's state does
