@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
 from streams.deadletter import DeadLetterNotWritten
@@ -26,6 +27,9 @@ class HeldAcks:
 
     def __init__(self) -> None:
         self._held: list[tuple[Any, Any]] = []
+        self.flushing = asyncio.Lock()
+        """One flush at a time (:func:`flush_then_ack`): a state one flush took, sent after
+        a later flush's newer one, would be the one the changelog keeps."""
 
     def __len__(self) -> int:
         return len(self._held)
@@ -59,6 +63,7 @@ async def flush_then_ack(
     keep: Callable[[Taken], None],
     send: Callable[[Taken], Awaitable[None]],
     restore: Callable[[Taken], None],
+    taking: AbstractAsyncContextManager[Any] | None = None,
 ) -> None:
     """One flush of an agent that batches its effects: ``take`` what changed at the same
     instant as the acks it covers (no await in between), ``keep`` it in the local tables,
@@ -66,17 +71,21 @@ async def flush_then_ack(
 
     Taken together, a table always holds a state that covers at least the records acked or
     being acked. If sending fails, ``restore`` has the next flush send it again and the
-    records stay held: nothing is acked past what was not sent.
+    records stay held: nothing is acked past what was not sent. ``taking``: a lock held
+    while taking and keeping only, so the agent goes on while the producer takes what was
+    taken (it may wait for a request to the broker to be answered first).
     """
-    acks, taken = held.take(), take()
-    keep(taken)
-    try:
-        await send(taken)
-    except BaseException:
-        restore(taken)
-        held.restore(acks)
-        raise
-    await ack_all(acks)
+    async with held.flushing:
+        async with taking or nullcontext():
+            acks, taken = held.take(), take()
+            keep(taken)
+        try:
+            await send(taken)
+        except BaseException:
+            restore(taken)
+            held.restore(acks)
+            raise
+        await ack_all(acks)
 
 
 async def handle_holding_acks(

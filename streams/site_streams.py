@@ -29,6 +29,7 @@ from streams.channels import (
     produce,
     registry,
     send_table_state,
+    send_table_states,
     set_table_state,
     site_stream_monitors,
     site_stream_prediction_monitors,
@@ -121,8 +122,9 @@ def keep_states(taken: TakenStates) -> None:
 async def send_states(taken: TakenStates) -> None:
     """The changelog records of :func:`keep_states`, then the tallies for the pooled
     stage (which ignores one it has)."""
-    for write in taken.writes:
-        await send_table_state(TABLES[write.side], write.partition, write.key, write.state)
+    for side, table in TABLES.items():
+        writes = [(w.partition, w.key, w.state) for w in taken.writes if w.side == side]
+        await send_table_states(table, writes)
     for retired in taken.retired:
         table = LEGACY_TABLES[retired.side]
         await send_table_state(table, retired.partition, retired.key, None)

@@ -39,14 +39,16 @@ from streams.authentication import (
 )
 from streams.casefile import Accepted, CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
+    Placed,
     alerts,
     case_files,
     case_inputs,
     first_sightings,
     outcomes,
     produce,
+    produce_batched,
     registry,
-    send_table_state,
+    send_table_states,
     set_table_state,
     write_table,
 )
@@ -160,6 +162,8 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
     backlog.clear()
 
 
+unsent_outcomes: list[Placed] = []
+"""The outcomes the events of the record being joined completed, sent at its end."""
 unacked = HeldAcks()
 """The records read since the last flush: acked only once the case files and stream
 states they changed are sent, so a crash in between reads them again instead of losing
@@ -174,6 +178,15 @@ async def join_cases(stream: Any) -> None:
 
 
 async def _join_record(event: Any) -> None:
+    try:
+        await _join_events(event)
+    finally:
+        # Also after a failure: the record is acked as handled then (see handle_holding_acks),
+        # and the cases changed before it already hold these outcomes as sent.
+        await _send_outcomes()
+
+
+async def _join_events(event: Any) -> None:
     message = event.message
     if (message.topic, message.partition) not in caught_up:
         # Before this partition's first record reaches the streams: they skip by position,
@@ -184,6 +197,16 @@ async def _join_record(event: Any) -> None:
         await _join_batch(event)
     else:
         await _join_forwarded(event)
+
+
+async def _send_outcomes() -> None:
+    """The outcomes the record's events completed, one record batch per partition
+    (:func:`streams.channels.produce_batched`): once per record, not once per outcome."""
+    if not unsent_outcomes:
+        return
+    records = list(unsent_outcomes)
+    unsent_outcomes.clear()
+    await produce_batched(outcomes, records, headers=[APPLIED_HEADER])
 
 
 async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
@@ -293,8 +316,9 @@ async def flush_joined() -> None:
     by position what their state covers. Faust commits only acked offsets, after flushing
     its producer: a record's offset is never committed before what it changed is on its way.
     """
-    async with site_streams.applying:  # never inside an event's change to its streams
-        await flush_then_ack(unacked, _take_joined, _keep_joined, _send_joined, _restore_joined)
+    # Taken never inside an event's change to its streams (``applying``).
+    parts = (_take_joined, _keep_joined, _send_joined, _restore_joined)
+    await flush_then_ack(unacked, *parts, taking=site_streams.applying)
 
 
 class JoinedFlush(NamedTuple):
@@ -323,8 +347,7 @@ def _keep_joined(taken: JoinedFlush) -> None:
 
 
 async def _send_joined(taken: JoinedFlush) -> None:
-    for partition, key, state in taken.writes:
-        await send_table_state(case_files, partition, key, state)
+    await send_table_states(case_files, taken.writes)
     await send_states(taken.streams)
 
 
@@ -373,17 +396,13 @@ async def _join(
             metrics.events_duplicate_after_retention.labels(sent_to).inc()
     elif stream is not None:
         predictions_counted(*metrics.stream_labels(stream)).inc()
-    # Sent before the offset is committed (Faust flushes first); on a replay of this very
-    # record the same outcomes are sent again and their consumers skip them by event id.
+    # Sent at the end of the record (_join_record), before its offset is committed (Faust
+    # flushes first); on a replay of this very record the same outcomes are sent again and
+    # their consumers skip them by event id.
     for outcome in accepted.outcomes:
         stream_key = outcome.stream.as_key()
-        await produce(
-            outcomes,
-            stream_key.encode(),
-            encode(outcome),
-            partition=outcome_partition(stream_key),
-            headers=[APPLIED_HEADER],
-        )
+        record = (outcome_partition(stream_key), stream_key.encode(), encode(outcome))
+        unsent_outcomes.append(record)
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             outcomes_counted(*labels, outcome.decision, outcome.label).inc()

@@ -75,6 +75,23 @@ class RecordingProducer:
         sent.set_result(self._record(topic, key, value, partition, headers))
         return sent
 
+    def _ensure_producer(self) -> RecordingProducer:
+        """aiokafka's producer under Faust's, which ``produce_batched`` sends batches to."""
+        return self
+
+    def create_batch(self) -> RecordingBatch:
+        return RecordingBatch()
+
+    async def send_batch(
+        self, batch: RecordingBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[None]:
+        """Each record of the batch, as sent (here it is already delivered)."""
+        for key, value, headers in batch.records:
+            self._record(topic, key, value, partition, headers)
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.set_result(None)
+        return sent
+
     def send_soon(self, fut: Any) -> None:
         """Faust's own table writes (``table[key] = value``) queue here; kept as sent."""
         message = fut.message
@@ -92,6 +109,25 @@ class RecordingProducer:
         self.records.append(SentRecord(topic, key, value, partition, headers))
         tp = TP(topic, partition or 0)
         return RecordMetadata(topic, tp.partition, tp, next(self._offsets[topic]))
+
+
+class RecordingBatch:
+    """Stands in for aiokafka's batch builder: keeps what is appended, up to ``room``
+    records (then refuses one, as a full builder does)."""
+
+    room = 3
+    """Small, so the tests' flushes also send records past a full batch."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None, Any]] = []
+
+    def append(
+        self, *, timestamp: float | None, key: bytes | None, value: bytes | None, headers: Any
+    ) -> object | None:
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value, list(headers) or None))
+        return object()
 
 
 class Feed:

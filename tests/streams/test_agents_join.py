@@ -689,15 +689,15 @@ def test_an_unwritten_case_dropped_from_the_live_cache_is_not_lost(
 
 
 class RefusingChangelogOnce(RecordingProducer):
-    """A producer that refuses the first case-file changelog record sent to it."""
+    """A producer that refuses the first batch of case-file changelog records sent to it."""
 
     refused = False
 
-    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
         if topic == case_files.changelog_topic.get_topic_name() and not self.refused:
             self.refused = True
             raise RuntimeError("KafkaTimeoutError")
-        return await super().send(topic, *args, **kwargs)
+        return await super().send_batch(batch, topic, partition=partition)
 
 
 def test_a_flush_that_fails_acks_nothing_and_the_next_writes_the_cases_again(

@@ -84,3 +84,49 @@ def test_a_failed_send_acks_nothing_and_the_next_flush_sends_it_again() -> None:
     _flush(held, changes)
     assert changes.sent == ["case-1", "case-2"]
     assert stream.acked == ["record-0", "record-1"]
+
+
+class HeldSend(Changes):
+    """A send that waits until the test lets it go (the producer waiting on the broker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def send(self, taken: list[str]) -> None:
+        self.waiting.set()
+        await self.go_on.wait()
+        self.sent.extend(taken)
+
+
+def test_the_agent_goes_on_while_a_flush_sends_and_the_next_flush_sends_after_it() -> None:
+    """``taking`` is held to take and keep only; a second flush waits for the first's send,
+    so a newer state never goes out before an older one."""
+    stream, changes = AckingStream(), HeldSend()
+    taking = asyncio.Lock()
+    held = _holding(stream, "record-0")
+    changes.pending = ["case-1 v1"]
+
+    async def scenario() -> None:
+        def flush() -> asyncio.Task[None]:
+            parts = (changes.take, changes.keep, changes.send, changes.restore)
+            return asyncio.create_task(flush_then_ack(held, *parts, taking=taking))
+
+        first = flush()
+        await changes.waiting.wait()
+        # The agent applies the next record meanwhile (times out if the send holds it).
+        await asyncio.wait_for(taking.acquire(), timeout=5)
+        held.hold(stream, "record-1")
+        changes.pending.append("case-1 v2")
+        taking.release()
+        second = flush()
+        await asyncio.sleep(0.01)
+        assert changes.sent == [] and stream.acked == []  # neither sent: the first waits
+        assert held.held() == [(stream, "record-1")]  # the second has not taken yet
+        changes.go_on.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    assert changes.sent == ["case-1 v1", "case-1 v2"]
+    assert stream.acked == ["record-0", "record-1"]

@@ -4,6 +4,7 @@ into the same table state."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from faust.types import Message
 
 from streams import app as worker
-from streams.channels import case_files, write_table
+from streams.channels import case_files, send_table_states, set_table_state, write_table
 from tests.streams.agent_harness import RecordingProducer, SentRecord
 
 
@@ -69,4 +70,48 @@ def test_writes_and_a_delete_recover_as_the_table_held_them(producer: RecordingP
 
 def test_deleting_what_the_table_does_not_hold_sends_nothing(producer: RecordingProducer) -> None:
     asyncio.run(write_table(case_files, 1, "c-1", None))
+    assert producer.records == []
+
+
+def test_states_sent_in_batches_recover_as_the_table_held_them(
+    producer: RecordingProducer,
+) -> None:
+    """More records per partition than a batch holds (the harness's batch takes 3): each
+    partition's records keep their order across its batches, and recovery reads them all."""
+    writes: list[tuple[int, str, Any]] = [  # case c-k on partition k % 2, as keys stay put
+        (n % 5 % 2, f"c-{n % 5}", {"state_version": 2, "n": n}) for n in range(12)
+    ]
+    writes.append((1, "c-3", None))  # a tombstone after c-3's states
+
+    async def scenario() -> dict[str, Any]:
+        for _partition, key, state in writes:
+            set_table_state(case_files, key, state)
+        await send_table_states(case_files, writes)
+        return await recover(producer.to(case_files.changelog_topic.get_topic_name()))
+
+    recovered = asyncio.run(scenario())
+    assert (
+        recovered
+        == dict(case_files.data.items())
+        == {
+            "c-0": {"state_version": 2, "n": 10},
+            "c-1": {"state_version": 2, "n": 11},
+            "c-2": {"state_version": 2, "n": 7},
+            "c-4": {"state_version": 2, "n": 9},
+        }
+    )
+    for partition in (0, 1):
+        sent = [r for r in producer.records if r.partition == partition]
+        expected = [w for w in writes if w[0] == partition]
+        assert [json.loads(r.key or b"") for r in sent] == [key for _p, key, _s in expected]
+
+
+def test_a_record_over_the_producers_limit_is_refused_before_any_is_sent(
+    producer: RecordingProducer,
+) -> None:
+    """Sent, the broker would refuse its whole batch, the other records with it."""
+    too_large = worker.app.conf.producer_max_request_size + 1
+    writes = [(0, "c-1", {"n": 1}), (0, "c-2", {"padding": "x" * too_large})]
+    with pytest.raises(ValueError, match="exceeds the producer's limit"):
+        asyncio.run(send_table_states(case_files, writes))
     assert producer.records == []
