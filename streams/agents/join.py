@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -200,13 +200,11 @@ async def _join_events(event: Any) -> None:
 
 
 async def _send_outcomes() -> None:
-    """The outcomes the record's events completed, one record batch per partition
-    (:func:`streams.channels.produce_batched`): once per record, not once per outcome."""
-    if not unsent_outcomes:
-        return
-    records = list(unsent_outcomes)
-    unsent_outcomes.clear()
-    await produce_batched(outcomes, records, headers=[APPLIED_HEADER])
+    """The outcomes the record's events completed, handed over together (in batches where
+    many: :func:`streams.channels.produce_batched`), not one send per outcome."""
+    records, unsent_outcomes[:] = list(unsent_outcomes), []
+    counts = Counter(partition for partition, _key, _value in records)
+    await produce_batched(outcomes, records, counts, headers=[APPLIED_HEADER])
 
 
 async def _catch_up(topic: str, partition: int, first_offset: int) -> None:

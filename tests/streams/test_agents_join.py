@@ -689,14 +689,21 @@ def test_an_unwritten_case_dropped_from_the_live_cache_is_not_lost(
 
 
 class RefusingChangelogOnce(RecordingProducer):
-    """A producer that refuses the first batch of case-file changelog records sent to it."""
+    """A producer that refuses the first case-file changelog record (or batch) sent to it."""
 
     refused = False
 
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+    def _refuse_once(self, topic: str) -> None:
         if topic == case_files.changelog_topic.get_topic_name() and not self.refused:
             self.refused = True
             raise RuntimeError("KafkaTimeoutError")
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_once(topic)
+        return await super().send(topic, *args, **kwargs)
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        self._refuse_once(topic)
         return await super().send_batch(batch, topic, partition=partition)
 
 
