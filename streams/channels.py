@@ -144,6 +144,7 @@ async def produce_batched(
     limit = app.conf.producer_max_request_size
     header_list = list(headers)
     open_batches: dict[int, Any] = {}
+    kafka: Any = None  # aiokafka's producer, looked up at the first batch
     for partition, key, value in records:
         size = len(key or b"") + len(value or b"")
         if size > limit:
@@ -154,14 +155,15 @@ async def produce_batched(
             continue
         batch = open_batches.get(partition)
         if batch is None:
-            batch = open_batches[partition] = _kafka_producer().create_batch()
+            kafka = kafka or _kafka_producer()
+            batch = open_batches[partition] = kafka.create_batch()
         if batch.append(timestamp=None, key=key, value=value, headers=header_list) is None:
             # Full (a builder always takes its first record): this one starts the next.
-            await _kafka_producer().send_batch(batch, name, partition=partition)
-            batch = open_batches[partition] = _kafka_producer().create_batch()
+            await kafka.send_batch(batch, name, partition=partition)
+            batch = open_batches[partition] = kafka.create_batch()
             batch.append(timestamp=None, key=key, value=value, headers=header_list)
     for partition, batch in open_batches.items():
-        await _kafka_producer().send_batch(batch, name, partition=partition)
+        await kafka.send_batch(batch, name, partition=partition)
 
 
 def _kafka_producer() -> Any:

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
 from streams.deadletter import DeadLetterNotWritten
+from streams.gc_tuning import freeze_survivors
 from streams.transport import HandledAcksConsumer, handled_acks
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ async def handle_holding_acks(
             held.hold(stream, event)  # as Faust acks the record an agent crashed on
             raise
         held.hold(stream, event)
+        freeze_survivors()  # what the record left is state: out of later collections
         if len(held) >= most:
             await flush()
 

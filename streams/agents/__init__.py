@@ -1,5 +1,23 @@
 """The agents of a stream worker; importing this package registers them on the app."""
 
-from streams.agents import ingress, join, lag, pooled, rebaselines, registry, stream_metrics
+from streams.agents import (
+    garbage,
+    ingress,
+    join,
+    lag,
+    pooled,
+    rebaselines,
+    registry,
+    stream_metrics,
+)
 
-__all__ = ["ingress", "join", "lag", "pooled", "rebaselines", "registry", "stream_metrics"]
+__all__ = [
+    "garbage",
+    "ingress",
+    "join",
+    "lag",
+    "pooled",
+    "rebaselines",
+    "registry",
+    "stream_metrics",
+]

@@ -51,6 +51,8 @@ class RecordingProducer:
 
     def __init__(self) -> None:
         self.records: list[SentRecord] = []
+        self.batches: list[tuple[str, int, int]] = []
+        """(topic, partition, records) of each record batch sent."""
         self._offsets: defaultdict[str, count[int]] = defaultdict(count)
 
     def to(self, topic: str) -> list[SentRecord]:
@@ -86,6 +88,7 @@ class RecordingProducer:
         self, batch: RecordingBatch, topic: str, *, partition: int
     ) -> asyncio.Future[None]:
         """Each record of the batch, as sent (here it is already delivered)."""
+        self.batches.append((topic, partition, len(batch.records)))
         for key, value, headers in batch.records:
             self._record(topic, key, value, partition, headers)
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +14,14 @@ import pytest
 from faust.types import Message
 
 from streams import app as worker
-from streams.channels import case_files, send_table_states, set_table_state, write_table
-from tests.streams.agent_harness import RecordingProducer, SentRecord
+from streams.channels import (
+    BATCH_FROM,
+    case_files,
+    send_table_states,
+    set_table_state,
+    write_table,
+)
+from tests.streams.agent_harness import RecordingBatch, RecordingProducer, SentRecord
 
 
 @pytest.fixture
@@ -100,6 +107,17 @@ def test_states_sent_together_recover_as_the_table_held_them(
         sent = [r for r in producer.records if r.partition == partition]
         expected = [w for w in writes if w[0] == partition]
         assert [json.loads(r.key or b"") for r in sent] == [key for _p, key, _s in expected]
+    # A partition under BATCH_FROM records goes one by one, from it on as full batches.
+    room = RecordingBatch.room
+    batches: dict[int, list[int]] = {}
+    for _topic, partition, size in producer.batches:
+        batches.setdefault(partition, []).append(size)
+    per_partition = Counter(partition for partition, _key, _state in writes)
+    assert batches == {
+        partition: [room] * (n // room) + [n % room] * (n % room > 0)
+        for partition, n in per_partition.items()
+        if n >= BATCH_FROM
+    }
 
 
 def test_a_record_over_the_producers_limit_fails_the_send_and_is_never_sent(
