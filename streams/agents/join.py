@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -39,14 +39,13 @@ from streams.authentication import (
 )
 from streams.casefile import Accepted, CaseFile, RecordPosition, awaiting_truth_in
 from streams.channels import (
-    Placed,
+    SendQueue,
     alerts,
     case_files,
     case_inputs,
     first_sightings,
     outcomes,
     produce,
-    produce_batched,
     registry,
     send_table_states,
     set_table_state,
@@ -162,8 +161,9 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
     backlog.clear()
 
 
-unsent_outcomes: list[Placed] = []
-"""The outcomes the events of the record being joined completed, sent at its end."""
+outcome_queue = SendQueue(outcomes, headers=[APPLIED_HEADER])
+"""The outcomes the events joined completed, handed to the producer by a task of their own
+after each input record (and by each flush, before it acks)."""
 unacked = HeldAcks()
 """The records read since the last flush: acked only once the case files and stream
 states they changed are sent, so a crash in between reads them again instead of losing
@@ -183,7 +183,7 @@ async def _join_record(event: Any) -> None:
     finally:
         # Also after a failure: the record is acked as handled then (see handle_holding_acks),
         # and the cases changed before it already hold these outcomes as sent.
-        await _send_outcomes()
+        outcome_queue.send_soon()
 
 
 async def _join_events(event: Any) -> None:
@@ -197,14 +197,6 @@ async def _join_events(event: Any) -> None:
         await _join_batch(event)
     else:
         await _join_forwarded(event)
-
-
-async def _send_outcomes() -> None:
-    """The outcomes the record's events completed, handed over together (in batches where
-    many: :func:`streams.channels.produce_batched`), not one send per outcome."""
-    records, unsent_outcomes[:] = list(unsent_outcomes), []
-    counts = Counter(partition for partition, _key, _value in records)
-    await produce_batched(outcomes, records, counts, headers=[APPLIED_HEADER])
 
 
 async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
@@ -345,6 +337,7 @@ def _keep_joined(taken: JoinedFlush) -> None:
 
 
 async def _send_joined(taken: JoinedFlush) -> None:
+    await outcome_queue.hand_over()
     await send_table_states(case_files, taken.writes)
     await send_states(taken.streams)
 
@@ -394,13 +387,13 @@ async def _join(
             metrics.events_duplicate_after_retention.labels(sent_to).inc()
     elif stream is not None:
         predictions_counted(*metrics.stream_labels(stream)).inc()
-    # Sent at the end of the record (_join_record), before its offset is committed (Faust
-    # flushes first); on a replay of this very record the same outcomes are sent again and
-    # their consumers skip them by event id.
+    # Handed over after the record (_join_record), at the latest by the flush that acks it
+    # (Faust flushes the producer before committing); on a replay of this very record the
+    # same outcomes are sent again and their consumers skip them by event id.
     for outcome in accepted.outcomes:
         stream_key = outcome.stream.as_key()
         record = (outcome_partition(stream_key), stream_key.encode(), encode(outcome))
-        unsent_outcomes.append(record)
+        outcome_queue.put(record)
         if not accepted.duplicate:
             labels = metrics.stream_labels(outcome.stream)
             outcomes_counted(*labels, outcome.decision, outcome.label).inc()

@@ -87,6 +87,7 @@ def run_join(scenario: Callable[[Feed], Awaitable[None]]) -> None:
     async def main() -> None:
         async with join.join_cases.test_context() as agent:
             await scenario(Feed(agent))
+            await join.outcome_queue.hand_over()  # what its task would have sent by now
 
     asyncio.run(main())
 
@@ -686,6 +687,46 @@ def test_an_unwritten_case_dropped_from_the_live_cache_is_not_lost(
     [outcome] = outcomes_sent(producer)
     assert outcome.prediction_event_id == prediction.event_id
     assert CaseFile.from_state(case_files.data[case_key(SITE, "c-1")]).truth is not None
+
+
+class GatedOutcomes(RecordingProducer):
+    """A producer that takes outcomes only once ``opened`` is set (as when the partition's
+    previous batch waits for the broker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = asyncio.Event()
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == topics.OUTCOMES:
+            await self.opened.wait()
+        return await super().send(topic, *args, **kwargs)
+
+
+def test_a_flush_acks_records_only_once_their_outcomes_are_in_the_producer(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The join goes on while its outcomes wait for the producer, but a flush hands them
+    over before it acks: an offset is never committed before its outcomes are on their way."""
+    gated = GatedOutcomes()
+    monkeypatch.setattr(worker.app, "_producer", gated)
+
+    async def scenario(feed: Feed) -> None:
+        events = [
+            await feed.put_v1_event(PREDICTIONS, "c-1", make_prediction(case_pseudonym="c-1")),
+            await feed.put_v1_event(FOLLOWUPS, "c-1", make_followup(case_pseudonym="c-1")),
+        ]
+        await wait_until(settled(join.unacked, events), "both records joined")
+        flush = asyncio.ensure_future(join.flush_joined())
+        await asyncio.sleep(0.05)
+        assert not flush.done()
+        assert not any(event.message.acked for event in events)
+        gated.opened.set()
+        await flush
+        assert all(event.message.acked for event in events)
+
+    run_join(scenario)
+    assert len(outcomes_sent(gated)) == 1
 
 
 class RefusingChangelogOnce(RecordingProducer):
