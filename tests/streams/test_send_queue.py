@@ -49,6 +49,16 @@ def numbers(producer: RecordingProducer) -> list[int]:
     return [json.loads(r.value or b"")["n"] for r in producer.to(outcomes.get_topic_name())]
 
 
+def refused_once(producer: GatedProducer) -> SendQueue:
+    """A queue holding ``BATCH_FROM`` records, whose producer refuses the first send."""
+    queue = SendQueue(outcomes)
+    for record in records(0, BATCH_FROM):
+        queue.put(record)
+    producer.opened.set()
+    producer.refuse = True
+    return queue
+
+
 def test_the_agent_goes_on_while_its_records_wait_and_they_leave_in_order(
     producer: GatedProducer,
 ) -> None:
@@ -74,13 +84,9 @@ def test_the_agent_goes_on_while_its_records_wait_and_they_leave_in_order(
 def test_a_failed_hand_over_keeps_its_records_first_for_the_next(
     producer: GatedProducer,
 ) -> None:
-    queue = SendQueue(outcomes)
+    queue = refused_once(producer)
 
     async def scenario() -> None:
-        for record in records(0, BATCH_FROM):
-            queue.put(record)
-        producer.opened.set()
-        producer.refuse = True
         with pytest.raises(RuntimeError):
             await queue.hand_over()  # a flush fails: it acks nothing
         for record in records(BATCH_FROM, 3):
@@ -94,13 +100,9 @@ def test_a_failed_hand_over_keeps_its_records_first_for_the_next(
 def test_a_failed_background_hand_over_is_logged_and_left_to_the_flush(
     producer: GatedProducer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue = SendQueue(outcomes)
+    queue = refused_once(producer)
 
     async def scenario() -> None:
-        for record in records(0, BATCH_FROM):
-            queue.put(record)
-        producer.opened.set()
-        producer.refuse = True
         queue.send_soon()
         await asyncio.sleep(0.01)
         assert numbers(producer) == []
