@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -37,7 +38,7 @@ from streams.authentication import (
     signer_of,
     site_keys,
 )
-from streams.casefile import Accepted, CaseFile, RecordPosition, awaiting_truth_in
+from streams.casefile import Accepted, CaseFile, RecordPosition
 from streams.channels import (
     SendQueue,
     alerts,
@@ -59,8 +60,10 @@ from streams.join_backlog import prediction_input
 from streams.live_streams import StreamInput, TakenStates, contents
 from streams.rekeying import Origin, origin_of
 from streams.retention import (
+    SCAN_SLICE,
     ScanPacing,
     Watermark,
+    awaiting_truth_among,
     case_key,
     case_partition,
     expiry,
@@ -560,21 +563,21 @@ async def _judge_first_sighting(prediction: Prediction, stream: StreamKey, parti
 @app.timer(interval=AWAITING_TRUTH_INTERVAL_S)
 async def count_cases_awaiting_truth() -> None:
     """Refresh the follow-up backlog gauge from this worker's share of the join table (at
-    most every :data:`awaiting_gauge` allows: less often while the table is large)."""
+    most every :data:`awaiting_gauge` allows: less often while the table is large), a slice
+    at a time."""
     started = time.monotonic()
     if not awaiting_gauge.due(started):
         return
     owned = owned_partitions(topics.INPUTS)
-    # The partition (a murmur2 in Python) only of cases awaiting truth: most are joined
-    # or dropped past retention.
-    awaiting = sum(
-        count
-        for case, state in list(case_files.items())
-        if (count := awaiting_truth_in(state))
-        and case_partition(case, settings.topic_partitions) in owned
-    )
+    cases, awaiting, reading = list(contents(case_files).items()), 0, 0.0
+    for first in range(0, len(cases), SCAN_SLICE):  # the join goes on in between
+        began = time.monotonic()
+        part = cases[first : first + SCAN_SLICE]
+        awaiting += awaiting_truth_among(part, owned, settings.topic_partitions)
+        reading += time.monotonic() - began
+        await asyncio.sleep(0)
     metrics.cases_awaiting_truth.set(awaiting)
-    awaiting_gauge.scanned(started, time.monotonic())
+    awaiting_gauge.scanned(started, started + reading)  # paced by its own reading time
 
 
 def _case_event(topic: str, key: bytes | None, value: bytes | None) -> Prediction | FollowUp:
