@@ -595,17 +595,30 @@ def send_paced_batches(
     return sent_ms, offered
 
 
-def outcome_latencies(consumer: Any, sent_ms: dict[str, float], timeout_s: float) -> list[float]:
-    """ms from each follow-up's send to its outcome's record timestamp (the worker's send)."""
-    latencies: list[float] = []
+def outcome_latencies(
+    consumer: Any, sent_ms: dict[str, float], timeout_s: float
+) -> list[tuple[float, float]]:
+    """(send time, ms to its outcome) of each follow-up: from its send to its outcome's
+    record timestamp (the worker's send)."""
+    latencies: list[tuple[float, float]] = []
     deadline = time.monotonic() + timeout_s
     while len(latencies) < len(sent_ms) and time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=500).values():
             for record in records:
                 case = json.loads(record.value)["case_pseudonym"]
                 if case in sent_ms:
-                    latencies.append(record.timestamp - sent_ms[case])
+                    latencies.append((sent_ms[case], record.timestamp - sent_ms[case]))
     return latencies
+
+
+def tail_of(latencies: list[tuple[float, float]], p99: float) -> dict[str, float]:
+    """When the slowest 1 % were sent: over how many ms, from how far into the run (one
+    pause shows as a short span, a steady tail as the whole run)."""
+    if not latencies:
+        return {}
+    first = min(sent for sent, _ms in latencies)
+    tail = [sent - first for sent, ms in latencies if ms >= p99]
+    return {"tail_sent_from_ms": min(tail), "tail_sent_span_ms": max(tail) - min(tail)}
 
 
 def produce_to_outcome_latency(
@@ -638,14 +651,16 @@ def produce_to_outcome_latency(
     finally:
         producer.close()
         consumer.close()
-    values = np.array(latencies or [float("nan")])
+    values = np.array([ms for _sent, ms in latencies] or [float("nan")])
+    p99 = float(np.percentile(values, 99))
     return {
         "offered_events_per_s": offered,
         "cases": float(cases),
         "outcomes_seen": float(len(latencies)),
         "p50_ms": float(np.percentile(values, 50)),
-        "p99_ms": float(np.percentile(values, 99)),
+        "p99_ms": p99,
         "max_ms": float(values.max()),
+        **tail_of(latencies, p99),
     }
 
 
