@@ -213,6 +213,8 @@ class SendQueue:
         earlier call is handing over. On a failure they stay queued, first (sent twice,
         a record is skipped by its consumers, by its id)."""
         async with self._handing:
+            if not self._queued:
+                return
             records, self._queued = self._queued, []
             counts = Counter(partition for partition, _key, _value in records)
             try:

@@ -40,10 +40,9 @@ FULL_COLLECTION_INTERVAL_S = 600.0
 every 10 minutes is 0.2 % of the time, past the 99th percentile of any latency."""
 
 
-class _Regime:
-    freezing = False
-    """Whether the process runs a worker's regime: only then do agents freeze what lives
-    (a test process running agents keeps Python's own)."""
+_freezing = False
+"""Whether the process runs a worker's regime: only then do agents freeze what lives (a test
+process running agents keeps Python's own). Set by :func:`tune_garbage_collection`."""
 
 
 def tune_garbage_collection() -> None:
@@ -53,13 +52,14 @@ def tune_garbage_collection() -> None:
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
     gc.freeze()
-    _Regime.freezing = True
+    global _freezing
+    _freezing = True
 
 
 def freeze_survivors() -> None:
     """Leave what lives now out of later collections (under the worker's regime), after a
     record was handled: what it allocated and kept is state."""
-    if _Regime.freezing:
+    if _freezing:
         gc.freeze()
 
 
@@ -71,7 +71,7 @@ def full_collection() -> tuple[int, float]:
     try:
         found = gc.collect()
     finally:
-        if _Regime.freezing:
+        if _freezing:
             gc.freeze()
     return found, time.perf_counter() - started
 
@@ -80,10 +80,11 @@ def full_collection() -> tuple[int, float]:
 def tuned_garbage_collection() -> Iterator[None]:
     """The worker's thresholds, and its start-up frozen, for a while (a benchmark's stage),
     then the thresholds as they were and nothing frozen."""
+    global _freezing
     before = gc.get_threshold()
-    freezing = _Regime.freezing
+    freezing = _freezing
     tune_garbage_collection()
-    _Regime.freezing = freezing
+    _freezing = freezing
     try:
         yield
     finally:
