@@ -18,7 +18,7 @@ from postmarket.contracts import Prediction
 from postmarket.contracts.events import SCHEMA_VERSION, JoinPosition
 from postmarket.contracts.trusted import trusted
 from streams.acquisition import acquisition_categories
-from streams.casefile import CaseFile, RecordPosition, joined_outcome
+from streams.casefile import Accepted, CaseFile, RecordPosition, joined_outcome
 from streams.live_streams import StateKind, StreamInput
 from streams.routing import RoutedScore, StreamPredictions
 
@@ -91,3 +91,16 @@ def holds_unapplied(state: dict[str, Any] | None, applied: Applied) -> bool:
         if at is not None and not applied("outcome", key, JoinPosition.model_construct(**at)):
             return True
     return False
+
+
+def stream_inputs(
+    accepted: Accepted, prediction: Prediction | None, position: RecordPosition
+) -> list[tuple[StreamInput, RecordPosition]]:
+    """What an event gives its site's streams: a new prediction (again on a replay of its
+    record), then the outcomes it completed (again on a replay); the streams skip by
+    position what they applied."""
+    inputs: list[tuple[StreamInput, RecordPosition]] = []
+    if prediction is not None and (accepted.replayed or not accepted.duplicate):
+        inputs.append((prediction_input(prediction, position.joined(0)), position))
+    inputs += [(outcome, position) for outcome in accepted.outcomes]
+    return inputs

@@ -104,3 +104,18 @@ def site_of(topic: str, value: bytes | None) -> str:
     if not isinstance(event, Prediction | FollowUp):
         raise ContractViolation("record", "unknown_source", [Problem("<topic>", topic)])
     return event.site_id
+
+
+def case_event_of(topic: str, key: bytes | None, value: bytes | None) -> Prediction | FollowUp:
+    """Decode a record of the v1 case topics; its key must be its case pseudonym, as its
+    collector sent it."""
+    contract = "Prediction" if topic.startswith("pms.predictions") else "FollowUp"
+    if value is None:
+        raise ContractViolation(contract, "not_json", [Problem("<payload>", "record has no value")])
+    decoded = decode_for_topic(topic, value)
+    if not isinstance(decoded, Prediction | FollowUp):
+        raise TypeError(f"{topic} is not a case topic")
+    if key != decoded.case_pseudonym.encode():
+        reason = f"record key {key!r} is not the event's case_pseudonym (breaks co-partitioning)"
+        raise ContractViolation(contract, "schema", [Problem("<key>", reason)])
+    return decoded

@@ -1,6 +1,7 @@
 """The agents of a stream worker; importing this package registers them on the app."""
 
 from streams.agents import (
+    case_backlog,
     garbage,
     ingress,
     join,
@@ -12,6 +13,7 @@ from streams.agents import (
 )
 
 __all__ = [
+    "case_backlog",
     "garbage",
     "ingress",
     "join",

@@ -34,6 +34,7 @@ from streams.channels import (
     stream_prediction_monitors,
 )
 from streams.retention import ScanPacing, case_key, key_partition
+from streams.stream_monitor import StreamMonitor
 from tests.factories import T0, make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
 
@@ -559,6 +560,73 @@ def test_a_batch_read_again_after_a_crash_sends_the_same_outcomes_at_the_same_pl
         assert [o.joined_at.index for o in first] == [3, 4, 5]
 
     run_join(scenario)
+
+
+def _counting_applications(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The join's applications to its streams, each as the number of inputs it held."""
+    applications: list[int] = []
+    apply = join.apply_to_streams
+
+    async def counted(inputs: Any, partition: int) -> Any:
+        applications.append(len(inputs))
+        return await apply(inputs, partition)
+
+    monkeypatch.setattr(join, "apply_to_streams", counted)
+    return applications
+
+
+def test_a_batch_goes_to_its_streams_in_one_application(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictions = [make_prediction(case_pseudonym=f"c-{i}") for i in range(3)]
+    followups = [make_followup(case_pseudonym=f"c-{i}") for i in range(2)]
+    applications = _counting_applications(monkeypatch)
+
+    async def scenario(feed: Feed) -> None:
+        record = await _put_batch(feed, encode_batch(SITE, _entries(*predictions, *followups)))
+        await wait_until(settled(join.unacked, [record]), "the batch joined")
+
+    run_join(scenario)
+    assert applications == [5]  # three predictions, two outcomes
+    assert len(outcomes_sent(producer)) == 2
+    assert predictions_applied() == 3
+
+
+def test_an_event_its_streams_refuse_is_dead_lettered_alone_and_the_batch_counts(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch applied at once fails: the streams roll back, and the events are joined
+    again one at a time, so only the refused one is dead-lettered and its case unchanged."""
+    refused = make_prediction(case_pseudonym="c-2", score=0.123)
+    first, last = make_prediction(case_pseudonym="c-1"), make_prediction(case_pseudonym="c-3")
+    followups = [make_followup(case_pseudonym=c) for c in ("c-1", "c-2", "c-3")]
+    observe_score = StreamMonitor.observe_score
+
+    def refusing(monitor: StreamMonitor, score: float, *args: Any, **kwargs: Any) -> Any:
+        if score == refused.score:
+            raise ValueError("this score breaks a detector")
+        return observe_score(monitor, score, *args, **kwargs)
+
+    monkeypatch.setattr(StreamMonitor, "observe_score", refusing)
+    applications = _counting_applications(monkeypatch)
+    value = encode_batch(SITE, _entries(first, refused, last, *followups))
+
+    async def scenario(feed: Feed) -> None:
+        record = await _put_batch(feed, value)
+        await wait_until(settled(join.unacked, [record]), "the batch joined")
+        await join.flush_joined()
+
+    run_join(scenario)
+    [letter] = dead_letters_sent(producer)
+    assert (letter.source_index, letter.reason_code) == (1, "internal_error")
+    assert orjson.loads(letter.original) == orjson.loads(encode(refused))
+    # c-2's follow-up joins nothing: its case holds no prediction.
+    assert sorted(o.case_pseudonym for o in outcomes_sent(producer)) == ["c-1", "c-3"]
+    assert predictions_applied() == 2
+    # Once whole (three predictions, three outcomes), then each event that gives the
+    # streams anything (c-2's follow-up, joined again alone, finds no prediction).
+    assert applications == [6, 1, 1, 1, 1, 1]
+    assert str(refused.event_id) not in case_files.data[case_key(SITE, "c-2")]["accepted_at"]
 
 
 @pytest.fixture

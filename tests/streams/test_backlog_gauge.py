@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from streams import app as worker
-from streams.agents import join
+from streams.agents import case_backlog
 from streams.app import settings
 from streams.channels import case_files
 from streams.retention import SCAN_SLICE, ScanPacing, case_partition
@@ -25,7 +25,9 @@ def site_partition(site: str) -> int:
     return case_partition(f"{site}|c-0", settings.topic_partitions)
 
 
-count_cases_awaiting_truth = inspect.unwrap(join.count_cases_awaiting_truth)  # not its timer
+count_cases_awaiting_truth = inspect.unwrap(
+    case_backlog.count_cases_awaiting_truth
+)  # not its timer
 
 
 @pytest.fixture
@@ -46,8 +48,8 @@ def test_the_gauge_counts_the_owned_partitions_a_slice_at_a_time(
         predictions = [{}, {}] if n % 5 == 0 else [{}]
         table[key] = {"predictions": predictions, "joined": {} if n % 3 else {"p": {}}}
     owned = {site_partition("site-a")}
-    monkeypatch.setattr(join, "owned_partitions", lambda topic: owned)
-    monkeypatch.setattr(join, "awaiting_gauge", ScanPacing(10.0))
+    monkeypatch.setattr(case_backlog, "owned_partitions", lambda topic: owned)
+    monkeypatch.setattr(case_backlog, "awaiting_gauge", ScanPacing(10.0))
     expected = sum(
         (2 if n % 5 == 0 else 1) - (n % 3 == 0)
         for n, key in enumerate(keys)
@@ -77,4 +79,4 @@ def test_the_gauge_counts_the_owned_partitions_a_slice_at_a_time(
     assert gauge == expected > 0
     # Paced by its own reading (milliseconds), not by the join's work in between (0.3 s
     # and more, which at 2 % of the time would put the next read 15 s and more away).
-    assert 10.0 <= join.awaiting_gauge.next_at - started[0] < 11.0
+    assert 10.0 <= case_backlog.awaiting_gauge.next_at - started[0] < 11.0
