@@ -78,3 +78,21 @@ def test_the_batched_worker_is_judged_against_twice_the_bare_per_record_agent(
         ">= 2.0 x",
         False,
     )
+
+
+@pytest.mark.parametrize(
+    ("offered", "p99", "met"), [(200.0, 150.0, True), (200.0, 240.0, False), (150.0, 90.0, False)]
+)
+def test_the_live_rate_latency_is_judged_at_200_events_per_s(
+    tmp_path: Path, offered: float, p99: float, met: bool
+) -> None:
+    latency = {"offered_events_per_s": offered, "p99_ms": p99, "p50_ms": 12.0}
+    batched = {"latency_batches": {**latency, "offered_events_per_s": 2000.0}}
+    results = {**PIPELINE, **BATCHES, **batched, "latency_live": latency}
+    (tmp_path / "pipeline.json").write_text(json.dumps(results))
+    found, _ = figures(tmp_path)
+    [live] = [f for f in found if f.goal == "< 200 ms at 200 events/s"]
+    assert (
+        live.name == f"produce-to-outcome p99 at {offered:,.0f} events/s offered (signed batches)"
+    )
+    assert (live.value, live.met) == (f"{p99:,.0f} ms (p50 12)", met)
