@@ -20,10 +20,17 @@ from postmarket.config import Settings
 from postmarket.contracts import Contract, FollowUp, Prediction, decode, encode
 from postmarket.contracts.batches import MAX_BATCH_BYTES, InputBatch
 from postmarket.contracts.events import JoinPosition, StreamKey, _known_schema_version
+from streams import channels
 from streams.acquisition import acquisition_categories
 from streams.agents import join
 from streams.app import CONSUMER_MAX_FETCH_BYTES, PRODUCER_MAX_BATCH_BYTES, create_app, settings
-from streams.channels import case_files, first_sightings, registry, site_stream_monitors
+from streams.channels import (
+    case_files,
+    changelog_record,
+    first_sightings,
+    registry,
+    site_stream_monitors,
+)
 from streams.event_time import record_sent_at
 from streams.join_backlog import prediction_input
 from streams.live_streams import contents
@@ -165,3 +172,33 @@ def test_when_a_record_was_sent_is_its_timestamp_as_before(seconds: float | None
     slow = now if seconds is None or seconds <= 0 else datetime.fromtimestamp(seconds, UTC)
     assert record_sent_at(seconds, now) == slow
     assert record_sent_at(seconds, now) == slow  # the second time from the cache
+
+
+STATES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)  # JSON integers, as orjson writes them
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=12,
+)
+WORKER_TABLES = [name for name, value in vars(channels).items() if type(value).__name__ == "Table"]
+
+
+@pytest.mark.parametrize("name", WORKER_TABLES)
+@given(key=st.text(min_size=1), state=st.none() | STATES)
+def test_a_changelog_record_is_the_one_fausts_changelog_topic_prepares(
+    name: str, key: str, state: Any
+) -> None:
+    table = getattr(channels, name)
+    changelog = table.changelog_topic
+    faust_key, _ = changelog.prepare_key(key, table.key_serializer)
+    faust_value = None
+    if state is not None:
+        faust_value, _ = changelog.prepare_value(state, table.value_serializer)
+    assert changelog_record(table, key, state) == (faust_key, faust_value)
+
+
+def test_every_table_of_the_worker_is_compared_with_faust() -> None:
+    assert {"case_files", "site_stream_monitors", "pooled_monitors"} <= set(WORKER_TABLES)
