@@ -38,6 +38,9 @@ outcome a site counted reaches the pooled counts (the latest tally of each site 
 a restarted worker sends every stream's tally again), and the acceptable level is the one the
 claims set (each site at or above it; no site needs to be at it).
 
+A pooled CUSUM's signal says when the change began, to the resolution of the increments
+(:attr:`PooledMonitor.change_starts`).
+
 Each pooled chart's ARL0 and claims test's alpha are its parts of the fleet budget
 (:mod:`streams.false_alarm_budget`): a pooled chart charts about ``K / G`` sites' cases, so
 its ARL0 is that many times a site chart's, in the same units.
@@ -46,16 +49,14 @@ its ARL0 is that many times a site chart's, in the same units.
 from __future__ import annotations
 
 import functools
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from detectors import BernoulliMultiCUSUM, BetaBinomialConfidenceSequence, Detector, StateError
 from postmarket.claim_levels import ChartLevels
-from postmarket.contracts.events import Alert, Severity, StreamKey
+from postmarket.contracts.events import StreamKey
 from postmarket.contracts.pooled import VersionTally
-from streams.alerting import ALERT_NAMESPACE
 from streams.charted_claims import design_levels
 from streams.detector_design import labelled_chart
 from streams.false_alarm_budget import Unit
@@ -339,6 +340,11 @@ class PooledMonitor:
     statistics: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Each detector's latest (statistic, threshold), for metrics."""
     claims_year_start: datetime | None = None
+    change_starts: dict[str, list[datetime | None]] = field(default_factory=dict)
+    """Per pooled CUSUM, where each of its runs began (None: at zero, or not known): the
+    latest case time the increment that started it came after (the previous tally of the
+    site that sent it). A signal's :attr:`~streams.stream_monitor.Signal.change_began_at`:
+    Page's estimate to the resolution of the sites' tallies, not of cases."""
 
     @classmethod
     def for_claims(
@@ -371,6 +377,7 @@ class PooledMonitor:
             self.claims, self.claim_lower_bounds = dict(claims), dict(lower_bounds)
             self.reference_prevalence = reference_prevalence
             self.detectors = self._design().detectors
+            self.change_starts = {}
 
     @property
     def outcomes(self) -> int:
@@ -378,17 +385,52 @@ class PooledMonitor:
 
     def observe(self, tally: VersionTally) -> list[Signal]:
         """Keep a site's cumulative tally and test what it adds; a stale one changes nothing."""
+        kept = self.counts.sites.get(tally.stream.site_id)
         growth = self.counts.apply(tally.stream.site_id, SiteTally.of(tally))
         if growth is None:
             return []
+        # The increment's cases came after what the site's previous tally had counted.
+        since = kept.last_case_time if kept is not None else tally.first_case_time
         self._follow_surveillance_year(tally.last_case_time)
         signals: list[Signal] = []
         for metric in CHARTED_METRICS:
             cases, events = growth.charted(metric)
             if cases == 0:
                 continue
-            for kind in ("cusum", "claims_test"):
-                signals += self._update(metric, kind, cases, events)
+            signals += self._update_chart(metric, cases, events, since)
+            signals += self._update(metric, "claims_test", cases, events)
+        return signals
+
+    def _update_chart(
+        self, metric: ClaimedMetric, cases: int, events: int, since: datetime
+    ) -> list[Signal]:
+        """:meth:`_update` of a pooled CUSUM, following when each of its runs began, to the
+        increment: a run that leaves zero on an increment began with its cases, counted
+        after ``since`` (see :attr:`change_starts`)."""
+        name = pooled_name(metric, "cusum")
+        chart = self.detectors.get(name)
+        if not isinstance(chart, BernoulliMultiCUSUM):
+            return self._update(metric, "cusum", cases, events)
+        before = chart.run_lengths
+        starts = self.change_starts.pop(name, [None] * len(before))
+        signals = self._update(metric, "cusum", cases, events)
+        if signals:  # the chart restarted: every run is over
+            run = signals[0].result.run_length
+            began = next(
+                (
+                    since if previous == 0 else start
+                    for start, previous in zip(starts, before, strict=True)
+                    if previous + cases == run
+                ),
+                None,
+            )
+            return [replace(signals[0], change_began_at=began)]
+        running = [
+            None if run == 0 else since if previous == 0 else start
+            for run, previous, start in zip(chart.run_lengths, before, starts, strict=True)
+        ]
+        if any(running):
+            self.change_starts[name] = running
         return signals
 
     def already_counted(self, tally: VersionTally) -> bool:
@@ -445,6 +487,10 @@ class PooledMonitor:
             "detectors": {name: d.to_state()["state"] for name, d in self.detectors.items()},
             "statistics": {name: list(v) for name, v in self.statistics.items()},
             "claims_year_start": _iso(self.claims_year_start) if self.claims_year_start else None,
+            "change_starts": {
+                name: [_iso(t) if t is not None else None for t in starts]
+                for name, starts in self.change_starts.items()
+            },
         }
 
     @classmethod
@@ -479,6 +525,7 @@ class PooledMonitor:
         monitor.statistics = {k: (float(v[0]), float(v[1])) for k, v in state["statistics"].items()}
         start = state["claims_year_start"]
         monitor.claims_year_start = _time(start) if start is not None else None
+        monitor.change_starts = _change_starts(state.get("change_starts", {}), monitor.detectors)
         monitor._check_counts_match_tests()
         return monitor
 
@@ -494,6 +541,20 @@ class PooledMonitor:
                 raise ValueError(f"{metric} claims test counted more than the pooled counts")
 
 
+def _change_starts(
+    state: dict[str, list[Any]], detectors: dict[str, Detector]
+) -> dict[str, list[datetime | None]]:
+    """:attr:`PooledMonitor.change_starts` from its state (absent in states written before
+    the estimate was kept: every run's start unknown), one per run of its chart."""
+    starts: dict[str, list[datetime | None]] = {}
+    for name, times in state.items():
+        chart = detectors.get(name)
+        if not isinstance(chart, BernoulliMultiCUSUM) or len(times) != len(chart.run_lengths):
+            raise ValueError(f"change starts of {name!r} do not match its chart")
+        starts[name] = [_time(t) if t is not None else None for t in times]
+    return starts
+
+
 def _policy_state(policy: MonitorPolicy) -> dict[str, Any]:
     state = asdict(policy)
     state["explicit_acceptable"] = [list(pair) for pair in policy.explicit_acceptable]
@@ -504,95 +565,3 @@ def _policy(state: dict[str, Any]) -> MonitorPolicy:
     # JSON gives lists back; the policy is hashed (design caches), so tuples again
     explicit = tuple((metric, float(level)) for metric, level in state["explicit_acceptable"])
     return MonitorPolicy(**{**state, "explicit_acceptable": explicit})
-
-
-MAX_LISTED_SITES = 20
-"""Sites named in a pooled alert's message (its evidence lists up to MAX_EVIDENCE_SITES)."""
-MAX_EVIDENCE_SITES = 500
-"""Sites whose contributions a pooled alert's evidence lists (largest first): a bounded
-record whatever the fleet's size."""
-SITE_EVIDENCE_PREFIX = "site:"
-"""Evidence key of a contributing site's outcome count (``site:site-a``)."""
-SEVERITY_BY_KIND: dict[str, Severity] = {"cusum": "warning", "claims_test": "critical"}
-
-
-def pooled_stream(stream: StreamKey) -> StreamKey:
-    """The stream key of a pooled alert: the version and task, at :data:`POOLED_SITE`."""
-    return stream.model_copy(update={"site_id": POOLED_SITE})
-
-
-def group_stream(key: str) -> StreamKey:
-    """The pooled stream key of a group key ``device|version|task``."""
-    device_id, device_version, task = key.split("|")
-    return StreamKey(
-        device_id=device_id, device_version=device_version, site_id=POOLED_SITE, task=task
-    )
-
-
-def pooled_alert(
-    stream: StreamKey, signal: Signal, monitor: PooledMonitor, raised_at: datetime
-) -> Alert:
-    """The alert of a pooled signal on ``stream``'s version: on the version's pooled stream
-    key (site :data:`POOLED_SITE`, so every reader of alerts takes it as it is), naming the
-    version and the contributing sites in its message, with each site's outcome count in its
-    evidence (``site:<id>``). Its id follows from the pooled outcome count, so the same
-    tallies read again after a crash raise the same id."""
-    group = pooled_stream(stream)
-    result = signal.result
-    tp, fn, tn, fp = monitor.counts.totals()
-    contributions = sorted(
-        monitor.counts.sites.items(), key=lambda item: (-item[1].sequence, item[0])
-    )
-    evidence = {
-        "charted_cases": result.n_cases,
-        "adverse_events": result.n_events,
-        "run_length": result.run_length,
-        "true_positives": tp,
-        "false_negatives": fn,
-        "true_negatives": tn,
-        "false_positives": fp,
-        "sites": len(contributions),
-    }
-    for site, tally in contributions[:MAX_EVIDENCE_SITES]:
-        key = f"{SITE_EVIDENCE_PREFIX}{site}"
-        if len(key) <= 128:  # an evidence key is an identifier; a longer site is in the message
-            evidence[key] = tally.sequence
-    times = monitor.counts.case_times() or (raised_at, raised_at)
-    kind = signal.detector.removeprefix(f"{POOLED_DETECTOR_PREFIX}{signal.metric}_")
-    return Alert(
-        alert_id=uuid.uuid5(
-            ALERT_NAMESPACE, f"{group.as_key()}|{signal.detector}|{monitor.outcomes}"
-        ),
-        stream=group,
-        detector=signal.detector,
-        statistic=result.statistic,
-        threshold=result.threshold,
-        evidence=evidence,
-        first_case_time=times[0],
-        last_case_time=times[1],
-        raised_at=raised_at,
-        severity=SEVERITY_BY_KIND.get(kind, "warning"),
-        message=_pooled_message(stream, signal, monitor, [site for site, _ in contributions]),
-    )
-
-
-def _pooled_message(
-    stream: StreamKey, signal: Signal, monitor: PooledMonitor, sites: list[str]
-) -> str:
-    result = signal.result
-    level = monitor.levels.get(signal.metric) if signal.metric in CHARTED_METRICS else None
-    acceptable = (
-        f"the acceptable {level.acceptable:.3f} ({level.basis} of the registered "
-        f"{signal.claimed:.3f})"
-        if level is not None and signal.claimed is not None
-        else "its acceptable level"
-    )
-    named = ", ".join(sites[:MAX_LISTED_SITES])
-    if len(sites) > MAX_LISTED_SITES:
-        named += f" and {len(sites) - MAX_LISTED_SITES} more"
-    test = f"{signal.detector} {result.statistic:.3f} >= {result.threshold:.3f}"
-    return (
-        f"{signal.metric} of {stream.device_id} {stream.device_version} ({stream.task}) "
-        f"pooled across {len(sites)} sites ({named}) below {acceptable}: {test} after "
-        f"{result.n_cases} charted cases"
-    )[:2000]

@@ -37,7 +37,8 @@ from streams.charted_claims import claimed_lower_bounds, claimed_performance
 from streams.deadletter import dead_lettering_failures
 from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.monitor_policy import TESTS_PER_STREAM, ClaimedMetric, planned_policy
-from streams.pooled import PooledMonitor, group_stream, pooled_alert, pooled_stream
+from streams.pooled import PooledMonitor
+from streams.pooled_alerts import group_stream, pooled_alert, pooled_stream
 from streams.retention import key_partition
 from streams.stream_monitor import CELLS
 

@@ -27,7 +27,8 @@ from simulator.scoring import ChangeScore, PipelineOutput, Scorecard, fleet_fact
 from streams.alerting import alert_for
 from streams.charted_claims import claimed_lower_bounds, claimed_performance
 from streams.monitor_policy import planned_policy
-from streams.pooled import POOLED_SITE, PooledMonitor, pooled_alert, version_tally
+from streams.pooled import POOLED_SITE, PooledMonitor, version_tally
+from streams.pooled_alerts import pooled_alert
 from streams.stream_monitor import Signal, StreamMonitor
 
 pytestmark = pytest.mark.slow

@@ -21,12 +21,11 @@ from streams.monitor_policy import MonitorPolicy
 from streams.pooled import (
     POOLED_SITE,
     PooledMonitor,
-    group_stream,
-    pooled_alert,
     pooled_name,
     tally_of_labelled_state,
     version_tally,
 )
+from streams.pooled_alerts import group_stream, pooled_alert
 from streams.stream_monitor import StreamMonitor
 from tests.factories import make_outcome
 
@@ -193,6 +192,7 @@ def _corrupt(change: Any) -> dict[str, Any]:
         lambda s: s["detectors"]["pooled_sensitivity_claims_test"].update(n_cases=11, n_events=3),
         lambda s: s["detectors"].pop("pooled_specificity_cusum"),
         lambda s: s.pop("claims"),
+        lambda s: s.update(change_starts={"pooled_sensitivity_cusum": [None]}),
     ],
     ids=[
         "unknown-version",
@@ -203,6 +203,7 @@ def _corrupt(change: Any) -> dict[str, Any]:
         "claims-test-beyond-counts",
         "detector-missing",
         "key-missing",
+        "change-starts-not-its-charts",
     ],
 )
 def test_a_state_that_cannot_be_trusted_is_refused(change: Any) -> None:
@@ -314,3 +315,72 @@ def test_pooling_finds_a_regression_shared_by_every_site_in_under_half_the_days(
     pooled_days = float(np.median([pooled for _, pooled in delays]))
     assert all(site and pooled for site, pooled in delays)
     assert pooled_days <= site_days / 2
+
+
+CHANGE_STEP = 30
+"""The tally from which the sites' sensitivity drops (a tally an hour, sites in turn)."""
+SITES = ("site-a", "site-b", "site-c")
+
+
+def _regression_tallies() -> list[VersionTally]:
+    """Three sites in turn, ten positives a tally: none missed before :data:`CHANGE_STEP`,
+    half from it (the acceptable miss rate is 0.182)."""
+    counts = {site: [0, 0] for site in SITES}
+    tallies = []
+    for step in range(CHANGE_STEP + 30):
+        site = SITES[step % 3]
+        misses = 5 if step >= CHANGE_STEP else 0
+        counts[site][0] += 10 - misses
+        counts[site][1] += misses
+        tp, fn = counts[site]
+        tallies.append(tally(site, (tp, fn, 0, 0), step / 24))
+    return tallies
+
+
+def _cusum_signals(tallies: list[VersionTally], reload: bool = False) -> list[Any]:
+    pooled = PooledMonitor.for_claims(CLAIMS, LOWER, POLICY)
+    signals = []
+    for sent in tallies:
+        if reload:  # through the table's JSON after every tally, as a restarted worker
+            pooled = PooledMonitor.from_state(json.loads(json.dumps(pooled.to_state())))
+        signals += [s for s in pooled.observe(sent) if s.detector.endswith("cusum")]
+    return signals
+
+
+def test_a_pooled_cusum_alert_says_after_which_tally_the_change_began() -> None:
+    [signal, *_] = _cusum_signals(_regression_tallies())
+    # The run began with the first regressed increment, whose site's previous tally (three
+    # steps before, the sites taking turns) had counted the cases up to then.
+    assert signal.change_began_at == T0 + timedelta(hours=CHANGE_STEP - 3)
+    assert signal.result.run_length % 10 == 0 and signal.result.run_length >= 10
+
+
+def test_the_change_estimate_survives_the_monitors_state() -> None:
+    kept = _cusum_signals(_regression_tallies())
+    reloaded = _cusum_signals(_regression_tallies(), reload=True)
+    assert [(s.change_began_at, s.result) for s in reloaded] == [
+        (s.change_began_at, s.result) for s in kept
+    ]
+
+
+def test_a_state_from_before_the_estimate_loads_and_its_runs_start_unknown() -> None:
+    tallies = _regression_tallies()
+    pooled = PooledMonitor.for_claims(CLAIMS, LOWER, POLICY)
+    for sent in tallies[: CHANGE_STEP + 1]:  # the run has begun
+        pooled.observe(sent)
+    state = json.loads(json.dumps(pooled.to_state()))
+    assert state.pop("change_starts")  # as a previous release wrote it
+    loaded = PooledMonitor.from_state(state)
+    signals = [s for t in tallies[CHANGE_STEP + 1 :] for s in loaded.observe(t)]
+    [signal, *_] = [s for s in signals if s.detector.endswith("cusum")]
+    assert signal.change_began_at is None
+
+
+def test_the_pooled_alert_carries_the_change_estimate() -> None:
+    tallies = _regression_tallies()
+    pooled = PooledMonitor.for_claims(CLAIMS, LOWER, POLICY)
+    signals = [s for t in tallies for s in pooled.observe(t) if s.detector.endswith("cusum")]
+    alert = decode(Alert, encode(pooled_alert(stream("site-a"), signals[0], pooled, T0)))
+    began = T0 + timedelta(hours=CHANGE_STEP - 3)
+    assert alert.change_began_at == began
+    assert f"counted after {began:%Y-%m-%d %H:%M} UTC" in alert.message
