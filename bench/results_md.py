@@ -224,38 +224,22 @@ def _warm_batches(r: dict[str, Any], bare: float) -> list[Figure]:
 
 
 def _batches_latency(r: dict[str, Any]) -> list[Figure]:
-    """The issue's latency goals, on signed batches as live collectors send them."""
-    if "latency_batches" not in r:  # results from before the figure
-        return []
-    latency = r["latency_batches"]
-    offered = latency["offered_events_per_s"]
-    return [
-        *_live_latency(r),
-        Figure(
-            "pipeline",
-            f"produce-to-outcome p99 at {offered:,.0f} events/s offered (signed batches)",
-            f"{latency['p99_ms']:,.0f} ms (p50 {latency['p50_ms']:,.0f})",
-            "< 500 ms at 2,000 events/s",
-            latency["p99_ms"] < 500 and offered >= 1990,
-        ),
-    ]
+    """The issue's latency goals, on signed batches as live collectors send them: at a busy
+    fleet's live rate and at 2,000 events/s (results from before a figure have none)."""
+    goals = (("latency_live", 200, 200), ("latency_batches", 500, 2000))
+    return [_batch_latency(r[key], ms, rate) for key, ms, rate in goals if key in r]
 
 
-def _live_latency(r: dict[str, Any]) -> list[Figure]:
-    """At a busy fleet's live rate (results from before the figure have none)."""
-    if "latency_live" not in r:
-        return []
-    latency = r["latency_live"]
+def _batch_latency(latency: dict[str, Any], goal_ms: int, goal_rate: int) -> Figure:
     offered = latency["offered_events_per_s"]
-    return [
-        Figure(
-            "pipeline",
-            f"produce-to-outcome p99 at {offered:,.0f} events/s offered (signed batches)",
-            f"{latency['p99_ms']:,.0f} ms (p50 {latency['p50_ms']:,.0f})",
-            "< 200 ms at 200 events/s",
-            latency["p99_ms"] < 200 and offered >= 199,
-        )
-    ]
+    return Figure(
+        "pipeline",
+        f"produce-to-outcome p99 at {offered:,.0f} events/s offered (signed batches)",
+        f"{latency['p99_ms']:,.0f} ms (p50 {latency['p50_ms']:,.0f})",
+        f"< {goal_ms} ms at {goal_rate:,.0f} events/s",
+        # Within half a percent of the goal's rate: what the paced sender achieves of it.
+        latency["p99_ms"] < goal_ms and offered >= 0.995 * goal_rate,
+    )
 
 
 def _quarter_latency(r: dict[str, Any]) -> list[Figure]:
