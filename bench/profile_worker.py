@@ -12,7 +12,14 @@ while it worked (per generation: how many per 10,000 events, seconds, the longes
 and, after its last outcome, what one full collection of everything it kept pauses it
 (``--variant NAME:PMS_GC_CENSUS=1`` adds what the young collections traversed).
 
-    .venv/bin/python bench/profile_worker.py [--events N] [--runs N] [--plain] [--out DIR]
+``--timers`` times the worker's own calls instead (:data:`TIMED_CALLS`, each wrapped in the
+worker's process): calls and microseconds per call and per event, nested calls included in
+their callers. py-spy attributes a collection's pause to whatever line allocated, and
+samples C extensions and system calls poorly; these are what the calls took, plus about
+half a microsecond each for the timing itself.
+
+    .venv/bin/python bench/profile_worker.py [--events N] [--runs N] [--plain] [--timers]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -187,6 +194,105 @@ touching that path plus ``.collect`` runs one full collection (unfrozen) and log
 ``PMS_GC_CENSUS``: also what a quarter of the young collections found (objects, references,
 types) and each generation's size twice a second; slow, for finding out, not timing."""
 
+TIMED_CALLS = (
+    "streams.agents.join:_join_batch",
+    "streams.agents.join:decode_batch",
+    "streams.agents.join:signer_of",
+    "streams.agents.join:_join_elements",
+    "streams.agents.join:_stage",
+    "streams.agents.join:_case_file",
+    "streams.agents.join:_believe_event_time",
+    "streams.agents.join:stream_inputs",
+    "streams.agents.join:apply_to_streams",
+    "streams.agents.join:_keep",
+    "streams.agents.join:encode",
+    "streams.agents.join:_sweep_if_due",
+    "streams.agents.join:flush_joined",
+    "streams.agents.join:_take_joined",
+    "streams.agents.join:_send_joined",
+    "streams.casefile:CaseFile.add",
+    "streams.casefile:CaseFile.copy",
+    "streams.casefile:CaseFile.to_state",
+    "streams.casefile:joined_outcome",
+    "streams.live_streams:LiveStreams.apply_all",
+    "streams.live_streams:LiveStreams.monitor",
+    "streams.stream_monitor:StreamMonitor.observe",
+    "streams.stream_monitor:StreamMonitor.observe_score",
+    "streams.site_streams:send_states",
+)
+"""``module:name`` (a module attribute or a class's method) of the calls ``--timers`` times;
+a name no longer there is listed as missing."""
+TIMERS_SITE = """
+import functools, inspect, json, os, sys, threading, time
+_timers_file = os.environ.get("PMS_TIMERS_FILE")
+
+def _timed(name, call, spent):
+    def done(started):
+        entry = spent.setdefault(name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - started
+    if inspect.iscoroutinefunction(call):
+        @functools.wraps(call)
+        async def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                done(started)
+    else:
+        @functools.wraps(call)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                done(started)
+    return timed
+
+def _time_calls(targets, out):
+    while "streams.agents.stream_metrics" not in sys.modules:  # the agents all imported
+        time.sleep(0.01)
+    spent, missing = {}, []
+    for target in targets:
+        module_name, _, path = target.partition(":")
+        owner = sys.modules.get(module_name)
+        *owners, name = path.split(".")
+        for part in owners:
+            owner = getattr(owner, part, None)
+        call = getattr(owner, name, None)
+        if call is None:
+            missing.append(target)
+            continue
+        setattr(owner, name, _timed(path, call, spent))
+    while True:
+        with open(out + ".tmp", "w") as file:
+            json.dump({"spent": spent, "missing": missing}, file)
+        os.replace(out + ".tmp", out)
+        time.sleep(0.5)
+
+if _timers_file:
+    _targets = json.loads(os.environ["PMS_TIMED_CALLS"])
+    threading.Thread(target=_time_calls, args=(_targets, _timers_file), daemon=True).start()
+"""
+"""Appended to the ``sitecustomize`` under ``--timers``: wraps each of ``PMS_TIMED_CALLS``
+once the agents are imported, and writes their calls and seconds to ``PMS_TIMERS_FILE``
+twice a second."""
+
+
+def print_timers(timers_file: Path, events: int) -> None:
+    """The timed calls of one run, costliest first."""
+    try:
+        timed = json.loads(timers_file.read_text())
+    except (OSError, ValueError):
+        print("no timers written (the worker never imported its agents?)")
+        return
+    print(f"\n{'call':38s} {'calls':>9s} {'s':>8s} {'µs/event':>9s} {'µs/call':>9s}")
+    for name, (calls, seconds) in sorted(timed["spent"].items(), key=lambda item: -item[1][1]):
+        per_event, per_call = 1e6 * seconds / max(events, 1), 1e6 * seconds / max(calls, 1)
+        print(f"{name:38s} {calls:9d} {seconds:8.3f} {per_event:9.2f} {per_call:9.2f}")
+    for target in timed["missing"]:
+        print(f"not found, not timed: {target}")
+
 
 def gc_in_window(log: list[list[float]], start: float, end: float, events: int) -> dict[str, Any]:
     """Per generation, the collections logged between ``start`` and ``end`` (epoch s): how
@@ -313,6 +419,9 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="also a run without py-spy")
     parser.add_argument("--no-spy", action="store_true", help="no py-spy at all")
     parser.add_argument(
+        "--timers", action="store_true", help="time the worker's own calls (no py-spy)"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -342,11 +451,16 @@ def main() -> None:
         ] or [("current", {})]
         for number in range(args.runs):
             for variant, env in variants:
-                for profiled in (True, False) if args.plain else (not args.no_spy,):
+                spying = not (args.no_spy or args.timers)
+                for profiled in (True, False) if args.plain else (spying,):
                     run_env = dict(env)
                     site = home / "gc-site"
                     site.mkdir(exist_ok=True)
-                    (site / "sitecustomize.py").write_text(GC_STATS_SITE)
+                    (site / "sitecustomize.py").write_text(GC_STATS_SITE + TIMERS_SITE)
+                    timers_file = home / f"timers-{uuid.uuid4().hex[:8]}.json"
+                    if args.timers:
+                        run_env["PMS_TIMERS_FILE"] = str(timers_file)
+                        run_env["PMS_TIMED_CALLS"] = json.dumps(TIMED_CALLS)
                     run_env["PYTHONPATH"] = os.pathsep.join(
                         [str(site), *([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])]
                     )
@@ -371,6 +485,8 @@ def main() -> None:
                     detail.write_text(json.dumps(row.pop("gc_detail", {})))
                     results.append(row)
                     print(json.dumps(row), flush=True)
+                    if args.timers:
+                        print_timers(timers_file, 2 * cases)
     finally:
         manager.down(Settings(home=home))
         shutil.rmtree(home, ignore_errors=True)
