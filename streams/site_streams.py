@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from streams.casefile import CaseFile, RecordPosition
 from streams.channels import (
     alerts,
     produce,
+    produce_batched,
     registry,
     send_table_state,
     send_table_states,
@@ -128,12 +130,23 @@ async def send_states(taken: TakenStates) -> None:
     for retired in taken.retired:
         table = LEGACY_TABLES[retired.side]
         await send_table_state(table, retired.partition, retired.key, None)
-    for tally in taken.tallies:
-        await send_tally(tally)
+    await send_tallies(taken.tallies)
+
+
+async def send_tallies(tallies: Sequence[VersionTally]) -> None:
+    """Each tally keyed by its version (every site of a version on one partition, by the
+    producer's key hash), as record batches where a partition gets many."""
+    records = [tally_record(tally) for tally in tallies]
+    await produce_batched(version_tallies, records, Counter(part for part, _k, _v in records))
 
 
 async def send_tally(tally: VersionTally) -> None:
-    await produce(version_tallies, version_key(tally.stream).encode(), encode(tally))
+    await send_tallies([tally])
+
+
+def tally_record(tally: VersionTally) -> tuple[int, bytes, bytes]:
+    key = version_key(tally.stream)
+    return key_partition(key, settings.topic_partitions), key.encode(), encode(tally)
 
 
 # --- at each assignment -------------------------------------------------------------------

@@ -6,11 +6,13 @@ it has, and raises one pooled alert on the version's pooled stream key."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
 from postmarket import topics
@@ -18,8 +20,15 @@ from postmarket.contracts import Alert, StreamKey, VersionTally, decode, encode,
 from streams import app as worker
 from streams import site_streams
 from streams.agents import join, pooled
-from streams.channels import case_files, pooled_monitors, registry, site_stream_monitors
-from streams.pooled import POOLED_SITE
+from streams.app import settings
+from streams.channels import (
+    BATCH_FROM,
+    case_files,
+    pooled_monitors,
+    registry,
+    site_stream_monitors,
+)
+from streams.pooled import POOLED_SITE, version_tally
 from streams.retention import key_partition
 from tests.factories import make_followup, make_prediction, make_registry_entry
 from tests.streams.agent_harness import Feed, RecordingProducer, settled, wait_until
@@ -180,3 +189,39 @@ def test_the_join_sends_each_changed_streams_cumulative_tally_at_its_flush(
     tallies = [decode(VersionTally, record.value or b"") for record in sent]
     assert [(t.sequence, t.counts) for t in tallies] == [(2, (1, 1, 0, 0)), (3, (1, 1, 1, 0))]
     assert {record.key for record in sent} == {version_key(events[0][0].stream).encode()}
+    # On the partition the producer's key hash gives its key (every site of a version's
+    # tallies on one partition, the pooled agent's), though handed over with an explicit one.
+    key = version_key(events[0][0].stream).encode()
+    partitions = list(range(settings.topic_partitions))
+    assert {record.partition for record in sent} == {
+        DefaultPartitioner()(key, partitions, partitions)
+    }
+
+
+def test_many_tallies_of_a_flush_go_as_record_batches(producer: RecordingProducer) -> None:
+    tallies = [
+        version_tally(
+            StreamKey(device_id="dr", device_version=f"1.0.0.{n}", site_id="site-a", task="dr"),
+            (n + 1, 0, 0, 0),
+            T0,
+            T0,
+        )
+        for n in range(2 * BATCH_FROM * settings.topic_partitions)
+    ]
+
+    async def main() -> None:
+        async with join.join_cases.test_context():
+            await site_streams.send_tallies([t for t in tallies if t is not None])
+
+    asyncio.run(main())
+    sent = [decode(VersionTally, record.value or b"") for record in producer.to(TALLIES)]
+    assert sorted(t.stream.device_version for t in sent) == sorted(
+        t.stream.device_version for t in tallies if t is not None
+    )
+    by_partition = Counter(record.partition for record in producer.to(TALLIES))
+    batched: Counter[int] = Counter()
+    for topic, partition, records in producer.batches:  # a full builder starts another
+        if topic == TALLIES:
+            batched[partition] += records
+    assert batched == {p: n for p, n in by_partition.items() if n >= BATCH_FROM}
+    assert batched  # twice BATCH_FROM a partition on average: some partition has as many
