@@ -17,7 +17,7 @@ import functools
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from kafka.partitioner.default import murmur2
 
@@ -194,8 +194,41 @@ class ScanPacing:
 
 
 SCAN_SLICE = 5_000
-"""Case files a timer reads between two turns of the event loop: 20,000 took 24 ms in
-process, so a worker's 50,000 at once would hold the join up about a tenth of a second."""
+"""Case files a scan reads at a time (the gauge between two turns of the event loop, the
+sweep after each input record): 20,000 took 24 ms in process, so a worker's 50,000 at once
+would hold the join up about a tenth of a second."""
+
+
+@dataclass
+class SweepCursor:
+    """A retention sweep under way: the keys of the case files when it began, read a slice
+    at a time, each case judged by its state when its slice is read, with the marks the
+    sweep began with (a watermark that moved on since only makes it drop later).
+
+    >>> cursor = SweepCursor(["a", "b", "c"], {}, set(), (datetime.now(), False), started=0.0)
+    >>> cursor.next_slice(2), cursor.done, cursor.next_slice(2), cursor.done
+    (['a', 'b'], False, ['c'], True)
+    """
+
+    keys: list[str]
+    marks: dict[int, SweepMark]
+    owned: set[int]
+    legacy_mark: SweepMark
+    """The mark of the partition whose record began the sweep: for the case files from
+    before the inputs were keyed by site, on partitions no record reaches any more."""
+    started: float
+    read: int = 0
+    reading_s: float = 0.0
+    """Seconds spent reading its slices (what paces the next sweep)."""
+
+    def next_slice(self, size: int) -> list[str]:
+        part = self.keys[self.read : self.read + size]
+        self.read += len(part)
+        return part
+
+    @property
+    def done(self) -> bool:
+        return self.read >= len(self.keys)
 
 
 def awaiting_truth_among(
@@ -257,3 +290,44 @@ class Watermark:
 
     def clear(self) -> None:
         self.latest.clear()
+
+
+class SweptCase(NamedTuple):
+    """What a sweep does to one case file: the partition of its changelog, the case after
+    it (None: forgotten) and, for a case dropped past retention, what expired unresolved."""
+
+    home: int
+    case: CaseFile | None
+    expired: Expiry | None
+
+
+def swept(
+    key: str,
+    state: dict[str, Any] | None,
+    cursor: SweepCursor,
+    retention: timedelta,
+    remember: timedelta,
+    partitions: int,
+) -> SweptCase | None:
+    """What the sweep of ``cursor`` does to the case file ``key`` holding ``state``, if
+    anything: each case against its own partition's mark; one from before the inputs were
+    keyed by site, on a partition no record reaches any more, by its owner with any sweep."""
+    if not state:
+        return None
+    home = case_partition(key, partitions)
+    mark = cursor.marks.get(home)
+    if mark is None:
+        if not is_legacy_case_key(key) or home not in cursor.owned:
+            return None
+        mark = cursor.legacy_mark
+    current, forgetting = mark
+    action = sweep_action(state, current, retention, remember, forgetting)
+    if action is None:
+        return None
+    if action == "forget":
+        return SweptCase(home, None, None)
+    case = CaseFile.from_state(state)
+    expired = expiry(case, current, retention)
+    if expired is None:
+        return None
+    return SweptCase(home, case.dropped_past_retention(current), expired)

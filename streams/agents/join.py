@@ -50,16 +50,15 @@ from streams.join_backlog import stream_inputs
 from streams.live_streams import StreamInput, TakenStates, contents
 from streams.rekeying import Origin, case_event_of, origin_of
 from streams.retention import (
+    SCAN_SLICE,
     ScanPacing,
+    SweepCursor,
     Watermark,
     case_key,
-    case_partition,
-    expiry,
-    is_legacy_case_key,
     key_partition,
     misplaced,
-    sweep_action,
     sweep_marks,
+    swept,
 )
 from streams.site_streams import (
     InputBacklog,
@@ -84,6 +83,10 @@ watermark = Watermark()
 sweeps = ScanPacing(settings.join_sweep_interval_s)
 """When the retention sweep reads every case file again."""
 last_forget: dict[int, datetime] = {}
+SWEEP_SLICE = SCAN_SLICE
+sweep: list[SweepCursor] = []
+"""The retention sweep under way, if one is (dropped at each rebalance: the partitions
+owned, and the tables, may have changed)."""
 
 site_last_event = Children(metrics.site_last_event)
 predictions_counted = Children(metrics.predictions)
@@ -137,12 +140,14 @@ async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> 
     # fails, and its records, never acked, are joined again by whoever owns them next.
     await flush_joined()
     live_cases.clear()
+    sweep.clear()
     live.revoke()
 
 
 @app.on_partitions_assigned.connect
 async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     live_cases.clear()
+    sweep.clear()
     live.assign()
     caught_up.clear()
     backlog.clear()
@@ -539,52 +544,53 @@ def _forget_legacy_key(case_pseudonym: str) -> None:
 
 def _sweep_if_due(partition: int) -> None:
     """Drop the events of this worker's cases that are past retention, and forget the cases
-    dropped longer ago than ``join_dedupe_days`` (see streams.retention): one read of the
-    case files for every partition it owns, each case against its own partition's
-    watermark (one read per partition read them all as many times), paced by
-    :data:`sweeps`. ``partition``: the one whose record is being processed.
+    dropped longer ago than ``join_dedupe_days`` (see streams.retention): one sweep of the
+    case files for every partition it owns (one per partition read them all as many times),
+    each case against its own partition's watermark, begun as :data:`sweeps` allows, then
+    :data:`SWEEP_SLICE` cases after each input record (a million at once held the join up
+    for seconds). ``partition``: the one whose record was just processed.
 
+    Called between records, with no event under way: a case is judged by its state then,
+    so an event joined since the sweep began is never dropped on what its case held before.
     Reads each state's event times only; a case is loaded only when it is past retention.
     """
-    started = time.monotonic()
-    if not sweeps.due(started):
+    if not sweep:
+        started = time.monotonic()
+        if not sweeps.due(started):
+            return
+        owned = owned_partitions(topics.INPUTS) | {partition}
+        marks = sweep_marks(owned, watermark, last_forget, FORGET_EVERY)
+        if partition not in marks:
+            return  # too few events yet to tell how far this partition's event time has come
+        sweep.append(SweepCursor(_case_keys(), marks, owned, marks[partition], started))
+    cursor = sweep[0]
+    began = time.monotonic()
+    for key in cursor.next_slice(SWEEP_SLICE):
+        _sweep_case(key, cursor)
+    cursor.reading_s += time.monotonic() - began
+    if cursor.done:
+        sweep.clear()
+        sweeps.scanned(cursor.started, cursor.started + cursor.reading_s)
+
+
+def _case_keys() -> list[str]:
+    """The keys of every case file, the table's and those only the next flush writes."""
+    stored = contents(case_files)
+    return [*stored, *(key for key in unwritten_cases if key not in stored)]
+
+
+def _sweep_case(key: str, cursor: SweepCursor) -> None:
+    held = unwritten_cases.get(key)
+    if held is not None:  # changed since the last flush: few of them
+        state = held[1].to_state() if held[1] is not None else None
+    else:
+        state = contents(case_files).get(key)
+    done = swept(key, state, cursor, RETENTION, REMEMBER_DROPPED, settings.topic_partitions)
+    if done is None:
         return
-    owned = owned_partitions(topics.INPUTS) | {partition}
-    marks = sweep_marks(owned, watermark, last_forget, FORGET_EVERY)
-    if partition not in marks:
-        return  # too few events yet to tell how far this partition's event time has come
-    # The table's states, except where the next flush writes another (the unwritten ones
-    # were changed since the last flush: there are few of them).
-    states = [(key, state) for key, state in case_files.items() if key not in unwritten_cases]
-    states += [
-        (key, case.to_state()) for key, (_p, case) in unwritten_cases.items() if case is not None
-    ]
-    for key, state in states:
-        if not state:
-            continue
-        home = case_partition(key, settings.topic_partitions)
-        mark = marks.get(home)
-        if mark is None:
-            # A case file from before the inputs were keyed by site, on a partition no
-            # record reaches any more: swept by its owner with any partition's sweep.
-            if not is_legacy_case_key(key) or home not in owned:
-                continue
-            mark = marks[partition]
-        current, forgetting = mark
-        action = sweep_action(state, current, RETENTION, REMEMBER_DROPPED, forgetting)
-        if action is None:
-            continue
-        if action == "forget":
-            _hold_case(home, key, None)
-            live_cases.pop(key, None)
-            continue
-        case = CaseFile.from_state(state)
-        expired = expiry(case, current, RETENTION)
-        if expired is None:
-            continue
-        _hold_case(home, key, case.dropped_past_retention(current))
-        live_cases.pop(key, None)
-        for stream in expired.streams_without_truth:
+    _hold_case(done.home, key, done.case)
+    live_cases.pop(key, None)
+    if done.expired is not None:
+        for stream in done.expired.streams_without_truth:
             metrics.predictions_expired.labels(*metrics.stream_labels(stream)).inc()
-        metrics.followups_unmatched.inc(expired.followups_without_prediction)
-    sweeps.scanned(started, time.monotonic())
+        metrics.followups_unmatched.inc(done.expired.followups_without_prediction)

@@ -59,6 +59,7 @@ def _reset_join_state() -> None:
     site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()
     join.sweeps.next_at = 0.0
+    join.sweep.clear()
     join.last_forget.clear()
     for table in (case_files, first_sightings, registry, *STREAM_TABLES):
         table.data.clear()
@@ -308,6 +309,44 @@ def test_a_case_dropped_past_retention_ignores_resends_until_it_is_forgotten(
     assert predictions_applied() == 5  # the resend (3) reached no stream
 
 
+def test_a_sweep_reads_a_slice_after_each_record_and_judges_each_case_as_it_is_then(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join, "RETENTION", timedelta(days=10))
+    monkeypatch.setattr(join, "SWEEP_SLICE", 2)
+    monkeypatch.setattr(join, "sweeps", ScanPacing(3600.0))  # one sweep in this test
+    old = [f"o-{n}" for n in range(4)]
+
+    def holds_predictions(case: str) -> bool:
+        return "predictions" in case_files.data[case_key(SITE, case)]
+
+    async def scenario(feed: Feed) -> None:
+        async def put(case: str, event: Prediction | FollowUp) -> None:
+            topic = PREDICTIONS if isinstance(event, Prediction) else FOLLOWUPS
+            record = await feed.put_v1_event(topic, case, event)
+            await wait_until(settled(join.unacked, [record]), f"{case} joined")
+            await join.flush_joined()
+
+        join.sweeps.next_at = float("inf")  # no sweep while the cases are filed
+        for case in old:
+            await put(case, make_prediction(case_pseudonym=case, event_time=T0))
+        for case in ("later", "later-too"):  # the watermark 20 days on
+            await put(case, make_prediction(case_pseudonym=case, event_time=T0 + DAY * 20))
+        join.sweeps.next_at = 0.0
+        await put("x-1", make_prediction(case_pseudonym="x-1", event_time=T0 + DAY * 20))
+        # The sweep began after that record: its first slice only.
+        assert [holds_predictions(case) for case in old] == [False, False, True, True]
+        # o-3 gets its follow-up before its slice is read: judged as it is then, kept.
+        await put("o-3", make_followup(case_pseudonym="o-3", event_time=T0 + DAY * 20))
+        assert [holds_predictions(case) for case in old] == [False, False, False, True]
+        for case in ("x-2", "x-3"):
+            await put(case, make_prediction(case_pseudonym=case, event_time=T0 + DAY * 20))
+        assert join.sweep == []  # done, and not begun again before its interval
+
+    run_join(scenario)
+    assert [o.case_pseudonym for o in outcomes_sent(producer)] == ["o-3"]
+
+
 class RefusingDeadLetters(RecordingProducer):
     """A producer whose dead letters the broker refuses (as it refused a 2.67 MB one)."""
 
@@ -383,8 +422,8 @@ def test_one_sweep_drops_the_cases_of_every_owned_partition_each_at_its_own_wate
     owned = {key_partition("site-a", partitions), key_partition(other, partitions)}
     monkeypatch.setattr(join, "owned_partitions", lambda topic: owned)
     reads: list[int] = []
-    items = case_files.items
-    monkeypatch.setattr(case_files, "items", lambda: reads.append(1) or items())
+    keys = join._case_keys
+    monkeypatch.setattr(join, "_case_keys", lambda: reads.append(1) or keys())
     old = make_prediction(site_id=other, case_pseudonym="old", event_time=T0)
 
     async def scenario(feed: Feed) -> None:
@@ -398,7 +437,6 @@ def test_one_sweep_drops_the_cases_of_every_owned_partition_each_at_its_own_wate
         for case in ("later", "later-too"):
             await feed_prediction(other, case, T0 + DAY * 20)
         join.sweeps.next_at = 0.0
-        reads.clear()  # the catch-up's one read, at the assignment's first record
         for case in ("a-1", "a-2"):  # site-a's event time: 1 day, within retention of T0
             await feed_prediction("site-a", case, T0 + DAY)
         await join.flush_joined()
