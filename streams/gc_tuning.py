@@ -49,10 +49,10 @@ def tune_garbage_collection() -> None:
     """Collect the young generation less often, leave what start-up built (modules, the
     app, its agents and metrics: alive until exit) out of every later collection, and have
     the agents freeze what lives after each record (:func:`freeze_survivors`)."""
+    global _freezing
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
     gc.freeze()
-    global _freezing
     _freezing = True
 
 
