@@ -24,7 +24,6 @@ from postmarket.contracts import (
 from postmarket.contracts.batches import BatchElement, check_batch_key, decode_batch
 from postmarket.metrics import Children
 from streams import site_streams
-from streams.agents.first_sighting import judge_first_sighting
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
 from streams.authentication import (
     AUTHENTICITY_REQUIRED,
@@ -45,6 +44,7 @@ from streams.channels import (
 )
 from streams.deadletter import Source, dead_lettering
 from streams.event_time import EventTimeBounds, record_sent_at
+from streams.first_sighting import judge_first_sighting
 from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.join_backlog import stream_inputs
 from streams.live_streams import StreamInput, TakenStates, contents
