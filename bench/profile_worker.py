@@ -14,7 +14,8 @@ and, after its last outcome, what one full collection of everything it kept paus
 
 ``--timers`` times the worker's own calls instead (:data:`TIMED_CALLS`, each wrapped in the
 worker's process): calls and microseconds per call and per event, nested calls included in
-their callers. py-spy attributes a collection's pause to whatever line allocated, and
+their callers, a coroutine's waits in its time (a flush's mostly waits for the producer: not
+CPU). py-spy attributes a collection's pause to whatever line allocated, and
 samples C extensions and system calls poorly; these are what the calls took, plus about
 half a microsecond each for the timing itself.
 
