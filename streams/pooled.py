@@ -57,6 +57,7 @@ from detectors import BernoulliMultiCUSUM, BetaBinomialConfidenceSequence, Detec
 from postmarket.claim_levels import ChartLevels
 from postmarket.contracts.events import StreamKey
 from postmarket.contracts.pooled import VersionTally
+from streams.change_start import firing_run_start, runs_started
 from streams.charted_claims import design_levels
 from streams.detector_design import labelled_chart
 from streams.false_alarm_budget import Unit
@@ -416,19 +417,9 @@ class PooledMonitor:
         signals = self._update(metric, "cusum", cases, events)
         if signals:  # the chart restarted: every run is over
             run = signals[0].result.run_length
-            began = next(
-                (
-                    since if previous == 0 else start
-                    for start, previous in zip(starts, before, strict=True)
-                    if previous + cases == run
-                ),
-                None,
-            )
+            began = firing_run_start(run, before, starts, cases, since)
             return [replace(signals[0], change_began_at=began)]
-        running = [
-            None if run == 0 else since if previous == 0 else start
-            for run, previous, start in zip(chart.run_lengths, before, starts, strict=True)
-        ]
+        running = runs_started(before, chart.run_lengths, starts, since)
         if any(running):
             self.change_starts[name] = running
         return signals

@@ -56,6 +56,7 @@ from streams.acquisition import (
     AcquisitionCategories,
     acquisition_categories,
 )
+from streams.change_start import firing_run_start, runs_started
 from streams.detector_design import (
     MAX_REFERENCE_CATEGORIES,
     OTHER_CATEGORY,
@@ -314,16 +315,11 @@ class StreamMonitor(StreamMonitorState):
         if signals:  # the chart restarted: every run is over
             self.alarmed_charts.add(name)
             run = signals[0].result.run_length
-            began = time if run == 1 else None
-            for start, previous in zip(starts, before, strict=True):
-                began = began or (start if previous + 1 == run else None)
+            began = firing_run_start(run, before, starts, 1, time)
             return [replace(signals[0], change_began_at=began)]
-        kept = [
-            None if run == 0 else time if run == 1 else start
-            for run, start in zip(chart.run_lengths, starts, strict=True)
-        ]
-        if any(kept):
-            self.change_starts[name] = kept
+        running = runs_started(before, chart.run_lengths, starts, time)
+        if any(running):
+            self.change_starts[name] = running
         return signals
 
     def _update_acquisition(self, categories: AcquisitionCategories) -> list[Signal]:

@@ -249,8 +249,8 @@ async def _join_elements(
     except Exception:
         logger.warning("the streams refused an event of %s: joining its events one by one", at)
         for source, work in staged:
-            join = functools.partial(_join, work.position, work.event, sent_at, at.topic)
-            await dead_lettering(source, join, "joining")
+            alone = functools.partial(_join, work.position, work.event, sent_at, at.topic)
+            await dead_lettering(source, alone, "joining")
         return
     for _source, work in staged:
         _keep(work)

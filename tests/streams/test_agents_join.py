@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import random
 from collections.abc import Awaitable, Callable, Iterator
@@ -511,6 +512,13 @@ async def _put_batch(feed: Feed, value: bytes, headers: Any = None, key: bytes =
     )
 
 
+async def _join_and_flush(value: bytes, feed: Feed) -> None:
+    """Put one batch record, wait until the join handled it, and flush what it changed."""
+    record = await _put_batch(feed, value)
+    await wait_until(settled(join.unacked, [record]), "the batch joined")
+    await join.flush_joined()
+
+
 def _refused_then_joined(
     producer: RecordingProducer,
     put_refused: Callable[[Feed], Awaitable[Any]],
@@ -545,12 +553,7 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     value = encode_batch(SITE, [entries[0], malformed, *entries[1:3], foreign, entries[3]])
     duplicates_before = counter("events_duplicate", topic=topics.INPUTS)
 
-    async def scenario(feed: Feed) -> None:
-        record = await _put_batch(feed, value)
-        await wait_until(settled(join.unacked, [record]), "the batch joined")
-        await join.flush_joined()
-
-    run_join(scenario)
+    run_join(functools.partial(_join_and_flush, value))
     [outcome] = outcomes_sent(producer)
     assert (outcome.prediction_event_id, outcome.label) == (prediction.event_id, "positive")
     # Joined at the follow-up's own place in the batch record.
@@ -649,12 +652,7 @@ def test_an_event_its_streams_refuse_is_dead_lettered_alone_and_the_batch_counts
     applications = _counting_applications(monkeypatch)
     value = encode_batch(SITE, _entries(first, refused, last, *followups))
 
-    async def scenario(feed: Feed) -> None:
-        record = await _put_batch(feed, value)
-        await wait_until(settled(join.unacked, [record]), "the batch joined")
-        await join.flush_joined()
-
-    run_join(scenario)
+    run_join(functools.partial(_join_and_flush, value))
     [letter] = dead_letters_sent(producer)
     assert (letter.source_index, letter.reason_code) == (1, "internal_error")
     assert orjson.loads(letter.original) == orjson.loads(encode(refused))
