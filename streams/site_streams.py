@@ -27,6 +27,7 @@ from streams.app import metrics, owned_partitions, settings
 from streams.casefile import CaseFile, RecordPosition
 from streams.channels import (
     alerts,
+    case_files,
     produce,
     produce_batched,
     registry,
@@ -40,6 +41,7 @@ from streams.channels import (
     version_tallies,
 )
 from streams.join_backlog import Order, holds_unapplied, stream_inputs_of
+from streams.join_catch_up import CatchUps
 from streams.live_streams import (
     Applied,
     LegacyTables,
@@ -48,6 +50,7 @@ from streams.live_streams import (
     StateKind,
     StreamInput,
     TakenStates,
+    contents,
     stream_of,
 )
 from streams.monitor_policy import planned_policy
@@ -214,3 +217,8 @@ async def catch_up(pending: Sequence[tuple[Order, StreamInput]], below: int) -> 
             continue
         total += done.applied
     return total
+
+
+catch_ups = CatchUps(lambda: list(contents(case_files).items()), read_backlog, catch_up)
+"""Which input partitions' streams took their case files' backlog since the assignment
+(see :mod:`streams.join_catch_up`)."""

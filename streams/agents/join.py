@@ -60,15 +60,8 @@ from streams.retention import (
     sweep_marks,
     swept,
 )
-from streams.site_streams import (
-    InputBacklog,
-    catch_up,
-    keep_states,
-    live,
-    read_backlog,
-    send_states,
-)
 from streams.site_streams import apply as apply_to_streams
+from streams.site_streams import catch_ups, keep_states, live, send_states
 
 EVENT_TIMES = EventTimeBounds(
     max_skew=timedelta(hours=settings.event_time_max_skew_hours),
@@ -108,13 +101,6 @@ a quarter of the join's time (and a 1.4 KB stream state per case)."""
 APPLIED_HEADER = ("pms-applied", b"join")
 """On each outcome: applied to its stream by the join that produced it (an output for the
 evidence sink and auditors; no worker reads it back)."""
-caught_up: set[tuple[str, int]] = set()
-"""The input partitions whose streams took, since the last assignment, what the case files
-hold below the first offset read there (see :func:`streams.site_streams.catch_up`)."""
-backlog: list[InputBacklog] = []
-"""What the case files held and the streams did not, read once since the last assignment
-at the first record of any partition (empty: not read yet), each partition's part taken at
-its own first record."""
 LIVE_CASES_MAX = 20_000
 """Case files kept as objects (about 3 KB each with their events), least recently used
 dropped first: loading one from its table state validates every event in it again, which
@@ -149,8 +135,7 @@ async def _forget_cases_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> 
     live_cases.clear()
     sweep.clear()
     live.assign()
-    caught_up.clear()
-    backlog.clear()
+    catch_ups.assigned()
 
 
 outcome_queue = SendQueue(outcomes, headers=[APPLIED_HEADER])
@@ -180,28 +165,13 @@ async def _join_record(event: Any) -> None:
 
 async def _join_events(event: Any) -> None:
     message = event.message
-    if (message.topic, message.partition) not in caught_up:
-        # Before this partition's first record reaches the streams: they skip by position,
-        # so an older input applied after a newer one would be lost (streams.join_backlog).
-        caught_up.add((message.topic, message.partition))
-        await _catch_up(message.topic, message.partition, message.offset)
+    # Before this partition's first record reaches the streams: they skip by position, so
+    # an older input applied after a newer one would be lost (streams.join_catch_up).
+    await catch_ups.before_record((message.topic, message.partition), message.offset)
     if event.message.topic == topics.INPUTS:
         await _join_batch(event)
     else:
         await _join_forwarded(event)
-
-
-async def _catch_up(topic: str, partition: int, first_offset: int) -> None:
-    try:
-        if not backlog:
-            backlog.append(read_backlog(list(case_files.items())))
-        applied = await catch_up(backlog[0].pop((topic, partition), []), first_offset)
-    except Exception:
-        # Not this record's failure: raised here, it would be acked unhandled.
-        logger.exception("catching the streams up with the case files failed")
-        return
-    if applied:
-        logger.info("applied %d inputs the case files held, not the streams", applied)
 
 
 async def _join_batch(event: Any) -> None:

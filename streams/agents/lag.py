@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Set
-from typing import Any
 
-from postmarket.kafka_security import KafkaSecurity
 from postmarket.metrics import WorkerMetrics
 from streams.app import app, metrics, settings
+from streams.group_offsets import Partition, read_offsets, resume_offsets
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 15.0
-
-Partition = tuple[str, int]
 
 
 def partition_lag(
@@ -33,53 +30,19 @@ def partition_lag(
     committed: Mapping[Partition, int],
     earliest: Mapping[Partition, int],
 ) -> dict[Partition, int]:
-    """Records not yet committed in each owned partition whose end offset is known.
-
-    A partition the group never committed counts from its earliest offset (the workers
-    start there: ``auto_offset_reset=earliest``).
+    """Records not yet committed in each owned partition whose end offset is known: from
+    where the group resumes it (:func:`~streams.group_offsets.resume_offsets`).
 
     >>> partition_lag({("t", 0), ("t", 1)}, {("t", 0): 10, ("t", 1): 5}, {("t", 0): 7}, {})
     {('t', 0): 3, ('t', 1): 5}
     """
-    lag = {}
+    lag, resume = {}, resume_offsets(committed, earliest)
     for partition in sorted(owned):
         end = end_offsets.get(partition)
         if end is None:
             continue
-        start = committed.get(partition, earliest.get(partition, 0))
-        lag[partition] = max(end - start, 0)
+        lag[partition] = max(end - resume.get(partition, 0), 0)
     return lag
-
-
-def read_offsets(
-    bootstrap: str, group: str, owned: Set[Partition], security: KafkaSecurity | None = None
-) -> tuple[dict[Partition, int], dict[Partition, int], dict[Partition, int]]:
-    """End, committed and earliest offsets of ``owned`` for ``group`` (blocking)."""
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    from postmarket.topic_admin import admin_client
-
-    partitions = [TopicPartition(topic, partition) for topic, partition in sorted(owned)]
-    with admin_client(bootstrap, security=security) as admin:
-        answer: dict[str, Mapping[Any, Any]] = admin.list_group_offsets({group: partitions})
-        committed = {
-            (tp.topic, tp.partition): int(meta.offset)
-            for tp, meta in answer.get(group, {}).items()
-            if meta is not None and meta.offset is not None and meta.offset >= 0
-        }
-        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
-        uncommitted = [tp for tp in partitions if (tp.topic, tp.partition) not in committed]
-        starts = (
-            admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in uncommitted})
-            if uncommitted
-            else {}
-        )
-    return (
-        {(tp.topic, tp.partition): int(o.offset) for tp, o in ends.items()},
-        committed,
-        {(tp.topic, tp.partition): int(o.offset) for tp, o in starts.items()},
-    )
 
 
 class LagGauge:

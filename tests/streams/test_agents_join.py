@@ -54,8 +54,7 @@ def _reset_join_state() -> None:
     join.live_cases.clear()
     join.unwritten_cases.clear()
     join.unacked.take()
-    join.caught_up.clear()
-    join.backlog.clear()
+    site_streams.catch_ups.assigned()
     site_streams.live.clear()
     site_streams.applying = asyncio.Lock()  # bound to each test's event loop
     join.watermark.latest.clear()

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from postmarket.metrics import CONSUMER_LAG, WorkerMetrics
 from postmarket.topic_admin import ensure_topics
 from postmarket.topics import TopicSpec
-from streams.agents.lag import LagGauge, partition_lag, read_offsets
+from streams.agents.lag import LagGauge, partition_lag
+from streams.group_offsets import read_offsets
 
 
 def test_lag_is_end_minus_committed() -> None:

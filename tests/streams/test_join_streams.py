@@ -242,8 +242,7 @@ def test_what_the_previous_release_left_unapplied_is_applied_once_at_the_next_as
         await wait_until(settled(join.unacked, [event]), "the first record handled")
         await join.flush_joined()
         # Read again after a restart: nothing more to apply.
-        join.caught_up.clear()
-        join.backlog.clear()
+        site_streams.catch_ups.assigned()
         site_streams.live.assign()
         again = await feed.put_v1_event(topics.PREDICTIONS, "c-new", newer)
         await wait_until(settled(join.unacked, [again]), "a newer prediction joined")
@@ -274,7 +273,7 @@ def test_the_case_files_are_read_once_per_assignment_and_each_partition_takes_it
         reads.append(1)
         return site_streams.read_backlog(states)
 
-    monkeypatch.setattr(join, "read_backlog", counted)
+    monkeypatch.setattr(site_streams.catch_ups, "read_backlog", counted)
 
     async def scenario(feed: Feed) -> None:
         feed._offsets[(topics.INPUTS, PARTITION)] = iter([5])  # type: ignore[assignment]
@@ -300,7 +299,7 @@ def test_a_catch_up_that_fails_still_joins_the_record_that_triggered_it(
     async def failing(*args: Any) -> int:
         raise RuntimeError("a case file the catch-up cannot read")
 
-    monkeypatch.setattr(join, "catch_up", failing)
+    monkeypatch.setattr(site_streams.catch_ups, "apply_backlog", failing)
     prediction = make_prediction(case_pseudonym="c-1")
 
     async def scenario(feed: Feed) -> None:
