@@ -232,29 +232,26 @@ class LiveStreams:
     async def apply_all(
         self, inputs: Sequence[tuple[StreamInput, RecordPosition]], emit: Emit, partition: int
     ) -> Applied:
-        """Apply each input, read at its position, to its stream's monitor once, then
-        ``emit`` the alerts they raised; what was applied and what was a duplicate (the
-        caller counts those: it may know them as duplicates already).
+        """Apply each input, read at its position, to its stream's monitor once (stream by
+        stream, each stream's in their order), then ``emit`` the alerts they raised; what
+        was applied and what was a duplicate (the caller counts those: it may know them as
+        duplicates already).
 
         All or nothing: if anything raises (``emit`` too), every stream is left as before
         the first input. The changed states go to ``partition`` of the changelogs at the
         next flush (the caller's record's partition: where its worker owns the streams).
         """
+        by_stream = _by_stream(inputs)
         marks: dict[str, _Mark] = {}
         raised: list[tuple[StreamKey, Alert]] = []
         rebaselined: list[StreamKey] = []
-        total = Applied(0, 0)
+        applied = duplicates = 0
         try:
-            for item, position in inputs:
-                stream = stream_of(item)
-                key = stream.as_key()
-                if key not in marks:
-                    marks[key] = self._mark(key, stream)
-                done = self._apply_to(key, stream, item, position, partition, raised)
-                total = Applied(total.applied + done.applied, total.duplicates + done.duplicates)
-                self._journal.setdefault(key, []).append((item, position))
-                if isinstance(item, Rebaseline) and item.scope == "reference" and done.applied:
-                    rebaselined.append(stream)
+            for key, (stream, items) in by_stream.items():
+                marks[key] = self._mark(key, stream)
+                done = self._apply_to(key, stream, items, partition, raised, rebaselined)
+                applied, duplicates = applied + done.applied, duplicates + done.duplicates
+                self._journal.setdefault(key, []).extend(items)
             for _stream, alert in raised:
                 await emit(alert)
         except BaseException:
@@ -266,38 +263,50 @@ class LiveStreams:
             self._metrics.alerts.labels(*labels, alert.detector, alert.severity).inc()
         for stream in rebaselined:
             self._count_rebaseline(stream)
-        return total
+        return Applied(applied, duplicates)
 
     def _apply_to(
         self,
         key: str,
         stream: StreamKey,
-        item: StreamInput,
-        position: RecordPosition,
+        items: Sequence[tuple[StreamInput, RecordPosition]],
         partition: int,
         raised: list[tuple[StreamKey, Alert]],
+        rebaselined: list[StreamKey],
     ) -> Applied:
+        """One stream's inputs, in their order, on its monitor (looked up once)."""
         # A decision for a stream with no state yet goes to a fresh monitor: it restarts an
         # empty reference (harmless) and is remembered, so a redelivery is skipped.
         monitor = self.monitor(key, stream)
         applied = duplicates = 0
-        for signals in observations(monitor, item, position):
-            if signals is None:
-                duplicates += 1
+        sides: set[StateKind] = set()
+        for item, position in items:
+            applied_here = 0
+            for signals in observations(monitor, item, position):
+                if signals is None:
+                    duplicates += 1
+                    continue
+                applied_here += 1
+                # Built as each fires, from the monitor as it is then: the alert id stays
+                # the same however the join batched the predictions before a crash and after.
+                raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
+            if not applied_here:
                 continue
-            applied += 1
-            # Built as each fires, from the monitor as it is then: the alert id stays the
-            # same however the join batched the predictions before a crash and after it.
-            raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
+            applied += applied_here
+            if isinstance(item, Rebaseline):
+                # A decision changes the label-free side, and the labelled one too when it
+                # restarts a claims test that rejected (restart_after_review).
+                sides.update(STATE_KINDS)
+                if item.scope == "reference":
+                    rebaselined.append(stream)
+            else:
+                sides.add("outcome" if isinstance(item, Outcome) else "prediction")
         if applied:
-            # A decision changes the label-free side, and the labelled one too when it
-            # restarts a claims test that rejected (restart_after_review).
-            side: StateKind = "outcome" if isinstance(item, Outcome) else "prediction"
-            self.unwritten[(side, key)] = (partition, monitor)
-            if isinstance(item, Rebaseline) or self._adopting(key):
+            if self._adopting(key):
                 # Adopted from the legacy tables: both sides move, or one would be lost.
-                self.unwritten[("outcome", key)] = (partition, monitor)
-                self.unwritten[("prediction", key)] = (partition, monitor)
+                sides.update(STATE_KINDS)
+            for side in sides:
+                self.unwritten[(side, key)] = (partition, monitor)
             self.changed[key] = monitor
         return Applied(applied, duplicates)
 
@@ -531,3 +540,19 @@ def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
     )
     stream = StreamKey.from_key(key)
     return version_tally(stream, counts, monitor.first_case_time, monitor.last_case_time)
+
+
+def _by_stream(
+    inputs: Sequence[tuple[StreamInput, RecordPosition]],
+) -> dict[str, tuple[StreamKey, list[tuple[StreamInput, RecordPosition]]]]:
+    """The inputs by stream key, each stream's in their order (streams are independent:
+    applied stream by stream, each is looked up, marked and journalled once per call)."""
+    grouped: dict[str, tuple[StreamKey, list[tuple[StreamInput, RecordPosition]]]] = {}
+    for item, position in inputs:
+        stream = stream_of(item)
+        key = stream.as_key()
+        entry = grouped.get(key)
+        if entry is None:
+            entry = grouped[key] = (stream, [])
+        entry[1].append((item, position))
+    return grouped

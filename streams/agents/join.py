@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -17,6 +17,7 @@ from postmarket.contracts import (
     Prediction,
     Problem,
     Rebaseline,
+    StreamKey,
     decode,
     encode,
     utc_now,
@@ -222,8 +223,10 @@ async def _join_elements(
             alone = functools.partial(_join, work.position, work.event, sent_at, at.topic)
             await dead_lettering(source, alone, "joining")
         return
+    kept = KeptCounts()
     for _source, work in staged:
-        _keep(work)
+        _keep(work, kept)
+    kept.publish()
     _sweep_if_due(at.partition)
 
 
@@ -381,7 +384,9 @@ async def _join(
     site_last_event(case_event.site_id).set(time.time())
     if work.inputs:
         await apply_to_streams(work.inputs, position.partition)
-    _keep(work)
+    kept = KeptCounts()
+    _keep(work, kept)
+    kept.publish()
     _sweep_if_due(position.partition)
 
 
@@ -413,9 +418,29 @@ async def _stage(
     return Staged(position, case_event, sent_at, sent_to, key, changed, accepted, legacy, inputs)
 
 
-def _keep(work: Staged) -> None:
-    """The event's case as it changed it, once its streams took its inputs; its counts and
-    outcomes. Held with no await: the next flush writes the case."""
+class KeptCounts:
+    """What the events of a record kept add to the join's counters, by stream: counted once
+    per record (a labelled counter's increment takes its lock; once per event it was a
+    tenth of keeping one)."""
+
+    def __init__(self) -> None:
+        self.predictions: Counter[str] = Counter()
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()
+
+    def publish(self) -> None:
+        for key, count in self.predictions.items():
+            predictions_counted(*_labels(key)).inc(count)
+        for (key, decision, label), count in self.outcomes.items():
+            outcomes_counted(*_labels(key), decision, label).inc(count)
+
+
+def _labels(stream_key: str) -> tuple[str, ...]:
+    return metrics.stream_labels(StreamKey.from_key(stream_key))
+
+
+def _keep(work: Staged, kept: KeptCounts) -> None:
+    """The event's case as it changed it, once its streams took its inputs; its outcomes,
+    and its counts in ``kept``. Held with no await: the next flush writes the case."""
     accepted, event = work.accepted, work.event
     if accepted.duplicate:
         duplicates(work.sent_to).inc()
@@ -427,7 +452,7 @@ def _keep(work: Staged) -> None:
         if work.legacy:
             _forget_legacy_key(event.case_pseudonym)
         if isinstance(event, Prediction):
-            predictions_counted(*metrics.stream_labels(event.stream)).inc()
+            kept.predictions[event.stream.as_key()] += 1
     # Handed over after the record (_join_record), at the latest by the flush that acks it
     # (Faust flushes the producer before committing); on a replay of this very record the
     # same outcomes are sent again and their consumers skip them by event id.
@@ -436,8 +461,7 @@ def _keep(work: Staged) -> None:
         record = (outcome_partition(stream_key), stream_key.encode(), encode(outcome))
         outcome_queue.put(record)
         if not accepted.duplicate:
-            labels = metrics.stream_labels(outcome.stream)
-            outcomes_counted(*labels, outcome.decision, outcome.label).inc()
+            kept.outcomes[stream_key, outcome.decision, outcome.label] += 1
             # Pipeline latency of the record that completed the join, not the clinical
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - work.sent_at, 0.0))

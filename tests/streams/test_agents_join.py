@@ -19,6 +19,7 @@ from postmarket import topics
 from postmarket.authenticity import SigningKey, SiteKeyring
 from postmarket.contracts import DeadLetter, FollowUp, Outcome, Prediction, decode, encode
 from postmarket.contracts.batches import EventKind, encode_batch
+from postmarket.metrics import STREAM_LABELS
 from streams import app as worker
 from streams import authentication, site_streams
 from streams.agents import join
@@ -551,10 +552,16 @@ def test_a_batch_with_a_malformed_a_foreign_and_a_duplicate_event_counts_the_goo
     foreign = _entries(make_prediction(case_pseudonym="c-3", site_id="site-b"))[0]
     value = encode_batch(SITE, [entries[0], malformed, *entries[1:3], foreign, entries[3]])
     duplicates_before = counter("events_duplicate", topic=topics.INPUTS)
+    stream = dict(zip(STREAM_LABELS, prediction.stream.as_key().split("|"), strict=True))
+    missed = {**stream, "decision": "negative", "label": "positive"}
+    counted_before = counter("predictions", **stream), counter("outcomes", **missed)
 
     run_join(functools.partial(_join_and_flush, value))
     [outcome] = outcomes_sent(producer)
     assert (outcome.prediction_event_id, outcome.label) == (prediction.event_id, "positive")
+    # The batch's two new predictions and its outcome counted once each, by stream and cell.
+    counted = counter("predictions", **stream), counter("outcomes", **missed)
+    assert (counted[0] - counted_before[0], counted[1] - counted_before[1]) == (2, 1)
     # Joined at the follow-up's own place in the batch record.
     at = outcome.joined_at
     assert (at.topic, at.partition, at.offset, at.index, at.rank) == (
