@@ -420,8 +420,8 @@ async def _stage(
 
 class KeptCounts:
     """What the events of a record kept add to the join's counters, by stream: counted once
-    per record (a labelled counter's increment takes its lock; once per event it was a
-    tenth of keeping one)."""
+    per record and stream, not once per event (each increment looks its labels up and takes
+    its counter's lock)."""
 
     def __init__(self) -> None:
         self.predictions: Counter[str] = Counter()

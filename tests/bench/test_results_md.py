@@ -80,6 +80,19 @@ def test_the_batched_worker_is_judged_against_twice_the_bare_per_record_agent(
     )
 
 
+def test_the_batched_workers_ratio_names_the_runs_it_is_the_best_of(tmp_path: Path) -> None:
+    runs = {
+        "full_worker_batches_runs_events_per_s": [15100.0, 16200.0],
+        "bare_faust_runs_events_per_s": [9000.0, 7400.0],
+    }
+    (tmp_path / "pipeline.json").write_text(json.dumps({**PIPELINE, **BATCHES, **runs}))
+    found, _ = figures(tmp_path)
+    batched = next(f for f in found if f.name == BATCHED_RATIO)
+    assert batched.value == (
+        "1.80 x (16,200 vs 9,000 events/s; best of runs 15,100 / 16,200 vs 9,000 / 7,400)"
+    )
+
+
 @pytest.mark.parametrize(
     ("offered", "p99", "met"), [(200.0, 150.0, True), (200.0, 240.0, False), (150.0, 90.0, False)]
 )
