@@ -30,8 +30,9 @@ Partition = tuple[str, int]
 Pending = Sequence[tuple[Order, StreamInput]]
 Backlog = dict[Partition, list[tuple[Order, StreamInput]]]
 ReadBacklog = Callable[[Iterable[tuple[str, dict[str, Any] | None]]], Backlog]
-ApplyBacklog = Callable[[Pending, int], Awaitable[int]]
-"""Apply one partition's backlog below an offset; how many inputs were applied."""
+ApplyBacklog = Callable[[Pending, int, Callable[[], bool]], Awaitable[int]]
+"""Apply one partition's backlog below an offset, while the callable says it is still
+owned; how many inputs were applied."""
 ResumeOffsets = Callable[[Set[Partition]], Awaitable[dict[Partition, int]]]
 """The offset each partition resumes at: its group's commit, else its earliest."""
 
@@ -52,14 +53,20 @@ class CatchUps:
         self.done: set[Partition] = set()
         self._backlog: list[Backlog] = []
         self._under_way: dict[Partition, asyncio.Event] = {}
-        self._assignments = 0
+        self._generation = 0
+        """Counts revokes and assignments: a timer's catch-up stops at the next one."""
+
+    def revoked(self) -> None:
+        """Partitions are being revoked: a catch-up from the timer stops before its next
+        input (the record path's is awaited by the rebalance)."""
+        self._generation += 1
 
     def assigned(self) -> None:
         """A new assignment: every partition caught up again, from the case files as
         recovered (the tables may have been restored from their changelogs)."""
         self.done.clear()
         self._backlog.clear()
-        self._assignments += 1
+        self._generation += 1
 
     async def before_record(self, partition: Partition, offset: int) -> None:
         """Before a record of ``partition`` at ``offset`` reaches the streams: its
@@ -70,13 +77,13 @@ class CatchUps:
         if partition in self.done:
             return
         self.done.add(partition)
-        await self._catch_up(partition, offset)
+        await self._catch_up(partition, offset, _always)
 
     async def quiet(self, owned: Set[Partition], resume_offsets: ResumeOffsets) -> int:
         """Catch up each partition of ``owned`` no record has reached since the assignment,
         below the offset it resumes at; how many were. Call only once the tables are
         recovered (between rebalances). A partition with nothing to catch up needs no
-        offset; a new assignment while the offsets are read stops it."""
+        offset; a revoke or an assignment meanwhile stops it (see :meth:`revoked`)."""
         waiting = set(owned) - self.done
         if not waiting:
             return 0
@@ -85,18 +92,22 @@ class CatchUps:
         pending = {p for p in waiting if backlog.get(p)}
         if not pending:
             return 0
-        assignment = self._assignments
+        generation = self._generation
+
+        def current() -> bool:
+            return self._generation == generation
+
         resume = await resume_offsets(pending)
         caught_up = 0
         for partition in sorted(pending):
-            if self._assignments != assignment:
+            if not current():
                 break
             if partition in self.done or partition not in resume:
                 continue  # a record came meanwhile, or the broker did not say
             self.done.add(partition)
             finished = self._under_way[partition] = asyncio.Event()
             try:
-                await self._catch_up(partition, resume[partition])
+                await self._catch_up(partition, resume[partition], current)
             finally:
                 del self._under_way[partition]
                 finished.set()
@@ -108,12 +119,19 @@ class CatchUps:
             self._backlog.append(self.read_backlog(self._case_states()))
         return self._backlog[0]
 
-    async def _catch_up(self, partition: Partition, below: int) -> None:
+    async def _catch_up(
+        self, partition: Partition, below: int, current: Callable[[], bool]
+    ) -> None:
         try:
-            applied = await self.apply_backlog(self._backlog_read().pop(partition, []), below)
+            pending = self._backlog_read().pop(partition, [])
+            applied = await self.apply_backlog(pending, below, current)
         except Exception:
             # Not the record's failure: raised into it, it would be acked unhandled.
             logger.exception("catching the streams up with the case files failed")
             return
         if applied:
             logger.info("applied %d inputs the case files held, not the streams", applied)
+
+
+def _always() -> bool:
+    return True

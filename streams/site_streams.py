@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from postmarket import topics
@@ -190,7 +190,11 @@ def read_backlog(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> In
     return backlog
 
 
-async def catch_up(pending: Sequence[tuple[Order, StreamInput]], below: int) -> int:
+async def catch_up(
+    pending: Sequence[tuple[Order, StreamInput]],
+    below: int,
+    owned: Callable[[], bool] = lambda: True,
+) -> int:
     """Apply, in the join's order, the inputs of one input partition's backlog
     (:func:`read_backlog`) below offset ``below``; how many were applied (the streams skip
     by position what they applied since the backlog was read).
@@ -203,11 +207,14 @@ async def catch_up(pending: Sequence[tuple[Order, StreamInput]], below: int) -> 
     applied: those records are read again and applied in order, as replays.
 
     An input refused is logged and skipped, as the previous release's stream agent
-    dead-lettered it."""
+    dead-lettered it. Stops once ``owned`` says the partition may be revoked: a state
+    applied after the revoke's flush could overwrite what its next owner writes."""
     total = 0
     for order, item in pending:
         if order[2] >= below:
             continue
+        if not owned():
+            break
         stream = stream_of(item)
         position = RecordPosition(order[0], order[1], order[2], order[3])
         try:

@@ -125,6 +125,7 @@ async def _forget_cases_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> 
     # While this worker still owns the partitions: a case file or stream state written
     # after the revoke could overwrite what their new owner wrote. If it fails the worker
     # fails, and its records, never acked, are joined again by whoever owns them next.
+    catch_ups.revoked()  # before the flush: a timer's catch-up applies nothing after it
     await flush_joined()
     live_cases.clear()
     sweep.clear()

@@ -20,25 +20,36 @@ RESUME = {QUIET: 40, BUSY: 70, EMPTY: 90}
 
 
 class Recorder:
-    """Stand-ins that record what happened, in order: ``("caught up", partition, below)``
-    per catch-up with a backlog, ``("record", partition)`` per record. A catch-up and an
+    """Stand-ins that record what happened, in order: ``("caught up", partition, below,
+    offset)`` per input caught up, ``("record", partition)`` per record. A catch-up and an
     offset read each yield to the loop, as applying to streams and asking the broker do."""
 
     def __init__(self) -> None:
         self.log: list[tuple[Any, ...]] = []
         self.reads = 0
+        self.started = 0
+        """Inputs whose application began."""
         self.asked: list[set[Partition]] = []
 
     def read(self, _states: Iterable[tuple[str, dict[str, Any] | None]]) -> Backlog:
         self.reads += 1
-        # Each partition's backlog holds one input; the partition itself stands in for it.
-        return {p: [((p[0], p[1], 0, 0, 0, 0), _stand_in(p))] for p in (QUIET, BUSY)}
+        # Each partition's backlog holds inputs at offsets 0 and 1; the partition itself
+        # stands in for each.
+        return {
+            p: [((p[0], p[1], offset, 0, 0, 0), _stand_in(p)) for offset in (0, 1)]
+            for p in (QUIET, BUSY)
+        }
 
-    async def apply(self, pending: Pending, below: int) -> int:
-        await asyncio.sleep(0.01)
-        for _order, partition in pending:
-            self.log.append(("caught up", partition, below))
-        return len(pending)
+    async def apply(self, pending: Pending, below: int, current: Callable[[], bool]) -> int:
+        applied = 0
+        for order, partition in pending:
+            if not current():
+                break
+            self.started += 1
+            await asyncio.sleep(0.01)
+            self.log.append(("caught up", partition, below, order[2]))
+            applied += 1
+        return applied
 
     async def resume_offsets(self, partitions: Set[Partition]) -> dict[Partition, int]:
         self.asked.append(set(partitions))
@@ -55,6 +66,14 @@ def _stand_in(partition: Partition) -> Any:
     return partition
 
 
+def _of(log: list[tuple[Any, ...]], partition: Partition) -> list[tuple[Any, ...]]:
+    return [entry for entry in log if entry[1] == partition]
+
+
+def _caught_up(partition: Partition, below: int) -> list[tuple[Any, ...]]:
+    return [("caught up", partition, below, offset) for offset in (0, 1)]
+
+
 def _run(scenario: Callable[[Recorder, CatchUps], Coroutine[Any, Any, None]]) -> Recorder:
     recorder = Recorder()
     asyncio.run(scenario(recorder, CatchUps(lambda: [], recorder.read, recorder.apply)))
@@ -68,7 +87,7 @@ def test_a_quiet_partition_is_caught_up_below_its_resume_offset_once() -> None:
         await recorder.record(catch_ups, QUIET, 40)  # its first record: nothing more
 
     recorder = _run(scenario)
-    assert recorder.log == [("caught up", QUIET, 40), ("record", QUIET)]
+    assert recorder.log == [*_caught_up(QUIET, 40), ("record", QUIET)]
     # Offsets asked only for the partition with a backlog; the case files read once.
     assert recorder.asked == [{QUIET}]
     assert recorder.reads == 1
@@ -82,7 +101,7 @@ def test_a_record_arriving_during_its_partitions_catch_up_waits_for_it() -> None
         await recorder.record(catch_ups, QUIET, 40)
         await timer
 
-    assert _run(scenario).log == [("caught up", QUIET, 40), ("record", QUIET)]
+    assert _run(scenario).log == [*_caught_up(QUIET, 40), ("record", QUIET)]
 
 
 def test_a_partition_whose_record_came_while_the_offsets_were_read_is_left_to_it() -> None:
@@ -97,11 +116,9 @@ def test_a_partition_whose_record_came_while_the_offsets_were_read_is_left_to_it
         assert await timer == 1
 
     recorder = _run(scenario)
-    assert recorder.log == [
-        ("caught up", BUSY, 70),
-        ("record", BUSY),
-        ("caught up", QUIET, 40),
-    ]
+    # (The two partitions' catch-ups may interleave: their streams are apart.)
+    assert _of(recorder.log, BUSY) == [*_caught_up(BUSY, 70), ("record", BUSY)]
+    assert _of(recorder.log, QUIET) == _caught_up(QUIET, 40)
 
 
 def test_a_new_assignment_while_the_offsets_are_read_stops_the_timers_catch_up() -> None:
@@ -114,7 +131,7 @@ def test_a_new_assignment_while_the_offsets_are_read_stops_the_timers_catch_up()
         assert await catch_ups.quiet({QUIET}, recorder.resume_offsets) == 1  # the next tick
 
     recorder = _run(scenario)
-    assert recorder.log == [("caught up", QUIET, 40)]
+    assert recorder.log == _caught_up(QUIET, 40)
     assert recorder.reads == 2  # read again for the new assignment
 
 
@@ -127,4 +144,20 @@ def test_a_partition_the_broker_gives_no_offset_for_waits_for_the_next_tick() ->
         assert QUIET not in catch_ups.done
         assert await catch_ups.quiet({QUIET}, recorder.resume_offsets) == 1
 
-    assert _run(scenario).log == [("caught up", QUIET, 40)]
+    assert _run(scenario).log == _caught_up(QUIET, 40)
+
+
+def test_a_revoke_stops_the_timers_catch_up_before_its_next_input() -> None:
+    """What it applies after the revoke's flush would be written by no one, or later over
+    the partition's next owner."""
+
+    async def scenario(recorder: Recorder, catch_ups: CatchUps) -> None:
+        timer = asyncio.create_task(catch_ups.quiet({QUIET, BUSY}, recorder.resume_offsets))
+        while not recorder.started:
+            await asyncio.sleep(0.001)
+        catch_ups.revoked()
+        await timer
+
+    # The input under way when the revoke began is applied (the revoke's flush, waiting for
+    # it, writes it); nothing after it.
+    assert _run(scenario).log == [("caught up", QUIET, 40, 0)]
