@@ -6,7 +6,7 @@ previous release's unapplied outcomes, adopted legacy states) applied exactly on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Set
 from typing import Any
 
 import pytest
@@ -336,6 +336,54 @@ def test_case_files_from_a_flush_cut_short_are_not_applied_ahead_of_the_records_
 
     run_join(scenario)
     assert site_stream_prediction_monitors.data[STREAM]["predictions"] == 2
+
+
+def _unapplied_predictions(offsets: Iterable[int]) -> None:
+    """Case files holding a prediction read at each offset of the batches' partition, which
+    no stream applied (a worker of the previous release joined them, or a flush was cut
+    short between the case files and the stream's state)."""
+    for offset in offsets:
+        case = CaseFile()
+        case.add(
+            make_prediction(case_pseudonym=f"c-{offset}"),
+            RecordPosition(topics.INPUTS, PARTITION, offset),
+        )
+        case_files.data[case_key(SITE, f"c-{offset}")] = case.to_state()
+
+
+@pytest.mark.parametrize(("committed", "applied"), [(3, 3), (1, 1)])
+def test_a_partition_no_record_reaches_is_caught_up_below_its_committed_offset(
+    producer: RecordingProducer, owning: None, committed: int, applied: int
+) -> None:
+    """The quiet-partition timer's path (streams.agents.quiet_partitions), with the group's
+    commit given: the case files' inputs below it reach the stream, none at or above it
+    (those records are read again, in order)."""
+    _unapplied_predictions(range(3))
+
+    async def resume(partitions: Set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {partition: committed for partition in partitions}
+
+    async def scenario(feed: Feed) -> None:
+        assert await site_streams.catch_ups.quiet({(topics.INPUTS, PARTITION)}, resume) == 1
+        await join.flush_joined()
+
+    run_join(scenario)
+    assert site_stream_prediction_monitors.data[STREAM]["predictions"] == applied
+
+
+def test_a_catch_up_applies_nothing_once_its_partition_may_be_revoked(
+    producer: RecordingProducer, owning: None
+) -> None:
+    _unapplied_predictions(range(2))
+
+    async def scenario(feed: Feed) -> None:
+        backlog = site_streams.read_backlog(list(case_files.data.items()))
+        pending = backlog[(topics.INPUTS, PARTITION)]
+        assert len(pending) == 2
+        assert await site_streams.catch_up(pending, 2, lambda: False) == 0
+        assert await site_streams.catch_up(pending, 2) == 2  # owned throughout
+
+    run_join(scenario)
 
 
 def test_a_forwarded_review_restarts_the_rejected_claims_test_and_moves_no_reference(
