@@ -17,12 +17,12 @@ from postmarket.contracts import (
     Prediction,
     Problem,
     Rebaseline,
-    StreamKey,
     decode,
     encode,
     utc_now,
 )
 from postmarket.contracts.batches import BatchElement, check_batch_key, decode_batch
+from postmarket.contracts.events import stream_key
 from postmarket.metrics import Children
 from streams import site_streams
 from streams.app import app, consumed, duplicates, metrics, owned_partitions, settings
@@ -435,8 +435,11 @@ class KeptCounts:
             outcomes_counted(*_labels(key), decision, label).inc(count)
 
 
-def _labels(stream_key: str) -> tuple[str, ...]:
-    return metrics.stream_labels(StreamKey.from_key(stream_key))
+def _labels(key: str) -> tuple[str, ...]:
+    """The metric labels of a stream key made by ``StreamKey.as_key`` (the stream shared,
+    validated once: :func:`~postmarket.contracts.events.stream_key`)."""
+    device_id, device_version, site_id, task = key.split("|")
+    return metrics.stream_labels(stream_key(device_id, device_version, site_id, task))
 
 
 def _keep(work: Staged, kept: KeptCounts) -> None:
@@ -458,11 +461,11 @@ def _keep(work: Staged, kept: KeptCounts) -> None:
     # (Faust flushes the producer before committing); on a replay of this very record the
     # same outcomes are sent again and their consumers skip them by event id.
     for outcome in accepted.outcomes:
-        stream_key = outcome.stream.as_key()
-        record = (outcome_partition(stream_key), stream_key.encode(), encode(outcome))
+        key = outcome.stream.as_key()
+        record = (outcome_partition(key), key.encode(), encode(outcome))
         outcome_queue.put(record)
         if not accepted.duplicate:
-            kept.outcomes[stream_key, outcome.decision, outcome.label] += 1
+            kept.outcomes[key, outcome.decision, outcome.label] += 1
             # Pipeline latency of the record that completed the join, not the clinical
             # wait for truth (event times), which the follow-up completeness shows.
             metrics.outcome_latency.observe(max(time.time() - work.sent_at, 0.0))
@@ -478,11 +481,11 @@ def _check_placed(site_id: str, partition: int) -> None:
 
 
 @functools.lru_cache(maxsize=4096)
-def outcome_partition(stream_key: str) -> int:
+def outcome_partition(key: str) -> int:
     """The partition of a stream's outcomes, as the producer's key hash would choose it
     (murmur2, as Faust's default partitioner and the Java client; ``pms.outcomes.v1`` has
     ``topic_partitions``, checked at start), hashed once per stream instead of per outcome."""
-    return key_partition(stream_key, settings.topic_partitions)
+    return key_partition(key, settings.topic_partitions)
 
 
 def _believe_event_time(
