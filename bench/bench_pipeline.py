@@ -10,8 +10,9 @@ of the two (its group starts at the end of the other):
 
 - **full worker on batches** and **full worker on v1 records**: ``postmarket worker``
   (verify, validate, dedupe, join, adjudicate, outcomes, per-stream and pooled detectors,
-  metrics), timed from its first consumed event to the moment every case's outcome has
-  been applied by the stream monitors (read from /metrics). Every stream is new there: its
+  metrics), timed from its first consumed event (read from /metrics) to the moment its
+  last outcome, applied by the stream monitors, was produced (that record's timestamp, as
+  the producer stamped it: :func:`last_outcome_at`). Every stream is new there: its
   charts are designed and its references grow (a bootstrap calibration per window) within
   the timed window;
 - **full worker on batches, streams warm**: the same batches read by a fresh worker once
@@ -97,7 +98,9 @@ EVENTS = int(os.environ.get("PMS_BENCH_PIPELINE_EVENTS", "40000"))
 BUSY_POLL_S = 0.5
 """How often the full worker's /metrics is read while it works: a scrape costs it about 8 ms
 of CPU (some 500 labelled series), so reading it ten times a second took 8 % of its time;
-twice a second costs 2 %, and the end is known to within half a second of a 40 s run."""
+twice a second costs 2 %. The end of a run is not this poll's: it is when the worker
+produced its last outcome (:func:`last_outcome_at`), as the bare agent's is its last event
+(half a second of polling was an eighth of a 4-second run, on the worker's side only)."""
 STAGE_CASES = 5_000
 """Cases (a prediction and a follow-up each) taken through the agents' calls in process."""
 LATENCY_RATE = 2_000  # offered events/s (a prediction and its follow-up per case)
@@ -465,10 +468,11 @@ def full_worker_rate(
 ) -> dict[str, float]:
     """Start the worker on the pre-filled topics; events/s from its first event to the last.
 
-    End to end: every case's outcome applied by a stream monitor, over the time from the
-    first event consumed. Read from the join's outcome counter: the join counts an outcome
-    once its streams have applied it, as each event comes, whereas the streams' confusion
-    gauges are set every 2 s (waiting for them added up to 2 s to an 8 s run). The run
+    End to end: every case's outcome applied by a stream monitor and produced, over the time
+    from the first event consumed. Watched through the join's outcome counter: the join
+    counts an outcome once its streams have applied it, as each event comes, whereas the
+    streams' confusion gauges are set every 2 s (waiting for them added up to 2 s to an 8 s
+    run); the end is the last outcome record's timestamp, not the poll's. The run
     stops after FULL_WORKER_CAP_S of processing so the benchmark stays short on a slow
     build; the end-to-end rate is then that of the input events whose case's outcome was
     applied by the cap (a prediction and a follow-up each).
@@ -480,9 +484,12 @@ def full_worker_rate(
     measured ones between two looks at /metrics).
     """
     warm_events, warm_cases = warm
+    bootstrap = worker.settings.kafka_bootstrap
+    outcomes_before = end_offsets(bootstrap, topics.OUTCOMES)
     starting = threading.Thread(target=worker.start, kwargs={"timeout_s": 180.0}, daemon=True)
     starting.start()
     first: float | None = None
+    first_epoch = 0.0
     read_at_first = 0.0
     reached: dict[str, float] = {}
     deadline = time.monotonic() + 180 + FULL_WORKER_CAP_S
@@ -492,7 +499,7 @@ def full_worker_rate(
         totals = scrape(worker.metrics_url, input_topics)
         now = time.perf_counter()
         if first is None and totals["joined"] > 0 and totals["joined"] >= warm_events:
-            first = now
+            first, first_epoch = now, time.time()
             read_at_first = totals["joined"] if warm_events else 0.0
         for name, total, goal in (
             ("inputs_read_s", "joined", warm_events + expected),
@@ -507,11 +514,13 @@ def full_worker_rate(
     if first is None:
         raise RuntimeError(f"worker processed nothing: {worker.tail()}")
     starting.join(timeout=180)
-    elapsed = max(now - first, 1e-9)
+    completed = totals["emitted"] >= warm_cases + cases
+    ended = last_outcome_at(bootstrap, outcomes_before) if completed else None
+    # Polled, the end is up to BUSY_POLL_S late; the last outcome's own time is not.
+    elapsed = max(ended - first_epoch if ended is not None else now - first, 1e-9)
     # Cold: every event, from the first one read; warm: those read after the clock started.
     measured = warm_events + expected - read_at_first if warm_events else expected
     join_rate = min(totals["joined"] - read_at_first, measured) / elapsed
-    completed = totals["emitted"] >= warm_cases + cases
     applied = totals["emitted"] - warm_cases
     return {
         # Cut off by the cap: the input events whose case's outcome was applied (two each).
@@ -521,6 +530,47 @@ def full_worker_rate(
         "elapsed_s": elapsed,
         **reached,
     }
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset of ``topic`` now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return {tp.partition: int(end) for tp, end in consumer.end_offsets(assigned).items()}
+    finally:
+        consumer.close()
+
+
+def last_outcome_at(bootstrap: str, since: dict[int, int]) -> float | None:
+    """When the last outcome produced past the offsets ``since`` was handed to the producer
+    (its record's CreateTime, epoch seconds; the producer stamps a record as it takes it),
+    or None if none was. Each partition's last record is its latest: a partition's records
+    are appended in the order they are produced."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        every = consumer.partitions_for_topic(topics.OUTCOMES) or set()
+        ends = consumer.end_offsets([TopicPartition(topics.OUTCOMES, p) for p in every])
+        grown = [tp for tp, end in ends.items() if end > since.get(tp.partition, 0)]
+        if not grown:
+            return None
+        consumer.assign(grown)
+        for tp in grown:
+            consumer.seek(tp, ends[tp] - 1)
+        latest: dict[int, float] = {}
+        deadline = time.monotonic() + 30
+        while len(latest) < len(grown) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                latest[tp.partition] = max(record.timestamp for record in records) / 1000
+        if len(latest) < len(grown):
+            raise RuntimeError(f"the last outcomes of {len(grown) - len(latest)} partitions unread")
+        return max(latest.values())
+    finally:
+        consumer.close()
 
 
 def start_at_end(bootstrap: str, group: str, keep: tuple[str, ...] = ()) -> None:

@@ -5,7 +5,7 @@ batches, grouped by what the frames belong to.
 Not a benchmark (``bench/run.py`` runs ``bench_*.py`` only): a driver built from
 :mod:`bench_pipeline`'s pieces. A local stack in a temporary home, the same events as
 bench_pipeline's, then runs alternating between a worker with py-spy attached from its
-first consumed event to its last outcome applied, and, with ``--plain``, one without
+first consumed event to its last outcome produced, and, with ``--plain``, one without
 (the events/s py-spy costs). Writes the collapsed stacks of each profiled run and prints
 the share of samples per group. Each run also reports the worker's garbage collections
 while it worked (per generation: how many per 10,000 events, seconds, the longest pause)
@@ -351,7 +351,9 @@ def profiled_run(
     try:
         starting = threading.Thread(target=worker.start, kwargs={"timeout_s": 180.0}, daemon=True)
         starting.start()
+        outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
         first: float | None = None
+        first_epoch = 0.0
         gc_start: dict[str, Any] = {}
         cpu_start = cpu_end = 0.0
         deadline = time.monotonic() + 180 + bp.FULL_WORKER_CAP_S
@@ -360,7 +362,7 @@ def profiled_run(
             totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
             now = time.perf_counter()
             if first is None and totals["joined"] > 0:
-                first = now
+                first, first_epoch = now, time.time()
                 cpu_start = cpu_seconds(worker.pid)
                 gc_start = (
                     gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
@@ -384,17 +386,20 @@ def profiled_run(
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-            if first is not None and totals["applied"] >= cases:
+            # The outcome counter, not the streams' confusion gauges (set every 2 s: the
+            # profile's idle share was mostly the wait for them).
+            if first is not None and totals["emitted"] >= cases:
                 cpu_end = cpu_seconds(worker.pid)
                 break
             time.sleep(0.02 if first is None else bp.BUSY_POLL_S)
         starting.join(timeout=180)
-        elapsed = time.perf_counter() - (first or time.perf_counter())
+        ended = bp.last_outcome_at(settings.kafka_bootstrap, outcomes_before)
+        elapsed = (ended or time.time()) - (first_epoch or time.time())
         window_end = time.time()
         window_start = window_end - elapsed
         stats_file = Path(env["PMS_GC_STATS_FILE"]) if "PMS_GC_STATS_FILE" in env else None
         gc_end = gc_seconds(stats_file) if stats_file is not None else {}
-        events = 2 * int(totals["applied"])
+        events = 2 * int(totals["emitted"])
         row: dict[str, Any] = {
             "events_per_s": events / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
