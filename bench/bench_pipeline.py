@@ -436,11 +436,13 @@ def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
     ``joined``: input events read from ``input_topics`` (the v1 records by the ingress
     agent, the batches' events by the join; since issue 17's merge the join applies them to
     the streams itself, with no second hop to count); ``emitted``: outcomes the join sent;
-    ``applied``: outcomes counted in the streams' confusion cells.
+    ``applied``: outcomes counted in the streams' confusion cells; ``first_read_at``: when
+    the first of those input events was counted (epoch seconds, its counter's creation:
+    a fresh worker creates it at its first record), 0.0 before.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals = {"joined": 0.0, "emitted": 0.0, "applied": 0.0}
+    totals = {"joined": 0.0, "emitted": 0.0, "applied": 0.0, "first_read_at": 0.0}
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
             text = response.read().decode()
@@ -452,6 +454,10 @@ def scrape(url: str, input_topics: list[str]) -> dict[str, float]:
                 topic = sample.labels.get("topic", "")
                 if topic in input_topics:
                     totals["joined"] += sample.value
+            elif sample.name == "postmarket_events_consumed_created":
+                if sample.labels.get("topic", "") in input_topics:
+                    first = totals["first_read_at"]
+                    totals["first_read_at"] = min(first, sample.value) if first else sample.value
             elif sample.name == "postmarket_outcomes_total":
                 totals["emitted"] += sample.value
             elif sample.name == "postmarket_stream_confusion_cases":
@@ -499,7 +505,11 @@ def full_worker_rate(
         totals = scrape(worker.metrics_url, input_topics)
         now = time.perf_counter()
         if first is None and totals["joined"] > 0 and totals["joined"] >= warm_events:
-            first, first_epoch = now, time.time()
+            # Cold: the first record's own time, not this poll's (up to 20 ms later); warm:
+            # now, the events counted since being those measured.
+            first, first_epoch = now, totals["first_read_at"] or time.time()
+            if warm_events:
+                first_epoch = time.time()
             read_at_first = totals["joined"] if warm_events else 0.0
         for name, total, goal in (
             ("inputs_read_s", "joined", warm_events + expected),

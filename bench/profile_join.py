@@ -15,6 +15,7 @@ between runs where its CPU time moved by a few percent. Variants alternate, as i
 :mod:`profile_worker`:
 
     .venv/bin/python bench/profile_join.py [--cases N] [--warm-up N] [--runs N] [--profile N]
+        [--sort tottime|cumulative]
         [--variant NAME:PYTHONPATH=DIR]
 """
 
@@ -79,7 +80,9 @@ def _delivered() -> asyncio.Future[None]:
     return sent
 
 
-def measure(cases: int, warm_up: int, profile_top: int = 0) -> dict[str, float]:
+def measure(
+    cases: int, warm_up: int, profile_top: int = 0, sort: str = "tottime"
+) -> dict[str, float]:
     """Join ``cases`` cases after ``warm_up`` others in this process (it keeps the worker's
     module state: run it in a process of its own); CPU microseconds per measured event, the
     events and the outcomes the join sent for them."""
@@ -143,7 +146,7 @@ def measure(cases: int, warm_up: int, profile_top: int = 0) -> dict[str, float]:
         await join_all(records)
         if profile is not None:
             profile.disable()
-            pstats.Stats(profile).sort_stats("tottime").print_stats(profile_top)
+            pstats.Stats(profile).sort_stats(sort).print_stats(profile_top)
         spent = time.process_time() - started
         await join.outcome_queue.hand_over()  # what its task would have sent by now
         outcomes = producer.sent[topics.OUTCOMES]
@@ -160,6 +163,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each variant, alternating")
     parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N (slower)")
     parser.add_argument(
+        "--sort", default="tottime", help="the profile's order: tottime (own time) or cumulative"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -168,7 +174,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.cases, args.warm_up, args.profile)))
+        print(json.dumps(measure(args.cases, args.warm_up, args.profile, args.sort)))
         return
     variants = [
         (name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair))
@@ -179,7 +185,7 @@ def main() -> None:
         for name, env in variants:
             command = [sys.executable, str(Path(__file__).resolve()), "--child"]
             command += ["--cases", str(args.cases), "--warm-up", str(args.warm_up)]
-            command += ["--profile", str(args.profile)]
+            command += ["--profile", str(args.profile), "--sort", args.sort]
             child = subprocess.run(  # noqa: S603 - this script, this interpreter
                 command, env={**os.environ, **env}, capture_output=True, text=True, check=False
             )

@@ -362,7 +362,7 @@ def profiled_run(
             totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
             now = time.perf_counter()
             if first is None and totals["joined"] > 0:
-                first, first_epoch = now, time.time()
+                first, first_epoch = now, totals["first_read_at"] or time.time()
                 cpu_start = cpu_seconds(worker.pid)
                 gc_start = (
                     gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
