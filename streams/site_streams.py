@@ -193,7 +193,7 @@ def read_backlog(case_states: Iterable[tuple[str, dict[str, Any] | None]]) -> In
 async def catch_up(
     pending: Sequence[tuple[Order, StreamInput]],
     below: int,
-    owned: Callable[[], bool] = lambda: True,
+    owned: Callable[[], bool],
 ) -> int:
     """Apply, in the join's order, the inputs of one input partition's backlog
     (:func:`read_backlog`) below offset ``below``; how many were applied (the streams skip

@@ -16,7 +16,7 @@ from collections.abc import Set
 
 from streams.app import app, settings
 from streams.channels import case_inputs
-from streams.group_offsets import Partition, read_offsets, resume_offsets
+from streams.group_offsets import Partition, read_resume_offsets
 from streams.site_streams import catch_ups
 
 logger = logging.getLogger(__name__)
@@ -26,15 +26,14 @@ QUIET_CHECK_S = 5.0
 
 
 async def _resume_offsets(partitions: Set[Partition]) -> dict[Partition, int]:
-    _ends, committed, earliest = await asyncio.get_running_loop().run_in_executor(
+    return await asyncio.get_running_loop().run_in_executor(
         None,
-        read_offsets,
+        read_resume_offsets,
         settings.kafka_bootstrap,
         settings.worker_id,
         partitions,
         settings.kafka_security(),
     )
-    return resume_offsets(committed, earliest)
 
 
 @app.timer(interval=QUIET_CHECK_S)

@@ -12,7 +12,7 @@ from postmarket.metrics import CONSUMER_LAG, WorkerMetrics
 from postmarket.topic_admin import ensure_topics
 from postmarket.topics import TopicSpec
 from streams.agents.lag import LagGauge, partition_lag
-from streams.group_offsets import read_offsets
+from streams.group_offsets import read_offsets, read_resume_offsets
 
 
 def test_lag_is_end_minus_committed() -> None:
@@ -73,3 +73,5 @@ def test_offsets_read_from_a_real_broker(kafka_stack: Any) -> None:
         (topic, 0): 3,
         (topic, 1): 1,
     }
+    # Where the group resumes: its commit, else (never committed) the earliest offset.
+    assert read_resume_offsets(bootstrap, group, owned) == {(topic, 0): 2, (topic, 1): 0}
