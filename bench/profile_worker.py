@@ -206,7 +206,7 @@ TIMED_CALLS = (
     "streams.agents.join:stream_inputs",
     "streams.agents.join:apply_to_streams",
     "streams.agents.join:_keep",
-    "streams.agents.join:encode",
+    "streams.agents.join:encode_outcome",
     "streams.agents.join:_sweep_if_due",
     "streams.agents.join:flush_joined",
     "streams.agents.join:_take_joined",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -17,17 +18,20 @@ from postmarket import topics
 from postmarket.contracts.events import (
     PATTERN_MEANING,
     WIRE,
+    AcquisitionFeatures,
     Alert,
     Contract,
     DeadLetter,
     DeadLetterReason,
     FollowUp,
     InputBatch,
+    JoinPosition,
     Outcome,
     Prediction,
     Rebaseline,
     RegistryEntry,
     SiteKeyRegistration,
+    StreamKey,
     short_repr,
 )
 from postmarket.contracts.pooled import VersionTally
@@ -97,6 +101,32 @@ class ContractViolation(ValueError):
 def encode(event: Contract) -> bytes:
     """Canonical JSON bytes of an event."""
     return event.model_dump_json().encode()
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    """:func:`encode` of an outcome, byte for byte, by orjson from the model's own values: the
+    join encodes one per prediction joined, and pydantic's serializer cost 5.6 us of a
+    prediction's join there, this 1.7.
+
+    The same bytes because the values are already what pydantic writes (validated: UUIDs,
+    aware datetimes, floats, strings, None) and orjson writes them as its serializer does,
+    field by field in the model's order, the nested parts as their fields, a join position
+    without its index at 0 as its own serializer (tested against :func:`encode` for any
+    outcome: tests/streams/test_casefile_fast_paths.py)."""
+    return _dumps(outcome.__dict__, default=_part_fields, option=_UTC_AS_Z)
+
+
+def _part_fields(part: object) -> dict[str, object]:
+    if type(part) is JoinPosition:
+        fields = part.__dict__
+        return fields if fields["index"] else {k: v for k, v in fields.items() if k != "index"}
+    if type(part) is StreamKey or type(part) is AcquisitionFeatures:
+        return part.__dict__
+    raise TypeError(f"{type(part).__name__} is not a part of an outcome")
+
+
+_dumps = orjson.dumps
+_UTC_AS_Z = orjson.OPT_UTC_Z
 
 
 def decode(contract: type[EventT], raw: bytes) -> EventT:

@@ -18,10 +18,10 @@ from postmarket.contracts import (
     Problem,
     Rebaseline,
     decode,
-    encode,
     utc_now,
 )
 from postmarket.contracts.batches import BatchElement, check_batch_key, decode_batch
+from postmarket.contracts.codec import encode_outcome
 from postmarket.contracts.events import stream_key
 from postmarket.metrics import Children
 from streams import site_streams
@@ -462,7 +462,7 @@ def _keep(work: Staged, kept: KeptCounts) -> None:
     # same outcomes are sent again and their consumers skip them by event id.
     for outcome in accepted.outcomes:
         key = outcome.stream.as_key()
-        record = (outcome_partition(key), key.encode(), encode(outcome))
+        record = (outcome_partition(key), key.encode(), encode_outcome(outcome))
         outcome_queue.put(record)
         if not accepted.duplicate:
             kept.outcomes[key, outcome.decision, outcome.label] += 1

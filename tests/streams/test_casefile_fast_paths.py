@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from postmarket.contracts import FollowUp, Outcome, Prediction, decode, encode
+from postmarket.contracts.codec import encode_outcome
 from postmarket.contracts.events import AcquisitionFeatures, JoinPosition
 from streams.casefile import (
     OUTCOME_NAMESPACE,
@@ -26,7 +27,7 @@ from streams.casefile import (
 )
 from streams.channels import case_files
 from streams.truth import final_truth
-from tests.factories import T0, make_followup, make_prediction, make_read
+from tests.factories import T0, make_followup, make_outcome, make_prediction, make_read
 
 
 def same_model(fast: BaseModel, slow: BaseModel) -> None:
@@ -275,6 +276,49 @@ def test_a_case_state_is_what_pydantic_dumps_for_any_events(
     for offset, event in enumerate(events):
         case.add(event, RecordPosition("pms.inputs.v2", 0, offset, offset % 2))
     assert json.dumps(case.to_state()) == json.dumps(case_state_as_pydantic_dumps_it(case))
+
+
+any_text = st.text(max_size=24)
+"""Any text a string field may hold: non-ASCII, control characters, quotes, escapes."""
+unusual_predictions = st.builds(
+    make_prediction,
+    event_id=st.uuids(),
+    event_time=aware_times,
+    score=probabilities,
+    operating_threshold=probabilities,
+    acquisition=st.builds(
+        AcquisitionFeatures,
+        manufacturer=st.none() | any_text.map(lambda text: text[:64]),
+        model=st.none() | any_text,
+        body_part=st.none() | any_text,
+        slice_thickness_mm=st.none() | st.floats(min_value=1e-9, max_value=50.0),
+        pixel_spacing_mm=st.none() | st.floats(min_value=1e-9, max_value=10.0),
+        kvp=st.none() | st.floats(min_value=1e-9, max_value=200.0),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(predictions | unusual_predictions | followups | decoded_events, min_size=1, max_size=8)
+)
+def test_an_outcome_encodes_to_the_bytes_pydantic_writes(
+    events: list[Prediction | FollowUp],
+) -> None:
+    case, outcomes = CaseFile(), []
+    for offset, event in enumerate(events):
+        outcomes += case.add(event, RecordPosition("pms.inputs.v2", 0, offset, offset % 2)).outcomes
+    for outcome in outcomes:
+        assert encode_outcome(outcome) == encode(outcome)
+        decoded = decode(Outcome, encode(outcome))  # as a reader builds it: its own time zones
+        assert encode_outcome(decoded) == encode(decoded)
+
+
+def test_an_outcome_with_a_part_it_does_not_know_is_refused() -> None:
+    outcome = make_outcome("positive", "positive", 1)
+    strange = Outcome.model_construct(**{**outcome.__dict__, "acquisition": make_prediction()})
+    with pytest.raises(TypeError, match="not JSON serializable: Prediction"):
+        encode_outcome(strange)
 
 
 @settings(max_examples=200, deadline=None)
