@@ -105,13 +105,16 @@ class CaseFile:
     wrote it, by event id: events are immutable, and a case is written again at each of its
     changes."""
 
-    def add(self, event: Prediction | FollowUp, position: RecordPosition) -> Accepted:
-        """Add a prediction or follow-up read from ``position``.
+    def add(
+        self, event: Prediction | FollowUp, position: RecordPosition, key: str | None = None
+    ) -> Accepted:
+        """Add a prediction or follow-up read from ``position``; ``key``: its event id as
+        text, if the caller has it already (``str`` of a UUID costs more than a look-up).
 
         All or nothing: the case changes only once everything the record does is known, so
         a worker that keeps case files in memory never holds half an update after an error.
         """
-        key = str(event.event_id)
+        key = key or str(event.event_id)
         if key in self.accepted_at:
             if self.accepted_at[key] == position:
                 outcomes = self._completed_at(position)
@@ -147,9 +150,10 @@ class CaseFile:
         copied.accepted_at = dict(self.accepted_at)
         return copied
 
-    def knows(self, event: Prediction | FollowUp) -> bool:
-        """Whether this event (by its id) was accepted already, from any record."""
-        key = str(event.event_id)
+    def knows(self, event: Prediction | FollowUp, key: str | None = None) -> bool:
+        """Whether this event (by its id; ``key``: that id as text, if known) was accepted
+        already, from any record."""
+        key = key or str(event.event_id)
         return key in self.accepted_at or (bool(self.dropped) and event_digest(key) in self.dropped)
 
     def dropped_past_retention(self, watermark: datetime) -> CaseFile:
@@ -185,7 +189,7 @@ class CaseFile:
         for rank, (key, prediction) in enumerate(pending):
             at = position.joined(rank)
             joined[key] = at
-            outcomes.append(joined_outcome(prediction, truth, at))
+            outcomes.append(joined_outcome(prediction, truth, at, key))
         return joined, tuple(outcomes)
 
     def _completed_at(self, position: RecordPosition) -> tuple[Outcome, ...]:
@@ -358,11 +362,12 @@ _set_attribute = object.__setattr__
 _new_case_file = object.__new__
 
 
-def outcome_id(prediction_id: uuid.UUID) -> uuid.UUID:
+def outcome_id(prediction_id: uuid.UUID, text: str | None = None) -> uuid.UUID:
     """``uuid.uuid5(OUTCOME_NAMESPACE, str(prediction_id))``, without re-checking the bits
-    uuid.UUID's constructor checks (RFC 4122 section 4.3, as uuid.uuid5 computes it)."""
+    uuid.UUID's constructor checks (RFC 4122 section 4.3, as uuid.uuid5 computes it).
+    ``text``: ``str(prediction_id)``, if the caller has it already."""
     # SHA-1 because RFC 4122's name-based version 5 is defined by it: an id, not a secret.
-    name = _OUTCOME_NAMESPACE_BYTES + str(prediction_id).encode()
+    name = _OUTCOME_NAMESPACE_BYTES + (text or str(prediction_id)).encode()
     digest = hashlib.sha1(name, usedforsecurity=False).digest()
     value = int.from_bytes(digest[:16], "big")
     value = (value & _CLEAR_VARIANT_AND_VERSION) | _VARIANT_RFC_4122 | _VERSION_5
@@ -442,8 +447,11 @@ def _read_pair(reads: list[Label] | None) -> tuple[Label, Label] | None:
     return (reads[0], reads[1]) if reads else None
 
 
-def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition) -> Outcome:
-    """The outcome event of one prediction with its final truth.
+def joined_outcome(
+    prediction: Prediction, truth: Truth, joined_at: JoinPosition, key: str | None = None
+) -> Outcome:
+    """The outcome event of one prediction with its final truth (``key``: the prediction's
+    event id as text, if known).
 
     Built without validating again: every field comes from a validated prediction, truth
     and position (the join applies it to its stream as it is).
@@ -452,7 +460,7 @@ def joined_outcome(prediction: Prediction, truth: Truth, joined_at: JoinPosition
         Outcome,
         {
             "schema_version": _OUTCOME_SCHEMA_VERSION,
-            "event_id": outcome_id(prediction.event_id),
+            "event_id": outcome_id(prediction.event_id, key),
             "stream": stream_key(
                 prediction.device_id,
                 prediction.device_version,

@@ -38,6 +38,11 @@ class Truth:
 
 def final_truth(followups: Sequence[FollowUp]) -> Truth | None:
     """The case's final truth, or None while it still waits for evidence."""
+    if len(followups) == 1 and followups[0].source in FINAL_SOURCES:
+        # Most cases: one follow-up, final on its own, and no pair of reads (the rule below
+        # gives the same; once per follow-up joined).
+        only = followups[0]
+        return Truth(only.label, only.source, only.event_time, (only.event_id,))
     truth = _decisive_truth(followups)
     if truth is None:
         return None

@@ -408,11 +408,12 @@ async def _stage(
     case, legacy = cases.get(key), False
     if case is None:
         case, legacy = _case_file(key, case_event.case_pseudonym)
-    if prediction is not None and not case.knows(prediction):
+    event_key = str(case_event.event_id)
+    if prediction is not None and not case.knows(prediction, event_key):
         # Before the case changes: an error here leaves it as it was.
         await judge_first_sighting(prediction, prediction.stream, position.partition)
     changed = case.copy()
-    accepted = changed.add(case_event, position)
+    accepted = changed.add(case_event, position, event_key)
     if not accepted.duplicate:
         cases[key] = changed
     inputs = stream_inputs(accepted, prediction, position)

@@ -102,6 +102,7 @@ def test_an_outcome_id_is_uuid5_of_its_prediction_id(prediction_id: uuid.UUID) -
     fast = outcome_id(prediction_id)
     slow = uuid.uuid5(OUTCOME_NAMESPACE, str(prediction_id))
     assert fast == slow
+    assert outcome_id(prediction_id, str(prediction_id)) == slow  # its text given
     assert (str(fast), fast.version, fast.variant, fast.is_safe) == (
         str(slow),
         slow.version,

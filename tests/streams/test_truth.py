@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import get_args
 
-from streams.truth import final_truth
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postmarket.contracts.events import FollowUp, TruthSource
+from streams.truth import _decisive_truth, blinded_read_pair, final_truth
 from tests.factories import T0, make_followup, make_read
 
 
@@ -89,3 +94,26 @@ def test_pathology_truth_still_reports_the_reads_it_overrode() -> None:
 def test_truth_without_two_independent_reads_has_no_read_pair() -> None:
     truth = final_truth([make_read("r-1", "first", "positive"), make_followup(source="clinical")])
     assert truth is not None and truth.blinded_reads is None
+
+
+single_followups = st.one_of(
+    st.builds(
+        make_followup,
+        label=st.sampled_from(["positive", "negative"]),
+        source=st.sampled_from([s for s in get_args(TruthSource) if s != "reader"]),
+        blinded=st.booleans(),
+    ),
+    st.builds(
+        make_read,
+        st.sampled_from(["r1", "r2"]),
+        st.sampled_from(["first", "second", "adjudication"]),
+        st.sampled_from(["positive", "negative"]),
+    ),
+)
+
+
+@given(single_followups)
+def test_one_followups_truth_is_what_the_whole_rule_gives(followup: FollowUp) -> None:
+    # The rule's own parts: a single follow-up has no pair of reads to add.
+    assert blinded_read_pair([followup]) is None
+    assert final_truth([followup]) == _decisive_truth([followup])
