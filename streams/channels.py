@@ -295,7 +295,17 @@ def changelog_record(table: Any, key: str, state: Any | None) -> tuple[bytes, by
 
 @functools.cache
 def _codecs(key_serializer: str, value_serializer: str) -> tuple[Any, Any]:
-    return codecs.get_codec(key_serializer), codecs.get_codec(value_serializer)
+    return _Dumps(codecs.get_codec(key_serializer)), _Dumps(codecs.get_codec(value_serializer))
+
+
+class _Dumps:
+    """A codec's ``dumps``: for a codec with no children (every table's here), its own
+    ``_dumps``, the one step of the chain its ``dumps`` loops over (a record a case changed)."""
+
+    __slots__ = ("dumps",)
+
+    def __init__(self, codec: Any) -> None:
+        self.dumps = codec._dumps if len(codec.nodes) == 1 else codec.dumps
 
 
 # --- the pooled per-version stage (streams.agents.pooled) ---------------------------------------
