@@ -51,6 +51,15 @@ class RecordPosition:
     index: int = 0
     """The event's place in its record's batch (``pms.inputs.v2``); 0 for a one-event record."""
 
+    def at_index(self, index: int) -> RecordPosition:
+        """``RecordPosition(topic, partition, offset, index)`` of this record's event at
+        ``index``, its fields set at once (a frozen dataclass's constructor sets each through
+        ``object.__setattr__``; once per event of a batch)."""
+        at = _new_position(RecordPosition)
+        where = {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        _set_attribute(at, "__dict__", {**where, "index": index})
+        return at
+
     def as_list(self) -> list[Any]:
         where = [self.topic, self.partition, self.offset]
         return [*where, self.index] if self.index else where
@@ -360,6 +369,7 @@ def join_state(join: JoinPosition) -> dict[str, Any]:
 
 _set_attribute = object.__setattr__
 _new_case_file = object.__new__
+_new_position = object.__new__
 
 
 def outcome_id(prediction_id: uuid.UUID, text: str | None = None) -> uuid.UUID:

@@ -121,14 +121,23 @@ async def dead_lettering(source: Source, handle: Callable[[], Awaitable[None]], 
     on it."""
     try:
         await handle()
-    except ContractViolation as violation:
-        await _keep_or_stop(source, violation)
     except DeadLetterNotWritten:
         raise  # from a part of this record (one event of a batch): the record stays unacked
     except Exception as error:
-        # A bug must not lose the record nor stop the agent: keep it for replay.
-        logger.exception("%s failed on %s", doing, source.position)
-        await _keep_or_stop(source, internal_error(error, doing))
+        await dead_letter_failure(source, error, doing)
+
+
+async def dead_letter_failure(source: Source, error: Exception, doing: str) -> None:
+    """What :func:`dead_lettering` does once its ``handle`` raised ``error`` (raised while
+    handling the error: the log shows its traceback), for a caller that catches it itself
+    (the join, once per event of a batch, builds a :class:`Source` only then).
+    :class:`DeadLetterNotWritten` is the caller's to re-raise."""
+    if isinstance(error, ContractViolation):
+        await _keep_or_stop(source, error)
+        return
+    # A bug must not lose the record nor stop the agent: keep it for replay.
+    logger.error("%s failed on %s", doing, source.position, exc_info=error)
+    await _keep_or_stop(source, internal_error(error, doing))
 
 
 async def _keep_or_stop(source: Source, violation: ContractViolation) -> None:

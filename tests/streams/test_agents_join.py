@@ -671,6 +671,32 @@ def test_an_event_its_streams_refuse_is_dead_lettered_alone_and_the_batch_counts
     assert str(refused.event_id) not in case_files.data[case_key(SITE, "c-2")]["accepted_at"]
 
 
+def test_an_event_the_join_fails_on_is_dead_lettered_alone_with_its_traceback(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug on one event of a batch, before its streams: that event is dead-lettered as an
+    internal error (the log says where and why), the batch's others join."""
+    broken = make_prediction(case_pseudonym="c-2")
+    others = [make_prediction(case_pseudonym=c) for c in ("c-1", "c-3")]
+    believe = join._believe_event_time
+
+    def failing(event: Any, *args: Any) -> None:
+        if event.event_id == broken.event_id:
+            raise KeyError("a bug in the join")
+        believe(event, *args)
+
+    monkeypatch.setattr(join, "_believe_event_time", failing)
+    value = encode_batch(SITE, _entries(others[0], broken, others[1]))
+
+    run_join(functools.partial(_join_and_flush, value))
+    [letter] = dead_letters_sent(producer)
+    assert (letter.source_index, letter.reason_code) == (1, "internal_error")
+    assert orjson.loads(letter.original) == orjson.loads(encode(broken))
+    assert predictions_applied() == 2
+    [failure] = [r for r in caplog.records if "joining failed on" in r.getMessage()]
+    assert failure.exc_info is not None and "a bug in the join" in str(failure.exc_info[1])
+
+
 @pytest.fixture
 def signed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, SigningKey]]:
     """Authenticity required, with one registered key per site."""

@@ -72,6 +72,15 @@ def test_a_joined_position_is_the_one_model_construct_builds(index: int) -> None
     same_model(fast, slow)
 
 
+@pytest.mark.parametrize("index", [0, 7])
+def test_an_event_position_is_the_one_the_constructor_builds(index: int) -> None:
+    fast = RecordPosition("pms.inputs.v2", 3, 41).at_index(index)
+    slow = RecordPosition("pms.inputs.v2", 3, 41, index)
+    assert (fast, hash(fast), repr(fast), vars(fast)) == (slow, hash(slow), repr(slow), vars(slow))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.index = 1  # type: ignore[misc]
+
+
 @pytest.mark.parametrize(
     "reads", [False, True], ids=["pathology", "blinded reads and adjudication"]
 )
