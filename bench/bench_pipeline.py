@@ -880,10 +880,8 @@ def run_warm_worker(
     warm-up's joined case files stay in its tables (see the module's docstring)."""
     bootstrap = settings.kafka_bootstrap
     start_at_end(bootstrap, settings.worker_id, SETUP_TOPICS)  # before the warm-up is sent
-    warm_cases = WARM_PREDICTIONS_PER_STREAM * len(SITES) * len(VERSIONS)
-    # The last warm follow-up (20 days after its prediction) precedes the first measured case.
-    start = T0 - timedelta(days=21, minutes=warm_cases)
-    warm = case_events(warm_cases, seed=2, prefix="warm", start=start)
+    warm = warm_up_events()
+    warm_cases = len(warm) // 2
     prefill_batches(bootstrap, signed_batches(warm, SIGNING_KEYS))
     prefill_batches(bootstrap, measured)
     worker = LocalWorker(settings, home / "logs" / "bench-warm-worker.log")
@@ -893,6 +891,15 @@ def run_warm_worker(
         )
     finally:
         worker.stop()
+
+
+def warm_up_events() -> list[Prediction | FollowUp]:
+    """The cases of :data:`WARM_PREDICTIONS_PER_STREAM` predictions per stream (each followed
+    up), dated before the measured ones: the last warm follow-up (20 days after its
+    prediction) precedes the first measured case."""
+    warm_cases = WARM_PREDICTIONS_PER_STREAM * len(SITES) * len(VERSIONS)
+    start = T0 - timedelta(days=21, minutes=warm_cases)
+    return case_events(warm_cases, seed=2, prefix="warm", start=start)
 
 
 def run(results_dir: Path) -> dict[str, Any]:

@@ -342,9 +342,17 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def profiled_run(
-    settings: Settings, home: Path, cases: int, out: Path | None, env: dict[str, str]
+    settings: Settings,
+    home: Path,
+    cases: int,
+    out: Path | None,
+    env: dict[str, str],
+    warm: tuple[int, int] = (0, 0),
 ) -> dict[str, float]:
-    """A fresh worker on the batches; py-spy from its first event to its last outcome."""
+    """A fresh worker on the batches; py-spy from its first event to its last outcome.
+    ``warm``: (events, cases) it reads first, before the clock and py-spy start (as
+    bench_pipeline's warm worker)."""
+    warm_events, warm_cases = warm
     bp.start_at_end(settings.kafka_bootstrap, settings.worker_id, (topics.INPUTS, *bp.SETUP_TOPICS))
     worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log", env)
     spy: subprocess.Popen[bytes] | None = None
@@ -353,7 +361,7 @@ def profiled_run(
         starting.start()
         outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
         first: float | None = None
-        first_epoch = 0.0
+        first_epoch = read_at_first = 0.0
         gc_start: dict[str, Any] = {}
         cpu_start = cpu_end = 0.0
         deadline = time.monotonic() + 180 + bp.FULL_WORKER_CAP_S
@@ -361,8 +369,11 @@ def profiled_run(
         while time.monotonic() < deadline:
             totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
             now = time.perf_counter()
-            if first is None and totals["joined"] > 0:
+            if first is None and totals["joined"] > max(warm_events - 1, 0):
                 first, first_epoch = now, totals["first_read_at"] or time.time()
+                read_at_first = totals["joined"] if warm_events else 0.0
+                if warm_events:
+                    first_epoch = time.time()
                 cpu_start = cpu_seconds(worker.pid)
                 gc_start = (
                     gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
@@ -388,10 +399,10 @@ def profiled_run(
                     )
             # The outcome counter, not the streams' confusion gauges (set every 2 s: the
             # profile's idle share was mostly the wait for them).
-            if first is not None and totals["emitted"] >= cases:
+            if first is not None and totals["emitted"] >= warm_cases + cases:
                 cpu_end = cpu_seconds(worker.pid)
                 break
-            time.sleep(0.02 if first is None else bp.BUSY_POLL_S)
+            time.sleep(0.02 if first is None and not warm_events else bp.BUSY_POLL_S)
         starting.join(timeout=180)
         ended = bp.last_outcome_at(settings.kafka_bootstrap, outcomes_before)
         elapsed = (ended or time.time()) - (first_epoch or time.time())
@@ -399,7 +410,8 @@ def profiled_run(
         window_start = window_end - elapsed
         stats_file = Path(env["PMS_GC_STATS_FILE"]) if "PMS_GC_STATS_FILE" in env else None
         gc_end = gc_seconds(stats_file) if stats_file is not None else {}
-        events = 2 * int(totals["emitted"])
+        # Warm: the events read after the clock started (see bench_pipeline.full_worker_rate).
+        events = int(warm_events + 2 * cases - read_at_first) if warm_events else 2 * cases
         row: dict[str, Any] = {
             "events_per_s": events / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
@@ -434,8 +446,16 @@ def main() -> None:
         help="NAME:KEY=VALUE,KEY=VALUE: environment of a worker variant, run alternating with "
         "the others (PYTHONPATH=DIR runs another checkout's code)",
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="each worker first reads bench_pipeline's warm-up (its streams past their "
+        "start-up, 40,000 more case files), then the measured batches",
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pms-profile")
     args = parser.parse_args()
+    if args.warm and args.timers:
+        parser.error("--timers counts from the worker's start: not with --warm")
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="pms-profile-", dir="/tmp"))
     home.chmod(0o755)
@@ -449,6 +469,9 @@ def main() -> None:
         cases = args.events // 2
         events = bp.case_events(cases, seed=1, prefix="tp")
         bp.prefill(bootstrap, [])  # the registry and the site keys
+        warm = bp.warm_up_events() if args.warm else []
+        if warm:
+            bp.prefill_batches(bootstrap, signed_batches(warm, bp.SIGNING_KEYS))
         bp.prefill_batches(bootstrap, signed_batches(events, bp.SIGNING_KEYS))
         print(f"load average before: {os.getloadavg()}", flush=True)
         variants = [
@@ -478,7 +501,8 @@ def main() -> None:
                         }
                     )
                     out = args.out / f"run{number}-{variant}.collapsed" if profiled else None
-                    rate = profiled_run(settings, home, cases, out, run_env)
+                    warm_up = (len(warm), len(warm) // 2)
+                    rate = profiled_run(settings, home, cases, out, run_env, warm_up)
                     row: dict[str, Any] = {
                         "variant": variant,
                         "profiled": profiled,
