@@ -29,8 +29,9 @@ of the two (its group starts at the end of the other):
   sweeps would do their own work in the window);
 - **bare Faust**: a Faust app of its own, one agent that only decodes each v1 record with
   the contracts, in the same ``stream.events()`` style and app settings as the worker: the
-  per-record yardstick, run just before and just after the batched worker (the faster of
-  the two counts, so load on the machine does not flatter the ratio);
+  per-record yardstick, run alternating with the batched worker, :data:`WORKER_ROUNDS`
+  times each (the fastest run of each counts, so load on the machine does not flatter the
+  ratio);
 - **aiokafka alone**: consume and decode (the v1 records with the contracts and with plain
   ``json.loads``; the batches with ``decode_batch``), the limit of a Python consumer.
 
@@ -101,6 +102,10 @@ of CPU (some 500 labelled series), so reading it ten times a second took 8 % of 
 twice a second costs 2 %. The end of a run is not this poll's: it is when the worker
 produced its last outcome (:func:`last_outcome_at`), as the bare agent's is its last event
 (half a second of polling was an eighth of a 4-second run, on the worker's side only)."""
+WORKER_ROUNDS = 3
+"""Runs of the bare agent, the cold and the warm batched worker, alternating (about 30 s a
+round): with two, the warm worker's best moved between 10,600 and 12,300 events/s and the
+bare agent's between 8,500 and 10,100 from one bench to the next on this shared machine."""
 STAGE_CASES = 5_000
 """Cases (a prediction and a follow-up each) taken through the agents' calls in process."""
 LATENCY_RATE = 2_000  # offered events/s (a prediction and its follow-up per case)
@@ -936,12 +941,12 @@ def run(results_dir: Path) -> dict[str, Any]:
         registry = [registry_entry(version) for version in VERSIONS]
         for name, batched_input in (("own_work_us", False), ("own_work_us_batches", True)):
             result[name] = best_own_work(stage_events, registry, batched_input)
-        # The batched worker and its yardstick alternating, twice each: the faster run of
-        # each counts, the same for both (a 4-second run is at the mercy of the machine's
-        # load: one run's ratio moved by a fifth from one bench to the next).
+        # The batched worker and its yardstick alternating, WORKER_ROUNDS times each: the
+        # fastest run of each counts, the same for both (a 3-second run is at the mercy of
+        # the machine's load: one run's ratio moved by a fifth from one bench to the next).
         bare_runs, cold_runs, warm_runs = [], [], []
         batches_settings = worker_settings("batches")  # its changelogs are counted below
-        for run_number in range(2):
+        for run_number in range(WORKER_ROUNDS):
             bare_runs.append(bare_faust_run(bootstrap, partitions, EVENTS, home))
             cold = batches_settings if run_number == 0 else worker_settings("batches")
             cold_runs.append(run_cold_worker(cold, home, batches, cases))
