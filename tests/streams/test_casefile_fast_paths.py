@@ -242,18 +242,24 @@ acquisitions = st.builds(
     station_pseudonym=st.none() | identifiers,
 )
 study_designs = st.sampled_from(["prospective", "retrospective"])
-predictions = st.builds(
-    make_prediction,
-    event_id=st.uuids(),
-    site_id=identifiers,
-    case_pseudonym=identifiers,
-    event_time=aware_times,
-    score=probabilities,
-    decision=st.sampled_from(["positive", "negative"]),
-    operating_threshold=probabilities,
-    acquisition=acquisitions,
-    study_design=study_designs,
-)
+
+
+def predictions_with(acquisition: st.SearchStrategy[AcquisitionFeatures]) -> Any:
+    return st.builds(
+        make_prediction,
+        event_id=st.uuids(),
+        site_id=identifiers,
+        case_pseudonym=identifiers,
+        event_time=aware_times,
+        score=probabilities,
+        decision=st.sampled_from(["positive", "negative"]),
+        operating_threshold=probabilities,
+        acquisition=acquisition,
+        study_design=study_designs,
+    )
+
+
+predictions = predictions_with(acquisitions)
 followups = st.one_of(
     st.builds(
         make_followup,
@@ -290,13 +296,8 @@ def test_a_case_state_is_what_pydantic_dumps_for_any_events(
 
 any_text = st.text(max_size=24)
 """Any text a string field may hold: non-ASCII, control characters, quotes, escapes."""
-unusual_predictions = st.builds(
-    make_prediction,
-    event_id=st.uuids(),
-    event_time=aware_times,
-    score=probabilities,
-    operating_threshold=probabilities,
-    acquisition=st.builds(
+unusual_predictions = predictions_with(
+    st.builds(
         AcquisitionFeatures,
         manufacturer=st.none() | any_text.map(lambda text: text[:64]),
         model=st.none() | any_text,
@@ -304,7 +305,7 @@ unusual_predictions = st.builds(
         slice_thickness_mm=st.none() | st.floats(min_value=1e-9, max_value=50.0),
         pixel_spacing_mm=st.none() | st.floats(min_value=1e-9, max_value=10.0),
         kvp=st.none() | st.floats(min_value=1e-9, max_value=200.0),
-    ),
+    )
 )
 
 
