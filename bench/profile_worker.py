@@ -354,12 +354,12 @@ def profiled_run(
     bench_pipeline's warm worker)."""
     warm_events, warm_cases = warm
     bp.start_at_end(settings.kafka_bootstrap, settings.worker_id, (topics.INPUTS, *bp.SETUP_TOPICS))
+    outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
     worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log", env)
     spy: subprocess.Popen[bytes] | None = None
     try:
         starting = threading.Thread(target=worker.start, kwargs={"timeout_s": 180.0}, daemon=True)
         starting.start()
-        outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
         first: float | None = None
         first_epoch = read_at_first = 0.0
         gc_start: dict[str, Any] = {}

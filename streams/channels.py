@@ -289,23 +289,21 @@ def changelog_record(table: Any, key: str, state: Any | None) -> tuple[bytes, by
         if state is not None:
             value_bytes, _ = changelog.prepare_value(state, table.value_serializer)
         return key_bytes, value_bytes
-    key_codec, value_codec = _codecs(*serializers)
-    return key_codec.dumps(key), None if state is None else value_codec.dumps(state)
+    key_dumps, value_dumps = _codecs(*serializers)
+    return key_dumps(key), None if state is None else value_dumps(state)
 
 
 @functools.cache
 def _codecs(key_serializer: str, value_serializer: str) -> tuple[Any, Any]:
-    return _Dumps(codecs.get_codec(key_serializer)), _Dumps(codecs.get_codec(value_serializer))
+    return _dumps_of(codecs.get_codec(key_serializer)), _dumps_of(
+        codecs.get_codec(value_serializer)
+    )
 
 
-class _Dumps:
+def _dumps_of(codec: Any) -> Any:
     """A codec's ``dumps``: for a codec with no children (every table's here), its own
     ``_dumps``, the one step of the chain its ``dumps`` loops over (a record a case changed)."""
-
-    __slots__ = ("dumps",)
-
-    def __init__(self, codec: Any) -> None:
-        self.dumps = codec._dumps if len(codec.nodes) == 1 else codec.dumps
+    return codec._dumps if len(codec.nodes) == 1 else codec.dumps
 
 
 # --- the pooled per-version stage (streams.agents.pooled) ---------------------------------------
