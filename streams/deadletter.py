@@ -21,6 +21,7 @@ from typing import Any
 
 from postmarket.authenticity import KEY_ID_HEADER, SIGNATURE_HEADER
 from postmarket.contracts import ContractViolation, DeadLetter, Problem, encode, utc_now
+from postmarket.contracts.batches import BatchElement
 from postmarket.contracts.codec import MAX_DEAD_LETTER_ORIGINAL_BYTES
 from streams.app import metrics
 from streams.casefile import RecordPosition
@@ -106,6 +107,11 @@ class Source:
 
     def payload(self) -> bytes | None:
         return self.value() if callable(self.value) else self.value
+
+    @classmethod
+    def of_event(cls, at: RecordPosition, element: BatchElement) -> Source:
+        """What a dead letter of one event of the batch read at ``at`` keeps."""
+        return cls(at, element.original, None, element.index)
 
 
 async def dead_lettering_failures(

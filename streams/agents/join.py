@@ -217,7 +217,7 @@ async def _join_elements(
         except DeadLetterNotWritten:
             raise
         except Exception as error:
-            await dead_letter_failure(_source_of(at, element), error, "joining")
+            await dead_letter_failure(Source.of_event(at, element), error, "joining")
             continue
         staged.append((element, work))
     if not staged:
@@ -229,7 +229,7 @@ async def _join_elements(
         logger.warning("the streams refused an event of %s: joining its events one by one", at)
         for element, work in staged:
             alone = functools.partial(_join, work.position, work.event, sent_at, at.topic)
-            await dead_lettering(_source_of(at, element), alone, "joining")
+            await dead_lettering(Source.of_event(at, element), alone, "joining")
         return
     kept = KeptCounts()
     for _element, work in staged:
@@ -352,11 +352,6 @@ async def _stage_element(
         raise element.violation or ContractViolation("record", "schema", [])
     position = at.at_index(element.index)
     return await _stage(position, element.event, sent_at, at.topic, now, cases)
-
-
-def _source_of(at: RecordPosition, element: BatchElement) -> Source:
-    """What a dead letter of this event of the batch at ``at`` keeps."""
-    return Source(at, element.original, None, element.index)
 
 
 class Staged(NamedTuple):
