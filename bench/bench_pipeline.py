@@ -510,12 +510,8 @@ def full_worker_rate(
         totals = scrape(worker.metrics_url, input_topics)
         now = time.perf_counter()
         if first is None and totals["joined"] > 0 and totals["joined"] >= warm_events:
-            # Cold: the first record's own time, not this poll's (up to 20 ms later); warm:
-            # now, the events counted since being those measured.
-            first, first_epoch = now, totals["first_read_at"] or time.time()
-            if warm_events:
-                first_epoch = time.time()
-            read_at_first = totals["joined"] if warm_events else 0.0
+            first = now
+            first_epoch, read_at_first = clock_start(totals, warm_events)
         for name, total, goal in (
             ("inputs_read_s", "joined", warm_events + expected),
             ("outcomes_sent_s", "emitted", warm_cases + cases),
@@ -545,6 +541,16 @@ def full_worker_rate(
         "elapsed_s": elapsed,
         **reached,
     }
+
+
+def clock_start(totals: dict[str, float], warm_events: int) -> tuple[float, float]:
+    """When a run's clock starts (epoch seconds) and the input events read by then, at the
+    first poll of /metrics that sees the run begun (:func:`scrape`'s ``totals``). Cold: the
+    first record's own time, not this poll's (up to 20 ms later), nothing read before it;
+    warm: now, the events counted since being those measured."""
+    if warm_events:
+        return time.time(), totals["joined"]
+    return totals["first_read_at"] or time.time(), 0.0
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -176,10 +176,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.cases, args.warm_up, args.profile, args.sort)))
         return
-    variants = [
-        (name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair))
-        for name, _, pairs in (v.partition(":") for v in args.variant)
-    ] or [("current", {})]
+    from profile_worker import variants_of  # the same --variant options
+
+    variants = variants_of(args.variant)
     results: dict[str, list[float]] = {name: [] for name, _env in variants}
     for _ in range(args.runs):
         for name, env in variants:

@@ -370,10 +370,8 @@ def profiled_run(
             totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
             now = time.perf_counter()
             if first is None and totals["joined"] > max(warm_events - 1, 0):
-                first, first_epoch = now, totals["first_read_at"] or time.time()
-                read_at_first = totals["joined"] if warm_events else 0.0
-                if warm_events:
-                    first_epoch = time.time()
+                first = now
+                first_epoch, read_at_first = bp.clock_start(totals, warm_events)
                 cpu_start = cpu_seconds(worker.pid)
                 gc_start = (
                     gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
@@ -430,6 +428,21 @@ def profiled_run(
         worker.stop()
 
 
+def variants_of(specs: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """``--variant NAME:KEY=VALUE,KEY=VALUE`` options as (name, environment); the current
+    code alone without any.
+
+    >>> variants_of(["base:PYTHONPATH=/wt", "gc:PMS_GC_DISABLE=1,X=2"])
+    [('base', {'PYTHONPATH': '/wt'}), ('gc', {'PMS_GC_DISABLE': '1', 'X': '2'})]
+    >>> variants_of([])
+    [('current', {})]
+    """
+    return [
+        (name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair))
+        for name, _, pairs in (spec.partition(":") for spec in specs)
+    ] or [("current", {})]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=40_000)
@@ -474,10 +487,7 @@ def main() -> None:
             bp.prefill_batches(bootstrap, signed_batches(warm, bp.SIGNING_KEYS))
         bp.prefill_batches(bootstrap, signed_batches(events, bp.SIGNING_KEYS))
         print(f"load average before: {os.getloadavg()}", flush=True)
-        variants = [
-            (name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair))
-            for name, _, pairs in (v.partition(":") for v in args.variant)
-        ] or [("current", {})]
+        variants = variants_of(args.variant)
         for number in range(args.runs):
             for variant, env in variants:
                 spying = not (args.no_spy or args.timers)
