@@ -77,6 +77,7 @@ from typing import Any
 
 import numpy as np
 from pipeline_stages import SignedRecord, own_work_us_per_event, signed_batches
+from quiet_machine import broker_pid, settle
 
 from launcher.local_worker import LocalWorker
 from launcher.stack import manager
@@ -406,6 +407,7 @@ def bare_faust_run(bootstrap: str, partitions: int, expected: int, home: Path) -
         "expected": expected,
         "result_file": str(result_file),
     }
+    settled_s = settle(broker_pid(home))
     with (home / "bare-faust.log").open("ab") as log:
         child = subprocess.Popen(  # noqa: S603 - this script, our interpreter
             [sys.executable, __file__, "--bare-faust", json.dumps(config)],
@@ -432,6 +434,7 @@ def bare_faust_run(bootstrap: str, partitions: int, expected: int, home: Path) -
         "events_per_s": expected / float(measured["elapsed_s"]),
         "faust_topic_send_us": float(measured["faust_topic_send_us"]),
         "producer_send_us": float(measured["producer_send_us"]),
+        "settled_s": settled_s,
     }
 
 
@@ -861,9 +864,10 @@ def run_full_worker(
 ) -> dict[str, float]:
     """A fresh worker (its own group and tables) on ``input_topics`` only; its rate."""
     start_at_end(settings.kafka_bootstrap, settings.worker_id, (*input_topics, *SETUP_TOPICS))
+    settled_s = settle(broker_pid(home))
     worker = LocalWorker(settings, home / "logs" / f"bench-{name}-worker.log")
     try:
-        return full_worker_rate(worker, 2 * cases, cases, input_topics)
+        return {**full_worker_rate(worker, 2 * cases, cases, input_topics), "settled_s": settled_s}
     finally:
         worker.stop()
 
@@ -875,9 +879,11 @@ def run_cold_worker(
     group starts at the end of the inputs (what earlier runs sent stays unread); its rate."""
     start_at_end(settings.kafka_bootstrap, settings.worker_id, SETUP_TOPICS)
     prefill_batches(settings.kafka_bootstrap, measured)
+    settled_s = settle(broker_pid(home))
     worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log")
     try:
-        return full_worker_rate(worker, 2 * cases, cases, [topics.INPUTS])
+        rate = full_worker_rate(worker, 2 * cases, cases, [topics.INPUTS])
+        return {**rate, "settled_s": settled_s}
     finally:
         worker.stop()
 
@@ -895,11 +901,13 @@ def run_warm_worker(
     warm_cases = len(warm) // 2
     prefill_batches(bootstrap, signed_batches(warm, SIGNING_KEYS))
     prefill_batches(bootstrap, measured)
+    settled_s = settle(broker_pid(home))
     worker = LocalWorker(settings, home / "logs" / "bench-warm-worker.log")
     try:
-        return full_worker_rate(
+        rate = full_worker_rate(
             worker, 2 * cases, cases, [topics.INPUTS], warm=(len(warm), warm_cases)
         )
+        return {**rate, "settled_s": settled_s}
     finally:
         worker.stop()
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_pipeline as bp  # noqa: E402
 from pipeline_stages import signed_batches  # noqa: E402
+from quiet_machine import broker_pid, cpu_seconds, settle  # noqa: E402
 
 from launcher.local_worker import LocalWorker  # noqa: E402
 from launcher.stack import manager  # noqa: E402
@@ -330,17 +331,6 @@ def gc_seconds(stats_file: Path) -> dict[str, Any]:
         return {}
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 if unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def profiled_run(
     settings: Settings,
     home: Path,
@@ -355,6 +345,7 @@ def profiled_run(
     warm_events, warm_cases = warm
     bp.start_at_end(settings.kafka_bootstrap, settings.worker_id, (topics.INPUTS, *bp.SETUP_TOPICS))
     outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
+    settle(broker_pid(home))
     worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log", env)
     spy: subprocess.Popen[bytes] | None = None
     try:
