@@ -55,6 +55,40 @@ class EventTimeBounds:
             )
         return None
 
+    def for_record(self, kafka_timestamp: float | None, now: datetime) -> BelievableTimes:
+        """The event times believed for a record of ``kafka_timestamp`` (seconds; see
+        :func:`record_sent_at`) read at ``now``: worked out once per record, not once per
+        event of its batch."""
+        reference = min(record_sent_at(kafka_timestamp, now), now)
+        return BelievableTimes(self, reference, reference - self.max_age, reference + self.max_skew)
+
+
+@dataclass(frozen=True)
+class BelievableTimes:
+    """The event times believed for one record: from ``earliest`` to ``latest``.
+
+    >>> bounds = EventTimeBounds(max_skew=timedelta(days=1), max_age=timedelta(days=3650))
+    >>> sent = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    >>> believed = bounds.for_record(sent.timestamp(), now=sent + timedelta(hours=1))
+    >>> believed.problem(datetime(2026, 3, 2, 12, tzinfo=UTC)) is None
+    True
+    >>> print(believed.problem(datetime(2026, 3, 2, 13, tzinfo=UTC)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    event_time: 2026-03-02T13:00:00+00:00 is 1 day after its record was sent
+    (2026-03-01T12:00:00+00:00); at most 1 day of clock skew is allowed
+    """
+
+    bounds: EventTimeBounds
+    reference: datetime
+    earliest: datetime
+    latest: datetime
+
+    def problem(self, event_time: datetime) -> Problem | None:
+        """:meth:`EventTimeBounds.problem` of ``event_time`` for this record."""
+        if self.earliest <= event_time <= self.latest:
+            return None
+        return self.bounds.problem(event_time, self.reference, self.reference)
+
 
 def record_sent_at(kafka_timestamp: float | None, now: datetime) -> datetime:
     """When a record was sent: its Kafka timestamp (seconds), or ``now`` if it has none."""

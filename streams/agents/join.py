@@ -44,7 +44,7 @@ from streams.channels import (
     set_table_state,
 )
 from streams.deadletter import DeadLetterNotWritten, Source, dead_letter_failure, dead_lettering
-from streams.event_time import EventTimeBounds, record_sent_at
+from streams.event_time import BelievableTimes, EventTimeBounds
 from streams.first_sighting import judge_first_sighting
 from streams.held_acks import HeldAcks, flush_every, flush_then_ack, handle_holding_acks
 from streams.join_backlog import stream_inputs
@@ -207,13 +207,13 @@ async def _join_elements(
 
     One application per record instead of one per event: its lock, its roll-back marks and
     its call were a tenth of the join's time per event."""
-    now, cases = utc_now(), StagedCases()
+    believable, cases = EVENT_TIMES.for_record(sent_at, utc_now()), StagedCases()
     staged: list[tuple[BatchElement, Staged]] = []
     for element in elements:
         # dead_lettering's work, inline: a Source and a call per event were a twentieth of
         # the join's time, for the rare event that fails.
         try:
-            work = await _stage_element(at, element, sent_at, now, cases)
+            work = await _stage_element(at, element, sent_at, believable, cases)
         except DeadLetterNotWritten:
             raise
         except Exception as error:
@@ -346,12 +346,16 @@ def _hold_case(partition: int, key: str, case: CaseFile | None) -> None:
 
 
 async def _stage_element(
-    at: RecordPosition, element: BatchElement, sent_at: float, now: datetime, cases: StagedCases
+    at: RecordPosition,
+    element: BatchElement,
+    sent_at: float,
+    believable: BelievableTimes,
+    cases: StagedCases,
 ) -> Staged:
     if element.event is None:
         raise element.violation or ContractViolation("record", "schema", [])
     position = at.at_index(element.index)
-    return await _stage(position, element.event, sent_at, at.topic, now, cases)
+    return await _stage(position, element.event, sent_at, at.topic, believable, cases)
 
 
 class Staged(NamedTuple):
@@ -382,7 +386,8 @@ async def _join(
     change gives them (they roll back if they fail), so a failure dead-letters the event with
     neither changed. ``sent_at``: the record's Kafka timestamp (CreateTime: when the
     collector sent it); ``sent_to``: the topic the collector sent it to (the metrics' label)."""
-    work = await _stage(position, case_event, sent_at, sent_to, utc_now(), {})
+    believable = EVENT_TIMES.for_record(sent_at, utc_now())
+    work = await _stage(position, case_event, sent_at, sent_to, believable, {})
     site_last_event(case_event.site_id).set(time.time())
     if work.inputs:
         await apply_to_streams(work.inputs, position.partition)
@@ -397,12 +402,12 @@ async def _stage(
     case_event: Prediction | FollowUp,
     sent_at: float,
     sent_to: str,
-    now: datetime,
+    believable: BelievableTimes,
     cases: StagedCases,
 ) -> Staged:
     """The event's change to a copy of its case (from ``cases`` if an event staged before
     changed it), nothing kept yet; its first sighting judged before."""
-    _believe_event_time(case_event, sent_at, now)
+    _believe_event_time(case_event, believable)
     watermark.advance(position.partition, case_event.event_time)
     key = case_key(case_event.site_id, case_event.case_pseudonym)
     prediction = case_event if isinstance(case_event, Prediction) else None
@@ -490,12 +495,10 @@ def outcome_partition(key: str) -> int:
     return key_partition(key, settings.topic_partitions)
 
 
-def _believe_event_time(
-    case_event: Prediction | FollowUp, sent_at: float | None, now: datetime
-) -> None:
+def _believe_event_time(case_event: Prediction | FollowUp, believable: BelievableTimes) -> None:
     """Refuse an event dated implausibly far from when its record was sent and read
-    (``now``; see streams.event_time): it would move the watermark and expire other cases."""
-    problem = EVENT_TIMES.problem(case_event.event_time, record_sent_at(sent_at, now), now)
+    (see streams.event_time): it would move the watermark and expire other cases."""
+    problem = believable.problem(case_event.event_time)
     if problem is not None:
         contract = type(case_event).__name__
         raise ContractViolation(contract, "impossible_value", [problem])

@@ -5,7 +5,7 @@ profile of the full worker; the timings are in bench/profile_worker.py, never he
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from streams.channels import (
     registry,
     site_stream_monitors,
 )
-from streams.event_time import record_sent_at
+from streams.event_time import EventTimeBounds, record_sent_at
 from streams.join_backlog import prediction_input
 from streams.live_streams import contents
 from streams.retention import key_partition
@@ -172,6 +172,31 @@ def test_when_a_record_was_sent_is_its_timestamp_as_before(seconds: float | None
     slow = now if seconds is None or seconds <= 0 else datetime.fromtimestamp(seconds, UTC)
     assert record_sent_at(seconds, now) == slow
     assert record_sent_at(seconds, now) == slow  # the second time from the cache
+
+
+ANY_TIME = st.datetimes(
+    min_value=datetime(1900, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
+)
+
+
+@given(
+    ANY_TIME,
+    st.floats(min_value=1e-3, max_value=4e9, allow_nan=False) | st.none(),
+    ANY_TIME,
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40_000)),
+)
+def test_a_records_believable_times_judge_an_event_time_as_the_bounds_do(
+    event_time: datetime, sent: float | None, now: datetime, skew: timedelta, age: timedelta
+) -> None:
+    """Worked out once per record, the bounds refuse the same event times, saying the same."""
+    bounds = EventTimeBounds(max_skew=skew, max_age=age)
+    slow = bounds.problem(event_time, record_sent_at(sent, now), now)
+    assert bounds.for_record(sent, now).problem(event_time) == slow
 
 
 STATES = st.recursive(
