@@ -40,6 +40,7 @@ __all__ = [
     "Detector",
     "DetectorResult",
     "StateError",
+    "TumblingWindow",
     "state_size_bytes",
 ]
 
@@ -285,6 +286,25 @@ def check_window(window: int, arl0: float) -> tuple[int, float]:
     if not check_finite(arl0, "arl0") > window:
         raise ValueError(f"arl0 must exceed the window ({window} cases), got {arl0}")
     return window, float(arl0)
+
+
+class TumblingWindow:
+    """A windowed test's cases before its next test: a case can fire it only by completing a
+    window, so the cases before that one can be added at once (``add_untested``, each class
+    its own), with the state and the result that adding them one by one gives."""
+
+    window: int
+    _n_cases: int
+
+    def cases_before_test(self) -> int:
+        """Cases that can be added now without completing the window: at most what
+        ``add_untested`` takes (none of them can fire)."""
+        return self.window - 1 - self._n_cases
+
+    def _check_untested(self, cases: int) -> None:
+        room = self.cases_before_test()
+        if not 0 < cases <= room:
+            raise ValueError(f"{cases} cases added untested: the window takes {room} before a test")
 
 
 def window_result(

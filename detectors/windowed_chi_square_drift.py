@@ -47,6 +47,7 @@ from typing import Any
 from detectors.base import (
     Detector,
     DetectorResult,
+    TumblingWindow,
     check_integer,
     check_window,
     positive_or_none,
@@ -57,7 +58,7 @@ from detectors.reference_calibration import chi_square_critical_value, sparse_po
 __all__ = ["WindowedChiSquareDrift"]
 
 
-class WindowedChiSquareDrift(Detector):
+class WindowedChiSquareDrift(TumblingWindow, Detector):
     """Chi-square test of each window's category mix against the reference mix.
 
     Parameters
@@ -244,18 +245,36 @@ class WindowedChiSquareDrift(Detector):
         return statistic, max(columns - 1, 0)
 
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
+        code = self._checked_code(x)
+        self._check_risk(risk)
+        self._counts[code] += 1
+        self._n_cases += 1
+        n_cases, unseen, fired = self._n_cases, self._counts[len(self.categories)], False
+        if n_cases == self.window:
+            fired = self._close_window()
+        return window_result(fired, self._last[0], self._reported(), n_cases, unseen)
+
+    def _checked_code(self, x: float) -> int:
         k = len(self.categories)
         if isinstance(x, float) and x.is_integer():
             x = int(x)
         if not (isinstance(x, int) and 0 <= x <= k):
             raise ValueError(f"x must be a category code in 0..{k} (see code()), got {x!r}")
-        self._check_risk(risk)
-        self._counts[x] += 1
-        self._n_cases += 1
-        n_cases, unseen, fired = self._n_cases, self._counts[k], False
-        if n_cases == self.window:
-            fired = self._close_window()
-        return window_result(fired, self._last[0], self._reported(), n_cases, unseen)
+        return x
+
+    def add_untested(self, xs: Sequence[float]) -> DetectorResult:
+        """:meth:`update` of each of ``xs`` (category codes) in turn, at most
+        :meth:`cases_before_test` of them (none completes the window, so none fires): the
+        last one's result. Refused whole, nothing changed, if :meth:`update` would refuse
+        one of them."""
+        codes = [self._checked_code(x) for x in xs]
+        self._check_untested(len(codes))
+        counts = self._counts
+        for code in codes:
+            counts[code] += 1
+        self._n_cases += len(codes)
+        unseen = counts[len(self.categories)]
+        return window_result(False, self._last[0], self._reported(), self._n_cases, unseen)
 
     def update_window(self, counts: Sequence[int]) -> DetectorResult:
         """Test a whole window given as its counts per code (``K + 1`` of them, the last

@@ -65,6 +65,7 @@ import numpy.typing as npt
 from detectors.base import (
     Detector,
     DetectorResult,
+    TumblingWindow,
     check_finite,
     check_integer,
     check_window,
@@ -80,7 +81,7 @@ from detectors.reference_calibration import (
 __all__ = ["WindowedKSDrift"]
 
 
-class WindowedKSDrift(Detector):
+class WindowedKSDrift(TumblingWindow, Detector):
     """KS test of each window of ``window`` scores against a binned reference.
 
     Parameters
@@ -270,6 +271,22 @@ class WindowedKSDrift(Detector):
         if n_cases == self.window:
             fired = self._close_window()
         return window_result(fired, self._last, self._reported(), n_cases, n_events)
+
+    def add_untested(self, xs: Sequence[float]) -> DetectorResult:
+        """:meth:`update` of each of ``xs`` in turn, at most :meth:`cases_before_test` of them
+        (none completes the window, so none fires): the last one's result. Refused whole,
+        nothing changed, if :meth:`update` would refuse one of them."""
+        values = [check_finite(x) for x in xs]
+        self._check_untested(len(values))
+        counts, edges, reference = self._counts, self.edges, self._reference
+        unseen = 0
+        for value in values:
+            b = bisect.bisect_right(edges, value)
+            counts[b] += 1
+            unseen += reference[b] == 0
+        self._n_cases += len(values)
+        self._n_events += unseen
+        return window_result(False, self._last, self._reported(), self._n_cases, self._n_events)
 
     def update_window(self, counts: Sequence[int]) -> DetectorResult:
         """Test a whole window given as its histogram (a replay or a simulation of many

@@ -51,7 +51,7 @@ given scores (a moved threshold) is not. The score-drift test sees the former.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ from scipy.special import ndtri
 from detectors.base import (
     Detector,
     DetectorResult,
+    TumblingWindow,
     check_finite,
     check_probability,
     check_window,
@@ -90,7 +91,27 @@ PRIOR_SHIFT_BINS = 50
 _METRICS = ("sensitivity", "specificity")
 
 
-class WindowedPerformanceEstimate(Detector):
+def _checked_case(x: float, risk: float | None) -> tuple[float, int]:
+    """A case's score and decision (0 or 1) as :meth:`WindowedPerformanceEstimate.update`
+    takes them, or :class:`ValueError` naming what is wrong."""
+    score = check_finite(x)
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"x must be the case's calibrated score in [0, 1], got {x!r}")
+    if risk is None:
+        raise ValueError(
+            "WindowedPerformanceEstimate.update needs the device's decision as "
+            "risk=1.0 (called positive) or risk=0.0 (called negative)"
+        )
+    known = type(risk) is float or type(risk) is int or isinstance(risk, Real | np.bool_)
+    if not (known and risk in (0, 1)):
+        raise ValueError(
+            f"risk must be the device's decision, 1.0 (called positive) or 0.0 "
+            f"(called negative), got {risk!r}"
+        )
+    return score, int(risk)
+
+
+class WindowedPerformanceEstimate(TumblingWindow, Detector):
     """CBPE estimate of sensitivity or specificity per window, one-sided test against a claim.
 
     Parameters
@@ -279,30 +300,8 @@ class WindowedPerformanceEstimate(Detector):
             self._last_shift[:] = [adjusted.shift.prevalence, self._last_z, *finite]
 
     def update(self, x: float, /, risk: float | None = None) -> DetectorResult:
-        score = check_finite(x)
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"x must be the case's calibrated score in [0, 1], got {x!r}")
-        if risk is None:
-            raise ValueError(
-                "WindowedPerformanceEstimate.update needs the device's decision as "
-                "risk=1.0 (called positive) or risk=0.0 (called negative)"
-            )
-        known = type(risk) is float or type(risk) is int or isinstance(risk, Real | np.bool_)
-        if not (known and risk in (0, 1)):
-            raise ValueError(
-                f"risk must be the device's decision, 1.0 (called positive) or 0.0 "
-                f"(called negative), got {risk!r}"
-            )
-        called = int(risk)
-        square = score * score
-        self._n_cases += 1
-        self._n_called += called
-        self._sums[1 - called] += score
-        self._sums[3 - called] += square
-        if self._histogram is not None:
-            column = min(int(score * PRIOR_SHIFT_BINS), PRIOR_SHIFT_BINS - 1)
-            self._histogram[1 - called, 0, column] += 1.0
-            self._histogram[1 - called, 1, column] += score
+        score, called = _checked_case(x, risk)
+        self._add(score, called)
         n_cases, n_called, fired = self._n_cases, self._n_called, False
         if n_cases == self.window:
             if self._histogram is None or self.reference_prevalence is None:
@@ -313,6 +312,31 @@ class WindowedPerformanceEstimate(Detector):
             fired = self._last_z >= self._critical
             self._start_window()
         return window_result(fired, self._last_z, self._critical, n_cases, n_called)
+
+    def add_untested(self, xs: Sequence[float], risks: Sequence[float]) -> DetectorResult:
+        """:meth:`update` of each score of ``xs`` with the decision of ``risks`` in turn, at
+        most :meth:`cases_before_test` of them (none completes the window, so none fires):
+        the last one's result. Refused whole, nothing changed, if :meth:`update` would refuse
+        one of them."""
+        if len(xs) != len(risks):
+            raise ValueError(f"{len(xs)} scores with {len(risks)} decisions")
+        cases = [_checked_case(x, risk) for x, risk in zip(xs, risks, strict=True)]
+        self._check_untested(len(cases))
+        for score, called in cases:
+            self._add(score, called)
+        return window_result(False, self._last_z, self._critical, self._n_cases, self._n_called)
+
+    def _add(self, score: float, called: int) -> None:
+        """One case into the open window (the same float sums in the same order as ever)."""
+        square = score * score
+        self._n_cases += 1
+        self._n_called += called
+        self._sums[1 - called] += score
+        self._sums[3 - called] += square
+        if self._histogram is not None:
+            column = min(int(score * PRIOR_SHIFT_BINS), PRIOR_SHIFT_BINS - 1)
+            self._histogram[1 - called, 0, column] += 1.0
+            self._histogram[1 - called, 1, column] += score
 
     def last_window(self) -> EstimatedPerformance | None:
         """Sensitivity, specificity and PPV of the last completed window (95 % intervals).

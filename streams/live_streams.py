@@ -280,19 +280,14 @@ class LiveStreams:
         monitor = self.monitor(key, stream)
         applied = duplicates = 0
         sides: set[StateKind] = set()
-        for item, position in items:
-            applied_here = 0
-            for signals in observations(monitor, item, position):
-                if signals is None:
-                    duplicates += 1
-                    continue
-                applied_here += 1
-                # Built as each fires, from the monitor as it is then: the alert id stays
-                # the same however the join batched the predictions before a crash and after.
-                raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
-            if not applied_here:
+        for item, signals in observed(monitor, items):
+            if signals is None:
+                duplicates += 1
                 continue
-            applied += applied_here
+            applied += 1
+            # Built as each fires, from the monitor as it is then: the alert id stays the
+            # same however the join batched the predictions before a crash and after.
+            raised += [(stream, alert_for(stream, s, monitor, utc_now())) for s in signals]
             if isinstance(item, Rebaseline):
                 # A decision changes the label-free side, and the labelled one too when it
                 # restarts a claims test that rejected (restart_after_review).
@@ -385,9 +380,8 @@ class LiveStreams:
         """A stream's monitor from its tables and the inputs applied since they were
         written. Those inputs were applied once already: their alerts are not raised again."""
         monitor = self.monitor(key, stream)
-        for item, position in self._journal.get(key, []):
-            for _signals in observations(monitor, item, position):
-                pass
+        for _observed in observed(monitor, self._journal.get(key, [])):
+            pass
         for entry, (partition, _stale) in list(self.unwritten.items()):
             if entry[1] == key:
                 self.unwritten[entry] = (partition, monitor)
@@ -502,6 +496,34 @@ class LiveStreams:
                 labelled, label_free, plan=self.plan
             )
             self.publish(StreamKey.from_key(key), monitor)
+
+
+def observed(
+    monitor: StreamMonitor, items: Sequence[tuple[StreamInput, RecordPosition]]
+) -> Iterator[tuple[StreamInput, list[Signal] | None]]:
+    """:func:`observations` of each of ``items`` in turn, case by case with its item; the
+    predictions of consecutive items applied as one run (:meth:`StreamMonitor.observe_scores`:
+    the same states and signals, each yielded as its case is applied)."""
+    run: list[StreamPredictions] = []
+    for item, position in items:
+        if isinstance(item, StreamPredictions):
+            run.append(item)
+            continue
+        if run:
+            yield from _observed_run(monitor, run)
+            run = []
+        for signals in observations(monitor, item, position):
+            yield item, signals
+    if run:
+        yield from _observed_run(monitor, run)
+
+
+def _observed_run(
+    monitor: StreamMonitor, run: list[StreamPredictions]
+) -> Iterator[tuple[StreamInput, list[Signal] | None]]:
+    entries = [entry for item in run for entry in item.predictions]
+    items = (item for item in run for _entry in item.predictions)
+    yield from zip(items, monitor.observe_scores(entries), strict=True)
 
 
 def observations(

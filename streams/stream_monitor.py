@@ -32,6 +32,7 @@ once per decision, and emits what the first two return.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -41,9 +42,10 @@ from detectors import (
     BetaBinomialConfidenceSequence,
     DetectorResult,
     WindowedChiSquareDrift,
+    WindowedKSDrift,
     WindowedPerformanceEstimate,
 )
-from detectors.base import check_probability
+from detectors.base import TumblingWindow, check_probability
 from detectors.statistics import (
     EstimatedPerformance,
     KappaEstimate,
@@ -54,6 +56,7 @@ from postmarket.contracts.events import JoinPosition, Outcome, Prediction, Rebas
 from streams.acquisition import (
     ACQUISITION_DIMENSIONS,
     AcquisitionCategories,
+    AcquisitionDimension,
     acquisition_categories,
 )
 from streams.change_start import firing_run_start, runs_started
@@ -71,6 +74,7 @@ from streams.monitor_policy import (
     ClaimedMetric,
     MonitorPolicy,
 )
+from streams.routing import RoutedScore
 from streams.stream_state import StreamMonitorState
 
 Metric = Literal["sensitivity", "specificity", "score_distribution", "acquisition", "calibration"]
@@ -228,6 +232,98 @@ class StreamMonitor(StreamMonitorState):
             signals += self._update_acquisition(categories)
         return signals
 
+    def observe_scores(self, entries: Sequence[RoutedScore]) -> Iterator[list[Signal] | None]:
+        """:meth:`observe_score` of each of ``entries`` in turn (the predictions of one input
+        record, in its order), yielding as each is applied its signals, None for one applied
+        already. The cases before the next one that can complete a window of any of the
+        stream's label-free tests are added to them at once (:meth:`_untested_run`): the
+        same states and the same signals (none), at a fraction of the calls."""
+        at, count = 0, len(entries)
+        while at < count:
+            entry = entries[at]
+            if self.already_applied("prediction", entry.joined_at):
+                yield None
+                at += 1
+                continue
+            run = self._untested_run(entries, at)
+            if run > 1:
+                self._observe_untested(entries[at : at + run])
+                for _ in range(run):
+                    yield []
+                at += run
+                continue
+            yield self.observe_score(entry.score, entry.joined_at, entry.decision, entry.categories)
+            at += 1
+
+    def _untested_run(self, entries: Sequence[RoutedScore], start: int) -> int:
+        """How many entries from ``start`` none of the label-free tests would test: before
+        the case that completes a window (or the score reference), in order after one
+        another on the same input partition (so none was applied already) and decided alike."""
+        if self.unmonitored and not self.unmonitored_raised:
+            return 0
+        room = self._room_before_test()
+        first = entries[start]
+        topic, partition, decided = first.joined_at.topic, first.joined_at.partition, first.decision
+        last, run = first.joined_at.order(), 1
+        for entry in entries[start + 1 : start + room]:
+            at = entry.joined_at
+            if at.topic != topic or at.partition != partition:
+                break
+            if (entry.decision is None) != (decided is None) or at.order() <= last:
+                break
+            last, run = at.order(), run + 1
+        return run
+
+    def _room_before_test(self) -> int:
+        """Predictions the label-free tests take before one can complete a window (0 if a
+        test of a kind not known to take them untested charts them)."""
+        rooms = []
+        if "score_drift" not in self.detectors:
+            rooms.append(self.policy.score_reference_cases - sum(self.score_reference) - 1)
+        for name, test in self.detectors.items():
+            if name.endswith("_estimate"):
+                known = isinstance(test, WindowedPerformanceEstimate)
+            elif name == "score_drift":
+                known = isinstance(test, WindowedKSDrift)
+            elif name.endswith("_drift"):
+                known = isinstance(test, WindowedChiSquareDrift)
+            else:
+                continue  # charts outcomes
+            if not (known and isinstance(test, TumblingWindow)):
+                return 0
+            rooms.append(test.cases_before_test())
+        return min(rooms, default=0)
+
+    def _observe_untested(self, entries: Sequence[RoutedScore]) -> None:
+        """:meth:`observe_score` of each entry, none completing a window (see
+        :meth:`_untested_run`): the detectors take them at once."""
+        for entry in entries:
+            check_probability("score", entry.score, open_interval=False)
+        self._mark_applied("prediction", entries[-1].joined_at)
+        self.predictions += len(entries)
+        scores = [entry.score for entry in entries]
+        if entries[0].decision is not None:
+            calls = [1.0 if entry.decision == "positive" else 0.0 for entry in entries]
+            for metric in sorted(self.claims):
+                estimate = self.detectors.get(f"{metric}_estimate")
+                if isinstance(estimate, WindowedPerformanceEstimate):
+                    self._untested(f"{metric}_estimate", estimate.add_untested(scores, calls))
+        drift = self.detectors.get("score_drift")
+        if drift is None:
+            for entry in entries:
+                self._add_to_references(entry.score, entry.categories)
+            return
+        if isinstance(drift, WindowedKSDrift):  # always: _room_before_test checked it
+            self._untested("score_drift", drift.add_untested(scores))
+        for dimension in ACQUISITION_DIMENSIONS:
+            chi_square = self.detectors.get(f"{dimension}_drift")
+            if isinstance(chi_square, WindowedChiSquareDrift):
+                codes = [self._code(chi_square, entry.categories, dimension) for entry in entries]
+                self._untested(f"{dimension}_drift", chi_square.add_untested(codes))
+
+    def _untested(self, name: str, result: DetectorResult) -> None:
+        self.statistics[name] = (result.statistic, result.threshold)
+
     def rebaseline(
         self, decision: uuid.UUID, at: JoinPosition, scope: RebaselineScope = "reference"
     ) -> bool:
@@ -328,11 +424,21 @@ class StreamMonitor(StreamMonitorState):
             drift = self.detectors.get(f"{dimension}_drift")
             if not isinstance(drift, WindowedChiSquareDrift):
                 continue
-            category = categories.get(dimension, UNKNOWN_CATEGORY)
-            if category not in drift.categories and OTHER_CATEGORY in drift.categories:
-                category = OTHER_CATEGORY  # pooled in the reference: not a new category
-            signals += self._update(f"{dimension}_drift", "acquisition", drift.code(category))
+            code = self._code(drift, categories, dimension)
+            signals += self._update(f"{dimension}_drift", "acquisition", code)
         return signals
+
+    @staticmethod
+    def _code(
+        drift: WindowedChiSquareDrift,
+        categories: AcquisitionCategories,
+        dimension: AcquisitionDimension,
+    ) -> int:
+        """The drift test's code of the case's category in ``dimension``."""
+        category = categories.get(dimension, UNKNOWN_CATEGORY)
+        if category not in drift.categories and OTHER_CATEGORY in drift.categories:
+            category = OTHER_CATEGORY  # pooled in the reference: not a new category
+        return drift.code(category)
 
     def _add_to_references(self, score: float, categories: AcquisitionCategories | None) -> None:
         bin_index = sum(1 for edge in SCORE_EDGES if score >= edge)

@@ -647,14 +647,14 @@ def test_an_event_its_streams_refuse_is_dead_lettered_alone_and_the_batch_counts
     refused = make_prediction(case_pseudonym="c-2", score=0.123)
     first, last = make_prediction(case_pseudonym="c-1"), make_prediction(case_pseudonym="c-3")
     followups = [make_followup(case_pseudonym=c) for c in ("c-1", "c-2", "c-3")]
-    observe_score = StreamMonitor.observe_score
+    observe_scores = StreamMonitor.observe_scores
 
-    def refusing(monitor: StreamMonitor, score: float, *args: Any, **kwargs: Any) -> Any:
-        if score == refused.score:
+    def refusing(monitor: StreamMonitor, entries: Any) -> Any:
+        if any(entry.score == refused.score for entry in entries):
             raise ValueError("this score breaks a detector")
-        return observe_score(monitor, score, *args, **kwargs)
+        return observe_scores(monitor, entries)
 
-    monkeypatch.setattr(StreamMonitor, "observe_score", refusing)
+    monkeypatch.setattr(StreamMonitor, "observe_scores", refusing)
     applications = _counting_applications(monkeypatch)
     value = encode_batch(SITE, _entries(first, refused, last, *followups))
 
