@@ -543,13 +543,7 @@ def observations(
         applied = monitor.already_applied("outcome", item.joined_at)
         yield None if applied else monitor.observe(item)
         return
-    for entry in item.predictions:
-        if monitor.already_applied("prediction", entry.joined_at):
-            yield None
-        else:
-            yield monitor.observe_score(
-                entry.score, entry.joined_at, entry.decision, entry.categories
-            )
+    yield from monitor.observe_scores(item.predictions)
 
 
 def tally_of(key: str, monitor: StreamMonitor) -> VersionTally | None:
