@@ -67,7 +67,17 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
         "consumer/fetch",
         ("aiokafka/consumer", "aiokafka/conn", "aiokafka/client", "aiokafka/protocol", "kafka/"),
     ),
-    ("our decode/verify", ("postmarket/contracts", "postmarket/authenticity", "nacl/")),
+    # Decoding only: the join's outcome encoding and trusted builders are the join's.
+    (
+        "our decode/verify",
+        (
+            "postmarket/contracts/batches",
+            "decode (postmarket/contracts",
+            "decode_for_topic (postmarket/contracts",
+            "postmarket/authenticity",
+            "nacl/",
+        ),
+    ),
     (
         "monitors",
         (

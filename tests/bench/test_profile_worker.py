@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
-from profile_worker import TIMED_CALLS, TIMERS_SITE, print_timers  # noqa: E402
+from profile_worker import TIMED_CALLS, TIMERS_SITE, group_of, print_timers  # noqa: E402
 
 CALLS = """
 import time
@@ -82,3 +82,26 @@ def test_every_timed_call_of_the_worker_exists() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+DECODE = "decode_batch (postmarket/contracts/batches.py:131)"
+VERIFY = "SiteKeyring.verify (postmarket/authenticity.py:218)"
+KEEP = "_keep (streams/agents/join.py:472)"
+
+
+@pytest.mark.parametrize(
+    ("caller", "innermost", "group"),
+    [
+        (DECODE, "BaseModel.model_validate_json (pydantic/main.py:847)", "our decode/verify"),
+        (VERIFY, "crypto_sign_open (nacl/bindings/crypto_sign.py:103)", "our decode/verify"),
+        (KEEP, "encode_outcome (postmarket/contracts/codec.py:116)", "join"),
+        (KEEP, "trusted (postmarket/contracts/trusted.py:31)", "join"),
+    ],
+)
+def test_a_samples_group_is_what_the_worker_was_doing(
+    caller: str, innermost: str, group: str
+) -> None:
+    """Decoding is the batch's decode and its signature; what the join builds with the
+    contracts (outcomes, positions) is the join's."""
+    outer = "thread (1): MainThread;_join_record (streams/agents/join.py:180)"
+    assert group_of(f"{outer};{caller};{innermost}") == group
