@@ -859,17 +859,31 @@ def best_own_work(
     return {**best, "total": sum(best.values())}
 
 
+def settled_worker_rate(
+    settings: Settings,
+    home: Path,
+    log_name: str,
+    cases: int,
+    input_topics: list[str],
+    warm: tuple[int, int] = (0, 0),
+) -> dict[str, float]:
+    """Once the machine is quiet (:func:`quiet_machine.settle`), a fresh worker's rate on
+    ``input_topics`` (see :func:`full_worker_rate`), tagged with how long the settling took."""
+    settled_s = settle(broker_pid(home))
+    worker = LocalWorker(settings, home / "logs" / f"{log_name}.log")
+    try:
+        rate = full_worker_rate(worker, 2 * cases, cases, input_topics, warm=warm)
+        return {**rate, "settled_s": settled_s}
+    finally:
+        worker.stop()
+
+
 def run_full_worker(
     settings: Settings, home: Path, name: str, input_topics: list[str], cases: int
 ) -> dict[str, float]:
     """A fresh worker (its own group and tables) on ``input_topics`` only; its rate."""
     start_at_end(settings.kafka_bootstrap, settings.worker_id, (*input_topics, *SETUP_TOPICS))
-    settled_s = settle(broker_pid(home))
-    worker = LocalWorker(settings, home / "logs" / f"bench-{name}-worker.log")
-    try:
-        return {**full_worker_rate(worker, 2 * cases, cases, input_topics), "settled_s": settled_s}
-    finally:
-        worker.stop()
+    return settled_worker_rate(settings, home, f"bench-{name}-worker", cases, input_topics)
 
 
 def run_cold_worker(
@@ -879,13 +893,7 @@ def run_cold_worker(
     group starts at the end of the inputs (what earlier runs sent stays unread); its rate."""
     start_at_end(settings.kafka_bootstrap, settings.worker_id, SETUP_TOPICS)
     prefill_batches(settings.kafka_bootstrap, measured)
-    settled_s = settle(broker_pid(home))
-    worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log")
-    try:
-        rate = full_worker_rate(worker, 2 * cases, cases, [topics.INPUTS])
-        return {**rate, "settled_s": settled_s}
-    finally:
-        worker.stop()
+    return settled_worker_rate(settings, home, settings.worker_id, cases, [topics.INPUTS])
 
 
 def run_warm_worker(
@@ -898,18 +906,12 @@ def run_warm_worker(
     bootstrap = settings.kafka_bootstrap
     start_at_end(bootstrap, settings.worker_id, SETUP_TOPICS)  # before the warm-up is sent
     warm = warm_up_events()
-    warm_cases = len(warm) // 2
     prefill_batches(bootstrap, signed_batches(warm, SIGNING_KEYS))
     prefill_batches(bootstrap, measured)
-    settled_s = settle(broker_pid(home))
-    worker = LocalWorker(settings, home / "logs" / "bench-warm-worker.log")
-    try:
-        rate = full_worker_rate(
-            worker, 2 * cases, cases, [topics.INPUTS], warm=(len(warm), warm_cases)
-        )
-        return {**rate, "settled_s": settled_s}
-    finally:
-        worker.stop()
+    warmed = (len(warm), len(warm) // 2)
+    return settled_worker_rate(
+        settings, home, "bench-warm-worker", cases, [topics.INPUTS], warm=warmed
+    )
 
 
 def warm_up_events() -> list[Prediction | FollowUp]:

@@ -269,9 +269,10 @@ class StreamMonitor(StreamMonitorState):
             at = entry.joined_at
             if at.topic != topic or at.partition != partition:
                 break
-            if (entry.decision is None) != (decided is None) or at.order() <= last:
+            order = at.order()
+            if (entry.decision is None) != (decided is None) or order <= last:
                 break
-            last, run = at.order(), run + 1
+            last, run = order, run + 1
         return run
 
     def _room_before_test(self) -> int:
@@ -281,15 +282,10 @@ class StreamMonitor(StreamMonitorState):
         if "score_drift" not in self.detectors:
             rooms.append(self.policy.score_reference_cases - sum(self.score_reference) - 1)
         for name, test in self.detectors.items():
-            if name.endswith("_estimate"):
-                known = isinstance(test, WindowedPerformanceEstimate)
-            elif name == "score_drift":
-                known = isinstance(test, WindowedKSDrift)
-            elif name.endswith("_drift"):
-                known = isinstance(test, WindowedChiSquareDrift)
-            else:
+            kind = label_free_kind(name)
+            if kind is None:
                 continue  # charts outcomes
-            if not (known and isinstance(test, TumblingWindow)):
+            if not isinstance(test, kind):
                 return 0
             rooms.append(test.cases_before_test())
         return min(rooms, default=0)
@@ -580,3 +576,16 @@ class StreamMonitor(StreamMonitorState):
             if isinstance(estimate, WindowedPerformanceEstimate):
                 return estimate.last_window()
         return None
+
+
+def label_free_kind(name: str) -> type[TumblingWindow] | None:
+    """The tumbling-window class a stream's label-free test called ``name`` takes untested
+    predictions as (see :meth:`StreamMonitor._room_before_test`); None for a test that
+    charts outcomes."""
+    if name.endswith("_estimate"):
+        return WindowedPerformanceEstimate
+    if name == "score_drift":
+        return WindowedKSDrift
+    if name.endswith("_drift"):
+        return WindowedChiSquareDrift
+    return None
