@@ -1,7 +1,8 @@
 """The registry agent run whole under Faust's test context: each registry record reaches the
-global table, a bad one is dead-lettered, and each is acked only once handled; the worker's
-timer designs the charts of every entry in its copy of the registry (those its agent read and
-the other workers' alike)."""
+global table, a bad one is dead-lettered, and each is acked only once handled; the worker
+designs the charts of every entry in its copy of the registry (those its agent read and the
+other workers' alike) at the end of each rebalance, before its streams resume, then on a
+timer."""
 
 from __future__ import annotations
 
@@ -91,3 +92,27 @@ def test_the_timer_designs_entries_another_worker_read_once_recovered(
     monkeypatch.setattr(recovery.completed, "is_set", lambda: True)
     assert registry_agent.design_recovered_registry() == 1
     assert labelled_chart.cache_info().currsize == 2
+
+
+def test_the_recovered_registrys_charts_are_designed_before_the_streams_resume(
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = make_registry_entry()
+    registry.data[entry.as_key()] = entry.model_dump(mode="json")
+    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
+    monkeypatch.setattr(recovery.completed, "is_set", lambda: False)  # as Faust sends it
+
+    asyncio.run(worker.app.on_rebalance_complete.send())  # what recovery sends at its end
+    assert labelled_chart.cache_info().currsize == 2  # sensitivity and specificity
+    assert registry_agent.registered_charts.design_new(registry.data) == 0  # none left
+
+
+def test_a_registry_value_that_cannot_be_designed_leaves_the_rebalance_to_finish(
+    producer: RecordingProducer, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.data["device|1.0"] = {"device_id": "device"}  # not a registry entry
+
+    asyncio.run(worker.app.on_rebalance_complete.send())
+    assert labelled_chart.cache_info().currsize == 0
+    assert "designing the registered versions' charts failed" in caplog.text
+    assert "Traceback" not in caplog.text
