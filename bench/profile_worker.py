@@ -355,7 +355,8 @@ def profiled_run(
     warm_events, warm_cases = warm
     bp.start_at_end(settings.kafka_bootstrap, settings.worker_id, (topics.INPUTS, *bp.SETUP_TOPICS))
     outcomes_before = bp.end_offsets(settings.kafka_bootstrap, topics.OUTCOMES)
-    settle(broker_pid(home))
+    broker = broker_pid(home)
+    settle(broker)
     worker = LocalWorker(settings, home / "logs" / f"{settings.worker_id}.log", env)
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -364,7 +365,7 @@ def profiled_run(
         first: float | None = None
         first_epoch = read_at_first = 0.0
         gc_start: dict[str, Any] = {}
-        cpu_start = cpu_end = 0.0
+        cpu_start = cpu_end = broker_start = broker_end = 0.0
         deadline = time.monotonic() + 180 + bp.FULL_WORKER_CAP_S
         totals = bp.scrape(worker.metrics_url, [topics.INPUTS])
         while time.monotonic() < deadline:
@@ -373,7 +374,7 @@ def profiled_run(
             if first is None and totals["joined"] > max(warm_events - 1, 0):
                 first = now
                 first_epoch, read_at_first = bp.clock_start(totals, warm_events)
-                cpu_start = cpu_seconds(worker.pid)
+                cpu_start, broker_start = cpu_seconds(worker.pid), cpu_seconds(broker)
                 gc_start = (
                     gc_seconds(Path(env["PMS_GC_STATS_FILE"])) if "PMS_GC_STATS_FILE" in env else {}
                 )
@@ -399,7 +400,7 @@ def profiled_run(
             # The outcome counter, not the streams' confusion gauges (set every 2 s: the
             # profile's idle share was mostly the wait for them).
             if first is not None and totals["emitted"] >= warm_cases + cases:
-                cpu_end = cpu_seconds(worker.pid)
+                cpu_end, broker_end = cpu_seconds(worker.pid), cpu_seconds(broker)
                 break
             time.sleep(0.02 if first is None and not warm_events else bp.BUSY_POLL_S)
         # py-spy stops with the run: the full collection measured below would otherwise be
@@ -419,6 +420,10 @@ def profiled_run(
             "events_per_s": events / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
             "cpu_us_per_event": 1e6 * (cpu_end - cpu_start) / max(events, 1),
+            # On 2 cores the broker's CPU is what the worker cannot have: its share of a core
+            # below 1 is the time it waited for one.
+            "broker_cpu_us_per_event": 1e6 * (broker_end - broker_start) / max(events, 1),
+            "worker_core_share": (cpu_end - cpu_start) / max(elapsed, 1e-9),
             "gc_s": sum(gc_end.get("seconds", [0.0])) - sum(gc_start.get("seconds", [0.0])),
             "gc": gc_in_window(gc_end.get("log", []), window_start, window_end, events),
         }
