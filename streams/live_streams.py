@@ -47,8 +47,14 @@ Owns = Callable[[str], bool]
 
 def contents(table: Mapping[str, Any]) -> Mapping[str, Any]:
     """What a table holds, read without Faust's per-read hooks (a sensor call and a missing
-    key's default, None either way, on every read): a Faust table's store, or the mapping."""
-    return getattr(table, "data", table)
+    key's default, None either way, on every read): a Faust table's store, or the mapping.
+
+    Of Faust's in-memory store (every table's here), the dict it keeps its entries in: the
+    store's own ``get`` is ``Mapping.get`` over its ``__getitem__``, three calls a read and
+    a ``KeyError`` raised and caught for every key it lacks (each new case looked up twice)."""
+    store = getattr(table, "data", table)
+    entries = getattr(store, "data", None)
+    return entries if type(entries) is dict else store
 
 
 def stream_of(item: StreamInput) -> StreamKey:

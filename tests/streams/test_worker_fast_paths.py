@@ -152,11 +152,15 @@ def test_a_fetch_brings_many_signed_batches_of_a_partition(tmp_path: Path) -> No
 def test_a_table_read_without_fausts_hooks_reads_what_the_table_holds(table: Any) -> None:
     table.data.clear()
     try:
-        table.data["held"] = {"state": 1}
+        read = contents(table)
+        table.data["held"] = {"state": 1}  # written after: the same entries
         for key in ("held", "missing"):
-            assert contents(table).get(key) == table.get(key)
+            assert read.get(key) == contents(table).get(key) == table.get(key)
             assert (key in contents(table)) == (key in table)
         assert "missing" not in table.data  # reading a missing key stored nothing either way
+        # The in-memory store's own dict: its Mapping.get raised and caught a KeyError for
+        # every missing key.
+        assert type(read) is dict
     finally:
         table.data.clear()
 
