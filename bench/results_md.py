@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -205,12 +206,19 @@ def _pipeline_batches(r: dict[str, Any]) -> list[Figure]:
 
 
 def _best_of(r: dict[str, Any], name: str) -> str:
-    """``; best of runs a / b vs c / d``: the worker's runs and the bare agent's, alternating
-    (results from before the worker ran twice have none)."""
+    """``; best of runs a / b vs c / d; round by round x / y, median m``: the worker's runs
+    and the bare agent's, alternating, and each round's ratio, its two runs minutes apart
+    (the machine's speed drifts over a bench: the best of each side may come from different
+    rounds). Results from before the worker ran twice have none."""
     runs, bare_runs = r.get(f"{name}_runs_events_per_s"), r.get("bare_faust_runs_events_per_s")
     if not runs or not bare_runs:
         return ""
-    return f"; best of runs {_rates(runs)} vs {_rates(bare_runs)}"
+    paired = [run / bare for run, bare in zip(runs, bare_runs, strict=False)]
+    rounds = " / ".join(f"{ratio:.2f}" for ratio in paired)
+    return (
+        f"; best of runs {_rates(runs)} vs {_rates(bare_runs)}; "
+        f"round by round {rounds} x, median {statistics.median(paired):.2f}"
+    )
 
 
 def _rates(rates: list[float]) -> str:
