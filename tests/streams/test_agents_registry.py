@@ -38,12 +38,23 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProducer]:
     registry_agent.unacked.take()
 
 
+def recovered(monkeypatch: pytest.MonkeyPatch, done: bool) -> None:
+    """Faust's table recovery marked complete (``done``) or still under way."""
+    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
+    monkeypatch.setattr(recovery.completed, "is_set", lambda: done)
+
+
+def held_in_the_table() -> None:
+    """A registry entry another worker read: in this worker's copy of the table only."""
+    entry = make_registry_entry()
+    registry.data[entry.as_key()] = entry.model_dump(mode="json")
+
+
 def test_an_entry_reaches_the_table_and_is_acked_once_handled(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entry = make_registry_entry()
-    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
-    monkeypatch.setattr(recovery.completed, "is_set", lambda: True)
+    recovered(monkeypatch, True)
 
     async def main() -> None:
         async with registry_agent.follow_registry.test_context() as agent:
@@ -83,13 +94,11 @@ def test_a_bad_entry_is_dead_lettered_and_the_next_still_counts(
 def test_the_timer_designs_entries_another_worker_read_once_recovered(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entry = make_registry_entry()
-    registry.data[entry.as_key()] = entry.model_dump(mode="json")
-    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
-    monkeypatch.setattr(recovery.completed, "is_set", lambda: False)
+    held_in_the_table()
+    recovered(monkeypatch, False)
     assert registry_agent.design_recovered_registry() == 0
 
-    monkeypatch.setattr(recovery.completed, "is_set", lambda: True)
+    recovered(monkeypatch, True)
     assert registry_agent.design_recovered_registry() == 1
     assert labelled_chart.cache_info().currsize == 2
 
@@ -97,10 +106,8 @@ def test_the_timer_designs_entries_another_worker_read_once_recovered(
 def test_the_recovered_registrys_charts_are_designed_before_the_streams_resume(
     producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entry = make_registry_entry()
-    registry.data[entry.as_key()] = entry.model_dump(mode="json")
-    recovery: Any = worker.app.tables.recovery  # type: ignore[attr-defined]
-    monkeypatch.setattr(recovery.completed, "is_set", lambda: False)  # as Faust sends it
+    held_in_the_table()
+    recovered(monkeypatch, False)  # as Faust sends it
 
     asyncio.run(worker.app.on_rebalance_complete.send())  # what recovery sends at its end
     assert labelled_chart.cache_info().currsize == 2  # sensitivity and specificity
