@@ -29,8 +29,11 @@ bootstrap-calibrated critical values, reference growing from passing windows to 
 windows. ``conditional`` gives each stream's ARL0 given its reference(s) exactly (the
 expected alarms of each window over 20,000 simulated windows, no Poisson noise in it).
 
+``chi_square_carry`` measures the critical value a growing chi-square test carries between
+its calibrations against a fresh calibration's.
+
 Writes bench/results/label_free_arl0.json and a markdown table beside it. Runtime: about
-3 minutes on 2 cores with the defaults; ``--quick`` in seconds.
+3.5 minutes on 2 cores with the defaults; ``--quick`` in seconds.
 """
 
 from __future__ import annotations
@@ -287,6 +290,72 @@ def acquisition_fleet(streams: int, n_windows: int, release: str, seed: int = 1)
     ]
 
 
+def chi_square_carry(streams: int, draws: int, seed: int = 3) -> dict[str, Any]:
+    """The rate of the critical value a growing chi-square test carries between its
+    calibrations, beside a fresh calibration's for the same reference, each measured by
+    ``draws`` independent bootstrap replicates of the test at that reference, as times
+    ``alpha``: at every size where the test carried its value and tests two columns or
+    more. Streams as :func:`acquisition_stream`'s, in control, grown to 20 windows."""
+    rng = np.random.default_rng(seed)
+    window, cap = POLICY.score_window, calibration.reference_cap(POLICY.score_window)
+    arl0 = POLICY.arl0_cases * ACQUISITION_DIMENSIONS
+    alpha = window / arl0
+    carried: list[float] = []
+    fresh: list[float] = []
+    calibrations = 0
+    for _ in range(streams):
+        p = acquisition_mix(rng)
+        reference = calibration.multinomial_draws(rng, POLICY.score_reference_cases, p, 1)[0]
+        seen = reference > 0
+        drift = WindowedChiSquareDrift(
+            [str(c) for c in np.flatnonzero(seen)],
+            reference[seen].tolist(),
+            window,
+            arl0,
+            reference_cap=cap,
+        )
+        q = p[seen] / p[seen].sum()
+        size = -1
+        while sum(drift.reference) < cap:
+            if sum(drift.reference) != size:
+                size = sum(drift.reference)
+                threshold = drift.threshold
+                made = drift._calibrated  # noqa: SLF001 - the size it was calibrated for
+                calibrations += made is not None and made[1] == size
+                pooling = np.eye(max(drift.columns) + 1, dtype=np.int64)[drift.columns[:-1]]
+                pooled = np.asarray(drift.reference, dtype=np.int64) @ pooling
+                live = pooled[pooled > 0]
+                if made is not None and made[1] != size and live.size > 1:
+                    shares = live / live.sum()
+                    statistics = calibration.chi_square_statistics(
+                        calibration.multinomial_draws(rng, size, shares, draws),
+                        calibration.multinomial_draws(rng, window, shares, draws),
+                    )
+                    value = calibration.chi_square_critical_value(live.tolist(), window, alpha)
+                    carried.append(float((statistics >= threshold).mean()) / alpha)
+                    fresh.append(float((statistics >= value).mean()) / alpha)
+            counts = rng.multinomial(window, q).tolist()
+            drift.update_window([*counts, 0])
+        assert drift.threshold > 0  # and at its final size
+        made = drift._calibrated  # noqa: SLF001
+        calibrations += made is not None and made[1] == cap
+    return {
+        "streams": streams,
+        "draws": draws,
+        "sizes_carried": len(carried),
+        "calibrations_per_stream": calibrations / streams,
+        "carried_rate_mean_p10_p90_min_max_over_alpha": _spread(carried),
+        "fresh_rate_mean_p10_p90_min_max_over_alpha": _spread(fresh),
+    }
+
+
+def _spread(rates: Sequence[float]) -> list[float]:
+    if not rates:
+        return [float("nan")] * 5
+    p10, p90 = np.percentile(rates, [10, 90])
+    return [float(np.mean(rates)), float(p10), float(p90), float(min(rates)), float(max(rates))]
+
+
 def calibration_runtime(repeats: int = 20, seed: int = 2) -> dict[str, float]:
     """Milliseconds to calibrate one critical value (cache cleared): the cost when a stream's
     reference completes or grows, or a stored stream is loaded in a new process."""
@@ -354,6 +423,19 @@ def markdown(report: dict[str, Any]) -> str:
         f"(max {r['chi_square_ms_max']:.1f}). Runtime {report['runtime_s']:.0f} s.",
         "",
     ]
+    c = report["chi_square_carry"]
+    kept, new = (
+        c[f"{which}_rate_mean_p10_p90_min_max_over_alpha"] for which in ("carried", "fresh")
+    )
+    lines += [
+        f"A growing chi-square test's carried critical value, at the {c['sizes_carried']:,} "
+        f"sizes where it carried one ({c['streams']} streams, {c['calibrations_per_stream']:.1f} "
+        f"calibrations a stream from 2 windows to 20; {c['draws']:,} replicates a rate): "
+        f"rate {kept[0]:.2f} x alpha (10th-90th percentile {kept[1]:.2f}-{kept[2]:.2f}, "
+        f"range {kept[3]:.2f}-{kept[4]:.2f}); a fresh calibration's {new[0]:.2f} "
+        f"({new[1]:.2f}-{new[2]:.2f}, {new[3]:.2f}-{new[4]:.2f}).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -363,12 +445,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--score-windows", type=int, default=800)
     parser.add_argument("--acquisition-streams", type=int, default=300)
     parser.add_argument("--acquisition-windows", type=int, default=2000)
+    parser.add_argument("--carry-streams", type=int, default=90)
+    parser.add_argument("--carry-draws", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds")
     parser.add_argument("--json", type=Path, default=RESULTS / "label_free_arl0.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.score_streams, args.score_windows = 40, 200
         args.acquisition_streams, args.acquisition_windows = 40, 400
+        args.carry_streams, args.carry_draws = 6, 10_000
     started = time.perf_counter()
     score_nominal = POLICY.arl0_cases
     acquisition_nominal = POLICY.arl0_cases * ACQUISITION_DIMENSIONS
@@ -394,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "reference_cap": calibration.reference_cap(POLICY.score_window),
         "results": results,
         "calibration_runtime": calibration_runtime(),
+        "chi_square_carry": chi_square_carry(args.carry_streams, args.carry_draws),
         "runtime_s": time.perf_counter() - started,
         "python": platform.python_version(),
     }

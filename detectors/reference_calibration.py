@@ -31,19 +31,23 @@ long. No critical value fixes that; only a longer reference does (Jones, Champ a
 for most references by widening every stream's limit (Gandy and Kvaløy 2013, Scand. J.
 Statist. 40: 647-668), which lengthens the fleet's ARL0 by as much. The detectors therefore
 grow their reference from their own in-control windows up to :data:`REFERENCE_WINDOWS`
-windows (``reference_cap``), calibrating again at each size (cached), so a stream arms as
-soon as its first reference is complete, at the right unconditional rate, and its own rate
-converges to the target as the reference grows.
+windows (``reference_cap``), calibrating again as it doubles and at its final size, the
+last calibration carried between (:func:`recalibrates`), so a stream arms as soon as its
+first reference is complete, at the right unconditional rate, and its own rate converges to
+the target as the reference grows.
 
 Every critical value is deterministic given its inputs (the generator is seeded from the
 counts, window and level), so a stream restored from its state compares with exactly the
 value it compared with before.
 
-A calibration takes 10-50 ms (the multinomial draws; more replicates at a smaller level),
-once per window a reference grows by. Calibrating a grown reference ahead on a background
-thread (numpy's draws release the GIL) was measured slower end to end: in a replay of
-300,000 predictions through a worker, 94-97 s against 86-87 s, as one thread cannot keep up
-with 40 streams growing together and takes the core the broker and the replay use.
+A calibration takes 5-50 ms (the multinomial draws; more replicates at a smaller level),
+about five times while a reference grows from 2 windows to 20 (the chi-square test's
+sometimes more: :meth:`detectors.WindowedChiSquareDrift._carries`); a restored stream reads
+its test's last one from its state once grown, not again.
+Calibrating a grown reference ahead on a background thread (numpy's draws release the GIL)
+was measured slower end to end: in a replay of 300,000 predictions through a worker, 94-97 s
+against 86-87 s, as one thread cannot keep up with 40 streams growing together and takes
+the core the broker and the replay use.
 """
 
 from __future__ import annotations
@@ -222,11 +226,13 @@ def chi_square_critical_value(reference_counts: Sequence[int], window: int, alph
 
 
 def recalibrates(cases: int, calibrated_cases: int, window: int, cap: int | None) -> bool:
-    """Whether a KS test's reference, grown to ``cases``, is calibrated afresh by bootstrap:
-    once it holds twice the cases of the reference last calibrated (``calibrated_cases``),
-    and at its final size (it cannot take another window within ``cap``), the value used
-    from then on. In between, :func:`scaled_ks_critical` carries the last calibration: 5
-    bootstraps instead of 19 for a reference growing from 2 windows to 20, each 10-50 ms.
+    """Whether a drift test's reference, grown to ``cases``, is calibrated afresh by
+    bootstrap: once it holds twice the cases of the reference last calibrated
+    (``calibrated_cases``), and at its final size (it cannot take another window within
+    ``cap``), the value used from then on. In between, the last calibration is carried
+    (the KS test's by :func:`scaled_ks_critical`; the chi-square test's as it is, see
+    :meth:`detectors.WindowedChiSquareDrift._carries`): 5 bootstraps instead of 19 for a
+    reference growing from 2 windows to 20, each 5-50 ms.
 
     >>> calibrated, sizes = 500, []
     >>> for cases in range(750, 5001, 250):

@@ -113,7 +113,8 @@ def test_the_threshold_reported_is_the_one_the_last_window_was_tested_against() 
     assert results[-1].fired == (results[-1].statistic >= grown)
     chi = WindowedChiSquareDrift(["a", "b"], [300, 200], 100, 5_000, reference_cap=2_000)
     before = chi.threshold
-    chi.update_window([60, 40, 0])
+    for _ in range(5):  # to twice its size: calibrated again
+        chi.update_window([60, 40, 0])
     assert chi.update(0).threshold == before != chi.threshold
 
 
@@ -217,6 +218,146 @@ def test_a_grown_reference_round_trips_mid_growth() -> None:
     assert restored.threshold == drift.threshold
     later = rng.beta(2, 5, 3 * WINDOW)
     assert [restored.update(float(s)) for s in later] == [drift.update(float(s)) for s in later]
+
+
+def _chi_square(reference: list[int], cap: int = 5_000) -> WindowedChiSquareDrift:
+    names = [str(i) for i in range(len(reference))]
+    return WindowedChiSquareDrift(names, reference, WINDOW, 20_000, reference_cap=cap)
+
+
+def _calibrations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The reference sizes the chi-square tests calibrate for from now on, in order."""
+    sizes: list[int] = []
+
+    def counting(counts: list[int], window: int, alpha: float) -> float:
+        sizes.append(sum(counts))
+        return chi_square_critical_value(counts, window, alpha)
+
+    monkeypatch.setattr("detectors.windowed_chi_square_drift.chi_square_critical_value", counting)
+    return sizes
+
+
+def _grown(chi: WindowedChiSquareDrift, windows: int, window: list[int]) -> None:
+    for _ in range(windows):
+        assert not chi.update_window(window).fired
+
+
+def test_a_growing_chi_square_reference_is_calibrated_when_it_doubles_and_at_its_final_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five bootstraps instead of nineteen (each 5-20 ms here, four tests a CT stream: 74 µs
+    a prediction while they grew, 28 now); the value carries unscaled between them."""
+    calibrated = _calibrations(monkeypatch)
+    chi = _chi_square([300, 120, 80])
+    thresholds = []
+    for _ in range(19):
+        thresholds.append(chi.threshold)
+        _grown(chi, 1, [150, 60, 40, 0])
+    assert sum(chi.reference) == 5_000
+    thresholds.append(chi.threshold)
+    assert calibrated == [500, 1_000, 2_000, 4_000, 5_000]
+    assert len(set(thresholds[:2])) == 1 and thresholds[1] != thresholds[2]  # 500, 750 | 1,000
+    assert chi.threshold == chi_square_critical_value([3_000, 1_200, 800], WINDOW, 250 / 20_000)
+
+
+def test_a_change_of_pooling_is_calibrated_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A category expected 4.6 times in a window shares its column; grown to 5.1, it has its
+    own, and the statistic another number of columns."""
+    calibrated = _calibrations(monkeypatch)
+    chi = WindowedChiSquareDrift(["a", "b", "c"], [300, 190, 10], 100, 5_000, reference_cap=5_000)
+    assert chi.threshold > 0  # read: calibrated if due
+    _grown(chi, 3, [60, 31, 9, 0])
+    assert chi.columns == [0, 1, 1, 2] and calibrated == [500]
+    _grown(chi, 1, [60, 31, 9, 0])
+    assert chi.columns == [0, 1, 2, 3]
+    assert chi.threshold > 0  # read: calibrated if due
+    assert calibrated == [500, 900]
+
+
+def test_a_column_expected_fewer_than_five_times_is_calibrated_at_every_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two categories, one rare: nothing to pool it with, and its few cases' lattice moves
+    with each case the reference gains (carried, rates reached 4 times alpha)."""
+    calibrated = _calibrations(monkeypatch)
+    chi = _chi_square([498, 2])
+    for _ in range(5):
+        assert chi.threshold > 0  # read: calibrated if due
+        _grown(chi, 1, [249, 1, 0])
+    assert calibrated == [500, 750, 1_000, 1_250, 1_500]
+
+
+def test_a_carried_chi_square_value_keeps_the_rate_of_a_fresh_calibration() -> None:
+    """The bench at a small scale: the rate of the value carried between calibrations, by an
+    independent bootstrap at each size, against a fresh calibration's."""
+    carry = bench.chi_square_carry(streams=6, draws=10_000)
+    carried = carry["carried_rate_mean_p10_p90_min_max_over_alpha"]
+    fresh = carry["fresh_rate_mean_p10_p90_min_max_over_alpha"]
+    assert carry["sizes_carried"] >= 50
+    assert 0.85 <= carried[0] <= 1.2 and abs(carried[0] - fresh[0]) <= 0.1
+    assert carried[4] <= 1.6
+    assert carry["calibrations_per_stream"] <= 8
+
+
+def test_a_restored_chi_square_test_compares_with_its_carried_value_without_a_bootstrap() -> None:
+    """Mid-growth (carried from 1,000 cases at 1,500, from 4,000 at 4,750) and past it: the
+    state keeps the last calibration, so a restart costs no bootstrap (5-20 ms each, of
+    every stream's tests, before) and the restored test compares with what the
+    uninterrupted one does."""
+    for windows in (4, 17, 25):
+        chi = _chi_square([300, 120, 80])
+        _grown(chi, windows, [150, 60, 40, 0])
+        state = json.loads(json.dumps(chi.to_state()))
+        assert isinstance(state["state"]["calibrated"], int)  # its value: "last_critical"
+        reference_calibration._bootstrap_critical.cache_clear()
+        restored = Detector.from_state(state)
+        assert isinstance(restored, WindowedChiSquareDrift)
+        window = [140, 70, 40, 0]
+        assert restored.update_window(window) == chi.update_window(window)
+        assert reference_calibration._bootstrap_critical.cache_info().misses == 0
+        assert restored.to_state() == chi.to_state()
+
+
+def test_a_calibration_read_ahead_of_its_window_round_trips() -> None:
+    """``threshold`` read once the reference has doubled calibrates before the next window
+    closes: the state keeps that value apart from the last window's."""
+    chi = _chi_square([300, 120, 80])
+    _grown(chi, 2, [150, 60, 40, 0])
+    ahead = chi.threshold
+    state = json.loads(json.dumps(chi.to_state()))
+    assert state["state"]["calibrated"] == [ahead, 1_000] and ahead != chi.last_reported[1]
+    reference_calibration._bootstrap_critical.cache_clear()
+    restored = Detector.from_state(state)
+    assert restored.threshold == ahead
+    assert reference_calibration._bootstrap_critical.cache_info().misses == 0
+
+
+def test_a_chi_square_state_of_the_previous_release_calibrates_at_first_use() -> None:
+    """No calibration kept, and the window's cases as "n_cases" too: one bootstrap for the
+    reference as grown, as before."""
+    chi = _chi_square([300, 120, 80])
+    _grown(chi, 18, [150, 60, 40, 0])
+    chi.update(0)
+    state = chi.to_state()
+    del state["state"]["calibrated"]
+    state["state"]["n_cases"] = 1
+    reference_calibration._bootstrap_critical.cache_clear()
+    restored = Detector.from_state(state)
+    assert restored.threshold == chi.threshold
+    assert reference_calibration._bootstrap_critical.cache_info().misses == 1
+    assert restored.to_state() == chi.to_state()
+
+
+@pytest.mark.parametrize(
+    "calibrated", [499, 1_251, True, 1_000.0, [0.0, 1_000], [float("inf"), 1_000], [9.1]]
+)
+def test_a_chi_square_state_with_an_impossible_calibration_is_refused(calibrated: object) -> None:
+    chi = _chi_square([300, 120, 80])
+    _grown(chi, 3, [150, 60, 40, 0])
+    state = chi.to_state()
+    state["state"]["calibrated"] = calibrated
+    with pytest.raises(StateError):
+        Detector.from_state(state)
 
 
 @pytest.mark.parametrize("grown", [[1] * 10, [2_000] * 10, [-250] + [0] * 9])

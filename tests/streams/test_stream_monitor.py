@@ -297,8 +297,10 @@ def test_after_an_upgrade_the_newer_label_free_state_wins() -> None:
     assert restored.to_states() == monitor.to_states()
 
 
-def test_each_part_of_a_stream_state_stays_under_two_kib() -> None:
-    labelled, label_free = _busy_stream(2500).to_states()
+@pytest.mark.parametrize("predictions", [700, 2500, 6000])
+def test_each_part_of_a_stream_state_stays_under_two_kib(predictions: int) -> None:
+    """In the first window past the reference, while it grows, and past its growth."""
+    labelled, label_free = _busy_stream(predictions).to_states()
     assert len(json.dumps(labelled)) < 2048
     assert len(json.dumps(label_free)) < 2048
 
