@@ -86,6 +86,7 @@ from postmarket import topics
 from postmarket.authenticity import SigningKey
 from postmarket.config import Settings
 from postmarket.contracts import (
+    AcquisitionFeatures,
     Claim,
     FollowUp,
     Prediction,
@@ -122,9 +123,10 @@ FULL_WORKER_CAP_S = float(os.environ.get("PMS_BENCH_PIPELINE_CAP_S", "300"))
 WARM_PREDICTIONS_PER_STREAM = 5_000
 """Predictions each stream takes before the warm worker's clock starts. A new stream designs
 its charts at its first event, and its label-free references grow for their first 20
-windows of 250 predictions, each window calibrating a bootstrap test again (15 to 65 ms
-each); a stream in service for a while does neither. The cold run (every stream new, each
-taking 2,500 predictions at the default 40,000 events) pays both within its window."""
+windows of 250 predictions, calibrating its drift tests by bootstrap again as they double
+(5 to 20 ms each); a stream in service for a while does neither. The cold run (every stream
+new, each taking 2,500 predictions at the default 40,000 events) pays both within its
+window."""
 CASE_TOPICS = [topics.PREDICTIONS, topics.FOLLOWUPS]
 DEVICE, TASK = "dr-screen", "referable_dr"
 VERSIONS = ("2.1.0.3", "2.2.0.0")
@@ -135,6 +137,20 @@ SIGNING_KEYS = {
 }
 """Each site's event-signing key: workers require signed events, so the bench pays for it."""
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+CAMERAS = (
+    AcquisitionFeatures(modality="OP", manufacturer="Topcon", model="TRC-NW400"),
+    AcquisitionFeatures(modality="OP", manufacturer="Canon", model="CR-2 AF"),
+    AcquisitionFeatures(modality="OP", manufacturer="Zeiss", model="VISUCAM 500"),
+)
+"""The fundus cameras of the sites (each site's share of them its own, ``camera_shares``), so
+the worker runs the acquisition drift tests (manufacturer and model) too."""
+
+
+def camera_shares(site: str) -> list[float]:
+    """A site's shares of :data:`CAMERAS`: 60, 30 and 10 %, in an order of its own."""
+    turn = SITES.index(site) % len(CAMERAS)
+    shares = [0.6, 0.3, 0.1]
+    return shares[turn:] + shares[:turn]
 
 
 def registry_entry(version: str) -> RegistryEntry:
@@ -171,7 +187,8 @@ def case_events(
     cases: int, seed: int, prefix: str, start: datetime = T0
 ) -> list[Prediction | FollowUp]:
     """Predictions then follow-ups of ``cases`` cases over 8 streams, a case a minute from
-    ``start``, each followed up 20 days later; sensitivity 0.87, specificity 0.9."""
+    ``start``, each followed up 20 days later; sensitivity 0.87, specificity 0.9; each
+    image from one of its site's cameras."""
     rng = np.random.default_rng(seed)
     predictions: list[Prediction | FollowUp] = []
     followups: list[Prediction | FollowUp] = []
@@ -182,6 +199,7 @@ def case_events(
         decided_positive = positive == correct
         at = start + timedelta(minutes=number)
         site = SITES[number % len(SITES)]
+        camera = CAMERAS[int(rng.choice(len(CAMERAS), p=camera_shares(site)))]
         predictions.append(
             Prediction(
                 event_id=uuid.uuid4(),
@@ -194,6 +212,7 @@ def case_events(
                 score=0.8 if decided_positive else 0.2,
                 decision="positive" if decided_positive else "negative",
                 operating_threshold=0.5,
+                acquisition=camera,
                 collector_version="bench",
             )
         )
