@@ -180,14 +180,7 @@ def acquisition_stream(
         )
     seen = np.flatnonzero(reference > 0)
     unseen_codes = np.flatnonzero(reference == 0)
-    drift = WindowedChiSquareDrift(
-        [str(c) for c in seen],
-        reference[seen].tolist(),
-        window,
-        arl0,
-        fire_on_unseen=True,
-        reference_cap=calibration.reference_cap(window),
-    )
+    drift = _growing_chi_square(reference)
 
     def coded(counts: Counts) -> Counts:
         """Counts per detector code: the seen categories, then all unseen ones pooled."""
@@ -203,10 +196,9 @@ def acquisition_stream(
     for counts in coded(windows):
         if sum(drift.reference) != size:
             size = sum(drift.reference)
-            current = np.asarray([*drift.reference, 0], dtype=np.int64)
-            pooling = np.eye(max(drift.columns) + 1, dtype=np.int64)[drift.columns]
+            pooling = _pooling(drift)
             statistics = calibration.chi_square_statistics(
-                current @ pooling, simulated_coded @ pooling
+                _pooled_reference(drift), simulated_coded @ pooling
             )
             rate = float(((statistics >= drift.threshold) | sim_unseen).mean())
             unseen_rate = float(sim_unseen.mean())
@@ -216,6 +208,32 @@ def acquisition_stream(
         expected += rate
         expected_unseen += unseen_rate
     return StreamRun(n_windows * window, alarms, unseen_alarms, expected, expected_unseen, label)
+
+
+def _growing_chi_square(reference: Counts) -> WindowedChiSquareDrift:
+    """The acquisition test as the pipeline designs it for ``reference`` (counts of the
+    mix's categories; those it lacks are unseen), growing to 20 windows."""
+    seen = np.flatnonzero(reference > 0)
+    return WindowedChiSquareDrift(
+        [str(c) for c in seen],
+        reference[seen].tolist(),
+        POLICY.score_window,
+        POLICY.arl0_cases * ACQUISITION_DIMENSIONS,
+        fire_on_unseen=True,
+        reference_cap=calibration.reference_cap(POLICY.score_window),
+    )
+
+
+def _pooling(drift: WindowedChiSquareDrift) -> Counts:
+    """Each detector code's row of 0/1 into its test's columns (``counts @ pooling``)."""
+    pooling: Counts = np.eye(max(drift.columns) + 1, dtype=np.int64)[drift.columns]
+    return pooling
+
+
+def _pooled_reference(drift: WindowedChiSquareDrift) -> Counts:
+    """The test's reference in use, summed into its columns."""
+    reference: Counts = np.asarray([*drift.reference, 0], dtype=np.int64) @ _pooling(drift)
+    return reference
 
 
 def _percentiles(values: Sequence[float]) -> list[float]:
@@ -297,56 +315,58 @@ def chi_square_carry(streams: int, draws: int, seed: int = 3) -> dict[str, Any]:
     ``alpha``: at every size where the test carried its value and tests two columns or
     more. Streams as :func:`acquisition_stream`'s, in control, grown to 20 windows."""
     rng = np.random.default_rng(seed)
-    window, cap = POLICY.score_window, calibration.reference_cap(POLICY.score_window)
-    arl0 = POLICY.arl0_cases * ACQUISITION_DIMENSIONS
-    alpha = window / arl0
-    carried: list[float] = []
-    fresh: list[float] = []
+    cap = calibration.reference_cap(POLICY.score_window)
+    rates: list[tuple[float, float]] = []
     calibrations = 0
     for _ in range(streams):
         p = acquisition_mix(rng)
         reference = calibration.multinomial_draws(rng, POLICY.score_reference_cases, p, 1)[0]
+        drift = _growing_chi_square(reference)
         seen = reference > 0
-        drift = WindowedChiSquareDrift(
-            [str(c) for c in np.flatnonzero(seen)],
-            reference[seen].tolist(),
-            window,
-            arl0,
-            reference_cap=cap,
-        )
         q = p[seen] / p[seen].sum()
-        size = -1
-        while sum(drift.reference) < cap:
-            if sum(drift.reference) != size:
-                size = sum(drift.reference)
-                threshold = drift.threshold
-                made = drift._calibrated  # noqa: SLF001 - the size it was calibrated for
-                calibrations += made is not None and made[1] == size
-                pooling = np.eye(max(drift.columns) + 1, dtype=np.int64)[drift.columns[:-1]]
-                pooled = np.asarray(drift.reference, dtype=np.int64) @ pooling
-                live = pooled[pooled > 0]
-                if made is not None and made[1] != size and live.size > 1:
-                    shares = live / live.sum()
-                    statistics = calibration.chi_square_statistics(
-                        calibration.multinomial_draws(rng, size, shares, draws),
-                        calibration.multinomial_draws(rng, window, shares, draws),
-                    )
-                    value = calibration.chi_square_critical_value(live.tolist(), window, alpha)
-                    carried.append(float((statistics >= threshold).mean()) / alpha)
-                    fresh.append(float((statistics >= value).mean()) / alpha)
-            counts = rng.multinomial(window, q).tolist()
-            drift.update_window([*counts, 0])
-        assert drift.threshold > 0  # and at its final size
-        made = drift._calibrated  # noqa: SLF001
-        calibrations += made is not None and made[1] == cap
+        while True:
+            size = sum(drift.reference)
+            threshold = drift.threshold
+            made = drift._calibrated  # noqa: SLF001 - the size it was calibrated for
+            assert made is not None
+            calibrations += made[1] == size
+            if size + POLICY.score_window > cap:  # its final size
+                break
+            if made[1] != size:
+                rates += _carried_and_fresh_rates(rng, drift, threshold, draws)
+            while sum(drift.reference) == size:  # until a window grows it
+                drift.update_window([*rng.multinomial(POLICY.score_window, q).tolist(), 0])
+    carried, fresh = ([r[i] for r in rates] for i in (0, 1))
     return {
         "streams": streams,
         "draws": draws,
-        "sizes_carried": len(carried),
+        "sizes_carried": len(rates),
         "calibrations_per_stream": calibrations / streams,
         "carried_rate_mean_p10_p90_min_max_over_alpha": _spread(carried),
         "fresh_rate_mean_p10_p90_min_max_over_alpha": _spread(fresh),
     }
+
+
+def _carried_and_fresh_rates(
+    rng: np.random.Generator, drift: WindowedChiSquareDrift, carried: float, draws: int
+) -> list[tuple[float, float]]:
+    """The rates, as times ``alpha``, of the value ``carried`` and of a fresh calibration
+    for the test's reference in use, by ``draws`` bootstrap replicates of the test at it
+    (none for a test of one column: it has nothing to reject)."""
+    live = [int(c) for c in _pooled_reference(drift) if c > 0]
+    if len(live) < 2:
+        return []
+    window, alpha = drift.window, drift.window / drift.arl0
+    shares = np.asarray(live) / sum(live)
+    statistics = calibration.chi_square_statistics(
+        calibration.multinomial_draws(rng, sum(live), shares, draws),
+        calibration.multinomial_draws(rng, window, shares, draws),
+    )
+
+    def rate(value: float) -> float:
+        return float((statistics >= value).mean()) / alpha
+
+    return [(rate(carried), rate(calibration.chi_square_critical_value(live, window, alpha)))]
 
 
 def _spread(rates: Sequence[float]) -> list[float]:
